@@ -1,0 +1,7 @@
+//! Built-in load generators (`tidings bench …`). Each measures one layer and prints a human
+//! summary, or one JSON object with `--json`. Benchmarks say which durability mode they ran.
+
+pub mod log;
+mod report;
+
+pub use report::LatencyReport;

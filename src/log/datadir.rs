@@ -1,0 +1,159 @@
+//! The data directory: recognising it, locking it, and opening the storage engine in it.
+//!
+//! ```text
+//! DIR/FORMAT   "tidings-data 1": written once, checked on every open
+//! DIR/LOCK     exclusive lock held while open; holds the owner's pid for error messages
+//! DIR/engine/  the sled database (log partitions, topics, offsets, and the chat store's trees)
+//! ```
+//!
+//! A directory that holds other files and no `FORMAT` is refused untouched, so pointing
+//! `--data-dir` at the wrong place cannot damage anything.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use super::config::{Durability, LogConfig};
+use super::error::{io_error, LogError, Result};
+
+const FORMAT_LINE: &str = "tidings-data 1\n";
+/// sled pages are at most a quarter of a segment before they become unsynced blob files; 8 MiB
+/// segments keep every page of 64 KiB batches inline.
+const SEGMENT_BYTES: usize = 8 * 1024 * 1024;
+
+/// An open, locked data directory.
+pub(crate) struct DataDir {
+    pub path: PathBuf,
+    _lock: File,
+}
+
+impl DataDir {
+    pub fn open(path: &Path) -> Result<DataDir> {
+        std::fs::create_dir_all(path).map_err(io_error(path))?;
+        let initialized = check_format(path)?;
+        let lock = lock(path)?;
+        if !initialized {
+            write_format(path)?;
+        }
+        Ok(DataDir {
+            path: path.to_owned(),
+            _lock: lock,
+        })
+    }
+
+    pub fn engine_path(&self) -> PathBuf {
+        self.path.join("engine")
+    }
+
+    /// Opens the storage engine. The engine's own flusher is off unless durability is `never`:
+    /// the appender decides when to flush.
+    pub fn open_engine(&self, config: &LogConfig) -> Result<sled::Db> {
+        let flush_every = match config.durability {
+            Durability::Never => Some(500),
+            Durability::Always | Durability::Interval(_) => None,
+        };
+        let engine = sled::Config::new()
+            .path(self.engine_path())
+            .segment_size(SEGMENT_BYTES)
+            .cache_capacity(config.cache_bytes)
+            .flush_every_ms(flush_every)
+            .mode(sled::Mode::HighThroughput);
+        // sled panics on some malformed files instead of returning an error.
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.open())) {
+            Ok(Ok(db)) => Ok(db),
+            Ok(Err(e)) => Err(engine_error(&self.path, e)),
+            Err(_) => Err(LogError::Corrupt {
+                location: self.engine_path().display().to_string(),
+                reason: "the storage engine could not read its files".into(),
+            }),
+        }
+    }
+}
+
+fn engine_error(dir: &Path, e: sled::Error) -> LogError {
+    match e {
+        sled::Error::Io(io) => LogError::Corrupt {
+            location: dir.join("engine").display().to_string(),
+            reason: format!("the storage engine could not open its files: {io}"),
+        },
+        other => other.into(),
+    }
+}
+
+/// True if the directory is ours; an error if it is someone else's.
+fn check_format(path: &Path) -> Result<bool> {
+    let format_path = path.join("FORMAT");
+    match std::fs::read_to_string(&format_path) {
+        Ok(content) if content == FORMAT_LINE => Ok(true),
+        Ok(content) => Err(LogError::ForeignDirectory {
+            path: path.to_owned(),
+            reason: format!(
+                "FORMAT says {:?}, this version reads {:?}",
+                content.trim(),
+                FORMAT_LINE.trim()
+            ),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let stranger = std::fs::read_dir(path)
+                .map_err(io_error(path))?
+                .flatten()
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .find(|name| !name.starts_with('.') && name != "secret.key");
+            match stranger {
+                Some(name) => Err(LogError::ForeignDirectory {
+                    path: path.to_owned(),
+                    reason: format!(
+                        "it holds {name:?} but no FORMAT file; use an empty or new directory"
+                    ),
+                }),
+                None => Ok(false),
+            }
+        }
+        Err(e) => Err(io_error(&format_path)(e)),
+    }
+}
+
+fn write_format(path: &Path) -> Result<()> {
+    let format_path = path.join("FORMAT");
+    let mut file = File::create(&format_path).map_err(io_error(&format_path))?;
+    file.write_all(FORMAT_LINE.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(io_error(&format_path))?;
+    File::open(path)
+        .and_then(|dir| dir.sync_all())
+        .map_err(io_error(path))
+}
+
+fn lock(path: &Path) -> Result<File> {
+    let lock_path = path.join("LOCK");
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(io_error(&lock_path))?;
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0).map_err(io_error(&lock_path))?;
+            file.write_all(format!("{}\n", std::process::id()).as_bytes())
+                .map_err(io_error(&lock_path))?;
+            Ok(file)
+        }
+        Err(TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            let holder = if holder.is_empty() {
+                String::new()
+            } else {
+                format!(", pid {holder}")
+            };
+            Err(LogError::Locked {
+                path: path.to_owned(),
+                holder,
+            })
+        }
+        Err(TryLockError::Error(e)) => Err(io_error(&lock_path)(e)),
+    }
+}

@@ -1,0 +1,196 @@
+//! Consumer groups: committed offsets per (group, topic, partition).
+//!
+//! A committed offset is the next offset the group will read, as in Kafka. Commits only move
+//! forward (a regression is refused with `CommitRegression`); a reset moves them anywhere in the
+//! retained range. The offsets tree is an ordinary tree of the same database, so a consumer that
+//! keeps its own state here can commit its offset in the same transaction as its writes
+//! ([`stage_commit`]): replay after a crash then neither loses nor repeats an effect.
+//!
+//! Key layout: `group / topic / partition (u32 BE)`; value: offset (u64 BE). `/` cannot occur
+//! in names, so a group's keys are one prefix.
+
+use sled::transaction::{ConflictableTransactionError, TransactionalTree};
+
+use super::error::{LogError, Result};
+use super::names::validate_group_name;
+use super::topics::partition_key;
+
+/// Where a reset moves a group's offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetTo {
+    /// The first retained offset.
+    Earliest,
+    /// The high watermark: only records appended from now on.
+    Latest,
+    /// A given offset (clamped into the retained range).
+    Offset(u64),
+    /// The first record appended at or after this time (milliseconds since the epoch).
+    Timestamp(i64),
+}
+
+/// A group's position on one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionLag {
+    /// Partition.
+    pub partition: u32,
+    /// Committed offset (next to read), if the group committed one.
+    pub committed: Option<u64>,
+    /// First retained offset.
+    pub low: u64,
+    /// High watermark.
+    pub high: u64,
+    /// Records the group has yet to read (from its committed offset, or from `low` if none).
+    pub lag: u64,
+}
+
+pub(crate) fn offset_key(group: &str, topic: &str, partition: u32) -> Vec<u8> {
+    let mut key = Vec::with_capacity(group.len() + topic.len() + 6);
+    key.extend_from_slice(group.as_bytes());
+    key.push(b'/');
+    key.extend_from_slice(&partition_key(topic, partition));
+    key
+}
+
+fn decode_offset(raw: &[u8]) -> Result<u64> {
+    <[u8; 8]>::try_from(raw)
+        .map(u64::from_be_bytes)
+        .map_err(|_| LogError::Corrupt {
+            location: "the offsets tree".into(),
+            reason: format!("offset value of {} bytes", raw.len()),
+        })
+}
+
+pub(crate) struct Groups {
+    pub tree: sled::Tree,
+}
+
+impl Groups {
+    pub fn open(db: &sled::Db) -> Result<Groups> {
+        Ok(Groups {
+            tree: db.open_tree("offsets")?,
+        })
+    }
+
+    pub fn committed(&self, group: &str, topic: &str, partition: u32) -> Result<Option<u64>> {
+        validate_group_name(group)?;
+        self.tree
+            .get(offset_key(group, topic, partition))?
+            .map(|v| decode_offset(&v))
+            .transpose()
+    }
+
+    /// Moves the committed offset forward (compare-and-swap, so racing commits cannot regress).
+    pub fn commit(&self, group: &str, topic: &str, partition: u32, offset: u64) -> Result<()> {
+        validate_group_name(group)?;
+        let key = offset_key(group, topic, partition);
+        let mut current = self.tree.get(&key)?;
+        loop {
+            if let Some(raw) = &current {
+                let committed = decode_offset(raw)?;
+                if offset < committed {
+                    return Err(LogError::CommitRegression {
+                        group: group.into(),
+                        topic: topic.into(),
+                        partition,
+                        offset,
+                        committed,
+                    });
+                }
+            }
+            match self
+                .tree
+                .compare_and_swap(&key, current.clone(), Some(&offset.to_be_bytes()))?
+            {
+                Ok(()) => return Ok(()),
+                Err(conflict) => current = conflict.current,
+            }
+        }
+    }
+
+    /// Sets the committed offset unconditionally.
+    pub fn set(&self, group: &str, topic: &str, partition: u32, offset: u64) -> Result<()> {
+        validate_group_name(group)?;
+        self.tree
+            .insert(offset_key(group, topic, partition), &offset.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// Every group with at least one committed offset, sorted.
+    pub fn list(&self) -> Result<Vec<String>> {
+        let mut groups: Vec<String> = Vec::new();
+        for item in self.tree.iter() {
+            let (key, _) = item?;
+            let name = key.split(|b| *b == b'/').next().unwrap_or_default();
+            let name = String::from_utf8_lossy(name);
+            if groups.last().map(String::as_str) != Some(&name) {
+                groups.push(name.into_owned());
+            }
+        }
+        Ok(groups)
+    }
+
+    /// Topics a group has committed offsets for, sorted.
+    pub fn topics_of(&self, group: &str) -> Result<Vec<String>> {
+        validate_group_name(group)?;
+        let mut prefix = group.as_bytes().to_vec();
+        prefix.push(b'/');
+        let mut topics: Vec<String> = Vec::new();
+        for item in self.tree.scan_prefix(&prefix) {
+            let (key, _) = item?;
+            let rest = &key[prefix.len()..];
+            let topic = String::from_utf8_lossy(&rest[..rest.len().saturating_sub(5)]).into_owned();
+            if !topics.contains(&topic) {
+                topics.push(topic);
+            }
+        }
+        topics.sort();
+        Ok(topics)
+    }
+
+    /// Forgets every group's offsets on a deleted topic.
+    pub fn forget_topic(&self, topic: &str) -> Result<()> {
+        for group in self.list()? {
+            let mut prefix = group.as_bytes().to_vec();
+            prefix.push(b'/');
+            prefix.extend_from_slice(topic.as_bytes());
+            prefix.push(b'/');
+            for item in self.tree.scan_prefix(&prefix) {
+                let (key, _) = item?;
+                if key.len() == prefix.len() + 4 {
+                    self.tree.remove(key)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Commits a group's offset inside a caller's sled transaction over the offsets tree (see
+/// [`Log::offsets_tree`](super::Log::offsets_tree)), refusing a regression like
+/// [`Log::commit_offset`](super::Log::commit_offset). The caller validates the offset against
+/// the high watermark: in a consumer it is one past a record it just read.
+pub fn stage_commit(
+    offsets: &TransactionalTree,
+    group: &str,
+    topic: &str,
+    partition: u32,
+    offset: u64,
+) -> Result<(), ConflictableTransactionError<LogError>> {
+    let key = offset_key(group, topic, partition);
+    if let Some(raw) = offsets.get(&key)? {
+        let committed = decode_offset(&raw).map_err(ConflictableTransactionError::Abort)?;
+        if offset < committed {
+            return Err(ConflictableTransactionError::Abort(
+                LogError::CommitRegression {
+                    group: group.into(),
+                    topic: topic.into(),
+                    partition,
+                    offset,
+                    committed,
+                },
+            ));
+        }
+    }
+    offsets.insert(key, &offset.to_be_bytes())?;
+    Ok(())
+}

@@ -1,0 +1,559 @@
+//! The embedded log: Kafka semantics inside one process, stored in sled.
+//!
+//! Topics have partitions; a partition is an append-only sequence of records with dense offsets
+//! from 0. Appends go through one group-commit writer ([`appender`]) and are acknowledged once
+//! durable; reads see records below the high watermark only; consumer groups commit offsets
+//! ([`groups`]), optionally inside their own sled transaction; retention deletes old batches by
+//! age and size ([`retention`]). Opening recovers every topic, watermark and offset without
+//! scanning records.
+//!
+//! This module knows nothing of chat. Its surface is [`Log`] and the types re-exported here; it
+//! is kept narrow so that an Apache Kafka backend could one day implement the same calls.
+//!
+//! Files: `appender` (the writer thread), `batch` (on-disk format), `partition` / `topics`
+//! (in-memory state and registry), `reader`, `groups`, `retention`, `datadir` (directory, lock,
+//! engine), `sync` (fdatasync of the engine's files), `partitioner` (key → partition).
+
+mod appender;
+mod batch;
+mod config;
+mod datadir;
+mod error;
+pub mod groups;
+mod names;
+mod partition;
+pub mod partitioner;
+mod reader;
+mod record;
+mod retention;
+mod stats;
+mod sync;
+mod topics;
+
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Sender, TrySendError};
+use tokio::sync::{oneshot, watch};
+
+pub use config::{Durability, LogConfig, TopicConfig, MAX_PARTITIONS};
+pub use error::{LogError, Result};
+pub use groups::{PartitionLag, ResetTo};
+pub use names::{validate_group_name, validate_topic_name};
+pub use reader::ReadLimits;
+pub use record::{Appended, Header, Record, StoredRecord};
+pub use stats::LogStats;
+
+use appender::{AppendRequest, Appender, Command, Exclusive};
+use datadir::DataDir;
+use groups::Groups;
+use stats::Counters;
+use topics::{Registry, Topic};
+
+/// State shared by the handle, the appender and retention.
+pub(crate) struct Shared {
+    pub config: LogConfig,
+    pub db: sled::Db,
+    pub registry: Registry,
+    pub groups: Groups,
+    pub counters: Counters,
+    poisoned: Mutex<Option<String>>,
+    data_dir: DataDir,
+}
+
+impl Shared {
+    pub fn poison_reason(&self) -> Option<String> {
+        self.poisoned.lock().expect("poison lock poisoned").clone()
+    }
+
+    pub fn poison(&self, reason: String) {
+        self.poisoned
+            .lock()
+            .expect("poison lock poisoned")
+            .get_or_insert(reason);
+    }
+}
+
+/// A partition's retained range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionInfo {
+    /// Partition number.
+    pub partition: u32,
+    /// First retained offset (low watermark).
+    pub low: u64,
+    /// One past the last durable offset (high watermark).
+    pub high: u64,
+    /// Bytes the retained batches take (encoded, before the engine's own overhead).
+    pub bytes: u64,
+}
+
+/// A topic's configuration and partitions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    /// Topic name.
+    pub name: String,
+    /// Persisted configuration.
+    pub config: TopicConfig,
+    /// Every partition, in order.
+    pub partitions: Vec<PartitionInfo>,
+}
+
+struct Workers {
+    appender: Option<JoinHandle<()>>,
+    retention: Option<(Sender<()>, JoinHandle<()>)>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    commands: Sender<Command>,
+    workers: Mutex<Workers>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        stop_workers(&self.workers, &self.commands);
+    }
+}
+
+/// A handle to an open log; cheap to clone, usable from any thread or task.
+#[derive(Clone)]
+pub struct Log {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log")
+            .field("dir", &self.inner.shared.config.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Log {
+    /// Opens (or creates) the log in `config.dir`, recovering every topic, partition, watermark
+    /// and committed offset, and starts the appender and retention threads.
+    pub fn open(config: LogConfig) -> Result<Log> {
+        let data_dir = DataDir::open(&config.dir)?;
+        let db = data_dir.open_engine(&config)?;
+        let files = sync::DurableFiles::open(&data_dir.engine_path())?;
+        let shared = Arc::new(Shared {
+            registry: Registry::recover(&db)?,
+            groups: Groups::open(&db)?,
+            counters: Counters::default(),
+            poisoned: Mutex::new(None),
+            config,
+            db,
+            data_dir,
+        });
+        let (commands, receiver) = crossbeam_channel::bounded(shared.config.queue_capacity);
+        let appender_shared = shared.clone();
+        let appender = std::thread::Builder::new()
+            .name("tidings-log-appender".into())
+            .spawn(move || run_appender(appender_shared, receiver, files))
+            .map_err(datadir_io(&shared))?;
+        let (stop, stopped) = crossbeam_channel::bounded(1);
+        let retention =
+            retention::spawn(commands.clone(), stopped, shared.config.retention_interval)
+                .map_err(datadir_io(&shared))?;
+        let workers = Workers {
+            appender: Some(appender),
+            retention: Some((stop, retention)),
+        };
+        Ok(Log {
+            inner: Arc::new(Inner {
+                shared,
+                commands,
+                workers: Mutex::new(workers),
+            }),
+        })
+    }
+
+    /// The configuration the log was opened with.
+    pub fn config(&self) -> &LogConfig {
+        &self.inner.shared.config
+    }
+
+    // ----- appending -------------------------------------------------------------------------
+
+    /// Appends records to a topic (each to its key's partition, unkeyed ones round-robin) and
+    /// returns where each landed, once the whole append is durable.
+    pub async fn append(&self, topic: &str, records: Vec<Record>) -> Result<Vec<Appended>> {
+        self.submit(topic, None, records, false)?
+            .await
+            .unwrap_or(Err(LogError::Closed))
+    }
+
+    /// Appends records to one given partition.
+    pub async fn append_to(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Vec<Record>,
+    ) -> Result<Vec<Appended>> {
+        self.submit(topic, Some(partition), records, false)?
+            .await
+            .unwrap_or(Err(LogError::Closed))
+    }
+
+    /// [`append`](Self::append) for threads outside an async runtime; waits for queue space.
+    pub fn append_blocking(&self, topic: &str, records: Vec<Record>) -> Result<Vec<Appended>> {
+        self.submit(topic, None, records, true)?
+            .blocking_recv()
+            .unwrap_or(Err(LogError::Closed))
+    }
+
+    fn submit(
+        &self,
+        topic: &str,
+        partition: Option<u32>,
+        records: Vec<Record>,
+        wait_for_space: bool,
+    ) -> Result<oneshot::Receiver<Result<Vec<Appended>>>> {
+        validate_topic_name(topic)?;
+        if records.is_empty() {
+            return Err(LogError::EmptyAppend);
+        }
+        let limit = self.inner.shared.config.max_record_bytes;
+        if let Some(size) = records.iter().map(Record::size).find(|size| *size > limit) {
+            return Err(LogError::RecordTooLarge { size, limit });
+        }
+        if let Some(reason) = self.inner.shared.poison_reason() {
+            return Err(LogError::Poisoned(reason));
+        }
+        let (reply, receiver) = oneshot::channel();
+        let command = Command::Append(AppendRequest {
+            topic: topic.to_owned(),
+            partition,
+            records,
+            reply,
+        });
+        if wait_for_space {
+            self.inner
+                .commands
+                .send(command)
+                .map_err(|_| LogError::Closed)?;
+        } else {
+            self.inner.commands.try_send(command).map_err(|e| match e {
+                TrySendError::Full(_) => LogError::Overloaded,
+                TrySendError::Disconnected(_) => LogError::Closed,
+            })?;
+        }
+        Ok(receiver)
+    }
+
+    /// Makes everything appended so far durable now (useful in `interval` and `never` modes).
+    pub async fn sync(&self) -> Result<()> {
+        let (reply, receiver) = oneshot::channel();
+        self.inner
+            .commands
+            .send(Command::Sync(reply))
+            .map_err(|_| LogError::Closed)?;
+        receiver.await.unwrap_or(Err(LogError::Closed))
+    }
+
+    /// Runs `work` on the writer thread, ordered with appends, then syncs.
+    async fn exclusive<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Shared) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (reply, receiver) = oneshot::channel();
+        let job: Exclusive = Box::new(move |shared| {
+            let _ = reply.send(work(shared));
+        });
+        self.inner
+            .commands
+            .send(Command::Exclusive(job))
+            .map_err(|_| LogError::Closed)?;
+        let outcome = receiver.await.unwrap_or(Err(LogError::Closed))?;
+        self.sync().await?;
+        Ok(outcome)
+    }
+
+    // ----- topics ----------------------------------------------------------------------------
+
+    /// Creates a topic; `TopicExists` if it is there already.
+    pub async fn create_topic(&self, name: &str, config: TopicConfig) -> Result<TopicInfo> {
+        validate_topic_name(name)?;
+        config.validate()?;
+        let owned = name.to_owned();
+        self.exclusive(move |shared| shared.registry.create(&owned, config).map(|_| ()))
+            .await?;
+        self.describe_topic(name)
+    }
+
+    /// Changes a topic's retention, protected groups, or grows its partitions (existing records
+    /// stay where they are; keys hash over the new count from now on, as in Kafka).
+    pub async fn alter_topic(&self, name: &str, config: TopicConfig) -> Result<TopicInfo> {
+        config.validate()?;
+        let owned = name.to_owned();
+        self.exclusive(move |shared| shared.registry.alter(&owned, config))
+            .await?;
+        self.describe_topic(name)
+    }
+
+    /// Deletes a topic, its records and every group's offsets on it.
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        validate_topic_name(name)?;
+        let owned = name.to_owned();
+        self.exclusive(move |shared| {
+            shared.registry.delete(&owned)?;
+            shared.groups.forget_topic(&owned)
+        })
+        .await
+    }
+
+    /// Names of all topics, sorted.
+    pub fn topic_names(&self) -> Vec<String> {
+        self.inner
+            .shared
+            .registry
+            .list()
+            .iter()
+            .map(|t| t.name.clone())
+            .collect()
+    }
+
+    /// A topic's configuration and partitions' watermarks.
+    pub fn describe_topic(&self, name: &str) -> Result<TopicInfo> {
+        let topic = self.topic(name)?;
+        let partitions = topic
+            .partitions()
+            .iter()
+            .map(|p| {
+                let bytes = match (p.first_header(name)?, p.last_header(name)?) {
+                    (Some(first), Some(last)) => last.end_position() - first.base_position,
+                    _ => 0,
+                };
+                Ok(PartitionInfo {
+                    partition: p.id,
+                    low: p.low(),
+                    high: p.high(),
+                    bytes,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(TopicInfo {
+            name: topic.name.clone(),
+            config: topic.config(),
+            partitions,
+        })
+    }
+
+    fn topic(&self, name: &str) -> Result<Arc<Topic>> {
+        validate_topic_name(name)?;
+        self.inner.shared.registry.require(name)
+    }
+
+    // ----- reading ---------------------------------------------------------------------------
+
+    /// Reads durable records from `offset` on. `OffsetOutOfRange` below the low watermark or
+    /// above the high watermark; an empty answer at the high watermark.
+    pub fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        limits: ReadLimits,
+    ) -> Result<Vec<StoredRecord>> {
+        let partition_state = self.topic(topic)?.partition(partition)?;
+        reader::read(topic, &partition_state, offset, limits)
+    }
+
+    /// (low, high) watermarks of a partition.
+    pub fn watermarks(&self, topic: &str, partition: u32) -> Result<(u64, u64)> {
+        let p = self.topic(topic)?.partition(partition)?;
+        Ok((p.low(), p.high()))
+    }
+
+    /// Waits until the partition's high watermark passes `offset` (a record at `offset` is
+    /// readable) or `timeout` elapses; true if it did. No polling: the appender wakes waiters.
+    pub async fn wait_for(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        timeout: Duration,
+    ) -> Result<bool> {
+        let mut high = self.subscribe(topic, partition)?;
+        let passed = tokio::time::timeout(timeout, high.wait_for(|high| *high > offset))
+            .await
+            .map(|waited| waited.map(|_| ()));
+        match passed {
+            Ok(Ok(())) => Ok(true),
+            Ok(Err(_)) => Err(LogError::Closed),
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// A receiver of the partition's high watermark, for consumers that loop on it.
+    pub fn subscribe(&self, topic: &str, partition: u32) -> Result<watch::Receiver<u64>> {
+        Ok(self.topic(topic)?.partition(partition)?.subscribe())
+    }
+
+    /// The first offset whose record was appended at or after `timestamp_ms` (the high
+    /// watermark if none was).
+    pub fn offset_for_time(&self, topic: &str, partition: u32, timestamp_ms: i64) -> Result<u64> {
+        let p = self.topic(topic)?.partition(partition)?;
+        for header in p.batch_headers(topic) {
+            let header = header?;
+            if header.timestamp_ms >= timestamp_ms {
+                return Ok(header.base_offset.max(p.low()));
+            }
+        }
+        Ok(p.high())
+    }
+
+    // ----- consumer groups -------------------------------------------------------------------
+
+    /// Commits `offset` (the next offset to read) for a group; it may not move backwards nor
+    /// pass the high watermark.
+    pub fn commit_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+    ) -> Result<()> {
+        let (low, high) = self.watermarks(topic, partition)?;
+        if offset > high {
+            return Err(LogError::OffsetOutOfRange {
+                topic: topic.into(),
+                partition,
+                offset,
+                earliest: low,
+                latest: high,
+            });
+        }
+        self.inner
+            .shared
+            .groups
+            .commit(group, topic, partition, offset)
+    }
+
+    /// The group's committed offset on a partition, if any.
+    pub fn committed_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Option<u64>> {
+        self.topic(topic)?.partition(partition)?;
+        self.inner.shared.groups.committed(group, topic, partition)
+    }
+
+    /// Moves a group's offsets on every partition of a topic; returns the new offsets.
+    pub fn reset_offsets(&self, group: &str, topic: &str, to: ResetTo) -> Result<Vec<(u32, u64)>> {
+        validate_group_name(group)?;
+        let t = self.topic(topic)?;
+        let mut moved = Vec::new();
+        for p in t.partitions() {
+            let offset = match to {
+                ResetTo::Earliest => p.low(),
+                ResetTo::Latest => p.high(),
+                ResetTo::Offset(offset) => offset.clamp(p.low(), p.high()),
+                ResetTo::Timestamp(ms) => self.offset_for_time(topic, p.id, ms)?,
+            };
+            self.inner.shared.groups.set(group, topic, p.id, offset)?;
+            moved.push((p.id, offset));
+        }
+        Ok(moved)
+    }
+
+    /// The group's position and lag on every partition of a topic.
+    pub fn group_lag(&self, group: &str, topic: &str) -> Result<Vec<PartitionLag>> {
+        validate_group_name(group)?;
+        let t = self.topic(topic)?;
+        t.partitions()
+            .iter()
+            .map(|p| {
+                let committed = self.inner.shared.groups.committed(group, topic, p.id)?;
+                let (low, high) = (p.low(), p.high());
+                let from = committed.unwrap_or(low).max(low);
+                Ok(PartitionLag {
+                    partition: p.id,
+                    committed,
+                    low,
+                    high,
+                    lag: high.saturating_sub(from),
+                })
+            })
+            .collect()
+    }
+
+    /// Groups that have committed offsets, sorted.
+    pub fn group_names(&self) -> Result<Vec<String>> {
+        self.inner.shared.groups.list()
+    }
+
+    /// Topics a group has committed offsets on, sorted.
+    pub fn group_topics(&self, group: &str) -> Result<Vec<String>> {
+        self.inner.shared.groups.topics_of(group)
+    }
+
+    /// The offsets tree, for a consumer that commits with [`groups::stage_commit`] inside a sled
+    /// transaction spanning its own trees (they must come from [`database`](Self::database)).
+    pub fn offsets_tree(&self) -> &sled::Tree {
+        &self.inner.shared.groups.tree
+    }
+
+    /// The storage engine, for components that keep their own trees next to the log (the chat
+    /// store) and commit offsets in the same transaction.
+    pub fn database(&self) -> &sled::Db {
+        &self.inner.shared.db
+    }
+
+    // ----- maintenance -----------------------------------------------------------------------
+
+    /// Applies retention now instead of waiting for the background interval; returns how many
+    /// partitions moved their low watermark.
+    pub async fn enforce_retention(&self) -> Result<u64> {
+        self.exclusive(retention::enforce).await
+    }
+
+    /// Counters since open.
+    pub fn stats(&self) -> LogStats {
+        self.inner.shared.counters.snapshot()
+    }
+
+    /// Bytes the storage engine occupies on disk.
+    pub fn disk_bytes(&self) -> Result<u64> {
+        Ok(self.inner.shared.db.size_on_disk()?)
+    }
+
+    /// Stops the threads after they finish their current work and syncs; later calls fail with
+    /// `Closed`. Dropping the last handle does the same.
+    pub fn shutdown(&self) {
+        stop_workers(&self.inner.workers, &self.inner.commands);
+    }
+}
+
+fn stop_workers(workers: &Mutex<Workers>, commands: &Sender<Command>) {
+    let mut workers = workers
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((stop, handle)) = workers.retention.take() {
+        let _ = stop.send(());
+        let _ = handle.join();
+    }
+    if let Some(handle) = workers.appender.take() {
+        let _ = commands.send(Command::Shutdown);
+        let _ = handle.join();
+    }
+}
+
+/// Runs the appender; a panic poisons the log instead of leaving it half alive.
+fn run_appender(
+    shared: Arc<Shared>,
+    receiver: crossbeam_channel::Receiver<Command>,
+    files: sync::DurableFiles,
+) {
+    let appender = Appender::new(shared.clone(), receiver, files);
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| appender.run())).is_err() {
+        shared.poison("the appender thread panicked".into());
+    }
+}
+
+fn datadir_io(shared: &Shared) -> impl FnOnce(std::io::Error) -> LogError + '_ {
+    error::io_error(&shared.data_dir.path)
+}

@@ -1,0 +1,239 @@
+//! The topic registry: which topics exist, their persisted configuration and their partitions.
+//!
+//! Changes to the registry (create, grow, delete) run on the appender thread only, so they are
+//! ordered with appends; lookups run anywhere.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, RwLock};
+
+use super::config::TopicConfig;
+use super::error::{LogError, Result};
+use super::names::validate_topic_name;
+use super::partition::Partition;
+use super::partitioner::partition_for_key;
+
+/// A topic with its partitions.
+pub(crate) struct Topic {
+    pub name: String,
+    config: RwLock<TopicConfig>,
+    partitions: RwLock<Vec<Arc<Partition>>>,
+    round_robin: AtomicU32,
+}
+
+impl Topic {
+    pub fn config(&self) -> TopicConfig {
+        self.config
+            .read()
+            .expect("topic config lock poisoned")
+            .clone()
+    }
+
+    pub fn partitions(&self) -> Vec<Arc<Partition>> {
+        self.partitions
+            .read()
+            .expect("partition list lock poisoned")
+            .clone()
+    }
+
+    pub fn partition_count(&self) -> u32 {
+        self.partitions
+            .read()
+            .expect("partition list lock poisoned")
+            .len() as u32
+    }
+
+    pub fn partition(&self, id: u32) -> Result<Arc<Partition>> {
+        let partitions = self
+            .partitions
+            .read()
+            .expect("partition list lock poisoned");
+        partitions
+            .get(id as usize)
+            .cloned()
+            .ok_or_else(|| LogError::UnknownPartition {
+                topic: self.name.clone(),
+                partition: id,
+                partitions: partitions.len() as u32,
+            })
+    }
+
+    /// The partition for a record: its key's hash, or the next one round-robin.
+    pub fn choose_partition(&self, key: Option<&[u8]>) -> u32 {
+        let n = self.partition_count();
+        match key {
+            Some(key) => partition_for_key(key, n),
+            None => self.round_robin.fetch_add(1, Ordering::Relaxed) % n,
+        }
+    }
+}
+
+/// Storage names: one tree per partition, plus the registry's own trees.
+pub(crate) fn partition_tree_name(topic: &str, partition: u32) -> String {
+    format!("log/{topic}/{partition}")
+}
+
+pub(crate) fn partition_key(topic: &str, partition: u32) -> Vec<u8> {
+    let mut key = Vec::with_capacity(topic.len() + 5);
+    key.extend_from_slice(topic.as_bytes());
+    key.push(b'/');
+    key.extend_from_slice(&partition.to_be_bytes());
+    key
+}
+
+pub(crate) struct Registry {
+    db: sled::Db,
+    /// topic name → JSON `TopicConfig`
+    configs: sled::Tree,
+    /// `topic/partition` → low watermark persisted by retention
+    watermarks: sled::Tree,
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+}
+
+impl Registry {
+    /// Loads every topic and partition from storage.
+    pub fn recover(db: &sled::Db) -> Result<Registry> {
+        let registry = Registry {
+            db: db.clone(),
+            configs: db.open_tree("topics")?,
+            watermarks: db.open_tree("watermarks")?,
+            topics: RwLock::new(BTreeMap::new()),
+        };
+        let mut topics = BTreeMap::new();
+        for item in registry.configs.iter() {
+            let (name, raw) = item?;
+            let name = String::from_utf8_lossy(&name).into_owned();
+            let config: TopicConfig =
+                serde_json::from_slice(&raw).map_err(|e| LogError::Corrupt {
+                    location: format!("configuration of topic {name}"),
+                    reason: e.to_string(),
+                })?;
+            let topic = registry.open_topic(&name, config)?;
+            topics.insert(name, topic);
+        }
+        *registry.topics.write().expect("registry lock poisoned") = topics;
+        Ok(registry)
+    }
+
+    fn open_topic(&self, name: &str, config: TopicConfig) -> Result<Arc<Topic>> {
+        let partitions = (0..config.partitions)
+            .map(|p| self.open_partition(name, p).map(Arc::new))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Arc::new(Topic {
+            name: name.to_owned(),
+            config: RwLock::new(config),
+            partitions: RwLock::new(partitions),
+            round_robin: AtomicU32::new(0),
+        }))
+    }
+
+    fn open_partition(&self, topic: &str, id: u32) -> Result<Partition> {
+        let tree = self.db.open_tree(partition_tree_name(topic, id))?;
+        let floor = self
+            .watermarks
+            .get(partition_key(topic, id))?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map_or(0, u64::from_be_bytes);
+        Partition::recover(id, topic, tree, floor)
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics
+            .read()
+            .expect("registry lock poisoned")
+            .get(name)
+            .cloned()
+    }
+
+    pub fn require(&self, name: &str) -> Result<Arc<Topic>> {
+        self.get(name)
+            .ok_or_else(|| LogError::UnknownTopic(name.to_owned()))
+    }
+
+    pub fn list(&self) -> Vec<Arc<Topic>> {
+        self.topics
+            .read()
+            .expect("registry lock poisoned")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Creates a topic (appender thread only).
+    pub fn create(&self, name: &str, config: TopicConfig) -> Result<Arc<Topic>> {
+        validate_topic_name(name)?;
+        config.validate()?;
+        if self.get(name).is_some() {
+            return Err(LogError::TopicExists(name.to_owned()));
+        }
+        self.persist_config(name, &config)?;
+        let topic = self.open_topic(name, config)?;
+        self.topics
+            .write()
+            .expect("registry lock poisoned")
+            .insert(name.to_owned(), topic.clone());
+        Ok(topic)
+    }
+
+    /// Changes retention settings and grows the partition count (appender thread only).
+    pub fn alter(&self, name: &str, config: TopicConfig) -> Result<()> {
+        config.validate()?;
+        let topic = self.require(name)?;
+        let current = topic.partition_count();
+        if config.partitions < current {
+            return Err(LogError::InvalidConfig(format!(
+                "topic {name} has {current} partitions; partitions can be added, not removed"
+            )));
+        }
+        let added = (current..config.partitions)
+            .map(|p| self.open_partition(name, p).map(Arc::new))
+            .collect::<Result<Vec<_>>>()?;
+        self.persist_config(name, &config)?;
+        topic
+            .partitions
+            .write()
+            .expect("partition list lock poisoned")
+            .extend(added);
+        *topic.config.write().expect("topic config lock poisoned") = config;
+        Ok(())
+    }
+
+    /// Removes a topic and all its records (appender thread only).
+    pub fn delete(&self, name: &str) -> Result<()> {
+        let topic = self.require(name)?;
+        self.configs.remove(name.as_bytes())?;
+        for partition in topic.partitions() {
+            self.watermarks.remove(partition_key(name, partition.id))?;
+            self.db.drop_tree(partition_tree_name(name, partition.id))?;
+        }
+        self.topics
+            .write()
+            .expect("registry lock poisoned")
+            .remove(name);
+        Ok(())
+    }
+
+    /// Persists a new low watermark and removes the batches wholly below it (appender thread only).
+    pub fn truncate(&self, topic: &Topic, partition: &Partition, below: u64) -> Result<()> {
+        self.watermarks.insert(
+            partition_key(&topic.name, partition.id),
+            &below.to_be_bytes(),
+        )?;
+        partition.set_low(below);
+        // Only whole batches go; offsets below `below` inside a kept batch are hidden by `low`.
+        for header in partition.batch_headers(&topic.name) {
+            let header = header?;
+            if header.end_offset() > below {
+                break;
+            }
+            partition.tree.remove(header.base_offset.to_be_bytes())?;
+        }
+        Ok(())
+    }
+
+    fn persist_config(&self, name: &str, config: &TopicConfig) -> Result<()> {
+        let raw = serde_json::to_vec(config).expect("a topic config always serializes");
+        self.configs.insert(name.as_bytes(), raw)?;
+        Ok(())
+    }
+}

@@ -172,3 +172,113 @@ async fn size_retention_drops_whole_old_batches_and_reports_the_low_watermark() 
     let log = open(dir.path());
     assert_eq!(log.watermarks("t", 0).unwrap(), (low, high));
 }
+
+#[tokio::test]
+async fn time_retention_stops_at_a_protected_groups_committed_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let mut config = TopicConfig::with_partitions(1);
+    config.retention_ms = Some(1);
+    config.protected_groups = vec!["store".into()];
+    log.create_topic("t", config.clone()).await.unwrap();
+    for i in 0..10u8 {
+        log.append("t", vec![Record::new(vec![i])]).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    log.enforce_retention().await.unwrap();
+    assert_eq!(
+        log.watermarks("t", 0).unwrap(),
+        (0, 10),
+        "an uncommitted protected group keeps all"
+    );
+
+    log.commit_offset("store", "t", 0, 4).unwrap();
+    log.enforce_retention().await.unwrap();
+    assert_eq!(
+        log.watermarks("t", 0).unwrap(),
+        (4, 10),
+        "kept from the committed offset on"
+    );
+
+    config.protected_groups.clear();
+    log.alter_topic("t", config).await.unwrap();
+    log.enforce_retention().await.unwrap();
+    assert_eq!(
+        log.watermarks("t", 0).unwrap(),
+        (10, 10),
+        "everything expired"
+    );
+    drop(log);
+    let log = open(dir.path());
+    assert_eq!(
+        log.watermarks("t", 0).unwrap(),
+        (10, 10),
+        "an emptied partition keeps its offsets"
+    );
+    let next = log.append("t", vec![Record::new("after")]).await.unwrap();
+    assert_eq!(next[0].offset, 10);
+}
+
+#[tokio::test]
+async fn adding_partitions_keeps_existing_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    log.create_topic("t", TopicConfig::with_partitions(2))
+        .await
+        .unwrap();
+    log.append(
+        "t",
+        (0..10)
+            .map(|i| Record::keyed(format!("k{i}"), "v"))
+            .collect(),
+    )
+    .await
+    .unwrap();
+    let before = log.describe_topic("t").unwrap().partitions;
+    log.alter_topic("t", TopicConfig::with_partitions(5))
+        .await
+        .unwrap();
+    let after = log.describe_topic("t").unwrap().partitions;
+    assert_eq!(after.len(), 5);
+    assert_eq!(&after[..2], &before[..]);
+    assert!(after[2..].iter().all(|p| p.high == 0));
+    assert!(matches!(
+        log.alter_topic("t", TopicConfig::with_partitions(3)).await,
+        Err(LogError::InvalidConfig(_))
+    ));
+    drop(log);
+    assert_eq!(
+        open(dir.path()).describe_topic("t").unwrap().partitions,
+        after
+    );
+}
+
+#[tokio::test]
+async fn offsets_commit_atomically_with_a_consumers_own_writes() {
+    use sled::transaction::{ConflictableTransactionError, Transactional};
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    log.append("t", vec![Record::new("a"), Record::new("b")])
+        .await
+        .unwrap();
+    let own = log.database().open_tree("consumer-state").unwrap();
+    (&own, log.offsets_tree())
+        .transaction(|(own, offsets)| {
+            own.insert("seen", "a,b")?;
+            tidings::log::groups::stage_commit(offsets, "c", "t", 0, 2)?;
+            Ok::<_, ConflictableTransactionError<LogError>>(())
+        })
+        .unwrap();
+    assert_eq!(log.committed_offset("c", "t", 0).unwrap(), Some(2));
+
+    let regression = (&own, log.offsets_tree()).transaction(|(own, offsets)| {
+        own.insert("seen", "rewound")?;
+        tidings::log::groups::stage_commit(offsets, "c", "t", 0, 1)?;
+        Ok(())
+    });
+    assert!(
+        regression.is_err(),
+        "a backwards commit aborts the whole transaction"
+    );
+    assert_eq!(own.get("seen").unwrap().unwrap(), "a,b");
+}

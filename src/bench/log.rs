@@ -87,8 +87,10 @@ pub struct BenchLogReport {
     pub p999_us: u64,
     /// Flush + fdatasync rounds.
     pub syncs: u64,
-    /// Records per group commit.
+    /// Records made durable per sync (the group commit's mean group size).
     pub mean_group_size: f64,
+    /// Mean duration of one flush + fdatasync, µs.
+    pub mean_sync_us: f64,
     /// Bytes the data directory's storage engine takes on disk after the run.
     pub disk_bytes: u64,
     /// Disk bytes per record divided by the value size.
@@ -179,7 +181,8 @@ pub fn measure(args: &BenchLogArgs) -> anyhow::Result<BenchLogReport> {
         p99_us: latencies.quantile_us(0.99),
         p999_us: latencies.quantile_us(0.999),
         syncs: stats.syncs,
-        mean_group_size: stats.records as f64 / stats.groups.max(1) as f64,
+        mean_group_size: stats.records as f64 / stats.syncs.max(1) as f64,
+        mean_sync_us: stats.sync_nanos as f64 / 1000.0 / stats.syncs.max(1) as f64,
         disk_bytes,
         disk_bytes_per_payload_byte: disk_bytes as f64
             / (args.records as f64 * args.size.max(1) as f64),

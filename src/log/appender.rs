@@ -2,28 +2,30 @@
 //!
 //! Producers on any thread or task send commands over a bounded `crossbeam-channel`. The thread
 //! takes the first command, then everything else already waiting (up to `max_group_records`),
-//! writes one record batch per partition touched, makes the group durable with one flush and one
-//! `fdatasync`, publishes the new high watermarks and completes every waiter. Under load the
+//! writes one record batch per partition touched and hands the group to the [`syncer`], which
+//! makes it durable with one flush and one `fdatasync` and completes every waiter. Under load the
 //! group grows; the number of syncs does not. Topic changes and retention deletes also run here
 //! ("exclusive" commands), so they are ordered with appends without any further locking.
 //!
 //! After a failed write or sync the log is poisoned: every later append is refused, so nothing is
 //! ever acknowledged that might not be on disk.
+//!
+//! [`syncer`]: super::syncer
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, SendError, Sender};
 use tokio::sync::oneshot;
 
 use super::batch;
-use super::config::{Durability, TopicConfig};
+use super::config::TopicConfig;
 use super::error::{LogError, Result};
 use super::partition::Partition;
 use super::record::{Appended, Record};
 use super::stats::Counters;
-use super::sync::DurableFiles;
+use super::syncer::{PartitionEnd, Stage, Written};
 use super::topics::Topic;
 use super::Shared;
 
@@ -37,20 +39,20 @@ pub(crate) enum Command {
     Shutdown,
 }
 
+/// Where an append's outcome is sent.
+pub(crate) type AppendReply = oneshot::Sender<Result<Vec<Appended>>>;
+
 pub(crate) struct AppendRequest {
     pub topic: String,
     pub partition: Option<u32>,
     pub records: Vec<Record>,
-    pub reply: oneshot::Sender<Result<Vec<Appended>>>,
+    pub reply: AppendReply,
 }
 
 pub(crate) struct Appender {
     shared: Arc<Shared>,
     rx: Receiver<Command>,
-    files: DurableFiles,
-    /// Written but not yet synced (interval mode): first write time and new high watermarks.
-    unsynced_since: Option<Instant>,
-    unsynced: Vec<(Arc<Partition>, u64)>,
+    syncer: Sender<Stage>,
 }
 
 /// One partition's share of a group.
@@ -61,35 +63,16 @@ struct Slot<'a> {
     end_offset: u64,
 }
 
-enum Wake {
-    Command(Command),
-    SyncDue,
-    Disconnected,
-}
-
 impl Appender {
-    pub fn new(shared: Arc<Shared>, rx: Receiver<Command>, files: DurableFiles) -> Self {
-        Appender {
-            shared,
-            rx,
-            files,
-            unsynced_since: None,
-            unsynced: Vec::new(),
-        }
+    pub fn new(shared: Arc<Shared>, rx: Receiver<Command>, syncer: Sender<Stage>) -> Self {
+        Appender { shared, rx, syncer }
     }
 
-    /// Runs until a `Shutdown` command or until every sender is gone, then syncs what it wrote.
-    pub fn run(mut self) {
+    /// Runs until a `Shutdown` command or until every sender is gone; then tells the syncer to
+    /// finish.
+    pub fn run(self) {
         let mut pending = Vec::new();
-        loop {
-            let command = match self.wait() {
-                Wake::Command(command) => command,
-                Wake::SyncDue => {
-                    self.sync_unsynced();
-                    continue;
-                }
-                Wake::Disconnected => break,
-            };
+        while let Ok(command) = self.rx.recv() {
             let mut stop = self.take(command, &mut pending);
             let mut records: usize = pending
                 .iter()
@@ -105,35 +88,15 @@ impl Appender {
                 stop = self.take(command, &mut pending);
             }
             self.commit(std::mem::take(&mut pending));
-            if self.sync_is_due() {
-                self.sync_unsynced();
-            }
             if stop {
                 break;
             }
         }
-        self.sync_unsynced();
-        if self.shared.poison_reason().is_none() {
-            if let Err(e) = self.files.flush_and_sync(&self.shared.db) {
-                tracing::error!(error = %e, "final sync of the log failed");
-            }
-        }
-    }
-
-    fn wait(&self) -> Wake {
-        let received = match (self.shared.config.durability, self.unsynced_since) {
-            (Durability::Interval(every), Some(since)) => self.rx.recv_deadline(since + every),
-            _ => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-        };
-        match received {
-            Ok(command) => Wake::Command(command),
-            Err(RecvTimeoutError::Timeout) => Wake::SyncDue,
-            Err(RecvTimeoutError::Disconnected) => Wake::Disconnected,
-        }
+        let _ = self.syncer.send(Stage::Shutdown);
     }
 
     /// Queues an append, or commits what is queued and runs the command. True on shutdown.
-    fn take(&mut self, command: Command, pending: &mut Vec<AppendRequest>) -> bool {
+    fn take(&self, command: Command, pending: &mut Vec<AppendRequest>) -> bool {
         match command {
             Command::Append(request) => pending.push(request),
             Command::Exclusive(work) => {
@@ -142,14 +105,19 @@ impl Appender {
             }
             Command::Sync(reply) => {
                 self.commit(std::mem::take(pending));
-                let _ = reply.send(self.sync_everything());
+                if let Err(SendError(Stage::Barrier(reply))) =
+                    self.syncer.send(Stage::Barrier(reply))
+                {
+                    let _ = reply.send(Err(LogError::Closed));
+                }
             }
             Command::Shutdown => return true,
         }
         false
     }
 
-    fn commit(&mut self, requests: Vec<AppendRequest>) {
+    /// Writes a group and hands the successful appends to the syncer; answers failures at once.
+    fn commit(&self, requests: Vec<AppendRequest>) {
         if requests.is_empty() {
             return;
         }
@@ -159,17 +127,32 @@ impl Appender {
             }
             return;
         }
-        let outcomes = self.write_group(&requests);
+        let (outcomes, ends) = self.write_group(&requests);
+        let mut replies = Vec::with_capacity(requests.len());
         for (request, outcome) in requests.into_iter().zip(outcomes) {
-            if outcome.is_ok() {
-                Counters::add(&self.shared.counters.append_requests, 1);
+            match outcome {
+                Ok(appended) => replies.push((request.reply, appended)),
+                Err(e) => {
+                    let _ = request.reply.send(Err(e));
+                }
             }
-            let _ = request.reply.send(outcome);
+        }
+        Counters::add(&self.shared.counters.append_requests, replies.len() as u64);
+        if let Err(SendError(Stage::Written(written))) =
+            self.syncer.send(Stage::Written(Written { replies, ends }))
+        {
+            for (reply, _) in written.replies {
+                let _ = reply.send(Err(LogError::Closed));
+            }
         }
     }
 
-    /// Places, writes and (in `always` mode) syncs a group; returns each request's outcome.
-    fn write_group(&mut self, requests: &[AppendRequest]) -> Vec<Result<Vec<Appended>>> {
+    /// Places and writes a group; returns each request's outcome and the new partition ends.
+    #[allow(clippy::type_complexity)]
+    fn write_group(
+        &self,
+        requests: &[AppendRequest],
+    ) -> (Vec<Result<Vec<Appended>>>, Vec<PartitionEnd>) {
         let mut slots: Vec<Slot<'_>> = Vec::new();
         let mut slot_of: HashMap<*const Partition, usize> = HashMap::new();
         let placements: Vec<Result<Vec<(usize, usize)>>> = requests
@@ -177,19 +160,17 @@ impl Appender {
             .map(|request| self.place(request, &mut slots, &mut slot_of))
             .collect();
 
-        if let Err(e) = self
-            .write_slots(&mut slots)
-            .and_then(|()| self.make_durable(&slots))
-        {
+        if let Err(e) = self.write_slots(&mut slots) {
             let reason = e.to_string();
             tracing::error!(error = %reason, "log write failed; refusing further writes");
             self.shared.poison(reason.clone());
-            return requests
+            let failed = requests
                 .iter()
                 .map(|_| Err(LogError::Poisoned(reason.clone())))
                 .collect();
+            return (failed, Vec::new());
         }
-        placements
+        let outcomes = placements
             .into_iter()
             .map(|placement| {
                 placement.map(|positions| {
@@ -202,7 +183,12 @@ impl Appender {
                         .collect()
                 })
             })
-            .collect()
+            .collect();
+        let ends = slots
+            .into_iter()
+            .map(|s| (s.partition, s.end_offset))
+            .collect();
+        (outcomes, ends)
     }
 
     /// Assigns each record of a request to a slot; returns (slot, index in slot) per record.
@@ -278,70 +264,6 @@ impl Appender {
         }
         Counters::add(&counters.groups, 1);
         Ok(())
-    }
-
-    /// Syncs now (`always`), later (`interval`) or never, and publishes what readers may see.
-    fn make_durable(&mut self, slots: &[Slot<'_>]) -> Result<()> {
-        match self.shared.config.durability {
-            Durability::Always => {
-                self.flush_and_sync()?;
-                publish(slots.iter().map(|s| (&s.partition, s.end_offset)));
-            }
-            Durability::Interval(_) => {
-                self.unsynced_since.get_or_insert_with(Instant::now);
-                self.unsynced
-                    .extend(slots.iter().map(|s| (s.partition.clone(), s.end_offset)));
-            }
-            Durability::Never => publish(slots.iter().map(|s| (&s.partition, s.end_offset))),
-        }
-        Ok(())
-    }
-
-    fn flush_and_sync(&mut self) -> Result<()> {
-        let started = Instant::now();
-        self.files.flush_and_sync(&self.shared.db)?;
-        let counters = &self.shared.counters;
-        Counters::add(&counters.syncs, 1);
-        Counters::add(&counters.sync_nanos, started.elapsed().as_nanos() as u64);
-        Ok(())
-    }
-
-    fn sync_is_due(&self) -> bool {
-        match (self.shared.config.durability, self.unsynced_since) {
-            (Durability::Interval(every), Some(since)) => since.elapsed() >= every,
-            _ => false,
-        }
-    }
-
-    /// Interval mode: sync what was written and let readers see it.
-    fn sync_unsynced(&mut self) {
-        if self.unsynced_since.is_none() {
-            return;
-        }
-        if let Err(e) = self.sync_everything() {
-            tracing::error!(error = %e, "interval sync failed");
-        }
-    }
-
-    /// Syncs unconditionally (an explicit `Log::sync`, or an interval tick).
-    fn sync_everything(&mut self) -> Result<()> {
-        if let Some(reason) = self.shared.poison_reason() {
-            return Err(LogError::Poisoned(reason));
-        }
-        if let Err(e) = self.flush_and_sync() {
-            self.shared.poison(e.to_string());
-            return Err(e);
-        }
-        self.unsynced_since = None;
-        let unsynced = std::mem::take(&mut self.unsynced);
-        publish(unsynced.iter().map(|(p, end)| (p, *end)));
-        Ok(())
-    }
-}
-
-fn publish<'a>(ends: impl Iterator<Item = (&'a Arc<Partition>, u64)>) {
-    for (partition, end) in ends {
-        partition.publish_high(end);
     }
 }
 

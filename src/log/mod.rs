@@ -28,6 +28,7 @@ mod record;
 mod retention;
 mod stats;
 mod sync;
+mod syncer;
 mod topics;
 
 use std::sync::{Arc, Mutex};
@@ -100,6 +101,7 @@ pub struct TopicInfo {
 }
 
 struct Workers {
+    /// The appender, which joins the syncer it owns on the way out.
     appender: Option<JoinHandle<()>>,
     retention: Option<(Sender<()>, JoinHandle<()>)>,
 }
@@ -147,11 +149,8 @@ impl Log {
             data_dir,
         });
         let (commands, receiver) = crossbeam_channel::bounded(shared.config.queue_capacity);
-        let appender_shared = shared.clone();
-        let appender = std::thread::Builder::new()
-            .name("tidings-log-appender".into())
-            .spawn(move || run_appender(appender_shared, receiver, files))
-            .map_err(datadir_io(&shared))?;
+        let appender =
+            spawn_writer_threads(shared.clone(), receiver, files).map_err(datadir_io(&shared))?;
         let (stop, stopped) = crossbeam_channel::bounded(1);
         let retention =
             retention::spawn(commands.clone(), stopped, shared.config.retention_interval)
@@ -542,15 +541,33 @@ fn stop_workers(workers: &Mutex<Workers>, commands: &Sender<Command>) {
     }
 }
 
-/// Runs the appender; a panic poisons the log instead of leaving it half alive.
-fn run_appender(
+/// Starts the syncer and the appender; the returned handle finishes when both have. A panic in
+/// either poisons the log instead of leaving it half alive.
+fn spawn_writer_threads(
     shared: Arc<Shared>,
-    receiver: crossbeam_channel::Receiver<Command>,
+    commands: crossbeam_channel::Receiver<Command>,
     files: sync::DurableFiles,
-) {
-    let appender = Appender::new(shared.clone(), receiver, files);
-    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| appender.run())).is_err() {
-        shared.poison("the appender thread panicked".into());
+) -> std::io::Result<JoinHandle<()>> {
+    let (stages, staged) = crossbeam_channel::bounded(1024);
+    let syncer_shared = shared.clone();
+    let syncer = std::thread::Builder::new()
+        .name("tidings-log-syncer".into())
+        .spawn(move || {
+            let syncer = syncer::Syncer::new(syncer_shared.clone(), staged, files);
+            poison_on_panic(&syncer_shared, "syncer", || syncer.run());
+        })?;
+    std::thread::Builder::new()
+        .name("tidings-log-appender".into())
+        .spawn(move || {
+            let appender = Appender::new(shared.clone(), commands, stages);
+            poison_on_panic(&shared, "appender", || appender.run());
+            let _ = syncer.join();
+        })
+}
+
+fn poison_on_panic(shared: &Shared, thread: &str, work: impl FnOnce()) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).is_err() {
+        shared.poison(format!("the {thread} thread panicked"));
     }
 }
 

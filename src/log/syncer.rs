@@ -1,0 +1,198 @@
+//! The durability stage of the group commit: the thread that syncs and acknowledges.
+//!
+//! The appender writes a group into the storage engine and hands the syncer the group's replies
+//! and new partition ends. The syncer takes everything handed over so far, makes it durable with
+//! one flush and one `fdatasync` (`always`), then publishes the high watermarks and completes the
+//! waiters. While it syncs, the appender already writes the next group, so writing and syncing
+//! overlap and one sync covers every group written during the previous one.
+//!
+//! In `interval` mode the syncer acknowledges at once and publishes watermarks (what readers may
+//! see) only after the periodic sync; in `never` mode it acknowledges and publishes at once.
+//! A failed sync poisons the log and fails every waiter it covered.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use tokio::sync::oneshot;
+
+use super::appender::AppendReply;
+use super::config::Durability;
+use super::error::{LogError, Result};
+use super::partition::Partition;
+use super::record::Appended;
+use super::stats::Counters;
+use super::sync::DurableFiles;
+use super::Shared;
+
+/// A partition and its new end offset (the high watermark to publish once durable).
+pub(crate) type PartitionEnd = (Arc<Partition>, u64);
+
+/// One written group, waiting to be made durable.
+pub(crate) struct Written {
+    pub replies: Vec<(AppendReply, Vec<Appended>)>,
+    pub ends: Vec<PartitionEnd>,
+}
+
+pub(crate) enum Stage {
+    Written(Written),
+    /// Sync everything written so far, then answer.
+    Barrier(oneshot::Sender<Result<()>>),
+    Shutdown,
+}
+
+pub(crate) struct Syncer {
+    shared: Arc<Shared>,
+    rx: Receiver<Stage>,
+    files: DurableFiles,
+    /// Interval mode: when the oldest unsynced write happened, and the ends it will publish.
+    unsynced_since: Option<Instant>,
+    unsynced: Vec<PartitionEnd>,
+}
+
+impl Syncer {
+    pub fn new(shared: Arc<Shared>, rx: Receiver<Stage>, files: DurableFiles) -> Self {
+        Syncer {
+            shared,
+            rx,
+            files,
+            unsynced_since: None,
+            unsynced: Vec::new(),
+        }
+    }
+
+    /// Runs until `Shutdown` (or the appender is gone), then syncs everything once more.
+    pub fn run(mut self) {
+        loop {
+            let first = match self.wait() {
+                Ok(stage) => stage,
+                Err(RecvTimeoutError::Timeout) => {
+                    // A failure is logged and poisons the log inside; nothing waits on this one.
+                    let _ = self.sync_now();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut stages = vec![first];
+            stages.extend(self.rx.try_iter());
+            if self.handle(stages) {
+                break;
+            }
+        }
+        // The final sync on the way out; a failure is logged inside.
+        let _ = self.sync_now();
+    }
+
+    fn wait(&self) -> std::result::Result<Stage, RecvTimeoutError> {
+        match (self.shared.config.durability, self.unsynced_since) {
+            (Durability::Interval(every), Some(since)) => self.rx.recv_deadline(since + every),
+            _ => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        }
+    }
+
+    /// Handles everything handed over since the last round; true on shutdown.
+    fn handle(&mut self, stages: Vec<Stage>) -> bool {
+        let mut written = Vec::new();
+        let mut barriers = Vec::new();
+        let mut shutdown = false;
+        for stage in stages {
+            match stage {
+                Stage::Written(w) => written.push(w),
+                Stage::Barrier(reply) => barriers.push(reply),
+                Stage::Shutdown => shutdown = true,
+            }
+        }
+        match self.shared.config.durability {
+            Durability::Always => self.sync_then_complete(written),
+            Durability::Interval(every) => {
+                self.complete_before_sync(written);
+                if self
+                    .unsynced_since
+                    .is_some_and(|since| since.elapsed() >= every)
+                {
+                    let _ = self.sync_now();
+                }
+            }
+            Durability::Never => {
+                for w in written {
+                    publish(&w.ends);
+                    reply_all(w.replies);
+                }
+            }
+        }
+        if !barriers.is_empty() {
+            let outcome = self.sync_now();
+            for reply in barriers {
+                let _ = reply.send(outcome.clone().map_err(LogError::Poisoned));
+            }
+        }
+        shutdown
+    }
+
+    fn sync_then_complete(&mut self, written: Vec<Written>) {
+        if written.is_empty() {
+            return;
+        }
+        match self.flush_and_sync() {
+            Ok(()) => {
+                for w in written {
+                    publish(&w.ends);
+                    reply_all(w.replies);
+                }
+            }
+            Err(reason) => {
+                for w in written {
+                    for (reply, _) in w.replies {
+                        let _ = reply.send(Err(LogError::Poisoned(reason.clone())));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Interval mode: acknowledge now, let readers see the records after the next sync.
+    fn complete_before_sync(&mut self, written: Vec<Written>) {
+        for w in written {
+            self.unsynced_since.get_or_insert_with(Instant::now);
+            self.unsynced.extend(w.ends);
+            reply_all(w.replies);
+        }
+    }
+
+    /// Syncs and publishes whatever interval mode held back. Err carries the poison reason.
+    fn sync_now(&mut self) -> std::result::Result<(), String> {
+        self.flush_and_sync()?;
+        self.unsynced_since = None;
+        publish(&std::mem::take(&mut self.unsynced));
+        Ok(())
+    }
+
+    fn flush_and_sync(&mut self) -> std::result::Result<(), String> {
+        if let Some(reason) = self.shared.poison_reason() {
+            return Err(reason);
+        }
+        let started = Instant::now();
+        if let Err(e) = self.files.flush_and_sync(&self.shared.db) {
+            let reason = e.to_string();
+            tracing::error!(error = %reason, "log sync failed; refusing further writes");
+            self.shared.poison(reason.clone());
+            return Err(reason);
+        }
+        let counters = &self.shared.counters;
+        Counters::add(&counters.syncs, 1);
+        Counters::add(&counters.sync_nanos, started.elapsed().as_nanos() as u64);
+        Ok(())
+    }
+}
+
+fn publish(ends: &[PartitionEnd]) {
+    for (partition, end) in ends {
+        partition.publish_high(*end);
+    }
+}
+
+fn reply_all(replies: Vec<(AppendReply, Vec<Appended>)>) {
+    for (reply, appended) in replies {
+        let _ = reply.send(Ok(appended));
+    }
+}

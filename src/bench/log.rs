@@ -15,7 +15,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::report::{progress_bar, LatencyReport};
-use crate::log::{Durability, Log, LogConfig, Record, TopicConfig};
+use crate::log::{Durability, Log, LogConfig, ReadLimits, Record, TopicConfig};
 
 const TOPIC: &str = "bench";
 
@@ -54,6 +54,10 @@ pub struct BenchLogArgs {
     /// After the run, close the log and time reopening it.
     #[arg(long)]
     pub reopen: bool,
+    /// After the run, read every record back from offset 0 (a consumer lagging by the whole
+    /// run) and report the rate and the process's peak memory.
+    #[arg(long)]
+    pub consume: bool,
     /// Print one JSON object instead of a summary.
     #[arg(long)]
     pub json: bool,
@@ -89,6 +93,8 @@ pub struct BenchLogReport {
     pub syncs: u64,
     /// Records made durable per sync (the group commit's mean group size).
     pub mean_group_size: f64,
+    /// Records per appender group (one storage write round; several may share a sync).
+    pub records_per_write: f64,
     /// Mean duration of one flush + fdatasync, µs.
     pub mean_sync_us: f64,
     /// Bytes the data directory's storage engine takes on disk after the run.
@@ -105,6 +111,10 @@ pub struct BenchLogReport {
     pub ratio_to_sled_per_key: Option<f64>,
     /// Time to reopen the data directory, if `--reopen`.
     pub open_ms: Option<f64>,
+    /// Records read back per second from offset 0, if `--consume`.
+    pub consume_records_per_sec: Option<f64>,
+    /// Largest resident set size seen while consuming, MiB.
+    pub consume_peak_rss_mib: Option<f64>,
 }
 
 /// Runs the benchmark and prints its report.
@@ -154,6 +164,7 @@ pub fn measure(args: &BenchLogArgs) -> anyhow::Result<BenchLogReport> {
     let (elapsed, latencies) = runtime.block_on(append_phase(&log, args))?;
     let stats = log.stats();
     runtime.block_on(log.sync())?;
+    let consumed = if args.consume { Some(consume_all(&log)?) } else { None };
     let disk_bytes = allocated_bytes(&dir.join("engine"));
     drop(log);
 
@@ -182,6 +193,7 @@ pub fn measure(args: &BenchLogArgs) -> anyhow::Result<BenchLogReport> {
         p999_us: latencies.quantile_us(0.999),
         syncs: stats.syncs,
         mean_group_size: stats.records as f64 / stats.syncs.max(1) as f64,
+        records_per_write: stats.records as f64 / stats.groups.max(1) as f64,
         mean_sync_us: stats.sync_nanos as f64 / 1000.0 / stats.syncs.max(1) as f64,
         disk_bytes,
         disk_bytes_per_payload_byte: disk_bytes as f64
@@ -191,7 +203,47 @@ pub fn measure(args: &BenchLogArgs) -> anyhow::Result<BenchLogReport> {
         ratio_to_fdatasync: fdatasync_per_sec.map(|r| records_per_sec / r),
         ratio_to_sled_per_key: sled_per_key_per_sec.map(|r| records_per_sec / r),
         open_ms,
+        consume_records_per_sec: consumed.map(|c| c.0),
+        consume_peak_rss_mib: consumed.map(|c| c.1),
     })
+}
+
+/// Reads every partition of the benchmark topic from its first offset in pages, as a consumer
+/// that lags by the whole run; returns (records/s, peak RSS in MiB while reading).
+fn consume_all(log: &Log) -> anyhow::Result<(f64, f64)> {
+    let topic = log.describe_topic(TOPIC)?;
+    let total: u64 = topic.partitions.iter().map(|p| p.high - p.low).sum();
+    let bar = progress_bar(total, "consuming");
+    let started = Instant::now();
+    let mut peak_rss = resident_mib();
+    let mut read = 0u64;
+    for partition in &topic.partitions {
+        let mut offset = partition.low;
+        while offset < partition.high {
+            let records = log.read(TOPIC, partition.partition, offset, ReadLimits::records(1000))?;
+            let last = records.last().context("a read below the high watermark returned nothing")?;
+            offset = last.offset + 1;
+            read += records.len() as u64;
+            if read % 100_000 < 1000 {
+                peak_rss = peak_rss.max(resident_mib());
+                bar.set_position(read);
+            }
+        }
+    }
+    bar.finish_and_clear();
+    anyhow::ensure!(read == total, "read {read} records, expected {total}");
+    Ok((read as f64 / started.elapsed().as_secs_f64(), peak_rss.max(resident_mib())))
+}
+
+/// This process's resident set size in MiB (Linux; 0 elsewhere).
+fn resident_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse::<f64>().ok()
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
 }
 
 /// Appends `args.records` records from `producers × in_flight` concurrent appenders.
@@ -331,5 +383,8 @@ fn print_summary(r: &BenchLogReport) {
     }
     if let Some(ms) = r.open_ms {
         println!("  reopen: {ms:.1} ms");
+    }
+    if let (Some(rate), Some(rss)) = (r.consume_records_per_sec, r.consume_peak_rss_mib) {
+        println!("  consume from offset 0: {rate:.0} records/s, peak RSS {rss:.0} MiB");
     }
 }

@@ -163,49 +163,40 @@ fn topics_are_created_listed_described_and_deleted() {
 }
 
 #[test]
-fn produced_lines_tail_back_as_json_text_and_base64() {
-    // Proves values render as JSON, string or base64, with keys, partitions and headers.
+fn produced_lines_tail_back_with_keys_partitions_and_json_values() {
+    // Proves produce's output, keying and partition choice, and JSON/string value rendering.
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path();
     ok(dir, &["topics", "create", "t", "--partitions", "2"]);
-    let output = tidings_with_stdin(
+    let keyed = tidings_with_stdin(
         dir,
         &["produce", "t", "--key", "user-1"],
         "{\"n\": 1}\nhello\n",
     );
-    assert_success(&output, &["produce"]);
-    assert!(output.stdout.is_empty());
+    assert_success(&keyed, &["produce"]);
+    assert!(keyed.stdout.is_empty(), "nothing on stdout without --json");
     assert_eq!(
-        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&keyed.stderr),
         "produced 2 records to t\n"
     );
-    let acks = tidings_with_stdin(
+    let pinned = tidings_with_stdin(
         dir,
         &["produce", "t", "--partition", "1", "--json"],
         "42\r\nlast line without newline",
     );
-    assert_success(&acks, &["produce", "--json"]);
-    let acks = json_lines(&String::from_utf8(acks.stdout).unwrap());
+    assert_success(&pinned, &["produce", "--json"]);
+    let acks = json_lines(&String::from_utf8(pinned.stdout).unwrap());
+    assert_eq!(acks.len(), 2);
+    assert!(acks.iter().all(|a| a["partition"] == 1));
     assert_eq!(
-        acks,
-        vec![
-            json!({"partition": 1, "offset": 0}),
-            json!({"partition": 1, "offset": 1})
-        ]
+        acks[1]["offset"].as_u64(),
+        Some(acks[0]["offset"].as_u64().unwrap() + 1)
     );
-    with_log(dir, |log, runtime| {
-        let binary = Record::keyed(vec![0xff, 0x00], vec![0xde, 0xad, 0xbe, 0xef])
-            .with_header("trace", "abc")
-            .with_header("count", "7");
-        runtime
-            .block_on(log.append_to("t", 1, vec![binary]))
-            .unwrap();
-    });
 
     let records = json_lines(&ok(dir, &["tail", "t", "--from-beginning", "--json"]));
-    assert_eq!(records.len(), 5);
-    let keyed: Vec<&Value> = records.iter().filter(|r| r["key"] == "user-1").collect();
-    assert_eq!(keyed.len(), 2, "{records:?}");
+    assert_eq!(records.len(), 4);
+    let (keyed, unkeyed): (Vec<&Value>, Vec<&Value>) =
+        records.iter().partition(|r| r["key"] == "user-1");
     assert_eq!(keyed[0]["value"], json!({"n": 1}));
     assert_eq!(keyed[1]["value"], "hello");
     assert_eq!(keyed[0]["partition"], keyed[1]["partition"]);
@@ -213,7 +204,15 @@ fn produced_lines_tail_back_as_json_text_and_base64() {
         keyed[1]["offset"].as_u64(),
         Some(keyed[0]["offset"].as_u64().unwrap() + 1)
     );
-
+    assert_eq!(unkeyed[0]["value"], 42);
+    assert_eq!(unkeyed[0]["key"], Value::Null);
+    assert_eq!(unkeyed[1]["value"], "last line without newline");
+    for (record, ack) in unkeyed.iter().zip(&acks) {
+        assert_eq!(
+            (&record["partition"], &record["offset"]),
+            (&ack["partition"], &ack["offset"])
+        );
+    }
     let partition_one = json_lines(&ok(
         dir,
         &[
@@ -225,55 +224,64 @@ fn produced_lines_tail_back_as_json_text_and_base64() {
             "--json",
         ],
     ));
-    let tail: Vec<&Value> = partition_one
-        .iter()
-        .filter(|r| r["key"] != "user-1")
-        .collect();
-    assert_eq!(tail.len(), 3);
-    assert_eq!(tail[0]["value"], 42);
-    assert_eq!(tail[0]["key"], Value::Null);
-    assert_eq!(tail[1]["value"], "last line without newline");
-    assert_eq!(tail[2]["value"], "3q2+7w==");
-    assert_eq!(tail[2]["key"], "/wA=");
-    assert_eq!(tail[2]["headers"], json!({"count": 7, "trace": "abc"}));
-    assert_eq!(tail[2]["offset"], 2);
     assert!(partition_one.iter().all(|r| r["partition"] == 1));
-    let timestamp = tail[0]["timestamp"].as_str().unwrap();
-    assert!(humantime::parse_rfc3339(timestamp).is_ok(), "{timestamp}");
-    let raw = ok(
-        dir,
-        &[
-            "tail",
-            "t",
-            "--from-beginning",
-            "--partition",
-            "1",
-            "--json",
-        ],
+    assert_eq!(
+        ok(dir, &["tail", "t"]),
+        "",
+        "without --from-beginning only new records"
+    );
+}
+
+#[test]
+fn tail_renders_binary_keys_values_and_headers() {
+    // Proves base64 for non-UTF-8 bytes, headers, timestamps, field order and the text format.
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path();
+    ok(dir, &["topics", "create", "bin", "--partitions", "1"]);
+    with_log(dir, |log, runtime| {
+        let binary = Record::keyed(vec![0xff, 0x00], vec![0xde, 0xad, 0xbe, 0xef])
+            .with_header("trace", "abc")
+            .with_header("count", "7");
+        let records = vec![Record::new("line\tone"), binary];
+        runtime.block_on(log.append("bin", records)).unwrap();
+    });
+
+    let raw = ok(dir, &["tail", "bin", "--from-beginning", "--json"]);
+    let records = json_lines(&raw);
+    assert_eq!(records[0]["value"], "line\tone");
+    assert_eq!(records[0]["headers"], json!({}));
+    assert_eq!(records[1]["value"], "3q2+7w==");
+    assert_eq!(records[1]["key"], "/wA=");
+    assert_eq!(records[1]["headers"], json!({"count": 7, "trace": "abc"}));
+    let timestamp = records[1]["timestamp"].as_str().unwrap();
+    assert!(
+        timestamp.ends_with('Z') && humantime::parse_rfc3339(timestamp).is_ok(),
+        "{timestamp}"
     );
     let fields = [
-        "\"partition\":",
-        "\"offset\":",
-        "\"key\":",
-        "\"value\":",
-        "\"timestamp\":",
-        "\"headers\":",
+        "partition",
+        "offset",
+        "key",
+        "value",
+        "timestamp",
+        "headers",
     ];
-    let positions: Vec<usize> = fields.iter().map(|f| raw.find(f).unwrap()).collect();
+    let positions: Vec<usize> = fields
+        .iter()
+        .map(|f| raw.find(&format!("\"{f}\":")).unwrap())
+        .collect();
     assert!(
         positions.windows(2).all(|w| w[0] < w[1]),
         "field order: {raw}"
     );
 
-    let text = ok(dir, &["tail", "t", "--from-beginning", "--partition", "1"]);
-    assert!(
-        text.starts_with("1:0\t-\t42\n1:1\t-\tlast line without newline\n"),
-        "{text}"
+    let text = ok(
+        dir,
+        &["tail", "bin", "--from-beginning", "--partition", "0"],
     );
     assert_eq!(
-        ok(dir, &["tail", "t"]),
-        "",
-        "without --from-beginning only new records"
+        text,
+        "0:0\t-\tline\\tone\n0:1\tbase64:/wA=\tbase64:3q2+7w==\n"
     );
 }
 
@@ -359,25 +367,36 @@ async fn following_tail_receives_records_appended_after_it_started() {
     assert_eq!(batch[0].value, b"late");
 }
 
-#[test]
-fn groups_reset_offsets_and_describe_lag() {
-    // Proves describe shows committed offset, watermarks and lag, and reset-offsets moves them.
+/// A topic `t` with 4 records in partition 0 and 2 in partition 1, and group `billing`
+/// committed at offset 1 of partition 0 only.
+fn group_fixture() -> tempfile::TempDir {
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path();
     ok(dir, &["topics", "create", "t", "--partitions", "2"]);
-    assert_success(
-        &tidings_with_stdin(dir, &["produce", "t", "--partition", "0"], "a\nb\nc\nd\n"),
-        &[],
-    );
-    assert_success(
-        &tidings_with_stdin(dir, &["produce", "t", "--partition", "1"], "e\nf\n"),
-        &[],
-    );
+    let first = tidings_with_stdin(dir, &["produce", "t", "--partition", "0"], "a\nb\nc\nd\n");
+    assert_success(&first, &["produce"]);
+    let second = tidings_with_stdin(dir, &["produce", "t", "--partition", "1"], "e\nf\n");
+    assert_success(&second, &["produce"]);
     with_log(dir, |log, runtime| {
         log.commit_offset("billing", "t", 0, 1).unwrap();
         runtime.block_on(log.sync()).unwrap();
     });
+    temp
+}
 
+/// `groups describe GROUP --json`, as (committed, lag) per partition.
+fn positions(dir: &Path) -> Vec<(Value, Value)> {
+    json_lines(&ok(dir, &["groups", "describe", "billing", "--json"]))
+        .into_iter()
+        .map(|p| (p["committed"].clone(), p["lag"].clone()))
+        .collect()
+}
+
+#[test]
+fn groups_describe_and_list_show_committed_offsets_and_lag() {
+    // Proves describe's committed offset, watermarks and lag per partition, and list's total.
+    let temp = group_fixture();
+    let dir = temp.path();
     let lag = json_lines(&ok(dir, &["groups", "describe", "billing", "--json"]));
     assert_eq!(
         lag,
@@ -387,91 +406,74 @@ fn groups_reset_offsets_and_describe_lag() {
         ]
     );
     let table = ok(dir, &["groups", "describe", "billing"]);
-    assert!(
-        table.contains("TOPIC  PARTITION  COMMITTED  LOW  HIGH  LAG"),
-        "{table}"
-    );
-    assert!(
-        table.contains("t      1          -          0    2     2"),
-        "{table}"
+    assert_eq!(
+        table,
+        "TOPIC  PARTITION  COMMITTED  LOW  HIGH  LAG\n\
+         t      0          1          0    4     3\n\
+         t      1          -          0    2     2\n"
     );
     assert_eq!(
         json_lines(&ok(dir, &["groups", "list", "--json"])),
         vec![json!({"name": "billing", "topics": ["t"], "lag": 5})]
     );
-
-    let reset = json_lines(&ok(
-        dir,
-        &[
-            "groups",
-            "reset-offsets",
-            "billing",
-            "--topic",
-            "t",
-            "--to",
-            "latest",
-            "--json",
-        ],
-    ));
     assert_eq!(
-        reset[0],
+        ok(dir, &["groups", "list"]),
+        "GROUP    TOPICS  LAG\nbilling  t       5\n"
+    );
+}
+
+#[test]
+fn groups_reset_offsets_moves_every_partition() {
+    // Proves each --to form moves the offsets (and so the lag) as documented.
+    let temp = group_fixture();
+    let dir = temp.path();
+    let reset = |to: &str| {
+        ok(
+            dir,
+            &[
+                "groups",
+                "reset-offsets",
+                "billing",
+                "--topic",
+                "t",
+                "--to",
+                to,
+                "--json",
+            ],
+        )
+    };
+    let moved = json_lines(&reset("latest"));
+    assert_eq!(
+        moved[0],
         json!({"group": "billing", "topic": "t", "partition": 0, "offset": 4})
     );
-    assert_eq!(reset[1]["offset"], 2);
-    let lag = json_lines(&ok(dir, &["groups", "describe", "billing", "--json"]));
-    assert!(lag.iter().all(|p| p["lag"] == 0), "{lag:?}");
-
-    ok(
-        dir,
-        &[
-            "groups",
-            "reset-offsets",
-            "billing",
-            "--topic",
-            "t",
-            "--to",
-            "3",
-        ],
-    );
-    let lag = json_lines(&ok(dir, &["groups", "describe", "billing", "--json"]));
+    assert_eq!(moved[1]["offset"], 2);
     assert_eq!(
-        (lag[0]["committed"].clone(), lag[0]["lag"].clone()),
-        (json!(3), json!(1))
-    );
-    assert_eq!(
-        (lag[1]["committed"].clone(), lag[1]["lag"].clone()),
-        (json!(2), json!(0))
+        positions(dir),
+        vec![(json!(4), json!(0)), (json!(2), json!(0))]
     );
 
-    ok(
-        dir,
-        &[
-            "groups",
-            "reset-offsets",
-            "billing",
-            "--topic",
-            "t",
-            "--to",
-            "2000-01-01T00:00:00Z",
-        ],
+    reset("3");
+    assert_eq!(
+        positions(dir),
+        vec![(json!(3), json!(1)), (json!(2), json!(0))],
+        "clamped to high"
     );
-    let lag = json_lines(&ok(dir, &["groups", "describe", "billing", "--json"]));
-    assert_eq!(lag[0]["lag"], 4);
-    assert_eq!(lag[1]["lag"], 2);
-    ok(
-        dir,
-        &[
-            "groups",
-            "reset-offsets",
-            "billing",
-            "--topic",
-            "t",
-            "--to",
-            "2999-01-01T00:00:00+01:00",
-        ],
+    reset("earliest");
+    assert_eq!(
+        positions(dir),
+        vec![(json!(0), json!(4)), (json!(0), json!(2))]
     );
-    let lag = json_lines(&ok(dir, &["groups", "describe", "billing", "--json"]));
-    assert!(lag.iter().all(|p| p["lag"] == 0), "{lag:?}");
+    reset("2999-01-01T00:00:00+01:00");
+    assert_eq!(
+        positions(dir),
+        vec![(json!(4), json!(0)), (json!(2), json!(0))]
+    );
+    reset("2000-01-01T00:00:00Z");
+    assert_eq!(
+        positions(dir),
+        vec![(json!(0), json!(4)), (json!(0), json!(2))]
+    );
 
     let usage = tidings(
         dir,

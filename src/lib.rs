@@ -11,4 +11,5 @@
 #![warn(missing_docs, clippy::unwrap_used)]
 
 pub mod bench;
+pub mod cli;
 pub mod log;

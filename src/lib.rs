@@ -5,11 +5,20 @@
 //!   partitions, offsets, consumer groups, retention), stored in sled. Usable on its own.
 //! - [`cli`]: the `tidings` command line: admin tools like Kafka's console tools.
 //! - [`bench`]: the built-in load generators (`tidings bench …`).
-//! - [`server`]: wiring of the HTTP server and graceful shutdown.
+//! - [`config`]: the server's settings from flags, `TIDINGS_*` variables, a TOML file and
+//!   defaults, validated into one `Config`.
+//! - [`metrics`]: each server's Prometheus registry and the scrape-time log counters.
+//! - [`api`]: the HTTP edge (axum): routes, shared handler state, problem+json errors, the
+//!   health, readiness and metrics endpoints.
+//! - [`server`]: wiring of the HTTP server and graceful shutdown (`server::run`).
 
 #![deny(unsafe_code)]
 #![warn(missing_docs, clippy::unwrap_used)]
 
+pub mod api;
 pub mod bench;
 pub mod cli;
+pub mod config;
 pub mod log;
+pub mod metrics;
+pub mod server;

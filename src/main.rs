@@ -2,10 +2,20 @@
 //!
 //! Errors end here: they are printed as `error: <message>` (with their causes, never a debug
 //! dump or backtrace) and the process exits with 1; clap exits with 2 on usage errors.
+//!
+//! `serve` resolves the configuration, installs the tracing subscriber, binds, prints
+//! `listening on http://HOST:PORT` on stdout, and runs [`tidings::server::run`] until SIGINT or
+//! SIGTERM. Any failure is printed as one `error: …` line on stderr with exit status 1.
 
+use std::io::{IsTerminal as _, Write as _};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use tidings::config::{Config, LogFormat, Overrides};
+use tidings::log::Durability;
 
 /// Tidings: a self-contained chat messaging engine.
 #[derive(Parser)]
@@ -17,6 +27,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Runs the server until SIGINT or SIGTERM.
+    Serve(ServeArgs),
     /// Manage topics: list, create, describe, delete.
     Topics(tidings::cli::topics::TopicsArgs),
     /// Append one record per line of standard input to a topic.
@@ -36,19 +48,66 @@ enum BenchCommand {
     Log(tidings::bench::log::BenchLogArgs),
 }
 
+/// Flags of `tidings serve`; each beats its `TIDINGS_*` variable and the file
+/// (docs/configuration.md lists them all).
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on, IP:PORT (port 0 picks a free one) [default: 127.0.0.1:8787]
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Data directory [default: ./data]
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// TOML configuration file (also TIDINGS_CONFIG)
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Messages per second per user, burst 2N; 0 turns limiting off [default: 50]
+    #[arg(long, value_name = "N")]
+    rate_limit: Option<u32>,
+    /// When appends are acknowledged: always, interval, interval:MS or never [default: always]
+    #[arg(long, value_name = "MODE", value_parser = parse_durability)]
+    durability: Option<Durability>,
+    /// Diagnostic log format on stderr: text or json [default: text]
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
+    /// Diagnostic log filter, e.g. info or tidings=debug [default: info]
+    #[arg(long, value_name = "FILTER")]
+    log_level: Option<String>,
+}
+
+impl ServeArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            listen: self.listen,
+            data_dir: self.data_dir.clone(),
+            rate_limit: self.rate_limit,
+            durability: self.durability,
+            log_format: self.log_format,
+            log_level: self.log_level.clone(),
+            jwt_secret: None,
+        }
+    }
+}
+
+/// Durability from a flag, with a message that does not blame a topic (the log's parser does).
+fn parse_durability(value: &str) -> Result<Durability, String> {
+    value
+        .parse()
+        .map_err(|_| "expected always, interval, interval:MS or never".to_owned())
+}
+
 fn main() -> ExitCode {
-    init_tracing();
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Topics(args) => tidings::cli::topics::run(args),
-        Command::Produce(args) => tidings::cli::produce::run(args),
-        Command::Tail(args) => tidings::cli::tail::run(args),
-        Command::Groups(args) => tidings::cli::groups::run(args),
-        Command::Bench(BenchCommand::Log(args)) => tidings::bench::log::run(args),
+        Command::Serve(args) => serve(args),
+        Command::Topics(args) => admin(|| tidings::cli::topics::run(args)),
+        Command::Produce(args) => admin(|| tidings::cli::produce::run(args)),
+        Command::Tail(args) => admin(|| tidings::cli::tail::run(args)),
+        Command::Groups(args) => admin(|| tidings::cli::groups::run(args)),
+        Command::Bench(BenchCommand::Log(args)) => admin(|| tidings::bench::log::run(args)),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        // The reader went away (`tidings tail … | head`): not a failure of ours.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -57,6 +116,79 @@ fn main() -> ExitCode {
     }
 }
 
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = Config::load(args.config.as_deref(), args.overrides())?;
+    init_tracing(&config)?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        // Handlers first, so a signal that arrives while the log opens is not lost.
+        let shutdown = shutdown_signal()?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listener
+            .local_addr()
+            .context("cannot read the bound address")?;
+        announce(addr)?;
+        tracing::info!(%addr, data_dir = %config.data_dir.display(), "listening");
+        tidings::server::run(listener, config, shutdown).await?;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+/// The one line on stdout that scripts and tests wait for.
+fn announce(addr: SocketAddr) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "listening on http://{addr}")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// A future that completes on SIGINT or SIGTERM (handlers installed now, not when polled).
+#[cfg(unix)]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        };
+        tracing::info!(signal = name, "shutting down");
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    })
+}
+
+fn init_tracing(config: &Config) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.logging.level)
+        .with_context(|| format!("bad log level {:?}", config.logging.level))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    let installed = match config.logging.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    installed.map_err(|e| anyhow::anyhow!("cannot install the log subscriber: {e}"))
+}
+
+/// Runs an admin or bench command with the default diagnostic log.
+fn admin(command: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {
+    init_default_tracing();
+    command()
+}
+
+/// The reader went away (`tidings tail … | head`): not a failure of ours.
 fn is_broken_pipe(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
         let kind = match (
@@ -71,7 +203,7 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
     })
 }
 
-fn init_tracing() {
+fn init_default_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TIDINGS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()

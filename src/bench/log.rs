@@ -101,7 +101,7 @@ pub struct BenchLogReport {
     pub disk_bytes: u64,
     /// Disk bytes per record divided by the value size.
     pub disk_bytes_per_payload_byte: f64,
-    /// Reference: 200-byte appends with one fdatasync each, per second.
+    /// Reference: appends of `size` bytes with one fdatasync each, per second.
     pub fdatasync_per_sec: Option<f64>,
     /// Reference: sled inserts, one key per record, no sync, one thread, per second.
     pub sled_per_key_per_sec: Option<f64>,
@@ -164,7 +164,11 @@ pub fn measure(args: &BenchLogArgs) -> anyhow::Result<BenchLogReport> {
     let (elapsed, latencies) = runtime.block_on(append_phase(&log, args))?;
     let stats = log.stats();
     runtime.block_on(log.sync())?;
-    let consumed = if args.consume { Some(consume_all(&log)?) } else { None };
+    let consumed = if args.consume {
+        Some(consume_all(&log)?)
+    } else {
+        None
+    };
     let disk_bytes = allocated_bytes(&dir.join("engine"));
     drop(log);
 
@@ -220,8 +224,15 @@ fn consume_all(log: &Log) -> anyhow::Result<(f64, f64)> {
     for partition in &topic.partitions {
         let mut offset = partition.low;
         while offset < partition.high {
-            let records = log.read(TOPIC, partition.partition, offset, ReadLimits::records(1000))?;
-            let last = records.last().context("a read below the high watermark returned nothing")?;
+            let records = log.read(
+                TOPIC,
+                partition.partition,
+                offset,
+                ReadLimits::records(1000),
+            )?;
+            let last = records
+                .last()
+                .context("a read below the high watermark returned nothing")?;
             offset = last.offset + 1;
             read += records.len() as u64;
             if read % 100_000 < 1000 {
@@ -232,7 +243,10 @@ fn consume_all(log: &Log) -> anyhow::Result<(f64, f64)> {
     }
     bar.finish_and_clear();
     anyhow::ensure!(read == total, "read {read} records, expected {total}");
-    Ok((read as f64 / started.elapsed().as_secs_f64(), peak_rss.max(resident_mib())))
+    Ok((
+        read as f64 / started.elapsed().as_secs_f64(),
+        peak_rss.max(resident_mib()),
+    ))
 }
 
 /// This process's resident set size in MiB (Linux; 0 elsewhere).

@@ -1,0 +1,214 @@
+//! The HTTP edge: routes, shared handler state, errors and HTTP metrics.
+//!
+//! [`app`] assembles the router from the handler files (`health`, `metrics`) and wraps it in
+//! the request-latency layer and the body-size limit; [`AppState`] is what every handler can
+//! reach. Errors are [`ApiError`](problem::ApiError)s, answered as problem+json
+//! ([`problem`]). axum is used here and in `server.rs` only.
+//!
+//! This module does not bind sockets, open the log or decide when to stop: `server.rs` does, and
+//! hands the open log to the state with [`AppState::attach_log`]. The chat routes are not here
+//! yet.
+
+pub mod health;
+pub mod metrics;
+pub mod problem;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use axum::Router;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::log::Log;
+use crate::metrics::Metrics;
+use problem::ApiError;
+
+/// What handlers share: configuration, the log once it is open, readiness, metrics, and the
+/// server's shutdown signal and task tracker (for work that outlives one request). Cheap to
+/// clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    config: Arc<Config>,
+    log: Arc<OnceLock<Log>>,
+    ready: Arc<AtomicBool>,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl AppState {
+    /// A state with no log yet (so not ready), fresh metrics and a fresh shutdown signal.
+    pub fn new(config: Config) -> AppState {
+        AppState {
+            config: Arc::new(config),
+            log: Arc::new(OnceLock::new()),
+            ready: Arc::new(AtomicBool::new(false)),
+            metrics: Metrics::new(),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    /// The configuration the server runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The open log, or `NotReady` (503) while it is still being opened.
+    pub fn log(&self) -> Result<&Log, ApiError> {
+        self.log.get().ok_or(ApiError::NotReady)
+    }
+
+    /// Hands the opened log to the handlers. The first log attached stays; a second call is
+    /// a wiring mistake and is logged.
+    pub fn attach_log(&self, log: Log) {
+        if self.log.set(log).is_err() {
+            tracing::warn!("a log was attached twice; keeping the first");
+        }
+    }
+
+    /// Marks the server ready (recovery done, writes accepted) or not.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    /// Ready and not shutting down.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst) && !self.shutdown.is_cancelled()
+    }
+
+    /// This server's metric registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Cancelled when the server starts shutting down; long-lived work selects on it.
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// Background tasks of this server; the server waits for them all before it closes the log.
+    pub fn tasks(&self) -> &TaskTracker {
+        &self.tasks
+    }
+}
+
+/// The whole HTTP application for `state`.
+pub fn app(state: AppState) -> Router {
+    let max_body = state.config().limits.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::scrape))
+        .fallback(problem::unknown_route)
+        .method_not_allowed_fallback(problem::method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics().clone(),
+            metrics::track_latency,
+        ))
+        .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{header, Request, StatusCode};
+    use axum::response::Response;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::api::problem::{Problem, PROBLEM_JSON};
+
+    async fn call(state: &AppState, method: &str, uri: &str) -> Response {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Body::empty())
+            .unwrap();
+        app(state.clone()).oneshot(request).await.unwrap()
+    }
+
+    async fn body_text(response: Response) -> String {
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    async fn problem(response: Response) -> Problem {
+        assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+        serde_json::from_str(&body_text(response).await).unwrap()
+    }
+
+    #[tokio::test]
+    async fn healthz_is_ok_even_before_the_log_opens() {
+        let state = AppState::new(Config::default());
+        let response = call(&state, "GET", "/healthz").await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(body_text(response).await, r#"{"status":"ok"}"#);
+    }
+
+    #[tokio::test]
+    async fn readyz_is_503_problem_until_ready() {
+        let state = AppState::new(Config::default());
+        let response = call(&state, "GET", "/readyz").await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().contains_key(header::RETRY_AFTER));
+        assert_eq!(problem(response).await.status, 503);
+        state.set_ready(true);
+        assert_eq!(
+            call(&state, "GET", "/readyz").await.status(),
+            StatusCode::OK
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_routes_are_404_problems() {
+        let state = AppState::new(Config::default());
+        let response = call(&state, "GET", "/api/nothing/here").await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        let problem = problem(response).await;
+        assert_eq!(problem.status, 404);
+        assert_eq!(problem.kind, "urn:tidings:problem:unknown-route");
+        assert!(problem.detail.contains("/api/nothing/here"));
+    }
+
+    #[tokio::test]
+    async fn wrong_methods_are_405_problems_with_allow() {
+        let state = AppState::new(Config::default());
+        let response = call(&state, "POST", "/healthz").await;
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+        let allow = response.headers()[header::ALLOW]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(allow.contains("GET"), "{allow}");
+        assert_eq!(problem(response).await.status, 405);
+    }
+
+    #[tokio::test]
+    async fn metrics_show_log_counters_and_route_latencies() {
+        let state = AppState::new(Config::default());
+        call(&state, "GET", "/healthz").await;
+        call(&state, "GET", "/no-such-route").await;
+        let response = call(&state, "GET", "/metrics").await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            crate::metrics::CONTENT_TYPE
+        );
+        let text = body_text(response).await;
+        assert!(text.contains("tidings_log_appends_total 0"), "{text}");
+        assert!(text.contains(r#"route="/healthz",status="200""#), "{text}");
+        assert!(text.contains(r#"route="unmatched",status="404""#), "{text}");
+        assert!(
+            !text.contains("no-such-route"),
+            "raw paths never become labels"
+        );
+    }
+}

@@ -1,0 +1,450 @@
+//! Every HTTP error answer, as RFC 9457 `application/problem+json`.
+//!
+//! Handlers return [`ApiError`]; its one [`IntoResponse`] maps each variant (and each
+//! [`LogError`] variant, with no catch-all) to a status, a stable problem `type` and a
+//! `{"type","title","status","detail"}` body. Storage failures answer 503 with `Retry-After`,
+//! never a success for data that is not durable. Internal details (paths, engine messages) go to
+//! the server's log, not to the client.
+//!
+//! Also here: the 404 and 405 fallbacks, and [`Json`], the JSON extractor whose rejections keep
+//! this shape (400 malformed or invalid, 413 too large, 415 wrong content type).
+//!
+//! This module does not decide *when* a request is wrong; handlers and extractors do.
+//!
+//! Problem types are URNs, `urn:tidings:problem:<slug>`:
+//! `bad-request`, `unsupported-media-type`, `payload-too-large`, `not-found`, `unknown-route`,
+//! `method-not-allowed`, `conflict`, `offset-out-of-range`, `not-ready`, `storage-unavailable`,
+//! `internal`.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::log::LogError;
+
+/// The media type of every error body.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Seconds a client should wait after a 503 caused by a full queue.
+const RETRY_OVERLOADED_SECS: u64 = 1;
+/// Seconds a client should wait after other 503s (storage failure, starting, stopping).
+const RETRY_UNAVAILABLE_SECS: u64 = 5;
+
+/// Everything an HTTP handler can answer with instead of success.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// No route matches the request's path.
+    #[error("there is no resource at {path}")]
+    UnknownRoute {
+        /// The requested path.
+        path: String,
+    },
+    /// The path exists but does not accept this method.
+    #[error("{path} does not accept {method}")]
+    MethodNotAllowed {
+        /// The requested method.
+        method: Method,
+        /// The requested path.
+        path: String,
+    },
+    /// The body is malformed or a field is invalid; the text names the field.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The body declares a content type the endpoint does not take.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The body, or a part of it, exceeds a configured limit.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// The server is recovering or shutting down and does not take this request now.
+    #[error("the server is not ready: it is starting up or shutting down")]
+    NotReady,
+    /// The log refused or failed.
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+/// An RFC 9457 problem, as serialized.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Problem {
+    /// A URI identifying the kind of problem.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A short, human-readable summary of the kind.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What happened in this occurrence, for a human.
+    pub detail: String,
+}
+
+/// A problem plus the headers that go with it.
+struct Answer {
+    status: StatusCode,
+    slug: &'static str,
+    title: &'static str,
+    detail: String,
+    retry_after: Option<u64>,
+}
+
+impl Answer {
+    fn new(status: StatusCode, slug: &'static str, title: &'static str, detail: String) -> Self {
+        Answer {
+            status,
+            slug,
+            title,
+            detail,
+            retry_after: None,
+        }
+    }
+
+    fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+}
+
+impl ApiError {
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        self.answer().status
+    }
+
+    fn answer(&self) -> Answer {
+        let detail = self.to_string();
+        match self {
+            ApiError::UnknownRoute { .. } => Answer::new(
+                StatusCode::NOT_FOUND,
+                "unknown-route",
+                "No such resource",
+                detail,
+            ),
+            ApiError::MethodNotAllowed { .. } => Answer::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                detail,
+            ),
+            ApiError::BadRequest(_) => Answer::new(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                "Bad request",
+                detail,
+            ),
+            ApiError::UnsupportedMediaType(_) => Answer::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+                detail,
+            ),
+            ApiError::PayloadTooLarge(_) => Answer::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Payload too large",
+                detail,
+            ),
+            ApiError::NotReady => Answer::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not-ready",
+                "Not ready",
+                detail,
+            )
+            .retry_after(RETRY_UNAVAILABLE_SECS),
+            ApiError::Log(error) => log_answer(error),
+        }
+    }
+}
+
+/// The answer for each log error. No wildcard: a new variant must be placed here on purpose.
+fn log_answer(error: &LogError) -> Answer {
+    let detail = error.to_string();
+    let unavailable = |detail: String| {
+        Answer::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage-unavailable",
+            "Storage unavailable",
+            detail,
+        )
+        .retry_after(RETRY_UNAVAILABLE_SECS)
+    };
+    let internal = || {
+        Answer::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+            "the server failed; its log has the details".into(),
+        )
+    };
+    match error {
+        LogError::InvalidTopicName { .. }
+        | LogError::InvalidGroupName { .. }
+        | LogError::InvalidConfig(_)
+        | LogError::EmptyAppend => Answer::new(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "Bad request",
+            detail,
+        ),
+        LogError::UnknownTopic(_) | LogError::UnknownPartition { .. } => {
+            Answer::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+        }
+        LogError::TopicExists(_) | LogError::CommitRegression { .. } => {
+            Answer::new(StatusCode::CONFLICT, "conflict", "Conflict", detail)
+        }
+        LogError::OffsetOutOfRange { .. } => Answer::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "offset-out-of-range",
+            "Offset out of range",
+            detail,
+        ),
+        LogError::RecordTooLarge { .. } => Answer::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            "Payload too large",
+            detail,
+        ),
+        LogError::Overloaded => unavailable(detail).retry_after(RETRY_OVERLOADED_SECS),
+        LogError::Closed => unavailable(detail),
+        LogError::Poisoned(_) | LogError::Io { .. } | LogError::Storage(_) => {
+            unavailable("the server cannot make writes durable right now; try again later".into())
+        }
+        LogError::Locked { .. } | LogError::ForeignDirectory { .. } | LogError::Corrupt { .. } => {
+            internal()
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let answer = self.answer();
+        if answer.status.is_server_error() {
+            tracing::error!(error = %self, status = answer.status.as_u16(), "request failed");
+        }
+        let problem = Problem {
+            kind: format!("urn:tidings:problem:{}", answer.slug),
+            title: answer.title.into(),
+            status: answer.status.as_u16(),
+            detail: answer.detail,
+        };
+        let mut response = (answer.status, axum::Json(problem)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let Some(seconds) = answer.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    /// Classified by the rejection's status, since axum may add rejection kinds.
+    fn from(rejection: JsonRejection) -> Self {
+        let detail = rejection.body_text();
+        match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(detail),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(detail),
+            _ => ApiError::BadRequest(detail),
+        }
+    }
+}
+
+/// A JSON body extractor and response whose rejections are [`ApiError`]s.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
+        Ok(Json(value))
+    }
+}
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// Router fallback: no route matched the path.
+pub async fn unknown_route(uri: Uri) -> ApiError {
+    ApiError::UnknownRoute {
+        path: uri.path().to_owned(),
+    }
+}
+
+/// Router fallback: the path matched but the method did not.
+pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed {
+        method,
+        path: uri.path().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use axum::body::Body;
+    use axum::routing::post;
+    use axum::Router;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn problem_of(response: Response) -> Problem {
+        assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    fn every_log_error() -> Vec<LogError> {
+        vec![
+            LogError::InvalidTopicName {
+                name: "".into(),
+                reason: "empty",
+            },
+            LogError::InvalidGroupName {
+                name: "".into(),
+                reason: "empty",
+            },
+            LogError::InvalidConfig("x".into()),
+            LogError::UnknownTopic("t".into()),
+            LogError::TopicExists("t".into()),
+            LogError::UnknownPartition {
+                topic: "t".into(),
+                partition: 9,
+                partitions: 1,
+            },
+            LogError::OffsetOutOfRange {
+                topic: "t".into(),
+                partition: 0,
+                offset: 0,
+                earliest: 1,
+                latest: 2,
+            },
+            LogError::CommitRegression {
+                group: "g".into(),
+                topic: "t".into(),
+                partition: 0,
+                offset: 0,
+                committed: 1,
+            },
+            LogError::RecordTooLarge { size: 2, limit: 1 },
+            LogError::EmptyAppend,
+            LogError::Locked {
+                path: PathBuf::from("/d"),
+                holder: String::new(),
+            },
+            LogError::ForeignDirectory {
+                path: PathBuf::from("/d"),
+                reason: "x".into(),
+            },
+            LogError::Corrupt {
+                location: "x".into(),
+                reason: "y".into(),
+            },
+            LogError::Poisoned("disk".into()),
+            LogError::Overloaded,
+            LogError::Closed,
+            LogError::Io {
+                path: PathBuf::from("/secret/path"),
+                source: std::io::Error::other("boom"),
+            },
+            LogError::Storage("engine".into()),
+        ]
+    }
+
+    #[tokio::test]
+    async fn storage_failures_and_only_they_answer_503_with_retry_after() {
+        for error in every_log_error() {
+            let storage = error.is_storage_failure();
+            let name = format!("{error:?}");
+            let response = ApiError::from(error).into_response();
+            assert_eq!(
+                response.status() == StatusCode::SERVICE_UNAVAILABLE,
+                storage,
+                "{name}"
+            );
+            assert_eq!(
+                response.headers().contains_key(header::RETRY_AFTER),
+                storage,
+                "{name}"
+            );
+            let problem = problem_of(response).await;
+            assert!(problem.kind.starts_with("urn:tidings:problem:"));
+            assert!(
+                !problem.detail.contains("/secret/path"),
+                "{name} leaks a path"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn bad_input_maps_to_4xx() {
+        let cases = [
+            (LogError::EmptyAppend, 400),
+            (LogError::UnknownTopic("t".into()), 404),
+            (LogError::TopicExists("t".into()), 409),
+            (LogError::RecordTooLarge { size: 2, limit: 1 }, 413),
+        ];
+        for (error, status) in cases {
+            let problem = problem_of(ApiError::from(error).into_response()).await;
+            assert_eq!(problem.status, status);
+        }
+    }
+
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Body1 {
+        name: String,
+    }
+
+    fn echo_app() -> Router {
+        Router::new()
+            .route("/echo", post(|Json(b): Json<Body1>| async move { b.name }))
+            .layer(axum::extract::DefaultBodyLimit::max(64))
+    }
+
+    async fn post_echo(content_type: Option<&str>, body: &str) -> Response {
+        let mut req = Request::post("/echo");
+        if let Some(ct) = content_type {
+            req = req.header(header::CONTENT_TYPE, ct);
+        }
+        echo_app()
+            .oneshot(req.body(Body::from(body.to_owned())).unwrap())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn json_rejections_keep_the_problem_shape() {
+        let ok = post_echo(Some("application/json"), r#"{"name":"a"}"#).await;
+        assert_eq!(ok.status(), StatusCode::OK);
+
+        let syntax = post_echo(Some("application/json"), "{").await;
+        assert_eq!(problem_of(syntax).await.status, 400);
+
+        let missing_field = post_echo(Some("application/json"), "{}").await;
+        let problem = problem_of(missing_field).await;
+        assert_eq!(problem.status, 400);
+        assert!(problem.detail.contains("name"), "{}", problem.detail);
+
+        let no_type = post_echo(None, r#"{"name":"a"}"#).await;
+        assert_eq!(problem_of(no_type).await.status, 415);
+
+        let huge = format!(r#"{{"name":"{}"}}"#, "x".repeat(100));
+        let too_large = post_echo(Some("application/json"), &huge).await;
+        assert_eq!(problem_of(too_large).await.status, 413);
+    }
+}

@@ -1,0 +1,704 @@
+//! The server's configuration: one [`Config`], assembled from four layers.
+//!
+//! Precedence, highest first: command-line flags ([`Overrides`] built by `main`), `TIDINGS_*`
+//! environment variables ([`ENV_VARS`]), a TOML file (`--config FILE` or `TIDINGS_CONFIG`), then
+//! the defaults. Every value is checked here, and a bad one is a [`ConfigError`] that names where
+//! it came from (`--listen`, `TIDINGS_DURABILITY`, `log.durability in tidings.toml`); an unknown
+//! key in the file is an error, not silently ignored. `docs/configuration.md` lists every setting.
+//!
+//! This module owns parsing, merging and validation. It does not bind sockets, open the log or
+//! install the tracing subscriber: `main` and [`server`](crate::server) act on the result.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::Deserialize;
+
+use crate::log::{Durability, LogConfig, MAX_PARTITIONS};
+
+/// The fully resolved, validated configuration of `tidings serve`.
+#[derive(Clone, PartialEq)]
+pub struct Config {
+    /// Address the HTTP server binds (`listen`).
+    pub listen: SocketAddr,
+    /// The data directory: the log, the store and the generated secret live here (`dataDir`).
+    pub data_dir: PathBuf,
+    /// The embedded log (`[log]`).
+    pub log: LogSettings,
+    /// Request and rate limits (`[limits]`).
+    pub limits: Limits,
+    /// Authentication (`[auth]`).
+    pub auth: AuthSettings,
+    /// Diagnostic output of the process (`[logging]`).
+    pub logging: LoggingSettings,
+}
+
+/// The `[log]` section: how the embedded log is opened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogSettings {
+    /// When appends are acknowledged relative to `fdatasync` (`log.durability`).
+    pub durability: Durability,
+    /// Partitions of a topic created on its first append (`log.defaultPartitions`).
+    pub default_partitions: u32,
+}
+
+/// The `[limits]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Messages per second one user may send (burst twice that); 0 turns limiting off.
+    pub rate_limit: u32,
+    /// Largest accepted HTTP request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Largest accepted message content, in bytes.
+    pub max_content_bytes: usize,
+    /// Largest accepted log record (key + headers + value), in bytes.
+    pub max_record_bytes: usize,
+}
+
+/// The `[auth]` section.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct AuthSettings {
+    /// HS256 signing secret for tokens; `None` means "use `DATA_DIR/secret.key`".
+    pub jwt_secret: Option<String>,
+}
+
+/// The `[logging]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggingSettings {
+    /// Human-readable lines or one JSON object per line.
+    pub format: LogFormat,
+    /// A tracing filter directive (`info`, `tidings=debug,tower_http=warn`, …).
+    pub level: String,
+}
+
+/// How the process writes its diagnostic log (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("log format {other:?}: expected text or json")),
+        }
+    }
+}
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
+            data_dir: PathBuf::from("./data"),
+            log: LogSettings {
+                durability: Durability::Always,
+                default_partitions: 8,
+            },
+            limits: Limits {
+                rate_limit: 50,
+                max_body_bytes: 1024 * 1024,
+                max_content_bytes: 16 * 1024,
+                max_record_bytes: 1024 * 1024,
+            },
+            auth: AuthSettings::default(),
+            logging: LoggingSettings {
+                format: LogFormat::Text,
+                level: "info".into(),
+            },
+        }
+    }
+}
+
+impl fmt::Debug for AuthSettings {
+    /// Never prints the secret itself.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secret = self.jwt_secret.as_ref().map(|_| "<redacted>");
+        f.debug_struct("AuthSettings")
+            .field("jwt_secret", &secret)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("log", &self.log)
+            .field("limits", &self.limits)
+            .field("auth", &self.auth)
+            .field("logging", &self.logging)
+            .finish()
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The configuration file could not be read.
+    #[error("cannot read the configuration file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, has an unknown key, or a value of the wrong type.
+    #[error("configuration file {path}: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (it names the key and the line).
+        message: String,
+    },
+    /// A listen address is not `IP:PORT`.
+    #[error(
+        "{origin}: {value:?} is not a listen address; expected IP:PORT such as 127.0.0.1:8787"
+    )]
+    BadAddress {
+        /// Where the value came from (a flag, an environment variable, or a key in a file).
+        origin: String,
+        /// The rejected value.
+        value: String,
+    },
+    /// A durability mode is not one of the known ones.
+    #[error("{origin}: {value:?} is not a durability mode; expected always, interval, interval:MS or never")]
+    BadDurability {
+        /// Where the value came from.
+        origin: String,
+        /// The rejected value.
+        value: String,
+    },
+    /// Any other value out of range or of the wrong form.
+    #[error("{origin}: {value:?} is not valid: {expected}")]
+    BadValue {
+        /// Where the value came from.
+        origin: String,
+        /// The rejected value.
+        value: String,
+        /// What is accepted.
+        expected: String,
+    },
+}
+
+/// Values that override the file and the defaults: the command-line flags, or the environment.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--listen` / `TIDINGS_LISTEN`.
+    pub listen: Option<SocketAddr>,
+    /// `--data-dir` / `TIDINGS_DATA_DIR`.
+    pub data_dir: Option<PathBuf>,
+    /// `--rate-limit` / `TIDINGS_RATE_LIMIT`.
+    pub rate_limit: Option<u32>,
+    /// `--durability` / `TIDINGS_DURABILITY`.
+    pub durability: Option<Durability>,
+    /// `--log-format` / `TIDINGS_LOG_FORMAT`.
+    pub log_format: Option<LogFormat>,
+    /// `--log-level` / `TIDINGS_LOG_LEVEL`.
+    pub log_level: Option<String>,
+    /// `TIDINGS_JWT_SECRET` (no flag: command lines are visible to every user of the machine).
+    pub jwt_secret: Option<String>,
+}
+
+/// The environment variables read, and the setting each one sets. Anything else is file-only.
+pub const ENV_VARS: &[(&str, &str)] = &[
+    ("TIDINGS_CONFIG", "the configuration file (like --config)"),
+    ("TIDINGS_LISTEN", "listen"),
+    ("TIDINGS_DATA_DIR", "dataDir"),
+    ("TIDINGS_RATE_LIMIT", "limits.rateLimit"),
+    ("TIDINGS_DURABILITY", "log.durability"),
+    ("TIDINGS_LOG_FORMAT", "logging.format"),
+    ("TIDINGS_LOG_LEVEL", "logging.level"),
+    ("TIDINGS_JWT_SECRET", "auth.jwtSecret"),
+];
+
+impl Overrides {
+    /// Reads the `TIDINGS_*` variables through `env` (empty values count as unset), checking
+    /// each value and naming the variable in the error.
+    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Overrides, ConfigError> {
+        let get = |name: &str| env(name).filter(|value| !value.is_empty());
+        let origin = |name: &str| name.to_owned();
+        Ok(Overrides {
+            listen: get("TIDINGS_LISTEN")
+                .map(|v| parse_address(&v, origin("TIDINGS_LISTEN")))
+                .transpose()?,
+            data_dir: get("TIDINGS_DATA_DIR").map(PathBuf::from),
+            rate_limit: get("TIDINGS_RATE_LIMIT")
+                .map(|v| parse_number(&v, origin("TIDINGS_RATE_LIMIT")))
+                .transpose()?,
+            durability: get("TIDINGS_DURABILITY")
+                .map(|v| parse_durability(&v, origin("TIDINGS_DURABILITY")))
+                .transpose()?,
+            log_format: get("TIDINGS_LOG_FORMAT")
+                .map(|v| parse_format(&v, origin("TIDINGS_LOG_FORMAT")))
+                .transpose()?,
+            log_level: get("TIDINGS_LOG_LEVEL"),
+            jwt_secret: get("TIDINGS_JWT_SECRET"),
+        })
+    }
+
+    fn apply_to(self, config: &mut Config) {
+        let Overrides {
+            listen,
+            data_dir,
+            rate_limit,
+            durability,
+            log_format,
+            log_level,
+            jwt_secret,
+        } = self;
+        set(&mut config.listen, listen);
+        set(&mut config.data_dir, data_dir);
+        set(&mut config.limits.rate_limit, rate_limit);
+        set(&mut config.log.durability, durability);
+        set(&mut config.logging.format, log_format);
+        set(&mut config.logging.level, log_level);
+        if jwt_secret.is_some() {
+            config.auth.jwt_secret = jwt_secret;
+        }
+    }
+}
+
+impl Config {
+    /// Resolves the configuration of this process: `flags`, then the process environment, then
+    /// `file` (or `TIDINGS_CONFIG`), then the defaults.
+    pub fn load(file: Option<&Path>, flags: Overrides) -> Result<Config, ConfigError> {
+        Config::load_with_env(file, flags, |name| std::env::var(name).ok())
+    }
+
+    /// [`load`](Self::load) with the environment given as a function (for tests and embedders).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        flags: Overrides,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let env_file = env("TIDINGS_CONFIG")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
+        let env_overrides = Overrides::from_env(&env)?;
+        let mut config = match file.map(Path::to_path_buf).or(env_file) {
+            Some(path) => Config::from_file(&path)?,
+            None => Config::default(),
+        };
+        env_overrides.apply_to(&mut config);
+        flags.apply_to(&mut config);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The defaults overlaid with a TOML file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml(&text, path)
+    }
+
+    /// The defaults overlaid with TOML text; `path` names the source in errors.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        let mut config = Config::default();
+        file.apply_to(&mut config, path)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The log's configuration for this server.
+    pub fn log_config(&self) -> LogConfig {
+        let mut log = LogConfig::new(&self.data_dir);
+        log.durability = self.log.durability;
+        log.default_partitions = self.log.default_partitions;
+        log.max_record_bytes = self.limits.max_record_bytes;
+        log
+    }
+
+    /// Range checks that no single layer can make on its own.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let partitions = self.log.default_partitions;
+        if partitions == 0 || partitions > MAX_PARTITIONS {
+            return Err(bad_value(
+                "log.defaultPartitions",
+                partitions,
+                format!("between 1 and {MAX_PARTITIONS}"),
+            ));
+        }
+        let sizes = [
+            ("limits.maxBodyBytes", self.limits.max_body_bytes),
+            ("limits.maxContentBytes", self.limits.max_content_bytes),
+            ("limits.maxRecordBytes", self.limits.max_record_bytes),
+        ];
+        for (key, value) in sizes {
+            if value == 0 {
+                return Err(bad_value(key, value, "a positive number of bytes".into()));
+            }
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.logging.level) {
+            return Err(bad_value(
+                "logging.level",
+                &self.logging.level,
+                format!("a tracing filter such as info or tidings=debug ({e})"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn bad_value(key: &str, value: impl fmt::Display, expected: String) -> ConfigError {
+    ConfigError::BadValue {
+        origin: key.into(),
+        value: value.to_string(),
+        expected,
+    }
+}
+
+fn set<T>(target: &mut T, value: Option<T>) {
+    if let Some(value) = value {
+        *target = value;
+    }
+}
+
+fn parse_address(value: &str, origin: String) -> Result<SocketAddr, ConfigError> {
+    value.parse().map_err(|_| ConfigError::BadAddress {
+        origin,
+        value: value.into(),
+    })
+}
+
+fn parse_durability(value: &str, origin: String) -> Result<Durability, ConfigError> {
+    value.parse().map_err(|_| ConfigError::BadDurability {
+        origin,
+        value: value.into(),
+    })
+}
+
+fn parse_format(value: &str, origin: String) -> Result<LogFormat, ConfigError> {
+    value.parse().map_err(|expected| ConfigError::BadValue {
+        origin,
+        value: value.into(),
+        expected,
+    })
+}
+
+fn parse_number(value: &str, origin: String) -> Result<u32, ConfigError> {
+    value.parse().map_err(|_| ConfigError::BadValue {
+        origin,
+        value: value.into(),
+        expected: "a whole number (0 turns rate limiting off)".into(),
+    })
+}
+
+/// The TOML file as written: every key optional, unknown keys refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    log: Option<FileLog>,
+    limits: Option<FileLimits>,
+    auth: Option<FileAuth>,
+    logging: Option<FileLogging>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct FileLog {
+    durability: Option<String>,
+    default_partitions: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct FileLimits {
+    rate_limit: Option<u32>,
+    max_body_bytes: Option<usize>,
+    max_content_bytes: Option<usize>,
+    max_record_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct FileAuth {
+    jwt_secret: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct FileLogging {
+    format: Option<String>,
+    level: Option<String>,
+}
+
+impl FileConfig {
+    fn apply_to(self, config: &mut Config, path: &Path) -> Result<(), ConfigError> {
+        let origin = |key: &str| format!("{key} in {}", path.display());
+        if let Some(listen) = self.listen {
+            config.listen = parse_address(&listen, origin("listen"))?;
+        }
+        set(&mut config.data_dir, self.data_dir);
+        let log = self.log.unwrap_or_default();
+        if let Some(durability) = log.durability {
+            config.log.durability = parse_durability(&durability, origin("log.durability"))?;
+        }
+        set(&mut config.log.default_partitions, log.default_partitions);
+        let limits = self.limits.unwrap_or_default();
+        set(&mut config.limits.rate_limit, limits.rate_limit);
+        set(&mut config.limits.max_body_bytes, limits.max_body_bytes);
+        set(
+            &mut config.limits.max_content_bytes,
+            limits.max_content_bytes,
+        );
+        set(&mut config.limits.max_record_bytes, limits.max_record_bytes);
+        if let Some(auth) = self.auth {
+            config.auth.jwt_secret = auth.jwt_secret.filter(|s| !s.is_empty());
+        }
+        let logging = self.logging.unwrap_or_default();
+        if let Some(format) = logging.format {
+            config.logging.format = parse_format(&format, origin("logging.format"))?;
+        }
+        set(&mut config.logging.level, logging.level);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    fn write_file(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tidings.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn defaults_match_the_documented_values() {
+        let config = Config::load_with_env(None, Overrides::default(), env(&[])).unwrap();
+        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(config.data_dir, PathBuf::from("./data"));
+        assert_eq!(config.log.durability, Durability::Always);
+        assert_eq!(config.log.default_partitions, 8);
+        assert_eq!(config.limits.rate_limit, 50);
+        assert_eq!(config.limits.max_body_bytes, 1 << 20);
+        assert_eq!(config.limits.max_content_bytes, 16 << 10);
+        assert_eq!(config.limits.max_record_bytes, 1 << 20);
+        assert_eq!(config.auth.jwt_secret, None);
+        assert_eq!(config.logging.format, LogFormat::Text);
+        assert_eq!(config.logging.level, "info");
+    }
+
+    #[test]
+    fn every_file_key_is_read() {
+        let (_dir, path) = write_file(
+            r#"
+            listen = "0.0.0.0:9000"
+            dataDir = "/var/lib/tidings"
+            [log]
+            durability = "interval:250"
+            defaultPartitions = 3
+            [limits]
+            rateLimit = 0
+            maxBodyBytes = 2048
+            maxContentBytes = 1024
+            maxRecordBytes = 4096
+            [auth]
+            jwtSecret = "s3cret"
+            [logging]
+            format = "json"
+            level = "debug"
+            "#,
+        );
+        let config = Config::load_with_env(Some(&path), Overrides::default(), env(&[])).unwrap();
+        assert_eq!(config.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(config.data_dir, PathBuf::from("/var/lib/tidings"));
+        assert_eq!(
+            config.log.durability,
+            Durability::Interval(Duration::from_millis(250))
+        );
+        assert_eq!(config.log.default_partitions, 3);
+        assert_eq!(
+            config.limits,
+            Limits {
+                rate_limit: 0,
+                max_body_bytes: 2048,
+                max_content_bytes: 1024,
+                max_record_bytes: 4096
+            }
+        );
+        assert_eq!(config.auth.jwt_secret.as_deref(), Some("s3cret"));
+        assert_eq!(config.logging.format, LogFormat::Json);
+        assert_eq!(config.logging.level, "debug");
+        assert_eq!(config.log_config().max_record_bytes, 4096);
+    }
+
+    #[test]
+    fn flags_beat_env_which_beats_the_file_which_beats_defaults() {
+        let (_dir, path) = write_file(
+            "listen = \"127.0.0.1:1111\"\ndataDir = \"from-file\"\n\
+             [limits]\nrateLimit = 7\n[log]\ndurability = \"never\"\n",
+        );
+        let environment = env(&[
+            ("TIDINGS_LISTEN", "127.0.0.1:2222"),
+            ("TIDINGS_RATE_LIMIT", "9"),
+        ]);
+        let flags = Overrides {
+            listen: Some("127.0.0.1:3333".parse().unwrap()),
+            ..Overrides::default()
+        };
+        let config = Config::load_with_env(Some(&path), flags, environment).unwrap();
+        assert_eq!(config.listen.port(), 3333, "flag beats env and file");
+        assert_eq!(config.limits.rate_limit, 9, "env beats file");
+        assert_eq!(
+            config.data_dir,
+            PathBuf::from("from-file"),
+            "file beats default"
+        );
+        assert_eq!(config.log.durability, Durability::Never);
+        assert_eq!(config.logging.level, "info", "default when nobody sets it");
+    }
+
+    #[test]
+    fn tidings_config_names_the_file_unless_a_flag_does() {
+        let (_dir, path) = write_file("listen = \"127.0.0.1:4444\"\n");
+        let path_str = path.to_str().unwrap();
+        let from_env = Config::load_with_env(
+            None,
+            Overrides::default(),
+            env(&[("TIDINGS_CONFIG", path_str)]),
+        )
+        .unwrap();
+        assert_eq!(from_env.listen.port(), 4444);
+        let (_other_dir, other) = write_file("listen = \"127.0.0.1:5555\"\n");
+        let from_flag = Config::load_with_env(
+            Some(&other),
+            Overrides::default(),
+            env(&[("TIDINGS_CONFIG", path_str)]),
+        )
+        .unwrap();
+        assert_eq!(from_flag.listen.port(), 5555);
+    }
+
+    #[test]
+    fn empty_env_values_count_as_unset() {
+        let config = Config::load_with_env(
+            None,
+            Overrides::default(),
+            env(&[("TIDINGS_LISTEN", ""), ("TIDINGS_JWT_SECRET", "")]),
+        )
+        .unwrap();
+        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(config.auth.jwt_secret, None);
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_naming_it() {
+        let (_dir, path) = write_file("[limits]\nrateLimt = 5\n");
+        let err = Config::from_file(&path).unwrap_err();
+        assert!(matches!(err, ConfigError::Syntax { .. }), "{err:?}");
+        assert!(err.to_string().contains("rateLimt"), "{err}");
+        let (_dir, path) = write_file("lsiten = \"127.0.0.1:1\"\n");
+        assert!(Config::from_file(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("lsiten"));
+    }
+
+    #[test]
+    fn a_bad_address_names_its_origin() {
+        let (_dir, path) = write_file("listen = \"localhost\"\n");
+        let err = Config::from_file(&path).unwrap_err();
+        assert!(matches!(err, ConfigError::BadAddress { .. }), "{err:?}");
+        assert!(err.to_string().starts_with("listen in "), "{err}");
+        let err = Config::load_with_env(
+            None,
+            Overrides::default(),
+            env(&[("TIDINGS_LISTEN", "nowhere:80")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("TIDINGS_LISTEN"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_durability_names_its_origin() {
+        let (_dir, path) = write_file("[log]\ndurability = \"sometimes\"\n");
+        let err = Config::from_file(&path).unwrap_err();
+        assert!(matches!(err, ConfigError::BadDurability { .. }), "{err:?}");
+        assert!(err.to_string().contains("log.durability"), "{err}");
+        let err = Config::load_with_env(
+            None,
+            Overrides::default(),
+            env(&[("TIDINGS_DURABILITY", "interval:0")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("TIDINGS_DURABILITY"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_values_and_wrong_types_are_refused() {
+        for text in [
+            "[log]\ndefaultPartitions = 0\n",
+            "[limits]\nmaxBodyBytes = 0\n",
+            "[logging]\nformat = \"yaml\"\n",
+            "[logging]\nlevel = \"tidings=loud\"\n",
+            "[limits]\nrateLimit = \"fast\"\n",
+            "[limits]\nrateLimit = -1\n",
+        ] {
+            let (_dir, path) = write_file(text);
+            assert!(Config::from_file(&path).is_err(), "{text}");
+        }
+        let err = Config::load_with_env(
+            None,
+            Overrides::default(),
+            env(&[("TIDINGS_RATE_LIMIT", "x")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("TIDINGS_RATE_LIMIT"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_file_is_a_read_error() {
+        let err = Config::from_file(Path::new("/nonexistent/tidings.toml")).unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn debug_output_hides_the_secret() {
+        let config = Config {
+            auth: AuthSettings {
+                jwt_secret: Some("hunter2".into()),
+            },
+            ..Config::default()
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"));
+        assert!(shown.contains("<redacted>"));
+    }
+}

@@ -1,0 +1,225 @@
+//! Prometheus metrics of one server: a registry per server, rendered as text format 0.0.4.
+//!
+//! Two kinds of metric end up on `GET /metrics`:
+//! - **pushed** ones, recorded as things happen through [`Metrics::record`] (the `metrics` crate's
+//!   macros, aimed at this server's own `PrometheusRecorder`), such as the HTTP latency
+//!   histogram;
+//! - **collected** ones, read at scrape time from a component's counters, such as the log's
+//!   [`LogStats`] ([`render_log_stats`]). Their values are exact (counters may be fractional) and
+//!   they need no bookkeeping between scrapes.
+//!
+//! Each server owns its recorder instead of installing one globally, so that several servers in
+//! one process (the tests, an embedder) never mix their numbers. Components that record get a
+//! [`Metrics`] clone; a bare `metrics::counter!` outside [`Metrics::record`] goes nowhere.
+//!
+//! This module knows nothing of HTTP routing: the request-timing layer and the `/metrics` handler
+//! live in `api::metrics`.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+use crate::log::LogStats;
+
+/// Name of the HTTP request latency histogram (labels `method`, `route`, `status`).
+pub const HTTP_REQUEST_DURATION: &str = "tidings_http_request_duration_seconds";
+
+/// Upper bounds of the HTTP latency buckets, in seconds.
+const HTTP_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The Prometheus content type of the text exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// One server's metric registry; cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    recorder: Arc<PrometheusRecorder>,
+    handle: PrometheusHandle,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with the pushed metrics described.
+    pub fn new() -> Metrics {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(HTTP_REQUEST_DURATION.into()), HTTP_BUCKETS)
+            .expect("the HTTP bucket list is a non-empty constant");
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        let metrics = Metrics {
+            recorder: Arc::new(recorder),
+            handle,
+        };
+        metrics.record(|| {
+            metrics::describe_histogram!(
+                HTTP_REQUEST_DURATION,
+                metrics::Unit::Seconds,
+                "Time from receiving an HTTP request to its response head, per route and status."
+            );
+        });
+        metrics
+    }
+
+    /// Runs `f` with this registry as the target of the `metrics` macros on this thread.
+    pub fn record<T>(&self, f: impl FnOnce() -> T) -> T {
+        metrics::with_local_recorder(self.recorder.as_ref(), f)
+    }
+
+    /// Records one HTTP request's latency. `route` is the matched route pattern, never the raw
+    /// path, so the number of series stays bounded.
+    pub fn observe_http(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        self.record(|| {
+            metrics::histogram!(
+                HTTP_REQUEST_DURATION,
+                "method" => method.to_owned(),
+                "route" => route.to_owned(),
+                "status" => status.to_string(),
+            )
+            .record(seconds);
+        });
+    }
+
+    /// The pushed metrics in text format.
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+
+    /// Folds buffered histogram samples into their buckets. Rendering does this too; a periodic
+    /// call keeps memory bounded when nobody scrapes.
+    pub fn run_upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+}
+
+/// Appends the log's counters to `out` in text format.
+pub fn render_log_stats(out: &mut String, stats: &LogStats) {
+    let group_size = if stats.groups == 0 {
+        0.0
+    } else {
+        stats.records as f64 / stats.groups as f64
+    };
+    let rows: [(&str, &str, &str, f64); 8] = [
+        (
+            "tidings_log_appends_total",
+            "counter",
+            "Append calls the log completed (acknowledged) since it was opened.",
+            stats.append_requests as f64,
+        ),
+        (
+            "tidings_log_records_total",
+            "counter",
+            "Records appended since the log was opened.",
+            stats.records as f64,
+        ),
+        (
+            "tidings_log_bytes_total",
+            "counter",
+            "Encoded record-batch bytes written since the log was opened.",
+            stats.bytes as f64,
+        ),
+        (
+            "tidings_log_batches_total",
+            "counter",
+            "Record batches written (one storage-engine insert each).",
+            stats.batches as f64,
+        ),
+        (
+            "tidings_log_groups_total",
+            "counter",
+            "Group commits: each gathers every append waiting at that moment.",
+            stats.groups as f64,
+        ),
+        (
+            "tidings_log_syncs_total",
+            "counter",
+            "Flush + fdatasync rounds issued by the log.",
+            stats.syncs as f64,
+        ),
+        (
+            "tidings_log_sync_seconds_total",
+            "counter",
+            "Time spent in flush + fdatasync rounds.",
+            stats.sync_nanos as f64 / 1e9,
+        ),
+        (
+            "tidings_log_group_size",
+            "gauge",
+            "Mean records per group commit since the log was opened.",
+            group_size,
+        ),
+    ];
+    for (name, kind, help, value) in rows {
+        // Writing to a String cannot fail.
+        let _ = write!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_latency_renders_as_a_histogram_with_route_labels() {
+        let metrics = Metrics::new();
+        metrics.observe_http("GET", "/healthz", 200, 0.002);
+        let text = metrics.render();
+        assert!(
+            text.contains("# TYPE tidings_http_request_duration_seconds histogram"),
+            "{text}"
+        );
+        assert!(text.contains("route=\"/healthz\""), "{text}");
+        assert!(
+            text.contains("tidings_http_request_duration_seconds_count"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn two_registries_do_not_share_values() {
+        let (a, b) = (Metrics::new(), Metrics::new());
+        a.observe_http("GET", "/only-a", 200, 0.1);
+        assert!(a.render().contains("/only-a"));
+        assert!(!b.render().contains("/only-a"));
+    }
+
+    #[test]
+    fn log_stats_render_with_types_and_mean_group_size() {
+        let stats = LogStats {
+            append_requests: 4,
+            records: 10,
+            groups: 4,
+            syncs: 4,
+            sync_nanos: 1_500_000_000,
+            ..LogStats::default()
+        };
+        let mut out = String::new();
+        render_log_stats(&mut out, &stats);
+        assert!(
+            out.contains("# TYPE tidings_log_appends_total counter\ntidings_log_appends_total 4\n")
+        );
+        assert!(
+            out.contains("tidings_log_sync_seconds_total 1.5\n"),
+            "{out}"
+        );
+        assert!(out.contains("tidings_log_group_size 2.5\n"), "{out}");
+    }
+}

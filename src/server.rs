@@ -1,0 +1,205 @@
+//! Wiring and graceful shutdown of the HTTP server, after mini-redis's `server::run`.
+//!
+//! [`run`] takes a bound listener, the configuration and a shutdown future. It serves at once
+//! (so `/healthz` answers and `/readyz` says 503 while the log recovers), opens the log, marks
+//! the server ready, and runs until the shutdown future completes. Then it stops accepting,
+//! lets in-flight requests finish, cancels the [`CancellationToken`] every background task
+//! selects on, waits for those tasks ([`TaskTracker`]), and closes the log (which syncs).
+//!
+//! `main` passes SIGINT/SIGTERM as the shutdown future; tests bind `127.0.0.1:0` and pass
+//! their own. This module does not parse configuration, bind sockets or install signal
+//! handlers, and it holds no routes: those are in `api`.
+
+use std::future::{Future, IntoFuture};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use crate::api::{app, AppState};
+use crate::config::Config;
+use crate::log::{Log, LogError};
+
+/// How often buffered histogram samples are folded into buckets when nobody scrapes.
+const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Why the server stopped other than by being asked to.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The log could not be opened: the data directory is in use, foreign, corrupt or
+    /// unreadable. The message says which.
+    #[error(transparent)]
+    OpenLog(LogError),
+    /// The HTTP server failed while serving.
+    #[error("the HTTP server failed: {0}")]
+    Serve(#[source] std::io::Error),
+    /// A task the server waited for panicked or was cancelled.
+    #[error("a server task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Serves `config` on `listener` until `shutdown` completes, then stops gracefully.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let state = AppState::new(config);
+    let token = state.shutdown().clone();
+    let serving = tokio::spawn(
+        axum::serve(listener, app(state.clone()))
+            .with_graceful_shutdown(token.clone().cancelled_owned())
+            .into_future(),
+    );
+    // Opening is not raced against `shutdown`: a signal that arrives meanwhile is seen right
+    // after, and the log is then closed cleanly instead of being dropped mid-recovery.
+    let outcome = match open_log(&state).await {
+        Ok(()) => {
+            shutdown.await;
+            tracing::info!("shutdown requested: draining requests");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    };
+    stop(state, serving, outcome).await
+}
+
+/// Opens the log off the async threads (recovery reads the disk) and makes the server ready.
+async fn open_log(state: &AppState) -> Result<(), ServerError> {
+    let log_config = state.config().log_config();
+    let log = tokio::task::spawn_blocking(move || Log::open(log_config))
+        .await?
+        .map_err(ServerError::OpenLog)?;
+    tracing::info!(
+        dir = %log.config().dir.display(),
+        durability = log.config().durability.name(),
+        "log open"
+    );
+    state.attach_log(log);
+    spawn_metrics_upkeep(state);
+    state.set_ready(true);
+    Ok(())
+}
+
+/// Stops accepting, drains requests and background tasks, then closes the log.
+async fn stop(
+    state: AppState,
+    serving: JoinHandle<std::io::Result<()>>,
+    outcome: Result<(), ServerError>,
+) -> Result<(), ServerError> {
+    state.set_ready(false);
+    state.shutdown().cancel();
+    let served = match serving.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(ServerError::Serve(e)),
+        Err(e) => Err(ServerError::Task(e)),
+    };
+    state.tasks().close();
+    state.tasks().wait().await;
+    if let Ok(log) = state.log() {
+        let log = log.clone();
+        tokio::task::spawn_blocking(move || log.shutdown()).await?;
+        tracing::info!("log closed");
+    }
+    outcome.and(served)
+}
+
+/// Keeps the metrics registry's memory bounded between scrapes.
+fn spawn_metrics_upkeep(state: &AppState) {
+    let metrics = state.metrics().clone();
+    let token: CancellationToken = state.shutdown().clone();
+    let tasks: &TaskTracker = state.tasks();
+    tasks.spawn(async move {
+        let mut tick = tokio::time::interval(METRICS_UPKEEP_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => metrics.run_upkeep(),
+                () = token.cancelled() => break,
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tokio::sync::oneshot;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    fn config(dir: &std::path::Path) -> Config {
+        Config {
+            data_dir: dir.to_owned(),
+            ..Config::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn run_serves_until_shutdown_then_closes_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(run(listener, config(dir.path()), async {
+            let _ = stop_rx.await;
+        }));
+        let url = format!("http://{addr}/readyz");
+        let mut attempts = 0;
+        while reqwest::get(&url).await.ok().map(|r| r.status()) != Some(reqwest::StatusCode::OK) {
+            attempts += 1;
+            assert!(attempts < 500, "never became ready");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // The data directory is locked while the server runs …
+        let locked = Log::open(crate::log::LogConfig::new(dir.path())).unwrap_err();
+        assert!(locked.to_string().contains("in use"));
+        stop_tx.send(()).unwrap();
+        server.await.unwrap().unwrap();
+        // … and free once `run` returned.
+        Log::open(crate::log::LogConfig::new(dir.path()))
+            .unwrap()
+            .shutdown();
+    }
+
+    #[tokio::test]
+    async fn a_locked_data_dir_is_an_open_log_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let holder = Log::open(crate::log::LogConfig::new(dir.path())).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let outcome = run(listener, config(dir.path()), std::future::pending()).await;
+        assert!(
+            matches!(outcome, Err(ServerError::OpenLog(LogError::Locked { .. }))),
+            "{outcome:?}"
+        );
+        holder.shutdown();
+    }
+
+    #[tokio::test]
+    async fn readiness_follows_the_log_and_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = AppState::new(config(dir.path()));
+        let ready = |state: &AppState| {
+            let state = state.clone();
+            async move {
+                app(state)
+                    .oneshot(Request::get("/readyz").body(Body::empty()).unwrap())
+                    .await
+                    .unwrap()
+                    .status()
+            }
+        };
+        assert_eq!(ready(&state).await, StatusCode::SERVICE_UNAVAILABLE);
+        open_log(&state).await.unwrap();
+        assert_eq!(ready(&state).await, StatusCode::OK);
+        state.shutdown().cancel();
+        assert_eq!(ready(&state).await, StatusCode::SERVICE_UNAVAILABLE);
+        state.tasks().close();
+        state.tasks().wait().await;
+        state.log().unwrap().shutdown();
+    }
+}

@@ -76,9 +76,10 @@ impl AppState {
         self.ready.store(ready, Ordering::SeqCst);
     }
 
-    /// Ready and not shutting down.
+    /// Ready, not shutting down, and the log accepts writes (not poisoned by a storage failure).
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst) && !self.shutdown.is_cancelled()
+        let log_healthy = self.log.get().is_some_and(|log| log.poison_reason().is_none());
+        self.ready.load(Ordering::SeqCst) && !self.shutdown.is_cancelled() && log_healthy
     }
 
     /// This server's metric registry.

@@ -510,6 +510,12 @@ impl Log {
         self.exclusive(retention::enforce).await
     }
 
+    /// Why the log refuses writes, if an earlier write or sync failed (see "fail-stop" in
+    /// docs/architecture.md); `None` while it is healthy.
+    pub fn poison_reason(&self) -> Option<String> {
+        self.inner.shared.poison_reason()
+    }
+
     /// Counters since open.
     pub fn stats(&self) -> LogStats {
         self.inner.shared.counters.snapshot()

@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`log`]: the embedded, partitioned, append-only log with Kafka semantics (topics,
 //!   partitions, offsets, consumer groups, retention), stored in sled. Usable on its own.
+//! - [`auth`]: HS256 tokens, the signing secret (`secret.key`) and the caller's identity.
 //! - [`cli`]: the `tidings` command line: admin tools like Kafka's console tools.
 //! - [`bench`]: the built-in load generators (`tidings bench …`).
 //! - [`config`]: the server's settings from flags, `TIDINGS_*` variables, a TOML file and
@@ -16,6 +17,7 @@
 #![warn(missing_docs, clippy::unwrap_used)]
 
 pub mod api;
+pub mod auth;
 pub mod bench;
 pub mod cli;
 pub mod config;

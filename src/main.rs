@@ -29,6 +29,8 @@ struct Cli {
 enum Command {
     /// Runs the server until SIGINT or SIGTERM.
     Serve(ServeArgs),
+    /// Print a token signed with the server's secret.
+    Token(tidings::cli::token::TokenArgs),
     /// Manage topics: list, create, describe, delete.
     Topics(tidings::cli::topics::TopicsArgs),
     /// Append one record per line of standard input to a topic.
@@ -100,6 +102,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Token(args) => admin(|| tidings::cli::token::run(args)),
         Command::Topics(args) => admin(|| tidings::cli::topics::run(args)),
         Command::Produce(args) => admin(|| tidings::cli::produce::run(args)),
         Command::Tail(args) => admin(|| tidings::cli::tail::run(args)),

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use crate::api::{app, AppState};
+use crate::auth::{AuthError, Authenticator};
 use crate::config::Config;
 use crate::log::{Log, LogError};
 
@@ -33,6 +34,9 @@ pub enum ServerError {
     /// unreadable. The message says which.
     #[error(transparent)]
     OpenLog(LogError),
+    /// The token signing secret could not be read, created, or is too short.
+    #[error(transparent)]
+    Secret(AuthError),
     /// The HTTP server failed while serving.
     #[error("the HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
@@ -67,7 +71,8 @@ pub async fn run(
     stop(state, serving, outcome).await
 }
 
-/// Opens the log off the async threads (recovery reads the disk) and makes the server ready.
+/// Opens the log off the async threads (recovery reads the disk), loads the token secret (after
+/// the log accepted the directory as ours) and makes the server ready.
 async fn open_log(state: &AppState) -> Result<(), ServerError> {
     let log_config = state.config().log_config();
     let log = tokio::task::spawn_blocking(move || Log::open(log_config))
@@ -79,6 +84,11 @@ async fn open_log(state: &AppState) -> Result<(), ServerError> {
         "log open"
     );
     state.attach_log(log);
+    let config = state.config();
+    let authenticator =
+        Authenticator::from_config(config.auth.jwt_secret.as_deref(), &config.data_dir)
+            .map_err(ServerError::Secret)?;
+    state.attach_authenticator(authenticator);
     spawn_metrics_upkeep(state);
     state.set_ready(true);
     Ok(())

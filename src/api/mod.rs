@@ -9,6 +9,7 @@
 //! hands the open log to the state with [`AppState::attach_log`]. The chat routes are not here
 //! yet.
 
+pub mod auth;
 pub mod health;
 pub mod metrics;
 pub mod problem;
@@ -22,6 +23,7 @@ use axum::Router;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::log::Log;
 use crate::metrics::Metrics;
@@ -33,6 +35,7 @@ use problem::ApiError;
 #[derive(Clone, Debug)]
 pub struct AppState {
     config: Arc<Config>,
+    authenticator: Arc<OnceLock<Authenticator>>,
     log: Arc<OnceLock<Log>>,
     ready: Arc<AtomicBool>,
     metrics: Metrics,
@@ -45,11 +48,25 @@ impl AppState {
     pub fn new(config: Config) -> AppState {
         AppState {
             config: Arc::new(config),
+            authenticator: Arc::new(OnceLock::new()),
             log: Arc::new(OnceLock::new()),
             ready: Arc::new(AtomicBool::new(false)),
             metrics: Metrics::new(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+        }
+    }
+
+    /// Verifies callers' tokens; 503 until the server has loaded its secret (right after the
+    /// log opened, so that a foreign data directory is refused before anything is written).
+    pub fn authenticator(&self) -> Result<&Authenticator, ApiError> {
+        self.authenticator.get().ok_or(ApiError::NotReady)
+    }
+
+    /// Hands the token verifier to the handlers; the first one attached stays.
+    pub fn attach_authenticator(&self, authenticator: Authenticator) {
+        if self.authenticator.set(authenticator).is_err() {
+            tracing::warn!("an authenticator was attached twice; keeping the first");
         }
     }
 
@@ -78,7 +95,10 @@ impl AppState {
 
     /// Ready, not shutting down, and the log accepts writes (not poisoned by a storage failure).
     pub fn is_ready(&self) -> bool {
-        let log_healthy = self.log.get().is_none_or(|log| log.poison_reason().is_none());
+        let log_healthy = self
+            .log
+            .get()
+            .is_none_or(|log| log.poison_reason().is_none());
         self.ready.load(Ordering::SeqCst) && !self.shutdown.is_cancelled() && log_healthy
     }
 
@@ -105,6 +125,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::scrape))
+        .route("/api/me", get(auth::me))
         .fallback(problem::unknown_route)
         .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

@@ -22,6 +22,7 @@ use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::auth::AuthError;
 use crate::log::LogError;
 
 /// The media type of every error body.
@@ -59,6 +60,12 @@ pub enum ApiError {
     /// The body, or a part of it, exceeds a configured limit.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// The request carries no valid token (missing, expired, unsigned or wrongly signed).
+    #[error("{0}")]
+    Unauthorized(#[from] AuthError),
+    /// The token is valid but lacks a scope the route needs.
+    #[error("this needs the {0:?} scope")]
+    MissingScope(&'static str),
     /// The server is recovering or shutting down and does not take this request now.
     #[error("the server is not ready: it is starting up or shutting down")]
     NotReady,
@@ -88,6 +95,8 @@ struct Answer {
     title: &'static str,
     detail: String,
     retry_after: Option<u64>,
+    /// Adds `WWW-Authenticate: Bearer` (RFC 6750) to a 401.
+    bearer_challenge: bool,
 }
 
 impl Answer {
@@ -98,6 +107,7 @@ impl Answer {
             title,
             detail,
             retry_after: None,
+            bearer_challenge: false,
         }
     }
 
@@ -153,8 +163,33 @@ impl ApiError {
                 detail,
             )
             .retry_after(RETRY_UNAVAILABLE_SECS),
+            ApiError::Unauthorized(error) => auth_answer(error),
+            ApiError::MissingScope(_) => {
+                Answer::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
+            }
             ApiError::Log(error) => log_answer(error),
         }
+    }
+}
+
+/// 401 for every token problem; the secret's own failures are the server's.
+fn auth_answer(error: &AuthError) -> Answer {
+    match error {
+        AuthError::Missing | AuthError::Expired | AuthError::Invalid(_) => Answer {
+            bearer_challenge: true,
+            ..Answer::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Unauthorized",
+                error.to_string(),
+            )
+        },
+        AuthError::Secret { .. } | AuthError::WeakSecret(_) => Answer::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+            "the server failed; its log has the details".into(),
+        ),
     }
 }
 
@@ -234,6 +269,9 @@ impl IntoResponse for ApiError {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if let Some(seconds) = answer.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if answer.bearer_challenge {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }

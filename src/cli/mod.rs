@@ -13,6 +13,7 @@
 pub mod groups;
 pub mod produce;
 pub mod tail;
+pub mod token;
 pub mod topics;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,70 @@
+//! The authenticated caller as an axum extractor.
+//!
+//! `Authorization: Bearer T` on every route; `?token=T` additionally on `/ws`, because browsers
+//! cannot set headers on a WebSocket upgrade. Verification itself lives in [`crate::auth`].
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+
+use super::problem::{ApiError, Json};
+use super::AppState;
+use crate::auth::{AuthError, Identity};
+
+/// The verified caller of a request.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Identity);
+
+impl Caller {
+    /// Refuses with 403 unless the caller holds `scope` (or `admin`).
+    pub fn require_scope(&self, scope: &'static str) -> Result<(), ApiError> {
+        if self.0.has_scope(scope) {
+            Ok(())
+        } else {
+            Err(ApiError::MissingScope(scope))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer_token(parts)
+            .or_else(|| query_token(parts))
+            .ok_or(AuthError::Missing)?;
+        Ok(Caller(state.authenticator()?.verify(&token)?))
+    }
+}
+
+/// `GET /api/me` → `{"userId", "name", "scopes"}`: who the presented token speaks for, so a
+/// client can check its token.
+pub async fn me(Caller(identity): Caller) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "userId": identity.user_id,
+        "name": identity.name,
+        "scopes": identity.scopes,
+    }))
+}
+
+fn bearer_token(parts: &Parts) -> Option<String> {
+    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+}
+
+/// `?token=` is honoured on the WebSocket route only.
+fn query_token(parts: &Parts) -> Option<String> {
+    if parts.uri.path() != "/ws" {
+        return None;
+    }
+    parts.uri.query()?.split('&').find_map(|pair| {
+        let (name, value) = pair.split_once('=')?;
+        (name == "token").then(|| value.to_owned())
+    })
+}

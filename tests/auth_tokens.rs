@@ -1,0 +1,119 @@
+//! Authentication end to end: `tidings token` signs with the secret the server created on first
+//! start, and the server answers 401 problem+json to missing, expired, unsigned and wrongly
+//! signed tokens.
+
+mod common;
+
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use common::{started, wait_ready};
+
+fn token(data_dir: &std::path::Path, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .arg("token")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("TIDINGS_JWT_SECRET")
+        .env_remove("TIDINGS_CONFIG")
+        .output()
+        .expect("run tidings token");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+async fn me(base: &str, auth: Option<&str>) -> reqwest::Response {
+    let mut request = reqwest::Client::new().get(format!("{base}/api/me"));
+    if let Some(value) = auth {
+        request = request.header("authorization", value);
+    }
+    request.send().await.unwrap()
+}
+
+async fn assert_unauthorized(response: reqwest::Response) {
+    assert_eq!(response.status(), 401);
+    assert_eq!(response.headers()["www-authenticate"], "Bearer");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let problem: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(problem["status"], 401);
+    assert!(
+        problem["detail"].as_str().unwrap().contains("token"),
+        "{problem}"
+    );
+}
+
+#[tokio::test]
+async fn a_token_from_the_cli_is_accepted_and_bad_ones_get_401() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = started(dir.path());
+    wait_ready(&server).await;
+    assert!(
+        dir.path().join("secret.key").exists(),
+        "created on first start"
+    );
+
+    let good = token(
+        dir.path(),
+        &["alice", "--name", "Alice", "--scope", "events:publish"],
+    );
+    let response = me(&server.base, Some(&format!("Bearer {good}"))).await;
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"userId": "alice", "name": "Alice", "scopes": ["events:publish"]})
+    );
+
+    assert_unauthorized(me(&server.base, None).await).await;
+    assert_unauthorized(me(&server.base, Some("Bearer not-a-jwt")).await).await;
+    assert_unauthorized(me(&server.base, Some(&format!("Basic {good}"))).await).await;
+
+    let other_dir = tempfile::tempdir().unwrap();
+    let foreign = token(other_dir.path(), &["alice"]);
+    assert_unauthorized(me(&server.base, Some(&format!("Bearer {foreign}"))).await).await;
+
+    let secret = std::fs::read(dir.path().join("secret.key")).unwrap();
+    let an_hour_ago = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 3600;
+    let expired = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &serde_json::json!({"sub": "alice", "exp": an_hour_ago}),
+        &jsonwebtoken::EncodingKey::from_secret(&secret),
+    )
+    .unwrap();
+    assert_unauthorized(me(&server.base, Some(&format!("Bearer {expired}"))).await).await;
+
+    // alg "none" with a valid-looking payload must not pass.
+    let unsigned =
+        "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhbGljZSIsImV4cCI6OTk5OTk5OTk5OX0.";
+    assert_unauthorized(me(&server.base, Some(&format!("Bearer {unsigned}"))).await).await;
+}
+
+#[test]
+fn token_refuses_an_empty_user_and_a_bad_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_tidings"))
+            .arg("token")
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    let empty = run(&[""]);
+    assert_eq!(empty.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("user id cannot be empty"));
+    assert_eq!(run(&["bob", "--ttl", "soon"]).status.code(), Some(2));
+}

@@ -198,7 +198,7 @@ impl Appender {
         slots: &mut Vec<Slot<'a>>,
         slot_of: &mut HashMap<*const Partition, usize>,
     ) -> Result<Vec<(usize, usize)>> {
-        let topic = self.resolve_topic(&request.topic)?;
+        let topic = self.resolve_topic(&request.topic, request.partition)?;
         if let Some(p) = request.partition {
             topic.partition(p)?;
         }
@@ -223,15 +223,28 @@ impl Appender {
         Ok(positions)
     }
 
-    fn resolve_topic(&self, name: &str) -> Result<Arc<Topic>> {
-        match self.shared.registry.get(name) {
-            Some(topic) => Ok(topic),
-            None if self.shared.config.auto_create_topics => self.shared.registry.create(
-                name,
-                TopicConfig::with_partitions(self.shared.config.default_partitions),
-            ),
-            None => Err(LogError::UnknownTopic(name.to_owned())),
+    /// The topic, created on first use when allowed — but not for an append that the new
+    /// topic would refuse anyway (a partition it will not have): a refused append changes
+    /// nothing.
+    fn resolve_topic(&self, name: &str, partition: Option<u32>) -> Result<Arc<Topic>> {
+        if let Some(topic) = self.shared.registry.get(name) {
+            return Ok(topic);
         }
+        let config = &self.shared.config;
+        if !config.auto_create_topics {
+            return Err(LogError::UnknownTopic(name.to_owned()));
+        }
+        if let Some(partition) = partition.filter(|p| *p >= config.default_partitions) {
+            return Err(LogError::UnknownPartition {
+                topic: name.to_owned(),
+                partition,
+                partitions: config.default_partitions,
+            });
+        }
+        self.shared.registry.create(
+            name,
+            TopicConfig::with_partitions(config.default_partitions),
+        )
     }
 
     /// Writes each slot as one or more batches of at most `max_batch_bytes`.

@@ -7,7 +7,10 @@
 //! ```
 //!
 //! A directory that holds other files and no `FORMAT` is refused untouched, so pointing
-//! `--data-dir` at the wrong place cannot damage anything.
+//! `--data-dir` at the wrong place cannot damage anything. The engine holds a marker of its own
+//! (tree `meta`, key `tidings-data`): a directory whose `FORMAT` says it was initialized but
+//! whose engine is missing, emptied or replaced is refused as corrupt instead of being opened as
+//! a new, empty log. On first use the marker is made durable before `FORMAT` is written.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Write};
@@ -21,9 +24,14 @@ const FORMAT_LINE: &str = "tidings-data 1\n";
 /// segments keep every page of 64 KiB batches inline.
 const SEGMENT_BYTES: usize = 8 * 1024 * 1024;
 
+/// Key of the engine's own marker, in tree `meta`.
+const ENGINE_MARKER: &[u8] = b"tidings-data";
+
 /// An open, locked data directory.
 pub(crate) struct DataDir {
     pub path: PathBuf,
+    /// `FORMAT` was there when the directory was opened.
+    initialized: bool,
     _lock: File,
 }
 
@@ -32,11 +40,9 @@ impl DataDir {
         std::fs::create_dir_all(path).map_err(io_error(path))?;
         let initialized = check_format(path)?;
         let lock = lock(path)?;
-        if !initialized {
-            write_format(path)?;
-        }
         Ok(DataDir {
             path: path.to_owned(),
+            initialized,
             _lock: lock,
         })
     }
@@ -45,9 +51,46 @@ impl DataDir {
         self.path.join("engine")
     }
 
-    /// Opens the storage engine. The engine's own flusher is off unless durability is `never`:
-    /// the appender decides when to flush.
+    /// Opens the storage engine and checks (or, on first use, writes) its marker; then writes
+    /// `FORMAT` if the directory is new. The engine's own flusher is off unless durability is
+    /// `never`: the syncer decides when to flush.
     pub fn open_engine(&self, config: &LogConfig) -> Result<sled::Db> {
+        if self.initialized && !self.engine_path().exists() {
+            return Err(self.engine_lost("its engine directory is missing"));
+        }
+        let db = self.open_sled(config)?;
+        let meta = db.open_tree("meta")?;
+        match (meta.get(ENGINE_MARKER)?, self.initialized) {
+            (Some(_), _) => {}
+            (None, true) => {
+                return Err(self.engine_lost("its storage engine is empty or was replaced"))
+            }
+            (None, false) => {
+                meta.insert(ENGINE_MARKER, FORMAT_LINE.trim().as_bytes())?;
+                db.flush()?;
+                let db_file = self.engine_path().join("db");
+                File::open(&db_file)
+                    .and_then(|f| f.sync_data())
+                    .map_err(io_error(&db_file))?;
+            }
+        }
+        if !self.initialized {
+            write_format(&self.path)?;
+        }
+        Ok(db)
+    }
+
+    fn engine_lost(&self, what: &str) -> LogError {
+        LogError::Corrupt {
+            location: self.engine_path().display().to_string(),
+            reason: format!(
+                "FORMAT says this data directory was initialized, but {what}; restore it from a \
+                 backup, or move the directory aside and start with an empty one"
+            ),
+        }
+    }
+
+    fn open_sled(&self, config: &LogConfig) -> Result<sled::Db> {
         let flush_every = match config.durability {
             Durability::Never => Some(500),
             Durability::Always | Durability::Interval(_) => None,
@@ -70,11 +113,18 @@ impl DataDir {
     }
 }
 
+/// Any failure to open the engine's files is reported against the directory: at open time
+/// sled's "unsupported" and I/O errors mean unreadable or foreign files.
 fn engine_error(dir: &Path, e: sled::Error) -> LogError {
+    let location = dir.join("engine").display().to_string();
     match e {
         sled::Error::Io(io) => LogError::Corrupt {
-            location: dir.join("engine").display().to_string(),
+            location,
             reason: format!("the storage engine could not open its files: {io}"),
+        },
+        sled::Error::Unsupported(what) => LogError::Corrupt {
+            location,
+            reason: format!("the storage engine's files are damaged or foreign: {what}"),
         },
         other => other.into(),
     }
@@ -98,7 +148,11 @@ fn check_format(path: &Path) -> Result<bool> {
                 .map_err(io_error(path))?
                 .flatten()
                 .map(|entry| entry.file_name().to_string_lossy().into_owned())
-                .find(|name| !name.starts_with('.') && name != "secret.key");
+                // Ours, even before FORMAT exists: a first start that stopped half-way.
+                .find(|name| {
+                    !name.starts_with('.')
+                        && !["secret.key", "LOCK", "engine"].contains(&name.as_str())
+                });
             match stranger {
                 Some(name) => Err(LogError::ForeignDirectory {
                     path: path.to_owned(),

@@ -12,7 +12,7 @@
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
 use super::error::{LogError, Result};
-use super::names::validate_group_name;
+use super::names::{validate_group_name, validate_topic_name};
 use super::topics::partition_key;
 
 /// Where a reset moves a group's offsets.
@@ -115,18 +115,16 @@ impl Groups {
         Ok(())
     }
 
-    /// Every group with at least one committed offset, sorted.
+    /// Every group with at least one committed offset, sorted by name.
     pub fn list(&self) -> Result<Vec<String>> {
-        let mut groups: Vec<String> = Vec::new();
+        // Keys sort as `group/…`, and `-` or `.` sort before `/`: collect, then order by name.
+        let mut groups = std::collections::BTreeSet::new();
         for item in self.tree.iter() {
             let (key, _) = item?;
             let name = key.split(|b| *b == b'/').next().unwrap_or_default();
-            let name = String::from_utf8_lossy(name);
-            if groups.last().map(String::as_str) != Some(&name) {
-                groups.push(name.into_owned());
-            }
+            groups.insert(String::from_utf8_lossy(name).into_owned());
         }
-        Ok(groups)
+        Ok(groups.into_iter().collect())
     }
 
     /// Topics a group has committed offsets for, sorted.
@@ -176,6 +174,8 @@ pub fn stage_commit(
     partition: u32,
     offset: u64,
 ) -> Result<(), ConflictableTransactionError<LogError>> {
+    validate_group_name(group).map_err(ConflictableTransactionError::Abort)?;
+    validate_topic_name(topic).map_err(ConflictableTransactionError::Abort)?;
     let key = offset_key(group, topic, partition);
     if let Some(raw) = offsets.get(&key)? {
         let committed = decode_offset(&raw).map_err(ConflictableTransactionError::Abort)?;

@@ -284,6 +284,7 @@ impl Log {
     /// Changes a topic's retention, protected groups, or grows its partitions (existing records
     /// stay where they are; keys hash over the new count from now on, as in Kafka).
     pub async fn alter_topic(&self, name: &str, config: TopicConfig) -> Result<TopicInfo> {
+        validate_topic_name(name)?;
         config.validate()?;
         let owned = name.to_owned();
         self.exclusive(move |shared| shared.registry.alter(&owned, config))

@@ -33,12 +33,14 @@ pub(crate) fn plan(
     let Some(last) = partition.last_header(&topic.name)? else {
         return Ok(None);
     };
+    // Batches the syncer has not yet made durable and visible are not retention's to delete.
+    let visible = partition.high();
     let mut new_low = None;
     for header in partition.batch_headers(&topic.name) {
         let header = header?;
-        if !(expired_by_time(&header, config, protected_floor, now_ms)
-            || over_size(&header, &last, config))
-        {
+        let expired = expired_by_time(&header, config, protected_floor, now_ms)
+            || over_size(&header, &last, config);
+        if !expired || header.end_offset() > visible {
             break;
         }
         new_low = Some(header.end_offset());

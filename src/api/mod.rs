@@ -78,7 +78,10 @@ impl AppState {
 
     /// Ready, not shutting down, and the log accepts writes (not poisoned by a storage failure).
     pub fn is_ready(&self) -> bool {
-        let log_healthy = self.log.get().is_none_or(|log| log.poison_reason().is_none());
+        let log_healthy = self
+            .log
+            .get()
+            .is_none_or(|log| log.poison_reason().is_none());
         self.ready.load(Ordering::SeqCst) && !self.shutdown.is_cancelled() && log_healthy
     }
 

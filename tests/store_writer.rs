@@ -266,36 +266,26 @@ async fn a_crash_between_commit_and_relay_relays_each_event_exactly_once() {
     check_consistent(&node);
 
     // Relayed but not yet deleted from the outbox when the process died: not relayed again.
-    let relayed = events(&node.log);
-    let last = relayed.last().unwrap();
-    let record = common::read_all(&node.log, "messages.sent");
-    let (partition, source_offset) = record
+    let records = common::read_all(&node.log, "messages.sent");
+    let last = records.last().expect("relayed events");
+    let header = last
+        .headers
         .iter()
-        .filter(|r| r.partition == 1)
-        .last()
-        .or_else(|| record.last())
-        .map(|r| {
-            let header = r
-                .headers
-                .iter()
-                .find(|h| h.key == "tidings-source-offset")
-                .unwrap();
-            (
-                r.partition,
-                String::from_utf8(header.value.clone())
-                    .unwrap()
-                    .parse()
-                    .unwrap(),
-            )
-        })
+        .find(|h| h.key == "tidings-source-offset")
+        .expect("source offset header");
+    let partition = last.partition;
+    let source_offset: u64 = String::from_utf8(header.value.clone())
+        .unwrap()
+        .parse()
         .unwrap();
+    let event: tidings::store::MessageEvent = serde_json::from_slice(&last.value).unwrap();
     node.store
         .insert_pending_event_for_test(&OutboxEntry {
             partition,
             source_offset,
             index: 0,
-            conversation_id: last.message.conversation_id.clone(),
-            payload: serde_json::to_vec(last).unwrap(),
+            conversation_id: event.message.conversation_id.clone(),
+            payload: last.value.clone(),
         })
         .unwrap();
     node.stop().await;

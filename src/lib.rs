@@ -11,6 +11,10 @@
 //! - [`metrics`]: each server's Prometheus registry and the scrape-time log counters.
 //! - [`api`]: the HTTP edge (axum): routes, shared handler state, problem+json errors, the
 //!   health, readiness and metrics endpoints.
+//! - [`store`]: the chat read model in sled (conversations, messages by (conversation, seq),
+//!   read state, id indexes, the event outbox) and its one-transaction-per-batch writer; no HTTP.
+//! - [`pipeline`]: the consumers joining log → store: the write-behind store writer (one task
+//!   per partition, adaptive batches) and the exactly-once relay to `messages.sent`; no HTTP.
 //! - [`server`]: wiring of the HTTP server and graceful shutdown (`server::run`).
 
 #![deny(unsafe_code)]
@@ -23,4 +27,6 @@ pub mod cli;
 pub mod config;
 pub mod log;
 pub mod metrics;
+pub mod pipeline;
 pub mod server;
+pub mod store;

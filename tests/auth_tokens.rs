@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{started, wait_ready};
+use common::server::{started, wait_ready};
 
 fn token(data_dir: &std::path::Path, args: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_tidings"))

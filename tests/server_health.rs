@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use std::io::Read;
 
-use common::{command, sigterm, start, started, wait_exit, wait_ready};
+use common::server::{command, sigterm, start, started, wait_exit, wait_ready};
 
 #[tokio::test]
 async fn probes_metrics_and_unknown_routes_answer_over_http() {

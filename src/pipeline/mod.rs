@@ -1,0 +1,226 @@
+//! The consumers that join the log to the store: the write-behind store writer and the relay of
+//! its events to `messages.sent`. Each is a task holding a shutdown signal; this module knows
+//! nothing of HTTP.
+//!
+//! The path: the edge validates a write against the store's in-memory view and appends a
+//! [`ChatCommand`] to the `messages` topic ([`submit`]; key = conversation id, so one
+//! conversation lives in one partition). One worker per partition (consumer group `store`)
+//! wakes on the partition's high watermark — no timers, no polling — takes everything ready up
+//! to `max_batch` records (one at low load, large batches under load) and applies it with
+//! [`Store::apply_batch`]: one sled transaction for the messages, the events (in the store's
+//! outbox) and the group's offset. Then it publishes its progress ([`Pipeline::wait_applied`])
+//! and relays the batch's events to the same partition of `messages.sent` ([`relay`]).
+//!
+//! Shutdown: on cancel, each worker applies everything its partition holds up to the high
+//! watermark of that moment, relays it, and exits, so history is complete at restart.
+
+mod relay;
+mod writer;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::log::{Appended, Log, LogError, Record, TopicConfig};
+use crate::store::{Store, StoreError};
+
+pub use crate::store::{
+    ChatCommand, DeleteMessage, EditMessage, EventType, MarkRead, MessageEvent, SendMessage,
+};
+
+/// The topic of chat commands (key = conversation id).
+pub const MESSAGES_TOPIC: &str = "messages";
+/// The topic of message events (key = conversation id, same partition as the source record).
+pub const EVENTS_TOPIC: &str = "messages.sent";
+/// The consumer group of the store writer.
+pub const STORE_GROUP: &str = "store";
+/// Header of every event: the offset (decimal) of its source record in `messages`.
+pub const SOURCE_OFFSET_HEADER: &str = "tidings-source-offset";
+
+/// Why the pipeline failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PipelineError {
+    /// The log refused a read or an append.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// The store refused a batch.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// `messages.sent` exists with another partition count than `messages`, so events could
+    /// not follow their conversation's partition.
+    #[error("topic {EVENTS_TOPIC} has {events} partitions but {MESSAGES_TOPIC} has {messages}")]
+    PartitionMismatch {
+        /// Partitions of `messages`.
+        messages: u32,
+        /// Partitions of `messages.sent`.
+        events: u32,
+    },
+    /// A worker's blocking task panicked.
+    #[error("a store writer task failed: {0}")]
+    Worker(String),
+}
+
+/// Result of a pipeline operation.
+pub type Result<T, E = PipelineError> = std::result::Result<T, E>;
+
+/// How the pipeline runs.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// Partitions of `messages` and `messages.sent` when they are created (existing topics keep
+    /// theirs).
+    pub partitions: u32,
+    /// Most records one store batch (one transaction) takes.
+    pub max_batch: usize,
+    /// Relay events after each batch. Only tests turn this off, to simulate a crash between a
+    /// batch's commit and its relay.
+    #[doc(hidden)]
+    pub relay: bool,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            partitions: 8,
+            max_batch: 1000,
+            relay: true,
+        }
+    }
+}
+
+/// The running store writers: their progress, lag and failure.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    log: Log,
+    applied: Vec<watch::Receiver<u64>>,
+    failure: Arc<Mutex<Option<String>>>,
+}
+
+/// Creates `messages` and `messages.sent` if missing, recovers the outbox and starts one store
+/// writer per partition on `tracker`; they stop when `shutdown` is cancelled (after catching
+/// up, see the module doc).
+pub async fn start(
+    log: Log,
+    store: Store,
+    config: PipelineConfig,
+    shutdown: CancellationToken,
+    tracker: &TaskTracker,
+) -> Result<Pipeline> {
+    let partitions = ensure_topics(&log, config.partitions).await?;
+    let failure = Arc::new(Mutex::new(None));
+    let mut applied = Vec::with_capacity(partitions as usize);
+    for partition in 0..partitions {
+        let (low, _) = log.watermarks(MESSAGES_TOPIC, partition)?;
+        let next = log
+            .committed_offset(STORE_GROUP, MESSAGES_TOPIC, partition)?
+            .unwrap_or(low);
+        let (progress, receiver) = watch::channel(next);
+        applied.push(receiver);
+        let worker = writer::Worker {
+            log: log.clone(),
+            store: store.clone(),
+            partition,
+            max_batch: config.max_batch.max(1),
+            relay: config.relay,
+            progress,
+            next,
+        };
+        let failure = failure.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            if let Err(e) = worker.run(shutdown).await {
+                tracing::error!(partition, error = %e, "store writer stopped");
+                let mut slot = failure.lock().unwrap_or_else(|p| p.into_inner());
+                slot.get_or_insert(format!("partition {partition}: {e}"));
+            }
+        });
+    }
+    Ok(Pipeline {
+        log,
+        applied,
+        failure,
+    })
+}
+
+/// Creates the two topics with the same partition count if missing; returns the count.
+async fn ensure_topics(log: &Log, partitions: u32) -> Result<u32> {
+    let messages = ensure_topic(log, MESSAGES_TOPIC, partitions).await?;
+    let events = ensure_topic(log, EVENTS_TOPIC, messages).await?;
+    if events != messages {
+        return Err(PipelineError::PartitionMismatch { messages, events });
+    }
+    Ok(messages)
+}
+
+async fn ensure_topic(log: &Log, topic: &str, partitions: u32) -> Result<u32> {
+    match log.describe_topic(topic) {
+        Ok(info) => return Ok(info.partitions.len() as u32),
+        Err(LogError::UnknownTopic(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    match log
+        .create_topic(topic, TopicConfig::with_partitions(partitions))
+        .await
+    {
+        Ok(info) => Ok(info.partitions.len() as u32),
+        Err(LogError::TopicExists(_)) => Ok(log.describe_topic(topic)?.partitions.len() as u32),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Appends a command to `messages` (key = its conversation id) and returns where it landed,
+/// once durable. The edge calls this after validating the command against the store's view.
+pub async fn submit(log: &Log, command: &ChatCommand) -> Result<Appended> {
+    let value = serde_json::to_vec(command).expect("a command of strings always serializes");
+    let record = Record::keyed(command.conversation_id().as_bytes(), value);
+    let mut landed = log.append(MESSAGES_TOPIC, vec![record]).await?;
+    landed
+        .pop()
+        .ok_or(PipelineError::Log(LogError::EmptyAppend))
+}
+
+impl Pipeline {
+    /// Number of partitions (of both topics).
+    pub fn partitions(&self) -> u32 {
+        self.applied.len() as u32
+    }
+
+    /// [`submit`] through this pipeline's log.
+    pub async fn submit(&self, command: &ChatCommand) -> Result<Appended> {
+        submit(&self.log, command).await
+    }
+
+    /// The store's progress on a partition: every record below the value is applied (stored
+    /// and visible in the store's queries).
+    pub fn applied(&self, partition: u32) -> Option<watch::Receiver<u64>> {
+        self.applied.get(partition as usize).cloned()
+    }
+
+    /// Waits until the record at `appended` is applied or `timeout` passes; true if it was.
+    pub async fn wait_applied(&self, appended: Appended, timeout: Duration) -> bool {
+        let Some(mut progress) = self.applied(appended.partition) else {
+            return false;
+        };
+        let reached =
+            tokio::time::timeout(timeout, progress.wait_for(|next| *next > appended.offset)).await;
+        matches!(reached, Ok(Ok(_)))
+    }
+
+    /// Records appended to `messages` and not yet applied, summed over partitions (for
+    /// backpressure and metrics).
+    pub fn lag(&self) -> Result<u64> {
+        let lags = self.log.group_lag(STORE_GROUP, MESSAGES_TOPIC)?;
+        Ok(lags.iter().map(|l| l.lag).sum())
+    }
+
+    /// Why a store writer stopped, if one did (the server is then not ready).
+    pub fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}

@@ -1,0 +1,88 @@
+//! The exactly-once relay of the store's outbox to `messages.sent`.
+//!
+//! After a batch commits, its events are appended to the same partition number of
+//! `messages.sent` (same key hash and partition count, so the partition a producer's key would
+//! pick too), each with the header `tidings-source-offset`, and then deleted from the outbox.
+//! On start, [`recover`] reads the last event of the partition, deletes the outbox entries at or
+//! below its source offset (relayed before a crash that came before their deletion) and relays
+//! the rest. A crash between commit and relay thus neither loses nor duplicates an event.
+//!
+//! Limit: if retention emptied the partition of `messages.sent`, recovery cannot tell what was
+//! relayed and relays every pending entry (possibly a duplicate, never a loss).
+
+use super::{Result, EVENTS_TOPIC, SOURCE_OFFSET_HEADER};
+use crate::log::{Log, ReadLimits, Record, StoredRecord};
+use crate::store::{OutboxEntry, Store};
+
+/// Most events relayed in one append during recovery.
+const RECOVERY_CHUNK: usize = 1000;
+/// How far back recovery looks for a record that carries the source-offset header.
+const RECOVERY_LOOKBACK: u64 = 1000;
+
+/// Appends events to their partition of `messages.sent`, then forgets them.
+pub(super) async fn relay(
+    log: &Log,
+    store: &Store,
+    partition: u32,
+    events: Vec<OutboxEntry>,
+) -> Result<()> {
+    let records = events
+        .iter()
+        .map(|e| {
+            Record::keyed(e.conversation_id.as_bytes(), e.payload.clone())
+                .with_header(SOURCE_OFFSET_HEADER, e.source_offset.to_string())
+        })
+        .collect();
+    log.append_to(EVENTS_TOPIC, partition, records).await?;
+    store.remove_events(&events)?;
+    Ok(())
+}
+
+/// Relays what a previous run committed but did not relay, skipping what it did relay.
+pub(super) async fn recover(log: &Log, store: &Store, partition: u32) -> Result<()> {
+    if let Some(relayed) = last_relayed_source_offset(log, partition)? {
+        let removed = store.remove_events_through(partition, relayed)?;
+        if removed > 0 {
+            tracing::info!(
+                partition,
+                removed,
+                "outbox entries were relayed before a restart"
+            );
+        }
+    }
+    loop {
+        let pending = store.pending_events(partition, RECOVERY_CHUNK)?;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(
+            partition,
+            events = pending.len(),
+            "relaying events left in the outbox"
+        );
+        relay(log, store, partition, pending).await?;
+    }
+}
+
+/// The source offset of the newest event of the partition that carries one.
+fn last_relayed_source_offset(log: &Log, partition: u32) -> Result<Option<u64>> {
+    let (low, high) = log.watermarks(EVENTS_TOPIC, partition)?;
+    let mut offset = high;
+    while offset > low && high - offset < RECOVERY_LOOKBACK {
+        offset -= 1;
+        let records = log.read(EVENTS_TOPIC, partition, offset, ReadLimits::records(1))?;
+        if let Some(source) = records.first().and_then(source_offset) {
+            return Ok(Some(source));
+        }
+    }
+    Ok(None)
+}
+
+fn source_offset(record: &StoredRecord) -> Option<u64> {
+    record
+        .headers
+        .iter()
+        .find(|h| h.key == SOURCE_OFFSET_HEADER)
+        .and_then(|h| std::str::from_utf8(&h.value).ok())
+        .and_then(|s| s.parse().ok())
+}

@@ -1,0 +1,144 @@
+//! One store writer: the consumer of one `messages` partition for group `store`.
+//!
+//! Its loop body is [`Worker::step`]: read what is ready (at most `max_batch` records), apply it
+//! in one store transaction on a blocking thread, publish the progress, relay the events. It
+//! sleeps on the partition's high-watermark channel between steps, never on a timer.
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::{relay, PipelineError, Result, MESSAGES_TOPIC, STORE_GROUP};
+use crate::log::{Log, LogError, ReadLimits, StoredRecord};
+use crate::store::{AppliedBatch, BatchPosition, ChatCommand, Store};
+
+/// Upper bound on the bytes one batch reads.
+const MAX_BATCH_BYTES: usize = 32 * 1024 * 1024;
+
+pub(super) struct Worker {
+    pub log: Log,
+    pub store: Store,
+    pub partition: u32,
+    pub max_batch: usize,
+    pub relay: bool,
+    /// "Applied up to": the next offset to apply.
+    pub progress: watch::Sender<u64>,
+    pub next: u64,
+}
+
+impl Worker {
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
+        if self.relay {
+            relay::recover(&self.log, &self.store, self.partition).await?;
+        }
+        let mut high = self.log.subscribe(MESSAGES_TOPIC, self.partition)?;
+        // On cancel: the high watermark at that moment, which the worker catches up to.
+        let mut last_target: Option<u64> = None;
+        loop {
+            let now = *high.borrow_and_update();
+            if last_target.is_none() && shutdown.is_cancelled() {
+                last_target = Some(now);
+            }
+            let goal = last_target.unwrap_or(now);
+            if self.next < goal {
+                self.step(goal).await?;
+                continue;
+            }
+            if last_target.is_some() {
+                return Ok(());
+            }
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => {}
+                changed = high.changed() => {
+                    if changed.is_err() {
+                        return Ok(()); // the log closed
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies the records from `self.next` on (at most `max_batch`, not past `goal`).
+    async fn step(&mut self, goal: u64) -> Result<()> {
+        let records = match self.read(goal) {
+            Ok(records) => records,
+            Err(LogError::OffsetOutOfRange { earliest, .. }) if earliest > self.next => {
+                tracing::error!(
+                    partition = self.partition,
+                    from = self.next,
+                    to = earliest,
+                    "records deleted by retention before the store applied them"
+                );
+                self.next = earliest;
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let Some(last) = records.last().map(|r| r.offset) else {
+            return Ok(());
+        };
+        let commands = decode(self.partition, records);
+        let applied = self.apply(last + 1, commands).await?;
+        self.next = last + 1;
+        self.progress.send_replace(self.next);
+        tracing::debug!(
+            partition = self.partition,
+            next = self.next,
+            stored = applied.stored,
+            skipped = applied.skipped,
+            "store batch applied"
+        );
+        if self.relay && !applied.events.is_empty() {
+            relay::relay(&self.log, &self.store, self.partition, applied.events).await?;
+        }
+        Ok(())
+    }
+
+    fn read(&self, goal: u64) -> std::result::Result<Vec<StoredRecord>, LogError> {
+        let wanted = usize::try_from(goal - self.next).unwrap_or(usize::MAX);
+        let limits = ReadLimits {
+            max_records: self.max_batch.min(wanted),
+            max_bytes: MAX_BATCH_BYTES,
+        };
+        self.log
+            .read(MESSAGES_TOPIC, self.partition, self.next, limits)
+    }
+
+    async fn apply(
+        &self,
+        next_offset: u64,
+        commands: Vec<(u64, ChatCommand)>,
+    ) -> Result<AppliedBatch> {
+        let store = self.store.clone();
+        let partition = self.partition;
+        tokio::task::spawn_blocking(move || {
+            let position = BatchPosition {
+                group: STORE_GROUP,
+                topic: MESSAGES_TOPIC,
+                partition,
+                next_offset,
+            };
+            store.apply_batch(&position, &commands)
+        })
+        .await
+        .map_err(|e| PipelineError::Worker(e.to_string()))?
+        .map_err(PipelineError::from)
+    }
+}
+
+/// Decodes records into commands; an undecodable record is skipped with a warning (its offset
+/// is still committed: retrying cannot make it decodable).
+fn decode(partition: u32, records: Vec<StoredRecord>) -> Vec<(u64, ChatCommand)> {
+    records
+        .into_iter()
+        .filter_map(
+            |record| match serde_json::from_slice::<ChatCommand>(&record.value) {
+                Ok(command) => Some((record.offset, command)),
+                Err(e) => {
+                    tracing::warn!(partition, offset = record.offset, error = %e, "undecodable chat command; skipped");
+                    None
+                }
+            },
+        )
+        .collect()
+}

@@ -1,0 +1,188 @@
+//! The writes the store applies in batches (carried as JSON in the `messages` topic's records)
+//! and the events it emits for the `messages.sent` topic.
+
+use serde::{Deserialize, Serialize};
+
+use super::model::{now_rfc3339, Message};
+
+/// One chat write, as appended to the `messages` topic (JSON with a `type` tag) and applied by
+/// the write-behind store writer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum ChatCommand {
+    /// A new message.
+    Send(SendMessage),
+    /// A new content for a message (only its sender).
+    Edit(EditMessage),
+    /// Deletes a message (only its sender): content cleared, seq kept.
+    Delete(DeleteMessage),
+    /// Moves a user's read state forward.
+    Read(MarkRead),
+}
+
+impl ChatCommand {
+    /// The conversation it concerns: the record's key, so its partition.
+    pub fn conversation_id(&self) -> &str {
+        match self {
+            ChatCommand::Send(c) => &c.conversation_id,
+            ChatCommand::Edit(c) => &c.conversation_id,
+            ChatCommand::Delete(c) => &c.conversation_id,
+            ChatCommand::Read(c) => &c.conversation_id,
+        }
+    }
+}
+
+/// A message to store; the edge has validated it and assigned its final id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SendMessage {
+    /// Final id (UUIDv7), see [`new_message_id`].
+    pub id: String,
+    /// Target conversation.
+    pub conversation_id: String,
+    /// The sender (the token's subject).
+    pub sender_id: String,
+    /// The sender's display name.
+    pub sender_name: String,
+    /// Text.
+    pub content: String,
+    /// The sender's idempotency key.
+    #[serde(default)]
+    pub client_message_id: Option<String>,
+    /// Id of the message this one answers.
+    #[serde(default)]
+    pub reply_to: Option<String>,
+    /// Mentioned user ids.
+    #[serde(default)]
+    pub mentions: Vec<String>,
+    /// When the edge accepted it (RFC 3339 UTC).
+    pub sent_at: String,
+}
+
+impl SendMessage {
+    /// A send with a fresh UUIDv7 id, sent now, without client id, reply or mentions.
+    pub fn new(
+        conversation_id: impl Into<String>,
+        sender_id: impl Into<String>,
+        sender_name: impl Into<String>,
+        content: impl Into<String>,
+    ) -> Self {
+        SendMessage {
+            id: new_message_id(),
+            conversation_id: conversation_id.into(),
+            sender_id: sender_id.into(),
+            sender_name: sender_name.into(),
+            content: content.into(),
+            client_message_id: None,
+            reply_to: None,
+            mentions: Vec::new(),
+            sent_at: now_rfc3339(),
+        }
+    }
+}
+
+/// A new content for a stored message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EditMessage {
+    /// The message.
+    pub message_id: String,
+    /// Its conversation.
+    pub conversation_id: String,
+    /// Who asks (must be the message's sender).
+    pub sender_id: String,
+    /// The new text.
+    pub content: String,
+    /// When (RFC 3339 UTC).
+    pub at: String,
+}
+
+/// Deletes a stored message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteMessage {
+    /// The message.
+    pub message_id: String,
+    /// Its conversation.
+    pub conversation_id: String,
+    /// Who asks (must be the message's sender).
+    pub sender_id: String,
+    /// When (RFC 3339 UTC).
+    pub at: String,
+}
+
+/// A user has read a conversation up to `seq`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MarkRead {
+    /// The conversation.
+    pub conversation_id: String,
+    /// The reader.
+    pub user_id: String,
+    /// Highest seq read (clamped to the conversation's last seq).
+    pub seq: u64,
+}
+
+/// A fresh, time-ordered message id (UUIDv7).
+pub fn new_message_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// What happened to a message, as the `eventType` of a `messages.sent` event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventType {
+    /// A message was stored.
+    MessageSent,
+    /// A message's content was edited.
+    MessageUpdated,
+    /// A message was deleted.
+    MessageDeleted,
+}
+
+/// The value of a `messages.sent` record (key = conversation id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageEvent {
+    /// What happened.
+    pub event_type: EventType,
+    /// Unique id of this event (UUIDv7).
+    pub event_id: String,
+    /// When the store applied it (RFC 3339 UTC).
+    pub occurred_at: String,
+    /// The message after the change, with its seq.
+    pub message: Message,
+}
+
+impl MessageEvent {
+    pub(crate) fn new(event_type: EventType, message: Message) -> Self {
+        MessageEvent {
+            event_type,
+            event_id: uuid::Uuid::now_v7().to_string(),
+            occurred_at: now_rfc3339(),
+            message,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_json_with_a_type_tag_and_camel_case_fields() {
+        let read = ChatCommand::Read(MarkRead {
+            conversation_id: "c".into(),
+            user_id: "u".into(),
+            seq: 3,
+        });
+        let json = serde_json::to_value(&read).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"type":"read","conversationId":"c","userId":"u","seq":3})
+        );
+        let send = ChatCommand::Send(SendMessage::new("c", "u", "U", "hi"));
+        let text = serde_json::to_string(&send).unwrap();
+        assert!(text.contains("\"type\":\"send\"") && text.contains("\"clientMessageId\":null"));
+        assert_eq!(serde_json::from_str::<ChatCommand>(&text).unwrap(), send);
+    }
+}

@@ -1,0 +1,118 @@
+//! Key layouts of the store's sled trees (see docs/architecture.md, "Store trees").
+//!
+//! Conversation ids and user ids never contain NUL, so `0x00` separates key parts and a
+//! conversation's messages are one prefix.
+
+use super::error::{Result, StoreError};
+
+/// `messages`: conversation ++ 0x00 ++ seq (u64 BE).
+pub fn message(conversation: &str, seq: u64) -> Vec<u8> {
+    let mut key = message_prefix(conversation);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// The prefix of every key of a conversation's messages.
+pub fn message_prefix(conversation: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(conversation.len() + 9);
+    key.extend_from_slice(conversation.as_bytes());
+    key.push(0);
+    key
+}
+
+/// Decodes a `message_ids` value (the same bytes as a `messages` key) into (conversation, seq).
+pub fn decode_location(raw: &[u8]) -> Result<(String, u64)> {
+    let bad = || StoreError::corrupt("message_ids", "malformed location");
+    if raw.len() < 10 || raw[raw.len() - 9] != 0 {
+        return Err(bad());
+    }
+    let (conversation, rest) = raw.split_at(raw.len() - 9);
+    let seq = <[u8; 8]>::try_from(&rest[1..]).map_err(|_| bad())?;
+    let conversation = String::from_utf8(conversation.to_vec()).map_err(|_| bad())?;
+    Ok((conversation, u64::from_be_bytes(seq)))
+}
+
+/// `client_ids`: sender ++ 0x00 ++ conversation ++ 0x00 ++ clientMessageId.
+pub fn client_id(sender: &str, conversation: &str, client_message_id: &str) -> Vec<u8> {
+    let mut key =
+        Vec::with_capacity(sender.len() + conversation.len() + client_message_id.len() + 2);
+    key.extend_from_slice(sender.as_bytes());
+    key.push(0);
+    key.extend_from_slice(conversation.as_bytes());
+    key.push(0);
+    key.extend_from_slice(client_message_id.as_bytes());
+    key
+}
+
+/// `read_state`: user ++ 0x00 ++ conversation.
+pub fn read_state(user: &str, conversation: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(user.len() + conversation.len() + 1);
+    key.extend_from_slice(user.as_bytes());
+    key.push(0);
+    key.extend_from_slice(conversation.as_bytes());
+    key
+}
+
+/// Splits a `read_state` key into (user, conversation).
+pub fn decode_read_state(raw: &[u8]) -> Result<(String, String)> {
+    let bad = || StoreError::corrupt("read_state", "malformed key");
+    let split = raw.iter().position(|b| *b == 0).ok_or_else(bad)?;
+    let user = std::str::from_utf8(&raw[..split]).map_err(|_| bad())?;
+    let conversation = std::str::from_utf8(&raw[split + 1..]).map_err(|_| bad())?;
+    Ok((user.to_owned(), conversation.to_owned()))
+}
+
+/// `outbox`: partition (u32 BE) ++ source offset (u64 BE) ++ index (u32 BE).
+pub fn outbox(partition: u32, source_offset: u64, index: u32) -> Vec<u8> {
+    let mut key = Vec::with_capacity(16);
+    key.extend_from_slice(&partition.to_be_bytes());
+    key.extend_from_slice(&source_offset.to_be_bytes());
+    key.extend_from_slice(&index.to_be_bytes());
+    key
+}
+
+/// Splits an `outbox` key into (partition, source offset, index).
+pub fn decode_outbox(raw: &[u8]) -> Result<(u32, u64, u32)> {
+    let bad = || StoreError::corrupt("outbox", "malformed key");
+    if raw.len() != 16 {
+        return Err(bad());
+    }
+    let partition = <[u8; 4]>::try_from(&raw[..4]).map_err(|_| bad())?;
+    let offset = <[u8; 8]>::try_from(&raw[4..12]).map_err(|_| bad())?;
+    let index = <[u8; 4]>::try_from(&raw[12..]).map_err(|_| bad())?;
+    Ok((
+        u32::from_be_bytes(partition),
+        u64::from_be_bytes(offset),
+        u32::from_be_bytes(index),
+    ))
+}
+
+/// Decodes a u64 BE value.
+pub fn decode_u64(tree: &str, raw: &[u8]) -> Result<u64> {
+    <[u8; 8]>::try_from(raw)
+        .map(u64::from_be_bytes)
+        .map_err(|_| StoreError::corrupt(tree, format!("u64 value of {} bytes", raw.len())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_and_messages_sort_by_seq() {
+        let key = message("conv", 258);
+        assert_eq!(decode_location(&key).unwrap(), ("conv".to_owned(), 258));
+        assert!(message("conv", 9) < message("conv", 10));
+        assert!(
+            message("c", u64::MAX) < message("c.", 0),
+            "prefixes do not interleave"
+        );
+        let rs = read_state("alice", "conv");
+        assert_eq!(
+            decode_read_state(&rs).unwrap(),
+            ("alice".to_owned(), "conv".to_owned())
+        );
+        assert_eq!(decode_outbox(&outbox(3, 7, 1)).unwrap(), (3, 7, 1));
+        assert!(outbox(0, 255, 0) < outbox(0, 256, 0));
+    }
+}

@@ -1,0 +1,199 @@
+//! The chat read model in sled: conversations, messages by (conversation, seq), the message-id
+//! and client-id indexes, read state, and the outbox of events not yet relayed.
+//!
+//! It owns the chat data and the one transaction per batch that applies [`ChatCommand`]s together
+//! with the consumer's committed offset ([`Store::apply_batch`]). It knows nothing of HTTP or
+//! WebSocket, nor of how records reach it (that is `pipeline/`); it uses the log only to commit
+//! offsets inside its transaction.
+//!
+//! Reads of conversations and read state come from an in-memory [`view`] loaded on open (a scan
+//! of `conversations` and `read_state`; `messages` is never scanned), so validating a send costs
+//! no disk read. Conversation commands (create, add or remove a participant) apply directly, one
+//! sled transaction each; messages, edits, deletes and read marks arrive through the log.
+//!
+//! Rules the writer follows (see [`apply`]):
+//! - `seq` is dense per conversation (1, 2, 3 …) in the order of the conversation's partition,
+//!   and `lastMessage` only moves forward.
+//! - A send whose id is stored already, or whose (sender, conversation, clientMessageId) is
+//!   indexed, is skipped: nothing is stored twice.
+//! - Unread counts are O(1): storing a message by user U at seq S moves U's `lastReadSeq` up to S
+//!   (a sender has read its own messages, and sending marks the conversation read), so every
+//!   message above a user's `lastReadSeq` is someone else's and `unreadCount = lastSeq −
+//!   lastReadSeq`. Read state only moves forward and never past `lastSeq`.
+//!
+//! Files: `model` (public types and validation), `keys` (key layouts), `command` (log commands
+//! and events), `view` (in-memory view), `conversations` (conversation commands), `queries`
+//! (history and lookups), `apply` (the batch transaction), `outbox` (events awaiting relay).
+
+mod apply;
+mod command;
+mod conversations;
+mod error;
+mod keys;
+mod model;
+mod outbox;
+mod queries;
+mod view;
+
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+pub use apply::{AppliedBatch, BatchPosition};
+pub use command::{
+    new_message_id, ChatCommand, DeleteMessage, EditMessage, EventType, MarkRead, MessageEvent,
+    SendMessage,
+};
+pub use error::{Result, StoreError};
+pub use model::{
+    now_rfc3339, validate_conversation_id, validate_title, validate_user_id, Conversation,
+    ConversationPage, ConversationView, HistoryPage, Message, MAX_CONVERSATION_ID_LEN,
+    MAX_TITLE_LEN, MAX_USER_ID_LEN,
+};
+pub use outbox::OutboxEntry;
+
+use crate::log::Log;
+use view::View;
+
+/// Most messages one history page returns.
+pub const MAX_HISTORY_PAGE: usize = 1000;
+
+/// The store's sled trees, all in the log's database so one transaction spans them and the
+/// consumer offsets.
+pub(crate) struct Trees {
+    pub conversations: sled::Tree,
+    pub messages: sled::Tree,
+    pub message_ids: sled::Tree,
+    pub client_ids: sled::Tree,
+    pub read_state: sled::Tree,
+    pub outbox: sled::Tree,
+    pub offsets: sled::Tree,
+}
+
+struct Inner {
+    trees: Trees,
+    view: RwLock<View>,
+}
+
+/// A handle to the chat store; cheap to clone, usable from any thread or task.
+///
+/// It keeps the log's database open: drop every handle before reopening the data directory.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens the store's trees in the log's database and loads the in-memory view.
+    pub fn open(log: &Log) -> Result<Store> {
+        let db = log.database();
+        let trees = Trees {
+            conversations: db.open_tree("conversations")?,
+            messages: db.open_tree("messages")?,
+            message_ids: db.open_tree("message_ids")?,
+            client_ids: db.open_tree("client_ids")?,
+            read_state: db.open_tree("read_state")?,
+            outbox: db.open_tree("outbox")?,
+            offsets: log.offsets_tree().clone(),
+        };
+        let view = load_view(&trees)?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                trees,
+                view: RwLock::new(view),
+            }),
+        })
+    }
+
+    pub(crate) fn trees(&self) -> &Trees {
+        &self.inner.trees
+    }
+
+    fn view(&self) -> RwLockReadGuard<'_, View> {
+        // A panic while holding the lock leaves field-wise consistent data: keep serving.
+        self.inner
+            .view
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn view_mut(&self) -> RwLockWriteGuard<'_, View> {
+        self.inner
+            .view
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// True if the conversation exists and `user` is one of its participants (memory only).
+    pub fn is_participant(&self, conversation: &str, user: &str) -> bool {
+        self.view()
+            .conversation(conversation)
+            .is_some_and(|c| c.has_participant(user))
+    }
+
+    /// The conversation, if it exists (memory only).
+    pub fn conversation(&self, conversation: &str) -> Option<Conversation> {
+        self.view().conversation(conversation).cloned()
+    }
+
+    /// The conversation as `user` sees it; `NotFound` if it does not exist or `user` is not a
+    /// participant.
+    pub fn conversation_for(&self, user: &str, conversation: &str) -> Result<ConversationView> {
+        let view = self.view();
+        let found = view
+            .conversation(conversation)
+            .filter(|c| c.has_participant(user))
+            .ok_or_else(|| StoreError::NotFound(format!("conversation {conversation:?}")))?;
+        Ok(ConversationView::new(
+            found,
+            view.last_read(user, conversation),
+        ))
+    }
+
+    /// A page of `user`'s conversations, most recent activity (updatedAt) first, ties by id
+    /// descending. `cursor` is the `next_cursor` of the previous page.
+    pub fn conversations_of(
+        &self,
+        user: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<ConversationPage> {
+        self.view().conversations_of(user, limit, cursor)
+    }
+
+    /// The highest seq `user` has read in `conversation` (0 if none).
+    pub fn read_state(&self, user: &str, conversation: &str) -> u64 {
+        self.view().last_read(user, conversation)
+    }
+}
+
+fn load_view(trees: &Trees) -> Result<View> {
+    let mut view = View::default();
+    for item in trees.conversations.iter() {
+        let (key, value) = item?;
+        let conversation: Conversation = serde_json::from_slice(&value).map_err(|e| {
+            StoreError::corrupt(
+                format!("conversations/{}", String::from_utf8_lossy(&key)),
+                e,
+            )
+        })?;
+        view.insert(conversation);
+    }
+    for item in trees.read_state.iter() {
+        let (key, value) = item?;
+        let (user, conversation) = keys::decode_read_state(&key)?;
+        view.set_read(
+            &user,
+            &conversation,
+            keys::decode_u64("read_state", &value)?,
+        );
+    }
+    Ok(view)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,233 @@
+//! The chat data as the public API shows it (serde camelCase, times as RFC 3339 UTC strings),
+//! and the validation of ids and names.
+
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{Result, StoreError};
+
+/// Longest conversation id, in characters.
+pub const MAX_CONVERSATION_ID_LEN: usize = 128;
+/// Longest user id, in bytes.
+pub const MAX_USER_ID_LEN: usize = 256;
+/// Longest conversation title, in characters.
+pub const MAX_TITLE_LEN: usize = 1024;
+
+/// One stored message. `seq` is dense per conversation (1, 2, 3 …) in log order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Message {
+    /// Final id (UUIDv7), assigned by the edge before the send reaches the log.
+    pub id: String,
+    /// The conversation it belongs to.
+    pub conversation_id: String,
+    /// Position in the conversation, from 1, without gaps.
+    pub seq: u64,
+    /// Who sent it.
+    pub sender_id: String,
+    /// The sender's display name when it was sent.
+    pub sender_name: String,
+    /// Text; empty once deleted.
+    pub content: String,
+    /// The sender's idempotency key, if it gave one.
+    pub client_message_id: Option<String>,
+    /// Id of the message this one answers.
+    pub reply_to: Option<String>,
+    /// Mentioned user ids.
+    #[serde(default)]
+    pub mentions: Vec<String>,
+    /// When the edge accepted it (RFC 3339 UTC).
+    pub sent_at: String,
+    /// When it was last edited or deleted.
+    pub edited_at: Option<String>,
+    /// True once deleted (content cleared, seq kept).
+    pub deleted: bool,
+}
+
+/// A conversation as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Conversation {
+    /// Id: 1–128 characters of `[A-Za-z0-9._:-]`.
+    pub id: String,
+    /// Optional title.
+    pub title: Option<String>,
+    /// Participants, in the order they joined, without duplicates.
+    pub participants: Vec<String>,
+    /// The message with the highest seq, if any.
+    pub last_message: Option<Message>,
+    /// Highest seq stored (0 before the first message).
+    pub last_seq: u64,
+    /// Creation time (RFC 3339 UTC).
+    pub created_at: String,
+    /// Time of the latest activity: creation, a participant change or a message.
+    pub updated_at: String,
+}
+
+impl Conversation {
+    /// True if `user` is one of the participants.
+    pub fn has_participant(&self, user: &str) -> bool {
+        self.participants.iter().any(|p| p == user)
+    }
+}
+
+/// A conversation as one participant sees it, with its read state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationView {
+    /// Id.
+    pub id: String,
+    /// Optional title.
+    pub title: Option<String>,
+    /// Participants.
+    pub participants: Vec<String>,
+    /// The message with the highest seq, if any.
+    pub last_message: Option<Message>,
+    /// Highest seq stored.
+    pub last_seq: u64,
+    /// Highest seq this user has read.
+    pub last_read_seq: u64,
+    /// Other participants' messages above `last_read_seq` (`last_seq - last_read_seq`).
+    pub unread_count: u64,
+    /// Creation time.
+    pub created_at: String,
+    /// Latest activity.
+    pub updated_at: String,
+}
+
+impl ConversationView {
+    /// `conversation` as `last_read_seq`'s owner sees it.
+    pub fn new(conversation: &Conversation, last_read_seq: u64) -> Self {
+        let last_read_seq = last_read_seq.min(conversation.last_seq);
+        ConversationView {
+            id: conversation.id.clone(),
+            title: conversation.title.clone(),
+            participants: conversation.participants.clone(),
+            last_message: conversation.last_message.clone(),
+            last_seq: conversation.last_seq,
+            last_read_seq,
+            unread_count: conversation.last_seq - last_read_seq,
+            created_at: conversation.created_at.clone(),
+            updated_at: conversation.updated_at.clone(),
+        }
+    }
+}
+
+/// A page of a user's conversations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationPage {
+    /// Most recent activity first.
+    pub items: Vec<ConversationView>,
+    /// Opaque cursor of the next page, `None` on the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// A page of a conversation's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryPage {
+    /// Messages in ascending seq.
+    pub items: Vec<Message>,
+    /// With `after`: newer messages exist; otherwise: older ones exist.
+    pub has_more: bool,
+}
+
+/// The current time as the API writes it: RFC 3339, UTC, milliseconds (fixed width, so these
+/// strings sort as the times do).
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+/// Checks a conversation id: 1–128 characters of `[A-Za-z0-9._:-]`.
+pub fn validate_conversation_id(id: &str) -> Result<()> {
+    if id.is_empty() || id.len() > MAX_CONVERSATION_ID_LEN {
+        return Err(StoreError::invalid(
+            "id",
+            format!("must be 1–{MAX_CONVERSATION_ID_LEN} characters long"),
+        ));
+    }
+    if let Some(bad) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')))
+    {
+        return Err(StoreError::invalid(
+            "id",
+            format!("{bad:?} is not allowed (use [A-Za-z0-9._:-])"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a user id: 1–256 bytes, no control characters (NUL separates key parts).
+pub fn validate_user_id(field: &'static str, user: &str) -> Result<()> {
+    if user.is_empty() || user.len() > MAX_USER_ID_LEN {
+        return Err(StoreError::invalid(
+            field,
+            format!("a user id must be 1–{MAX_USER_ID_LEN} bytes long"),
+        ));
+    }
+    if user.chars().any(char::is_control) {
+        return Err(StoreError::invalid(
+            field,
+            "a user id may not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks an optional title: at most 1024 characters.
+pub fn validate_title(title: Option<&str>) -> Result<()> {
+    match title {
+        Some(t) if t.chars().count() > MAX_TITLE_LEN => Err(StoreError::invalid(
+            "title",
+            format!("at most {MAX_TITLE_LEN} characters"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conversation_ids_follow_the_documented_alphabet_and_length() {
+        assert!(validate_conversation_id("team.chat:42_a-b").is_ok());
+        assert!(validate_conversation_id(&"a".repeat(128)).is_ok());
+        assert!(validate_conversation_id("").is_err());
+        assert!(validate_conversation_id(&"a".repeat(129)).is_err());
+        for bad in ["a b", "a/b", "a\0b", "é"] {
+            assert!(
+                matches!(
+                    validate_conversation_id(bad),
+                    Err(StoreError::InvalidField { field: "id", .. })
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn user_ids_refuse_empty_and_control_characters() {
+        assert!(validate_user_id("userId", "alice").is_ok());
+        assert!(validate_user_id("userId", "").is_err());
+        assert!(validate_user_id("userId", "a\0b").is_err());
+    }
+
+    #[test]
+    fn a_view_counts_unread_as_last_seq_minus_last_read() {
+        let c = Conversation {
+            id: "c".into(),
+            title: None,
+            participants: vec!["a".into()],
+            last_message: None,
+            last_seq: 7,
+            created_at: now_rfc3339(),
+            updated_at: now_rfc3339(),
+        };
+        assert_eq!(ConversationView::new(&c, 3).unread_count, 4);
+        assert_eq!(ConversationView::new(&c, 9).unread_count, 0);
+    }
+}

@@ -1,0 +1,100 @@
+//! The outbox: events written by the batch transaction and not yet relayed to `messages.sent`.
+//!
+//! Key: partition (u32 BE) ++ source offset (u64 BE) ++ index (u32 BE); value: conversation id
+//! ++ 0x00 ++ the event's JSON. The relay (in `pipeline/`) appends an entry's event, then
+//! deletes the entry; after a crash it skips the entries the topic already holds.
+
+use super::error::{Result, StoreError};
+use super::keys;
+use super::Store;
+
+/// One event awaiting relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// Partition of the source record (and of the event).
+    pub partition: u32,
+    /// Offset of the source record in `messages`.
+    pub source_offset: u64,
+    /// Position among the events of that record.
+    pub index: u32,
+    /// The event's key: its conversation id.
+    pub conversation_id: String,
+    /// The event as JSON (a [`MessageEvent`](super::MessageEvent)).
+    pub payload: Vec<u8>,
+}
+
+impl OutboxEntry {
+    pub(crate) fn key(&self) -> Vec<u8> {
+        keys::outbox(self.partition, self.source_offset, self.index)
+    }
+
+    pub(crate) fn value(&self) -> Vec<u8> {
+        let mut value = Vec::with_capacity(self.conversation_id.len() + 1 + self.payload.len());
+        value.extend_from_slice(self.conversation_id.as_bytes());
+        value.push(0);
+        value.extend_from_slice(&self.payload);
+        value
+    }
+
+    fn decode(key: &[u8], value: &[u8]) -> Result<Self> {
+        let (partition, source_offset, index) = keys::decode_outbox(key)?;
+        let bad = || StoreError::corrupt("outbox", "malformed value");
+        let split = value.iter().position(|b| *b == 0).ok_or_else(bad)?;
+        let conversation_id = std::str::from_utf8(&value[..split]).map_err(|_| bad())?;
+        Ok(OutboxEntry {
+            partition,
+            source_offset,
+            index,
+            conversation_id: conversation_id.to_owned(),
+            payload: value[split + 1..].to_vec(),
+        })
+    }
+}
+
+impl Store {
+    /// Events of a partition awaiting relay, in source order (at most `limit`).
+    pub fn pending_events(&self, partition: u32, limit: usize) -> Result<Vec<OutboxEntry>> {
+        self.trees()
+            .outbox
+            .scan_prefix(partition.to_be_bytes())
+            .take(limit)
+            .map(|item| {
+                let (key, value) = item?;
+                OutboxEntry::decode(&key, &value)
+            })
+            .collect()
+    }
+
+    /// Forgets relayed events.
+    pub fn remove_events(&self, entries: &[OutboxEntry]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for entry in entries {
+            batch.remove(entry.key());
+        }
+        self.trees().outbox.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Forgets a partition's events from source offsets up to and including `source_offset`
+    /// (the relay found them in `messages.sent` already); returns how many.
+    pub fn remove_events_through(&self, partition: u32, source_offset: u64) -> Result<usize> {
+        let start = keys::outbox(partition, 0, 0);
+        let end = keys::outbox(partition, source_offset, u32::MAX);
+        let mut batch = sled::Batch::default();
+        let mut removed = 0;
+        for item in self.trees().outbox.range(start..=end) {
+            batch.remove(item?.0);
+            removed += 1;
+        }
+        self.trees().outbox.apply_batch(batch)?;
+        Ok(removed)
+    }
+
+    /// Writes an outbox entry outside a batch: for tests that simulate a crash between the
+    /// commit of a batch and the relay of its events.
+    #[doc(hidden)]
+    pub fn insert_pending_event_for_test(&self, entry: &OutboxEntry) -> Result<()> {
+        self.trees().outbox.insert(entry.key(), entry.value())?;
+        Ok(())
+    }
+}

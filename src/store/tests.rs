@@ -1,0 +1,310 @@
+//! Unit tests of the store through a real log in a temporary directory.
+
+use super::*;
+use crate::log::{Durability, LogConfig};
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    log: Log,
+    store: Store,
+    offset: u64,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = LogConfig::new(dir.path());
+    config.durability = Durability::Never;
+    let log = Log::open(config).expect("open log");
+    let store = Store::open(&log).expect("open store");
+    Fixture {
+        _dir: dir,
+        log,
+        store,
+        offset: 0,
+    }
+}
+
+impl Fixture {
+    /// Applies commands as one batch of partition 0, with consecutive offsets.
+    fn apply(&mut self, commands: Vec<ChatCommand>) -> AppliedBatch {
+        let numbered: Vec<_> = commands
+            .into_iter()
+            .map(|c| {
+                self.offset += 1;
+                (self.offset - 1, c)
+            })
+            .collect();
+        let position = BatchPosition {
+            group: "store",
+            topic: "messages",
+            partition: 0,
+            next_offset: self.offset,
+        };
+        self.store.apply_batch(&position, &numbered).expect("apply")
+    }
+
+    fn send(&mut self, conversation: &str, sender: &str, content: &str) -> String {
+        let send = SendMessage::new(conversation, sender, sender, content);
+        let id = send.id.clone();
+        self.apply(vec![ChatCommand::Send(send)]);
+        id
+    }
+}
+
+fn seqs(page: &HistoryPage) -> Vec<u64> {
+    page.items.iter().map(|m| m.seq).collect()
+}
+
+#[test]
+fn creating_a_conversation_adds_the_creator_dedups_and_refuses_taken_or_invalid_ids() {
+    let f = fixture();
+    let c = f
+        .store
+        .create_conversation(
+            "ann",
+            Some("team".into()),
+            None,
+            vec!["bob".into(), "ann".into(), "bob".into()],
+        )
+        .unwrap();
+    assert_eq!(c.participants, ["ann", "bob"]);
+    assert!(f.store.is_participant("team", "bob"));
+    assert!(!f.store.is_participant("team", "eve"));
+    let taken = f
+        .store
+        .create_conversation("eve", Some("team".into()), None, vec![]);
+    assert!(matches!(taken, Err(StoreError::Conflict(_))));
+    let invalid = f
+        .store
+        .create_conversation("eve", Some("a b".into()), None, vec![]);
+    assert!(matches!(
+        invalid,
+        Err(StoreError::InvalidField { field: "id", .. })
+    ));
+    let assigned = f
+        .store
+        .create_conversation("eve", None, Some("t".into()), vec![])
+        .unwrap();
+    assert!(uuid::Uuid::parse_str(&assigned.id).is_ok(), "a UUIDv7 id");
+}
+
+#[test]
+fn participants_can_add_and_remove_and_outsiders_see_not_found() {
+    let f = fixture();
+    f.store
+        .create_conversation("ann", Some("c".into()), None, vec![])
+        .unwrap();
+    assert!(matches!(
+        f.store.add_participant("eve", "c", "eve"),
+        Err(StoreError::NotFound(_))
+    ));
+    f.store.add_participant("ann", "c", "bob").unwrap();
+    assert!(f.store.is_participant("c", "bob"));
+    f.store.remove_participant("bob", "c", "bob").unwrap();
+    assert!(!f.store.is_participant("c", "bob"));
+    assert!(matches!(
+        f.store.conversation_for("bob", "c"),
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        f.store.remove_participant("ann", "c", "bob"),
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+#[test]
+fn history_pages_before_and_after_with_has_more_as_the_api_says() {
+    let mut f = fixture();
+    f.store
+        .create_conversation("ann", Some("c".into()), None, vec![])
+        .unwrap();
+    for i in 0..10 {
+        f.send("c", "ann", &format!("m{i}"));
+    }
+    let newest = f.store.history("c", None, None, 3).unwrap();
+    assert_eq!((seqs(&newest), newest.has_more), (vec![8, 9, 10], true));
+    let older = f.store.history("c", Some(8), None, 3).unwrap();
+    assert_eq!((seqs(&older), older.has_more), (vec![5, 6, 7], true));
+    let oldest = f.store.history("c", Some(3), None, 3).unwrap();
+    assert_eq!((seqs(&oldest), oldest.has_more), (vec![1, 2], false));
+    let first = f.store.history("c", None, Some(0), 4).unwrap();
+    assert_eq!((seqs(&first), first.has_more), (vec![1, 2, 3, 4], true));
+    let last = f.store.history("c", None, Some(7), 3).unwrap();
+    assert_eq!((seqs(&last), last.has_more), (vec![8, 9, 10], false));
+    let beyond = f.store.history("c", None, Some(10), 3).unwrap();
+    assert_eq!((seqs(&beyond), beyond.has_more), (vec![], false));
+    let window = f.store.history("c", Some(6), Some(2), 2).unwrap();
+    assert_eq!((seqs(&window), window.has_more), (vec![3, 4], true));
+    assert!(f
+        .store
+        .history("c", Some(0), None, 3)
+        .unwrap()
+        .items
+        .is_empty());
+    assert!(matches!(
+        f.store.history("nope", None, None, 3),
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(f.store.history("c", None, None, 0).is_err());
+}
+
+#[test]
+fn unread_counts_others_messages_and_sending_marks_read() {
+    let mut f = fixture();
+    f.store
+        .create_conversation("ann", Some("c".into()), None, vec!["bob".into()])
+        .unwrap();
+    f.send("c", "ann", "1");
+    f.send("c", "ann", "2");
+    assert_eq!(
+        f.store.conversation_for("bob", "c").unwrap().unread_count,
+        2
+    );
+    assert_eq!(
+        f.store.conversation_for("ann", "c").unwrap().unread_count,
+        0
+    );
+    f.send("c", "bob", "3");
+    let bob = f.store.conversation_for("bob", "c").unwrap();
+    assert_eq!((bob.last_read_seq, bob.unread_count), (3, 0));
+    assert_eq!(
+        f.store.conversation_for("ann", "c").unwrap().unread_count,
+        1
+    );
+}
+
+#[test]
+fn read_state_moves_forward_only_and_never_past_last_seq() {
+    let mut f = fixture();
+    f.store
+        .create_conversation("ann", Some("c".into()), None, vec!["bob".into()])
+        .unwrap();
+    for _ in 0..4 {
+        f.send("c", "ann", "x");
+    }
+    let read = |seq| {
+        ChatCommand::Read(MarkRead {
+            conversation_id: "c".into(),
+            user_id: "bob".into(),
+            seq,
+        })
+    };
+    f.apply(vec![read(3)]);
+    f.apply(vec![read(1)]);
+    assert_eq!(f.store.read_state("bob", "c"), 3);
+    f.apply(vec![read(99)]);
+    assert_eq!(f.store.read_state("bob", "c"), 4);
+    let reopened = Store::open(&f.log).unwrap();
+    assert_eq!(reopened.read_state("bob", "c"), 4, "read state persists");
+}
+
+#[test]
+fn duplicates_by_id_or_client_id_are_stored_once() {
+    let mut f = fixture();
+    f.store
+        .create_conversation("ann", Some("c".into()), None, vec![])
+        .unwrap();
+    let mut send = SendMessage::new("c", "ann", "Ann", "hi");
+    send.client_message_id = Some("k1".into());
+    let mut retry = SendMessage::new("c", "ann", "Ann", "hi");
+    retry.client_message_id = Some("k1".into());
+    let applied = f.apply(vec![
+        ChatCommand::Send(send.clone()),
+        ChatCommand::Send(send.clone()),
+        ChatCommand::Send(retry),
+    ]);
+    assert_eq!(
+        (applied.stored, applied.skipped, applied.events.len()),
+        (1, 2, 1)
+    );
+    assert_eq!(
+        f.store.message_id_for_client_id("ann", "c", "k1").unwrap(),
+        Some(send.id.clone())
+    );
+    assert_eq!(f.store.message("c", &send.id).unwrap().seq, 1);
+    assert!(matches!(
+        f.store.message("other", &send.id),
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+#[test]
+fn only_the_sender_edits_or_deletes_and_delete_keeps_seq() {
+    let mut f = fixture();
+    f.store
+        .create_conversation("ann", Some("c".into()), None, vec!["bob".into()])
+        .unwrap();
+    let id = f.send("c", "ann", "hello");
+    let edit = |sender: &str, content: &str| {
+        ChatCommand::Edit(EditMessage {
+            message_id: id.clone(),
+            conversation_id: "c".into(),
+            sender_id: sender.into(),
+            content: content.into(),
+            at: now_rfc3339(),
+        })
+    };
+    assert_eq!(f.apply(vec![edit("bob", "hacked")]).skipped, 1);
+    let applied = f.apply(vec![edit("ann", "hello!")]);
+    assert_eq!(applied.events.len(), 1);
+    let edited = f.store.message("c", &id).unwrap();
+    assert_eq!(
+        (edited.content.as_str(), edited.edited_at.is_some()),
+        ("hello!", true)
+    );
+    assert_eq!(
+        f.store
+            .conversation("c")
+            .unwrap()
+            .last_message
+            .unwrap()
+            .content,
+        "hello!"
+    );
+    f.apply(vec![ChatCommand::Delete(DeleteMessage {
+        message_id: id.clone(),
+        conversation_id: "c".into(),
+        sender_id: "ann".into(),
+        at: now_rfc3339(),
+    })]);
+    let deleted = f.store.message("c", &id).unwrap();
+    assert_eq!(
+        (deleted.seq, deleted.content.as_str(), deleted.deleted),
+        (1, "", true)
+    );
+    assert_eq!(
+        f.apply(vec![edit("ann", "again")]).skipped,
+        1,
+        "a deleted message stays deleted"
+    );
+}
+
+#[tokio::test]
+async fn the_batch_commits_the_group_offset_and_writes_the_outbox() {
+    let mut f = fixture();
+    f.log
+        .create_topic("messages", crate::log::TopicConfig::with_partitions(1))
+        .await
+        .unwrap();
+    f.store
+        .create_conversation("ann", Some("c".into()), None, vec![])
+        .unwrap();
+    f.send("c", "ann", "a");
+    f.send("c", "ann", "b");
+    assert_eq!(
+        f.log.committed_offset("store", "messages", 0).unwrap(),
+        Some(2)
+    );
+    let pending = f.store.pending_events(0, 10).unwrap();
+    assert_eq!(
+        pending.iter().map(|e| e.source_offset).collect::<Vec<_>>(),
+        [0, 1]
+    );
+    let event: MessageEvent = serde_json::from_slice(&pending[1].payload).unwrap();
+    assert_eq!(
+        (event.event_type, event.message.seq),
+        (EventType::MessageSent, 2)
+    );
+    assert_eq!(f.store.remove_events_through(0, 0).unwrap(), 1);
+    assert_eq!(f.store.pending_events(0, 10).unwrap().len(), 1);
+}

@@ -1,0 +1,118 @@
+//! Helpers shared by the store and pipeline tests: a node (log + store + pipeline) that can be
+//! stopped and reopened on the same directory, and readers of what the topics hold.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use tidings::log::{Appended, Durability, Log, LogConfig, ReadLimits, StoredRecord};
+use tidings::pipeline::{self, Pipeline, PipelineConfig, EVENTS_TOPIC, MESSAGES_TOPIC};
+use tidings::store::{ChatCommand, MessageEvent, Store};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub struct Node {
+    pub log: Log,
+    pub store: Store,
+    pub pipeline: Pipeline,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+pub fn open_log(dir: &Path) -> Log {
+    let mut config = LogConfig::new(dir);
+    config.durability = Durability::Never;
+    Log::open(config).expect("open log")
+}
+
+pub async fn start(dir: &Path, config: PipelineConfig) -> Node {
+    let log = open_log(dir);
+    let store = Store::open(&log).expect("open store");
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let pipeline = pipeline::start(
+        log.clone(),
+        store.clone(),
+        config,
+        shutdown.clone(),
+        &tracker,
+    )
+    .await
+    .expect("start pipeline");
+    Node {
+        log,
+        store,
+        pipeline,
+        shutdown,
+        tracker,
+    }
+}
+
+pub fn config(partitions: u32) -> PipelineConfig {
+    PipelineConfig {
+        partitions,
+        ..PipelineConfig::default()
+    }
+}
+
+impl Node {
+    /// Cancels the workers, waits for them to catch up and exit, and closes the log so the
+    /// directory can be reopened.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+        let log = self.log.clone();
+        drop(self);
+        log.shutdown();
+    }
+
+    pub async fn submit(&self, command: &ChatCommand) -> Appended {
+        self.pipeline.submit(command).await.expect("submit")
+    }
+
+    pub async fn applied(&self, appended: Appended) {
+        assert!(
+            self.pipeline
+                .wait_applied(appended, Duration::from_secs(10))
+                .await,
+            "record {appended:?} applied within 10 s"
+        );
+    }
+}
+
+pub fn read_all(log: &Log, topic: &str) -> Vec<StoredRecord> {
+    let partitions = log.describe_topic(topic).expect("topic").partitions;
+    let mut all = Vec::new();
+    for p in partitions {
+        let mut offset = p.low;
+        while offset < p.high {
+            let records = log
+                .read(topic, p.partition, offset, ReadLimits::records(10_000))
+                .expect("read");
+            offset = records.last().map_or(p.high, |r| r.offset + 1);
+            all.extend(records);
+        }
+    }
+    all
+}
+
+/// Every event of `messages.sent`, by partition in offset order.
+pub fn events(log: &Log) -> Vec<MessageEvent> {
+    read_all(log, EVENTS_TOPIC)
+        .iter()
+        .map(|r| serde_json::from_slice(&r.value).expect("event JSON"))
+        .collect()
+}
+
+/// Every command of `messages`, grouped by conversation, in log order.
+pub fn commands_by_conversation(log: &Log) -> BTreeMap<String, Vec<ChatCommand>> {
+    let mut by = BTreeMap::<String, Vec<ChatCommand>>::new();
+    for record in read_all(log, MESSAGES_TOPIC) {
+        let command: ChatCommand = serde_json::from_slice(&record.value).expect("command JSON");
+        by.entry(command.conversation_id().to_owned())
+            .or_default()
+            .push(command);
+    }
+    by
+}

@@ -40,8 +40,9 @@ pub struct BenchLogArgs {
     /// Partitions of the benchmark topic (records are unkeyed, spread round-robin).
     #[arg(long, default_value_t = 1)]
     pub partitions: u32,
-    /// Total target rate in records/s (open loop, latency measured from the scheduled time);
-    /// unset: as fast as acks allow.
+    /// Total target rate in records/s (open loop); unset: as fast as acks allow. Latency is
+    /// measured from each append call to its ack; how late the generator sent against its
+    /// schedule is reported separately (a growing lateness means the log could not keep up).
     #[arg(long)]
     pub rate: Option<u64>,
     /// Append into this data directory and keep it (to time recovery on it); default: a
@@ -89,6 +90,9 @@ pub struct BenchLogReport {
     pub p99_us: u64,
     /// 99.9th percentile, µs.
     pub p999_us: u64,
+    /// With `--rate`: p99 of how late appends were sent against the schedule, µs (timer
+    /// granularity is ~1 ms; far more means the log could not keep up).
+    pub schedule_lateness_p99_us: Option<u64>,
     /// Flush + fdatasync rounds.
     pub syncs: u64,
     /// Records made durable per sync (the group commit's mean group size).
@@ -161,7 +165,7 @@ pub fn measure(args: &BenchLogArgs) -> anyhow::Result<BenchLogReport> {
         .enable_all()
         .build()?;
     let log = Log::open(config.clone()).with_context(|| format!("opening {}", dir.display()))?;
-    let (elapsed, latencies) = runtime.block_on(append_phase(&log, args))?;
+    let (elapsed, latencies, lateness) = runtime.block_on(append_phase(&log, args))?;
     let stats = log.stats();
     runtime.block_on(log.sync())?;
     let consumed = if args.consume {
@@ -195,6 +199,7 @@ pub fn measure(args: &BenchLogArgs) -> anyhow::Result<BenchLogReport> {
         p50_us: latencies.quantile_us(0.5),
         p99_us: latencies.quantile_us(0.99),
         p999_us: latencies.quantile_us(0.999),
+        schedule_lateness_p99_us: args.rate.map(|_| lateness.quantile_us(0.99)),
         syncs: stats.syncs,
         mean_group_size: stats.records as f64 / stats.syncs.max(1) as f64,
         records_per_write: stats.records as f64 / stats.groups.max(1) as f64,
@@ -261,7 +266,10 @@ fn resident_mib() -> f64 {
 }
 
 /// Appends `args.records` records from `producers × in_flight` concurrent appenders.
-async fn append_phase(log: &Log, args: &BenchLogArgs) -> anyhow::Result<(Duration, LatencyReport)> {
+async fn append_phase(
+    log: &Log,
+    args: &BenchLogArgs,
+) -> anyhow::Result<(Duration, LatencyReport, LatencyReport)> {
     if log.describe_topic(TOPIC).is_err() {
         log.create_topic(TOPIC, TopicConfig::with_partitions(args.partitions))
             .await?;
@@ -279,27 +287,26 @@ async fn append_phase(log: &Log, args: &BenchLogArgs) -> anyhow::Result<(Duratio
         let total = args.records;
         tasks.spawn(async move {
             let mut latencies = LatencyReport::default();
+            let mut lateness = LatencyReport::default();
             let mut sent = 0u64;
             loop {
                 let index = next.fetch_add(1, Ordering::Relaxed);
                 if index >= total {
                     break;
                 }
-                let scheduled = match per_appender_rate {
-                    Some(rate) => {
-                        let at = started + Duration::from_secs_f64(sent as f64 / rate);
-                        tokio::time::sleep_until(at.into()).await;
-                        at
-                    }
-                    None => Instant::now(),
-                };
+                if let Some(rate) = per_appender_rate {
+                    let at = started + Duration::from_secs_f64(sent as f64 / rate);
+                    tokio::time::sleep_until(at.into()).await;
+                    lateness.record(Instant::now().saturating_duration_since(at));
+                }
+                let sent_at = Instant::now();
                 log.append(TOPIC, vec![Record::new(payload.as_slice())])
                     .await?;
-                latencies.record(scheduled.elapsed());
+                latencies.record(sent_at.elapsed());
                 done.fetch_add(1, Ordering::Relaxed);
                 sent += 1;
             }
-            anyhow::Ok(latencies)
+            anyhow::Ok((latencies, lateness))
         });
     }
     let ticker = {
@@ -312,13 +319,16 @@ async fn append_phase(log: &Log, args: &BenchLogArgs) -> anyhow::Result<(Duratio
         })
     };
     let mut latencies = LatencyReport::default();
+    let mut lateness = LatencyReport::default();
     while let Some(result) = tasks.join_next().await {
-        latencies.merge(&result??);
+        let (appender_latencies, appender_lateness) = result??;
+        latencies.merge(&appender_latencies);
+        lateness.merge(&appender_lateness);
     }
     let elapsed = started.elapsed();
     ticker.abort();
     bar.finish_and_clear();
-    Ok((elapsed, latencies))
+    Ok((elapsed, latencies, lateness))
 }
 
 /// The disk's own rate: append `size` bytes to a file and `fdatasync` it, for `duration`.

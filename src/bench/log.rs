@@ -49,6 +49,9 @@ pub struct BenchLogArgs {
     /// temporary directory removed afterwards.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Storage-engine page cache, MiB (the log's default is 64).
+    #[arg(long, default_value_t = 64)]
+    pub cache_mib: u64,
     /// Skip the fdatasync-loop and sled-per-key reference measurements.
     #[arg(long)]
     pub skip_references: bool,
@@ -161,6 +164,7 @@ pub fn measure(args: &BenchLogArgs) -> anyhow::Result<BenchLogReport> {
 
     let mut config = LogConfig::new(&dir);
     config.durability = durability;
+    config.cache_bytes = args.cache_mib * 1024 * 1024;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

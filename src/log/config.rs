@@ -101,7 +101,7 @@ impl LogConfig {
             max_group_records: 16 * 1024,
             queue_capacity: 64 * 1024,
             retention_interval: Duration::from_secs(30),
-            cache_bytes: 256 * 1024 * 1024,
+            cache_bytes: 64 * 1024 * 1024,
         }
     }
 }

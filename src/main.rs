@@ -48,6 +48,9 @@ enum Command {
 enum BenchCommand {
     /// Appends from concurrent producers and reports records/s, latency and syncs.
     Log(tidings::bench::log::BenchLogArgs),
+    /// Sends chat messages over HTTP to a running server; reports sends/s, 202 latency and
+    /// the time until a message is readable.
+    Send(tidings::bench::send::BenchSendArgs),
 }
 
 /// Flags of `tidings serve`; each beats its `TIDINGS_*` variable and the file
@@ -108,6 +111,7 @@ fn main() -> ExitCode {
         Command::Tail(args) => admin(|| tidings::cli::tail::run(args)),
         Command::Groups(args) => admin(|| tidings::cli::groups::run(args)),
         Command::Bench(BenchCommand::Log(args)) => admin(|| tidings::bench::log::run(args)),
+        Command::Bench(BenchCommand::Send(args)) => admin(|| tidings::bench::send::run(args)),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

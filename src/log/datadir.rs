@@ -27,11 +27,6 @@ const SEGMENT_BYTES: usize = 8 * 1024 * 1024;
 /// Key of the engine's own marker, in tree `meta`.
 const ENGINE_MARKER: &[u8] = b"tidings-data";
 
-/// The engine replays its log from its last snapshot when it opens; a snapshot every 2,000
-/// writes (batches, mostly 64 KiB) bounds that replay to ~130 MB of log however much the
-/// directory holds, instead of the engine's default of 1,000,000 writes.
-const SNAPSHOT_AFTER_BATCHES: u64 = 2_000;
-
 /// An open, locked data directory.
 pub(crate) struct DataDir {
     pub path: PathBuf,
@@ -105,8 +100,7 @@ impl DataDir {
             .segment_size(SEGMENT_BYTES)
             .cache_capacity(config.cache_bytes)
             .flush_every_ms(flush_every)
-            .mode(sled::Mode::HighThroughput)
-            .snapshot_after_ops(SNAPSHOT_AFTER_BATCHES);
+            .mode(sled::Mode::HighThroughput);
         // sled panics on some malformed files instead of returning an error.
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.open())) {
             Ok(Ok(db)) => Ok(db),

@@ -2,7 +2,7 @@
 //! summary, or one JSON object with `--json`. Benchmarks say which durability mode they ran.
 
 pub mod log;
-pub mod send;
 mod report;
+pub mod send;
 
 pub use report::LatencyReport;

@@ -128,7 +128,9 @@ struct Setup {
 
 /// Runs the generator and prints its report.
 pub fn run(args: BenchSendArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let report = runtime.block_on(measure(&args))?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -140,7 +142,10 @@ pub fn run(args: BenchSendArgs) -> anyhow::Result<()> {
 
 /// Sets up users and conversations, runs the load, returns the report.
 pub async fn measure(args: &BenchSendArgs) -> anyhow::Result<BenchSendReport> {
-    anyhow::ensure!(args.users >= 2 && args.conversations >= 1 && args.senders >= 1, "need at least 2 users, 1 conversation and 1 sender");
+    anyhow::ensure!(
+        args.users >= 2 && args.conversations >= 1 && args.senders >= 1,
+        "need at least 2 users, 1 conversation and 1 sender"
+    );
     let server = args.server.trim_end_matches('/').to_owned();
     let setup = Arc::new(set_up(args, &server).await?);
     let cpu_before = process_cpu_seconds();
@@ -152,15 +157,22 @@ pub async fn measure(args: &BenchSendArgs) -> anyhow::Result<BenchSendReport> {
 }
 
 async fn set_up(args: &BenchSendArgs, server: &str) -> anyhow::Result<Setup> {
-    let overrides = Overrides { data_dir: args.data_dir.clone(), ..Overrides::default() };
+    let overrides = Overrides {
+        data_dir: args.data_dir.clone(),
+        ..Overrides::default()
+    };
     let config = Config::load(args.config.as_deref(), overrides)?;
-    let authenticator = Authenticator::from_config(config.auth.jwt_secret.as_deref(), &config.data_dir)?;
+    let authenticator =
+        Authenticator::from_config(config.auth.jwt_secret.as_deref(), &config.data_dir)?;
     let run_id = crate::store::new_message_id();
     let users: Vec<User> = (0..args.users)
         .map(|i| {
             let id = format!("bench-{i}");
             let token = authenticator.issue(&id, None, &[], Duration::from_secs(24 * 3600));
-            User { id, bearer: format!("Bearer {token}") }
+            User {
+                id,
+                bearer: format!("Bearer {token}"),
+            }
         })
         .collect();
     let mut conversations = Vec::with_capacity(args.conversations);
@@ -176,11 +188,19 @@ async fn set_up(args: &BenchSendArgs, server: &str) -> anyhow::Result<Setup> {
                 .send()
                 .await
                 .with_context(|| format!("cannot reach {server}"))?;
-            anyhow::ensure!(response.status() == 201, "creating a conversation: {} {}", response.status(), response.text().await.unwrap_or_default());
+            anyhow::ensure!(
+                response.status() == 201,
+                "creating a conversation: {} {}",
+                response.status(),
+                response.text().await.unwrap_or_default()
+            );
             conversations.push(Conversation { id, members });
         }
     }
-    Ok(Setup { users, conversations })
+    Ok(Setup {
+        users,
+        conversations,
+    })
 }
 
 /// Everything the senders observed.
@@ -281,14 +301,19 @@ struct SenderPlan {
 
 impl SenderPlan {
     async fn run(self) -> anyhow::Result<Outcome> {
-        let client = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(1)
+            .build()?;
         let mut outcome = Outcome::default();
         let mut checks = tokio::task::JoinSet::new();
         let started = Instant::now();
         let mut sent = 0u64;
         while Instant::now() < self.deadline {
             if let Some(rate) = self.rate {
-                tokio::time::sleep_until((started + Duration::from_secs_f64(sent as f64 / rate)).into()).await;
+                tokio::time::sleep_until(
+                    (started + Duration::from_secs_f64(sent as f64 / rate)).into(),
+                )
+                .await;
             }
             let n = self.counter.fetch_add(1, Ordering::Relaxed);
             let request_started = Instant::now();
@@ -314,16 +339,32 @@ impl SenderPlan {
     }
 
     /// One request; on success, what to poll to see the message readable (sends only).
-    async fn request(&self, client: &reqwest::Client, sent: u64) -> Result<Option<ReadableCheck>, u16> {
+    async fn request(
+        &self,
+        client: &reqwest::Client,
+        sent: u64,
+    ) -> Result<Option<ReadableCheck>, u16> {
         if self.target == Target::Healthz {
-            let response = client.get(format!("{}/healthz", self.server)).send().await.map_err(|_| 0u16)?;
-            return if response.status() == 200 { Ok(None) } else { Err(response.status().as_u16()) };
+            let response = client
+                .get(format!("{}/healthz", self.server))
+                .send()
+                .await
+                .map_err(|_| 0u16)?;
+            return if response.status() == 200 {
+                Ok(None)
+            } else {
+                Err(response.status().as_u16())
+            };
         }
         let conversations = &self.setup.conversations;
-        let conversation = &conversations[(self.index + sent as usize * self.senders) % conversations.len()];
+        let conversation =
+            &conversations[(self.index + sent as usize * self.senders) % conversations.len()];
         let user = &self.setup.users[conversation.members[(sent % 2) as usize]];
         let response = client
-            .post(format!("{}/api/conversations/{}/messages", self.server, conversation.id))
+            .post(format!(
+                "{}/api/conversations/{}/messages",
+                self.server, conversation.id
+            ))
             .header("authorization", &user.bearer)
             .json(&json!({"content": self.content}))
             .send()
@@ -335,7 +376,10 @@ impl SenderPlan {
         let body: serde_json::Value = response.json().await.map_err(|_| 0u16)?;
         let id = body["id"].as_str().ok_or(0u16)?.to_owned();
         Ok(Some(ReadableCheck {
-            url: format!("{}/api/conversations/{}/messages/{id}", self.server, conversation.id),
+            url: format!(
+                "{}/api/conversations/{}/messages/{id}",
+                self.server, conversation.id
+            ),
             bearer: user.bearer.clone(),
         }))
     }
@@ -348,9 +392,17 @@ struct ReadableCheck {
 
 /// Polls the message by id every millisecond; the time from the 202 until it answers 200, or
 /// `None` after 5 s.
-async fn wait_readable(client: reqwest::Client, check: ReadableCheck, accepted: Instant) -> Option<Duration> {
+async fn wait_readable(
+    client: reqwest::Client,
+    check: ReadableCheck,
+    accepted: Instant,
+) -> Option<Duration> {
     while accepted.elapsed() < Duration::from_secs(5) {
-        let response = client.get(&check.url).header("authorization", &check.bearer).send().await;
+        let response = client
+            .get(&check.url)
+            .header("authorization", &check.bearer)
+            .send()
+            .await;
         if response.is_ok_and(|r| r.status() == 200) {
             return Some(accepted.elapsed());
         }
@@ -361,10 +413,22 @@ async fn wait_readable(client: reqwest::Client, check: ReadableCheck, accepted: 
 
 /// User + system CPU seconds of this process so far (Linux; 0 elsewhere).
 fn process_cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
     // Fields after the command name (which may contain spaces) start after the last ')'.
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
     (ticks(11) + ticks(12)) / 100.0
 }
@@ -374,9 +438,18 @@ fn print_summary(r: &BenchSendReport) {
         Target::Send => "sends (202)",
         Target::Healthz => "GET /healthz (200)",
     };
-    println!("send bench: {} connections, {:.1} s, target {what}", r.senders, r.seconds);
-    println!("  {:.0}/s ({} in all), errors {:?}", r.ok_per_sec, r.ok, r.errors);
-    println!("  latency p50 {} us, p99 {} us, p999 {} us", r.p50_us, r.p99_us, r.p999_us);
+    println!(
+        "send bench: {} connections, {:.1} s, target {what}",
+        r.senders, r.seconds
+    );
+    println!(
+        "  {:.0}/s ({} in all), errors {:?}",
+        r.ok_per_sec, r.ok, r.errors
+    );
+    println!(
+        "  latency p50 {} us, p99 {} us, p999 {} us",
+        r.p50_us, r.p99_us, r.p999_us
+    );
     if let (Some(p50), Some(p99)) = (r.readable_p50_us, r.readable_p99_us) {
         println!(
             "  202 -> readable: p50 {p50} us, p99 {p99} us ({} samples, {} timeouts)",

@@ -59,7 +59,7 @@ pub(crate) fn read(
         let (_, records) = batch::decode(&value, partition.id)
             .map_err(|reason| batch::corrupt(topic, partition.id, &key, reason))?;
         for record in records.into_iter().filter(|r| r.offset >= offset) {
-            let size = record_size(&record);
+            let size = record.size();
             let full = out.len() >= limits.max_records
                 || (!out.is_empty() && bytes + size > limits.max_bytes);
             if record.offset >= high || full {
@@ -110,15 +110,4 @@ fn ensure_starts_at(
             })
         }
     }
-}
-
-/// Bytes a record counts against a read's byte budget.
-pub(crate) fn record_size(record: &StoredRecord) -> usize {
-    record.key.as_ref().map_or(0, Vec::len)
-        + record
-            .headers
-            .iter()
-            .map(|h| h.key.len() + h.value.len())
-            .sum::<usize>()
-        + record.value.len()
 }

@@ -52,13 +52,7 @@ impl Record {
 
     /// Bytes counted against the record size limit.
     pub fn size(&self) -> usize {
-        self.key.as_ref().map_or(0, Vec::len)
-            + self
-                .headers
-                .iter()
-                .map(|h| h.key.len() + h.value.len())
-                .sum::<usize>()
-            + self.value.len()
+        payload_size(self.key.as_deref(), &self.headers, &self.value)
     }
 }
 
@@ -78,6 +72,22 @@ pub struct StoredRecord {
     pub headers: Vec<Header>,
     /// The payload.
     pub value: Vec<u8>,
+}
+
+impl StoredRecord {
+    /// Bytes of key, headers and value (what a read's byte budget counts).
+    pub fn size(&self) -> usize {
+        payload_size(self.key.as_deref(), &self.headers, &self.value)
+    }
+}
+
+fn payload_size(key: Option<&[u8]>, headers: &[Header], value: &[u8]) -> usize {
+    key.map_or(0, <[u8]>::len)
+        + headers
+            .iter()
+            .map(|h| h.key.len() + h.value.len())
+            .sum::<usize>()
+        + value.len()
 }
 
 /// Where an appended record landed.

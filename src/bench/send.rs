@@ -321,7 +321,9 @@ impl SenderPlan {
                 Ok(readable_check) => {
                     let answered = Instant::now();
                     outcome.latencies.record(answered - request_started);
-                    if let Some(check) = readable_check.filter(|_| n % self.sample_every == 0) {
+                    if let Some(check) =
+                        readable_check.filter(|_| n.is_multiple_of(self.sample_every))
+                    {
                         checks.spawn(wait_readable(client.clone(), check, answered));
                     }
                 }

@@ -12,18 +12,21 @@
 //! This module does not decide *when* a request is wrong; handlers and extractors do.
 //!
 //! Problem types are URNs, `urn:tidings:problem:<slug>`:
-//! `bad-request`, `unsupported-media-type`, `payload-too-large`, `not-found`, `unknown-route`,
-//! `method-not-allowed`, `conflict`, `offset-out-of-range`, `not-ready`, `storage-unavailable`,
-//! `internal`.
+//! `bad-request`, `unsupported-media-type`, `payload-too-large`, `unauthorized`, `forbidden`,
+//! `not-found`, `unknown-route`, `method-not-allowed`, `conflict`, `offset-out-of-range`,
+//! `rate-limited`, `overloaded`, `not-ready`, `storage-unavailable`, `internal`.
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::auth::AuthError;
 use crate::log::LogError;
+use crate::pipeline::PipelineError;
+use crate::store::StoreError;
 
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -72,6 +75,36 @@ pub enum ApiError {
     /// The log refused or failed.
     #[error(transparent)]
     Log(#[from] LogError),
+    /// The resource does not exist, or the caller may not know it exists (a conversation it
+    /// is not a participant of answers exactly like one that does not exist).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The caller may see the resource but not change it this way (another user's message).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The request conflicts with what exists (a taken id).
+    #[error("{0}")]
+    Conflict(String),
+    /// The caller sends faster than its rate limit; it may retry after `retry_after` seconds.
+    #[error("too many messages: the limit is {limit} per second; retry after {retry_after} s")]
+    TooManyRequests {
+        /// Messages per second allowed.
+        limit: u32,
+        /// Whole seconds until a send is allowed again.
+        retry_after: u64,
+    },
+    /// Writes are refused for a while: the store lags too far behind or a store writer failed.
+    #[error("{0}")]
+    Overloaded(String),
+    /// A server-side task failed (panicked); the details go to the server's log.
+    #[error("{0}")]
+    Internal(String),
+    /// The chat store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The write-behind pipeline refused or failed.
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
 }
 
 /// An RFC 9457 problem, as serialized.
@@ -168,8 +201,87 @@ impl ApiError {
                 Answer::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
             }
             ApiError::Log(error) => log_answer(error),
+            ApiError::NotFound(_) => {
+                Answer::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+            }
+            ApiError::Forbidden(_) => {
+                Answer::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
+            }
+            ApiError::Conflict(_) => {
+                Answer::new(StatusCode::CONFLICT, "conflict", "Conflict", detail)
+            }
+            ApiError::TooManyRequests { retry_after, .. } => Answer::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many requests",
+                detail,
+            )
+            .retry_after(*retry_after),
+            ApiError::Overloaded(_) => Answer::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "Overloaded",
+                detail,
+            )
+            .retry_after(RETRY_OVERLOADED_SECS),
+            ApiError::Internal(_) => internal_answer(),
+            ApiError::Store(error) => store_answer(error),
+            ApiError::Pipeline(error) => pipeline_answer(error),
         }
     }
+}
+
+/// The answer for each store error. No wildcard: a new variant must be placed here on purpose.
+fn store_answer(error: &StoreError) -> Answer {
+    let detail = error.to_string();
+    match error {
+        StoreError::NotFound(_) => {
+            Answer::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+        }
+        StoreError::Conflict(_) => {
+            Answer::new(StatusCode::CONFLICT, "conflict", "Conflict", detail)
+        }
+        StoreError::InvalidField { .. } => Answer::new(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "Bad request",
+            detail,
+        ),
+        StoreError::Storage(_) => Answer::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage-unavailable",
+            "Storage unavailable",
+            "the server cannot read or write its store right now; try again later".into(),
+        )
+        .retry_after(RETRY_UNAVAILABLE_SECS),
+        StoreError::Corrupt { .. } => internal_answer(),
+        StoreError::Log(error) => log_answer(error),
+    }
+}
+
+/// The answer for each pipeline error. No wildcard.
+fn pipeline_answer(error: &PipelineError) -> Answer {
+    match error {
+        PipelineError::Log(error) => log_answer(error),
+        PipelineError::Store(error) => store_answer(error),
+        PipelineError::Worker(_) => Answer::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage-unavailable",
+            "Storage unavailable",
+            "the message store is not running; try again later".into(),
+        )
+        .retry_after(RETRY_UNAVAILABLE_SECS),
+        PipelineError::PartitionMismatch { .. } => internal_answer(),
+    }
+}
+
+fn internal_answer() -> Answer {
+    Answer::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "Internal error",
+        "the server failed; its log has the details".into(),
+    )
 }
 
 /// 401 for every token problem; the secret's own failures are the server's.
@@ -184,12 +296,7 @@ fn auth_answer(error: &AuthError) -> Answer {
                 error.to_string(),
             )
         },
-        AuthError::Secret { .. } | AuthError::WeakSecret(_) => Answer::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "Internal error",
-            "the server failed; its log has the details".into(),
-        ),
+        AuthError::Secret { .. } | AuthError::WeakSecret(_) => internal_answer(),
     }
 }
 
@@ -204,14 +311,6 @@ fn log_answer(error: &LogError) -> Answer {
             detail,
         )
         .retry_after(RETRY_UNAVAILABLE_SECS)
-    };
-    let internal = || {
-        Answer::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "Internal error",
-            "the server failed; its log has the details".into(),
-        )
     };
     match error {
         LogError::InvalidTopicName { .. }
@@ -247,7 +346,7 @@ fn log_answer(error: &LogError) -> Answer {
             unavailable("the server cannot make writes durable right now; try again later".into())
         }
         LogError::Locked { .. } | LogError::ForeignDirectory { .. } | LogError::Corrupt { .. } => {
-            internal()
+            internal_answer()
         }
     }
 }
@@ -309,6 +408,26 @@ where
 impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
         axum::Json(self.0).into_response()
+    }
+}
+
+/// A query-string extractor whose rejections are 400 problems naming the parameter.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Query<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    axum::extract::Query<T>: FromRequestParts<S, Rejection = QueryRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Query(value) =
+            axum::extract::Query::<T>::from_request_parts(parts, state)
+                .await
+                .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
+        Ok(Query(value))
     }
 }
 
@@ -440,6 +559,33 @@ mod tests {
             let problem = problem_of(ApiError::from(error).into_response()).await;
             assert_eq!(problem.status, status);
         }
+    }
+
+    #[tokio::test]
+    async fn store_errors_map_to_their_statuses() {
+        let cases = [
+            (StoreError::NotFound("conversation \"c\"".into()), 404),
+            (StoreError::Conflict("taken".into()), 409),
+            (StoreError::invalid("content", "empty"), 400),
+            (StoreError::Storage("disk".into()), 503),
+            (StoreError::corrupt("x", "y"), 500),
+            (StoreError::Log(LogError::Overloaded), 503),
+        ];
+        for (error, status) in cases {
+            let response = ApiError::from(error).into_response();
+            assert_eq!(
+                response.headers().contains_key(header::RETRY_AFTER),
+                status == 503
+            );
+            assert_eq!(problem_of(response).await.status, status);
+        }
+        let limited = ApiError::TooManyRequests {
+            limit: 1,
+            retry_after: 2,
+        }
+        .into_response();
+        assert_eq!(limited.headers()[header::RETRY_AFTER], "2");
+        assert_eq!(problem_of(limited).await.status, 429);
     }
 
     #[derive(serde::Deserialize)]

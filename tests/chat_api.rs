@@ -69,35 +69,22 @@ async fn conversations_are_created_listed_by_activity_and_paged() {
     chat.send("ann", "team.chat:1", "hello").await;
     chat.wait_messages("ann", "team.chat:1", 1, Duration::from_secs(1))
         .await;
-    let page: Value = chat
-        .get("ann", "/api/conversations?limit=2")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let page: Value = chat.get_json("ann", "/api/conversations?limit=2").await;
     assert_eq!(ids(&page["items"]), ["team.chat:1", "c3"]);
     let cursor = page["nextCursor"].as_str().expect("a next page").to_owned();
     let rest: Value = chat
-        .get(
+        .get_json(
             "ann",
             &format!("/api/conversations?limit=2&cursor={cursor}"),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(ids(&rest["items"]), [assigned["id"].as_str().unwrap()]);
     assert_eq!(rest["nextCursor"], Value::Null);
     let first = &page["items"][0];
     assert_eq!(first["lastMessage"]["content"], "hello");
     assert_eq!(first["lastMessage"]["seq"], 1);
 
-    let one: Value = chat
-        .get("bob", "/api/conversations/team.chat:1")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let one: Value = chat.get_json("bob", "/api/conversations/team.chat:1").await;
     assert_eq!(one["unreadCount"], 1, "ann's message is unread for bob");
     assert_eq!(one["lastReadSeq"], 0);
 
@@ -147,15 +134,12 @@ async fn sends_are_acked_durable_stored_once_in_dense_seq_order() {
 
     // A retry answers the first ack exactly; nothing is stored twice.
     let retry: Value = chat
-        .post(
+        .post_json(
             "ann",
             path,
             json!({"content": "one", "clientMessageId": "k1"}),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(retry, ack);
     // Concurrent duplicates of a fresh key all get one id.
     let acks = concurrent_sends(
@@ -168,15 +152,12 @@ async fn sends_are_acked_durable_stored_once_in_dense_seq_order() {
     assert!(acks.iter().all(|a| a["id"] == acks[0]["id"]), "{acks:?}");
     // The same key from another sender is another message.
     let bob: Value = chat
-        .post(
+        .post_json(
             "bob",
             path,
             json!({"content": "three", "clientMessageId": "k2"}),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_ne!(bob["id"], acks[0]["id"]);
     for n in 4..=10 {
         chat.send("bob", "c", &format!("m{n}")).await;
@@ -191,15 +172,12 @@ async fn sends_are_acked_durable_stored_once_in_dense_seq_order() {
         "dense, ascending, nothing twice"
     );
     let retry_after_store: Value = chat
-        .post(
+        .post_json(
             "ann",
             path,
             json!({"content": "one", "clientMessageId": "k1"}),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(retry_after_store["id"], ack["id"]);
     assert_eq!(
         chat.history("ann", "c", "?limit=200").await["items"]
@@ -210,11 +188,8 @@ async fn sends_are_acked_durable_stored_once_in_dense_seq_order() {
     );
 
     let one: Value = chat
-        .get("bob", &format!("{path}/{}", ack["id"].as_str().unwrap()))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("bob", &format!("{path}/{}", ack["id"].as_str().unwrap()))
+        .await;
     assert_eq!(one["seq"], 1);
     assert_eq!(one["content"], "one");
 }
@@ -369,27 +344,17 @@ async fn edits_and_deletes_go_through_the_log_and_only_by_the_sender() {
     )
     .await;
 
-    let mut edited = Value::Null;
-    for _ in 0..100 {
-        edited = chat.get("bob", &path).await.json().await.unwrap();
-        if edited["content"] == "edited" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let edited = chat
+        .wait_until("bob", &path, |m| m["content"] == "edited")
+        .await;
     assert_eq!(edited["content"], "edited");
     assert!(edited["editedAt"].is_string());
 
     let delete = chat.call(Some("ann"), Method::DELETE, &path, None).await;
     assert_eq!(delete.status(), 202);
-    let mut deleted = Value::Null;
-    for _ in 0..100 {
-        deleted = chat.get("bob", &path).await.json().await.unwrap();
-        if deleted["deleted"] == true {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let deleted = chat
+        .wait_until("bob", &path, |m| m["deleted"] == true)
+        .await;
     assert_eq!(deleted["deleted"], true);
     assert_eq!(deleted["content"], "");
     assert_eq!(deleted["seq"], 1, "a deleted message keeps its seq");
@@ -414,12 +379,7 @@ async fn read_marks_move_forward_and_drive_unread_counts() {
     let view = |user: &'static str| {
         let chat = &chat;
         async move {
-            let page: Value = chat
-                .get(user, "/api/conversations")
-                .await
-                .json()
-                .await
-                .unwrap();
+            let page: Value = chat.get_json(user, "/api/conversations").await;
             page["items"][0].clone()
         }
     };
@@ -480,12 +440,7 @@ async fn participants_are_added_and_removed_and_a_removed_user_loses_access() {
         )
         .await;
     assert_eq!(added.status(), 204);
-    let bob: Value = chat
-        .get("bob", "/api/conversations/c")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let bob: Value = chat.get_json("bob", "/api/conversations/c").await;
     assert_eq!(bob["participants"], json!(["ann", "bob"]));
     let bad = chat
         .post(

@@ -94,20 +94,10 @@ async fn outsiders_get_the_same_404_as_for_a_conversation_that_does_not_exist() 
         message["id"].as_str().unwrap()
     );
     problem(chat.get("eve", &by_id).await, 404).await;
-    let list: Value = chat
-        .get("eve", "/api/conversations")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list: Value = chat.get_json("eve", "/api/conversations").await;
     assert_eq!(list["items"], json!([]));
     // Nothing the outsider tried changed the conversation.
-    let view: Value = chat
-        .get("ann", "/api/conversations/secret")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let view: Value = chat.get_json("ann", "/api/conversations/secret").await;
     assert_eq!(view["participants"], json!(["ann", "bob"]));
     assert_eq!(view["lastSeq"], 1);
 }

@@ -79,6 +79,40 @@ impl Chat {
         self.call(Some(user), Method::POST, path, Some(body)).await
     }
 
+    /// `GET path` as `user`, answered with JSON (any status).
+    pub async fn get_json(&self, user: &str, path: &str) -> Value {
+        self.get(user, path)
+            .await
+            .json()
+            .await
+            .expect("JSON answer")
+    }
+
+    /// `POST path` as `user`, answered with JSON (any status).
+    pub async fn post_json(&self, user: &str, path: &str, body: Value) -> Value {
+        self.post(user, path, body)
+            .await
+            .json()
+            .await
+            .expect("JSON answer")
+    }
+
+    /// Polls `GET path` as `user` until `done` holds for the answer (at most 2 s); returns it.
+    pub async fn wait_until(&self, user: &str, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let answer = self.get_json(user, path).await;
+            if done(&answer) {
+                return answer;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{path} never reached the state: {answer}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Creates a conversation `id` by `user` with `others`; panics unless 201.
     pub async fn conversation(&self, user: &str, id: &str, others: &[&str]) -> Value {
         let response = self

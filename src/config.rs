@@ -29,6 +29,8 @@ pub struct Config {
     pub log: LogSettings,
     /// Request and rate limits (`[limits]`).
     pub limits: Limits,
+    /// The chat service (`[chat]`).
+    pub chat: ChatSettings,
     /// Authentication (`[auth]`).
     pub auth: AuthSettings,
     /// Diagnostic output of the process (`[logging]`).
@@ -55,6 +57,17 @@ pub struct Limits {
     pub max_content_bytes: usize,
     /// Largest accepted log record (key + headers + value), in bytes.
     pub max_record_bytes: usize,
+    /// Most chat records accepted but not yet applied by the store (summed over partitions)
+    /// before writes are refused with 503 (`limits.maxStoreLag`).
+    pub max_store_lag: u64,
+}
+
+/// The `[chat]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatSettings {
+    /// Partitions of the `messages` and `messages.sent` topics when they are created
+    /// (`chat.partitions`); existing topics keep theirs.
+    pub partitions: u32,
 }
 
 /// The `[auth]` section.
@@ -111,7 +124,9 @@ impl Default for Config {
                 max_body_bytes: 1024 * 1024,
                 max_content_bytes: 16 * 1024,
                 max_record_bytes: 1024 * 1024,
+                max_store_lag: 100_000,
             },
+            chat: ChatSettings { partitions: 8 },
             auth: AuthSettings::default(),
             logging: LoggingSettings {
                 format: LogFormat::Text,
@@ -138,6 +153,7 @@ impl fmt::Debug for Config {
             .field("data_dir", &self.data_dir)
             .field("log", &self.log)
             .field("limits", &self.limits)
+            .field("chat", &self.chat)
             .field("auth", &self.auth)
             .field("logging", &self.logging)
             .finish()
@@ -209,6 +225,8 @@ pub struct Overrides {
     pub log_format: Option<LogFormat>,
     /// `--log-level` / `TIDINGS_LOG_LEVEL`.
     pub log_level: Option<String>,
+    /// `TIDINGS_CHAT_PARTITIONS` (no flag).
+    pub chat_partitions: Option<u32>,
     /// `TIDINGS_JWT_SECRET` (no flag: command lines are visible to every user of the machine).
     pub jwt_secret: Option<String>,
 }
@@ -219,6 +237,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("TIDINGS_LISTEN", "listen"),
     ("TIDINGS_DATA_DIR", "dataDir"),
     ("TIDINGS_RATE_LIMIT", "limits.rateLimit"),
+    ("TIDINGS_CHAT_PARTITIONS", "chat.partitions"),
     ("TIDINGS_DURABILITY", "log.durability"),
     ("TIDINGS_LOG_FORMAT", "logging.format"),
     ("TIDINGS_LOG_LEVEL", "logging.level"),
@@ -246,6 +265,9 @@ impl Overrides {
                 .map(|v| parse_format(&v, origin("TIDINGS_LOG_FORMAT")))
                 .transpose()?,
             log_level: get("TIDINGS_LOG_LEVEL"),
+            chat_partitions: get("TIDINGS_CHAT_PARTITIONS")
+                .map(|v| parse_number(&v, origin("TIDINGS_CHAT_PARTITIONS")))
+                .transpose()?,
             jwt_secret: get("TIDINGS_JWT_SECRET"),
         })
     }
@@ -258,6 +280,7 @@ impl Overrides {
             durability,
             log_format,
             log_level,
+            chat_partitions,
             jwt_secret,
         } = self;
         set(&mut config.listen, listen);
@@ -266,6 +289,7 @@ impl Overrides {
         set(&mut config.log.durability, durability);
         set(&mut config.logging.format, log_format);
         set(&mut config.logging.level, log_level);
+        set(&mut config.chat.partitions, chat_partitions);
         if jwt_secret.is_some() {
             config.auth.jwt_secret = jwt_secret;
         }
@@ -331,13 +355,18 @@ impl Config {
 
     /// Range checks that no single layer can make on its own.
     fn validate(&self) -> Result<(), ConfigError> {
-        let partitions = self.log.default_partitions;
-        if partitions == 0 || partitions > MAX_PARTITIONS {
-            return Err(bad_value(
-                "log.defaultPartitions",
-                partitions,
-                format!("between 1 and {MAX_PARTITIONS}"),
-            ));
+        let partitions = [
+            ("log.defaultPartitions", self.log.default_partitions),
+            ("chat.partitions", self.chat.partitions),
+        ];
+        for (key, value) in partitions {
+            if value == 0 || value > MAX_PARTITIONS {
+                return Err(bad_value(
+                    key,
+                    value,
+                    format!("between 1 and {MAX_PARTITIONS}"),
+                ));
+            }
         }
         let sizes = [
             ("limits.maxBodyBytes", self.limits.max_body_bytes),
@@ -400,7 +429,7 @@ fn parse_number(value: &str, origin: String) -> Result<u32, ConfigError> {
     value.parse().map_err(|_| ConfigError::BadValue {
         origin,
         value: value.into(),
-        expected: "a whole number (0 turns rate limiting off)".into(),
+        expected: "a whole number".into(),
     })
 }
 
@@ -412,6 +441,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     log: Option<FileLog>,
     limits: Option<FileLimits>,
+    chat: Option<FileChat>,
     auth: Option<FileAuth>,
     logging: Option<FileLogging>,
 }
@@ -430,6 +460,13 @@ struct FileLimits {
     max_body_bytes: Option<usize>,
     max_content_bytes: Option<usize>,
     max_record_bytes: Option<usize>,
+    max_store_lag: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct FileChat {
+    partitions: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -465,6 +502,9 @@ impl FileConfig {
             limits.max_content_bytes,
         );
         set(&mut config.limits.max_record_bytes, limits.max_record_bytes);
+        set(&mut config.limits.max_store_lag, limits.max_store_lag);
+        let chat = self.chat.unwrap_or_default();
+        set(&mut config.chat.partitions, chat.partitions);
         if let Some(auth) = self.auth {
             config.auth.jwt_secret = auth.jwt_secret.filter(|s| !s.is_empty());
         }
@@ -478,227 +518,4 @@ impl FileConfig {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::HashMap;
-    use std::time::Duration;
-
-    use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |name| map.get(name).cloned()
-    }
-
-    fn write_file(text: &str) -> (tempfile::TempDir, PathBuf) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tidings.toml");
-        std::fs::write(&path, text).unwrap();
-        (dir, path)
-    }
-
-    #[test]
-    fn defaults_match_the_documented_values() {
-        let config = Config::load_with_env(None, Overrides::default(), env(&[])).unwrap();
-        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
-        assert_eq!(config.data_dir, PathBuf::from("./data"));
-        assert_eq!(config.log.durability, Durability::Always);
-        assert_eq!(config.log.default_partitions, 8);
-        assert_eq!(config.limits.rate_limit, 50);
-        assert_eq!(config.limits.max_body_bytes, 1 << 20);
-        assert_eq!(config.limits.max_content_bytes, 16 << 10);
-        assert_eq!(config.limits.max_record_bytes, 1 << 20);
-        assert_eq!(config.auth.jwt_secret, None);
-        assert_eq!(config.logging.format, LogFormat::Text);
-        assert_eq!(config.logging.level, "info");
-    }
-
-    #[test]
-    fn every_file_key_is_read() {
-        let (_dir, path) = write_file(
-            r#"
-            listen = "0.0.0.0:9000"
-            dataDir = "/var/lib/tidings"
-            [log]
-            durability = "interval:250"
-            defaultPartitions = 3
-            [limits]
-            rateLimit = 0
-            maxBodyBytes = 2048
-            maxContentBytes = 1024
-            maxRecordBytes = 4096
-            [auth]
-            jwtSecret = "s3cret"
-            [logging]
-            format = "json"
-            level = "debug"
-            "#,
-        );
-        let config = Config::load_with_env(Some(&path), Overrides::default(), env(&[])).unwrap();
-        assert_eq!(config.listen.to_string(), "0.0.0.0:9000");
-        assert_eq!(config.data_dir, PathBuf::from("/var/lib/tidings"));
-        assert_eq!(
-            config.log.durability,
-            Durability::Interval(Duration::from_millis(250))
-        );
-        assert_eq!(config.log.default_partitions, 3);
-        assert_eq!(
-            config.limits,
-            Limits {
-                rate_limit: 0,
-                max_body_bytes: 2048,
-                max_content_bytes: 1024,
-                max_record_bytes: 4096
-            }
-        );
-        assert_eq!(config.auth.jwt_secret.as_deref(), Some("s3cret"));
-        assert_eq!(config.logging.format, LogFormat::Json);
-        assert_eq!(config.logging.level, "debug");
-        assert_eq!(config.log_config().max_record_bytes, 4096);
-    }
-
-    #[test]
-    fn flags_beat_env_which_beats_the_file_which_beats_defaults() {
-        let (_dir, path) = write_file(
-            "listen = \"127.0.0.1:1111\"\ndataDir = \"from-file\"\n\
-             [limits]\nrateLimit = 7\n[log]\ndurability = \"never\"\n",
-        );
-        let environment = env(&[
-            ("TIDINGS_LISTEN", "127.0.0.1:2222"),
-            ("TIDINGS_RATE_LIMIT", "9"),
-        ]);
-        let flags = Overrides {
-            listen: Some("127.0.0.1:3333".parse().unwrap()),
-            ..Overrides::default()
-        };
-        let config = Config::load_with_env(Some(&path), flags, environment).unwrap();
-        assert_eq!(config.listen.port(), 3333, "flag beats env and file");
-        assert_eq!(config.limits.rate_limit, 9, "env beats file");
-        assert_eq!(
-            config.data_dir,
-            PathBuf::from("from-file"),
-            "file beats default"
-        );
-        assert_eq!(config.log.durability, Durability::Never);
-        assert_eq!(config.logging.level, "info", "default when nobody sets it");
-    }
-
-    #[test]
-    fn tidings_config_names_the_file_unless_a_flag_does() {
-        let (_dir, path) = write_file("listen = \"127.0.0.1:4444\"\n");
-        let path_str = path.to_str().unwrap();
-        let from_env = Config::load_with_env(
-            None,
-            Overrides::default(),
-            env(&[("TIDINGS_CONFIG", path_str)]),
-        )
-        .unwrap();
-        assert_eq!(from_env.listen.port(), 4444);
-        let (_other_dir, other) = write_file("listen = \"127.0.0.1:5555\"\n");
-        let from_flag = Config::load_with_env(
-            Some(&other),
-            Overrides::default(),
-            env(&[("TIDINGS_CONFIG", path_str)]),
-        )
-        .unwrap();
-        assert_eq!(from_flag.listen.port(), 5555);
-    }
-
-    #[test]
-    fn empty_env_values_count_as_unset() {
-        let config = Config::load_with_env(
-            None,
-            Overrides::default(),
-            env(&[("TIDINGS_LISTEN", ""), ("TIDINGS_JWT_SECRET", "")]),
-        )
-        .unwrap();
-        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
-        assert_eq!(config.auth.jwt_secret, None);
-    }
-
-    #[test]
-    fn an_unknown_key_is_an_error_naming_it() {
-        let (_dir, path) = write_file("[limits]\nrateLimt = 5\n");
-        let err = Config::from_file(&path).unwrap_err();
-        assert!(matches!(err, ConfigError::Syntax { .. }), "{err:?}");
-        assert!(err.to_string().contains("rateLimt"), "{err}");
-        let (_dir, path) = write_file("lsiten = \"127.0.0.1:1\"\n");
-        assert!(Config::from_file(&path)
-            .unwrap_err()
-            .to_string()
-            .contains("lsiten"));
-    }
-
-    #[test]
-    fn a_bad_address_names_its_origin() {
-        let (_dir, path) = write_file("listen = \"localhost\"\n");
-        let err = Config::from_file(&path).unwrap_err();
-        assert!(matches!(err, ConfigError::BadAddress { .. }), "{err:?}");
-        assert!(err.to_string().starts_with("listen in "), "{err}");
-        let err = Config::load_with_env(
-            None,
-            Overrides::default(),
-            env(&[("TIDINGS_LISTEN", "nowhere:80")]),
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("TIDINGS_LISTEN"), "{err}");
-    }
-
-    #[test]
-    fn a_bad_durability_names_its_origin() {
-        let (_dir, path) = write_file("[log]\ndurability = \"sometimes\"\n");
-        let err = Config::from_file(&path).unwrap_err();
-        assert!(matches!(err, ConfigError::BadDurability { .. }), "{err:?}");
-        assert!(err.to_string().contains("log.durability"), "{err}");
-        let err = Config::load_with_env(
-            None,
-            Overrides::default(),
-            env(&[("TIDINGS_DURABILITY", "interval:0")]),
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("TIDINGS_DURABILITY"), "{err}");
-    }
-
-    #[test]
-    fn out_of_range_values_and_wrong_types_are_refused() {
-        for text in [
-            "[log]\ndefaultPartitions = 0\n",
-            "[limits]\nmaxBodyBytes = 0\n",
-            "[logging]\nformat = \"yaml\"\n",
-            "[logging]\nlevel = \"tidings=loud\"\n",
-            "[limits]\nrateLimit = \"fast\"\n",
-            "[limits]\nrateLimit = -1\n",
-        ] {
-            let (_dir, path) = write_file(text);
-            assert!(Config::from_file(&path).is_err(), "{text}");
-        }
-        let err = Config::load_with_env(
-            None,
-            Overrides::default(),
-            env(&[("TIDINGS_RATE_LIMIT", "x")]),
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("TIDINGS_RATE_LIMIT"), "{err}");
-    }
-
-    #[test]
-    fn a_missing_file_is_a_read_error() {
-        let err = Config::from_file(Path::new("/nonexistent/tidings.toml")).unwrap_err();
-        assert!(matches!(err, ConfigError::Read { .. }), "{err:?}");
-    }
-
-    #[test]
-    fn debug_output_hides_the_secret() {
-        let config = Config {
-            auth: AuthSettings {
-                jwt_secret: Some("hunter2".into()),
-            },
-            ..Config::default()
-        };
-        let shown = format!("{config:?}");
-        assert!(!shown.contains("hunter2"));
-        assert!(shown.contains("<redacted>"));
-    }
-}
+mod tests;

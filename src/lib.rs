@@ -9,13 +9,15 @@
 //! - [`config`]: the server's settings from flags, `TIDINGS_*` variables, a TOML file and
 //!   defaults, validated into one `Config`.
 //! - [`metrics`]: each server's Prometheus registry and the scrape-time log counters.
-//! - [`api`]: the HTTP edge (axum): routes, shared handler state, problem+json errors, the
-//!   health, readiness and metrics endpoints.
+//! - [`api`]: the HTTP edge (axum): the chat routes (conversations, messages, read marks) with
+//!   idempotent sends, the send rate limit and backpressure; shared handler state, problem+json
+//!   errors, the health, readiness and metrics endpoints.
 //! - [`store`]: the chat read model in sled (conversations, messages by (conversation, seq),
 //!   read state, id indexes, the event outbox) and its one-transaction-per-batch writer; no HTTP.
 //! - [`pipeline`]: the consumers joining log → store: the write-behind store writer (one task
 //!   per partition, adaptive batches) and the exactly-once relay to `messages.sent`; no HTTP.
-//! - [`server`]: wiring of the HTTP server and graceful shutdown (`server::run`).
+//! - [`server`]: wiring of the HTTP server, the store and the pipeline, and graceful shutdown
+//!   (`server::run`).
 
 #![deny(unsafe_code)]
 #![warn(missing_docs, clippy::unwrap_used)]

@@ -89,6 +89,7 @@ impl ServeArgs {
             durability: self.durability,
             log_format: self.log_format,
             log_level: self.log_level.clone(),
+            chat_partitions: None,
             jwt_secret: None,
         }
     }

@@ -1,10 +1,13 @@
 //! Wiring and graceful shutdown of the HTTP server, after mini-redis's `server::run`.
 //!
 //! [`run`] takes a bound listener, the configuration and a shutdown future. It serves at once
-//! (so `/healthz` answers and `/readyz` says 503 while the log recovers), opens the log, marks
-//! the server ready, and runs until the shutdown future completes. Then it stops accepting,
-//! lets in-flight requests finish, cancels the [`CancellationToken`] every background task
-//! selects on, waits for those tasks ([`TaskTracker`]), and closes the log (which syncs).
+//! (so `/healthz` answers and `/readyz` says 503 while the log recovers), opens the log, opens
+//! the chat store and starts the write-behind pipeline, lets the store catch up with what the
+//! log holds, marks the server ready, and runs until the shutdown future completes. Then it
+//! stops accepting, lets in-flight requests finish, cancels the [`CancellationToken`] every
+//! background task selects on, and only then tells the store writers to stop: they apply
+//! everything accepted before they exit. It waits for every task ([`TaskTracker`]) and closes the
+//! log (which syncs), so history is complete when the server is ready again.
 //!
 //! `main` passes SIGINT/SIGTERM as the shutdown future; tests bind `127.0.0.1:0` and pass
 //! their own. This module does not parse configuration, bind sockets or install signal
@@ -18,10 +21,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::api::Chat;
 pub use crate::api::{app, AppState};
 use crate::auth::{AuthError, Authenticator};
 use crate::config::Config;
 use crate::log::{Log, LogError};
+use crate::pipeline::{self, Pipeline, PipelineConfig, PipelineError, MESSAGES_TOPIC};
+use crate::store::{Store, StoreError};
 
 /// How often buffered histogram samples are folded into buckets when nobody scrapes.
 const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -37,6 +43,12 @@ pub enum ServerError {
     /// The token signing secret could not be read, created, or is too short.
     #[error(transparent)]
     Secret(AuthError),
+    /// The chat store could not be opened (its data is unreadable or corrupt).
+    #[error("cannot open the chat store: {0}")]
+    OpenStore(StoreError),
+    /// The write-behind pipeline could not start.
+    #[error("cannot start the message store writers: {0}")]
+    Pipeline(PipelineError),
     /// The HTTP server failed while serving.
     #[error("the HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
@@ -53,6 +65,8 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let state = AppState::new(config);
     let token = state.shutdown().clone();
+    // The store writers stop on their own signal, after the requests drained (see `stop`).
+    let writers = CancellationToken::new();
     let serving = tokio::spawn(
         axum::serve(listener, app(state.clone()))
             .with_graceful_shutdown(token.clone().cancelled_owned())
@@ -60,7 +74,7 @@ pub async fn run(
     );
     // Opening is not raced against `shutdown`: a signal that arrives meanwhile is seen right
     // after, and the log is then closed cleanly instead of being dropped mid-recovery.
-    let outcome = match open_log(&state).await {
+    let outcome = match open(&state, &writers).await {
         Ok(()) => {
             shutdown.await;
             tracing::info!("shutdown requested: draining requests");
@@ -68,11 +82,65 @@ pub async fn run(
         }
         Err(e) => Err(e),
     };
-    stop(state, serving, outcome).await
+    stop(state, serving, outcome, writers).await
 }
 
-/// Opens the log off the async threads (recovery reads the disk), loads the token secret (after
-/// the log accepted the directory as ours) and makes the server ready.
+/// Opens the log, then the chat store and pipeline, and makes the server ready.
+async fn open(state: &AppState, writers: &CancellationToken) -> Result<(), ServerError> {
+    open_log(state).await?;
+    start_chat(state, writers).await?;
+    state.set_ready(true);
+    Ok(())
+}
+
+/// Opens the store, starts one store writer per partition on the server's tracker, and waits
+/// until they applied everything the log held at start (after a crash, records accepted but not
+/// stored yet), so that reads and idempotent retries see every accepted message.
+async fn start_chat(state: &AppState, writers: &CancellationToken) -> Result<(), ServerError> {
+    let log = state
+        .log()
+        .map_err(|_| ServerError::OpenLog(LogError::Closed))?
+        .clone();
+    let opened = log.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(&opened))
+        .await?
+        .map_err(ServerError::OpenStore)?;
+    let config = PipelineConfig {
+        partitions: state.config().chat.partitions,
+        ..PipelineConfig::default()
+    };
+    let pipeline = pipeline::start(
+        log.clone(),
+        store.clone(),
+        config,
+        writers.clone(),
+        state.tasks(),
+    )
+    .await
+    .map_err(ServerError::Pipeline)?;
+    catch_up(&log, &pipeline).await?;
+    state.attach_chat(Chat { store, pipeline });
+    Ok(())
+}
+
+async fn catch_up(log: &Log, pipeline: &Pipeline) -> Result<(), ServerError> {
+    for partition in 0..pipeline.partitions() {
+        let (_, high) = log
+            .watermarks(MESSAGES_TOPIC, partition)
+            .map_err(|e| ServerError::Pipeline(e.into()))?;
+        let Some(mut applied) = pipeline.applied(partition) else {
+            continue;
+        };
+        if applied.wait_for(|next| *next >= high).await.is_err() {
+            let failure = pipeline.failure().unwrap_or_else(|| "stopped".into());
+            return Err(ServerError::Pipeline(PipelineError::Worker(failure)));
+        }
+    }
+    Ok(())
+}
+
+/// Opens the log off the async threads (recovery reads the disk) and loads the token secret
+/// (after the log accepted the directory as ours).
 async fn open_log(state: &AppState) -> Result<(), ServerError> {
     let log_config = state.config().log_config();
     let log = tokio::task::spawn_blocking(move || Log::open(log_config))
@@ -90,7 +158,6 @@ async fn open_log(state: &AppState) -> Result<(), ServerError> {
             .map_err(ServerError::Secret)?;
     state.attach_authenticator(authenticator);
     spawn_metrics_upkeep(state);
-    state.set_ready(true);
     Ok(())
 }
 
@@ -99,6 +166,7 @@ async fn stop(
     state: AppState,
     serving: JoinHandle<std::io::Result<()>>,
     outcome: Result<(), ServerError>,
+    writers: CancellationToken,
 ) -> Result<(), ServerError> {
     state.set_ready(false);
     state.shutdown().cancel();
@@ -107,6 +175,9 @@ async fn stop(
         Ok(Err(e)) => Err(ServerError::Serve(e)),
         Err(e) => Err(ServerError::Task(e)),
     };
+    // No request appends any more: the store writers catch up with everything accepted, then
+    // exit.
+    writers.cancel();
     state.tasks().close();
     state.tasks().wait().await;
     if let Ok(log) = state.log() {
@@ -204,10 +275,12 @@ mod tests {
             }
         };
         assert_eq!(ready(&state).await, StatusCode::SERVICE_UNAVAILABLE);
-        open_log(&state).await.unwrap();
+        let writers = CancellationToken::new();
+        open(&state, &writers).await.unwrap();
         assert_eq!(ready(&state).await, StatusCode::OK);
         state.shutdown().cancel();
         assert_eq!(ready(&state).await, StatusCode::SERVICE_UNAVAILABLE);
+        writers.cancel();
         state.tasks().close();
         state.tasks().wait().await;
         state.log().unwrap().shutdown();

@@ -1,24 +1,30 @@
 //! The HTTP edge: routes, shared handler state, errors and HTTP metrics.
 //!
-//! [`app`] assembles the router from the handler files (`health`, `metrics`) and wraps it in
+//! [`app`] assembles the router from the handler files (`health`, `metrics`, `conversations`,
+//! `messages`) and wraps it in
 //! the request-latency layer and the body-size limit; [`AppState`] is what every handler can
 //! reach. Errors are [`ApiError`](problem::ApiError)s, answered as problem+json
 //! ([`problem`]). axum is used here and in `server.rs` only.
 //!
 //! This module does not bind sockets, open the log or decide when to stop: `server.rs` does, and
-//! hands the open log to the state with [`AppState::attach_log`]. The chat routes are not here
-//! yet.
+//! hands the open log, store and pipeline to the state ([`AppState::attach_log`],
+//! [`AppState::attach_chat`]). Chat helpers shared by the handlers: `idempotency` (retried sends)
+//! and `rate_limit` (per-user send rate).
 
 pub mod auth;
+pub mod conversations;
 pub mod health;
+pub mod idempotency;
+pub mod messages;
 pub mod metrics;
 pub mod problem;
+pub mod rate_limit;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -27,7 +33,21 @@ use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::log::Log;
 use crate::metrics::Metrics;
+use crate::pipeline::Pipeline;
+use crate::store::Store;
+use idempotency::Sends;
 use problem::ApiError;
+use rate_limit::RateLimiter;
+
+/// The chat service the handlers reach once the server started it: the store (reads and
+/// conversation commands) and the pipeline (appends of messages, edits, deletes, reads).
+#[derive(Clone, Debug)]
+pub struct Chat {
+    /// The chat read model.
+    pub store: Store,
+    /// The write-behind pipeline that appends and applies chat commands.
+    pub pipeline: Pipeline,
+}
 
 /// What handlers share: configuration, the log once it is open, readiness, metrics, and the
 /// server's shutdown signal and task tracker (for work that outlives one request). Cheap to
@@ -37,6 +57,9 @@ pub struct AppState {
     config: Arc<Config>,
     authenticator: Arc<OnceLock<Authenticator>>,
     log: Arc<OnceLock<Log>>,
+    chat: Arc<OnceLock<Chat>>,
+    sends: Arc<Sends>,
+    limiter: Arc<RateLimiter>,
     ready: Arc<AtomicBool>,
     metrics: Metrics,
     shutdown: CancellationToken,
@@ -46,10 +69,14 @@ pub struct AppState {
 impl AppState {
     /// A state with no log yet (so not ready), fresh metrics and a fresh shutdown signal.
     pub fn new(config: Config) -> AppState {
+        let limiter = Arc::new(RateLimiter::new(config.limits.rate_limit));
         AppState {
             config: Arc::new(config),
             authenticator: Arc::new(OnceLock::new()),
             log: Arc::new(OnceLock::new()),
+            chat: Arc::new(OnceLock::new()),
+            sends: Arc::new(Sends::default()),
+            limiter,
             ready: Arc::new(AtomicBool::new(false)),
             metrics: Metrics::new(),
             shutdown: CancellationToken::new(),
@@ -88,18 +115,48 @@ impl AppState {
         }
     }
 
+    /// The chat store and pipeline, or `NotReady` (503) until the server started them.
+    pub fn chat(&self) -> Result<&Chat, ApiError> {
+        self.chat.get().ok_or(ApiError::NotReady)
+    }
+
+    /// Hands the started store and pipeline to the handlers; the first attached stays.
+    pub fn attach_chat(&self, chat: Chat) {
+        if self.chat.set(chat).is_err() {
+            tracing::warn!("a chat service was attached twice; keeping the first");
+        }
+    }
+
+    /// Recent and in-flight sends by client message id (idempotent retries).
+    pub fn sends(&self) -> &Arc<Sends> {
+        &self.sends
+    }
+
+    /// The per-user send rate limiter.
+    pub fn limiter(&self) -> &RateLimiter {
+        &self.limiter
+    }
+
     /// Marks the server ready (recovery done, writes accepted) or not.
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::SeqCst);
     }
 
-    /// Ready, not shutting down, and the log accepts writes (not poisoned by a storage failure).
+    /// Ready, not shutting down, the log accepts writes (not poisoned by a storage failure)
+    /// and no store writer has failed.
     pub fn is_ready(&self) -> bool {
         let log_healthy = self
             .log
             .get()
             .is_none_or(|log| log.poison_reason().is_none());
-        self.ready.load(Ordering::SeqCst) && !self.shutdown.is_cancelled() && log_healthy
+        let chat_healthy = self
+            .chat
+            .get()
+            .is_none_or(|chat| chat.pipeline.failure().is_none());
+        self.ready.load(Ordering::SeqCst)
+            && !self.shutdown.is_cancelled()
+            && log_healthy
+            && chat_healthy
     }
 
     /// This server's metric registry.
@@ -118,6 +175,15 @@ impl AppState {
     }
 }
 
+/// Runs store work that may touch the disk off the async threads.
+pub async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::Internal(format!("a store task failed: {e}")))?
+}
+
 /// The whole HTTP application for `state`.
 pub fn app(state: AppState) -> Router {
     let max_body = state.config().limits.max_body_bytes;
@@ -126,6 +192,33 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::scrape))
         .route("/api/me", get(auth::me))
+        .route(
+            "/api/conversations",
+            post(conversations::create).get(conversations::list),
+        )
+        .route("/api/conversations/{id}", get(conversations::get_one))
+        .route(
+            "/api/conversations/{id}/participants",
+            post(conversations::add_participant),
+        )
+        .route(
+            "/api/conversations/{id}/participants/{user_id}",
+            delete(conversations::remove_participant),
+        )
+        .route(
+            "/api/conversations/{id}/read",
+            post(conversations::mark_read),
+        )
+        .route(
+            "/api/conversations/{id}/messages",
+            post(messages::send).get(messages::history),
+        )
+        .route(
+            "/api/conversations/{id}/messages/{message_id}",
+            get(messages::get_one)
+                .patch(messages::edit)
+                .delete(messages::delete),
+        )
         .fallback(problem::unknown_route)
         .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

@@ -12,18 +12,21 @@
 //! This module does not decide *when* a request is wrong; handlers and extractors do.
 //!
 //! Problem types are URNs, `urn:tidings:problem:<slug>`:
-//! `bad-request`, `unsupported-media-type`, `payload-too-large`, `not-found`, `unknown-route`,
-//! `method-not-allowed`, `conflict`, `offset-out-of-range`, `not-ready`, `storage-unavailable`,
-//! `internal`.
+//! `bad-request`, `unsupported-media-type`, `payload-too-large`, `unauthorized`, `forbidden`,
+//! `not-found`, `unknown-route`, `method-not-allowed`, `conflict`, `offset-out-of-range`,
+//! `rate-limited`, `overloaded`, `not-ready`, `storage-unavailable`, `internal`.
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::auth::AuthError;
 use crate::log::LogError;
+use crate::pipeline::PipelineError;
+use crate::store::StoreError;
 
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -72,6 +75,36 @@ pub enum ApiError {
     /// The log refused or failed.
     #[error(transparent)]
     Log(#[from] LogError),
+    /// The resource does not exist, or the caller may not know it exists (a conversation it
+    /// is not a participant of answers exactly like one that does not exist).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The caller may see the resource but not change it this way (another user's message).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The request conflicts with what exists (a taken id).
+    #[error("{0}")]
+    Conflict(String),
+    /// The caller sends faster than its rate limit; it may retry after `retry_after` seconds.
+    #[error("too many messages: the limit is {limit} per second; retry after {retry_after} s")]
+    TooManyRequests {
+        /// Messages per second allowed.
+        limit: u32,
+        /// Whole seconds until a send is allowed again.
+        retry_after: u64,
+    },
+    /// Writes are refused for a while: the store lags too far behind or a store writer failed.
+    #[error("{0}")]
+    Overloaded(String),
+    /// A server-side task failed (panicked); the details go to the server's log.
+    #[error("{0}")]
+    Internal(String),
+    /// The chat store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The write-behind pipeline refused or failed.
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
 }
 
 /// An RFC 9457 problem, as serialized.
@@ -168,8 +201,87 @@ impl ApiError {
                 Answer::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
             }
             ApiError::Log(error) => log_answer(error),
+            ApiError::NotFound(_) => {
+                Answer::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+            }
+            ApiError::Forbidden(_) => {
+                Answer::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
+            }
+            ApiError::Conflict(_) => {
+                Answer::new(StatusCode::CONFLICT, "conflict", "Conflict", detail)
+            }
+            ApiError::TooManyRequests { retry_after, .. } => Answer::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many requests",
+                detail,
+            )
+            .retry_after(*retry_after),
+            ApiError::Overloaded(_) => Answer::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "Overloaded",
+                detail,
+            )
+            .retry_after(RETRY_OVERLOADED_SECS),
+            ApiError::Internal(_) => internal_answer(),
+            ApiError::Store(error) => store_answer(error),
+            ApiError::Pipeline(error) => pipeline_answer(error),
         }
     }
+}
+
+/// The answer for each store error. No wildcard: a new variant must be placed here on purpose.
+fn store_answer(error: &StoreError) -> Answer {
+    let detail = error.to_string();
+    match error {
+        StoreError::NotFound(_) => {
+            Answer::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+        }
+        StoreError::Conflict(_) => {
+            Answer::new(StatusCode::CONFLICT, "conflict", "Conflict", detail)
+        }
+        StoreError::InvalidField { .. } => Answer::new(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "Bad request",
+            detail,
+        ),
+        StoreError::Storage(_) => Answer::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage-unavailable",
+            "Storage unavailable",
+            "the server cannot read or write its store right now; try again later".into(),
+        )
+        .retry_after(RETRY_UNAVAILABLE_SECS),
+        StoreError::Corrupt { .. } => internal_answer(),
+        StoreError::Log(error) => log_answer(error),
+    }
+}
+
+/// The answer for each pipeline error. No wildcard.
+fn pipeline_answer(error: &PipelineError) -> Answer {
+    match error {
+        PipelineError::Log(error) => log_answer(error),
+        PipelineError::Store(error) => store_answer(error),
+        PipelineError::Worker(_) => Answer::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage-unavailable",
+            "Storage unavailable",
+            "the message store is not running; try again later".into(),
+        )
+        .retry_after(RETRY_UNAVAILABLE_SECS),
+        PipelineError::PartitionMismatch { .. } => internal_answer(),
+    }
+}
+
+fn internal_answer() -> Answer {
+    Answer::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "Internal error",
+        "the server failed; its log has the details".into(),
+    )
 }
 
 /// 401 for every token problem; the secret's own failures are the server's.
@@ -184,12 +296,7 @@ fn auth_answer(error: &AuthError) -> Answer {
                 error.to_string(),
             )
         },
-        AuthError::Secret { .. } | AuthError::WeakSecret(_) => Answer::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "Internal error",
-            "the server failed; its log has the details".into(),
-        ),
+        AuthError::Secret { .. } | AuthError::WeakSecret(_) => internal_answer(),
     }
 }
 
@@ -204,14 +311,6 @@ fn log_answer(error: &LogError) -> Answer {
             detail,
         )
         .retry_after(RETRY_UNAVAILABLE_SECS)
-    };
-    let internal = || {
-        Answer::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "Internal error",
-            "the server failed; its log has the details".into(),
-        )
     };
     match error {
         LogError::InvalidTopicName { .. }
@@ -247,7 +346,7 @@ fn log_answer(error: &LogError) -> Answer {
             unavailable("the server cannot make writes durable right now; try again later".into())
         }
         LogError::Locked { .. } | LogError::ForeignDirectory { .. } | LogError::Corrupt { .. } => {
-            internal()
+            internal_answer()
         }
     }
 }
@@ -312,6 +411,26 @@ impl<T: Serialize> IntoResponse for Json<T> {
     }
 }
 
+/// A query-string extractor whose rejections are 400 problems naming the parameter.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Query<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    axum::extract::Query<T>: FromRequestParts<S, Rejection = QueryRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Query(value) =
+            axum::extract::Query::<T>::from_request_parts(parts, state)
+                .await
+                .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
+        Ok(Query(value))
+    }
+}
+
 /// Router fallback: no route matched the path.
 pub async fn unknown_route(uri: Uri) -> ApiError {
     ApiError::UnknownRoute {
@@ -328,161 +447,4 @@ pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::path::PathBuf;
-
-    use axum::body::Body;
-    use axum::routing::post;
-    use axum::Router;
-    use tower::ServiceExt;
-
-    use super::*;
-
-    async fn problem_of(response: Response) -> Problem {
-        assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
-        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        serde_json::from_slice(&body).unwrap()
-    }
-
-    fn every_log_error() -> Vec<LogError> {
-        vec![
-            LogError::InvalidTopicName {
-                name: "".into(),
-                reason: "empty",
-            },
-            LogError::InvalidGroupName {
-                name: "".into(),
-                reason: "empty",
-            },
-            LogError::InvalidConfig("x".into()),
-            LogError::UnknownTopic("t".into()),
-            LogError::TopicExists("t".into()),
-            LogError::UnknownPartition {
-                topic: "t".into(),
-                partition: 9,
-                partitions: 1,
-            },
-            LogError::OffsetOutOfRange {
-                topic: "t".into(),
-                partition: 0,
-                offset: 0,
-                earliest: 1,
-                latest: 2,
-            },
-            LogError::CommitRegression {
-                group: "g".into(),
-                topic: "t".into(),
-                partition: 0,
-                offset: 0,
-                committed: 1,
-            },
-            LogError::RecordTooLarge { size: 2, limit: 1 },
-            LogError::EmptyAppend,
-            LogError::Locked {
-                path: PathBuf::from("/d"),
-                holder: String::new(),
-            },
-            LogError::ForeignDirectory {
-                path: PathBuf::from("/d"),
-                reason: "x".into(),
-            },
-            LogError::Corrupt {
-                location: "x".into(),
-                reason: "y".into(),
-            },
-            LogError::Poisoned("disk".into()),
-            LogError::Overloaded,
-            LogError::Closed,
-            LogError::Io {
-                path: PathBuf::from("/secret/path"),
-                source: std::io::Error::other("boom"),
-            },
-            LogError::Storage("engine".into()),
-        ]
-    }
-
-    #[tokio::test]
-    async fn storage_failures_and_only_they_answer_503_with_retry_after() {
-        for error in every_log_error() {
-            let storage = error.is_storage_failure();
-            let name = format!("{error:?}");
-            let response = ApiError::from(error).into_response();
-            assert_eq!(
-                response.status() == StatusCode::SERVICE_UNAVAILABLE,
-                storage,
-                "{name}"
-            );
-            assert_eq!(
-                response.headers().contains_key(header::RETRY_AFTER),
-                storage,
-                "{name}"
-            );
-            let problem = problem_of(response).await;
-            assert!(problem.kind.starts_with("urn:tidings:problem:"));
-            assert!(
-                !problem.detail.contains("/secret/path"),
-                "{name} leaks a path"
-            );
-        }
-    }
-
-    #[tokio::test]
-    async fn bad_input_maps_to_4xx() {
-        let cases = [
-            (LogError::EmptyAppend, 400),
-            (LogError::UnknownTopic("t".into()), 404),
-            (LogError::TopicExists("t".into()), 409),
-            (LogError::RecordTooLarge { size: 2, limit: 1 }, 413),
-        ];
-        for (error, status) in cases {
-            let problem = problem_of(ApiError::from(error).into_response()).await;
-            assert_eq!(problem.status, status);
-        }
-    }
-
-    #[derive(serde::Deserialize)]
-    #[allow(dead_code)]
-    struct Body1 {
-        name: String,
-    }
-
-    fn echo_app() -> Router {
-        Router::new()
-            .route("/echo", post(|Json(b): Json<Body1>| async move { b.name }))
-            .layer(axum::extract::DefaultBodyLimit::max(64))
-    }
-
-    async fn post_echo(content_type: Option<&str>, body: &str) -> Response {
-        let mut req = Request::post("/echo");
-        if let Some(ct) = content_type {
-            req = req.header(header::CONTENT_TYPE, ct);
-        }
-        echo_app()
-            .oneshot(req.body(Body::from(body.to_owned())).unwrap())
-            .await
-            .unwrap()
-    }
-
-    #[tokio::test]
-    async fn json_rejections_keep_the_problem_shape() {
-        let ok = post_echo(Some("application/json"), r#"{"name":"a"}"#).await;
-        assert_eq!(ok.status(), StatusCode::OK);
-
-        let syntax = post_echo(Some("application/json"), "{").await;
-        assert_eq!(problem_of(syntax).await.status, 400);
-
-        let missing_field = post_echo(Some("application/json"), "{}").await;
-        let problem = problem_of(missing_field).await;
-        assert_eq!(problem.status, 400);
-        assert!(problem.detail.contains("name"), "{}", problem.detail);
-
-        let no_type = post_echo(None, r#"{"name":"a"}"#).await;
-        assert_eq!(problem_of(no_type).await.status, 415);
-
-        let huge = format!(r#"{{"name":"{}"}}"#, "x".repeat(100));
-        let too_large = post_echo(Some("application/json"), &huge).await;
-        assert_eq!(problem_of(too_large).await.status, 413);
-    }
-}
+mod tests;

@@ -207,7 +207,10 @@ impl Batch<'_> {
             .insert(location.as_slice(), encode_message(&message))?;
         self.message_ids.insert(message.id.as_bytes(), location)?;
         if let Some(key) = client_key {
-            self.client_ids.insert(key, message.id.as_bytes())?;
+            self.client_ids.insert(
+                key,
+                keys::client_send_value(&message.id, self.partition, offset),
+            )?;
         }
         conversation.last_seq = message.seq;
         conversation.last_message = Some(message.clone());

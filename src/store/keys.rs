@@ -44,6 +44,39 @@ pub fn client_id(sender: &str, conversation: &str, client_message_id: &str) -> V
     key
 }
 
+/// `client_ids` value: message id ++ 0x00 ++ partition (u32 BE) ++ source offset (u64 BE).
+pub fn client_send_value(message_id: &str, partition: u32, offset: u64) -> Vec<u8> {
+    let mut value = Vec::with_capacity(message_id.len() + 13);
+    value.extend_from_slice(message_id.as_bytes());
+    value.push(0);
+    value.extend_from_slice(&partition.to_be_bytes());
+    value.extend_from_slice(&offset.to_be_bytes());
+    value
+}
+
+/// Decodes a `client_ids` value; a bare message id (older entries) has no source.
+pub fn decode_client_send(raw: &[u8]) -> Result<super::queries::ClientSend> {
+    let bad = || StoreError::corrupt("client_ids", "malformed value");
+    let (id, source) = match raw.iter().position(|b| *b == 0) {
+        None => (raw, None),
+        Some(split) => {
+            let rest = &raw[split + 1..];
+            let partition: [u8; 4] = rest
+                .get(..4)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(bad)?;
+            let offset: [u8; 8] = rest
+                .get(4..12)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(bad)?;
+            let source = (u32::from_be_bytes(partition), u64::from_be_bytes(offset));
+            (&raw[..split], Some(source))
+        }
+    };
+    let message_id = std::str::from_utf8(id).map_err(|_| bad())?.to_owned();
+    Ok(super::queries::ClientSend { message_id, source })
+}
+
 /// `read_state`: user ++ 0x00 ++ conversation.
 pub fn read_state(user: &str, conversation: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(user.len() + conversation.len() + 1);

@@ -49,6 +49,7 @@ pub use model::{
     MAX_TITLE_LEN, MAX_USER_ID_LEN,
 };
 pub use outbox::OutboxEntry;
+pub use queries::ClientSend;
 
 use crate::log::Log;
 use view::View;

@@ -106,16 +106,37 @@ impl Store {
         conversation: &str,
         client_message_id: &str,
     ) -> Result<Option<String>> {
+        Ok(self
+            .client_send(sender, conversation, client_message_id)?
+            .map(|send| send.message_id))
+    }
+
+    /// What the idempotency index holds for (sender, conversation, clientMessageId): the
+    /// message id and where its send record sits in `messages`, so a retry answers the first
+    /// acknowledgement exactly.
+    pub fn client_send(
+        &self,
+        sender: &str,
+        conversation: &str,
+        client_message_id: &str,
+    ) -> Result<Option<ClientSend>> {
         let key = keys::client_id(sender, conversation, client_message_id);
         self.trees()
             .client_ids
             .get(key)?
-            .map(|raw| {
-                String::from_utf8(raw.to_vec())
-                    .map_err(|_| StoreError::corrupt("client_ids", "a message id is not UTF-8"))
-            })
+            .map(|raw| keys::decode_client_send(&raw))
             .transpose()
     }
+}
+
+/// An entry of the idempotency index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientSend {
+    /// The stored message's id.
+    pub message_id: String,
+    /// Partition and offset of the send record in `messages` (absent in entries written before
+    /// the index recorded them).
+    pub source: Option<(u32, u64)>,
 }
 
 fn empty_page() -> HistoryPage {

@@ -3,5 +3,6 @@
 //! test's own process.
 #![allow(dead_code)]
 
+pub mod chat;
 pub mod node;
 pub mod server;

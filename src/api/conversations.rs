@@ -1,0 +1,189 @@
+//! Conversation routes: create, list, get, add and remove participants, and read marks.
+//!
+//! Every route answers 404 to a caller who is not a participant, with the same body as for a
+//! conversation that does not exist ([`require_participant`]). Conversation commands apply to
+//! the store directly; a read mark goes through the log like a message (`ChatCommand::Read`) and
+//! is answered once the store applied it (or after [`READ_APPLY_WAIT`], durable either way).
+//!
+//! This module does not validate ids or count unread messages: the store does.
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::auth::Caller;
+use super::problem::{ApiError, Json, Query};
+use super::{blocking, AppState, Chat};
+use crate::store::{ChatCommand, ConversationPage, ConversationView, MarkRead, StoreError};
+
+/// Default page size of `GET /api/conversations`.
+pub const DEFAULT_CONVERSATION_PAGE: usize = 20;
+/// Largest page size of `GET /api/conversations`.
+pub const MAX_CONVERSATION_PAGE: usize = 100;
+/// How long `POST …/read` waits for the store to apply the mark before answering anyway.
+pub const READ_APPLY_WAIT: Duration = Duration::from_secs(5);
+
+/// `POST /api/conversations` body.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateConversation {
+    /// The caller's id for it (optional).
+    pub id: Option<String>,
+    /// Optional title.
+    pub title: Option<String>,
+    /// The other participants (the caller is added).
+    #[serde(default)]
+    pub participants: Vec<String>,
+}
+
+/// `GET /api/conversations` query.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    /// Page size, 1–100 (default 20).
+    pub limit: Option<usize>,
+    /// The previous page's `nextCursor`.
+    pub cursor: Option<String>,
+}
+
+/// `POST …/participants` body.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AddParticipant {
+    /// The user to add.
+    pub user_id: String,
+}
+
+/// `POST …/read` body.
+#[derive(Debug, Deserialize)]
+pub struct ReadMark {
+    /// Highest seq read.
+    pub seq: u64,
+}
+
+/// 404 unless `user` is a participant of `conversation`; the same answer whether it does not
+/// exist or the user is not in it.
+pub fn require_participant(chat: &Chat, user: &str, conversation: &str) -> Result<(), ApiError> {
+    if chat.store.is_participant(conversation, user) {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound(format!("conversation {conversation:?}")).into())
+    }
+}
+
+/// `POST /api/conversations` → 201 with the conversation as the caller sees it.
+pub async fn create(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Json(body): Json<CreateConversation>,
+) -> Result<Response, ApiError> {
+    let chat = state.chat()?.clone();
+    let user = caller.user_id.clone();
+    let created = blocking(move || {
+        let created =
+            chat.store
+                .create_conversation(&user, body.id, body.title, body.participants)?;
+        Ok(chat.store.conversation_for(&user, &created.id)?)
+    })
+    .await?;
+    let location = format!("/api/conversations/{}", created.id);
+    let mut response = (StatusCode::CREATED, Json(created)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}
+
+/// `GET /api/conversations?limit=20&cursor=C` → `{items, nextCursor}`.
+pub async fn list(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<ConversationPage>, ApiError> {
+    let limit = query.limit.unwrap_or(DEFAULT_CONVERSATION_PAGE);
+    if !(1..=MAX_CONVERSATION_PAGE).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "invalid limit: must be 1–{MAX_CONVERSATION_PAGE}"
+        )));
+    }
+    let page =
+        state
+            .chat()?
+            .store
+            .conversations_of(&caller.user_id, limit, query.cursor.as_deref())?;
+    Ok(Json(page))
+}
+
+/// `GET /api/conversations/{id}`.
+pub async fn get_one(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ConversationView>, ApiError> {
+    Ok(Json(
+        state.chat()?.store.conversation_for(&caller.user_id, &id)?,
+    ))
+}
+
+/// `POST /api/conversations/{id}/participants` `{userId}` → 204.
+pub async fn add_participant(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    Json(body): Json<AddParticipant>,
+) -> Result<StatusCode, ApiError> {
+    let chat = state.chat()?.clone();
+    require_participant(&chat, &caller.user_id, &id)?;
+    blocking(move || {
+        Ok(chat
+            .store
+            .add_participant(&caller.user_id, &id, &body.user_id)?)
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /api/conversations/{id}/participants/{userId}` → 204; 404 if that user is not a
+/// participant. A user may always remove itself.
+pub async fn remove_participant(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path((id, user)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let chat = state.chat()?.clone();
+    require_participant(&chat, &caller.user_id, &id)?;
+    blocking(move || Ok(chat.store.remove_participant(&caller.user_id, &id, &user)?)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/conversations/{id}/read` `{seq}` → 204. Read state only moves forward: a seq at
+/// or below the caller's `lastReadSeq` changes nothing, one above `lastSeq` counts as `lastSeq`.
+pub async fn mark_read(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    Json(body): Json<ReadMark>,
+) -> Result<StatusCode, ApiError> {
+    let chat = state.chat()?;
+    let view = chat.store.conversation_for(&caller.user_id, &id)?;
+    let seq = body.seq.min(view.last_seq);
+    if seq <= view.last_read_seq {
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    super::messages::check_writable(&state)?;
+    let command = ChatCommand::Read(MarkRead {
+        conversation_id: id,
+        user_id: caller.user_id,
+        seq,
+    });
+    let appended = chat.pipeline.submit(&command).await?;
+    if !chat.pipeline.wait_applied(appended, READ_APPLY_WAIT).await {
+        tracing::warn!(
+            ?appended,
+            "read mark not applied within the wait; answered anyway"
+        );
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,250 @@
+//! Tests of the configuration layers: defaults, file keys, precedence and refusals.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |name| map.get(name).cloned()
+}
+
+fn write_file(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tidings.toml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+#[test]
+fn defaults_match_the_documented_values() {
+    let config = Config::load_with_env(None, Overrides::default(), env(&[])).unwrap();
+    assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+    assert_eq!(config.data_dir, PathBuf::from("./data"));
+    assert_eq!(config.log.durability, Durability::Always);
+    assert_eq!(config.log.default_partitions, 8);
+    assert_eq!(config.limits.rate_limit, 50);
+    assert_eq!(config.limits.max_body_bytes, 1 << 20);
+    assert_eq!(config.limits.max_content_bytes, 16 << 10);
+    assert_eq!(config.limits.max_record_bytes, 1 << 20);
+    assert_eq!(config.limits.max_store_lag, 100_000);
+    assert_eq!(config.chat.partitions, 8);
+    assert_eq!(config.auth.jwt_secret, None);
+    assert_eq!(config.logging.format, LogFormat::Text);
+    assert_eq!(config.logging.level, "info");
+}
+
+#[test]
+fn every_file_key_is_read() {
+    let (_dir, path) = write_file(
+        r#"
+        listen = "0.0.0.0:9000"
+        dataDir = "/var/lib/tidings"
+        [log]
+        durability = "interval:250"
+        defaultPartitions = 3
+        [limits]
+        rateLimit = 0
+        maxBodyBytes = 2048
+        maxContentBytes = 1024
+        maxRecordBytes = 4096
+        maxStoreLag = 77
+        [chat]
+        partitions = 5
+        [auth]
+        jwtSecret = "s3cret"
+        [logging]
+        format = "json"
+        level = "debug"
+        "#,
+    );
+    let config = Config::load_with_env(Some(&path), Overrides::default(), env(&[])).unwrap();
+    assert_eq!(config.listen.to_string(), "0.0.0.0:9000");
+    assert_eq!(config.data_dir, PathBuf::from("/var/lib/tidings"));
+    assert_eq!(
+        config.log.durability,
+        Durability::Interval(Duration::from_millis(250))
+    );
+    assert_eq!(config.log.default_partitions, 3);
+    assert_eq!(
+        config.limits,
+        Limits {
+            rate_limit: 0,
+            max_body_bytes: 2048,
+            max_content_bytes: 1024,
+            max_record_bytes: 4096,
+            max_store_lag: 77,
+        }
+    );
+    assert_eq!(config.chat.partitions, 5);
+    assert_eq!(config.auth.jwt_secret.as_deref(), Some("s3cret"));
+    assert_eq!(config.logging.format, LogFormat::Json);
+    assert_eq!(config.logging.level, "debug");
+    assert_eq!(config.log_config().max_record_bytes, 4096);
+}
+
+#[test]
+fn flags_beat_env_which_beats_the_file_which_beats_defaults() {
+    let (_dir, path) = write_file(
+        "listen = \"127.0.0.1:1111\"\ndataDir = \"from-file\"\n\
+         [limits]\nrateLimit = 7\n[log]\ndurability = \"never\"\n",
+    );
+    let environment = env(&[
+        ("TIDINGS_LISTEN", "127.0.0.1:2222"),
+        ("TIDINGS_RATE_LIMIT", "9"),
+    ]);
+    let flags = Overrides {
+        listen: Some("127.0.0.1:3333".parse().unwrap()),
+        ..Overrides::default()
+    };
+    let config = Config::load_with_env(Some(&path), flags, environment).unwrap();
+    assert_eq!(config.listen.port(), 3333, "flag beats env and file");
+    assert_eq!(config.limits.rate_limit, 9, "env beats file");
+    assert_eq!(
+        config.data_dir,
+        PathBuf::from("from-file"),
+        "file beats default"
+    );
+    assert_eq!(config.log.durability, Durability::Never);
+    assert_eq!(config.logging.level, "info", "default when nobody sets it");
+}
+
+#[test]
+fn tidings_config_names_the_file_unless_a_flag_does() {
+    let (_dir, path) = write_file("listen = \"127.0.0.1:4444\"\n");
+    let path_str = path.to_str().unwrap();
+    let from_env = Config::load_with_env(
+        None,
+        Overrides::default(),
+        env(&[("TIDINGS_CONFIG", path_str)]),
+    )
+    .unwrap();
+    assert_eq!(from_env.listen.port(), 4444);
+    let (_other_dir, other) = write_file("listen = \"127.0.0.1:5555\"\n");
+    let from_flag = Config::load_with_env(
+        Some(&other),
+        Overrides::default(),
+        env(&[("TIDINGS_CONFIG", path_str)]),
+    )
+    .unwrap();
+    assert_eq!(from_flag.listen.port(), 5555);
+}
+
+#[test]
+fn empty_env_values_count_as_unset() {
+    let config = Config::load_with_env(
+        None,
+        Overrides::default(),
+        env(&[("TIDINGS_LISTEN", ""), ("TIDINGS_JWT_SECRET", "")]),
+    )
+    .unwrap();
+    assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+    assert_eq!(config.auth.jwt_secret, None);
+}
+
+#[test]
+fn an_unknown_key_is_an_error_naming_it() {
+    let (_dir, path) = write_file("[limits]\nrateLimt = 5\n");
+    let err = Config::from_file(&path).unwrap_err();
+    assert!(matches!(err, ConfigError::Syntax { .. }), "{err:?}");
+    assert!(err.to_string().contains("rateLimt"), "{err}");
+    let (_dir, path) = write_file("lsiten = \"127.0.0.1:1\"\n");
+    assert!(Config::from_file(&path)
+        .unwrap_err()
+        .to_string()
+        .contains("lsiten"));
+}
+
+#[test]
+fn a_bad_address_names_its_origin() {
+    let (_dir, path) = write_file("listen = \"localhost\"\n");
+    let err = Config::from_file(&path).unwrap_err();
+    assert!(matches!(err, ConfigError::BadAddress { .. }), "{err:?}");
+    assert!(err.to_string().starts_with("listen in "), "{err}");
+    let err = Config::load_with_env(
+        None,
+        Overrides::default(),
+        env(&[("TIDINGS_LISTEN", "nowhere:80")]),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("TIDINGS_LISTEN"), "{err}");
+}
+
+#[test]
+fn a_bad_durability_names_its_origin() {
+    let (_dir, path) = write_file("[log]\ndurability = \"sometimes\"\n");
+    let err = Config::from_file(&path).unwrap_err();
+    assert!(matches!(err, ConfigError::BadDurability { .. }), "{err:?}");
+    assert!(err.to_string().contains("log.durability"), "{err}");
+    let err = Config::load_with_env(
+        None,
+        Overrides::default(),
+        env(&[("TIDINGS_DURABILITY", "interval:0")]),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("TIDINGS_DURABILITY"), "{err}");
+}
+
+#[test]
+fn out_of_range_values_and_wrong_types_are_refused() {
+    for text in [
+        "[log]\ndefaultPartitions = 0\n",
+        "[chat]\npartitions = 0\n",
+        "[limits]\nmaxBodyBytes = 0\n",
+        "[logging]\nformat = \"yaml\"\n",
+        "[logging]\nlevel = \"tidings=loud\"\n",
+        "[limits]\nrateLimit = \"fast\"\n",
+        "[limits]\nrateLimit = -1\n",
+    ] {
+        let (_dir, path) = write_file(text);
+        assert!(Config::from_file(&path).is_err(), "{text}");
+    }
+    let err = Config::load_with_env(
+        None,
+        Overrides::default(),
+        env(&[("TIDINGS_RATE_LIMIT", "x")]),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("TIDINGS_RATE_LIMIT"), "{err}");
+}
+
+#[test]
+fn a_missing_file_is_a_read_error() {
+    let err = Config::from_file(Path::new("/nonexistent/tidings.toml")).unwrap_err();
+    assert!(matches!(err, ConfigError::Read { .. }), "{err:?}");
+}
+
+#[test]
+fn debug_output_hides_the_secret() {
+    let config = Config {
+        auth: AuthSettings {
+            jwt_secret: Some("hunter2".into()),
+        },
+        ..Config::default()
+    };
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("hunter2"));
+    assert!(shown.contains("<redacted>"));
+}
+
+#[test]
+fn chat_partitions_come_from_the_environment() {
+    let config = Config::load_with_env(
+        None,
+        Overrides::default(),
+        env(&[("TIDINGS_CHAT_PARTITIONS", "3")]),
+    )
+    .unwrap();
+    assert_eq!(config.chat.partitions, 3);
+    let err = Config::load_with_env(
+        None,
+        Overrides::default(),
+        env(&[("TIDINGS_CHAT_PARTITIONS", "0")]),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("chat.partitions"), "{err}");
+}

@@ -1,0 +1,192 @@
+//! A chat client for the HTTP tests: a running server, tokens signed with its data directory's
+//! secret, and small helpers for the routes and for checking problem+json answers.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, Response};
+use serde_json::{json, Value};
+use tidings::auth::Authenticator;
+
+use super::server::{command, start, wait_ready, Server};
+
+pub struct Chat {
+    pub server: Server,
+    pub dir: tempfile::TempDir,
+    http: reqwest::Client,
+    auth: Authenticator,
+}
+
+/// Starts `tidings serve` on a fresh directory with `extra` flags and waits until it is ready.
+pub async fn chat_server(extra: &[&str]) -> Chat {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut args = vec!["--listen", "127.0.0.1:0", "--durability", "never"];
+    args.extend_from_slice(extra);
+    chat_server_in(dir, &args).await
+}
+
+pub async fn chat_server_in(dir: tempfile::TempDir, args: &[&str]) -> Chat {
+    let server = start(command(dir.path(), args));
+    wait_ready(&server).await;
+    let auth = authenticator(dir.path());
+    Chat {
+        server,
+        dir,
+        http: reqwest::Client::new(),
+        auth,
+    }
+}
+
+pub fn authenticator(dir: &Path) -> Authenticator {
+    Authenticator::from_config(None, dir).expect("the server's secret")
+}
+
+impl Chat {
+    pub fn token(&self, user: &str) -> String {
+        self.auth.issue(user, None, &[], Duration::from_secs(3600))
+    }
+
+    pub fn named_token(&self, user: &str, name: &str) -> String {
+        self.auth
+            .issue(user, Some(name), &[], Duration::from_secs(3600))
+    }
+
+    /// `method path` as `user` (None: no token) with an optional JSON body.
+    pub async fn call(
+        &self,
+        user: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Response {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.server.base));
+        if let Some(user) = user {
+            request = request.bearer_auth(self.token(user));
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.expect("request")
+    }
+
+    pub async fn get(&self, user: &str, path: &str) -> Response {
+        self.call(Some(user), Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, user: &str, path: &str, body: Value) -> Response {
+        self.call(Some(user), Method::POST, path, Some(body)).await
+    }
+
+    /// `GET path` as `user`, answered with JSON (any status).
+    pub async fn get_json(&self, user: &str, path: &str) -> Value {
+        self.get(user, path)
+            .await
+            .json()
+            .await
+            .expect("JSON answer")
+    }
+
+    /// `POST path` as `user`, answered with JSON (any status).
+    pub async fn post_json(&self, user: &str, path: &str, body: Value) -> Value {
+        self.post(user, path, body)
+            .await
+            .json()
+            .await
+            .expect("JSON answer")
+    }
+
+    /// Polls `GET path` as `user` until `done` holds for the answer (at most 2 s); returns it.
+    pub async fn wait_until(&self, user: &str, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let answer = self.get_json(user, path).await;
+            if done(&answer) {
+                return answer;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{path} never reached the state: {answer}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Creates a conversation `id` by `user` with `others`; panics unless 201.
+    pub async fn conversation(&self, user: &str, id: &str, others: &[&str]) -> Value {
+        let response = self
+            .post(
+                user,
+                "/api/conversations",
+                json!({"id": id, "participants": others}),
+            )
+            .await;
+        assert_eq!(response.status(), 201, "create {id}");
+        response.json().await.expect("conversation JSON")
+    }
+
+    /// Sends `content` as `user`; panics unless 202; returns the ack.
+    pub async fn send(&self, user: &str, conversation: &str, content: &str) -> Value {
+        let response = self
+            .post(
+                user,
+                &format!("/api/conversations/{conversation}/messages"),
+                json!({ "content": content }),
+            )
+            .await;
+        assert_eq!(response.status(), 202, "send to {conversation}");
+        response.json().await.expect("ack JSON")
+    }
+
+    /// The history page at `query` (e.g. `?limit=5`), as `user`; panics unless 200.
+    pub async fn history(&self, user: &str, conversation: &str, query: &str) -> Value {
+        let response = self
+            .get(
+                user,
+                &format!("/api/conversations/{conversation}/messages{query}"),
+            )
+            .await;
+        assert_eq!(response.status(), 200, "history of {conversation}");
+        response.json().await.expect("page JSON")
+    }
+
+    /// Waits (up to `within`) until the conversation holds `count` messages; returns them.
+    pub async fn wait_messages(
+        &self,
+        user: &str,
+        conversation: &str,
+        count: usize,
+        within: Duration,
+    ) -> Vec<Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            let page = self.history(user, conversation, "?limit=200").await;
+            let items = page["items"].as_array().expect("items").clone();
+            if items.len() >= count {
+                return items;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {count} messages after {within:?}",
+                items.len()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// Asserts a problem+json answer with `status`; returns its body.
+pub async fn problem(response: Response, status: u16) -> Value {
+    assert_eq!(response.status(), status, "status");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let body: Value = response.json().await.expect("problem JSON");
+    for field in ["type", "title", "status", "detail"] {
+        assert!(body.get(field).is_some(), "{field} in {body}");
+    }
+    assert_eq!(body["status"], status);
+    body
+}

@@ -126,7 +126,7 @@ impl Default for Config {
                 max_record_bytes: 1024 * 1024,
                 max_store_lag: 100_000,
             },
-            chat: ChatSettings { partitions: 8 },
+            chat: ChatSettings { partitions: 4 },
             auth: AuthSettings::default(),
             logging: LoggingSettings {
                 format: LogFormat::Text,

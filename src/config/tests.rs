@@ -32,7 +32,7 @@ fn defaults_match_the_documented_values() {
     assert_eq!(config.limits.max_content_bytes, 16 << 10);
     assert_eq!(config.limits.max_record_bytes, 1 << 20);
     assert_eq!(config.limits.max_store_lag, 100_000);
-    assert_eq!(config.chat.partitions, 8);
+    assert_eq!(config.chat.partitions, 4);
     assert_eq!(config.auth.jwt_secret, None);
     assert_eq!(config.logging.format, LogFormat::Text);
     assert_eq!(config.logging.level, "info");

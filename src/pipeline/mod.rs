@@ -84,7 +84,7 @@ pub struct PipelineConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
-            partitions: 8,
+            partitions: 4,
             max_batch: 1000,
             relay: true,
         }

@@ -19,8 +19,6 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::report::{progress_bar, LatencyReport};
-use crate::auth::Authenticator;
-use crate::config::{Config, Overrides};
 
 /// What each sender's loop requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -157,13 +155,8 @@ pub async fn measure(args: &BenchSendArgs) -> anyhow::Result<BenchSendReport> {
 }
 
 async fn set_up(args: &BenchSendArgs, server: &str) -> anyhow::Result<Setup> {
-    let overrides = Overrides {
-        data_dir: args.data_dir.clone(),
-        ..Overrides::default()
-    };
-    let config = Config::load(args.config.as_deref(), overrides)?;
     let authenticator =
-        Authenticator::from_config(config.auth.jwt_secret.as_deref(), &config.data_dir)?;
+        crate::cli::token::server_authenticator(args.config.as_deref(), args.data_dir.clone())?;
     let run_id = crate::store::new_message_id();
     let users: Vec<User> = (0..args.users)
         .map(|i| {

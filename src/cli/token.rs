@@ -33,16 +33,28 @@ pub struct TokenArgs {
     pub config: Option<PathBuf>,
 }
 
+/// The authenticator a server with this configuration file (or data directory) uses: its
+/// `auth.jwtSecret`, else its data directory's `secret.key` (created if missing). Shared by the
+/// commands that mint tokens (`token`, `bench send`).
+pub fn server_authenticator(
+    config_file: Option<&std::path::Path>,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<Authenticator> {
+    let overrides = Overrides {
+        data_dir,
+        ..Overrides::default()
+    };
+    let config = Config::load(config_file, overrides)?;
+    Ok(Authenticator::from_config(
+        config.auth.jwt_secret.as_deref(),
+        &config.data_dir,
+    )?)
+}
+
 /// Prints the token on stdout.
 pub fn run(args: TokenArgs) -> anyhow::Result<()> {
     anyhow::ensure!(!args.user.trim().is_empty(), "the user id cannot be empty");
-    let overrides = Overrides {
-        data_dir: args.data_dir.clone(),
-        ..Overrides::default()
-    };
-    let config = Config::load(args.config.as_deref(), overrides)?;
-    let authenticator =
-        Authenticator::from_config(config.auth.jwt_secret.as_deref(), &config.data_dir)?;
+    let authenticator = server_authenticator(args.config.as_deref(), args.data_dir.clone())?;
     println!(
         "{}",
         authenticator.issue(&args.user, args.name.as_deref(), &args.scopes, args.ttl)

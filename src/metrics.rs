@@ -22,7 +22,7 @@ use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
-use crate::log::LogStats;
+use crate::log::{LogStats, PartitionLag};
 
 /// Name of the HTTP request latency histogram (labels `method`, `route`, `status`).
 pub const HTTP_REQUEST_DURATION: &str = "tidings_http_request_duration_seconds";
@@ -173,9 +173,79 @@ pub fn render_log_stats(out: &mut String, stats: &LogStats) {
     }
 }
 
+/// One consumer group's position on one partition.
+#[derive(Debug, Clone)]
+pub struct ConsumerLag {
+    /// Consumer group.
+    pub group: String,
+    /// Topic.
+    pub topic: String,
+    /// Committed offset, watermarks and lag of the partition.
+    pub lag: PartitionLag,
+}
+
+/// Appends `tidings_consumer_lag{group,topic,partition}` (records the group has yet to read)
+/// and `tidings_consumer_committed_offset{…}` to `out`.
+pub fn render_consumer_lag(out: &mut String, lags: &[ConsumerLag]) {
+    let _ = write!(
+        out,
+        "# HELP tidings_consumer_lag Records a consumer group has yet to read on a partition.\n\
+         # TYPE tidings_consumer_lag gauge\n"
+    );
+    for l in lags {
+        let _ = writeln!(
+            out,
+            "tidings_consumer_lag{{group=\"{}\",topic=\"{}\",partition=\"{}\"}} {}",
+            l.group, l.topic, l.lag.partition, l.lag.lag
+        );
+    }
+    let _ = write!(
+        out,
+        "# HELP tidings_consumer_committed_offset Next offset a consumer group will read.\n\
+         # TYPE tidings_consumer_committed_offset gauge\n"
+    );
+    for l in lags.iter().filter(|l| l.lag.committed.is_some()) {
+        let _ = writeln!(
+            out,
+            "tidings_consumer_committed_offset{{group=\"{}\",topic=\"{}\",partition=\"{}\"}} {}",
+            l.group,
+            l.topic,
+            l.lag.partition,
+            l.lag.committed.unwrap_or_default()
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn consumer_lag_renders_one_sample_per_partition() {
+        let lag = |partition, committed, lag| ConsumerLag {
+            group: "store".into(),
+            topic: "messages".into(),
+            lag: PartitionLag {
+                partition,
+                committed,
+                low: 0,
+                high: 10,
+                lag,
+            },
+        };
+        let mut text = String::new();
+        render_consumer_lag(&mut text, &[lag(0, Some(7), 3), lag(1, None, 10)]);
+        assert!(text.contains(
+            "tidings_consumer_lag{group=\"store\",topic=\"messages\",partition=\"0\"} 3\n"
+        ));
+        assert!(text.contains(
+            "tidings_consumer_lag{group=\"store\",topic=\"messages\",partition=\"1\"} 10\n"
+        ));
+        assert!(text.contains("tidings_consumer_committed_offset{group=\"store\",topic=\"messages\",partition=\"0\"} 7\n"));
+        assert!(!text.contains(
+            "tidings_consumer_committed_offset{group=\"store\",topic=\"messages\",partition=\"1\"}"
+        ));
+    }
 
     #[test]
     fn http_latency_renders_as_a_histogram_with_route_labels() {

@@ -15,8 +15,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use crate::log::LogStats;
-use crate::metrics::{render_log_stats, Metrics, CONTENT_TYPE};
+use crate::log::{Log, LogStats};
+use crate::metrics::{render_consumer_lag, render_log_stats, ConsumerLag, Metrics, CONTENT_TYPE};
 
 /// Route label of requests no route matched.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
@@ -29,7 +29,29 @@ pub async fn scrape(State(state): State<AppState>) -> Response {
         .map(|log| log.stats())
         .unwrap_or(LogStats::default());
     render_log_stats(&mut body, &stats);
+    if let Ok(log) = state.log() {
+        render_consumer_lag(&mut body, &consumer_lags(log));
+    }
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response()
+}
+
+/// Every group's lag on every partition of every topic it committed on. A group or topic that
+/// vanishes between the listing and the lookup is skipped: a scrape never fails for it.
+fn consumer_lags(log: &Log) -> Vec<ConsumerLag> {
+    let groups = log.group_names().unwrap_or_default();
+    let mut lags = Vec::new();
+    for group in groups {
+        for topic in log.group_topics(&group).unwrap_or_default() {
+            for lag in log.group_lag(&group, &topic).unwrap_or_default() {
+                lags.push(ConsumerLag {
+                    group: group.clone(),
+                    topic: topic.clone(),
+                    lag,
+                });
+            }
+        }
+    }
+    lags
 }
 
 /// Middleware: records the time to the response head, per method, route and status.

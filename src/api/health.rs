@@ -17,11 +17,9 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// `GET /readyz` → 200 `{"status":"ready"}` or 503 `not-ready`.
+/// `GET /readyz` → 200 `{"status":"ready"}`, or 503 problem+json saying why not (starting or
+/// stopping, storage failure, store writer failure).
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    if state.is_ready() {
-        Ok(Json(json!({ "status": "ready" })))
-    } else {
-        Err(ApiError::NotReady)
-    }
+    state.readiness()?;
+    Ok(Json(json!({ "status": "ready" })))
 }

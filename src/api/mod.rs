@@ -31,9 +31,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
 use crate::config::Config;
-use crate::log::Log;
+use crate::log::{Log, LogError};
 use crate::metrics::Metrics;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, PipelineError};
 use crate::store::Store;
 use idempotency::Sends;
 use problem::ApiError;
@@ -145,18 +145,22 @@ impl AppState {
     /// Ready, not shutting down, the log accepts writes (not poisoned by a storage failure)
     /// and no store writer has failed.
     pub fn is_ready(&self) -> bool {
-        let log_healthy = self
-            .log
-            .get()
-            .is_none_or(|log| log.poison_reason().is_none());
-        let chat_healthy = self
-            .chat
-            .get()
-            .is_none_or(|chat| chat.pipeline.failure().is_none());
-        self.ready.load(Ordering::SeqCst)
-            && !self.shutdown.is_cancelled()
-            && log_healthy
-            && chat_healthy
+        self.readiness().is_ok()
+    }
+
+    /// Why the server is not ready, as the answer `/readyz` gives: starting or stopping, the
+    /// log poisoned by a storage failure, or a failed store writer.
+    pub fn readiness(&self) -> Result<(), ApiError> {
+        if !self.ready.load(Ordering::SeqCst) || self.shutdown.is_cancelled() {
+            return Err(ApiError::NotReady);
+        }
+        if let Some(reason) = self.log.get().and_then(Log::poison_reason) {
+            return Err(ApiError::Log(LogError::Poisoned(reason)));
+        }
+        if let Some(reason) = self.chat.get().and_then(|chat| chat.pipeline.failure()) {
+            return Err(ApiError::Pipeline(PipelineError::Worker(reason)));
+        }
+        Ok(())
     }
 
     /// This server's metric registry.

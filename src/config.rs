@@ -57,6 +57,8 @@ pub struct Limits {
     pub max_content_bytes: usize,
     /// Largest accepted log record (key + headers + value), in bytes.
     pub max_record_bytes: usize,
+    /// Most records one `POST /api/topics/{name}/records` may carry (`limits.maxBatchRecords`).
+    pub max_batch_records: usize,
     /// Most chat records accepted but not yet applied by the store (summed over partitions)
     /// before writes are refused with 503 (`limits.maxStoreLag`).
     pub max_store_lag: u64,
@@ -124,6 +126,7 @@ impl Default for Config {
                 max_body_bytes: 1024 * 1024,
                 max_content_bytes: 16 * 1024,
                 max_record_bytes: 1024 * 1024,
+                max_batch_records: 1000,
                 max_store_lag: 100_000,
             },
             chat: ChatSettings { partitions: 4 },
@@ -372,10 +375,11 @@ impl Config {
             ("limits.maxBodyBytes", self.limits.max_body_bytes),
             ("limits.maxContentBytes", self.limits.max_content_bytes),
             ("limits.maxRecordBytes", self.limits.max_record_bytes),
+            ("limits.maxBatchRecords", self.limits.max_batch_records),
         ];
         for (key, value) in sizes {
             if value == 0 {
-                return Err(bad_value(key, value, "a positive number of bytes".into()));
+                return Err(bad_value(key, value, "a positive number".into()));
             }
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.logging.level) {
@@ -460,6 +464,7 @@ struct FileLimits {
     max_body_bytes: Option<usize>,
     max_content_bytes: Option<usize>,
     max_record_bytes: Option<usize>,
+    max_batch_records: Option<usize>,
     max_store_lag: Option<u64>,
 }
 
@@ -502,6 +507,10 @@ impl FileConfig {
             limits.max_content_bytes,
         );
         set(&mut config.limits.max_record_bytes, limits.max_record_bytes);
+        set(
+            &mut config.limits.max_batch_records,
+            limits.max_batch_records,
+        );
         set(&mut config.limits.max_store_lag, limits.max_store_lag);
         let chat = self.chat.unwrap_or_default();
         set(&mut config.chat.partitions, chat.partitions);

@@ -1,7 +1,7 @@
 //! The HTTP edge: routes, shared handler state, errors and HTTP metrics.
 //!
 //! [`app`] assembles the router from the handler files (`health`, `metrics`, `conversations`,
-//! `messages`) and wraps it in
+//! `messages`, and the event bus's `topics` and `records`) and wraps it in
 //! the request-latency layer and the body-size limit; [`AppState`] is what every handler can
 //! reach. Errors are [`ApiError`](problem::ApiError)s, answered as problem+json
 //! ([`problem`]). axum is used here and in `server.rs` only.
@@ -19,6 +19,8 @@ pub mod messages;
 pub mod metrics;
 pub mod problem;
 pub mod rate_limit;
+pub mod records;
+pub mod topics;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -222,6 +224,16 @@ pub fn app(state: AppState) -> Router {
             get(messages::get_one)
                 .patch(messages::edit)
                 .delete(messages::delete),
+        )
+        .route("/api/topics", post(topics::create).get(topics::list))
+        .route(
+            "/api/topics/{name}",
+            get(topics::describe).delete(topics::delete),
+        )
+        .route("/api/topics/{name}/records", post(records::publish))
+        .route(
+            "/api/topics/{name}/partitions/{partition}/records",
+            get(records::read),
         )
         .fallback(problem::unknown_route)
         .method_not_allowed_fallback(problem::method_not_allowed)

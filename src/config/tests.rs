@@ -77,6 +77,7 @@ fn every_file_key_is_read() {
             max_body_bytes: 2048,
             max_content_bytes: 1024,
             max_record_bytes: 4096,
+            max_batch_records: 1000,
             max_store_lag: 77,
         }
     );

@@ -1,0 +1,343 @@
+//! Record routes of the event bus: publish a batch to a topic, read (and long-poll) one
+//! partition from an offset.
+//!
+//! Publishing turns each JSON record into a log [`Record`]: `key` as UTF-8 bytes, `headers` (a
+//! JSON object of strings) as log headers, `value` as the exact JSON text the client sent. The
+//! whole batch is one [`Log::append`](crate::log::Log::append) and is answered 202 once durable.
+//! Reading re-emits a value that is valid JSON as that JSON, and any other bytes (records written
+//! by other producers, e.g. `tidings produce`) as a JSON string of their UTF-8 text.
+//!
+//! Who may do what is decided in [`super::topics::authorize`]. This module does not create
+//! topics: publishing to a topic that does not exist is 404, although the log itself would
+//! create it.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, UNIX_EPOCH};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::auth::Caller;
+use super::problem::{ApiError, Json, Query};
+use super::topics::{authorize, Action};
+use super::{blocking, AppState};
+use crate::log::{Header, Log, ReadLimits, Record, StoredRecord};
+
+/// Records a read returns when the request does not say (`limit`).
+pub const DEFAULT_READ_LIMIT: usize = 100;
+/// Most records one read returns.
+pub const MAX_READ_LIMIT: usize = 1000;
+/// Longest long-poll; a larger `waitMs` is shortened to this.
+pub const MAX_WAIT: Duration = Duration::from_secs(30);
+
+/// `POST /api/topics/{name}/records` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishBody {
+    /// The batch, in order; at least one record.
+    pub records: Vec<PublishedRecord>,
+}
+
+/// One record as a producer sends it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishedRecord {
+    /// Partitioning key; records without one are spread round-robin.
+    pub key: Option<String>,
+    /// Headers, name → value.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Any JSON value, stored as the JSON text sent.
+    pub value: Box<RawValue>,
+}
+
+impl From<PublishedRecord> for Record {
+    fn from(published: PublishedRecord) -> Self {
+        Record {
+            key: published.key.map(String::into_bytes),
+            headers: published
+                .headers
+                .into_iter()
+                .map(|(key, value)| Header {
+                    key,
+                    value: value.into_bytes(),
+                })
+                .collect(),
+            value: published.value.get().as_bytes().to_vec(),
+        }
+    }
+}
+
+/// Where one published record landed.
+#[derive(Debug, Serialize)]
+pub struct Position {
+    partition: u32,
+    offset: u64,
+}
+
+/// `POST /api/topics/{name}/records` answer: one position per record, in the batch's order.
+#[derive(Debug, Serialize)]
+pub struct Published {
+    offsets: Vec<Position>,
+}
+
+/// `POST /api/topics/{name}/records` → 202 `{"offsets":[…]}` once the batch is durable.
+/// 404 unknown topic, 400 empty batch, 413 too many records or a record over the size limit.
+pub async fn publish(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Json(body): Json<PublishBody>,
+) -> Result<Response, ApiError> {
+    authorize(&caller, &name, Action::Publish)?;
+    let limit = state.config().limits.max_batch_records;
+    if body.records.is_empty() {
+        return Err(ApiError::BadRequest(
+            "records: a batch needs at least one record".into(),
+        ));
+    }
+    if body.records.len() > limit {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "records: {} records in one batch; the limit is {limit} (limits.maxBatchRecords)",
+            body.records.len()
+        )));
+    }
+    let log = state.log()?;
+    // The log creates unknown topics on their first append; over HTTP that is a 404.
+    log.describe_topic(&name)?;
+    let records = body.records.into_iter().map(Record::from).collect();
+    let appended = log.append(&name, records).await?;
+    let offsets = appended
+        .into_iter()
+        .map(|a| Position {
+            partition: a.partition,
+            offset: a.offset,
+        })
+        .collect();
+    Ok((StatusCode::ACCEPTED, Json(Published { offsets })).into_response())
+}
+
+/// `GET …/partitions/{p}/records` query.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadQuery {
+    /// First offset to read; the low watermark (earliest retained) when absent.
+    pub offset: Option<u64>,
+    /// Most records, 1–1000 (default 100).
+    pub limit: Option<usize>,
+    /// How long to wait for a record when there is none yet, in ms (default 0, at most 30 000).
+    pub wait_ms: Option<u64>,
+}
+
+/// One record as a consumer reads it.
+#[derive(Debug, Serialize)]
+pub struct ReadRecord {
+    topic: String,
+    partition: u32,
+    offset: u64,
+    key: Option<String>,
+    headers: BTreeMap<String, String>,
+    value: Box<RawValue>,
+    timestamp: String,
+}
+
+/// `GET …/partitions/{p}/records` answer; `nextOffset` is the offset to ask for next.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadPage {
+    records: Vec<ReadRecord>,
+    next_offset: u64,
+}
+
+/// `GET /api/topics/{name}/partitions/{p}/records?offset=N&limit=M&waitMs=W` → records from
+/// N on. With none at N yet, waits up to W ms for one (returning early, empty, when the server
+/// shuts down). 416 when N is below the low or above the high watermark.
+pub async fn read(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((name, partition)): Path<(String, String)>,
+    Query(query): Query<ReadQuery>,
+) -> Result<Json<ReadPage>, ApiError> {
+    authorize(&caller, &name, Action::Read)?;
+    let partition = parse_partition(&partition)?;
+    let limit = query.limit.unwrap_or(DEFAULT_READ_LIMIT);
+    if limit == 0 || limit > MAX_READ_LIMIT {
+        return Err(ApiError::BadRequest(format!(
+            "limit must be between 1 and {MAX_READ_LIMIT}, got {limit}"
+        )));
+    }
+    let wait = Duration::from_millis(query.wait_ms.unwrap_or(0)).min(MAX_WAIT);
+    let log = state.log()?.clone();
+    let offset = match query.offset {
+        Some(offset) => offset,
+        None => log.watermarks(&name, partition)?.0,
+    };
+    let mut records = read_blocking(&log, &name, partition, offset, limit).await?;
+    if records.is_empty() && !wait.is_zero() {
+        let arrived = tokio::select! {
+            waited = log.wait_for(&name, partition, offset, wait) => waited?,
+            () = state.shutdown().cancelled() => false,
+        };
+        if arrived {
+            records = read_blocking(&log, &name, partition, offset, limit).await?;
+        }
+    }
+    let next_offset = records.last().map_or(offset, |r| r.offset + 1);
+    let records = records
+        .into_iter()
+        .map(|r| read_record(&name, r))
+        .collect::<Result<_, _>>()?;
+    Ok(Json(ReadPage {
+        records,
+        next_offset,
+    }))
+}
+
+fn parse_partition(text: &str) -> Result<u32, ApiError> {
+    text.parse().map_err(|_| {
+        ApiError::BadRequest(format!(
+            "partition must be a partition number (0, 1, …), got {text:?}"
+        ))
+    })
+}
+
+/// Reads off the async threads: a read may touch the disk.
+async fn read_blocking(
+    log: &Log,
+    topic: &str,
+    partition: u32,
+    offset: u64,
+    limit: usize,
+) -> Result<Vec<StoredRecord>, ApiError> {
+    let (log, topic) = (log.clone(), topic.to_owned());
+    blocking(move || {
+        let limits = ReadLimits {
+            max_records: limit,
+            ..ReadLimits::default()
+        };
+        Ok(log.read(&topic, partition, offset, limits)?)
+    })
+    .await
+}
+
+fn read_record(topic: &str, record: StoredRecord) -> Result<ReadRecord, ApiError> {
+    let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
+    Ok(ReadRecord {
+        topic: topic.to_owned(),
+        partition: record.partition,
+        offset: record.offset,
+        key: record.key.map(text),
+        headers: record
+            .headers
+            .into_iter()
+            .map(|h| (h.key, text(h.value)))
+            .collect(),
+        value: json_value(record.value)?,
+        timestamp: rfc3339(record.timestamp_ms),
+    })
+}
+
+/// The stored value as JSON: itself if it is JSON, else a string of its (lossy) UTF-8 text.
+fn json_value(bytes: Vec<u8>) -> Result<Box<RawValue>, ApiError> {
+    if let Ok(raw) = serde_json::from_slice::<Box<RawValue>>(&bytes) {
+        return Ok(raw);
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    serde_json::to_string(&text)
+        .and_then(RawValue::from_string)
+        .map_err(|e| ApiError::Internal(format!("a record value could not be encoded: {e}")))
+}
+
+/// Milliseconds since the epoch as RFC 3339 UTC with milliseconds (clamped at the epoch).
+fn rfc3339(timestamp_ms: i64) -> String {
+    let ms = u64::try_from(timestamp_ms).unwrap_or(0);
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_reemitted_as_json_or_as_a_string() {
+        assert_eq!(
+            json_value(br#"{"a": [1, 2]}"#.to_vec()).unwrap().get(),
+            r#"{"a": [1, 2]}"#
+        );
+        assert_eq!(
+            json_value(b"not json".to_vec()).unwrap().get(),
+            r#""not json""#
+        );
+        assert_eq!(json_value(vec![0xff]).unwrap().get(), "\"\u{fffd}\"");
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(rfc3339(1_714_564_800_123), "2024-05-01T12:00:00.123Z");
+        assert_eq!(rfc3339(-5), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn raw_values_keep_the_published_json_text() {
+        let body: PublishBody =
+            serde_json::from_str(r#"{"records":[{"key":"k","value":{"n":1.50}}]}"#).unwrap();
+        let record = Record::from(body.records.into_iter().next().unwrap());
+        assert_eq!(record.value, br#"{"n":1.50}"#);
+        assert_eq!(record.key.as_deref(), Some(&b"k"[..]));
+    }
+
+    /// The server's retention runs every 30 s; this drives the router in process instead, so
+    /// retention can be applied at once.
+    #[tokio::test]
+    async fn an_offset_below_the_low_watermark_is_416_over_http() {
+        use axum::body::Body;
+        use axum::http::Request;
+        use tower::ServiceExt;
+
+        use crate::auth::Authenticator;
+        use crate::config::Config;
+        use crate::log::{LogConfig, TopicConfig};
+
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(LogConfig::new(dir.path())).unwrap();
+        let mut config = TopicConfig::with_partitions(1);
+        config.retention_bytes = Some(2_000);
+        log.create_topic("t", config).await.unwrap();
+        for i in 0..50u8 {
+            log.append("t", vec![Record::new(vec![b'1' + i % 9; 100])])
+                .await
+                .unwrap();
+        }
+        log.enforce_retention().await.unwrap();
+        let (low, _) = log.watermarks("t", 0).unwrap();
+        assert!(low > 0);
+        let state = AppState::new(Config::default());
+        let auth = Authenticator::new(&[7; 32]).unwrap();
+        let token = auth.issue(
+            "svc",
+            None,
+            &["events:consume".into()],
+            Duration::from_secs(60),
+        );
+        state.attach_authenticator(auth);
+        state.attach_log(log);
+        let get = |offset: u64| {
+            Request::get(format!(
+                "/api/topics/t/partitions/0/records?offset={offset}"
+            ))
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap()
+        };
+        let below = super::super::app(state.clone())
+            .oneshot(get(low - 1))
+            .await
+            .unwrap();
+        assert_eq!(below.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+        let at_low = super::super::app(state).oneshot(get(low)).await.unwrap();
+        assert_eq!(at_low.status(), StatusCode::OK);
+    }
+}

@@ -81,30 +81,7 @@ impl Groups {
 
     /// Moves the committed offset forward (compare-and-swap, so racing commits cannot regress).
     pub fn commit(&self, group: &str, topic: &str, partition: u32, offset: u64) -> Result<()> {
-        validate_group_name(group)?;
-        let key = offset_key(group, topic, partition);
-        let mut current = self.tree.get(&key)?;
-        loop {
-            if let Some(raw) = &current {
-                let committed = decode_offset(raw)?;
-                if offset < committed {
-                    return Err(LogError::CommitRegression {
-                        group: group.into(),
-                        topic: topic.into(),
-                        partition,
-                        offset,
-                        committed,
-                    });
-                }
-            }
-            match self
-                .tree
-                .compare_and_swap(&key, current.clone(), Some(&offset.to_be_bytes()))?
-            {
-                Ok(()) => return Ok(()),
-                Err(conflict) => current = conflict.current,
-            }
-        }
+        commit_forward(&self.tree, group, topic, partition, offset)
     }
 
     /// Sets the committed offset unconditionally.
@@ -193,4 +170,41 @@ pub fn stage_commit(
     }
     offsets.insert(key, &offset.to_be_bytes())?;
     Ok(())
+}
+
+/// Moves a group's committed offset forward on the offsets tree (see
+/// [`Log::offsets_tree`](super::Log::offsets_tree)) with a plain compare-and-swap, no
+/// transaction: a regression is refused with `CommitRegression`, racing commits cannot regress.
+/// A consumer whose effects live in the same database writes them first, from the same thread,
+/// and this last: sled recovers a prefix of one thread's writes, so a durable commit implies
+/// durable effects. Like [`stage_commit`], it does not check the high watermark.
+pub fn commit_forward(
+    tree: &sled::Tree,
+    group: &str,
+    topic: &str,
+    partition: u32,
+    offset: u64,
+) -> Result<()> {
+    validate_group_name(group)?;
+    validate_topic_name(topic)?;
+    let key = offset_key(group, topic, partition);
+    let mut current = tree.get(&key)?;
+    loop {
+        if let Some(raw) = &current {
+            let committed = decode_offset(raw)?;
+            if offset < committed {
+                return Err(LogError::CommitRegression {
+                    group: group.into(),
+                    topic: topic.into(),
+                    partition,
+                    offset,
+                    committed,
+                });
+            }
+        }
+        match tree.compare_and_swap(&key, current.clone(), Some(&offset.to_be_bytes()))? {
+            Ok(()) => return Ok(()),
+            Err(conflict) => current = conflict.current,
+        }
+    }
 }

@@ -7,8 +7,8 @@
 //! conversation lives in one partition). One worker per partition (consumer group `store`)
 //! wakes on the partition's high watermark — no timers, no polling — takes everything ready up
 //! to `max_batch` records (one at low load, large batches under load) and applies it with
-//! [`Store::apply_batch`]: one sled transaction for the messages, the events (in the store's
-//! outbox) and the group's offset. Then it publishes its progress ([`Pipeline::wait_applied`])
+//! [`Store::apply_batch`]: plain writes of the messages and the events (in the store's outbox),
+//! then the group's offset, in an order that a replay after a crash completes exactly once. Then it publishes its progress ([`Pipeline::wait_applied`])
 //! and relays the batch's events to the same partition of `messages.sent` ([`relay`]).
 //!
 //! Shutdown: on cancel, each worker applies everything its partition holds up to the high
@@ -127,6 +127,7 @@ pub async fn start(
             relay: config.relay,
             progress,
             next,
+            relayed: None,
         };
         let failure = failure.clone();
         let shutdown = shutdown.clone();

@@ -7,6 +7,11 @@
 //! below its source offset (relayed before a crash that came before their deletion) and relays
 //! the rest. A crash between commit and relay thus neither loses nor duplicates an event.
 //!
+//! The writer keeps that "relayed up to" source offset in memory ([`Relayed`]) and [`relay`]
+//! skips (and deletes) entries at or below it: a batch replayed after a crash rewrites the
+//! outbox entries of the records the interrupted run applied, which may have been relayed and
+//! deleted already.
+//!
 //! Limit: if retention emptied the partition of `messages.sent`, recovery cannot tell what was
 //! relayed and relays every pending entry (possibly a duplicate, never a loss).
 
@@ -19,14 +24,35 @@ const RECOVERY_CHUNK: usize = 1000;
 /// How far back recovery looks for a record that carries the source-offset header.
 const RECOVERY_LOOKBACK: u64 = 1000;
 
-/// Appends events to their partition of `messages.sent`, then forgets them.
+/// The highest source offset whose events are in `messages.sent` (`None`: unknown, nothing
+/// relayed yet or the partition was emptied by retention).
+pub(super) type Relayed = Option<u64>;
+
+/// Appends the events above `relayed` to their partition of `messages.sent`, then forgets all
+/// of `events`; moves `relayed` to the last one appended.
 pub(super) async fn relay(
     log: &Log,
     store: &Store,
     partition: u32,
     events: Vec<OutboxEntry>,
+    relayed: &mut Relayed,
 ) -> Result<()> {
-    let records = events
+    let fresh: Vec<&OutboxEntry> = events
+        .iter()
+        .filter(|e| relayed.is_none_or(|r| e.source_offset > r))
+        .collect();
+    if fresh.len() < events.len() {
+        tracing::info!(
+            partition,
+            skipped = events.len() - fresh.len(),
+            "outbox entries rewritten by a replay were relayed already"
+        );
+    }
+    let Some(last) = fresh.iter().map(|e| e.source_offset).max() else {
+        store.remove_events(&events)?;
+        return Ok(());
+    };
+    let records = fresh
         .iter()
         .map(|e| {
             Record::keyed(e.conversation_id.as_bytes(), e.payload.clone())
@@ -34,13 +60,16 @@ pub(super) async fn relay(
         })
         .collect();
     log.append_to(EVENTS_TOPIC, partition, records).await?;
+    *relayed = Some(last);
     store.remove_events(&events)?;
     Ok(())
 }
 
-/// Relays what a previous run committed but did not relay, skipping what it did relay.
-pub(super) async fn recover(log: &Log, store: &Store, partition: u32) -> Result<()> {
-    if let Some(relayed) = last_relayed_source_offset(log, partition)? {
+/// Relays what a previous run committed but did not relay, skipping what it did relay; returns
+/// how far the partition is relayed.
+pub(super) async fn recover(log: &Log, store: &Store, partition: u32) -> Result<Relayed> {
+    let mut last = last_relayed_source_offset(log, partition)?;
+    if let Some(relayed) = last {
         let removed = store.remove_events_through(partition, relayed)?;
         if removed > 0 {
             tracing::info!(
@@ -53,14 +82,14 @@ pub(super) async fn recover(log: &Log, store: &Store, partition: u32) -> Result<
     loop {
         let pending = store.pending_events(partition, RECOVERY_CHUNK)?;
         if pending.is_empty() {
-            return Ok(());
+            return Ok(last);
         }
         tracing::info!(
             partition,
             events = pending.len(),
             "relaying events left in the outbox"
         );
-        relay(log, store, partition, pending).await?;
+        relay(log, store, partition, pending, &mut last).await?;
     }
 }
 

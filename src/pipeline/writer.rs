@@ -1,7 +1,8 @@
 //! One store writer: the consumer of one `messages` partition for group `store`.
 //!
 //! Its loop body is [`Worker::step`]: read what is ready (at most `max_batch` records), apply it
-//! in one store transaction on a blocking thread, publish the progress, relay the events. It
+//! with [`Store::apply_batch`] on a blocking thread (plain writes, then the offset commit),
+//! publish the progress, relay the events. It
 //! sleeps on the partition's high-watermark channel between steps, never on a timer.
 
 use tokio::sync::watch;
@@ -23,12 +24,14 @@ pub(super) struct Worker {
     /// "Applied up to": the next offset to apply.
     pub progress: watch::Sender<u64>,
     pub next: u64,
+    /// The last source offset whose events are in `messages.sent`.
+    pub relayed: relay::Relayed,
 }
 
 impl Worker {
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
         if self.relay {
-            relay::recover(&self.log, &self.store, self.partition).await?;
+            self.relayed = relay::recover(&self.log, &self.store, self.partition).await?;
         }
         let mut high = self.log.subscribe(MESSAGES_TOPIC, self.partition)?;
         // On cancel: the high watermark at that moment, which the worker catches up to.
@@ -89,7 +92,15 @@ impl Worker {
             "store batch applied"
         );
         if self.relay && !applied.events.is_empty() {
-            relay::relay(&self.log, &self.store, self.partition, applied.events).await?;
+            let (log, store) = (&self.log, &self.store);
+            relay::relay(
+                log,
+                store,
+                self.partition,
+                applied.events,
+                &mut self.relayed,
+            )
+            .await?;
         }
         Ok(())
     }

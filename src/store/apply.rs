@@ -1,38 +1,54 @@
-//! The store writer's batch transaction: ONE sled transaction over `conversations`, `messages`,
-//! `message_ids`, `client_ids`, `read_state`, `outbox` and the consumer `offsets`, so a batch's
-//! effects, its events and the group's committed offset land together or not at all. Replay
-//! after a crash therefore neither loses nor repeats a message.
+//! The store writer's batch, without a sled transaction: plain inserts in a fixed order, then a
+//! forward-only commit of the group's offset (`groups::commit_forward`), all from the writer's
+//! thread. sled 0.34 serializes every transaction against all writes of the process (one global
+//! lock), so a transaction here would stall the log's appender; plain inserts do not.
 //!
-//! Per command:
-//! - `Send`: skipped if its id is stored or its (sender, conversation, clientMessageId) is
-//!   indexed, or if the conversation does not exist. A sender no longer a participant (removed
-//!   between the edge's check and this batch) is still stored: the edge answered 202, which
-//!   promised durability. Otherwise: seq = lastSeq + 1, message, indexes, `lastMessage`,
-//!   `updatedAt`, the sender's read state (up to seq), and a `MessageSent` event.
+//! Crash safety rests on two facts:
+//! - **sled recovers a prefix of one thread's writes**: its log is replayed in order up to the
+//!   first torn entry, so after a crash the durable writes of a batch are a prefix of the
+//!   sequence below, and a durable offset commit implies every write before it is durable.
+//! - **each writer owns its partition's conversations** (conversation id = record key), and is
+//!   the only writer of their *activity* (tree `activity`: lastSeq, lastMessage, updatedAt);
+//!   conversation commands write *membership* (tree `conversations`) only. So replaying the
+//!   batch from the committed offset sees exactly what the interrupted run left, and recomputes
+//!   the same seqs.
+//!
+//! Per command, in order:
+//! - `Send`: if `message_ids[id]` holds this record's source offset, the interrupted run stored
+//!   it at that (conversation, seq): the remaining writes are repeated (they are idempotent)
+//!   and no new seq is taken. A `message_ids` entry from another record, an indexed (sender,
+//!   conversation, clientMessageId) or an unknown conversation skips the send. Otherwise seq =
+//!   lastSeq + 1, then `messages` → `message_ids` → `client_ids` → `read_state` (forward only)
+//!   → `outbox` (keyed by partition, source offset, index, so a replay overwrites). A sender
+//!   no longer a participant is still stored: the edge's 202 promised durability.
 //! - `Edit` / `Delete`: only by the message's sender, on a message of that conversation that
-//!   is not deleted; otherwise skipped with a warning (the edge validates before appending).
-//!   A delete keeps seq, clears content, sets `deleted` and `editedAt`.
-//! - `Read`: by a participant, clamped to `lastSeq`, forward only; no event.
+//!   is not deleted, else skipped. The outbox entry is written BEFORE the message, so a replay
+//!   that finds the change applied (a deleted message) has its event already.
+//! - `Read`: by a participant, clamped to lastSeq, forward only; no event.
+//!
+//! After the commands: each changed conversation's activity (forward only), then the offset.
+//! The relay (`pipeline/relay.rs`) never relays an entry at or below the last relayed source
+//! offset, since a replay rewrites entries that may have been relayed and deleted already.
+//!
+//! Known difference from a first application: a replayed `Read` whose seq exceeds lastSeq is
+//! clamped to the activity the interrupted run may have advanced further; the edge clamps read
+//! marks before appending them, so only records written by other producers can meet this.
 
 use std::collections::HashMap;
 
-use sled::transaction::{ConflictableTransactionError, Transactional, TransactionalTree};
-
+use super::activity::Activity;
 use super::command::{
     ChatCommand, DeleteMessage, EditMessage, EventType, MarkRead, MessageEvent, SendMessage,
 };
-use super::conversations::{encode_conversation, load_in};
 use super::error::{Result, StoreError};
 use super::keys;
 use super::model::{Conversation, Message};
 use super::outbox::OutboxEntry;
 use super::queries::decode_message;
-use super::Store;
-use crate::log::groups::stage_commit;
+use super::{Store, Trees};
+use crate::log::groups::commit_forward;
 
-type TxResult<T> = std::result::Result<T, ConflictableTransactionError<StoreError>>;
-
-/// Where a batch comes from, for the offset commit inside its transaction.
+/// Where a batch comes from, for the offset commit that ends it.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchPosition<'a> {
     /// Consumer group (`store`).
@@ -48,11 +64,12 @@ pub struct BatchPosition<'a> {
 /// What a committed batch changed.
 #[derive(Debug, Clone, Default)]
 pub struct AppliedBatch {
-    /// Events written to the outbox, in order, to relay to `messages.sent`.
+    /// Events written to the outbox, in order, to relay to `messages.sent` (after a crash, some
+    /// may have been relayed already: the relay skips those).
     pub events: Vec<OutboxEntry>,
     /// Conversations whose activity changed, as committed.
     pub conversations: Vec<Conversation>,
-    /// Messages stored by this batch.
+    /// Messages stored by this batch (including ones a replay completed).
     pub stored: usize,
     /// Commands skipped (duplicates, unknown targets, not the sender).
     pub skipped: usize,
@@ -60,73 +77,29 @@ pub struct AppliedBatch {
     pub reads: Vec<(String, String, u64)>,
 }
 
-struct Batch<'t> {
-    conversations: &'t TransactionalTree,
-    messages: &'t TransactionalTree,
-    message_ids: &'t TransactionalTree,
-    client_ids: &'t TransactionalTree,
-    read_state: &'t TransactionalTree,
-    outbox: &'t TransactionalTree,
+struct Batch<'s> {
+    store: &'s Store,
+    trees: &'s Trees,
     partition: u32,
-    cache: HashMap<String, Option<Conversation>>,
+    /// Activity per conversation as this batch left it; `None`: unknown conversation.
+    activity: HashMap<String, Option<Activity>>,
     dirty: Vec<String>,
     reads: HashMap<(String, String), u64>,
     out: AppliedBatch,
+    /// Test hook: writes allowed before a simulated crash.
+    writes_left: Option<usize>,
 }
 
 impl Store {
-    /// Applies decoded commands (with their source offsets, ascending) and commits
-    /// `position.next_offset` for the group, in one transaction; then updates the in-memory view.
+    /// Applies decoded commands (with their source offsets, ascending), then commits
+    /// `position.next_offset` for the group; then updates the in-memory view. Safe to repeat
+    /// after a crash at any point (see the module doc).
     pub fn apply_batch(
         &self,
         position: &BatchPosition<'_>,
         commands: &[(u64, ChatCommand)],
     ) -> Result<AppliedBatch> {
-        let t = self.trees();
-        let trees = (
-            &t.conversations,
-            &t.messages,
-            &t.message_ids,
-            &t.client_ids,
-            &t.read_state,
-            &t.outbox,
-            &t.offsets,
-        );
-        let applied = trees.transaction(
-            |(conversations, messages, message_ids, client_ids, read_state, outbox, offsets)| {
-                let mut batch = Batch {
-                    conversations,
-                    messages,
-                    message_ids,
-                    client_ids,
-                    read_state,
-                    outbox,
-                    partition: position.partition,
-                    cache: HashMap::new(),
-                    dirty: Vec::new(),
-                    reads: HashMap::new(),
-                    out: AppliedBatch::default(),
-                };
-                for (offset, command) in commands {
-                    batch.apply(*offset, command)?;
-                }
-                let p = position;
-                stage_commit(offsets, p.group, p.topic, p.partition, p.next_offset).map_err(
-                    |e| match e {
-                        ConflictableTransactionError::Abort(e) => {
-                            ConflictableTransactionError::Abort(StoreError::Log(e))
-                        }
-                        ConflictableTransactionError::Conflict => {
-                            ConflictableTransactionError::Conflict
-                        }
-                        ConflictableTransactionError::Storage(e) => {
-                            ConflictableTransactionError::Storage(e)
-                        }
-                    },
-                )?;
-                batch.finish()
-            },
-        )?;
+        let applied = self.write_batch(position, commands, None)?;
         let mut view = self.view_mut();
         for conversation in &applied.conversations {
             view.set_activity(conversation);
@@ -136,10 +109,44 @@ impl Store {
         }
         Ok(applied)
     }
+
+    /// Test hook: applies a batch but "crashes" (fails with `Storage`) before its write number
+    /// `writes` (0-based, the offset commit included), leaving the view untouched.
+    #[cfg(test)]
+    pub(crate) fn apply_batch_interrupted(
+        &self,
+        position: &BatchPosition<'_>,
+        commands: &[(u64, ChatCommand)],
+        writes: usize,
+    ) -> Result<AppliedBatch> {
+        self.write_batch(position, commands, Some(writes))
+    }
+
+    fn write_batch(
+        &self,
+        position: &BatchPosition<'_>,
+        commands: &[(u64, ChatCommand)],
+        writes_left: Option<usize>,
+    ) -> Result<AppliedBatch> {
+        let mut batch = Batch {
+            store: self,
+            trees: self.trees(),
+            partition: position.partition,
+            activity: HashMap::new(),
+            dirty: Vec::new(),
+            reads: HashMap::new(),
+            out: AppliedBatch::default(),
+            writes_left,
+        };
+        for (offset, command) in commands {
+            batch.apply(*offset, command)?;
+        }
+        batch.finish(position)
+    }
 }
 
 impl Batch<'_> {
-    fn apply(&mut self, offset: u64, command: &ChatCommand) -> TxResult<()> {
+    fn apply(&mut self, offset: u64, command: &ChatCommand) -> Result<()> {
         let done = match command {
             ChatCommand::Send(send) => self.send(offset, send)?,
             ChatCommand::Edit(edit) => self.edit(offset, edit)?,
@@ -152,73 +159,112 @@ impl Batch<'_> {
         Ok(())
     }
 
-    fn conversation(&mut self, id: &str) -> TxResult<Option<Conversation>> {
-        if let Some(cached) = self.cache.get(id) {
+    /// One insert, counted by the test hook.
+    fn write(&mut self, tree: &sled::Tree, key: &[u8], value: &[u8]) -> Result<()> {
+        if let Some(left) = &mut self.writes_left {
+            if *left == 0 {
+                return Err(StoreError::Storage("simulated crash (test hook)".into()));
+            }
+            *left -= 1;
+        }
+        tree.insert(key, value)?;
+        Ok(())
+    }
+
+    /// The conversation's activity as this batch sees it; `None` if it does not exist.
+    fn activity(&mut self, id: &str) -> Result<Option<Activity>> {
+        if let Some(cached) = self.activity.get(id) {
             return Ok(cached.clone());
         }
-        let loaded = load_in(self.conversations, id)?;
-        self.cache.insert(id.to_owned(), loaded.clone());
+        let loaded = match self.store.conversation(id) {
+            None => None,
+            Some(conversation) => Some(match self.trees.activity.get(id.as_bytes())? {
+                Some(raw) => Activity::decode(id, &raw)?,
+                None => Activity {
+                    last_seq: conversation.last_seq,
+                    last_message: conversation.last_message,
+                    updated_at: String::new(),
+                },
+            }),
+        };
+        self.activity.insert(id.to_owned(), loaded.clone());
         Ok(loaded)
     }
 
-    fn put_conversation(&mut self, conversation: Conversation) {
-        if !self.dirty.contains(&conversation.id) {
-            self.dirty.push(conversation.id.clone());
+    /// Moves the cached activity of the message's conversation to it: a newer seq, or the same
+    /// seq changed (`same_seq`).
+    fn advance(&mut self, message: &Message, same_seq: bool) -> Result<()> {
+        let Some(mut activity) = self.activity(&message.conversation_id)? else {
+            return Ok(());
+        };
+        let moves = message.seq > activity.last_seq
+            || (same_seq && message.seq == activity.last_seq && message.seq > 0);
+        if moves && activity.advance(message) {
+            let id = message.conversation_id.clone();
+            if !self.dirty.contains(&id) {
+                self.dirty.push(id.clone());
+            }
+            self.activity.insert(id, Some(activity));
         }
-        self.cache
-            .insert(conversation.id.clone(), Some(conversation));
+        Ok(())
     }
 
-    fn send(&mut self, offset: u64, send: &SendMessage) -> TxResult<bool> {
-        if self.message_ids.get(send.id.as_bytes())?.is_some() {
+    fn send(&mut self, offset: u64, send: &SendMessage) -> Result<bool> {
+        if let Some(raw) = self.trees.message_ids.get(send.id.as_bytes())? {
+            let (conversation, seq, source) = keys::decode_message_id(&raw)?;
+            if source == Some(offset) && conversation == send.conversation_id {
+                return self.complete_send(offset, send, seq);
+            }
             tracing::debug!(id = %send.id, "send already stored; skipped");
             return Ok(false);
         }
-        let client_key = send
-            .client_message_id
-            .as_ref()
-            .map(|c| keys::client_id(&send.sender_id, &send.conversation_id, c));
-        if let Some(key) = &client_key {
-            if self.client_ids.get(key.as_slice())?.is_some() {
+        if let Some(c) = &send.client_message_id {
+            let key = keys::client_id(&send.sender_id, &send.conversation_id, c);
+            if self.trees.client_ids.get(key)?.is_some() {
                 tracing::debug!(id = %send.id, "clientMessageId already stored; skipped");
                 return Ok(false);
             }
         }
-        let Some(mut conversation) = self.conversation(&send.conversation_id)? else {
+        let Some(activity) = self.activity(&send.conversation_id)? else {
             tracing::warn!(conversation = %send.conversation_id, id = %send.id, "send to an unknown conversation; skipped");
             return Ok(false);
         };
-        let message = Message {
-            id: send.id.clone(),
-            conversation_id: send.conversation_id.clone(),
-            seq: conversation.last_seq + 1,
-            sender_id: send.sender_id.clone(),
-            sender_name: send.sender_name.clone(),
-            content: send.content.clone(),
-            client_message_id: send.client_message_id.clone(),
-            reply_to: send.reply_to.clone(),
-            mentions: send.mentions.clone(),
-            sent_at: send.sent_at.clone(),
-            edited_at: None,
-            deleted: false,
-        };
+        let message = message_of(send, activity.last_seq + 1);
         let location = keys::message(&message.conversation_id, message.seq);
-        self.messages
-            .insert(location.as_slice(), encode_message(&message))?;
-        self.message_ids.insert(message.id.as_bytes(), location)?;
-        if let Some(key) = client_key {
-            self.client_ids.insert(
-                key,
-                keys::client_send_value(&message.id, self.partition, offset),
-            )?;
+        let t = self.trees;
+        self.write(&t.messages, &location, &encode_message(&message))?;
+        let id_value = keys::message_id_value(&message.conversation_id, message.seq, offset);
+        self.write(&t.message_ids, message.id.as_bytes(), &id_value)?;
+        let current = message.clone();
+        self.after_send(offset, message, &current)
+    }
+
+    /// A send the interrupted run stored at `seq`: repeats the writes after `message_ids`.
+    fn complete_send(&mut self, offset: u64, send: &SendMessage, seq: u64) -> Result<bool> {
+        let original = message_of(send, seq);
+        let key = keys::message(&send.conversation_id, seq);
+        let raw = self.trees.messages.get(&key)?.ok_or_else(|| {
+            StoreError::corrupt("message_ids", format!("{} points to no message", send.id))
+        })?;
+        // Later commands of the interrupted run may have edited or deleted it already.
+        let current = decode_message(&key, &raw)?;
+        tracing::info!(id = %send.id, seq, "completing a send interrupted by a crash");
+        self.after_send(offset, original, &current)
+    }
+
+    /// The writes after `message_ids`: client id, read state, event; `current` (the message
+    /// as stored now) becomes the activity if newer.
+    fn after_send(&mut self, offset: u64, message: Message, current: &Message) -> Result<bool> {
+        let t = self.trees;
+        if let Some(c) = &message.client_message_id {
+            let key = keys::client_id(&message.sender_id, &message.conversation_id, c);
+            let value = keys::client_send_value(&message.id, self.partition, offset);
+            self.write(&t.client_ids, &key, &value)?;
         }
-        conversation.last_seq = message.seq;
-        conversation.last_message = Some(message.clone());
-        conversation.updated_at = conversation.updated_at.clone().max(message.sent_at.clone());
-        self.put_conversation(conversation);
         self.move_read(&message.sender_id, &message.conversation_id, message.seq)?;
-        self.out.stored += 1;
         self.event(offset, EventType::MessageSent, message)?;
+        self.advance(current, false)?;
+        self.out.stored += 1;
         Ok(true)
     }
 
@@ -228,22 +274,23 @@ impl Batch<'_> {
         id: &str,
         conversation: &str,
         sender: &str,
-    ) -> TxResult<Option<Message>> {
-        let Some(location) = self.message_ids.get(id.as_bytes())? else {
+    ) -> Result<Option<Message>> {
+        let Some(raw) = self.trees.message_ids.get(id.as_bytes())? else {
             return Ok(None);
         };
-        let Some(raw) = self.messages.get(&location)? else {
+        let (stored_in, seq, _) = keys::decode_message_id(&raw)?;
+        let key = keys::message(&stored_in, seq);
+        let Some(raw) = self.trees.messages.get(&key)? else {
             return Ok(None);
         };
-        let message =
-            decode_message(&location, &raw).map_err(ConflictableTransactionError::Abort)?;
+        let message = decode_message(&key, &raw)?;
         let allowed = message.conversation_id == conversation
             && message.sender_id == sender
             && !message.deleted;
         Ok(allowed.then_some(message))
     }
 
-    fn edit(&mut self, offset: u64, edit: &EditMessage) -> TxResult<bool> {
+    fn edit(&mut self, offset: u64, edit: &EditMessage) -> Result<bool> {
         let Some(mut message) =
             self.own_message(&edit.message_id, &edit.conversation_id, &edit.sender_id)?
         else {
@@ -256,7 +303,7 @@ impl Batch<'_> {
         Ok(true)
     }
 
-    fn delete(&mut self, offset: u64, delete: &DeleteMessage) -> TxResult<bool> {
+    fn delete(&mut self, offset: u64, delete: &DeleteMessage) -> Result<bool> {
         let Some(mut message) = self.own_message(
             &delete.message_id,
             &delete.conversation_id,
@@ -273,39 +320,42 @@ impl Batch<'_> {
         Ok(true)
     }
 
-    /// Stores a changed message in place (same seq) and refreshes `lastMessage` if it is it.
-    fn rewrite(&mut self, offset: u64, event_type: EventType, message: Message) -> TxResult<()> {
+    /// The event first, then the changed message in place (same seq); refreshes `lastMessage`
+    /// if it is it.
+    fn rewrite(&mut self, offset: u64, event_type: EventType, message: Message) -> Result<()> {
+        self.event(offset, event_type, message.clone())?;
         let location = keys::message(&message.conversation_id, message.seq);
-        self.messages.insert(location, encode_message(&message))?;
-        if let Some(mut conversation) = self.conversation(&message.conversation_id)? {
-            if conversation.last_seq == message.seq {
-                conversation.last_message = Some(message.clone());
-                self.put_conversation(conversation);
-            }
-        }
-        self.event(offset, event_type, message)
+        let t = self.trees;
+        self.write(&t.messages, &location, &encode_message(&message))?;
+        self.advance(&message, true)
     }
 
-    fn read(&mut self, read: &MarkRead) -> TxResult<bool> {
-        let Some(conversation) = self.conversation(&read.conversation_id)? else {
+    fn read(&mut self, read: &MarkRead) -> Result<bool> {
+        let Some(activity) = self.activity(&read.conversation_id)? else {
             return Ok(false);
         };
-        if !conversation.has_participant(&read.user_id) {
+        if !self
+            .store
+            .is_participant(&read.conversation_id, &read.user_id)
+        {
             tracing::warn!(conversation = %read.conversation_id, user = %read.user_id, "read mark by a non-participant; skipped");
             return Ok(false);
         }
-        let seq = read.seq.min(conversation.last_seq);
+        let seq = read.seq.min(activity.last_seq);
         self.move_read(&read.user_id, &read.conversation_id, seq)
     }
 
     /// Moves a user's read state up to `seq` (never down); true if it moved.
-    fn move_read(&mut self, user: &str, conversation: &str, seq: u64) -> TxResult<bool> {
+    fn move_read(&mut self, user: &str, conversation: &str, seq: u64) -> Result<bool> {
         let key = (user.to_owned(), conversation.to_owned());
         let current = match self.reads.get(&key) {
             Some(seq) => *seq,
-            None => match self.read_state.get(keys::read_state(user, conversation))? {
-                Some(raw) => keys::decode_u64("read_state", &raw)
-                    .map_err(ConflictableTransactionError::Abort)?,
+            None => match self
+                .trees
+                .read_state
+                .get(keys::read_state(user, conversation))?
+            {
+                Some(raw) => keys::decode_u64("read_state", &raw)?,
                 None => 0,
             },
         };
@@ -313,8 +363,12 @@ impl Batch<'_> {
             self.reads.insert(key, current);
             return Ok(false);
         }
-        self.read_state
-            .insert(keys::read_state(user, conversation), &seq.to_be_bytes())?;
+        let t = self.trees;
+        self.write(
+            &t.read_state,
+            &keys::read_state(user, conversation),
+            &seq.to_be_bytes(),
+        )?;
         self.reads.insert(key, seq);
         self.out
             .reads
@@ -322,7 +376,7 @@ impl Batch<'_> {
         Ok(true)
     }
 
-    fn event(&mut self, offset: u64, event_type: EventType, message: Message) -> TxResult<()> {
+    fn event(&mut self, offset: u64, event_type: EventType, message: Message) -> Result<()> {
         let index = self
             .out
             .events
@@ -338,21 +392,50 @@ impl Batch<'_> {
             conversation_id,
             payload: serde_json::to_vec(&event).expect("an event of strings always serializes"),
         };
-        self.outbox.insert(entry.key(), entry.value())?;
+        let t = self.trees;
+        self.write(&t.outbox, &entry.key(), &entry.value())?;
         self.out.events.push(entry);
         Ok(())
     }
 
-    /// Writes the changed conversations and hands back what the batch did.
-    fn finish(mut self) -> TxResult<AppliedBatch> {
+    /// Writes the changed activity, commits the offset, and hands back what the batch did.
+    fn finish(mut self, position: &BatchPosition<'_>) -> Result<AppliedBatch> {
+        let t = self.trees;
         for id in std::mem::take(&mut self.dirty) {
-            if let Some(Some(conversation)) = self.cache.remove(&id) {
-                self.conversations
-                    .insert(id.as_bytes(), encode_conversation(&conversation))?;
+            let Some(Some(activity)) = self.activity.get(&id).cloned() else {
+                continue;
+            };
+            self.write(&t.activity, id.as_bytes(), &activity.encode())?;
+            if let Some(mut conversation) = self.store.conversation(&id) {
+                conversation.last_seq = activity.last_seq;
+                conversation.last_message = activity.last_message;
+                conversation.updated_at = conversation.updated_at.max(activity.updated_at);
                 self.out.conversations.push(conversation);
             }
         }
+        if let Some(0) = self.writes_left {
+            return Err(StoreError::Storage("simulated crash (test hook)".into()));
+        }
+        let p = position;
+        commit_forward(&t.offsets, p.group, p.topic, p.partition, p.next_offset)?;
         Ok(self.out)
+    }
+}
+
+fn message_of(send: &SendMessage, seq: u64) -> Message {
+    Message {
+        id: send.id.clone(),
+        conversation_id: send.conversation_id.clone(),
+        seq,
+        sender_id: send.sender_id.clone(),
+        sender_name: send.sender_name.clone(),
+        content: send.content.clone(),
+        client_message_id: send.client_message_id.clone(),
+        reply_to: send.reply_to.clone(),
+        mentions: send.mentions.clone(),
+        sent_at: send.sent_at.clone(),
+        edited_at: None,
+        deleted: false,
     }
 }
 

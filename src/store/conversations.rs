@@ -1,37 +1,18 @@
-//! Conversation commands: create, add and remove participants. Each is one sled transaction on
-//! the `conversations` tree (read-modify-write, so it cannot undo a message the store writer
-//! stored meanwhile), then an update of the in-memory view.
+//! Conversation commands: create, add and remove participants. Each is one compare-and-swap of
+//! the conversation's *membership* record in the `conversations` tree (no sled transaction:
+//! those would stall every writer of the process), then an update of the in-memory view. The
+//! store writer writes the conversation's *activity* to another tree (`activity`), so neither
+//! can undo the other's change.
 //!
 //! Permissions, kept simple: any participant may add or remove anyone; a user may always remove
 //! itself. A caller that is not a participant gets `NotFound` (existence is not leaked).
 
-use sled::transaction::{ConflictableTransactionError, TransactionalTree};
-
+use super::activity::{merge, Membership};
 use super::error::{Result, StoreError};
 use super::model::{
     now_rfc3339, validate_conversation_id, validate_title, validate_user_id, Conversation,
 };
 use super::Store;
-
-type TxResult<T> = std::result::Result<T, ConflictableTransactionError<StoreError>>;
-
-pub(crate) fn encode_conversation(conversation: &Conversation) -> Vec<u8> {
-    serde_json::to_vec(conversation).expect("a conversation of strings always serializes")
-}
-
-pub(crate) fn decode_conversation(id: &str, raw: &[u8]) -> Result<Conversation> {
-    serde_json::from_slice(raw).map_err(|e| StoreError::corrupt(format!("conversations/{id}"), e))
-}
-
-/// Reads a conversation inside a transaction.
-pub(crate) fn load_in(tx: &TransactionalTree, id: &str) -> TxResult<Option<Conversation>> {
-    match tx.get(id.as_bytes())? {
-        Some(raw) => decode_conversation(id, &raw)
-            .map(Some)
-            .map_err(ConflictableTransactionError::Abort),
-        None => Ok(None),
-    }
-}
 
 impl Store {
     /// Creates a conversation. `creator` is always a participant (first); `participants` are
@@ -69,16 +50,18 @@ impl Store {
             created_at: now.clone(),
             updated_at: now,
         };
-        let encoded = encode_conversation(&conversation);
-        self.trees().conversations.transaction(|tx| {
-            if tx.get(conversation.id.as_bytes())?.is_some() {
-                return Err(ConflictableTransactionError::Abort(StoreError::Conflict(
-                    format!("conversation {:?} exists already", conversation.id),
-                )));
-            }
-            tx.insert(conversation.id.as_bytes(), encoded.as_slice())?;
-            Ok(())
-        })?;
+        let encoded = Membership::of(&conversation).encode();
+        let swapped = self.trees().conversations.compare_and_swap(
+            conversation.id.as_bytes(),
+            None::<&[u8]>,
+            Some(encoded),
+        )?;
+        if swapped.is_err() {
+            return Err(StoreError::Conflict(format!(
+                "conversation {:?} exists already",
+                conversation.id
+            )));
+        }
         self.view_mut().insert(conversation.clone());
         Ok(conversation)
     }
@@ -129,20 +112,45 @@ impl Store {
         if !self.is_participant(id, actor) {
             return Err(not_found());
         }
-        let changed = self.trees().conversations.transaction(|tx| {
-            let Some(mut conversation) = load_in(tx, id)? else {
-                return Err(ConflictableTransactionError::Abort(not_found()));
+        let tree = &self.trees().conversations;
+        let mut current = tree.get(id.as_bytes())?;
+        let changed = loop {
+            let Some(raw) = &current else {
+                return Err(not_found());
             };
-            if !conversation.has_participant(actor) {
-                return Err(ConflictableTransactionError::Abort(not_found()));
+            let mut membership = Membership::decode(id, raw)?;
+            if !membership.participants.iter().any(|p| p == actor) {
+                return Err(not_found());
             }
-            if change(&mut conversation) {
-                conversation.updated_at = conversation.updated_at.clone().max(now_rfc3339());
-                tx.insert(id.as_bytes(), encode_conversation(&conversation))?;
+            let mut conversation = merge(membership.clone(), None);
+            if !change(&mut conversation) {
+                break conversation;
             }
-            Ok(conversation)
-        })?;
-        self.view_mut().set_membership(&changed);
-        Ok(changed)
+            membership.participants = conversation.participants.clone();
+            membership.updated_at = membership.updated_at.clone().max(now_rfc3339());
+            self.keep_legacy_activity(id, &membership)?;
+            let encoded = membership.encode();
+            match tree.compare_and_swap(id.as_bytes(), current.clone(), Some(encoded))? {
+                Ok(()) => break merge(membership, None),
+                Err(conflict) => current = conflict.current,
+            }
+        };
+        let mut view = self.view_mut();
+        view.set_membership(&changed);
+        Ok(view.conversation(id).cloned().unwrap_or(changed))
+    }
+
+    /// A membership record in the pre-split layout carries the activity; the rewrite drops it,
+    /// so it moves to `activity` first unless the store writer wrote one (compare-and-swap from
+    /// empty: the store writer's later writes move it forward as usual).
+    fn keep_legacy_activity(&self, id: &str, membership: &Membership) -> Result<()> {
+        if let Some(legacy) = &membership.legacy {
+            let _ = self.trees().activity.compare_and_swap(
+                id.as_bytes(),
+                None::<&[u8]>,
+                Some(legacy.encode()),
+            )?;
+        }
+        Ok(())
     }
 }

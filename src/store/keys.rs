@@ -20,16 +20,40 @@ pub fn message_prefix(conversation: &str) -> Vec<u8> {
     key
 }
 
-/// Decodes a `message_ids` value (the same bytes as a `messages` key) into (conversation, seq).
+/// `message_ids` value: the `messages` key (conversation ++ 0x00 ++ seq) ++ the source offset
+/// (u64 BE) of the send record that stored it, so a replay of that record recognizes its own
+/// message and a second record with the same id does not.
+pub fn message_id_value(conversation: &str, seq: u64, source_offset: u64) -> Vec<u8> {
+    let mut value = message(conversation, seq);
+    value.extend_from_slice(&source_offset.to_be_bytes());
+    value
+}
+
+/// Decodes a `message_ids` value into (conversation, seq).
 pub fn decode_location(raw: &[u8]) -> Result<(String, u64)> {
+    decode_message_id(raw).map(|(conversation, seq, _)| (conversation, seq))
+}
+
+/// Decodes a `message_ids` value into (conversation, seq, source offset); values written before
+/// the offset was recorded have none.
+pub fn decode_message_id(raw: &[u8]) -> Result<(String, u64, Option<u64>)> {
     let bad = || StoreError::corrupt("message_ids", "malformed location");
-    if raw.len() < 10 || raw[raw.len() - 9] != 0 {
-        return Err(bad());
-    }
-    let (conversation, rest) = raw.split_at(raw.len() - 9);
-    let seq = <[u8; 8]>::try_from(&rest[1..]).map_err(|_| bad())?;
-    let conversation = String::from_utf8(conversation.to_vec()).map_err(|_| bad())?;
-    Ok((conversation, u64::from_be_bytes(seq)))
+    let split = raw.iter().position(|b| *b == 0).ok_or_else(bad)?;
+    let conversation = std::str::from_utf8(&raw[..split]).map_err(|_| bad())?;
+    let rest = &raw[split + 1..];
+    let u64_at = |at: usize| -> Result<u64> {
+        rest.get(at..at + 8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(bad)
+    };
+    let seq = u64_at(0)?;
+    let source = match rest.len() {
+        8 => None,
+        16 => Some(u64_at(8)?),
+        _ => return Err(bad()),
+    };
+    Ok((conversation.to_owned(), seq, source))
 }
 
 /// `client_ids`: sender ++ 0x00 ++ conversation ++ 0x00 ++ clientMessageId.
@@ -135,6 +159,12 @@ mod tests {
     fn keys_round_trip_and_messages_sort_by_seq() {
         let key = message("conv", 258);
         assert_eq!(decode_location(&key).unwrap(), ("conv".to_owned(), 258));
+        let value = message_id_value("conv", 258, 7);
+        assert_eq!(
+            decode_message_id(&value).unwrap(),
+            ("conv".to_owned(), 258, Some(7))
+        );
+        assert!(decode_message_id(b"conv").is_err());
         assert!(message("conv", 9) < message("conv", 10));
         assert!(
             message("c", u64::MAX) < message("c.", 0),

@@ -1,30 +1,35 @@
 //! The chat read model in sled: conversations, messages by (conversation, seq), the message-id
 //! and client-id indexes, read state, and the outbox of events not yet relayed.
 //!
-//! It owns the chat data and the one transaction per batch that applies [`ChatCommand`]s together
-//! with the consumer's committed offset ([`Store::apply_batch`]). It knows nothing of HTTP or
-//! WebSocket, nor of how records reach it (that is `pipeline/`); it uses the log only to commit
-//! offsets inside its transaction.
+//! It owns the chat data and the store writer's batch ([`Store::apply_batch`]): plain inserts in
+//! a replay-safe order, then the consumer's committed offset — no sled transaction (see
+//! [`apply`]). It knows nothing of HTTP or WebSocket, nor of how records reach it (that is
+//! `pipeline/`); it uses the log only to commit offsets.
 //!
-//! Reads of conversations and read state come from an in-memory [`view`] loaded on open (a scan
-//! of `conversations` and `read_state`; `messages` is never scanned), so validating a send costs
-//! no disk read. Conversation commands (create, add or remove a participant) apply directly, one
-//! sled transaction each; messages, edits, deletes and read marks arrive through the log.
+//! A conversation is two records ([`activity`]): membership (tree `conversations`, written by
+//! conversation commands) and activity (tree `activity`, written only by the store writer of its
+//! partition). Reads of conversations and read state come from an in-memory [`view`] loaded on
+//! open (a scan of `conversations`, `activity` and `read_state`; `messages` is never scanned),
+//! so validating a send costs no disk read. Conversation commands (create, add or remove a
+//! participant) apply directly, one compare-and-swap each; messages, edits, deletes and read
+//! marks arrive through the log.
 //!
 //! Rules the writer follows (see [`apply`]):
 //! - `seq` is dense per conversation (1, 2, 3 …) in the order of the conversation's partition,
 //!   and `lastMessage` only moves forward.
-//! - A send whose id is stored already, or whose (sender, conversation, clientMessageId) is
-//!   indexed, is skipped: nothing is stored twice.
+//! - A send whose id is stored already (by another record), or whose (sender, conversation,
+//!   clientMessageId) is indexed, is skipped: nothing is stored twice.
 //! - Unread counts are O(1): storing a message by user U at seq S moves U's `lastReadSeq` up to S
 //!   (a sender has read its own messages, and sending marks the conversation read), so every
 //!   message above a user's `lastReadSeq` is someone else's and `unreadCount = lastSeq −
 //!   lastReadSeq`. Read state only moves forward and never past `lastSeq`.
 //!
 //! Files: `model` (public types and validation), `keys` (key layouts), `command` (log commands
-//! and events), `view` (in-memory view), `conversations` (conversation commands), `queries`
-//! (history and lookups), `apply` (the batch transaction), `outbox` (events awaiting relay).
+//! and events), `activity` (membership and activity records), `view` (in-memory view),
+//! `conversations` (conversation commands), `queries` (history and lookups), `apply` (the
+//! store writer's batch), `outbox` (events awaiting relay).
 
+mod activity;
 mod apply;
 mod command;
 mod conversations;
@@ -57,10 +62,10 @@ use view::View;
 /// Most messages one history page returns.
 pub const MAX_HISTORY_PAGE: usize = 1000;
 
-/// The store's sled trees, all in the log's database so one transaction spans them and the
-/// consumer offsets.
+/// The store's sled trees, all in the log's database (next to the consumer offsets).
 pub(crate) struct Trees {
     pub conversations: sled::Tree,
+    pub activity: sled::Tree,
     pub messages: sled::Tree,
     pub message_ids: sled::Tree,
     pub client_ids: sled::Tree,
@@ -94,6 +99,7 @@ impl Store {
         let db = log.database();
         let trees = Trees {
             conversations: db.open_tree("conversations")?,
+            activity: db.open_tree("activity")?,
             messages: db.open_tree("messages")?,
             message_ids: db.open_tree("message_ids")?,
             client_ids: db.open_tree("client_ids")?,
@@ -173,16 +179,19 @@ impl Store {
 }
 
 fn load_view(trees: &Trees) -> Result<View> {
+    let mut activities = std::collections::HashMap::new();
+    for item in trees.activity.iter() {
+        let (key, value) = item?;
+        let id = String::from_utf8_lossy(&key).into_owned();
+        let activity = activity::Activity::decode(&id, &value)?;
+        activities.insert(id, activity);
+    }
     let mut view = View::default();
     for item in trees.conversations.iter() {
         let (key, value) = item?;
-        let conversation: Conversation = serde_json::from_slice(&value).map_err(|e| {
-            StoreError::corrupt(
-                format!("conversations/{}", String::from_utf8_lossy(&key)),
-                e,
-            )
-        })?;
-        view.insert(conversation);
+        let id = String::from_utf8_lossy(&key).into_owned();
+        let membership = activity::Membership::decode(&id, &value)?;
+        view.insert(activity::merge(membership, activities.remove(&id)));
     }
     for item in trees.read_state.iter() {
         let (key, value) = item?;

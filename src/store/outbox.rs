@@ -1,8 +1,11 @@
-//! The outbox: events written by the batch transaction and not yet relayed to `messages.sent`.
+//! The outbox: events written by the store writer's batch and not yet relayed to
+//! `messages.sent`.
 //!
 //! Key: partition (u32 BE) ++ source offset (u64 BE) ++ index (u32 BE); value: conversation id
 //! ++ 0x00 ++ the event's JSON. The relay (in `pipeline/`) appends an entry's event, then
-//! deletes the entry; after a crash it skips the entries the topic already holds.
+//! deletes the entry; after a crash it skips the entries the topic already holds. Deletes are
+//! single removes, not a `sled::Batch`: applying a batch takes sled's global write lock (see
+//! `apply`), and a deleted entry that a crash brings back is skipped by the relay anyway.
 
 use super::error::{Result, StoreError};
 use super::keys;
@@ -67,11 +70,9 @@ impl Store {
 
     /// Forgets relayed events.
     pub fn remove_events(&self, entries: &[OutboxEntry]) -> Result<()> {
-        let mut batch = sled::Batch::default();
         for entry in entries {
-            batch.remove(entry.key());
+            self.trees().outbox.remove(entry.key())?;
         }
-        self.trees().outbox.apply_batch(batch)?;
         Ok(())
     }
 
@@ -80,14 +81,15 @@ impl Store {
     pub fn remove_events_through(&self, partition: u32, source_offset: u64) -> Result<usize> {
         let start = keys::outbox(partition, 0, 0);
         let end = keys::outbox(partition, source_offset, u32::MAX);
-        let mut batch = sled::Batch::default();
-        let mut removed = 0;
-        for item in self.trees().outbox.range(start..=end) {
-            batch.remove(item?.0);
-            removed += 1;
+        let outbox = &self.trees().outbox;
+        let keys: Vec<sled::IVec> = outbox
+            .range(start..=end)
+            .keys()
+            .collect::<std::result::Result<_, _>>()?;
+        for key in &keys {
+            outbox.remove(key)?;
         }
-        self.trees().outbox.apply_batch(batch)?;
-        Ok(removed)
+        Ok(keys.len())
     }
 
     /// Writes an outbox entry outside a batch: for tests that simulate a crash between the

@@ -308,3 +308,173 @@ async fn the_batch_commits_the_group_offset_and_writes_the_outbox() {
     assert_eq!(f.store.remove_events_through(0, 0).unwrap(), 1);
     assert_eq!(f.store.pending_events(0, 10).unwrap().len(), 1);
 }
+
+/// The commands of the batch the interrupted-batch test applies at offsets 1.. (offset 0 holds
+/// `first`, ann's message in `c`).
+fn replayed_batch(first: &str) -> Vec<ChatCommand> {
+    let mut m2 = SendMessage::new("c", "bob", "Bob", "m2");
+    m2.client_message_id = Some("k".into());
+    let mut retry = m2.clone();
+    retry.id = new_message_id();
+    let m3 = SendMessage::new("c", "ann", "Ann", "m3");
+    let m4 = SendMessage::new("c", "bob", "Bob", "m4");
+    let edit = |id: &str, sender: &str, content: &str| {
+        ChatCommand::Edit(EditMessage {
+            message_id: id.into(),
+            conversation_id: "c".into(),
+            sender_id: sender.into(),
+            content: content.into(),
+            at: now_rfc3339(),
+        })
+    };
+    let delete = |id: &str, sender: &str| {
+        ChatCommand::Delete(DeleteMessage {
+            message_id: id.into(),
+            conversation_id: "c".into(),
+            sender_id: sender.into(),
+            at: now_rfc3339(),
+        })
+    };
+    vec![
+        ChatCommand::Send(m2.clone()),
+        ChatCommand::Send(SendMessage::new("d", "ann", "Ann", "d1")),
+        edit(first, "ann", "edited"),
+        ChatCommand::Send(retry),
+        ChatCommand::Read(MarkRead {
+            conversation_id: "d".into(),
+            user_id: "bob".into(),
+            seq: 1,
+        }),
+        ChatCommand::Send(m3.clone()),
+        delete(&m2.id, "bob"),
+        edit(&m3.id, "ann", "m3 edited"),
+        ChatCommand::Send(m4.clone()),
+        delete(&m4.id, "bob"),
+    ]
+}
+
+/// Per conversation: history, lastSeq, lastMessage, read state of ann and bob.
+type Shown = Vec<(Vec<Message>, u64, Option<Message>, Vec<u64>)>;
+/// The outbox: (source offset, index, event type, message).
+type Pending = Vec<(u64, u32, EventType, Message)>;
+
+/// Everything the store shows after the batch: histories, conversations, read state, and the
+/// outbox (events without their id and time).
+fn observable(store: &Store) -> (Shown, Pending) {
+    let mut seen = Vec::new();
+    for c in ["c", "d"] {
+        let page = store.history(c, None, Some(0), 100).expect("history");
+        let conversation = store.conversation(c).expect("conversation");
+        let reads: Vec<u64> = ["ann", "bob"]
+            .iter()
+            .map(|u| store.read_state(u, c))
+            .collect();
+        seen.push((
+            page.items,
+            conversation.last_seq,
+            conversation.last_message,
+            reads,
+        ));
+    }
+    let events: Vec<_> = store
+        .pending_events(0, 100)
+        .expect("outbox")
+        .into_iter()
+        .map(|e| {
+            let event: MessageEvent = serde_json::from_slice(&e.payload).expect("event");
+            (e.source_offset, e.index, event.event_type, event.message)
+        })
+        .collect();
+    (seen, events)
+}
+
+/// Runs the batch on a fresh store; with `crash_after`, interrupts it after that many writes,
+/// reopens the store (the view is rebuilt from disk) and replays the batch from the committed
+/// offset. Returns what the store shows, or `None` if the batch was not interrupted.
+fn run_batch(
+    commands: &[ChatCommand],
+    first: &SendMessage,
+    crash_after: Option<usize>,
+) -> Option<(Shown, Pending)> {
+    let f = fixture();
+    for (id, creator, other) in [("c", "ann", "bob"), ("d", "bob", "ann")] {
+        f.store
+            .create_conversation(creator, Some(id.into()), None, vec![other.into()])
+            .expect("create");
+    }
+    let send = first.clone();
+    let position = |next_offset| BatchPosition {
+        group: "store",
+        topic: "messages",
+        partition: 0,
+        next_offset,
+    };
+    f.store
+        .apply_batch(&position(1), &[(0, ChatCommand::Send(send))])
+        .expect("first batch");
+    let numbered: Vec<_> = (1u64..).zip(commands.iter().cloned()).collect();
+    let whole = position(1 + commands.len() as u64);
+    let store = match crash_after {
+        None => f.store.clone(),
+        Some(writes) => {
+            if f.store
+                .apply_batch_interrupted(&whole, &numbered, writes)
+                .is_ok()
+            {
+                return None;
+            }
+            let key = crate::log::groups::offset_key("store", "messages", 0);
+            let committed = f.log.offsets_tree().get(key).expect("offset");
+            assert_eq!(
+                committed.as_deref(),
+                Some(&1u64.to_be_bytes()[..]),
+                "an interrupted batch commits nothing"
+            );
+            Store::open(&f.log).expect("reopen")
+        }
+    };
+    store.apply_batch(&whole, &numbered).expect("replay");
+    Some(observable(&store))
+}
+
+#[test]
+fn a_batch_interrupted_after_any_write_is_completed_exactly_once_by_replay() {
+    let first = SendMessage::new("c", "ann", "Ann", "first");
+    let commands = replayed_batch(&first.id);
+    let reference = run_batch(&commands, &first, None).expect("uninterrupted run");
+    let mut interrupted = 0;
+    for writes in 0.. {
+        let Some(replayed) = run_batch(&commands, &first, Some(writes)) else {
+            break;
+        };
+        assert_eq!(replayed, reference, "crash after {writes} writes");
+        interrupted += 1;
+    }
+    assert!(
+        interrupted > 15,
+        "every write of the batch was a crash point"
+    );
+}
+
+#[test]
+fn a_pre_split_conversation_keeps_its_activity_across_a_membership_change() {
+    let f = fixture();
+    let legacy = serde_json::json!({
+        "id": "old", "title": null, "participants": ["ann"], "lastMessage": null,
+        "lastSeq": 3, "createdAt": "2024-01-01T00:00:00.000Z",
+        "updatedAt": "2024-01-02T00:00:00.000Z"
+    });
+    let raw = serde_json::to_vec(&legacy).expect("json");
+    f.store
+        .trees()
+        .conversations
+        .insert("old", raw)
+        .expect("insert");
+    let store = Store::open(&f.log).expect("reopen");
+    assert_eq!(store.conversation("old").expect("loaded").last_seq, 3);
+    store.add_participant("ann", "old", "bob").expect("add");
+    let store = Store::open(&f.log).expect("reopen");
+    let conversation = store.conversation("old").expect("loaded");
+    assert_eq!(conversation.participants, ["ann", "bob"]);
+    assert_eq!(conversation.last_seq, 3, "activity kept");
+}

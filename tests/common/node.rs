@@ -19,10 +19,23 @@ pub struct Node {
     tracker: TaskTracker,
 }
 
+/// Opens the log, waiting up to 2 s for the previous instance's file lock: sled 0.34 releases
+/// it from a background thread after the last handle is dropped (spacejam/sled#1234, #1289), so
+/// an immediate reopen in the same process can find it still held. A new process never can.
 pub fn open_log(dir: &Path) -> Log {
     let mut config = LogConfig::new(dir);
     config.durability = Durability::Never;
-    Log::open(config).expect("open log")
+    let mut attempts = 0;
+    loop {
+        match Log::open(config.clone()) {
+            Ok(log) => return log,
+            Err(e) if attempts < 100 && e.to_string().contains("could not acquire lock") => {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("open log: {e:?}"),
+        }
+    }
 }
 
 pub async fn start(dir: &Path, config: PipelineConfig) -> Node {

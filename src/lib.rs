@@ -13,7 +13,7 @@
 //!   idempotent sends, the send rate limit and backpressure; shared handler state, problem+json
 //!   errors, the health, readiness and metrics endpoints.
 //! - [`store`]: the chat read model in sled (conversations, messages by (conversation, seq),
-//!   read state, id indexes, the event outbox) and its one-transaction-per-batch writer; no HTTP.
+//!   read state, id indexes, the event outbox) and its replay-safe batch writer; no HTTP.
 //! - [`pipeline`]: the consumers joining log → store: the write-behind store writer (one task
 //!   per partition, adaptive batches) and the exactly-once relay to `messages.sent`; no HTTP.
 //! - [`server`]: wiring of the HTTP server, the store and the pipeline, and graceful shutdown

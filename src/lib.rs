@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`log`]: the embedded, partitioned, append-only log with Kafka semantics (topics,
 //!   partitions, offsets, consumer groups, retention), stored in sled. Usable on its own.
+//! - [`bus`]: the HTTP event bus's consumer-group coordinator: in-memory membership, topic
+//!   patterns, round-robin partition assignment and session expiry; no HTTP.
 //! - [`auth`]: HS256 tokens, the signing secret (`secret.key`) and the caller's identity.
 //! - [`cli`]: the `tidings` command line: admin tools like Kafka's console tools.
 //! - [`bench`]: the built-in load generators (`tidings bench …`).
@@ -25,6 +27,7 @@
 pub mod api;
 pub mod auth;
 pub mod bench;
+pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod log;

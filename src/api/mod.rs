@@ -1,7 +1,7 @@
 //! The HTTP edge: routes, shared handler state, errors and HTTP metrics.
 //!
 //! [`app`] assembles the router from the handler files (`health`, `metrics`, `conversations`,
-//! `messages`, and the event bus's `topics` and `records`) and wraps it in
+//! `messages`, and the event bus's `topics`, `records` and consumer `groups`) and wraps it in
 //! the request-latency layer and the body-size limit; [`AppState`] is what every handler can
 //! reach. Errors are [`ApiError`](problem::ApiError)s, answered as problem+json
 //! ([`problem`]). axum is used here and in `server.rs` only.
@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub mod conversations;
+pub mod groups;
 pub mod health;
 pub mod idempotency;
 pub mod messages;
@@ -32,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
+use crate::bus::Coordinator;
 use crate::config::Config;
 use crate::log::{Log, LogError};
 use crate::metrics::Metrics;
@@ -60,6 +62,7 @@ pub struct AppState {
     authenticator: Arc<OnceLock<Authenticator>>,
     log: Arc<OnceLock<Log>>,
     chat: Arc<OnceLock<Chat>>,
+    bus: Arc<Coordinator>,
     sends: Arc<Sends>,
     limiter: Arc<RateLimiter>,
     ready: Arc<AtomicBool>,
@@ -77,6 +80,7 @@ impl AppState {
             authenticator: Arc::new(OnceLock::new()),
             log: Arc::new(OnceLock::new()),
             chat: Arc::new(OnceLock::new()),
+            bus: Arc::new(Coordinator::default()),
             sends: Arc::new(Sends::default()),
             limiter,
             ready: Arc::new(AtomicBool::new(false)),
@@ -127,6 +131,11 @@ impl AppState {
         if self.chat.set(chat).is_err() {
             tracing::warn!("a chat service was attached twice; keeping the first");
         }
+    }
+
+    /// The consumer-group coordinator of the HTTP event bus.
+    pub fn bus(&self) -> &Coordinator {
+        &self.bus
     }
 
     /// Recent and in-flight sends by client message id (idempotent retries).
@@ -235,6 +244,18 @@ pub fn app(state: AppState) -> Router {
             "/api/topics/{name}/partitions/{partition}/records",
             get(records::read),
         )
+        .route("/api/groups", get(groups::list))
+        .route("/api/groups/{group}", get(groups::describe))
+        .route("/api/groups/{group}/members", post(groups::join))
+        .route(
+            "/api/groups/{group}/members/{member}",
+            delete(groups::leave),
+        )
+        .route(
+            "/api/groups/{group}/members/{member}/poll",
+            post(groups::poll),
+        )
+        .route("/api/groups/{group}/offsets", post(groups::commit))
         .fallback(problem::unknown_route)
         .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

@@ -24,6 +24,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::auth::AuthError;
+use crate::bus::BusError;
 use crate::log::LogError;
 use crate::pipeline::PipelineError;
 use crate::store::StoreError;
@@ -105,6 +106,9 @@ pub enum ApiError {
     /// The write-behind pipeline refused or failed.
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    /// The consumer-group coordinator refused.
+    #[error(transparent)]
+    Bus(#[from] BusError),
 }
 
 /// An RFC 9457 problem, as serialized.
@@ -227,7 +231,27 @@ impl ApiError {
             ApiError::Internal(_) => internal_answer(),
             ApiError::Store(error) => store_answer(error),
             ApiError::Pipeline(error) => pipeline_answer(error),
+            ApiError::Bus(error) => bus_answer(error),
         }
+    }
+}
+
+/// The answer for each coordinator error. No wildcard: a new variant must be placed on purpose.
+fn bus_answer(error: &BusError) -> Answer {
+    let detail = error.to_string();
+    match error {
+        BusError::UnknownMember { .. } => {
+            Answer::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+        }
+        BusError::NotOwner { .. } => {
+            Answer::new(StatusCode::CONFLICT, "conflict", "Conflict", detail)
+        }
+        BusError::SessionTimeout { .. } => Answer::new(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "Bad request",
+            detail,
+        ),
     }
 }
 

@@ -205,7 +205,7 @@ fn parse_partition(text: &str) -> Result<u32, ApiError> {
 }
 
 /// Reads off the async threads: a read may touch the disk.
-async fn read_blocking(
+pub(super) async fn read_blocking(
     log: &Log,
     topic: &str,
     partition: u32,
@@ -223,7 +223,8 @@ async fn read_blocking(
     .await
 }
 
-fn read_record(topic: &str, record: StoredRecord) -> Result<ReadRecord, ApiError> {
+/// A stored record in the JSON shape every read route answers with.
+pub(super) fn read_record(topic: &str, record: StoredRecord) -> Result<ReadRecord, ApiError> {
     let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
     Ok(ReadRecord {
         topic: topic.to_owned(),

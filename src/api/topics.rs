@@ -108,7 +108,8 @@ pub fn authorize(caller: &Caller, topic: &str, action: Action) -> Result<(), Api
     }
 }
 
-fn visible_to(identity: &Identity, topic: &str) -> bool {
+/// Whether `identity` may see `topic` at all (`messages` is for `admin` only).
+pub(super) fn visible_to(identity: &Identity, topic: &str) -> bool {
     identity.has_scope(ADMIN_SCOPE) || internal_topic(topic) != Some(InternalTopic::Private)
 }
 

@@ -1,0 +1,443 @@
+//! Consumer-group routes of the event bus: join, poll, commit, leave, list and describe.
+//!
+//! Membership and assignment live in the [`Coordinator`](crate::bus::Coordinator); committed
+//! offsets live in the log. A poll reads each assigned partition from the member's position
+//! (the committed offset after every rebalance; the earliest retained record — or the high
+//! watermark with `autoOffsetReset: "latest"` — without one) and long-polls on all of them at
+//! once. Delivery is at least once: what a member returned but did not commit is delivered
+//! again after a rebalance.
+//!
+//! Scopes are those of the topic routes ([`super::topics::authorize`]): every route needs
+//! `events:consume`; chat's `messages` topic is for `admin` only, so a non-admin's patterns
+//! never match it. Records are rendered by [`super::records`].
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
+
+use super::auth::Caller;
+use super::problem::{ApiError, Json};
+use super::records::{read_blocking, read_record, ReadRecord, MAX_READ_LIMIT, MAX_WAIT};
+use super::topics::{authorize, visible_to, Action, CONSUME_SCOPE};
+use super::AppState;
+use crate::auth::ADMIN_SCOPE;
+use crate::bus::{is_pattern, Lease, MemberView, OffsetReset, Subscription, TopicPartition};
+use crate::log::{validate_group_name, validate_topic_name, Log, LogError, PartitionLag};
+use crate::pipeline::MESSAGES_TOPIC;
+
+/// `POST /api/groups/{group}/members` body.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JoinBody {
+    /// Topic names or patterns (`*` one word, `#` any number of words); at least one.
+    pub topics: Vec<String>,
+    /// `"earliest"` (default) or `"latest"`: where to start without a committed offset.
+    pub auto_offset_reset: Option<String>,
+    /// Session timeout in ms (100–300 000; default 10 000).
+    pub session_timeout_ms: Option<u64>,
+}
+
+/// `POST /api/groups/{group}/members` answer.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinAnswer {
+    member_id: String,
+    assignment: Vec<TopicPartition>,
+}
+
+/// `POST …/members/{memberId}/poll` body.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PollBody {
+    /// Most records in total, 1–1000 (default 100).
+    pub limit: Option<usize>,
+    /// How long to wait when there is no record yet, in ms (default 0, at most 30 000).
+    pub wait_ms: Option<u64>,
+}
+
+/// `POST …/members/{memberId}/poll` answer.
+#[derive(Debug, Serialize)]
+pub struct PollAnswer {
+    records: Vec<ReadRecord>,
+    assignment: Vec<TopicPartition>,
+}
+
+/// `POST /api/groups/{group}/offsets` body.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CommitBody {
+    /// The committing member; it must own every partition.
+    pub member_id: String,
+    /// Offsets to commit: the next offset to read on each partition.
+    pub offsets: Vec<CommitOffset>,
+}
+
+/// One offset to commit.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommitOffset {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: u32,
+    /// Next offset to read.
+    pub offset: u64,
+}
+
+/// `GET /api/groups` answer.
+#[derive(Debug, Serialize)]
+pub struct GroupList {
+    items: Vec<GroupName>,
+}
+
+/// One group in the list.
+#[derive(Debug, Serialize)]
+pub struct GroupName {
+    group: String,
+}
+
+/// `GET /api/groups/{group}` answer.
+#[derive(Debug, Serialize)]
+pub struct GroupView {
+    group: String,
+    members: Vec<MemberView>,
+    offsets: Vec<TopicOffsets>,
+}
+
+/// A group's committed offsets and lag on one topic.
+#[derive(Debug, Serialize)]
+pub struct TopicOffsets {
+    topic: String,
+    partitions: Vec<LagView>,
+}
+
+/// A group's position on one partition: `committed` (absent if never), the partition's
+/// watermarks and the records left to read.
+#[derive(Debug, Serialize)]
+pub struct LagView {
+    partition: u32,
+    committed: Option<u64>,
+    low: u64,
+    high: u64,
+    lag: u64,
+}
+
+impl From<PartitionLag> for LagView {
+    fn from(p: PartitionLag) -> Self {
+        LagView {
+            partition: p.partition,
+            committed: p.committed,
+            low: p.low,
+            high: p.high,
+            lag: p.lag,
+        }
+    }
+}
+
+/// Existing topics with their partition counts, for the coordinator.
+fn topic_partitions(log: &Log) -> Result<Vec<(String, u32)>, ApiError> {
+    let mut topics = Vec::new();
+    for name in log.topic_names() {
+        match log.describe_topic(&name) {
+            Ok(info) => topics.push((name, info.config.partitions)),
+            Err(LogError::UnknownTopic(_)) => {}
+            Err(other) => return Err(other.into()),
+        }
+    }
+    Ok(topics)
+}
+
+fn subscription(caller: &Caller, body: JoinBody) -> Result<Subscription, ApiError> {
+    if body.topics.is_empty() {
+        return Err(ApiError::BadRequest(
+            "topics: name at least one topic or pattern".into(),
+        ));
+    }
+    for entry in &body.topics {
+        if is_pattern(entry) {
+            for word in entry.split('.').filter(|w| *w != "*" && *w != "#") {
+                validate_topic_name(word)?;
+            }
+        } else {
+            validate_topic_name(entry)?;
+            authorize(caller, entry, Action::Read)?;
+        }
+    }
+    let reset = match body.auto_offset_reset.as_deref() {
+        None | Some("earliest") => OffsetReset::Earliest,
+        Some("latest") => OffsetReset::Latest,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "autoOffsetReset must be \"earliest\" or \"latest\", got {other:?}"
+            )))
+        }
+    };
+    let hidden = if caller.0.has_scope(ADMIN_SCOPE) {
+        Vec::new()
+    } else {
+        vec![MESSAGES_TOPIC.to_owned()]
+    };
+    Ok(Subscription {
+        topics: body.topics,
+        hidden,
+        reset,
+        session_timeout: body.session_timeout_ms.map(Duration::from_millis),
+    })
+}
+
+/// `POST /api/groups/{group}/members` → 201 `{"memberId","assignment"}`; a rebalance.
+pub async fn join(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(group): Path<String>,
+    Json(body): Json<JoinBody>,
+) -> Result<Response, ApiError> {
+    caller.require_scope(CONSUME_SCOPE)?;
+    validate_group_name(&group)?;
+    let subscription = subscription(&caller, body)?;
+    let topics = topic_partitions(state.log()?)?;
+    let joined = state.bus().join(&group, subscription, &topics)?;
+    let answer = JoinAnswer {
+        member_id: joined.member_id,
+        assignment: joined.assignment,
+    };
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+/// `DELETE /api/groups/{group}/members/{memberId}` → 204; a rebalance. 404 unknown member.
+pub async fn leave(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((group, member)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    caller.require_scope(CONSUME_SCOPE)?;
+    validate_group_name(&group)?;
+    let topics = topic_partitions(state.log()?)?;
+    state.bus().leave(&group, &member, &topics)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Where the member reads each leased partition: its position, else the committed offset,
+/// else the reset point; never below the low watermark.
+fn start_positions(
+    log: &Log,
+    group: &str,
+    lease: &Lease,
+) -> Result<Vec<(TopicPartition, u64)>, ApiError> {
+    let mut starts = Vec::with_capacity(lease.partitions.len());
+    for (tp, position) in &lease.partitions {
+        let (low, high) = log.watermarks(&tp.topic, tp.partition)?;
+        let start = match position {
+            Some(position) => *position,
+            None => match log.committed_offset(group, &tp.topic, tp.partition)? {
+                Some(committed) => committed,
+                None if lease.reset == OffsetReset::Latest => high,
+                None => low,
+            },
+        };
+        starts.push((tp.clone(), start.clamp(low, high)));
+    }
+    Ok(starts)
+}
+
+/// Reads up to `limit` records in total from the partitions, in order; returns them with the
+/// positions after them.
+async fn read_all(
+    log: &Log,
+    starts: &[(TopicPartition, u64)],
+    limit: usize,
+) -> Result<(Vec<ReadRecord>, Vec<(TopicPartition, u64)>), ApiError> {
+    let mut records = Vec::new();
+    let mut positions = Vec::with_capacity(starts.len());
+    for (tp, start) in starts {
+        let room = limit - records.len();
+        let mut next = *start;
+        if room > 0 {
+            for record in read_blocking(log, &tp.topic, tp.partition, *start, room).await? {
+                next = record.offset + 1;
+                records.push(read_record(&tp.topic, record)?);
+            }
+        }
+        positions.push((tp.clone(), next));
+    }
+    Ok((records, positions))
+}
+
+/// Waits until any of the partitions has a record at its start, `wait` elapses or the server
+/// shuts down.
+async fn wait_any(state: &AppState, log: &Log, starts: &[(TopicPartition, u64)], wait: Duration) {
+    let mut waiters = JoinSet::new();
+    for (tp, start) in starts {
+        let (log, tp, start) = (log.clone(), tp.clone(), *start);
+        waiters.spawn(async move { log.wait_for(&tp.topic, tp.partition, start, wait).await });
+    }
+    let any = async {
+        while let Some(done) = waiters.join_next().await {
+            if matches!(done, Ok(Ok(true))) {
+                return;
+            }
+        }
+        // Nothing assigned, or every waiter timed out or failed: wait out the rest.
+        if starts.is_empty() {
+            tokio::time::sleep(wait).await;
+        }
+    };
+    tokio::select! {
+        () = any => {}
+        () = state.shutdown().cancelled() => {}
+    }
+}
+
+/// `POST /api/groups/{group}/members/{memberId}/poll` → `{"records","assignment"}`; the
+/// member's heartbeat. Long-polls up to `waitMs` when no assigned partition has a record.
+pub async fn poll(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((group, member)): Path<(String, String)>,
+    Json(body): Json<PollBody>,
+) -> Result<Json<PollAnswer>, ApiError> {
+    caller.require_scope(CONSUME_SCOPE)?;
+    validate_group_name(&group)?;
+    let limit = body.limit.unwrap_or(super::records::DEFAULT_READ_LIMIT);
+    if limit == 0 || limit > MAX_READ_LIMIT {
+        return Err(ApiError::BadRequest(format!(
+            "limit must be between 1 and {MAX_READ_LIMIT}, got {limit}"
+        )));
+    }
+    let wait = Duration::from_millis(body.wait_ms.unwrap_or(0)).min(MAX_WAIT);
+    let log = state.log()?.clone();
+    let topics = topic_partitions(&log)?;
+    let lease = state.bus().lease(&group, &member, &topics)?;
+    let starts = start_positions(&log, &group, &lease)?;
+    let (mut records, mut positions) = read_all(&log, &starts, limit).await?;
+    if records.is_empty() && !wait.is_zero() {
+        wait_any(&state, &log, &starts, wait).await;
+        (records, positions) = read_all(&log, &starts, limit).await?;
+    }
+    state
+        .bus()
+        .advance(&group, &member, lease.generation, &positions);
+    let assignment = lease.partitions.into_iter().map(|(tp, _)| tp).collect();
+    Ok(Json(PollAnswer {
+        records,
+        assignment,
+    }))
+}
+
+/// `POST /api/groups/{group}/offsets` → 204. All or nothing: 404 unknown member, 409 a
+/// partition it does not own or a commit that moves backwards, 416 beyond the high watermark.
+pub async fn commit(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(group): Path<String>,
+    Json(body): Json<CommitBody>,
+) -> Result<StatusCode, ApiError> {
+    caller.require_scope(CONSUME_SCOPE)?;
+    validate_group_name(&group)?;
+    let log = state.log()?;
+    let topics = topic_partitions(log)?;
+    let partitions: Vec<TopicPartition> = body
+        .offsets
+        .iter()
+        .map(|o| TopicPartition {
+            topic: o.topic.clone(),
+            partition: o.partition,
+        })
+        .collect();
+    state
+        .bus()
+        .check_owner(&group, &body.member_id, &partitions, &topics)?;
+    for o in &body.offsets {
+        precheck_commit(log, &group, o)?;
+    }
+    for o in &body.offsets {
+        log.commit_offset(&group, &o.topic, o.partition, o.offset)?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The log's own commit checks, made before anything is committed so that a refused batch
+/// changes nothing.
+fn precheck_commit(log: &Log, group: &str, o: &CommitOffset) -> Result<(), ApiError> {
+    let (low, high) = log.watermarks(&o.topic, o.partition)?;
+    if o.offset > high {
+        return Err(LogError::OffsetOutOfRange {
+            topic: o.topic.clone(),
+            partition: o.partition,
+            offset: o.offset,
+            earliest: low,
+            latest: high,
+        }
+        .into());
+    }
+    match log.committed_offset(group, &o.topic, o.partition)? {
+        Some(committed) if committed > o.offset => Err(LogError::CommitRegression {
+            group: group.to_owned(),
+            topic: o.topic.clone(),
+            partition: o.partition,
+            offset: o.offset,
+            committed,
+        }
+        .into()),
+        Some(_) | None => Ok(()),
+    }
+}
+
+/// `GET /api/groups` → `{"items":[{"group"}…]}`: groups with committed offsets or live members.
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<GroupList>, ApiError> {
+    caller.require_scope(CONSUME_SCOPE)?;
+    let mut names = state.log()?.group_names()?;
+    names.extend(state.bus().groups());
+    names.sort();
+    names.dedup();
+    let items = names.into_iter().map(|group| GroupName { group }).collect();
+    Ok(Json(GroupList { items }))
+}
+
+/// `GET /api/groups/{group}` → members with their assignment, and committed offsets and lag
+/// per topic the group has offsets on or is assigned. 404 for a group with neither.
+pub async fn describe(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(group): Path<String>,
+) -> Result<Json<GroupView>, ApiError> {
+    caller.require_scope(CONSUME_SCOPE)?;
+    validate_group_name(&group)?;
+    let log = state.log()?;
+    let topics = topic_partitions(log)?;
+    let members = state.bus().describe(&group, &topics);
+    let mut names = log.group_topics(&group)?;
+    names.extend(
+        members
+            .iter()
+            .flat_map(|m| m.assignment.iter().map(|tp| tp.topic.clone())),
+    );
+    names.sort();
+    names.dedup();
+    if names.is_empty() && members.is_empty() {
+        return Err(ApiError::NotFound(format!("consumer group {group:?}")));
+    }
+    let mut offsets = Vec::new();
+    for topic in names.into_iter().filter(|t| visible_to(&caller.0, t)) {
+        match log.group_lag(&group, &topic) {
+            Ok(lags) => {
+                let partitions = lags.into_iter().map(LagView::from).collect();
+                offsets.push(TopicOffsets { topic, partitions });
+            }
+            Err(LogError::UnknownTopic(_)) => {}
+            Err(other) => return Err(other.into()),
+        }
+    }
+    Ok(Json(GroupView {
+        group,
+        members,
+        offsets,
+    }))
+}

@@ -1,0 +1,444 @@
+//! Consumer groups over HTTP end to end against the real binary: members share a topic's
+//! partitions, take over from the committed offsets after a leave or an expiry without losing a
+//! record, subscribe with patterns (picking up topics created later), long-poll, and are
+//! refused bad input without any change to the committed offsets.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::chat::{authenticator, chat_server, Chat};
+use reqwest::{Method, Response};
+use serde_json::{json, Value};
+use tidings::auth::Authenticator;
+
+struct Bus {
+    chat: Chat,
+    auth: Authenticator,
+    http: reqwest::Client,
+}
+
+const PUBLISHER: &[&str] = &["events:publish"];
+const CONSUMER: &[&str] = &["events:consume"];
+const ADMIN: &[&str] = &["admin"];
+
+type Tp = (String, u64);
+
+impl Bus {
+    async fn start() -> Bus {
+        let chat = chat_server(&[]).await;
+        let auth = authenticator(chat.dir.path());
+        Bus {
+            chat,
+            auth,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn call(
+        &self,
+        scopes: Option<&[&str]>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Response {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.chat.server.base));
+        if let Some(scopes) = scopes {
+            let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+            let token = self
+                .auth
+                .issue("svc", None, &scopes, Duration::from_secs(3600));
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.expect("request")
+    }
+
+    async fn post(&self, scopes: &[&str], path: &str, body: Value) -> Response {
+        self.call(Some(scopes), Method::POST, path, Some(body))
+            .await
+    }
+
+    async fn create(&self, name: &str, partitions: u32) {
+        let body = json!({"name": name, "partitions": partitions});
+        let response = self.post(PUBLISHER, "/api/topics", body).await;
+        assert_eq!(response.status(), 201, "create {name}");
+    }
+
+    /// Publishes `n` unkeyed records; returns their (partition, offset)s.
+    async fn publish(&self, topic: &str, n: usize) -> Vec<(u64, u64)> {
+        let records: Vec<Value> = (0..n).map(|i| json!({"value": {"i": i}})).collect();
+        let path = format!("/api/topics/{topic}/records");
+        let response = self
+            .post(PUBLISHER, &path, json!({ "records": records }))
+            .await;
+        assert_eq!(response.status(), 202, "publish to {topic}");
+        let body: Value = response.json().await.expect("offsets");
+        body["offsets"]
+            .as_array()
+            .expect("offsets")
+            .iter()
+            .map(|o| {
+                (
+                    o["partition"].as_u64().expect("p"),
+                    o["offset"].as_u64().expect("o"),
+                )
+            })
+            .collect()
+    }
+
+    async fn join_as(&self, scopes: &[&str], group: &str, body: Value) -> (String, Value) {
+        let response = self
+            .post(scopes, &format!("/api/groups/{group}/members"), body)
+            .await;
+        assert_eq!(response.status(), 201, "join {group}");
+        let body: Value = response.json().await.expect("join JSON");
+        (
+            body["memberId"].as_str().expect("memberId").to_owned(),
+            body["assignment"].clone(),
+        )
+    }
+
+    async fn join(&self, group: &str, body: Value) -> String {
+        self.join_as(CONSUMER, group, body).await.0
+    }
+
+    async fn poll(&self, group: &str, member: &str, wait_ms: u64) -> Value {
+        let path = format!("/api/groups/{group}/members/{member}/poll");
+        let response = self
+            .post(CONSUMER, &path, json!({"limit": 1000, "waitMs": wait_ms}))
+            .await;
+        assert_eq!(response.status(), 200, "poll {group}/{member}");
+        response.json().await.expect("poll JSON")
+    }
+
+    async fn commit(&self, group: &str, member: &str, offsets: Value) -> Response {
+        let body = json!({"memberId": member, "offsets": offsets});
+        self.post(CONSUMER, &format!("/api/groups/{group}/offsets"), body)
+            .await
+    }
+
+    async fn describe(&self, group: &str) -> Value {
+        let response = self
+            .call(
+                Some(CONSUMER),
+                Method::GET,
+                &format!("/api/groups/{group}"),
+                None,
+            )
+            .await;
+        assert_eq!(response.status(), 200, "describe {group}");
+        response.json().await.expect("group JSON")
+    }
+}
+
+fn partitions_of(assignment: &Value) -> BTreeSet<Tp> {
+    assignment
+        .as_array()
+        .expect("assignment")
+        .iter()
+        .map(|a| {
+            (
+                a["topic"].as_str().expect("topic").to_owned(),
+                a["partition"].as_u64().expect("p"),
+            )
+        })
+        .collect()
+}
+
+fn record_keys(poll: &Value) -> BTreeSet<(u64, u64)> {
+    poll["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|r| {
+            (
+                r["partition"].as_u64().expect("p"),
+                r["offset"].as_u64().expect("o"),
+            )
+        })
+        .collect()
+}
+
+fn topics_of(poll: &Value) -> BTreeSet<String> {
+    poll["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|r| r["topic"].as_str().expect("topic").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn members_share_partitions_and_a_leave_hands_over_the_uncommitted_records() {
+    let bus = Bus::start().await;
+    bus.create("orders", 4).await;
+    let a = bus.join("g", json!({"topics": ["orders"]})).await;
+    let b = bus.join("g", json!({"topics": ["orders"]})).await;
+    let published: BTreeSet<(u64, u64)> = bus.publish("orders", 12).await.into_iter().collect();
+    let poll_a = bus.poll("g", &a, 0).await;
+    let poll_b = bus.poll("g", &b, 0).await;
+    let (own_a, own_b) = (
+        partitions_of(&poll_a["assignment"]),
+        partitions_of(&poll_b["assignment"]),
+    );
+    assert_eq!(own_a.len(), 2, "{own_a:?}");
+    assert!(own_a.is_disjoint(&own_b));
+    let all: BTreeSet<Tp> = own_a.union(&own_b).cloned().collect();
+    assert_eq!(all, (0..4).map(|p| ("orders".to_owned(), p)).collect());
+    // A commits only the first record of each of its partitions, then leaves.
+    let got_a = record_keys(&poll_a);
+    assert!(got_a
+        .iter()
+        .all(|(p, _)| own_a.contains(&("orders".to_owned(), *p))));
+    let firsts: Vec<(u64, u64)> = own_a
+        .iter()
+        .filter_map(|(_, p)| got_a.iter().find(|(q, _)| q == p).copied())
+        .collect();
+    let offsets: Vec<Value> = firsts
+        .iter()
+        .map(|(p, o)| json!({"topic": "orders", "partition": p, "offset": o + 1}))
+        .collect();
+    assert_eq!(bus.commit("g", &a, json!(offsets)).await.status(), 204);
+    let leave = bus
+        .call(
+            Some(CONSUMER),
+            Method::DELETE,
+            &format!("/api/groups/g/members/{a}"),
+            None,
+        )
+        .await;
+    assert_eq!(leave.status(), 204);
+    // B restarts from the committed offsets: everything but what A committed.
+    let after = bus.poll("g", &b, 0).await;
+    assert_eq!(partitions_of(&after["assignment"]).len(), 4);
+    let expected: BTreeSet<(u64, u64)> = published
+        .difference(&firsts.into_iter().collect())
+        .copied()
+        .collect();
+    assert_eq!(record_keys(&after), expected);
+    assert!(after["records"][0]["value"]["i"].is_u64());
+    // Its position moved on: the next poll is empty.
+    assert_eq!(record_keys(&bus.poll("g", &b, 0).await).len(), 0);
+    let described = bus.describe("g").await;
+    assert_eq!(described["members"].as_array().expect("members").len(), 1);
+}
+
+#[tokio::test]
+async fn a_member_that_stops_polling_loses_its_partitions() {
+    let bus = Bus::start().await;
+    bus.create("jobs", 4).await;
+    let a = bus
+        .join("w", json!({"topics": ["jobs"], "sessionTimeoutMs": 300}))
+        .await;
+    let b = bus.join("w", json!({"topics": ["jobs"]})).await;
+    bus.publish("jobs", 8).await;
+    let poll_a = bus.poll("w", &a, 0).await;
+    assert_eq!(partitions_of(&poll_a["assignment"]).len(), 2);
+    let read: BTreeSet<u64> = record_keys(&poll_a).iter().map(|(p, _)| *p).collect();
+    let offsets: Vec<Value> = read
+        .iter()
+        .map(|p| json!({"topic": "jobs", "partition": p, "offset": 1}))
+        .collect();
+    assert_eq!(bus.commit("w", &a, json!(offsets)).await.status(), 204);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let poll_b = bus.poll("w", &b, 0).await;
+    assert_eq!(partitions_of(&poll_b["assignment"]).len(), 4);
+    // A had committed the first record of each partition it read.
+    assert_eq!(record_keys(&poll_b).len(), 8 - read.len());
+    let gone = bus
+        .post(
+            CONSUMER,
+            &format!("/api/groups/w/members/{a}/poll"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(gone.status(), 404);
+}
+
+#[tokio::test]
+async fn patterns_match_words_and_pick_up_topics_created_later() {
+    let bus = Bus::start().await;
+    for topic in ["order.created", "user.registered", "order.created.v2"] {
+        bus.create(topic, 1).await;
+        bus.publish(topic, 1).await;
+    }
+    let (star, assigned) = bus
+        .join_as(CONSUMER, "star", json!({"topics": ["order.*"]}))
+        .await;
+    assert_eq!(
+        partitions_of(&assigned),
+        [("order.created".to_owned(), 0)].into()
+    );
+    let poll = bus.poll("star", &star, 0).await;
+    assert_eq!(topics_of(&poll), ["order.created".to_owned()].into());
+    let done = json!([{"topic": "order.created", "partition": 0, "offset": 1}]);
+    assert_eq!(bus.commit("star", &star, done).await.status(), 204);
+    let hash = bus.join("hash", json!({"topics": ["order.#"]})).await;
+    let poll = bus.poll("hash", &hash, 0).await;
+    assert_eq!(
+        topics_of(&poll),
+        ["order.created".to_owned(), "order.created.v2".to_owned()].into()
+    );
+    // A topic created after the join that matches is assigned at the next poll (a rebalance:
+    // the member goes back to its committed offsets, so only the new record comes).
+    bus.create("order.shipped", 1).await;
+    bus.publish("order.shipped", 1).await;
+    let poll = bus.poll("star", &star, 0).await;
+    assert!(partitions_of(&poll["assignment"]).contains(&("order.shipped".to_owned(), 0)));
+    assert_eq!(topics_of(&poll), ["order.shipped".to_owned()].into());
+    // `#` never hands chat's command topic to a non-admin; it does to admin.
+    let (_, everything) = bus.join_as(CONSUMER, "all", json!({"topics": ["#"]})).await;
+    assert!(!partitions_of(&everything)
+        .iter()
+        .any(|(t, _)| t == "messages"));
+    let (_, admin) = bus
+        .join_as(ADMIN, "all-admin", json!({"topics": ["#"]}))
+        .await;
+    assert!(partitions_of(&admin).iter().any(|(t, _)| t == "messages"));
+    let named = bus
+        .post(
+            CONSUMER,
+            "/api/groups/x/members",
+            json!({"topics": ["messages"]}),
+        )
+        .await;
+    assert_eq!(named.status(), 403);
+}
+
+#[tokio::test]
+async fn a_poll_waits_for_the_first_record_and_no_longer() {
+    let bus = Bus::start().await;
+    bus.create("ticks", 3).await;
+    let m = bus.join("lp", json!({"topics": ["ticks"]})).await;
+    let started = Instant::now();
+    let empty = bus.poll("lp", &m, 400).await;
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    assert_eq!(record_keys(&empty).len(), 0);
+    let bus = std::sync::Arc::new(bus);
+    let waiting = {
+        let (bus, m) = (bus.clone(), m.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let poll = bus.poll("lp", &m, 10_000).await;
+            (poll, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    bus.publish("ticks", 1).await;
+    let (poll, elapsed) = waiting.await.expect("poll task");
+    assert_eq!(record_keys(&poll).len(), 1);
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_and_changes_nothing() {
+    let bus = Bus::start().await;
+    bus.create("pay", 2).await;
+    bus.publish("pay", 4).await;
+    let a = bus.join("bad", json!({"topics": ["pay"]})).await;
+    let b = bus.join("bad", json!({"topics": ["pay"]})).await;
+    let mine = partitions_of(&bus.poll("bad", &a, 0).await["assignment"]);
+    let theirs = partitions_of(&bus.poll("bad", &b, 0).await["assignment"]);
+    let (p, q) = (
+        mine.iter().next().expect("a owns one").1,
+        theirs.iter().next().expect("b owns one").1,
+    );
+    let ok = bus
+        .commit(
+            "bad",
+            &a,
+            json!([{"topic": "pay", "partition": p, "offset": 1}]),
+        )
+        .await;
+    assert_eq!(ok.status(), 204);
+    let before = bus.describe("bad").await["offsets"].clone();
+
+    let invalid = bus
+        .post(
+            CONSUMER,
+            "/api/groups/bad*name/members",
+            json!({"topics": ["pay"]}),
+        )
+        .await;
+    assert_eq!(invalid.status(), 400);
+    let unknown = bus
+        .post(CONSUMER, "/api/groups/bad/members/nobody/poll", json!({}))
+        .await;
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(
+        bus.commit(
+            "bad",
+            "nobody",
+            json!([{"topic": "pay", "partition": p, "offset": 2}])
+        )
+        .await
+        .status(),
+        404
+    );
+    let beyond = bus
+        .commit(
+            "bad",
+            &a,
+            json!([{"topic": "pay", "partition": p, "offset": 99}]),
+        )
+        .await;
+    assert_eq!(beyond.status(), 416);
+    let not_mine = bus.commit("bad", &a, json!([{"topic": "pay", "partition": p, "offset": 2}, {"topic": "pay", "partition": q, "offset": 1}])).await;
+    assert_eq!(not_mine.status(), 409);
+    let back = bus
+        .commit(
+            "bad",
+            &a,
+            json!([{"topic": "pay", "partition": p, "offset": 0}]),
+        )
+        .await;
+    assert_eq!(back.status(), 409);
+    let body = json!({"memberId": a, "offsets": [{"topic": "pay", "partition": p, "offset": 2}]});
+    let scope = bus
+        .post(PUBLISHER, "/api/groups/bad/offsets", body.clone())
+        .await;
+    assert_eq!(scope.status(), 403);
+    let anonymous = bus
+        .call(None, Method::POST, "/api/groups/bad/offsets", Some(body))
+        .await;
+    assert_eq!(anonymous.status(), 401);
+    let join = bus
+        .post(
+            PUBLISHER,
+            "/api/groups/bad/members",
+            json!({"topics": ["pay"]}),
+        )
+        .await;
+    assert_eq!(join.status(), 403);
+    assert_eq!(bus.describe("bad").await["offsets"], before);
+    assert_eq!(
+        bus.describe("bad").await["members"]
+            .as_array()
+            .expect("members")
+            .len(),
+        2
+    );
+    let gone = bus
+        .call(
+            Some(CONSUMER),
+            Method::DELETE,
+            "/api/groups/bad/members/nobody",
+            None,
+        )
+        .await;
+    assert_eq!(gone.status(), 404);
+    let listed = bus
+        .call(Some(CONSUMER), Method::GET, "/api/groups", None)
+        .await;
+    let listed: Value = listed.json().await.expect("list");
+    assert!(listed["items"]
+        .as_array()
+        .expect("items")
+        .contains(&json!({"group": "bad"})));
+}

@@ -189,7 +189,7 @@ fn subscription(caller: &Caller, body: JoinBody) -> Result<Subscription, ApiErro
     })
 }
 
-/// `POST /api/groups/{group}/members` → 201 `{"memberId","assignment"}`; a rebalance.
+/// `POST /api/groups/{group}/members` → 200 `{"memberId","assignment"}`; a rebalance.
 pub async fn join(
     State(state): State<AppState>,
     caller: Caller,
@@ -205,7 +205,7 @@ pub async fn join(
         member_id: joined.member_id,
         assignment: joined.assignment,
     };
-    Ok((StatusCode::CREATED, Json(answer)).into_response())
+    Ok((StatusCode::OK, Json(answer)).into_response())
 }
 
 /// `DELETE /api/groups/{group}/members/{memberId}` → 204; a rebalance. 404 unknown member.

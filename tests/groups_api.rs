@@ -8,80 +8,18 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::chat::{authenticator, chat_server, Chat};
+use common::bus::{Bus, ADMIN, CONSUMER, PUBLISHER};
 use reqwest::{Method, Response};
 use serde_json::{json, Value};
-use tidings::auth::Authenticator;
-
-struct Bus {
-    chat: Chat,
-    auth: Authenticator,
-    http: reqwest::Client,
-}
-
-const PUBLISHER: &[&str] = &["events:publish"];
-const CONSUMER: &[&str] = &["events:consume"];
-const ADMIN: &[&str] = &["admin"];
 
 type Tp = (String, u64);
 
 impl Bus {
-    async fn start() -> Bus {
-        let chat = chat_server(&[]).await;
-        let auth = authenticator(chat.dir.path());
-        Bus {
-            chat,
-            auth,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    async fn call(
-        &self,
-        scopes: Option<&[&str]>,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> Response {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.chat.server.base));
-        if let Some(scopes) = scopes {
-            let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
-            let token = self
-                .auth
-                .issue("svc", None, &scopes, Duration::from_secs(3600));
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        request.send().await.expect("request")
-    }
-
-    async fn post(&self, scopes: &[&str], path: &str, body: Value) -> Response {
-        self.call(Some(scopes), Method::POST, path, Some(body))
-            .await
-    }
-
-    async fn create(&self, name: &str, partitions: u32) {
-        let body = json!({"name": name, "partitions": partitions});
-        let response = self.post(PUBLISHER, "/api/topics", body).await;
-        assert_eq!(response.status(), 201, "create {name}");
-    }
-
     /// Publishes `n` unkeyed records; returns their (partition, offset)s.
-    async fn publish(&self, topic: &str, n: usize) -> Vec<(u64, u64)> {
+    async fn publish_n(&self, topic: &str, n: usize) -> Vec<(u64, u64)> {
         let records: Vec<Value> = (0..n).map(|i| json!({"value": {"i": i}})).collect();
-        let path = format!("/api/topics/{topic}/records");
-        let response = self
-            .post(PUBLISHER, &path, json!({ "records": records }))
-            .await;
-        assert_eq!(response.status(), 202, "publish to {topic}");
-        let body: Value = response.json().await.expect("offsets");
-        body["offsets"]
-            .as_array()
-            .expect("offsets")
+        self.publish(topic, json!(records))
+            .await
             .iter()
             .map(|o| {
                 (
@@ -176,11 +114,11 @@ fn topics_of(poll: &Value) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn members_share_partitions_and_a_leave_hands_over_the_uncommitted_records() {
-    let bus = Bus::start().await;
+    let bus = Bus::start(&[]).await;
     bus.create("orders", 4).await;
     let a = bus.join("g", json!({"topics": ["orders"]})).await;
     let b = bus.join("g", json!({"topics": ["orders"]})).await;
-    let published: BTreeSet<(u64, u64)> = bus.publish("orders", 12).await.into_iter().collect();
+    let published: BTreeSet<(u64, u64)> = bus.publish_n("orders", 12).await.into_iter().collect();
     let poll_a = bus.poll("g", &a, 0).await;
     let poll_b = bus.poll("g", &b, 0).await;
     let (own_a, own_b) = (
@@ -231,13 +169,13 @@ async fn members_share_partitions_and_a_leave_hands_over_the_uncommitted_records
 
 #[tokio::test]
 async fn a_member_that_stops_polling_loses_its_partitions() {
-    let bus = Bus::start().await;
+    let bus = Bus::start(&[]).await;
     bus.create("jobs", 4).await;
     let a = bus
         .join("w", json!({"topics": ["jobs"], "sessionTimeoutMs": 300}))
         .await;
     let b = bus.join("w", json!({"topics": ["jobs"]})).await;
-    bus.publish("jobs", 8).await;
+    bus.publish_n("jobs", 8).await;
     let poll_a = bus.poll("w", &a, 0).await;
     assert_eq!(partitions_of(&poll_a["assignment"]).len(), 2);
     let read: BTreeSet<u64> = record_keys(&poll_a).iter().map(|(p, _)| *p).collect();
@@ -263,10 +201,10 @@ async fn a_member_that_stops_polling_loses_its_partitions() {
 
 #[tokio::test]
 async fn patterns_match_words_and_pick_up_topics_created_later() {
-    let bus = Bus::start().await;
+    let bus = Bus::start(&[]).await;
     for topic in ["order.created", "user.registered", "order.created.v2"] {
         bus.create(topic, 1).await;
-        bus.publish(topic, 1).await;
+        bus.publish_n(topic, 1).await;
     }
     let (star, assigned) = bus
         .join_as(CONSUMER, "star", json!({"topics": ["order.*"]}))
@@ -288,7 +226,7 @@ async fn patterns_match_words_and_pick_up_topics_created_later() {
     // A topic created after the join that matches is assigned at the next poll (a rebalance:
     // the member goes back to its committed offsets, so only the new record comes).
     bus.create("order.shipped", 1).await;
-    bus.publish("order.shipped", 1).await;
+    bus.publish_n("order.shipped", 1).await;
     let poll = bus.poll("star", &star, 0).await;
     assert!(partitions_of(&poll["assignment"]).contains(&("order.shipped".to_owned(), 0)));
     assert_eq!(topics_of(&poll), ["order.shipped".to_owned()].into());
@@ -313,7 +251,7 @@ async fn patterns_match_words_and_pick_up_topics_created_later() {
 
 #[tokio::test]
 async fn a_poll_waits_for_the_first_record_and_no_longer() {
-    let bus = Bus::start().await;
+    let bus = Bus::start(&[]).await;
     bus.create("ticks", 3).await;
     let m = bus.join("lp", json!({"topics": ["ticks"]})).await;
     let started = Instant::now();
@@ -330,7 +268,7 @@ async fn a_poll_waits_for_the_first_record_and_no_longer() {
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    bus.publish("ticks", 1).await;
+    bus.publish_n("ticks", 1).await;
     let (poll, elapsed) = waiting.await.expect("poll task");
     assert_eq!(record_keys(&poll).len(), 1);
     assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
@@ -338,9 +276,9 @@ async fn a_poll_waits_for_the_first_record_and_no_longer() {
 
 #[tokio::test]
 async fn bad_input_is_refused_and_changes_nothing() {
-    let bus = Bus::start().await;
+    let bus = Bus::start(&[]).await;
     bus.create("pay", 2).await;
-    bus.publish("pay", 4).await;
+    bus.publish_n("pay", 4).await;
     let a = bus.join("bad", json!({"topics": ["pay"]})).await;
     let b = bus.join("bad", json!({"topics": ["pay"]})).await;
     let mine = partitions_of(&bus.poll("bad", &a, 0).await["assignment"]);

@@ -6,99 +6,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::chat::{authenticator, chat_server, problem, Chat};
-use reqwest::{Method, Response};
+use common::bus::{Bus, ADMIN, BOTH, CONSUMER, NONE, PUBLISHER};
+use common::chat::problem;
+use reqwest::Method;
 use serde_json::{json, Value};
-use tidings::auth::Authenticator;
-
-/// A server plus tokens with scopes.
-struct Bus {
-    chat: Chat,
-    auth: Authenticator,
-    http: reqwest::Client,
-}
-
-const PUBLISHER: &[&str] = &["events:publish"];
-const CONSUMER: &[&str] = &["events:consume"];
-const BOTH: &[&str] = &["events:publish", "events:consume"];
-const ADMIN: &[&str] = &["admin"];
-const NONE: &[&str] = &[];
 
 impl Bus {
-    async fn start(extra: &[&str]) -> Bus {
-        let chat = chat_server(extra).await;
-        let auth = authenticator(chat.dir.path());
-        Bus {
-            chat,
-            auth,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    /// `method path` with a token holding `scopes` (None: no token) and an optional body.
-    async fn call(
-        &self,
-        scopes: Option<&[&str]>,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> Response {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.chat.server.base));
-        if let Some(scopes) = scopes {
-            let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
-            let token = self
-                .auth
-                .issue("svc", None, &scopes, Duration::from_secs(3600));
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        request.send().await.expect("request")
-    }
-
-    async fn get(&self, scopes: &[&str], path: &str) -> Response {
-        self.call(Some(scopes), Method::GET, path, None).await
-    }
-
-    async fn post(&self, scopes: &[&str], path: &str, body: Value) -> Response {
-        self.call(Some(scopes), Method::POST, path, Some(body))
-            .await
-    }
-
-    async fn delete(&self, scopes: &[&str], path: &str) -> Response {
-        self.call(Some(scopes), Method::DELETE, path, None).await
-    }
-
-    /// Creates `name` with `partitions`; panics unless 201; returns the topic.
-    async fn create(&self, name: &str, partitions: u32) -> Value {
-        let response = self
-            .post(
-                PUBLISHER,
-                "/api/topics",
-                json!({"name": name, "partitions": partitions}),
-            )
-            .await;
-        assert_eq!(response.status(), 201, "create {name}");
-        response.json().await.expect("topic JSON")
-    }
-
-    /// Publishes `records` to `topic`; panics unless 202; returns the offsets.
-    async fn publish(&self, topic: &str, records: Value) -> Vec<Value> {
-        let response = self
-            .post(
-                PUBLISHER,
-                &format!("/api/topics/{topic}/records"),
-                json!({ "records": records }),
-            )
-            .await;
-        assert_eq!(response.status(), 202, "publish to {topic}");
-        let body: Value = response.json().await.expect("offsets JSON");
-        body["offsets"].as_array().expect("offsets").clone()
-    }
-
     /// The read page at `query`; panics unless 200.
     async fn read(&self, topic: &str, partition: u32, query: &str) -> Value {
         let response = self

@@ -1,0 +1,99 @@
+//! An event-bus client for the HTTP tests: a running server and requests made with tokens that
+//! hold given scopes, plus the topic helpers the topic and consumer-group tests share.
+
+use std::time::Duration;
+
+use reqwest::{Method, Response};
+use serde_json::{json, Value};
+use tidings::auth::Authenticator;
+
+use super::chat::{authenticator, chat_server, Chat};
+
+/// A server plus tokens with scopes.
+pub struct Bus {
+    pub chat: Chat,
+    pub auth: Authenticator,
+    pub http: reqwest::Client,
+}
+
+pub const PUBLISHER: &[&str] = &["events:publish"];
+pub const CONSUMER: &[&str] = &["events:consume"];
+pub const BOTH: &[&str] = &["events:publish", "events:consume"];
+pub const ADMIN: &[&str] = &["admin"];
+pub const NONE: &[&str] = &[];
+
+impl Bus {
+    pub async fn start(extra: &[&str]) -> Bus {
+        let chat = chat_server(extra).await;
+        let auth = authenticator(chat.dir.path());
+        Bus {
+            chat,
+            auth,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// `method path` with a token holding `scopes` (None: no token) and an optional body.
+    pub async fn call(
+        &self,
+        scopes: Option<&[&str]>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Response {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.chat.server.base));
+        if let Some(scopes) = scopes {
+            let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+            let token = self
+                .auth
+                .issue("svc", None, &scopes, Duration::from_secs(3600));
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.expect("request")
+    }
+
+    pub async fn get(&self, scopes: &[&str], path: &str) -> Response {
+        self.call(Some(scopes), Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, scopes: &[&str], path: &str, body: Value) -> Response {
+        self.call(Some(scopes), Method::POST, path, Some(body))
+            .await
+    }
+
+    pub async fn delete(&self, scopes: &[&str], path: &str) -> Response {
+        self.call(Some(scopes), Method::DELETE, path, None).await
+    }
+
+    /// Creates `name` with `partitions`; panics unless 201; returns the topic.
+    pub async fn create(&self, name: &str, partitions: u32) -> Value {
+        let response = self
+            .post(
+                PUBLISHER,
+                "/api/topics",
+                json!({"name": name, "partitions": partitions}),
+            )
+            .await;
+        assert_eq!(response.status(), 201, "create {name}");
+        response.json().await.expect("topic JSON")
+    }
+
+    /// Publishes `records` to `topic`; panics unless 202; returns the offsets.
+    pub async fn publish(&self, topic: &str, records: Value) -> Vec<Value> {
+        let response = self
+            .post(
+                PUBLISHER,
+                &format!("/api/topics/{topic}/records"),
+                json!({ "records": records }),
+            )
+            .await;
+        assert_eq!(response.status(), 202, "publish to {topic}");
+        let body: Value = response.json().await.expect("offsets JSON");
+        body["offsets"].as_array().expect("offsets").clone()
+    }
+}

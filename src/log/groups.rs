@@ -155,18 +155,8 @@ pub fn stage_commit(
     validate_topic_name(topic).map_err(ConflictableTransactionError::Abort)?;
     let key = offset_key(group, topic, partition);
     if let Some(raw) = offsets.get(&key)? {
-        let committed = decode_offset(&raw).map_err(ConflictableTransactionError::Abort)?;
-        if offset < committed {
-            return Err(ConflictableTransactionError::Abort(
-                LogError::CommitRegression {
-                    group: group.into(),
-                    topic: topic.into(),
-                    partition,
-                    offset,
-                    committed,
-                },
-            ));
-        }
+        refuse_regression(&raw, group, topic, partition, offset)
+            .map_err(ConflictableTransactionError::Abort)?;
     }
     offsets.insert(key, &offset.to_be_bytes())?;
     Ok(())
@@ -191,20 +181,32 @@ pub fn commit_forward(
     let mut current = tree.get(&key)?;
     loop {
         if let Some(raw) = &current {
-            let committed = decode_offset(raw)?;
-            if offset < committed {
-                return Err(LogError::CommitRegression {
-                    group: group.into(),
-                    topic: topic.into(),
-                    partition,
-                    offset,
-                    committed,
-                });
-            }
+            refuse_regression(raw, group, topic, partition, offset)?;
         }
         match tree.compare_and_swap(&key, current.clone(), Some(&offset.to_be_bytes()))? {
             Ok(()) => return Ok(()),
             Err(conflict) => current = conflict.current,
         }
     }
+}
+
+/// `CommitRegression` if `offset` is below the committed value `raw`.
+fn refuse_regression(
+    raw: &[u8],
+    group: &str,
+    topic: &str,
+    partition: u32,
+    offset: u64,
+) -> Result<()> {
+    let committed = decode_offset(raw)?;
+    if offset < committed {
+        return Err(LogError::CommitRegression {
+            group: group.into(),
+            topic: topic.into(),
+            partition,
+            offset,
+            committed,
+        });
+    }
+    Ok(())
 }

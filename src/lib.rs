@@ -16,10 +16,13 @@
 //!   errors, the health, readiness and metrics endpoints.
 //! - [`store`]: the chat read model in sled (conversations, messages by (conversation, seq),
 //!   read state, id indexes, the event outbox) and its replay-safe batch writer; no HTTP.
-//! - [`pipeline`]: the consumers joining log → store: the write-behind store writer (one task
-//!   per partition, adaptive batches) and the exactly-once relay to `messages.sent`; no HTTP.
-//! - [`server`]: wiring of the HTTP server, the store and the pipeline, and graceful shutdown
-//!   (`server::run`).
+//! - [`pipeline`]: the consumers joining log → store → hub: the write-behind store writer (one
+//!   task per partition, adaptive batches), the exactly-once relay to `messages.sent`, and the
+//!   fan-out of `messages.sent` to the hub's sessions; no HTTP.
+//! - [`hub`]: live WebSocket sessions (user → sessions) with bounded outbound queues, presence
+//!   and typing; no storage, no HTTP, no sockets.
+//! - [`server`]: wiring of the HTTP server, the store, the pipeline and the hub, and graceful
+//!   shutdown (`server::run`).
 
 #![deny(unsafe_code)]
 #![warn(missing_docs, clippy::unwrap_used)]
@@ -30,6 +33,7 @@ pub mod bench;
 pub mod bus;
 pub mod cli;
 pub mod config;
+pub mod hub;
 pub mod log;
 pub mod metrics;
 pub mod pipeline;

@@ -1,0 +1,442 @@
+//! The hub: the registry of live WebSocket sessions (user → sessions), presence and typing.
+//!
+//! Every session has a bounded outbound queue ([`HubConfig::queue_frames`] frames). A frame is
+//! serialized once and shared by all its recipients ([`Frame`]); [`Hub::deliver`] pushes it to
+//! every session of a set of users without ever waiting: a session whose queue is full is
+//! closed as too slow (4008, it resumes from its last seen seq), so a slow client never slows
+//! the others nor grows the server's memory.
+//!
+//! Presence: a user is online while any session is open. The first session announces `online`
+//! to the user's contacts (users who share a conversation, through the [`Contacts`] trait the
+//! server implements over the store); after the last one closes, `offline` with `lastSeen`
+//! follows once [`HubConfig::presence_grace`] passed without a new session, so a quick reconnect
+//! shows no flap. A new session is first told which of its contacts are online. Typing
+//! indicators are forwarded to the other participants, rate limited per (user, conversation),
+//! and expire by themselves ([`HubConfig::typing_ttl`]). The timers run in [`Hub::run_timers`].
+//!
+//! The hub knows nothing of storage, HTTP or sockets: conversations reach it as lists of user
+//! ids, messages as frames built elsewhere (`pipeline::fanout`), and the socket side is
+//! `api::ws`. Files: `frame` (frames and the builders of storage-free frames), `session` (one
+//! session's queue and close signal), `presence`, `typing`, `fd_limit` (sessions the open-file
+//! limit allows).
+
+pub mod fd_limit;
+pub mod frame;
+mod presence;
+mod session;
+mod typing;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio_util::sync::CancellationToken;
+
+pub use frame::{Frame, Scope};
+pub use session::{CloseReason, Session, SessionHandle};
+
+use presence::Presence;
+use session::Pushed;
+use typing::Typing;
+
+/// How often the presence and typing timers are checked.
+pub const TIMER_TICK: Duration = Duration::from_millis(100);
+
+/// The hub's limits and timings (the `[ws]` configuration section resolves to this).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubConfig {
+    /// Capacity of each session's outbound queue, in frames.
+    pub queue_frames: usize,
+    /// Most sessions open at once, over all users.
+    pub max_sessions: usize,
+    /// Most sessions one user may have open at once.
+    pub max_sessions_per_user: usize,
+    /// How long a user whose last session closed still shows online.
+    pub presence_grace: Duration,
+    /// How long a typing indicator lasts without a refresh.
+    pub typing_ttl: Duration,
+    /// Least time between two forwarded `typing:true` of one user in one conversation.
+    pub typing_interval: Duration,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            queue_frames: 1024,
+            max_sessions: 10_000,
+            max_sessions_per_user: 32,
+            presence_grace: Duration::from_secs(5),
+            typing_ttl: Duration::from_secs(5),
+            typing_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Why a session was not opened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HubError {
+    /// The server holds as many sessions as it may (configured, or what its open-file limit
+    /// allows).
+    #[error("the server holds its maximum of {max} sessions; try again later")]
+    Full {
+        /// The maximum.
+        max: usize,
+    },
+    /// The user has as many sessions open as one user may.
+    #[error("too many sessions: a user may have {max} open at once")]
+    UserFull {
+        /// The per-user maximum.
+        max: usize,
+    },
+    /// The hub is closing every session because the server is shutting down.
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+/// Who shares a conversation with a user: the hub's one question about conversations.
+pub trait Contacts: Send + Sync {
+    /// Every other user who shares at least one conversation with `user`.
+    fn contacts_of(&self, user: &str) -> Vec<String>;
+}
+
+/// Counters of the hub for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HubStats {
+    /// Sessions open now.
+    pub sessions: usize,
+    /// Sessions opened since start.
+    pub opened: u64,
+    /// Session requests refused by the session limits.
+    pub refused: u64,
+    /// Sessions closed because their queue was full (4008).
+    pub closed_slow: u64,
+    /// Frames queued to sessions by [`Hub::deliver`].
+    pub deliveries: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    opened: AtomicU64,
+    refused: AtomicU64,
+    closed_slow: AtomicU64,
+    deliveries: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Registry {
+    by_user: HashMap<String, Vec<SessionHandle>>,
+    total: usize,
+    presence: Presence,
+}
+
+struct Inner {
+    config: HubConfig,
+    registry: RwLock<Registry>,
+    typing: Mutex<Typing>,
+    contacts: OnceLock<Arc<dyn Contacts>>,
+    counters: Counters,
+    shutting_down: AtomicBool,
+}
+
+/// The registry of live sessions; cheap to clone.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    /// An empty hub; it has no contacts (presence goes nowhere) until they are attached.
+    pub fn new(config: HubConfig) -> Hub {
+        let registry = Registry {
+            by_user: HashMap::new(),
+            total: 0,
+            presence: Presence::new(config.presence_grace),
+        };
+        let typing = Typing::new(config.typing_ttl, config.typing_interval);
+        Hub {
+            inner: Arc::new(Inner {
+                config,
+                registry: RwLock::new(registry),
+                typing: Mutex::new(typing),
+                contacts: OnceLock::new(),
+                counters: Counters::default(),
+                shutting_down: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The limits and timings the hub runs with.
+    pub fn config(&self) -> &HubConfig {
+        &self.inner.config
+    }
+
+    /// Hands the hub its source of contacts; the first attached stays.
+    pub fn attach_contacts(&self, contacts: Arc<dyn Contacts>) {
+        if self.inner.contacts.set(contacts).is_err() {
+            tracing::warn!("contacts were attached to the hub twice; keeping the first");
+        }
+    }
+
+    fn contacts_of(&self, user: &str) -> Vec<String> {
+        self.inner
+            .contacts
+            .get()
+            .map(|contacts| contacts.contacts_of(user))
+            .unwrap_or_default()
+    }
+
+    // A panic while holding a lock leaves the maps consistent (each change is one insert or
+    // remove): keep serving.
+    fn read(&self) -> RwLockReadGuard<'_, Registry> {
+        self.inner.registry.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Registry> {
+        self.inner
+            .registry
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn typing_state(&self) -> MutexGuard<'_, Typing> {
+        self.inner.typing.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Opens a session for `user`: registers it (within the limits), announces the user online
+    /// to its contacts if this is its first session, and queues to the new session the
+    /// presence of its online contacts.
+    pub fn open(&self, user: &str) -> Result<Session, HubError> {
+        let session = Session::new(self.clone(), user, self.inner.config.queue_frames);
+        let first = self.register(session.handle())?;
+        self.inner.counters.opened.fetch_add(1, Ordering::Relaxed);
+        let contacts = self.contacts_of(user);
+        self.queue_presence_of(&contacts, session.handle());
+        if first {
+            self.deliver(&contacts, &frame::online(user));
+        }
+        Ok(session)
+    }
+
+    /// Adds the session; true if it is the user's first and the user was not in its grace
+    /// period (so the contacts must hear `online`).
+    fn register(&self, handle: &SessionHandle) -> Result<bool, HubError> {
+        let config = &self.inner.config;
+        let mut registry = self.write();
+        if self.inner.shutting_down.load(Ordering::SeqCst) {
+            return Err(HubError::ShuttingDown);
+        }
+        let refused = if registry.total >= config.max_sessions {
+            Some(HubError::Full {
+                max: config.max_sessions,
+            })
+        } else if registry.by_user.get(handle.user_id()).map_or(0, Vec::len)
+            >= config.max_sessions_per_user
+        {
+            Some(HubError::UserFull {
+                max: config.max_sessions_per_user,
+            })
+        } else {
+            None
+        };
+        if let Some(error) = refused {
+            self.inner.counters.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(error);
+        }
+        let sessions = registry
+            .by_user
+            .entry(handle.user_id().to_owned())
+            .or_default();
+        sessions.push(handle.clone());
+        let first = sessions.len() == 1;
+        registry.total += 1;
+        Ok(first && registry.presence.came_online(handle.user_id()))
+    }
+
+    /// Queues to `to` an `online` frame for each of `contacts` that is online.
+    fn queue_presence_of(&self, contacts: &[String], to: &SessionHandle) {
+        let online: Vec<&String> = {
+            let registry = self.read();
+            contacts
+                .iter()
+                .filter(|c| registry.by_user.contains_key(*c) || registry.presence.is_leaving(c))
+                .collect()
+        };
+        for contact in online {
+            to.push(&frame::online(contact));
+        }
+    }
+
+    /// Removes a session (its [`Session`] was dropped); the user's last one starts the grace
+    /// period.
+    fn unregister(&self, handle: &SessionHandle) {
+        let mut registry = self.write();
+        let Some(sessions) = registry.by_user.get_mut(handle.user_id()) else {
+            return;
+        };
+        let before = sessions.len();
+        sessions.retain(|s| !s.same(handle));
+        let removed = before - sessions.len();
+        let now_empty = sessions.is_empty();
+        registry.total -= removed;
+        if now_empty {
+            registry.by_user.remove(handle.user_id());
+            registry
+                .presence
+                .went_quiet(handle.user_id(), Instant::now(), now_rfc3339());
+        }
+    }
+
+    /// Queues `frame` to every session of every one of `users`, without waiting; a full queue
+    /// closes its session as too slow. Returns the number of sessions it was queued to.
+    pub fn deliver(&self, users: &[String], frame: &Frame) -> usize {
+        let mut queued = 0;
+        let mut overflowed = 0;
+        {
+            let registry = self.read();
+            for user in users {
+                for session in registry.by_user.get(user).into_iter().flatten() {
+                    match session.push(frame) {
+                        Pushed::Queued => queued += 1,
+                        Pushed::Overflowed => overflowed += 1,
+                        Pushed::Gone => {}
+                    }
+                }
+            }
+        }
+        self.count_pushes(queued, overflowed);
+        queued
+    }
+
+    /// Queues `frame` to one session (its replies), like [`deliver`](Self::deliver).
+    pub fn deliver_to(&self, session: &SessionHandle, frame: &Frame) -> bool {
+        match session.push(frame) {
+            Pushed::Queued => {
+                self.count_pushes(1, 0);
+                true
+            }
+            Pushed::Overflowed => {
+                self.count_pushes(0, 1);
+                false
+            }
+            Pushed::Gone => false,
+        }
+    }
+
+    fn count_pushes(&self, queued: usize, overflowed: usize) {
+        let counters = &self.inner.counters;
+        counters
+            .deliveries
+            .fetch_add(queued as u64, Ordering::Relaxed);
+        if overflowed > 0 {
+            counters
+                .closed_slow
+                .fetch_add(overflowed as u64, Ordering::Relaxed);
+            tracing::info!(overflowed, "sessions closed: outbound queue full (4008)");
+        }
+    }
+
+    /// True while `user` has at least one open session. Never waits for long: one read lock.
+    pub fn has_live_session(&self, user_id: &str) -> bool {
+        self.read().by_user.contains_key(user_id)
+    }
+
+    /// Sessions open now.
+    pub fn session_count(&self) -> usize {
+        self.read().total
+    }
+
+    /// Sessions `user` has open now.
+    pub fn user_session_count(&self, user: &str) -> usize {
+        self.read().by_user.get(user).map_or(0, Vec::len)
+    }
+
+    /// A client's typing frame: forwards `typing` for `user` in `conversation` to `recipients`
+    /// (the other participants), within the rate limit; `typing:true` expires by itself.
+    pub fn typing(&self, user: &str, conversation: &str, typing: bool, recipients: Vec<String>) {
+        self.typing_at(user, conversation, typing, recipients, Instant::now());
+    }
+
+    fn typing_at(
+        &self,
+        user: &str,
+        conversation: &str,
+        typing: bool,
+        recipients: Vec<String>,
+        now: Instant,
+    ) {
+        let recipients: Arc<[String]> = recipients.into();
+        let forward =
+            self.typing_state()
+                .update(user, conversation, typing, recipients.clone(), now);
+        if let Some(typing) = forward {
+            self.deliver(&recipients, &frame::typing(conversation, user, typing));
+        }
+    }
+
+    /// Runs the timers due at `now`: offline announcements after the grace period, and
+    /// `typing:false` for indicators that expired.
+    pub fn tick(&self, now: Instant) {
+        let departed = self.write().presence.due(now);
+        for (user, last_seen) in departed {
+            let contacts = self.contacts_of(&user);
+            self.deliver(&contacts, &frame::offline(&user, &last_seen));
+        }
+        let expired = self.typing_state().due(now);
+        for indicator in expired {
+            let frame = frame::typing(&indicator.conversation, &indicator.user, false);
+            self.deliver(&indicator.recipients, &frame);
+        }
+    }
+
+    /// Ticks every [`TIMER_TICK`] until `shutdown` is cancelled.
+    pub async fn run_timers(self, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(TIMER_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = tick.tick() => self.tick(Instant::now()),
+            }
+        }
+    }
+
+    /// Refuses new sessions from now on and closes every open one with `reason`; their writers
+    /// send what is queued, then the close frame.
+    pub fn close_all(&self, reason: CloseReason) {
+        self.inner.shutting_down.store(true, Ordering::SeqCst);
+        let registry = self.read();
+        for session in registry.by_user.values().flatten() {
+            session.close(reason);
+        }
+    }
+
+    /// The counters for `/metrics`.
+    pub fn stats(&self) -> HubStats {
+        let counters = &self.inner.counters;
+        HubStats {
+            sessions: self.session_count(),
+            opened: counters.opened.load(Ordering::Relaxed),
+            refused: counters.refused.load(Ordering::Relaxed),
+            closed_slow: counters.closed_slow.load(Ordering::Relaxed),
+            deliveries: counters.deliveries.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Now as the API writes times: RFC 3339 UTC with milliseconds.
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests;

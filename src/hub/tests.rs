@@ -1,0 +1,212 @@
+//! Unit tests of the hub: delivery, queue overflow, session limits, presence with its grace
+//! period, and typing with its rate limit and expiry. Time is passed explicitly to `tick`.
+
+use std::collections::HashMap;
+
+use super::*;
+
+/// Contacts from a fixed map.
+struct FixedContacts(HashMap<String, Vec<String>>);
+
+impl Contacts for FixedContacts {
+    fn contacts_of(&self, user: &str) -> Vec<String> {
+        self.0.get(user).cloned().unwrap_or_default()
+    }
+}
+
+fn hub_with(config: HubConfig, pairs: &[(&str, &str)]) -> Hub {
+    let hub = Hub::new(config);
+    let mut map: HashMap<String, Vec<String>> = HashMap::new();
+    for (a, b) in pairs {
+        map.entry(a.to_string()).or_default().push(b.to_string());
+        map.entry(b.to_string()).or_default().push(a.to_string());
+    }
+    hub.attach_contacts(Arc::new(FixedContacts(map)));
+    hub
+}
+
+fn users(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| n.to_string()).collect()
+}
+
+/// Every frame queued to `session` so far, as JSON.
+fn drain(session: &mut Session) -> Vec<serde_json::Value> {
+    let mut frames = Vec::new();
+    while let Some(frame) = session.try_recv() {
+        frames.push(serde_json::from_str(frame.text()).unwrap());
+    }
+    frames
+}
+
+fn text(n: u64) -> Frame {
+    Frame::new(format!("{{\"n\":{n}}}"), Scope::Session)
+}
+
+#[test]
+fn a_frame_reaches_every_session_of_every_recipient_and_nobody_else() {
+    let hub = hub_with(HubConfig::default(), &[]);
+    let mut ann_phone = hub.open("ann").unwrap();
+    let mut ann_laptop = hub.open("ann").unwrap();
+    let mut bob = hub.open("bob").unwrap();
+    let mut eve = hub.open("eve").unwrap();
+    assert_eq!(hub.deliver(&users(&["ann", "bob", "nobody"]), &text(1)), 3);
+    for session in [&mut ann_phone, &mut ann_laptop, &mut bob] {
+        assert_eq!(drain(session), [serde_json::json!({"n": 1})]);
+    }
+    assert!(drain(&mut eve).is_empty());
+    assert_eq!(hub.stats().deliveries, 3);
+}
+
+#[test]
+fn a_full_queue_closes_its_session_as_slow_and_spares_the_others() {
+    let config = HubConfig {
+        queue_frames: 2,
+        ..HubConfig::default()
+    };
+    let hub = hub_with(config, &[]);
+    let slow = hub.open("slow").unwrap();
+    let mut fast = hub.open("fast").unwrap();
+    let both = users(&["slow", "fast"]);
+    for n in 0..3 {
+        hub.deliver(&both, &text(n));
+        drain(&mut fast);
+    }
+    assert_eq!(slow.handle().close_reason(), Some(CloseReason::Slow));
+    assert_eq!(CloseReason::Slow.code(), Some(4008));
+    assert!(!fast.handle().is_closed());
+    assert_eq!(hub.stats().closed_slow, 1);
+    hub.deliver(&both, &text(9));
+    assert_eq!(drain(&mut fast), [serde_json::json!({"n": 9})]);
+}
+
+#[test]
+fn session_limits_refuse_overall_and_per_user_and_free_on_close() {
+    let config = HubConfig {
+        max_sessions: 3,
+        max_sessions_per_user: 2,
+        ..HubConfig::default()
+    };
+    let hub = hub_with(config, &[]);
+    let a1 = hub.open("ann").unwrap();
+    let _a2 = hub.open("ann").unwrap();
+    assert_eq!(
+        hub.open("ann").unwrap_err(),
+        HubError::UserFull { max: 2 }
+    );
+    let _b1 = hub.open("bob").unwrap();
+    assert_eq!(hub.open("cat").unwrap_err(), HubError::Full { max: 3 });
+    assert_eq!(hub.stats().refused, 2);
+    drop(a1);
+    assert_eq!(hub.session_count(), 2);
+    assert!(hub.open("cat").is_ok());
+    hub.close_all(CloseReason::ShuttingDown);
+    assert_eq!(hub.open("dan").unwrap_err(), HubError::ShuttingDown);
+}
+
+#[test]
+fn has_live_session_follows_the_users_sessions() {
+    let hub = hub_with(HubConfig::default(), &[]);
+    assert!(!hub.has_live_session("ann"));
+    let phone = hub.open("ann").unwrap();
+    let laptop = hub.open("ann").unwrap();
+    assert_eq!(hub.user_session_count("ann"), 2);
+    drop(phone);
+    assert!(hub.has_live_session("ann"), "one device is still connected");
+    drop(laptop);
+    assert!(!hub.has_live_session("ann"));
+}
+
+#[test]
+fn presence_is_online_at_once_and_offline_only_after_the_grace_period() {
+    let grace = Duration::from_secs(5);
+    let config = HubConfig {
+        presence_grace: grace,
+        ..HubConfig::default()
+    };
+    let hub = hub_with(config, &[("ann", "bob")]);
+    let mut bob = hub.open("bob").unwrap();
+    let ann = hub.open("ann").unwrap();
+    assert_eq!(
+        drain(&mut bob),
+        [serde_json::json!({"type": "presence", "userId": "ann", "status": "online"})]
+    );
+    drop(ann);
+    let closed = Instant::now();
+    hub.tick(closed + grace - Duration::from_millis(100));
+    assert!(drain(&mut bob).is_empty(), "still inside the grace period");
+    hub.tick(closed + grace + Duration::from_millis(100));
+    let frames = drain(&mut bob);
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert_eq!(frames[0]["status"], "offline");
+    assert!(frames[0]["lastSeen"].as_str().unwrap().ends_with('Z'));
+}
+
+#[test]
+fn a_reconnect_within_the_grace_period_shows_no_flap() {
+    let grace = Duration::from_secs(5);
+    let config = HubConfig {
+        presence_grace: grace,
+        ..HubConfig::default()
+    };
+    let hub = hub_with(config, &[("ann", "bob")]);
+    let mut bob = hub.open("bob").unwrap();
+    drop(hub.open("ann").unwrap());
+    drain(&mut bob);
+    let _back = hub.open("ann").unwrap();
+    hub.tick(Instant::now() + grace * 2);
+    assert!(drain(&mut bob).is_empty(), "neither offline nor online again");
+}
+
+#[test]
+fn a_new_session_hears_which_contacts_are_online() {
+    let hub = hub_with(HubConfig::default(), &[("ann", "bob"), ("ann", "cat")]);
+    let _bob = hub.open("bob").unwrap();
+    let mut ann = hub.open("ann").unwrap();
+    assert_eq!(
+        drain(&mut ann),
+        [serde_json::json!({"type": "presence", "userId": "bob", "status": "online"})],
+        "cat is offline and not mentioned"
+    );
+}
+
+#[test]
+fn typing_is_forwarded_rate_limited_and_expires_by_itself() {
+    let config = HubConfig {
+        typing_ttl: Duration::from_secs(5),
+        typing_interval: Duration::from_secs(1),
+        ..HubConfig::default()
+    };
+    let hub = hub_with(config, &[]);
+    let mut bob = hub.open("bob").unwrap();
+    let start = Instant::now();
+    let to_bob = || users(&["bob"]);
+    hub.typing_at("ann", "c", true, to_bob(), start);
+    hub.typing_at("ann", "c", true, to_bob(), start + Duration::from_millis(500));
+    let frames = drain(&mut bob);
+    assert_eq!(
+        frames,
+        [serde_json::json!({"type": "typing", "conversationId": "c", "userId": "ann", "typing": true})],
+        "the refresh within the interval is not forwarded"
+    );
+    // The refresh at +0.5 s moved the expiry to +5.5 s.
+    hub.tick(start + Duration::from_millis(5_200));
+    assert!(drain(&mut bob).is_empty());
+    hub.tick(start + Duration::from_millis(5_600));
+    let frames = drain(&mut bob);
+    assert_eq!(frames.len(), 1);
+    assert_eq!(frames[0]["typing"], false);
+    hub.tick(start + Duration::from_secs(60));
+    assert!(drain(&mut bob).is_empty(), "expired once");
+}
+
+#[test]
+fn typing_false_is_forwarded_only_while_typing() {
+    let hub = hub_with(HubConfig::default(), &[]);
+    let mut bob = hub.open("bob").unwrap();
+    hub.typing("ann", "c", false, users(&["bob"]));
+    assert!(drain(&mut bob).is_empty());
+    hub.typing("ann", "c", true, users(&["bob"]));
+    hub.typing("ann", "c", false, users(&["bob"]));
+    let flags: Vec<_> = drain(&mut bob).iter().map(|f| f["typing"].clone()).collect();
+    assert_eq!(flags, [true, false]);
+}

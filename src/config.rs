@@ -18,6 +18,9 @@ use serde::Deserialize;
 
 use crate::log::{Durability, LogConfig, MAX_PARTITIONS};
 
+mod ws;
+pub use ws::WsSettings;
+
 /// The fully resolved, validated configuration of `tidings serve`.
 #[derive(Clone, PartialEq)]
 pub struct Config {
@@ -33,6 +36,8 @@ pub struct Config {
     pub chat: ChatSettings,
     /// Authentication (`[auth]`).
     pub auth: AuthSettings,
+    /// WebSocket sessions (`[ws]`).
+    pub ws: WsSettings,
     /// Diagnostic output of the process (`[logging]`).
     pub logging: LoggingSettings,
 }
@@ -131,6 +136,7 @@ impl Default for Config {
             },
             chat: ChatSettings { partitions: 4 },
             auth: AuthSettings::default(),
+            ws: WsSettings::default(),
             logging: LoggingSettings {
                 format: LogFormat::Text,
                 level: "info".into(),
@@ -158,6 +164,7 @@ impl fmt::Debug for Config {
             .field("limits", &self.limits)
             .field("chat", &self.chat)
             .field("auth", &self.auth)
+            .field("ws", &self.ws)
             .field("logging", &self.logging)
             .finish()
     }
@@ -230,6 +237,8 @@ pub struct Overrides {
     pub log_level: Option<String>,
     /// `TIDINGS_CHAT_PARTITIONS` (no flag).
     pub chat_partitions: Option<u32>,
+    /// `--max-sessions` / `TIDINGS_WS_MAX_SESSIONS`.
+    pub max_sessions: Option<usize>,
     /// `TIDINGS_JWT_SECRET` (no flag: command lines are visible to every user of the machine).
     pub jwt_secret: Option<String>,
 }
@@ -241,6 +250,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("TIDINGS_DATA_DIR", "dataDir"),
     ("TIDINGS_RATE_LIMIT", "limits.rateLimit"),
     ("TIDINGS_CHAT_PARTITIONS", "chat.partitions"),
+    ("TIDINGS_WS_MAX_SESSIONS", "ws.maxSessions"),
     ("TIDINGS_DURABILITY", "log.durability"),
     ("TIDINGS_LOG_FORMAT", "logging.format"),
     ("TIDINGS_LOG_LEVEL", "logging.level"),
@@ -271,6 +281,9 @@ impl Overrides {
             chat_partitions: get("TIDINGS_CHAT_PARTITIONS")
                 .map(|v| parse_number(&v, origin("TIDINGS_CHAT_PARTITIONS")))
                 .transpose()?,
+            max_sessions: get("TIDINGS_WS_MAX_SESSIONS")
+                .map(|v| parse_number(&v, origin("TIDINGS_WS_MAX_SESSIONS")).map(|n| n as usize))
+                .transpose()?,
             jwt_secret: get("TIDINGS_JWT_SECRET"),
         })
     }
@@ -284,6 +297,7 @@ impl Overrides {
             log_format,
             log_level,
             chat_partitions,
+            max_sessions,
             jwt_secret,
         } = self;
         set(&mut config.listen, listen);
@@ -293,6 +307,7 @@ impl Overrides {
         set(&mut config.logging.format, log_format);
         set(&mut config.logging.level, log_level);
         set(&mut config.chat.partitions, chat_partitions);
+        set(&mut config.ws.max_sessions, max_sessions);
         if jwt_secret.is_some() {
             config.auth.jwt_secret = jwt_secret;
         }
@@ -382,6 +397,7 @@ impl Config {
                 return Err(bad_value(key, value, "a positive number".into()));
             }
         }
+        self.ws.validate()?;
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.logging.level) {
             return Err(bad_value(
                 "logging.level",
@@ -447,6 +463,7 @@ struct FileConfig {
     limits: Option<FileLimits>,
     chat: Option<FileChat>,
     auth: Option<FileAuth>,
+    ws: Option<ws::FileWs>,
     logging: Option<FileLogging>,
 }
 
@@ -517,6 +534,7 @@ impl FileConfig {
         if let Some(auth) = self.auth {
             config.auth.jwt_secret = auth.jwt_secret.filter(|s| !s.is_empty());
         }
+        self.ws.unwrap_or_default().apply_to(&mut config.ws);
         let logging = self.logging.unwrap_or_default();
         if let Some(format) = logging.format {
             config.logging.format = parse_format(&format, origin("logging.format"))?;

@@ -72,6 +72,9 @@ struct ServeArgs {
     /// When appends are acknowledged: always, interval, interval:MS or never [default: always]
     #[arg(long, value_name = "MODE", value_parser = parse_durability)]
     durability: Option<Durability>,
+    /// Most WebSocket sessions at once; 0 = what the open-file limit allows [default: 0]
+    #[arg(long, value_name = "N")]
+    max_sessions: Option<usize>,
     /// Diagnostic log format on stderr: text or json [default: text]
     #[arg(long, value_name = "FORMAT")]
     log_format: Option<LogFormat>,
@@ -90,6 +93,7 @@ impl ServeArgs {
             log_format: self.log_format,
             log_level: self.log_level.clone(),
             chat_partitions: None,
+            max_sessions: self.max_sessions,
             jwt_secret: None,
         }
     }

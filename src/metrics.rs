@@ -22,6 +22,7 @@ use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
+use crate::hub::HubStats;
 use crate::log::{LogStats, PartitionLag};
 
 /// Name of the HTTP request latency histogram (labels `method`, `route`, `status`).
@@ -173,6 +174,49 @@ pub fn render_log_stats(out: &mut String, stats: &LogStats) {
     }
 }
 
+/// Appends the hub's session gauge and counters to `out` in text format. The fan-out's lag is
+/// the consumer lag of group `fanout` on `messages.sent` ([`render_consumer_lag`]).
+pub fn render_hub_stats(out: &mut String, stats: &HubStats) {
+    let rows: [(&str, &str, &str, u64); 5] = [
+        (
+            "tidings_ws_sessions",
+            "gauge",
+            "WebSocket sessions open now.",
+            stats.sessions as u64,
+        ),
+        (
+            "tidings_ws_sessions_opened_total",
+            "counter",
+            "WebSocket sessions opened since start.",
+            stats.opened,
+        ),
+        (
+            "tidings_ws_sessions_refused_total",
+            "counter",
+            "WebSocket upgrades refused by the session limits (503 or 429).",
+            stats.refused,
+        ),
+        (
+            "tidings_ws_sessions_closed_slow_total",
+            "counter",
+            "WebSocket sessions closed with 4008 because their outbound queue was full.",
+            stats.closed_slow,
+        ),
+        (
+            "tidings_ws_deliveries_total",
+            "counter",
+            "Frames queued to WebSocket sessions (messages, receipts, presence, typing, replies).",
+            stats.deliveries,
+        ),
+    ];
+    for (name, kind, help, value) in rows {
+        let _ = write!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        );
+    }
+}
+
 /// One consumer group's position on one partition.
 #[derive(Debug, Clone)]
 pub struct ConsumerLag {
@@ -269,6 +313,24 @@ mod tests {
         a.observe_http("GET", "/only-a", 200, 0.1);
         assert!(a.render().contains("/only-a"));
         assert!(!b.render().contains("/only-a"));
+    }
+
+    #[test]
+    fn hub_stats_render_the_session_gauge_and_counters() {
+        let stats = HubStats {
+            sessions: 3,
+            closed_slow: 1,
+            deliveries: 42,
+            ..HubStats::default()
+        };
+        let mut out = String::new();
+        render_hub_stats(&mut out, &stats);
+        assert!(
+            out.contains("# TYPE tidings_ws_sessions gauge\ntidings_ws_sessions 3\n"),
+            "{out}"
+        );
+        assert!(out.contains("tidings_ws_sessions_closed_slow_total 1\n"));
+        assert!(out.contains("tidings_ws_deliveries_total 42\n"));
     }
 
     #[test]

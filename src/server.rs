@@ -1,13 +1,19 @@
 //! Wiring and graceful shutdown of the HTTP server, after mini-redis's `server::run`.
 //!
-//! [`run`] takes a bound listener, the configuration and a shutdown future. It serves at once
-//! (so `/healthz` answers and `/readyz` says 503 while the log recovers), opens the log, opens
-//! the chat store and starts the write-behind pipeline, lets the store catch up with what the
-//! log holds, marks the server ready, and runs until the shutdown future completes. Then it
-//! stops accepting, lets in-flight requests finish, cancels the [`CancellationToken`] every
-//! background task selects on, and only then tells the store writers to stop: they apply
-//! everything accepted before they exit. It waits for every task ([`TaskTracker`]) and closes the
-//! log (which syncs), so history is complete when the server is ready again.
+//! [`run`] takes a bound listener, the configuration and a shutdown future. It raises the
+//! open-file limit (every WebSocket session holds a descriptor) and serves at once (so
+//! `/healthz` answers and `/readyz` says 503 while the log recovers), opens the log, opens the
+//! chat store and starts the write-behind pipeline, lets the store catch up with what the log
+//! holds, starts the fan-out to the hub, marks the server ready, and runs until the shutdown
+//! future completes.
+//!
+//! Then it stops in this order ([`stop`]): stop accepting and cancel the
+//! [`CancellationToken`] every background task selects on; let in-flight HTTP requests and
+//! WebSocket client frames finish; stop the store writers (they apply and relay everything
+//! accepted first); stop the fan-out (it delivers every event up to the high watermark of
+//! `messages.sent` first); close every session with 1001 (each writes what is queued first);
+//! wait for every task ([`TaskTracker`]); close the log (which syncs). History is thus complete
+//! when the server is ready again, and every stored message reached the live sessions.
 //!
 //! `main` passes SIGINT/SIGTERM as the shutdown future; tests bind `127.0.0.1:0` and pass
 //! their own. This module does not parse configuration, bind sockets or install signal
@@ -21,12 +27,15 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use std::sync::Arc;
+
 use crate::api::Chat;
 pub use crate::api::{app, AppState};
 use crate::auth::{AuthError, Authenticator};
 use crate::config::Config;
+use crate::hub::{fd_limit, CloseReason, Contacts};
 use crate::log::{Log, LogError};
-use crate::pipeline::{self, Pipeline, PipelineConfig, PipelineError, MESSAGES_TOPIC};
+use crate::pipeline::{self, fanout, Pipeline, PipelineConfig, PipelineError, MESSAGES_TOPIC};
 use crate::store::{Store, StoreError};
 
 /// How often buffered histogram samples are folded into buckets when nobody scrapes.
@@ -57,16 +66,50 @@ pub enum ServerError {
     Task(#[from] tokio::task::JoinError),
 }
 
+/// The store writers and the fan-out, each stopped on its own signal in the order [`stop`]
+/// needs (after the requests drained).
+#[derive(Debug, Default)]
+struct Stages {
+    writers: CancellationToken,
+    writer_tasks: TaskTracker,
+    fanout: CancellationToken,
+    fanout_tasks: TaskTracker,
+}
+
+impl Stages {
+    /// Stops the store writers (they catch up and relay first), then the fan-out (it delivers
+    /// up to the high watermark of `messages.sent` first).
+    async fn drain(&self) {
+        self.writers.cancel();
+        self.writer_tasks.close();
+        self.writer_tasks.wait().await;
+        self.fanout.cancel();
+        self.fanout_tasks.close();
+        self.fanout_tasks.wait().await;
+    }
+}
+
+/// The hub asks the store who shares a conversation with a user.
+impl Contacts for Store {
+    fn contacts_of(&self, user: &str) -> Vec<String> {
+        Store::contacts_of(self, user)
+    }
+}
+
 /// Serves `config` on `listener` until `shutdown` completes, then stops gracefully.
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
+    raise_open_file_limit();
     let state = AppState::new(config);
+    tracing::info!(
+        max_sessions = state.hub().config().max_sessions,
+        "WebSocket sessions allowed"
+    );
     let token = state.shutdown().clone();
-    // The store writers stop on their own signal, after the requests drained (see `stop`).
-    let writers = CancellationToken::new();
+    let stages = Stages::default();
     let serving = tokio::spawn(
         axum::serve(listener, app(state.clone()))
             .with_graceful_shutdown(token.clone().cancelled_owned())
@@ -74,7 +117,7 @@ pub async fn run(
     );
     // Opening is not raced against `shutdown`: a signal that arrives meanwhile is seen right
     // after, and the log is then closed cleanly instead of being dropped mid-recovery.
-    let outcome = match open(&state, &writers).await {
+    let outcome = match open(&state, &stages).await {
         Ok(()) => {
             shutdown.await;
             tracing::info!("shutdown requested: draining requests");
@@ -82,21 +125,35 @@ pub async fn run(
         }
         Err(e) => Err(e),
     };
-    stop(state, serving, outcome, writers).await
+    stop(state, serving, outcome, stages).await
 }
 
-/// Opens the log, then the chat store and pipeline, and makes the server ready.
-async fn open(state: &AppState, writers: &CancellationToken) -> Result<(), ServerError> {
+/// Raises the soft open-file limit to the hard one and says so; a failure is logged (the
+/// session maximum then follows the limit in force).
+fn raise_open_file_limit() {
+    match fd_limit::raise_open_file_limit() {
+        Ok(limit) => tracing::info!(
+            open_files = limit,
+            sessions = fd_limit::sessions_allowed(limit),
+            "open-file limit raised to the hard limit"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
+}
+
+/// Opens the log, then the chat store, pipeline and fan-out, and makes the server ready.
+async fn open(state: &AppState, stages: &Stages) -> Result<(), ServerError> {
     open_log(state).await?;
-    start_chat(state, writers).await?;
+    start_chat(state, stages).await?;
     state.set_ready(true);
     Ok(())
 }
 
-/// Opens the store, starts one store writer per partition on the server's tracker, and waits
-/// until they applied everything the log held at start (after a crash, records accepted but not
-/// stored yet), so that reads and idempotent retries see every accepted message.
-async fn start_chat(state: &AppState, writers: &CancellationToken) -> Result<(), ServerError> {
+/// Opens the store, starts one store writer per partition, and waits until they applied
+/// everything the log held at start (after a crash, records accepted but not stored yet), so
+/// that reads and idempotent retries see every accepted message. Then starts the fan-out from
+/// the high watermark of `messages.sent`, and the hub's timers.
+async fn start_chat(state: &AppState, stages: &Stages) -> Result<(), ServerError> {
     let log = state
         .log()
         .map_err(|_| ServerError::OpenLog(LogError::Closed))?
@@ -113,12 +170,25 @@ async fn start_chat(state: &AppState, writers: &CancellationToken) -> Result<(),
         log.clone(),
         store.clone(),
         config,
-        writers.clone(),
-        state.tasks(),
+        stages.writers.clone(),
+        &stages.writer_tasks,
     )
     .await
     .map_err(ServerError::Pipeline)?;
     catch_up(&log, &pipeline).await?;
+    let hub = state.hub().clone();
+    hub.attach_contacts(Arc::new(store.clone()));
+    fanout::start(
+        log,
+        store.clone(),
+        hub.clone(),
+        stages.fanout.clone(),
+        &stages.fanout_tasks,
+    )
+    .map_err(ServerError::Pipeline)?;
+    state
+        .tasks()
+        .spawn(hub.run_timers(state.shutdown().clone()));
     state.attach_chat(Chat { store, pipeline });
     Ok(())
 }
@@ -161,12 +231,13 @@ async fn open_log(state: &AppState) -> Result<(), ServerError> {
     Ok(())
 }
 
-/// Stops accepting, drains requests and background tasks, then closes the log.
+/// Stops accepting, drains requests, the pipeline, the fan-out and the sessions, then closes
+/// the log (the order is in the module doc).
 async fn stop(
     state: AppState,
     serving: JoinHandle<std::io::Result<()>>,
     outcome: Result<(), ServerError>,
-    writers: CancellationToken,
+    stages: Stages,
 ) -> Result<(), ServerError> {
     state.set_ready(false);
     state.shutdown().cancel();
@@ -175,9 +246,12 @@ async fn stop(
         Ok(Err(e)) => Err(ServerError::Serve(e)),
         Err(e) => Err(ServerError::Task(e)),
     };
+    state.session_readers().close();
+    state.session_readers().wait().await;
     // No request appends any more: the store writers catch up with everything accepted, then
-    // exit.
-    writers.cancel();
+    // the fan-out delivers every event they relayed.
+    stages.drain().await;
+    state.hub().close_all(CloseReason::ShuttingDown);
     state.tasks().close();
     state.tasks().wait().await;
     if let Ok(log) = state.log() {
@@ -275,12 +349,12 @@ mod tests {
             }
         };
         assert_eq!(ready(&state).await, StatusCode::SERVICE_UNAVAILABLE);
-        let writers = CancellationToken::new();
-        open(&state, &writers).await.unwrap();
+        let stages = Stages::default();
+        open(&state, &stages).await.unwrap();
         assert_eq!(ready(&state).await, StatusCode::OK);
         state.shutdown().cancel();
         assert_eq!(ready(&state).await, StatusCode::SERVICE_UNAVAILABLE);
-        writers.cancel();
+        stages.drain().await;
         state.tasks().close();
         state.tasks().wait().await;
         state.log().unwrap().shutdown();

@@ -4,6 +4,8 @@
 //! conversation that does not exist ([`require_participant`]). Conversation commands apply to
 //! the store directly; a read mark goes through the log like a message (`ChatCommand::Read`) and
 //! is answered once the store applied it (or after [`READ_APPLY_WAIT`], durable either way).
+//! Both reach the live sessions through the hub: a participant change as
+//! `conversation.updated`, an applied read mark as a `read` receipt.
 //!
 //! This module does not validate ids or count unread messages: the store does.
 
@@ -17,7 +19,12 @@ use serde::Deserialize;
 use super::auth::Caller;
 use super::problem::{ApiError, Json, Query};
 use super::{blocking, AppState, Chat};
-use crate::store::{ChatCommand, ConversationPage, ConversationView, MarkRead, StoreError};
+use serde_json::json;
+
+use crate::hub::{Frame, Scope};
+use crate::store::{
+    ChatCommand, Conversation, ConversationPage, ConversationView, MarkRead, StoreError,
+};
 
 /// Default page size of `GET /api/conversations`.
 pub const DEFAULT_CONVERSATION_PAGE: usize = 20;
@@ -127,7 +134,8 @@ pub async fn get_one(
     ))
 }
 
-/// `POST /api/conversations/{id}/participants` `{userId}` → 204.
+/// `POST /api/conversations/{id}/participants` `{userId}` → 204; the participants' sessions
+/// get `conversation.updated`.
 pub async fn add_participant(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -136,17 +144,19 @@ pub async fn add_participant(
 ) -> Result<StatusCode, ApiError> {
     let chat = state.chat()?.clone();
     require_participant(&chat, &caller.user_id, &id)?;
-    blocking(move || {
+    let changed = blocking(move || {
         Ok(chat
             .store
             .add_participant(&caller.user_id, &id, &body.user_id)?)
     })
     .await?;
+    announce_update(&state, &changed, None);
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `DELETE /api/conversations/{id}/participants/{userId}` → 204; 404 if that user is not a
-/// participant. A user may always remove itself.
+/// participant. A user may always remove itself. The remaining participants and the removed
+/// user get `conversation.updated`.
 pub async fn remove_participant(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -154,8 +164,23 @@ pub async fn remove_participant(
 ) -> Result<StatusCode, ApiError> {
     let chat = state.chat()?.clone();
     require_participant(&chat, &caller.user_id, &id)?;
-    blocking(move || Ok(chat.store.remove_participant(&caller.user_id, &id, &user)?)).await?;
+    let removed = user.clone();
+    let changed =
+        blocking(move || Ok(chat.store.remove_participant(&caller.user_id, &id, &user)?)).await?;
+    announce_update(&state, &changed, Some(removed));
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `{"type":"conversation.updated","conversation":{…}}` to the participants' sessions (and to
+/// a user just removed, who learns it that way).
+fn announce_update(state: &AppState, conversation: &Conversation, removed: Option<String>) {
+    let frame = Frame::json(
+        &json!({"type": "conversation.updated", "conversation": conversation}),
+        Scope::Session,
+    );
+    let mut recipients = conversation.participants.clone();
+    recipients.extend(removed);
+    state.hub().deliver(&recipients, &frame);
 }
 
 /// `POST /api/conversations/{id}/read` `{seq}` → 204. Read state only moves forward: a seq at
@@ -166,24 +191,44 @@ pub async fn mark_read(
     Path(id): Path<String>,
     Json(body): Json<ReadMark>,
 ) -> Result<StatusCode, ApiError> {
+    mark_read_as(&state, &caller.user_id, id, body.seq).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Moves `user`'s read mark in `conversation` up to `seq` through the log and waits for the
+/// store to apply it; then every participant's sessions get the `read` receipt. The one path
+/// of `POST …/read` and the WebSocket `read` frame. A mark that moves nothing changes nothing
+/// and sends no receipt.
+pub async fn mark_read_as(
+    state: &AppState,
+    user: &str,
+    conversation: String,
+    seq: u64,
+) -> Result<(), ApiError> {
     let chat = state.chat()?;
-    let view = chat.store.conversation_for(&caller.user_id, &id)?;
-    let seq = body.seq.min(view.last_seq);
+    let view = chat.store.conversation_for(user, &conversation)?;
+    let seq = seq.min(view.last_seq);
     if seq <= view.last_read_seq {
-        return Ok(StatusCode::NO_CONTENT);
+        return Ok(());
     }
-    super::messages::check_writable(&state)?;
+    super::messages::check_writable(state)?;
     let command = ChatCommand::Read(MarkRead {
-        conversation_id: id,
-        user_id: caller.user_id,
+        conversation_id: conversation.clone(),
+        user_id: user.to_owned(),
         seq,
     });
     let appended = chat.pipeline.submit(&command).await?;
     if !chat.pipeline.wait_applied(appended, READ_APPLY_WAIT).await {
+        // Durable but not visible yet: no receipt for a state others could not read back.
         tracing::warn!(
             ?appended,
             "read mark not applied within the wait; answered anyway"
         );
+        return Ok(());
     }
-    Ok(StatusCode::NO_CONTENT)
+    if let Some(participants) = chat.store.participants(&conversation) {
+        let receipt = crate::hub::frame::read(&conversation, user, seq);
+        state.hub().deliver(&participants, &receipt);
+    }
+    Ok(())
 }

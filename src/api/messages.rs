@@ -194,21 +194,33 @@ pub async fn send(
     Path(id): Path<String>,
     Json(body): Json<SendBody>,
 ) -> Result<(StatusCode, Json<SendAck>), ApiError> {
+    let ack = send_message(&state, &caller, id, body).await?;
+    Ok((StatusCode::ACCEPTED, Json(ack)))
+}
+
+/// Sends a message as `caller` into `conversation`: validation, rate limit, backpressure,
+/// idempotency and the durable append. The one path of every send: `POST …/messages` and the
+/// WebSocket `send` frame.
+pub async fn send_message(
+    state: &AppState,
+    caller: &Identity,
+    conversation: String,
+    body: SendBody,
+) -> Result<SendAck, ApiError> {
     let chat = state.chat()?.clone();
-    require_participant(&chat, &caller.user_id, &id)?;
-    let command = build_send(&state, &chat, &caller, id, body)?;
+    require_participant(&chat, &caller.user_id, &conversation)?;
+    let command = build_send(state, &chat, caller, conversation, body)?;
     if let Err(retry_after) = state.limiter().check(&caller.user_id) {
         return Err(ApiError::TooManyRequests {
             limit: state.limiter().rate(),
             retry_after,
         });
     }
-    check_writable(&state)?;
-    let ack = match command.client_message_id.clone() {
-        None => append_send(&chat, command).await?,
-        Some(client_id) => idempotent_send(&state, chat, command, client_id).await?,
-    };
-    Ok((StatusCode::ACCEPTED, Json(ack)))
+    check_writable(state)?;
+    match command.client_message_id.clone() {
+        None => append_send(&chat, command).await,
+        Some(client_id) => idempotent_send(state, chat, command, client_id).await,
+    }
 }
 
 async fn append_send(chat: &Chat, command: SendMessage) -> Result<SendAck, ApiError> {

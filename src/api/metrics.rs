@@ -1,7 +1,7 @@
 //! `GET /metrics` and the layer that times every HTTP request.
 //!
 //! The scrape renders the server's registry ([`crate::metrics`]) followed by the values collected
-//! at scrape time (the log's counters). The latency layer labels each observation with the
+//! at scrape time (the log's counters, the hub's sessions and deliveries, consumer lag). The latency layer labels each observation with the
 //! matched route pattern (`/api/conversations/{id}`), or `unmatched` for the 404 fallback, so a
 //! client probing random paths cannot grow the number of series.
 //!
@@ -16,7 +16,9 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use crate::log::{Log, LogStats};
-use crate::metrics::{render_consumer_lag, render_log_stats, ConsumerLag, Metrics, CONTENT_TYPE};
+use crate::metrics::{
+    render_consumer_lag, render_hub_stats, render_log_stats, ConsumerLag, Metrics, CONTENT_TYPE,
+};
 
 /// Route label of requests no route matched.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
@@ -29,6 +31,7 @@ pub async fn scrape(State(state): State<AppState>) -> Response {
         .map(|log| log.stats())
         .unwrap_or(LogStats::default());
     render_log_stats(&mut body, &stats);
+    render_hub_stats(&mut body, &state.hub().stats());
     if let Ok(log) = state.log() {
         render_consumer_lag(&mut body, &consumer_lags(log));
     }

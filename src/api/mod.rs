@@ -22,6 +22,7 @@ pub mod problem;
 pub mod rate_limit;
 pub mod records;
 pub mod topics;
+pub mod ws;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -35,6 +36,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::Authenticator;
 use crate::bus::Coordinator;
 use crate::config::Config;
+use crate::hub::{fd_limit, Hub};
 use crate::log::{Log, LogError};
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, PipelineError};
@@ -65,16 +67,21 @@ pub struct AppState {
     bus: Arc<Coordinator>,
     sends: Arc<Sends>,
     limiter: Arc<RateLimiter>,
+    hub: Hub,
     ready: Arc<AtomicBool>,
     metrics: Metrics,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    session_readers: TaskTracker,
 }
 
 impl AppState {
-    /// A state with no log yet (so not ready), fresh metrics and a fresh shutdown signal.
+    /// A state with no log yet (so not ready), fresh metrics, an empty hub (its session
+    /// maximum resolved against the open-file limit in force) and a fresh shutdown signal.
     pub fn new(config: Config) -> AppState {
         let limiter = Arc::new(RateLimiter::new(config.limits.rate_limit));
+        let max_sessions = fd_limit::max_sessions(config.ws.max_sessions);
+        let hub = Hub::new(config.ws.hub_config(max_sessions));
         AppState {
             config: Arc::new(config),
             authenticator: Arc::new(OnceLock::new()),
@@ -83,10 +90,12 @@ impl AppState {
             bus: Arc::new(Coordinator::default()),
             sends: Arc::new(Sends::default()),
             limiter,
+            hub,
             ready: Arc::new(AtomicBool::new(false)),
             metrics: Metrics::new(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            session_readers: TaskTracker::new(),
         }
     }
 
@@ -148,6 +157,18 @@ impl AppState {
         &self.limiter
     }
 
+    /// The registry of live WebSocket sessions.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// The WebSocket sessions' readers (what handles client frames). On shutdown the server
+    /// waits for them, so that a frame being handled (a send) finishes before the store
+    /// writers stop; the sessions' writers run on [`tasks`](Self::tasks).
+    pub fn session_readers(&self) -> &TaskTracker {
+        &self.session_readers
+    }
+
     /// Marks the server ready (recovery done, writes accepted) or not.
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::SeqCst);
@@ -207,6 +228,7 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::scrape))
         .route("/api/me", get(auth::me))
+        .route("/ws", get(ws::upgrade))
         .route(
             "/api/conversations",
             post(conversations::create).get(conversations::list),

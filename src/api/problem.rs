@@ -25,6 +25,7 @@ use serde::Serialize;
 
 use crate::auth::AuthError;
 use crate::bus::BusError;
+use crate::hub::HubError;
 use crate::log::LogError;
 use crate::pipeline::PipelineError;
 use crate::store::StoreError;
@@ -109,6 +110,9 @@ pub enum ApiError {
     /// The consumer-group coordinator refused.
     #[error(transparent)]
     Bus(#[from] BusError),
+    /// The hub refused a WebSocket session (session limits, shutting down).
+    #[error(transparent)]
+    Hub(#[from] HubError),
 }
 
 /// An RFC 9457 problem, as serialized.
@@ -158,6 +162,12 @@ impl ApiError {
     /// The HTTP status this error answers with.
     pub fn status(&self) -> StatusCode {
         self.answer().status
+    }
+
+    /// The problem's `detail`: what the client is told (internal details stay in the log).
+    /// WebSocket `error` frames carry it too.
+    pub fn detail(&self) -> String {
+        self.answer().detail
     }
 
     fn answer(&self) -> Answer {
@@ -232,6 +242,7 @@ impl ApiError {
             ApiError::Store(error) => store_answer(error),
             ApiError::Pipeline(error) => pipeline_answer(error),
             ApiError::Bus(error) => bus_answer(error),
+            ApiError::Hub(error) => hub_answer(error),
         }
     }
 }
@@ -252,6 +263,34 @@ fn bus_answer(error: &BusError) -> Answer {
             "Bad request",
             detail,
         ),
+    }
+}
+
+/// The answer for each hub refusal. No wildcard.
+fn hub_answer(error: &HubError) -> Answer {
+    let detail = error.to_string();
+    match error {
+        HubError::Full { .. } => Answer::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "Overloaded",
+            detail,
+        )
+        .retry_after(RETRY_OVERLOADED_SECS),
+        HubError::UserFull { .. } => Answer::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "Too many requests",
+            detail,
+        )
+        .retry_after(RETRY_OVERLOADED_SECS),
+        HubError::ShuttingDown => Answer::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-ready",
+            "Not ready",
+            detail,
+        )
+        .retry_after(RETRY_UNAVAILABLE_SECS),
     }
 }
 

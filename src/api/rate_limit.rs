@@ -2,8 +2,9 @@
 //! second up to a burst of `2 × rate` (`limits.rateLimit`; 0 turns it off).
 //!
 //! Buckets live in memory only. Full buckets are dropped when the map grows past
-//! [`PRUNE_ABOVE`] users, so idle users cost nothing. This module does not answer HTTP: the
-//! send handler turns a refusal into 429 with `Retry-After`.
+//! [`PRUNE_ABOVE`] users, so idle users cost nothing. [`TokenBucket`] is one bucket on its own
+//! (a WebSocket session limits its client frames with one). This module does not answer HTTP:
+//! the send handler turns a refusal into 429 with `Retry-After`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -17,13 +18,41 @@ pub const PRUNE_ABOVE: usize = 10_000;
 #[derive(Debug)]
 pub struct RateLimiter {
     rate: u32,
-    buckets: Mutex<HashMap<String, Bucket>>,
+    buckets: Mutex<HashMap<String, TokenBucket>>,
 }
 
+/// One token bucket: refilled at `rate` tokens per second up to `burst`.
 #[derive(Debug, Clone, Copy)]
-struct Bucket {
+pub struct TokenBucket {
     tokens: f64,
     updated: Instant,
+}
+
+impl TokenBucket {
+    /// A bucket holding `burst` tokens at `now`.
+    pub fn full(burst: f64, now: Instant) -> TokenBucket {
+        TokenBucket {
+            tokens: burst,
+            updated: now,
+        }
+    }
+
+    fn refilled(&self, now: Instant, rate: f64, burst: f64) -> f64 {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        (self.tokens + elapsed * rate).min(burst)
+    }
+
+    /// Takes one token at `now`, or says in how many whole seconds (at least 1) one is there.
+    pub fn take(&mut self, now: Instant, rate: f64, burst: f64) -> Result<(), u64> {
+        self.tokens = self.refilled(now, rate, burst);
+        self.updated = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return Ok(());
+        }
+        let wait = (1.0 - self.tokens) / rate;
+        Err((wait.ceil() as u64).max(1))
+    }
 }
 
 impl RateLimiter {
@@ -58,26 +87,13 @@ impl RateLimiter {
         let burst = self.burst();
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if buckets.len() > PRUNE_ABOVE {
-            buckets.retain(|_, b| refilled(*b, now, rate, burst) < burst);
+            buckets.retain(|_, b| b.refilled(now, rate, burst) < burst);
         }
-        let bucket = buckets.entry(user.to_owned()).or_insert(Bucket {
-            tokens: burst,
-            updated: now,
-        });
-        bucket.tokens = refilled(*bucket, now, rate, burst);
-        bucket.updated = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            return Ok(());
-        }
-        let wait = (1.0 - bucket.tokens) / rate;
-        Err((wait.ceil() as u64).max(1))
+        buckets
+            .entry(user.to_owned())
+            .or_insert(TokenBucket::full(burst, now))
+            .take(now, rate, burst)
     }
-}
-
-fn refilled(bucket: Bucket, now: Instant, rate: f64, burst: f64) -> f64 {
-    let elapsed = now.duration_since(bucket.updated).as_secs_f64();
-    (bucket.tokens + elapsed * rate).min(burst)
 }
 
 #[cfg(test)]

@@ -27,3 +27,37 @@ pub fn sessions_allowed(limit: u64) -> usize {
     let sessions = limit.saturating_sub(RESERVED_DESCRIPTORS).max(1);
     usize::try_from(sessions).unwrap_or(usize::MAX)
 }
+
+/// Sessions allowed when the open-file limit cannot be read and none is configured.
+pub const FALLBACK_MAX_SESSIONS: usize = 10_000;
+
+/// The session maximum in force: `configured` (0 = no preference), never above what the
+/// open-file limit in force allows.
+pub fn max_sessions(configured: usize) -> usize {
+    let allowed = open_file_limit().map(sessions_allowed);
+    match (configured, allowed) {
+        (0, Some(allowed)) => allowed,
+        (0, None) => FALLBACK_MAX_SESSIONS,
+        (configured, Some(allowed)) => configured.min(allowed),
+        (configured, None) => configured,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_leave_the_reserve_to_everything_else() {
+        assert_eq!(sessions_allowed(1024), 1024 - RESERVED_DESCRIPTORS as usize);
+        assert_eq!(sessions_allowed(10), 1, "always at least one");
+    }
+
+    #[test]
+    fn a_configured_maximum_never_exceeds_the_descriptors() {
+        let allowed = open_file_limit().map(sessions_allowed).unwrap_or(usize::MAX);
+        assert_eq!(max_sessions(5), 5.min(allowed));
+        assert!(max_sessions(usize::MAX) <= allowed);
+        assert!(max_sessions(0) >= 1);
+    }
+}

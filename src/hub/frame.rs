@@ -9,6 +9,8 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use serde::Serialize;
 use serde_json::json;
 
@@ -31,7 +33,8 @@ pub enum Scope {
 
 #[derive(Debug)]
 struct FrameData {
-    text: Box<str>,
+    /// UTF-8 JSON, kept as `Bytes` so a socket writer can send it without copying it first.
+    text: Bytes,
     scope: Scope,
 }
 
@@ -41,9 +44,9 @@ pub struct Frame(Arc<FrameData>);
 
 impl Frame {
     /// A frame of `text` (one JSON object with a `type`) and its scope.
-    pub fn new(text: impl Into<Box<str>>, scope: Scope) -> Frame {
+    pub fn new(text: impl Into<String>, scope: Scope) -> Frame {
         Frame(Arc::new(FrameData {
-            text: text.into(),
+            text: Bytes::from(text.into()),
             scope,
         }))
     }
@@ -56,7 +59,12 @@ impl Frame {
 
     /// The JSON text.
     pub fn text(&self) -> &str {
-        &self.0.text
+        std::str::from_utf8(&self.0.text).expect("a frame is built from a String")
+    }
+
+    /// The JSON text as UTF-8 bytes, shared (cloning is one refcount).
+    pub fn bytes(&self) -> Bytes {
+        self.0.text.clone()
     }
 
     /// What the writer checks before writing it.
@@ -78,6 +86,15 @@ pub fn pong(reference: Option<&serde_json::Value>) -> Frame {
     let mut value = json!({"type": "pong"});
     if let Some(reference) = reference {
         value["ref"] = reference.clone();
+    }
+    Frame::json(&value, Scope::Session)
+}
+
+/// `{"type":"ack","ref"?}`: a client frame was handled (a send's ack adds the 202 fields).
+pub fn ack(reference: Option<serde_json::Value>) -> Frame {
+    let mut value = json!({"type": "ack"});
+    if let Some(reference) = reference {
+        value["ref"] = reference;
     }
     Frame::json(&value, Scope::Session)
 }

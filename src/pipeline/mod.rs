@@ -11,9 +11,14 @@
 //! then the group's offset, in an order that a replay after a crash completes exactly once. Then it publishes its progress ([`Pipeline::wait_applied`])
 //! and relays the batch's events to the same partition of `messages.sent` ([`relay`]).
 //!
+//! Then [`fanout`] (consumer group `fanout`, one task per partition of `messages.sent`) pushes
+//! each event to the live sessions of the conversation's participants through the hub.
+//!
 //! Shutdown: on cancel, each worker applies everything its partition holds up to the high
-//! watermark of that moment, relays it, and exits, so history is complete at restart.
+//! watermark of that moment, relays it, and exits, so history is complete at restart; the
+//! fan-out, cancelled after them, delivers every event up to the high watermark and exits.
 
+pub mod fanout;
 mod relay;
 mod writer;
 

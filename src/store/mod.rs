@@ -147,6 +147,19 @@ impl Store {
         self.view().conversation(conversation).cloned()
     }
 
+    /// The conversation's participants, if it exists (memory only): who a message goes to.
+    pub fn participants(&self, conversation: &str) -> Option<Vec<String>> {
+        self.view()
+            .conversation(conversation)
+            .map(|c| c.participants.clone())
+    }
+
+    /// Every other user who shares a conversation with `user` (memory only): whom its
+    /// presence concerns.
+    pub fn contacts_of(&self, user: &str) -> Vec<String> {
+        self.view().contacts_of(user)
+    }
+
     /// The conversation as `user` sees it; `NotFound` if it does not exist or `user` is not a
     /// participant.
     pub fn conversation_for(&self, user: &str, conversation: &str) -> Result<ConversationView> {

@@ -96,6 +96,22 @@ impl View {
         }
     }
 
+    /// Every other participant of the conversations `user` is in, each once.
+    pub fn contacts_of(&self, user: &str) -> Vec<String> {
+        let mut contacts = BTreeSet::new();
+        for (_, id) in self.by_user.get(user).into_iter().flatten() {
+            let Some(conversation) = self.conversations.get(id) else {
+                continue;
+            };
+            for participant in &conversation.participants {
+                if participant != user {
+                    contacts.insert(participant.as_str());
+                }
+            }
+        }
+        contacts.into_iter().map(str::to_owned).collect()
+    }
+
     /// Moves a user's read state forward (never back).
     pub fn set_read(&mut self, user: &str, conversation: &str, seq: u64) {
         let entry = self
@@ -237,6 +253,16 @@ mod tests {
         view.set_read("u", "c", 5);
         view.set_read("u", "c", 3);
         assert_eq!(view.last_read("u", "c"), 5);
+    }
+
+    #[test]
+    fn contacts_are_the_other_participants_of_a_users_conversations() {
+        let mut view = View::default();
+        view.insert(conversation("a", "2024-01-01T00:00:00.000Z", &["u", "v"]));
+        view.insert(conversation("b", "2024-01-02T00:00:00.000Z", &["u", "v", "w"]));
+        view.insert(conversation("c", "2024-01-03T00:00:00.000Z", &["x"]));
+        assert_eq!(view.contacts_of("u"), ["v", "w"]);
+        assert!(view.contacts_of("x").is_empty());
     }
 
     #[test]

@@ -1,0 +1,100 @@
+//! `GET /ws`: the WebSocket edge of the hub.
+//!
+//! The upgrade is authenticated like every route ([`Caller`]: `Authorization: Bearer` or, here
+//! only, `?token=`); a rejected token answers 401 problem+json and never gets a session. The
+//! session is opened in the hub before the upgrade is answered, so the session limits refuse
+//! with problem+json too (503 server full, 429 too many sessions of one user) and no frame
+//! queued meanwhile is lost. The connection then runs as two tasks: the [`reader`] (client
+//! frames, tracked by [`AppState::session_readers`]) and the [`writer`] (the only one writing
+//! to the socket, tracked by [`AppState::tasks`]), joined by a small bounded control channel.
+//! axum's graceful shutdown does not wait for upgraded connections, hence the trackers.
+//!
+//! Each connection's buffers are sized by `ws.readBufferBytes` and `ws.writeBufferBytes` so
+//! that an idle session stays small. This module holds no frame logic itself: `reader.rs`,
+//! `writer.rs`, `seq.rs` (the per-conversation seq rule).
+
+mod reader;
+mod seq;
+mod writer;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::ws::{rejection::WebSocketUpgradeRejection, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use super::auth::Caller;
+use super::problem::ApiError;
+use super::rate_limit::TokenBucket;
+use super::AppState;
+use crate::auth::Identity;
+use crate::hub::Session;
+use reader::Reader;
+use writer::Writer;
+
+pub use writer::CLOSE_TIMEOUT;
+
+/// Replies and resume requests the reader may have waiting for the writer; a client that
+/// does not read its answers is slowed down here, not buffered.
+const CONTROL_CAPACITY: usize = 8;
+
+/// `GET /ws` → 101 and a session, or a problem (401, 429, 503, 400 for a non-upgrade request).
+pub async fn upgrade(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let upgrade = upgrade.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
+    if state.shutdown().is_cancelled() {
+        return Err(ApiError::NotReady);
+    }
+    state.chat()?;
+    let session = state.hub().open(&caller.user_id)?;
+    let ws = &state.config().ws;
+    let reader_token = state.session_readers().token();
+    let response = upgrade
+        .read_buffer_size(ws.read_buffer_bytes)
+        .write_buffer_size(ws.write_buffer_bytes)
+        .max_message_size(ws.hard_frame_bytes)
+        .max_frame_size(ws.hard_frame_bytes)
+        .on_upgrade(move |socket| async move {
+            run_session(state, caller, session, socket).await;
+            drop(reader_token);
+        });
+    Ok(response.into_response())
+}
+
+/// Runs one upgraded connection: spawns its writer, reads until the session ends.
+async fn run_session(state: AppState, caller: Identity, session: Session, socket: WebSocket) {
+    let Ok(chat) = state.chat().cloned() else {
+        return;
+    };
+    let (sink, stream) = socket.split();
+    let (control, control_queue) = mpsc::channel(CONTROL_CAPACITY);
+    let heard = Arc::new(AtomicBool::new(true));
+    let handle = session.handle().clone();
+    let ws = &state.config().ws;
+    let writer = Writer {
+        sink,
+        session,
+        control: control_queue,
+        store: chat.store,
+        heard: heard.clone(),
+        ping_interval: ws.ping_interval,
+        seqs: Default::default(),
+    };
+    state.tasks().spawn(writer.run());
+    let reader = Reader {
+        bucket: TokenBucket::full(2.0 * f64::from(ws.frame_rate), Instant::now()),
+        state: state.clone(),
+        caller,
+        handle,
+        control,
+        heard,
+    };
+    reader.run(stream).await;
+}

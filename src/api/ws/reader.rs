@@ -1,0 +1,277 @@
+//! The reader of one session: client frames in, answers out through the writer.
+//!
+//! Each text frame passes the session's frame rate (token bucket, `ws.frameRate`, burst twice
+//! that: over it → `error` 429) and size (`ws.maxFrameBytes` → `error` 413), is parsed (bad
+//! JSON, a missing field or an unknown `type` → `error` 400) and handled on the same paths as
+//! HTTP: `send` through [`send_message`] (→ `ack` with the 202 body's fields), `read` through
+//! [`mark_read_as`] (→ `ack`), `typing` through the hub, `resume` handed to the writer (→ `ack`
+//! once replayed), `ping` → `pong`. An error answers with the status the HTTP route would give;
+//! the session stays open. The client's `ref` is echoed in every answer.
+//!
+//! The reader stops when the session closes, when the client leaves (the session closes) or
+//! when the server shuts down (the session stays open: its writer still delivers until the hub
+//! closes it with 1001). A frame above the hard cap (`ws.hardFrameBytes`) is not read at all:
+//! the session closes with 1009. This module writes nothing to the socket.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::ws::Message;
+use futures_util::{Stream, StreamExt};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::writer::Control;
+use crate::api::conversations::{mark_read_as, require_participant};
+use crate::api::messages::{send_message, SendBody};
+use crate::api::problem::ApiError;
+use crate::api::rate_limit::TokenBucket;
+use crate::api::AppState;
+use crate::auth::Identity;
+use crate::hub::{frame, CloseReason, Frame, Scope, SessionHandle};
+
+/// `{"type":"send",…}`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SendFrame {
+    conversation_id: String,
+    content: String,
+    client_message_id: Option<String>,
+    reply_to: Option<String>,
+    #[serde(default)]
+    mentions: Vec<String>,
+}
+
+/// `{"type":"typing","conversationId","typing"}`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TypingFrame {
+    conversation_id: String,
+    typing: bool,
+}
+
+/// `{"type":"read","conversationId","seq"}`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReadFrame {
+    conversation_id: String,
+    seq: u64,
+}
+
+/// `{"type":"resume","conversations":{id: lastSeenSeq}}`.
+#[derive(Debug, Deserialize)]
+struct ResumeFrame {
+    conversations: BTreeMap<String, u64>,
+}
+
+/// One session's reader; [`run`](Reader::run) until the session or the server stops.
+pub(super) struct Reader {
+    pub state: AppState,
+    pub caller: Identity,
+    pub handle: SessionHandle,
+    pub control: mpsc::Sender<Control>,
+    pub heard: Arc<AtomicBool>,
+    pub bucket: TokenBucket,
+}
+
+impl Reader {
+    pub async fn run<St>(mut self, mut stream: St)
+    where
+        St: Stream<Item = Result<Message, axum::Error>> + Unpin,
+    {
+        let shutdown = self.state.shutdown().clone();
+        loop {
+            let next = tokio::select! {
+                biased;
+                () = self.handle.closed() => return,
+                () = shutdown.cancelled() => return,
+                next = stream.next() => next,
+            };
+            self.heard.store(true, Ordering::Relaxed);
+            match next {
+                Some(Ok(Message::Text(text))) => self.on_text(text.as_str()).await,
+                Some(Ok(Message::Binary(_))) => {
+                    let refused = ApiError::BadRequest("send JSON text frames, not binary".into());
+                    self.refuse(None, &refused).await;
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Close(_))) | None => {
+                    self.handle.close(CloseReason::ClientGone);
+                    return;
+                }
+                Some(Err(e)) => {
+                    self.handle.close(reason_of(e));
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn on_text(&mut self, text: &str) {
+        let ws = &self.state.config().ws;
+        if ws.frame_rate > 0 {
+            let rate = f64::from(ws.frame_rate);
+            if let Err(wait) = self.bucket.take(Instant::now(), rate, 2.0 * rate) {
+                let refused = ApiError::TooManyRequests {
+                    limit: ws.frame_rate,
+                    retry_after: wait,
+                };
+                return self.refuse(None, &refused).await;
+            }
+        }
+        if text.len() > ws.max_frame_bytes {
+            let refused = ApiError::PayloadTooLarge(format!(
+                "the frame is {} bytes; the limit is {}",
+                text.len(),
+                ws.max_frame_bytes
+            ));
+            return self.refuse(None, &refused).await;
+        }
+        let value: Value = match serde_json::from_str(text) {
+            Ok(value @ Value::Object(_)) => value,
+            Ok(_) => {
+                let refused = ApiError::BadRequest("a frame is a JSON object with a type".into());
+                return self.refuse(None, &refused).await;
+            }
+            Err(e) => {
+                let refused = ApiError::BadRequest(format!("invalid JSON: {e}"));
+                return self.refuse(None, &refused).await;
+            }
+        };
+        let reference = value.get("ref").cloned();
+        match self.dispatch(value, reference.clone()).await {
+            Ok(Some(answer)) => self.reply(answer).await,
+            Ok(None) => {}
+            Err(refused) => self.refuse(reference.as_ref(), &refused).await,
+        }
+    }
+
+    /// Handles one client frame; returns the answer to send, if any.
+    async fn dispatch(
+        &mut self,
+        value: Value,
+        reference: Option<Value>,
+    ) -> Result<Option<Frame>, ApiError> {
+        let kind = match value.get("type") {
+            Some(Value::String(kind)) => kind.clone(),
+            Some(_) => return Err(ApiError::BadRequest("invalid type: not a string".into())),
+            None => return Err(ApiError::BadRequest("missing field `type`".into())),
+        };
+        match kind.as_str() {
+            "send" => self.send(parse(value, "send")?, reference).await.map(Some),
+            "read" => {
+                let read: ReadFrame = parse(value, "read")?;
+                let user = self.caller.user_id.clone();
+                mark_read_as(&self.state, &user, read.conversation_id, read.seq).await?;
+                Ok(Some(frame::ack(reference)))
+            }
+            "typing" => {
+                self.typing(parse(value, "typing")?)?;
+                Ok(None)
+            }
+            "resume" => {
+                self.resume(parse(value, "resume")?, reference).await?;
+                Ok(None)
+            }
+            "ping" => Ok(Some(frame::pong(reference.as_ref()))),
+            other => Err(ApiError::BadRequest(format!(
+                "unknown type {other:?}: expected send, typing, read, resume or ping"
+            ))),
+        }
+    }
+
+    async fn send(&self, send: SendFrame, reference: Option<Value>) -> Result<Frame, ApiError> {
+        let body = SendBody {
+            content: send.content,
+            client_message_id: send.client_message_id,
+            reply_to: send.reply_to,
+            mentions: send.mentions,
+        };
+        let ack = send_message(&self.state, &self.caller, send.conversation_id, body).await?;
+        let mut answer = serde_json::to_value(&ack)
+            .map_err(|e| ApiError::Internal(format!("an ack did not serialize: {e}")))?;
+        answer["type"] = json!("ack");
+        if let Some(reference) = reference {
+            answer["ref"] = reference;
+        }
+        Ok(Frame::json(&answer, Scope::Session))
+    }
+
+    fn typing(&self, typing: TypingFrame) -> Result<(), ApiError> {
+        let chat = self.state.chat()?;
+        let user = &self.caller.user_id;
+        require_participant(chat, user, &typing.conversation_id)?;
+        let others: Vec<String> = chat
+            .store
+            .participants(&typing.conversation_id)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| p != user)
+            .collect();
+        self.state
+            .hub()
+            .typing(user, &typing.conversation_id, typing.typing, others);
+        Ok(())
+    }
+
+    /// Hands the conversations the user is in to the writer; names the others in a 404 error.
+    async fn resume(&self, resume: ResumeFrame, reference: Option<Value>) -> Result<(), ApiError> {
+        let chat = self.state.chat()?;
+        let (known, unknown): (Vec<_>, Vec<_>) = resume
+            .conversations
+            .into_iter()
+            .partition(|(id, _)| chat.store.is_participant(id, &self.caller.user_id));
+        if !unknown.is_empty() {
+            let names: Vec<String> = unknown.into_iter().map(|(id, _)| id).collect();
+            let refused = ApiError::NotFound(format!("conversations {names:?}"));
+            self.refuse(reference.as_ref(), &refused).await;
+        }
+        let resume = Control::Resume {
+            conversations: known,
+            reference,
+        };
+        self.hand_over(resume).await;
+        Ok(())
+    }
+
+    /// Hands an answer to the writer; gives up when the session closes or the server stops
+    /// (a writer stuck on a client that reads nothing must not hold the shutdown).
+    async fn reply(&self, answer: Frame) {
+        self.hand_over(Control::Reply(answer)).await;
+    }
+
+    async fn hand_over(&self, control: Control) {
+        tokio::select! {
+            // A closed writer means the session is over: nothing left to answer.
+            _ = self.control.send(control) => {}
+            () = self.handle.closed() => {}
+            () = self.state.shutdown().cancelled() => {}
+        }
+    }
+
+    async fn refuse(&self, reference: Option<&Value>, refused: &ApiError) {
+        let status = refused.status().as_u16();
+        self.reply(frame::error(reference, status, &refused.detail()))
+            .await;
+    }
+}
+
+/// A typed client frame, or 400 naming what is wrong (`missing field `conversationId``).
+fn parse<T: DeserializeOwned>(value: Value, kind: &str) -> Result<T, ApiError> {
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::BadRequest(format!("invalid {kind} frame: {e}")))
+}
+
+/// Why a read error ends the session: a frame above the hard cap (1009), or a broken
+/// connection.
+fn reason_of(error: axum::Error) -> CloseReason {
+    let inner = error.into_inner();
+    match inner.downcast_ref::<tokio_tungstenite::tungstenite::Error>() {
+        Some(tokio_tungstenite::tungstenite::Error::Capacity(_)) => CloseReason::TooLarge,
+        _ => CloseReason::ClientGone,
+    }
+}

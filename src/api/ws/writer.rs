@@ -1,0 +1,303 @@
+//! The writer of one session: the only task that writes to its socket.
+//!
+//! It sends `ready` first, then drains the session's queue in batches (feed many frames, flush
+//! once), the reader's replies and resume requests ([`Control`]), and pings. Before it writes a
+//! frame about a conversation it checks that the user is still a participant; a `message` frame
+//! also passes the seq rule ([`SeqTracker`]): a duplicate is dropped, a gap is filled from the
+//! store first. `resume` replays from the store in pages, in order. It closes the connection
+//! with the session's [`CloseReason`]: on shutdown (1001) after writing what is queued, when
+//! the client is too slow (4008) or too large (1009) at once, and itself (1008) when the
+//! connection answered nothing for two ping intervals. A close frame gets [`CLOSE_TIMEOUT`]
+//! to go out; a client that reads nothing is then dropped.
+//!
+//! It is generic over the sink, so it does not care how frames reach the socket; it knows
+//! nothing of client frames (that is `reader.rs`).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
+use futures_util::{Sink, SinkExt};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::seq::{SeqTracker, Verdict};
+use crate::hub::frame;
+use crate::hub::{CloseReason, Frame, Scope, Session, SessionHandle};
+use crate::pipeline::fanout::message_frame;
+use crate::store::{HistoryPage, Store};
+
+/// Most queued frames written between two flushes.
+const MAX_WRITE_BATCH: usize = 256;
+/// Messages per store read while replaying.
+const REPLAY_PAGE: usize = 200;
+/// How long a close frame (and, on shutdown, the frames queued before it) may take to go out.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Ping intervals without a word from the client after which the session is closed.
+const MISSED_PINGS: u32 = 2;
+
+/// What the reader hands the writer.
+#[derive(Debug)]
+pub(super) enum Control {
+    /// A reply to a client frame (`ack`, `error`, `pong`).
+    Reply(Frame),
+    /// Replay these conversations above each last seen seq, then `ack` with `reference`.
+    Resume {
+        /// (conversation, last seen seq), each one the user is a participant of.
+        conversations: Vec<(String, u64)>,
+        /// The client frame's `ref`.
+        reference: Option<Value>,
+    },
+}
+
+enum Step {
+    Control(Control),
+    Frame(Frame),
+    Ping,
+}
+
+type WriteResult<T = ()> = Result<T, axum::Error>;
+
+/// One session's writer; [`run`](Writer::run) until the session closes.
+pub(super) struct Writer<S> {
+    pub sink: S,
+    pub session: Session,
+    pub control: mpsc::Receiver<Control>,
+    pub store: Store,
+    /// Set by the reader whenever the client sent anything (a pong included).
+    pub heard: Arc<AtomicBool>,
+    pub ping_interval: Duration,
+    pub seqs: SeqTracker,
+}
+
+impl<S> Writer<S>
+where
+    S: Sink<Message, Error = axum::Error> + Unpin,
+{
+    /// Writes `ready`, serves the session until it closes, and closes the connection.
+    pub async fn run(mut self) {
+        let handle = self.session.handle().clone();
+        let ready = frame::ready(handle.user_id(), handle.id());
+        let reason = match self.write_now(&ready).await {
+            Ok(()) => self.serve(&handle).await,
+            Err(_) => CloseReason::ClientGone,
+        };
+        // Tells the reader too; a reason given earlier (by the hub or the reader) wins.
+        handle.close(reason);
+        let reason = handle.close_reason().unwrap_or(reason);
+        self.finish(reason).await;
+    }
+
+    async fn serve(&mut self, handle: &SessionHandle) -> CloseReason {
+        let start = Instant::now() + self.ping_interval;
+        let mut ping = tokio::time::interval_at(start, self.ping_interval);
+        let mut missed = 0;
+        loop {
+            let step = tokio::select! {
+                biased;
+                () = handle.closed() => return closed_reason(handle),
+                Some(control) = self.control.recv() => Step::Control(control),
+                Some(frame) = self.session.recv() => Step::Frame(frame),
+                _ = ping.tick() => Step::Ping,
+            };
+            let outcome = tokio::select! {
+                biased;
+                () = abandoned(handle) => return closed_reason(handle),
+                outcome = self.perform(step, &mut missed) => outcome,
+            };
+            match outcome {
+                Ok(None) => {}
+                Ok(Some(reason)) => return reason,
+                Err(_) => return CloseReason::ClientGone,
+            }
+        }
+    }
+
+    async fn perform(&mut self, step: Step, missed: &mut u32) -> WriteResult<Option<CloseReason>> {
+        match step {
+            Step::Control(Control::Reply(reply)) => self.write_now(&reply).await?,
+            Step::Control(Control::Resume {
+                conversations,
+                reference,
+            }) => {
+                self.resume(conversations).await?;
+                self.write_now(&frame::ack(reference)).await?;
+            }
+            Step::Frame(first) => self.write_batch(first).await?,
+            Step::Ping => {
+                if self.heard.swap(false, Ordering::Relaxed) {
+                    *missed = 0;
+                } else {
+                    *missed += 1;
+                    if *missed >= MISSED_PINGS {
+                        return Ok(Some(CloseReason::Unresponsive));
+                    }
+                }
+                self.sink.send(Message::Ping(bytes::Bytes::new())).await?;
+            }
+        }
+        Ok(None)
+    }
+
+    /// Writes `first` and whatever else is queued (up to [`MAX_WRITE_BATCH`]), then flushes once.
+    async fn write_batch(&mut self, first: Frame) -> WriteResult {
+        self.write_frame(&first).await?;
+        for _ in 1..MAX_WRITE_BATCH {
+            let Some(next) = self.session.try_recv() else {
+                break;
+            };
+            self.write_frame(&next).await?;
+        }
+        self.sink.flush().await
+    }
+
+    async fn write_now(&mut self, frame: &Frame) -> WriteResult {
+        self.feed(frame).await?;
+        self.sink.flush().await
+    }
+
+    async fn feed(&mut self, frame: &Frame) -> WriteResult {
+        let text = Utf8Bytes::try_from(frame.bytes()).map_err(axum::Error::new)?;
+        self.sink.feed(Message::Text(text)).await
+    }
+
+    fn user(&self) -> &str {
+        self.session.handle().user_id()
+    }
+
+    /// Feeds a frame if its scope allows it now.
+    async fn write_frame(&mut self, frame: &Frame) -> WriteResult {
+        match frame.scope() {
+            Scope::Session => self.feed(frame).await,
+            Scope::Conversation(conversation) => {
+                if self.store.is_participant(conversation, self.user()) {
+                    self.feed(frame).await?;
+                }
+                Ok(())
+            }
+            Scope::Message { conversation, seq } => {
+                self.write_message(conversation, *seq, frame).await
+            }
+        }
+    }
+
+    /// A live `message` frame: participants only, no duplicate, no gap.
+    async fn write_message(
+        &mut self,
+        conversation: &Arc<str>,
+        seq: u64,
+        frame: &Frame,
+    ) -> WriteResult {
+        if !self.store.is_participant(conversation, self.user()) {
+            return Ok(());
+        }
+        if let Verdict::Gap { from } = self.seqs.check(conversation, seq) {
+            self.replay(conversation, from - 1, Some(seq)).await?;
+        }
+        if self.seqs.check(conversation, seq) == Verdict::Write {
+            self.feed(frame).await?;
+            self.seqs.written(conversation, seq);
+        }
+        Ok(())
+    }
+
+    /// Replays each conversation from the store above its last seen seq (capped at its last
+    /// stored seq, so a client ahead of the store still gets what comes next).
+    async fn resume(&mut self, conversations: Vec<(String, u64)>) -> WriteResult {
+        for (id, last_seen) in conversations {
+            let Some(conversation) = self.store.conversation(&id) else {
+                continue;
+            };
+            if !conversation.has_participant(self.user()) {
+                continue;
+            }
+            let from = last_seen.min(conversation.last_seq);
+            let id: Arc<str> = id.into();
+            self.seqs.resume_from(&id, from);
+            self.replay(&id, from, None).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the stored messages of `conversation` above `after` (and below `before`), in
+    /// order, a page at a time, flushing after each page.
+    async fn replay(
+        &mut self,
+        conversation: &Arc<str>,
+        mut after: u64,
+        before: Option<u64>,
+    ) -> WriteResult {
+        loop {
+            let page = match self.history_page(conversation, after, before).await {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!(%conversation, error = %e, "replay read failed; session closed");
+                    return Err(axum::Error::new(e));
+                }
+            };
+            for message in &page.items {
+                self.feed(&message_frame(message)).await?;
+                self.seqs.written(conversation, message.seq);
+                after = message.seq;
+            }
+            self.sink.flush().await?;
+            if !page.has_more || page.items.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn history_page(
+        &self,
+        conversation: &str,
+        after: u64,
+        before: Option<u64>,
+    ) -> Result<HistoryPage, crate::api::problem::ApiError> {
+        let store = self.store.clone();
+        let conversation = conversation.to_owned();
+        crate::api::blocking(move || {
+            Ok(store.history(&conversation, before, Some(after), REPLAY_PAGE)?)
+        })
+        .await
+    }
+
+    /// Sends the close frame of `reason` (on shutdown after what is still queued), within
+    /// [`CLOSE_TIMEOUT`].
+    async fn finish(mut self, reason: CloseReason) {
+        let Some(code) = reason.code() else {
+            // The client left: complete its close handshake if it started one.
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.sink.close()).await;
+            return;
+        };
+        let work = async {
+            if reason == CloseReason::ShuttingDown {
+                while let Some(queued) = self.session.try_recv() {
+                    self.write_frame(&queued).await?;
+                }
+            }
+            let close = CloseFrame {
+                code,
+                reason: reason.text().into(),
+            };
+            self.sink.send(Message::Close(Some(close))).await
+        };
+        if tokio::time::timeout(CLOSE_TIMEOUT, work).await.is_err() {
+            tracing::debug!(code, "close frame not sent in time; connection dropped");
+        }
+    }
+}
+
+fn closed_reason(handle: &SessionHandle) -> CloseReason {
+    handle.close_reason().unwrap_or(CloseReason::ClientGone)
+}
+
+/// Completes when the session closed for a reason that abandons the frame being written: all
+/// but shutdown, whose close waits for the queued frames.
+async fn abandoned(handle: &SessionHandle) {
+    handle.closed().await;
+    if handle.close_reason() == Some(CloseReason::ShuttingDown) {
+        std::future::pending::<()>().await;
+    }
+}

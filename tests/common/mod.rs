@@ -1,9 +1,10 @@
 //! Harnesses shared by the integration tests (each test file uses its own subset):
 //! [`server`] runs the real `tidings serve` binary; [`chat`] and [`bus`] talk to it over HTTP;
-//! [`node`] runs log + store + pipeline in the test's own process.
+//! [`node`] runs log + store + pipeline in the test's own process; [`ws`] is a WebSocket client.
 #![allow(dead_code)]
 
 pub mod bus;
 pub mod chat;
 pub mod node;
 pub mod server;
+pub mod ws;

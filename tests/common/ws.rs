@@ -18,21 +18,24 @@ use super::chat::{chat_server_in, Chat};
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
 /// Starts a server whose configuration file holds `toml` (e.g. a `[ws]` section), with
-/// `--durability never` and no send rate limit unless `toml` sets one.
+/// `--durability never`. The file sits beside the data directory (a data directory holding
+/// foreign files is refused) and is removed once the server has read it.
 pub async fn ws_server(toml: &str) -> Chat {
     let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("tidings.toml");
+    let path = dir.path().with_extension("toml");
     std::fs::write(&path, toml).expect("write the configuration file");
-    let path = path.to_str().expect("utf-8 path").to_owned();
+    let file = path.to_str().expect("utf-8 path").to_owned();
     let args = [
         "--listen",
         "127.0.0.1:0",
         "--durability",
         "never",
         "--config",
-        &path,
+        &file,
     ];
-    chat_server_in(dir, &args).await
+    let chat = chat_server_in(dir, &args).await;
+    let _ = std::fs::remove_file(&path);
+    chat
 }
 
 pub struct WsClient {

@@ -86,6 +86,7 @@ async fn run_session(state: AppState, caller: Identity, session: Session, socket
         heard: heard.clone(),
         ping_interval: ws.ping_interval,
         seqs: Default::default(),
+        live: false,
     };
     state.tasks().spawn(writer.run());
     let reader = Reader {
@@ -95,6 +96,7 @@ async fn run_session(state: AppState, caller: Identity, session: Session, socket
         handle,
         control,
         heard,
+        spoke: false,
     };
     reader.run(stream).await;
 }

@@ -76,6 +76,8 @@ pub(super) struct Reader {
     pub control: mpsc::Sender<Control>,
     pub heard: Arc<AtomicBool>,
     pub bucket: TokenBucket,
+    /// The client's first frame has been handled (and the writer told so).
+    pub spoke: bool,
 }
 
 impl Reader {
@@ -93,7 +95,10 @@ impl Reader {
             };
             self.heard.store(true, Ordering::Relaxed);
             match next {
-                Some(Ok(Message::Text(text))) => self.on_text(text.as_str()).await,
+                Some(Ok(Message::Text(text))) => {
+                    self.on_text(text.as_str()).await;
+                    self.open_queue().await;
+                }
                 Some(Ok(Message::Binary(_))) => {
                     let refused = ApiError::BadRequest("send JSON text frames, not binary".into());
                     self.refuse(None, &refused).await;
@@ -108,6 +113,15 @@ impl Reader {
                     return;
                 }
             }
+        }
+    }
+
+    /// After the first frame (a `resume`, usually, now handed over), the writer lets the queue
+    /// flow.
+    async fn open_queue(&mut self) {
+        if !self.spoke {
+            self.spoke = true;
+            self.hand_over(Control::Open).await;
         }
     }
 

@@ -1,7 +1,10 @@
 //! The writer of one session: the only task that writes to its socket.
 //!
 //! It sends `ready` first, then drains the session's queue in batches (feed many frames, flush
-//! once), the reader's replies and resume requests ([`Control`]), and pings. Before it writes a
+//! once), the reader's replies and resume requests ([`Control`]), and pings. The queue is held
+//! back until the client's first frame has been handled or [`RESUME_WINDOW`] passed, so that a
+//! `resume` sent right after `ready` is served before any live message: a live message written
+//! first would otherwise come before the older ones the replay brings (out of order). Before it writes a
 //! frame about a conversation it checks that the user is still a participant; a `message` frame
 //! also passes the seq rule ([`SeqTracker`]): a duplicate is dropped, a gap is filled from the
 //! store first. `resume` replays from the store in pages, in order. It closes the connection
@@ -37,6 +40,8 @@ const REPLAY_PAGE: usize = 200;
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Ping intervals without a word from the client after which the session is closed.
 const MISSED_PINGS: u32 = 2;
+/// How long after `ready` the queue waits for the client's first frame (a `resume`, usually).
+pub const RESUME_WINDOW: Duration = Duration::from_secs(1);
 
 /// What the reader hands the writer.
 #[derive(Debug)]
@@ -50,6 +55,8 @@ pub(super) enum Control {
         /// The client frame's `ref`.
         reference: Option<Value>,
     },
+    /// The client's first frame has been handled: the queue may flow.
+    Open,
 }
 
 enum Step {
@@ -70,6 +77,8 @@ pub(super) struct Writer<S> {
     pub heard: Arc<AtomicBool>,
     pub ping_interval: Duration,
     pub seqs: SeqTracker,
+    /// False while the queue is held back (see the module doc).
+    pub live: bool,
 }
 
 impl<S> Writer<S>
@@ -94,12 +103,14 @@ where
         let start = Instant::now() + self.ping_interval;
         let mut ping = tokio::time::interval_at(start, self.ping_interval);
         let mut missed = 0;
+        let held_until = Instant::now() + RESUME_WINDOW;
         loop {
             let step = tokio::select! {
                 biased;
                 () = handle.closed() => return closed_reason(handle),
                 Some(control) = self.control.recv() => Step::Control(control),
-                Some(frame) = self.session.recv() => Step::Frame(frame),
+                Some(frame) = self.session.recv(), if self.live => Step::Frame(frame),
+                () = tokio::time::sleep_until(held_until), if !self.live => Step::Control(Control::Open),
                 _ = ping.tick() => Step::Ping,
             };
             let outcome = tokio::select! {
@@ -118,11 +129,13 @@ where
     async fn perform(&mut self, step: Step, missed: &mut u32) -> WriteResult<Option<CloseReason>> {
         match step {
             Step::Control(Control::Reply(reply)) => self.write_now(&reply).await?,
+            Step::Control(Control::Open) => self.live = true,
             Step::Control(Control::Resume {
                 conversations,
                 reference,
             }) => {
                 self.resume(conversations).await?;
+                self.live = true;
                 self.write_now(&frame::ack(reference)).await?;
             }
             Step::Frame(first) => self.write_batch(first).await?,

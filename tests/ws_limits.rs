@@ -35,7 +35,11 @@ async fn rejected_tokens_get_401_and_never_a_session() {
     let (status, _) = refused(&chat, "?token=not-a-jwt").await;
     assert_eq!(status, 401);
     let secret = std::fs::read(chat.dir.path().join("secret.key")).unwrap();
-    let an_hour_ago = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() - 3600;
+    let an_hour_ago = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 3600;
     let expired = jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
         &json!({"sub": "ann", "exp": an_hour_ago}),
@@ -44,7 +48,10 @@ async fn rejected_tokens_get_401_and_never_a_session() {
     .unwrap();
     let (status, problem) = refused(&chat, &format!("?token={expired}")).await;
     assert_eq!(status, 401);
-    assert!(problem["detail"].as_str().unwrap().contains("expired"), "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("expired"),
+        "{problem}"
+    );
     assert_eq!(metric(&chat, "tidings_ws_sessions_opened_total").await, 0);
     assert_eq!(metric(&chat, "tidings_ws_sessions").await, 0);
 }
@@ -56,24 +63,51 @@ async fn invalid_frames_get_an_error_and_the_session_stays_usable() {
     let mut ann = connect(&chat, "ann").await;
     let cases = [
         ("{not json".to_owned(), 400, "invalid JSON"),
-        (r#"{"type":"dance","ref":1}"#.to_owned(), 400, "unknown type"),
+        (
+            r#"{"type":"dance","ref":1}"#.to_owned(),
+            400,
+            "unknown type",
+        ),
         (r#"{"ref":2}"#.to_owned(), 400, "missing field `type`"),
-        (r#"{"type":"send","conversationId":"c"}"#.to_owned(), 400, "missing field `content`"),
-        (r#"{"type":"read","conversationId":"c","seq":"x"}"#.to_owned(), 400, "invalid read frame"),
+        (
+            r#"{"type":"send","conversationId":"c"}"#.to_owned(),
+            400,
+            "missing field `content`",
+        ),
+        (
+            r#"{"type":"read","conversationId":"c","seq":"x"}"#.to_owned(),
+            400,
+            "invalid read frame",
+        ),
         (r#"[1,2]"#.to_owned(), 400, "JSON object"),
-        (format!(r#"{{"type":"ping","pad":"{}"}}"#, "x".repeat(2000)), 413, "limit is 1024"),
+        (
+            format!(r#"{{"type":"ping","pad":"{}"}}"#, "x".repeat(2000)),
+            413,
+            "limit is 1024",
+        ),
     ];
     for (text, status, detail) in cases {
         ann.send_text(text.clone()).await;
         let error = ann.next_of("error").await;
         assert_eq!(error["status"], status, "{text:.60}: {error}");
-        assert!(error["detail"].as_str().unwrap().contains(detail), "{error}");
+        assert!(
+            error["detail"].as_str().unwrap().contains(detail),
+            "{error}"
+        );
         ann.send(json!({"type": "ping", "ref": "still"})).await;
-        assert_eq!(ann.next_of("pong").await["ref"], "still", "usable after {text:.60}");
+        assert_eq!(
+            ann.next_of("pong").await["ref"],
+            "still",
+            "usable after {text:.60}"
+        );
     }
     let unknown = r#"{"type":"dance","ref":"mine"}"#.to_owned();
     ann.send_text(unknown).await;
-    assert_eq!(ann.next_of("error").await["ref"], "mine", "the ref is echoed");
+    assert_eq!(
+        ann.next_of("error").await["ref"],
+        "mine",
+        "the ref is echoed"
+    );
 
     // Far above the soft limit: not even read, the session closes with 1009.
     ann.send_text(format!(r#"{{"type":"ping","pad":"{}"}}"#, "x".repeat(8000)))
@@ -121,10 +155,9 @@ async fn session_limits_refuse_upgrades_with_problems() {
 
 #[tokio::test]
 async fn a_session_that_stops_reading_is_closed_with_4008_while_another_gets_everything() {
-    let chat = ws_server(
-        "[ws]\nqueueFrames = 64\n[limits]\nrateLimit = 0\nmaxContentBytes = 131072\n",
-    )
-    .await;
+    let chat =
+        ws_server("[ws]\nqueueFrames = 64\n[limits]\nrateLimit = 0\nmaxContentBytes = 131072\n")
+            .await;
     chat.conversation("ann", "c", &["slow", "fast"]).await;
     let mut slow = connect(&chat, "slow").await;
     let mut fast = connect(&chat, "fast").await;
@@ -146,7 +179,10 @@ async fn a_session_that_stops_reading_is_closed_with_4008_while_another_gets_eve
         }
     });
     while metric(&chat, "tidings_ws_sessions_closed_slow_total").await == 0 {
-        assert!(Instant::now() < deadline && sent < 2000, "never closed the slow session");
+        assert!(
+            Instant::now() < deadline && sent < 2000,
+            "never closed the slow session"
+        );
         for _ in 0..20 {
             chat.send("ann", "c", &content).await;
             sent += 1;
@@ -155,11 +191,19 @@ async fn a_session_that_stops_reading_is_closed_with_4008_while_another_gets_eve
     chat.send("ann", "c", "last").await;
     sent += 1;
     let seqs = reader.await.unwrap();
-    assert_eq!(seqs, (1..=sent).collect::<Vec<_>>(), "the fast session got everything");
+    assert_eq!(
+        seqs,
+        (1..=sent).collect::<Vec<_>>(),
+        "the fast session got everything"
+    );
 
     let (code, frames) = slow.until_closed().await;
     assert_eq!(code, 4008);
     let got = message_seqs(&frames);
     assert!(got.len() < sent as usize, "the slow one missed some");
-    assert_eq!(got, (1..=got.len() as u64).collect::<Vec<_>>(), "in order, then closed");
+    assert_eq!(
+        got,
+        (1..=got.len() as u64).collect::<Vec<_>>(),
+        "in order, then closed"
+    );
 }

@@ -51,7 +51,10 @@ async fn typing_reaches_the_other_participants_and_expires_by_itself() {
     ann.send(json!({"type": "typing", "ref": "t", "conversationId": "elsewhere", "typing": true}))
         .await;
     let error = ann.next_of("error").await;
-    assert_eq!((error["ref"].clone(), error["status"].clone()), (json!("t"), json!(404)));
+    assert_eq!(
+        (error["ref"].clone(), error["status"].clone()),
+        (json!("t"), json!(404))
+    );
 }
 
 fn is_read_by(frame: &Value, user: &str) -> bool {
@@ -85,7 +88,10 @@ async fn read_receipts_reach_every_participant_over_http_and_over_the_socket() {
         );
     }
     let view = chat.get_json("bob", "/api/conversations/c").await;
-    assert_eq!(view["lastReadSeq"], 2, "the receipt came after the store applied it");
+    assert_eq!(
+        view["lastReadSeq"], 2,
+        "the receipt came after the store applied it"
+    );
 
     bob_phone
         .send(json!({"type": "read", "ref": "r", "conversationId": "c", "seq": 3}))
@@ -97,10 +103,16 @@ async fn read_receipts_reach_every_participant_over_http_and_over_the_socket() {
     if !frames.iter().any(|f| is_read_by(f, "bob")) {
         frames.push(bob_phone.next_of("read").await);
     }
-    assert!(frames.iter().any(|f| is_read_by(f, "bob") && f["seq"] == 3), "{frames:?}");
+    assert!(
+        frames.iter().any(|f| is_read_by(f, "bob") && f["seq"] == 3),
+        "{frames:?}"
+    );
     for session in [&mut ann, &mut bob_laptop] {
         let receipt = session.next_of("read").await;
-        assert_eq!((receipt["userId"].clone(), receipt["seq"].clone()), (json!("bob"), json!(3)));
+        assert_eq!(
+            (receipt["userId"].clone(), receipt["seq"].clone()),
+            (json!("bob"), json!(3))
+        );
     }
 }
 

@@ -41,7 +41,10 @@ async fn resume_replays_exactly_the_missed_messages_in_order_then_live_ones() {
 
     chat.send("ann", "c", "m6").await;
     let live = bob.next_message().await;
-    assert_eq!((live["seq"].clone(), live["content"].clone()), (json!(6), json!("m6")));
+    assert_eq!(
+        (live["seq"].clone(), live["content"].clone()),
+        (json!(6), json!("m6"))
+    );
 }
 
 #[tokio::test]
@@ -90,7 +93,10 @@ async fn unknown_conversations_in_a_resume_are_named_and_the_others_replayed() {
     assert_eq!(error["status"], 404);
     assert_eq!(error["ref"], 1);
     let detail = error["detail"].as_str().unwrap();
-    assert!(detail.contains("secret") && detail.contains("missing"), "{detail}");
+    assert!(
+        detail.contains("secret") && detail.contains("missing"),
+        "{detail}"
+    );
     assert!(!detail.contains("mine"), "{detail}");
     assert_eq!(message_seqs(&frames), [1]);
 }

@@ -102,7 +102,11 @@ impl WsSettings {
         ];
         for (key, value) in timings {
             if value.is_zero() {
-                return Err(bad_value(key, 0, "a positive number of milliseconds".into()));
+                return Err(bad_value(
+                    key,
+                    0,
+                    "a positive number of milliseconds".into(),
+                ));
             }
         }
         Ok(())

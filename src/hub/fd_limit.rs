@@ -55,7 +55,9 @@ mod tests {
 
     #[test]
     fn a_configured_maximum_never_exceeds_the_descriptors() {
-        let allowed = open_file_limit().map(sessions_allowed).unwrap_or(usize::MAX);
+        let allowed = open_file_limit()
+            .map(sessions_allowed)
+            .unwrap_or(usize::MAX);
         assert_eq!(max_sessions(5), 5.min(allowed));
         assert!(max_sessions(usize::MAX) <= allowed);
         assert!(max_sessions(0) >= 1);

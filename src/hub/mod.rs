@@ -198,7 +198,10 @@ impl Hub {
     // A panic while holding a lock leaves the maps consistent (each change is one insert or
     // remove): keep serving.
     fn read(&self) -> RwLockReadGuard<'_, Registry> {
-        self.inner.registry.read().unwrap_or_else(|p| p.into_inner())
+        self.inner
+            .registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, Registry> {

@@ -9,7 +9,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use tokio::sync::mpsc::{self, error::TryRecvError, error::TrySendError};
+use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use super::frame::Frame;
@@ -163,10 +163,7 @@ impl Session {
 
     /// A queued frame if there is one, without waiting.
     pub fn try_recv(&mut self) -> Option<Frame> {
-        match self.queue.try_recv() {
-            Ok(frame) => Some(frame),
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
-        }
+        self.queue.try_recv().ok()
     }
 }
 

@@ -89,10 +89,7 @@ fn session_limits_refuse_overall_and_per_user_and_free_on_close() {
     let hub = hub_with(config, &[]);
     let a1 = hub.open("ann").unwrap();
     let _a2 = hub.open("ann").unwrap();
-    assert_eq!(
-        hub.open("ann").unwrap_err(),
-        HubError::UserFull { max: 2 }
-    );
+    assert_eq!(hub.open("ann").unwrap_err(), HubError::UserFull { max: 2 });
     let _b1 = hub.open("bob").unwrap();
     assert_eq!(hub.open("cat").unwrap_err(), HubError::Full { max: 3 });
     assert_eq!(hub.stats().refused, 2);
@@ -154,7 +151,10 @@ fn a_reconnect_within_the_grace_period_shows_no_flap() {
     drain(&mut bob);
     let _back = hub.open("ann").unwrap();
     hub.tick(Instant::now() + grace * 2);
-    assert!(drain(&mut bob).is_empty(), "neither offline nor online again");
+    assert!(
+        drain(&mut bob).is_empty(),
+        "neither offline nor online again"
+    );
 }
 
 #[test]
@@ -181,11 +181,19 @@ fn typing_is_forwarded_rate_limited_and_expires_by_itself() {
     let start = Instant::now();
     let to_bob = || users(&["bob"]);
     hub.typing_at("ann", "c", true, to_bob(), start);
-    hub.typing_at("ann", "c", true, to_bob(), start + Duration::from_millis(500));
+    hub.typing_at(
+        "ann",
+        "c",
+        true,
+        to_bob(),
+        start + Duration::from_millis(500),
+    );
     let frames = drain(&mut bob);
     assert_eq!(
         frames,
-        [serde_json::json!({"type": "typing", "conversationId": "c", "userId": "ann", "typing": true})],
+        [
+            serde_json::json!({"type": "typing", "conversationId": "c", "userId": "ann", "typing": true})
+        ],
         "the refresh within the interval is not forwarded"
     );
     // The refresh at +0.5 s moved the expiry to +5.5 s.
@@ -207,6 +215,9 @@ fn typing_false_is_forwarded_only_while_typing() {
     assert!(drain(&mut bob).is_empty());
     hub.typing("ann", "c", true, users(&["bob"]));
     hub.typing("ann", "c", false, users(&["bob"]));
-    let flags: Vec<_> = drain(&mut bob).iter().map(|f| f["typing"].clone()).collect();
+    let flags: Vec<_> = drain(&mut bob)
+        .iter()
+        .map(|f| f["typing"].clone())
+        .collect();
     assert_eq!(flags, [true, false]);
 }

@@ -250,7 +250,9 @@ mod tests {
             }
         );
         let updated = event_frame(&event(EventType::MessageUpdated));
-        assert!(updated.text().starts_with(r#"{"type":"message.updated","message":{"#));
+        assert!(updated
+            .text()
+            .starts_with(r#"{"type":"message.updated","message":{"#));
         let deleted = event_frame(&event(EventType::MessageDeleted));
         let json: serde_json::Value = serde_json::from_str(deleted.text()).unwrap();
         assert_eq!(

@@ -259,7 +259,11 @@ mod tests {
     fn contacts_are_the_other_participants_of_a_users_conversations() {
         let mut view = View::default();
         view.insert(conversation("a", "2024-01-01T00:00:00.000Z", &["u", "v"]));
-        view.insert(conversation("b", "2024-01-02T00:00:00.000Z", &["u", "v", "w"]));
+        view.insert(conversation(
+            "b",
+            "2024-01-02T00:00:00.000Z",
+            &["u", "v", "w"],
+        ));
         view.insert(conversation("c", "2024-01-03T00:00:00.000Z", &["x"]));
         assert_eq!(view.contacts_of("u"), ["v", "w"]);
         assert!(view.contacts_of("x").is_empty());

@@ -165,6 +165,11 @@ pub fn render_log_stats(out: &mut String, stats: &LogStats) {
             group_size,
         ),
     ];
+    write_samples(out, &rows);
+}
+
+/// Writes one unlabelled sample per row: (name, type, help, value).
+fn write_samples(out: &mut String, rows: &[(&str, &str, &str, f64)]) {
     for (name, kind, help, value) in rows {
         // Writing to a String cannot fail.
         let _ = write!(
@@ -177,44 +182,39 @@ pub fn render_log_stats(out: &mut String, stats: &LogStats) {
 /// Appends the hub's session gauge and counters to `out` in text format. The fan-out's lag is
 /// the consumer lag of group `fanout` on `messages.sent` ([`render_consumer_lag`]).
 pub fn render_hub_stats(out: &mut String, stats: &HubStats) {
-    let rows: [(&str, &str, &str, u64); 5] = [
+    let rows: [(&str, &str, &str, f64); 5] = [
         (
             "tidings_ws_sessions",
             "gauge",
             "WebSocket sessions open now.",
-            stats.sessions as u64,
+            stats.sessions as f64,
         ),
         (
             "tidings_ws_sessions_opened_total",
             "counter",
             "WebSocket sessions opened since start.",
-            stats.opened,
+            stats.opened as f64,
         ),
         (
             "tidings_ws_sessions_refused_total",
             "counter",
             "WebSocket upgrades refused by the session limits (503 or 429).",
-            stats.refused,
+            stats.refused as f64,
         ),
         (
             "tidings_ws_sessions_closed_slow_total",
             "counter",
             "WebSocket sessions closed with 4008 because their outbound queue was full.",
-            stats.closed_slow,
+            stats.closed_slow as f64,
         ),
         (
             "tidings_ws_deliveries_total",
             "counter",
             "Frames queued to WebSocket sessions (messages, receipts, presence, typing, replies).",
-            stats.deliveries,
+            stats.deliveries as f64,
         ),
     ];
-    for (name, kind, help, value) in rows {
-        let _ = write!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-        );
-    }
+    write_samples(out, &rows);
 }
 
 /// One consumer group's position on one partition.

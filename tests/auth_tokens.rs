@@ -5,7 +5,6 @@
 mod common;
 
 use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::server::{started, wait_ready};
 
@@ -80,18 +79,7 @@ async fn a_token_from_the_cli_is_accepted_and_bad_ones_get_401() {
     let foreign = token(other_dir.path(), &["alice"]);
     assert_unauthorized(me(&server.base, Some(&format!("Bearer {foreign}"))).await).await;
 
-    let secret = std::fs::read(dir.path().join("secret.key")).unwrap();
-    let an_hour_ago = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        - 3600;
-    let expired = jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &serde_json::json!({"sub": "alice", "exp": an_hour_ago}),
-        &jsonwebtoken::EncodingKey::from_secret(&secret),
-    )
-    .unwrap();
+    let expired = common::chat::expired_token(dir.path(), "alice");
     assert_unauthorized(me(&server.base, Some(&format!("Bearer {expired}"))).await).await;
 
     // alg "none" with a valid-looking payload must not pass.

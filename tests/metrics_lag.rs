@@ -15,12 +15,7 @@ async fn the_store_groups_lag_and_committed_offsets_are_scraped() {
     chat.wait_messages("alice", "lagged", 3, std::time::Duration::from_secs(5))
         .await;
 
-    let text = reqwest::get(format!("{}/metrics", chat.server.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = chat.metrics().await;
     assert!(text.contains("# TYPE tidings_consumer_lag gauge"), "{text}");
     let committed: u64 = text
         .lines()

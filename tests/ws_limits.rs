@@ -6,20 +6,15 @@
 
 mod common;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use common::chat::{chat_server, Chat};
+use common::chat::{chat_server, expired_token, Chat};
 use common::ws::{connect, message_seqs, refused, ws_server};
 use serde_json::json;
 
 /// The value of an unlabelled metric on `/metrics`.
 async fn metric(chat: &Chat, name: &str) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", chat.server.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = chat.metrics().await;
     text.lines()
         .find_map(|line| line.strip_prefix(&format!("{name} ")))
         .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
@@ -34,18 +29,7 @@ async fn rejected_tokens_get_401_and_never_a_session() {
     assert_eq!((status, problem["status"].clone()), (401, json!(401)));
     let (status, _) = refused(&chat, "?token=not-a-jwt").await;
     assert_eq!(status, 401);
-    let secret = std::fs::read(chat.dir.path().join("secret.key")).unwrap();
-    let an_hour_ago = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        - 3600;
-    let expired = jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &json!({"sub": "ann", "exp": an_hour_ago}),
-        &jsonwebtoken::EncodingKey::from_secret(&secret),
-    )
-    .unwrap();
+    let expired = expired_token(chat.dir.path(), "ann");
     let (status, problem) = refused(&chat, &format!("?token={expired}")).await;
     assert_eq!(status, 401);
     assert!(

@@ -14,6 +14,15 @@ impl Contacts for FixedContacts {
     }
 }
 
+/// A hub whose grace period is `grace`, where ann and bob share a conversation.
+fn ann_and_bob_with_grace(grace: Duration) -> Hub {
+    let config = HubConfig {
+        presence_grace: grace,
+        ..HubConfig::default()
+    };
+    hub_with(config, &[("ann", "bob")])
+}
+
 fn hub_with(config: HubConfig, pairs: &[(&str, &str)]) -> Hub {
     let hub = Hub::new(config);
     let mut map: HashMap<String, Vec<String>> = HashMap::new();
@@ -116,11 +125,7 @@ fn has_live_session_follows_the_users_sessions() {
 #[test]
 fn presence_is_online_at_once_and_offline_only_after_the_grace_period() {
     let grace = Duration::from_secs(5);
-    let config = HubConfig {
-        presence_grace: grace,
-        ..HubConfig::default()
-    };
-    let hub = hub_with(config, &[("ann", "bob")]);
+    let hub = ann_and_bob_with_grace(grace);
     let mut bob = hub.open("bob").unwrap();
     let ann = hub.open("ann").unwrap();
     assert_eq!(
@@ -141,11 +146,7 @@ fn presence_is_online_at_once_and_offline_only_after_the_grace_period() {
 #[test]
 fn a_reconnect_within_the_grace_period_shows_no_flap() {
     let grace = Duration::from_secs(5);
-    let config = HubConfig {
-        presence_grace: grace,
-        ..HubConfig::default()
-    };
-    let hub = hub_with(config, &[("ann", "bob")]);
+    let hub = ann_and_bob_with_grace(grace);
     let mut bob = hub.open("bob").unwrap();
     drop(hub.open("ann").unwrap());
     drain(&mut bob);

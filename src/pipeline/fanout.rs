@@ -8,8 +8,8 @@
 //! so `/metrics` shows the group's lag like any consumer's. For each event it looks the
 //! conversation's participants up at that moment (a participant removed a moment ago receives
 //! nothing more), builds the frame once (`message`, `message.updated` or `message.deleted`) and
-//! hands it to [`Hub::deliver`], which never waits. It wakes on the partition's high
-//! watermark, never on a timer.
+//! hands it to [`Hub::deliver`], which never waits. It runs in the pipeline's consumer loop
+//! (`consumer.rs`): it wakes on the partition's high watermark, never on a timer.
 //!
 //! Shutdown: on cancel, a task delivers everything up to the high watermark of that moment
 //! (the server cancels it after the store writers and the relay have finished) and exits.
@@ -19,9 +19,10 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::consumer::{fetch, run_until_drained, Fetched, PartitionConsumer};
 use super::{Result, EVENTS_TOPIC};
 use crate::hub::{Frame, Hub, Scope};
-use crate::log::{Log, LogError, ReadLimits, StoredRecord};
+use crate::log::{Log, ReadLimits, StoredRecord};
 use crate::store::{EventType, Message, MessageEvent, Store};
 
 /// The consumer group of the fan-out.
@@ -129,47 +130,24 @@ struct PartitionFanout {
 
 impl PartitionFanout {
     async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
-        let mut high = self.log.subscribe(EVENTS_TOPIC, self.partition)?;
-        // On cancel: the high watermark at that moment, which the task drains to.
-        let mut last_target: Option<u64> = None;
-        loop {
-            let now = *high.borrow_and_update();
-            if last_target.is_none() && shutdown.is_cancelled() {
-                last_target = Some(now);
-            }
-            let goal = last_target.unwrap_or(now);
-            if self.next < goal {
-                self.step(goal)?;
-                // Other tasks (the sessions' writers) run between batches.
-                tokio::task::yield_now().await;
-                continue;
-            }
-            if last_target.is_some() {
-                return Ok(());
-            }
-            tokio::select! {
-                biased;
-                () = shutdown.cancelled() => {}
-                changed = high.changed() => {
-                    if changed.is_err() {
-                        return Ok(()); // the log closed
-                    }
-                }
-            }
-        }
+        let high = self.log.subscribe(EVENTS_TOPIC, self.partition)?;
+        run_until_drained(&mut self, high, &shutdown).await
+    }
+}
+
+impl PartitionConsumer for PartitionFanout {
+    fn position(&self) -> u64 {
+        self.next
     }
 
     /// Delivers the events from `self.next` on (at most [`MAX_BATCH`], not past `goal`) and
     /// commits the new position.
-    fn step(&mut self, goal: u64) -> Result<()> {
+    async fn step(&mut self, goal: u64) -> Result<()> {
         let wanted = usize::try_from(goal - self.next).unwrap_or(usize::MAX);
         let limits = ReadLimits::records(MAX_BATCH.min(wanted));
-        let records = match self
-            .log
-            .read(EVENTS_TOPIC, self.partition, self.next, limits)
-        {
-            Ok(records) => records,
-            Err(LogError::OffsetOutOfRange { earliest, .. }) if earliest > self.next => {
+        let records = match fetch(&self.log, EVENTS_TOPIC, self.partition, self.next, limits)? {
+            Fetched::Records(records) => records,
+            Fetched::Deleted { earliest } => {
                 tracing::warn!(
                     partition = self.partition,
                     from = self.next,
@@ -179,7 +157,6 @@ impl PartitionFanout {
                 self.next = earliest;
                 return Ok(());
             }
-            Err(e) => return Err(e.into()),
         };
         let Some(last) = records.last().map(|r| r.offset) else {
             return Ok(());
@@ -192,7 +169,9 @@ impl PartitionFanout {
             .commit_offset(FANOUT_GROUP, EVENTS_TOPIC, self.partition, self.next)?;
         Ok(())
     }
+}
 
+impl PartitionFanout {
     /// Pushes one event to every session of the conversation's participants of this moment.
     fn deliver(&self, record: &StoredRecord) {
         let event: MessageEvent = match serde_json::from_slice(&record.value) {

@@ -18,6 +18,7 @@
 //! watermark of that moment, relays it, and exits, so history is complete at restart; the
 //! fan-out, cancelled after them, delivers every event up to the high watermark and exits.
 
+mod consumer;
 pub mod fanout;
 mod relay;
 mod writer;

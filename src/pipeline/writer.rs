@@ -1,13 +1,15 @@
 //! One store writer: the consumer of one `messages` partition for group `store`.
 //!
-//! Its loop body is [`Worker::step`]: read what is ready (at most `max_batch` records), apply it
-//! with [`Store::apply_batch`] on a blocking thread (plain writes, then the offset commit),
-//! publish the progress, relay the events. It
-//! sleeps on the partition's high-watermark channel between steps, never on a timer.
+//! Its loop body is its [`PartitionConsumer::step`]: read what is ready (at most `max_batch`
+//! records), apply it with [`Store::apply_batch`] on a blocking thread (plain writes, then the
+//! offset commit), publish the progress, relay the events. It runs in
+//! [`run_until_drained`], sleeping on the partition's high-watermark channel between steps,
+//! never on a timer.
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::consumer::{fetch, run_until_drained, Fetched, PartitionConsumer};
 use super::{relay, PipelineError, Result, MESSAGES_TOPIC, STORE_GROUP};
 use crate::log::{Log, LogError, ReadLimits, StoredRecord};
 use crate::store::{AppliedBatch, BatchPosition, ChatCommand, Store};
@@ -33,39 +35,51 @@ impl Worker {
         if self.relay {
             self.relayed = relay::recover(&self.log, &self.store, self.partition).await?;
         }
-        let mut high = self.log.subscribe(MESSAGES_TOPIC, self.partition)?;
-        // On cancel: the high watermark at that moment, which the worker catches up to.
-        let mut last_target: Option<u64> = None;
-        loop {
-            let now = *high.borrow_and_update();
-            if last_target.is_none() && shutdown.is_cancelled() {
-                last_target = Some(now);
-            }
-            let goal = last_target.unwrap_or(now);
-            if self.next < goal {
-                self.step(goal).await?;
-                continue;
-            }
-            if last_target.is_some() {
-                return Ok(());
-            }
-            tokio::select! {
-                biased;
-                () = shutdown.cancelled() => {}
-                changed = high.changed() => {
-                    if changed.is_err() {
-                        return Ok(()); // the log closed
-                    }
-                }
-            }
-        }
+        let high = self.log.subscribe(MESSAGES_TOPIC, self.partition)?;
+        run_until_drained(&mut self, high, &shutdown).await
+    }
+
+    fn read(&self, goal: u64) -> std::result::Result<Fetched, LogError> {
+        let wanted = usize::try_from(goal - self.next).unwrap_or(usize::MAX);
+        let limits = ReadLimits {
+            max_records: self.max_batch.min(wanted),
+            max_bytes: MAX_BATCH_BYTES,
+        };
+        fetch(&self.log, MESSAGES_TOPIC, self.partition, self.next, limits)
+    }
+
+    async fn apply(
+        &self,
+        next_offset: u64,
+        commands: Vec<(u64, ChatCommand)>,
+    ) -> Result<AppliedBatch> {
+        let store = self.store.clone();
+        let partition = self.partition;
+        tokio::task::spawn_blocking(move || {
+            let position = BatchPosition {
+                group: STORE_GROUP,
+                topic: MESSAGES_TOPIC,
+                partition,
+                next_offset,
+            };
+            store.apply_batch(&position, &commands)
+        })
+        .await
+        .map_err(|e| PipelineError::Worker(e.to_string()))?
+        .map_err(PipelineError::from)
+    }
+}
+
+impl PartitionConsumer for Worker {
+    fn position(&self) -> u64 {
+        self.next
     }
 
     /// Applies the records from `self.next` on (at most `max_batch`, not past `goal`).
     async fn step(&mut self, goal: u64) -> Result<()> {
-        let records = match self.read(goal) {
-            Ok(records) => records,
-            Err(LogError::OffsetOutOfRange { earliest, .. }) if earliest > self.next => {
+        let records = match self.read(goal)? {
+            Fetched::Records(records) => records,
+            Fetched::Deleted { earliest } => {
                 tracing::error!(
                     partition = self.partition,
                     from = self.next,
@@ -75,7 +89,6 @@ impl Worker {
                 self.next = earliest;
                 return Ok(());
             }
-            Err(e) => return Err(e.into()),
         };
         let Some(last) = records.last().map(|r| r.offset) else {
             return Ok(());
@@ -103,37 +116,6 @@ impl Worker {
             .await?;
         }
         Ok(())
-    }
-
-    fn read(&self, goal: u64) -> std::result::Result<Vec<StoredRecord>, LogError> {
-        let wanted = usize::try_from(goal - self.next).unwrap_or(usize::MAX);
-        let limits = ReadLimits {
-            max_records: self.max_batch.min(wanted),
-            max_bytes: MAX_BATCH_BYTES,
-        };
-        self.log
-            .read(MESSAGES_TOPIC, self.partition, self.next, limits)
-    }
-
-    async fn apply(
-        &self,
-        next_offset: u64,
-        commands: Vec<(u64, ChatCommand)>,
-    ) -> Result<AppliedBatch> {
-        let store = self.store.clone();
-        let partition = self.partition;
-        tokio::task::spawn_blocking(move || {
-            let position = BatchPosition {
-                group: STORE_GROUP,
-                topic: MESSAGES_TOPIC,
-                partition,
-                next_offset,
-            };
-            store.apply_batch(&position, &commands)
-        })
-        .await
-        .map_err(|e| PipelineError::Worker(e.to_string()))?
-        .map_err(PipelineError::from)
     }
 }
 

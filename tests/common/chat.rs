@@ -41,7 +41,33 @@ pub fn authenticator(dir: &Path) -> Authenticator {
     Authenticator::from_config(None, dir).expect("the server's secret")
 }
 
+/// A token for `user`, signed with the secret of `data_dir`, that expired an hour ago.
+pub fn expired_token(data_dir: &Path, user: &str) -> String {
+    let secret = std::fs::read(data_dir.join("secret.key")).expect("the server's secret");
+    let an_hour_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+        - 3600;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"sub": user, "exp": an_hour_ago}),
+        &jsonwebtoken::EncodingKey::from_secret(&secret),
+    )
+    .expect("sign")
+}
+
 impl Chat {
+    /// `GET /metrics` as text.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.server.base))
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     pub fn token(&self, user: &str) -> String {
         self.auth.issue(user, None, &[], Duration::from_secs(3600))
     }

@@ -12,8 +12,9 @@
 //!   defaults, validated into one `Config`.
 //! - [`metrics`]: each server's Prometheus registry and the scrape-time log counters.
 //! - [`api`]: the HTTP edge (axum): the chat routes (conversations, messages, read marks) with
-//!   idempotent sends, the send rate limit and backpressure; shared handler state, problem+json
-//!   errors, the health, readiness and metrics endpoints.
+//!   idempotent sends, the send rate limit and backpressure; the WebSocket upgrade `/ws` and
+//!   each session's reader and writer; shared handler state, problem+json errors, the health,
+//!   readiness and metrics endpoints.
 //! - [`store`]: the chat read model in sled (conversations, messages by (conversation, seq),
 //!   read state, id indexes, the event outbox) and its replay-safe batch writer; no HTTP.
 //! - [`pipeline`]: the consumers joining log → store → hub: the write-behind store writer (one

@@ -1,14 +1,14 @@
 //! The HTTP edge: routes, shared handler state, errors and HTTP metrics.
 //!
 //! [`app`] assembles the router from the handler files (`health`, `metrics`, `conversations`,
-//! `messages`, and the event bus's `topics`, `records` and consumer `groups`) and wraps it in
-//! the request-latency layer and the body-size limit; [`AppState`] is what every handler can
+//! `messages`, the WebSocket upgrade `ws`, and the event bus's `topics`, `records` and consumer
+//! `groups`) and wraps it in the request-latency layer and the body-size limit; [`AppState`] is what every handler can
 //! reach. Errors are [`ApiError`](problem::ApiError)s, answered as problem+json
 //! ([`problem`]). axum is used here and in `server.rs` only.
 //!
 //! This module does not bind sockets, open the log or decide when to stop: `server.rs` does, and
 //! hands the open log, store and pipeline to the state ([`AppState::attach_log`],
-//! [`AppState::attach_chat`]). Chat helpers shared by the handlers: `idempotency` (retried sends)
+//! [`AppState::attach_chat`]); the hub is created with the state. Chat helpers shared by the handlers: `idempotency` (retried sends)
 //! and `rate_limit` (per-user send rate).
 
 pub mod auth;

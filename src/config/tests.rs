@@ -249,3 +249,41 @@ fn chat_partitions_come_from_the_environment() {
     .unwrap_err();
     assert!(err.to_string().contains("chat.partitions"), "{err}");
 }
+
+#[test]
+fn the_ws_section_is_read_and_checked() {
+    let defaults = Config::load_with_env(None, Overrides::default(), env(&[])).unwrap();
+    assert_eq!(defaults.ws, WsSettings::default());
+    assert_eq!(defaults.ws.queue_frames, 1024);
+    assert_eq!(defaults.ws.ping_interval, Duration::from_secs(20));
+    let (_dir, path) = write_file(
+        "[ws]\nqueueFrames = 8\nmaxSessions = 100\nmaxSessionsPerUser = 3\n\
+         maxFrameBytes = 1000\nhardFrameBytes = 2000\nframeRate = 0\npingIntervalMs = 500\n\
+         presenceGraceMs = 250\ntypingTtlMs = 700\ntypingIntervalMs = 100\n\
+         readBufferBytes = 1024\nwriteBufferBytes = 0\n",
+    );
+    let environment = env(&[("TIDINGS_WS_MAX_SESSIONS", "42")]);
+    let config = Config::load_with_env(Some(&path), Overrides::default(), environment).unwrap();
+    let ws = &config.ws;
+    assert_eq!(ws.max_sessions, 42, "the environment beats the file");
+    assert_eq!((ws.queue_frames, ws.max_sessions_per_user), (8, 3));
+    assert_eq!((ws.max_frame_bytes, ws.hard_frame_bytes), (1000, 2000));
+    assert_eq!(ws.frame_rate, 0);
+    assert_eq!(ws.ping_interval, Duration::from_millis(500));
+    assert_eq!(ws.presence_grace, Duration::from_millis(250));
+    assert_eq!(ws.typing_ttl, Duration::from_millis(700));
+    assert_eq!(ws.typing_interval, Duration::from_millis(100));
+    assert_eq!((ws.read_buffer_bytes, ws.write_buffer_bytes), (1024, 0));
+    let hub = ws.hub_config(7);
+    assert_eq!((hub.max_sessions, hub.queue_frames), (7, 8));
+
+    let (_dir, bad) = write_file("[ws]\nmaxFrameBytes = 4096\nhardFrameBytes = 4096\n");
+    let refused = Config::load_with_env(Some(&bad), Overrides::default(), env(&[])).unwrap_err();
+    assert!(
+        refused.to_string().contains("ws.hardFrameBytes"),
+        "{refused}"
+    );
+    let (_dir, zero) = write_file("[ws]\nqueueFrames = 0\n");
+    let refused = Config::load_with_env(Some(&zero), Overrides::default(), env(&[])).unwrap_err();
+    assert!(refused.to_string().contains("ws.queueFrames"), "{refused}");
+}

@@ -22,6 +22,7 @@
 use std::future::{Future, IntoFuture};
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -110,6 +111,13 @@ pub async fn run(
     );
     let token = state.shutdown().clone();
     let stages = Stages::default();
+    // No Nagle delay: a session writer flushes a batch of frames at once, and a small frame
+    // must not wait for the previous one's ACK (nor an HTTP answer for its predecessor's).
+    let listener = listener.tap_io(|stream| {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
+        }
+    });
     let serving = tokio::spawn(
         axum::serve(listener, app(state.clone()))
             .with_graceful_shutdown(token.clone().cancelled_owned())

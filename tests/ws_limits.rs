@@ -2,7 +2,8 @@
 //! session; invalid frames (bad JSON, unknown or missing type, a missing field, binary, too
 //! large, too many) get an `error` frame and the session stays usable; a frame above the hard
 //! cap closes with 1009; the session limits refuse upgrades with 429 and 503; a session that
-//! stops reading is closed with 4008 while another one keeps receiving everything.
+//! stops reading is closed with 4008 while another one keeps receiving everything; one that
+//! answers no pings is closed with 1008.
 
 mod common;
 
@@ -190,4 +191,15 @@ async fn a_session_that_stops_reading_is_closed_with_4008_while_another_gets_eve
         (1..=got.len() as u64).collect::<Vec<_>>(),
         "in order, then closed"
     );
+}
+
+#[tokio::test]
+async fn a_connection_that_answers_no_pings_is_closed_with_1008() {
+    let chat = ws_server("[ws]\npingIntervalMs = 200\n").await;
+    let mut ann = connect(&chat, "ann").await;
+    // Not reading means not answering the server's pings either.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (code, _) = ann.until_closed().await;
+    assert_eq!(code, 1008);
+    assert_eq!(metric(&chat, "tidings_ws_sessions").await, 0);
 }

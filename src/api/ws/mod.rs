@@ -26,6 +26,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::auth::Caller;
 use super::problem::ApiError;
@@ -61,15 +62,18 @@ pub async fn upgrade(
         .write_buffer_size(ws.write_buffer_bytes)
         .max_message_size(ws.hard_frame_bytes)
         .max_frame_size(ws.hard_frame_bytes)
-        .on_upgrade(move |socket| async move {
-            run_session(state, caller, session, socket).await;
-            drop(reader_token);
-        });
+        .on_upgrade(move |socket| run_session(state, caller, session, socket, reader_token));
     Ok(response.into_response())
 }
 
 /// Runs one upgraded connection: spawns its writer, reads until the session ends.
-async fn run_session(state: AppState, caller: Identity, session: Session, socket: WebSocket) {
+async fn run_session(
+    state: AppState,
+    caller: Identity,
+    session: Session,
+    socket: WebSocket,
+    handling: TaskTrackerToken,
+) {
     let Ok(chat) = state.chat().cloned() else {
         return;
     };
@@ -98,5 +102,5 @@ async fn run_session(state: AppState, caller: Identity, session: Session, socket
         heard,
         spoke: false,
     };
-    reader.run(stream).await;
+    reader.run(stream, handling).await;
 }

@@ -8,9 +8,10 @@
 //! once replayed), `ping` → `pong`. An error answers with the status the HTTP route would give;
 //! the session stays open. The client's `ref` is echoed in every answer.
 //!
-//! The reader stops when the session closes, when the client leaves (the session closes) or
-//! when the server shuts down (the session stays open: its writer still delivers until the hub
-//! closes it with 1001). A frame above the hard cap (`ws.hardFrameBytes`) is not read at all:
+//! The reader stops handling frames when the session closes, when the client leaves (the
+//! session closes) or when the server shuts down (the session stays open: its writer still
+//! delivers until the hub closes it with 1001); then it only reads on until the close handshake
+//! is done. A frame above the hard cap (`ws.hardFrameBytes`) is not read at all:
 //! the session closes with 1009. This module writes nothing to the socket.
 
 use std::collections::BTreeMap;
@@ -24,8 +25,9 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 
-use super::writer::Control;
+use super::writer::{Control, CLOSE_TIMEOUT};
 use crate::api::conversations::{mark_read_as, require_participant};
 use crate::api::messages::{send_message, SendBody};
 use crate::api::problem::ApiError;
@@ -81,7 +83,10 @@ pub(super) struct Reader {
 }
 
 impl Reader {
-    pub async fn run<St>(mut self, mut stream: St)
+    /// Handles client frames until the session closes, the client leaves or the server stops;
+    /// then drops `handling` (the server waits for that on shutdown) and reads on, discarding,
+    /// until the close handshake is done.
+    pub async fn run<St>(mut self, mut stream: St, handling: TaskTrackerToken)
     where
         St: Stream<Item = Result<Message, axum::Error>> + Unpin,
     {
@@ -89,8 +94,8 @@ impl Reader {
         loop {
             let next = tokio::select! {
                 biased;
-                () = self.handle.closed() => return,
-                () = shutdown.cancelled() => return,
+                () = self.handle.closed() => break,
+                () = shutdown.cancelled() => break,
                 next = stream.next() => next,
             };
             self.heard.store(true, Ordering::Relaxed);
@@ -114,6 +119,8 @@ impl Reader {
                 }
             }
         }
+        drop(handling);
+        drain(&mut stream, &self.handle).await;
     }
 
     /// After the first frame (a `resume`, usually, now handed over), the writer lets the queue
@@ -278,6 +285,29 @@ impl Reader {
 fn parse<T: DeserializeOwned>(value: Value, kind: &str) -> Result<T, ApiError> {
     serde_json::from_value(value)
         .map_err(|e| ApiError::BadRequest(format!("invalid {kind} frame: {e}")))
+}
+
+/// Reads and discards until the client answers the close frame (or leaves), at most
+/// [`CLOSE_TIMEOUT`] after the session closed. Dropping the read half at once would close the
+/// connection under a client still writing (a pong, say) before it has read the close frame.
+async fn drain<St>(stream: &mut St, handle: &SessionHandle)
+where
+    St: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    let deadline = async {
+        handle.closed().await;
+        tokio::time::sleep(CLOSE_TIMEOUT).await;
+    };
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            () = &mut deadline => return,
+            next = stream.next() => match next {
+                Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
 }
 
 /// Why a read error ends the session: a frame above the hard cap (1009), or a broken

@@ -46,6 +46,12 @@ impl SeqTracker {
         *next = (*next).max(seq + 1);
     }
 
+    /// Forgets `conversation` (the user left it): if it joins again, its first live message
+    /// starts anew instead of filling the gap of the time it was out.
+    pub fn forget(&mut self, conversation: &str) {
+        self.next.remove(conversation);
+    }
+
     /// The client has seen `conversation` up to `last_seen`: expect `last_seen + 1` next.
     pub fn resume_from(&mut self, conversation: &Arc<str>, last_seen: u64) {
         self.next.insert(conversation.clone(), last_seen + 1);
@@ -67,6 +73,8 @@ mod tests {
         assert_eq!(seqs.check("c", 8), Verdict::Write);
         assert_eq!(seqs.check("c", 11), Verdict::Gap { from: 8 });
         assert_eq!(seqs.check("other", 1), Verdict::Write, "per conversation");
+        seqs.forget("c");
+        assert_eq!(seqs.check("c", 20), Verdict::Write, "starts anew");
     }
 
     #[test]

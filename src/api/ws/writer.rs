@@ -204,6 +204,7 @@ where
         frame: &Frame,
     ) -> WriteResult {
         if !self.store.is_participant(conversation, self.user()) {
+            self.seqs.forget(conversation);
             return Ok(());
         }
         if let Verdict::Gap { from } = self.seqs.check(conversation, seq) {

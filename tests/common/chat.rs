@@ -26,7 +26,13 @@ pub async fn chat_server(extra: &[&str]) -> Chat {
 }
 
 pub async fn chat_server_in(dir: tempfile::TempDir, args: &[&str]) -> Chat {
-    let server = start(command(dir.path(), args));
+    let cmd = command(dir.path(), args);
+    chat_server_from(dir, cmd).await
+}
+
+/// Starts `cmd` (a `tidings serve` on `dir`, see [`command`]) and waits until it is ready.
+pub async fn chat_server_from(dir: tempfile::TempDir, cmd: std::process::Command) -> Chat {
+    let server = start(cmd);
     wait_ready(&server).await;
     let auth = authenticator(dir.path());
     Chat {

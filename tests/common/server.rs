@@ -37,6 +37,26 @@ pub fn command(data_dir: &Path, extra: &[&str]) -> Command {
     cmd
 }
 
+/// `cmd` run under an open-file limit of `limit` (soft and hard, set by `sh`'s `ulimit`).
+pub fn with_open_file_limit(cmd: &Command, limit: u64) -> Command {
+    let mut wrapped = Command::new("sh");
+    wrapped
+        .arg("-c")
+        .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(value) => wrapped.env(key, value),
+            None => wrapped.env_remove(key),
+        };
+    }
+    wrapped
+}
+
 /// Starts the binary and waits for its `listening on http://HOST:PORT` line.
 pub fn start(mut cmd: Command) -> Server {
     let mut child = cmd.spawn().expect("spawn tidings");

@@ -9,15 +9,25 @@
 
 mod common;
 
-use common::chat::chat_server;
-use common::ws::{connect, connect_with_header};
+use common::chat::{chat_server, Chat};
+use common::ws::{connect, connect_with_header, WsClient};
 use serde_json::{json, Value};
 
-fn messages_before_barrier(frames: &[Value], barrier: &str) -> Vec<String> {
+/// Sends a "barrier" message as ann into `conversation`, which `session`'s user shares with
+/// her, and returns the contents of the other messages `session` received before it: anything
+/// queued to it earlier.
+async fn messages_before_barrier(
+    chat: &Chat,
+    session: &mut WsClient,
+    conversation: &str,
+) -> Vec<Value> {
+    chat.send("ann", conversation, "barrier").await;
+    let frames = session
+        .until(|f| f["type"] == "message" && f["message"]["content"] == "barrier")
+        .await;
     frames
-        .iter()
-        .filter(|f| f["type"] == "message" && f["message"]["content"] != barrier)
-        .map(|f| f["message"]["content"].as_str().unwrap_or("").to_owned())
+        .into_iter()
+        .filter(|f| f["type"] == "message" && f["message"]["content"] != "barrier")
         .collect()
 }
 
@@ -47,13 +57,10 @@ async fn a_message_reaches_every_session_of_every_participant_and_nobody_else() 
         assert_eq!(message["content"], "hello team");
     }
     // Barrier: eve's own conversation with ann; the team message was queued before it.
-    chat.send("ann", "eve-ann", "barrier").await;
-    let frames = eve
-        .until(|f| f["type"] == "message" && f["message"]["content"] == "barrier")
-        .await;
+    let leaked = messages_before_barrier(&chat, &mut eve, "eve-ann").await;
     assert!(
-        messages_before_barrier(&frames, "barrier").is_empty(),
-        "eve got another conversation's message: {frames:?}"
+        leaked.is_empty(),
+        "eve got another conversation's message: {leaked:?}"
     );
 }
 
@@ -142,12 +149,9 @@ async fn participant_changes_are_announced_and_a_removed_participant_receives_no
     chat.send("ann", "c", "after the removal").await;
     assert_eq!(cat.next_message().await["content"], "after the removal");
     assert_eq!(ann.next_message().await["content"], "after the removal");
-    chat.send("ann", "bob-ann", "barrier").await;
-    let frames = bob
-        .until(|f| f["type"] == "message" && f["message"]["content"] == "barrier")
-        .await;
+    let leaked = messages_before_barrier(&chat, &mut bob, "bob-ann").await;
     assert!(
-        messages_before_barrier(&frames, "barrier").is_empty(),
-        "a removed participant got a message: {frames:?}"
+        leaked.is_empty(),
+        "a removed participant got a message: {leaked:?}"
     );
 }

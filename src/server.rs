@@ -9,6 +9,10 @@
 //! everything accepted before they exit. It waits for every task ([`TaskTracker`]) and closes the
 //! log (which syncs), so history is complete when the server is ready again.
 //!
+//! While ready it advertises its address in the data directory ([`crate::discovery`]), so that
+//! the admin commands, which cannot open a directory the server holds, find the server instead;
+//! the file goes at a clean stop, before the directory's lock does.
+//!
 //! `main` passes SIGINT/SIGTERM as the shutdown future; tests bind `127.0.0.1:0` and pass
 //! their own. This module does not parse configuration, bind sockets or install signal
 //! handlers, and it holds no routes: those are in `api`.
@@ -25,6 +29,7 @@ use crate::api::Chat;
 pub use crate::api::{app, AppState};
 use crate::auth::{AuthError, Authenticator};
 use crate::config::Config;
+use crate::discovery;
 use crate::log::{Log, LogError};
 use crate::pipeline::{self, Pipeline, PipelineConfig, PipelineError, MESSAGES_TOPIC};
 use crate::store::{Store, StoreError};
@@ -65,6 +70,7 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let state = AppState::new(config);
     let token = state.shutdown().clone();
+    let address = listener.local_addr().map_err(ServerError::Serve)?;
     // The store writers stop on their own signal, after the requests drained (see `stop`).
     let writers = CancellationToken::new();
     let serving = tokio::spawn(
@@ -76,6 +82,7 @@ pub async fn run(
     // after, and the log is then closed cleanly instead of being dropped mid-recovery.
     let outcome = match open(&state, &writers).await {
         Ok(()) => {
+            publish_address(&state, address);
             shutdown.await;
             tracing::info!("shutdown requested: draining requests");
             Ok(())
@@ -181,11 +188,31 @@ async fn stop(
     state.tasks().close();
     state.tasks().wait().await;
     if let Ok(log) = state.log() {
+        // Removed while the lock is still ours, so a server started next keeps its own file.
+        withdraw_address(&state);
         let log = log.clone();
         tokio::task::spawn_blocking(move || log.shutdown()).await?;
         tracing::info!("log closed");
     }
     outcome.and(served)
+}
+
+/// Writes `DATA_DIR/server.url` so that admin commands run without `--server` find this server
+/// (see [`crate::discovery`]). Only called once the log, and so the directory's lock, is ours. A
+/// failure costs that convenience only, so it is logged, not fatal.
+fn publish_address(state: &AppState, address: std::net::SocketAddr) {
+    let dir = &state.config().data_dir;
+    if let Err(e) = discovery::write_address(dir, address) {
+        tracing::warn!(error = %e, dir = %dir.display(), "cannot write the server's address file");
+    }
+}
+
+/// Removes the address file at a clean stop (a no-op when it was never written).
+fn withdraw_address(state: &AppState) {
+    let dir = &state.config().data_dir;
+    if let Err(e) = discovery::remove_address(dir) {
+        tracing::warn!(error = %e, dir = %dir.display(), "cannot remove the server's address file");
+    }
 }
 
 /// Keeps the metrics registry's memory bounded between scrapes.

@@ -23,7 +23,9 @@ fn command(dir: &Path, args: &[&str]) -> Command {
         .arg("--data-dir")
         .arg(dir)
         .env_remove("TIDINGS_DATA_DIR")
-        .env_remove("TIDINGS_LOG");
+        .env_remove("TIDINGS_LOG")
+        .env_remove("TIDINGS_SERVER")
+        .env_remove("TIDINGS_TOKEN");
     command
 }
 
@@ -401,24 +403,24 @@ fn groups_describe_and_list_show_committed_offsets_and_lag() {
     assert_eq!(
         lag,
         vec![
-            json!({"group": "billing", "topic": "t", "partition": 0, "committed": 1, "low": 0, "high": 4, "lag": 3}),
-            json!({"group": "billing", "topic": "t", "partition": 1, "committed": null, "low": 0, "high": 2, "lag": 2}),
+            json!({"group": "billing", "topic": "t", "partition": 0, "committed": 1, "low": 0, "high": 4, "lag": 3, "member": null}),
+            json!({"group": "billing", "topic": "t", "partition": 1, "committed": null, "low": 0, "high": 2, "lag": 2, "member": null}),
         ]
     );
     let table = ok(dir, &["groups", "describe", "billing"]);
     assert_eq!(
         table,
-        "TOPIC  PARTITION  COMMITTED  LOW  HIGH  LAG\n\
-         t      0          1          0    4     3\n\
-         t      1          -          0    2     2\n"
+        "TOPIC  PARTITION  COMMITTED  LOW  HIGH  LAG  MEMBER\n\
+         t      0          1          0    4     3    -\n\
+         t      1          -          0    2     2    -\n"
     );
     assert_eq!(
         json_lines(&ok(dir, &["groups", "list", "--json"])),
-        vec![json!({"name": "billing", "topics": ["t"], "lag": 5})]
+        vec![json!({"name": "billing", "topics": ["t"], "members": 0, "lag": 5})]
     );
     assert_eq!(
         ok(dir, &["groups", "list"]),
-        "GROUP    TOPICS  LAG\nbilling  t       5\n"
+        "GROUP    TOPICS  MEMBERS  LAG\nbilling  t       0        5\n"
     );
 }
 
@@ -554,7 +556,8 @@ fn bad_input_fails_clearly_and_changes_nothing() {
 
 #[test]
 fn a_data_directory_in_use_is_refused_with_a_clear_message() {
-    // Proves every command refuses a held directory with the log's message and exit code 1.
+    // Proves every command refuses a directory held by a process that is not an advertised
+    // server, naming the holder and suggesting --server, with exit code 1.
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path();
     ok(dir, &["topics", "create", "t", "--partitions", "1"]);
@@ -568,8 +571,9 @@ fn a_data_directory_in_use_is_refused_with_a_clear_message() {
     ] {
         let stderr = fails(dir, args);
         let expected = format!(
-            "error: the data directory {} is in use by another process, pid {} (is `tidings \
-             serve` running on it? stop it, or point --data-dir elsewhere)\n",
+            "error: the data directory {} is in use by another process, pid {}; if that is \
+             `tidings serve`, ask the server instead: --server http://ADDR (or TIDINGS_SERVER); \
+             otherwise stop that process, or point --data-dir elsewhere\n",
             dir.display(),
             std::process::id()
         );

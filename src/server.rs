@@ -18,6 +18,7 @@
 //! handlers, and it holds no routes: those are in `api`.
 
 use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -80,9 +81,8 @@ pub async fn run(
     );
     // Opening is not raced against `shutdown`: a signal that arrives meanwhile is seen right
     // after, and the log is then closed cleanly instead of being dropped mid-recovery.
-    let outcome = match open(&state, &writers).await {
+    let outcome = match open(&state, &writers, address).await {
         Ok(()) => {
-            publish_address(&state, address);
             shutdown.await;
             tracing::info!("shutdown requested: draining requests");
             Ok(())
@@ -92,9 +92,17 @@ pub async fn run(
     stop(state, serving, outcome, writers).await
 }
 
-/// Opens the log, then the chat store and pipeline, and makes the server ready.
-async fn open(state: &AppState, writers: &CancellationToken) -> Result<(), ServerError> {
+/// Opens the log and advertises `address`, then opens the chat store and pipeline, and makes the
+/// server ready.
+async fn open(
+    state: &AppState,
+    writers: &CancellationToken,
+    address: SocketAddr,
+) -> Result<(), ServerError> {
     open_log(state).await?;
+    // As soon as the directory is ours: an admin command run meanwhile is told "starting up"
+    // by this server rather than "directory in use" by the lock.
+    publish_address(state, address);
     start_chat(state, writers).await?;
     state.set_ready(true);
     Ok(())
@@ -200,7 +208,7 @@ async fn stop(
 /// Writes `DATA_DIR/server.url` so that admin commands run without `--server` find this server
 /// (see [`crate::discovery`]). Only called once the log, and so the directory's lock, is ours. A
 /// failure costs that convenience only, so it is logged, not fatal.
-fn publish_address(state: &AppState, address: std::net::SocketAddr) {
+fn publish_address(state: &AppState, address: SocketAddr) {
     let dir = &state.config().data_dir;
     if let Err(e) = discovery::write_address(dir, address) {
         tracing::warn!(error = %e, dir = %dir.display(), "cannot write the server's address file");
@@ -268,7 +276,8 @@ mod tests {
         assert!(locked.to_string().contains("in use"));
         stop_tx.send(()).unwrap();
         server.await.unwrap().unwrap();
-        // … and free once `run` returned.
+        // … and its address withdrawn and the directory free once `run` returned.
+        assert_eq!(discovery::read_address(dir.path()), None);
         Log::open(crate::log::LogConfig::new(dir.path()))
             .unwrap()
             .shutdown();
@@ -283,6 +292,11 @@ mod tests {
         assert!(
             matches!(outcome, Err(ServerError::OpenLog(LogError::Locked { .. }))),
             "{outcome:?}"
+        );
+        assert_eq!(
+            discovery::read_address(dir.path()),
+            None,
+            "a server that does not hold the directory does not advertise itself in it"
         );
         holder.shutdown();
     }
@@ -303,7 +317,12 @@ mod tests {
         };
         assert_eq!(ready(&state).await, StatusCode::SERVICE_UNAVAILABLE);
         let writers = CancellationToken::new();
-        open(&state, &writers).await.unwrap();
+        let address = "127.0.0.1:8787".parse().unwrap();
+        open(&state, &writers, address).await.unwrap();
+        assert_eq!(
+            discovery::read_address(dir.path()).as_deref(),
+            Some("http://127.0.0.1:8787")
+        );
         assert_eq!(ready(&state).await, StatusCode::OK);
         state.shutdown().cancel();
         assert_eq!(ready(&state).await, StatusCode::SERVICE_UNAVAILABLE);

@@ -194,6 +194,55 @@ async fn keyed_records_keep_their_partition_across_a_multi_partition_topic() {
 }
 
 #[tokio::test]
+async fn a_batch_published_to_a_partition_lands_there_whatever_its_keys() {
+    // Proves POST /api/topics/{name}/partitions/{p}/records: every record in p, in order; an
+    // unknown partition is 404, a malformed one 400, and publishing still needs its scope.
+    let bus = Bus::start(&[]).await;
+    bus.create("direct", 3).await;
+    let batch =
+        json!({"records": [{"key": "a", "value": 1}, {"key": "b", "value": 2}, {"value": 3}]});
+    let path = "/api/topics/direct/partitions/2/records";
+    let published = bus.post(PUBLISHER, path, batch.clone()).await;
+    assert_eq!(published.status(), 202);
+    let published: Value = published.json().await.unwrap();
+    assert_eq!(
+        published,
+        json!({"offsets": [{"partition": 2, "offset": 0}, {"partition": 2, "offset": 1},
+                           {"partition": 2, "offset": 2}]})
+    );
+    let page = bus.read("direct", 2, "").await;
+    let values: Vec<Value> = page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["value"].clone())
+        .collect();
+    assert_eq!(values, vec![json!(1), json!(2), json!(3)]);
+    let unknown = bus
+        .post(
+            PUBLISHER,
+            "/api/topics/direct/partitions/3/records",
+            batch.clone(),
+        )
+        .await;
+    problem(unknown, 404).await;
+    let malformed = bus
+        .post(
+            PUBLISHER,
+            "/api/topics/direct/partitions/x/records",
+            batch.clone(),
+        )
+        .await;
+    problem(malformed, 400).await;
+    problem(bus.post(CONSUMER, path, batch).await, 403).await;
+    assert_eq!(
+        bus.read("direct", 2, "").await["nextOffset"],
+        3,
+        "nothing more"
+    );
+}
+
+#[tokio::test]
 async fn a_long_poll_returns_as_soon_as_a_record_is_published() {
     let bus = std::sync::Arc::new(Bus::start(&[]).await);
     bus.create("live", 1).await;

@@ -437,6 +437,7 @@ pub async fn reset(
         )));
     }
     let log = state.log()?.clone();
+    log.describe_topic(&body.topic)?;
     let topics = topic_partitions(&log)?;
     let moved = {
         let (state, log, group, topic) = (

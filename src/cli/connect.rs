@@ -46,10 +46,10 @@ pub fn connect(common: &CommonArgs, access: Access) -> anyhow::Result<Target> {
 fn remote(common: &CommonArgs, server: &str) -> anyhow::Result<Remote> {
     let credentials = match &common.token {
         Some(token) => Credentials::Token(token.clone()),
-        None => Credentials::Minted(running_server_authenticator(
+        None => Credentials::Minted(Box::new(running_server_authenticator(
             common.config.as_deref(),
             common.data_dir.clone(),
-        )?),
+        )?)),
     };
     Ok(Remote::new(server, credentials)?)
 }

@@ -92,7 +92,7 @@ pub enum Credentials {
     /// A token given with `--token` / `TIDINGS_TOKEN`, sent as it is.
     Token(String),
     /// The server's secret: a fresh token with scope `admin` is signed for every request.
-    Minted(Authenticator),
+    Minted(Box<Authenticator>),
 }
 
 impl Credentials {

@@ -4,46 +4,26 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::bus::{Bus, PUBLISHER};
 use common::chat::{chat_server, chat_server_in, Chat};
+use common::cli::{command, failure, finish, json_lines, success, StdoutLines};
 use common::server::{sigterm, wait_exit};
 use serde_json::{json, Value};
 
-/// `tidings ARGS` with a clean environment plus `env`, `stdin` on its standard input.
+/// `tidings ARGS` with `env` set and `stdin` on its standard input.
 fn tidings_with(args: &[&str], env: &[(&str, &str)], stdin: &str) -> Output {
-    let mut child = command(args, env)
+    let child = command(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("run tidings");
-    let mut input = child.stdin.take().expect("piped stdin");
-    input.write_all(stdin.as_bytes()).expect("write stdin");
-    drop(input);
-    child.wait_with_output().expect("wait for tidings")
-}
-
-fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tidings"));
-    command.args(args);
-    for name in [
-        "TIDINGS_SERVER",
-        "TIDINGS_TOKEN",
-        "TIDINGS_DATA_DIR",
-        "TIDINGS_CONFIG",
-        "TIDINGS_JWT_SECRET",
-        "TIDINGS_LOG",
-    ] {
-        command.env_remove(name);
-    }
-    command.envs(env.iter().copied());
-    command
+    finish(child, stdin)
 }
 
 /// The binary's stdout; panics unless it succeeded.
@@ -52,37 +32,12 @@ fn ok(args: &[&str]) -> String {
 }
 
 fn ok_with_stdin(args: &[&str], stdin: &str) -> String {
-    let output = tidings_with(args, &[], stdin);
-    assert!(
-        output.status.success(),
-        "tidings {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("utf-8 stdout")
+    success(tidings_with(args, &[], stdin), args)
 }
 
-/// The binary's stderr; panics unless it failed with exit code 1 and printed nothing on stdout.
+/// The binary's stderr; panics unless it failed cleanly with exit code 1.
 fn fails(args: &[&str]) -> String {
-    let output = tidings_with(args, &[], "");
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "tidings {args:?} should fail"
-    );
-    assert!(
-        output.stdout.is_empty(),
-        "a failure prints nothing on stdout"
-    );
-    let stderr = String::from_utf8(output.stderr).expect("utf-8 stderr");
-    assert!(stderr.starts_with("error: "), "stderr: {stderr}");
-    stderr
-}
-
-fn json_lines(stdout: &str) -> Vec<Value> {
-    stdout
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
-        .collect()
+    failure(tidings_with(args, &[], ""), args)
 }
 
 /// `args` followed by `--server URL --data-dir DIR` (the token is minted from DIR's secret).
@@ -117,12 +72,12 @@ async fn topics_are_created_listed_described_and_deleted_over_http() {
             "audit",
             "--partitions",
             "1",
-            "--retention-ms",
-            "60000",
+            "--retention-bytes",
+            "5000",
             "--json",
         ],
     )));
-    assert_eq!(created[0]["config"]["retentionMs"], 60000);
+    assert_eq!(created[0]["config"]["retentionBytes"], 5000);
 
     let listed = json_lines(&ok(&remote(&chat, &["topics", "list", "--json"])));
     let orders = listed
@@ -141,7 +96,7 @@ async fn topics_are_created_listed_described_and_deleted_over_http() {
     );
     let table = ok(&remote(&chat, &["topics", "list"]));
     assert!(
-        table.contains("audit          1           0        -      60000         -\n"),
+        table.contains("audit          1           0        -      -             5000\n"),
         "{table}"
     );
     let described = ok(&remote(&chat, &["topics", "describe", "orders"]));
@@ -177,26 +132,13 @@ async fn produce_and_tail_over_http_print_what_the_local_commands_print() {
     let keyed = ["produce", "t", "--key", "k", "--partition", "1"];
     ok_with_stdin(&local(path, &keyed), lines);
     ok_with_stdin(&local(path, &["produce", "t", "--partition", "0"]), "42\n");
-    let tails = [
-        vec!["tail", "t", "--from-beginning", "--partition", "0"],
-        vec!["tail", "t", "--from-beginning", "--partition", "1"],
-        vec![
-            "tail",
-            "t",
-            "--from-beginning",
-            "--partition",
-            "0",
-            "--json",
-        ],
-        vec![
-            "tail",
-            "t",
-            "--from-beginning",
-            "--partition",
-            "1",
-            "--json",
-        ],
-    ];
+    let mut tails = Vec::new();
+    for format in [None, Some("--json")] {
+        for partition in ["0", "1"] {
+            let args = ["tail", "t", "--from-beginning", "--partition", partition];
+            tails.push(args.into_iter().chain(format).collect::<Vec<_>>());
+        }
+    }
     let local_outputs: Vec<String> = tails.iter().map(|args| ok(&local(path, args))).collect();
 
     let args = ["--listen", "127.0.0.1:0", "--durability", "never"];
@@ -240,17 +182,6 @@ async fn produce_and_tail_over_http_print_what_the_local_commands_print() {
     );
 }
 
-/// The first line a child prints on stdout (panics if it prints none within 30 s).
-fn first_line(reader: &mpsc::Receiver<String>, child: &mut Child) -> String {
-    match reader.recv_timeout(Duration::from_secs(30)) {
-        Ok(line) => line,
-        Err(_) => {
-            let _ = child.kill();
-            panic!("tail --follow printed nothing");
-        }
-    }
-}
-
 #[tokio::test]
 async fn tail_follow_over_http_prints_a_record_published_while_it_runs() {
     // Proves --follow long-polls the server: a record published after the tail printed
@@ -259,22 +190,16 @@ async fn tail_follow_over_http_prints_a_record_published_while_it_runs() {
     bus.create("live", 1).await;
     bus.publish("live", json!([{"value": "before"}])).await;
     let args = remote(&bus.chat, &["tail", "live", "--from-beginning", "--follow"]);
-    let mut child = command(&args, &[])
+    let mut child = command(&args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("run tail");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (sender, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = sender.send(line);
-        }
-    });
-    assert_eq!(first_line(&lines, &mut child), "0:0\t-\tbefore");
+    let lines = StdoutLines::of(&mut child);
+    assert_eq!(lines.next(&mut child), "0:0\t-\tbefore");
     bus.publish("live", json!([{"key": "k", "value": {"late": true}}]))
         .await;
-    assert_eq!(first_line(&lines, &mut child), "0:1\tk\t{\"late\":true}");
+    assert_eq!(lines.next(&mut child), "0:1\tk\t{\"late\":true}");
     let stopped = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -62,6 +62,11 @@ impl Bus {
             .await
     }
 
+    async fn leave(&self, group: &str, member: &str) -> Response {
+        let path = format!("/api/groups/{group}/members/{member}");
+        self.call(Some(CONSUMER), Method::DELETE, &path, None).await
+    }
+
     async fn describe(&self, group: &str) -> Value {
         let response = self
             .call(
@@ -144,15 +149,7 @@ async fn members_share_partitions_and_a_leave_hands_over_the_uncommitted_records
         .map(|(p, o)| json!({"topic": "orders", "partition": p, "offset": o + 1}))
         .collect();
     assert_eq!(bus.commit("g", &a, json!(offsets)).await.status(), 204);
-    let leave = bus
-        .call(
-            Some(CONSUMER),
-            Method::DELETE,
-            &format!("/api/groups/g/members/{a}"),
-            None,
-        )
-        .await;
-    assert_eq!(leave.status(), 204);
+    assert_eq!(bus.leave("g", &a).await.status(), 204);
     // B restarts from the committed offsets: everything but what A committed.
     let after = bus.poll("g", &b, 0).await;
     assert_eq!(partitions_of(&after["assignment"]).len(), 4);
@@ -363,15 +360,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
             .len(),
         2
     );
-    let gone = bus
-        .call(
-            Some(CONSUMER),
-            Method::DELETE,
-            "/api/groups/bad/members/nobody",
-            None,
-        )
-        .await;
-    assert_eq!(gone.status(), 404);
+    assert_eq!(bus.leave("bad", "nobody").await.status(), 404);
     let listed = bus
         .call(Some(CONSUMER), Method::GET, "/api/groups", None)
         .await;
@@ -429,15 +418,7 @@ async fn an_admin_reset_moves_an_idle_group_and_is_refused_while_members_live() 
         "nothing moved"
     );
 
-    let left = bus
-        .call(
-            Some(CONSUMER),
-            Method::DELETE,
-            &format!("/api/groups/idle/members/{a}"),
-            None,
-        )
-        .await;
-    assert_eq!(left.status(), 204);
+    assert_eq!(bus.leave("idle", &a).await.status(), 204);
     let moved = bus.post(ADMIN, path, reset(json!("latest"))).await;
     assert_eq!(moved.status(), 200);
     let moved: Value = moved.json().await.expect("reset JSON");

@@ -211,30 +211,23 @@ async fn a_batch_published_to_a_partition_lands_there_whatever_its_keys() {
                            {"partition": 2, "offset": 2}]})
     );
     let page = bus.read("direct", 2, "").await;
-    let values: Vec<Value> = page["records"]
+    let values = page["records"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| r["value"].clone())
-        .collect();
-    assert_eq!(values, vec![json!(1), json!(2), json!(3)]);
-    let unknown = bus
-        .post(
-            PUBLISHER,
-            "/api/topics/direct/partitions/3/records",
-            batch.clone(),
-        )
-        .await;
-    problem(unknown, 404).await;
-    let malformed = bus
-        .post(
-            PUBLISHER,
-            "/api/topics/direct/partitions/x/records",
-            batch.clone(),
-        )
-        .await;
-    problem(malformed, 400).await;
-    problem(bus.post(CONSUMER, path, batch).await, 403).await;
+        .map(|r| &r["value"]);
+    assert_eq!(
+        values.collect::<Vec<_>>(),
+        [&json!(1), &json!(2), &json!(3)]
+    );
+    for (scopes, partition, status) in [
+        (PUBLISHER, "3", 404),
+        (PUBLISHER, "x", 400),
+        (CONSUMER, "2", 403),
+    ] {
+        let path = format!("/api/topics/direct/partitions/{partition}/records");
+        problem(bus.post(scopes, &path, batch.clone()).await, status).await;
+    }
     assert_eq!(
         bus.read("direct", 2, "").await["nextOffset"],
         3,

@@ -171,13 +171,10 @@ impl Tail {
     /// tokio runtime. Without `follow` each reader stops at its partition's high watermark; with
     /// it, it waits for more.
     pub fn start(log: &Log, topic: &str, starts: Vec<(u32, u64)>, follow: bool) -> Tail {
-        Tail::spawn(starts, |partition, next, sender| {
+        Tail::spawn(topic, starts, follow, |at, sender| {
             let reader = PartitionReader {
                 log: log.clone(),
-                topic: topic.to_owned(),
-                partition,
-                next,
-                follow,
+                at,
             };
             async move { Ok(reader.run(&sender).await?) }
         })
@@ -191,29 +188,37 @@ impl Tail {
         starts: Vec<(u32, u64)>,
         follow: bool,
     ) -> Tail {
-        Tail::spawn(starts, |partition, next, sender| {
+        Tail::spawn(topic, starts, follow, |at, sender| {
             let reader = RemoteReader {
                 remote: remote.clone(),
-                topic: topic.to_owned(),
-                partition,
-                next,
-                follow,
+                at,
             };
             async move { reader.run(&sender).await }
         })
     }
 
-    /// Spawns `reader(partition, first offset, sender)` for every start; a reader's error is
-    /// handed on as its last batch.
-    fn spawn<F>(starts: Vec<(u32, u64)>, mut reader: impl FnMut(u32, u64, BatchSender) -> F) -> Tail
+    /// Spawns `reader(cursor, sender)` for every start; a reader's error is handed on as its
+    /// last batch.
+    fn spawn<F>(
+        topic: &str,
+        starts: Vec<(u32, u64)>,
+        follow: bool,
+        mut reader: impl FnMut(Cursor, BatchSender) -> F,
+    ) -> Tail
     where
         F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
     {
         let (sender, batches) = mpsc::channel(16);
         let mut readers = JoinSet::new();
-        for (partition, offset) in starts {
+        for (partition, next) in starts {
             let sender = sender.clone();
-            let reading = reader(partition, offset, sender.clone());
+            let at = Cursor {
+                topic: topic.to_owned(),
+                partition,
+                next,
+                follow,
+            };
+            let reading = reader(at, sender.clone());
             readers.spawn(async move {
                 if let Err(e) = reading.await {
                     let _ = sender.send(Err(e)).await;
@@ -232,31 +237,38 @@ impl Tail {
     }
 }
 
-struct PartitionReader {
-    log: Log,
+/// Where a partition's reader is: the next offset to read, and whether to wait for more at
+/// the end.
+struct Cursor {
     topic: String,
     partition: u32,
     next: u64,
     follow: bool,
 }
 
+/// Reads one partition of the log.
+struct PartitionReader {
+    log: Log,
+    at: Cursor,
+}
+
 impl PartitionReader {
     /// Reads to the high watermark, then (following) waits for it to move and reads again.
     async fn run(mut self, sender: &BatchSender) -> Result<(), LogError> {
-        let mut high_watermark = self.log.subscribe(&self.topic, self.partition)?;
+        let mut high_watermark = self.log.subscribe(&self.at.topic, self.at.partition)?;
         loop {
             let records = self.read()?;
             if let Some(last) = records.last() {
-                self.next = last.offset + 1;
+                self.at.next = last.offset + 1;
                 if sender.send(Ok(records)).await.is_err() {
                     return Ok(()); // Nobody is printing any more.
                 }
                 continue;
             }
-            if !self.follow {
+            if !self.at.follow {
                 return Ok(());
             }
-            let next = self.next;
+            let next = self.at.next;
             high_watermark
                 .wait_for(|high| *high > next)
                 .await
@@ -266,13 +278,13 @@ impl PartitionReader {
 
     /// The records from `next` on; skips ahead when retention deleted the ones at `next`.
     fn read(&mut self) -> Result<Vec<StoredRecord>, LogError> {
-        let (topic, partition) = (&self.topic, self.partition);
+        let (topic, partition) = (&self.at.topic, self.at.partition);
         match self
             .log
-            .read(topic, partition, self.next, ReadLimits::default())
+            .read(topic, partition, self.at.next, ReadLimits::default())
         {
-            Err(LogError::OffsetOutOfRange { earliest, .. }) if self.next < earliest => {
-                self.next = earliest;
+            Err(LogError::OffsetOutOfRange { earliest, .. }) if self.at.next < earliest => {
+                self.at.next = earliest;
                 self.log
                     .read(topic, partition, earliest, ReadLimits::default())
             }
@@ -330,16 +342,13 @@ impl RecordWire {
 /// Reads one partition from a server, as [`PartitionReader`] reads the log.
 struct RemoteReader {
     remote: Remote,
-    topic: String,
-    partition: u32,
-    next: u64,
-    follow: bool,
+    at: Cursor,
 }
 
 impl RemoteReader {
     /// Reads until a read comes back empty, then (following) long-polls for more.
     async fn run(mut self, sender: &BatchSender) -> anyhow::Result<()> {
-        let wait = if self.follow {
+        let wait = if self.at.follow {
             LONG_POLL
         } else {
             Duration::ZERO
@@ -347,12 +356,12 @@ impl RemoteReader {
         loop {
             let page = self.read(wait).await?;
             if page.records.is_empty() {
-                if !self.follow {
+                if !self.at.follow {
                     return Ok(());
                 }
                 continue;
             }
-            self.next = page.next_offset;
+            self.at.next = page.next_offset;
             let records = page.records.into_iter().map(RecordWire::into_stored);
             let records = records.collect::<anyhow::Result<Vec<_>>>()?;
             if sender.send(Ok(records)).await.is_err() {
@@ -366,14 +375,14 @@ impl RemoteReader {
     async fn read(&mut self, wait: Duration) -> anyhow::Result<PageWire> {
         match self.fetch(wait).await {
             Err(refused) if refused.status() == Some(416) => {
-                let topic = describe_remote(&self.remote, &self.topic).await?;
+                let topic = describe_remote(&self.remote, &self.at.topic).await?;
                 let ours = topic
                     .partitions
                     .iter()
-                    .find(|p| p.partition == self.partition);
+                    .find(|p| p.partition == self.at.partition);
                 match ours {
-                    Some(p) if self.next < p.low => {
-                        self.next = p.low;
+                    Some(p) if self.at.next < p.low => {
+                        self.at.next = p.low;
                         Ok(self.fetch(wait).await?)
                     }
                     _ => Err(refused.into()),
@@ -386,9 +395,9 @@ impl RemoteReader {
     async fn fetch(&self, wait: Duration) -> Result<PageWire, RemoteError> {
         let path = format!(
             "/api/topics/{}/partitions/{}/records?offset={}&limit={REMOTE_READ_LIMIT}&waitMs={}",
-            self.topic,
-            self.partition,
-            self.next,
+            self.at.topic,
+            self.at.partition,
+            self.at.next,
             wait.as_millis()
         );
         self.remote.get_waiting(&path, wait).await

@@ -88,18 +88,24 @@ struct PartitionSummary {
     bytes: Option<u64>,
 }
 
+impl PartitionSummary {
+    fn new(partition: u32, low: u64, high: u64, bytes: Option<u64>) -> Self {
+        PartitionSummary {
+            partition,
+            low,
+            high,
+            records: high.saturating_sub(low),
+            bytes,
+        }
+    }
+}
+
 impl From<&TopicInfo> for TopicSummary {
     fn from(info: &TopicInfo) -> Self {
         let partitions = info
             .partitions
             .iter()
-            .map(|p| PartitionSummary {
-                partition: p.partition,
-                low: p.low,
-                high: p.high,
-                records: p.high - p.low,
-                bytes: Some(p.bytes),
-            })
+            .map(|p| PartitionSummary::new(p.partition, p.low, p.high, Some(p.bytes)))
             .collect();
         let config = &info.config;
         TopicSummary {
@@ -143,13 +149,7 @@ impl From<TopicWire> for TopicSummary {
         let partitions: Vec<_> = wire
             .partitions
             .iter()
-            .map(|p| PartitionSummary {
-                partition: p.partition,
-                low: p.low,
-                high: p.high,
-                records: p.high.saturating_sub(p.low),
-                bytes: None,
-            })
+            .map(|p| PartitionSummary::new(p.partition, p.low, p.high, None))
             .collect();
         TopicSummary {
             name: wire.name,

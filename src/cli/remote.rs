@@ -186,9 +186,10 @@ impl Remote {
         let (client, request) = request.build_split();
         let request = request.map_err(|e| RemoteError::BadUrl(causes(&e)))?;
         let url = request.url().to_string();
+        // The URL is named once, by this error, not again by reqwest's.
         let unreachable = |e: reqwest::Error| RemoteError::Unreachable {
             url: url.clone(),
-            reason: causes(&e),
+            reason: causes(&e.without_url()),
         };
         let response = client.execute(request).await.map_err(unreachable)?;
         let status = response.status();

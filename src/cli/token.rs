@@ -3,7 +3,8 @@
 //!
 //! The secret is found as the server finds it: `auth.jwtSecret` from `--config FILE` (or
 //! `TIDINGS_JWT_SECRET`), else `DATA_DIR/secret.key`, created if missing. It needs no lock on
-//! the data directory, so it works while the server runs.
+//! the data directory, so it works while the server runs. The admin commands sign their tokens
+//! for a server the same way ([`running_server_authenticator`]), but never create a secret.
 
 use std::path::PathBuf;
 use std::time::Duration;

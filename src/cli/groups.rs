@@ -29,9 +29,11 @@ pub struct GroupsArgs {
 
 #[derive(Debug, clap::Subcommand)]
 enum GroupsCommand {
-    /// Lists the consumer groups that have committed offsets, their topics and total lag.
+    /// Lists the consumer groups (with committed offsets or live members), their topics,
+    /// members and total lag.
     List,
-    /// Shows a group's committed offset, watermarks and lag on every partition it has read.
+    /// Shows a group's committed offset, watermarks, lag and member on every partition it has
+    /// read or is assigned.
     Describe {
         /// Consumer group name.
         group: String,

@@ -1,7 +1,8 @@
 //! The admin command line: `tidings topics|produce|tail|groups`, like Kafka's console tools.
 //!
-//! This module owns what every admin command shares: the `--data-dir` / `--json` options, opening
-//! the log directly on the data directory, the runtime the async log calls run on, aligned text
+//! This module owns what every admin command shares: the options ([`CommonArgs`]: `--server`,
+//! `--token`, `--data-dir`, `--config`, `--json`), opening the log directly on the data
+//! directory, the runtime the async log and HTTP calls run on, aligned text
 //! tables, and how a record is rendered (as one JSON object per line, or as a line of text). Each
 //! command family has its own file: [`topics`], [`produce`], [`tail`], [`groups`].
 //!

@@ -7,7 +7,7 @@
 //! command family has its own file: [`topics`], [`produce`], [`tail`], [`groups`].
 //!
 //! Every admin command works in two modes with the same flags and output: it asks a running
-//! server over HTTP (`--server URL`, [`remote`]), or opens the data directory itself; [`connect`]
+//! server over HTTP (`--server URL`, [`remote`]), or opens the data directory itself; `connect`
 //! decides which. Each command turns what either mode answers into the same data, which one
 //! printer prints. Errors are returned as `anyhow::Error`; `main` prints them as
 //! `error: <message>` and exits with 1.

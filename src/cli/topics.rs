@@ -2,7 +2,7 @@
 //!
 //! Owns the topic commands' options, their two implementations (the log opened directly, or a
 //! server's `/api/topics` routes) and their one output (a table, or one JSON object per topic),
-//! printed from a [`TopicSummary`] either implementation fills. Validation (names, partition
+//! printed from a `TopicSummary` either implementation fills. Validation (names, partition
 //! counts, retention values) is the log's, also before a request is sent: its errors are passed
 //! on unchanged, and a refused command changes nothing.
 

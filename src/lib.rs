@@ -8,6 +8,8 @@
 //! - [`auth`]: HS256 tokens, the signing secret (`secret.key`) and the caller's identity.
 //! - [`cli`]: the `tidings` command line: admin tools like Kafka's console tools.
 //! - [`bench`]: the built-in load generators (`tidings bench …`).
+//! - [`discovery`]: the address file a running server leaves in its data directory, so the
+//!   admin commands find the server that holds the directory.
 //! - [`config`]: the server's settings from flags, `TIDINGS_*` variables, a TOML file and
 //!   defaults, validated into one `Config`.
 //! - [`metrics`]: each server's Prometheus registry and the scrape-time log counters.
@@ -34,6 +36,7 @@ pub mod bench;
 pub mod bus;
 pub mod cli;
 pub mod config;
+pub mod discovery;
 pub mod hub;
 pub mod log;
 pub mod metrics;

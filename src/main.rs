@@ -51,6 +51,9 @@ enum BenchCommand {
     /// Sends chat messages over HTTP to a running server; reports sends/s, 202 latency and
     /// the time until a message is readable.
     Send(tidings::bench::send::BenchSendArgs),
+    /// Opens WebSocket sessions, sends over HTTP and reports deliveries/s, send -> delivered
+    /// latency and lost or duplicated deliveries.
+    Fanout(tidings::bench::fanout::BenchFanoutArgs),
 }
 
 /// Flags of `tidings serve`; each beats its `TIDINGS_*` variable and the file
@@ -117,6 +120,7 @@ fn main() -> ExitCode {
         Command::Groups(args) => admin(|| tidings::cli::groups::run(args)),
         Command::Bench(BenchCommand::Log(args)) => admin(|| tidings::bench::log::run(args)),
         Command::Bench(BenchCommand::Send(args)) => admin(|| tidings::bench::send::run(args)),
+        Command::Bench(BenchCommand::Fanout(args)) => admin(|| tidings::bench::fanout::run(args)),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

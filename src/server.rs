@@ -15,11 +15,16 @@
 //! wait for every task ([`TaskTracker`]); close the log (which syncs). History is thus complete
 //! when the server is ready again, and every stored message reached the live sessions.
 //!
+//! While ready it advertises its address in the data directory ([`crate::discovery`]), so that
+//! the admin commands, which cannot open a directory the server holds, find the server instead;
+//! the file goes at a clean stop, before the directory's lock does.
+//!
 //! `main` passes SIGINT/SIGTERM as the shutdown future; tests bind `127.0.0.1:0` and pass
 //! their own. This module does not parse configuration, bind sockets or install signal
 //! handlers, and it holds no routes: those are in `api`.
 
 use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::serve::ListenerExt;
@@ -34,6 +39,7 @@ use crate::api::Chat;
 pub use crate::api::{app, AppState};
 use crate::auth::{AuthError, Authenticator};
 use crate::config::Config;
+use crate::discovery;
 use crate::hub::{fd_limit, CloseReason, Contacts};
 use crate::log::{Log, LogError};
 use crate::pipeline::{self, fanout, Pipeline, PipelineConfig, PipelineError, MESSAGES_TOPIC};
@@ -110,6 +116,7 @@ pub async fn run(
         "WebSocket sessions allowed"
     );
     let token = state.shutdown().clone();
+    let address = listener.local_addr().map_err(ServerError::Serve)?;
     let stages = Stages::default();
     // No Nagle delay: a session writer flushes a batch of frames at once, and a small frame
     // must not wait for the previous one's ACK (nor an HTTP answer for its predecessor's).
@@ -125,7 +132,7 @@ pub async fn run(
     );
     // Opening is not raced against `shutdown`: a signal that arrives meanwhile is seen right
     // after, and the log is then closed cleanly instead of being dropped mid-recovery.
-    let outcome = match open(&state, &stages).await {
+    let outcome = match open(&state, &stages, address).await {
         Ok(()) => {
             shutdown.await;
             tracing::info!("shutdown requested: draining requests");
@@ -149,9 +156,13 @@ fn raise_open_file_limit() {
     }
 }
 
-/// Opens the log, then the chat store, pipeline and fan-out, and makes the server ready.
-async fn open(state: &AppState, stages: &Stages) -> Result<(), ServerError> {
+/// Opens the log and advertises `address`, then opens the chat store, pipeline and fan-out,
+/// and makes the server ready.
+async fn open(state: &AppState, stages: &Stages, address: SocketAddr) -> Result<(), ServerError> {
     open_log(state).await?;
+    // As soon as the directory is ours: an admin command run meanwhile is told "starting up"
+    // by this server rather than "directory in use" by the lock.
+    publish_address(state, address);
     start_chat(state, stages).await?;
     state.set_ready(true);
     Ok(())
@@ -263,11 +274,31 @@ async fn stop(
     state.tasks().close();
     state.tasks().wait().await;
     if let Ok(log) = state.log() {
+        // Removed while the lock is still ours, so a server started next keeps its own file.
+        withdraw_address(&state);
         let log = log.clone();
         tokio::task::spawn_blocking(move || log.shutdown()).await?;
         tracing::info!("log closed");
     }
     outcome.and(served)
+}
+
+/// Writes `DATA_DIR/server.url` so that admin commands run without `--server` find this server
+/// (see [`crate::discovery`]). Only called once the log, and so the directory's lock, is ours. A
+/// failure costs that convenience only, so it is logged, not fatal.
+fn publish_address(state: &AppState, address: SocketAddr) {
+    let dir = &state.config().data_dir;
+    if let Err(e) = discovery::write_address(dir, address) {
+        tracing::warn!(error = %e, dir = %dir.display(), "cannot write the server's address file");
+    }
+}
+
+/// Removes the address file at a clean stop (a no-op when it was never written).
+fn withdraw_address(state: &AppState) {
+    let dir = &state.config().data_dir;
+    if let Err(e) = discovery::remove_address(dir) {
+        tracing::warn!(error = %e, dir = %dir.display(), "cannot remove the server's address file");
+    }
 }
 
 /// Keeps the metrics registry's memory bounded between scrapes.
@@ -323,7 +354,8 @@ mod tests {
         assert!(locked.to_string().contains("in use"));
         stop_tx.send(()).unwrap();
         server.await.unwrap().unwrap();
-        // … and free once `run` returned.
+        // … and its address withdrawn and the directory free once `run` returned.
+        assert_eq!(discovery::read_address(dir.path()), None);
         Log::open(crate::log::LogConfig::new(dir.path()))
             .unwrap()
             .shutdown();
@@ -338,6 +370,11 @@ mod tests {
         assert!(
             matches!(outcome, Err(ServerError::OpenLog(LogError::Locked { .. }))),
             "{outcome:?}"
+        );
+        assert_eq!(
+            discovery::read_address(dir.path()),
+            None,
+            "a server that does not hold the directory does not advertise itself in it"
         );
         holder.shutdown();
     }
@@ -358,7 +395,12 @@ mod tests {
         };
         assert_eq!(ready(&state).await, StatusCode::SERVICE_UNAVAILABLE);
         let stages = Stages::default();
-        open(&state, &stages).await.unwrap();
+        let address = "127.0.0.1:8787".parse().unwrap();
+        open(&state, &stages, address).await.unwrap();
+        assert_eq!(
+            discovery::read_address(dir.path()).as_deref(),
+            Some("http://127.0.0.1:8787")
+        );
         assert_eq!(ready(&state).await, StatusCode::OK);
         state.shutdown().cancel();
         assert_eq!(ready(&state).await, StatusCode::SERVICE_UNAVAILABLE);

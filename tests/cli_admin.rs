@@ -2,12 +2,14 @@
 //! a temporary data directory; the library API sets up what the CLI cannot (binary values,
 //! headers, commits) while no CLI process holds the directory.
 
-use std::io::{BufRead, BufReader, Write};
+mod common;
+
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
+use common::cli::{failure, finish, json_lines, success, StdoutLines};
 use serde_json::{json, Value};
 use tidings::log::{Log, LogConfig, Record};
 
@@ -17,13 +19,8 @@ fn tidings(dir: &Path, args: &[&str]) -> Output {
 }
 
 fn command(dir: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tidings"));
-    command
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir)
-        .env_remove("TIDINGS_DATA_DIR")
-        .env_remove("TIDINGS_LOG");
+    let mut command = common::cli::command(args);
+    command.arg("--data-dir").arg(dir);
     command
 }
 
@@ -33,18 +30,12 @@ fn tidings_with_stdin(dir: &Path, args: &[&str], stdin: &str) -> Output {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = spawn(&mut command);
-    let mut input = child.stdin.take().expect("piped stdin");
-    input.write_all(stdin.as_bytes()).expect("write stdin");
-    drop(input);
-    child.wait_with_output().expect("wait for tidings")
+    finish(spawn(&mut command), stdin)
 }
 
 /// Runs a command that must succeed and returns its stdout.
 fn ok(dir: &Path, args: &[&str]) -> String {
-    let output = tidings(dir, args);
-    assert_success(&output, args);
-    String::from_utf8(output.stdout).expect("utf-8 stdout")
+    success(tidings(dir, args), args)
 }
 
 fn assert_success(output: &Output, args: &[&str]) {
@@ -57,30 +48,7 @@ fn assert_success(output: &Output, args: &[&str]) {
 
 /// Runs a command that must fail with exit code 1 and returns its stderr.
 fn fails(dir: &Path, args: &[&str]) -> String {
-    let output = tidings(dir, args);
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "tidings {args:?} should fail"
-    );
-    assert!(
-        output.stdout.is_empty(),
-        "a failure prints nothing on stdout"
-    );
-    let stderr = String::from_utf8(output.stderr).expect("utf-8 stderr");
-    assert!(stderr.starts_with("error: "), "stderr: {stderr}");
-    assert!(
-        !stderr.contains("Backtrace") && !stderr.contains(" { "),
-        "clean: {stderr}"
-    );
-    stderr
-}
-
-fn json_lines(stdout: &str) -> Vec<Value> {
-    stdout
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
-        .collect()
+    failure(tidings(dir, args), args)
 }
 
 fn open(dir: &Path) -> Log {
@@ -303,7 +271,7 @@ fn tail_follow_prints_and_waits_until_interrupted() {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = spawn(&mut tail);
-    let line = first_line(&mut child);
+    let line = StdoutLines::of(&mut child).next(&mut child);
     assert_eq!(
         serde_json::from_str::<Value>(&line).unwrap()["value"],
         "first"
@@ -322,24 +290,6 @@ fn tail_follow_prints_and_waits_until_interrupted() {
         String::from_utf8_lossy(&output.stderr)
     );
     with_log(dir, |_, _| ()); // The lock is released.
-}
-
-/// Reads the child's first stdout line, failing the test after 20 s instead of hanging.
-fn first_line(child: &mut Child) -> String {
-    let stdout = child.stdout.take().unwrap();
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = sender.send(line);
-    });
-    match receiver.recv_timeout(Duration::from_secs(20)) {
-        Ok(line) => line,
-        Err(_) => {
-            let _ = child.kill();
-            panic!("tail --follow printed nothing");
-        }
-    }
 }
 
 #[tokio::test]
@@ -401,24 +351,24 @@ fn groups_describe_and_list_show_committed_offsets_and_lag() {
     assert_eq!(
         lag,
         vec![
-            json!({"group": "billing", "topic": "t", "partition": 0, "committed": 1, "low": 0, "high": 4, "lag": 3}),
-            json!({"group": "billing", "topic": "t", "partition": 1, "committed": null, "low": 0, "high": 2, "lag": 2}),
+            json!({"group": "billing", "topic": "t", "partition": 0, "committed": 1, "low": 0, "high": 4, "lag": 3, "member": null}),
+            json!({"group": "billing", "topic": "t", "partition": 1, "committed": null, "low": 0, "high": 2, "lag": 2, "member": null}),
         ]
     );
     let table = ok(dir, &["groups", "describe", "billing"]);
     assert_eq!(
         table,
-        "TOPIC  PARTITION  COMMITTED  LOW  HIGH  LAG\n\
-         t      0          1          0    4     3\n\
-         t      1          -          0    2     2\n"
+        "TOPIC  PARTITION  COMMITTED  LOW  HIGH  LAG  MEMBER\n\
+         t      0          1          0    4     3    -\n\
+         t      1          -          0    2     2    -\n"
     );
     assert_eq!(
         json_lines(&ok(dir, &["groups", "list", "--json"])),
-        vec![json!({"name": "billing", "topics": ["t"], "lag": 5})]
+        vec![json!({"name": "billing", "topics": ["t"], "members": 0, "lag": 5})]
     );
     assert_eq!(
         ok(dir, &["groups", "list"]),
-        "GROUP    TOPICS  LAG\nbilling  t       5\n"
+        "GROUP    TOPICS  MEMBERS  LAG\nbilling  t       0        5\n"
     );
 }
 
@@ -554,7 +504,8 @@ fn bad_input_fails_clearly_and_changes_nothing() {
 
 #[test]
 fn a_data_directory_in_use_is_refused_with_a_clear_message() {
-    // Proves every command refuses a held directory with the log's message and exit code 1.
+    // Proves every command refuses a directory held by a process that is not an advertised
+    // server, naming the holder and suggesting --server, with exit code 1.
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path();
     ok(dir, &["topics", "create", "t", "--partitions", "1"]);
@@ -568,8 +519,9 @@ fn a_data_directory_in_use_is_refused_with_a_clear_message() {
     ] {
         let stderr = fails(dir, args);
         let expected = format!(
-            "error: the data directory {} is in use by another process, pid {} (is `tidings \
-             serve` running on it? stop it, or point --data-dir elsewhere)\n",
+            "error: the data directory {} is in use by another process, pid {}; if that is \
+             `tidings serve`, ask the server instead: --server http://ADDR (or TIDINGS_SERVER); \
+             otherwise stop that process, or point --data-dir elsewhere\n",
             dir.display(),
             std::process::id()
         );
@@ -583,11 +535,8 @@ fn the_data_directory_can_come_from_the_environment() {
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path();
     ok(dir, &["topics", "create", "from-env", "--partitions", "1"]);
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tidings"));
-    command
-        .args(["topics", "list", "--json"])
-        .env("TIDINGS_DATA_DIR", dir)
-        .stdout(Stdio::piped());
+    let mut command = common::cli::command(&["topics", "list", "--json"]);
+    command.env("TIDINGS_DATA_DIR", dir).stdout(Stdio::piped());
     let output = spawn(&mut command).wait_with_output().unwrap();
     assert!(output.status.success());
     assert!(String::from_utf8_lossy(&output.stdout).contains("\"from-env\""));

@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::bus::{Bus, ADMIN, CONSUMER, PUBLISHER};
+use common::chat::problem;
 use reqwest::{Method, Response};
 use serde_json::{json, Value};
 
@@ -59,6 +60,11 @@ impl Bus {
         let body = json!({"memberId": member, "offsets": offsets});
         self.post(CONSUMER, &format!("/api/groups/{group}/offsets"), body)
             .await
+    }
+
+    async fn leave(&self, group: &str, member: &str) -> Response {
+        let path = format!("/api/groups/{group}/members/{member}");
+        self.call(Some(CONSUMER), Method::DELETE, &path, None).await
     }
 
     async fn describe(&self, group: &str) -> Value {
@@ -143,15 +149,7 @@ async fn members_share_partitions_and_a_leave_hands_over_the_uncommitted_records
         .map(|(p, o)| json!({"topic": "orders", "partition": p, "offset": o + 1}))
         .collect();
     assert_eq!(bus.commit("g", &a, json!(offsets)).await.status(), 204);
-    let leave = bus
-        .call(
-            Some(CONSUMER),
-            Method::DELETE,
-            &format!("/api/groups/g/members/{a}"),
-            None,
-        )
-        .await;
-    assert_eq!(leave.status(), 204);
+    assert_eq!(bus.leave("g", &a).await.status(), 204);
     // B restarts from the committed offsets: everything but what A committed.
     let after = bus.poll("g", &b, 0).await;
     assert_eq!(partitions_of(&after["assignment"]).len(), 4);
@@ -362,15 +360,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
             .len(),
         2
     );
-    let gone = bus
-        .call(
-            Some(CONSUMER),
-            Method::DELETE,
-            "/api/groups/bad/members/nobody",
-            None,
-        )
-        .await;
-    assert_eq!(gone.status(), 404);
+    assert_eq!(bus.leave("bad", "nobody").await.status(), 404);
     let listed = bus
         .call(Some(CONSUMER), Method::GET, "/api/groups", None)
         .await;
@@ -379,4 +369,73 @@ async fn bad_input_is_refused_and_changes_nothing() {
         .as_array()
         .expect("items")
         .contains(&json!({"group": "bad"})));
+}
+
+#[tokio::test]
+async fn an_admin_reset_moves_an_idle_group_and_is_refused_while_members_live() {
+    // Proves POST /api/groups/{group}/offsets/reset: admin only, 409 while the group has a live
+    // member (and for the server's own store group), 400/404 on bad input, and that a refused
+    // reset changes nothing while an accepted one moves every partition.
+    let bus = Bus::start(&[]).await;
+    bus.create("r", 2).await;
+    bus.publish_n("r", 6).await;
+    let reset = |to: Value| json!({"topic": "r", "to": to});
+    let path = "/api/groups/idle/offsets/reset";
+    let a = bus.join("idle", json!({"topics": ["r"]})).await;
+    let poll = bus.poll("idle", &a, 0).await;
+    let offsets: Vec<Value> = (0..2)
+        .map(|p| json!({"topic": "r", "partition": p, "offset": 1}))
+        .collect();
+    assert_eq!(bus.commit("idle", &a, json!(offsets)).await.status(), 204);
+    assert_eq!(record_keys(&poll).len(), 6);
+    let before = bus.describe("idle").await["offsets"].clone();
+
+    let refused = bus.post(CONSUMER, path, reset(json!("earliest"))).await;
+    problem(refused, 403).await;
+    let live = bus.post(ADMIN, path, reset(json!("earliest"))).await;
+    let detail = problem(live, 409).await["detail"].clone();
+    assert!(
+        detail.as_str().unwrap().contains("1 live member"),
+        "{detail}"
+    );
+    for (body, status) in [
+        (reset(json!("soon")), 400),
+        (reset(json!(-1)), 400),
+        (reset(json!(true)), 400),
+        (json!({"topic": "r"}), 400),
+        (json!({"topic": "r", "to": 0, "extra": 1}), 400),
+        (json!({"topic": "nope", "to": 0}), 404),
+    ] {
+        problem(bus.post(ADMIN, path, body.clone()).await, status).await;
+    }
+    let store = bus
+        .post(ADMIN, "/api/groups/store/offsets/reset", reset(json!(0)))
+        .await;
+    problem(store, 409).await;
+    assert_eq!(
+        bus.describe("idle").await["offsets"],
+        before,
+        "nothing moved"
+    );
+
+    assert_eq!(bus.leave("idle", &a).await.status(), 204);
+    let moved = bus.post(ADMIN, path, reset(json!("latest"))).await;
+    assert_eq!(moved.status(), 200);
+    let moved: Value = moved.json().await.expect("reset JSON");
+    assert_eq!(
+        moved,
+        json!({"group": "idle", "topic": "r",
+               "offsets": [{"partition": 0, "offset": 3}, {"partition": 1, "offset": 3}]})
+    );
+    let early = bus
+        .post(ADMIN, path, reset(json!("2000-01-01T00:00:00Z")))
+        .await;
+    assert_eq!(early.status(), 200);
+    let committed: Vec<Value> = bus.describe("idle").await["offsets"][0]["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .map(|p| p["committed"].clone())
+        .collect();
+    assert_eq!(committed, vec![json!(0), json!(0)]);
 }

@@ -194,6 +194,48 @@ async fn keyed_records_keep_their_partition_across_a_multi_partition_topic() {
 }
 
 #[tokio::test]
+async fn a_batch_published_to_a_partition_lands_there_whatever_its_keys() {
+    // Proves POST /api/topics/{name}/partitions/{p}/records: every record in p, in order; an
+    // unknown partition is 404, a malformed one 400, and publishing still needs its scope.
+    let bus = Bus::start(&[]).await;
+    bus.create("direct", 3).await;
+    let batch =
+        json!({"records": [{"key": "a", "value": 1}, {"key": "b", "value": 2}, {"value": 3}]});
+    let path = "/api/topics/direct/partitions/2/records";
+    let published = bus.post(PUBLISHER, path, batch.clone()).await;
+    assert_eq!(published.status(), 202);
+    let published: Value = published.json().await.unwrap();
+    assert_eq!(
+        published,
+        json!({"offsets": [{"partition": 2, "offset": 0}, {"partition": 2, "offset": 1},
+                           {"partition": 2, "offset": 2}]})
+    );
+    let page = bus.read("direct", 2, "").await;
+    let values = page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["value"]);
+    assert_eq!(
+        values.collect::<Vec<_>>(),
+        [&json!(1), &json!(2), &json!(3)]
+    );
+    for (scopes, partition, status) in [
+        (PUBLISHER, "3", 404),
+        (PUBLISHER, "x", 400),
+        (CONSUMER, "2", 403),
+    ] {
+        let path = format!("/api/topics/direct/partitions/{partition}/records");
+        problem(bus.post(scopes, &path, batch.clone()).await, status).await;
+    }
+    assert_eq!(
+        bus.read("direct", 2, "").await["nextOffset"],
+        3,
+        "nothing more"
+    );
+}
+
+#[tokio::test]
 async fn a_long_poll_returns_as_soon_as_a_record_is_published() {
     let bus = std::sync::Arc::new(Bus::start(&[]).await);
     bus.create("live", 1).await;

@@ -1,4 +1,5 @@
-//! Consumer-group routes of the event bus: join, poll, commit, leave, list and describe.
+//! Consumer-group routes of the event bus: join, poll, commit, leave, list and describe, and
+//! the admin's offset reset.
 //!
 //! Membership and assignment live in the [`Coordinator`](crate::bus::Coordinator); committed
 //! offsets live in the log. A poll reads each assigned partition from the member's position
@@ -8,8 +9,12 @@
 //! again after a rebalance.
 //!
 //! Scopes are those of the topic routes ([`super::topics::authorize`]): every route needs
-//! `events:consume`; chat's `messages` topic is for `admin` only, so a non-admin's patterns
-//! never match it. Records are rendered by [`super::records`].
+//! `events:consume` but the reset, which needs `admin`; chat's `messages` topic is for `admin`
+//! only, so a non-admin's patterns never match it. Records are rendered by [`super::records`].
+//!
+//! A reset is refused (409) while the group has live members, as Kafka refuses to reset an
+//! active group: they would go on from their own positions and commit over it. The check and the
+//! reset happen under the coordinator's lock, so no member joins in between.
 
 use std::time::Duration;
 
@@ -23,11 +28,11 @@ use super::auth::Caller;
 use super::problem::{ApiError, Json};
 use super::records::{read_blocking, read_record, ReadRecord, MAX_READ_LIMIT, MAX_WAIT};
 use super::topics::{authorize, visible_to, Action, CONSUME_SCOPE};
-use super::AppState;
+use super::{blocking, AppState};
 use crate::auth::ADMIN_SCOPE;
 use crate::bus::{is_pattern, Lease, MemberView, OffsetReset, Subscription, TopicPartition};
-use crate::log::{validate_group_name, validate_topic_name, Log, LogError, PartitionLag};
-use crate::pipeline::MESSAGES_TOPIC;
+use crate::log::{validate_group_name, validate_topic_name, Log, LogError, PartitionLag, ResetTo};
+use crate::pipeline::{MESSAGES_TOPIC, STORE_GROUP};
 
 /// `POST /api/groups/{group}/members` body.
 #[derive(Debug, Deserialize)]
@@ -86,6 +91,31 @@ pub struct CommitOffset {
     pub partition: u32,
     /// Next offset to read.
     pub offset: u64,
+}
+
+/// `POST /api/groups/{group}/offsets/reset` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetBody {
+    /// The topic whose partitions to reset (all of them).
+    pub topic: String,
+    /// `"earliest"`, `"latest"`, an offset (a number), or an RFC 3339 UTC time (a string).
+    pub to: serde_json::Value,
+}
+
+/// `POST /api/groups/{group}/offsets/reset` answer: the new committed offset of each partition.
+#[derive(Debug, Serialize)]
+pub struct ResetAnswer {
+    group: String,
+    topic: String,
+    offsets: Vec<ResetOffset>,
+}
+
+/// One partition's new committed offset.
+#[derive(Debug, Serialize)]
+pub struct ResetOffset {
+    partition: u32,
+    offset: u64,
 }
 
 /// `GET /api/groups` answer.
@@ -384,6 +414,77 @@ fn precheck_commit(log: &Log, group: &str, o: &CommitOffset) -> Result<(), ApiEr
         }
         .into()),
         Some(_) | None => Ok(()),
+    }
+}
+
+/// `POST /api/groups/{group}/offsets/reset` (admin) → 200 `{"group","topic","offsets"}` once the
+/// new offsets are durable. 400 a bad `to`, 404 unknown topic, 409 a group with live members or
+/// one the server itself consumes with.
+pub async fn reset(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(group): Path<String>,
+    Json(body): Json<ResetBody>,
+) -> Result<Json<ResetAnswer>, ApiError> {
+    caller.require_scope(ADMIN_SCOPE)?;
+    validate_group_name(&group)?;
+    validate_topic_name(&body.topic)?;
+    let to = reset_target(&body.to)?;
+    if group == STORE_GROUP {
+        return Err(ApiError::Conflict(format!(
+            "consumer group {group:?} is the server's own store writer, always live while the \
+             server runs; its offsets can only be reset with the server stopped"
+        )));
+    }
+    let log = state.log()?.clone();
+    log.describe_topic(&body.topic)?;
+    let topics = topic_partitions(&log)?;
+    let moved = {
+        let (state, log, group, topic) = (
+            state.clone(),
+            log.clone(),
+            group.clone(),
+            body.topic.clone(),
+        );
+        blocking(move || {
+            let reset = || log.reset_offsets(&group, &topic, to);
+            Ok(state.bus().while_inactive(&group, &topics, reset)??)
+        })
+        .await?
+    };
+    log.sync().await?;
+    let offsets = moved
+        .into_iter()
+        .map(|(partition, offset)| ResetOffset { partition, offset })
+        .collect();
+    Ok(Json(ResetAnswer {
+        group,
+        topic: body.topic,
+        offsets,
+    }))
+}
+
+/// A reset's `to`: `"earliest"`, `"latest"`, an offset, or an RFC 3339 UTC time.
+fn reset_target(to: &serde_json::Value) -> Result<ResetTo, ApiError> {
+    let invalid = || {
+        ApiError::BadRequest(format!(
+            "to must be \"earliest\", \"latest\", an offset (a number) or an RFC 3339 UTC time \
+             such as \"2024-05-01T10:00:00Z\", got {to}"
+        ))
+    };
+    match to {
+        serde_json::Value::Number(n) => n.as_u64().map(ResetTo::Offset).ok_or_else(invalid),
+        serde_json::Value::String(s) if s == "earliest" => Ok(ResetTo::Earliest),
+        serde_json::Value::String(s) if s == "latest" => Ok(ResetTo::Latest),
+        serde_json::Value::String(s) => {
+            let time = humantime::parse_rfc3339(s).map_err(|_| invalid())?;
+            let since_epoch = time
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_err(|_| invalid())?;
+            let ms = i64::try_from(since_epoch.as_millis()).map_err(|_| invalid())?;
+            Ok(ResetTo::Timestamp(ms))
+        }
+        _ => Err(invalid()),
     }
 }
 

@@ -264,7 +264,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/topics/{name}/records", post(records::publish))
         .route(
             "/api/topics/{name}/partitions/{partition}/records",
-            get(records::read),
+            get(records::read).post(records::publish_to_partition),
         )
         .route("/api/groups", get(groups::list))
         .route("/api/groups/{group}", get(groups::describe))
@@ -278,6 +278,7 @@ pub fn app(state: AppState) -> Router {
             post(groups::poll),
         )
         .route("/api/groups/{group}/offsets", post(groups::commit))
+        .route("/api/groups/{group}/offsets/reset", post(groups::reset))
         .fallback(problem::unknown_route)
         .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

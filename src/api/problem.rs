@@ -254,7 +254,7 @@ fn bus_answer(error: &BusError) -> Answer {
         BusError::UnknownMember { .. } => {
             Answer::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
         }
-        BusError::NotOwner { .. } => {
+        BusError::NotOwner { .. } | BusError::ActiveGroup { .. } => {
             Answer::new(StatusCode::CONFLICT, "conflict", "Conflict", detail)
         }
         BusError::SessionTimeout { .. } => Answer::new(

@@ -1,5 +1,5 @@
-//! Record routes of the event bus: publish a batch to a topic, read (and long-poll) one
-//! partition from an offset.
+//! Record routes of the event bus: publish a batch to a topic (or to one of its partitions),
+//! read (and long-poll) one partition from an offset.
 //!
 //! Publishing turns each JSON record into a log [`Record`]: `key` as UTF-8 bytes, `headers` (a
 //! JSON object of strings) as log headers, `value` as the exact JSON text the client sent. The
@@ -92,7 +92,31 @@ pub async fn publish(
     Path(name): Path<String>,
     Json(body): Json<PublishBody>,
 ) -> Result<Response, ApiError> {
-    authorize(&caller, &name, Action::Publish)?;
+    append_batch(&state, &caller, &name, None, body).await
+}
+
+/// `POST /api/topics/{name}/partitions/{p}/records` → 202 like [`publish`], every record in
+/// partition `p` whatever its key (as Kafka's producer does with an explicit partition).
+/// 404 unknown topic or partition.
+pub async fn publish_to_partition(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((name, partition)): Path<(String, String)>,
+    Json(body): Json<PublishBody>,
+) -> Result<Response, ApiError> {
+    let partition = parse_partition(&partition)?;
+    append_batch(&state, &caller, &name, Some(partition), body).await
+}
+
+/// Checks and appends one batch, to `partition` or (None) by key, else round-robin.
+async fn append_batch(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    partition: Option<u32>,
+    body: PublishBody,
+) -> Result<Response, ApiError> {
+    authorize(caller, name, Action::Publish)?;
     let limit = state.config().limits.max_batch_records;
     if body.records.is_empty() {
         return Err(ApiError::BadRequest(
@@ -107,9 +131,12 @@ pub async fn publish(
     }
     let log = state.log()?;
     // The log creates unknown topics on their first append; over HTTP that is a 404.
-    log.describe_topic(&name)?;
+    log.describe_topic(name)?;
     let records = body.records.into_iter().map(Record::from).collect();
-    let appended = log.append(&name, records).await?;
+    let appended = match partition {
+        Some(partition) => log.append_to(name, partition, records).await?,
+        None => log.append(name, records).await?,
+    };
     let offsets = appended
         .into_iter()
         .map(|a| Position {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::Serialize;
 
-use super::report::{progress_bar, LatencyReport};
+use super::report::{progress_bar, resident_mib, LatencyReport};
 use crate::log::{Durability, Log, LogConfig, ReadLimits, Record, TopicConfig};
 
 const TOPIC: &str = "bench";
@@ -228,7 +228,7 @@ fn consume_all(log: &Log) -> anyhow::Result<(f64, f64)> {
     let total: u64 = topic.partitions.iter().map(|p| p.high - p.low).sum();
     let bar = progress_bar(total, "consuming");
     let started = Instant::now();
-    let mut peak_rss = resident_mib();
+    let mut peak_rss = resident_mib(None);
     let mut read = 0u64;
     for partition in &topic.partitions {
         let mut offset = partition.low;
@@ -245,7 +245,7 @@ fn consume_all(log: &Log) -> anyhow::Result<(f64, f64)> {
             offset = last.offset + 1;
             read += records.len() as u64;
             if read % 100_000 < 1000 {
-                peak_rss = peak_rss.max(resident_mib());
+                peak_rss = peak_rss.max(resident_mib(None));
                 bar.set_position(read);
             }
         }
@@ -254,19 +254,8 @@ fn consume_all(log: &Log) -> anyhow::Result<(f64, f64)> {
     anyhow::ensure!(read == total, "read {read} records, expected {total}");
     Ok((
         read as f64 / started.elapsed().as_secs_f64(),
-        peak_rss.max(resident_mib()),
+        peak_rss.max(resident_mib(None)),
     ))
-}
-
-/// This process's resident set size in MiB (Linux; 0 elsewhere).
-fn resident_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-            line.split_whitespace().nth(1)?.parse::<f64>().ok()
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
 }
 
 /// Appends `args.records` records from `producers × in_flight` concurrent appenders.

@@ -1,6 +1,7 @@
 //! Built-in load generators (`tidings bench …`). Each measures one layer and prints a human
 //! summary, or one JSON object with `--json`. Benchmarks say which durability mode they ran.
 
+pub mod fanout;
 pub mod log;
 mod report;
 pub mod send;

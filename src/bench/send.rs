@@ -18,7 +18,7 @@ use anyhow::Context;
 use serde::Serialize;
 use serde_json::json;
 
-use super::report::{progress_bar, LatencyReport};
+use super::report::{process_cpu_seconds, progress_bar, LatencyReport};
 
 /// What each sender's loop requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -404,28 +404,6 @@ async fn wait_readable(
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     None
-}
-
-/// User + system CPU seconds of this process so far (Linux; 0 elsewhere).
-fn process_cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    // Fields after the command name (which may contain spaces) start after the last ')'.
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn print_summary(r: &BenchSendReport) {

@@ -42,6 +42,17 @@ pub enum BusError {
         /// The partition.
         partition: u32,
     },
+    /// The group has live members, so its offsets may not be moved under them.
+    #[error(
+        "consumer group {group:?} has {members} live member(s): stop its consumers (or wait \
+         for their session timeout) first"
+    )]
+    ActiveGroup {
+        /// The group.
+        group: String,
+        /// How many live members it has.
+        members: usize,
+    },
     /// The session timeout is outside the accepted range.
     #[error("sessionTimeoutMs must be between {min} and {max}, got {got}")]
     SessionTimeout {
@@ -404,6 +415,28 @@ impl Coordinator {
             .collect()
     }
 
+    /// Runs `work` if `group` has no live member, holding the coordinator's lock meanwhile so
+    /// that no member joins (and reads the offsets `work` is changing) before it is done; every
+    /// group's calls wait for it, so `work` must be short. [`BusError::ActiveGroup`] otherwise.
+    pub fn while_inactive<T>(
+        &self,
+        group: &str,
+        topics: &[(String, u32)],
+        work: impl FnOnce() -> T,
+    ) -> Result<T, BusError> {
+        let mut groups = self.lock();
+        if let Some(state) = groups.get_mut(group) {
+            state.refresh(Instant::now(), topics);
+            if !state.members.is_empty() {
+                return Err(BusError::ActiveGroup {
+                    group: group.to_owned(),
+                    members: state.members.len(),
+                });
+            }
+        }
+        Ok(work())
+    }
+
     /// Groups that have live members, sorted.
     pub fn groups(&self) -> Vec<String> {
         let now = Instant::now();
@@ -501,5 +534,22 @@ mod tests {
             .is_err());
         let too_short = coordinator.join("g", subscribe(&["t"], Some(5)), &topics);
         assert!(matches!(too_short, Err(BusError::SessionTimeout { .. })));
+    }
+
+    #[test]
+    fn work_on_a_group_runs_only_while_it_has_no_live_member() {
+        let coordinator = Coordinator::default();
+        let topics = vec![("t".to_owned(), 1)];
+        assert_eq!(coordinator.while_inactive("g", &topics, || 7).unwrap(), 7);
+        let a = coordinator
+            .join("g", subscribe(&["t"], None), &topics)
+            .unwrap();
+        let refused = coordinator.while_inactive("g", &topics, || unreachable!());
+        assert!(matches!(
+            refused,
+            Err(BusError::ActiveGroup { members: 1, .. })
+        ));
+        coordinator.leave("g", &a.member_id, &topics).unwrap();
+        assert!(coordinator.while_inactive("g", &topics, || ()).is_ok());
     }
 }

@@ -1,15 +1,22 @@
 //! `tidings groups list|describe|reset-offsets`: consumer groups' committed offsets and lag,
 //! like `kafka-consumer-groups.sh`.
 //!
-//! Owns the group commands' options, parsing `--to`, and their output. A group exists once it
-//! has committed (or been reset to) an offset; the CLI never commits on its own.
+//! Owns the group commands' options, parsing `--to`, their two implementations (the log opened
+//! directly, or a server's `/api/groups` routes) and their one output, printed from the same
+//! data either implementation fills. A group exists once it has committed (or been reset to) an
+//! offset, or, on a server, while it has live members; the CLI never commits on its own. Live
+//! members exist only on a server, so locally every member count is 0.
 
 use std::io::Write;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::{cell, open_log, parse_timestamp, runtime, write_json_line, Access, CommonArgs, Table};
-use crate::log::{validate_group_name, Log, PartitionLag, ResetTo};
+use super::connect::{connect, Target};
+use super::remote::Remote;
+use super::{
+    cell, format_timestamp, parse_timestamp, runtime, write_json_line, Access, CommonArgs, Table,
+};
+use crate::log::{validate_group_name, validate_topic_name, Log, PartitionLag, ResetTo};
 
 /// `tidings groups …`.
 #[derive(Debug, clap::Args)]
@@ -22,15 +29,17 @@ pub struct GroupsArgs {
 
 #[derive(Debug, clap::Subcommand)]
 enum GroupsCommand {
-    /// Lists the consumer groups that have committed offsets, their topics and total lag.
+    /// Lists the consumer groups (with committed offsets or live members), their topics,
+    /// members and total lag.
     List,
-    /// Shows a group's committed offset, watermarks and lag on every partition it has read.
+    /// Shows a group's committed offset, watermarks, lag and member on every partition it has
+    /// read or is assigned.
     Describe {
         /// Consumer group name.
         group: String,
     },
-    /// Moves a group's committed offsets on every partition of a topic (stop its consumers
-    /// first: they would commit over the reset).
+    /// Moves a group's committed offsets on every partition of a topic (refused while the
+    /// group has live members: they would commit over the reset).
     ResetOffsets(ResetArgs),
 }
 
@@ -63,30 +72,35 @@ pub fn parse_reset_to(text: &str) -> Result<ResetTo, String> {
     }
 }
 
-/// A group in `groups list --json`.
-#[derive(Serialize)]
+/// A group as `groups list` prints it.
+#[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct GroupJson<'a> {
-    name: &'a str,
-    topics: &'a [String],
+struct GroupSummary {
+    name: String,
+    /// Topics it has committed offsets on, or (on a server) is assigned.
+    topics: Vec<String>,
+    /// Live members (only a server has any).
+    members: usize,
     lag: u64,
 }
 
-/// One partition in `groups describe --json`.
-#[derive(Serialize)]
+/// One partition as `groups describe` prints it.
+#[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct PartitionLagJson<'a> {
-    group: &'a str,
-    topic: &'a str,
+struct PartitionPosition {
+    group: String,
+    topic: String,
     partition: u32,
     committed: Option<u64>,
     low: u64,
     high: u64,
     lag: u64,
+    /// The live member the partition is assigned to, if any.
+    member: Option<String>,
 }
 
 /// One partition in `groups reset-offsets --json`.
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct ResetJson<'a> {
     group: &'a str,
@@ -105,13 +119,23 @@ pub fn run(args: GroupsArgs) -> anyhow::Result<()> {
     {
         validate_group_name(group)?;
     }
-    let log = open_log(&args.common, Access::MustExist)?;
+    if let GroupsCommand::ResetOffsets(ResetArgs { topic, .. }) = &args.command {
+        validate_topic_name(topic)?;
+    }
+    let target = connect(&args.common, Access::MustExist)?;
     match args.command {
-        GroupsCommand::List => list(&log, json, out),
-        GroupsCommand::Describe { group } => describe(&log, &group, json, out),
-        GroupsCommand::ResetOffsets(reset) => reset_offsets(&log, &reset, json, out),
+        GroupsCommand::List => print_list(&list(&target)?, json, out),
+        GroupsCommand::Describe { group } => {
+            print_description(&describe(&target, &group)?, json, out)
+        }
+        GroupsCommand::ResetOffsets(reset) => {
+            let moved = reset_offsets(&target, &reset)?;
+            print_reset(&reset, &moved, json, out)
+        }
     }
 }
+
+// ----- the log, opened directly ----------------------------------------------------------------
 
 /// Every topic the group has offsets on, with its partitions' lag.
 fn lag_by_topic(log: &Log, group: &str) -> anyhow::Result<Vec<(String, Vec<PartitionLag>)>> {
@@ -124,78 +148,272 @@ fn lag_by_topic(log: &Log, group: &str) -> anyhow::Result<Vec<(String, Vec<Parti
         .collect()
 }
 
-fn list(log: &Log, json: bool, out: &mut impl Write) -> anyhow::Result<()> {
-    let mut table = Table::new(&["GROUP", "TOPICS", "LAG"]);
-    for group in log.group_names()? {
-        let lags = lag_by_topic(log, &group)?;
-        let topics: Vec<String> = lags.iter().map(|(topic, _)| topic.clone()).collect();
-        let lag = lags.iter().flat_map(|(_, ps)| ps).map(|p| p.lag).sum();
-        if json {
-            let line = GroupJson {
-                name: &group,
-                topics: &topics,
-                lag,
-            };
-            write_json_line(out, &line)?;
-        } else {
-            table.row(vec![group.clone(), topics.join(","), lag.to_string()]);
-        }
+fn list(target: &Target) -> anyhow::Result<Vec<GroupSummary>> {
+    let log = match target {
+        Target::Local(log) => log,
+        Target::Remote(remote) => return runtime()?.block_on(list_remote(remote)),
+    };
+    let mut groups = Vec::new();
+    for name in log.group_names()? {
+        let lags = lag_by_topic(log, &name)?;
+        groups.push(GroupSummary {
+            topics: lags.iter().map(|(topic, _)| topic.clone()).collect(),
+            lag: lags.iter().flat_map(|(_, ps)| ps).map(|p| p.lag).sum(),
+            members: 0,
+            name,
+        });
     }
-    if !json {
-        table.write(out)?;
-    }
-    Ok(())
+    Ok(groups)
 }
 
-fn describe(log: &Log, group: &str, json: bool, out: &mut impl Write) -> anyhow::Result<()> {
+fn describe(target: &Target, group: &str) -> anyhow::Result<Vec<PartitionPosition>> {
+    let log = match target {
+        Target::Local(log) => log,
+        Target::Remote(remote) => {
+            return Ok(runtime()?
+                .block_on(describe_remote(remote, group))?
+                .positions())
+        }
+    };
     let lags = lag_by_topic(log, group)?;
     if lags.is_empty() {
         anyhow::bail!("consumer group {group:?} has no committed offsets");
     }
-    let mut table = Table::new(&["TOPIC", "PARTITION", "COMMITTED", "LOW", "HIGH", "LAG"]);
-    for (topic, partitions) in &lags {
-        for p in partitions {
-            if json {
-                let line = PartitionLagJson {
-                    group,
-                    topic,
+    let positions = lags.into_iter().flat_map(|(topic, partitions)| {
+        partitions.into_iter().map(move |p| PartitionPosition {
+            group: group.to_owned(),
+            topic: topic.clone(),
+            partition: p.partition,
+            committed: p.committed,
+            low: p.low,
+            high: p.high,
+            lag: p.lag,
+            member: None,
+        })
+    });
+    Ok(positions.collect())
+}
+
+/// The new committed offset of every partition, durable once this returns.
+fn reset_offsets(target: &Target, args: &ResetArgs) -> anyhow::Result<Vec<(u32, u64)>> {
+    match target {
+        Target::Local(log) => {
+            let moved = log.reset_offsets(&args.group, &args.topic, args.to)?;
+            runtime()?.block_on(log.sync())?;
+            Ok(moved)
+        }
+        Target::Remote(remote) => runtime()?.block_on(reset_remote(remote, args)),
+    }
+}
+
+// ----- a server, over HTTP ---------------------------------------------------------------------
+
+/// `GET /api/groups` answer.
+#[derive(Debug, Deserialize)]
+struct GroupListWire {
+    items: Vec<GroupNameWire>,
+}
+
+#[derive(Debug, Deserialize)]
+struct GroupNameWire {
+    group: String,
+}
+
+/// `GET /api/groups/{group}` answer.
+#[derive(Debug, Deserialize)]
+struct GroupWire {
+    group: String,
+    members: Vec<MemberWire>,
+    offsets: Vec<TopicOffsetsWire>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MemberWire {
+    member_id: String,
+    assignment: Vec<TopicPartitionWire>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TopicPartitionWire {
+    topic: String,
+    partition: u32,
+}
+
+#[derive(Debug, Deserialize)]
+struct TopicOffsetsWire {
+    topic: String,
+    partitions: Vec<LagWire>,
+}
+
+#[derive(Debug, Deserialize)]
+struct LagWire {
+    partition: u32,
+    committed: Option<u64>,
+    low: u64,
+    high: u64,
+    lag: u64,
+}
+
+/// `POST /api/groups/{group}/offsets/reset` answer.
+#[derive(Debug, Deserialize)]
+struct ResetWire {
+    offsets: Vec<ResetOffsetWire>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ResetOffsetWire {
+    partition: u32,
+    offset: u64,
+}
+
+impl GroupWire {
+    /// The member a partition is assigned to.
+    fn owner(&self, topic: &str, partition: u32) -> Option<String> {
+        self.members
+            .iter()
+            .find(|m| {
+                m.assignment
+                    .iter()
+                    .any(|tp| tp.topic == topic && tp.partition == partition)
+            })
+            .map(|m| m.member_id.clone())
+    }
+
+    fn positions(&self) -> Vec<PartitionPosition> {
+        let mut positions = Vec::new();
+        for topic in &self.offsets {
+            for p in &topic.partitions {
+                positions.push(PartitionPosition {
+                    group: self.group.clone(),
+                    topic: topic.topic.clone(),
                     partition: p.partition,
                     committed: p.committed,
                     low: p.low,
                     high: p.high,
                     lag: p.lag,
-                };
-                write_json_line(out, &line)?;
-            } else {
-                table.row(vec![
-                    topic.clone(),
-                    p.partition.to_string(),
-                    cell(p.committed),
-                    p.low.to_string(),
-                    p.high.to_string(),
-                    p.lag.to_string(),
-                ]);
+                    member: self.owner(&topic.topic, p.partition),
+                });
             }
         }
+        positions
     }
-    if !json {
-        table.write(out)?;
+
+    fn summary(self) -> GroupSummary {
+        let partitions = self.offsets.iter().flat_map(|t| &t.partitions);
+        GroupSummary {
+            topics: self.offsets.iter().map(|t| t.topic.clone()).collect(),
+            lag: partitions.map(|p| p.lag).sum(),
+            members: self.members.len(),
+            name: self.group,
+        }
     }
+}
+
+async fn describe_remote(remote: &Remote, group: &str) -> anyhow::Result<GroupWire> {
+    Ok(remote.get(&format!("/api/groups/{group}")).await?)
+}
+
+/// Every group the server knows, each described; one that went away meanwhile is left out.
+async fn list_remote(remote: &Remote) -> anyhow::Result<Vec<GroupSummary>> {
+    let names: GroupListWire = remote.get("/api/groups").await?;
+    let mut groups = Vec::with_capacity(names.items.len());
+    for name in names.items {
+        match remote
+            .get::<GroupWire>(&format!("/api/groups/{}", name.group))
+            .await
+        {
+            Ok(group) => groups.push(group.summary()),
+            Err(gone) if gone.status() == Some(404) => {}
+            Err(other) => return Err(other.into()),
+        }
+    }
+    Ok(groups)
+}
+
+async fn reset_remote(remote: &Remote, args: &ResetArgs) -> anyhow::Result<Vec<(u32, u64)>> {
+    let to = match args.to {
+        ResetTo::Earliest => serde_json::json!("earliest"),
+        ResetTo::Latest => serde_json::json!("latest"),
+        ResetTo::Offset(offset) => serde_json::json!(offset),
+        ResetTo::Timestamp(ms) => serde_json::json!(format_timestamp(ms)),
+    };
+    let body = serde_json::json!({ "topic": args.topic, "to": to });
+    let path = format!("/api/groups/{}/offsets/reset", args.group);
+    let answer: ResetWire = remote.post(&path, &body).await?;
+    Ok(answer
+        .offsets
+        .into_iter()
+        .map(|o| (o.partition, o.offset))
+        .collect())
+}
+
+// ----- output ----------------------------------------------------------------------------------
+
+fn print_list(groups: &[GroupSummary], json: bool, out: &mut impl Write) -> anyhow::Result<()> {
+    if json {
+        for group in groups {
+            write_json_line(out, group)?;
+        }
+        return Ok(());
+    }
+    let mut table = Table::new(&["GROUP", "TOPICS", "MEMBERS", "LAG"]);
+    for group in groups {
+        table.row(vec![
+            group.name.clone(),
+            group.topics.join(","),
+            group.members.to_string(),
+            group.lag.to_string(),
+        ]);
+    }
+    table.write(out)?;
     Ok(())
 }
 
-fn reset_offsets(
-    log: &Log,
-    args: &ResetArgs,
+fn print_description(
+    positions: &[PartitionPosition],
     json: bool,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let moved = log.reset_offsets(&args.group, &args.topic, args.to)?;
-    // Make the new offsets durable before reporting them.
-    runtime()?.block_on(log.sync())?;
-    let mut table = Table::new(&["TOPIC", "PARTITION", "OFFSET"]);
-    for (partition, offset) in moved {
-        if json {
+    if json {
+        for position in positions {
+            write_json_line(out, position)?;
+        }
+        return Ok(());
+    }
+    let headings = [
+        "TOPIC",
+        "PARTITION",
+        "COMMITTED",
+        "LOW",
+        "HIGH",
+        "LAG",
+        "MEMBER",
+    ];
+    let mut table = Table::new(&headings);
+    for p in positions {
+        table.row(vec![
+            p.topic.clone(),
+            p.partition.to_string(),
+            cell(p.committed),
+            p.low.to_string(),
+            p.high.to_string(),
+            p.lag.to_string(),
+            p.member.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    table.write(out)?;
+    Ok(())
+}
+
+fn print_reset(
+    args: &ResetArgs,
+    moved: &[(u32, u64)],
+    json: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    if json {
+        for &(partition, offset) in moved {
             let line = ResetJson {
                 group: &args.group,
                 topic: &args.topic,
@@ -203,18 +421,19 @@ fn reset_offsets(
                 offset,
             };
             write_json_line(out, &line)?;
-        } else {
-            table.row(vec![
-                args.topic.clone(),
-                partition.to_string(),
-                offset.to_string(),
-            ]);
         }
+        return Ok(());
     }
-    if !json {
-        writeln!(out, "reset group {} on topic {}:", args.group, args.topic)?;
-        table.write(out)?;
+    writeln!(out, "reset group {} on topic {}:", args.group, args.topic)?;
+    let mut table = Table::new(&["TOPIC", "PARTITION", "OFFSET"]);
+    for &(partition, offset) in moved {
+        table.row(vec![
+            args.topic.clone(),
+            partition.to_string(),
+            offset.to_string(),
+        ]);
     }
+    table.write(out)?;
     Ok(())
 }
 

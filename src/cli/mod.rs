@@ -1,17 +1,21 @@
 //! The admin command line: `tidings topics|produce|tail|groups`, like Kafka's console tools.
 //!
-//! This module owns what every admin command shares: the `--data-dir` / `--json` options, opening
-//! the log directly on the data directory, the runtime the async log calls run on, aligned text
+//! This module owns what every admin command shares: the options ([`CommonArgs`]: `--server`,
+//! `--token`, `--data-dir`, `--config`, `--json`), opening the log directly on the data
+//! directory, the runtime the async log and HTTP calls run on, aligned text
 //! tables, and how a record is rendered (as one JSON object per line, or as a line of text). Each
 //! command family has its own file: [`topics`], [`produce`], [`tail`], [`groups`].
 //!
-//! It does not talk to a running server: the commands open the data directory themselves, so
-//! while a server (or any other process) holds the directory they refuse with
-//! [`LogError::Locked`](crate::log::LogError::Locked). Errors are returned as `anyhow::Error`;
-//! `main` prints them as `error: <message>` and exits with 1.
+//! Every admin command works in two modes with the same flags and output: it asks a running
+//! server over HTTP (`--server URL`, [`remote`]), or opens the data directory itself; `connect`
+//! decides which. Each command turns what either mode answers into the same data, which one
+//! printer prints. Errors are returned as `anyhow::Error`; `main` prints them as
+//! `error: <message>` and exits with 1.
 
+mod connect;
 pub mod groups;
 pub mod produce;
+pub mod remote;
 pub mod tail;
 pub mod token;
 pub mod topics;
@@ -26,23 +30,50 @@ use base64::Engine;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use crate::config::{Config, Overrides};
 use crate::log::{Header, Log, LogConfig, StoredRecord};
 
 /// Options every admin command takes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CommonArgs {
-    /// The data directory to open. It must not be in use by a running server.
+    /// Ask the server at this URL (e.g. http://127.0.0.1:8787) instead of opening the data
+    /// directory.
+    #[arg(long, global = true, env = "TIDINGS_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// Token for the server [default: one with scope admin, signed with the data directory's
+    /// secret or --config's auth.jwtSecret].
     #[arg(
         long,
         global = true,
-        env = "TIDINGS_DATA_DIR",
-        default_value = "./data",
-        value_name = "DIR"
+        env = "TIDINGS_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
     )]
-    pub data_dir: PathBuf,
+    pub token: Option<String>,
+    /// The data directory to open (or whose secret signs the token) [default: --config's
+    /// dataDir, else ./data].
+    #[arg(long, global = true, env = "TIDINGS_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The server's configuration file: its dataDir and auth.jwtSecret.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Machine output: one JSON object per line.
     #[arg(long, global = true)]
     pub json: bool,
+}
+
+impl CommonArgs {
+    /// The data directory: `--data-dir` (or `TIDINGS_DATA_DIR`), else `--config`'s `dataDir`,
+    /// else `./data`.
+    pub fn data_dir(&self) -> anyhow::Result<PathBuf> {
+        if let Some(dir) = &self.data_dir {
+            return Ok(dir.clone());
+        }
+        match &self.config {
+            Some(file) => Ok(Config::load(Some(file), Overrides::default())?.data_dir),
+            None => Ok(PathBuf::from("./data")),
+        }
+    }
 }
 
 /// Whether a command may create a missing data directory.
@@ -57,7 +88,7 @@ pub(crate) enum Access {
 /// Opens the log on the data directory, as the server would, but never creating topics on the
 /// fly: the admin tools only touch topics that were created on purpose.
 pub(crate) fn open_log(common: &CommonArgs, access: Access) -> anyhow::Result<Log> {
-    let dir = &common.data_dir;
+    let dir = &common.data_dir()?;
     if access == Access::MustExist && !dir.exists() {
         anyhow::bail!(
             "the data directory {} does not exist (create a topic with `tidings topics create`, \

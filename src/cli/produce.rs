@@ -1,22 +1,35 @@
 //! `tidings produce TOPIC`: one record per line of standard input, like
 //! `kafka-console-producer.sh`.
 //!
-//! Owns reading stdin into batches of lines and appending them. Lines are appended in batches of
-//! up to [`MAX_BATCH_LINES`], and a batch is sent early whenever stdin has nothing more buffered,
-//! so an interactive producer sees each line appended as soon as it is typed. Every append is
-//! durable before the next batch is read. Partitioning is the log's (by key, else round-robin).
+//! Owns reading stdin into batches of lines and appending them, to the log opened directly or
+//! through a server's publish routes. Lines are appended in batches of up to
+//! [`MAX_BATCH_LINES`], and a batch is sent early whenever stdin has nothing more buffered, so an
+//! interactive producer sees each line appended as soon as it is typed. Every append is durable
+//! before the next batch is read. Partitioning is the log's (by key, else round-robin).
+//!
+//! Over HTTP a record's value must be JSON: a line that is one JSON document is published as
+//! that JSON, any other line as a JSON string of its text (so an HTTP consumer reads every line
+//! alike in both modes). A batch is split into requests of at most [`MAX_REQUEST_BYTES`].
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
 use std::os::fd::AsFd;
 
-use serde::Serialize;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use tokio::runtime::Runtime;
 
-use super::{open_log, runtime, write_json_line, Access, CommonArgs};
-use crate::log::{Appended, Log, LogError, Record};
+use super::connect::{connect, Target};
+use super::remote::Remote;
+use super::topics::describe_remote;
+use super::{runtime, write_json_line, Access, CommonArgs};
+use crate::log::{Log, LogError, Record};
 
 /// Most lines appended together.
 pub const MAX_BATCH_LINES: usize = 500;
+/// Most bytes of records in one publish request (the server's default body limit is 1 MiB).
+pub const MAX_REQUEST_BYTES: usize = 512 * 1024;
 
 /// Options of `tidings produce`.
 #[derive(Debug, clap::Args)]
@@ -33,27 +46,56 @@ pub struct ProduceArgs {
     partition: Option<u32>,
 }
 
-#[derive(Serialize)]
-struct AppendedJson {
+/// Where one record landed, as `--json` prints it.
+#[derive(Debug, Serialize, Deserialize)]
+struct Position {
     partition: u32,
     offset: u64,
 }
 
+/// The publish routes' answer.
+#[derive(Debug, Deserialize)]
+struct Published {
+    offsets: Vec<Position>,
+}
+
+/// The publish routes' body.
+#[derive(Debug, Serialize)]
+struct PublishBody<'a> {
+    records: Vec<PublishedRecord<'a>>,
+}
+
+/// One record as the publish routes take it.
+#[derive(Debug, Serialize)]
+struct PublishedRecord<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<&'a str>,
+    value: Box<RawValue>,
+}
+
 /// Appends stdin's lines and reports `produced N records to TOPIC` on stderr.
 pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
-    let log = open_log(&args.common, Access::MustExist)?;
-    check_target(&log, &args.topic, args.partition)?;
+    let runtime = runtime()?;
+    let target = connect(&args.common, Access::MustExist)?;
+    let partitions = match &target {
+        Target::Local(log) => log.describe_topic(&args.topic)?.config.partitions,
+        Target::Remote(remote) => {
+            let topic = runtime.block_on(describe_remote(remote, &args.topic))?;
+            u32::try_from(topic.partitions.len()).unwrap_or(u32::MAX)
+        }
+    };
+    check_partition(&args.topic, args.partition, partitions)?;
     let stdin = File::from(std::io::stdin().as_fd().try_clone_to_owned()?);
     let mut lines = LineBatches::new(stdin);
-    let mut produced = 0u64;
-    let outcome = produce(&log, &args, &mut lines, &mut produced);
-    eprintln!("produced {produced} records to {}", args.topic);
+    let progress = progress_spinner();
+    let outcome = produce(&runtime, &target, &args, &mut lines, &progress);
+    progress.finish_and_clear();
+    eprintln!("produced {} records to {}", progress.position(), args.topic);
     outcome
 }
 
-/// Fails before anything is read when the topic or the partition does not exist.
-fn check_target(log: &Log, topic: &str, partition: Option<u32>) -> anyhow::Result<()> {
-    let partitions = log.describe_topic(topic)?.config.partitions;
+/// Fails before anything is read when the partition does not exist.
+fn check_partition(topic: &str, partition: Option<u32>, partitions: u32) -> anyhow::Result<()> {
     match partition {
         Some(partition) if partition >= partitions => Err(LogError::UnknownPartition {
             topic: topic.into(),
@@ -65,52 +107,134 @@ fn check_target(log: &Log, topic: &str, partition: Option<u32>) -> anyhow::Resul
     }
 }
 
+/// A count of records produced, drawn on stderr while stdin is a pipe or a file and stderr a
+/// terminal (an interactive producer's typing is left alone); hidden otherwise.
+fn progress_spinner() -> ProgressBar {
+    if std::io::stdin().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let spinner = ProgressBar::new_spinner();
+    spinner.set_style(
+        ProgressStyle::with_template("{spinner} produced {pos} records ({per_sec})")
+            .expect("valid progress template"),
+    );
+    spinner
+}
+
 fn produce<R: Read>(
-    log: &Log,
+    runtime: &Runtime,
+    target: &Target,
     args: &ProduceArgs,
     lines: &mut LineBatches<R>,
-    produced: &mut u64,
+    progress: &ProgressBar,
 ) -> anyhow::Result<()> {
-    let runtime = runtime()?;
     let mut out = std::io::stdout().lock();
     loop {
         let batch = lines.next_batch()?;
         if batch.is_empty() {
             return Ok(());
         }
-        let records = batch
-            .into_iter()
-            .map(|value| Record {
-                key: args.key.as_ref().map(|k| k.as_bytes().to_vec()),
-                headers: Vec::new(),
-                value,
-            })
-            .collect();
-        let appended = runtime.block_on(append(log, &args.topic, args.partition, records))?;
-        *produced += appended.len() as u64;
+        let appended = runtime.block_on(async {
+            match target {
+                Target::Local(log) => append_local(log, args, batch).await,
+                Target::Remote(remote) => append_remote(remote, args, &batch, progress).await,
+            }
+        })?;
+        if matches!(target, Target::Local(_)) {
+            progress.inc(appended.len() as u64);
+        }
         if args.common.json {
-            for a in &appended {
-                let line = AppendedJson {
-                    partition: a.partition,
-                    offset: a.offset,
-                };
-                write_json_line(&mut out, &line)?;
+            for position in &appended {
+                write_json_line(&mut out, position)?;
             }
             out.flush()?;
         }
     }
 }
 
-async fn append(
+async fn append_local(
     log: &Log,
-    topic: &str,
-    partition: Option<u32>,
-    records: Vec<Record>,
-) -> Result<Vec<Appended>, LogError> {
-    match partition {
-        Some(partition) => log.append_to(topic, partition, records).await,
-        None => log.append(topic, records).await,
+    args: &ProduceArgs,
+    batch: Vec<Vec<u8>>,
+) -> anyhow::Result<Vec<Position>> {
+    let records = batch
+        .into_iter()
+        .map(|value| Record {
+            key: args.key.as_ref().map(|k| k.as_bytes().to_vec()),
+            headers: Vec::new(),
+            value,
+        })
+        .collect();
+    let appended = match args.partition {
+        Some(partition) => log.append_to(&args.topic, partition, records).await?,
+        None => log.append(&args.topic, records).await?,
+    };
+    Ok(appended
+        .into_iter()
+        .map(|a| Position {
+            partition: a.partition,
+            offset: a.offset,
+        })
+        .collect())
+}
+
+/// Publishes the lines in requests of at most [`MAX_REQUEST_BYTES`], one after the other (so
+/// records keep their order), counting each answered request on `progress`.
+async fn append_remote(
+    remote: &Remote,
+    args: &ProduceArgs,
+    batch: &[Vec<u8>],
+    progress: &ProgressBar,
+) -> anyhow::Result<Vec<Position>> {
+    let path = match args.partition {
+        Some(partition) => format!("/api/topics/{}/partitions/{partition}/records", args.topic),
+        None => format!("/api/topics/{}/records", args.topic),
+    };
+    let mut positions = Vec::with_capacity(batch.len());
+    for records in requests(args.key.as_deref(), batch)? {
+        let count = records.len() as u64;
+        // Serialized as it is (not through `serde_json::Value`), so each value keeps its text.
+        let published: Published = remote.post(&path, &PublishBody { records }).await?;
+        positions.extend(published.offsets);
+        progress.inc(count);
     }
+    Ok(positions)
+}
+
+/// The lines as publish requests' records, split so that no request carries more than
+/// [`MAX_REQUEST_BYTES`] of values and keys (a longer single line goes alone).
+fn requests<'a>(
+    key: Option<&'a str>,
+    batch: &[Vec<u8>],
+) -> anyhow::Result<Vec<Vec<PublishedRecord<'a>>>> {
+    let mut requests = Vec::new();
+    let mut current: Vec<PublishedRecord<'a>> = Vec::new();
+    let mut bytes = 0;
+    for line in batch {
+        let value = line_value(line)?;
+        let size = value.get().len() + key.map_or(0, str::len);
+        if !current.is_empty() && bytes + size > MAX_REQUEST_BYTES {
+            requests.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+        bytes += size;
+        current.push(PublishedRecord { key, value });
+    }
+    if !current.is_empty() {
+        requests.push(current);
+    }
+    Ok(requests)
+}
+
+/// A line as a JSON value: itself when it is one JSON document, else a JSON string of its text
+/// (invalid UTF-8 replaced by U+FFFD, as the server's reads do).
+fn line_value(line: &[u8]) -> anyhow::Result<Box<RawValue>> {
+    if let Ok(document) = serde_json::from_slice::<Box<RawValue>>(line) {
+        return Ok(document);
+    }
+    Ok(serde_json::value::to_raw_value(&String::from_utf8_lossy(
+        line,
+    ))?)
 }
 
 /// Splits a byte stream into lines (without `\n` or `\r\n`), handed out in batches.
@@ -157,6 +281,22 @@ fn strip_line_end(line: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_become_json_values_and_requests_stay_under_the_size_limit() {
+        assert_eq!(line_value(br#"{"n": 1}"#).unwrap().get(), r#"{"n": 1}"#);
+        assert_eq!(line_value(b"42").unwrap().get(), "42");
+        assert_eq!(line_value(b"hello").unwrap().get(), r#""hello""#);
+        assert_eq!(line_value(b"").unwrap().get(), r#""""#);
+        assert_eq!(line_value(&[b'a', 0xff]).unwrap().get(), "\"a\u{fffd}\"");
+        let big = vec![b'x'; MAX_REQUEST_BYTES / 3];
+        let batch = vec![big.clone(), big.clone(), big.clone(), b"tail".to_vec()];
+        let split = requests(Some("k"), &batch).unwrap();
+        assert_eq!(split.iter().map(Vec::len).collect::<Vec<_>>(), vec![2, 2]);
+        assert!(split.iter().flatten().all(|r| r.key == Some("k")));
+        let alone = requests(None, &[vec![b'y'; MAX_REQUEST_BYTES * 2]]).unwrap();
+        assert_eq!(alone.len(), 1);
+    }
 
     #[test]
     fn lines_lose_their_line_ends_and_batches_are_capped() {

@@ -2,19 +2,30 @@
 //!
 //! Owns choosing where each partition starts, reading every chosen partition concurrently (one
 //! task each, so records of one partition stay in offset order while partitions interleave), and
-//! waiting for new records with the log's high-watermark subscription (no polling) when
-//! following. It commits no offsets: tailing is not consuming as a group.
+//! waiting for new records when following: on the log's high-watermark subscription when it
+//! opened the log (no polling), with long polls (`waitMs`) when it asks a server. Both kinds of
+//! reader hand the same records to the one printer. It commits no offsets: tailing is not
+//! consuming as a group.
 //!
 //! As in Kafka, a tail starts at the end: without `--from-beginning` it prints only records
 //! appended after it started, so without `--follow` it prints nothing.
 
+use std::collections::BTreeMap;
 use std::io::Write;
+use std::time::Duration;
 
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::{open_log, record_text_line, runtime, write_json_line, Access, CommonArgs, RecordJson};
-use crate::log::{Log, LogError, ReadLimits, StoredRecord};
+use super::connect::{connect, Target};
+use super::remote::{Remote, RemoteError};
+use super::topics::{describe_remote, PartitionWatermarks};
+use super::{
+    parse_timestamp, record_text_line, runtime, write_json_line, Access, CommonArgs, RecordJson,
+};
+use crate::log::{Header, Log, LogError, ReadLimits, StoredRecord};
 
 /// Options of `tidings tail`.
 #[derive(Debug, clap::Args)]
@@ -37,12 +48,27 @@ pub struct TailArgs {
 /// Prints the records; returns at the end of every partition, or on Ctrl-C / SIGTERM when
 /// following.
 pub fn run(args: TailArgs) -> anyhow::Result<()> {
-    let log = open_log(&args.common, Access::MustExist)?;
-    let starts = start_offsets(&log, &args.topic, args.partition, args.from_beginning)?;
-    runtime()?.block_on(async {
-        let mut tail = Tail::start(&log, &args.topic, starts, args.follow);
-        print_until_interrupted(&mut tail, args.common.json).await
-    })
+    let runtime = runtime()?;
+    match connect(&args.common, Access::MustExist)? {
+        Target::Local(log) => {
+            let starts = start_offsets(&log, &args.topic, args.partition, args.from_beginning)?;
+            runtime.block_on(async {
+                let mut tail = Tail::start(&log, &args.topic, starts, args.follow);
+                print_until_interrupted(&mut tail, args.common.json).await
+            })
+        }
+        Target::Remote(remote) => runtime.block_on(async {
+            let topic = describe_remote(&remote, &args.topic).await?;
+            let starts = select_starts(
+                &args.topic,
+                topic.partitions,
+                args.partition,
+                args.from_beginning,
+            )?;
+            let mut tail = Tail::start_remote(&remote, &args.topic, starts, args.follow);
+            print_until_interrupted(&mut tail, args.common.json).await
+        }),
+    }
 }
 
 /// Where each selected partition starts: its low watermark from the beginning, else its high
@@ -54,14 +80,30 @@ pub fn start_offsets(
     from_beginning: bool,
 ) -> Result<Vec<(u32, u64)>, LogError> {
     let info = log.describe_topic(topic)?;
+    let partitions = info.partitions.iter().map(|p| PartitionWatermarks {
+        partition: p.partition,
+        low: p.low,
+        high: p.high,
+    });
+    select_starts(topic, partitions.collect(), partition, from_beginning)
+}
+
+/// [`start_offsets`] from the partitions' watermarks, however they were learnt.
+fn select_starts(
+    topic: &str,
+    partitions: Vec<PartitionWatermarks>,
+    partition: Option<u32>,
+    from_beginning: bool,
+) -> Result<Vec<(u32, u64)>, LogError> {
+    let count = u32::try_from(partitions.len()).unwrap_or(u32::MAX);
     let selected: Vec<_> = match partition {
-        None => info.partitions,
+        None => partitions,
         Some(wanted) => {
-            let found = info.partitions.iter().find(|p| p.partition == wanted);
+            let found = partitions.iter().find(|p| p.partition == wanted);
             vec![*found.ok_or(LogError::UnknownPartition {
                 topic: topic.into(),
                 partition: wanted,
-                partitions: info.config.partitions,
+                partitions: count,
             })?]
         }
     };
@@ -107,31 +149,78 @@ async fn interrupted() -> anyhow::Result<()> {
     }
 }
 
+/// How long one long poll of a following remote tail asks the server to wait (the server
+/// caps it at 30 s).
+const LONG_POLL: Duration = Duration::from_secs(20);
+/// Most records one remote read asks for (the server's maximum).
+const REMOTE_READ_LIMIT: usize = 1000;
+
+/// One partition's next records, or why its reader stopped.
+type Batch = anyhow::Result<Vec<StoredRecord>>;
+type BatchSender = mpsc::Sender<Batch>;
+
 /// Batches of records from several partitions of one topic, each partition in offset order.
 pub struct Tail {
-    batches: mpsc::Receiver<Result<Vec<StoredRecord>, LogError>>,
+    batches: mpsc::Receiver<Batch>,
     /// The readers; dropping the `Tail` aborts them.
     _readers: JoinSet<()>,
 }
 
 impl Tail {
-    /// Starts one reader per `(partition, first offset)`; must be called inside a tokio runtime.
-    /// Without `follow` each reader stops at its partition's high watermark; with it, it waits
-    /// for more.
+    /// Starts one reader of the log per `(partition, first offset)`; must be called inside a
+    /// tokio runtime. Without `follow` each reader stops at its partition's high watermark; with
+    /// it, it waits for more.
     pub fn start(log: &Log, topic: &str, starts: Vec<(u32, u64)>, follow: bool) -> Tail {
-        let (sender, batches) = mpsc::channel(16);
-        let mut readers = JoinSet::new();
-        for (partition, offset) in starts {
+        Tail::spawn(topic, starts, follow, |at, sender| {
             let reader = PartitionReader {
                 log: log.clone(),
+                at,
+            };
+            async move { Ok(reader.run(&sender).await?) }
+        })
+    }
+
+    /// [`start`](Self::start) reading from a server: each reader reads its partition until a
+    /// read comes back empty, then (following) long-polls for more.
+    pub fn start_remote(
+        remote: &Remote,
+        topic: &str,
+        starts: Vec<(u32, u64)>,
+        follow: bool,
+    ) -> Tail {
+        Tail::spawn(topic, starts, follow, |at, sender| {
+            let reader = RemoteReader {
+                remote: remote.clone(),
+                at,
+            };
+            async move { reader.run(&sender).await }
+        })
+    }
+
+    /// Spawns `reader(cursor, sender)` for every start; a reader's error is handed on as its
+    /// last batch.
+    fn spawn<F>(
+        topic: &str,
+        starts: Vec<(u32, u64)>,
+        follow: bool,
+        mut reader: impl FnMut(Cursor, BatchSender) -> F,
+    ) -> Tail
+    where
+        F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let (sender, batches) = mpsc::channel(16);
+        let mut readers = JoinSet::new();
+        for (partition, next) in starts {
+            let sender = sender.clone();
+            let at = Cursor {
                 topic: topic.to_owned(),
                 partition,
-                next: offset,
+                next,
                 follow,
             };
-            let sender = sender.clone();
+            let reading = reader(at, sender.clone());
             readers.spawn(async move {
-                if let Err(e) = reader.run(&sender).await {
+                if let Err(e) = reading.await {
                     let _ = sender.send(Err(e)).await;
                 }
             });
@@ -143,38 +232,43 @@ impl Tail {
     }
 
     /// The next batch of some partition; `None` once every reader has stopped.
-    pub async fn next_batch(&mut self) -> Option<Result<Vec<StoredRecord>, LogError>> {
+    pub async fn next_batch(&mut self) -> Option<Batch> {
         self.batches.recv().await
     }
 }
 
-struct PartitionReader {
-    log: Log,
+/// Where a partition's reader is: the next offset to read, and whether to wait for more at
+/// the end.
+struct Cursor {
     topic: String,
     partition: u32,
     next: u64,
     follow: bool,
 }
 
-type BatchSender = mpsc::Sender<Result<Vec<StoredRecord>, LogError>>;
+/// Reads one partition of the log.
+struct PartitionReader {
+    log: Log,
+    at: Cursor,
+}
 
 impl PartitionReader {
     /// Reads to the high watermark, then (following) waits for it to move and reads again.
     async fn run(mut self, sender: &BatchSender) -> Result<(), LogError> {
-        let mut high_watermark = self.log.subscribe(&self.topic, self.partition)?;
+        let mut high_watermark = self.log.subscribe(&self.at.topic, self.at.partition)?;
         loop {
             let records = self.read()?;
             if let Some(last) = records.last() {
-                self.next = last.offset + 1;
+                self.at.next = last.offset + 1;
                 if sender.send(Ok(records)).await.is_err() {
                     return Ok(()); // Nobody is printing any more.
                 }
                 continue;
             }
-            if !self.follow {
+            if !self.at.follow {
                 return Ok(());
             }
-            let next = self.next;
+            let next = self.at.next;
             high_watermark
                 .wait_for(|high| *high > next)
                 .await
@@ -184,17 +278,128 @@ impl PartitionReader {
 
     /// The records from `next` on; skips ahead when retention deleted the ones at `next`.
     fn read(&mut self) -> Result<Vec<StoredRecord>, LogError> {
-        let (topic, partition) = (&self.topic, self.partition);
+        let (topic, partition) = (&self.at.topic, self.at.partition);
         match self
             .log
-            .read(topic, partition, self.next, ReadLimits::default())
+            .read(topic, partition, self.at.next, ReadLimits::default())
         {
-            Err(LogError::OffsetOutOfRange { earliest, .. }) if self.next < earliest => {
-                self.next = earliest;
+            Err(LogError::OffsetOutOfRange { earliest, .. }) if self.at.next < earliest => {
+                self.at.next = earliest;
                 self.log
                     .read(topic, partition, earliest, ReadLimits::default())
             }
             other => other,
         }
+    }
+}
+
+/// A page of `GET /api/topics/{name}/partitions/{p}/records`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PageWire {
+    records: Vec<RecordWire>,
+    next_offset: u64,
+}
+
+/// A record as the server answers it.
+#[derive(Debug, Deserialize)]
+struct RecordWire {
+    partition: u32,
+    offset: u64,
+    key: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    value: Box<RawValue>,
+    timestamp: String,
+}
+
+impl RecordWire {
+    /// The record as the log would hand it out, so that one printer serves both modes. The
+    /// server shows a value as JSON: one that is a JSON string becomes the string's text (what
+    /// `tidings produce` appends is text), any other JSON stays its JSON text.
+    fn into_stored(self) -> anyhow::Result<StoredRecord> {
+        let value = self.value.get();
+        let value = if value.trim_start().starts_with('"') {
+            serde_json::from_str::<String>(value)?.into_bytes()
+        } else {
+            value.as_bytes().to_vec()
+        };
+        let headers = self.headers.into_iter().map(|(key, value)| Header {
+            key,
+            value: value.into_bytes(),
+        });
+        Ok(StoredRecord {
+            partition: self.partition,
+            offset: self.offset,
+            timestamp_ms: parse_timestamp(&self.timestamp).map_err(anyhow::Error::msg)?,
+            key: self.key.map(String::into_bytes),
+            headers: headers.collect(),
+            value,
+        })
+    }
+}
+
+/// Reads one partition from a server, as [`PartitionReader`] reads the log.
+struct RemoteReader {
+    remote: Remote,
+    at: Cursor,
+}
+
+impl RemoteReader {
+    /// Reads until a read comes back empty, then (following) long-polls for more.
+    async fn run(mut self, sender: &BatchSender) -> anyhow::Result<()> {
+        let wait = if self.at.follow {
+            LONG_POLL
+        } else {
+            Duration::ZERO
+        };
+        loop {
+            let page = self.read(wait).await?;
+            if page.records.is_empty() {
+                if !self.at.follow {
+                    return Ok(());
+                }
+                continue;
+            }
+            self.at.next = page.next_offset;
+            let records = page.records.into_iter().map(RecordWire::into_stored);
+            let records = records.collect::<anyhow::Result<Vec<_>>>()?;
+            if sender.send(Ok(records)).await.is_err() {
+                return Ok(()); // Nobody is printing any more.
+            }
+        }
+    }
+
+    /// The records from `next` on; skips ahead when retention deleted the ones at `next`
+    /// (416), as the local reader does.
+    async fn read(&mut self, wait: Duration) -> anyhow::Result<PageWire> {
+        match self.fetch(wait).await {
+            Err(refused) if refused.status() == Some(416) => {
+                let topic = describe_remote(&self.remote, &self.at.topic).await?;
+                let ours = topic
+                    .partitions
+                    .iter()
+                    .find(|p| p.partition == self.at.partition);
+                match ours {
+                    Some(p) if self.at.next < p.low => {
+                        self.at.next = p.low;
+                        Ok(self.fetch(wait).await?)
+                    }
+                    _ => Err(refused.into()),
+                }
+            }
+            other => Ok(other?),
+        }
+    }
+
+    async fn fetch(&self, wait: Duration) -> Result<PageWire, RemoteError> {
+        let path = format!(
+            "/api/topics/{}/partitions/{}/records?offset={}&limit={REMOTE_READ_LIMIT}&waitMs={}",
+            self.at.topic,
+            self.at.partition,
+            self.at.next,
+            wait.as_millis()
+        );
+        self.remote.get_waiting(&path, wait).await
     }
 }

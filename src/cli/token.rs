@@ -3,12 +3,13 @@
 //!
 //! The secret is found as the server finds it: `auth.jwtSecret` from `--config FILE` (or
 //! `TIDINGS_JWT_SECRET`), else `DATA_DIR/secret.key`, created if missing. It needs no lock on
-//! the data directory, so it works while the server runs.
+//! the data directory, so it works while the server runs. The admin commands sign their tokens
+//! for a server the same way ([`running_server_authenticator`]), but never create a secret.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, SECRET_FILE};
 use crate::config::{Config, Overrides};
 
 /// Options of `tidings token`.
@@ -40,15 +41,45 @@ pub fn server_authenticator(
     config_file: Option<&std::path::Path>,
     data_dir: Option<PathBuf>,
 ) -> anyhow::Result<Authenticator> {
-    let overrides = Overrides {
-        data_dir,
-        ..Overrides::default()
-    };
-    let config = Config::load(config_file, overrides)?;
+    authenticator_of(&server_config(config_file, data_dir)?)
+}
+
+/// [`server_authenticator`] for a server that already runs, so it never creates a secret: one
+/// created now could not sign anything that server accepts. Used by the admin commands that ask
+/// a server without `--token`.
+pub fn running_server_authenticator(
+    config_file: Option<&std::path::Path>,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<Authenticator> {
+    let config = server_config(config_file, data_dir)?;
+    if config.auth.jwt_secret.is_none() {
+        let secret = config.data_dir.join(SECRET_FILE);
+        anyhow::ensure!(
+            secret.exists(),
+            "no token for the server: pass --token (or TIDINGS_TOKEN), or the server's \
+             --data-dir or --config so that one is signed with its secret ({} does not exist)",
+            secret.display()
+        );
+    }
+    authenticator_of(&config)
+}
+
+fn authenticator_of(config: &Config) -> anyhow::Result<Authenticator> {
     Ok(Authenticator::from_config(
         config.auth.jwt_secret.as_deref(),
         &config.data_dir,
     )?)
+}
+
+fn server_config(
+    config_file: Option<&std::path::Path>,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<Config> {
+    let overrides = Overrides {
+        data_dir,
+        ..Overrides::default()
+    };
+    Ok(Config::load(config_file, overrides)?)
 }
 
 /// Prints the token on stdout.

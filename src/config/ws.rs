@@ -57,8 +57,8 @@ impl Default for WsSettings {
             presence_grace: Duration::from_secs(5),
             typing_ttl: Duration::from_secs(5),
             typing_interval: Duration::from_secs(1),
-            read_buffer_bytes: 4096,
-            write_buffer_bytes: 4096,
+            read_buffer_bytes: 1024,
+            write_buffer_bytes: 1024,
         }
     }
 }

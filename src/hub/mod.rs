@@ -124,9 +124,17 @@ struct Counters {
     deliveries: AtomicU64,
 }
 
+/// One online user's sessions, and its `online` presence frame, built once and shared by every
+/// contact told about it (a connect storm then queues references, not copies).
+#[derive(Debug)]
+struct UserSessions {
+    sessions: Vec<SessionHandle>,
+    online: Frame,
+}
+
 #[derive(Debug)]
 struct Registry {
-    by_user: HashMap<String, Vec<SessionHandle>>,
+    by_user: HashMap<String, UserSessions>,
     total: usize,
     presence: Presence,
 }
@@ -220,19 +228,19 @@ impl Hub {
     /// presence of its online contacts.
     pub fn open(&self, user: &str) -> Result<Session, HubError> {
         let session = Session::new(self.clone(), user, self.inner.config.queue_frames);
-        let first = self.register(session.handle())?;
+        let announce = self.register(session.handle())?;
         self.inner.counters.opened.fetch_add(1, Ordering::Relaxed);
         let contacts = self.contacts_of(user);
         self.queue_presence_of(&contacts, session.handle());
-        if first {
-            self.deliver(&contacts, &frame::online(user));
+        if let Some(online) = announce {
+            self.deliver(&contacts, &online);
         }
         Ok(session)
     }
 
-    /// Adds the session; true if it is the user's first and the user was not in its grace
-    /// period (so the contacts must hear `online`).
-    fn register(&self, handle: &SessionHandle) -> Result<bool, HubError> {
+    /// Adds the session; if it is the user's first and the user was not in its grace period,
+    /// returns the `online` frame its contacts must hear.
+    fn register(&self, handle: &SessionHandle) -> Result<Option<Frame>, HubError> {
         let config = &self.inner.config;
         let mut registry = self.write();
         if self.inner.shutting_down.load(Ordering::SeqCst) {
@@ -242,7 +250,10 @@ impl Hub {
             Some(HubError::Full {
                 max: config.max_sessions,
             })
-        } else if registry.by_user.get(handle.user_id()).map_or(0, Vec::len)
+        } else if registry
+            .by_user
+            .get(handle.user_id())
+            .map_or(0, |user| user.sessions.len())
             >= config.max_sessions_per_user
         {
             Some(HubError::UserFull {
@@ -255,26 +266,36 @@ impl Hub {
             self.inner.counters.refused.fetch_add(1, Ordering::Relaxed);
             return Err(error);
         }
-        let sessions = registry
+        let user = registry
             .by_user
             .entry(handle.user_id().to_owned())
-            .or_default();
-        sessions.push(handle.clone());
-        let first = sessions.len() == 1;
+            .or_insert_with(|| UserSessions {
+                sessions: Vec::new(),
+                online: frame::online(handle.user_id()),
+            });
+        user.sessions.push(handle.clone());
+        let first = user.sessions.len() == 1;
+        let online = user.online.clone();
         registry.total += 1;
-        Ok(first && registry.presence.came_online(handle.user_id()))
+        let announce = first && registry.presence.came_online(handle.user_id());
+        Ok(announce.then_some(online))
     }
 
-    /// Queues to `to` an `online` frame for each of `contacts` that is online.
+    /// Queues to `to` an `online` frame for each of `contacts` that is online (in its grace
+    /// period included).
     fn queue_presence_of(&self, contacts: &[String], to: &SessionHandle) {
-        let online: Vec<&String> = {
+        let mut leaving = Vec::new();
+        {
             let registry = self.read();
-            contacts
-                .iter()
-                .filter(|c| registry.by_user.contains_key(*c) || registry.presence.is_leaving(c))
-                .collect()
-        };
-        for contact in online {
+            for contact in contacts {
+                if let Some(user) = registry.by_user.get(contact) {
+                    to.push(&user.online);
+                } else if registry.presence.is_leaving(contact) {
+                    leaving.push(contact);
+                }
+            }
+        }
+        for contact in leaving {
             to.push(&frame::online(contact));
         }
     }
@@ -283,13 +304,13 @@ impl Hub {
     /// period.
     fn unregister(&self, handle: &SessionHandle) {
         let mut registry = self.write();
-        let Some(sessions) = registry.by_user.get_mut(handle.user_id()) else {
+        let Some(user) = registry.by_user.get_mut(handle.user_id()) else {
             return;
         };
-        let before = sessions.len();
-        sessions.retain(|s| !s.same(handle));
-        let removed = before - sessions.len();
-        let now_empty = sessions.is_empty();
+        let before = user.sessions.len();
+        user.sessions.retain(|s| !s.same(handle));
+        let removed = before - user.sessions.len();
+        let now_empty = user.sessions.is_empty();
         registry.total -= removed;
         if now_empty {
             registry.by_user.remove(handle.user_id());
@@ -307,7 +328,8 @@ impl Hub {
         {
             let registry = self.read();
             for user in users {
-                for session in registry.by_user.get(user).into_iter().flatten() {
+                let sessions = registry.by_user.get(user).map(|u| u.sessions.as_slice());
+                for session in sessions.unwrap_or_default() {
                     match session.push(frame) {
                         Pushed::Queued => queued += 1,
                         Pushed::Overflowed => overflowed += 1,
@@ -360,7 +382,10 @@ impl Hub {
 
     /// Sessions `user` has open now.
     pub fn user_session_count(&self, user: &str) -> usize {
-        self.read().by_user.get(user).map_or(0, Vec::len)
+        self.read()
+            .by_user
+            .get(user)
+            .map_or(0, |user| user.sessions.len())
     }
 
     /// A client's typing frame: forwards `typing` for `user` in `conversation` to `recipients`
@@ -418,7 +443,7 @@ impl Hub {
     pub fn close_all(&self, reason: CloseReason) {
         self.inner.shutting_down.store(true, Ordering::SeqCst);
         let registry = self.read();
-        for session in registry.by_user.values().flatten() {
+        for session in registry.by_user.values().flat_map(|user| &user.sessions) {
             session.close(reason);
         }
     }

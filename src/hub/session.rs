@@ -100,9 +100,10 @@ impl SessionHandle {
         self.0.closed.cancelled()
     }
 
-    /// True once the session is closing.
+    /// True once the session is closing. (One atomic load: the close reason is set before the
+    /// token is cancelled, and asking the token takes a lock.)
     pub fn is_closed(&self) -> bool {
-        self.0.closed.is_cancelled()
+        self.0.reason.get().is_some()
     }
 
     /// Why the session is closing, once it is.

@@ -137,7 +137,11 @@ impl Store {
         };
         let mut view = self.view_mut();
         view.set_membership(&changed);
-        Ok(view.conversation(id).cloned().unwrap_or(changed))
+        let now = view.conversation(id).cloned().unwrap_or(changed);
+        drop(view);
+        // After the view changed: a reader that sees the new epoch sees the new participants.
+        self.bump_membership_epoch();
+        Ok(now)
     }
 
     /// A membership record in the pre-split layout carries the activity; the rewrite drops it,

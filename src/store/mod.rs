@@ -40,6 +40,7 @@ mod outbox;
 mod queries;
 mod view;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub use apply::{AppliedBatch, BatchPosition};
@@ -77,6 +78,8 @@ pub(crate) struct Trees {
 struct Inner {
     trees: Trees,
     view: RwLock<View>,
+    /// Bumped after every participant change (see [`Store::membership_epoch`]).
+    membership_epoch: AtomicU64,
 }
 
 /// A handle to the chat store; cheap to clone, usable from any thread or task.
@@ -112,6 +115,7 @@ impl Store {
             inner: Arc::new(Inner {
                 trees,
                 view: RwLock::new(view),
+                membership_epoch: AtomicU64::new(0),
             }),
         })
     }
@@ -145,6 +149,17 @@ impl Store {
     /// The conversation, if it exists (memory only).
     pub fn conversation(&self, conversation: &str) -> Option<Conversation> {
         self.view().conversation(conversation).cloned()
+    }
+
+    /// A number that changes after every participant change (added or removed) of any
+    /// conversation: a reader that found a user a participant under one value may trust that
+    /// answer as long as the value stays the same (a WebSocket writer checks every frame so).
+    pub fn membership_epoch(&self) -> u64 {
+        self.inner.membership_epoch.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn bump_membership_epoch(&self) {
+        self.inner.membership_epoch.fetch_add(1, Ordering::AcqRel);
     }
 
     /// The conversation's participants, if it exists (memory only): who a message goes to.

@@ -91,6 +91,8 @@ async fn run_session(
         ping_interval: ws.ping_interval,
         seqs: Default::default(),
         live: false,
+        verified: Default::default(),
+        verified_epoch: 0,
     };
     state.tasks().spawn(writer.run());
     let reader = Reader {

@@ -16,6 +16,7 @@
 //! It is generic over the sink, so it does not care how frames reach the socket; it knows
 //! nothing of client frames (that is `reader.rs`).
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,6 +80,10 @@ pub(super) struct Writer<S> {
     pub seqs: SeqTracker,
     /// False while the queue is held back (see the module doc).
     pub live: bool,
+    /// Conversations the user was found in, valid while the store's membership epoch is
+    /// `verified_epoch`: most frames then need no look-up of the participants.
+    pub verified: HashSet<Arc<str>>,
+    pub verified_epoch: u64,
 }
 
 impl<S> Writer<S>
@@ -185,7 +190,7 @@ where
         match frame.scope() {
             Scope::Session => self.feed(frame).await,
             Scope::Conversation(conversation) => {
-                if self.store.is_participant(conversation, self.user()) {
+                if self.still_participant(conversation) {
                     self.feed(frame).await?;
                 }
                 Ok(())
@@ -196,6 +201,25 @@ where
         }
     }
 
+    /// True while the user is a participant of `conversation`, as of now.
+    fn still_participant(&mut self, conversation: &Arc<str>) -> bool {
+        let epoch = self.store.membership_epoch();
+        if epoch != self.verified_epoch {
+            self.verified.clear();
+            self.verified_epoch = epoch;
+        }
+        if self.verified.contains(conversation) {
+            return true;
+        }
+        let member = self
+            .store
+            .is_participant(conversation, self.session.handle().user_id());
+        if member {
+            self.verified.insert(conversation.clone());
+        }
+        member
+    }
+
     /// A live `message` frame: participants only, no duplicate, no gap.
     async fn write_message(
         &mut self,
@@ -203,7 +227,7 @@ where
         seq: u64,
         frame: &Frame,
     ) -> WriteResult {
-        if !self.store.is_participant(conversation, self.user()) {
+        if !self.still_participant(conversation) {
             self.seqs.forget(conversation);
             return Ok(());
         }

@@ -23,6 +23,7 @@ use super::problem::{ApiError, Json, Query};
 use super::{blocking, AppState, Chat};
 use crate::auth::Identity;
 use crate::log::LogError;
+use crate::pipeline::PipelineError;
 use crate::store::{
     now_rfc3339, validate_user_id, ChatCommand, DeleteMessage, EditMessage, HistoryPage, Message,
     SendMessage,
@@ -94,10 +95,11 @@ pub fn check_writable(state: &AppState) -> Result<(), ApiError> {
     }
     let chat = state.chat()?;
     if let Some(failure) = chat.pipeline.failure() {
+        // The same answer as `/readyz` gives (storage-unavailable, Retry-After 5): a stopped
+        // writer is a storage failure, e.g. a full disk that another writer of the same
+        // database met first, not a passing overload.
         tracing::error!(%failure, "write refused: a store writer stopped");
-        return Err(ApiError::Overloaded(
-            "the message store is not running; try again later".into(),
-        ));
+        return Err(PipelineError::Worker(failure).into());
     }
     backpressure(chat.pipeline.lag()?, state.config().limits.max_store_lag)
 }

@@ -8,6 +8,7 @@
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::follow::{follow, PartitionConsumer};
 use super::{relay, PipelineError, Result, MESSAGES_TOPIC, STORE_GROUP};
 use crate::log::{Log, LogError, ReadLimits, StoredRecord};
 use crate::store::{AppliedBatch, BatchPosition, ChatCommand, Store};
@@ -33,32 +34,14 @@ impl Worker {
         if self.relay {
             self.relayed = relay::recover(&self.log, &self.store, self.partition).await?;
         }
-        let mut high = self.log.subscribe(MESSAGES_TOPIC, self.partition)?;
-        // On cancel: the high watermark at that moment, which the worker catches up to.
-        let mut last_target: Option<u64> = None;
-        loop {
-            let now = *high.borrow_and_update();
-            if last_target.is_none() && shutdown.is_cancelled() {
-                last_target = Some(now);
-            }
-            let goal = last_target.unwrap_or(now);
-            if self.next < goal {
-                self.step(goal).await?;
-                continue;
-            }
-            if last_target.is_some() {
-                return Ok(());
-            }
-            tokio::select! {
-                biased;
-                () = shutdown.cancelled() => {}
-                changed = high.changed() => {
-                    if changed.is_err() {
-                        return Ok(()); // the log closed
-                    }
-                }
-            }
-        }
+        let log = self.log.clone();
+        follow(&log, MESSAGES_TOPIC, self.partition, &mut self, &shutdown).await
+    }
+}
+
+impl PartitionConsumer for Worker {
+    fn next_offset(&self) -> u64 {
+        self.next
     }
 
     /// Applies the records from `self.next` on (at most `max_batch`, not past `goal`).
@@ -104,7 +87,9 @@ impl Worker {
         }
         Ok(())
     }
+}
 
+impl Worker {
     fn read(&self, goal: u64) -> std::result::Result<Vec<StoredRecord>, LogError> {
         let wanted = usize::try_from(goal - self.next).unwrap_or(usize::MAX);
         let limits = ReadLimits {

@@ -2,8 +2,8 @@
 //! `message.new` (`notify.sink.NAME`), with one task per partition.
 //!
 //! A task delivers its partition's records one at a time, in order, through the sink (at most
-//! the sink's `concurrency` deliveries in flight over all partitions), and commits the offset
-//! after each record is delivered or dead-lettered. A record the sink gives up on is appended to
+//! the sink's `concurrency` deliveries in flight over all partitions), and commits the offset,
+//! synced to disk, after each record is delivered or dead-lettered. A record the sink gives up on is appended to
 //! `message.new.dlq` (same key and value, plus headers naming the error, the attempts, the sink
 //! and the source topic, partition and offset) before its offset is committed. So a restart
 //! resumes after the last finished record: delivery is at least once, and only the record in
@@ -138,6 +138,10 @@ impl PartitionConsumer for SinkWorker {
             self.next = record.offset + 1;
             self.log
                 .commit_offset(&self.group, NOTIFICATIONS_TOPIC, self.partition, self.next)?;
+            // A commit is a plain write; syncing it now is what keeps a crash from repeating
+            // more than the record in flight. One sync per delivery costs far less than the
+            // delivery itself.
+            self.log.sync().await?;
         }
         Ok(())
     }

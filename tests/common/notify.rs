@@ -161,32 +161,48 @@ pub fn webhook_sink(name: &str, url: &str, max_attempts: u32) -> String {
     )
 }
 
-/// Writes `toml` to DIR/tidings.toml and returns the serve flags that use it.
-pub fn config_args(dir: &std::path::Path, toml: &str, durability: &str) -> Vec<String> {
-    let path = dir.join("tidings.toml");
-    std::fs::write(&path, toml).expect("write config");
-    vec![
-        "--listen".into(),
-        "127.0.0.1:0".into(),
-        "--durability".into(),
-        durability.into(),
-        "--config".into(),
-        path.display().to_string(),
-    ]
+/// A sink configuration file (outside the data directory, which must hold only the server's
+/// files); deleted when dropped.
+pub struct ConfigFile(pub tempfile::TempPath);
+
+impl ConfigFile {
+    pub fn new(toml: &str) -> ConfigFile {
+        let mut file = tempfile::Builder::new()
+            .prefix("tidings-")
+            .suffix(".toml")
+            .tempfile()
+            .expect("config file");
+        std::io::Write::write_all(&mut file, toml.as_bytes()).expect("write config");
+        ConfigFile(file.into_temp_path())
+    }
+
+    /// The serve flags that use it, on an ephemeral port with `durability`.
+    pub fn args(&self, durability: &str) -> Vec<String> {
+        vec![
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--durability".into(),
+            durability.into(),
+            "--config".into(),
+            self.0.display().to_string(),
+        ]
+    }
 }
 
-/// Starts a server whose configuration file is `toml`, in a fresh data directory.
-pub async fn bus_with_config(toml: &str) -> Bus {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let args = config_args(dir.path(), toml, "never");
+/// Starts a server whose configuration file is `toml`, in a fresh data directory; keep the
+/// returned file alive as long as the server.
+pub async fn bus_with_config(toml: &str) -> (Bus, ConfigFile) {
+    let config = ConfigFile::new(toml);
+    let args = config.args("never");
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let chat = chat_server_in(dir, &args).await;
+    let chat = chat_server_in(tempfile::tempdir().expect("temp dir"), &args).await;
     let auth = authenticator(chat.dir.path());
-    Bus {
+    let bus = Bus {
         chat,
         auth,
         http: reqwest::Client::new(),
-    }
+    };
+    (bus, config)
 }
 
 /// Every record of `topic` (all partitions, from the earliest), read over HTTP as admin.

@@ -39,6 +39,8 @@ enum Command {
     Tail(tidings::cli::tail::TailArgs),
     /// Consumer groups: list, describe (lag), reset-offsets.
     Groups(tidings::cli::groups::GroupsArgs),
+    /// Dead letters: replay them to the topic they came from.
+    Dlq(tidings::cli::dlq::DlqArgs),
     /// Load generators: measure the log, the chat service and real-time fan-out.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -111,6 +113,7 @@ fn main() -> ExitCode {
         Command::Produce(args) => admin(|| tidings::cli::produce::run(args)),
         Command::Tail(args) => admin(|| tidings::cli::tail::run(args)),
         Command::Groups(args) => admin(|| tidings::cli::groups::run(args)),
+        Command::Dlq(args) => admin(|| tidings::cli::dlq::run(args)),
         Command::Bench(BenchCommand::Log(args)) => admin(|| tidings::bench::log::run(args)),
         Command::Bench(BenchCommand::Send(args)) => admin(|| tidings::bench::send::run(args)),
     };

@@ -5,4 +5,5 @@ pub mod log;
 mod report;
 pub mod send;
 
+pub(crate) use report::progress_bar;
 pub use report::LatencyReport;

@@ -1,15 +1,17 @@
-//! The admin command line: `tidings topics|produce|tail|groups`, like Kafka's console tools.
+//! The admin command line: `tidings topics|produce|tail|groups|dlq`, like Kafka's console tools.
 //!
 //! This module owns what every admin command shares: the `--data-dir` / `--json` options, opening
 //! the log directly on the data directory, the runtime the async log calls run on, aligned text
 //! tables, and how a record is rendered (as one JSON object per line, or as a line of text). Each
-//! command family has its own file: [`topics`], [`produce`], [`tail`], [`groups`].
+//! command family has its own file: [`topics`], [`produce`], [`tail`], [`groups`], [`dlq`].
 //!
-//! It does not talk to a running server: the commands open the data directory themselves, so
+//! It does not talk to a running server (only `dlq replay --server` does, with its own client in
+//! [`dlq`]): the commands open the data directory themselves, so
 //! while a server (or any other process) holds the directory they refuse with
 //! [`LogError::Locked`](crate::log::LogError::Locked). Errors are returned as `anyhow::Error`;
 //! `main` prints them as `error: <message>` and exits with 1.
 
+pub mod dlq;
 pub mod groups;
 pub mod produce;
 pub mod tail;

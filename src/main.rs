@@ -53,6 +53,9 @@ enum BenchCommand {
     /// Sends chat messages over HTTP to a running server; reports sends/s, 202 latency and
     /// the time until a message is readable.
     Send(tidings::bench::send::BenchSendArgs),
+    /// Publishes to the event bus over HTTP; reports records/s with batches and the
+    /// publish → poll latency of a consumer group at a fixed rate.
+    Publish(tidings::bench::publish::BenchPublishArgs),
 }
 
 /// Flags of `tidings serve`; each beats its `TIDINGS_*` variable and the file
@@ -116,6 +119,9 @@ fn main() -> ExitCode {
         Command::Dlq(args) => admin(|| tidings::cli::dlq::run(args)),
         Command::Bench(BenchCommand::Log(args)) => admin(|| tidings::bench::log::run(args)),
         Command::Bench(BenchCommand::Send(args)) => admin(|| tidings::bench::send::run(args)),
+        Command::Bench(BenchCommand::Publish(args)) => {
+            admin(|| tidings::bench::publish::run(args))
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

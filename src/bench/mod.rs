@@ -2,6 +2,7 @@
 //! summary, or one JSON object with `--json`. Benchmarks say which durability mode they ran.
 
 pub mod log;
+pub mod publish;
 mod report;
 pub mod send;
 

@@ -407,7 +407,7 @@ async fn wait_readable(
 }
 
 /// User + system CPU seconds of this process so far (Linux; 0 elsewhere).
-fn process_cpu_seconds() -> f64 {
+pub(crate) fn process_cpu_seconds() -> f64 {
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
         return 0.0;
     };

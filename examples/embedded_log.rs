@@ -27,7 +27,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .collect();
     for landed in log.append("orders", records).await? {
-        println!("appended at partition {} offset {}", landed.partition, landed.offset);
+        println!(
+            "appended at partition {} offset {}",
+            landed.partition, landed.offset
+        );
     }
 
     // A consumer group reads each partition from its committed offset (the next one to read)
@@ -37,7 +40,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let from = log
             .committed_offset(group, "orders", partition.partition)?
             .unwrap_or(partition.low);
-        let batch = log.read("orders", partition.partition, from, ReadLimits::records(100))?;
+        let batch = log.read(
+            "orders",
+            partition.partition,
+            from,
+            ReadLimits::records(100),
+        )?;
         for record in &batch {
             println!(
                 "read {}:{} key={} value={}",
@@ -53,8 +61,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // One more record: the group now lags by one on its partition.
-    log.append("orders", vec![Record::keyed("customer-0", r#"{"item":"kiwi"}"#)])
-        .await?;
+    log.append(
+        "orders",
+        vec![Record::keyed("customer-0", r#"{"item":"kiwi"}"#)],
+    )
+    .await?;
     for lag in log.group_lag(group, "orders")? {
         println!(
             "partition {}: committed {:?}, high {}, lag {}",

@@ -119,9 +119,7 @@ fn main() -> ExitCode {
         Command::Dlq(args) => admin(|| tidings::cli::dlq::run(args)),
         Command::Bench(BenchCommand::Log(args)) => admin(|| tidings::bench::log::run(args)),
         Command::Bench(BenchCommand::Send(args)) => admin(|| tidings::bench::send::run(args)),
-        Command::Bench(BenchCommand::Publish(args)) => {
-            admin(|| tidings::bench::publish::run(args))
-        }
+        Command::Bench(BenchCommand::Publish(args)) => admin(|| tidings::bench::publish::run(args)),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

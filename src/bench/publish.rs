@@ -13,7 +13,6 @@
 //! `tidings token` finds it).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -22,15 +21,15 @@ use anyhow::Context;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::report::{progress_bar, LatencyReport};
+use super::report::{progress_bar, run_and_print, LatencyReport, ServerArgs};
 use super::send::process_cpu_seconds;
 
 /// Options of `tidings bench publish`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchPublishArgs {
-    /// Base URL of a running server.
-    #[arg(long, default_value = "http://127.0.0.1:8787")]
-    pub server: String,
+    /// The server and where its secret is (`--server`, `--data-dir`, `--config`).
+    #[command(flatten)]
+    pub target_server: ServerArgs,
     /// Records per publish request in the throughput phase.
     #[arg(long, default_value_t = 100)]
     pub batch: usize,
@@ -52,12 +51,6 @@ pub struct BenchPublishArgs {
     /// Bearer token with scope admin (default: minted from the server's secret).
     #[arg(long, env = "TIDINGS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// The server's data directory, whose secret.key signs the token [default: ./data].
-    #[arg(long, value_name = "DIR", conflicts_with = "config")]
-    pub data_dir: Option<PathBuf>,
-    /// The server's configuration file (its auth.jwtSecret or dataDir gives the secret).
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
     /// Print one JSON object instead of a summary.
     #[arg(long)]
     pub json: bool,
@@ -109,16 +102,7 @@ pub struct LatencyPhase {
 
 /// Runs the generator and prints its report.
 pub fn run(args: BenchPublishArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let report = runtime.block_on(measure(&args))?;
-    if args.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        print_summary(&report);
-    }
-    Ok(())
+    run_and_print(args.json, measure(&args), print_summary)
 }
 
 /// A client of the server with the benchmark's token.
@@ -156,15 +140,16 @@ pub async fn measure(args: &BenchPublishArgs) -> anyhow::Result<BenchPublishRepo
     );
     let token = match &args.token {
         Some(token) => token.clone(),
-        None => crate::cli::token::server_authenticator(
-            args.config.as_deref(),
-            args.data_dir.clone(),
-        )?
-        .issue("bench-publish", None, &["admin".into()], Duration::from_secs(24 * 3600)),
+        None => args.target_server.authenticator()?.issue(
+            "bench-publish",
+            None,
+            &["admin".into()],
+            Duration::from_secs(24 * 3600),
+        ),
     };
     let api = Api {
         http: reqwest::Client::new(),
-        base: args.server.trim_end_matches('/').to_owned(),
+        base: args.target_server.base(),
         bearer: format!("Bearer {token}"),
     };
     let run_id = crate::store::new_message_id();
@@ -205,13 +190,22 @@ async fn create_topic(api: &Api, name: &str, args: &BenchPublishArgs) -> anyhow:
         json!({"name": name, "partitions": args.partitions}),
     )
     .await
-    .map_err(|status| anyhow::anyhow!("creating topic {name} at {}: status {status} (0: unreachable)", api.base))?;
+    .map_err(|status| {
+        anyhow::anyhow!(
+            "creating topic {name} at {}: status {status} (0: unreachable)",
+            api.base
+        )
+    })?;
     Ok(name.to_owned())
 }
 
 async fn delete_topic(api: &Api, name: &str) {
     if let Err(status) = api
-        .call(reqwest::Method::DELETE, &format!("/api/topics/{name}"), Value::Null)
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/topics/{name}"),
+            Value::Null,
+        )
         .await
     {
         tracing::warn!(topic = name, status, "could not delete the benchmark topic");
@@ -235,7 +229,11 @@ impl Outcome {
 }
 
 /// `--producers` closed loops of batches for `--duration`.
-async fn throughput_phase(api: &Api, topic: &str, args: &BenchPublishArgs) -> anyhow::Result<(Outcome, f64)> {
+async fn throughput_phase(
+    api: &Api,
+    topic: &str,
+    args: &BenchPublishArgs,
+) -> anyhow::Result<(Outcome, f64)> {
     let payload = "x".repeat(args.size);
     let records: Vec<Value> = (0..args.batch)
         .map(|i| json!({"key": format!("k{i}"), "value": {"p": payload}}))
@@ -252,7 +250,10 @@ async fn throughput_phase(api: &Api, topic: &str, args: &BenchPublishArgs) -> an
             let mut outcome = Outcome::default();
             while Instant::now() < deadline {
                 let sent = Instant::now();
-                match api.call(reqwest::Method::POST, &path, (*body).clone()).await {
+                match api
+                    .call(reqwest::Method::POST, &path, (*body).clone())
+                    .await
+                {
                     Ok(_) => outcome.latencies.record(sent.elapsed()),
                     Err(status) => *outcome.errors.entry(status).or_default() += 1,
                 }
@@ -260,13 +261,23 @@ async fn throughput_phase(api: &Api, topic: &str, args: &BenchPublishArgs) -> an
             outcome
         });
     }
+    let outcome = join_producers(producers, &bar, started).await?;
+    Ok((outcome, started.elapsed().as_secs_f64()))
+}
+
+/// Waits for every producer, moving the progress bar (seconds since `started`) as each ends.
+async fn join_producers(
+    mut producers: tokio::task::JoinSet<Outcome>,
+    bar: &indicatif::ProgressBar,
+    started: Instant,
+) -> anyhow::Result<Outcome> {
     let mut outcome = Outcome::default();
     while let Some(done) = producers.join_next().await {
         outcome.merge(done?);
         bar.set_position(started.elapsed().as_secs());
     }
     bar.finish_and_clear();
-    Ok((outcome, started.elapsed().as_secs_f64()))
+    Ok(outcome)
 }
 
 /// Microseconds since the epoch: the publish time a record carries.
@@ -344,8 +355,12 @@ async fn produce_at_rate(
     let bar = progress_bar(args.duration.as_secs().max(1), "seconds (latency)");
     let mut producers = tokio::task::JoinSet::new();
     for producer in 0..args.producers {
-        let (api, path, payload, published) =
-            (api.clone(), path.clone(), payload.clone(), published.clone());
+        let (api, path, payload, published) = (
+            api.clone(),
+            path.clone(),
+            payload.clone(),
+            published.clone(),
+        );
         producers.spawn(async move {
             let mut outcome = Outcome::default();
             let mut sent = 0u64;
@@ -367,13 +382,7 @@ async fn produce_at_rate(
             outcome
         });
     }
-    let mut outcome = Outcome::default();
-    while let Some(done) = producers.join_next().await {
-        outcome.merge(done?);
-        bar.set_position(started.elapsed().as_secs());
-    }
-    bar.finish_and_clear();
-    Ok(outcome)
+    join_producers(producers, &bar, started).await
 }
 
 /// Polls (long-poll, commit after each poll) until the producers stopped and every published
@@ -391,7 +400,9 @@ async fn consume(
     loop {
         if !producing.load(Ordering::SeqCst) {
             let since = *stopped_at.get_or_insert_with(Instant::now);
-            if received >= published.load(Ordering::SeqCst) || since.elapsed() > Duration::from_secs(5) {
+            if received >= published.load(Ordering::SeqCst)
+                || since.elapsed() > Duration::from_secs(5)
+            {
                 return Ok((received, latencies));
             }
         }
@@ -413,7 +424,10 @@ async fn consume(
             received += 1;
             let topic = record["topic"].as_str().unwrap_or_default().to_owned();
             let partition = record["partition"].as_u64().unwrap_or(0);
-            next.insert((topic, partition), record["offset"].as_u64().unwrap_or(0) + 1);
+            next.insert(
+                (topic, partition),
+                record["offset"].as_u64().unwrap_or(0) + 1,
+            );
         }
         if !next.is_empty() {
             let offsets: Vec<Value> = next
@@ -446,5 +460,8 @@ fn print_summary(r: &BenchPublishReport) {
             l.rate, l.p50_us, l.p99_us, l.p999_us, l.published, l.received
         );
     }
-    println!("  errors {:?}, generator CPU: {:.2} cores", r.errors, r.generator_cpu_cores);
+    println!(
+        "  errors {:?}, generator CPU: {:.2} cores",
+        r.errors, r.generator_cpu_cores
+    );
 }

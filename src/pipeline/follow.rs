@@ -3,12 +3,13 @@
 //!
 //! On shutdown the consumer catches up to the high watermark of that moment and then returns, so
 //! whatever was appended before the signal is handled before the server stops. What a step does
-//! (apply to the store, produce notifications, deliver) is the consumer's business.
+//! (apply to the store, produce notifications, deliver) is the consumer's business; [`read_ready`]
+//! is how each step reads.
 
 use tokio_util::sync::CancellationToken;
 
 use super::Result;
-use crate::log::Log;
+use crate::log::{Log, LogError, ReadLimits, StoredRecord};
 
 /// A consumer of one partition, driven by [`follow`].
 pub(super) trait PartitionConsumer {
@@ -54,5 +55,40 @@ pub(super) async fn follow(
                 }
             }
         }
+    }
+}
+
+/// Reads the records of `topic`/`partition` from `*next` on, within `limits` and not past
+/// `goal`. If retention deleted records before `consumer` (named in the error log) got to them,
+/// `*next` jumps to the earliest retained offset and the answer is empty: those records are
+/// gone, and the consumer goes on from there.
+pub(super) fn read_ready(
+    log: &Log,
+    (topic, partition): (&str, u32),
+    next: &mut u64,
+    goal: u64,
+    limits: ReadLimits,
+    consumer: &str,
+) -> Result<Vec<StoredRecord>> {
+    let wanted = usize::try_from(goal.saturating_sub(*next)).unwrap_or(usize::MAX);
+    let limits = ReadLimits {
+        max_records: limits.max_records.min(wanted),
+        ..limits
+    };
+    match log.read(topic, partition, *next, limits) {
+        Ok(records) => Ok(records),
+        Err(LogError::OffsetOutOfRange { earliest, .. }) if earliest > *next => {
+            tracing::error!(
+                topic,
+                partition,
+                from = *next,
+                to = earliest,
+                consumer,
+                "records deleted by retention before the consumer read them"
+            );
+            *next = earliest;
+            Ok(Vec::new())
+        }
+        Err(e) => Err(e.into()),
     }
 }

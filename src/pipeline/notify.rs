@@ -25,9 +25,9 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::follow::{follow, PartitionConsumer};
+use super::follow::{follow, read_ready, PartitionConsumer};
 use super::{ensure_topic, Result, EVENTS_TOPIC};
-use crate::log::{Log, LogError, ReadLimits, Record, StoredRecord};
+use crate::log::{Log, ReadLimits, Record, StoredRecord};
 use crate::store::{EventType, MessageEvent, Store};
 
 /// The topic of notifications for offline recipients (key = recipient id).
@@ -220,25 +220,16 @@ impl PartitionConsumer for Worker {
 
     /// Handles the events from `self.next` on (not past `goal`), then commits.
     async fn step(&mut self, goal: u64) -> Result<()> {
-        let wanted = usize::try_from(goal - self.next).unwrap_or(usize::MAX);
-        let limits = ReadLimits::records(wanted.min(MAX_EVENTS_PER_STEP));
-        let events = match self
-            .log
-            .read(EVENTS_TOPIC, self.partition, self.next, limits)
-        {
-            Ok(events) => events,
-            Err(LogError::OffsetOutOfRange { earliest, .. }) if earliest > self.next => {
-                tracing::error!(
-                    partition = self.partition,
-                    from = self.next,
-                    to = earliest,
-                    "events deleted by retention before notify read them"
-                );
-                self.next = earliest;
-                return Ok(());
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let limits = ReadLimits::records(MAX_EVENTS_PER_STEP);
+        let position = (EVENTS_TOPIC, self.partition);
+        let events = read_ready(
+            &self.log,
+            position,
+            &mut self.next,
+            goal,
+            limits,
+            NOTIFY_GROUP,
+        )?;
         let Some(last) = events.last().map(|r| r.offset) else {
             return Ok(());
         };

@@ -19,7 +19,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::follow::{follow, PartitionConsumer};
+use super::follow::{follow, read_ready, PartitionConsumer};
 use super::notify::NOTIFICATIONS_TOPIC;
 use super::{ensure_topic, PipelineError, Result};
 use crate::log::{Log, LogError, ReadLimits, Record, StoredRecord};
@@ -116,20 +116,16 @@ impl PartitionConsumer for SinkWorker {
             self.next = goal;
             return Ok(());
         }
-        let wanted = usize::try_from(goal - self.next).unwrap_or(usize::MAX);
-        let limits = ReadLimits::records(wanted.min(RECORDS_PER_STEP));
-        let records = match self
-            .log
-            .read(NOTIFICATIONS_TOPIC, self.partition, self.next, limits)
-        {
-            Ok(records) => records,
-            Err(LogError::OffsetOutOfRange { earliest, .. }) if earliest > self.next => {
-                tracing::error!(sink = %self.sink.name(), partition = self.partition, from = self.next, to = earliest, "notifications deleted by retention before delivery");
-                self.next = earliest;
-                return Ok(());
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let limits = ReadLimits::records(RECORDS_PER_STEP);
+        let position = (NOTIFICATIONS_TOPIC, self.partition);
+        let records = read_ready(
+            &self.log,
+            position,
+            &mut self.next,
+            goal,
+            limits,
+            &self.group,
+        )?;
         for record in records {
             if !self.handle(&record).await? {
                 self.next = goal;

@@ -8,9 +8,9 @@
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::follow::{follow, PartitionConsumer};
+use super::follow::{follow, read_ready, PartitionConsumer};
 use super::{relay, PipelineError, Result, MESSAGES_TOPIC, STORE_GROUP};
-use crate::log::{Log, LogError, ReadLimits, StoredRecord};
+use crate::log::{Log, ReadLimits, StoredRecord};
 use crate::store::{AppliedBatch, BatchPosition, ChatCommand, Store};
 
 /// Upper bound on the bytes one batch reads.
@@ -46,20 +46,19 @@ impl PartitionConsumer for Worker {
 
     /// Applies the records from `self.next` on (at most `max_batch`, not past `goal`).
     async fn step(&mut self, goal: u64) -> Result<()> {
-        let records = match self.read(goal) {
-            Ok(records) => records,
-            Err(LogError::OffsetOutOfRange { earliest, .. }) if earliest > self.next => {
-                tracing::error!(
-                    partition = self.partition,
-                    from = self.next,
-                    to = earliest,
-                    "records deleted by retention before the store applied them"
-                );
-                self.next = earliest;
-                return Ok(());
-            }
-            Err(e) => return Err(e.into()),
+        let limits = ReadLimits {
+            max_records: self.max_batch,
+            max_bytes: MAX_BATCH_BYTES,
         };
+        let position = (MESSAGES_TOPIC, self.partition);
+        let records = read_ready(
+            &self.log,
+            position,
+            &mut self.next,
+            goal,
+            limits,
+            STORE_GROUP,
+        )?;
         let Some(last) = records.last().map(|r| r.offset) else {
             return Ok(());
         };
@@ -90,16 +89,6 @@ impl PartitionConsumer for Worker {
 }
 
 impl Worker {
-    fn read(&self, goal: u64) -> std::result::Result<Vec<StoredRecord>, LogError> {
-        let wanted = usize::try_from(goal - self.next).unwrap_or(usize::MAX);
-        let limits = ReadLimits {
-            max_records: self.max_batch.min(wanted),
-            max_bytes: MAX_BATCH_BYTES,
-        };
-        self.log
-            .read(MESSAGES_TOPIC, self.partition, self.next, limits)
-    }
-
     async fn apply(
         &self,
         next_offset: u64,

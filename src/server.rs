@@ -142,6 +142,7 @@ async fn start_notifications(
         log,
         &state.config().notify.sinks,
         chat.pipeline.partitions(),
+        state.metrics().clone(),
         state.shutdown().clone(),
         state.tasks(),
     )

@@ -31,8 +31,11 @@ async fn a_dead_endpoint_dead_letters_and_replay_brings_the_record_back() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let (mut bus, _config) =
-        bus_with_config(&webhook_sink("push", &format!("http://{dead}/hook"), 3)).await;
+    let (mut bus, _config) = bus_with_config(
+        &webhook_sink("push", &format!("http://{dead}/hook"), 3),
+        &[],
+    )
+    .await;
     bus.chat.conversation("alice", "pair", &["bob"]).await;
     let ack = bus.chat.send("alice", "pair", "anyone?").await;
 

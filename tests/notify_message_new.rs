@@ -1,7 +1,8 @@
 //! `message.new`: one notification per participant other than the sender who has no live
 //! session, with the contract's exact fields; none for edits and deletes; none for a user who is
-//! online; and none twice when the `notify` group replays events it had already turned into
-//! notifications (a crash between the append and the commit).
+//! online; none twice when the `notify` group replays events it had already turned into
+//! notifications (a crash between the append and the commit); and none missing when the server
+//! is stopped right after the last send (the group drains after the store's relay).
 
 mod common;
 
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 use common::bus::Bus;
 use common::node::{self, read_all, Node};
 use common::notify::wait_records;
+use common::server::{sigterm, wait_exit};
 use reqwest::Method;
 use serde_json::{json, Value};
 use tidings::log::ResetTo;
@@ -255,4 +257,55 @@ async fn online_users_get_none_and_a_replay_of_notified_events_repeats_none() {
     );
     notifier.stop().await;
     node.stop().await;
+}
+
+#[tokio::test]
+async fn a_graceful_stop_right_after_the_sends_notifies_every_one_of_them() {
+    let mut bus = Bus::start(&[]).await;
+    let chat = &bus.chat;
+    for c in 0..4 {
+        chat.conversation("alice", &format!("c{c}"), &["bob"]).await;
+    }
+    for i in 0..40 {
+        chat.send("alice", &format!("c{}", i % 4), &format!("m{i}"))
+            .await;
+    }
+    sigterm(&bus.chat.server);
+    assert!(wait_exit(&mut bus.chat.server, Duration::from_secs(20)).success());
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .args([
+            "tail",
+            "message.new",
+            "--from-beginning",
+            "--json",
+            "--data-dir",
+        ])
+        .arg(bus.chat.dir.path())
+        .env_remove("TIDINGS_DATA_DIR")
+        .output()
+        .expect("run tidings tail");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let contents: Vec<String> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .inspect(|record| assert_eq!(record["key"], "bob"))
+        .map(|record| {
+            record["value"]["messageContent"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        contents.len(),
+        40,
+        "one notification per message: {contents:?}"
+    );
+    let distinct: BTreeSet<String> = contents.into_iter().collect();
+    assert_eq!(distinct, (0..40).map(|i| format!("m{i}")).collect());
 }

@@ -31,9 +31,9 @@ impl LogSink {
             target: "tidings::notify",
             sink = %self.name,
             recipient_id = %String::from_utf8_lossy(key),
-            sender_id = text("senderId"),
-            conversation_id = text("conversationId"),
-            message_id = text("messageId"),
+            sender_id = %text("senderId"),
+            conversation_id = %text("conversationId"),
+            message_id = %text("messageId"),
             seq = fields.get("seq").and_then(serde_json::Value::as_u64).unwrap_or(0),
             notification = %String::from_utf8_lossy(body),
             "notification"

@@ -23,6 +23,7 @@ use super::follow::{follow, read_ready, PartitionConsumer};
 use super::notify::NOTIFICATIONS_TOPIC;
 use super::{ensure_topic, PipelineError, Result};
 use crate::log::{Log, LogError, ReadLimits, Record, StoredRecord};
+use crate::metrics::Metrics;
 use crate::notify::{Outcome, Sink, SinkConfig};
 
 /// The dead-letter topic of the notification sinks.
@@ -53,6 +54,7 @@ pub async fn start(
     log: Log,
     sinks: &[SinkConfig],
     partitions: u32,
+    metrics: Metrics,
     shutdown: CancellationToken,
     tracker: &TaskTracker,
 ) -> Result<()> {
@@ -72,6 +74,7 @@ pub async fn start(
                 group: group.clone(),
                 partition,
                 next: committed.unwrap_or(low).max(low),
+                metrics: metrics.clone(),
                 shutdown: shutdown.clone(),
             };
             tracker.spawn(async move {
@@ -99,6 +102,7 @@ struct SinkWorker {
     group: String,
     partition: u32,
     next: u64,
+    metrics: Metrics,
     shutdown: CancellationToken,
 }
 
@@ -157,6 +161,8 @@ impl SinkWorker {
         };
         match outcome {
             Outcome::Delivered { attempts } => {
+                self.metrics
+                    .count_notification(self.sink.name(), "delivered");
                 tracing::debug!(sink = %self.sink.name(), partition = self.partition, offset = record.offset, attempts, "notification delivered");
                 Ok(true)
             }
@@ -164,6 +170,7 @@ impl SinkWorker {
                 tracing::warn!(sink = %self.sink.name(), partition = self.partition, offset = record.offset, attempts, %error, "notification dead-lettered");
                 let dead = dead_letter(record, self.sink.name(), &error, attempts);
                 self.log.append(DLQ_TOPIC, vec![dead]).await?;
+                self.metrics.count_notification(self.sink.name(), "dead");
                 Ok(true)
             }
             Outcome::Interrupted => Ok(false),

@@ -189,11 +189,12 @@ impl ConfigFile {
     }
 }
 
-/// Starts a server whose configuration file is `toml`, in a fresh data directory; keep the
-/// returned file alive as long as the server.
-pub async fn bus_with_config(toml: &str) -> (Bus, ConfigFile) {
+/// Starts a server whose configuration file is `toml` (and `extra` flags), in a fresh data
+/// directory; keep the returned file alive as long as the server.
+pub async fn bus_with_config(toml: &str, extra: &[&str]) -> (Bus, ConfigFile) {
     let config = ConfigFile::new(toml);
-    let args = config.args("never");
+    let mut args = config.args("never");
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let chat = chat_server_in(tempfile::tempdir().expect("temp dir"), &args).await;
     let auth = authenticator(chat.dir.path());

@@ -40,6 +40,8 @@ pub const NOTIFY_SOURCE_HEADER: &str = "tidings-source";
 pub const RECOVERY_LOOKBACK: u64 = 10_000;
 /// Most events one step reads.
 const MAX_EVENTS_PER_STEP: usize = 500;
+/// Notifications gathered before they are appended (bounds the memory of one step).
+const MAX_RECORDS_PER_APPEND: usize = 1000;
 
 /// Says whether a user has a connection open right now. The WebSocket hub implements it; until
 /// a server has one, [`NobodyOnline`] does.
@@ -233,12 +235,19 @@ impl PartitionConsumer for Worker {
         let Some(last) = events.last().map(|r| r.offset) else {
             return Ok(());
         };
-        let records: Vec<Record> = events
-            .iter()
-            .flat_map(|event| self.notifications_for(event))
-            .collect();
-        if !records.is_empty() {
-            self.log.append(NOTIFICATIONS_TOPIC, records).await?;
+        // Appended in bounded chunks (a large conversation makes many records per event); the
+        // commit comes after the last chunk is durable.
+        let mut pending: Vec<Record> = Vec::new();
+        for event in &events {
+            pending.extend(self.notifications_for(event));
+            if pending.len() >= MAX_RECORDS_PER_APPEND {
+                self.log
+                    .append(NOTIFICATIONS_TOPIC, std::mem::take(&mut pending))
+                    .await?;
+            }
+        }
+        if !pending.is_empty() {
+            self.log.append(NOTIFICATIONS_TOPIC, pending).await?;
         }
         self.next = last + 1;
         self.log

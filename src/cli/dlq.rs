@@ -294,7 +294,11 @@ async fn replay_over_http(
         bearer: format!("Bearer {token}"),
     };
     let group = &args.group;
-    let lag = pending(&api, group, &args.topic).await?;
+    let ranges = snapshot(&api, group, &args.topic).await?;
+    let lag = ranges
+        .values()
+        .map(|(from, high)| high.saturating_sub(*from))
+        .sum();
     let joined = api
         .call(
             reqwest::Method::POST,
@@ -307,7 +311,7 @@ async fn replay_over_http(
         .context("the join answer has no memberId")?
         .to_owned();
     let bar = progress_bar(lag, "dead letters");
-    let outcome = replay_polled(&api, args, &member, report, &bar).await;
+    let outcome = replay_polled(&api, args, &member, ranges, report, &bar).await;
     bar.finish_and_clear();
     let left = api
         .call(
@@ -319,45 +323,62 @@ async fn replay_over_http(
     outcome.and(left.map(|_| ()))
 }
 
-/// Dead letters the group has not replayed yet (for the progress bar).
-async fn pending(api: &Api, group: &str, topic: &str) -> anyhow::Result<u64> {
+/// Each partition of the dead-letter topic: (where the group resumes, the high watermark now).
+/// A replay goes up to those high watermarks and no further.
+type Ranges = BTreeMap<u64, (u64, u64)>;
+
+async fn snapshot(api: &Api, group: &str, topic: &str) -> anyhow::Result<Ranges> {
     let described = api
         .call(reqwest::Method::GET, &format!("/api/topics/{topic}"), None)
         .await?;
-    let partitions = described["partitions"]
+    let number = |v: &Value, field: &str| v[field].as_u64().unwrap_or(0);
+    let mut ranges: Ranges = described["partitions"]
         .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let total = partitions
-        .iter()
-        .map(|p| p["high"].as_u64().unwrap_or(0) - p["low"].as_u64().unwrap_or(0))
-        .sum::<u64>();
-    let Ok(group) = api
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            (
+                number(p, "partition"),
+                (number(p, "low"), number(p, "high")),
+            )
+        })
+        .collect();
+    // A group that never committed is unknown (404): it starts at the low watermarks.
+    if let Ok(described) = api
         .call(reqwest::Method::GET, &format!("/api/groups/{group}"), None)
         .await
-    else {
-        return Ok(total);
-    };
-    let offsets = group["offsets"].as_array().cloned().unwrap_or_default();
-    Ok(offsets
-        .iter()
-        .find(|t| t["topic"] == topic)
-        .and_then(|t| t["partitions"].as_array())
-        .map_or(total, |ps| {
-            ps.iter().filter_map(|p| p["lag"].as_u64()).sum()
-        }))
+    {
+        let offsets = described["offsets"].as_array().cloned().unwrap_or_default();
+        let committed = offsets
+            .iter()
+            .filter(|t| t["topic"] == topic)
+            .filter_map(|t| t["partitions"].as_array())
+            .flatten();
+        for p in committed {
+            if let (Some(range), Some(offset)) = (
+                ranges.get_mut(&number(p, "partition")),
+                p["committed"].as_u64(),
+            ) {
+                range.0 = range.0.max(offset);
+            }
+        }
+    }
+    Ok(ranges)
 }
 
-/// Polls until the member gets nothing, re-publishing and committing each batch.
+/// Polls until every partition reached its high watermark of `ranges` (or a poll is empty),
+/// re-publishing and committing each batch. Records polled beyond those watermarks (dead
+/// letters written since the replay started) are neither replayed nor committed.
 async fn replay_polled(
     api: &Api,
     args: &ReplayArgs,
     member: &str,
+    mut ranges: Ranges,
     report: &mut ReplayReport,
     bar: &indicatif::ProgressBar,
 ) -> anyhow::Result<()> {
     let group = &args.group;
-    loop {
+    while ranges.values().any(|(next, high)| next < high) {
         let polled = api
             .call(
                 reqwest::Method::POST,
@@ -370,17 +391,24 @@ async fn replay_polled(
             return Ok(());
         }
         let mut by_target: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-        let mut next: BTreeMap<u64, u64> = BTreeMap::new();
+        let mut commits: BTreeMap<u64, u64> = BTreeMap::new();
         for record in &records {
             let partition = record["partition"].as_u64().unwrap_or(0);
             let offset = record["offset"].as_u64().unwrap_or(0);
+            let Some((next, high)) = ranges.get_mut(&partition) else {
+                continue;
+            };
+            *next = (*next).max(offset + 1);
+            if offset >= *high {
+                continue;
+            }
             let header = record["headers"][DLQ_TOPIC_HEADER].as_str();
             let target = target_of(args.to.as_deref(), header, (partition as u32, offset))?;
             by_target
                 .entry(target)
                 .or_default()
                 .push(restored_json(record));
-            next.insert(partition, offset + 1);
+            commits.insert(partition, offset + 1);
         }
         for (target, batch) in by_target {
             let n = batch.len() as u64;
@@ -394,7 +422,10 @@ async fn replay_polled(
             *report.to.entry(target).or_default() += n;
             bar.inc(n);
         }
-        let offsets: Vec<Value> = next
+        if commits.is_empty() {
+            continue;
+        }
+        let offsets: Vec<Value> = commits
             .iter()
             .map(|(p, o)| json!({"topic": args.topic, "partition": p, "offset": o}))
             .collect();
@@ -405,6 +436,7 @@ async fn replay_polled(
         )
         .await?;
     }
+    Ok(())
 }
 
 /// A polled dead letter as a record to publish: key, value, headers without the dead-letter

@@ -223,15 +223,8 @@ impl PartitionConsumer for Worker {
     /// Handles the events from `self.next` on (not past `goal`), then commits.
     async fn step(&mut self, goal: u64) -> Result<()> {
         let limits = ReadLimits::records(MAX_EVENTS_PER_STEP);
-        let position = (EVENTS_TOPIC, self.partition);
-        let events = read_ready(
-            &self.log,
-            position,
-            &mut self.next,
-            goal,
-            limits,
-            NOTIFY_GROUP,
-        )?;
+        let at = (EVENTS_TOPIC, self.partition);
+        let events = read_ready(&self.log, at, &mut self.next, goal, limits, NOTIFY_GROUP)?;
         let Some(last) = events.last().map(|r| r.offset) else {
             return Ok(());
         };

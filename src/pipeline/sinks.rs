@@ -121,15 +121,8 @@ impl PartitionConsumer for SinkWorker {
             return Ok(());
         }
         let limits = ReadLimits::records(RECORDS_PER_STEP);
-        let position = (NOTIFICATIONS_TOPIC, self.partition);
-        let records = read_ready(
-            &self.log,
-            position,
-            &mut self.next,
-            goal,
-            limits,
-            &self.group,
-        )?;
+        let at = (NOTIFICATIONS_TOPIC, self.partition);
+        let records = read_ready(&self.log, at, &mut self.next, goal, limits, &self.group)?;
         for record in records {
             if !self.handle(&record).await? {
                 self.next = goal;

@@ -50,15 +50,8 @@ impl PartitionConsumer for Worker {
             max_records: self.max_batch,
             max_bytes: MAX_BATCH_BYTES,
         };
-        let position = (MESSAGES_TOPIC, self.partition);
-        let records = read_ready(
-            &self.log,
-            position,
-            &mut self.next,
-            goal,
-            limits,
-            STORE_GROUP,
-        )?;
+        let at = (MESSAGES_TOPIC, self.partition);
+        let records = read_ready(&self.log, at, &mut self.next, goal, limits, STORE_GROUP)?;
         let Some(last) = records.last().map(|r| r.offset) else {
             return Ok(());
         };

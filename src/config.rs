@@ -17,6 +17,7 @@ use std::str::FromStr;
 use serde::Deserialize;
 
 use crate::log::{Durability, LogConfig, MAX_PARTITIONS};
+use crate::notify::SinkConfig;
 
 /// The fully resolved, validated configuration of `tidings serve`.
 #[derive(Clone, PartialEq)]
@@ -35,6 +36,15 @@ pub struct Config {
     pub auth: AuthSettings,
     /// Diagnostic output of the process (`[logging]`).
     pub logging: LoggingSettings,
+    /// Notification sinks (`[[notify.sinks]]`, file only).
+    pub notify: NotifySettings,
+}
+
+/// The `[notify]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NotifySettings {
+    /// The sinks `message.new` is delivered to, each its own consumer group.
+    pub sinks: Vec<SinkConfig>,
 }
 
 /// The `[log]` section: how the embedded log is opened.
@@ -135,6 +145,7 @@ impl Default for Config {
                 format: LogFormat::Text,
                 level: "info".into(),
             },
+            notify: NotifySettings::default(),
         }
     }
 }
@@ -159,6 +170,7 @@ impl fmt::Debug for Config {
             .field("chat", &self.chat)
             .field("auth", &self.auth)
             .field("logging", &self.logging)
+            .field("notify", &self.notify)
             .finish()
     }
 }
@@ -448,6 +460,7 @@ struct FileConfig {
     chat: Option<FileChat>,
     auth: Option<FileAuth>,
     logging: Option<FileLogging>,
+    notify: Option<notify::FileNotify>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -522,9 +535,13 @@ impl FileConfig {
             config.logging.format = parse_format(&format, origin("logging.format"))?;
         }
         set(&mut config.logging.level, logging.level);
+        if let Some(notify) = self.notify {
+            config.notify.sinks = notify.into_sinks(path)?;
+        }
         Ok(())
     }
 }
 
+mod notify;
 #[cfg(test)]
 mod tests;

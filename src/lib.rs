@@ -18,8 +18,12 @@
 //!   errors, the health, readiness and metrics endpoints.
 //! - [`store`]: the chat read model in sled (conversations, messages by (conversation, seq),
 //!   read state, id indexes, the event outbox) and its replay-safe batch writer; no HTTP.
-//! - [`pipeline`]: the consumers joining log → store: the write-behind store writer (one task
-//!   per partition, adaptive batches) and the exactly-once relay to `messages.sent`; no HTTP.
+//! - [`pipeline`]: the consumers joining log → store → notifications: the write-behind store
+//!   writer (one task per partition, adaptive batches), the exactly-once relay to
+//!   `messages.sent`, the `notify` group producing `message.new`, and the sink consumers with
+//!   their dead-letter topic; no HTTP.
+//! - [`notify`]: the notification sinks (webhook with HMAC signature and retries, log); they
+//!   deliver one record and know nothing of the log.
 //! - [`server`]: wiring of the HTTP server, the store and the pipeline, and graceful shutdown
 //!   (`server::run`).
 
@@ -35,6 +39,7 @@ pub mod config;
 pub mod discovery;
 pub mod log;
 pub mod metrics;
+pub mod notify;
 pub mod pipeline;
 pub mod server;
 pub mod store;

@@ -3,10 +3,11 @@
 //! [`run`] takes a bound listener, the configuration and a shutdown future. It serves at once
 //! (so `/healthz` answers and `/readyz` says 503 while the log recovers), opens the log, opens
 //! the chat store and starts the write-behind pipeline, lets the store catch up with what the
-//! log holds, marks the server ready, and runs until the shutdown future completes. Then it
+//! log holds, starts the `notify` group and the notification sinks, marks the server ready, and runs until the shutdown future completes. Then it
 //! stops accepting, lets in-flight requests finish, cancels the [`CancellationToken`] every
 //! background task selects on, and only then tells the store writers to stop: they apply
-//! everything accepted before they exit. It waits for every task ([`TaskTracker`]) and closes the
+//! everything accepted before they exit. Once they have, the `notify` group is told to stop and
+//! turns the last events into notifications. It waits for every task ([`TaskTracker`]) and closes the
 //! log (which syncs), so history is complete when the server is ready again.
 //!
 //! While ready it advertises its address in the data directory ([`crate::discovery`]), so that
@@ -19,6 +20,7 @@
 
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -32,6 +34,7 @@ use crate::auth::{AuthError, Authenticator};
 use crate::config::Config;
 use crate::discovery;
 use crate::log::{Log, LogError};
+use crate::pipeline::notify::{LiveSessions, NobodyOnline};
 use crate::pipeline::{self, Pipeline, PipelineConfig, PipelineError, MESSAGES_TOPIC};
 use crate::store::{Store, StoreError};
 
@@ -55,6 +58,9 @@ pub enum ServerError {
     /// The write-behind pipeline could not start.
     #[error("cannot start the message store writers: {0}")]
     Pipeline(PipelineError),
+    /// The `notify` group or a notification sink could not start.
+    #[error("cannot start the notifications: {0}")]
+    Notifications(PipelineError),
     /// The HTTP server failed while serving.
     #[error("the HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
@@ -72,8 +78,8 @@ pub async fn run(
     let state = AppState::new(config);
     let token = state.shutdown().clone();
     let address = listener.local_addr().map_err(ServerError::Serve)?;
-    // The store writers stop on their own signal, after the requests drained (see `stop`).
-    let writers = CancellationToken::new();
+    // The pipeline's stages stop on their own signals, after the requests drained (see `stop`).
+    let stages = Stages::default();
     let serving = tokio::spawn(
         axum::serve(listener, app(state.clone()))
             .with_graceful_shutdown(token.clone().cancelled_owned())
@@ -81,7 +87,7 @@ pub async fn run(
     );
     // Opening is not raced against `shutdown`: a signal that arrives meanwhile is seen right
     // after, and the log is then closed cleanly instead of being dropped mid-recovery.
-    let outcome = match open(&state, &writers, address).await {
+    let outcome = match open(&state, &stages, address).await {
         Ok(()) => {
             shutdown.await;
             tracing::info!("shutdown requested: draining requests");
@@ -89,23 +95,69 @@ pub async fn run(
         }
         Err(e) => Err(e),
     };
-    stop(state, serving, outcome, writers).await
+    stop(state, serving, outcome, stages).await
 }
 
-/// Opens the log and advertises `address`, then opens the chat store and pipeline, and makes the
-/// server ready.
-async fn open(
-    state: &AppState,
-    writers: &CancellationToken,
-    address: SocketAddr,
-) -> Result<(), ServerError> {
+/// The signals that stop the pipeline's stages one after the other: first the store writers
+/// (which relay their last events to `messages.sent`), then the `notify` group (which turns
+/// those into `message.new`). The sinks stop with the server's own shutdown signal.
+#[derive(Debug, Clone, Default)]
+struct Stages {
+    writers: CancellationToken,
+    notify: CancellationToken,
+}
+
+/// Opens the log and advertises `address`, then opens the chat store and pipeline and the
+/// notifications, and makes the server ready.
+async fn open(state: &AppState, stages: &Stages, address: SocketAddr) -> Result<(), ServerError> {
     open_log(state).await?;
     // As soon as the directory is ours: an admin command run meanwhile is told "starting up"
     // by this server rather than "directory in use" by the lock.
     publish_address(state, address);
-    start_chat(state, writers).await?;
+    start_chat(state, &stages.writers).await?;
+    start_notifications(state, &stages.notify).await?;
     state.set_ready(true);
     Ok(())
+}
+
+/// Who has a live session, as the `notify` group asks it. Until the server has a WebSocket hub,
+/// nobody does and every recipient is notified; with a hub, this returns the hub (which
+/// implements [`LiveSessions`] with `Hub::has_live_session`).
+fn live_sessions(_state: &AppState) -> Arc<dyn LiveSessions> {
+    Arc::new(NobodyOnline)
+}
+
+/// Starts the `notify` group (`messages.sent` → `message.new`) and the configured sinks.
+async fn start_notifications(
+    state: &AppState,
+    notify: &CancellationToken,
+) -> Result<(), ServerError> {
+    let log = state
+        .log()
+        .map_err(|_| ServerError::OpenLog(LogError::Closed))?
+        .clone();
+    let chat = state
+        .chat()
+        .map_err(|_| ServerError::Pipeline(PipelineError::Worker("not started".into())))?;
+    pipeline::notify::start(
+        log.clone(),
+        chat.store.clone(),
+        live_sessions(state),
+        notify.clone(),
+        state.tasks(),
+    )
+    .await
+    .map_err(ServerError::Notifications)?;
+    pipeline::sinks::start(
+        log,
+        &state.config().notify.sinks,
+        chat.pipeline.partitions(),
+        state.metrics().clone(),
+        state.shutdown().clone(),
+        state.tasks(),
+    )
+    .await
+    .map_err(ServerError::Notifications)
 }
 
 /// Opens the store, starts one store writer per partition on the server's tracker, and waits
@@ -181,7 +233,7 @@ async fn stop(
     state: AppState,
     serving: JoinHandle<std::io::Result<()>>,
     outcome: Result<(), ServerError>,
-    writers: CancellationToken,
+    stages: Stages,
 ) -> Result<(), ServerError> {
     state.set_ready(false);
     state.shutdown().cancel();
@@ -191,8 +243,12 @@ async fn stop(
         Err(e) => Err(ServerError::Task(e)),
     };
     // No request appends any more: the store writers catch up with everything accepted, then
-    // exit.
-    writers.cancel();
+    // exit; after their last relay, the notify group catches up with `messages.sent`.
+    stages.writers.cancel();
+    if let Ok(chat) = state.chat() {
+        chat.pipeline.stopped().await;
+    }
+    stages.notify.cancel();
     state.tasks().close();
     state.tasks().wait().await;
     if let Ok(log) = state.log() {
@@ -316,9 +372,9 @@ mod tests {
             }
         };
         assert_eq!(ready(&state).await, StatusCode::SERVICE_UNAVAILABLE);
-        let writers = CancellationToken::new();
+        let stages = Stages::default();
         let address = "127.0.0.1:8787".parse().unwrap();
-        open(&state, &writers, address).await.unwrap();
+        open(&state, &stages, address).await.unwrap();
         assert_eq!(
             discovery::read_address(dir.path()).as_deref(),
             Some("http://127.0.0.1:8787")
@@ -326,7 +382,8 @@ mod tests {
         assert_eq!(ready(&state).await, StatusCode::OK);
         state.shutdown().cancel();
         assert_eq!(ready(&state).await, StatusCode::SERVICE_UNAVAILABLE);
-        writers.cancel();
+        stages.writers.cancel();
+        stages.notify.cancel();
         state.tasks().close();
         state.tasks().wait().await;
         state.log().unwrap().shutdown();

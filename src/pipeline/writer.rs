@@ -8,8 +8,9 @@
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::follow::{follow, read_ready, PartitionConsumer};
 use super::{relay, PipelineError, Result, MESSAGES_TOPIC, STORE_GROUP};
-use crate::log::{Log, LogError, ReadLimits, StoredRecord};
+use crate::log::{Log, ReadLimits, StoredRecord};
 use crate::store::{AppliedBatch, BatchPosition, ChatCommand, Store};
 
 /// Upper bound on the bytes one batch reads.
@@ -33,50 +34,24 @@ impl Worker {
         if self.relay {
             self.relayed = relay::recover(&self.log, &self.store, self.partition).await?;
         }
-        let mut high = self.log.subscribe(MESSAGES_TOPIC, self.partition)?;
-        // On cancel: the high watermark at that moment, which the worker catches up to.
-        let mut last_target: Option<u64> = None;
-        loop {
-            let now = *high.borrow_and_update();
-            if last_target.is_none() && shutdown.is_cancelled() {
-                last_target = Some(now);
-            }
-            let goal = last_target.unwrap_or(now);
-            if self.next < goal {
-                self.step(goal).await?;
-                continue;
-            }
-            if last_target.is_some() {
-                return Ok(());
-            }
-            tokio::select! {
-                biased;
-                () = shutdown.cancelled() => {}
-                changed = high.changed() => {
-                    if changed.is_err() {
-                        return Ok(()); // the log closed
-                    }
-                }
-            }
-        }
+        let log = self.log.clone();
+        follow(&log, MESSAGES_TOPIC, self.partition, &mut self, &shutdown).await
+    }
+}
+
+impl PartitionConsumer for Worker {
+    fn next_offset(&self) -> u64 {
+        self.next
     }
 
     /// Applies the records from `self.next` on (at most `max_batch`, not past `goal`).
     async fn step(&mut self, goal: u64) -> Result<()> {
-        let records = match self.read(goal) {
-            Ok(records) => records,
-            Err(LogError::OffsetOutOfRange { earliest, .. }) if earliest > self.next => {
-                tracing::error!(
-                    partition = self.partition,
-                    from = self.next,
-                    to = earliest,
-                    "records deleted by retention before the store applied them"
-                );
-                self.next = earliest;
-                return Ok(());
-            }
-            Err(e) => return Err(e.into()),
+        let limits = ReadLimits {
+            max_records: self.max_batch,
+            max_bytes: MAX_BATCH_BYTES,
         };
+        let at = (MESSAGES_TOPIC, self.partition);
+        let records = read_ready(&self.log, at, &mut self.next, goal, limits, STORE_GROUP)?;
         let Some(last) = records.last().map(|r| r.offset) else {
             return Ok(());
         };
@@ -104,17 +79,9 @@ impl Worker {
         }
         Ok(())
     }
+}
 
-    fn read(&self, goal: u64) -> std::result::Result<Vec<StoredRecord>, LogError> {
-        let wanted = usize::try_from(goal - self.next).unwrap_or(usize::MAX);
-        let limits = ReadLimits {
-            max_records: self.max_batch.min(wanted),
-            max_bytes: MAX_BATCH_BYTES,
-        };
-        self.log
-            .read(MESSAGES_TOPIC, self.partition, self.next, limits)
-    }
-
+impl Worker {
     async fn apply(
         &self,
         next_offset: u64,

@@ -1,0 +1,146 @@
+//! Tidings' side of row 3: each pair is a two-member conversation; the sender posts
+//! `POST /api/conversations/{id}/messages` (one in flight), the receiver holds `/ws?token=T`
+//! open and times each `{"type":"message"}` frame. Written against the WebSocket contract in
+//! docs/api.md; a server without `/ws` fails the connection and the run script reports it.
+
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::{ChatArgs, ChatSender, Deliveries};
+use crate::tidings::{expect_status, TidingsArgs};
+
+/// Creates every pair's conversation, opens every receiver's WebSocket (waiting for `ready`),
+/// and returns the senders.
+pub async fn connect_pairs(
+    args: &ChatArgs,
+    deliveries: &Arc<Deliveries>,
+) -> Result<Vec<TidingsSender>> {
+    let tidings = match (&args.tidings_bin, &args.data_dir) {
+        (Some(bin), Some(dir)) => TidingsArgs {
+            url: args.url.clone(),
+            tidings_bin: bin.clone(),
+            data_dir: dir.clone(),
+        },
+        _ => bail!("Tidings needs --tidings-bin and --data-dir (to mint tokens)"),
+    };
+    let mut senders = Vec::with_capacity(args.pairs);
+    for i in 0..args.pairs {
+        let (sender, receiver) = (format!("peers-sender-{i}"), format!("peers-receiver-{i}"));
+        let sender_token = tidings.token(&sender, &[])?;
+        let receiver_token = tidings.token(&receiver, &[])?;
+        let client = TidingsArgs::client()?;
+        let conversation =
+            create_conversation(&client, &tidings.url, &sender_token, &receiver).await?;
+        open_receiver(&tidings.url, &receiver_token, deliveries.clone())
+            .await
+            .with_context(|| format!("opening {receiver}'s WebSocket"))?;
+        senders.push(TidingsSender {
+            client,
+            url: format!("{}/api/conversations/{conversation}/messages", tidings.url),
+            token: sender_token,
+        });
+    }
+    Ok(senders)
+}
+
+#[derive(Deserialize)]
+struct Created {
+    id: String,
+}
+
+async fn create_conversation(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    with: &str,
+) -> Result<String> {
+    let response = client
+        .post(format!("{url}/api/conversations"))
+        .bearer_auth(token)
+        .json(&json!({"participants": [with]}))
+        .send()
+        .await?;
+    let created: Created = expect_status(response, 201, "creating a conversation")
+        .await?
+        .json()
+        .await?;
+    Ok(created.id)
+}
+
+/// A server → client frame; only the fields this benchmark reads.
+#[derive(Deserialize)]
+struct Frame {
+    #[serde(rename = "type")]
+    kind: String,
+    message: Option<FrameMessage>,
+}
+
+#[derive(Deserialize)]
+struct FrameMessage {
+    content: String,
+}
+
+/// Opens `/ws`, waits for the `ready` frame, then spawns the task that times every `message`.
+async fn open_receiver(url: &str, token: &str, deliveries: Arc<Deliveries>) -> Result<()> {
+    let ws_url = format!("{}/ws?token={token}", url.replacen("http", "ws", 1));
+    let (mut socket, _) = tokio_tungstenite::connect_async(ws_url).await?;
+    loop {
+        match socket.next().await {
+            Some(Ok(Message::Text(text))) => {
+                let frame: Frame = serde_json::from_str(&text)?;
+                if frame.kind == "ready" {
+                    break;
+                }
+            }
+            Some(Ok(_)) => {}
+            Some(Err(error)) => return Err(error.into()),
+            None => bail!("the server closed the WebSocket before `ready`"),
+        }
+    }
+    tokio::spawn(async move {
+        while let Some(Ok(message)) = socket.next().await {
+            let Message::Text(text) = message else {
+                continue;
+            };
+            match serde_json::from_str::<Frame>(&text) {
+                Ok(Frame {
+                    kind,
+                    message: Some(m),
+                }) if kind == "message" => {
+                    if let Err(error) = deliveries.delivered(&m.content) {
+                        eprintln!("receiver: {error:#}");
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => eprintln!("receiver: unreadable frame: {error}"),
+            }
+        }
+    });
+    Ok(())
+}
+
+/// One keep-alive HTTP connection sending to one conversation.
+pub struct TidingsSender {
+    client: reqwest::Client,
+    url: String,
+    token: String,
+}
+
+impl ChatSender for TidingsSender {
+    async fn send(&mut self, content: String) -> Result<()> {
+        let response = self
+            .client
+            .post(&self.url)
+            .bearer_auth(&self.token)
+            .json(&json!({"content": content}))
+            .send()
+            .await?;
+        expect_status(response, 202, "sending a message").await?;
+        Ok(())
+    }
+}

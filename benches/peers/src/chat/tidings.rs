@@ -9,10 +9,13 @@ use anyhow::{bail, Context, Result};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::{ChatArgs, ChatSender, Deliveries};
 use crate::tidings::{expect_status, TidingsArgs};
+
+/// What the run script looks for to report the Tidings side as not run rather than broken.
+const NO_WEBSOCKET_HUB: &str = "this Tidings build has no /ws endpoint";
 
 /// Creates every pair's conversation, opens every receiver's WebSocket (waiting for `ready`),
 /// and returns the senders.
@@ -88,7 +91,12 @@ struct FrameMessage {
 /// Opens `/ws`, waits for the `ready` frame, then spawns the task that times every `message`.
 async fn open_receiver(url: &str, token: &str, deliveries: Arc<Deliveries>) -> Result<()> {
     let ws_url = format!("{}/ws?token={token}", url.replacen("http", "ws", 1));
-    let (mut socket, _) = tokio_tungstenite::connect_async(ws_url).await?;
+    let (mut socket, _) = match tokio_tungstenite::connect_async(ws_url).await {
+        Err(WsError::Http(response)) if response.status() == 404 => {
+            bail!("{NO_WEBSOCKET_HUB} (GET /ws answered 404)")
+        }
+        connected => connected?,
+    };
     loop {
         match socket.next().await {
             Some(Ok(Message::Text(text))) => {

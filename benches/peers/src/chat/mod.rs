@@ -1,6 +1,9 @@
-//! Row 3: end-to-end chat delivery. `--pairs` senders each send to their own receiver, which
-//! holds a WebSocket open; latency is send start → the receiver's `message` frame. Every send
-//! waits for its acknowledgement before the next (one in flight per sender, as in row 1). Rates
+//! Row 3: end-to-end chat delivery. `--pairs` receivers each hold a WebSocket open in their own
+//! conversation (or room); `--senders` connections send to them round-robin (sender j to pair
+//! j mod pairs); latency is send start → the receiver's `message` frame. Every send waits for
+//! its acknowledgement before the next (one in flight per sender, as in row 1), so the senders
+//! can keep at most `senders / ack latency` messages/s going: enough of them that the server,
+//! not the generator's concurrency, is what a sweep finds the limit of. Rates
 //! are swept upwards; a rate is *sustained* when the senders kept up (≥ 95 % of it), every send
 //! was delivered, none failed, and the delivery p99 stayed under `--max-p99-ms`.
 //!
@@ -44,9 +47,12 @@ pub struct ChatArgs {
     /// The server's base URL (`http://127.0.0.1:PORT`).
     #[arg(long)]
     pub url: String,
-    /// Sender → receiver pairs (one conversation or room each).
+    /// Receivers, one conversation or room each (with its own sender user on Tidings).
     #[arg(long, default_value_t = 64)]
     pub pairs: usize,
+    /// Sending connections, one send in flight each; sender j sends to pair j mod pairs.
+    #[arg(long, default_value_t = 256)]
+    pub senders: usize,
     /// Total send rates to try, in messages/s, ascending.
     #[arg(long, value_delimiter = ',', default_value = "1000,2000,4000")]
     pub rates: Vec<u32>,
@@ -86,7 +92,7 @@ pub async fn run(args: &ChatArgs) -> Result<serde_json::Value> {
         System::Tidings => {
             sweep(
                 args,
-                tidings::connect_pairs(args, &deliveries).await?,
+                tidings::connect(args, &deliveries).await?,
                 &deliveries,
             )
             .await?
@@ -94,7 +100,7 @@ pub async fn run(args: &ChatArgs) -> Result<serde_json::Value> {
         System::Socketio => {
             sweep(
                 args,
-                socketio::connect_pairs(args, &deliveries).await?,
+                socketio::connect(args, &deliveries).await?,
                 &deliveries,
             )
             .await?
@@ -108,6 +114,7 @@ pub async fn run(args: &ChatArgs) -> Result<serde_json::Value> {
 #[serde(rename_all = "camelCase")]
 struct SweepReport {
     pairs: usize,
+    senders: usize,
     size: usize,
     seconds_per_rate: f64,
     max_p99_ms: u64,
@@ -157,6 +164,7 @@ async fn sweep<S: ChatSender>(
         .last();
     Ok(SweepReport {
         pairs: args.pairs,
+        senders: args.senders,
         size: args.size,
         seconds_per_rate: args.seconds,
         max_p99_ms: args.max_p99_ms,
@@ -182,7 +190,7 @@ async fn run_step<S: ChatSender>(
     let mut tasks = JoinSet::new();
     for (i, sender) in senders.into_iter().enumerate() {
         // Stagger the senders so the total rate is even, not 64 sends at each tick.
-        let first = started + interval.mul_f64(i as f64 / args.pairs as f64);
+        let first = started + interval.mul_f64(i as f64 / args.senders as f64);
         let plan = SendPlan {
             step,
             first,

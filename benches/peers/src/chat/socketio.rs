@@ -1,5 +1,5 @@
 //! The Socket.IO side of row 3, talking to `benches/peers/socketio/server.js`: each pair is a
-//! room; the receiver joins it, the sender emits `send` with an ack (the server acks after its
+//! room; the receiver joins it, its senders emit `send` with an ack (the server acks after its
 //! `XADD` to Redis, then the room gets a `message` event). The client speaks the Socket.IO 5 /
 //! Engine.IO 4 protocol over the WebSocket transport only, with the same WebSocket library as the
 //! Tidings side, so both sides of the ratio share one client stack. It handles the packets this
@@ -17,24 +17,24 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::{ChatArgs, ChatSender, Deliveries};
 
-/// Connects every pair: the receiver joins `room-{i}` (acknowledged), the sender connects.
-pub async fn connect_pairs(
-    args: &ChatArgs,
-    deliveries: &Arc<Deliveries>,
-) -> Result<Vec<SocketIoSender>> {
-    let mut senders = Vec::with_capacity(args.pairs);
+/// Connects every receiver (each joins `room-{i}`, acknowledged), then every sender.
+pub async fn connect(args: &ChatArgs, deliveries: &Arc<Deliveries>) -> Result<Vec<SocketIoSender>> {
     for i in 0..args.pairs {
-        let room = format!("room-{i}");
         let mut receiver = SocketIo::connect(&args.url)
             .await
             .context("connecting a receiver")?;
-        receiver.emit_with_ack(&json!(["join", room])).await?;
+        receiver
+            .emit_with_ack(&json!(["join", format!("room-{i}")]))
+            .await?;
         tokio::spawn(receive(receiver, deliveries.clone()));
+    }
+    let mut senders = Vec::with_capacity(args.senders);
+    for j in 0..args.senders {
         senders.push(SocketIoSender {
             socket: SocketIo::connect(&args.url)
                 .await
                 .context("connecting a sender")?,
-            room,
+            room: format!("room-{}", j % args.pairs),
         });
     }
     Ok(senders)

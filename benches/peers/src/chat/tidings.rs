@@ -1,5 +1,5 @@
-//! Tidings' side of row 3: each pair is a two-member conversation; the sender posts
-//! `POST /api/conversations/{id}/messages` (one in flight), the receiver holds `/ws?token=T`
+//! Tidings' side of row 3: each pair is a two-member conversation; its senders post
+//! `POST /api/conversations/{id}/messages` (one in flight each), the receiver holds `/ws?token=T`
 //! open and times each `{"type":"message"}` frame. Written against the WebSocket contract in
 //! docs/api.md; a server without `/ws` fails the connection and the run script reports it.
 
@@ -17,12 +17,9 @@ use crate::tidings::{expect_status, TidingsArgs};
 /// What the run script looks for to report the Tidings side as not run rather than broken.
 const NO_WEBSOCKET_HUB: &str = "this Tidings build has no /ws endpoint";
 
-/// Creates every pair's conversation, opens every receiver's WebSocket (waiting for `ready`),
-/// and returns the senders.
-pub async fn connect_pairs(
-    args: &ChatArgs,
-    deliveries: &Arc<Deliveries>,
-) -> Result<Vec<TidingsSender>> {
+/// Creates every pair's conversation and opens its receiver's WebSocket (waiting for `ready`),
+/// then returns `--senders` senders, each on its own keep-alive connection.
+pub async fn connect(args: &ChatArgs, deliveries: &Arc<Deliveries>) -> Result<Vec<TidingsSender>> {
     let tidings = match (&args.tidings_bin, &args.data_dir) {
         (Some(bin), Some(dir)) => TidingsArgs {
             url: args.url.clone(),
@@ -31,24 +28,30 @@ pub async fn connect_pairs(
         },
         _ => bail!("Tidings needs --tidings-bin and --data-dir (to mint tokens)"),
     };
-    let mut senders = Vec::with_capacity(args.pairs);
+    let client = TidingsArgs::client()?;
+    let mut pairs = Vec::with_capacity(args.pairs);
     for i in 0..args.pairs {
         let (sender, receiver) = (format!("peers-sender-{i}"), format!("peers-receiver-{i}"));
         let sender_token = tidings.token(&sender, &[])?;
         let receiver_token = tidings.token(&receiver, &[])?;
-        let client = TidingsArgs::client()?;
         let conversation =
             create_conversation(&client, &tidings.url, &sender_token, &receiver).await?;
         open_receiver(&tidings.url, &receiver_token, deliveries.clone())
             .await
             .with_context(|| format!("opening {receiver}'s WebSocket"))?;
-        senders.push(TidingsSender {
-            client,
-            url: format!("{}/api/conversations/{conversation}/messages", tidings.url),
-            token: sender_token,
-        });
+        let url = format!("{}/api/conversations/{conversation}/messages", tidings.url);
+        pairs.push((url, sender_token));
     }
-    Ok(senders)
+    (0..args.senders)
+        .map(|j| {
+            let (url, token) = pairs[j % pairs.len()].clone();
+            Ok(TidingsSender {
+                client: TidingsArgs::client()?,
+                url,
+                token,
+            })
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]

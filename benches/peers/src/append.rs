@@ -3,35 +3,23 @@
 //! `POST /api/topics/{t}/records`), Redis Streams `XADD`, NATS JetStream publish awaiting its ack.
 //! Durability is the server's setting, chosen by whoever started it; this module only appends.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
-use clap::{Args, ValueEnum};
+use anyhow::{Context, Result};
+use clap::Args;
 
 use crate::load::{run_closed_loop, LoadSpec, Producer};
-use crate::tidings::{expect_status, TidingsArgs};
-
-/// The systems an append driver exists for.
-#[derive(ValueEnum, Clone, Copy, Debug)]
-pub enum System {
-    /// Tidings over HTTP.
-    Tidings,
-    /// Redis Streams.
-    Redis,
-    /// NATS JetStream.
-    Nats,
-}
+use crate::tidings::{call, LogSystem, ServerArgs, TidingsArgs};
 
 /// Options of `peers append`.
 #[derive(Args, Debug)]
 pub struct AppendArgs {
     /// Which system to load.
     #[arg(long, value_enum)]
-    pub system: System,
-    /// The server: `http://…` (Tidings), `redis://…`, `nats://…`.
-    #[arg(long)]
-    pub url: String,
+    pub system: LogSystem,
+    /// The server.
+    #[command(flatten)]
+    pub server: ServerArgs,
     /// Concurrent producers, one connection and one append in flight each.
     #[arg(long, default_value_t = 64)]
     pub producers: usize,
@@ -44,15 +32,6 @@ pub struct AppendArgs {
     /// Stream / topic to append to (created when missing).
     #[arg(long, default_value = "bench")]
     pub stream: String,
-    /// A server process to report the CPU use of (repeat for several).
-    #[arg(long = "server-pid")]
-    pub server_pids: Vec<u32>,
-    /// Tidings only: the `tidings` binary, to mint a token.
-    #[arg(long)]
-    pub tidings_bin: Option<PathBuf>,
-    /// Tidings only: the server's data directory (its secret).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
 }
 
 impl AppendArgs {
@@ -61,19 +40,7 @@ impl AppendArgs {
             producers: self.producers,
             duration: Duration::from_secs_f64(self.seconds),
             size: self.size,
-            server_pids: self.server_pids.clone(),
-        }
-    }
-
-    /// The Tidings connection options, which `--system tidings` requires.
-    pub fn tidings(&self) -> Result<TidingsArgs> {
-        match (&self.tidings_bin, &self.data_dir) {
-            (Some(bin), Some(dir)) => Ok(TidingsArgs {
-                url: self.url.clone(),
-                tidings_bin: bin.clone(),
-                data_dir: dir.clone(),
-            }),
-            _ => bail!("Tidings needs --tidings-bin and --data-dir (to mint a token)"),
+            server_pids: self.server.server_pids.clone(),
         }
     }
 }
@@ -81,24 +48,24 @@ impl AppendArgs {
 /// Runs the append workload against the chosen system and returns its JSON report.
 pub async fn run(args: &AppendArgs) -> Result<serde_json::Value> {
     let report = match args.system {
-        System::Tidings => {
-            let tidings = args.tidings()?;
+        LogSystem::Tidings => {
+            let tidings = args.server.tidings()?;
             let token = tidings.token("peers-bench", &["admin"])?;
             tidings.create_topic(&token, &args.stream).await?;
             let url = tidings.records_url(&args.stream);
             run_closed_loop(&args.spec(), |_| TidingsProducer::connect(&url, &token)).await?
         }
-        System::Redis => {
-            let client = redis::Client::open(args.url.as_str())?;
+        LogSystem::Redis => {
+            let client = redis::Client::open(args.server.url.as_str())?;
             run_closed_loop(&args.spec(), |_| {
                 RedisProducer::connect(&client, args.stream.clone())
             })
             .await?
         }
-        System::Nats => {
-            create_nats_stream(&args.url, &args.stream).await?;
+        LogSystem::Nats => {
+            create_nats_stream(&args.server.url, &args.stream).await?;
             run_closed_loop(&args.spec(), |_| {
-                NatsProducer::connect(&args.url, &args.stream)
+                NatsProducer::connect(&args.server.url, &args.stream)
             })
             .await?
         }
@@ -128,15 +95,16 @@ impl Producer for TidingsProducer {
         // The value is stored as the JSON text sent: a string whose quotes make it `size` bytes.
         let text = std::str::from_utf8(&value[2..])?;
         let body = format!(r#"{{"records":[{{"value":"{text}"}}]}}"#);
-        let response = self
+        let request = self
             .client
             .post(&self.url)
-            .bearer_auth(&self.token)
             .header("content-type", "application/json")
-            .body(body)
-            .send()
+            .body(body);
+        // Read the answer to its end, as a client would (and so hyper reuses the connection).
+        call(request, &self.token, 202, "publishing a record")
+            .await?
+            .bytes()
             .await?;
-        expect_status(response, 202, "publishing a record").await?;
         Ok(())
     }
 }

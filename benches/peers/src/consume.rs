@@ -3,11 +3,10 @@
 //! back in pages of `--batch`: Tidings with `GET …/records?offset=N&limit=B`, Redis with
 //! `XRANGE … COUNT B`, JetStream with a pull consumer fetching B messages per request (acks off).
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
@@ -15,28 +14,17 @@ use serde_json::json;
 use crate::append::create_nats_stream;
 use crate::cpu::CpuClock;
 use crate::load::record_value;
-use crate::tidings::{expect_status, json_string_of_size, TidingsArgs};
-
-/// The systems a consume driver exists for.
-#[derive(ValueEnum, Clone, Copy, Debug)]
-pub enum System {
-    /// Tidings over HTTP.
-    Tidings,
-    /// Redis Streams.
-    Redis,
-    /// NATS JetStream.
-    Nats,
-}
+use crate::tidings::{call, json_string_of_size, LogSystem, ServerArgs, TidingsArgs};
 
 /// Options of `peers consume`.
 #[derive(Args, Debug)]
 pub struct ConsumeArgs {
     /// Which system to read from.
     #[arg(long, value_enum)]
-    pub system: System,
-    /// The server: `http://…` (Tidings), `redis://…`, `nats://…`.
-    #[arg(long)]
-    pub url: String,
+    pub system: LogSystem,
+    /// The server.
+    #[command(flatten)]
+    pub server: ServerArgs,
     /// Records to fill the stream with, then read.
     #[arg(long, default_value_t = 1_000_000)]
     pub records: u64,
@@ -49,45 +37,36 @@ pub struct ConsumeArgs {
     /// Stream / topic name (must not exist yet).
     #[arg(long, default_value = "backlog")]
     pub stream: String,
-    /// A server process to report the CPU use of (repeat for several).
-    #[arg(long = "server-pid")]
-    pub server_pids: Vec<u32>,
-    /// Tidings only: the `tidings` binary, to mint a token.
-    #[arg(long)]
-    pub tidings_bin: Option<PathBuf>,
-    /// Tidings only: the server's data directory (its secret).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
 }
 
 /// Fills, then reads, and returns the JSON report.
 pub async fn run(args: &ConsumeArgs) -> Result<serde_json::Value> {
     let fill_started = Instant::now();
     let reader: Box<dyn FnOnce() -> ReadFuture> = match args.system {
-        System::Tidings => {
-            let tidings = tidings_args(args)?;
+        LogSystem::Tidings => {
+            let tidings = args.server.tidings()?;
             let token = tidings.token("peers-consume", &["admin"])?;
             tidings.create_topic(&token, &args.stream).await?;
             fill_tidings(&tidings, &token, args).await?;
             let args = (tidings, token, args.stream.clone(), args.batch);
             Box::new(move || Box::pin(read_tidings(args.0, args.1, args.2, args.3)))
         }
-        System::Redis => {
-            let client = redis::Client::open(args.url.as_str())?;
+        LogSystem::Redis => {
+            let client = redis::Client::open(args.server.url.as_str())?;
             let mut connection = client.get_multiplexed_async_connection().await?;
             fill_redis(&mut connection, args).await?;
             let (stream, batch) = (args.stream.clone(), args.batch);
             Box::new(move || Box::pin(read_redis(connection, stream, batch)))
         }
-        System::Nats => {
-            let stream = create_nats_stream(&args.url, &args.stream).await?;
-            fill_nats(&args.url, args).await?;
+        LogSystem::Nats => {
+            let stream = create_nats_stream(&args.server.url, &args.stream).await?;
+            fill_nats(&args.server.url, args).await?;
             let batch = args.batch;
             Box::new(move || Box::pin(read_nats(stream, batch)))
         }
     };
     let fill_seconds = fill_started.elapsed().as_secs_f64();
-    let clock = CpuClock::start(&args.server_pids);
+    let clock = CpuClock::start(&args.server.server_pids);
     let started = Instant::now();
     let read = reader().await?;
     let seconds = started.elapsed().as_secs_f64();
@@ -109,17 +88,6 @@ pub async fn run(args: &ConsumeArgs) -> Result<serde_json::Value> {
 
 type ReadFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64>> + Send>>;
 
-fn tidings_args(args: &ConsumeArgs) -> Result<TidingsArgs> {
-    match (&args.tidings_bin, &args.data_dir) {
-        (Some(bin), Some(dir)) => Ok(TidingsArgs {
-            url: args.url.clone(),
-            tidings_bin: bin.clone(),
-            data_dir: dir.clone(),
-        }),
-        _ => bail!("Tidings needs --tidings-bin and --data-dir (to mint a token)"),
-    }
-}
-
 /// Records per fill request (Tidings' `limits.maxBatchRecords` default) and fill requests in
 /// flight: filling is setup, so it goes as fast as each system takes batches.
 const FILL_BATCH: u64 = 1000;
@@ -138,10 +106,12 @@ async fn fill_tidings(tidings: &TidingsArgs, token: &str, args: &ConsumeArgs) ->
         );
         let request = client
             .post(&url)
-            .bearer_auth(token)
             .header("content-type", "application/json")
             .body(body);
-        async move { expect_status(request.send().await?, 202, "filling the topic").await }
+        async move {
+            let answer = call(request, token, 202, "filling the topic").await?;
+            anyhow::Ok(answer.bytes().await?)
+        }
     });
     let mut responses = requests.buffer_unordered(FILL_IN_FLIGHT);
     while let Some(response) = responses.next().await {
@@ -167,13 +137,10 @@ async fn read_tidings(
     let url = format!("{}/api/topics/{topic}/partitions/0/records", tidings.url);
     let (mut offset, mut read) = (0u64, 0u64);
     loop {
-        let response = client
+        let request = client
             .get(&url)
-            .bearer_auth(&token)
-            .query(&[("offset", offset), ("limit", batch as u64)])
-            .send()
-            .await?;
-        let page: RecordsPage = expect_status(response, 200, "reading records")
+            .query(&[("offset", offset), ("limit", batch as u64)]);
+        let page: RecordsPage = call(request, &token, 200, "reading records")
             .await?
             .json()
             .await?;

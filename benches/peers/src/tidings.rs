@@ -1,25 +1,65 @@
-//! Talking to a running Tidings server as a client would: tokens minted with `tidings token`
-//! (the server's own binary and data directory), topics and conversations over HTTP. It does not
-//! start the server; `benches/peers/run` does.
+//! The server under test as every subcommand names it ([`ServerArgs`]), and talking to a
+//! running Tidings server as a client would: tokens minted with `tidings token` (the server's own
+//! binary and data directory), topics over HTTP, requests checked for their status. It does not
+//! start any server; `benches/peers/run` does.
 
 use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use serde_json::json;
 
-/// Where the Tidings server is and how to sign its tokens.
+/// The log-like systems rows 1 and 2 compare.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum LogSystem {
+    /// Tidings over HTTP.
+    Tidings,
+    /// Redis Streams.
+    Redis,
+    /// NATS JetStream.
+    Nats,
+}
+
+/// The server a subcommand loads (every subcommand but `plot` takes these).
 #[derive(Args, Debug, Clone)]
-pub struct TidingsArgs {
-    /// Base URL of the server (`http://127.0.0.1:PORT`).
+pub struct ServerArgs {
+    /// The server: `http://…` (Tidings, Socket.IO), `redis://…`, `nats://…`.
     #[arg(long)]
     pub url: String,
-    /// The `tidings` binary (to mint tokens with `tidings token`).
+    /// A server process to report the CPU use of (repeat for several).
+    #[arg(long = "server-pid")]
+    pub server_pids: Vec<u32>,
+    /// Tidings only: the `tidings` binary, to mint tokens.
     #[arg(long)]
+    pub tidings_bin: Option<PathBuf>,
+    /// Tidings only: the server's data directory (its secret).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl ServerArgs {
+    /// The Tidings connection, which needs `--tidings-bin` and `--data-dir`.
+    pub fn tidings(&self) -> Result<TidingsArgs> {
+        match (&self.tidings_bin, &self.data_dir) {
+            (Some(bin), Some(dir)) => Ok(TidingsArgs {
+                url: self.url.clone(),
+                tidings_bin: bin.clone(),
+                data_dir: dir.clone(),
+            }),
+            _ => bail!("Tidings needs --tidings-bin and --data-dir (to mint tokens)"),
+        }
+    }
+}
+
+/// Where the Tidings server is and how to sign its tokens.
+#[derive(Debug, Clone)]
+pub struct TidingsArgs {
+    /// Base URL of the server (`http://127.0.0.1:PORT`).
+    pub url: String,
+    /// The `tidings` binary (to mint tokens with `tidings token`).
     pub tidings_bin: PathBuf,
     /// The server's data directory (where its `secret.key` is).
-    #[arg(long)]
     pub data_dir: PathBuf,
 }
 
@@ -57,13 +97,10 @@ impl TidingsArgs {
     /// Creates topic `name` with one partition (as the Redis stream and the JetStream stream
     /// are one each).
     pub async fn create_topic(&self, token: &str, name: &str) -> Result<()> {
-        let response = Self::client()?
+        let request = Self::client()?
             .post(format!("{}/api/topics", self.url))
-            .bearer_auth(token)
-            .json(&json!({"name": name, "partitions": 1}))
-            .send()
-            .await?;
-        expect_status(response, 201, "creating the topic").await?;
+            .json(&json!({"name": name, "partitions": 1}));
+        call(request, token, 201, "creating the topic").await?;
         Ok(())
     }
 
@@ -73,12 +110,15 @@ impl TidingsArgs {
     }
 }
 
-/// Fails with the server's answer unless it has status `expected`.
-pub async fn expect_status(
-    response: reqwest::Response,
+/// Sends `request` with `token` and returns the answer; fails with the server's answer unless
+/// its status is `expected`.
+pub async fn call(
+    request: reqwest::RequestBuilder,
+    token: &str,
     expected: u16,
     what: &str,
 ) -> Result<reqwest::Response> {
+    let response = request.bearer_auth(token).send().await?;
     let status = response.status().as_u16();
     if status == expected {
         return Ok(response);

@@ -16,7 +16,6 @@ mod socketio;
 mod tidings;
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,6 +27,7 @@ use tokio::task::JoinSet;
 
 use crate::cpu::{CpuClock, CpuUse};
 use crate::load::{new_histogram, record, Latency};
+use crate::tidings::ServerArgs;
 
 /// The systems a chat driver exists for.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,9 +44,9 @@ pub struct ChatArgs {
     /// Which system to load.
     #[arg(long, value_enum)]
     pub system: System,
-    /// The server's base URL (`http://127.0.0.1:PORT`).
-    #[arg(long)]
-    pub url: String,
+    /// The server (its base URL is `http://127.0.0.1:PORT`).
+    #[command(flatten)]
+    pub server: ServerArgs,
     /// Receivers, one conversation or room each (with its own sender user on Tidings).
     #[arg(long, default_value_t = 64)]
     pub pairs: usize,
@@ -68,15 +68,6 @@ pub struct ChatArgs {
     /// Keep sweeping after the first rate that is not sustained.
     #[arg(long)]
     pub keep_going: bool,
-    /// A server process to report the CPU use of (repeat for several).
-    #[arg(long = "server-pid")]
-    pub server_pids: Vec<u32>,
-    /// Tidings only: the `tidings` binary, to mint tokens.
-    #[arg(long)]
-    pub tidings_bin: Option<PathBuf>,
-    /// Tidings only: the server's data directory (its secret).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
 }
 
 /// One sender's connection: sends a message and resolves once the server acknowledged it.
@@ -88,14 +79,10 @@ pub trait ChatSender: Send + 'static {
 /// Runs the sweep and returns its JSON report.
 pub async fn run(args: &ChatArgs) -> Result<serde_json::Value> {
     let deliveries = Deliveries::new(args.rates.len());
-    let senders = match args.system {
+    let report = match args.system {
         System::Tidings => {
-            sweep(
-                args,
-                tidings::connect(args, &deliveries).await?,
-                &deliveries,
-            )
-            .await?
+            let senders = tidings::connect(args, &deliveries).await?;
+            sweep(args, senders, &deliveries).await?
         }
         System::Socketio => {
             sweep(
@@ -106,7 +93,7 @@ pub async fn run(args: &ChatArgs) -> Result<serde_json::Value> {
             .await?
         }
     };
-    Ok(serde_json::to_value(senders)?)
+    Ok(serde_json::to_value(report)?)
 }
 
 /// What the sweep measured.
@@ -185,7 +172,7 @@ async fn run_step<S: ChatSender>(
 ) -> Result<(StepReport, Vec<S>)> {
     let duration = Duration::from_secs_f64(args.seconds);
     let interval = Duration::from_secs_f64(senders.len() as f64 / f64::from(rate));
-    let clock = CpuClock::start(&args.server_pids);
+    let clock = CpuClock::start(&args.server.server_pids);
     let started = Instant::now();
     let mut tasks = JoinSet::new();
     for (i, sender) in senders.into_iter().enumerate() {

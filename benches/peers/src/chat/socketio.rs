@@ -20,7 +20,7 @@ use super::{ChatArgs, ChatSender, Deliveries};
 /// Connects every receiver (each joins `room-{i}`, acknowledged), then every sender.
 pub async fn connect(args: &ChatArgs, deliveries: &Arc<Deliveries>) -> Result<Vec<SocketIoSender>> {
     for i in 0..args.pairs {
-        let mut receiver = SocketIo::connect(&args.url)
+        let mut receiver = SocketIo::connect(&args.server.url)
             .await
             .context("connecting a receiver")?;
         receiver
@@ -31,7 +31,7 @@ pub async fn connect(args: &ChatArgs, deliveries: &Arc<Deliveries>) -> Result<Ve
     let mut senders = Vec::with_capacity(args.senders);
     for j in 0..args.senders {
         senders.push(SocketIoSender {
-            socket: SocketIo::connect(&args.url)
+            socket: SocketIo::connect(&args.server.url)
                 .await
                 .context("connecting a sender")?,
             room: format!("room-{}", j % args.pairs),

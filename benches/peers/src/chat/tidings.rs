@@ -12,7 +12,7 @@ use serde_json::json;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::{ChatArgs, ChatSender, Deliveries};
-use crate::tidings::{expect_status, TidingsArgs};
+use crate::tidings::{call, TidingsArgs};
 
 /// What the run script looks for to report the Tidings side as not run rather than broken.
 const NO_WEBSOCKET_HUB: &str = "this Tidings build has no /ws endpoint";
@@ -20,14 +20,7 @@ const NO_WEBSOCKET_HUB: &str = "this Tidings build has no /ws endpoint";
 /// Creates every pair's conversation and opens its receiver's WebSocket (waiting for `ready`),
 /// then returns `--senders` senders, each on its own keep-alive connection.
 pub async fn connect(args: &ChatArgs, deliveries: &Arc<Deliveries>) -> Result<Vec<TidingsSender>> {
-    let tidings = match (&args.tidings_bin, &args.data_dir) {
-        (Some(bin), Some(dir)) => TidingsArgs {
-            url: args.url.clone(),
-            tidings_bin: bin.clone(),
-            data_dir: dir.clone(),
-        },
-        _ => bail!("Tidings needs --tidings-bin and --data-dir (to mint tokens)"),
-    };
+    let tidings = args.server.tidings()?;
     let client = TidingsArgs::client()?;
     let mut pairs = Vec::with_capacity(args.pairs);
     for i in 0..args.pairs {
@@ -65,13 +58,10 @@ async fn create_conversation(
     token: &str,
     with: &str,
 ) -> Result<String> {
-    let response = client
+    let request = client
         .post(format!("{url}/api/conversations"))
-        .bearer_auth(token)
-        .json(&json!({"participants": [with]}))
-        .send()
-        .await?;
-    let created: Created = expect_status(response, 201, "creating a conversation")
+        .json(&json!({"participants": [with]}));
+    let created: Created = call(request, token, 201, "creating a conversation")
         .await?
         .json()
         .await?;
@@ -144,14 +134,15 @@ pub struct TidingsSender {
 
 impl ChatSender for TidingsSender {
     async fn send(&mut self, content: String) -> Result<()> {
-        let response = self
+        let request = self
             .client
             .post(&self.url)
-            .bearer_auth(&self.token)
-            .json(&json!({"content": content}))
-            .send()
+            .json(&json!({"content": content}));
+        // Read the answer to its end, as a client would (and so hyper reuses the connection).
+        call(request, &self.token, 202, "sending a message")
+            .await?
+            .bytes()
             .await?;
-        expect_status(response, 202, "sending a message").await?;
         Ok(())
     }
 }

@@ -19,7 +19,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -59,6 +59,10 @@ pub struct ChatArgs {
     /// Seconds at each rate.
     #[arg(long, default_value_t = 10.0)]
     pub seconds: f64,
+    /// Seconds of sending at the first rate before the sweep, not counted (connections,
+    /// caches and the JIT of a Node server warm up).
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup_seconds: f64,
     /// Message content bytes.
     #[arg(long, default_value_t = 200)]
     pub size: usize,
@@ -78,7 +82,8 @@ pub trait ChatSender: Send + 'static {
 
 /// Runs the sweep and returns its JSON report.
 pub async fn run(args: &ChatArgs) -> Result<serde_json::Value> {
-    let deliveries = Deliveries::new(args.rates.len());
+    // One histogram per rate, and a last one for the warm-up.
+    let deliveries = Deliveries::new(args.rates.len() + 1);
     let report = match args.system {
         System::Tidings => {
             let senders = tidings::connect(args, &deliveries).await?;
@@ -134,9 +139,14 @@ async fn sweep<S: ChatSender>(
     mut senders: Vec<S>,
     deliveries: &Arc<Deliveries>,
 ) -> Result<SweepReport> {
+    let first_rate = *args.rates.first().context("--rates names no rate")?;
+    let warmup = Duration::from_secs_f64(args.warmup_seconds);
+    let warmup_step = args.rates.len();
+    (_, senders) = run_step(args, senders, deliveries, warmup_step, first_rate, warmup).await?;
+    let duration = Duration::from_secs_f64(args.seconds);
     let mut steps = Vec::new();
     for (step, &rate) in args.rates.iter().enumerate() {
-        let (report, returned) = run_step(args, senders, deliveries, step, rate).await?;
+        let (report, returned) = run_step(args, senders, deliveries, step, rate, duration).await?;
         senders = returned;
         let sustained = report.sustained;
         steps.push(report);
@@ -169,8 +179,8 @@ async fn run_step<S: ChatSender>(
     deliveries: &Arc<Deliveries>,
     step: usize,
     rate: u32,
+    duration: Duration,
 ) -> Result<(StepReport, Vec<S>)> {
-    let duration = Duration::from_secs_f64(args.seconds);
     let interval = Duration::from_secs_f64(senders.len() as f64 / f64::from(rate));
     let clock = CpuClock::start(&args.server.server_pids);
     let started = Instant::now();

@@ -1,12 +1,13 @@
 //! Tidings' side of row 3: each pair is a two-member conversation; its senders post
 //! `POST /api/conversations/{id}/messages` (one in flight each), the receiver holds `/ws?token=T`
-//! open and times each `{"type":"message"}` frame. Written against the WebSocket contract in
+//! open (after `ready` and a `resume`, as a client does) and times each `{"type":"message"}`
+//! frame. Written against the WebSocket contract in
 //! docs/api.md; a server without `/ws` fails the connection and the run script reports it.
 
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -29,9 +30,14 @@ pub async fn connect(args: &ChatArgs, deliveries: &Arc<Deliveries>) -> Result<Ve
         let receiver_token = tidings.token(&receiver, &[])?;
         let conversation =
             create_conversation(&client, &tidings.url, &sender_token, &receiver).await?;
-        open_receiver(&tidings.url, &receiver_token, deliveries.clone())
-            .await
-            .with_context(|| format!("opening {receiver}'s WebSocket"))?;
+        open_receiver(
+            &tidings.url,
+            &receiver_token,
+            &conversation,
+            deliveries.clone(),
+        )
+        .await
+        .with_context(|| format!("opening {receiver}'s WebSocket"))?;
         let url = format!("{}/api/conversations/{conversation}/messages", tidings.url);
         pairs.push((url, sender_token));
     }
@@ -81,8 +87,20 @@ struct FrameMessage {
     content: String,
 }
 
-/// Opens `/ws`, waits for the `ready` frame, then spawns the task that times every `message`.
-async fn open_receiver(url: &str, token: &str, deliveries: Arc<Deliveries>) -> Result<()> {
+/// A WebSocket to the server.
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens `/ws` and does what a chat client does on connecting: waits for `ready`, then sends
+/// `resume` for its conversation (the server holds live messages back until a new session's
+/// first frame is handled, so that a resume comes first) and waits for its `ack`. Then spawns
+/// the task that times every `message`.
+async fn open_receiver(
+    url: &str,
+    token: &str,
+    conversation: &str,
+    deliveries: Arc<Deliveries>,
+) -> Result<()> {
     let ws_url = format!("{}/ws?token={token}", url.replacen("http", "ws", 1));
     let (mut socket, _) = match tokio_tungstenite::connect_async(ws_url).await {
         Err(WsError::Http(response)) if response.status() == 404 => {
@@ -90,39 +108,56 @@ async fn open_receiver(url: &str, token: &str, deliveries: Arc<Deliveries>) -> R
         }
         connected => connected?,
     };
+    next_frame_of(&mut socket, |frame| frame["type"] == "ready").await?;
+    let resume = json!({"type": "resume", "ref": "peers", "conversations": {conversation: 0}});
+    socket.send(Message::text(resume.to_string())).await?;
+    let answer = next_frame_of(&mut socket, |frame| frame["ref"] == "peers").await?;
+    if answer["type"] != "ack" {
+        bail!("the server refused the resume: {answer}");
+    }
+    tokio::spawn(time_deliveries(socket, deliveries));
+    Ok(())
+}
+
+/// Reads frames until one that `wanted` accepts, and returns it.
+async fn next_frame_of(
+    socket: &mut Socket,
+    wanted: impl Fn(&serde_json::Value) -> bool,
+) -> Result<serde_json::Value> {
     loop {
         match socket.next().await {
             Some(Ok(Message::Text(text))) => {
-                let frame: Frame = serde_json::from_str(&text)?;
-                if frame.kind == "ready" {
-                    break;
+                let frame: serde_json::Value = serde_json::from_str(&text)?;
+                if wanted(&frame) {
+                    return Ok(frame);
                 }
             }
             Some(Ok(_)) => {}
             Some(Err(error)) => return Err(error.into()),
-            None => bail!("the server closed the WebSocket before `ready`"),
+            None => bail!("the server closed the WebSocket during the handshake"),
         }
     }
-    tokio::spawn(async move {
-        while let Some(Ok(message)) = socket.next().await {
-            let Message::Text(text) = message else {
-                continue;
-            };
-            match serde_json::from_str::<Frame>(&text) {
-                Ok(Frame {
-                    kind,
-                    message: Some(m),
-                }) if kind == "message" => {
-                    if let Err(error) = deliveries.delivered(&m.content) {
-                        eprintln!("receiver: {error:#}");
-                    }
+}
+
+/// Times every `message` frame until the connection ends.
+async fn time_deliveries(mut socket: Socket, deliveries: Arc<Deliveries>) {
+    while let Some(Ok(message)) = socket.next().await {
+        let Message::Text(text) = message else {
+            continue;
+        };
+        match serde_json::from_str::<Frame>(&text) {
+            Ok(Frame {
+                kind,
+                message: Some(m),
+            }) if kind == "message" => {
+                if let Err(error) = deliveries.delivered(&m.content) {
+                    eprintln!("receiver: {error:#}");
                 }
-                Ok(_) => {}
-                Err(error) => eprintln!("receiver: unreadable frame: {error}"),
             }
+            Ok(_) => {}
+            Err(error) => eprintln!("receiver: unreadable frame: {error}"),
         }
-    });
-    Ok(())
+    }
 }
 
 /// One keep-alive HTTP connection sending to one conversation.

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::net::TcpStream;
@@ -473,6 +473,9 @@ async fn connect(url: &str) -> anyhow::Result<Socket> {
             if let Frame::Text(text) = frame? {
                 let incoming: Incoming = serde_json::from_str(text.as_str())?;
                 if incoming.kind == "ready" {
+                    // A client's first frame tells the server it will not `resume` first, so
+                    // live messages flow at once (see docs/api.md, "Reconnecting").
+                    socket.send(Frame::text(r#"{"type":"ping"}"#)).await?;
                     return Ok(socket);
                 }
             }

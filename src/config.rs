@@ -17,6 +17,7 @@ use std::str::FromStr;
 use serde::Deserialize;
 
 use crate::log::{Durability, LogConfig, MAX_PARTITIONS};
+use crate::notify::SinkConfig;
 
 mod ws;
 pub use ws::WsSettings;
@@ -40,6 +41,15 @@ pub struct Config {
     pub ws: WsSettings,
     /// Diagnostic output of the process (`[logging]`).
     pub logging: LoggingSettings,
+    /// Notification sinks (`[[notify.sinks]]`, file only).
+    pub notify: NotifySettings,
+}
+
+/// The `[notify]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NotifySettings {
+    /// The sinks `message.new` is delivered to, each its own consumer group.
+    pub sinks: Vec<SinkConfig>,
 }
 
 /// The `[log]` section: how the embedded log is opened.
@@ -141,6 +151,7 @@ impl Default for Config {
                 format: LogFormat::Text,
                 level: "info".into(),
             },
+            notify: NotifySettings::default(),
         }
     }
 }
@@ -166,6 +177,7 @@ impl fmt::Debug for Config {
             .field("auth", &self.auth)
             .field("ws", &self.ws)
             .field("logging", &self.logging)
+            .field("notify", &self.notify)
             .finish()
     }
 }
@@ -465,6 +477,7 @@ struct FileConfig {
     auth: Option<FileAuth>,
     ws: Option<ws::FileWs>,
     logging: Option<FileLogging>,
+    notify: Option<notify::FileNotify>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -540,9 +553,13 @@ impl FileConfig {
             config.logging.format = parse_format(&format, origin("logging.format"))?;
         }
         set(&mut config.logging.level, logging.level);
+        if let Some(notify) = self.notify {
+            config.notify.sinks = notify.into_sinks(path)?;
+        }
         Ok(())
     }
 }
 
+mod notify;
 #[cfg(test)]
 mod tests;

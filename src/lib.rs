@@ -19,13 +19,16 @@
 //!   readiness and metrics endpoints.
 //! - [`store`]: the chat read model in sled (conversations, messages by (conversation, seq),
 //!   read state, id indexes, the event outbox) and its replay-safe batch writer; no HTTP.
-//! - [`pipeline`]: the consumers joining log → store → hub: the write-behind store writer (one
-//!   task per partition, adaptive batches), the exactly-once relay to `messages.sent`, and the
-//!   fan-out of `messages.sent` to the hub's sessions; no HTTP.
+//! - [`pipeline`]: the consumers joining log → store → hub and notifications: the write-behind
+//!   store writer (one task per partition, adaptive batches), the exactly-once relay to
+//!   `messages.sent`, the fan-out of `messages.sent` to the hub's sessions, the `notify` group
+//!   producing `message.new`, and the sink consumers with their dead-letter topic; no HTTP.
 //! - [`hub`]: live WebSocket sessions (user → sessions) with bounded outbound queues, presence
 //!   and typing; no storage, no HTTP, no sockets.
-//! - [`server`]: wiring of the HTTP server, the store, the pipeline and the hub, and graceful
-//!   shutdown (`server::run`).
+//! - [`notify`]: the notification sinks (webhook with HMAC signature and retries, log); they
+//!   deliver one record and know nothing of the log.
+//! - [`server`]: wiring of the HTTP server, the store, the pipeline, the hub and the
+//!   notifications, and graceful shutdown (`server::run`).
 
 #![deny(unsafe_code)]
 #![warn(missing_docs, clippy::unwrap_used)]
@@ -40,6 +43,7 @@ pub mod discovery;
 pub mod hub;
 pub mod log;
 pub mod metrics;
+pub mod notify;
 pub mod pipeline;
 pub mod server;
 pub mod store;

@@ -39,6 +39,8 @@ enum Command {
     Tail(tidings::cli::tail::TailArgs),
     /// Consumer groups: list, describe (lag), reset-offsets.
     Groups(tidings::cli::groups::GroupsArgs),
+    /// Dead letters: replay them to the topic they came from.
+    Dlq(tidings::cli::dlq::DlqArgs),
     /// Load generators: measure the log, the chat service and real-time fan-out.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -54,6 +56,9 @@ enum BenchCommand {
     /// Opens WebSocket sessions, sends over HTTP and reports deliveries/s, send -> delivered
     /// latency and lost or duplicated deliveries.
     Fanout(tidings::bench::fanout::BenchFanoutArgs),
+    /// Publishes to the event bus over HTTP; reports records/s with batches and the
+    /// publish → poll latency of a consumer group at a fixed rate.
+    Publish(tidings::bench::publish::BenchPublishArgs),
 }
 
 /// Flags of `tidings serve`; each beats its `TIDINGS_*` variable and the file
@@ -118,9 +123,11 @@ fn main() -> ExitCode {
         Command::Produce(args) => admin(|| tidings::cli::produce::run(args)),
         Command::Tail(args) => admin(|| tidings::cli::tail::run(args)),
         Command::Groups(args) => admin(|| tidings::cli::groups::run(args)),
+        Command::Dlq(args) => admin(|| tidings::cli::dlq::run(args)),
         Command::Bench(BenchCommand::Log(args)) => admin(|| tidings::bench::log::run(args)),
         Command::Bench(BenchCommand::Send(args)) => admin(|| tidings::bench::send::run(args)),
         Command::Bench(BenchCommand::Fanout(args)) => admin(|| tidings::bench::fanout::run(args)),
+        Command::Bench(BenchCommand::Publish(args)) => admin(|| tidings::bench::publish::run(args)),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -28,6 +28,10 @@ use crate::log::{LogStats, PartitionLag};
 /// Name of the HTTP request latency histogram (labels `method`, `route`, `status`).
 pub const HTTP_REQUEST_DURATION: &str = "tidings_http_request_duration_seconds";
 
+/// Name of the counter of notifications a sink finished (labels `sink`, `outcome` =
+/// `delivered` | `dead`).
+pub const NOTIFY_DELIVERIES: &str = "tidings_notify_deliveries_total";
+
 /// Upper bounds of the HTTP latency buckets, in seconds.
 const HTTP_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -73,6 +77,10 @@ impl Metrics {
                 metrics::Unit::Seconds,
                 "Time from receiving an HTTP request to its response head, per route and status."
             );
+            metrics::describe_counter!(
+                NOTIFY_DELIVERIES,
+                "Notifications each sink finished: delivered, or dead (sent to message.new.dlq)."
+            );
         });
         metrics
     }
@@ -93,6 +101,15 @@ impl Metrics {
                 "status" => status.to_string(),
             )
             .record(seconds);
+        });
+    }
+
+    /// Counts one notification that sink `sink` finished with `outcome` (`delivered` or
+    /// `dead`). Sinks are configured, so the number of series stays bounded.
+    pub fn count_notification(&self, sink: &str, outcome: &'static str) {
+        self.record(|| {
+            metrics::counter!(NOTIFY_DELIVERIES, "sink" => sink.to_owned(), "outcome" => outcome)
+                .increment(1);
         });
     }
 

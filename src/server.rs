@@ -4,16 +4,17 @@
 //! open-file limit (every WebSocket session holds a descriptor) and serves at once (so
 //! `/healthz` answers and `/readyz` says 503 while the log recovers), opens the log, opens the
 //! chat store and starts the write-behind pipeline, lets the store catch up with what the log
-//! holds, starts the fan-out to the hub, marks the server ready, and runs until the shutdown
-//! future completes.
+//! holds, starts the fan-out to the hub, the `notify` group and the notification sinks, marks
+//! the server ready, and runs until the shutdown future completes.
 //!
 //! Then it stops in this order ([`stop`]): stop accepting and cancel the
 //! [`CancellationToken`] every background task selects on; let in-flight HTTP requests and
 //! WebSocket client frames finish; stop the store writers (they apply and relay everything
-//! accepted first); stop the fan-out (it delivers every event up to the high watermark of
-//! `messages.sent` first); close every session with 1001 (each writes what is queued first);
-//! wait for every task ([`TaskTracker`]); close the log (which syncs). History is thus complete
-//! when the server is ready again, and every stored message reached the live sessions.
+//! accepted first); stop the fan-out and the `notify` group (they handle every event up to the
+//! high watermark of `messages.sent` first); close every session with 1001 (each writes what is
+//! queued first); wait for every task ([`TaskTracker`]); close the log (which syncs). History is
+//! thus complete when the server is ready again, every stored message reached the live
+//! sessions, and every offline recipient got its notification.
 //!
 //! While ready it advertises its address in the data directory ([`crate::discovery`]), so that
 //! the admin commands, which cannot open a directory the server holds, find the server instead;
@@ -25,6 +26,7 @@
 
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::serve::ListenerExt;
@@ -33,15 +35,14 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use std::sync::Arc;
-
 use crate::api::Chat;
 pub use crate::api::{app, AppState};
 use crate::auth::{AuthError, Authenticator};
 use crate::config::Config;
 use crate::discovery;
-use crate::hub::{fd_limit, CloseReason, Contacts};
+use crate::hub::{fd_limit, CloseReason, Contacts, Hub};
 use crate::log::{Log, LogError};
+use crate::pipeline::notify::LiveSessions;
 use crate::pipeline::{self, fanout, Pipeline, PipelineConfig, PipelineError, MESSAGES_TOPIC};
 use crate::store::{Store, StoreError};
 
@@ -65,42 +66,15 @@ pub enum ServerError {
     /// The write-behind pipeline could not start.
     #[error("cannot start the message store writers: {0}")]
     Pipeline(PipelineError),
+    /// The `notify` group or a notification sink could not start.
+    #[error("cannot start the notifications: {0}")]
+    Notifications(PipelineError),
     /// The HTTP server failed while serving.
     #[error("the HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
     /// A task the server waited for panicked or was cancelled.
     #[error("a server task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
-}
-
-/// The store writers and the fan-out, each stopped on its own signal in the order [`stop`]
-/// needs (after the requests drained).
-#[derive(Debug, Default)]
-struct Stages {
-    writers: CancellationToken,
-    writer_tasks: TaskTracker,
-    fanout: CancellationToken,
-    fanout_tasks: TaskTracker,
-}
-
-impl Stages {
-    /// Stops the store writers (they catch up and relay first), then the fan-out (it delivers
-    /// up to the high watermark of `messages.sent` first).
-    async fn drain(&self) {
-        self.writers.cancel();
-        self.writer_tasks.close();
-        self.writer_tasks.wait().await;
-        self.fanout.cancel();
-        self.fanout_tasks.close();
-        self.fanout_tasks.wait().await;
-    }
-}
-
-/// The hub asks the store who shares a conversation with a user.
-impl Contacts for Store {
-    fn contacts_of(&self, user: &str) -> Vec<String> {
-        Store::contacts_of(self, user)
-    }
 }
 
 /// Serves `config` on `listener` until `shutdown` completes, then stops gracefully.
@@ -117,6 +91,7 @@ pub async fn run(
     );
     let token = state.shutdown().clone();
     let address = listener.local_addr().map_err(ServerError::Serve)?;
+    // The pipeline's stages stop on their own signals, after the requests drained (see `stop`).
     let stages = Stages::default();
     // No Nagle delay: a session writer flushes a batch of frames at once, and a small frame
     // must not wait for the previous one's ACK (nor an HTTP answer for its predecessor's).
@@ -156,23 +131,130 @@ fn raise_open_file_limit() {
     }
 }
 
-/// Opens the log and advertises `address`, then opens the chat store, pipeline and fan-out,
-/// and makes the server ready.
+/// The signals that stop the pipeline's stages one after the other: first the store writers
+/// (which relay their last events to `messages.sent`), then the consumers of those events: the
+/// fan-out (tracked here, so the sessions close after it) and the `notify` group (which turns
+/// them into `message.new`). The sinks stop with the server's own shutdown signal.
+#[derive(Debug, Default)]
+struct Stages {
+    writers: CancellationToken,
+    notify: CancellationToken,
+    fanout: CancellationToken,
+    fanout_tasks: TaskTracker,
+}
+
+impl Stages {
+    /// Stops the store writers (they catch up and relay first), then the fan-out and the
+    /// `notify` group, and waits for the fan-out to have delivered up to the high watermark of
+    /// `messages.sent`.
+    async fn drain(&self, state: &AppState) {
+        self.writers.cancel();
+        if let Ok(chat) = state.chat() {
+            chat.pipeline.stopped().await;
+        }
+        self.notify.cancel();
+        self.fanout.cancel();
+        self.fanout_tasks.close();
+        self.fanout_tasks.wait().await;
+    }
+}
+
+/// The hub asks the store who shares a conversation with a user.
+impl Contacts for Store {
+    fn contacts_of(&self, user: &str) -> Vec<String> {
+        Store::contacts_of(self, user)
+    }
+}
+
+/// The `notify` group asks the hub who has a live session.
+impl LiveSessions for Hub {
+    fn has_live_session(&self, user_id: &str) -> bool {
+        Hub::has_live_session(self, user_id)
+    }
+}
+
+/// Opens the log and advertises `address`, then opens the chat store and pipeline, the fan-out
+/// and the notifications, and makes the server ready.
 async fn open(state: &AppState, stages: &Stages, address: SocketAddr) -> Result<(), ServerError> {
     open_log(state).await?;
     // As soon as the directory is ours: an admin command run meanwhile is told "starting up"
     // by this server rather than "directory in use" by the lock.
     publish_address(state, address);
-    start_chat(state, stages).await?;
+    start_chat(state, &stages.writers).await?;
+    start_fanout(state, stages)?;
+    start_notifications(state, &stages.notify).await?;
     state.set_ready(true);
     Ok(())
 }
 
-/// Opens the store, starts one store writer per partition, and waits until they applied
-/// everything the log held at start (after a crash, records accepted but not stored yet), so
-/// that reads and idempotent retries see every accepted message. Then starts the fan-out from
-/// the high watermark of `messages.sent`, and the hub's timers.
-async fn start_chat(state: &AppState, stages: &Stages) -> Result<(), ServerError> {
+/// Who has a live session, as the `notify` group asks it: the hub.
+fn live_sessions(state: &AppState) -> Arc<dyn LiveSessions> {
+    Arc::new(state.hub().clone())
+}
+
+/// Starts the `notify` group (`messages.sent` → `message.new`) and the configured sinks.
+async fn start_notifications(
+    state: &AppState,
+    notify: &CancellationToken,
+) -> Result<(), ServerError> {
+    let log = state
+        .log()
+        .map_err(|_| ServerError::OpenLog(LogError::Closed))?
+        .clone();
+    let chat = state
+        .chat()
+        .map_err(|_| ServerError::Pipeline(PipelineError::Worker("not started".into())))?;
+    pipeline::notify::start(
+        log.clone(),
+        chat.store.clone(),
+        live_sessions(state),
+        notify.clone(),
+        state.tasks(),
+    )
+    .await
+    .map_err(ServerError::Notifications)?;
+    pipeline::sinks::start(
+        log,
+        &state.config().notify.sinks,
+        chat.pipeline.partitions(),
+        state.metrics().clone(),
+        state.shutdown().clone(),
+        state.tasks(),
+    )
+    .await
+    .map_err(ServerError::Notifications)
+}
+
+/// Gives the hub its contacts (the store), starts the fan-out from the high watermark of
+/// `messages.sent`, and the hub's timers.
+fn start_fanout(state: &AppState, stages: &Stages) -> Result<(), ServerError> {
+    let log = state
+        .log()
+        .map_err(|_| ServerError::OpenLog(LogError::Closed))?
+        .clone();
+    let chat = state
+        .chat()
+        .map_err(|_| ServerError::Pipeline(PipelineError::Worker("not started".into())))?;
+    let hub = state.hub().clone();
+    hub.attach_contacts(Arc::new(chat.store.clone()));
+    fanout::start(
+        log,
+        chat.store.clone(),
+        hub.clone(),
+        stages.fanout.clone(),
+        &stages.fanout_tasks,
+    )
+    .map_err(ServerError::Pipeline)?;
+    state
+        .tasks()
+        .spawn(hub.run_timers(state.shutdown().clone()));
+    Ok(())
+}
+
+/// Opens the store, starts one store writer per partition on the server's tracker, and waits
+/// until they applied everything the log held at start (after a crash, records accepted but not
+/// stored yet), so that reads and idempotent retries see every accepted message.
+async fn start_chat(state: &AppState, writers: &CancellationToken) -> Result<(), ServerError> {
     let log = state
         .log()
         .map_err(|_| ServerError::OpenLog(LogError::Closed))?
@@ -189,25 +271,12 @@ async fn start_chat(state: &AppState, stages: &Stages) -> Result<(), ServerError
         log.clone(),
         store.clone(),
         config,
-        stages.writers.clone(),
-        &stages.writer_tasks,
+        writers.clone(),
+        state.tasks(),
     )
     .await
     .map_err(ServerError::Pipeline)?;
     catch_up(&log, &pipeline).await?;
-    let hub = state.hub().clone();
-    hub.attach_contacts(Arc::new(store.clone()));
-    fanout::start(
-        log,
-        store.clone(),
-        hub.clone(),
-        stages.fanout.clone(),
-        &stages.fanout_tasks,
-    )
-    .map_err(ServerError::Pipeline)?;
-    state
-        .tasks()
-        .spawn(hub.run_timers(state.shutdown().clone()));
     state.attach_chat(Chat { store, pipeline });
     Ok(())
 }
@@ -268,8 +337,8 @@ async fn stop(
     state.session_readers().close();
     state.session_readers().wait().await;
     // No request appends any more: the store writers catch up with everything accepted, then
-    // the fan-out delivers every event they relayed.
-    stages.drain().await;
+    // the fan-out delivers, and the notify group notifies, every event they relayed.
+    stages.drain(&state).await;
     state.hub().close_all(CloseReason::ShuttingDown);
     state.tasks().close();
     state.tasks().wait().await;
@@ -404,7 +473,7 @@ mod tests {
         assert_eq!(ready(&state).await, StatusCode::OK);
         state.shutdown().cancel();
         assert_eq!(ready(&state).await, StatusCode::SERVICE_UNAVAILABLE);
-        stages.drain().await;
+        stages.drain(&state).await;
         state.tasks().close();
         state.tasks().wait().await;
         state.log().unwrap().shutdown();

@@ -29,7 +29,7 @@ pub const PUBLISH_SCOPE: &str = "events:publish";
 pub const CONSUME_SCOPE: &str = "events:consume";
 /// The topic of per-recipient notifications chat produces (API.md, "Events other services
 /// consume").
-pub const NOTIFICATIONS_TOPIC: &str = "message.new";
+pub use crate::pipeline::notify::NOTIFICATIONS_TOPIC;
 
 /// What a request does to a topic; decides the scope it needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

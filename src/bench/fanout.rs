@@ -21,13 +21,12 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::net::TcpStream;
@@ -38,7 +37,9 @@ use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
-use super::report::{process_cpu_seconds, progress_bar, resident_mib, LatencyReport};
+use super::report::{
+    process_cpu_seconds, progress_bar, resident_mib, run_and_print, LatencyReport, ServerArgs,
+};
 
 /// Bytes of content that carry the send time (zero-padded decimal microseconds).
 pub const STAMP_LEN: usize = 20;
@@ -52,9 +53,9 @@ const SETTLE: Duration = Duration::from_secs(2);
 /// Options of `tidings bench fanout`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchFanoutArgs {
-    /// Base URL of a running server.
-    #[arg(long, default_value = "http://127.0.0.1:8787")]
-    pub server: String,
+    /// The server and where its secret is.
+    #[command(flatten)]
+    pub target_server: ServerArgs,
     /// WebSocket sessions to open, one user each.
     #[arg(long, default_value_t = 1000)]
     pub connections: usize,
@@ -85,12 +86,6 @@ pub struct BenchFanoutArgs {
     /// The server's process id (same machine): report its memory per idle session.
     #[arg(long)]
     pub server_pid: Option<u32>,
-    /// The server's data directory, whose secret.key signs the tokens [default: ./data].
-    #[arg(long, value_name = "DIR", conflicts_with = "config")]
-    pub data_dir: Option<PathBuf>,
-    /// The server's configuration file (its auth.jwtSecret or dataDir gives the secret).
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
     /// Print one JSON object instead of a summary.
     #[arg(long)]
     pub json: bool,
@@ -189,23 +184,14 @@ impl Setup {
 
 /// Runs the generator and prints its report.
 pub fn run(args: BenchFanoutArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let report = runtime.block_on(measure(&args))?;
-    if args.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        print_summary(&report);
-    }
-    Ok(())
+    run_and_print(args.json, measure(&args), print_summary)
 }
 
 /// Sets up, opens the sessions, sends, drains and returns the report.
 pub async fn measure(args: &BenchFanoutArgs) -> anyhow::Result<BenchFanoutReport> {
     check_args(args)?;
     raise_open_file_limit(args.connections + args.senders)?;
-    let server = args.server.trim_end_matches('/').to_owned();
+    let server = args.target_server.base();
     let setup = Arc::new(set_up(args, &server).await?);
     let shared = Arc::new(Shared::new());
     let rss_before = args.server_pid.map(|pid| resident_mib(Some(pid)));
@@ -311,8 +297,7 @@ fn raise_open_file_limit(descriptors: usize) -> anyhow::Result<()> {
 
 /// Mints the tokens and creates the conversations (fresh ids per run).
 async fn set_up(args: &BenchFanoutArgs, server: &str) -> anyhow::Result<Setup> {
-    let authenticator =
-        crate::cli::token::server_authenticator(args.config.as_deref(), args.data_dir.clone())?;
+    let authenticator = args.target_server.authenticator()?;
     let run_id = crate::store::new_message_id();
     let run = &run_id[run_id.len() - 8..];
     let tokens: Vec<String> = (0..args.connections)
@@ -488,6 +473,9 @@ async fn connect(url: &str) -> anyhow::Result<Socket> {
             if let Frame::Text(text) = frame? {
                 let incoming: Incoming = serde_json::from_str(text.as_str())?;
                 if incoming.kind == "ready" {
+                    // A client's first frame tells the server it will not `resume` first, so
+                    // live messages flow at once (see docs/api.md, "Reconnecting").
+                    socket.send(Frame::text(r#"{"type":"ping"}"#)).await?;
                     return Ok(socket);
                 }
             }

@@ -3,7 +3,9 @@
 
 pub mod fanout;
 pub mod log;
+pub mod publish;
 mod report;
 pub mod send;
 
+pub(crate) use report::progress_bar;
 pub use report::LatencyReport;

@@ -1,5 +1,8 @@
-//! Latency recording and progress display shared by the load generators.
+//! What the load generators share: latency recording, progress display, and the options that
+//! name the server under load and where its token secret is.
 
+use std::future::Future;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -98,4 +101,49 @@ pub(crate) fn resident_kib(pid: Option<u32>) -> Option<u64> {
 /// Resident set size in MiB of process `pid` or of this process (0 when unknown).
 pub(crate) fn resident_mib(pid: Option<u32>) -> f64 {
     resident_kib(pid).map_or(0.0, |kib| kib as f64 / 1024.0)
+}
+
+/// The server a generator loads, and where to find the secret its tokens are signed with.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// Base URL of a running server.
+    #[arg(long, default_value = "http://127.0.0.1:8787")]
+    pub server: String,
+    /// The server's data directory, whose secret.key signs the tokens [default: ./data].
+    #[arg(long, value_name = "DIR", conflicts_with = "config")]
+    pub data_dir: Option<PathBuf>,
+    /// The server's configuration file (its auth.jwtSecret or dataDir gives the secret).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+impl ServerArgs {
+    /// The base URL without a trailing slash.
+    pub fn base(&self) -> String {
+        self.server.trim_end_matches('/').to_owned()
+    }
+
+    /// The server's token authenticator (found as `tidings token` finds it).
+    pub fn authenticator(&self) -> anyhow::Result<crate::auth::Authenticator> {
+        crate::cli::token::server_authenticator(self.config.as_deref(), self.data_dir.clone())
+    }
+}
+
+/// Runs `measure` on a multi-threaded runtime and prints its report: one JSON object with
+/// `json`, else `summary`'s text.
+pub(crate) fn run_and_print<R: serde::Serialize>(
+    json: bool,
+    measure: impl Future<Output = anyhow::Result<R>>,
+    summary: impl FnOnce(&R),
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(measure)?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        summary(&report);
+    }
+    Ok(())
 }

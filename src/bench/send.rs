@@ -9,7 +9,6 @@
 //! same loop against `GET /healthz`, the reference the send rate is compared with.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +17,7 @@ use anyhow::Context;
 use serde::Serialize;
 use serde_json::json;
 
-use super::report::{process_cpu_seconds, progress_bar, LatencyReport};
+use super::report::{process_cpu_seconds, progress_bar, run_and_print, LatencyReport, ServerArgs};
 
 /// What each sender's loop requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -33,9 +32,9 @@ pub enum Target {
 /// Options of `tidings bench send`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchSendArgs {
-    /// Base URL of a running server.
-    #[arg(long, default_value = "http://127.0.0.1:8787")]
-    pub server: String,
+    /// The server and where its secret is (`--server`, `--data-dir`, `--config`).
+    #[command(flatten)]
+    pub target_server: ServerArgs,
     /// Users to create tokens for.
     #[arg(long, default_value_t = 100)]
     pub users: usize,
@@ -60,12 +59,6 @@ pub struct BenchSendArgs {
     /// What to request.
     #[arg(long, value_enum, default_value = "send")]
     pub target: Target,
-    /// The server's data directory, whose secret.key signs the tokens [default: ./data].
-    #[arg(long, value_name = "DIR", conflicts_with = "config")]
-    pub data_dir: Option<PathBuf>,
-    /// The server's configuration file (its auth.jwtSecret or dataDir gives the secret).
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
     /// Print one JSON object instead of a summary.
     #[arg(long)]
     pub json: bool,
@@ -126,16 +119,7 @@ struct Setup {
 
 /// Runs the generator and prints its report.
 pub fn run(args: BenchSendArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let report = runtime.block_on(measure(&args))?;
-    if args.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        print_summary(&report);
-    }
-    Ok(())
+    run_and_print(args.json, measure(&args), print_summary)
 }
 
 /// Sets up users and conversations, runs the load, returns the report.
@@ -144,7 +128,7 @@ pub async fn measure(args: &BenchSendArgs) -> anyhow::Result<BenchSendReport> {
         args.users >= 2 && args.conversations >= 1 && args.senders >= 1,
         "need at least 2 users, 1 conversation and 1 sender"
     );
-    let server = args.server.trim_end_matches('/').to_owned();
+    let server = args.target_server.base();
     let setup = Arc::new(set_up(args, &server).await?);
     let cpu_before = process_cpu_seconds();
     let started = Instant::now();
@@ -155,8 +139,7 @@ pub async fn measure(args: &BenchSendArgs) -> anyhow::Result<BenchSendReport> {
 }
 
 async fn set_up(args: &BenchSendArgs, server: &str) -> anyhow::Result<Setup> {
-    let authenticator =
-        crate::cli::token::server_authenticator(args.config.as_deref(), args.data_dir.clone())?;
+    let authenticator = args.target_server.authenticator()?;
     let run_id = crate::store::new_message_id();
     let users: Vec<User> = (0..args.users)
         .map(|i| {

@@ -1,10 +1,10 @@
-//! The admin command line: `tidings topics|produce|tail|groups`, like Kafka's console tools.
+//! The admin command line: `tidings topics|produce|tail|groups|dlq`, like Kafka's console tools.
 //!
 //! This module owns what every admin command shares: the options ([`CommonArgs`]: `--server`,
 //! `--token`, `--data-dir`, `--config`, `--json`), opening the log directly on the data
 //! directory, the runtime the async log and HTTP calls run on, aligned text
 //! tables, and how a record is rendered (as one JSON object per line, or as a line of text). Each
-//! command family has its own file: [`topics`], [`produce`], [`tail`], [`groups`].
+//! command family has its own file: [`topics`], [`produce`], [`tail`], [`groups`], [`dlq`].
 //!
 //! Every admin command works in two modes with the same flags and output: it asks a running
 //! server over HTTP (`--server URL`, [`remote`]), or opens the data directory itself; `connect`
@@ -13,6 +13,7 @@
 //! `error: <message>` and exits with 1.
 
 mod connect;
+pub mod dlq;
 pub mod groups;
 pub mod produce;
 pub mod remote;

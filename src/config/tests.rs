@@ -287,3 +287,34 @@ fn the_ws_section_is_read_and_checked() {
     let refused = Config::load_with_env(Some(&zero), Overrides::default(), env(&[])).unwrap_err();
     assert!(refused.to_string().contains("ws.queueFrames"), "{refused}");
 }
+
+#[test]
+fn notification_sinks_come_from_the_file_with_documented_defaults() {
+    let (_dir, path) = write_file(
+        "[[notify.sinks]]\nname = \"push\"\ntype = \"webhook\"\n\
+         url = \"http://127.0.0.1:9000/notify\"\nsecret = \"s3cret\"\n\
+         [[notify.sinks]]\nname = \"edge.log\"\ntype = \"log\"\n",
+    );
+    let config = Config::load_with_env(Some(&path), Overrides::default(), env(&[])).unwrap();
+    let [push, edge] = config.notify.sinks.as_slice() else {
+        panic!("two sinks: {:?}", config.notify.sinks);
+    };
+    assert_eq!(push.name, "push");
+    let crate::notify::SinkKind::Webhook(webhook) = &push.kind else {
+        panic!("a webhook: {push:?}");
+    };
+    assert_eq!(webhook.url.as_str(), "http://127.0.0.1:9000/notify");
+    assert_eq!(webhook.secret, "s3cret");
+    assert_eq!(webhook.max_attempts, 5);
+    assert_eq!(webhook.timeout, Duration::from_secs(5));
+    assert_eq!(webhook.backoff, crate::notify::Backoff::default());
+    assert_eq!(webhook.concurrency, 4);
+    assert_eq!(edge.name, "edge.log");
+    assert_eq!(edge.kind, crate::notify::SinkKind::Log);
+    assert!(
+        !format!("{config:?}").contains("s3cret"),
+        "Debug redacts the secret"
+    );
+    let none = Config::load_with_env(None, Overrides::default(), env(&[])).unwrap();
+    assert!(none.notify.sinks.is_empty());
+}

@@ -9,7 +9,7 @@
 //! conversation's participants up at that moment (a participant removed a moment ago receives
 //! nothing more), builds the frame once (`message`, `message.updated` or `message.deleted`) and
 //! hands it to [`Hub::deliver`], which never waits. It runs in the pipeline's consumer loop
-//! (`consumer.rs`): it wakes on the partition's high watermark, never on a timer.
+//! (`follow.rs`): it wakes on the partition's high watermark, never on a timer.
 //!
 //! Shutdown: on cancel, a task delivers everything up to the high watermark of that moment
 //! (the server cancels it after the store writers and the relay have finished) and exits.
@@ -19,7 +19,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::consumer::{fetch, run_until_drained, Fetched, PartitionConsumer};
+use super::follow::{follow, read_ready, PartitionConsumer};
 use super::{Result, EVENTS_TOPIC};
 use crate::hub::{Frame, Hub, Scope};
 use crate::log::{Log, ReadLimits, StoredRecord};
@@ -130,34 +130,27 @@ struct PartitionFanout {
 
 impl PartitionFanout {
     async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
-        let high = self.log.subscribe(EVENTS_TOPIC, self.partition)?;
-        run_until_drained(&mut self, high, &shutdown).await
+        let log = self.log.clone();
+        follow(&log, EVENTS_TOPIC, self.partition, &mut self, &shutdown).await
     }
 }
 
 impl PartitionConsumer for PartitionFanout {
-    fn position(&self) -> u64 {
+    fn next_offset(&self) -> u64 {
         self.next
     }
 
     /// Delivers the events from `self.next` on (at most [`MAX_BATCH`], not past `goal`) and
     /// commits the new position.
     async fn step(&mut self, goal: u64) -> Result<()> {
-        let wanted = usize::try_from(goal - self.next).unwrap_or(usize::MAX);
-        let limits = ReadLimits::records(MAX_BATCH.min(wanted));
-        let records = match fetch(&self.log, EVENTS_TOPIC, self.partition, self.next, limits)? {
-            Fetched::Records(records) => records,
-            Fetched::Deleted { earliest } => {
-                tracing::warn!(
-                    partition = self.partition,
-                    from = self.next,
-                    to = earliest,
-                    "events deleted by retention before the fan-out delivered them"
-                );
-                self.next = earliest;
-                return Ok(());
-            }
-        };
+        let records = read_ready(
+            &self.log,
+            (EVENTS_TOPIC, self.partition),
+            &mut self.next,
+            goal,
+            ReadLimits::records(MAX_BATCH),
+            FANOUT_GROUP,
+        )?;
         let Some(last) = records.last().map(|r| r.offset) else {
             return Ok(());
         };
@@ -167,6 +160,8 @@ impl PartitionConsumer for PartitionFanout {
         self.next = last + 1;
         self.log
             .commit_offset(FANOUT_GROUP, EVENTS_TOPIC, self.partition, self.next)?;
+        // A step never waits: let the sessions' writers run between batches.
+        tokio::task::yield_now().await;
         Ok(())
     }
 }

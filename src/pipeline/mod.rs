@@ -1,5 +1,6 @@
-//! The consumers that join the log to the store: the write-behind store writer and the relay of
-//! its events to `messages.sent`. Each is a task holding a shutdown signal; this module knows
+//! The consumers that join the log to the store and to notifications: the write-behind store
+//! writer, the relay of its events to `messages.sent`, the `notify` group and the sink
+//! consumers. Each is a task holding a shutdown signal; this module knows
 //! nothing of HTTP.
 //!
 //! The path: the edge validates a write against the store's in-memory view and appends a
@@ -11,16 +12,21 @@
 //! then the group's offset, in an order that a replay after a crash completes exactly once. Then it publishes its progress ([`Pipeline::wait_applied`])
 //! and relays the batch's events to the same partition of `messages.sent` ([`relay`]).
 //!
-//! Then [`fanout`] (consumer group `fanout`, one task per partition of `messages.sent`) pushes
-//! each event to the live sessions of the conversation's participants through the hub.
-//!
 //! Shutdown: on cancel, each worker applies everything its partition holds up to the high
-//! watermark of that moment, relays it, and exits, so history is complete at restart; the
-//! fan-out, cancelled after them, delivers every event up to the high watermark and exits.
+//! watermark of that moment, relays it, and exits, so history is complete at restart.
+//!
+//! Downstream of `messages.sent`: [`fanout`] (consumer group `fanout`, one task per partition)
+//! pushes each event to the live sessions of the conversation's participants through the hub;
+//! [`notify`] (consumer group `notify`, which appends `message.new` for offline recipients) and
+//! [`sinks`] (one consumer group per notification sink on `message.new`, with the dead-letter
+//! topic `message.new.dlq`). Cancelled after the store writers, the fan-out and `notify` handle
+//! every event up to the high watermark before they exit.
 
-mod consumer;
 pub mod fanout;
+mod follow;
+pub mod notify;
 mod relay;
+pub mod sinks;
 mod writer;
 
 use std::sync::{Arc, Mutex};
@@ -103,6 +109,9 @@ pub struct Pipeline {
     log: Log,
     applied: Vec<watch::Receiver<u64>>,
     failure: Arc<Mutex<Option<String>>>,
+    /// The store writers alone (they also run on the server's tracker), so that the consumers
+    /// of `messages.sent` can wait until the last events are relayed ([`Pipeline::stopped`]).
+    writers: TaskTracker,
 }
 
 /// Creates `messages` and `messages.sent` if missing, recovers the outbox and starts one store
@@ -117,6 +126,7 @@ pub async fn start(
 ) -> Result<Pipeline> {
     let partitions = ensure_topics(&log, config.partitions).await?;
     let failure = Arc::new(Mutex::new(None));
+    let writers = TaskTracker::new();
     let mut applied = Vec::with_capacity(partitions as usize);
     for partition in 0..partitions {
         let (low, _) = log.watermarks(MESSAGES_TOPIC, partition)?;
@@ -137,18 +147,19 @@ pub async fn start(
         };
         let failure = failure.clone();
         let shutdown = shutdown.clone();
-        tracker.spawn(async move {
+        tracker.spawn(writers.track_future(async move {
             if let Err(e) = worker.run(shutdown).await {
                 tracing::error!(partition, error = %e, "store writer stopped");
                 let mut slot = failure.lock().unwrap_or_else(|p| p.into_inner());
                 slot.get_or_insert(format!("partition {partition}: {e}"));
             }
-        });
+        }));
     }
     Ok(Pipeline {
         log,
         applied,
         failure,
+        writers,
     })
 }
 
@@ -162,7 +173,7 @@ async fn ensure_topics(log: &Log, partitions: u32) -> Result<u32> {
     Ok(messages)
 }
 
-async fn ensure_topic(log: &Log, topic: &str, partitions: u32) -> Result<u32> {
+pub(crate) async fn ensure_topic(log: &Log, topic: &str, partitions: u32) -> Result<u32> {
     match log.describe_topic(topic) {
         Ok(info) => return Ok(info.partitions.len() as u32),
         Err(LogError::UnknownTopic(_)) => {}
@@ -221,6 +232,13 @@ impl Pipeline {
     pub fn lag(&self) -> Result<u64> {
         let lags = self.log.group_lag(STORE_GROUP, MESSAGES_TOPIC)?;
         Ok(lags.iter().map(|l| l.lag).sum())
+    }
+
+    /// Waits until every store writer has exited (after its shutdown signal, having applied and
+    /// relayed everything accepted): from then on `messages.sent` receives nothing more.
+    pub async fn stopped(&self) {
+        self.writers.close();
+        self.writers.wait().await;
     }
 
     /// Why a store writer stopped, if one did (the server is then not ready).

@@ -1,17 +1,16 @@
 //! One store writer: the consumer of one `messages` partition for group `store`.
 //!
-//! Its loop body is its [`PartitionConsumer::step`]: read what is ready (at most `max_batch`
-//! records), apply it with [`Store::apply_batch`] on a blocking thread (plain writes, then the
-//! offset commit), publish the progress, relay the events. It runs in
-//! [`run_until_drained`], sleeping on the partition's high-watermark channel between steps,
-//! never on a timer.
+//! Its loop body is [`Worker::step`]: read what is ready (at most `max_batch` records), apply it
+//! with [`Store::apply_batch`] on a blocking thread (plain writes, then the offset commit),
+//! publish the progress, relay the events. It
+//! sleeps on the partition's high-watermark channel between steps, never on a timer.
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::consumer::{fetch, run_until_drained, Fetched, PartitionConsumer};
+use super::follow::{follow, read_ready, PartitionConsumer};
 use super::{relay, PipelineError, Result, MESSAGES_TOPIC, STORE_GROUP};
-use crate::log::{Log, LogError, ReadLimits, StoredRecord};
+use crate::log::{Log, ReadLimits, StoredRecord};
 use crate::store::{AppliedBatch, BatchPosition, ChatCommand, Store};
 
 /// Upper bound on the bytes one batch reads.
@@ -35,61 +34,24 @@ impl Worker {
         if self.relay {
             self.relayed = relay::recover(&self.log, &self.store, self.partition).await?;
         }
-        let high = self.log.subscribe(MESSAGES_TOPIC, self.partition)?;
-        run_until_drained(&mut self, high, &shutdown).await
-    }
-
-    fn read(&self, goal: u64) -> std::result::Result<Fetched, LogError> {
-        let wanted = usize::try_from(goal - self.next).unwrap_or(usize::MAX);
-        let limits = ReadLimits {
-            max_records: self.max_batch.min(wanted),
-            max_bytes: MAX_BATCH_BYTES,
-        };
-        fetch(&self.log, MESSAGES_TOPIC, self.partition, self.next, limits)
-    }
-
-    async fn apply(
-        &self,
-        next_offset: u64,
-        commands: Vec<(u64, ChatCommand)>,
-    ) -> Result<AppliedBatch> {
-        let store = self.store.clone();
-        let partition = self.partition;
-        tokio::task::spawn_blocking(move || {
-            let position = BatchPosition {
-                group: STORE_GROUP,
-                topic: MESSAGES_TOPIC,
-                partition,
-                next_offset,
-            };
-            store.apply_batch(&position, &commands)
-        })
-        .await
-        .map_err(|e| PipelineError::Worker(e.to_string()))?
-        .map_err(PipelineError::from)
+        let log = self.log.clone();
+        follow(&log, MESSAGES_TOPIC, self.partition, &mut self, &shutdown).await
     }
 }
 
 impl PartitionConsumer for Worker {
-    fn position(&self) -> u64 {
+    fn next_offset(&self) -> u64 {
         self.next
     }
 
     /// Applies the records from `self.next` on (at most `max_batch`, not past `goal`).
     async fn step(&mut self, goal: u64) -> Result<()> {
-        let records = match self.read(goal)? {
-            Fetched::Records(records) => records,
-            Fetched::Deleted { earliest } => {
-                tracing::error!(
-                    partition = self.partition,
-                    from = self.next,
-                    to = earliest,
-                    "records deleted by retention before the store applied them"
-                );
-                self.next = earliest;
-                return Ok(());
-            }
+        let limits = ReadLimits {
+            max_records: self.max_batch,
+            max_bytes: MAX_BATCH_BYTES,
         };
+        let at = (MESSAGES_TOPIC, self.partition);
+        let records = read_ready(&self.log, at, &mut self.next, goal, limits, STORE_GROUP)?;
         let Some(last) = records.last().map(|r| r.offset) else {
             return Ok(());
         };
@@ -116,6 +78,29 @@ impl PartitionConsumer for Worker {
             .await?;
         }
         Ok(())
+    }
+}
+
+impl Worker {
+    async fn apply(
+        &self,
+        next_offset: u64,
+        commands: Vec<(u64, ChatCommand)>,
+    ) -> Result<AppliedBatch> {
+        let store = self.store.clone();
+        let partition = self.partition;
+        tokio::task::spawn_blocking(move || {
+            let position = BatchPosition {
+                group: STORE_GROUP,
+                topic: MESSAGES_TOPIC,
+                partition,
+                next_offset,
+            };
+            store.apply_batch(&position, &commands)
+        })
+        .await
+        .map_err(|e| PipelineError::Worker(e.to_string()))?
+        .map_err(PipelineError::from)
     }
 }
 

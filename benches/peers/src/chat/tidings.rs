@@ -1,0 +1,183 @@
+//! Tidings' side of row 3: each pair is a two-member conversation; its senders post
+//! `POST /api/conversations/{id}/messages` (one in flight each), the receiver holds `/ws?token=T`
+//! open (after `ready` and a `resume`, as a client does) and times each `{"type":"message"}`
+//! frame. Written against the WebSocket contract in
+//! docs/api.md; a server without `/ws` fails the connection and the run script reports it.
+
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use super::{ChatArgs, ChatSender, Deliveries};
+use crate::tidings::{call, TidingsArgs};
+
+/// What the run script looks for to report the Tidings side as not run rather than broken.
+const NO_WEBSOCKET_HUB: &str = "this Tidings build has no /ws endpoint";
+
+/// Creates every pair's conversation and opens its receiver's WebSocket (waiting for `ready`),
+/// then returns `--senders` senders, each on its own keep-alive connection.
+pub async fn connect(args: &ChatArgs, deliveries: &Arc<Deliveries>) -> Result<Vec<TidingsSender>> {
+    let tidings = args.server.tidings()?;
+    let client = TidingsArgs::client()?;
+    let mut pairs = Vec::with_capacity(args.pairs);
+    for i in 0..args.pairs {
+        let (sender, receiver) = (format!("peers-sender-{i}"), format!("peers-receiver-{i}"));
+        let sender_token = tidings.token(&sender, &[])?;
+        let receiver_token = tidings.token(&receiver, &[])?;
+        let conversation =
+            create_conversation(&client, &tidings.url, &sender_token, &receiver).await?;
+        open_receiver(
+            &tidings.url,
+            &receiver_token,
+            &conversation,
+            deliveries.clone(),
+        )
+        .await
+        .with_context(|| format!("opening {receiver}'s WebSocket"))?;
+        let url = format!("{}/api/conversations/{conversation}/messages", tidings.url);
+        pairs.push((url, sender_token));
+    }
+    (0..args.senders)
+        .map(|j| {
+            let (url, token) = pairs[j % pairs.len()].clone();
+            Ok(TidingsSender {
+                client: TidingsArgs::client()?,
+                url,
+                token,
+            })
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+struct Created {
+    id: String,
+}
+
+async fn create_conversation(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    with: &str,
+) -> Result<String> {
+    let request = client
+        .post(format!("{url}/api/conversations"))
+        .json(&json!({"participants": [with]}));
+    let created: Created = call(request, token, 201, "creating a conversation")
+        .await?
+        .json()
+        .await?;
+    Ok(created.id)
+}
+
+/// A server → client frame; only the fields this benchmark reads.
+#[derive(Deserialize)]
+struct Frame {
+    #[serde(rename = "type")]
+    kind: String,
+    message: Option<FrameMessage>,
+}
+
+#[derive(Deserialize)]
+struct FrameMessage {
+    content: String,
+}
+
+/// A WebSocket to the server.
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens `/ws` and does what a chat client does on connecting: waits for `ready`, then sends
+/// `resume` for its conversation (the server holds live messages back until a new session's
+/// first frame is handled, so that a resume comes first) and waits for its `ack`. Then spawns
+/// the task that times every `message`.
+async fn open_receiver(
+    url: &str,
+    token: &str,
+    conversation: &str,
+    deliveries: Arc<Deliveries>,
+) -> Result<()> {
+    let ws_url = format!("{}/ws?token={token}", url.replacen("http", "ws", 1));
+    let (mut socket, _) = match tokio_tungstenite::connect_async(ws_url).await {
+        Err(WsError::Http(response)) if response.status() == 404 => {
+            bail!("{NO_WEBSOCKET_HUB} (GET /ws answered 404)")
+        }
+        connected => connected?,
+    };
+    next_frame_of(&mut socket, |frame| frame["type"] == "ready").await?;
+    let resume = json!({"type": "resume", "ref": "peers", "conversations": {conversation: 0}});
+    socket.send(Message::text(resume.to_string())).await?;
+    let answer = next_frame_of(&mut socket, |frame| frame["ref"] == "peers").await?;
+    if answer["type"] != "ack" {
+        bail!("the server refused the resume: {answer}");
+    }
+    tokio::spawn(time_deliveries(socket, deliveries));
+    Ok(())
+}
+
+/// Reads frames until one that `wanted` accepts, and returns it.
+async fn next_frame_of(
+    socket: &mut Socket,
+    wanted: impl Fn(&serde_json::Value) -> bool,
+) -> Result<serde_json::Value> {
+    loop {
+        match socket.next().await {
+            Some(Ok(Message::Text(text))) => {
+                let frame: serde_json::Value = serde_json::from_str(&text)?;
+                if wanted(&frame) {
+                    return Ok(frame);
+                }
+            }
+            Some(Ok(_)) => {}
+            Some(Err(error)) => return Err(error.into()),
+            None => bail!("the server closed the WebSocket during the handshake"),
+        }
+    }
+}
+
+/// Times every `message` frame until the connection ends.
+async fn time_deliveries(mut socket: Socket, deliveries: Arc<Deliveries>) {
+    while let Some(Ok(message)) = socket.next().await {
+        let Message::Text(text) = message else {
+            continue;
+        };
+        match serde_json::from_str::<Frame>(&text) {
+            Ok(Frame {
+                kind,
+                message: Some(m),
+            }) if kind == "message" => {
+                if let Err(error) = deliveries.delivered(&m.content) {
+                    eprintln!("receiver: {error:#}");
+                }
+            }
+            Ok(_) => {}
+            Err(error) => eprintln!("receiver: unreadable frame: {error}"),
+        }
+    }
+}
+
+/// One keep-alive HTTP connection sending to one conversation.
+pub struct TidingsSender {
+    client: reqwest::Client,
+    url: String,
+    token: String,
+}
+
+impl ChatSender for TidingsSender {
+    async fn send(&mut self, content: String) -> Result<()> {
+        let request = self
+            .client
+            .post(&self.url)
+            .json(&json!({"content": content}));
+        // Read the answer to its end, as a client would (and so hyper reuses the connection).
+        call(request, &self.token, 202, "sending a message")
+            .await?
+            .bytes()
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,362 @@
+//! `tidings dlq replay`: re-publishes dead letters to the topic they came from.
+//!
+//! A dead letter (see `pipeline::sinks`) keeps its record's key and value and names its source
+//! in the header `tidings-dlq-topic`. Replay appends each one to `--to` if given, else to that
+//! topic, with the same key and value and without the `tidings-dlq-*` headers (so the record
+//! looks as it did before it failed), and commits its own consumer group (`--group`, default
+//! `dlq-replay`) on the dead-letter topic after each batch: a second replay starts where the
+//! first one stopped and repeats nothing. It reads up to the end of the dead-letter topic as it
+//! was when the replay started.
+//!
+//! It reaches the log as every admin command does ([`connect`](super::connect)): through a
+//! running server's HTTP API (a consumer-group member that polls, publishes and commits), or
+//! by opening the data directory when no server holds it.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::connect::{connect, Target};
+use super::remote::Remote;
+use super::{runtime, write_json_line, Access, CommonArgs};
+use crate::bench::progress_bar;
+use crate::log::{Log, Record, StoredRecord};
+use crate::pipeline::sinks::{DLQ_TOPIC, DLQ_TOPIC_HEADER};
+
+/// Prefix of the headers a dead letter gets; replay drops them.
+const DLQ_HEADER_PREFIX: &str = "tidings-dlq-";
+/// Most dead letters read (and re-published) at once.
+const BATCH: usize = 500;
+
+/// `tidings dlq …`.
+#[derive(Debug, clap::Args)]
+pub struct DlqArgs {
+    #[command(subcommand)]
+    command: DlqCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum DlqCommand {
+    /// Re-publish dead letters to the topic they came from; a second run repeats nothing.
+    Replay(ReplayArgs),
+}
+
+/// Options of `tidings dlq replay`.
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// The dead-letter topic to read.
+    #[arg(long, default_value = DLQ_TOPIC, value_name = "TOPIC")]
+    topic: String,
+    /// Re-publish everything to this topic instead of the one each dead letter names.
+    #[arg(long, value_name = "TOPIC")]
+    to: Option<String>,
+    /// The consumer group that remembers how far replays got.
+    #[arg(long, default_value = "dlq-replay", value_name = "GROUP")]
+    group: String,
+}
+
+/// What a replay did.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplayReport {
+    /// The dead-letter topic.
+    pub topic: String,
+    /// The consumer group.
+    pub group: String,
+    /// Dead letters re-published.
+    pub replayed: u64,
+    /// Re-published records per target topic.
+    pub to: BTreeMap<String, u64>,
+}
+
+/// Runs `tidings dlq …`.
+pub fn run(args: DlqArgs) -> anyhow::Result<()> {
+    match args.command {
+        DlqCommand::Replay(replay) => run_replay(replay),
+    }
+}
+
+fn run_replay(args: ReplayArgs) -> anyhow::Result<()> {
+    crate::log::validate_group_name(&args.group)?;
+    let mut report = ReplayReport {
+        topic: args.topic.clone(),
+        group: args.group.clone(),
+        ..ReplayReport::default()
+    };
+    let outcome = match connect(&args.common, Access::MustExist)? {
+        Target::Local(log) => {
+            let outcome = replay_partitions(&log, &args, &mut report);
+            log.shutdown();
+            outcome
+        }
+        Target::Remote(remote) => {
+            runtime()?.block_on(replay_over_http(&remote, &args, &mut report))
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    if args.common.json {
+        write_json_line(&mut out, &report)?;
+    } else {
+        let targets: Vec<String> = report.to.iter().map(|(t, n)| format!("{t}: {n}")).collect();
+        eprintln!(
+            "replayed {} dead letters from {} ({})",
+            report.replayed,
+            report.topic,
+            if targets.is_empty() {
+                "nothing new".into()
+            } else {
+                targets.join(", ")
+            }
+        );
+    }
+    outcome
+}
+
+/// Where a dead letter goes: `--to`, else the topic its header names.
+fn target_of(to: Option<&str>, header: Option<&str>, at: (u32, u64)) -> anyhow::Result<String> {
+    to.or(header).map(str::to_owned).with_context(|| {
+        format!(
+            "dead letter {}:{} has no {DLQ_TOPIC_HEADER} header; say where it goes with --to",
+            at.0, at.1
+        )
+    })
+}
+
+fn is_dlq_header(name: &str) -> bool {
+    name.starts_with(DLQ_HEADER_PREFIX)
+}
+
+// ----- directly on the data directory ---------------------------------------------------------
+
+fn replay_partitions(
+    log: &Log,
+    args: &ReplayArgs,
+    report: &mut ReplayReport,
+) -> anyhow::Result<()> {
+    let runtime = runtime()?;
+    let ranges: Vec<(u32, u64, u64)> = log
+        .group_lag(&args.group, &args.topic)?
+        .iter()
+        .map(|p| (p.partition, p.committed.unwrap_or(p.low).max(p.low), p.high))
+        .collect();
+    let bar = progress_bar(
+        ranges.iter().map(|(_, from, high)| high - from).sum(),
+        "dead letters",
+    );
+    for (partition, mut offset, high) in ranges {
+        while offset < high {
+            let records = log.read(
+                &args.topic,
+                partition,
+                offset,
+                crate::log::ReadLimits::records(BATCH),
+            )?;
+            let Some(last) = records.last().map(|r| r.offset) else {
+                break;
+            };
+            let mut by_target: BTreeMap<String, Vec<Record>> = BTreeMap::new();
+            for record in records.iter().filter(|r| r.offset < high) {
+                let target = target_of(
+                    args.to.as_deref(),
+                    dlq_topic_header(record),
+                    (partition, record.offset),
+                )?;
+                by_target.entry(target).or_default().push(restored(record));
+            }
+            for (target, records) in by_target {
+                let n = records.len() as u64;
+                runtime.block_on(log.append(&target, records))?;
+                report.replayed += n;
+                *report.to.entry(target).or_default() += n;
+                bar.inc(n);
+            }
+            offset = (last + 1).min(high);
+            log.commit_offset(&args.group, &args.topic, partition, offset)?;
+        }
+    }
+    runtime.block_on(log.sync())?;
+    bar.finish_and_clear();
+    Ok(())
+}
+
+fn dlq_topic_header(record: &StoredRecord) -> Option<&str> {
+    record
+        .headers
+        .iter()
+        .find(|h| h.key == DLQ_TOPIC_HEADER)
+        .and_then(|h| std::str::from_utf8(&h.value).ok())
+}
+
+/// The record as it was before it failed: same key and value, no dead-letter headers.
+fn restored(record: &StoredRecord) -> Record {
+    Record {
+        key: record.key.clone(),
+        headers: record
+            .headers
+            .iter()
+            .filter(|h| !is_dlq_header(&h.key))
+            .cloned()
+            .collect(),
+        value: record.value.clone(),
+    }
+}
+
+// ----- through a running server --------------------------------------------------------------
+
+async fn replay_over_http(
+    api: &Remote,
+    args: &ReplayArgs,
+    report: &mut ReplayReport,
+) -> anyhow::Result<()> {
+    let group = &args.group;
+    let ranges = snapshot(api, group, &args.topic).await?;
+    let lag = ranges
+        .values()
+        .map(|(from, high)| high.saturating_sub(*from))
+        .sum();
+    let joined: Value = api
+        .post(
+            &format!("/api/groups/{group}/members"),
+            &json!({"topics": [args.topic], "autoOffsetReset": "earliest"}),
+        )
+        .await?;
+    let member = joined["memberId"]
+        .as_str()
+        .context("the join answer has no memberId")?
+        .to_owned();
+    let bar = progress_bar(lag, "dead letters");
+    let outcome = replay_polled(api, args, &member, ranges, report, &bar).await;
+    bar.finish_and_clear();
+    let left = api
+        .delete(&format!("/api/groups/{group}/members/{member}"))
+        .await;
+    outcome.and(left.map_err(Into::into))
+}
+
+/// Each partition of the dead-letter topic: (where the group resumes, the high watermark now).
+/// A replay goes up to those high watermarks and no further.
+type Ranges = BTreeMap<u64, (u64, u64)>;
+
+async fn snapshot(api: &Remote, group: &str, topic: &str) -> anyhow::Result<Ranges> {
+    let described: Value = api.get(&format!("/api/topics/{topic}")).await?;
+    let number = |v: &Value, field: &str| v[field].as_u64().unwrap_or(0);
+    let mut ranges: Ranges = described["partitions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            (
+                number(p, "partition"),
+                (number(p, "low"), number(p, "high")),
+            )
+        })
+        .collect();
+    // A group that never committed is unknown (404): it starts at the low watermarks.
+    if let Ok(described) = api.get::<Value>(&format!("/api/groups/{group}")).await {
+        let offsets = described["offsets"].as_array().cloned().unwrap_or_default();
+        let committed = offsets
+            .iter()
+            .filter(|t| t["topic"] == topic)
+            .filter_map(|t| t["partitions"].as_array())
+            .flatten();
+        for p in committed {
+            if let (Some(range), Some(offset)) = (
+                ranges.get_mut(&number(p, "partition")),
+                p["committed"].as_u64(),
+            ) {
+                range.0 = range.0.max(offset);
+            }
+        }
+    }
+    Ok(ranges)
+}
+
+/// Polls until every partition reached its high watermark of `ranges` (or a poll is empty),
+/// re-publishing and committing each batch. Records polled beyond those watermarks (dead
+/// letters written since the replay started) are neither replayed nor committed.
+async fn replay_polled(
+    api: &Remote,
+    args: &ReplayArgs,
+    member: &str,
+    mut ranges: Ranges,
+    report: &mut ReplayReport,
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<()> {
+    let group = &args.group;
+    while ranges.values().any(|(next, high)| next < high) {
+        let polled: Value = api
+            .post(
+                &format!("/api/groups/{group}/members/{member}/poll"),
+                &json!({"limit": BATCH, "waitMs": 0}),
+            )
+            .await?;
+        let records = polled["records"].as_array().cloned().unwrap_or_default();
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut by_target: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        let mut commits: BTreeMap<u64, u64> = BTreeMap::new();
+        for record in &records {
+            let partition = record["partition"].as_u64().unwrap_or(0);
+            let offset = record["offset"].as_u64().unwrap_or(0);
+            let Some((next, high)) = ranges.get_mut(&partition) else {
+                continue;
+            };
+            *next = (*next).max(offset + 1);
+            if offset >= *high {
+                continue;
+            }
+            let header = record["headers"][DLQ_TOPIC_HEADER].as_str();
+            let target = target_of(args.to.as_deref(), header, (partition as u32, offset))?;
+            by_target
+                .entry(target)
+                .or_default()
+                .push(restored_json(record));
+            commits.insert(partition, offset + 1);
+        }
+        for (target, batch) in by_target {
+            let n = batch.len() as u64;
+            let _: Value = api
+                .post(
+                    &format!("/api/topics/{target}/records"),
+                    &json!({ "records": batch }),
+                )
+                .await?;
+            report.replayed += n;
+            *report.to.entry(target).or_default() += n;
+            bar.inc(n);
+        }
+        if commits.is_empty() {
+            continue;
+        }
+        let offsets: Vec<Value> = commits
+            .iter()
+            .map(|(p, o)| json!({"topic": args.topic, "partition": p, "offset": o}))
+            .collect();
+        api.post_no_content(
+            &format!("/api/groups/{group}/offsets"),
+            &json!({"memberId": member, "offsets": offsets}),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// A polled dead letter as a record to publish: key, value, headers without the dead-letter
+/// ones.
+fn restored_json(record: &Value) -> Value {
+    let headers: serde_json::Map<String, Value> = record["headers"]
+        .as_object()
+        .map(|h| {
+            h.iter()
+                .filter(|(name, _)| !is_dlq_header(name))
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({"key": record["key"], "headers": headers, "value": record["value"]})
+}

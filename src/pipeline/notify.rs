@@ -1,0 +1,297 @@
+//! Consumer group `notify`: turns `MessageSent` events into `message.new` notifications for the
+//! participants who are not connected.
+//!
+//! One task per partition of `messages.sent` reads the events in order. For each `MessageSent`
+//! (edits and deletes notify nobody) it looks up the conversation's participants at that moment
+//! ([`Store::conversation`]) and appends, for every participant other than the sender for whom
+//! [`LiveSessions::has_live_session`] says no, one [`Notification`] to `message.new` (key = the
+//! recipient id). It commits the group's offset only after those records are durable.
+//!
+//! Exactly once, across crashes: every notification carries the header `tidings-source`
+//! (`PARTITION:OFFSET` of its event in `messages.sent`). A crash between the append and the
+//! commit replays the uncommitted events; before starting, [`recover_delivered`] reads the tail
+//! of each `message.new` partition back to the committed offsets and the workers skip every
+//! (event, recipient) pair found there. Limit: the look-back stops after
+//! [`RECOVERY_LOOKBACK`] records per partition (far more than one batch produces), so only a
+//! replay older than that could repeat a notification; none is ever lost.
+//!
+//! Who is online is not this module's business: it asks a [`LiveSessions`]. This module knows
+//! nothing of HTTP nor of how notifications are delivered (`notify/` and [`super::sinks`]).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::follow::{follow, read_ready, PartitionConsumer};
+use super::{ensure_topic, Result, EVENTS_TOPIC};
+use crate::log::{Log, ReadLimits, Record, StoredRecord};
+use crate::store::{EventType, MessageEvent, Store};
+
+/// The topic of notifications for offline recipients (key = recipient id).
+pub const NOTIFICATIONS_TOPIC: &str = "message.new";
+/// The consumer group that reads `messages.sent` to produce `message.new`.
+pub const NOTIFY_GROUP: &str = "notify";
+/// Header of every notification: `PARTITION:OFFSET` of its event in `messages.sent`.
+pub const NOTIFY_SOURCE_HEADER: &str = "tidings-source";
+/// How many records at the end of each `message.new` partition recovery reads at most.
+pub const RECOVERY_LOOKBACK: u64 = 10_000;
+/// Most events one step reads.
+const MAX_EVENTS_PER_STEP: usize = 500;
+/// Notifications gathered before they are appended (bounds the memory of one step).
+const MAX_RECORDS_PER_APPEND: usize = 1000;
+
+/// Says whether a user has a connection open right now. The WebSocket hub implements it; until
+/// a server has one, [`NobodyOnline`] does.
+pub trait LiveSessions: Send + Sync + 'static {
+    /// True while `user_id` has at least one live session.
+    fn has_live_session(&self, user_id: &str) -> bool;
+}
+
+/// A [`LiveSessions`] for a server without real-time sessions: everybody is offline, so every
+/// recipient is notified.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NobodyOnline;
+
+impl LiveSessions for NobodyOnline {
+    fn has_live_session(&self, _user_id: &str) -> bool {
+        false
+    }
+}
+
+/// The value of a `message.new` record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Notification {
+    /// Who is notified (also the record's key).
+    pub recipient_id: String,
+    /// Who sent the message.
+    pub sender_id: String,
+    /// The sender's display name when it was sent.
+    pub sender_name: String,
+    /// The message text.
+    pub message_content: String,
+    /// The conversation.
+    pub conversation_id: String,
+    /// The message id (UUIDv7).
+    pub message_id: String,
+    /// The message's seq in its conversation.
+    pub seq: u64,
+    /// When the message was sent (its `sentAt`, RFC 3339 UTC).
+    pub timestamp: String,
+}
+
+/// Notifications already in `message.new` for events at or above the committed offset of one
+/// `messages.sent` partition: (event offset, recipient id).
+type Delivered = HashSet<(u64, String)>;
+
+/// Creates `message.new` if missing and starts one `notify` worker per partition of
+/// `messages.sent` on `tracker`. They stop when `shutdown` is cancelled, after handling every
+/// event the partition held at that moment (cancel it once the store's relay has drained).
+pub async fn start(
+    log: Log,
+    store: Store,
+    live: Arc<dyn LiveSessions>,
+    shutdown: CancellationToken,
+    tracker: &TaskTracker,
+) -> Result<()> {
+    let partitions = log.describe_topic(EVENTS_TOPIC)?.partitions.len() as u32;
+    ensure_topic(&log, NOTIFICATIONS_TOPIC, partitions).await?;
+    let mut starts = Vec::with_capacity(partitions as usize);
+    for partition in 0..partitions {
+        let (low, _) = log.watermarks(EVENTS_TOPIC, partition)?;
+        let committed = log.committed_offset(NOTIFY_GROUP, EVENTS_TOPIC, partition)?;
+        starts.push(committed.unwrap_or(low).max(low));
+    }
+    let delivered = recover_delivered(&log, &starts)?;
+    for (partition, (next, delivered)) in starts.into_iter().zip(delivered).enumerate() {
+        let worker = Worker {
+            log: log.clone(),
+            store: store.clone(),
+            live: live.clone(),
+            partition: partition as u32,
+            next,
+            delivered,
+        };
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            if let Err(e) = worker.run(shutdown).await {
+                tracing::error!(partition, error = %e, "notify worker stopped");
+            }
+        });
+    }
+    Ok(())
+}
+
+/// What `message.new` already holds for the events at or above `committed[p]` of each partition
+/// `p` of `messages.sent`, read from the end of every `message.new` partition.
+pub fn recover_delivered(log: &Log, committed: &[u64]) -> Result<Vec<Delivered>> {
+    let mut delivered = vec![Delivered::new(); committed.len()];
+    let info = log.describe_topic(NOTIFICATIONS_TOPIC)?;
+    for partition in info.partitions {
+        let mut seen_older = vec![false; committed.len()];
+        let floor = partition
+            .low
+            .max(partition.high.saturating_sub(RECOVERY_LOOKBACK));
+        let mut end = partition.high;
+        while end > floor && !seen_older.iter().all(|s| *s) {
+            let from = end.saturating_sub(256).max(floor);
+            let records = read_range(log, partition.partition, from, end)?;
+            // Newest first: one source partition's notifications are in its offset order, so
+            // the first one below its committed offset means all older ones are too.
+            for record in records.iter().rev() {
+                let Some((source, offset)) = notify_source(record) else {
+                    continue;
+                };
+                let Some(slot) = seen_older.get_mut(source as usize) else {
+                    continue;
+                };
+                if *slot {
+                    continue;
+                }
+                if offset < committed[source as usize] {
+                    *slot = true;
+                } else if let Some(key) = record.key.as_deref() {
+                    let recipient = String::from_utf8_lossy(key).into_owned();
+                    delivered[source as usize].insert((offset, recipient));
+                }
+            }
+            end = from;
+        }
+    }
+    Ok(delivered)
+}
+
+/// Every record of a `message.new` partition in `from..end`.
+fn read_range(log: &Log, partition: u32, from: u64, end: u64) -> Result<Vec<StoredRecord>> {
+    let mut records = Vec::new();
+    let mut offset = from;
+    while offset < end {
+        let wanted = (end - offset) as usize;
+        let chunk = log.read(
+            NOTIFICATIONS_TOPIC,
+            partition,
+            offset,
+            ReadLimits::records(wanted),
+        )?;
+        let Some(last) = chunk.last().map(|r| r.offset) else {
+            break;
+        };
+        offset = last + 1;
+        records.extend(chunk.into_iter().filter(|r| r.offset < end));
+    }
+    Ok(records)
+}
+
+/// The (partition, offset) of the event a notification came from.
+fn notify_source(record: &StoredRecord) -> Option<(u32, u64)> {
+    let header = record
+        .headers
+        .iter()
+        .find(|h| h.key == NOTIFY_SOURCE_HEADER)?;
+    let text = std::str::from_utf8(&header.value).ok()?;
+    let (partition, offset) = text.split_once(':')?;
+    Some((partition.parse().ok()?, offset.parse().ok()?))
+}
+
+/// The notify consumer of one `messages.sent` partition.
+struct Worker {
+    log: Log,
+    store: Store,
+    live: Arc<dyn LiveSessions>,
+    partition: u32,
+    /// The next event offset to handle (everything below is committed or being committed).
+    next: u64,
+    /// Notifications a previous run appended without committing them.
+    delivered: Delivered,
+}
+
+impl Worker {
+    async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
+        let log = self.log.clone();
+        follow(&log, EVENTS_TOPIC, self.partition, &mut self, &shutdown).await
+    }
+}
+
+impl PartitionConsumer for Worker {
+    fn next_offset(&self) -> u64 {
+        self.next
+    }
+
+    /// Handles the events from `self.next` on (not past `goal`), then commits.
+    async fn step(&mut self, goal: u64) -> Result<()> {
+        let limits = ReadLimits::records(MAX_EVENTS_PER_STEP);
+        let at = (EVENTS_TOPIC, self.partition);
+        let events = read_ready(&self.log, at, &mut self.next, goal, limits, NOTIFY_GROUP)?;
+        let Some(last) = events.last().map(|r| r.offset) else {
+            return Ok(());
+        };
+        // Appended in bounded chunks (a large conversation makes many records per event); the
+        // commit comes after the last chunk is durable.
+        let mut pending: Vec<Record> = Vec::new();
+        for event in &events {
+            pending.extend(self.notifications_for(event));
+            if pending.len() >= MAX_RECORDS_PER_APPEND {
+                self.log
+                    .append(NOTIFICATIONS_TOPIC, std::mem::take(&mut pending))
+                    .await?;
+            }
+        }
+        if !pending.is_empty() {
+            self.log.append(NOTIFICATIONS_TOPIC, pending).await?;
+        }
+        self.next = last + 1;
+        self.log
+            .commit_offset(NOTIFY_GROUP, EVENTS_TOPIC, self.partition, self.next)?;
+        let next = self.next;
+        self.delivered.retain(|(offset, _)| *offset >= next);
+        Ok(())
+    }
+}
+
+impl Worker {
+    /// The `message.new` records one event calls for (none for edits and deletes).
+    fn notifications_for(&self, event: &StoredRecord) -> Vec<Record> {
+        let decoded: MessageEvent = match serde_json::from_slice(&event.value) {
+            Ok(decoded) => decoded,
+            Err(e) => {
+                tracing::warn!(partition = self.partition, offset = event.offset, error = %e, "undecodable event; no notification");
+                return Vec::new();
+            }
+        };
+        if decoded.event_type != EventType::MessageSent {
+            return Vec::new();
+        }
+        let message = decoded.message;
+        let Some(conversation) = self.store.conversation(&message.conversation_id) else {
+            tracing::warn!(conversation = %message.conversation_id, "event of an unknown conversation; no notification");
+            return Vec::new();
+        };
+        let source = format!("{}:{}", self.partition, event.offset);
+        conversation
+            .participants
+            .iter()
+            .filter(|user| **user != message.sender_id)
+            .filter(|user| !self.live.has_live_session(user))
+            .filter(|user| !self.delivered.contains(&(event.offset, (*user).to_owned())))
+            .map(|recipient| {
+                let notification = Notification {
+                    recipient_id: recipient.clone(),
+                    sender_id: message.sender_id.clone(),
+                    sender_name: message.sender_name.clone(),
+                    message_content: message.content.clone(),
+                    conversation_id: message.conversation_id.clone(),
+                    message_id: message.id.clone(),
+                    seq: message.seq,
+                    timestamp: message.sent_at.clone(),
+                };
+                let value = serde_json::to_vec(&notification)
+                    .expect("a notification of strings and numbers always serializes");
+                Record::keyed(recipient.as_bytes(), value)
+                    .with_header(NOTIFY_SOURCE_HEADER, source.clone())
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,187 @@
+//! The sink consumers: each configured notification sink is its own consumer group on
+//! `message.new` (`notify.sink.NAME`), with one task per partition.
+//!
+//! A task delivers its partition's records one at a time, in order, through the sink (at most
+//! the sink's `concurrency` deliveries in flight over all partitions), and commits the offset,
+//! synced to disk, after each record is delivered or dead-lettered. A record the sink gives up on is appended to
+//! `message.new.dlq` (same key and value, plus headers naming the error, the attempts, the sink
+//! and the source topic, partition and offset) before its offset is committed. So a restart
+//! resumes after the last finished record: delivery is at least once, and only the record in
+//! flight at a crash can be delivered twice.
+//!
+//! Shutdown: a task stops between records; a delivery waiting to retry stops at once and is
+//! neither committed nor dead-lettered (it is tried again after restart). The sinks run on
+//! their own tasks, so a slow or dead endpoint holds back notifications, never chat.
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::follow::{follow, read_ready, PartitionConsumer};
+use super::notify::NOTIFICATIONS_TOPIC;
+use super::{ensure_topic, PipelineError, Result};
+use crate::log::{Log, LogError, ReadLimits, Record, StoredRecord};
+use crate::metrics::Metrics;
+use crate::notify::{Outcome, Sink, SinkConfig};
+
+/// The dead-letter topic of the notification sinks.
+pub const DLQ_TOPIC: &str = "message.new.dlq";
+/// Dead-letter header: the last error.
+pub const DLQ_ERROR_HEADER: &str = "tidings-dlq-error";
+/// Dead-letter header: attempts made (decimal).
+pub const DLQ_ATTEMPTS_HEADER: &str = "tidings-dlq-attempts";
+/// Dead-letter header: the sink that gave up.
+pub const DLQ_SINK_HEADER: &str = "tidings-dlq-sink";
+/// Dead-letter header: the topic the record came from (where a replay puts it back).
+pub const DLQ_TOPIC_HEADER: &str = "tidings-dlq-topic";
+/// Dead-letter header: its partition there (decimal).
+pub const DLQ_PARTITION_HEADER: &str = "tidings-dlq-partition";
+/// Dead-letter header: its offset there (decimal).
+pub const DLQ_OFFSET_HEADER: &str = "tidings-dlq-offset";
+/// Records one step reads.
+const RECORDS_PER_STEP: usize = 100;
+
+/// The consumer group of the sink called `name`.
+pub fn sink_group(name: &str) -> String {
+    format!("notify.sink.{name}")
+}
+
+/// Creates `message.new` and `message.new.dlq` if missing (with `partitions` partitions) and
+/// starts the consumers of every sink on `tracker`; they stop when `shutdown` is cancelled.
+pub async fn start(
+    log: Log,
+    sinks: &[SinkConfig],
+    partitions: u32,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+    tracker: &TaskTracker,
+) -> Result<()> {
+    let partitions = ensure_topic(&log, NOTIFICATIONS_TOPIC, partitions).await?;
+    ensure_topic(&log, DLQ_TOPIC, partitions).await?;
+    for config in sinks {
+        let sink = Arc::new(Sink::new(config).map_err(|e| PipelineError::Worker(e.to_string()))?);
+        let permits = Arc::new(Semaphore::new(sink.concurrency()));
+        let group = sink_group(sink.name());
+        for partition in 0..partitions {
+            let (low, _) = log.watermarks(NOTIFICATIONS_TOPIC, partition)?;
+            let committed = log.committed_offset(&group, NOTIFICATIONS_TOPIC, partition)?;
+            let mut worker = SinkWorker {
+                log: log.clone(),
+                sink: sink.clone(),
+                permits: permits.clone(),
+                group: group.clone(),
+                partition,
+                next: committed.unwrap_or(low).max(low),
+                metrics: metrics.clone(),
+                shutdown: shutdown.clone(),
+            };
+            tracker.spawn(async move {
+                let log = worker.log.clone();
+                let shutdown = worker.shutdown.clone();
+                let outcome =
+                    follow(&log, NOTIFICATIONS_TOPIC, partition, &mut worker, &shutdown).await;
+                match outcome {
+                    Ok(()) | Err(PipelineError::Log(LogError::Closed)) => {}
+                    Err(e) => {
+                        tracing::error!(sink = %worker.sink.name(), partition, error = %e, "sink consumer stopped");
+                    }
+                }
+            });
+        }
+    }
+    Ok(())
+}
+
+/// One sink's consumer of one `message.new` partition.
+struct SinkWorker {
+    log: Log,
+    sink: Arc<Sink>,
+    permits: Arc<Semaphore>,
+    group: String,
+    partition: u32,
+    next: u64,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+}
+
+impl PartitionConsumer for SinkWorker {
+    fn next_offset(&self) -> u64 {
+        self.next
+    }
+
+    /// Delivers the records from `self.next` on, committing after each; stops early on
+    /// shutdown (the rest waits for the next start).
+    async fn step(&mut self, goal: u64) -> Result<()> {
+        if self.shutdown.is_cancelled() {
+            // Stop between records instead of catching up: what is left is delivered after
+            // the restart, from the committed offset.
+            self.next = goal;
+            return Ok(());
+        }
+        let limits = ReadLimits::records(RECORDS_PER_STEP);
+        let at = (NOTIFICATIONS_TOPIC, self.partition);
+        let records = read_ready(&self.log, at, &mut self.next, goal, limits, &self.group)?;
+        for record in records {
+            if !self.handle(&record).await? {
+                self.next = goal;
+                return Ok(());
+            }
+            self.next = record.offset + 1;
+            self.log
+                .commit_offset(&self.group, NOTIFICATIONS_TOPIC, self.partition, self.next)?;
+            // A commit is a plain write; syncing it now is what keeps a crash from repeating
+            // more than the record in flight. One sync per delivery costs far less than the
+            // delivery itself.
+            self.log.sync().await?;
+        }
+        Ok(())
+    }
+}
+
+impl SinkWorker {
+    /// Delivers one record or dead-letters it; false if shutdown interrupted it.
+    async fn handle(&self, record: &StoredRecord) -> Result<bool> {
+        let outcome = {
+            let _permit = self
+                .permits
+                .acquire()
+                .await
+                .map_err(|e| PipelineError::Worker(e.to_string()))?;
+            let key = record.key.as_deref().unwrap_or_default();
+            self.sink.deliver(key, &record.value, &self.shutdown).await
+        };
+        match outcome {
+            Outcome::Delivered { attempts } => {
+                self.metrics
+                    .count_notification(self.sink.name(), "delivered");
+                tracing::debug!(sink = %self.sink.name(), partition = self.partition, offset = record.offset, attempts, "notification delivered");
+                Ok(true)
+            }
+            Outcome::Dead { error, attempts } => {
+                tracing::warn!(sink = %self.sink.name(), partition = self.partition, offset = record.offset, attempts, %error, "notification dead-lettered");
+                let dead = dead_letter(record, self.sink.name(), &error, attempts);
+                self.log.append(DLQ_TOPIC, vec![dead]).await?;
+                self.metrics.count_notification(self.sink.name(), "dead");
+                Ok(true)
+            }
+            Outcome::Interrupted => Ok(false),
+        }
+    }
+}
+
+/// The dead letter of `record`: its key and value, and headers saying why and where from.
+fn dead_letter(record: &StoredRecord, sink: &str, error: &str, attempts: u32) -> Record {
+    Record {
+        key: record.key.clone(),
+        headers: Vec::new(),
+        value: record.value.clone(),
+    }
+    .with_header(DLQ_ERROR_HEADER, error)
+    .with_header(DLQ_ATTEMPTS_HEADER, attempts.to_string())
+    .with_header(DLQ_SINK_HEADER, sink)
+    .with_header(DLQ_TOPIC_HEADER, NOTIFICATIONS_TOPIC)
+    .with_header(DLQ_PARTITION_HEADER, record.partition.to_string())
+    .with_header(DLQ_OFFSET_HEADER, record.offset.to_string())
+}

@@ -43,8 +43,9 @@ const MAX_EVENTS_PER_STEP: usize = 500;
 /// Notifications gathered before they are appended (bounds the memory of one step).
 const MAX_RECORDS_PER_APPEND: usize = 1000;
 
-/// Says whether a user has a connection open right now. The WebSocket hub implements it; until
-/// a server has one, [`NobodyOnline`] does.
+/// Says whether a user has a connection open right now. The server answers it with the
+/// WebSocket hub (`Hub::has_live_session`); [`NobodyOnline`] serves where there is none (tests,
+/// an embedded pipeline).
 pub trait LiveSessions: Send + Sync + 'static {
     /// True while `user_id` has at least one live session.
     fn has_live_session(&self, user_id: &str) -> bool;

@@ -192,11 +192,8 @@ fn live_sessions(state: &AppState) -> Arc<dyn LiveSessions> {
     Arc::new(state.hub().clone())
 }
 
-/// Starts the `notify` group (`messages.sent` → `message.new`) and the configured sinks.
-async fn start_notifications(
-    state: &AppState,
-    notify: &CancellationToken,
-) -> Result<(), ServerError> {
+/// The open log and the started chat service, for the stages that start after them.
+fn opened_chat(state: &AppState) -> Result<(Log, &Chat), ServerError> {
     let log = state
         .log()
         .map_err(|_| ServerError::OpenLog(LogError::Closed))?
@@ -204,6 +201,15 @@ async fn start_notifications(
     let chat = state
         .chat()
         .map_err(|_| ServerError::Pipeline(PipelineError::Worker("not started".into())))?;
+    Ok((log, chat))
+}
+
+/// Starts the `notify` group (`messages.sent` → `message.new`) and the configured sinks.
+async fn start_notifications(
+    state: &AppState,
+    notify: &CancellationToken,
+) -> Result<(), ServerError> {
+    let (log, chat) = opened_chat(state)?;
     pipeline::notify::start(
         log.clone(),
         chat.store.clone(),
@@ -228,13 +234,7 @@ async fn start_notifications(
 /// Gives the hub its contacts (the store), starts the fan-out from the high watermark of
 /// `messages.sent`, and the hub's timers.
 fn start_fanout(state: &AppState, stages: &Stages) -> Result<(), ServerError> {
-    let log = state
-        .log()
-        .map_err(|_| ServerError::OpenLog(LogError::Closed))?
-        .clone();
-    let chat = state
-        .chat()
-        .map_err(|_| ServerError::Pipeline(PipelineError::Worker("not started".into())))?;
+    let (log, chat) = opened_chat(state)?;
     let hub = state.hub().clone();
     hub.attach_contacts(Arc::new(chat.store.clone()));
     fanout::start(

@@ -38,7 +38,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
 use super::report::{
-    process_cpu_seconds, progress_bar, resident_mib, run_and_print, LatencyReport, ServerArgs,
+    process_cpu_seconds, progress_bar, resident_mib, run_and_print, tick_seconds, LatencyReport,
+    ServerArgs,
 };
 
 /// Bytes of content that carry the send time (zero-padded decimal microseconds).
@@ -644,16 +645,7 @@ async fn send_phase(
         };
         senders.spawn(plan.run());
     }
-    let started = Instant::now();
-    let ticker = {
-        let bar = bar.clone();
-        tokio::spawn(async move {
-            loop {
-                bar.set_position(started.elapsed().as_secs());
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-        })
-    };
+    let ticker = tick_seconds(&bar);
     let mut errors = BTreeMap::new();
     while let Some(joined) = senders.join_next().await {
         for (status, n) in joined?? {

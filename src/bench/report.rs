@@ -64,6 +64,19 @@ pub(crate) fn progress_bar(total: u64, what: &str) -> ProgressBar {
     bar
 }
 
+/// Moves `bar` to the seconds elapsed since now, four times a second, until the returned task is
+/// aborted.
+pub(crate) fn tick_seconds(bar: &ProgressBar) -> tokio::task::JoinHandle<()> {
+    let bar = bar.clone();
+    let started = std::time::Instant::now();
+    tokio::spawn(async move {
+        loop {
+            bar.set_position(started.elapsed().as_secs());
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    })
+}
+
 /// User + system CPU seconds of this process so far (Linux; 0 elsewhere).
 pub(crate) fn process_cpu_seconds() -> f64 {
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {

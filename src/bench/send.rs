@@ -17,7 +17,9 @@ use anyhow::Context;
 use serde::Serialize;
 use serde_json::json;
 
-use super::report::{process_cpu_seconds, progress_bar, run_and_print, LatencyReport, ServerArgs};
+use super::report::{
+    process_cpu_seconds, progress_bar, run_and_print, tick_seconds, LatencyReport, ServerArgs,
+};
 
 /// What each sender's loop requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -242,16 +244,7 @@ async fn load(args: &BenchSendArgs, server: &str, setup: Arc<Setup>) -> anyhow::
         };
         senders.spawn(plan.run());
     }
-    let started = Instant::now();
-    let ticker = {
-        let bar = bar.clone();
-        tokio::spawn(async move {
-            loop {
-                bar.set_position(started.elapsed().as_secs());
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-        })
-    };
+    let ticker = tick_seconds(&bar);
     let mut outcome = Outcome::default();
     while let Some(result) = senders.join_next().await {
         outcome.merge(result??);

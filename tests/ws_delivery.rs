@@ -4,13 +4,16 @@
 //! clientMessageId); participant changes reach the sessions as `conversation.updated`, and a
 //! removed participant receives nothing more.
 //!
+//! With `ws.writeDelayMs` the frames of a burst still all arrive, in order, and none before
+//! the delay.
+//!
 //! "Nobody else" is checked with a barrier, not a timer: a later message the same user does
 //! receive, queued after the one it must not get.
 
 mod common;
 
 use common::chat::{chat_server, Chat};
-use common::ws::{connect, connect_with_header, WsClient};
+use common::ws::{connect, connect_with_header, message_seqs, ws_server, WsClient};
 use serde_json::{json, Value};
 
 /// Sends a "barrier" message as ann into `conversation`, which `session`'s user shares with
@@ -154,4 +157,31 @@ async fn participant_changes_are_announced_and_a_removed_participant_receives_no
         leaked.is_empty(),
         "a removed participant got a message: {leaked:?}"
     );
+}
+
+#[tokio::test]
+async fn a_write_delay_holds_frames_back_and_loses_or_reorders_none() {
+    let delay = std::time::Duration::from_millis(300);
+    let chat = ws_server("[ws]\nwriteDelayMs = 300\n").await;
+    chat.conversation("ann", "c", &["bob"]).await;
+    let mut bob = connect(&chat, "bob").await;
+    bob.send(json!({"type": "ping"})).await;
+    bob.next_of("pong").await;
+
+    let started = std::time::Instant::now();
+    for i in 0..20 {
+        chat.send("ann", "c", &format!("burst {i}")).await;
+    }
+    let first = bob.next_message().await;
+    assert!(
+        started.elapsed() >= delay,
+        "a frame went out {:?} after the send, before the {delay:?} write delay",
+        started.elapsed()
+    );
+    let mut frames = vec![json!({"type": "message", "message": first})];
+    frames.extend(
+        bob.until(|f| f["type"] == "message" && f["message"]["seq"] == 20)
+            .await,
+    );
+    assert_eq!(message_seqs(&frames), (1..=20).collect::<Vec<u64>>());
 }

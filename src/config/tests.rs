@@ -260,7 +260,7 @@ fn the_ws_section_is_read_and_checked() {
         "[ws]\nqueueFrames = 8\nmaxSessions = 100\nmaxSessionsPerUser = 3\n\
          maxFrameBytes = 1000\nhardFrameBytes = 2000\nframeRate = 0\npingIntervalMs = 500\n\
          presenceGraceMs = 250\ntypingTtlMs = 700\ntypingIntervalMs = 100\n\
-         readBufferBytes = 1024\nwriteBufferBytes = 0\n",
+         readBufferBytes = 1024\nwriteBufferBytes = 0\nwriteDelayMs = 40\n",
     );
     let environment = env(&[("TIDINGS_WS_MAX_SESSIONS", "42")]);
     let config = Config::load_with_env(Some(&path), Overrides::default(), environment).unwrap();
@@ -274,6 +274,12 @@ fn the_ws_section_is_read_and_checked() {
     assert_eq!(ws.typing_ttl, Duration::from_millis(700));
     assert_eq!(ws.typing_interval, Duration::from_millis(100));
     assert_eq!((ws.read_buffer_bytes, ws.write_buffer_bytes), (1024, 0));
+    assert_eq!(ws.write_delay, Duration::from_millis(40));
+    assert_eq!(
+        defaults.ws.write_delay,
+        Duration::ZERO,
+        "writes at once by default"
+    );
     let hub = ws.hub_config(7);
     assert_eq!((hub.max_sessions, hub.queue_frames), (7, 8));
 

@@ -42,6 +42,9 @@ pub struct WsSettings {
     pub read_buffer_bytes: usize,
     /// Bytes a connection gathers before it writes to the socket (`ws.writeBufferBytes`).
     pub write_buffer_bytes: usize,
+    /// How long a session's writer waits after a frame is queued, gathering what else arrives
+    /// into the same write (`ws.writeDelayMs`; 0: write at once).
+    pub write_delay: Duration,
 }
 
 impl Default for WsSettings {
@@ -59,6 +62,7 @@ impl Default for WsSettings {
             typing_interval: Duration::from_secs(1),
             read_buffer_bytes: 1024,
             write_buffer_bytes: 1024,
+            write_delay: Duration::ZERO,
         }
     }
 }
@@ -129,6 +133,7 @@ pub(super) struct FileWs {
     typing_interval_ms: Option<u64>,
     read_buffer_bytes: Option<usize>,
     write_buffer_bytes: Option<usize>,
+    write_delay_ms: Option<u64>,
 }
 
 impl FileWs {
@@ -146,5 +151,6 @@ impl FileWs {
         set(&mut ws.typing_interval, millis(self.typing_interval_ms));
         set(&mut ws.read_buffer_bytes, self.read_buffer_bytes);
         set(&mut ws.write_buffer_bytes, self.write_buffer_bytes);
+        set(&mut ws.write_delay, millis(self.write_delay_ms));
     }
 }

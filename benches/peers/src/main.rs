@@ -12,6 +12,7 @@
 //! - [`consume`]: row 2, reading a stream from its start.
 //! - [`chat`]: row 3, send → delivered to a connected WebSocket client, swept over rates.
 //! - [`tidings`]: talking to a Tidings server (tokens, topics).
+//! - [`floor`]: the loopback floor, plain writes into many sockets (what bounds fan-out here).
 //! - [`cpu`]: CPU use of this process and of the servers.
 //! - [`plot`]: PNG line charts of latency against rate.
 
@@ -19,6 +20,7 @@ mod append;
 mod chat;
 mod consume;
 mod cpu;
+mod floor;
 mod load;
 mod plot;
 mod tidings;
@@ -42,6 +44,8 @@ enum Command {
     Consume(consume::ConsumeArgs),
     /// Row 3: chat delivery latency, swept over send rates.
     Chat(chat::ChatArgs),
+    /// The loopback floor: plain writes into N connected sockets, drained in-process.
+    Floor(floor::FloorArgs),
     /// Draw a PNG line chart from a JSON description of series.
     Plot(plot::PlotArgs),
 }
@@ -52,6 +56,7 @@ fn main() -> Result<()> {
         Command::Append(args) => runtime()?.block_on(append::run(&args))?,
         Command::Consume(args) => runtime()?.block_on(consume::run(&args))?,
         Command::Chat(args) => runtime()?.block_on(chat::run(&args))?,
+        Command::Floor(args) => runtime()?.block_on(floor::run(&args))?,
     };
     println!("{report}");
     Ok(())

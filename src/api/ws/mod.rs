@@ -89,6 +89,7 @@ async fn run_session(
         store: chat.store,
         heard: heard.clone(),
         ping_interval: ws.ping_interval,
+        write_delay: ws.write_delay,
         seqs: Default::default(),
         live: false,
         verified: Default::default(),

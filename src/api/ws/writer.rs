@@ -13,6 +13,9 @@
 //! connection answered nothing for two ping intervals. A close frame gets [`CLOSE_TIMEOUT`]
 //! to go out; a client that reads nothing is then dropped.
 //!
+//! With `ws.writeDelayMs` set, a batch waits that long after its first frame before it is
+//! written, so frames arriving meanwhile share one write (fewer system calls, more latency).
+//!
 //! It is generic over the sink, so it does not care how frames reach the socket; it knows
 //! nothing of client frames (that is `reader.rs`).
 
@@ -77,6 +80,8 @@ pub(super) struct Writer<S> {
     /// Set by the reader whenever the client sent anything (a pong included).
     pub heard: Arc<AtomicBool>,
     pub ping_interval: Duration,
+    /// `ws.writeDelayMs`: how long a batch waits for more frames before it is written.
+    pub write_delay: Duration,
     pub seqs: SeqTracker,
     /// False while the queue is held back (see the module doc).
     pub live: bool,
@@ -160,8 +165,14 @@ where
     }
 
     /// Writes `first` and whatever else is queued (up to [`MAX_WRITE_BATCH`]), then flushes once.
+    /// With a write delay, it first waits that long for more: every write to a socket costs a
+    /// system call (and, on loopback, the receiver's TCP work too), so a session receiving many
+    /// messages per second takes several per write at the price of that much latency.
     async fn write_batch(&mut self, first: Frame) -> WriteResult {
         self.write_frame(&first).await?;
+        if !self.write_delay.is_zero() {
+            tokio::time::sleep(self.write_delay).await;
+        }
         for _ in 1..MAX_WRITE_BATCH {
             let Some(next) = self.session.try_recv() else {
                 break;

@@ -229,9 +229,16 @@ impl Pipeline {
 
     /// Records appended to `messages` and not yet applied, summed over partitions (for
     /// backpressure and metrics).
+    ///
+    /// From memory (the writers' published progress and the partitions' high watermarks), not
+    /// from the committed offsets on disk: every send asks it.
     pub fn lag(&self) -> Result<u64> {
-        let lags = self.log.group_lag(STORE_GROUP, MESSAGES_TOPIC)?;
-        Ok(lags.iter().map(|l| l.lag).sum())
+        let mut lag = 0;
+        for (partition, applied) in self.applied.iter().enumerate() {
+            let (_, high) = self.log.watermarks(MESSAGES_TOPIC, partition as u32)?;
+            lag += high.saturating_sub(*applied.borrow());
+        }
+        Ok(lag)
     }
 
     /// Waits until every store writer has exited (after its shutdown signal, having applied and

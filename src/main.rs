@@ -17,10 +17,11 @@ use clap::{Args, Parser, Subcommand};
 use tidings::config::{Config, LogFormat, Overrides};
 use tidings::log::Durability;
 
-/// The server allocates and frees many small buffers per request on every thread; mimalloc's
-/// per-thread free lists cost a fraction of glibc malloc's locking and consolidation there.
+/// The server allocates and frees many small buffers per request on every thread; jemalloc's
+/// per-thread caches cost a fraction of glibc malloc's locking and consolidation there, and
+/// its background purging keeps the resident set near what is in use.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Tidings: a self-contained chat messaging engine.
 #[derive(Parser)]

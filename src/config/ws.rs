@@ -42,8 +42,8 @@ pub struct WsSettings {
     pub read_buffer_bytes: usize,
     /// Bytes a connection gathers before it writes to the socket (`ws.writeBufferBytes`).
     pub write_buffer_bytes: usize,
-    /// How long a session's writer waits after a frame is queued, gathering what else arrives
-    /// into the same write (`ws.writeDelayMs`; 0: write at once).
+    /// Least time between two writes of queued frames to one session; frames arriving sooner
+    /// wait and share the next write (`ws.writeDelayMs`; 0: write at once).
     pub write_delay: Duration,
 }
 

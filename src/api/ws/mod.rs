@@ -90,6 +90,7 @@ async fn run_session(
         heard: heard.clone(),
         ping_interval: ws.ping_interval,
         write_delay: ws.write_delay,
+        last_batch: None,
         seqs: Default::default(),
         live: false,
         verified: Default::default(),

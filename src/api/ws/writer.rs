@@ -13,8 +13,9 @@
 //! connection answered nothing for two ping intervals. A close frame gets [`CLOSE_TIMEOUT`]
 //! to go out; a client that reads nothing is then dropped.
 //!
-//! With `ws.writeDelayMs` set, a batch waits that long after its first frame before it is
-//! written, so frames arriving meanwhile share one write (fewer system calls, more latency).
+//! With `ws.writeDelayMs` set, two batches of queued frames are at least that far apart: a
+//! frame that finds the session quiet goes at once, later ones wait and share one write (fewer
+//! system calls for busy sessions, at most that much more latency).
 //!
 //! It is generic over the sink, so it does not care how frames reach the socket; it knows
 //! nothing of client frames (that is `reader.rs`).
@@ -80,8 +81,10 @@ pub(super) struct Writer<S> {
     /// Set by the reader whenever the client sent anything (a pong included).
     pub heard: Arc<AtomicBool>,
     pub ping_interval: Duration,
-    /// `ws.writeDelayMs`: how long a batch waits for more frames before it is written.
+    /// `ws.writeDelayMs`: least time between two batches of queued frames.
     pub write_delay: Duration,
+    /// When the last batch of queued frames was flushed.
+    pub last_batch: Option<Instant>,
     pub seqs: SeqTracker,
     /// False while the queue is held back (see the module doc).
     pub live: bool,
@@ -165,13 +168,14 @@ where
     }
 
     /// Writes `first` and whatever else is queued (up to [`MAX_WRITE_BATCH`]), then flushes once.
-    /// With a write delay, it first waits that long for more: every write to a socket costs a
-    /// system call (and, on loopback, the receiver's TCP work too), so a session receiving many
-    /// messages per second takes several per write at the price of that much latency.
+    /// Within the write delay of the previous batch it first waits for the delay to pass,
+    /// gathering what arrives meanwhile: every write to a socket costs a system call (and, on
+    /// loopback, the receiver's TCP work too), so a session receiving many messages per second
+    /// takes several per write, while one that was quiet gets its frame at once.
     async fn write_batch(&mut self, first: Frame) -> WriteResult {
         self.write_frame(&first).await?;
-        if !self.write_delay.is_zero() {
-            tokio::time::sleep(self.write_delay).await;
+        if let Some(due) = self.next_batch_due() {
+            tokio::time::sleep_until(due).await;
         }
         for _ in 1..MAX_WRITE_BATCH {
             let Some(next) = self.session.try_recv() else {
@@ -179,7 +183,15 @@ where
             };
             self.write_frame(&next).await?;
         }
-        self.sink.flush().await
+        self.sink.flush().await?;
+        self.last_batch = Some(Instant::now());
+        Ok(())
+    }
+
+    /// When the next batch may be written, if that is still to come.
+    fn next_batch_due(&self) -> Option<Instant> {
+        let due = self.last_batch? + self.write_delay;
+        (due > Instant::now()).then_some(due)
     }
 
     async fn write_now(&mut self, frame: &Frame) -> WriteResult {

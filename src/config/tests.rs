@@ -292,6 +292,9 @@ fn the_ws_section_is_read_and_checked() {
     let (_dir, zero) = write_file("[ws]\nqueueFrames = 0\n");
     let refused = Config::load_with_env(Some(&zero), Overrides::default(), env(&[])).unwrap_err();
     assert!(refused.to_string().contains("ws.queueFrames"), "{refused}");
+    let (_dir, slow) = write_file("[ws]\nwriteDelayMs = 5000\n");
+    let refused = Config::load_with_env(Some(&slow), Overrides::default(), env(&[])).unwrap_err();
+    assert!(refused.to_string().contains("ws.writeDelayMs"), "{refused}");
 }
 
 #[test]

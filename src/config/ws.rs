@@ -11,6 +11,10 @@ use serde::Deserialize;
 use super::{bad_value, set, ConfigError};
 use crate::hub::HubConfig;
 
+/// Longest `ws.writeDelayMs`: beyond a second a conversation stops feeling live, and a writer
+/// waiting that long sends no pings meanwhile.
+const MAX_WRITE_DELAY: Duration = Duration::from_secs(1);
+
 /// The `[ws]` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WsSettings {
@@ -98,6 +102,13 @@ impl WsSettings {
                 "ws.hardFrameBytes",
                 self.hard_frame_bytes,
                 format!("more than ws.maxFrameBytes ({})", self.max_frame_bytes),
+            ));
+        }
+        if self.write_delay > MAX_WRITE_DELAY {
+            return Err(bad_value(
+                "ws.writeDelayMs",
+                self.write_delay.as_millis(),
+                format!("at most {} milliseconds", MAX_WRITE_DELAY.as_millis()),
             ));
         }
         let timings = [

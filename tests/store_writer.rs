@@ -1,5 +1,6 @@
 //! The write-behind store writer end to end at library level: log → store → `messages.sent`,
-//! with concurrency, idempotency, edits, restarts and a crash between commit and relay.
+//! with concurrency, idempotency, edits, restarts, a crash between the writes and the relay,
+//! and the outbox an older version (which committed before relaying) left behind.
 
 mod common;
 
@@ -9,8 +10,8 @@ use common::node::{commands_by_conversation, config, events, start};
 use tidings::log::Appended;
 use tidings::pipeline::PipelineConfig;
 use tidings::store::{
-    now_rfc3339, ChatCommand, DeleteMessage, EditMessage, EventType, Message, OutboxEntry,
-    SendMessage, Store,
+    now_rfc3339, ChatCommand, DeleteMessage, EditMessage, EventType, Message, MessageEvent,
+    OutboxEntry, SendMessage, Store,
 };
 
 const CONVERSATIONS: [&str; 5] = ["c0", "c1", "c2", "c3", "c4"];
@@ -239,27 +240,42 @@ async fn shutdown_applies_everything_accepted_before_it() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crash_between_commit_and_relay_relays_each_event_exactly_once() {
-    let dir = tempfile::tempdir().unwrap();
+/// A node that stores sends but neither relays nor commits (as if it crashed after the
+/// writes), with sends from every user applied.
+async fn stored_not_relayed(dir: &std::path::Path) -> (common::node::Node, Vec<Appended>) {
     let crashing = PipelineConfig {
         relay: false,
         ..config(2)
     };
-    let node = start(dir.path(), crashing).await;
+    let node = start(dir, crashing).await;
     create_conversations(&node.store);
     let landed = send_concurrently(&node, 5).await;
     for appended in &landed {
         node.applied(*appended).await;
     }
-    assert!(events(&node.log).is_empty(), "committed, not relayed");
-    let stored = (0..2)
-        .map(|p| node.store.pending_events(p, 1000).unwrap().len())
-        .sum::<usize>();
-    assert!(stored > 0);
+    (node, landed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_writes_and_relay_relays_each_event_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, landed) = stored_not_relayed(dir.path()).await;
+    assert!(events(&node.log).is_empty(), "stored, not relayed");
+    for p in 0..2 {
+        assert_eq!(
+            node.log.committed_offset("store", "messages", p).unwrap(),
+            None,
+            "nothing is committed before its events are relayed"
+        );
+    }
+    let stored: usize = CONVERSATIONS
+        .iter()
+        .map(|c| all_messages(&node.store, c).len())
+        .sum();
+    assert!(stored > 0 && stored < landed.len(), "retries stored once");
     node.stop().await;
 
-    let node = start(dir.path(), config(2)).await; // recovery relays the outbox
+    let node = start(dir.path(), config(2)).await; // the replay makes and relays the events
     node.stop().await;
     let node = start(dir.path(), config(2)).await;
     assert_eq!(events(&node.log).len(), stored);
@@ -305,10 +321,9 @@ async fn a_crash_between_commit_and_relay_relays_each_event_exactly_once() {
     node.stop().await;
 }
 
-/// A crash after a batch's writes but before its offset commit, with the events relayed (and
-/// deleted from the outbox) by recovery already: the replay rewrites every outbox entry and
-/// must relay none of them again, nor store anything twice. Simulated by moving the store's
-/// committed offsets back to the start and restarting.
+/// A crash after a batch's events were relayed but before its offset commit: the replay makes
+/// every event again and must relay none of them twice, nor store anything twice. Simulated
+/// by moving the store's committed offsets back to the start and restarting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_of_applied_records_stores_and_relays_nothing_twice() {
     let dir = tempfile::tempdir().unwrap();
@@ -334,6 +349,60 @@ async fn a_replay_of_applied_records_stores_and_relays_nothing_twice() {
     check_consistent(&node);
     let stored = USERS.len() * 10 + CONVERSATIONS.len();
     assert_eq!(events(&node.log).len(), stored, "one event per message");
+    for p in 0..2 {
+        assert!(node.store.pending_events(p, 10).unwrap().is_empty());
+    }
+    node.stop().await;
+}
+
+/// A data directory of a version that committed each batch before relaying it: its events
+/// waited in the outbox. The first start of this version relays them, once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_an_older_version_left_in_the_outbox_are_relayed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, _) = stored_not_relayed(dir.path()).await;
+    let mut left = 0;
+    for record in common::node::read_all(&node.log, "messages") {
+        let ChatCommand::Send(send) = serde_json::from_slice(&record.value).unwrap() else {
+            continue;
+        };
+        let Ok(message) = node.store.message(&send.conversation_id, &send.id) else {
+            continue; // a retry, stored under the first id
+        };
+        let event = MessageEvent {
+            event_type: EventType::MessageSent,
+            event_id: format!("legacy-{}", record.offset),
+            occurred_at: now_rfc3339(),
+            message,
+        };
+        let entry = OutboxEntry {
+            partition: record.partition,
+            source_offset: record.offset,
+            index: 0,
+            conversation_id: send.conversation_id.clone(),
+            payload: serde_json::to_vec(&event).unwrap(),
+        };
+        node.store.insert_pending_event_for_test(&entry).unwrap();
+        left += 1;
+    }
+    for p in 0..2 {
+        let (_, high) = node.log.watermarks("messages", p).unwrap();
+        node.log
+            .commit_offset("store", "messages", p, high)
+            .unwrap();
+    }
+    assert!(events(&node.log).is_empty());
+    node.stop().await;
+
+    let node = start(dir.path(), config(2)).await;
+    node.stop().await;
+    let node = start(dir.path(), config(2)).await;
+    assert_eq!(
+        events(&node.log).len(),
+        left,
+        "each left event relayed once"
+    );
+    check_consistent(&node);
     for p in 0..2 {
         assert!(node.store.pending_events(p, 10).unwrap().is_empty());
     }

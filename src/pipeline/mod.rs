@@ -8,9 +8,10 @@
 //! conversation lives in one partition). One worker per partition (consumer group `store`)
 //! wakes on the partition's high watermark — no timers, no polling — takes everything ready up
 //! to `max_batch` records (one at low load, large batches under load) and applies it with
-//! [`Store::apply_batch`]: plain writes of the messages and the events (in the store's outbox),
-//! then the group's offset, in an order that a replay after a crash completes exactly once. Then it publishes its progress ([`Pipeline::wait_applied`])
-//! and relays the batch's events to the same partition of `messages.sent` ([`relay`]).
+//! [`Store::apply_batch`]: plain writes in an order that a replay after a crash completes
+//! exactly once, making the same events again. Then it publishes its progress
+//! ([`Pipeline::wait_applied`]), relays the batch's events to the same partition of
+//! `messages.sent` ([`relay`]), and only then commits the group's offset.
 //!
 //! Shutdown: on cancel, each worker applies everything its partition holds up to the high
 //! watermark of that moment, relays it, and exits, so history is complete at restart.
@@ -87,8 +88,8 @@ pub struct PipelineConfig {
     pub partitions: u32,
     /// Most records one store batch (one transaction) takes.
     pub max_batch: usize,
-    /// Relay events after each batch. Only tests turn this off, to simulate a crash between a
-    /// batch's commit and its relay.
+    /// Relay events and commit after each batch. Only tests turn this off, to simulate a crash
+    /// after a batch's writes, before its relay and its commit.
     #[doc(hidden)]
     pub relay: bool,
 }
@@ -114,7 +115,7 @@ pub struct Pipeline {
     writers: TaskTracker,
 }
 
-/// Creates `messages` and `messages.sent` if missing, recovers the outbox and starts one store
+/// Creates `messages` and `messages.sent` if missing and starts one store
 /// writer per partition on `tracker`; they stop when `shutdown` is cancelled (after catching
 /// up, see the module doc).
 pub async fn start(

@@ -1,26 +1,24 @@
-//! The exactly-once relay of the store's outbox to `messages.sent`.
+//! The exactly-once relay of the store writer's events to `messages.sent`.
 //!
-//! After a batch commits, its events are appended to the same partition number of
-//! `messages.sent` (same key hash and partition count, so the partition a producer's key would
-//! pick too), each with the header `tidings-source-offset`, and then deleted from the outbox.
-//! On start, [`recover`] reads the last event of the partition, deletes the outbox entries at or
-//! below its source offset (relayed before a crash that came before their deletion) and relays
-//! the rest. A crash between commit and relay thus neither loses nor duplicates an event.
+//! After a batch is applied, its events ([`Store::batch_events`]) are appended to the same
+//! partition number of `messages.sent` (same key hash and partition count, so the partition a
+//! producer's key would pick too), each with the header `tidings-source-offset`; only then does
+//! the writer commit the batch's offset and delete the batch's outbox entries. A crash before
+//! the commit replays the batch, which makes its events again: the writer keeps the "relayed up
+//! to" source offset in memory ([`Relayed`]) and [`relay`] skips events at or below it. On
+//! start, [`recover`] reads that offset from the last event of the partition and deletes the
+//! outbox entries at or below it. So a crash at any point neither loses nor duplicates an event.
 //!
-//! The writer keeps that "relayed up to" source offset in memory ([`Relayed`]) and [`relay`]
-//! skips (and deletes) entries at or below it: a batch replayed after a crash rewrites the
-//! outbox entries of the records the interrupted run applied, which may have been relayed and
-//! deleted already.
+//! Data directories of versions that committed a batch before relaying it may hold outbox
+//! entries below the committed offset that were never relayed: [`recover`] relays those.
 //!
 //! Limit: if retention emptied the partition of `messages.sent`, recovery cannot tell what was
-//! relayed and relays every pending entry (possibly a duplicate, never a loss).
+//! relayed and a replayed batch relays all its events (possibly a duplicate, never a loss).
 
 use super::{Result, EVENTS_TOPIC, SOURCE_OFFSET_HEADER};
 use crate::log::{Log, ReadLimits, Record, StoredRecord};
 use crate::store::{OutboxEntry, Store};
 
-/// Most events relayed in one append during recovery.
-const RECOVERY_CHUNK: usize = 1000;
 /// How far back recovery looks for a record that carries the source-offset header.
 const RECOVERY_LOOKBACK: u64 = 1000;
 
@@ -28,13 +26,12 @@ const RECOVERY_LOOKBACK: u64 = 1000;
 /// relayed yet or the partition was emptied by retention).
 pub(super) type Relayed = Option<u64>;
 
-/// Appends the events above `relayed` to their partition of `messages.sent`, then forgets all
-/// of `events`; moves `relayed` to the last one appended.
+/// Appends the events above `relayed` to their partition of `messages.sent`; moves `relayed`
+/// to the last one appended.
 pub(super) async fn relay(
     log: &Log,
-    store: &Store,
     partition: u32,
-    events: Vec<OutboxEntry>,
+    events: &[OutboxEntry],
     relayed: &mut Relayed,
 ) -> Result<()> {
     let fresh: Vec<&OutboxEntry> = events
@@ -45,11 +42,10 @@ pub(super) async fn relay(
         tracing::info!(
             partition,
             skipped = events.len() - fresh.len(),
-            "outbox entries rewritten by a replay were relayed already"
+            "events made again by a replay were relayed already"
         );
     }
     let Some(last) = fresh.iter().map(|e| e.source_offset).max() else {
-        store.remove_events(&events)?;
         return Ok(());
     };
     let records = fresh
@@ -61,13 +57,18 @@ pub(super) async fn relay(
         .collect();
     log.append_to(EVENTS_TOPIC, partition, records).await?;
     *relayed = Some(last);
-    store.remove_events(&events)?;
     Ok(())
 }
 
-/// Relays what a previous run committed but did not relay, skipping what it did relay; returns
-/// how far the partition is relayed.
-pub(super) async fn recover(log: &Log, store: &Store, partition: u32) -> Result<Relayed> {
+/// On start: forgets the outbox entries already relayed, relays the ones an earlier version
+/// committed without relaying (below `committed`), and returns how far the partition is
+/// relayed. Entries at or above `committed` belong to the batch the writer replays next.
+pub(super) async fn recover(
+    log: &Log,
+    store: &Store,
+    partition: u32,
+    committed: u64,
+) -> Result<Relayed> {
     let mut last = last_relayed_source_offset(log, partition)?;
     if let Some(relayed) = last {
         let removed = store.remove_events_through(partition, relayed)?;
@@ -79,18 +80,17 @@ pub(super) async fn recover(log: &Log, store: &Store, partition: u32) -> Result<
             );
         }
     }
-    loop {
-        let pending = store.pending_events(partition, RECOVERY_CHUNK)?;
-        if pending.is_empty() {
-            return Ok(last);
-        }
+    let pending = store.events_between(partition, 0..committed)?;
+    if !pending.is_empty() {
         tracing::info!(
             partition,
             events = pending.len(),
-            "relaying events left in the outbox"
+            "relaying events a previous version left in the outbox"
         );
-        relay(log, store, partition, pending, &mut last).await?;
+        relay(log, partition, &pending, &mut last).await?;
+        store.remove_events(&pending)?;
     }
+    Ok(last)
 }
 
 /// The source offset of the newest event of the partition that carries one.

@@ -1,9 +1,9 @@
 //! One store writer: the consumer of one `messages` partition for group `store`.
 //!
 //! Its loop body is [`Worker::step`]: read what is ready (at most `max_batch` records), apply it
-//! with [`Store::apply_batch`] on a blocking thread (plain writes, then the offset commit),
-//! publish the progress, relay the events. It
-//! sleeps on the partition's high-watermark channel between steps, never on a timer.
+//! with [`Store::apply_batch`] on a blocking thread (plain writes), publish the progress, relay
+//! the batch's events, then commit its offset and forget its outbox entries. It sleeps on the
+//! partition's high-watermark channel between steps, never on a timer.
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -32,7 +32,8 @@ pub(super) struct Worker {
 impl Worker {
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
         if self.relay {
-            self.relayed = relay::recover(&self.log, &self.store, self.partition).await?;
+            let (log, store) = (&self.log, &self.store);
+            self.relayed = relay::recover(log, store, self.partition, self.next).await?;
         }
         let log = self.log.clone();
         follow(&log, MESSAGES_TOPIC, self.partition, &mut self, &shutdown).await
@@ -52,12 +53,13 @@ impl PartitionConsumer for Worker {
         };
         let at = (MESSAGES_TOPIC, self.partition);
         let records = read_ready(&self.log, at, &mut self.next, goal, limits, STORE_GROUP)?;
-        let Some(last) = records.last().map(|r| r.offset) else {
+        let (Some(first), Some(last)) = (records.first(), records.last()) else {
             return Ok(());
         };
+        let batch = first.offset..last.offset + 1;
         let commands = decode(self.partition, records);
-        let applied = self.apply(last + 1, commands).await?;
-        self.next = last + 1;
+        let applied = self.apply(batch.end, commands).await?;
+        self.next = batch.end;
         self.progress.send_replace(self.next);
         tracing::debug!(
             partition = self.partition,
@@ -66,41 +68,41 @@ impl PartitionConsumer for Worker {
             skipped = applied.skipped,
             "store batch applied"
         );
-        if self.relay && !applied.events.is_empty() {
-            let (log, store) = (&self.log, &self.store);
-            relay::relay(
-                log,
-                store,
-                self.partition,
-                applied.events,
-                &mut self.relayed,
-            )
-            .await?;
+        if !self.relay {
+            return Ok(()); // tests: a crash after the writes, before the relay and the commit
         }
+        let events = self
+            .store
+            .batch_events(self.partition, batch.clone(), applied.events)?;
+        relay::relay(&self.log, self.partition, &events, &mut self.relayed).await?;
+        self.store.commit_batch(&self.position(batch.end))?;
+        self.store.remove_events_between(self.partition, batch)?;
         Ok(())
     }
 }
 
 impl Worker {
+    /// This partition's place in `messages` for the group, up to `next_offset`.
+    fn position(&self, next_offset: u64) -> BatchPosition<'static> {
+        BatchPosition {
+            group: STORE_GROUP,
+            topic: MESSAGES_TOPIC,
+            partition: self.partition,
+            next_offset,
+        }
+    }
+
     async fn apply(
         &self,
         next_offset: u64,
         commands: Vec<(u64, ChatCommand)>,
     ) -> Result<AppliedBatch> {
         let store = self.store.clone();
-        let partition = self.partition;
-        tokio::task::spawn_blocking(move || {
-            let position = BatchPosition {
-                group: STORE_GROUP,
-                topic: MESSAGES_TOPIC,
-                partition,
-                next_offset,
-            };
-            store.apply_batch(&position, &commands)
-        })
-        .await
-        .map_err(|e| PipelineError::Worker(e.to_string()))?
-        .map_err(PipelineError::from)
+        let position = self.position(next_offset);
+        tokio::task::spawn_blocking(move || store.apply_batch(&position, &commands))
+            .await
+            .map_err(|e| PipelineError::Worker(e.to_string()))?
+            .map_err(PipelineError::from)
     }
 }
 

@@ -1,34 +1,38 @@
-//! The store writer's batch, without a sled transaction: plain inserts in a fixed order, then a
-//! forward-only commit of the group's offset (`groups::commit_forward`), all from the writer's
-//! thread. sled 0.34 serializes every transaction against all writes of the process (one global
-//! lock), so a transaction here would stall the log's appender; plain inserts do not.
+//! The store writer's batch, without a sled transaction: plain inserts in a fixed order, all
+//! from the writer's thread. sled 0.34 serializes every transaction against all writes of the
+//! process (one global lock), so a transaction here would stall the log's appender; plain
+//! inserts do not. The batch does not commit the group's offset: the writer does that
+//! ([`Store::commit_batch`], forward only) once the batch's events are in `messages.sent`.
 //!
 //! Crash safety rests on two facts:
-//! - **sled recovers a prefix of one thread's writes**: its log is replayed in order up to the
-//!   first torn entry, so after a crash the durable writes of a batch are a prefix of the
-//!   sequence below, and a durable offset commit implies every write before it is durable.
+//! - **sled recovers a prefix of its writes**: its log is replayed in order up to the first
+//!   torn entry, so after a crash the durable writes of a batch are a prefix of the sequence
+//!   below, and a durable offset commit (or event append) implies every write before it is
+//!   durable.
 //! - **each writer owns its partition's conversations** (conversation id = record key), and is
 //!   the only writer of their *activity* (tree `activity`: lastSeq, lastMessage, updatedAt);
 //!   conversation commands write *membership* (tree `conversations`) only. So replaying the
 //!   batch from the committed offset sees exactly what the interrupted run left, and recomputes
-//!   the same seqs.
+//!   the same seqs and the same events.
 //!
 //! Per command, in order:
 //! - `Send`: if `message_ids[id]` holds this record's source offset, the interrupted run stored
-//!   it at that (conversation, seq): the remaining writes are repeated (they are idempotent)
-//!   and no new seq is taken. A `message_ids` entry from another record, an indexed (sender,
-//!   conversation, clientMessageId) or an unknown conversation skips the send. Otherwise seq =
-//!   lastSeq + 1, then `messages` → `message_ids` → `client_ids` → `read_state` (forward only)
-//!   → `outbox` (keyed by partition, source offset, index, so a replay overwrites). A sender
-//!   no longer a participant is still stored: the edge's 202 promised durability.
+//!   it at that (conversation, seq): the remaining writes are repeated (they are idempotent),
+//!   no new seq is taken, and its event is made again from the command. A `message_ids` entry
+//!   from another record, an indexed (sender, conversation, clientMessageId) or an unknown
+//!   conversation skips the send. Otherwise seq = lastSeq + 1, then `messages` → `message_ids`
+//!   → `client_ids` → `read_state` (forward only). Its event is not written anywhere: a replay
+//!   makes it again. A sender no longer a participant is still stored: the edge's 202 promised
+//!   durability.
 //! - `Edit` / `Delete`: only by the message's sender, on a message of that conversation that
-//!   is not deleted, else skipped. The outbox entry is written BEFORE the message, so a replay
-//!   that finds the change applied (a deleted message) has its event already.
+//!   is not deleted, else skipped. The event goes to the `outbox` (keyed by partition, source
+//!   offset, index) BEFORE the message changes, since a replay that finds the change applied
+//!   (a deleted message) cannot make it again; [`Store::batch_events`] merges it back.
 //! - `Read`: by a participant, clamped to lastSeq, forward only; no event.
 //!
-//! After the commands: each changed conversation's activity (forward only), then the offset.
-//! The relay (`pipeline/relay.rs`) never relays an entry at or below the last relayed source
-//! offset, since a replay rewrites entries that may have been relayed and deleted already.
+//! After the commands: each changed conversation's activity (forward only). The relay
+//! (`pipeline/relay.rs`) never relays an event at or below the last relayed source offset,
+//! since a replay makes again events that may have been relayed already.
 //!
 //! Known difference from a first application: a replayed `Read` whose seq exceeds lastSeq is
 //! clamped to the activity the interrupted run may have advanced further; the edge clamps read
@@ -48,7 +52,7 @@ use super::queries::decode_message;
 use super::{Store, Trees};
 use crate::log::groups::commit_forward;
 
-/// Where a batch comes from, for the offset commit that ends it.
+/// Where a batch comes from, for the offset commit that follows its relay.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchPosition<'a> {
     /// Consumer group (`store`).
@@ -64,8 +68,9 @@ pub struct BatchPosition<'a> {
 /// What a committed batch changed.
 #[derive(Debug, Clone, Default)]
 pub struct AppliedBatch {
-    /// Events written to the outbox, in order, to relay to `messages.sent` (after a crash, some
-    /// may have been relayed already: the relay skips those).
+    /// The batch's events, in order, to relay to `messages.sent` (after a crash, some may have
+    /// been relayed already: the relay skips those). Edit and delete events are also in the
+    /// outbox; see [`Store::batch_events`].
     pub events: Vec<OutboxEntry>,
     /// Conversations whose activity changed, as committed.
     pub conversations: Vec<Conversation>,
@@ -91,9 +96,9 @@ struct Batch<'s> {
 }
 
 impl Store {
-    /// Applies decoded commands (with their source offsets, ascending), then commits
-    /// `position.next_offset` for the group; then updates the in-memory view. Safe to repeat
-    /// after a crash at any point (see the module doc).
+    /// Applies decoded commands (with their source offsets, ascending), then updates the
+    /// in-memory view. Safe to repeat after a crash at any point (see the module doc). It does
+    /// not commit: [`Store::commit_batch`] does, once the events are relayed.
     pub fn apply_batch(
         &self,
         position: &BatchPosition<'_>,
@@ -111,7 +116,7 @@ impl Store {
     }
 
     /// Test hook: applies a batch but "crashes" (fails with `Storage`) before its write number
-    /// `writes` (0-based, the offset commit included), leaving the view untouched.
+    /// `writes` (0-based), leaving the view untouched.
     #[cfg(test)]
     pub(crate) fn apply_batch_interrupted(
         &self,
@@ -141,7 +146,44 @@ impl Store {
         for (offset, command) in commands {
             batch.apply(*offset, command)?;
         }
-        batch.finish(position)
+        batch.finish()
+    }
+
+    /// Commits `position.next_offset` for the group (forward only): everything below it is
+    /// applied and its events relayed.
+    pub fn commit_batch(&self, position: &BatchPosition<'_>) -> Result<()> {
+        let p = position;
+        commit_forward(
+            &self.trees().offsets,
+            p.group,
+            p.topic,
+            p.partition,
+            p.next_offset,
+        )?;
+        Ok(())
+    }
+
+    /// The events of the batch at source offsets `from..to` of `partition`: `applied` (what the
+    /// batch made) merged with what the outbox holds for those offsets (the edit and delete
+    /// events of an interrupted run, which a replay that finds the change applied cannot make
+    /// again), in source order.
+    pub fn batch_events(
+        &self,
+        partition: u32,
+        range: std::ops::Range<u64>,
+        applied: Vec<OutboxEntry>,
+    ) -> Result<Vec<OutboxEntry>> {
+        let mut events: std::collections::BTreeMap<(u64, u32), OutboxEntry> = self
+            .events_between(partition, range)?
+            .into_iter()
+            .map(|e| ((e.source_offset, e.index), e))
+            .collect();
+        for event in applied {
+            events
+                .entry((event.source_offset, event.index))
+                .or_insert(event);
+        }
+        Ok(events.into_values().collect())
     }
 }
 
@@ -376,6 +418,8 @@ impl Batch<'_> {
         Ok(true)
     }
 
+    /// Adds an event to the batch's; an edit or delete event is also written to the outbox
+    /// (see the module doc).
     fn event(&mut self, offset: u64, event_type: EventType, message: Message) -> Result<()> {
         let index = self
             .out
@@ -392,14 +436,16 @@ impl Batch<'_> {
             conversation_id,
             payload: serde_json::to_vec(&event).expect("an event of strings always serializes"),
         };
-        let t = self.trees;
-        self.write(&t.outbox, &entry.key(), &entry.value())?;
+        if event_type != EventType::MessageSent {
+            let t = self.trees;
+            self.write(&t.outbox, &entry.key(), &entry.value())?;
+        }
         self.out.events.push(entry);
         Ok(())
     }
 
-    /// Writes the changed activity, commits the offset, and hands back what the batch did.
-    fn finish(mut self, position: &BatchPosition<'_>) -> Result<AppliedBatch> {
+    /// Writes the changed activity and hands back what the batch did.
+    fn finish(mut self) -> Result<AppliedBatch> {
         let t = self.trees;
         for id in std::mem::take(&mut self.dirty) {
             let Some(Some(activity)) = self.activity.get(&id).cloned() else {
@@ -413,11 +459,6 @@ impl Batch<'_> {
                 self.out.conversations.push(conversation);
             }
         }
-        if let Some(0) = self.writes_left {
-            return Err(StoreError::Storage("simulated crash (test hook)".into()));
-        }
-        let p = position;
-        commit_forward(&t.offsets, p.group, p.topic, p.partition, p.next_offset)?;
         Ok(self.out)
     }
 }

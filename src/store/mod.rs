@@ -1,9 +1,9 @@
 //! The chat read model in sled: conversations, messages by (conversation, seq), the message-id
-//! and client-id indexes, read state, and the outbox of events not yet relayed.
+//! and client-id indexes, read state, and the outbox of edit and delete events not yet relayed.
 //!
 //! It owns the chat data and the store writer's batch ([`Store::apply_batch`]): plain inserts in
-//! a replay-safe order, then the consumer's committed offset — no sled transaction (see
-//! [`apply`]). It knows nothing of HTTP or WebSocket, nor of how records reach it (that is
+//! a replay-safe order — no sled transaction (see [`apply`]) — and the commit of the consumer's
+//! offset ([`Store::commit_batch`]), which the writer calls once the batch's events are relayed. It knows nothing of HTTP or WebSocket, nor of how records reach it (that is
 //! `pipeline/`); it uses the log only to commit offsets.
 //!
 //! A conversation is two records ([`activity`]): membership (tree `conversations`, written by
@@ -27,7 +27,7 @@
 //! Files: `model` (public types and validation), `keys` (key layouts), `command` (log commands
 //! and events), `activity` (membership and activity records), `view` (in-memory view),
 //! `conversations` (conversation commands), `queries` (history and lookups), `apply` (the
-//! store writer's batch), `outbox` (events awaiting relay).
+//! store writer's batch), `outbox` (edit and delete events awaiting relay).
 
 mod activity;
 mod apply;

@@ -1,9 +1,11 @@
-//! The outbox: events written by the store writer's batch and not yet relayed to
-//! `messages.sent`.
+//! The outbox: edit and delete events written by the store writer's batch before the change
+//! they describe, so that a replay which finds the change applied still has its event (send
+//! events need no outbox: a replay makes them again from the command).
 //!
 //! Key: partition (u32 BE) ++ source offset (u64 BE) ++ index (u32 BE); value: conversation id
-//! ++ 0x00 ++ the event's JSON. The relay (in `pipeline/`) appends an entry's event, then
-//! deletes the entry; after a crash it skips the entries the topic already holds. Deletes are
+//! ++ 0x00 ++ the event's JSON. The writer merges a batch's entries into its events
+//! ([`Store::batch_events`]), relays them, commits, then deletes the entries of the batch's
+//! range. After a crash, the relay deletes the entries the topic already holds. Deletes are
 //! single removes, not a `sled::Batch`: applying a batch takes sled's global write lock (see
 //! `apply`), and a deleted entry that a crash brings back is skipped by the relay anyway.
 
@@ -11,7 +13,7 @@ use super::error::{Result, StoreError};
 use super::keys;
 use super::Store;
 
-/// One event awaiting relay.
+/// One event of a batch awaiting relay (in the outbox or only in memory).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxEntry {
     /// Partition of the source record (and of the event).
@@ -54,18 +56,52 @@ impl OutboxEntry {
     }
 }
 
+fn decode_all(
+    entries: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+) -> Result<Vec<OutboxEntry>> {
+    entries
+        .map(|item| {
+            let (key, value) = item?;
+            OutboxEntry::decode(&key, &value)
+        })
+        .collect()
+}
+
 impl Store {
     /// Events of a partition awaiting relay, in source order (at most `limit`).
     pub fn pending_events(&self, partition: u32, limit: usize) -> Result<Vec<OutboxEntry>> {
-        self.trees()
-            .outbox
-            .scan_prefix(partition.to_be_bytes())
-            .take(limit)
-            .map(|item| {
-                let (key, value) = item?;
-                OutboxEntry::decode(&key, &value)
-            })
-            .collect()
+        decode_all(
+            self.trees()
+                .outbox
+                .scan_prefix(partition.to_be_bytes())
+                .take(limit),
+        )
+    }
+
+    /// Events of a partition from source offsets in `range`, in source order.
+    pub fn events_between(
+        &self,
+        partition: u32,
+        range: std::ops::Range<u64>,
+    ) -> Result<Vec<OutboxEntry>> {
+        if range.is_empty() {
+            return Ok(Vec::new());
+        }
+        let start = keys::outbox(partition, range.start, 0);
+        let end = keys::outbox(partition, range.end, 0);
+        decode_all(self.trees().outbox.range(start..end))
+    }
+
+    /// Forgets a partition's events from source offsets in `range` (relayed and committed);
+    /// returns how many.
+    pub fn remove_events_between(
+        &self,
+        partition: u32,
+        range: std::ops::Range<u64>,
+    ) -> Result<usize> {
+        let relayed = self.events_between(partition, range)?;
+        self.remove_events(&relayed)?;
+        Ok(relayed.len())
     }
 
     /// Forgets relayed events.

@@ -40,7 +40,9 @@ impl Fixture {
             partition: 0,
             next_offset: self.offset,
         };
-        self.store.apply_batch(&position, &numbered).expect("apply")
+        let applied = self.store.apply_batch(&position, &numbered).expect("apply");
+        self.store.commit_batch(&position).expect("commit");
+        applied
     }
 
     fn send(&mut self, conversation: &str, sender: &str, content: &str) -> String {
@@ -280,7 +282,7 @@ fn only_the_sender_edits_or_deletes_and_delete_keeps_seq() {
 }
 
 #[tokio::test]
-async fn the_batch_commits_the_group_offset_and_writes_the_outbox() {
+async fn sends_leave_no_outbox_entry_edits_do_and_the_commit_is_separate() {
     let mut f = fixture();
     f.log
         .create_topic("messages", crate::log::TopicConfig::with_partitions(1))
@@ -290,23 +292,54 @@ async fn the_batch_commits_the_group_offset_and_writes_the_outbox() {
         .create_conversation("ann", Some("c".into()), None, vec![])
         .unwrap();
     f.send("c", "ann", "a");
-    f.send("c", "ann", "b");
+    let b = f.send("c", "ann", "b");
     assert_eq!(
         f.log.committed_offset("store", "messages", 0).unwrap(),
         Some(2)
     );
+    assert!(f.store.pending_events(0, 10).unwrap().is_empty());
+
+    let edit = ChatCommand::Edit(EditMessage {
+        message_id: b,
+        conversation_id: "c".into(),
+        sender_id: "ann".into(),
+        content: "b2".into(),
+        at: now_rfc3339(),
+    });
+    let position = BatchPosition {
+        group: "store",
+        topic: "messages",
+        partition: 0,
+        next_offset: 3,
+    };
+    let applied = f.store.apply_batch(&position, &[(2, edit)]).unwrap();
+    assert_eq!(
+        f.log.committed_offset("store", "messages", 0).unwrap(),
+        Some(2),
+        "applying commits nothing"
+    );
     let pending = f.store.pending_events(0, 10).unwrap();
     assert_eq!(
-        pending.iter().map(|e| e.source_offset).collect::<Vec<_>>(),
-        [0, 1]
+        pending, applied.events,
+        "the edit's event waits in the outbox"
     );
-    let event: MessageEvent = serde_json::from_slice(&pending[1].payload).unwrap();
+    let event: MessageEvent = serde_json::from_slice(&pending[0].payload).unwrap();
     assert_eq!(
-        (event.event_type, event.message.seq),
-        (EventType::MessageSent, 2)
+        (
+            event.event_type,
+            event.message.seq,
+            event.message.content.as_str()
+        ),
+        (EventType::MessageUpdated, 2, "b2")
     );
-    assert_eq!(f.store.remove_events_through(0, 0).unwrap(), 1);
-    assert_eq!(f.store.pending_events(0, 10).unwrap().len(), 1);
+    assert_eq!(f.store.batch_events(0, 2..3, Vec::new()).unwrap(), pending);
+    f.store.commit_batch(&position).unwrap();
+    assert_eq!(f.store.remove_events_between(0, 2..3).unwrap(), 1);
+    assert!(f.store.pending_events(0, 10).unwrap().is_empty());
+    assert_eq!(
+        f.log.committed_offset("store", "messages", 0).unwrap(),
+        Some(3)
+    );
 }
 
 /// The commands of the batch the interrupted-batch test applies at offsets 1.. (offset 0 holds
@@ -355,12 +388,16 @@ fn replayed_batch(first: &str) -> Vec<ChatCommand> {
 
 /// Per conversation: history, lastSeq, lastMessage, read state of ann and bob.
 type Shown = Vec<(Vec<Message>, u64, Option<Message>, Vec<u64>)>;
-/// The outbox: (source offset, index, event type, message).
+/// The events the writer relays: (source offset, index, event type, message).
 type Pending = Vec<(u64, u32, EventType, Message)>;
 
 /// Everything the store shows after the batch: histories, conversations, read state, and the
-/// outbox (events without their id and time).
-fn observable(store: &Store) -> (Shown, Pending) {
+/// events the writer relays for source offsets `batch` (without their id and time).
+fn observable(
+    store: &Store,
+    batch: std::ops::Range<u64>,
+    applied: Vec<OutboxEntry>,
+) -> (Shown, Pending) {
     let mut seen = Vec::new();
     for c in ["c", "d"] {
         let page = store.history(c, None, Some(0), 100).expect("history");
@@ -377,8 +414,8 @@ fn observable(store: &Store) -> (Shown, Pending) {
         ));
     }
     let events: Vec<_> = store
-        .pending_events(0, 100)
-        .expect("outbox")
+        .batch_events(0, batch, applied)
+        .expect("events")
         .into_iter()
         .map(|e| {
             let event: MessageEvent = serde_json::from_slice(&e.payload).expect("event");
@@ -412,6 +449,7 @@ fn run_batch(
     f.store
         .apply_batch(&position(1), &[(0, ChatCommand::Send(send))])
         .expect("first batch");
+    f.store.commit_batch(&position(1)).expect("commit");
     let numbered: Vec<_> = (1u64..).zip(commands.iter().cloned()).collect();
     let whole = position(1 + commands.len() as u64);
     let store = match crash_after {
@@ -433,8 +471,8 @@ fn run_batch(
             Store::open(&f.log).expect("reopen")
         }
     };
-    store.apply_batch(&whole, &numbered).expect("replay");
-    Some(observable(&store))
+    let applied = store.apply_batch(&whole, &numbered).expect("replay");
+    Some(observable(&store, 1..whole.next_offset, applied.events))
 }
 
 #[test]

@@ -168,10 +168,9 @@ impl PartitionConsumer for PartitionFanout {
 
 impl PartitionFanout {
     /// Pushes one event to every session of the conversation's participants of this moment.
+    /// Most events of a busy server concern conversations nobody has open: no frame is built
+    /// for those.
     fn deliver(&self, record: &StoredRecord) {
-        if self.nobody_online(record) {
-            return;
-        }
         let event: MessageEvent = match serde_json::from_slice(&record.value) {
             Ok(event) => event,
             Err(e) => {
@@ -182,24 +181,12 @@ impl PartitionFanout {
         let Some(participants) = self.store.participants(&event.message.conversation_id) else {
             return;
         };
-        self.hub.deliver(&participants, &event_frame(&event));
-    }
-
-    /// True if the record's key names a conversation none of whose participants has a session
-    /// now: most events of a busy server are of that kind, and this spares decoding them and
-    /// building a frame nobody receives. (A session opening meanwhile fills gaps from the store,
-    /// as it would had the frame been pushed a moment before it registered.)
-    fn nobody_online(&self, record: &StoredRecord) -> bool {
-        let conversation = record
-            .key
-            .as_deref()
-            .and_then(|k| std::str::from_utf8(k).ok());
-        let Some(participants) = conversation.and_then(|c| self.store.participants(c)) else {
-            return false;
-        };
-        !participants
+        if participants
             .iter()
             .any(|user| self.hub.has_live_session(user))
+        {
+            self.hub.deliver(&participants, &event_frame(&event));
+        }
     }
 }
 

@@ -99,9 +99,12 @@ impl Store {
         partition: u32,
         range: std::ops::Range<u64>,
     ) -> Result<usize> {
-        let relayed = self.events_between(partition, range)?;
-        self.remove_events(&relayed)?;
-        Ok(relayed.len())
+        if range.is_empty() {
+            return Ok(0);
+        }
+        let start = keys::outbox(partition, range.start, 0);
+        let end = keys::outbox(partition, range.end, 0);
+        self.remove_keys(start..end)
     }
 
     /// Forgets relayed events.
@@ -117,9 +120,14 @@ impl Store {
     pub fn remove_events_through(&self, partition: u32, source_offset: u64) -> Result<usize> {
         let start = keys::outbox(partition, 0, 0);
         let end = keys::outbox(partition, source_offset, u32::MAX);
+        self.remove_keys(start..=end)
+    }
+
+    /// Removes the outbox entries whose keys are in `range`; returns how many.
+    fn remove_keys(&self, range: impl std::ops::RangeBounds<Vec<u8>>) -> Result<usize> {
         let outbox = &self.trees().outbox;
         let keys: Vec<sled::IVec> = outbox
-            .range(start..=end)
+            .range(range)
             .keys()
             .collect::<std::result::Result<_, _>>()?;
         for key in &keys {

@@ -7,9 +7,10 @@
 //! missed it gets with `resume`, from the store) and commits its position after every batch,
 //! so `/metrics` shows the group's lag like any consumer's. For each event it looks the
 //! conversation's participants up at that moment (a participant removed a moment ago receives
-//! nothing more), builds the frame once (`message`, `message.updated` or `message.deleted`) and
-//! hands it to [`Hub::deliver`], which never waits. It runs in the pipeline's consumer loop
-//! (`follow.rs`): it wakes on the partition's high watermark, never on a timer.
+//! nothing more) and, if any of them has a session, builds the frame once (`message`,
+//! `message.updated` or `message.deleted`) and hands it to [`Hub::deliver`], which never waits.
+//! It runs in the pipeline's consumer loop (`follow.rs`): it wakes on the partition's high
+//! watermark, never on a timer.
 //!
 //! Shutdown: on cancel, a task delivers everything up to the high watermark of that moment
 //! (the server cancels it after the store writers and the relay have finished) and exits.

@@ -58,7 +58,7 @@ impl PartitionConsumer for Worker {
         };
         let batch = first.offset..last.offset + 1;
         let commands = decode(self.partition, records);
-        let applied = self.apply(batch.end, commands).await?;
+        let applied = self.apply(commands).await?;
         self.next = batch.end;
         self.progress.send_replace(self.next);
         tracing::debug!(
@@ -92,14 +92,10 @@ impl Worker {
         }
     }
 
-    async fn apply(
-        &self,
-        next_offset: u64,
-        commands: Vec<(u64, ChatCommand)>,
-    ) -> Result<AppliedBatch> {
+    async fn apply(&self, commands: Vec<(u64, ChatCommand)>) -> Result<AppliedBatch> {
         let store = self.store.clone();
-        let position = self.position(next_offset);
-        tokio::task::spawn_blocking(move || store.apply_batch(&position, &commands))
+        let partition = self.partition;
+        tokio::task::spawn_blocking(move || store.apply_batch(partition, &commands))
             .await
             .map_err(|e| PipelineError::Worker(e.to_string()))?
             .map_err(PipelineError::from)

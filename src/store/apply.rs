@@ -52,7 +52,7 @@ use super::queries::decode_message;
 use super::{Store, Trees};
 use crate::log::groups::commit_forward;
 
-/// Where a batch comes from, for the offset commit that follows its relay.
+/// A consumer's place after a batch: the offset commit that follows its relay.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchPosition<'a> {
     /// Consumer group (`store`).
@@ -96,15 +96,15 @@ struct Batch<'s> {
 }
 
 impl Store {
-    /// Applies decoded commands (with their source offsets, ascending), then updates the
-    /// in-memory view. Safe to repeat after a crash at any point (see the module doc). It does
+    /// Applies decoded commands of `partition` (with their source offsets, ascending), then
+    /// updates the in-memory view. Safe to repeat after a crash at any point (see the module doc). It does
     /// not commit: [`Store::commit_batch`] does, once the events are relayed.
     pub fn apply_batch(
         &self,
-        position: &BatchPosition<'_>,
+        partition: u32,
         commands: &[(u64, ChatCommand)],
     ) -> Result<AppliedBatch> {
-        let applied = self.write_batch(position, commands, None)?;
+        let applied = self.write_batch(partition, commands, None)?;
         let mut view = self.view_mut();
         for conversation in &applied.conversations {
             view.set_activity(conversation);
@@ -120,23 +120,23 @@ impl Store {
     #[cfg(test)]
     pub(crate) fn apply_batch_interrupted(
         &self,
-        position: &BatchPosition<'_>,
+        partition: u32,
         commands: &[(u64, ChatCommand)],
         writes: usize,
     ) -> Result<AppliedBatch> {
-        self.write_batch(position, commands, Some(writes))
+        self.write_batch(partition, commands, Some(writes))
     }
 
     fn write_batch(
         &self,
-        position: &BatchPosition<'_>,
+        partition: u32,
         commands: &[(u64, ChatCommand)],
         writes_left: Option<usize>,
     ) -> Result<AppliedBatch> {
         let mut batch = Batch {
             store: self,
             trees: self.trees(),
-            partition: position.partition,
+            partition,
             activity: HashMap::new(),
             dirty: Vec::new(),
             reads: HashMap::new(),

@@ -40,7 +40,7 @@ impl Fixture {
             partition: 0,
             next_offset: self.offset,
         };
-        let applied = self.store.apply_batch(&position, &numbered).expect("apply");
+        let applied = self.store.apply_batch(0, &numbered).expect("apply");
         self.store.commit_batch(&position).expect("commit");
         applied
     }
@@ -312,7 +312,7 @@ async fn sends_leave_no_outbox_entry_edits_do_and_the_commit_is_separate() {
         partition: 0,
         next_offset: 3,
     };
-    let applied = f.store.apply_batch(&position, &[(2, edit)]).unwrap();
+    let applied = f.store.apply_batch(0, &[(2, edit)]).unwrap();
     assert_eq!(
         f.log.committed_offset("store", "messages", 0).unwrap(),
         Some(2),
@@ -447,7 +447,7 @@ fn run_batch(
         next_offset,
     };
     f.store
-        .apply_batch(&position(1), &[(0, ChatCommand::Send(send))])
+        .apply_batch(0, &[(0, ChatCommand::Send(send))])
         .expect("first batch");
     f.store.commit_batch(&position(1)).expect("commit");
     let numbered: Vec<_> = (1u64..).zip(commands.iter().cloned()).collect();
@@ -456,7 +456,7 @@ fn run_batch(
         None => f.store.clone(),
         Some(writes) => {
             if f.store
-                .apply_batch_interrupted(&whole, &numbered, writes)
+                .apply_batch_interrupted(0, &numbered, writes)
                 .is_ok()
             {
                 return None;
@@ -471,7 +471,7 @@ fn run_batch(
             Store::open(&f.log).expect("reopen")
         }
     };
-    let applied = store.apply_batch(&whole, &numbered).expect("replay");
+    let applied = store.apply_batch(0, &numbered).expect("replay");
     Some(observable(&store, 1..whole.next_offset, applied.events))
 }
 

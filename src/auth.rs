@@ -115,6 +115,8 @@ impl Authenticator {
         }
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp", "sub"]);
+        // A token is not valid before its `nbf` either (jsonwebtoken checks it only when told).
+        validation.validate_nbf = true;
         validation.leeway = 5;
         Ok(Authenticator {
             encoding: EncodingKey::from_secret(secret),

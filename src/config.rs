@@ -46,10 +46,21 @@ pub struct Config {
 }
 
 /// The `[notify]` section.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotifySettings {
+    /// Most bytes of a message's text in a `message.new` notification (`notify.previewBytes`).
+    pub preview_bytes: usize,
     /// The sinks `message.new` is delivered to, each its own consumer group.
     pub sinks: Vec<SinkConfig>,
+}
+
+impl Default for NotifySettings {
+    fn default() -> Self {
+        NotifySettings {
+            preview_bytes: crate::pipeline::notify::DEFAULT_PREVIEW_BYTES,
+            sinks: Vec::new(),
+        }
+    }
 }
 
 /// The `[log]` section: how the embedded log is opened.
@@ -64,7 +75,8 @@ pub struct LogSettings {
 /// The `[limits]` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// Messages per second one user may send (burst twice that); 0 turns limiting off.
+    /// Write tokens per second of one user's budget (burst twice that), which every kind of
+    /// write takes from; 0 turns limiting off.
     pub rate_limit: u32,
     /// Largest accepted HTTP request body, in bytes.
     pub max_body_bytes: usize,
@@ -77,6 +89,15 @@ pub struct Limits {
     /// Most chat records accepted but not yet applied by the store (summed over partitions)
     /// before writes are refused with 503 (`limits.maxStoreLag`).
     pub max_store_lag: u64,
+    /// Most participants of one conversation (`limits.maxParticipants`).
+    pub max_participants: usize,
+    /// Most topics the log holds, chat's own included (`limits.maxTopics`).
+    pub max_topics: usize,
+    /// Most partitions of all topics together (`limits.maxPartitions`).
+    pub max_partitions: u64,
+    /// Most consumer groups the event bus knows: live ones and those with committed offsets
+    /// (`limits.maxGroups`).
+    pub max_groups: usize,
 }
 
 /// The `[chat]` section.
@@ -126,6 +147,8 @@ impl FromStr for LogFormat {
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
+/// Default most consumer groups (`limits.maxGroups`).
+pub const DEFAULT_MAX_GROUPS: usize = 10_000;
 
 impl Default for Config {
     fn default() -> Self {
@@ -143,6 +166,10 @@ impl Default for Config {
                 max_record_bytes: 1024 * 1024,
                 max_batch_records: 1000,
                 max_store_lag: 100_000,
+                max_participants: crate::store::DEFAULT_MAX_PARTICIPANTS,
+                max_topics: crate::log::DEFAULT_MAX_TOPICS,
+                max_partitions: crate::log::DEFAULT_MAX_TOTAL_PARTITIONS,
+                max_groups: DEFAULT_MAX_GROUPS,
             },
             chat: ChatSettings { partitions: 4 },
             auth: AuthSettings::default(),
@@ -380,7 +407,23 @@ impl Config {
         log.durability = self.log.durability;
         log.default_partitions = self.log.default_partitions;
         log.max_record_bytes = self.limits.max_record_bytes;
+        log.max_topics = self.limits.max_topics;
+        log.max_total_partitions = self.limits.max_partitions;
         log
+    }
+
+    /// How the `notify` group makes notifications.
+    pub fn notify_settings(&self) -> crate::pipeline::notify::NotifySettings {
+        crate::pipeline::notify::NotifySettings {
+            preview_bytes: self.notify.preview_bytes,
+        }
+    }
+
+    /// The chat store's limits for this server.
+    pub fn store_limits(&self) -> crate::store::StoreLimits {
+        crate::store::StoreLimits {
+            max_participants: self.limits.max_participants,
+        }
     }
 
     /// Range checks that no single layer can make on its own.
@@ -398,16 +441,33 @@ impl Config {
                 ));
             }
         }
+        if self.notify.preview_bytes == 0 {
+            return Err(bad_value(
+                "notify.previewBytes",
+                0,
+                "a positive number".into(),
+            ));
+        }
         let sizes = [
             ("limits.maxBodyBytes", self.limits.max_body_bytes),
             ("limits.maxContentBytes", self.limits.max_content_bytes),
             ("limits.maxRecordBytes", self.limits.max_record_bytes),
             ("limits.maxBatchRecords", self.limits.max_batch_records),
+            ("limits.maxParticipants", self.limits.max_participants),
+            ("limits.maxTopics", self.limits.max_topics),
+            ("limits.maxGroups", self.limits.max_groups),
         ];
         for (key, value) in sizes {
             if value == 0 {
                 return Err(bad_value(key, value, "a positive number".into()));
             }
+        }
+        if self.limits.max_partitions == 0 {
+            return Err(bad_value(
+                "limits.maxPartitions",
+                0,
+                "a positive number".into(),
+            ));
         }
         self.ws.validate()?;
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.logging.level) {
@@ -496,6 +556,10 @@ struct FileLimits {
     max_record_bytes: Option<usize>,
     max_batch_records: Option<usize>,
     max_store_lag: Option<u64>,
+    max_participants: Option<usize>,
+    max_topics: Option<usize>,
+    max_partitions: Option<u64>,
+    max_groups: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -542,6 +606,10 @@ impl FileConfig {
             limits.max_batch_records,
         );
         set(&mut config.limits.max_store_lag, limits.max_store_lag);
+        set(&mut config.limits.max_participants, limits.max_participants);
+        set(&mut config.limits.max_topics, limits.max_topics);
+        set(&mut config.limits.max_partitions, limits.max_partitions);
+        set(&mut config.limits.max_groups, limits.max_groups);
         let chat = self.chat.unwrap_or_default();
         set(&mut config.chat.partitions, chat.partitions);
         if let Some(auth) = self.auth {
@@ -554,6 +622,7 @@ impl FileConfig {
         }
         set(&mut config.logging.level, logging.level);
         if let Some(notify) = self.notify {
+            set(&mut config.notify.preview_bytes, notify.preview_bytes);
             config.notify.sinks = notify.into_sinks(path)?;
         }
         Ok(())

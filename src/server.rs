@@ -214,6 +214,8 @@ async fn start_notifications(
         log.clone(),
         chat.store.clone(),
         live_sessions(state),
+        state.config().notify_settings(),
+        state.workers().clone(),
         notify.clone(),
         state.tasks(),
     )
@@ -224,6 +226,7 @@ async fn start_notifications(
         &state.config().notify.sinks,
         chat.pipeline.partitions(),
         state.metrics().clone(),
+        state.workers().clone(),
         state.shutdown().clone(),
         state.tasks(),
     )
@@ -241,6 +244,7 @@ fn start_fanout(state: &AppState, stages: &Stages) -> Result<(), ServerError> {
         log,
         chat.store.clone(),
         hub.clone(),
+        state.workers().clone(),
         stages.fanout.clone(),
         &stages.fanout_tasks,
     )
@@ -260,7 +264,8 @@ async fn start_chat(state: &AppState, writers: &CancellationToken) -> Result<(),
         .map_err(|_| ServerError::OpenLog(LogError::Closed))?
         .clone();
     let opened = log.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(&opened))
+    let limits = state.config().store_limits();
+    let store = tokio::task::spawn_blocking(move || Store::open_with(&opened, limits))
         .await?
         .map_err(ServerError::OpenStore)?;
     let config = PipelineConfig {

@@ -1,6 +1,7 @@
 //! Conversation routes: create, list, get, add and remove participants, and read marks.
 //!
-//! Every route answers 404 to a caller who is not a participant, with the same body as for a
+//! Every write is charged to the caller's write budget (a new conversation by its participants,
+//! see [`WriteCost`]). Every route answers 404 to a caller who is not a participant, with the same body as for a
 //! conversation that does not exist ([`require_participant`]). Conversation commands apply to
 //! the store directly; a read mark goes through the log like a message (`ChatCommand::Read`) and
 //! is answered once the store applied it (or after [`READ_APPLY_WAIT`], durable either way).
@@ -18,6 +19,7 @@ use serde::Deserialize;
 
 use super::auth::Caller;
 use super::problem::{ApiError, Json, Query};
+use super::rate_limit::WriteCost;
 use super::{blocking, AppState, Chat};
 use serde_json::json;
 
@@ -88,6 +90,10 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let chat = state.chat()?.clone();
     let user = caller.user_id.clone();
+    // What the conversation can reach: listed duplicates cost nothing more.
+    let max = state.config().limits.max_participants;
+    let reach = body.participants.len().min(max).saturating_add(1);
+    state.charge_write(&user, WriteCost::reaching(reach))?;
     let created = blocking(move || {
         let created =
             chat.store
@@ -144,6 +150,7 @@ pub async fn add_participant(
 ) -> Result<StatusCode, ApiError> {
     let chat = state.chat()?.clone();
     require_participant(&chat, &caller.user_id, &id)?;
+    state.charge_write(&caller.user_id, WriteCost::ONE)?;
     let changed = blocking(move || {
         Ok(chat
             .store
@@ -164,6 +171,7 @@ pub async fn remove_participant(
 ) -> Result<StatusCode, ApiError> {
     let chat = state.chat()?.clone();
     require_participant(&chat, &caller.user_id, &id)?;
+    state.charge_write(&caller.user_id, WriteCost::ONE)?;
     let removed = user.clone();
     let changed =
         blocking(move || Ok(chat.store.remove_participant(&caller.user_id, &id, &user)?)).await?;
@@ -211,6 +219,7 @@ pub async fn mark_read_as(
     if seq <= view.last_read_seq {
         return Ok(());
     }
+    state.charge_write(user, WriteCost::ONE)?;
     super::messages::check_writable(state)?;
     let command = ChatCommand::Read(MarkRead {
         conversation_id: conversation.clone(),

@@ -12,6 +12,11 @@
 //! `events:consume` but the reset, which needs `admin`; chat's `messages` topic is for `admin`
 //! only, so a non-admin's patterns never match it. Records are rendered by [`super::records`].
 //!
+//! The groups of the server's own workers (`store`, `fanout`, `notify`, `notify.sink.*`) are
+//! never joined, committed or reset here, whatever the token (403); a member id works only for
+//! the user that joined with it (another one's gets 404, as an unknown id). A join is a write
+//! (the caller's write budget) and the number of groups is capped (`limits.maxGroups`).
+//!
 //! A reset is refused (409) while the group has live members, as Kafka refuses to reset an
 //! active group: they would go on from their own positions and commit over it. The check and the
 //! reset happen under the coordinator's lock, so no member joins in between.
@@ -26,13 +31,14 @@ use tokio::task::JoinSet;
 
 use super::auth::Caller;
 use super::problem::{ApiError, Json};
+use super::rate_limit::WriteCost;
 use super::records::{read_blocking, read_record, ReadRecord, MAX_READ_LIMIT, MAX_WAIT};
 use super::topics::{authorize, visible_to, Action, CONSUME_SCOPE};
 use super::{blocking, AppState};
 use crate::auth::ADMIN_SCOPE;
 use crate::bus::{is_pattern, Lease, MemberView, OffsetReset, Subscription, TopicPartition};
 use crate::log::{validate_group_name, validate_topic_name, Log, LogError, PartitionLag, ResetTo};
-use crate::pipeline::{MESSAGES_TOPIC, STORE_GROUP};
+use crate::pipeline::{is_internal_group, MESSAGES_TOPIC};
 
 /// `POST /api/groups/{group}/members` body.
 #[derive(Debug, Deserialize)]
@@ -168,6 +174,37 @@ impl From<PartitionLag> for LagView {
     }
 }
 
+/// 403 for the groups the server's own workers consume with ([`is_internal_group`]), whatever
+/// the token: they may be described, never joined, committed or reset over this API (their
+/// offsets can be reset with the server stopped, on the data directory).
+fn guard_internal(group: &str) -> Result<(), ApiError> {
+    if is_internal_group(group) {
+        return Err(ApiError::Forbidden(format!(
+            "consumer group {group:?} belongs to the server's own workers: no token may join, \
+             commit or reset it"
+        )));
+    }
+    Ok(())
+}
+
+/// 409 when `group` is new and the bus knows `limits.maxGroups` groups already (live ones and
+/// those with committed offsets): every group's offsets stay on disk until its topics go.
+fn check_group_capacity(state: &AppState, log: &Log, group: &str) -> Result<(), ApiError> {
+    let max = state.config().limits.max_groups;
+    let mut known = log.group_names()?;
+    known.extend(state.bus().groups());
+    known.sort();
+    known.dedup();
+    if known.binary_search_by(|g| g.as_str().cmp(group)).is_ok() || known.len() < max {
+        return Ok(());
+    }
+    Err(ApiError::Conflict(format!(
+        "the bus knows {} consumer groups, the most it may (limits.maxGroups = {max}); \
+         reuse a group or delete the topics of unused ones",
+        known.len()
+    )))
+}
+
 /// Existing topics with their partition counts, for the coordinator.
 fn topic_partitions(log: &Log) -> Result<Vec<(String, u32)>, ApiError> {
     let mut topics = Vec::new();
@@ -228,9 +265,15 @@ pub async fn join(
 ) -> Result<Response, ApiError> {
     caller.require_scope(CONSUME_SCOPE)?;
     validate_group_name(&group)?;
+    guard_internal(&group)?;
     let subscription = subscription(&caller, body)?;
-    let topics = topic_partitions(state.log()?)?;
-    let joined = state.bus().join(&group, subscription, &topics)?;
+    let log = state.log()?;
+    check_group_capacity(&state, log, &group)?;
+    state.charge_write(&caller.0.user_id, WriteCost::ONE)?;
+    let topics = topic_partitions(log)?;
+    let joined = state
+        .bus()
+        .join(&group, &caller.0.user_id, subscription, &topics)?;
     let answer = JoinAnswer {
         member_id: joined.member_id,
         assignment: joined.assignment,
@@ -247,7 +290,9 @@ pub async fn leave(
     caller.require_scope(CONSUME_SCOPE)?;
     validate_group_name(&group)?;
     let topics = topic_partitions(state.log()?)?;
-    state.bus().leave(&group, &member, &topics)?;
+    state
+        .bus()
+        .leave(&group, &member, &caller.0.user_id, &topics)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -341,7 +386,9 @@ pub async fn poll(
     let wait = Duration::from_millis(body.wait_ms.unwrap_or(0)).min(MAX_WAIT);
     let log = state.log()?.clone();
     let topics = topic_partitions(&log)?;
-    let lease = state.bus().lease(&group, &member, &topics)?;
+    let lease = state
+        .bus()
+        .lease(&group, &member, &caller.0.user_id, &topics)?;
     let starts = start_positions(&log, &group, &lease)?;
     let (mut records, mut positions) = read_all(&log, &starts, limit).await?;
     if records.is_empty() && !wait.is_zero() {
@@ -368,6 +415,7 @@ pub async fn commit(
 ) -> Result<StatusCode, ApiError> {
     caller.require_scope(CONSUME_SCOPE)?;
     validate_group_name(&group)?;
+    guard_internal(&group)?;
     let log = state.log()?;
     let topics = topic_partitions(log)?;
     let partitions: Vec<TopicPartition> = body
@@ -378,9 +426,12 @@ pub async fn commit(
             partition: o.partition,
         })
         .collect();
-    state
-        .bus()
-        .check_owner(&group, &body.member_id, &partitions, &topics)?;
+    state.bus().check_owner(
+        &group,
+        (&body.member_id, &caller.0.user_id),
+        &partitions,
+        &topics,
+    )?;
     for o in &body.offsets {
         precheck_commit(log, &group, o)?;
     }
@@ -430,12 +481,7 @@ pub async fn reset(
     validate_group_name(&group)?;
     validate_topic_name(&body.topic)?;
     let to = reset_target(&body.to)?;
-    if group == STORE_GROUP {
-        return Err(ApiError::Conflict(format!(
-            "consumer group {group:?} is the server's own store writer, always live while the \
-             server runs; its offsets can only be reset with the server stopped"
-        )));
-    }
+    guard_internal(&group)?;
     let log = state.log()?.clone();
     log.describe_topic(&body.topic)?;
     let topics = topic_partitions(&log)?;

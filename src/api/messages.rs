@@ -1,8 +1,9 @@
 //! Message routes: send (202 once durable in the log), history, one message, edit and delete.
 //!
 //! A write is validated completely against the store's in-memory view before anything is
-//! appended (a rejected request changes nothing), then checked against the send rate limit and
-//! backpressure ([`check_writable`]), then appended through the pipeline. The sender is always
+//! appended (a rejected request changes nothing), then charged to the caller's write budget (a
+//! send costs more the more participants it reaches) and checked against backpressure
+//! ([`check_writable`]), then appended through the pipeline. The sender is always
 //! the token's subject. A send with a `clientMessageId` is idempotent per (sender,
 //! conversation, clientMessageId): see [`idempotency`](super::idempotency).
 //!
@@ -20,6 +21,7 @@ use super::auth::Caller;
 use super::conversations::require_participant;
 use super::idempotency::{self, Claim, Lease, SendAck};
 use super::problem::{ApiError, Json, Query};
+use super::rate_limit::WriteCost;
 use super::{blocking, AppState, Chat};
 use crate::auth::Identity;
 use crate::log::LogError;
@@ -98,7 +100,7 @@ pub fn check_writable(state: &AppState) -> Result<(), ApiError> {
         // The same answer as `/readyz` gives (storage-unavailable, Retry-After 5): a stopped
         // writer is a storage failure, e.g. a full disk that another writer of the same
         // database met first, not a passing overload.
-        tracing::error!(%failure, "write refused: a store writer stopped");
+        tracing::debug!(%failure, "write refused: a store writer stopped");
         return Err(PipelineError::Worker(failure).into());
     }
     backpressure(chat.pipeline.lag()?, state.config().limits.max_store_lag)
@@ -212,12 +214,11 @@ pub async fn send_message(
     let chat = state.chat()?.clone();
     require_participant(&chat, &caller.user_id, &conversation)?;
     let command = build_send(state, &chat, caller, conversation, body)?;
-    if let Err(retry_after) = state.limiter().check(&caller.user_id) {
-        return Err(ApiError::TooManyRequests {
-            limit: state.limiter().rate(),
-            retry_after,
-        });
-    }
+    let reach = chat
+        .store
+        .participant_count(&command.conversation_id)
+        .unwrap_or(1);
+    state.charge_write(&caller.user_id, WriteCost::reaching(reach))?;
     check_writable(state)?;
     match command.client_message_id.clone() {
         None => append_send(&chat, command).await,
@@ -388,6 +389,7 @@ pub async fn edit(
     let chat = state.chat()?;
     let message = own_message(chat, &caller.user_id, &id, &message_id)?;
     validate_content(&body.content, state.config().limits.max_content_bytes)?;
+    state.charge_write(&caller.user_id, WriteCost::ONE)?;
     check_writable(&state)?;
     let command = ChatCommand::Edit(EditMessage {
         message_id,
@@ -408,6 +410,7 @@ pub async fn delete(
 ) -> Result<(StatusCode, Json<ChangeAck>), ApiError> {
     let chat = state.chat()?;
     let message = own_message(chat, &caller.user_id, &id, &message_id)?;
+    state.charge_write(&caller.user_id, WriteCost::ONE)?;
     check_writable(&state)?;
     let command = ChatCommand::Delete(DeleteMessage {
         message_id,

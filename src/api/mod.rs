@@ -9,7 +9,7 @@
 //! This module does not bind sockets, open the log or decide when to stop: `server.rs` does, and
 //! hands the open log, store and pipeline to the state ([`AppState::attach_log`],
 //! [`AppState::attach_chat`]); the hub is created with the state. Chat helpers shared by the handlers: `idempotency` (retried sends)
-//! and `rate_limit` (per-user send rate).
+//! and `rate_limit` (the per-user write budget).
 
 pub mod auth;
 pub mod conversations;
@@ -39,11 +39,11 @@ use crate::config::Config;
 use crate::hub::{fd_limit, Hub};
 use crate::log::{Log, LogError};
 use crate::metrics::Metrics;
-use crate::pipeline::{Pipeline, PipelineError};
+use crate::pipeline::{Pipeline, PipelineError, WorkerHealth};
 use crate::store::Store;
 use idempotency::Sends;
 use problem::ApiError;
-use rate_limit::RateLimiter;
+use rate_limit::{RateLimiter, WriteCost};
 
 /// The chat service the handlers reach once the server started it: the store (reads and
 /// conversation commands) and the pipeline (appends of messages, edits, deletes, reads).
@@ -68,6 +68,7 @@ pub struct AppState {
     sends: Arc<Sends>,
     limiter: Arc<RateLimiter>,
     hub: Hub,
+    workers: WorkerHealth,
     ready: Arc<AtomicBool>,
     metrics: Metrics,
     shutdown: CancellationToken,
@@ -91,6 +92,7 @@ impl AppState {
             sends: Arc::new(Sends::default()),
             limiter,
             hub,
+            workers: WorkerHealth::default(),
             ready: Arc::new(AtomicBool::new(false)),
             metrics: Metrics::new(),
             shutdown: CancellationToken::new(),
@@ -152,9 +154,21 @@ impl AppState {
         &self.sends
     }
 
-    /// The per-user send rate limiter.
+    /// The per-user write budget.
     pub fn limiter(&self) -> &RateLimiter {
         &self.limiter
+    }
+
+    /// Takes `cost` from `user`'s write budget (`limits.rateLimit`), or 429 with `Retry-After`.
+    /// Every write route calls it once the request is known to be valid, before anything is
+    /// written.
+    pub fn charge_write(&self, user: &str, cost: WriteCost) -> Result<(), ApiError> {
+        self.limiter
+            .charge(user, cost)
+            .map_err(|retry_after| ApiError::TooManyRequests {
+                limit: self.limiter.rate(),
+                retry_after,
+            })
     }
 
     /// The registry of live WebSocket sessions.
@@ -169,6 +183,11 @@ impl AppState {
         &self.session_readers
     }
 
+    /// Which of the server's own consumers (fan-out, `notify`, sinks) are down right now.
+    pub fn workers(&self) -> &WorkerHealth {
+        &self.workers
+    }
+
     /// Marks the server ready (recovery done, writes accepted) or not.
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::SeqCst);
@@ -181,7 +200,8 @@ impl AppState {
     }
 
     /// Why the server is not ready, as the answer `/readyz` gives: starting or stopping, the
-    /// log poisoned by a storage failure, or a failed store writer.
+    /// log poisoned by a storage failure, a failed store writer, or one of the server's own
+    /// consumers down (it is being started again).
     pub fn readiness(&self) -> Result<(), ApiError> {
         if !self.ready.load(Ordering::SeqCst) || self.shutdown.is_cancelled() {
             return Err(ApiError::NotReady);
@@ -190,6 +210,9 @@ impl AppState {
             return Err(ApiError::Log(LogError::Poisoned(reason)));
         }
         if let Some(reason) = self.chat.get().and_then(|chat| chat.pipeline.failure()) {
+            return Err(ApiError::Pipeline(PipelineError::Worker(reason)));
+        }
+        if let Some(reason) = self.workers.failure() {
             return Err(ApiError::Pipeline(PipelineError::Worker(reason)));
         }
         Ok(())

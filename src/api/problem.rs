@@ -87,10 +87,10 @@ pub enum ApiError {
     /// The request conflicts with what exists (a taken id).
     #[error("{0}")]
     Conflict(String),
-    /// The caller sends faster than its rate limit; it may retry after `retry_after` seconds.
-    #[error("too many messages: the limit is {limit} per second; retry after {retry_after} s")]
+    /// The caller writes faster than its budget; it may retry after `retry_after` seconds.
+    #[error("too many writes: the limit is {limit} per second; retry after {retry_after} s")]
     TooManyRequests {
-        /// Messages per second allowed.
+        /// Writes (or frames) per second allowed.
         limit: u32,
         /// Whole seconds until a send is allowed again.
         retry_after: u64,
@@ -301,7 +301,7 @@ fn store_answer(error: &StoreError) -> Answer {
         StoreError::NotFound(_) => {
             Answer::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
         }
-        StoreError::Conflict(_) => {
+        StoreError::Conflict(_) | StoreError::LimitReached(_) => {
             Answer::new(StatusCode::CONFLICT, "conflict", "Conflict", detail)
         }
         StoreError::InvalidField { .. } => Answer::new(
@@ -388,7 +388,9 @@ fn log_answer(error: &LogError) -> Answer {
         LogError::UnknownTopic(_) | LogError::UnknownPartition { .. } => {
             Answer::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
         }
-        LogError::TopicExists(_) | LogError::CommitRegression { .. } => {
+        LogError::TopicExists(_)
+        | LogError::CommitRegression { .. }
+        | LogError::LimitReached(_) => {
             Answer::new(StatusCode::CONFLICT, "conflict", "Conflict", detail)
         }
         LogError::OffsetOutOfRange { .. } => Answer::new(
@@ -417,8 +419,12 @@ fn log_answer(error: &LogError) -> Answer {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let answer = self.answer();
-        if answer.status.is_server_error() {
-            tracing::error!(error = %self, status = answer.status.as_u16(), "request failed");
+        // A 500 is a fault of ours; a 503 is a state (starting, stopping, a full disk, a failed
+        // worker) logged once where it begins, not on every request and probe it refuses.
+        if answer.status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(error = %self, "request failed");
+        } else if answer.status.is_server_error() {
+            tracing::debug!(error = %self, status = answer.status.as_u16(), "request refused");
         }
         let problem = Problem {
             kind: format!("urn:tidings:problem:{}", answer.slug),

@@ -1,10 +1,15 @@
-//! The per-user send rate limit: one token bucket per user, refilled at `rate` tokens per
-//! second up to a burst of `2 × rate` (`limits.rateLimit`; 0 turns it off).
+//! The per-user write budget: one token bucket per user, refilled at `rate` tokens per second up
+//! to a burst of `2 × rate` (`limits.rateLimit`; 0 turns it off). Every kind of write a user
+//! makes takes from the same bucket (sends, edits, deletes, read marks, conversations and their
+//! participants, topics, consumer-group joins), so no kind of write is a way around it; a write
+//! that costs the server more (a send to a large conversation) takes more than one token
+//! ([`WriteCost`]).
 //!
 //! Buckets live in memory only. Full buckets are dropped when the map grows past
 //! [`PRUNE_ABOVE`] users, so idle users cost nothing. [`TokenBucket`] is one bucket on its own
 //! (a WebSocket session limits its client frames with one). This module does not answer HTTP:
-//! the send handler turns a refusal into 429 with `Retry-After`.
+//! [`AppState::charge_write`](super::AppState::charge_write) turns a refusal into 429 with
+//! `Retry-After`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -13,6 +18,28 @@ use std::time::Instant;
 
 /// Users tracked before full (idle) buckets are pruned.
 pub const PRUNE_ABOVE: usize = 10_000;
+
+/// Participants a send reaches for each token it costs: a send to a conversation of up to this
+/// many participants costs one token, one more token for every further such many (the
+/// notifications and deliveries a send makes grow with its recipients).
+pub const RECIPIENTS_PER_TOKEN: usize = 100;
+
+/// How many tokens of the write budget a write takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteCost(pub u32);
+
+impl WriteCost {
+    /// A write whose cost does not grow with anything: an edit, a delete, a read mark, a
+    /// participant change, a topic, a group join.
+    pub const ONE: WriteCost = WriteCost(1);
+
+    /// A send (or a new conversation) reaching `participants` users: one token per
+    /// [`RECIPIENTS_PER_TOKEN`] started.
+    pub fn reaching(participants: usize) -> WriteCost {
+        let tokens = participants.max(1).div_ceil(RECIPIENTS_PER_TOKEN);
+        WriteCost(u32::try_from(tokens).unwrap_or(u32::MAX))
+    }
+}
 
 /// Token buckets by user id.
 #[derive(Debug)]
@@ -44,19 +71,27 @@ impl TokenBucket {
 
     /// Takes one token at `now`, or says in how many whole seconds (at least 1) one is there.
     pub fn take(&mut self, now: Instant, rate: f64, burst: f64) -> Result<(), u64> {
+        self.take_n(now, rate, burst, 1.0)
+    }
+
+    /// Takes `cost` tokens at `now` (a cost above `burst` counts as `burst`, so it can always be
+    /// paid once the bucket is full), or says in how many whole seconds (at least 1) they are
+    /// there. A refused take leaves the bucket as it was.
+    pub fn take_n(&mut self, now: Instant, rate: f64, burst: f64, cost: f64) -> Result<(), u64> {
+        let cost = cost.min(burst);
         self.tokens = self.refilled(now, rate, burst);
         self.updated = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        if self.tokens >= cost {
+            self.tokens -= cost;
             return Ok(());
         }
-        let wait = (1.0 - self.tokens) / rate;
+        let wait = (cost - self.tokens) / rate;
         Err((wait.ceil() as u64).max(1))
     }
 }
 
 impl RateLimiter {
-    /// A limiter allowing `rate` sends per second per user (burst `2 × rate`); 0 = unlimited.
+    /// A limiter allowing `rate` writes per second per user (burst `2 × rate`); 0 = unlimited.
     pub fn new(rate: u32) -> Self {
         RateLimiter {
             rate,
@@ -64,7 +99,7 @@ impl RateLimiter {
         }
     }
 
-    /// The configured rate (sends per second).
+    /// The configured rate (write tokens per second).
     pub fn rate(&self) -> u32 {
         self.rate
     }
@@ -75,11 +110,22 @@ impl RateLimiter {
 
     /// Takes one token for `user`, or says in how many whole seconds (at least 1) one is there.
     pub fn check(&self, user: &str) -> Result<(), u64> {
-        self.check_at(user, Instant::now())
+        self.charge(user, WriteCost::ONE)
+    }
+
+    /// Takes `cost` tokens for `user`, or says in how many whole seconds (at least 1) they are
+    /// there.
+    pub fn charge(&self, user: &str, cost: WriteCost) -> Result<(), u64> {
+        self.charge_at(user, cost, Instant::now())
     }
 
     /// [`check`](Self::check) at a given moment (tests use it to move time).
     pub fn check_at(&self, user: &str, now: Instant) -> Result<(), u64> {
+        self.charge_at(user, WriteCost::ONE, now)
+    }
+
+    /// [`charge`](Self::charge) at a given moment.
+    pub fn charge_at(&self, user: &str, cost: WriteCost, now: Instant) -> Result<(), u64> {
         if self.rate == 0 {
             return Ok(());
         }
@@ -92,7 +138,7 @@ impl RateLimiter {
         buckets
             .entry(user.to_owned())
             .or_insert(TokenBucket::full(burst, now))
-            .take(now, rate, burst)
+            .take_n(now, rate, burst, f64::from(cost.0))
     }
 }
 
@@ -118,6 +164,37 @@ mod tests {
         let later = start + Duration::from_millis(500);
         assert_eq!(limiter.check_at("ann", later), Ok(()));
         assert!(limiter.check_at("ann", later).is_err());
+    }
+
+    #[test]
+    fn a_costly_write_takes_more_tokens_and_a_refusal_takes_none() {
+        let limiter = RateLimiter::new(5);
+        let start = Instant::now();
+        assert_eq!(limiter.charge_at("ann", WriteCost(8), start), Ok(()));
+        assert!(limiter.charge_at("ann", WriteCost(3), start).is_err());
+        assert_eq!(
+            limiter.charge_at("ann", WriteCost(2), start),
+            Ok(()),
+            "the refused write took nothing"
+        );
+        assert!(limiter.check_at("ann", start).is_err());
+    }
+
+    #[test]
+    fn a_cost_above_the_burst_is_paid_with_a_full_bucket() {
+        let limiter = RateLimiter::new(1);
+        let start = Instant::now();
+        assert_eq!(limiter.charge_at("ann", WriteCost(50), start), Ok(()));
+        assert!(limiter.charge_at("ann", WriteCost(50), start).is_err());
+    }
+
+    #[test]
+    fn a_send_costs_one_token_per_hundred_recipients_started() {
+        assert_eq!(WriteCost::reaching(0), WriteCost(1));
+        assert_eq!(WriteCost::reaching(2), WriteCost(1));
+        assert_eq!(WriteCost::reaching(100), WriteCost(1));
+        assert_eq!(WriteCost::reaching(101), WriteCost(2));
+        assert_eq!(WriteCost::reaching(1000), WriteCost(10));
     }
 
     #[test]

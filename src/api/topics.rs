@@ -3,10 +3,10 @@
 //!
 //! Scopes: creating needs `events:publish` (a producer owns the topics it writes to), listing
 //! and describing need `events:consume`, deleting needs `admin`; `admin` implies every scope.
-//! Chat's own topics are guarded on top of the scopes ([`internal_topic`]): `messages` (chat
-//! commands) is for `admin` only, whatever the action; `messages.sent` and `message.new` (events
-//! chat produces for other services) may be listed, described and read with `events:consume`,
-//! but only `admin` may publish to, create or delete them.
+//! The topics the server writes are guarded on top of the scopes, for `admin` too
+//! ([`internal_topic`]): nobody creates, deletes or publishes to them over this API, but for
+//! `admin` putting dead letters back into `message.new`; `messages` (chat commands) is read by
+//! `admin` only, the others with `events:consume`.
 //!
 //! Records are published and read in [`super::records`]. This module does not validate names or
 //! retention values: the log does ([`crate::log::validate_topic_name`], `TopicConfig::validate`).
@@ -18,9 +18,11 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::Caller;
 use super::problem::{ApiError, Json};
+use super::rate_limit::WriteCost;
 use super::AppState;
 use crate::auth::{Identity, ADMIN_SCOPE};
 use crate::log::{LogError, TopicConfig, TopicInfo};
+use crate::pipeline::sinks::DLQ_TOPIC;
 use crate::pipeline::{EVENTS_TOPIC, MESSAGES_TOPIC};
 
 /// Scope needed to publish records and create topics.
@@ -66,51 +68,73 @@ impl Action {
     }
 }
 
-/// How chat uses one of its topics, for the topics it owns.
+/// The topics the server itself writes, and how each may be reached over this API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InternalTopic {
-    /// Chat's command log: nobody but `admin` touches it over this API.
-    Private,
-    /// Events chat produces for other services: readable, written by chat only.
-    Produced,
+    /// `messages`, chat's command log: the store writer applies every record in it as a chat
+    /// write, so only the chat routes (which check who may write what) append to it. Readable
+    /// by `admin` only (it holds every conversation's text).
+    Commands,
+    /// `messages.sent`, the events chat produces for other services: readable with
+    /// `events:consume`, written by the server only.
+    Events,
+    /// `message.new`, the offline notifications: readable with `events:consume`; written by the
+    /// server, and by `admin` only to put dead letters back (`tidings dlq replay`).
+    Notifications,
+    /// `message.new.dlq`, notifications a sink gave up on: readable with `events:consume`,
+    /// written by the server only (a forged dead letter would be replayed by an operator).
+    DeadLetters,
 }
 
-/// Whether `topic` belongs to chat, and how.
+/// Whether `topic` is one the server writes, and which.
 pub fn internal_topic(topic: &str) -> Option<InternalTopic> {
-    if topic == MESSAGES_TOPIC {
-        Some(InternalTopic::Private)
-    } else if topic == EVENTS_TOPIC || topic == NOTIFICATIONS_TOPIC {
-        Some(InternalTopic::Produced)
-    } else {
-        None
+    match topic {
+        MESSAGES_TOPIC => Some(InternalTopic::Commands),
+        EVENTS_TOPIC => Some(InternalTopic::Events),
+        NOTIFICATIONS_TOPIC => Some(InternalTopic::Notifications),
+        DLQ_TOPIC => Some(InternalTopic::DeadLetters),
+        _ => None,
+    }
+}
+
+impl InternalTopic {
+    /// Whether a caller (`admin` or not) may do `action` on this topic over the API. Nobody
+    /// creates or deletes the server's topics: chat depends on them.
+    fn allows(self, action: Action, admin: bool) -> bool {
+        match action {
+            Action::Create | Action::Delete => false,
+            Action::Describe | Action::Read => admin || self != InternalTopic::Commands,
+            Action::Publish => admin && self == InternalTopic::Notifications,
+        }
     }
 }
 
 /// 403 unless `caller` may do `action` on `topic`: first the action's scope
-/// ([`ApiError::MissingScope`]), then the chat-topic guard ([`ApiError::Forbidden`]).
+/// ([`ApiError::MissingScope`]), then the guard of the server's own topics
+/// ([`ApiError::Forbidden`]), which holds for `admin` too.
 pub fn authorize(caller: &Caller, topic: &str, action: Action) -> Result<(), ApiError> {
     caller.require_scope(action.scope())?;
-    if caller.0.has_scope(ADMIN_SCOPE) {
+    let Some(internal) = internal_topic(topic) else {
+        return Ok(());
+    };
+    let admin = caller.0.has_scope(ADMIN_SCOPE);
+    if internal.allows(action, admin) {
         return Ok(());
     }
-    let allowed = match internal_topic(topic) {
-        None => true,
-        Some(InternalTopic::Private) => false,
-        Some(InternalTopic::Produced) => matches!(action, Action::Describe | Action::Read),
-    };
-    if allowed {
-        Ok(())
+    let who = if internal.allows(action, true) {
+        "only the admin scope may"
     } else {
-        Err(ApiError::Forbidden(format!(
-            "topic {topic:?} is internal to chat: only the admin scope may {} it",
-            action.verb()
-        )))
-    }
+        "no token may"
+    };
+    Err(ApiError::Forbidden(format!(
+        "topic {topic:?} is written by the server itself: {who} {} it",
+        action.verb()
+    )))
 }
 
 /// Whether `identity` may see `topic` at all (`messages` is for `admin` only).
 pub(super) fn visible_to(identity: &Identity, topic: &str) -> bool {
-    identity.has_scope(ADMIN_SCOPE) || internal_topic(topic) != Some(InternalTopic::Private)
+    identity.has_scope(ADMIN_SCOPE) || internal_topic(topic) != Some(InternalTopic::Commands)
 }
 
 /// `POST /api/topics` body.
@@ -178,6 +202,7 @@ pub async fn create(
     Json(body): Json<CreateTopic>,
 ) -> Result<Response, ApiError> {
     authorize(&caller, &body.name, Action::Create)?;
+    state.charge_write(&caller.0.user_id, WriteCost::ONE)?;
     let config = TopicConfig {
         partitions: body.partitions,
         retention_ms: body.retention_ms,

@@ -139,6 +139,8 @@ pub struct MemberView {
 
 #[derive(Debug)]
 struct Member {
+    /// The user that joined; the member id works for it alone.
+    owner: String,
     subscription: Subscription,
     timeout: Duration,
     last_seen: Instant,
@@ -257,6 +259,7 @@ impl Coordinator {
     pub fn join(
         &self,
         group: &str,
+        owner: &str,
         subscription: Subscription,
         topics: &[(String, u32)],
     ) -> Result<Joined, BusError> {
@@ -274,6 +277,7 @@ impl Coordinator {
         let state = groups.entry(group.to_owned()).or_default();
         state.refresh(now, topics);
         let member = Member {
+            owner: owner.to_owned(),
             subscription,
             timeout,
             last_seen: now,
@@ -289,15 +293,16 @@ impl Coordinator {
         })
     }
 
-    /// Removes a member (a rebalance).
+    /// Removes a member (a rebalance); only its owner may.
     pub fn leave(
         &self,
         group: &str,
         member: &str,
+        owner: &str,
         topics: &[(String, u32)],
     ) -> Result<(), BusError> {
         let mut groups = self.lock();
-        let state = Self::live_group(&mut groups, group, member, topics)?;
+        let state = Self::live_group(&mut groups, group, (member, owner), topics)?;
         state.members.remove(member);
         let assignment = assign(&state.members, topics);
         state.rebalance(assignment);
@@ -307,10 +312,12 @@ impl Coordinator {
         Ok(())
     }
 
+    /// The group of a live `member` owned by `owner`; `UnknownMember` for a member of another
+    /// owner too, so a member id that leaked is of no use to anybody else.
     fn live_group<'a>(
         groups: &'a mut HashMap<String, Group>,
         group: &str,
-        member: &str,
+        (member, owner): (&str, &str),
         topics: &[(String, u32)],
     ) -> Result<&'a mut Group, BusError> {
         let unknown = || BusError::UnknownMember {
@@ -319,22 +326,23 @@ impl Coordinator {
         };
         let state = groups.get_mut(group).ok_or_else(unknown)?;
         state.refresh(Instant::now(), topics);
-        if state.members.contains_key(member) {
+        if state.members.get(member).is_some_and(|m| m.owner == owner) {
             Ok(state)
         } else {
             Err(unknown())
         }
     }
 
-    /// A member's current partitions and positions; counts as its heartbeat.
+    /// A member's current partitions and positions (for its owner); counts as its heartbeat.
     pub fn lease(
         &self,
         group: &str,
         member: &str,
+        owner: &str,
         topics: &[(String, u32)],
     ) -> Result<Lease, BusError> {
         let mut groups = self.lock();
-        let state = Self::live_group(&mut groups, group, member, topics)?;
+        let state = Self::live_group(&mut groups, group, (member, owner), topics)?;
         let owned = state.owned_by(member);
         let generation = state.generation;
         let m = state.member_mut(group, member)?;
@@ -375,16 +383,16 @@ impl Coordinator {
         }
     }
 
-    /// `Ok` if `member` is live and owns every one of `partitions` now.
+    /// `Ok` if `member` (of `owner`) is live and owns every one of `partitions` now.
     pub fn check_owner(
         &self,
         group: &str,
-        member: &str,
+        (member, owner): (&str, &str),
         partitions: &[TopicPartition],
         topics: &[(String, u32)],
     ) -> Result<(), BusError> {
         let mut groups = self.lock();
-        let state = Self::live_group(&mut groups, group, member, topics)?;
+        let state = Self::live_group(&mut groups, group, (member, owner), topics)?;
         for tp in partitions {
             if state.assignment.get(tp).map(String::as_str) != Some(member) {
                 return Err(BusError::NotOwner {
@@ -469,10 +477,10 @@ mod tests {
         let coordinator = Coordinator::default();
         let topics = vec![("t".to_owned(), 4), ("u".to_owned(), 1)];
         let a = coordinator
-            .join("g", subscribe(&["t"], None), &topics)
+            .join("g", "ann", subscribe(&["t"], None), &topics)
             .unwrap();
         let b = coordinator
-            .join("g", subscribe(&["t"], None), &topics)
+            .join("g", "ann", subscribe(&["t"], None), &topics)
             .unwrap();
         // Members are sorted by id.
         let (a, b) = if a.member_id < b.member_id {
@@ -480,8 +488,12 @@ mod tests {
         } else {
             (b, a)
         };
-        let lease_a = coordinator.lease("g", &a.member_id, &topics).unwrap();
-        let lease_b = coordinator.lease("g", &b.member_id, &topics).unwrap();
+        let lease_a = coordinator
+            .lease("g", &a.member_id, "ann", &topics)
+            .unwrap();
+        let lease_b = coordinator
+            .lease("g", &b.member_id, "ann", &topics)
+            .unwrap();
         let owned = |lease: &Lease| {
             lease
                 .partitions
@@ -491,12 +503,16 @@ mod tests {
         };
         assert_eq!(owned(&lease_a), vec![0, 2]);
         assert_eq!(owned(&lease_b), vec![1, 3]);
-        coordinator.leave("g", &a.member_id, &topics).unwrap();
-        let lease_b = coordinator.lease("g", &b.member_id, &topics).unwrap();
+        coordinator
+            .leave("g", &a.member_id, "ann", &topics)
+            .unwrap();
+        let lease_b = coordinator
+            .lease("g", &b.member_id, "ann", &topics)
+            .unwrap();
         assert_eq!(owned(&lease_b), vec![0, 1, 2, 3]);
         assert!(lease_b.generation > lease_a.generation);
         assert!(matches!(
-            coordinator.lease("g", &a.member_id, &topics),
+            coordinator.lease("g", &a.member_id, "ann", &topics),
             Err(BusError::UnknownMember { .. })
         ));
     }
@@ -506,33 +522,37 @@ mod tests {
         let coordinator = Coordinator::default();
         let topics = vec![("t".to_owned(), 2)];
         let a = coordinator
-            .join("g", subscribe(&["t"], Some(100)), &topics)
+            .join("g", "ann", subscribe(&["t"], Some(100)), &topics)
             .unwrap();
         let b = coordinator
-            .join("g", subscribe(&["t"], None), &topics)
+            .join("g", "ann", subscribe(&["t"], None), &topics)
             .unwrap();
-        let lease = coordinator.lease("g", &b.member_id, &topics).unwrap();
+        let lease = coordinator
+            .lease("g", &b.member_id, "ann", &topics)
+            .unwrap();
         let (tp, _) = lease.partitions[0].clone();
         coordinator.advance("g", &b.member_id, lease.generation, &[(tp, 5)]);
         assert_eq!(
             coordinator
-                .lease("g", &b.member_id, &topics)
+                .lease("g", &b.member_id, "ann", &topics)
                 .unwrap()
                 .partitions[0]
                 .1,
             Some(5)
         );
         std::thread::sleep(Duration::from_millis(150));
-        let lease = coordinator.lease("g", &b.member_id, &topics).unwrap();
+        let lease = coordinator
+            .lease("g", &b.member_id, "ann", &topics)
+            .unwrap();
         assert_eq!(lease.partitions.len(), 2);
         assert!(lease
             .partitions
             .iter()
             .all(|(_, position)| position.is_none()));
         assert!(coordinator
-            .check_owner("g", &a.member_id, &[], &topics)
+            .check_owner("g", (&a.member_id, "ann"), &[], &topics)
             .is_err());
-        let too_short = coordinator.join("g", subscribe(&["t"], Some(5)), &topics);
+        let too_short = coordinator.join("g", "ann", subscribe(&["t"], Some(5)), &topics);
         assert!(matches!(too_short, Err(BusError::SessionTimeout { .. })));
     }
 
@@ -542,14 +562,47 @@ mod tests {
         let topics = vec![("t".to_owned(), 1)];
         assert_eq!(coordinator.while_inactive("g", &topics, || 7).unwrap(), 7);
         let a = coordinator
-            .join("g", subscribe(&["t"], None), &topics)
+            .join("g", "ann", subscribe(&["t"], None), &topics)
             .unwrap();
         let refused = coordinator.while_inactive("g", &topics, || unreachable!());
         assert!(matches!(
             refused,
             Err(BusError::ActiveGroup { members: 1, .. })
         ));
-        coordinator.leave("g", &a.member_id, &topics).unwrap();
+        coordinator
+            .leave("g", &a.member_id, "ann", &topics)
+            .unwrap();
         assert!(coordinator.while_inactive("g", &topics, || ()).is_ok());
+    }
+
+    #[test]
+    fn a_member_id_works_only_for_the_user_that_joined_with_it() {
+        let coordinator = Coordinator::default();
+        let topics = vec![("t".to_owned(), 2)];
+        let joined = coordinator
+            .join("g", "ann", subscribe(&["t"], None), &topics)
+            .unwrap();
+        let id = &joined.member_id;
+        let owned = joined.assignment.clone();
+        assert!(matches!(
+            coordinator.lease("g", id, "mallory", &topics),
+            Err(BusError::UnknownMember { .. })
+        ));
+        assert!(coordinator
+            .check_owner("g", (id, "mallory"), &owned, &topics)
+            .is_err());
+        assert!(coordinator.leave("g", id, "mallory", &topics).is_err());
+        assert_eq!(
+            coordinator
+                .lease("g", id, "ann", &topics)
+                .unwrap()
+                .partitions
+                .len(),
+            2,
+            "the owner's member is untouched"
+        );
+        assert!(coordinator
+            .check_owner("g", (id, "ann"), &owned, &topics)
+            .is_ok());
     }
 }

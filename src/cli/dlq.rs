@@ -1,9 +1,13 @@
 //! `tidings dlq replay`: re-publishes dead letters to the topic they came from.
 //!
-//! A dead letter (see `pipeline::sinks`) keeps its record's key and value and names its source
-//! in the header `tidings-dlq-topic`. Replay appends each one to `--to` if given, else to that
-//! topic, with the same key and value and without the `tidings-dlq-*` headers (so the record
-//! looks as it did before it failed), and commits its own consumer group (`--group`, default
+//! A dead-letter topic is named after the topic its records came from (`message.new.dlq` holds
+//! dead letters of `message.new`), and replay sends them there and nowhere else: the target is
+//! the topic's name without `.dlq`, never something a record says. A dead letter (see
+//! `pipeline::sinks`) keeps its record's key and value and names its source in the header
+//! `tidings-dlq-topic`; one whose header names another topic was not written by the sink of
+//! that topic, so it is skipped and counted, not replayed (and does not stop the replay). Each
+//! replayed record has the same key and value and no `tidings-dlq-*` headers (so it looks as it
+//! did before it failed). The replay commits its own consumer group (`--group`, default
 //! `dlq-replay`) on the dead-letter topic after each batch: a second replay starts where the
 //! first one stopped and repeats nothing. It reads up to the end of the dead-letter topic as it
 //! was when the replay started.
@@ -48,12 +52,9 @@ enum DlqCommand {
 pub struct ReplayArgs {
     #[command(flatten)]
     common: CommonArgs,
-    /// The dead-letter topic to read.
+    /// The dead-letter topic to read (`SOURCE.dlq`; its records go back to `SOURCE`).
     #[arg(long, default_value = DLQ_TOPIC, value_name = "TOPIC")]
     topic: String,
-    /// Re-publish everything to this topic instead of the one each dead letter names.
-    #[arg(long, value_name = "TOPIC")]
-    to: Option<String>,
     /// The consumer group that remembers how far replays got.
     #[arg(long, default_value = "dlq-replay", value_name = "GROUP")]
     group: String,
@@ -69,6 +70,8 @@ pub struct ReplayReport {
     pub group: String,
     /// Dead letters re-published.
     pub replayed: u64,
+    /// Dead letters not replayed: their header names another source topic.
+    pub skipped: u64,
     /// Re-published records per target topic.
     pub to: BTreeMap<String, u64>,
 }
@@ -82,6 +85,7 @@ pub fn run(args: DlqArgs) -> anyhow::Result<()> {
 
 fn run_replay(args: ReplayArgs) -> anyhow::Result<()> {
     crate::log::validate_group_name(&args.group)?;
+    let source = source_of(&args.topic)?;
     let mut report = ReplayReport {
         topic: args.topic.clone(),
         group: args.group.clone(),
@@ -89,12 +93,12 @@ fn run_replay(args: ReplayArgs) -> anyhow::Result<()> {
     };
     let outcome = match connect(&args.common, Access::MustExist)? {
         Target::Local(log) => {
-            let outcome = replay_partitions(&log, &args, &mut report);
+            let outcome = replay_partitions(&log, &args, &source, &mut report);
             log.shutdown();
             outcome
         }
         Target::Remote(remote) => {
-            runtime()?.block_on(replay_over_http(&remote, &args, &mut report))
+            runtime()?.block_on(replay_over_http(&remote, &args, &source, &mut report))
         }
     };
     let mut out = std::io::stdout().lock();
@@ -112,18 +116,31 @@ fn run_replay(args: ReplayArgs) -> anyhow::Result<()> {
                 targets.join(", ")
             }
         );
+        if report.skipped > 0 {
+            eprintln!(
+                "skipped {} records whose {DLQ_TOPIC_HEADER} header names another topic than {source}",
+                report.skipped
+            );
+        }
     }
     outcome
 }
 
-/// Where a dead letter goes: `--to`, else the topic its header names.
-fn target_of(to: Option<&str>, header: Option<&str>, at: (u32, u64)) -> anyhow::Result<String> {
-    to.or(header).map(str::to_owned).with_context(|| {
-        format!(
-            "dead letter {}:{} has no {DLQ_TOPIC_HEADER} header; say where it goes with --to",
-            at.0, at.1
-        )
-    })
+/// The topic the dead letters of `dlq_topic` came from: its name without `.dlq`.
+fn source_of(dlq_topic: &str) -> anyhow::Result<String> {
+    match dlq_topic.strip_suffix(".dlq") {
+        Some(source) if !source.is_empty() => Ok(source.to_owned()),
+        _ => anyhow::bail!(
+            "{dlq_topic:?} is not a dead-letter topic: those are named SOURCE.dlq, and their \
+             records go back to SOURCE"
+        ),
+    }
+}
+
+/// Whether a dead letter belongs back in `source`: its `tidings-dlq-topic` header, when it has
+/// one, must name that topic.
+fn belongs_to(source: &str, header: Option<&str>) -> bool {
+    header.is_none_or(|named| named == source)
 }
 
 fn is_dlq_header(name: &str) -> bool {
@@ -135,6 +152,7 @@ fn is_dlq_header(name: &str) -> bool {
 fn replay_partitions(
     log: &Log,
     args: &ReplayArgs,
+    source: &str,
     report: &mut ReplayReport,
 ) -> anyhow::Result<()> {
     let runtime = runtime()?;
@@ -158,21 +176,20 @@ fn replay_partitions(
             let Some(last) = records.last().map(|r| r.offset) else {
                 break;
             };
-            let mut by_target: BTreeMap<String, Vec<Record>> = BTreeMap::new();
+            let mut replayed = Vec::new();
             for record in records.iter().filter(|r| r.offset < high) {
-                let target = target_of(
-                    args.to.as_deref(),
-                    dlq_topic_header(record),
-                    (partition, record.offset),
-                )?;
-                by_target.entry(target).or_default().push(restored(record));
+                if belongs_to(source, dlq_topic_header(record)) {
+                    replayed.push(restored(record));
+                } else {
+                    report.skipped += 1;
+                }
+                bar.inc(1);
             }
-            for (target, records) in by_target {
-                let n = records.len() as u64;
-                runtime.block_on(log.append(&target, records))?;
+            if !replayed.is_empty() {
+                let n = replayed.len() as u64;
+                runtime.block_on(log.append(source, replayed))?;
                 report.replayed += n;
-                *report.to.entry(target).or_default() += n;
-                bar.inc(n);
+                *report.to.entry(source.to_owned()).or_default() += n;
             }
             offset = (last + 1).min(high);
             log.commit_offset(&args.group, &args.topic, partition, offset)?;
@@ -210,6 +227,7 @@ fn restored(record: &StoredRecord) -> Record {
 async fn replay_over_http(
     api: &Remote,
     args: &ReplayArgs,
+    source: &str,
     report: &mut ReplayReport,
 ) -> anyhow::Result<()> {
     let group = &args.group;
@@ -229,7 +247,7 @@ async fn replay_over_http(
         .context("the join answer has no memberId")?
         .to_owned();
     let bar = progress_bar(lag, "dead letters");
-    let outcome = replay_polled(api, args, &member, ranges, report, &bar).await;
+    let outcome = replay_polled(api, args, (source, &member), ranges, report, &bar).await;
     bar.finish_and_clear();
     let left = api
         .delete(&format!("/api/groups/{group}/members/{member}"))
@@ -281,7 +299,7 @@ async fn snapshot(api: &Remote, group: &str, topic: &str) -> anyhow::Result<Rang
 async fn replay_polled(
     api: &Remote,
     args: &ReplayArgs,
-    member: &str,
+    (source, member): (&str, &str),
     mut ranges: Ranges,
     report: &mut ReplayReport,
     bar: &indicatif::ProgressBar,
@@ -298,7 +316,7 @@ async fn replay_polled(
         if records.is_empty() {
             return Ok(());
         }
-        let mut by_target: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        let mut replayed = Vec::new();
         let mut commits: BTreeMap<u64, u64> = BTreeMap::new();
         for record in &records {
             let partition = record["partition"].as_u64().unwrap_or(0);
@@ -310,25 +328,24 @@ async fn replay_polled(
             if offset >= *high {
                 continue;
             }
-            let header = record["headers"][DLQ_TOPIC_HEADER].as_str();
-            let target = target_of(args.to.as_deref(), header, (partition as u32, offset))?;
-            by_target
-                .entry(target)
-                .or_default()
-                .push(restored_json(record));
+            if belongs_to(source, record["headers"][DLQ_TOPIC_HEADER].as_str()) {
+                replayed.push(restored_json(record));
+            } else {
+                report.skipped += 1;
+            }
+            bar.inc(1);
             commits.insert(partition, offset + 1);
         }
-        for (target, batch) in by_target {
-            let n = batch.len() as u64;
+        if !replayed.is_empty() {
+            let n = replayed.len() as u64;
             let _: Value = api
                 .post(
-                    &format!("/api/topics/{target}/records"),
-                    &json!({ "records": batch }),
+                    &format!("/api/topics/{source}/records"),
+                    &json!({ "records": replayed }),
                 )
                 .await?;
             report.replayed += n;
-            *report.to.entry(target).or_default() += n;
-            bar.inc(n);
+            *report.to.entry(source.to_owned()).or_default() += n;
         }
         if commits.is_empty() {
             continue;
@@ -359,4 +376,19 @@ fn restored_json(record: &Value) -> Value {
         })
         .unwrap_or_default();
     json!({"key": record["key"], "headers": headers, "value": record["value"]})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dead_letter_topic_replays_to_its_source_only() {
+        assert_eq!(source_of("message.new.dlq").unwrap(), "message.new");
+        assert!(source_of("messages").is_err());
+        assert!(source_of(".dlq").is_err());
+        assert!(belongs_to("message.new", Some("message.new")));
+        assert!(belongs_to("message.new", None));
+        assert!(!belongs_to("message.new", Some("messages")));
+    }
 }

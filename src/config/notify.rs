@@ -22,6 +22,7 @@ const MAX_SINK_NAME: usize = 200;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(super) struct FileNotify {
+    pub(super) preview_bytes: Option<usize>,
     #[serde(default)]
     sinks: Vec<FileSink>,
 }

@@ -53,6 +53,10 @@ fn every_file_key_is_read() {
         maxContentBytes = 1024
         maxRecordBytes = 4096
         maxStoreLag = 77
+        maxParticipants = 50
+        maxTopics = 20
+        maxPartitions = 300
+        maxGroups = 9
         [chat]
         partitions = 5
         [auth]
@@ -79,8 +83,15 @@ fn every_file_key_is_read() {
             max_record_bytes: 4096,
             max_batch_records: 1000,
             max_store_lag: 77,
+            max_participants: 50,
+            max_topics: 20,
+            max_partitions: 300,
+            max_groups: 9,
         }
     );
+    assert_eq!(config.store_limits().max_participants, 50);
+    assert_eq!(config.log_config().max_topics, 20);
+    assert_eq!(config.log_config().max_total_partitions, 300);
     assert_eq!(config.chat.partitions, 5);
     assert_eq!(config.auth.jwt_secret.as_deref(), Some("s3cret"));
     assert_eq!(config.logging.format, LogFormat::Json);

@@ -86,6 +86,12 @@ pub struct LogConfig {
     pub retention_interval: Duration,
     /// Storage-engine page cache, in bytes.
     pub cache_bytes: u64,
+    /// Most topics the log holds; creating one more is refused with `LimitReached`.
+    pub max_topics: usize,
+    /// Most partitions of all topics together; a create or grow past it is refused with
+    /// `LimitReached`. Every partition is a tree of the storage engine, whose catalogue of trees
+    /// is rewritten whole when one is added: many partitions cost disk and start-up time.
+    pub max_total_partitions: u64,
 }
 
 impl LogConfig {
@@ -102,6 +108,8 @@ impl LogConfig {
             queue_capacity: 64 * 1024,
             retention_interval: Duration::from_secs(30),
             cache_bytes: 64 * 1024 * 1024,
+            max_topics: DEFAULT_MAX_TOPICS,
+            max_total_partitions: DEFAULT_MAX_TOTAL_PARTITIONS,
         }
     }
 }
@@ -126,6 +134,11 @@ pub struct TopicConfig {
 
 /// Most partitions a topic may have.
 pub const MAX_PARTITIONS: u32 = 4096;
+/// Default most topics of one log.
+pub const DEFAULT_MAX_TOPICS: usize = 1000;
+/// Default most partitions of all topics together (Kafka's long-standing advice is about
+/// 4,000 per broker; here each is a storage-engine tree).
+pub const DEFAULT_MAX_TOTAL_PARTITIONS: u64 = 4096;
 
 impl TopicConfig {
     /// A topic with `partitions` partitions and no retention limits.

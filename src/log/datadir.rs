@@ -38,6 +38,9 @@ pub(crate) struct DataDir {
 impl DataDir {
     pub fn open(path: &Path) -> Result<DataDir> {
         std::fs::create_dir_all(path).map_err(io_error(path))?;
+        if let Err(e) = restrict_to_owner(path) {
+            tracing::warn!(dir = %path.display(), error = %e, "cannot make the data directory private (0700)");
+        }
         let initialized = check_format(path)?;
         let lock = lock(path)?;
         Ok(DataDir {
@@ -45,6 +48,17 @@ impl DataDir {
             initialized,
             _lock: lock,
         })
+    }
+
+    /// Makes every file the storage engine wrote so far readable by the owner only (0600,
+    /// directories 0700). The data directory itself is 0700 already, so files the engine makes
+    /// later are out of other users' reach too.
+    /// A failure is logged: the directory's own mode is what protects the files.
+    pub fn restrict_engine_files(&self) {
+        let engine = self.engine_path();
+        if let Err(e) = restrict_tree(&engine) {
+            tracing::warn!(dir = %engine.display(), error = %e, "cannot make the engine's files private (0600)");
+        }
     }
 
     pub fn engine_path(&self) -> PathBuf {
@@ -210,4 +224,46 @@ fn lock(path: &Path) -> Result<File> {
         }
         Err(TryLockError::Error(e)) => Err(io_error(&lock_path)(e)),
     }
+}
+
+/// 0700 on `dir` (it holds message text and the token secret): no other user may list or read
+/// anything in it, whatever mode the files in it have.
+#[cfg(unix)]
+fn restrict_to_owner(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        tracing::info!(dir = %dir.display(), was = format!("{mode:o}"), "data directory made private (0700)");
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn restrict_to_owner(_dir: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// 0600 on every file and 0700 on every directory under `root` (`root` included).
+#[cfg(unix)]
+fn restrict_tree(root: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut pending = vec![root.to_owned()];
+    while let Some(dir) = pending.pop() {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                pending.push(entry.path());
+            } else {
+                std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn restrict_tree(_root: &Path) -> std::io::Result<()> {
+    Ok(())
 }

@@ -65,6 +65,9 @@ pub enum LogError {
         /// The high watermark: one past the last durable offset.
         latest: u64,
     },
+    /// Creating or growing a topic would pass `max_topics` or `max_total_partitions`.
+    #[error("{0}")]
+    LimitReached(String),
     /// A commit would move a group's committed offset backwards; only a reset may do that.
     #[error(
         "commit of offset {offset} for group {group:?} on {topic}/{partition} would move it back \

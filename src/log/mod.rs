@@ -38,7 +38,10 @@ use std::time::Duration;
 use crossbeam_channel::{Sender, TrySendError};
 use tokio::sync::{oneshot, watch};
 
-pub use config::{Durability, LogConfig, TopicConfig, MAX_PARTITIONS};
+pub use config::{
+    Durability, LogConfig, TopicConfig, DEFAULT_MAX_TOPICS, DEFAULT_MAX_TOTAL_PARTITIONS,
+    MAX_PARTITIONS,
+};
 pub use error::{LogError, Result};
 pub use groups::{PartitionLag, ResetTo};
 pub use names::{validate_group_name, validate_topic_name};
@@ -50,7 +53,7 @@ use appender::{AppendRequest, Appender, Command, Exclusive};
 use datadir::DataDir;
 use groups::Groups;
 use stats::Counters;
-use topics::{Registry, Topic};
+use topics::{Capacity, Registry, Topic};
 
 /// State shared by the handle, the appender and retention.
 pub(crate) struct Shared {
@@ -138,9 +141,10 @@ impl Log {
     pub fn open(config: LogConfig) -> Result<Log> {
         let data_dir = DataDir::open(&config.dir)?;
         let db = data_dir.open_engine(&config)?;
+        data_dir.restrict_engine_files();
         let files = sync::DurableFiles::open(&data_dir.engine_path())?;
         let shared = Arc::new(Shared {
-            registry: Registry::recover(&db)?,
+            registry: Registry::recover(&db, Capacity::of(&config))?,
             groups: Groups::open(&db)?,
             counters: Counters::default(),
             poisoned: Mutex::new(None),

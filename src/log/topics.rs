@@ -81,8 +81,25 @@ pub(crate) fn partition_key(topic: &str, partition: u32) -> Vec<u8> {
     key
 }
 
+/// How many topics and partitions the registry may hold.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Capacity {
+    pub max_topics: usize,
+    pub max_total_partitions: u64,
+}
+
+impl Capacity {
+    pub fn of(config: &super::LogConfig) -> Capacity {
+        Capacity {
+            max_topics: config.max_topics,
+            max_total_partitions: config.max_total_partitions,
+        }
+    }
+}
+
 pub(crate) struct Registry {
     db: sled::Db,
+    capacity: Capacity,
     /// topic name → JSON `TopicConfig`
     configs: sled::Tree,
     /// `topic/partition` → low watermark persisted by retention
@@ -91,10 +108,12 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    /// Loads every topic and partition from storage.
-    pub fn recover(db: &sled::Db) -> Result<Registry> {
+    /// Loads every topic and partition from storage. Topics beyond `capacity` that exist already
+    /// (the limits were lowered) are kept; only new ones are refused.
+    pub fn recover(db: &sled::Db, capacity: Capacity) -> Result<Registry> {
         let registry = Registry {
             db: db.clone(),
+            capacity,
             configs: db.open_tree("topics")?,
             watermarks: db.open_tree("watermarks")?,
             topics: RwLock::new(BTreeMap::new()),
@@ -159,20 +178,65 @@ impl Registry {
             .collect()
     }
 
-    /// Creates a topic (appender thread only).
+    /// Creates a topic (appender thread only). Its partitions are created before its
+    /// configuration is persisted, and dropped again if anything fails, so a refused create
+    /// leaves nothing behind (not even after a restart).
     pub fn create(&self, name: &str, config: TopicConfig) -> Result<Arc<Topic>> {
         validate_topic_name(name)?;
         config.validate()?;
         if self.get(name).is_some() {
             return Err(LogError::TopicExists(name.to_owned()));
         }
-        self.persist_config(name, &config)?;
-        let topic = self.open_topic(name, config)?;
+        self.check_capacity(1, u64::from(config.partitions))?;
+        let created = self
+            .open_topic(name, config.clone())
+            .and_then(|topic| self.persist_config(name, &config).map(|()| topic));
+        let topic = match created {
+            Ok(topic) => topic,
+            Err(e) => {
+                self.drop_partition_trees(name, 0..config.partitions);
+                return Err(e);
+            }
+        };
         self.topics
             .write()
             .expect("registry lock poisoned")
             .insert(name.to_owned(), topic.clone());
         Ok(topic)
+    }
+
+    /// `LimitReached` unless `topics` more topics with `partitions` more partitions fit.
+    fn check_capacity(&self, topics: usize, partitions: u64) -> Result<()> {
+        let existing = self.list();
+        let capacity = self.capacity;
+        if topics > 0 && existing.len() + topics > capacity.max_topics {
+            return Err(LogError::LimitReached(format!(
+                "the log holds {} topics, the most it may (limits.maxTopics = {})",
+                existing.len(),
+                capacity.max_topics
+            )));
+        }
+        let held: u64 = existing
+            .iter()
+            .map(|t| u64::from(t.partition_count()))
+            .sum();
+        if held + partitions > capacity.max_total_partitions {
+            return Err(LogError::LimitReached(format!(
+                "the topics hold {held} partitions and {partitions} more would pass the limit \
+                 (limits.maxPartitions = {})",
+                capacity.max_total_partitions
+            )));
+        }
+        Ok(())
+    }
+
+    /// Best effort: the trees of a topic whose creation or growth failed.
+    fn drop_partition_trees(&self, name: &str, partitions: std::ops::Range<u32>) {
+        for partition in partitions {
+            if let Err(e) = self.db.drop_tree(partition_tree_name(name, partition)) {
+                tracing::warn!(topic = name, partition, error = %e, "cannot drop the partition of a failed create");
+            }
+        }
     }
 
     /// Changes retention settings and grows the partition count (appender thread only).
@@ -185,10 +249,18 @@ impl Registry {
                 "topic {name} has {current} partitions; partitions can be added, not removed"
             )));
         }
+        self.check_capacity(0, u64::from(config.partitions - current))?;
         let added = (current..config.partitions)
             .map(|p| self.open_partition(name, p).map(Arc::new))
-            .collect::<Result<Vec<_>>>()?;
-        self.persist_config(name, &config)?;
+            .collect::<Result<Vec<_>>>()
+            .and_then(|added| self.persist_config(name, &config).map(|()| added));
+        let added = match added {
+            Ok(added) => added,
+            Err(e) => {
+                self.drop_partition_trees(name, current..config.partitions);
+                return Err(e);
+            }
+        };
         topic
             .partitions
             .write()

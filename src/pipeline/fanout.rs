@@ -12,6 +12,9 @@
 //! It runs in the pipeline's consumer loop (`follow.rs`): it wakes on the partition's high
 //! watermark, never on a timer.
 //!
+//! A task that fails is started again, from the high watermark of that moment
+//! ([`super::supervise`]); `/readyz` answers 503 meanwhile.
+//!
 //! Shutdown: on cancel, a task delivers everything up to the high watermark of that moment
 //! (the server cancels it after the store writers and the relay have finished) and exits.
 //! This module knows nothing of sockets or sessions' seq bookkeeping (that is `api::ws`).
@@ -21,7 +24,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::follow::{follow, read_ready, PartitionConsumer};
-use super::{Result, EVENTS_TOPIC};
+use super::supervise::{commit_forward, spawn_supervised};
+use super::{Result, WorkerHealth, EVENTS_TOPIC};
 use crate::hub::{Frame, Hub, Scope};
 use crate::log::{Log, ReadLimits, StoredRecord};
 use crate::store::{EventType, Message, MessageEvent, Store};
@@ -91,31 +95,27 @@ pub fn event_frame(event: &MessageEvent) -> Frame {
 }
 
 /// Starts one fan-out task per partition of `messages.sent` on `tracker`, each from the
-/// partition's high watermark; they stop when `shutdown` is cancelled (after draining).
+/// partition's high watermark (also after a failure: sessions fill gaps by resuming); they stop
+/// when `shutdown` is cancelled (after draining). A failed task shows in `health`.
 pub fn start(
     log: Log,
     store: Store,
     hub: Hub,
+    health: WorkerHealth,
     shutdown: CancellationToken,
     tracker: &TaskTracker,
 ) -> Result<()> {
     let partitions = log.describe_topic(EVENTS_TOPIC)?.partitions.len() as u32;
     for partition in 0..partitions {
-        let (_, high) = log.watermarks(EVENTS_TOPIC, partition)?;
-        log.commit_offset(FANOUT_GROUP, EVENTS_TOPIC, partition, high)?;
-        let task = PartitionFanout {
-            log: log.clone(),
-            store: store.clone(),
-            hub: hub.clone(),
-            partition,
-            next: high,
+        let (log, store, hub) = (log.clone(), store.clone(), hub.clone());
+        let stop = shutdown.clone();
+        let run = move || {
+            let task = PartitionFanout::from_high_watermark(&log, &store, &hub, partition);
+            let shutdown = stop.clone();
+            async move { task?.run(shutdown).await }
         };
-        let shutdown = shutdown.clone();
-        tracker.spawn(async move {
-            if let Err(e) = task.run(shutdown).await {
-                tracing::error!(partition, error = %e, "fan-out stopped");
-            }
-        });
+        let name = format!("{FANOUT_GROUP}/{partition}");
+        spawn_supervised(tracker, health.clone(), name, shutdown.clone(), run);
     }
     Ok(())
 }
@@ -130,6 +130,20 @@ struct PartitionFanout {
 }
 
 impl PartitionFanout {
+    /// A fan-out of `partition` that starts at its high watermark (committed as the group's
+    /// position, so `tidings groups describe fanout` shows where it is).
+    fn from_high_watermark(log: &Log, store: &Store, hub: &Hub, partition: u32) -> Result<Self> {
+        let (_, high) = log.watermarks(EVENTS_TOPIC, partition)?;
+        let next = commit_forward(log, FANOUT_GROUP, (EVENTS_TOPIC, partition), high)?;
+        Ok(PartitionFanout {
+            log: log.clone(),
+            store: store.clone(),
+            hub: hub.clone(),
+            partition,
+            next,
+        })
+    }
+
     async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
         let log = self.log.clone();
         follow(&log, EVENTS_TOPIC, self.partition, &mut self, &shutdown).await
@@ -158,9 +172,8 @@ impl PartitionConsumer for PartitionFanout {
         for record in &records {
             self.deliver(record);
         }
-        self.next = last + 1;
-        self.log
-            .commit_offset(FANOUT_GROUP, EVENTS_TOPIC, self.partition, self.next)?;
+        let at = (EVENTS_TOPIC, self.partition);
+        self.next = commit_forward(&self.log, FANOUT_GROUP, at, last + 1)?;
         // A step never waits: let the sessions' writers run between batches.
         tokio::task::yield_now().await;
         Ok(())

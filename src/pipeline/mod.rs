@@ -28,6 +28,7 @@ mod follow;
 pub mod notify;
 mod relay;
 pub mod sinks;
+mod supervise;
 mod writer;
 
 use std::sync::{Arc, Mutex};
@@ -40,6 +41,8 @@ use tokio_util::task::TaskTracker;
 use crate::log::{Appended, Log, LogError, Record, TopicConfig};
 use crate::store::{Store, StoreError};
 
+pub use supervise::WorkerHealth;
+
 pub use crate::store::{
     ChatCommand, DeleteMessage, EditMessage, EventType, MarkRead, MessageEvent, SendMessage,
 };
@@ -50,6 +53,16 @@ pub const MESSAGES_TOPIC: &str = "messages";
 pub const EVENTS_TOPIC: &str = "messages.sent";
 /// The consumer group of the store writer.
 pub const STORE_GROUP: &str = "store";
+/// Whether `group` is one the server's own workers consume with (the store writer, the
+/// fan-out, `notify` and the sinks): a client that joined or committed it would take records
+/// from a worker or move its position under it.
+pub fn is_internal_group(group: &str) -> bool {
+    matches!(
+        group,
+        STORE_GROUP | fanout::FANOUT_GROUP | notify::NOTIFY_GROUP
+    ) || group.starts_with(sinks::SINK_GROUP_PREFIX)
+}
+
 /// Header of every event: the offset (decimal) of its source record in `messages`.
 pub const SOURCE_OFFSET_HEADER: &str = "tidings-source-offset";
 

@@ -15,6 +15,11 @@
 //! [`RECOVERY_LOOKBACK`] records per partition (far more than one batch produces), so only a
 //! replay older than that could repeat a notification; none is ever lost.
 //!
+//! A notification carries the message's text cut to `notify.previewBytes` (the message itself
+//! is read by its id), and the records of one event are made and appended in bounded chunks,
+//! so a message to a large conversation costs bounded memory. A worker that fails (or whose
+//! commit finds the offset moved) goes on from the committed offset ([`super::supervise`]).
+//!
 //! Who is online is not this module's business: it asks a [`LiveSessions`]. This module knows
 //! nothing of HTTP nor of how notifications are delivered (`notify/` and [`super::sinks`]).
 
@@ -26,7 +31,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::follow::{follow, read_ready, PartitionConsumer};
-use super::{ensure_topic, Result, EVENTS_TOPIC};
+use super::supervise::{commit_forward, spawn_supervised};
+use super::{ensure_topic, Result, WorkerHealth, EVENTS_TOPIC};
 use crate::log::{Log, ReadLimits, Record, StoredRecord};
 use crate::store::{EventType, MessageEvent, Store};
 
@@ -40,6 +46,8 @@ pub const NOTIFY_SOURCE_HEADER: &str = "tidings-source";
 pub const RECOVERY_LOOKBACK: u64 = 10_000;
 /// Most events one step reads.
 const MAX_EVENTS_PER_STEP: usize = 500;
+/// Default most bytes of a message's text in a notification (`notify.previewBytes`).
+pub const DEFAULT_PREVIEW_BYTES: usize = 256;
 /// Notifications gathered before they are appended (bounds the memory of one step).
 const MAX_RECORDS_PER_APPEND: usize = 1000;
 
@@ -72,7 +80,8 @@ pub struct Notification {
     pub sender_id: String,
     /// The sender's display name when it was sent.
     pub sender_name: String,
-    /// The message text.
+    /// The message text, or its first `notify.previewBytes` bytes (the message itself is read
+    /// by `messageId`).
     pub message_content: String,
     /// The conversation.
     pub conversation_id: String,
@@ -91,39 +100,108 @@ type Delivered = HashSet<(u64, String)>;
 /// Creates `message.new` if missing and starts one `notify` worker per partition of
 /// `messages.sent` on `tracker`. They stop when `shutdown` is cancelled, after handling every
 /// event the partition held at that moment (cancel it once the store's relay has drained).
+#[allow(clippy::too_many_arguments)]
 pub async fn start(
     log: Log,
     store: Store,
     live: Arc<dyn LiveSessions>,
+    settings: NotifySettings,
+    health: WorkerHealth,
     shutdown: CancellationToken,
     tracker: &TaskTracker,
 ) -> Result<()> {
     let partitions = log.describe_topic(EVENTS_TOPIC)?.partitions.len() as u32;
     ensure_topic(&log, NOTIFICATIONS_TOPIC, partitions).await?;
-    let mut starts = Vec::with_capacity(partitions as usize);
-    for partition in 0..partitions {
-        let (low, _) = log.watermarks(EVENTS_TOPIC, partition)?;
-        let committed = log.committed_offset(NOTIFY_GROUP, EVENTS_TOPIC, partition)?;
-        starts.push(committed.unwrap_or(low).max(low));
-    }
+    let starts = (0..partitions)
+        .map(|partition| start_offset(&log, partition))
+        .collect::<Result<Vec<_>>>()?;
     let delivered = recover_delivered(&log, &starts)?;
     for (partition, (next, delivered)) in starts.into_iter().zip(delivered).enumerate() {
-        let worker = Worker {
+        let partition = partition as u32;
+        let context = WorkerContext {
             log: log.clone(),
             store: store.clone(),
             live: live.clone(),
-            partition: partition as u32,
-            next,
-            delivered,
+            settings,
         };
-        let shutdown = shutdown.clone();
-        tracker.spawn(async move {
-            if let Err(e) = worker.run(shutdown).await {
-                tracing::error!(partition, error = %e, "notify worker stopped");
-            }
-        });
+        // The first run goes on from what was recovered for every partition at once; a run
+        // after a failure recovers its own partition again.
+        let mut first = Some((next, delivered));
+        let stop = shutdown.clone();
+        let run = move || {
+            let worker = match first.take() {
+                Some((next, delivered)) => Ok(context.worker(partition, next, delivered)),
+                None => context.recovered_worker(partition),
+            };
+            let shutdown = stop.clone();
+            async move { worker?.run(shutdown).await }
+        };
+        let name = format!("{NOTIFY_GROUP}/{partition}");
+        spawn_supervised(tracker, health.clone(), name, shutdown.clone(), run);
     }
     Ok(())
+}
+
+/// Where the `notify` worker of `partition` starts: the committed offset, never below the low
+/// watermark.
+fn start_offset(log: &Log, partition: u32) -> Result<u64> {
+    let (low, _) = log.watermarks(EVENTS_TOPIC, partition)?;
+    let committed = log.committed_offset(NOTIFY_GROUP, EVENTS_TOPIC, partition)?;
+    Ok(committed.unwrap_or(low).max(low))
+}
+
+/// What every `notify` worker is made of but its partition and position.
+#[derive(Clone)]
+struct WorkerContext {
+    log: Log,
+    store: Store,
+    live: Arc<dyn LiveSessions>,
+    settings: NotifySettings,
+}
+
+impl WorkerContext {
+    fn worker(&self, partition: u32, next: u64, delivered: Delivered) -> Worker {
+        Worker {
+            log: self.log.clone(),
+            store: self.store.clone(),
+            live: self.live.clone(),
+            settings: self.settings,
+            partition,
+            next,
+            delivered,
+        }
+    }
+
+    /// The worker of `partition` from its committed offset, with what `message.new` holds for
+    /// that partition's uncommitted events.
+    fn recovered_worker(&self, partition: u32) -> Result<Worker> {
+        let next = start_offset(&self.log, partition)?;
+        let partitions = self.log.describe_topic(EVENTS_TOPIC)?.partitions.len();
+        // Every other partition counts as fully committed, so recovery looks at this one only.
+        let mut committed = vec![u64::MAX; partitions];
+        committed[partition as usize] = next;
+        let delivered = recover_delivered(&self.log, &committed)?
+            .into_iter()
+            .nth(partition as usize)
+            .unwrap_or_default();
+        Ok(self.worker(partition, next, delivered))
+    }
+}
+
+/// How notifications are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotifySettings {
+    /// Most bytes of a message's text a notification carries in `messageContent` (cut at a
+    /// character boundary); the message itself is read by its id.
+    pub preview_bytes: usize,
+}
+
+impl Default for NotifySettings {
+    fn default() -> Self {
+        NotifySettings {
+            preview_bytes: DEFAULT_PREVIEW_BYTES,
+        }
+    }
 }
 
 /// What `message.new` already holds for the events at or above `committed[p]` of each partition
@@ -202,6 +280,7 @@ struct Worker {
     log: Log,
     store: Store,
     live: Arc<dyn LiveSessions>,
+    settings: NotifySettings,
     partition: u32,
     /// The next event offset to handle (everything below is committed or being committed).
     next: u64,
@@ -233,19 +312,20 @@ impl PartitionConsumer for Worker {
         // commit comes after the last chunk is durable.
         let mut pending: Vec<Record> = Vec::new();
         for event in &events {
-            pending.extend(self.notifications_for(event));
-            if pending.len() >= MAX_RECORDS_PER_APPEND {
-                self.log
-                    .append(NOTIFICATIONS_TOPIC, std::mem::take(&mut pending))
-                    .await?;
+            for record in self.notifications_for(event) {
+                pending.push(record);
+                if pending.len() >= MAX_RECORDS_PER_APPEND {
+                    self.log
+                        .append(NOTIFICATIONS_TOPIC, std::mem::take(&mut pending))
+                        .await?;
+                }
             }
         }
         if !pending.is_empty() {
             self.log.append(NOTIFICATIONS_TOPIC, pending).await?;
         }
-        self.next = last + 1;
-        self.log
-            .commit_offset(NOTIFY_GROUP, EVENTS_TOPIC, self.partition, self.next)?;
+        let at = (EVENTS_TOPIC, self.partition);
+        self.next = commit_forward(&self.log, NOTIFY_GROUP, at, last + 1)?;
         let next = self.next;
         self.delivered.retain(|(offset, _)| *offset >= next);
         Ok(())
@@ -253,46 +333,79 @@ impl PartitionConsumer for Worker {
 }
 
 impl Worker {
-    /// The `message.new` records one event calls for (none for edits and deletes).
-    fn notifications_for(&self, event: &StoredRecord) -> Vec<Record> {
+    /// The `message.new` records one event calls for (none for edits and deletes), made one
+    /// at a time as they are taken, so a large conversation never has all of them in memory.
+    fn notifications_for<'a>(
+        &'a self,
+        event: &StoredRecord,
+    ) -> Box<dyn Iterator<Item = Record> + Send + 'a> {
         let decoded: MessageEvent = match serde_json::from_slice(&event.value) {
             Ok(decoded) => decoded,
             Err(e) => {
                 tracing::warn!(partition = self.partition, offset = event.offset, error = %e, "undecodable event; no notification");
-                return Vec::new();
+                return Box::new(std::iter::empty());
             }
         };
         if decoded.event_type != EventType::MessageSent {
-            return Vec::new();
+            return Box::new(std::iter::empty());
         }
         let message = decoded.message;
-        let Some(conversation) = self.store.conversation(&message.conversation_id) else {
+        let Some(participants) = self.store.participants(&message.conversation_id) else {
             tracing::warn!(conversation = %message.conversation_id, "event of an unknown conversation; no notification");
-            return Vec::new();
+            return Box::new(std::iter::empty());
         };
-        let source = format!("{}:{}", self.partition, event.offset);
-        conversation
-            .participants
-            .iter()
-            .filter(|user| **user != message.sender_id)
+        let offset = event.offset;
+        let source = format!("{}:{offset}", self.partition);
+        let preview = preview(&message.content, self.settings.preview_bytes).to_owned();
+        let sender = message.sender_id.clone();
+        let records = participants
+            .into_iter()
+            .filter(move |user| *user != sender)
             .filter(|user| !self.live.has_live_session(user))
-            .filter(|user| !self.delivered.contains(&(event.offset, (*user).to_owned())))
-            .map(|recipient| {
+            .filter(move |user| !self.delivered.contains(&(offset, user.clone())))
+            .map(move |recipient| {
                 let notification = Notification {
-                    recipient_id: recipient.clone(),
                     sender_id: message.sender_id.clone(),
                     sender_name: message.sender_name.clone(),
-                    message_content: message.content.clone(),
+                    message_content: preview.clone(),
                     conversation_id: message.conversation_id.clone(),
                     message_id: message.id.clone(),
                     seq: message.seq,
                     timestamp: message.sent_at.clone(),
+                    recipient_id: recipient,
                 };
                 let value = serde_json::to_vec(&notification)
                     .expect("a notification of strings and numbers always serializes");
-                Record::keyed(recipient.as_bytes(), value)
+                Record::keyed(notification.recipient_id.as_bytes(), value)
                     .with_header(NOTIFY_SOURCE_HEADER, source.clone())
-            })
-            .collect()
+            });
+        Box::new(records)
+    }
+}
+
+/// The first `max` bytes of `text`, cut back to a character boundary.
+fn preview(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_preview_is_cut_at_a_character_boundary() {
+        assert_eq!(preview("hello", 10), "hello");
+        assert_eq!(preview("hello", 5), "hello");
+        assert_eq!(preview("hello", 3), "hel");
+        // "é" is two bytes: a cut inside it moves back before it.
+        assert_eq!(preview("aé", 2), "a");
+        assert_eq!(preview("é", 0), "");
     }
 }

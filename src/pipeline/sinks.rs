@@ -9,6 +9,9 @@
 //! resumes after the last finished record: delivery is at least once, and only the record in
 //! flight at a crash can be delivered twice.
 //!
+//! A task that fails is started again from the committed offset ([`super::supervise`]);
+//! `/readyz` answers 503 meanwhile.
+//!
 //! Shutdown: a task stops between records; a delivery waiting to retry stops at once and is
 //! neither committed nor dead-lettered (it is tried again after restart). The sinks run on
 //! their own tasks, so a slow or dead endpoint holds back notifications, never chat.
@@ -21,8 +24,9 @@ use tokio_util::task::TaskTracker;
 
 use super::follow::{follow, read_ready, PartitionConsumer};
 use super::notify::NOTIFICATIONS_TOPIC;
-use super::{ensure_topic, PipelineError, Result};
-use crate::log::{Log, LogError, ReadLimits, Record, StoredRecord};
+use super::supervise::{commit_forward, spawn_supervised};
+use super::{ensure_topic, PipelineError, Result, WorkerHealth};
+use crate::log::{Log, ReadLimits, Record, StoredRecord};
 use crate::metrics::Metrics;
 use crate::notify::{Outcome, Sink, SinkConfig};
 
@@ -43,9 +47,12 @@ pub const DLQ_OFFSET_HEADER: &str = "tidings-dlq-offset";
 /// Records one step reads.
 const RECORDS_PER_STEP: usize = 100;
 
+/// Prefix of the sinks' consumer groups.
+pub const SINK_GROUP_PREFIX: &str = "notify.sink.";
+
 /// The consumer group of the sink called `name`.
 pub fn sink_group(name: &str) -> String {
-    format!("notify.sink.{name}")
+    format!("{SINK_GROUP_PREFIX}{name}")
 }
 
 /// Creates `message.new` and `message.new.dlq` if missing (with `partitions` partitions) and
@@ -55,6 +62,7 @@ pub async fn start(
     sinks: &[SinkConfig],
     partitions: u32,
     metrics: Metrics,
+    health: WorkerHealth,
     shutdown: CancellationToken,
     tracker: &TaskTracker,
 ) -> Result<()> {
@@ -65,33 +73,58 @@ pub async fn start(
         let permits = Arc::new(Semaphore::new(sink.concurrency()));
         let group = sink_group(sink.name());
         for partition in 0..partitions {
-            let (low, _) = log.watermarks(NOTIFICATIONS_TOPIC, partition)?;
-            let committed = log.committed_offset(&group, NOTIFICATIONS_TOPIC, partition)?;
-            let mut worker = SinkWorker {
+            let context = SinkContext {
                 log: log.clone(),
                 sink: sink.clone(),
                 permits: permits.clone(),
                 group: group.clone(),
-                partition,
-                next: committed.unwrap_or(low).max(low),
                 metrics: metrics.clone(),
                 shutdown: shutdown.clone(),
             };
-            tracker.spawn(async move {
-                let log = worker.log.clone();
-                let shutdown = worker.shutdown.clone();
-                let outcome =
-                    follow(&log, NOTIFICATIONS_TOPIC, partition, &mut worker, &shutdown).await;
-                match outcome {
-                    Ok(()) | Err(PipelineError::Log(LogError::Closed)) => {}
-                    Err(e) => {
-                        tracing::error!(sink = %worker.sink.name(), partition, error = %e, "sink consumer stopped");
-                    }
+            let run = move || {
+                let worker = context.worker(partition);
+                async move {
+                    let mut worker = worker?;
+                    let (log, shutdown) = (worker.log.clone(), worker.shutdown.clone());
+                    follow(&log, NOTIFICATIONS_TOPIC, partition, &mut worker, &shutdown).await
                 }
-            });
+            };
+            let name = format!("{group}/{partition}");
+            spawn_supervised(tracker, health.clone(), name, shutdown.clone(), run);
         }
     }
     Ok(())
+}
+
+/// What every consumer of one sink is made of but its partition.
+#[derive(Clone)]
+struct SinkContext {
+    log: Log,
+    sink: Arc<Sink>,
+    permits: Arc<Semaphore>,
+    group: String,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+}
+
+impl SinkContext {
+    /// The sink's consumer of `partition`, from the group's committed offset.
+    fn worker(&self, partition: u32) -> Result<SinkWorker> {
+        let (low, _) = self.log.watermarks(NOTIFICATIONS_TOPIC, partition)?;
+        let committed = self
+            .log
+            .committed_offset(&self.group, NOTIFICATIONS_TOPIC, partition)?;
+        Ok(SinkWorker {
+            log: self.log.clone(),
+            sink: self.sink.clone(),
+            permits: self.permits.clone(),
+            group: self.group.clone(),
+            partition,
+            next: committed.unwrap_or(low).max(low),
+            metrics: self.metrics.clone(),
+            shutdown: self.shutdown.clone(),
+        })
+    }
 }
 
 /// One sink's consumer of one `message.new` partition.
@@ -128,9 +161,8 @@ impl PartitionConsumer for SinkWorker {
                 self.next = goal;
                 return Ok(());
             }
-            self.next = record.offset + 1;
-            self.log
-                .commit_offset(&self.group, NOTIFICATIONS_TOPIC, self.partition, self.next)?;
+            let at = (NOTIFICATIONS_TOPIC, self.partition);
+            self.next = commit_forward(&self.log, &self.group, at, record.offset + 1)?;
             // A commit is a plain write; syncing it now is what keeps a crash from repeating
             // more than the record in flight. One sync per delivery costs far less than the
             // delivery itself.

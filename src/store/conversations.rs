@@ -5,7 +5,9 @@
 //! can undo the other's change.
 //!
 //! Permissions, kept simple: any participant may add or remove anyone; a user may always remove
-//! itself. A caller that is not a participant gets `NotFound` (existence is not leaked).
+//! itself. A conversation has at most `max_participants` participants ([`StoreLimits`](super::StoreLimits)). A caller that is not a participant gets `NotFound` (existence is not leaked).
+
+use std::collections::HashSet;
 
 use super::activity::{merge, Membership};
 use super::error::{Result, StoreError};
@@ -33,13 +35,7 @@ impl Store {
             None => uuid::Uuid::now_v7().to_string(),
         };
         validate_title(title.as_deref())?;
-        let mut members = vec![creator.to_owned()];
-        for user in participants {
-            validate_user_id("participants", &user)?;
-            if !members.contains(&user) {
-                members.push(user);
-            }
-        }
+        let members = self.members(creator, participants)?;
         let now = now_rfc3339();
         let conversation = Conversation {
             id,
@@ -66,8 +62,31 @@ impl Store {
         Ok(conversation)
     }
 
+    /// The creator (first) and the listed participants, validated and deduplicated in order
+    /// (a set, so a long list costs linear time); more than `max_participants` is invalid.
+    fn members(&self, creator: &str, participants: Vec<String>) -> Result<Vec<String>> {
+        let max = self.limits().max_participants;
+        let mut seen = HashSet::with_capacity(participants.len().min(max) + 1);
+        seen.insert(creator.to_owned());
+        let mut members = vec![creator.to_owned()];
+        for user in participants {
+            validate_user_id("participants", &user)?;
+            if seen.insert(user.clone()) {
+                members.push(user);
+            }
+            if members.len() > max {
+                return Err(StoreError::invalid(
+                    "participants",
+                    format!("a conversation has at most {max} participants, its creator included"),
+                ));
+            }
+        }
+        Ok(members)
+    }
+
     /// Adds `user` to the conversation; `actor` must be a participant. Adding a participant
-    /// again changes nothing. Returns the conversation as it is now.
+    /// again changes nothing; adding one to a full conversation is `LimitReached`. Returns the
+    /// conversation as it is now.
     pub fn add_participant(
         &self,
         actor: &str,
@@ -75,12 +94,18 @@ impl Store {
         user: &str,
     ) -> Result<Conversation> {
         validate_user_id("userId", user)?;
+        let max = self.limits().max_participants;
         self.change_membership(actor, conversation, |c| {
             if c.has_participant(user) {
-                return false;
+                return Ok(false);
+            }
+            if c.participants.len() >= max {
+                return Err(StoreError::LimitReached(format!(
+                    "conversation {conversation:?} has {max} participants, the most it may have"
+                )));
             }
             c.participants.push(user.to_owned());
-            true
+            Ok(true)
         })
     }
 
@@ -98,7 +123,7 @@ impl Store {
         self.change_membership(actor, conversation, |c| {
             let before = c.participants.len();
             c.participants.retain(|p| p != user);
-            c.participants.len() != before
+            Ok(c.participants.len() != before)
         })
     }
 
@@ -106,7 +131,7 @@ impl Store {
         &self,
         actor: &str,
         id: &str,
-        change: impl Fn(&mut Conversation) -> bool,
+        change: impl Fn(&mut Conversation) -> Result<bool>,
     ) -> Result<Conversation> {
         let not_found = || StoreError::NotFound(format!("conversation {id:?}"));
         if !self.is_participant(id, actor) {
@@ -123,7 +148,7 @@ impl Store {
                 return Err(not_found());
             }
             let mut conversation = merge(membership.clone(), None);
-            if !change(&mut conversation) {
+            if !change(&mut conversation)? {
                 break conversation;
             }
             membership.participants = conversation.participants.clone();

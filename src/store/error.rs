@@ -17,6 +17,9 @@ pub enum StoreError {
     /// The resource exists already (for example a conversation id that is taken).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The change would take a resource past a configured limit (a full conversation).
+    #[error("{0}")]
+    LimitReached(String),
     /// An input field is out of its allowed shape or range; the message names the field.
     #[error("invalid {field}: {reason}")]
     InvalidField {

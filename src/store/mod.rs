@@ -62,6 +62,25 @@ use view::View;
 
 /// Most messages one history page returns.
 pub const MAX_HISTORY_PAGE: usize = 1000;
+/// Default most participants of one conversation (`limits.maxParticipants`).
+pub const DEFAULT_MAX_PARTICIPANTS: usize = 1000;
+
+/// Limits the store enforces on conversation commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreLimits {
+    /// Most participants of one conversation: a create that lists more is invalid, an add to a
+    /// full conversation is refused. Every message costs work per participant (deliveries,
+    /// notifications), so this bounds what one send can make the server do.
+    pub max_participants: usize,
+}
+
+impl Default for StoreLimits {
+    fn default() -> Self {
+        StoreLimits {
+            max_participants: DEFAULT_MAX_PARTICIPANTS,
+        }
+    }
+}
 
 /// The store's sled trees, all in the log's database (next to the consumer offsets).
 pub(crate) struct Trees {
@@ -77,6 +96,7 @@ pub(crate) struct Trees {
 
 struct Inner {
     trees: Trees,
+    limits: StoreLimits,
     view: RwLock<View>,
     /// Bumped after every participant change (see [`Store::membership_epoch`]).
     membership_epoch: AtomicU64,
@@ -97,8 +117,14 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens the store's trees in the log's database and loads the in-memory view.
+    /// Opens the store's trees in the log's database and loads the in-memory view, with the
+    /// default limits.
     pub fn open(log: &Log) -> Result<Store> {
+        Store::open_with(log, StoreLimits::default())
+    }
+
+    /// [`open`](Self::open) with the given limits.
+    pub fn open_with(log: &Log, limits: StoreLimits) -> Result<Store> {
         let db = log.database();
         let trees = Trees {
             conversations: db.open_tree("conversations")?,
@@ -114,6 +140,7 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Inner {
                 trees,
+                limits,
                 view: RwLock::new(view),
                 membership_epoch: AtomicU64::new(0),
             }),
@@ -122,6 +149,11 @@ impl Store {
 
     pub(crate) fn trees(&self) -> &Trees {
         &self.inner.trees
+    }
+
+    /// The limits this store enforces.
+    pub fn limits(&self) -> StoreLimits {
+        self.inner.limits
     }
 
     fn view(&self) -> RwLockReadGuard<'_, View> {
@@ -167,6 +199,13 @@ impl Store {
         self.view()
             .conversation(conversation)
             .map(|c| c.participants.clone())
+    }
+
+    /// How many participants the conversation has (memory only), `None` if it does not exist.
+    pub fn participant_count(&self, conversation: &str) -> Option<usize> {
+        self.view()
+            .conversation(conversation)
+            .map(|c| c.participants.len())
     }
 
     /// Every other user who shares a conversation with `user` (memory only): whom its

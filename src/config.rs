@@ -19,7 +19,9 @@ use serde::Deserialize;
 use crate::log::{Durability, LogConfig, MAX_PARTITIONS};
 use crate::notify::SinkConfig;
 
+mod http;
 mod ws;
+pub use http::HttpSettings;
 pub use ws::WsSettings;
 
 /// The fully resolved, validated configuration of `tidings serve`.
@@ -39,6 +41,8 @@ pub struct Config {
     pub auth: AuthSettings,
     /// WebSocket sessions (`[ws]`).
     pub ws: WsSettings,
+    /// HTTP connections and reading their requests (`[http]`).
+    pub http: HttpSettings,
     /// Diagnostic output of the process (`[logging]`).
     pub logging: LoggingSettings,
     /// Notification sinks (`[[notify.sinks]]`, file only).
@@ -174,6 +178,7 @@ impl Default for Config {
             chat: ChatSettings { partitions: 4 },
             auth: AuthSettings::default(),
             ws: WsSettings::default(),
+            http: HttpSettings::default(),
             logging: LoggingSettings {
                 format: LogFormat::Text,
                 level: "info".into(),
@@ -203,6 +208,7 @@ impl fmt::Debug for Config {
             .field("chat", &self.chat)
             .field("auth", &self.auth)
             .field("ws", &self.ws)
+            .field("http", &self.http)
             .field("logging", &self.logging)
             .field("notify", &self.notify)
             .finish()
@@ -280,6 +286,8 @@ pub struct Overrides {
     pub max_sessions: Option<usize>,
     /// `TIDINGS_JWT_SECRET` (no flag: command lines are visible to every user of the machine).
     pub jwt_secret: Option<String>,
+    /// `TIDINGS_HTTP_MAX_CONNECTIONS` (no flag).
+    pub max_connections: Option<usize>,
 }
 
 /// The environment variables read, and the setting each one sets. Anything else is file-only.
@@ -290,6 +298,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("TIDINGS_RATE_LIMIT", "limits.rateLimit"),
     ("TIDINGS_CHAT_PARTITIONS", "chat.partitions"),
     ("TIDINGS_WS_MAX_SESSIONS", "ws.maxSessions"),
+    ("TIDINGS_HTTP_MAX_CONNECTIONS", "http.maxConnections"),
     ("TIDINGS_DURABILITY", "log.durability"),
     ("TIDINGS_LOG_FORMAT", "logging.format"),
     ("TIDINGS_LOG_LEVEL", "logging.level"),
@@ -324,6 +333,11 @@ impl Overrides {
                 .map(|v| parse_number(&v, origin("TIDINGS_WS_MAX_SESSIONS")).map(|n| n as usize))
                 .transpose()?,
             jwt_secret: get("TIDINGS_JWT_SECRET"),
+            max_connections: get("TIDINGS_HTTP_MAX_CONNECTIONS")
+                .map(|v| {
+                    parse_number(&v, origin("TIDINGS_HTTP_MAX_CONNECTIONS")).map(|n| n as usize)
+                })
+                .transpose()?,
         })
     }
 
@@ -338,6 +352,7 @@ impl Overrides {
             chat_partitions,
             max_sessions,
             jwt_secret,
+            max_connections,
         } = self;
         set(&mut config.listen, listen);
         set(&mut config.data_dir, data_dir);
@@ -347,6 +362,7 @@ impl Overrides {
         set(&mut config.logging.level, log_level);
         set(&mut config.chat.partitions, chat_partitions);
         set(&mut config.ws.max_sessions, max_sessions);
+        set(&mut config.http.max_connections, max_connections);
         if jwt_secret.is_some() {
             config.auth.jwt_secret = jwt_secret;
         }
@@ -470,6 +486,7 @@ impl Config {
             ));
         }
         self.ws.validate()?;
+        self.http.validate()?;
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.logging.level) {
             return Err(bad_value(
                 "logging.level",
@@ -536,6 +553,7 @@ struct FileConfig {
     chat: Option<FileChat>,
     auth: Option<FileAuth>,
     ws: Option<ws::FileWs>,
+    http: Option<http::FileHttp>,
     logging: Option<FileLogging>,
     notify: Option<notify::FileNotify>,
 }
@@ -616,6 +634,7 @@ impl FileConfig {
             config.auth.jwt_secret = auth.jwt_secret.filter(|s| !s.is_empty());
         }
         self.ws.unwrap_or_default().apply_to(&mut config.ws);
+        self.http.unwrap_or_default().apply_to(&mut config.http);
         let logging = self.logging.unwrap_or_default();
         if let Some(format) = logging.format {
             config.logging.format = parse_format(&format, origin("logging.format"))?;

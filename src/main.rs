@@ -109,6 +109,7 @@ impl ServeArgs {
             chat_partitions: None,
             max_sessions: self.max_sessions,
             jwt_secret: None,
+            max_connections: None,
         }
     }
 }

@@ -5,7 +5,8 @@
 //! `/healthz` answers and `/readyz` says 503 while the log recovers), opens the log, opens the
 //! chat store and starts the write-behind pipeline, lets the store catch up with what the log
 //! holds, starts the fan-out to the hub, the `notify` group and the notification sinks, marks
-//! the server ready, and runs until the shutdown future completes.
+//! the server ready, and runs until the shutdown future completes. Connections are accepted and
+//! served by [`crate::api::connections`], within the `[http]` limits.
 //!
 //! Then it stops in this order ([`stop`]): stop accepting and cancel the
 //! [`CancellationToken`] every background task selects on; let in-flight HTTP requests and
@@ -24,17 +25,17 @@
 //! their own. This module does not parse configuration, bind sockets or install signal
 //! handlers, and it holds no routes: those are in `api`.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::api::connections::{self, ServeSettings};
 use crate::api::Chat;
 pub use crate::api::{app, AppState};
 use crate::auth::{AuthError, Authenticator};
@@ -93,18 +94,19 @@ pub async fn run(
     let address = listener.local_addr().map_err(ServerError::Serve)?;
     // The pipeline's stages stop on their own signals, after the requests drained (see `stop`).
     let stages = Stages::default();
-    // No Nagle delay: a session writer flushes a batch of frames at once, and a small frame
-    // must not wait for the previous one's ACK (nor an HTTP answer for its predecessor's).
-    let listener = listener.tap_io(|stream| {
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
-        }
-    });
-    let serving = tokio::spawn(
-        axum::serve(listener, app(state.clone()))
-            .with_graceful_shutdown(token.clone().cancelled_owned())
-            .into_future(),
+    // Connection limits, timeouts and TCP_NODELAY are the connection layer's.
+    let settings = ServeSettings::from_config(&state.config().http);
+    tracing::info!(
+        max_connections = settings.max_connections,
+        "HTTP connections allowed"
     );
+    let serving = tokio::spawn(connections::serve(
+        listener,
+        app(state.clone()),
+        settings,
+        state.metrics().clone(),
+        token,
+    ));
     // Opening is not raced against `shutdown`: a signal that arrives meanwhile is seen right
     // after, and the log is then closed cleanly instead of being dropped mid-recovery.
     let outcome = match open(&state, &stages, address).await {
@@ -328,17 +330,13 @@ async fn open_log(state: &AppState) -> Result<(), ServerError> {
 /// the log (the order is in the module doc).
 async fn stop(
     state: AppState,
-    serving: JoinHandle<std::io::Result<()>>,
+    serving: JoinHandle<()>,
     outcome: Result<(), ServerError>,
     stages: Stages,
 ) -> Result<(), ServerError> {
     state.set_ready(false);
     state.shutdown().cancel();
-    let served = match serving.await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(ServerError::Serve(e)),
-        Err(e) => Err(ServerError::Task(e)),
-    };
+    let served = serving.await.map_err(ServerError::Task);
     state.session_readers().close();
     state.session_readers().wait().await;
     // No request appends any more: the store writers catch up with everything accepted, then

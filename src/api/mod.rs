@@ -2,8 +2,10 @@
 //!
 //! [`app`] assembles the router from the handler files (`health`, `metrics`, `conversations`,
 //! `messages`, the WebSocket upgrade `ws`, and the event bus's `topics`, `records` and consumer
-//! `groups`) and wraps it in the request-latency layer and the body-size limit; [`AppState`] is what every handler can
-//! reach. Errors are [`ApiError`](problem::ApiError)s, answered as problem+json
+//! `groups`) and wraps it in the request-latency layer, the body-size limit and the request
+//! limits of [`http_limits`] (which also turns axum's text rejections into problem+json);
+//! [`connections`] serves it on a listener within the connection limits; [`AppState`] is what
+//! every handler can reach. Errors are [`ApiError`](problem::ApiError)s, answered as problem+json
 //! ([`problem`]). axum is used here and in `server.rs` only.
 //!
 //! This module does not bind sockets, open the log or decide when to stop: `server.rs` does, and
@@ -12,9 +14,11 @@
 //! and `rate_limit` (the per-user write budget).
 
 pub mod auth;
+pub mod connections;
 pub mod conversations;
 pub mod groups;
 pub mod health;
+pub mod http_limits;
 pub mod idempotency;
 pub mod messages;
 pub mod metrics;
@@ -305,6 +309,11 @@ pub fn app(state: AppState) -> Router {
         .fallback(problem::unknown_route)
         .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            http_limits::RequestLimits::from(&state.config().http),
+            http_limits::enforce,
+        ))
+        .layer(axum::middleware::from_fn(http_limits::problem_bodies))
         .layer(axum::middleware::from_fn_with_state(
             state.metrics().clone(),
             metrics::track_latency,

@@ -7,14 +7,18 @@
 //! the server's log, not to the client.
 //!
 //! Also here: the 404 and 405 fallbacks, and [`Json`], the JSON extractor whose rejections keep
-//! this shape (400 malformed or invalid, 413 too large, 415 wrong content type).
+//! this shape (400 malformed or invalid, 413 too large, 415 wrong content type). Any other
+//! error answer written as text reaches the client as [`ApiError::Rejected`]
+//! ([`http_limits::problem_bodies`](super::http_limits::problem_bodies)).
 //!
 //! This module does not decide *when* a request is wrong; handlers and extractors do.
 //!
 //! Problem types are URNs, `urn:tidings:problem:<slug>`:
 //! `bad-request`, `unsupported-media-type`, `payload-too-large`, `unauthorized`, `forbidden`,
 //! `not-found`, `unknown-route`, `method-not-allowed`, `conflict`, `offset-out-of-range`,
-//! `rate-limited`, `overloaded`, `not-ready`, `storage-unavailable`, `internal`.
+//! `rate-limited`, `overloaded`, `not-ready`, `storage-unavailable`, `internal`,
+//! `request-timeout`, `uri-too-long`, `request-header-too-large`, and `http-error` (a status
+//! the router's parts answered with that has no type of its own).
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -113,6 +117,24 @@ pub enum ApiError {
     /// The hub refused a WebSocket session (session limits, shutting down).
     #[error(transparent)]
     Hub(#[from] HubError),
+    /// The request's body did not arrive within `http.bodyReadTimeoutMs`.
+    #[error("{0}")]
+    RequestTimeout(String),
+    /// The request target is longer than `http.maxUriBytes`.
+    #[error("{0}")]
+    UriTooLong(String),
+    /// The request head is larger than `http.maxHeaderBytes`.
+    #[error("{0}")]
+    HeaderTooLarge(String),
+    /// An error answer that a part of the router (an axum extractor or fallback) wrote as text;
+    /// its status is kept and its text becomes the detail.
+    #[error("{detail}")]
+    Rejected {
+        /// The status it was answered with.
+        status: StatusCode,
+        /// Its text.
+        detail: String,
+    },
 }
 
 /// An RFC 9457 problem, as serialized.
@@ -243,8 +265,62 @@ impl ApiError {
             ApiError::Pipeline(error) => pipeline_answer(error),
             ApiError::Bus(error) => bus_answer(error),
             ApiError::Hub(error) => hub_answer(error),
+            ApiError::RequestTimeout(_) => Answer::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request-timeout",
+                "Request timeout",
+                detail,
+            ),
+            ApiError::UriTooLong(_) => Answer::new(
+                StatusCode::URI_TOO_LONG,
+                "uri-too-long",
+                "URI too long",
+                detail,
+            ),
+            ApiError::HeaderTooLarge(_) => Answer::new(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "request-header-too-large",
+                "Request header fields too large",
+                detail,
+            ),
+            ApiError::Rejected { status, .. } => rejected_answer(*status, detail),
         }
     }
+}
+
+/// The problem type of a status some part of the router answered with as text: the type of
+/// that status where the API has one, else `http-error` with the status kept.
+fn rejected_answer(status: StatusCode, detail: String) -> Answer {
+    let (slug, title) = match status {
+        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => {
+            ("bad-request", "Bad request")
+        }
+        StatusCode::NOT_FOUND => ("not-found", "Not found"),
+        StatusCode::METHOD_NOT_ALLOWED => ("method-not-allowed", "Method not allowed"),
+        StatusCode::REQUEST_TIMEOUT => ("request-timeout", "Request timeout"),
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload-too-large", "Payload too large"),
+        StatusCode::URI_TOO_LONG => ("uri-too-long", "URI too long"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported-media-type", "Unsupported media type"),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => (
+            "request-header-too-large",
+            "Request header fields too large",
+        ),
+        other => (
+            "http-error",
+            other.canonical_reason().unwrap_or("HTTP error"),
+        ),
+    };
+    if status.is_server_error() {
+        // Never pass a server-side text to the client (the module's rule); `into_response`
+        // logs it.
+        return Answer::new(
+            status,
+            slug,
+            title,
+            "the server failed; its log has the details".into(),
+        );
+    }
+    Answer::new(status, slug, title, detail)
 }
 
 /// The answer for each coordinator error. No wildcard: a new variant must be placed on purpose.

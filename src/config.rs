@@ -16,7 +16,7 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
-use crate::log::{Durability, LogConfig, MAX_PARTITIONS};
+use crate::log::{Durability, LogConfig, DEFAULT_MIN_FREE_DISK_BYTES, MAX_PARTITIONS};
 use crate::notify::SinkConfig;
 
 mod ws;
@@ -77,6 +77,9 @@ pub struct Limits {
     /// Most chat records accepted but not yet applied by the store (summed over partitions)
     /// before writes are refused with 503 (`limits.maxStoreLag`).
     pub max_store_lag: u64,
+    /// Writes are refused with 503 `storage-full` while the data directory's disk has less
+    /// free space than this, in bytes; 0 turns the guard off (`limits.minFreeDiskBytes`).
+    pub min_free_disk_bytes: u64,
 }
 
 /// The `[chat]` section.
@@ -143,6 +146,7 @@ impl Default for Config {
                 max_record_bytes: 1024 * 1024,
                 max_batch_records: 1000,
                 max_store_lag: 100_000,
+                min_free_disk_bytes: DEFAULT_MIN_FREE_DISK_BYTES,
             },
             chat: ChatSettings { partitions: 4 },
             auth: AuthSettings::default(),
@@ -380,6 +384,7 @@ impl Config {
         log.durability = self.log.durability;
         log.default_partitions = self.log.default_partitions;
         log.max_record_bytes = self.limits.max_record_bytes;
+        log.min_free_disk_bytes = self.limits.min_free_disk_bytes;
         log
     }
 
@@ -496,6 +501,7 @@ struct FileLimits {
     max_record_bytes: Option<usize>,
     max_batch_records: Option<usize>,
     max_store_lag: Option<u64>,
+    min_free_disk_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -542,6 +548,10 @@ impl FileConfig {
             limits.max_batch_records,
         );
         set(&mut config.limits.max_store_lag, limits.max_store_lag);
+        set(
+            &mut config.limits.min_free_disk_bytes,
+            limits.min_free_disk_bytes,
+        );
         let chat = self.chat.unwrap_or_default();
         set(&mut config.chat.partitions, chat.partitions);
         if let Some(auth) = self.auth {

@@ -53,6 +53,7 @@ fn every_file_key_is_read() {
         maxContentBytes = 1024
         maxRecordBytes = 4096
         maxStoreLag = 77
+        minFreeDiskBytes = 4096
         [chat]
         partitions = 5
         [auth]
@@ -79,6 +80,7 @@ fn every_file_key_is_read() {
             max_record_bytes: 4096,
             max_batch_records: 1000,
             max_store_lag: 77,
+            min_free_disk_bytes: 4096,
         }
     );
     assert_eq!(config.chat.partitions, 5);
@@ -86,6 +88,7 @@ fn every_file_key_is_read() {
     assert_eq!(config.logging.format, LogFormat::Json);
     assert_eq!(config.logging.level, "debug");
     assert_eq!(config.log_config().max_record_bytes, 4096);
+    assert_eq!(config.log_config().min_free_disk_bytes, 4096);
 }
 
 #[test]

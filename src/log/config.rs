@@ -61,6 +61,9 @@ impl FromStr for Durability {
     }
 }
 
+/// Default of [`LogConfig::min_free_disk_bytes`]: 128 MiB.
+pub const DEFAULT_MIN_FREE_DISK_BYTES: u64 = 128 * 1024 * 1024;
+
 /// How the log is opened and how it behaves.
 #[derive(Debug, Clone)]
 pub struct LogConfig {
@@ -86,6 +89,11 @@ pub struct LogConfig {
     pub retention_interval: Duration,
     /// Storage-engine page cache, in bytes.
     pub cache_bytes: u64,
+    /// Appends (and topic creation or growth) are refused with `StorageFull` while the disk
+    /// holding the data directory has less free space than this, in bytes; 0 turns the guard
+    /// off. A write that meets a full disk would poison the log until a restart; this refusal
+    /// clears by itself once space is freed.
+    pub min_free_disk_bytes: u64,
 }
 
 impl LogConfig {
@@ -102,6 +110,7 @@ impl LogConfig {
             queue_capacity: 64 * 1024,
             retention_interval: Duration::from_secs(30),
             cache_bytes: 64 * 1024 * 1024,
+            min_free_disk_bytes: DEFAULT_MIN_FREE_DISK_BYTES,
         }
     }
 }

@@ -16,7 +16,7 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
-use crate::log::{Durability, LogConfig, MAX_PARTITIONS};
+use crate::log::{Durability, LogConfig, DEFAULT_MIN_FREE_DISK_BYTES, MAX_PARTITIONS};
 use crate::notify::SinkConfig;
 
 mod http;
@@ -102,6 +102,9 @@ pub struct Limits {
     /// Most consumer groups the event bus knows: live ones and those with committed offsets
     /// (`limits.maxGroups`).
     pub max_groups: usize,
+    /// Writes are refused with 503 `storage-full` while the data directory's disk has less
+    /// free space than this, in bytes; 0 turns the guard off (`limits.minFreeDiskBytes`).
+    pub min_free_disk_bytes: u64,
 }
 
 /// The `[chat]` section.
@@ -174,6 +177,7 @@ impl Default for Config {
                 max_topics: crate::log::DEFAULT_MAX_TOPICS,
                 max_partitions: crate::log::DEFAULT_MAX_TOTAL_PARTITIONS,
                 max_groups: DEFAULT_MAX_GROUPS,
+                min_free_disk_bytes: DEFAULT_MIN_FREE_DISK_BYTES,
             },
             chat: ChatSettings { partitions: 4 },
             auth: AuthSettings::default(),
@@ -425,6 +429,7 @@ impl Config {
         log.max_record_bytes = self.limits.max_record_bytes;
         log.max_topics = self.limits.max_topics;
         log.max_total_partitions = self.limits.max_partitions;
+        log.min_free_disk_bytes = self.limits.min_free_disk_bytes;
         log
     }
 
@@ -578,6 +583,7 @@ struct FileLimits {
     max_topics: Option<usize>,
     max_partitions: Option<u64>,
     max_groups: Option<usize>,
+    min_free_disk_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -628,6 +634,10 @@ impl FileConfig {
         set(&mut config.limits.max_topics, limits.max_topics);
         set(&mut config.limits.max_partitions, limits.max_partitions);
         set(&mut config.limits.max_groups, limits.max_groups);
+        set(
+            &mut config.limits.min_free_disk_bytes,
+            limits.min_free_disk_bytes,
+        );
         let chat = self.chat.unwrap_or_default();
         set(&mut config.chat.partitions, chat.partitions);
         if let Some(auth) = self.auth {

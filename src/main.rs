@@ -122,6 +122,9 @@ fn parse_durability(value: &str) -> Result<Durability, String> {
 }
 
 fn main() -> ExitCode {
+    // Arms the failpoints named in `FAILPOINTS` (docs/architecture.md, "Fault injection"). They
+    // exist only in test builds; in a release build the variable is read and has no effect.
+    let _failpoints = fail::FailScenario::setup();
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Serve(args) => serve(args),

@@ -41,7 +41,7 @@ use crate::auth::Authenticator;
 use crate::bus::Coordinator;
 use crate::config::Config;
 use crate::hub::{fd_limit, Hub};
-use crate::log::{Log, LogError};
+use crate::log::Log;
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, PipelineError, WorkerHealth};
 use crate::store::Store;
@@ -204,14 +204,14 @@ impl AppState {
     }
 
     /// Why the server is not ready, as the answer `/readyz` gives: starting or stopping, the
-    /// log poisoned by a storage failure, a failed store writer, or one of the server's own
-    /// consumers down (it is being started again).
+    /// log refusing writes (poisoned by a storage failure, or the disk almost full), a failed
+    /// store writer, or one of the server's own consumers down (it is being started again).
     pub fn readiness(&self) -> Result<(), ApiError> {
         if !self.ready.load(Ordering::SeqCst) || self.shutdown.is_cancelled() {
             return Err(ApiError::NotReady);
         }
-        if let Some(reason) = self.log.get().and_then(Log::poison_reason) {
-            return Err(ApiError::Log(LogError::Poisoned(reason)));
+        if let Some(refusal) = self.log.get().and_then(Log::write_refusal) {
+            return Err(ApiError::Log(refusal));
         }
         if let Some(reason) = self.chat.get().and_then(|chat| chat.pipeline.failure()) {
             return Err(ApiError::Pipeline(PipelineError::Worker(reason)));

@@ -16,7 +16,7 @@
 //! Problem types are URNs, `urn:tidings:problem:<slug>`:
 //! `bad-request`, `unsupported-media-type`, `payload-too-large`, `unauthorized`, `forbidden`,
 //! `not-found`, `unknown-route`, `method-not-allowed`, `conflict`, `offset-out-of-range`,
-//! `rate-limited`, `overloaded`, `not-ready`, `storage-unavailable`, `internal`,
+//! `rate-limited`, `overloaded`, `not-ready`, `storage-unavailable`, `storage-full`, `internal`,
 //! `request-timeout`, `uri-too-long`, `request-header-too-large`, and `http-error` (a status
 //! the router's parts answered with that has no type of its own).
 
@@ -481,6 +481,13 @@ fn log_answer(error: &LogError) -> Answer {
             "Payload too large",
             detail,
         ),
+        LogError::StorageFull { .. } | LogError::NoSpace { .. } => Answer::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage-full",
+            "Storage full",
+            "the server's disk is almost full; writes resume once space is freed".into(),
+        )
+        .retry_after(RETRY_UNAVAILABLE_SECS),
         LogError::Overloaded => unavailable(detail).retry_after(RETRY_OVERLOADED_SECS),
         LogError::Closed => unavailable(detail),
         LogError::Poisoned(_) | LogError::Io { .. } | LogError::Storage(_) => {

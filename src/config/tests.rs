@@ -57,6 +57,7 @@ fn every_file_key_is_read() {
         maxTopics = 20
         maxPartitions = 300
         maxGroups = 9
+        minFreeDiskBytes = 4096
         [chat]
         partitions = 5
         [auth]
@@ -87,6 +88,7 @@ fn every_file_key_is_read() {
             max_topics: 20,
             max_partitions: 300,
             max_groups: 9,
+            min_free_disk_bytes: 4096,
         }
     );
     assert_eq!(config.store_limits().max_participants, 50);
@@ -97,6 +99,7 @@ fn every_file_key_is_read() {
     assert_eq!(config.logging.format, LogFormat::Json);
     assert_eq!(config.logging.level, "debug");
     assert_eq!(config.log_config().max_record_bytes, 4096);
+    assert_eq!(config.log_config().min_free_disk_bytes, 4096);
 }
 
 #[test]

@@ -263,9 +263,10 @@ impl Appender {
             for chunk in chunks_by_size(&slot.records, max_bytes) {
                 let encoded = batch::encode(tail.next_offset, timestamp, tail.next_position, chunk);
                 let len = encoded.len() as u64;
-                slot.partition
-                    .tree
-                    .insert(tail.next_offset.to_be_bytes(), encoded)?;
+                let key = tail.next_offset.to_be_bytes();
+                write_fault()?;
+                torn_write_fault(&slot.partition.tree, key, &encoded)?;
+                slot.partition.tree.insert(key, encoded)?;
                 tail.next_offset += chunk.len() as u64;
                 tail.next_position += len;
                 Counters::add(&counters.batches, 1);
@@ -278,6 +279,29 @@ impl Appender {
         Counters::add(&counters.groups, 1);
         Ok(())
     }
+}
+
+/// Failpoint `log::append::write`: the storage engine refuses a batch (`return` gives `EIO`,
+/// `return(enospc)` "no space left on device").
+fn write_fault() -> Result<()> {
+    fail::fail_point!("log::append::write", |arg| Err(sled::Error::Io(
+        super::error::injected_io_error(arg)
+    )
+    .into()));
+    Ok(())
+}
+
+/// Failpoint `log::append::torn`: only the first half of a batch reaches the engine, then the
+/// write fails — a torn batch at the partition's tail, which recovery must drop. Batches of
+/// other partitions written earlier in the same group stay whole.
+fn torn_write_fault(tree: &sled::Tree, key: [u8; 8], encoded: &[u8]) -> Result<()> {
+    fail::fail_point!("log::append::torn", |arg| {
+        tree.insert(key, &encoded[..encoded.len() / 2])?;
+        Err(sled::Error::Io(super::error::injected_io_error(arg)).into())
+    });
+    // Keeps the parameters used where failpoints compile to nothing.
+    let _ = (tree, key, encoded);
+    Ok(())
 }
 
 /// Splits records into runs whose encoded size stays near `max_bytes` (a run has at least one).

@@ -61,6 +61,9 @@ impl FromStr for Durability {
     }
 }
 
+/// Default of [`LogConfig::min_free_disk_bytes`]: 128 MiB.
+pub const DEFAULT_MIN_FREE_DISK_BYTES: u64 = 128 * 1024 * 1024;
+
 /// How the log is opened and how it behaves.
 #[derive(Debug, Clone)]
 pub struct LogConfig {
@@ -92,6 +95,11 @@ pub struct LogConfig {
     /// `LimitReached`. Every partition is a tree of the storage engine, whose catalogue of trees
     /// is rewritten whole when one is added: many partitions cost disk and start-up time.
     pub max_total_partitions: u64,
+    /// Appends (and topic creation or growth) are refused with `StorageFull` while the disk
+    /// holding the data directory has less free space than this, in bytes; 0 turns the guard
+    /// off. A write that meets a full disk would poison the log until a restart; this refusal
+    /// clears by itself once space is freed.
+    pub min_free_disk_bytes: u64,
 }
 
 impl LogConfig {
@@ -110,6 +118,7 @@ impl LogConfig {
             cache_bytes: 64 * 1024 * 1024,
             max_topics: DEFAULT_MAX_TOPICS,
             max_total_partitions: DEFAULT_MAX_TOTAL_PARTITIONS,
+            min_free_disk_bytes: DEFAULT_MIN_FREE_DISK_BYTES,
         }
     }
 }

@@ -109,6 +109,7 @@ impl DataDir {
             Durability::Never => Some(500),
             Durability::Always | Durability::Interval(_) => None,
         };
+        remove_unfinished_snapshots(&self.engine_path())?;
         let engine = sled::Config::new()
             .path(self.engine_path())
             .segment_size(SEGMENT_BYTES)
@@ -127,11 +128,43 @@ impl DataDir {
     }
 }
 
+/// Deletes the engine's unfinished snapshot files (`snap.<lsn>.generating`).
+///
+/// sled writes a snapshot to `snap.<lsn>.generating`, syncs it, then renames it to
+/// `snap.<lsn>`; but on open it takes the highest-sorting `snap.*` name as the latest snapshot,
+/// `.generating` included, and calls the engine corrupt when that file is empty or cut short.
+/// A disk that filled up while the engine wrote a snapshot (at open, or at shutdown) leaves
+/// exactly that behind, and the next start said "corrupt data" although nothing acknowledged
+/// was damaged. An unfinished snapshot holds nothing the log does not: the engine rebuilds its
+/// state from the previous snapshot (kept until a new one is renamed in place) and its log.
+fn remove_unfinished_snapshots(engine_dir: &Path) -> Result<()> {
+    let entries = match std::fs::read_dir(engine_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_error(engine_dir)(e)),
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            tracing::warn!(file = %name, "removing an unfinished storage-engine snapshot");
+            let path = entry.path();
+            std::fs::remove_file(&path).map_err(io_error(&path))?;
+        }
+    }
+    Ok(())
+}
+
 /// Any failure to open the engine's files is reported against the directory: at open time
-/// sled's "unsupported" and I/O errors mean unreadable or foreign files.
+/// sled's "unsupported" and I/O errors mean unreadable or foreign files — except a full disk:
+/// the engine writes while it recovers, and a directory that met ENOSPC is intact and opens
+/// once there is room, so calling it corrupt would send the operator the wrong way.
 fn engine_error(dir: &Path, e: sled::Error) -> LogError {
     let location = dir.join("engine").display().to_string();
     match e {
+        sled::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => LogError::NoSpace {
+            path: dir.to_owned(),
+        },
         sled::Error::Io(io) => LogError::Corrupt {
             location,
             reason: format!("the storage engine could not open its files: {io}"),
@@ -266,4 +299,40 @@ fn restrict_tree(root: &Path) -> std::io::Result<()> {
 #[cfg(not(unix))]
 fn restrict_tree(_root: &Path) -> std::io::Result<()> {
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_at_open_is_reported_as_no_space_not_as_corruption() {
+        let enospc = std::io::Error::from_raw_os_error(28);
+        let error = engine_error(Path::new("/data"), sled::Error::Io(enospc));
+        assert!(matches!(error, LogError::NoSpace { .. }), "{error}");
+        let eio = std::io::Error::from_raw_os_error(5);
+        let error = engine_error(Path::new("/data"), sled::Error::Io(eio));
+        assert!(matches!(error, LogError::Corrupt { .. }), "{error}");
+    }
+
+    #[test]
+    fn an_unfinished_snapshot_left_by_a_full_disk_does_not_make_the_engine_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig::new(dir.path());
+        {
+            let data_dir = DataDir::open(dir.path()).unwrap();
+            let db = data_dir.open_engine(&config).unwrap();
+            db.open_tree("kept").unwrap().insert("k", "v").unwrap();
+            db.flush().unwrap();
+        }
+        // What sled leaves when its snapshot write meets ENOSPC: the file, empty.
+        let unfinished = dir.path().join("engine/snap.FFFFFFFFFFFFFFFF.generating");
+        std::fs::write(&unfinished, b"").unwrap();
+
+        let data_dir = DataDir::open(dir.path()).unwrap();
+        let db = data_dir.open_engine(&config).unwrap();
+        let kept = db.open_tree("kept").unwrap().get("k").unwrap();
+        assert_eq!(kept.as_deref(), Some(&b"v"[..]));
+        assert!(!unfinished.exists());
+    }
 }

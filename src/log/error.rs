@@ -127,6 +127,29 @@ pub enum LogError {
     /// never acknowledges data it could not make durable.
     #[error("the log refuses writes after an earlier storage failure ({0}); restart to recover")]
     Poisoned(String),
+    /// The disk holding the data directory has less free space than the configured minimum
+    /// (`LogConfig::min_free_disk_bytes`); appends are refused until space frees up. Unlike
+    /// `Poisoned`, this clears by itself.
+    #[error(
+        "the disk holding the data directory has {available} bytes free, below the minimum of \
+         {minimum}; writes resume once space is freed"
+    )]
+    StorageFull {
+        /// Bytes free for unprivileged writers at the last check.
+        available: u64,
+        /// The configured minimum.
+        minimum: u64,
+    },
+    /// The disk holding the data directory ran out of space while the storage engine opened or
+    /// recovered its files: nothing is damaged, the engine only needs room to start.
+    #[error(
+        "no space left on the disk holding {path}: free some space, then start again \
+         (the data directory is not damaged)"
+    )]
+    NoSpace {
+        /// The data directory.
+        path: PathBuf,
+    },
     /// The append queue is full: the writer is behind. Try again shortly.
     #[error("the log's append queue is full; try again shortly")]
     Overloaded,
@@ -154,6 +177,8 @@ impl LogError {
             self,
             LogError::Storage(_)
                 | LogError::Poisoned(_)
+                | LogError::StorageFull { .. }
+                | LogError::NoSpace { .. }
                 | LogError::Io { .. }
                 | LogError::Closed
                 | LogError::Overloaded
@@ -170,6 +195,19 @@ impl From<sled::Error> for LogError {
             },
             other => LogError::Storage(other.to_string()),
         }
+    }
+}
+
+/// The error a failpoint injects at an I/O edge: `return(enospc)` gives the operating system's
+/// "no space left on device" (raw error 28, kind `StorageFull`), any other argument an `EIO`.
+/// Failpoints compile to nothing outside test builds, so there this is unused.
+#[allow(dead_code)]
+pub(crate) fn injected_io_error(arg: Option<String>) -> std::io::Error {
+    const ENOSPC: i32 = 28;
+    const EIO: i32 = 5;
+    match arg.as_deref() {
+        Some("enospc") => std::io::Error::from_raw_os_error(ENOSPC),
+        _ => std::io::Error::from_raw_os_error(EIO),
     }
 }
 

@@ -177,6 +177,7 @@ pub fn commit_forward(
 ) -> Result<()> {
     validate_group_name(group)?;
     validate_topic_name(topic)?;
+    commit_fault()?;
     let key = offset_key(group, topic, partition);
     let mut current = tree.get(&key)?;
     loop {
@@ -188,6 +189,16 @@ pub fn commit_forward(
             Err(conflict) => current = conflict.current,
         }
     }
+}
+
+/// Failpoint `log::offsets::commit`: the write of a committed offset fails (`return`: `EIO`,
+/// `return(enospc)`: no space).
+fn commit_fault() -> Result<()> {
+    fail::fail_point!("log::offsets::commit", |arg| Err(sled::Error::Io(
+        super::error::injected_io_error(arg)
+    )
+    .into()));
+    Ok(())
 }
 
 /// `CommitRegression` if `offset` is below the committed value `raw`.

@@ -12,13 +12,15 @@
 //!
 //! Files: `appender` (the writer thread), `batch` (on-disk format), `partition` / `topics`
 //! (in-memory state and registry), `reader`, `groups`, `retention`, `datadir` (directory, lock,
-//! engine), `sync` (fdatasync of the engine's files), `partitioner` (key → partition).
+//! engine), `sync` (fdatasync of the engine's files), `free_space` (the guard that refuses
+//! appends on a nearly full disk), `partitioner` (key → partition).
 
 mod appender;
 mod batch;
 mod config;
 mod datadir;
 mod error;
+mod free_space;
 pub mod groups;
 mod names;
 mod partition;
@@ -40,7 +42,7 @@ use tokio::sync::{oneshot, watch};
 
 pub use config::{
     Durability, LogConfig, TopicConfig, DEFAULT_MAX_TOPICS, DEFAULT_MAX_TOTAL_PARTITIONS,
-    MAX_PARTITIONS,
+    DEFAULT_MIN_FREE_DISK_BYTES, MAX_PARTITIONS,
 };
 pub use error::{LogError, Result};
 pub use groups::{PartitionLag, ResetTo};
@@ -62,6 +64,7 @@ pub(crate) struct Shared {
     pub registry: Registry,
     pub groups: Groups,
     pub counters: Counters,
+    pub free_space: free_space::FreeSpaceGuard,
     poisoned: Mutex<Option<String>>,
     data_dir: DataDir,
 }
@@ -147,6 +150,7 @@ impl Log {
             registry: Registry::recover(&db, Capacity::of(&config))?,
             groups: Groups::open(&db)?,
             counters: Counters::default(),
+            free_space: free_space::FreeSpaceGuard::new(&config.dir, config.min_free_disk_bytes),
             poisoned: Mutex::new(None),
             config,
             db,
@@ -221,9 +225,7 @@ impl Log {
         if let Some(size) = records.iter().map(Record::size).find(|size| *size > limit) {
             return Err(LogError::RecordTooLarge { size, limit });
         }
-        if let Some(reason) = self.inner.shared.poison_reason() {
-            return Err(LogError::Poisoned(reason));
-        }
+        self.refuse_writes_if_unable()?;
         let (reply, receiver) = oneshot::channel();
         let command = Command::Append(AppendRequest {
             topic: topic.to_owned(),
@@ -279,6 +281,7 @@ impl Log {
     pub async fn create_topic(&self, name: &str, config: TopicConfig) -> Result<TopicInfo> {
         validate_topic_name(name)?;
         config.validate()?;
+        self.inner.shared.free_space.check()?;
         let owned = name.to_owned();
         self.exclusive(move |shared| shared.registry.create(&owned, config).map(|_| ()))
             .await?;
@@ -290,6 +293,7 @@ impl Log {
     pub async fn alter_topic(&self, name: &str, config: TopicConfig) -> Result<TopicInfo> {
         validate_topic_name(name)?;
         config.validate()?;
+        self.inner.shared.free_space.check()?;
         let owned = name.to_owned();
         self.exclusive(move |shared| shared.registry.alter(&owned, config))
             .await?;
@@ -519,6 +523,19 @@ impl Log {
     /// docs/architecture.md); `None` while it is healthy.
     pub fn poison_reason(&self) -> Option<String> {
         self.inner.shared.poison_reason()
+    }
+
+    /// Why appends are refused right now, if they are: `Poisoned` after a failed write or sync
+    /// (until reopened), `StorageFull` while the disk is almost full (clears by itself).
+    pub fn write_refusal(&self) -> Option<LogError> {
+        self.refuse_writes_if_unable().err()
+    }
+
+    fn refuse_writes_if_unable(&self) -> Result<()> {
+        if let Some(reason) = self.inner.shared.poison_reason() {
+            return Err(LogError::Poisoned(reason));
+        }
+        self.inner.shared.free_space.check()
     }
 
     /// Counters since open.

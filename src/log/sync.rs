@@ -4,6 +4,9 @@
 //! flush the drive's cache or the file's metadata. After each flush we therefore `fdatasync` the
 //! engine's data file (`File::sync_data`, kept open). Values too large for a page go to separate
 //! blob files the engine never syncs; new ones are synced here too, with their directory.
+//!
+//! Failpoints `log::flush` and `log::sync` sit in front of the two calls (see "Fault injection"
+//! in docs/architecture.md).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -35,9 +38,20 @@ impl DurableFiles {
 
     /// Flushes the engine and makes everything it wrote durable.
     pub fn flush_and_sync(&mut self, db: &sled::Db) -> Result<()> {
+        flush_fault()?;
         db.flush()?;
+        self.sync_fault()?;
         self.db_file.sync_data().map_err(io_error(&self.db_path))?;
         self.sync_new_blobs()
+    }
+
+    /// Failpoint `log::sync`, just before the `fdatasync`: `return` fails it with `EIO`
+    /// (`return(enospc)`: no space), `sleep(MS)` makes a slow disk.
+    fn sync_fault(&self) -> Result<()> {
+        fail::fail_point!("log::sync", |arg| Err(io_error(&self.db_path)(
+            super::error::injected_io_error(arg)
+        )));
+        Ok(())
     }
 
     /// Blob files are named by a growing log sequence number; any created since the last look
@@ -72,4 +86,14 @@ impl DurableFiles {
         self.blobs_seen = Some(modified);
         Ok(())
     }
+}
+
+/// Failpoint `log::flush`, just before the engine writes its buffers: `return` fails the flush
+/// with `EIO`, `return(enospc)` with "no space left on device" — where a real full disk shows.
+fn flush_fault() -> Result<()> {
+    fail::fail_point!("log::flush", |arg| Err(sled::Error::Io(
+        super::error::injected_io_error(arg)
+    )
+    .into()));
+    Ok(())
 }

@@ -209,6 +209,9 @@ impl Batch<'_> {
             }
             *left -= 1;
         }
+        fail::fail_point!("store::apply", |_| Err(StoreError::Storage(
+            "injected write failure (failpoint store::apply)".into()
+        )));
         tree.insert(key, value)?;
         Ok(())
     }

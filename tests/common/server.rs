@@ -30,6 +30,7 @@ pub fn command(data_dir: &Path, extra: &[&str]) -> Command {
         .env_remove("TIDINGS_CONFIG")
         .env_remove("TIDINGS_LISTEN")
         .env_remove("TIDINGS_DATA_DIR")
+        .env_remove("FAILPOINTS")
         .env("TIDINGS_LOG_LEVEL", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -71,6 +71,13 @@ fn every_log_error() -> Vec<LogError> {
             source: std::io::Error::other("boom"),
         },
         LogError::Storage("engine".into()),
+        LogError::StorageFull {
+            available: 1,
+            minimum: 2,
+        },
+        LogError::NoSpace {
+            path: PathBuf::from("/secret/path"),
+        },
     ]
 }
 

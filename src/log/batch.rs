@@ -328,7 +328,10 @@ mod tests {
         assert_eq!(decoded.len(), 8);
         let empty = Record::new(Vec::new());
         let many: Vec<&Record> = std::iter::repeat_n(&empty, 16 * 1024).collect();
-        assert_eq!(decode(&encode(0, 0, 0, &many), 0).unwrap().1.len(), 16 * 1024);
+        assert_eq!(
+            decode(&encode(0, 0, 0, &many), 0).unwrap().1.len(),
+            16 * 1024
+        );
     }
 
     #[test]

@@ -293,6 +293,65 @@ mod tests {
         assert!(matches!(auth.verify(unsigned), Err(AuthError::Invalid(_))));
     }
 
+    mod properties {
+        use base64::Engine;
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn b64(bytes: &[u8]) -> String {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+        }
+
+        /// Three dot-separated parts: random base64url, or JSON objects with random claims.
+        fn token_shaped() -> impl Strategy<Value = String> {
+            let part = prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..40).prop_map(|b| b64(&b)),
+                ".{0,20}".prop_map(|s| b64(s.as_bytes())),
+                (".{0,8}", any::<i64>(), ".{0,8}").prop_map(|(alg, exp, sub)| {
+                    let json = serde_json::json!({"alg": alg, "exp": exp, "sub": sub});
+                    b64(json.to_string().as_bytes())
+                }),
+                Just(b64(br#"{"alg":"HS256","typ":"JWT"}"#)),
+                Just(b64(&"[".repeat(10_000).into_bytes())),
+                ".{0,12}",
+            ];
+            proptest::collection::vec(part, 1..5).prop_map(|parts| parts.join("."))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// Any string is refused as invalid or expired (never accepted, never a panic).
+            #[test]
+            fn any_string_is_refused(token in ".{0,200}") {
+                let auth = Authenticator::new(SECRET).unwrap();
+                let refused = auth.verify(&token).unwrap_err();
+                prop_assert!(matches!(refused, AuthError::Invalid(_) | AuthError::Expired));
+            }
+
+            /// Token-shaped strings without our signature are refused, never a panic.
+            #[test]
+            fn token_shaped_strings_are_refused(token in token_shaped()) {
+                let auth = Authenticator::new(SECRET).unwrap();
+                let refused = auth.verify(&token).unwrap_err();
+                prop_assert!(matches!(refused, AuthError::Invalid(_) | AuthError::Expired));
+            }
+
+            /// A valid token with one character changed is refused.
+            #[test]
+            fn a_changed_character_is_refused(at in any::<usize>(), to in "[A-Za-z0-9_.-]") {
+                let auth = Authenticator::new(SECRET).unwrap();
+                let token = auth.issue("alice", None, &[], Duration::from_secs(60));
+                let at = at % token.len();
+                let mut changed = token.clone();
+                changed.replace_range(at..at + 1, &to);
+                prop_assume!(changed != token);
+                prop_assert!(auth.verify(&changed).is_err());
+            }
+        }
+    }
+
     #[test]
     fn short_secrets_are_refused() {
         assert!(matches!(

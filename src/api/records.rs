@@ -32,6 +32,10 @@ pub const DEFAULT_READ_LIMIT: usize = 100;
 pub const MAX_READ_LIMIT: usize = 1000;
 /// Longest long-poll; a larger `waitMs` is shortened to this.
 pub const MAX_WAIT: Duration = Duration::from_secs(30);
+/// Deepest nesting of arrays and objects in a published value. serde_json keeps a published
+/// value as raw text without its recursion limit (128), so without this a value no consumer
+/// can parse back would be stored; 64 leaves consumers' parsers room to wrap it.
+pub const MAX_VALUE_DEPTH: usize = 64;
 
 /// `POST /api/topics/{name}/records` body.
 #[derive(Debug, Deserialize)]
@@ -129,6 +133,7 @@ async fn append_batch(
             body.records.len()
         )));
     }
+    refuse_deep_values(&body.records)?;
     let log = state.log()?;
     // The log creates unknown topics on their first append; over HTTP that is a 404.
     log.describe_topic(name)?;
@@ -145,6 +150,50 @@ async fn append_batch(
         })
         .collect();
     Ok((StatusCode::ACCEPTED, Json(Published { offsets })).into_response())
+}
+
+/// 400 naming the first record whose value nests deeper than [`MAX_VALUE_DEPTH`].
+fn refuse_deep_values(records: &[PublishedRecord]) -> Result<(), ApiError> {
+    for (i, record) in records.iter().enumerate() {
+        if exceeds_depth(record.value.get(), MAX_VALUE_DEPTH) {
+            return Err(ApiError::BadRequest(format!(
+                "records[{i}].value: nested deeper than {MAX_VALUE_DEPTH} levels of arrays \
+                 and objects; the limit is {MAX_VALUE_DEPTH}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// True if valid JSON `text` nests arrays and objects deeper than `limit`. One pass, no
+/// recursion, stops at the first level too deep; brackets inside strings do not count.
+fn exceeds_depth(text: &str, limit: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for byte in text.bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// `GET …/partitions/{p}/records` query.
@@ -315,6 +364,72 @@ mod tests {
         let record = Record::from(body.records.into_iter().next().unwrap());
         assert_eq!(record.value, br#"{"n":1.50}"#);
         assert_eq!(record.key.as_deref(), Some(&b"k"[..]));
+    }
+
+    /// serde_json's own view of the nesting depth of `text` (within its recursion limit): the
+    /// reference the scanner is checked against.
+    fn depth_by_serde(text: &str) -> usize {
+        fn depth(value: &serde_json::Value) -> usize {
+            match value {
+                serde_json::Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+                serde_json::Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+                _ => 0,
+            }
+        }
+        depth(&serde_json::from_str(text).unwrap())
+    }
+
+    /// Valid JSON of random shape, with brackets and escapes inside strings.
+    fn json() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            "[\\[\\]{}\"\\\\a-z]{0,6}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(80, 400, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map("[\\[{\"a-z]{0,4}", inner, 0..4)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// The scanner agrees with serde_json on every value, at every limit around its depth.
+        #[test]
+        fn the_depth_scanner_agrees_with_serde(value in json()) {
+            let text = serde_json::to_string(&value).unwrap();
+            let depth = depth_by_serde(&text);
+            proptest::prop_assert!(!exceeds_depth(&text, depth));
+            if depth > 0 {
+                proptest::prop_assert!(exceeds_depth(&text, depth - 1));
+            }
+        }
+    }
+
+    #[test]
+    fn a_value_100_000_levels_deep_is_refused_naming_the_limit() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let text = format!(r#"{{"records":[{{"value":1}},{{"value":{deep}}}]}}"#);
+        let body: PublishBody = serde_json::from_str(&text).unwrap();
+        let refused = refuse_deep_values(&body.records).unwrap_err();
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+        assert!(refused.detail().contains("records[1].value"), "{refused}");
+        assert!(refused.detail().contains("the limit is 64"), "{refused}");
+        let at_limit = format!(
+            "{}{}",
+            "{\"a\":".repeat(64),
+            "1".to_owned() + &"}".repeat(64)
+        );
+        assert!(!exceeds_depth(&at_limit, MAX_VALUE_DEPTH));
+        let over = format!("[{at_limit}]");
+        assert!(exceeds_depth(&over, MAX_VALUE_DEPTH));
+        assert!(!exceeds_depth(r#""[[[[[[[[[[\"[[[[""#, 1));
     }
 
     /// The server's retention runs every 30 s; this drives the router in process instead, so

@@ -341,3 +341,108 @@ fn notification_sinks_come_from_the_file_with_documented_defaults() {
     let none = Config::load_with_env(None, Overrides::default(), env(&[])).unwrap();
     assert!(none.notify.sinks.is_empty());
 }
+
+mod properties {
+    //! Arbitrary text as a configuration file: an error message or a configuration, never a
+    //! panic (the file is read before anything else, so a panic would be the whole report).
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// `[section] key` pairs the file knows, plus one it does not.
+    const KEYS: &[(&str, &str)] = &[
+        ("", "listen"),
+        ("", "dataDir"),
+        ("log", "durability"),
+        ("log", "defaultPartitions"),
+        ("limits", "rateLimit"),
+        ("limits", "maxBodyBytes"),
+        ("limits", "maxRecordBytes"),
+        ("limits", "maxBatchRecords"),
+        ("limits", "maxStoreLag"),
+        ("chat", "partitions"),
+        ("auth", "jwtSecret"),
+        ("ws", "maxFrameBytes"),
+        ("ws", "hardFrameBytes"),
+        ("ws", "pingIntervalMs"),
+        ("ws", "writeDelayMs"),
+        ("ws", "typingTtlMs"),
+        ("logging", "format"),
+        ("logging", "level"),
+        ("notify.sinks", "type"),
+        ("notify.sinks", "url"),
+        ("notify.sinks", "timeoutMs"),
+        ("notify.sinks", "backoffBaseMs"),
+        ("limits", "unknownKey"),
+    ];
+
+    /// TOML values of every type, including the edges of the integer range.
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<i64>().prop_map(|n| n.to_string()),
+            Just(i64::MAX.to_string()),
+            Just("0".to_owned()),
+            Just("-1".to_owned()),
+            any::<f64>().prop_map(|f| format!("{f:?}")),
+            any::<bool>().prop_map(|b| b.to_string()),
+            ".{0,16}".prop_map(|s| toml::Value::String(s).to_string()),
+            Just(r#""interval:18446744073709551615""#.to_owned()),
+            Just(r#""[::1]:0""#.to_owned()),
+            Just(r#""http://[""#.to_owned()),
+            Just("[1, [2, [3]]]".to_owned()),
+            Just("{ a = 1 }".to_owned()),
+        ]
+    }
+
+    fn toml_shaped() -> impl Strategy<Value = String> {
+        proptest::collection::vec((proptest::sample::select(KEYS), value()), 0..8).prop_map(
+            |pairs| {
+                let mut text = String::new();
+                for ((section, key), value) in pairs {
+                    match section {
+                        "" => {}
+                        "notify.sinks" => text.push_str("[[notify.sinks]]\nname = \"s\"\n"),
+                        section => text.push_str(&format!("[{section}]\n")),
+                    }
+                    text.push_str(&format!("{key} = {value}\n"));
+                }
+                text
+            },
+        )
+    }
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Path::new("fuzz.toml"))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Any text is a configuration or an error naming the file, never a panic.
+        #[test]
+        fn any_text_loads_or_is_refused(text in "(.|\n){0,120}") {
+            if let Err(error) = load(&text) {
+                prop_assert!(!error.to_string().is_empty());
+            }
+        }
+
+        /// Known keys with values of any type are a configuration or an error, never a panic.
+        #[test]
+        fn toml_shaped_files_load_or_are_refused(text in toml_shaped()) {
+            if let Err(error) = load(&text) {
+                prop_assert!(!error.to_string().is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn deeply_nested_values_are_an_error_not_a_stack_overflow() {
+        let arrays = format!("listen = {}", "[".repeat(100_000));
+        assert!(matches!(load(&arrays), Err(ConfigError::Syntax { .. })));
+        let tables = format!("listen = {}", "{ a = ".repeat(100_000));
+        assert!(matches!(load(&tables), Err(ConfigError::Syntax { .. })));
+        let closed = format!("listen = {}1{}", "[".repeat(5_000), "]".repeat(5_000));
+        assert!(load(&closed).is_err());
+    }
+}

@@ -221,3 +221,38 @@ fn refuse_regression(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod decode_tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any 8 bytes are an offset; any other length is a typed corrupt error, never a panic.
+        #[test]
+        fn offsets_decode_from_exactly_eight_bytes(raw in proptest::collection::vec(any::<u8>(), 0..20)) {
+            match decode_offset(&raw) {
+                Ok(offset) => {
+                    prop_assert_eq!(raw.len(), 8);
+                    prop_assert_eq!(offset.to_be_bytes().to_vec(), raw);
+                }
+                Err(error) => {
+                    prop_assert_ne!(raw.len(), 8);
+                    prop_assert!(matches!(error, LogError::Corrupt { .. }), "{}", error);
+                }
+            }
+        }
+
+        /// A regression check on a corrupt committed value is an error, not a panic or a pass.
+        #[test]
+        fn regression_checks_refuse_corrupt_committed_values(
+            raw in proptest::collection::vec(any::<u8>(), 0..7),
+            offset in any::<u64>(),
+        ) {
+            prop_assert!(refuse_regression(&raw, "g", "t", 0, offset).is_err());
+        }
+    }
+}

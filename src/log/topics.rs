@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
 
-use super::config::TopicConfig;
+use super::config::{TopicConfig, MAX_PARTITIONS};
 use super::error::{LogError, Result};
 use super::names::validate_topic_name;
 use super::partition::Partition;
@@ -97,6 +97,37 @@ impl Capacity {
     }
 }
 
+/// Decodes one entry of the `topics` tree into (name, config). A name the registry could not
+/// have created or a partition count out of range is corrupt data: opening four billion
+/// partitions because of one flipped byte is not recovery.
+fn decode_topic_entry(name: &[u8], raw: &[u8]) -> Result<(String, TopicConfig)> {
+    let text = String::from_utf8_lossy(name).into_owned();
+    let corrupt = |reason: String| LogError::Corrupt {
+        location: format!("configuration of topic {text}"),
+        reason,
+    };
+    validate_topic_name(&text).map_err(|e| corrupt(e.to_string()))?;
+    let config: TopicConfig = serde_json::from_slice(raw).map_err(|e| corrupt(e.to_string()))?;
+    if config.partitions == 0 || config.partitions > MAX_PARTITIONS {
+        return Err(corrupt(format!(
+            "{} partitions (between 1 and {MAX_PARTITIONS} expected)",
+            config.partitions
+        )));
+    }
+    Ok((text, config))
+}
+
+/// Decodes a persisted low watermark (u64 BE); any other length is corrupt data, not offset 0
+/// (which would show records retention had already removed as missing, not as gone).
+fn decode_watermark(topic: &str, partition: u32, raw: &[u8]) -> Result<u64> {
+    <[u8; 8]>::try_from(raw)
+        .map(u64::from_be_bytes)
+        .map_err(|_| LogError::Corrupt {
+            location: format!("low watermark of {topic}/{partition}"),
+            reason: format!("a value of {} bytes (8 expected)", raw.len()),
+        })
+}
+
 pub(crate) struct Registry {
     db: sled::Db,
     capacity: Capacity,
@@ -121,12 +152,7 @@ impl Registry {
         let mut topics = BTreeMap::new();
         for item in registry.configs.iter() {
             let (name, raw) = item?;
-            let name = String::from_utf8_lossy(&name).into_owned();
-            let config: TopicConfig =
-                serde_json::from_slice(&raw).map_err(|e| LogError::Corrupt {
-                    location: format!("configuration of topic {name}"),
-                    reason: e.to_string(),
-                })?;
+            let (name, config) = decode_topic_entry(&name, &raw)?;
             let topic = registry.open_topic(&name, config)?;
             topics.insert(name, topic);
         }
@@ -151,8 +177,9 @@ impl Registry {
         let floor = self
             .watermarks
             .get(partition_key(topic, id))?
-            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-            .map_or(0, u64::from_be_bytes);
+            .map(|raw| decode_watermark(topic, id, &raw))
+            .transpose()?
+            .unwrap_or(0);
         Partition::recover(id, topic, tree, floor)
     }
 
@@ -307,5 +334,96 @@ impl Registry {
         let raw = serde_json::to_vec(config).expect("a topic config always serializes");
         self.configs.insert(name.as_bytes(), raw)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn a_stored_config_with_four_billion_partitions_is_corrupt_not_opened() {
+        let raw = br#"{"partitions":4000000000}"#;
+        let error = decode_topic_entry(b"t", raw).unwrap_err();
+        assert!(matches!(error, LogError::Corrupt { .. }), "{error}");
+        assert!(decode_topic_entry(b"t", br#"{"partitions":0}"#).is_err());
+        assert!(decode_topic_entry(b"a/b", br#"{"partitions":1}"#).is_err());
+    }
+
+    #[test]
+    fn recovery_refuses_a_corrupt_registry_with_a_typed_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        db.open_tree("topics")
+            .unwrap()
+            .insert("t", &br#"{"partitions":4000000000}"#[..])
+            .unwrap();
+        let error = Registry::recover(&db).err().expect("a corrupt registry");
+        assert!(matches!(error, LogError::Corrupt { .. }), "{error}");
+    }
+
+    #[test]
+    fn a_torn_watermark_is_corrupt_not_zero() {
+        assert_eq!(decode_watermark("t", 0, &7u64.to_be_bytes()).unwrap(), 7);
+        let error = decode_watermark("t", 0, &[0, 0, 7]).unwrap_err();
+        assert!(matches!(error, LogError::Corrupt { .. }), "{error}");
+    }
+
+    fn valid_config() -> impl Strategy<Value = TopicConfig> {
+        (
+            1..=MAX_PARTITIONS,
+            proptest::option::of(1..u64::MAX),
+            proptest::option::of(1..u64::MAX),
+            proptest::collection::vec("[a-z0-9._-]{1,12}", 0..3),
+        )
+            .prop_map(
+                |(partitions, retention_ms, retention_bytes, groups)| TopicConfig {
+                    partitions,
+                    retention_ms,
+                    retention_bytes,
+                    protected_groups: groups,
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// A persisted config decodes back to itself.
+        #[test]
+        fn configs_round_trip(config in valid_config()) {
+            let raw = serde_json::to_vec(&config).unwrap();
+            let (name, decoded) = decode_topic_entry(b"orders", &raw).unwrap();
+            prop_assert_eq!(name, "orders");
+            prop_assert_eq!(decoded, config);
+        }
+
+        /// Random names and values are an error or a config in range, never a panic.
+        #[test]
+        fn random_entries_never_panic(
+            name in proptest::collection::vec(any::<u8>(), 0..20),
+            raw in proptest::collection::vec(any::<u8>(), 0..80),
+        ) {
+            if let Ok((_, config)) = decode_topic_entry(&name, &raw) {
+                prop_assert!((1..=MAX_PARTITIONS).contains(&config.partitions));
+            }
+            let _ = decode_watermark("t", 0, &raw);
+        }
+
+        /// JSON that looks like a config, with numbers anywhere in range, never panics.
+        #[test]
+        fn config_shaped_json_never_panics(
+            partitions in any::<i64>(),
+            retention in any::<f64>(),
+            group in ".{0,10}",
+        ) {
+            let raw = serde_json::json!({
+                "partitions": partitions, "retentionMs": retention, "protectedGroups": [group]
+            });
+            let raw = serde_json::to_vec(&raw).unwrap();
+            let _ = decode_topic_entry(b"t", &raw);
+        }
     }
 }

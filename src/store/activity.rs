@@ -131,4 +131,76 @@ mod tests {
         let encoded = membership.encode();
         assert!(!String::from_utf8(encoded).unwrap().contains("lastSeq"));
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        fn message() -> impl Strategy<Value = Message> {
+            (".{0,12}", ".{0,12}", any::<u64>(), ".{0,40}", any::<bool>()).prop_map(
+                |(id, sender, seq, content, deleted)| Message {
+                    id,
+                    conversation_id: "c".into(),
+                    seq,
+                    sender_id: sender.clone(),
+                    sender_name: sender,
+                    content,
+                    client_message_id: None,
+                    reply_to: None,
+                    mentions: vec![],
+                    sent_at: "2024-01-01T00:00:00.000Z".into(),
+                    edited_at: None,
+                    deleted,
+                },
+            )
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(128))]
+
+            /// What the writers encode decodes back the same.
+            #[test]
+            fn records_round_trip(
+                title in proptest::option::of(".{0,20}"),
+                participants in proptest::collection::vec(".{0,10}", 0..5),
+                last in proptest::option::of(message()),
+                last_seq in any::<u64>(),
+            ) {
+                let membership = Membership {
+                    id: "c".into(),
+                    title,
+                    participants,
+                    created_at: "2024-01-01T00:00:00.000Z".into(),
+                    updated_at: "2024-01-02T00:00:00.000Z".into(),
+                    legacy: None,
+                };
+                prop_assert_eq!(Membership::decode("c", &membership.encode()).unwrap(), membership);
+                let activity = Activity { last_seq, last_message: last, updated_at: "x".into() };
+                prop_assert_eq!(Activity::decode("c", &activity.encode()).unwrap(), activity);
+            }
+
+            /// Random bytes are a typed corrupt error or a record, never a panic.
+            #[test]
+            fn random_bytes_never_panic(raw in proptest::collection::vec(any::<u8>(), 0..100)) {
+                if let Err(e) = Membership::decode("c", &raw) {
+                    prop_assert!(matches!(e, StoreError::Corrupt { .. }), "{}", e);
+                }
+                if let Err(e) = Activity::decode("c", &raw) {
+                    prop_assert!(matches!(e, StoreError::Corrupt { .. }), "{}", e);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_deeply_nested_record_is_corrupt_not_a_stack_overflow() {
+        let raw = "[".repeat(100_000);
+        assert!(Membership::decode("c", raw.as_bytes()).is_err());
+        let raw = format!(
+            "{{\"lastSeq\":1,\"lastMessage\":{}",
+            "{\"a\":".repeat(100_000)
+        );
+        assert!(Activity::decode("c", raw.as_bytes()).is_err());
+    }
 }

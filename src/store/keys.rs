@@ -178,4 +178,87 @@ mod tests {
         assert_eq!(decode_outbox(&outbox(3, 7, 1)).unwrap(), (3, 7, 1));
         assert!(outbox(0, 255, 0) < outbox(0, 256, 0));
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        /// Ids as the store writes them: never a NUL (the key separator).
+        fn id() -> impl Strategy<Value = String> {
+            "[^\\x00]{0,24}"
+        }
+
+        fn bytes() -> impl Strategy<Value = Vec<u8>> {
+            proptest::collection::vec(any::<u8>(), 0..48)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Every key and value the store writes decodes back to what was written.
+            #[test]
+            fn encodings_round_trip(
+                conversation in id(),
+                user in id(),
+                message_id in id(),
+                seq in any::<u64>(),
+                offset in any::<u64>(),
+                partition in any::<u32>(),
+                index in any::<u32>(),
+            ) {
+                let value = message_id_value(&conversation, seq, offset);
+                prop_assert_eq!(
+                    decode_message_id(&value).unwrap(),
+                    (conversation.clone(), seq, Some(offset))
+                );
+                let location = message(&conversation, seq);
+                prop_assert_eq!(decode_location(&location).unwrap(), (conversation.clone(), seq));
+                let send = decode_client_send(&client_send_value(&message_id, partition, offset))
+                    .unwrap();
+                prop_assert_eq!(send.message_id, message_id);
+                prop_assert_eq!(send.source, Some((partition, offset)));
+                prop_assert_eq!(
+                    decode_read_state(&read_state(&user, &conversation)).unwrap(),
+                    (user, conversation)
+                );
+                prop_assert_eq!(
+                    decode_outbox(&outbox(partition, offset, index)).unwrap(),
+                    (partition, offset, index)
+                );
+                prop_assert_eq!(decode_u64("t", &seq.to_be_bytes()).unwrap(), seq);
+            }
+
+            /// Random bytes are a typed corrupt error or a value, never a panic.
+            #[test]
+            fn random_bytes_never_panic(raw in bytes()) {
+                let corrupt = |r: Result<()>| match r {
+                    Ok(()) => true,
+                    Err(e) => matches!(e, StoreError::Corrupt { .. }),
+                };
+                prop_assert!(corrupt(decode_message_id(&raw).map(drop)));
+                prop_assert!(corrupt(decode_location(&raw).map(drop)));
+                prop_assert!(corrupt(decode_client_send(&raw).map(drop)));
+                prop_assert!(corrupt(decode_read_state(&raw).map(drop)));
+                prop_assert!(corrupt(decode_outbox(&raw).map(drop)));
+                prop_assert!(corrupt(decode_u64("t", &raw).map(drop)));
+            }
+
+            /// A valid value cut short or lengthened is an error or a value, never a panic.
+            #[test]
+            fn truncated_and_extended_values_never_panic(
+                conversation in id(),
+                seq in any::<u64>(),
+                cut in any::<usize>(),
+                tail in bytes(),
+            ) {
+                let mut value = message_id_value(&conversation, seq, 9);
+                value.truncate(cut % (value.len() + 1));
+                let _ = decode_message_id(&value);
+                value.extend_from_slice(&tail);
+                let _ = decode_message_id(&value);
+                let _ = decode_client_send(&value);
+            }
+        }
+    }
 }

@@ -144,3 +144,38 @@ impl Store {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// An entry's key and value decode back to the entry.
+        #[test]
+        fn entries_round_trip(
+            partition in any::<u32>(),
+            source_offset in any::<u64>(),
+            index in any::<u32>(),
+            conversation_id in "[^\\x00]{0,24}",
+            payload in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let entry = OutboxEntry { partition, source_offset, index, conversation_id, payload };
+            prop_assert_eq!(OutboxEntry::decode(&entry.key(), &entry.value()).unwrap(), entry);
+        }
+
+        /// Random keys and values are a typed corrupt error or an entry, never a panic.
+        #[test]
+        fn random_bytes_never_panic(
+            key in proptest::collection::vec(any::<u8>(), 0..24),
+            value in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            if let Err(e) = OutboxEntry::decode(&key, &value) {
+                prop_assert!(matches!(e, StoreError::Corrupt { .. }), "{}", e);
+            }
+        }
+    }
+}

@@ -70,6 +70,59 @@ struct ResumeFrame {
     conversations: BTreeMap<String, u64>,
 }
 
+/// A client frame, parsed and typed (everything [`parse_client_frame`] accepts).
+#[derive(Debug)]
+enum ClientFrame {
+    Send(SendFrame),
+    Read(ReadFrame),
+    Typing(TypingFrame),
+    Resume(ResumeFrame),
+    Ping,
+}
+
+/// A frame refused before it is handled: the error, and the client's `ref` if the frame was a
+/// JSON object that had one.
+#[derive(Debug)]
+struct Refused {
+    reference: Option<Value>,
+    error: ApiError,
+}
+
+/// Parses a text frame into a typed client frame and its `ref`. Any text gives a frame or a
+/// 400 naming what is wrong (bad JSON, not an object, a missing or mistyped field, an unknown
+/// `type`); nothing here panics or nests deeper than serde_json's recursion limit.
+fn parse_client_frame(text: &str) -> Result<(ClientFrame, Option<Value>), Refused> {
+    let refused = |reference: Option<Value>, detail: String| Refused {
+        reference,
+        error: ApiError::BadRequest(detail),
+    };
+    let value: Value = match serde_json::from_str(text) {
+        Ok(value @ Value::Object(_)) => value,
+        Ok(_) => return Err(refused(None, "a frame is a JSON object with a type".into())),
+        Err(e) => return Err(refused(None, format!("invalid JSON: {e}"))),
+    };
+    let reference = value.get("ref").cloned();
+    let kind = match value.get("type") {
+        Some(Value::String(kind)) => kind.clone(),
+        Some(_) => return Err(refused(reference, "invalid type: not a string".into())),
+        None => return Err(refused(reference, "missing field `type`".into())),
+    };
+    let frame = match kind.as_str() {
+        "send" => parse(value, "send").map(ClientFrame::Send),
+        "read" => parse(value, "read").map(ClientFrame::Read),
+        "typing" => parse(value, "typing").map(ClientFrame::Typing),
+        "resume" => parse(value, "resume").map(ClientFrame::Resume),
+        "ping" => Ok(ClientFrame::Ping),
+        other => Err(ApiError::BadRequest(format!(
+            "unknown type {other:?}: expected send, typing, read, resume or ping"
+        ))),
+    };
+    match frame {
+        Ok(frame) => Ok((frame, reference)),
+        Err(error) => Err(Refused { reference, error }),
+    }
+}
+
 /// One session's reader; [`run`](Reader::run) until the session or the server stops.
 pub(super) struct Reader {
     pub state: AppState,
@@ -152,19 +205,13 @@ impl Reader {
             ));
             return self.refuse(None, &refused).await;
         }
-        let value: Value = match serde_json::from_str(text) {
-            Ok(value @ Value::Object(_)) => value,
-            Ok(_) => {
-                let refused = ApiError::BadRequest("a frame is a JSON object with a type".into());
-                return self.refuse(None, &refused).await;
-            }
-            Err(e) => {
-                let refused = ApiError::BadRequest(format!("invalid JSON: {e}"));
-                return self.refuse(None, &refused).await;
+        let (frame, reference) = match parse_client_frame(text) {
+            Ok(parsed) => parsed,
+            Err(Refused { reference, error }) => {
+                return self.refuse(reference.as_ref(), &error).await;
             }
         };
-        let reference = value.get("ref").cloned();
-        match self.dispatch(value, reference.clone()).await {
+        match self.dispatch(frame, reference.clone()).await {
             Ok(Some(answer)) => self.reply(answer).await,
             Ok(None) => {}
             Err(refused) => self.refuse(reference.as_ref(), &refused).await,
@@ -174,34 +221,25 @@ impl Reader {
     /// Handles one client frame; returns the answer to send, if any.
     async fn dispatch(
         &mut self,
-        value: Value,
+        frame: ClientFrame,
         reference: Option<Value>,
     ) -> Result<Option<Frame>, ApiError> {
-        let kind = match value.get("type") {
-            Some(Value::String(kind)) => kind.clone(),
-            Some(_) => return Err(ApiError::BadRequest("invalid type: not a string".into())),
-            None => return Err(ApiError::BadRequest("missing field `type`".into())),
-        };
-        match kind.as_str() {
-            "send" => self.send(parse(value, "send")?, reference).await.map(Some),
-            "read" => {
-                let read: ReadFrame = parse(value, "read")?;
+        match frame {
+            ClientFrame::Send(send) => self.send(send, reference).await.map(Some),
+            ClientFrame::Read(read) => {
                 let user = self.caller.user_id.clone();
                 mark_read_as(&self.state, &user, read.conversation_id, read.seq).await?;
                 Ok(Some(frame::ack(reference)))
             }
-            "typing" => {
-                self.typing(parse(value, "typing")?)?;
+            ClientFrame::Typing(typing) => {
+                self.typing(typing)?;
                 Ok(None)
             }
-            "resume" => {
-                self.resume(parse(value, "resume")?, reference).await?;
+            ClientFrame::Resume(resume) => {
+                self.resume(resume, reference).await?;
                 Ok(None)
             }
-            "ping" => Ok(Some(frame::pong(reference.as_ref()))),
-            other => Err(ApiError::BadRequest(format!(
-                "unknown type {other:?}: expected send, typing, read, resume or ping"
-            ))),
+            ClientFrame::Ping => Ok(Some(frame::pong(reference.as_ref()))),
         }
     }
 
@@ -317,5 +355,122 @@ fn reason_of(error: axum::Error) -> CloseReason {
     match inner.downcast_ref::<tokio_tungstenite::tungstenite::Error>() {
         Some(tokio_tungstenite::tungstenite::Error::Capacity(_)) => CloseReason::TooLarge,
         _ => CloseReason::ClientGone,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn status(text: &str) -> Result<&'static str, u16> {
+        match parse_client_frame(text) {
+            Ok((ClientFrame::Send(_), _)) => Ok("send"),
+            Ok((ClientFrame::Read(_), _)) => Ok("read"),
+            Ok((ClientFrame::Typing(_), _)) => Ok("typing"),
+            Ok((ClientFrame::Resume(_), _)) => Ok("resume"),
+            Ok((ClientFrame::Ping, _)) => Ok("ping"),
+            Err(refused) => Err(refused.error.status().as_u16()),
+        }
+    }
+
+    #[test]
+    fn frames_parse_by_type_and_keep_their_ref() {
+        let (frame, reference) =
+            parse_client_frame(r#"{"type":"read","conversationId":"c","seq":3,"ref":[1]}"#)
+                .unwrap();
+        assert!(matches!(frame, ClientFrame::Read(ReadFrame { seq: 3, .. })));
+        assert_eq!(reference, Some(json!([1])));
+        assert_eq!(status(r#"{"type":"ping"}"#), Ok("ping"));
+        let refused = parse_client_frame(r#"{"type":"read","ref":"r"}"#).unwrap_err();
+        assert_eq!(refused.reference, Some(json!("r")));
+        assert!(refused.error.detail().contains("conversationId"));
+        assert_eq!(status("[1]"), Err(400));
+        assert_eq!(status(r#"{"type":7}"#), Err(400));
+        assert_eq!(status(r#"{"type":"shout"}"#), Err(400));
+    }
+
+    #[test]
+    fn a_frame_nested_100_000_deep_is_a_400_not_a_stack_overflow() {
+        let deep = format!(r#"{{"type":"ping","ref":{}}}"#, "[".repeat(100_000));
+        assert_eq!(status(&deep), Err(400));
+        let closed = format!(
+            r#"{{"type":"ping","ref":{}{}}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        assert_eq!(status(&closed), Err(400));
+    }
+
+    /// JSON objects shaped like client frames, with fields of random type and value.
+    fn frame_like() -> impl Strategy<Value = String> {
+        let field = prop_oneof![
+            Just(json!(null)),
+            any::<bool>().prop_map(|b| json!(b)),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<f64>().prop_map(|n| json!(n)),
+            ".{0,8}".prop_map(|s| json!(s)),
+            Just(json!(u64::MAX)),
+            Just(json!(-1)),
+            Just(json!({"c": 1})),
+            Just(json!(["x"])),
+        ];
+        let kind = prop_oneof![
+            Just("send"),
+            Just("read"),
+            Just("typing"),
+            Just("resume"),
+            Just("ping"),
+            Just("x")
+        ];
+        let name = prop_oneof![
+            Just("conversationId"),
+            Just("content"),
+            Just("seq"),
+            Just("typing"),
+            Just("conversations"),
+            Just("mentions"),
+            Just("clientMessageId"),
+            Just("replyTo"),
+            Just("ref"),
+            Just("type"),
+        ];
+        (kind, proptest::collection::vec((name, field), 0..6)).prop_map(|(kind, fields)| {
+            let mut object = serde_json::Map::new();
+            object.insert("type".into(), json!(kind));
+            for (name, value) in fields {
+                object.insert(name.into(), value);
+            }
+            Value::Object(object).to_string()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Any text is a typed frame or a 400, never a panic.
+        #[test]
+        fn any_text_is_a_frame_or_a_400(text in ".{0,64}") {
+            if let Err(code) = status(&text) {
+                prop_assert_eq!(code, 400);
+            }
+        }
+
+        /// Any bytes read as text (lossily, as a client could send them) are a frame or a 400.
+        #[test]
+        fn any_bytes_are_a_frame_or_a_400(raw in proptest::collection::vec(any::<u8>(), 0..64)) {
+            if let Err(code) = status(&String::from_utf8_lossy(&raw)) {
+                prop_assert_eq!(code, 400);
+            }
+        }
+
+        /// Frames of the right shape with fields of the wrong type are a frame or a 400.
+        #[test]
+        fn frame_shaped_objects_are_a_frame_or_a_400(text in frame_like()) {
+            if let Err(code) = status(&text) {
+                prop_assert_eq!(code, 400);
+            }
+        }
     }
 }

@@ -149,6 +149,8 @@ async fn start_notify(node: &Node, online: &[&str]) -> Notifier {
         node.log.clone(),
         node.store.clone(),
         live,
+        notify::NotifySettings::default(),
+        tidings::pipeline::WorkerHealth::default(),
         stop.clone(),
         &tasks,
     )

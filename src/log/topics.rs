@@ -360,7 +360,9 @@ mod tests {
             .unwrap()
             .insert("t", &br#"{"partitions":4000000000}"#[..])
             .unwrap();
-        let error = Registry::recover(&db).err().expect("a corrupt registry");
+        let error = Registry::recover(&db, Capacity::of(&super::super::LogConfig::new("unused")))
+            .err()
+            .expect("a corrupt registry");
         assert!(matches!(error, LogError::Corrupt { .. }), "{error}");
     }
 

@@ -100,7 +100,6 @@ type Delivered = HashSet<(u64, String)>;
 /// Creates `message.new` if missing and starts one `notify` worker per partition of
 /// `messages.sent` on `tracker`. They stop when `shutdown` is cancelled, after handling every
 /// event the partition held at that moment (cancel it once the store's relay has drained).
-#[allow(clippy::too_many_arguments)]
 pub async fn start(
     log: Log,
     store: Store,

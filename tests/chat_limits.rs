@@ -48,7 +48,8 @@ async fn oversized_bodies_and_contents_are_413_and_store_nothing() {
 #[tokio::test]
 async fn sends_over_the_rate_limit_are_429_with_retry_after() {
     let chat = chat_server(&["--rate-limit", "1"]).await;
-    chat.conversation("ann", "c", &[]).await;
+    // Created by another user: a new conversation takes from its creator's write budget too.
+    chat.conversation("owner", "c", &["ann"]).await;
     chat.send("ann", "c", "one").await;
     chat.send("ann", "c", "two").await;
     let path = "/api/conversations/c/messages";

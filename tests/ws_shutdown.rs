@@ -1,6 +1,6 @@
 //! SIGTERM with live WebSocket sessions: every message answered 202 before the signal is
 //! stored and delivered to the sessions, then each session is closed with 1001, and the
-//! process exits 0.
+//! process exits 0 — also when a client stopped reading with the server's writes to it stuck.
 
 mod common;
 
@@ -35,4 +35,29 @@ async fn shutdown_delivers_what_was_stored_then_closes_sessions_with_1001() {
     }
     let status = wait_exit(&mut chat.server, Duration::from_secs(20));
     assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn a_client_that_stopped_reading_does_not_hold_the_shutdown() {
+    let mut chat = chat_server(&["--rate-limit", "0"]).await;
+    chat.conversation("ann", "c", &["bob"]).await;
+    let mut stalled = connect(&chat, "bob").await;
+    stalled.send(json!({"type": "ping"})).await;
+    // About 12 MB for bob, who reads nothing more: more than both sockets' buffers hold, fewer
+    // frames than his queue holds, so his session's writer is stuck in a write, not closed 4008.
+    let content = "x".repeat(16_000);
+    for _ in 0..750 {
+        chat.send("ann", "c", &content).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let signalled = std::time::Instant::now();
+    sigterm(&chat.server);
+    let status = wait_exit(&mut chat.server, Duration::from_secs(30));
+    assert!(status.success(), "{status:?}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(20),
+        "the shutdown took {:?}",
+        signalled.elapsed()
+    );
+    drop(stalled);
 }

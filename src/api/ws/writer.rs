@@ -354,11 +354,13 @@ fn closed_reason(handle: &SessionHandle) -> CloseReason {
     handle.close_reason().unwrap_or(CloseReason::ClientGone)
 }
 
-/// Completes when the session closed for a reason that abandons the frame being written: all
-/// but shutdown, whose close waits for the queued frames.
+/// Completes when the session closed for a reason that abandons the frame being written: at
+/// once for all but shutdown, which lets that frame go on for [`CLOSE_TIMEOUT`] (the queued
+/// ones follow it), never longer: a client that stopped reading must not hold the server's
+/// shutdown on a write that cannot finish.
 async fn abandoned(handle: &SessionHandle) {
     handle.closed().await;
     if handle.close_reason() == Some(CloseReason::ShuttingDown) {
-        std::future::pending::<()>().await;
+        tokio::time::sleep(CLOSE_TIMEOUT).await;
     }
 }

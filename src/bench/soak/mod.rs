@@ -221,6 +221,8 @@ async fn measure(args: &BenchSoakArgs) -> anyhow::Result<BenchSoakReport> {
         graceful: 0,
         killed: 0,
         unexpected_exits: 0,
+        stop_failures: Vec::new(),
+        started,
     };
     let outcome = run.under_load(server, &data_dir).await;
     let seconds = started.elapsed().as_secs_f64();
@@ -229,14 +231,23 @@ async fn measure(args: &BenchSoakArgs) -> anyhow::Result<BenchSoakReport> {
     let (history, notifications, failure) = match ending {
         Ok(server) => run.finish(server, &admin).await,
         Err(e) => (
-            verify::HistoryCheck::default(),
-            Notifications::default(),
+            verify::HistoryCheck {
+                acked: shared.ledger.total.load(Ordering::Relaxed),
+                ..verify::HistoryCheck::default()
+            },
+            Notifications {
+                inbox: shared.inbox.counts(),
+                ..Notifications::default()
+            },
             Some(format!("{e:#}")),
         ),
     };
     let server_came_back = failure.is_none();
-    let passed =
-        server_came_back && history.lost == 0 && history.duplicated == 0 && history.seq_gaps == 0;
+    let passed = server_came_back
+        && run.stop_failures.is_empty()
+        && history.lost == 0
+        && history.duplicated == 0
+        && history.seq_gaps == 0;
     Ok(BenchSoakReport {
         durability: args.durability.clone(),
         seconds,
@@ -248,6 +259,7 @@ async fn measure(args: &BenchSoakArgs) -> anyhow::Result<BenchSoakReport> {
         unexpected_exits: run.unexpected_exits,
         server_came_back,
         failure,
+        stop_failures: run.stop_failures.clone(),
         samples: samples.len(),
         closed_slow_by_server: samples.last().map_or(0, |s| s.closed_slow),
         csv: args.out.display().to_string(),
@@ -297,6 +309,9 @@ struct Run<'a> {
     graceful: u64,
     killed: u64,
     unexpected_exits: u64,
+    /// Graceful stops that did not end in time (the process was killed and the run went on).
+    stop_failures: Vec<String>,
+    started: Instant,
 }
 
 /// The samples, and the server still running after the load (or why it is not).
@@ -398,7 +413,7 @@ impl Run<'_> {
         let stopped = server.stop(how).await;
         self.pid.store(0, Ordering::Relaxed);
         self.base_tx.send_replace(None);
-        stopped.with_context(|| format!("stopping the server ({how:?})"))?;
+        self.note_stop_failure(stopped);
         match how {
             Stop::Graceful => self.graceful += 1,
             Stop::Kill => self.killed += 1,
@@ -415,8 +430,19 @@ impl Run<'_> {
         Ok(server)
     }
 
+    /// Records a stop that failed (the server is gone anyway: it was killed) and goes on, so the
+    /// run still yields its curves and its history check.
+    fn note_stop_failure(&mut self, stopped: anyhow::Result<()>) {
+        if let Err(e) = stopped {
+            let at = self.started.elapsed().as_secs();
+            tracing::error!(error = %format!("{e:#}"), at, "graceful stop failed");
+            self.stop_failures.push(format!("at {at} s: {e:#}"));
+        }
+    }
+
     /// Lets the webhook catch up, reads the notification topics, restarts the server once more
-    /// (gracefully) and checks history on it; stops it at the end. A failure is the third item.
+    /// (gracefully) and checks history on it; stops it at the end. A fatal failure (the server did
+    /// not come back, history unreadable) is the third item.
     async fn finish(
         &mut self,
         server: RunningServer,
@@ -424,10 +450,8 @@ impl Run<'_> {
     ) -> (verify::HistoryCheck, Notifications, Option<String>) {
         let notifications = self.settle_notifications(&server.base, admin).await;
         let checked = async {
-            server
-                .stop(Stop::Graceful)
-                .await
-                .context("the final graceful stop")?;
+            let stopped = server.stop(Stop::Graceful).await;
+            self.note_stop_failure(stopped);
             let server = self
                 .command
                 .start()
@@ -437,18 +461,17 @@ impl Run<'_> {
             let history =
                 verify::check_history(&self.shared.client, &server.base, &self.shared.world, acked)
                     .await;
-            let stopped = server
-                .stop(Stop::Graceful)
-                .await
-                .context("the last graceful stop");
-            let history = history?;
-            stopped?;
-            anyhow::Ok(history)
+            let stopped = server.stop(Stop::Graceful).await;
+            self.note_stop_failure(stopped);
+            history
         };
         match checked.await {
             Ok(history) => (history, notifications, None),
             Err(e) => (
-                verify::HistoryCheck::default(),
+                verify::HistoryCheck {
+                    acked: self.shared.ledger.total.load(Ordering::Relaxed),
+                    ..verify::HistoryCheck::default()
+                },
                 notifications,
                 Some(format!("{e:#}")),
             ),

@@ -138,7 +138,8 @@ impl RunningServer {
         matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
-    /// Stops the server. A graceful stop must end with exit status 0 in time.
+    /// Stops the server. A graceful stop must end with exit status 0 in time; one that does not
+    /// is an error, and the process is killed (it is gone either way when this returns).
     pub async fn stop(mut self, how: Stop) -> anyhow::Result<()> {
         match how {
             Stop::Kill => {
@@ -157,6 +158,7 @@ impl RunningServer {
                     Ok(Err(e)) => Err(e.into()),
                     Err(_) => {
                         let _ = self.child.start_kill();
+                        let _ = self.child.wait().await;
                         anyhow::bail!("the server did not stop within {GRACEFUL_STOP:?} of SIGTERM")
                     }
                 }

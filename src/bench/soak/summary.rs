@@ -28,8 +28,11 @@ pub struct BenchSoakReport {
     pub unexpected_exits: u64,
     /// Whether the server came back after every stop (restarts and the final one).
     pub server_came_back: bool,
-    /// Why it did not, if it did not.
+    /// Why it did not, if it did not (the run ended there).
     pub failure: Option<String>,
+    /// Graceful stops (SIGTERM) that did not end with exit 0 within 60 s; the soak then killed
+    /// the server and went on. Each fails the run.
+    pub stop_failures: Vec<String>,
     /// Samples written to the CSV.
     pub samples: usize,
     /// Sessions the server closed with 4008 (slow consumers), from its metrics.
@@ -123,6 +126,9 @@ pub fn print_summary(r: &BenchSoakReport) {
         num(f.disk_bytes_per_acked),
         if f.flat { "flat" } else { "NOT flat" }
     );
+    for failure in &r.stop_failures {
+        println!("  graceful stop failed {failure}");
+    }
     if let Some(failure) = &r.failure {
         println!("  server failure: {failure}");
     }

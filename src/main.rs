@@ -65,6 +65,10 @@ enum BenchCommand {
     /// Publishes to the event bus over HTTP; reports records/s with batches and the
     /// publish → poll latency of a consumer group at a fixed rate.
     Publish(tidings::bench::publish::BenchPublishArgs),
+    /// Runs mixed chat load for a long time against a server it starts, kills and restarts;
+    /// samples its memory, descriptors and disk, and checks that no acknowledged message was
+    /// lost or duplicated.
+    Soak(tidings::bench::soak::BenchSoakArgs),
 }
 
 /// Flags of `tidings serve`; each beats its `TIDINGS_*` variable and the file
@@ -138,6 +142,7 @@ fn main() -> ExitCode {
         Command::Bench(BenchCommand::Send(args)) => admin(|| tidings::bench::send::run(args)),
         Command::Bench(BenchCommand::Fanout(args)) => admin(|| tidings::bench::fanout::run(args)),
         Command::Bench(BenchCommand::Publish(args)) => admin(|| tidings::bench::publish::run(args)),
+        Command::Bench(BenchCommand::Soak(args)) => admin(|| tidings::bench::soak::run(args)),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

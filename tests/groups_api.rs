@@ -374,7 +374,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
 #[tokio::test]
 async fn an_admin_reset_moves_an_idle_group_and_is_refused_while_members_live() {
     // Proves POST /api/groups/{group}/offsets/reset: admin only, 409 while the group has a live
-    // member (and for the server's own store group), 400/404 on bad input, and that a refused
+    // member (403 for the server's own store group), 400/404 on bad input, and that a refused
     // reset changes nothing while an accepted one moves every partition.
     let bus = Bus::start(&[]).await;
     bus.create("r", 2).await;
@@ -411,7 +411,7 @@ async fn an_admin_reset_moves_an_idle_group_and_is_refused_while_members_live() 
     let store = bus
         .post(ADMIN, "/api/groups/store/offsets/reset", reset(json!(0)))
         .await;
-    problem(store, 409).await;
+    problem(store, 403).await;
     assert_eq!(
         bus.describe("idle").await["offsets"],
         before,

@@ -9,8 +9,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::chat::{chat_server_from, problem, Chat};
-use common::server::{command, with_open_file_limit};
-use common::ws::connect;
+use common::server::with_open_file_limit;
+use common::ws::{command_with_config, connect};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -21,18 +21,7 @@ const DEADLINE: Duration = Duration::from_secs(10);
 /// given. The file sits beside the data directory and is removed once the server read it.
 async fn server(toml: &str, open_files: Option<u64>) -> Chat {
     let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().with_extension("toml");
-    std::fs::write(&path, toml).expect("write the configuration file");
-    let file = path.to_str().expect("utf-8 path").to_owned();
-    let args = [
-        "--listen",
-        "127.0.0.1:0",
-        "--durability",
-        "never",
-        "--config",
-        &file,
-    ];
-    let serve = command(dir.path(), &args);
+    let (serve, path) = command_with_config(&dir, toml);
     let cmd = match open_files {
         Some(limit) => with_open_file_limit(&serve, limit),
         None => serve,

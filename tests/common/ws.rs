@@ -12,16 +12,28 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use super::chat::{chat_server_in, Chat};
+use super::chat::{chat_server_from, Chat};
 
 /// How long a test waits for a frame that must come.
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
 /// Starts a server whose configuration file holds `toml` (e.g. a `[ws]` section), with
-/// `--durability never`. The file sits beside the data directory (a data directory holding
-/// foreign files is refused) and is removed once the server has read it.
+/// `--durability never`.
 pub async fn ws_server(toml: &str) -> Chat {
     let dir = tempfile::tempdir().expect("temp dir");
+    let (serve, config) = command_with_config(&dir, toml);
+    let chat = chat_server_from(dir, serve).await;
+    let _ = std::fs::remove_file(&config);
+    chat
+}
+
+/// `tidings serve` on `dir` with `--durability never` and a configuration file holding `toml`,
+/// and that file's path. The file sits beside the data directory (a data directory holding
+/// foreign files is refused); remove it once the server has read it.
+pub fn command_with_config(
+    dir: &tempfile::TempDir,
+    toml: &str,
+) -> (std::process::Command, std::path::PathBuf) {
     let path = dir.path().with_extension("toml");
     std::fs::write(&path, toml).expect("write the configuration file");
     let file = path.to_str().expect("utf-8 path").to_owned();
@@ -33,9 +45,7 @@ pub async fn ws_server(toml: &str) -> Chat {
         "--config",
         &file,
     ];
-    let chat = chat_server_in(dir, &args).await;
-    let _ = std::fs::remove_file(&path);
-    chat
+    (super::server::command(dir.path(), &args), path)
 }
 
 pub struct WsClient {

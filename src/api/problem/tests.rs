@@ -190,3 +190,41 @@ async fn json_rejections_keep_the_problem_shape() {
     let too_large = post_echo(Some("application/json"), &huge).await;
     assert_eq!(problem_of(too_large).await.status, 413);
 }
+
+/// Log lines of level ERROR written while `work` runs.
+fn errors_logged_by(work: impl FnOnce()) -> String {
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::ERROR)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, work);
+    let bytes = captured.0.lock().unwrap().clone();
+    String::from_utf8(bytes).unwrap()
+}
+
+#[test]
+fn a_refusal_of_a_state_is_not_logged_as_an_error_but_a_fault_is() {
+    let quiet = errors_logged_by(|| {
+        let _ = ApiError::NotReady.into_response();
+        let _ = ApiError::Log(LogError::Poisoned("fsync failed".into())).into_response();
+        let _ = ApiError::Overloaded("busy".into()).into_response();
+    });
+    assert_eq!(quiet, "", "503s are states, logged where they begin");
+    let loud = errors_logged_by(|| {
+        let _ = ApiError::Internal("a task panicked".into()).into_response();
+    });
+    assert!(loud.contains("a task panicked"), "{loud}");
+}

@@ -24,7 +24,6 @@ use super::problem::{ApiError, Json, Query};
 use super::rate_limit::WriteCost;
 use super::{blocking, AppState, Chat};
 use crate::auth::Identity;
-use crate::log::LogError;
 use crate::pipeline::PipelineError;
 use crate::store::{
     now_rfc3339, validate_user_id, ChatCommand, DeleteMessage, EditMessage, HistoryPage, Message,
@@ -89,11 +88,11 @@ pub struct ChangeAck {
     pub offset: u64,
 }
 
-/// Refuses writes (503 with `Retry-After`) while the log is poisoned, a store writer has
-/// failed, or the store lags more than `limits.maxStoreLag` records behind the log.
+/// Refuses writes (503 with `Retry-After`) while the log refuses them (poisoned, or the disk
+/// almost full), a store writer has failed, or the store lags more than `limits.maxStoreLag` records behind the log.
 pub fn check_writable(state: &AppState) -> Result<(), ApiError> {
-    if let Some(reason) = state.log()?.poison_reason() {
-        return Err(LogError::Poisoned(reason).into());
+    if let Some(refusal) = state.log()?.write_refusal() {
+        return Err(refusal.into());
     }
     let chat = state.chat()?;
     if let Some(failure) = chat.pipeline.failure() {

@@ -44,7 +44,7 @@ use crate::discovery;
 use crate::hub::{fd_limit, CloseReason, Contacts, Hub};
 use crate::log::{Log, LogError};
 use crate::pipeline::notify::LiveSessions;
-use crate::pipeline::{self, fanout, Pipeline, PipelineConfig, PipelineError, MESSAGES_TOPIC};
+use crate::pipeline::{self, Pipeline, PipelineConfig, PipelineError, MESSAGES_TOPIC};
 use crate::store::{Store, StoreError};
 
 /// How often buffered histogram samples are folded into buckets when nobody scrapes.
@@ -134,30 +134,24 @@ fn raise_open_file_limit() {
 }
 
 /// The signals that stop the pipeline's stages one after the other: first the store writers
-/// (which relay their last events to `messages.sent`), then the consumers of those events: the
-/// fan-out (tracked here, so the sessions close after it) and the `notify` group (which turns
-/// them into `message.new`). The sinks stop with the server's own shutdown signal.
+/// (which deliver their last changes to the hub and relay their last events to
+/// `messages.sent`), then the `notify` group (which turns those events into `message.new`).
+/// The sinks stop with the server's own shutdown signal.
 #[derive(Debug, Default)]
 struct Stages {
     writers: CancellationToken,
     notify: CancellationToken,
-    fanout: CancellationToken,
-    fanout_tasks: TaskTracker,
 }
 
 impl Stages {
-    /// Stops the store writers (they catch up and relay first), then the fan-out and the
-    /// `notify` group, and waits for the fan-out to have delivered up to the high watermark of
-    /// `messages.sent`.
+    /// Stops the store writers and waits until they caught up (applied, delivered and relayed
+    /// everything accepted), then stops the `notify` group.
     async fn drain(&self, state: &AppState) {
         self.writers.cancel();
         if let Ok(chat) = state.chat() {
             chat.pipeline.stopped().await;
         }
         self.notify.cancel();
-        self.fanout.cancel();
-        self.fanout_tasks.close();
-        self.fanout_tasks.wait().await;
     }
 }
 
@@ -175,7 +169,7 @@ impl LiveSessions for Hub {
     }
 }
 
-/// Opens the log and advertises `address`, then opens the chat store and pipeline, the fan-out
+/// Opens the log and advertises `address`, then opens the chat store and pipeline, the hub
 /// and the notifications, and makes the server ready.
 async fn open(state: &AppState, stages: &Stages, address: SocketAddr) -> Result<(), ServerError> {
     open_log(state).await?;
@@ -183,7 +177,7 @@ async fn open(state: &AppState, stages: &Stages, address: SocketAddr) -> Result<
     // by this server rather than "directory in use" by the lock.
     publish_address(state, address);
     start_chat(state, &stages.writers).await?;
-    start_fanout(state, stages)?;
+    start_hub(state)?;
     start_notifications(state, &stages.notify).await?;
     state.set_ready(true);
     Ok(())
@@ -236,21 +230,11 @@ async fn start_notifications(
     .map_err(ServerError::Notifications)
 }
 
-/// Gives the hub its contacts (the store), starts the fan-out from the high watermark of
-/// `messages.sent`, and the hub's timers.
-fn start_fanout(state: &AppState, stages: &Stages) -> Result<(), ServerError> {
-    let (log, chat) = opened_chat(state)?;
+/// Gives the hub its contacts (the store) and starts its timers.
+fn start_hub(state: &AppState) -> Result<(), ServerError> {
+    let (_, chat) = opened_chat(state)?;
     let hub = state.hub().clone();
     hub.attach_contacts(Arc::new(chat.store.clone()));
-    fanout::start(
-        log,
-        chat.store.clone(),
-        hub.clone(),
-        state.workers().clone(),
-        stages.fanout.clone(),
-        &stages.fanout_tasks,
-    )
-    .map_err(ServerError::Pipeline)?;
     state
         .tasks()
         .spawn(hub.run_timers(state.shutdown().clone()));
@@ -277,6 +261,7 @@ async fn start_chat(state: &AppState, writers: &CancellationToken) -> Result<(),
     let pipeline = pipeline::start(
         log.clone(),
         store.clone(),
+        state.hub().clone(),
         config,
         writers.clone(),
         state.tasks(),

@@ -10,6 +10,7 @@
 //!
 //! This module does not validate ids or count unread messages: the store does.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
@@ -21,9 +22,7 @@ use super::auth::Caller;
 use super::problem::{ApiError, Json, Query};
 use super::rate_limit::WriteCost;
 use super::{blocking, AppState, Chat};
-use serde_json::json;
 
-use crate::hub::{Frame, Scope};
 use crate::store::{
     ChatCommand, Conversation, ConversationPage, ConversationView, MarkRead, StoreError,
 };
@@ -182,10 +181,7 @@ pub async fn remove_participant(
 /// `{"type":"conversation.updated","conversation":{…}}` to the participants' sessions (and to
 /// a user just removed, who learns it that way).
 fn announce_update(state: &AppState, conversation: &Conversation, removed: Option<String>) {
-    let frame = Frame::json(
-        &json!({"type": "conversation.updated", "conversation": conversation}),
-        Scope::Session,
-    );
+    let frame = crate::hub::frame::conversation_updated(Arc::new(conversation.clone()));
     let mut recipients = conversation.participants.clone();
     recipients.extend(removed);
     state.hub().deliver(&recipients, &frame);
@@ -227,17 +223,13 @@ pub async fn mark_read_as(
         seq,
     });
     let appended = chat.pipeline.submit(&command).await?;
+    // The store writer sends the receipt once it applied the mark; the answer waits for that
+    // too, so a client that reads its conversations next sees the mark.
     if !chat.pipeline.wait_applied(appended, READ_APPLY_WAIT).await {
-        // Durable but not visible yet: no receipt for a state others could not read back.
         tracing::warn!(
             ?appended,
             "read mark not applied within the wait; answered anyway"
         );
-        return Ok(());
-    }
-    if let Some(participants) = chat.store.participants(&conversation) {
-        let receipt = crate::hub::frame::read(&conversation, user, seq);
-        state.hub().deliver(&participants, &receipt);
     }
     Ok(())
 }

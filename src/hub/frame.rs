@@ -1,18 +1,19 @@
-//! Server → client frames as the hub queues them: JSON text serialized once and shared by every
+//! Server → client frames as the hub queues them: one typed [`ServerEvent`] shared by every
 //! recipient ([`Frame`] is one `Arc`), tagged with what a session writer must check before
-//! writing it ([`Scope`]).
+//! writing it ([`Scope`]), and encoded at most once per wire format ([`WireCodec`]): the first
+//! session of a format to write the frame encodes it, every other session of that format
+//! writes the same bytes.
 //!
-//! The builders here are for the frames that carry no stored data (`ready`, `pong`, `error`,
-//! `typing`, `read`, `presence`). Frames that carry a message or a conversation are built where
-//! those types live (`pipeline::fanout`, `api`), with [`Frame::new`]. This module does not send
-//! anything.
+//! The builders here are the one place frames are made. This module does not send anything
+//! and knows no wire format's syntax (that is each protocol's codec, e.g. `api::ws::codec`).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
+use serde_json::Value;
 
-use serde::Serialize;
-use serde_json::json;
+pub use super::event::ServerEvent;
+use crate::store::{Conversation, Message};
 
 /// What a session writer checks before it writes a frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,111 +32,187 @@ pub enum Scope {
     },
 }
 
-#[derive(Debug)]
-struct FrameData {
-    /// UTF-8 JSON, kept as `Bytes` so a socket writer can send it without copying it first.
-    text: Bytes,
-    scope: Scope,
+impl Scope {
+    /// What a writer must check before writing `event`.
+    fn of(event: &ServerEvent) -> Scope {
+        match event {
+            ServerEvent::Message(message) => Scope::Message {
+                conversation: message.conversation_id.as_str().into(),
+                seq: message.seq,
+            },
+            ServerEvent::MessageUpdated(message) => {
+                Scope::Conversation(message.conversation_id.as_str().into())
+            }
+            ServerEvent::MessageDeleted {
+                conversation_id, ..
+            }
+            | ServerEvent::Typing {
+                conversation_id, ..
+            }
+            | ServerEvent::Read {
+                conversation_id, ..
+            } => Scope::Conversation(conversation_id.clone()),
+            // A user just removed from the conversation learns it this way.
+            ServerEvent::ConversationUpdated(_) => Scope::Session,
+            ServerEvent::Ready { .. }
+            | ServerEvent::Ack { .. }
+            | ServerEvent::Pong { .. }
+            | ServerEvent::Error { .. }
+            | ServerEvent::Presence { .. } => Scope::Session,
+        }
+    }
 }
 
-/// One serialized frame, shared by every session it is queued to (cloning is one refcount).
+/// The wire formats sessions speak; each has one encoding slot in every [`Frame`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireFormat {
+    /// The `/ws` JSON text frames.
+    TidingsJson,
+}
+
+impl WireFormat {
+    const COUNT: usize = 1;
+
+    fn slot(self) -> usize {
+        self as usize
+    }
+}
+
+/// How one wire format writes events: the protocol edge implements it, the frame caches it.
+pub trait WireCodec {
+    /// Which slot of a frame caches this codec's bytes.
+    const FORMAT: WireFormat;
+    /// The event as this format's bytes.
+    fn encode(event: &ServerEvent) -> Bytes;
+}
+
+#[derive(Debug)]
+struct FrameData {
+    event: ServerEvent,
+    scope: Scope,
+    encoded: [OnceLock<Bytes>; WireFormat::COUNT],
+}
+
+/// One event on its way to sessions, shared by every session it is queued to (cloning is one
+/// refcount).
 #[derive(Debug, Clone)]
 pub struct Frame(Arc<FrameData>);
 
 impl Frame {
-    /// A frame of `text` (one JSON object with a `type`) and its scope.
-    pub fn new(text: impl Into<String>, scope: Scope) -> Frame {
+    /// A frame of `event`, scoped as the event requires.
+    pub fn new(event: ServerEvent) -> Frame {
+        let scope = Scope::of(&event);
         Frame(Arc::new(FrameData {
-            text: Bytes::from(text.into()),
+            event,
             scope,
+            encoded: Default::default(),
         }))
     }
 
-    /// A frame serialized from `value`.
-    pub fn json(value: &impl Serialize, scope: Scope) -> Frame {
-        let text = serde_json::to_string(value).expect("frames are maps of strings and numbers");
-        Frame::new(text, scope)
-    }
-
-    /// The JSON text.
-    pub fn text(&self) -> &str {
-        std::str::from_utf8(&self.0.text).expect("a frame is built from a String")
-    }
-
-    /// The JSON text as UTF-8 bytes, shared (cloning is one refcount).
-    pub fn bytes(&self) -> Bytes {
-        self.0.text.clone()
+    /// The event.
+    pub fn event(&self) -> &ServerEvent {
+        &self.0.event
     }
 
     /// What the writer checks before writing it.
     pub fn scope(&self) -> &Scope {
         &self.0.scope
     }
+
+    /// The frame in `C`'s format: encoded by the first caller, shared after (cloning the bytes
+    /// is one refcount).
+    pub fn encoded<C: WireCodec>(&self) -> Bytes {
+        self.0.encoded[C::FORMAT.slot()]
+            .get_or_init(|| C::encode(&self.0.event))
+            .clone()
+    }
 }
 
-/// `{"type":"ready","userId","sessionId"}`: the first frame of every session.
+/// `ready`: the first frame of every session.
 pub fn ready(user_id: &str, session_id: &str) -> Frame {
-    Frame::json(
-        &json!({"type": "ready", "userId": user_id, "sessionId": session_id}),
-        Scope::Session,
-    )
+    Frame::new(ServerEvent::Ready {
+        user_id: user_id.to_owned(),
+        session_id: session_id.to_owned(),
+    })
 }
 
-/// `{"type":"pong"}` (with the client's `ref`, if it gave one).
-pub fn pong(reference: Option<&serde_json::Value>) -> Frame {
-    let mut value = json!({"type": "pong"});
-    if let Some(reference) = reference {
-        value["ref"] = reference.clone();
-    }
-    Frame::json(&value, Scope::Session)
+/// `pong`, with the client's `ref` if it gave one.
+pub fn pong(reference: Option<&Value>) -> Frame {
+    Frame::new(ServerEvent::Pong {
+        reference: reference.cloned(),
+    })
 }
 
-/// `{"type":"ack","ref"?}`: a client frame was handled (a send's ack adds the 202 fields).
-pub fn ack(reference: Option<serde_json::Value>) -> Frame {
-    let mut value = json!({"type": "ack"});
-    if let Some(reference) = reference {
-        value["ref"] = reference;
-    }
-    Frame::json(&value, Scope::Session)
+/// `ack`: a client frame was handled (a send's ack adds the 202 fields: [`ServerEvent::Ack`]).
+pub fn ack(reference: Option<Value>) -> Frame {
+    Frame::new(ServerEvent::ack(reference))
 }
 
-/// `{"type":"error","ref"?,"status","detail"}`: a client frame was refused.
-pub fn error(reference: Option<&serde_json::Value>, status: u16, detail: &str) -> Frame {
-    let mut value = json!({"type": "error", "status": status, "detail": detail});
-    if let Some(reference) = reference {
-        value["ref"] = reference.clone();
-    }
-    Frame::json(&value, Scope::Session)
+/// `error`: a client frame was refused.
+pub fn error(reference: Option<&Value>, status: u16, detail: &str) -> Frame {
+    Frame::new(ServerEvent::Error {
+        reference: reference.cloned(),
+        status,
+        detail: detail.to_owned(),
+    })
 }
 
-/// `{"type":"typing","conversationId","userId","typing"}`.
+/// `typing`.
 pub fn typing(conversation: &str, user_id: &str, typing: bool) -> Frame {
-    Frame::json(
-        &json!({"type": "typing", "conversationId": conversation, "userId": user_id, "typing": typing}),
-        Scope::Conversation(conversation.into()),
-    )
+    Frame::new(ServerEvent::Typing {
+        conversation_id: conversation.into(),
+        user_id: user_id.to_owned(),
+        typing,
+    })
 }
 
-/// `{"type":"read","conversationId","userId","seq"}`: a read receipt.
+/// `read`: a read receipt.
 pub fn read(conversation: &str, user_id: &str, seq: u64) -> Frame {
-    Frame::json(
-        &json!({"type": "read", "conversationId": conversation, "userId": user_id, "seq": seq}),
-        Scope::Conversation(conversation.into()),
-    )
+    Frame::new(ServerEvent::Read {
+        conversation_id: conversation.into(),
+        user_id: user_id.to_owned(),
+        seq,
+    })
 }
 
-/// `{"type":"presence","userId","status":"online"}`.
+/// `presence` online.
 pub fn online(user_id: &str) -> Frame {
-    Frame::json(
-        &json!({"type": "presence", "userId": user_id, "status": "online"}),
-        Scope::Session,
-    )
+    Frame::new(ServerEvent::Presence {
+        user_id: user_id.to_owned(),
+        online: true,
+        last_seen: None,
+    })
 }
 
-/// `{"type":"presence","userId","status":"offline","lastSeen"}`.
+/// `presence` offline, with `lastSeen`.
 pub fn offline(user_id: &str, last_seen: &str) -> Frame {
-    Frame::json(
-        &json!({"type": "presence", "userId": user_id, "status": "offline", "lastSeen": last_seen}),
-        Scope::Session,
-    )
+    Frame::new(ServerEvent::Presence {
+        user_id: user_id.to_owned(),
+        online: false,
+        last_seen: Some(last_seen.to_owned()),
+    })
+}
+
+/// `message`: a stored message (live, or replayed from history on `resume`).
+pub fn message(message: Arc<Message>) -> Frame {
+    Frame::new(ServerEvent::Message(message))
+}
+
+/// `message.updated`.
+pub fn message_updated(message: Arc<Message>) -> Frame {
+    Frame::new(ServerEvent::MessageUpdated(message))
+}
+
+/// `message.deleted`.
+pub fn message_deleted(message: &Message) -> Frame {
+    Frame::new(ServerEvent::MessageDeleted {
+        conversation_id: message.conversation_id.as_str().into(),
+        id: message.id.clone(),
+        seq: message.seq,
+    })
+}
+
+/// `conversation.updated`.
+pub fn conversation_updated(conversation: Arc<Conversation>) -> Frame {
+    Frame::new(ServerEvent::ConversationUpdated(conversation))
 }

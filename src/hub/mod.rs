@@ -20,6 +20,7 @@
 //! session's queue and close signal), `presence`, `typing`, `fd_limit` (sessions the open-file
 //! limit allows).
 
+mod event;
 pub mod fd_limit;
 pub mod frame;
 mod presence;
@@ -33,7 +34,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
-pub use frame::{Frame, Scope};
+pub use event::ServerEvent;
+pub use frame::{Frame, Scope, WireCodec, WireFormat};
 pub use session::{CloseReason, Session, SessionHandle};
 
 use presence::Presence;

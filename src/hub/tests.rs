@@ -42,13 +42,14 @@ fn users(names: &[&str]) -> Vec<String> {
 fn drain(session: &mut Session) -> Vec<serde_json::Value> {
     let mut frames = Vec::new();
     while let Some(frame) = session.try_recv() {
-        frames.push(serde_json::from_str(frame.text()).unwrap());
+        frames.push(crate::api::ws::codec::to_json(&frame));
     }
     frames
 }
 
+/// A numbered frame (a `pong` whose `ref` is `n`).
 fn text(n: u64) -> Frame {
-    Frame::new(format!("{{\"n\":{n}}}"), Scope::Session)
+    frame::pong(Some(&serde_json::json!(n)))
 }
 
 #[test]
@@ -60,7 +61,10 @@ fn a_frame_reaches_every_session_of_every_recipient_and_nobody_else() {
     let mut eve = hub.open("eve").unwrap();
     assert_eq!(hub.deliver(&users(&["ann", "bob", "nobody"]), &text(1)), 3);
     for session in [&mut ann_phone, &mut ann_laptop, &mut bob] {
-        assert_eq!(drain(session), [serde_json::json!({"n": 1})]);
+        assert_eq!(
+            drain(session),
+            [serde_json::json!({"type": "pong", "ref": 1})]
+        );
     }
     assert!(drain(&mut eve).is_empty());
     assert_eq!(hub.stats().deliveries, 3);
@@ -85,7 +89,10 @@ fn a_full_queue_closes_its_session_as_slow_and_spares_the_others() {
     assert!(!fast.handle().is_closed());
     assert_eq!(hub.stats().closed_slow, 1);
     hub.deliver(&both, &text(9));
-    assert_eq!(drain(&mut fast), [serde_json::json!({"n": 9})]);
+    assert_eq!(
+        drain(&mut fast),
+        [serde_json::json!({"type": "pong", "ref": 9})]
+    );
 }
 
 #[test]

@@ -16,15 +16,16 @@
 //! Shutdown: on cancel, each worker applies everything its partition holds up to the high
 //! watermark of that moment, relays it, and exits, so history is complete at restart.
 //!
-//! Downstream of `messages.sent`: [`fanout`] (consumer group `fanout`, one task per partition)
-//! pushes each event to the live sessions of the conversation's participants through the hub;
-//! [`notify`] (consumer group `notify`, which appends `message.new` for offline recipients) and
-//! [`sinks`] (one consumer group per notification sink on `message.new`, with the dead-letter
-//! topic `message.new.dlq`). Cancelled after the store writers, the fan-out and `notify` handle
-//! every event up to the high watermark before they exit.
+//! Live delivery needs no consumer of its own: each writer hands its applied batch's changes
+//! (messages stored, edited, deleted; read marks) to the hub from memory ([`live`]) before it
+//! relays them. Downstream of `messages.sent`, the durable event stream: [`notify`] (consumer
+//! group `notify`, which appends `message.new` for offline recipients) and [`sinks`] (one
+//! consumer group per notification sink on `message.new`, with the dead-letter topic
+//! `message.new.dlq`). Cancelled after the store writers, `notify` handles every event up to
+//! the high watermark before it exits.
 
-pub mod fanout;
 mod follow;
+mod live;
 pub mod notify;
 mod relay;
 pub mod sinks;
@@ -38,6 +39,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::hub::Hub;
 use crate::log::{Appended, Log, LogError, Record, TopicConfig};
 use crate::store::{Store, StoreError};
 
@@ -53,14 +55,12 @@ pub const MESSAGES_TOPIC: &str = "messages";
 pub const EVENTS_TOPIC: &str = "messages.sent";
 /// The consumer group of the store writer.
 pub const STORE_GROUP: &str = "store";
-/// Whether `group` is one the server's own workers consume with (the store writer, the
-/// fan-out, `notify` and the sinks): a client that joined or committed it would take records
-/// from a worker or move its position under it.
+/// Whether `group` is one the server's own workers consume with (the store writer, `notify`
+/// and the sinks): a client that joined or committed it would take records from a worker or
+/// move its position under it.
 pub fn is_internal_group(group: &str) -> bool {
-    matches!(
-        group,
-        STORE_GROUP | fanout::FANOUT_GROUP | notify::NOTIFY_GROUP
-    ) || group.starts_with(sinks::SINK_GROUP_PREFIX)
+    matches!(group, STORE_GROUP | notify::NOTIFY_GROUP)
+        || group.starts_with(sinks::SINK_GROUP_PREFIX)
 }
 
 /// Header of every event: the offset (decimal) of its source record in `messages`.
@@ -128,12 +128,13 @@ pub struct Pipeline {
     writers: TaskTracker,
 }
 
-/// Creates `messages` and `messages.sent` if missing and starts one store
-/// writer per partition on `tracker`; they stop when `shutdown` is cancelled (after catching
-/// up, see the module doc).
+/// Creates `messages` and `messages.sent` if missing and starts one store writer per
+/// partition on `tracker`, delivering what they apply to `hub`'s sessions; they stop when
+/// `shutdown` is cancelled (after catching up, see the module doc).
 pub async fn start(
     log: Log,
     store: Store,
+    hub: Hub,
     config: PipelineConfig,
     shutdown: CancellationToken,
     tracker: &TaskTracker,
@@ -152,6 +153,7 @@ pub async fn start(
         let worker = writer::Worker {
             log: log.clone(),
             store: store.clone(),
+            hub: hub.clone(),
             partition,
             max_batch: config.max_batch.max(1),
             relay: config.relay,

@@ -1,15 +1,17 @@
 //! One store writer: the consumer of one `messages` partition for group `store`.
 //!
 //! Its loop body is [`Worker::step`]: read what is ready (at most `max_batch` records), apply it
-//! with [`Store::apply_batch`] on a blocking thread (plain writes), publish the progress, relay
-//! the batch's events, then commit its offset and forget its outbox entries. It sleeps on the
+//! with [`Store::apply_batch`] on a blocking thread (plain writes), publish the progress, hand
+//! the batch's changes to the hub ([`live`](super::live)), relay the batch's events, then
+//! commit its offset and forget its outbox entries. It sleeps on the
 //! partition's high-watermark channel between steps, never on a timer.
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::follow::{follow, read_ready, PartitionConsumer};
-use super::{relay, PipelineError, Result, MESSAGES_TOPIC, STORE_GROUP};
+use super::{live, relay, PipelineError, Result, MESSAGES_TOPIC, STORE_GROUP};
+use crate::hub::Hub;
 use crate::log::{Log, ReadLimits, StoredRecord};
 use crate::store::{AppliedBatch, BatchPosition, ChatCommand, Store};
 
@@ -19,6 +21,8 @@ const MAX_BATCH_BYTES: usize = 32 * 1024 * 1024;
 pub(super) struct Worker {
     pub log: Log,
     pub store: Store,
+    /// Where the batch's changes go live.
+    pub hub: Hub,
     pub partition: u32,
     pub max_batch: usize,
     pub relay: bool,
@@ -58,9 +62,10 @@ impl PartitionConsumer for Worker {
         };
         let batch = first.offset..last.offset + 1;
         let commands = decode(self.partition, records);
-        let applied = self.apply(commands).await?;
+        let mut applied = self.apply(commands).await?;
         self.next = batch.end;
         self.progress.send_replace(self.next);
+        live::deliver(&self.store, &self.hub, std::mem::take(&mut applied.changes));
         tracing::debug!(
             partition = self.partition,
             next = self.next,

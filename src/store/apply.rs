@@ -39,6 +39,7 @@
 //! marks before appending them, so only records written by other producers can meet this.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::activity::Activity;
 use super::command::{
@@ -65,9 +66,33 @@ pub struct BatchPosition<'a> {
     pub next_offset: u64,
 }
 
+/// One change a batch made that clients see live, in the batch's order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// A message was stored, edited or deleted (the message as it is now).
+    Message {
+        /// Which.
+        event_type: EventType,
+        /// The message.
+        message: Arc<Message>,
+    },
+    /// A participant read the conversation up to `seq` (an explicit read mark; the read state
+    /// a send moves for its sender is not announced).
+    Read {
+        /// The conversation.
+        conversation: String,
+        /// The reader.
+        user: String,
+        /// The new read mark.
+        seq: u64,
+    },
+}
+
 /// What a committed batch changed.
 #[derive(Debug, Clone, Default)]
 pub struct AppliedBatch {
+    /// What clients see live, in order (the writer hands it to the hub at once).
+    pub changes: Vec<Change>,
     /// The batch's events, in order, to relay to `messages.sent` (after a crash, some may have
     /// been relayed already: the relay skips those). Edit and delete events are also in the
     /// outbox; see [`Store::batch_events`].
@@ -387,7 +412,15 @@ impl Batch<'_> {
             return Ok(false);
         }
         let seq = read.seq.min(activity.last_seq);
-        self.move_read(&read.user_id, &read.conversation_id, seq)
+        let moved = self.move_read(&read.user_id, &read.conversation_id, seq)?;
+        if moved {
+            self.out.changes.push(Change::Read {
+                conversation: read.conversation_id.clone(),
+                user: read.user_id.clone(),
+                seq,
+            });
+        }
+        Ok(moved)
     }
 
     /// Moves a user's read state up to `seq` (never down); true if it moved.
@@ -430,15 +463,18 @@ impl Batch<'_> {
             .iter()
             .filter(|e| e.source_offset == offset)
             .count() as u32;
-        let conversation_id = message.conversation_id.clone();
-        let event = MessageEvent::new(event_type, message);
+        let message = Arc::new(message);
         let entry = OutboxEntry {
             partition: self.partition,
             source_offset: offset,
             index,
-            conversation_id,
-            payload: serde_json::to_vec(&event).expect("an event of strings always serializes"),
+            conversation_id: message.conversation_id.clone(),
+            payload: MessageEvent::encode_new(event_type, &message),
         };
+        self.out.changes.push(Change::Message {
+            event_type,
+            message,
+        });
         if event_type != EventType::MessageSent {
             let t = self.trees;
             self.write(&t.outbox, &entry.key(), &entry.value())?;

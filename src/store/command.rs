@@ -153,14 +153,26 @@ pub struct MessageEvent {
     pub message: Message,
 }
 
+/// A [`MessageEvent`] as it is encoded, borrowing its message.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MessageEventRef<'a> {
+    event_type: EventType,
+    event_id: String,
+    occurred_at: String,
+    message: &'a Message,
+}
+
 impl MessageEvent {
-    pub(crate) fn new(event_type: EventType, message: Message) -> Self {
-        MessageEvent {
+    /// The JSON of a new event (fresh id, occurred now) about `message`.
+    pub(crate) fn encode_new(event_type: EventType, message: &Message) -> Vec<u8> {
+        let event = MessageEventRef {
             event_type,
             event_id: uuid::Uuid::now_v7().to_string(),
             occurred_at: now_rfc3339(),
             message,
-        }
+        };
+        serde_json::to_vec(&event).expect("an event of strings always serializes")
     }
 }
 

@@ -43,7 +43,7 @@ mod view;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-pub use apply::{AppliedBatch, BatchPosition};
+pub use apply::{AppliedBatch, BatchPosition, Change};
 pub use command::{
     new_message_id, ChatCommand, DeleteMessage, EditMessage, EventType, MarkRead, MessageEvent,
     SendMessage,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use tidings::hub::{Hub, HubConfig};
 use tidings::log::{Appended, Durability, Log, LogConfig, ReadLimits, StoredRecord};
 use tidings::pipeline::{self, Pipeline, PipelineConfig, EVENTS_TOPIC, MESSAGES_TOPIC};
 use tidings::store::{ChatCommand, MessageEvent, Store};
@@ -46,6 +47,7 @@ pub async fn start(dir: &Path, config: PipelineConfig) -> Node {
     let pipeline = pipeline::start(
         log.clone(),
         store.clone(),
+        Hub::new(HubConfig::default()),
         config,
         shutdown.clone(),
         &tracker,

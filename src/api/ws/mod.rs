@@ -11,8 +11,9 @@
 //!
 //! Each connection's buffers are sized by `ws.readBufferBytes` and `ws.writeBufferBytes` so
 //! that an idle session stays small. This module holds no frame logic itself: `reader.rs`,
-//! `writer.rs`, `seq.rs` (the per-conversation seq rule).
+//! `writer.rs`, `seq.rs` (the per-conversation seq rule), `codec.rs` (how events look as `/ws` JSON).
 
+pub mod codec;
 mod reader;
 mod seq;
 mod writer;

@@ -23,7 +23,7 @@ use axum::extract::ws::Message;
 use futures_util::{Stream, StreamExt};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
@@ -34,7 +34,7 @@ use crate::api::problem::ApiError;
 use crate::api::rate_limit::TokenBucket;
 use crate::api::AppState;
 use crate::auth::Identity;
-use crate::hub::{frame, CloseReason, Frame, Scope, SessionHandle};
+use crate::hub::{frame, CloseReason, Frame, ServerEvent, SessionHandle};
 
 /// `{"type":"send",…}`.
 #[derive(Debug, Deserialize)]
@@ -251,13 +251,16 @@ impl Reader {
             mentions: send.mentions,
         };
         let ack = send_message(&self.state, &self.caller, send.conversation_id, body).await?;
-        let mut answer = serde_json::to_value(&ack)
-            .map_err(|e| ApiError::Internal(format!("an ack did not serialize: {e}")))?;
-        answer["type"] = json!("ack");
-        if let Some(reference) = reference {
-            answer["ref"] = reference;
-        }
-        Ok(Frame::json(&answer, Scope::Session))
+        let fields = match serde_json::to_value(&ack) {
+            Ok(Value::Object(fields)) => fields,
+            Ok(other) => {
+                return Err(ApiError::Internal(format!(
+                    "an ack is not an object: {other}"
+                )))
+            }
+            Err(e) => return Err(ApiError::Internal(format!("an ack did not serialize: {e}"))),
+        };
+        Ok(Frame::new(ServerEvent::Ack { reference, fields }))
     }
 
     fn typing(&self, typing: TypingFrame) -> Result<(), ApiError> {
@@ -361,6 +364,7 @@ fn reason_of(error: axum::Error) -> CloseReason {
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
+    use serde_json::json;
 
     use super::*;
 

@@ -31,10 +31,10 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::codec::TidingsJson;
 use super::seq::{SeqTracker, Verdict};
 use crate::hub::frame;
 use crate::hub::{CloseReason, Frame, Scope, Session, SessionHandle};
-use crate::pipeline::fanout::message_frame;
 use crate::store::{HistoryPage, Store};
 
 /// Most queued frames written between two flushes.
@@ -200,7 +200,7 @@ where
     }
 
     async fn feed(&mut self, frame: &Frame) -> WriteResult {
-        let text = Utf8Bytes::try_from(frame.bytes()).map_err(axum::Error::new)?;
+        let text = Utf8Bytes::try_from(frame.encoded::<TidingsJson>()).map_err(axum::Error::new)?;
         self.sink.feed(Message::Text(text)).await
     }
 
@@ -298,13 +298,15 @@ where
                     return Err(axum::Error::new(e));
                 }
             };
-            for message in &page.items {
-                self.feed(&message_frame(message)).await?;
-                self.seqs.written(conversation, message.seq);
-                after = message.seq;
+            let (done, count) = (!page.has_more, page.items.len());
+            for message in page.items {
+                let seq = message.seq;
+                self.feed(&frame::message(Arc::new(message))).await?;
+                self.seqs.written(conversation, seq);
+                after = seq;
             }
             self.sink.flush().await?;
-            if !page.has_more || page.items.is_empty() {
+            if done || count == 0 {
                 return Ok(());
             }
         }

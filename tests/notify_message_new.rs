@@ -207,14 +207,8 @@ async fn send(node: &Node, from: &str, text: &str) -> SendMessage {
 async fn online_users_get_none_and_a_replay_of_notified_events_repeats_none() {
     let dir = tempfile::tempdir().unwrap();
     let node = node::start(dir.path(), node::config(2)).await;
-    node.store
-        .create_conversation(
-            "ann",
-            Some("room".into()),
-            None,
-            vec!["bob".into(), "cy".into()],
-        )
-        .unwrap();
+    node.create_conversation("ann", "room", vec!["bob".into(), "cy".into()])
+        .await;
     let notifier = start_notify(&node, &["bob"]).await;
     let first = send(&node, "ann", "one").await;
     let edit = ChatCommand::Edit(EditMessage {

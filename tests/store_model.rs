@@ -119,9 +119,7 @@ async fn run(ops: Vec<Op>) {
     let mut node = common::node::start(dir.path(), common::node::config(2)).await;
     for conv in CONVERSATIONS {
         let others = USERS[1..].iter().map(|u| u.to_string()).collect();
-        node.store
-            .create_conversation(USERS[0], Some(conv.into()), None, others)
-            .expect("create");
+        node.create_conversation(USERS[0], conv, others).await;
     }
     let mut model = Model::default();
     let mut reads = HashMap::new();

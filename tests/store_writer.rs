@@ -17,12 +17,10 @@ use tidings::store::{
 const CONVERSATIONS: [&str; 5] = ["c0", "c1", "c2", "c3", "c4"];
 const USERS: [&str; 4] = ["ann", "bob", "cid", "dee"];
 
-fn create_conversations(store: &Store) {
+async fn create_conversations(node: &common::node::Node) {
     for c in CONVERSATIONS {
         let others = USERS[1..].iter().map(|u| u.to_string()).collect();
-        store
-            .create_conversation("ann", Some(c.into()), None, others)
-            .expect("create");
+        node.create_conversation("ann", c, others).await;
     }
 }
 
@@ -112,7 +110,7 @@ fn check_consistent(node: &common::node::Node) {
 async fn concurrent_sends_get_dense_seq_in_log_order_and_one_event_each() {
     let dir = tempfile::tempdir().unwrap();
     let node = start(dir.path(), config(4)).await;
-    create_conversations(&node.store);
+    create_conversations(&node).await;
     let landed = send_concurrently(&node, 40).await;
     for appended in landed {
         node.applied(appended).await;
@@ -137,7 +135,7 @@ async fn concurrent_sends_get_dense_seq_in_log_order_and_one_event_each() {
 async fn edits_and_deletes_by_the_sender_apply_and_emit_events_others_are_skipped() {
     let dir = tempfile::tempdir().unwrap();
     let node = start(dir.path(), config(2)).await;
-    create_conversations(&node.store);
+    create_conversations(&node).await;
     let send = SendMessage::new("c0", "bob", "Bob", "hello");
     let id = send.id.clone();
     node.submit(&ChatCommand::Send(send)).await;
@@ -196,7 +194,7 @@ async fn edits_and_deletes_by_the_sender_apply_and_emit_events_others_are_skippe
 async fn a_restart_continues_seq_and_relays_nothing_twice() {
     let dir = tempfile::tempdir().unwrap();
     let node = start(dir.path(), config(4)).await;
-    create_conversations(&node.store);
+    create_conversations(&node).await;
     send_concurrently(&node, 10).await;
     node.stop().await;
     for _ in 0..2 {
@@ -216,7 +214,7 @@ async fn a_restart_continues_seq_and_relays_nothing_twice() {
 async fn shutdown_applies_everything_accepted_before_it() {
     let dir = tempfile::tempdir().unwrap();
     let node = start(dir.path(), config(2)).await;
-    create_conversations(&node.store);
+    create_conversations(&node).await;
     let landed = send_concurrently(&node, 50).await;
     node.stop().await;
     let log = common::node::open_log(dir.path());
@@ -248,7 +246,7 @@ async fn stored_not_relayed(dir: &std::path::Path) -> (common::node::Node, Vec<A
         ..config(2)
     };
     let node = start(dir, crashing).await;
-    create_conversations(&node.store);
+    create_conversations(&node).await;
     let landed = send_concurrently(&node, 5).await;
     for appended in &landed {
         node.applied(*appended).await;
@@ -328,7 +326,7 @@ async fn a_crash_between_writes_and_relay_relays_each_event_exactly_once() {
 async fn a_replay_of_applied_records_stores_and_relays_nothing_twice() {
     let dir = tempfile::tempdir().unwrap();
     let node = start(dir.path(), config(2)).await;
-    create_conversations(&node.store);
+    create_conversations(&node).await;
     let landed = send_concurrently(&node, 10).await;
     for appended in landed {
         node.applied(appended).await;

@@ -1,16 +1,19 @@
 //! Conversation routes: create, list, get, add and remove participants, and read marks.
 //!
 //! Every write is charged to the caller's write budget (a new conversation by its participants,
-//! see [`WriteCost`]). Every route answers 404 to a caller who is not a participant, with the same body as for a
-//! conversation that does not exist ([`require_participant`]). Conversation commands apply to
-//! the store directly; a read mark goes through the log like a message (`ChatCommand::Read`) and
-//! is answered once the store applied it (or after [`READ_APPLY_WAIT`], durable either way).
-//! Both reach the live sessions through the hub: a participant change as
-//! `conversation.updated`, an applied read mark as a `read` receipt.
+//! see [`WriteCost`]). Every route answers 404 to a caller who is not a participant, with the
+//! same body as for a conversation that does not exist ([`require_participant`]).
+//!
+//! Every change goes through the log like a message: the route checks it against the store's
+//! view (a 4xx changes nothing), appends its command, and answers once the store writer
+//! applied it, with the writer's outcome (which settles races between callers); a conversation
+//! command not applied within [`CHANGE_APPLY_WAIT`] is answered 503 `not-applied` (it is durable
+//! and applies later), a read mark is answered after [`READ_APPLY_WAIT`] anyway. The writer
+//! announces what changed to the live sessions: a participant change as
+//! `conversation.updated`, a read mark as a `read` receipt.
 //!
 //! This module does not validate ids or count unread messages: the store does.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
@@ -21,10 +24,11 @@ use serde::Deserialize;
 use super::auth::Caller;
 use super::problem::{ApiError, Json, Query};
 use super::rate_limit::WriteCost;
-use super::{blocking, AppState, Chat};
+use super::{AppState, Chat};
 
 use crate::store::{
-    ChatCommand, Conversation, ConversationPage, ConversationView, MarkRead, StoreError,
+    now_rfc3339, ChangeParticipant, ChatCommand, ConversationPage, ConversationView, MarkRead,
+    StoreError,
 };
 
 /// Default page size of `GET /api/conversations`.
@@ -33,6 +37,9 @@ pub const DEFAULT_CONVERSATION_PAGE: usize = 20;
 pub const MAX_CONVERSATION_PAGE: usize = 100;
 /// How long `POST …/read` waits for the store to apply the mark before answering anyway.
 pub const READ_APPLY_WAIT: Duration = Duration::from_secs(5);
+/// How long a conversation command waits for the store to apply it before answering 503
+/// `not-applied` (it is durable and will apply).
+pub const CHANGE_APPLY_WAIT: Duration = Duration::from_secs(10);
 
 /// `POST /api/conversations` body.
 #[derive(Debug, Deserialize)]
@@ -93,13 +100,16 @@ pub async fn create(
     let max = state.config().limits.max_participants;
     let reach = body.participants.len().min(max).saturating_add(1);
     state.charge_write(&user, WriteCost::reaching(reach))?;
-    let created = blocking(move || {
-        let created =
-            chat.store
-                .create_conversation(&user, body.id, body.title, body.participants)?;
-        Ok(chat.store.conversation_for(&user, &created.id)?)
-    })
-    .await?;
+    let command = chat
+        .store
+        .prepare_conversation(&user, body.id, body.title, body.participants)?;
+    super::messages::check_writable(&state)?;
+    let id = command.conversation_id.clone();
+    let command = ChatCommand::CreateConversation(command);
+    chat.pipeline
+        .change_conversation(&command, CHANGE_APPLY_WAIT)
+        .await?;
+    let created = chat.store.conversation_for(&user, &id)?;
     let location = format!("/api/conversations/{}", created.id);
     let mut response = (StatusCode::CREATED, Json(created)).into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {
@@ -147,17 +157,15 @@ pub async fn add_participant(
     Path(id): Path<String>,
     Json(body): Json<AddParticipant>,
 ) -> Result<StatusCode, ApiError> {
-    let chat = state.chat()?.clone();
-    require_participant(&chat, &caller.user_id, &id)?;
-    state.charge_write(&caller.user_id, WriteCost::ONE)?;
-    let changed = blocking(move || {
-        Ok(chat
-            .store
-            .add_participant(&caller.user_id, &id, &body.user_id)?)
-    })
-    .await?;
-    announce_update(&state, &changed, None);
-    Ok(StatusCode::NO_CONTENT)
+    let command = ChangeParticipant {
+        conversation_id: id,
+        actor: caller.user_id,
+        user_id: body.user_id,
+        at: now_rfc3339(),
+    };
+    let chat = state.chat()?;
+    chat.store.check_add_participant(&command)?;
+    change_membership(&state, ChatCommand::AddParticipant(command)).await
 }
 
 /// `DELETE /api/conversations/{id}/participants/{userId}` → 204; 404 if that user is not a
@@ -168,23 +176,32 @@ pub async fn remove_participant(
     Caller(caller): Caller,
     Path((id, user)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let chat = state.chat()?.clone();
-    require_participant(&chat, &caller.user_id, &id)?;
-    state.charge_write(&caller.user_id, WriteCost::ONE)?;
-    let removed = user.clone();
-    let changed =
-        blocking(move || Ok(chat.store.remove_participant(&caller.user_id, &id, &user)?)).await?;
-    announce_update(&state, &changed, Some(removed));
-    Ok(StatusCode::NO_CONTENT)
+    let command = ChangeParticipant {
+        conversation_id: id,
+        actor: caller.user_id,
+        user_id: user,
+        at: now_rfc3339(),
+    };
+    let chat = state.chat()?;
+    chat.store.check_remove_participant(&command)?;
+    change_membership(&state, ChatCommand::RemoveParticipant(command)).await
 }
 
-/// `{"type":"conversation.updated","conversation":{…}}` to the participants' sessions (and to
-/// a user just removed, who learns it that way).
-fn announce_update(state: &AppState, conversation: &Conversation, removed: Option<String>) {
-    let frame = crate::hub::frame::conversation_updated(Arc::new(conversation.clone()));
-    let mut recipients = conversation.participants.clone();
-    recipients.extend(removed);
-    state.hub().deliver(&recipients, &frame);
+/// Charges the actor's write budget, appends a checked participant change and answers 204 once
+/// the store applied it (the store writer announces it to the sessions: `conversation.updated`
+/// to the participants and to one just removed).
+async fn change_membership(state: &AppState, command: ChatCommand) -> Result<StatusCode, ApiError> {
+    let (ChatCommand::AddParticipant(change) | ChatCommand::RemoveParticipant(change)) = &command
+    else {
+        return Err(ApiError::Internal("not a participant change".into()));
+    };
+    state.charge_write(&change.actor, WriteCost::ONE)?;
+    super::messages::check_writable(state)?;
+    let chat = state.chat()?;
+    chat.pipeline
+        .change_conversation(&command, CHANGE_APPLY_WAIT)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `POST /api/conversations/{id}/read` `{seq}` → 204. Read state only moves forward: a seq at

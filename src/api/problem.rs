@@ -411,6 +411,13 @@ fn pipeline_answer(error: &PipelineError) -> Answer {
         )
         .retry_after(RETRY_UNAVAILABLE_SECS),
         PipelineError::PartitionMismatch { .. } => internal_answer(),
+        PipelineError::NotApplied => Answer::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-applied",
+            "Accepted, not applied yet",
+            error.to_string(),
+        )
+        .retry_after(RETRY_UNAVAILABLE_SECS),
     }
 }
 

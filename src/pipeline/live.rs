@@ -20,15 +20,27 @@ use crate::store::{Change, EventType, Store};
 /// Delivers a batch's changes, in order.
 pub(super) fn deliver(store: &Store, hub: &Hub, changes: Vec<Change>) {
     for change in changes {
-        let conversation = match &change {
-            Change::Message { message, .. } => message.conversation_id.as_str(),
-            Change::Read { conversation, .. } => conversation.as_str(),
+        let recipients = match &change {
+            Change::Message { message, .. } => store.participants(&message.conversation_id),
+            Change::Read { conversation, .. } => store.participants(conversation),
+            // The participants as the change left them, and one just removed.
+            Change::Conversation {
+                conversation,
+                removed,
+            } => Some(
+                conversation
+                    .participants
+                    .iter()
+                    .chain(removed)
+                    .cloned()
+                    .collect(),
+            ),
         };
-        let Some(participants) = store.participants(conversation) else {
+        let Some(recipients) = recipients else {
             continue;
         };
-        if participants.iter().any(|user| hub.has_live_session(user)) {
-            hub.deliver(&participants, &frame_of(change));
+        if recipients.iter().any(|user| hub.has_live_session(user)) {
+            hub.deliver(&recipients, &frame_of(change));
         }
     }
 }
@@ -53,5 +65,6 @@ fn frame_of(change: Change) -> Frame {
             user,
             seq,
         } => frame::read(&conversation, &user, seq),
+        Change::Conversation { conversation, .. } => frame::conversation_updated(conversation),
     }
 }

@@ -32,7 +32,8 @@ pub mod sinks;
 mod supervise;
 mod writer;
 
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -41,7 +42,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::hub::Hub;
 use crate::log::{Appended, Log, LogError, Record, TopicConfig};
-use crate::store::{Store, StoreError};
+use crate::store::{Conversation, Outcome, Store, StoreError};
 
 pub use supervise::WorkerHealth;
 
@@ -88,6 +89,10 @@ pub enum PipelineError {
     /// A worker's blocking task panicked.
     #[error("a store writer task failed: {0}")]
     Worker(String),
+    /// A conversation command is durable in the log but the store did not apply it within the
+    /// wait (it will: its outcome is then visible in the conversation).
+    #[error("the change is durable but the store has not applied it yet; read the conversation again shortly")]
+    NotApplied,
 }
 
 /// Result of a pipeline operation.
@@ -123,6 +128,7 @@ pub struct Pipeline {
     log: Log,
     applied: Vec<watch::Receiver<u64>>,
     failure: Arc<Mutex<Option<String>>>,
+    outcomes: Outcomes,
     /// The store writers alone (they also run on the server's tracker), so that the consumers
     /// of `messages.sent` can wait until the last events are relayed ([`Pipeline::stopped`]).
     writers: TaskTracker,
@@ -141,6 +147,7 @@ pub async fn start(
 ) -> Result<Pipeline> {
     let partitions = ensure_topics(&log, config.partitions).await?;
     let failure = Arc::new(Mutex::new(None));
+    let outcomes = Outcomes::default();
     let writers = TaskTracker::new();
     let mut applied = Vec::with_capacity(partitions as usize);
     for partition in 0..partitions {
@@ -154,6 +161,7 @@ pub async fn start(
             log: log.clone(),
             store: store.clone(),
             hub: hub.clone(),
+            outcomes: outcomes.clone(),
             partition,
             max_batch: config.max_batch.max(1),
             relay: config.relay,
@@ -175,6 +183,7 @@ pub async fn start(
         log,
         applied,
         failure,
+        outcomes,
         writers,
     })
 }
@@ -243,6 +252,24 @@ impl Pipeline {
         matches!(reached, Ok(Ok(_)))
     }
 
+    /// Appends a conversation command and waits (at most `wait`) until the store applied it:
+    /// the conversation as it is then, or the store's refusal (`PipelineError::Store`: the
+    /// command changed nothing). `NotApplied` after the wait: durable, applied later.
+    pub async fn change_conversation(
+        &self,
+        command: &ChatCommand,
+        wait: Duration,
+    ) -> Result<Conversation> {
+        let appended = self.submit(command).await?;
+        if !self.wait_applied(appended, wait).await {
+            return Err(PipelineError::NotApplied);
+        }
+        let outcome = self.outcomes.take(appended.partition, appended.offset);
+        outcome
+            .ok_or(PipelineError::NotApplied)?
+            .map_err(PipelineError::from)
+    }
+
     /// Records appended to `messages` and not yet applied, summed over partitions (for
     /// backpressure and metrics).
     ///
@@ -270,5 +297,42 @@ impl Pipeline {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+}
+
+/// Most outcomes kept for edges that have not taken theirs (a waiter that gave up, commands
+/// replayed at start): the oldest go first.
+const MAX_OUTCOMES: usize = 4096;
+
+/// The outcomes of conversation commands by (partition, source offset), from the writer that
+/// applied each until the edge that appended it takes it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Outcomes(Arc<Mutex<BTreeMap<(u32, u64), Outcome>>>);
+
+impl Outcomes {
+    /// The writer's, before it publishes its progress (so a waiter woken by the progress finds
+    /// its outcome).
+    pub(crate) fn record(&self, partition: u32, outcomes: Vec<(u64, Outcome)>) {
+        if outcomes.is_empty() {
+            return;
+        }
+        let mut kept = self.lock();
+        kept.extend(
+            outcomes
+                .into_iter()
+                .map(|(o, outcome)| ((partition, o), outcome)),
+        );
+        while kept.len() > MAX_OUTCOMES {
+            kept.pop_first();
+        }
+    }
+
+    fn take(&self, partition: u32, offset: u64) -> Option<Outcome> {
+        self.lock().remove(&(partition, offset))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<(u32, u64), Outcome>> {
+        // Entries are whole values: a panic elsewhere leaves the map usable.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

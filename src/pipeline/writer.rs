@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::follow::{follow, read_ready, PartitionConsumer};
-use super::{live, relay, PipelineError, Result, MESSAGES_TOPIC, STORE_GROUP};
+use super::{live, relay, Outcomes, PipelineError, Result, MESSAGES_TOPIC, STORE_GROUP};
 use crate::hub::Hub;
 use crate::log::{Log, ReadLimits, StoredRecord};
 use crate::store::{AppliedBatch, BatchPosition, ChatCommand, Store};
@@ -23,6 +23,8 @@ pub(super) struct Worker {
     pub store: Store,
     /// Where the batch's changes go live.
     pub hub: Hub,
+    /// Where the outcomes of conversation commands wait for their edge.
+    pub outcomes: Outcomes,
     pub partition: u32,
     pub max_batch: usize,
     pub relay: bool,
@@ -64,6 +66,8 @@ impl PartitionConsumer for Worker {
         let commands = decode(self.partition, records);
         let mut applied = self.apply(commands).await?;
         self.next = batch.end;
+        let outcomes = std::mem::take(&mut applied.outcomes);
+        self.outcomes.record(self.partition, outcomes);
         self.progress.send_replace(self.next);
         live::deliver(&self.store, &self.hub, std::mem::take(&mut applied.changes));
         tracing::debug!(

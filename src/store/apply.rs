@@ -41,10 +41,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::activity::Activity;
+use super::activity::{Activity, Membership};
 use super::command::{
     ChatCommand, DeleteMessage, EditMessage, EventType, MarkRead, MessageEvent, SendMessage,
 };
+use super::conversations::{decide_add, decide_create, decide_remove};
 use super::error::{Result, StoreError};
 use super::keys;
 use super::model::{Conversation, Message};
@@ -86,10 +87,21 @@ pub enum Change {
         /// The new read mark.
         seq: u64,
     },
+    /// A conversation's participants changed.
+    Conversation {
+        /// The conversation as it is now.
+        conversation: Arc<Conversation>,
+        /// The participant a removal took out (who learns it this way).
+        removed: Option<String>,
+    },
 }
 
+/// What a conversation command came to, for the edge that appended it: the conversation as it
+/// is now, or why the command was refused (it changed nothing).
+pub type Outcome = Result<Conversation>;
+
 /// What a committed batch changed.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct AppliedBatch {
     /// What clients see live, in order (the writer hands it to the hub at once).
     pub changes: Vec<Change>,
@@ -105,6 +117,8 @@ pub struct AppliedBatch {
     pub skipped: usize,
     /// Read state moved: (user, conversation, seq).
     pub reads: Vec<(String, String, u64)>,
+    /// The outcome of each conversation command, by source offset.
+    pub outcomes: Vec<(u64, Outcome)>,
 }
 
 struct Batch<'s> {
@@ -219,6 +233,23 @@ impl Batch<'_> {
             ChatCommand::Edit(edit) => self.edit(offset, edit)?,
             ChatCommand::Delete(delete) => self.delete(offset, delete)?,
             ChatCommand::Read(read) => self.read(read)?,
+            ChatCommand::CreateConversation(create) => {
+                self.membership(offset, &create.conversation_id, None, |current| {
+                    decide_create(current, create).map(Some)
+                })?
+            }
+            ChatCommand::AddParticipant(add) => {
+                let max = self.store.limits().max_participants;
+                self.membership(offset, &add.conversation_id, None, |current| {
+                    decide_add(current, add, max)
+                })?
+            }
+            ChatCommand::RemoveParticipant(remove) => self.membership(
+                offset,
+                &remove.conversation_id,
+                Some(&remove.user_id),
+                |current| decide_remove(current, remove),
+            )?,
         };
         if !done {
             self.out.skipped += 1;
@@ -421,6 +452,52 @@ impl Batch<'_> {
             });
         }
         Ok(moved)
+    }
+
+    /// A conversation command: `decide` against the conversation as the log's order left it
+    /// (`None`: unchanged), then its membership record, the view, the live change and the
+    /// outcome. A refusal changes nothing and is only an outcome; a replay that finds the
+    /// change made decides "unchanged" (or, for a create, a conflict nobody waits for).
+    fn membership(
+        &mut self,
+        offset: u64,
+        id: &str,
+        removed: Option<&str>,
+        decide: impl FnOnce(Option<&Conversation>) -> Result<Option<Conversation>>,
+    ) -> Result<bool> {
+        let current = self.store.conversation(id);
+        let changed = match decide(current.as_ref()) {
+            Ok(Some(changed)) => changed,
+            Ok(None) => {
+                let unchanged = current.ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
+                self.out.outcomes.push((offset, Ok(unchanged)));
+                return Ok(true);
+            }
+            Err(refused) => {
+                tracing::debug!(conversation = id, offset, error = %refused, "conversation command refused");
+                self.out.outcomes.push((offset, Err(refused)));
+                return Ok(false);
+            }
+        };
+        let t = self.trees;
+        self.write(
+            &t.conversations,
+            id.as_bytes(),
+            &Membership::of(&changed).encode(),
+        )?;
+        // A send earlier in this batch may have found no conversation yet.
+        self.activity.remove(id);
+        let now = self.store.show_membership(&changed);
+        // A creation is not announced (the creator has its 201; the others learn of it from
+        // their conversation list or its first message): only changes to an existing one.
+        if current.is_some() {
+            self.out.changes.push(Change::Conversation {
+                conversation: Arc::new(now.clone()),
+                removed: removed.map(str::to_owned),
+            });
+        }
+        self.out.outcomes.push((offset, Ok(now)));
+        Ok(true)
     }
 
     /// Moves a user's read state up to `seq` (never down); true if it moved.

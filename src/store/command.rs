@@ -18,6 +18,12 @@ pub enum ChatCommand {
     Delete(DeleteMessage),
     /// Moves a user's read state forward.
     Read(MarkRead),
+    /// A new conversation.
+    CreateConversation(CreateConversation),
+    /// Adds a participant (by a participant).
+    AddParticipant(ChangeParticipant),
+    /// Removes a participant (by a participant; anyone may remove itself).
+    RemoveParticipant(ChangeParticipant),
 }
 
 impl ChatCommand {
@@ -28,6 +34,10 @@ impl ChatCommand {
             ChatCommand::Edit(c) => &c.conversation_id,
             ChatCommand::Delete(c) => &c.conversation_id,
             ChatCommand::Read(c) => &c.conversation_id,
+            ChatCommand::CreateConversation(c) => &c.conversation_id,
+            ChatCommand::AddParticipant(c) | ChatCommand::RemoveParticipant(c) => {
+                &c.conversation_id
+            }
         }
     }
 }
@@ -121,6 +131,37 @@ pub struct MarkRead {
     pub user_id: String,
     /// Highest seq read (clamped to the conversation's last seq).
     pub seq: u64,
+}
+
+/// A new conversation, validated by the edge ([`Store::prepare_conversation`]).
+///
+/// [`Store::prepare_conversation`]: super::Store::prepare_conversation
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateConversation {
+    /// Its id (the caller's, or a fresh UUIDv7).
+    pub conversation_id: String,
+    /// Optional title.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Participants, the creator first, without duplicates.
+    pub participants: Vec<String>,
+    /// When the edge accepted it (RFC 3339 UTC): its `createdAt`.
+    pub at: String,
+}
+
+/// A participant added to or removed from a conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangeParticipant {
+    /// The conversation.
+    pub conversation_id: String,
+    /// Who asks (must be a participant).
+    pub actor: String,
+    /// The participant added or removed.
+    pub user_id: String,
+    /// When the edge accepted it (RFC 3339 UTC).
+    pub at: String,
 }
 
 /// A fresh, time-ordered message id (UUIDv7).

@@ -1,15 +1,24 @@
-//! Conversation commands: create, add and remove participants. Each is one compare-and-swap of
-//! the conversation's *membership* record in the `conversations` tree (no sled transaction:
-//! those would stall every writer of the process), then an update of the in-memory view. The
-//! store writer writes the conversation's *activity* to another tree (`activity`), so neither
-//! can undo the other's change.
+//! Conversation commands: create, add and remove participants. Like every change a client
+//! sees, each is a command in the `messages` log (key = conversation id), applied by the store
+//! writer of the conversation's partition in log order with the conversation's messages; so a
+//! membership change and the messages around it reach every session in one order, and the
+//! writer is the only writer of the conversation's records.
+//!
+//! One set of rules decides a command twice: at the edge against the in-memory view, so a
+//! caller gets its 4xx before anything is appended ([`Store::prepare_conversation`],
+//! [`Store::check_add_participant`], [`Store::check_remove_participant`]), and in the writer
+//! against the conversation as the log's order left it ([`decide_create`], [`decide_add`],
+//! [`decide_remove`]), which settles races between two callers; the edge reads the writer's
+//! outcome.
 //!
 //! Permissions, kept simple: any participant may add or remove anyone; a user may always remove
-//! itself. A conversation has at most `max_participants` participants ([`StoreLimits`](super::StoreLimits)). A caller that is not a participant gets `NotFound` (existence is not leaked).
+//! itself. A conversation has at most `max_participants` participants
+//! ([`StoreLimits`](super::StoreLimits)). A caller that is not a participant gets `NotFound`
+//! (existence is not leaked).
 
 use std::collections::HashSet;
 
-use super::activity::{merge, Membership};
+use super::command::{ChangeParticipant, CreateConversation};
 use super::error::{Result, StoreError};
 use super::model::{
     now_rfc3339, validate_conversation_id, validate_title, validate_user_id, Conversation,
@@ -17,17 +26,18 @@ use super::model::{
 use super::Store;
 
 impl Store {
-    /// Creates a conversation. `creator` is always a participant (first); `participants` are
-    /// deduplicated in order. `id`: the caller's (validated; taken → `Conflict`) or a new UUIDv7.
-    pub fn create_conversation(
+    /// Validates a new conversation and makes its command. `creator` is always a participant
+    /// (first); `participants` are deduplicated in order. `id`: the caller's (validated; taken →
+    /// `Conflict`) or a new UUIDv7.
+    pub fn prepare_conversation(
         &self,
         creator: &str,
         id: Option<String>,
         title: Option<String>,
         participants: Vec<String>,
-    ) -> Result<Conversation> {
+    ) -> Result<CreateConversation> {
         validate_user_id("creator", creator)?;
-        let id = match id {
+        let conversation_id = match id {
             Some(id) => {
                 validate_conversation_id(&id)?;
                 id
@@ -35,31 +45,17 @@ impl Store {
             None => uuid::Uuid::now_v7().to_string(),
         };
         validate_title(title.as_deref())?;
-        let members = self.members(creator, participants)?;
-        let now = now_rfc3339();
-        let conversation = Conversation {
-            id,
+        let command = CreateConversation {
+            conversation_id,
             title,
-            participants: members,
-            last_message: None,
-            last_seq: 0,
-            created_at: now.clone(),
-            updated_at: now,
+            participants: self.members(creator, participants)?,
+            at: now_rfc3339(),
         };
-        let encoded = Membership::of(&conversation).encode();
-        let swapped = self.trees().conversations.compare_and_swap(
-            conversation.id.as_bytes(),
-            None::<&[u8]>,
-            Some(encoded),
+        decide_create(
+            self.conversation(&command.conversation_id).as_ref(),
+            &command,
         )?;
-        if swapped.is_err() {
-            return Err(StoreError::Conflict(format!(
-                "conversation {:?} exists already",
-                conversation.id
-            )));
-        }
-        self.view_mut().insert(conversation.clone());
-        Ok(conversation)
+        Ok(command)
     }
 
     /// The creator (first) and the listed participants, validated and deduplicated in order
@@ -84,102 +80,112 @@ impl Store {
         Ok(members)
     }
 
-    /// Adds `user` to the conversation; `actor` must be a participant. Adding a participant
-    /// again changes nothing; adding one to a full conversation is `LimitReached`. Returns the
-    /// conversation as it is now.
-    pub fn add_participant(
-        &self,
-        actor: &str,
-        conversation: &str,
-        user: &str,
-    ) -> Result<Conversation> {
-        validate_user_id("userId", user)?;
-        let max = self.limits().max_participants;
-        self.change_membership(actor, conversation, |c| {
-            if c.has_participant(user) {
-                return Ok(false);
-            }
-            if c.participants.len() >= max {
-                return Err(StoreError::LimitReached(format!(
-                    "conversation {conversation:?} has {max} participants, the most it may have"
-                )));
-            }
-            c.participants.push(user.to_owned());
-            Ok(true)
-        })
+    /// Checks that `actor` may add `user` now (memory only): `actor` a participant, `user` a
+    /// valid id, room left unless `user` is in already (adding again changes nothing).
+    pub fn check_add_participant(&self, command: &ChangeParticipant) -> Result<()> {
+        validate_user_id("userId", &command.user_id)?;
+        let current = self.conversation(&command.conversation_id);
+        decide_add(current.as_ref(), command, self.limits().max_participants).map(drop)
     }
 
-    /// Removes `user` from the conversation; `actor` must be a participant (a user may always
-    /// remove itself). `NotFound` if `user` is not a participant. Returns the conversation.
-    pub fn remove_participant(
-        &self,
-        actor: &str,
-        conversation: &str,
-        user: &str,
-    ) -> Result<Conversation> {
-        if !self.is_participant(conversation, user) {
-            return Err(StoreError::NotFound(format!("participant {user:?}")));
-        }
-        self.change_membership(actor, conversation, |c| {
-            let before = c.participants.len();
-            c.participants.retain(|p| p != user);
-            Ok(c.participants.len() != before)
-        })
+    /// Checks that `actor` may remove `user` now (memory only): both participants.
+    pub fn check_remove_participant(&self, command: &ChangeParticipant) -> Result<()> {
+        let current = self.conversation(&command.conversation_id);
+        decide_remove(current.as_ref(), command).map(drop)
     }
+}
 
-    fn change_membership(
-        &self,
-        actor: &str,
-        id: &str,
-        change: impl Fn(&mut Conversation) -> Result<bool>,
-    ) -> Result<Conversation> {
-        let not_found = || StoreError::NotFound(format!("conversation {id:?}"));
-        if !self.is_participant(id, actor) {
-            return Err(not_found());
-        }
-        let tree = &self.trees().conversations;
-        let mut current = tree.get(id.as_bytes())?;
-        let changed = loop {
-            let Some(raw) = &current else {
-                return Err(not_found());
-            };
-            let mut membership = Membership::decode(id, raw)?;
-            if !membership.participants.iter().any(|p| p == actor) {
-                return Err(not_found());
-            }
-            let mut conversation = merge(membership.clone(), None);
-            if !change(&mut conversation)? {
-                break conversation;
-            }
-            membership.participants = conversation.participants.clone();
-            membership.updated_at = membership.updated_at.clone().max(now_rfc3339());
-            self.keep_legacy_activity(id, &membership)?;
-            let encoded = membership.encode();
-            match tree.compare_and_swap(id.as_bytes(), current.clone(), Some(encoded))? {
-                Ok(()) => break merge(membership, None),
-                Err(conflict) => current = conflict.current,
-            }
-        };
+/// The conversation a create makes, unless its id is taken.
+pub(super) fn decide_create(
+    current: Option<&Conversation>,
+    command: &CreateConversation,
+) -> Result<Conversation> {
+    if current.is_some() {
+        return Err(StoreError::Conflict(format!(
+            "conversation {:?} exists already",
+            command.conversation_id
+        )));
+    }
+    Ok(Conversation {
+        id: command.conversation_id.clone(),
+        title: command.title.clone(),
+        participants: command.participants.clone(),
+        last_message: None,
+        last_seq: 0,
+        created_at: command.at.clone(),
+        updated_at: command.at.clone(),
+    })
+}
+
+/// The conversation with `user` added; `None` if it is in already.
+pub(super) fn decide_add(
+    current: Option<&Conversation>,
+    command: &ChangeParticipant,
+    max_participants: usize,
+) -> Result<Option<Conversation>> {
+    let current = participant_view(current, command)?;
+    if current.has_participant(&command.user_id) {
+        return Ok(None);
+    }
+    if current.participants.len() >= max_participants {
+        return Err(StoreError::LimitReached(format!(
+            "conversation {:?} has {max_participants} participants, the most it may have",
+            command.conversation_id
+        )));
+    }
+    let mut changed = current.clone();
+    changed.participants.push(command.user_id.clone());
+    Ok(Some(touched(changed, &command.at)))
+}
+
+/// The conversation with `user` removed; `NotFound` if `user` is not a participant.
+pub(super) fn decide_remove(
+    current: Option<&Conversation>,
+    command: &ChangeParticipant,
+) -> Result<Option<Conversation>> {
+    let current = participant_view(current, command)?;
+    if !current.has_participant(&command.user_id) {
+        return Err(StoreError::NotFound(format!(
+            "participant {:?}",
+            command.user_id
+        )));
+    }
+    let mut changed = current.clone();
+    changed.participants.retain(|p| p != &command.user_id);
+    Ok(Some(touched(changed, &command.at)))
+}
+
+/// The conversation, if it exists and the actor is one of its participants.
+fn participant_view<'c>(
+    current: Option<&'c Conversation>,
+    command: &ChangeParticipant,
+) -> Result<&'c Conversation> {
+    current
+        .filter(|c| c.has_participant(&command.actor))
+        .ok_or_else(|| StoreError::NotFound(format!("conversation {:?}", command.conversation_id)))
+}
+
+/// A membership change moves `updatedAt` forward to its time.
+fn touched(mut conversation: Conversation, at: &str) -> Conversation {
+    if conversation.updated_at.as_str() < at {
+        conversation.updated_at = at.to_owned();
+    }
+    conversation
+}
+
+impl Store {
+    /// The store writer's, once it wrote `changed`'s membership: the in-memory view takes it,
+    /// then the membership epoch moves (a reader that sees the new epoch sees the new
+    /// participants). Returns the conversation as the API shows it now.
+    pub(super) fn show_membership(&self, changed: &Conversation) -> Conversation {
         let mut view = self.view_mut();
-        view.set_membership(&changed);
-        let now = view.conversation(id).cloned().unwrap_or(changed);
+        view.set_membership(changed);
+        let now = view
+            .conversation(&changed.id)
+            .cloned()
+            .unwrap_or_else(|| changed.clone());
         drop(view);
-        // After the view changed: a reader that sees the new epoch sees the new participants.
         self.bump_membership_epoch();
-        Ok(now)
-    }
-
-    /// A membership record in the pre-split layout carries the activity; the rewrite drops it,
-    /// so it moves to `activity` first unless the store writer wrote one (compare-and-swap from
-    /// empty: the store writer's later writes move it forward as usual).
-    fn keep_legacy_activity(&self, id: &str, membership: &Membership) -> Result<()> {
-        if let Some(legacy) = &membership.legacy {
-            let _ = self.trees().activity.compare_and_swap(
-                id.as_bytes(),
-                None::<&[u8]>,
-                Some(legacy.encode()),
-            )?;
-        }
-        Ok(())
+        now
     }
 }

@@ -43,10 +43,10 @@ mod view;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-pub use apply::{AppliedBatch, BatchPosition, Change};
+pub use apply::{AppliedBatch, BatchPosition, Change, Outcome};
 pub use command::{
-    new_message_id, ChatCommand, DeleteMessage, EditMessage, EventType, MarkRead, MessageEvent,
-    SendMessage,
+    new_message_id, ChangeParticipant, ChatCommand, CreateConversation, DeleteMessage, EditMessage,
+    EventType, MarkRead, MessageEvent, SendMessage,
 };
 pub use error::{Result, StoreError};
 pub use model::{

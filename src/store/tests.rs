@@ -53,6 +53,56 @@ impl Fixture {
     }
 }
 
+/// Conversation commands as the store writer applies them: checked like the edge checks them,
+/// then applied as a one-command batch; the writer's outcome is the answer.
+impl Store {
+    fn create_conversation(
+        &self,
+        creator: &str,
+        id: Option<String>,
+        title: Option<String>,
+        participants: Vec<String>,
+    ) -> Result<Conversation> {
+        let command = self.prepare_conversation(creator, id, title, participants)?;
+        self.apply_change(ChatCommand::CreateConversation(command))
+    }
+
+    fn add_participant(&self, actor: &str, conversation: &str, user: &str) -> Result<Conversation> {
+        let change = participant_change(actor, conversation, user);
+        self.check_add_participant(&change)?;
+        self.apply_change(ChatCommand::AddParticipant(change))
+    }
+
+    fn remove_participant(
+        &self,
+        actor: &str,
+        conversation: &str,
+        user: &str,
+    ) -> Result<Conversation> {
+        let change = participant_change(actor, conversation, user);
+        self.check_remove_participant(&change)?;
+        self.apply_change(ChatCommand::RemoveParticipant(change))
+    }
+
+    fn apply_change(&self, command: ChatCommand) -> Result<Conversation> {
+        let mut applied = self.apply_batch(0, &[(0, command)])?;
+        let (_, outcome) = applied
+            .outcomes
+            .pop()
+            .expect("a conversation command's outcome");
+        outcome
+    }
+}
+
+fn participant_change(actor: &str, conversation: &str, user: &str) -> ChangeParticipant {
+    ChangeParticipant {
+        conversation_id: conversation.into(),
+        actor: actor.into(),
+        user_id: user.into(),
+        at: now_rfc3339(),
+    }
+}
+
 fn seqs(page: &HistoryPage) -> Vec<u64> {
     page.items.iter().map(|m| m.seq).collect()
 }
@@ -495,24 +545,66 @@ fn a_batch_interrupted_after_any_write_is_completed_exactly_once_by_replay() {
 }
 
 #[test]
-fn a_pre_split_conversation_keeps_its_activity_across_a_membership_change() {
-    let f = fixture();
-    let legacy = serde_json::json!({
-        "id": "old", "title": null, "participants": ["ann"], "lastMessage": null,
-        "lastSeq": 3, "createdAt": "2024-01-01T00:00:00.000Z",
-        "updatedAt": "2024-01-02T00:00:00.000Z"
-    });
-    let raw = serde_json::to_vec(&legacy).expect("json");
+fn the_writer_settles_a_race_the_edge_checks_could_not_see() {
+    let mut f = fixture();
+    let limits = StoreLimits {
+        max_participants: 2,
+    };
+    f.store = Store::open_with(&f.log, limits).expect("reopen with a limit of 2");
     f.store
-        .trees()
-        .conversations
-        .insert("old", raw)
-        .expect("insert");
-    let store = Store::open(&f.log).expect("reopen");
-    assert_eq!(store.conversation("old").expect("loaded").last_seq, 3);
-    store.add_participant("ann", "old", "bob").expect("add");
-    let store = Store::open(&f.log).expect("reopen");
-    let conversation = store.conversation("old").expect("loaded");
-    assert_eq!(conversation.participants, ["ann", "bob"]);
-    assert_eq!(conversation.last_seq, 3, "activity kept");
+        .create_conversation("ann", Some("c".into()), None, vec![])
+        .unwrap();
+    // Both pass the edge's check (one place left), in the log one after the other.
+    let bob = participant_change("ann", "c", "bob");
+    let cy = participant_change("ann", "c", "cy");
+    f.store.check_add_participant(&bob).unwrap();
+    f.store.check_add_participant(&cy).unwrap();
+    let applied = f.apply(vec![
+        ChatCommand::AddParticipant(bob),
+        ChatCommand::AddParticipant(cy),
+    ]);
+    let outcomes: Vec<_> = applied.outcomes.iter().map(|(_, o)| o.is_ok()).collect();
+    assert_eq!(outcomes, [true, false]);
+    assert!(matches!(
+        applied.outcomes[1].1,
+        Err(StoreError::LimitReached(_))
+    ));
+    assert_eq!(f.store.participants("c").unwrap(), ["ann", "bob"]);
+    // Only the change that happened is announced.
+    assert_eq!(
+        applied
+            .changes
+            .iter()
+            .filter(|c| matches!(c, Change::Conversation { .. }))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn a_send_right_after_the_create_in_one_batch_is_stored() {
+    let mut f = fixture();
+    let create = f
+        .store
+        .prepare_conversation("ann", Some("c".into()), None, vec!["bob".into()])
+        .unwrap();
+    let send = SendMessage::new("c", "bob", "Bob", "first");
+    let applied = f.apply(vec![
+        ChatCommand::CreateConversation(create),
+        ChatCommand::Send(send.clone()),
+    ]);
+    assert_eq!(applied.stored, 1);
+    let stored = f.store.message("c", &send.id).expect("stored");
+    assert_eq!(stored.seq, 1);
+    // A replay of the create (after a crash) is a conflict nobody waits for: nothing changes.
+    let again = f
+        .apply(vec![ChatCommand::CreateConversation(CreateConversation {
+            conversation_id: "c".into(),
+            title: Some("other".into()),
+            participants: vec!["eve".into()],
+            at: now_rfc3339(),
+        })])
+        .outcomes;
+    assert!(matches!(again[0].1, Err(StoreError::Conflict(_))));
+    assert_eq!(f.store.participants("c").unwrap(), ["ann", "bob"]);
 }

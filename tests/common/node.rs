@@ -86,6 +86,21 @@ impl Node {
         self.pipeline.submit(command).await.expect("submit")
     }
 
+    /// Creates conversation `id` by `creator` with `others` through the log, as the API does.
+    pub async fn create_conversation(&self, creator: &str, id: &str, others: Vec<String>) {
+        let command = self
+            .store
+            .prepare_conversation(creator, Some(id.into()), None, others)
+            .expect("a valid conversation");
+        self.pipeline
+            .change_conversation(
+                &ChatCommand::CreateConversation(command),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("create");
+    }
+
     pub async fn applied(&self, appended: Appended) {
         assert!(
             self.pipeline

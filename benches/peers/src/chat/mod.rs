@@ -7,7 +7,8 @@
 //! are swept upwards; a rate is *sustained* when the senders kept up (≥ 95 % of it), every send
 //! was delivered, none failed, and the delivery p99 stayed under `--max-p99-ms`.
 //!
-//! The two sides: Tidings (HTTP send → `/ws` `message` frame) in [`tidings`], and a Socket.IO
+//! The two sides: Tidings (HTTP send or `/ws` `send` frame → `/ws` `message` frame) in
+//! [`tidings`], and a Socket.IO
 //! server relaying through Redis Streams in [`socketio`]. Both use this same sender loop, the
 //! same WebSocket library (tokio-tungstenite) and the same histograms. Starting the servers is
 //! the run script's job.
@@ -34,6 +35,8 @@ use crate::tidings::ServerArgs;
 pub enum System {
     /// Tidings: HTTP send, `/ws` delivery.
     Tidings,
+    /// Tidings: `/ws` `send` frame (the sender's own session), `/ws` delivery.
+    TidingsWs,
     /// The Socket.IO relay of `benches/peers/socketio/server.js`.
     Socketio,
 }
@@ -87,6 +90,10 @@ pub async fn run(args: &ChatArgs) -> Result<serde_json::Value> {
     let report = match args.system {
         System::Tidings => {
             let senders = tidings::connect(args, &deliveries).await?;
+            sweep(args, senders, &deliveries).await?
+        }
+        System::TidingsWs => {
+            let senders = tidings::connect_ws(args, &deliveries).await?;
             sweep(args, senders, &deliveries).await?
         }
         System::Socketio => {

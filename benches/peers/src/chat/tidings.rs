@@ -1,7 +1,10 @@
 //! Tidings' side of row 3: each pair is a two-member conversation; its senders post
 //! `POST /api/conversations/{id}/messages` (one in flight each), the receiver holds `/ws?token=T`
 //! open (after `ready` and a `resume`, as a client does) and times each `{"type":"message"}`
-//! frame. Written against the WebSocket contract in
+//! frame. With `--system tidings-ws` every sending connection is a `/ws` session of its own user,
+//! in a two-member conversation of its own with its pair's receiver, sending `send` frames and
+//! waiting for each `ack` (as a chat client does; the server also delivers each message to the
+//! sending session, which reads and drops it). Written against the WebSocket contract in
 //! docs/api.md; a server without `/ws` fails the connection and the run script reports it.
 
 use std::sync::Arc;
@@ -33,7 +36,7 @@ pub async fn connect(args: &ChatArgs, deliveries: &Arc<Deliveries>) -> Result<Ve
         open_receiver(
             &tidings.url,
             &receiver_token,
-            &conversation,
+            std::slice::from_ref(&conversation),
             deliveries.clone(),
         )
         .await
@@ -51,6 +54,46 @@ pub async fn connect(args: &ChatArgs, deliveries: &Arc<Deliveries>) -> Result<Ve
             })
         })
         .collect()
+}
+
+/// Opens every pair's receiver, then `--senders` `/ws` sessions, sender j as its own user in a
+/// conversation with receiver j mod pairs.
+pub async fn connect_ws(
+    args: &ChatArgs,
+    deliveries: &Arc<Deliveries>,
+) -> Result<Vec<TidingsWsSender>> {
+    let tidings = args.server.tidings()?;
+    let client = TidingsArgs::client()?;
+    let mut receivers = Vec::with_capacity(args.pairs);
+    for i in 0..args.pairs {
+        let receiver = format!("peers-receiver-{i}");
+        let token = tidings.token(&receiver, &[])?;
+        receivers.push((receiver, token, Vec::new()));
+    }
+    let mut senders = Vec::with_capacity(args.senders);
+    for j in 0..args.senders {
+        let sender = format!("peers-ws-sender-{j}");
+        let token = tidings.token(&sender, &[])?;
+        let (receiver, _, conversations) = &mut receivers[j % args.pairs];
+        let conversation = create_conversation(&client, &tidings.url, &token, receiver).await?;
+        conversations.push(conversation.clone());
+        senders.push((token, conversation));
+    }
+    for (receiver, token, conversations) in &receivers {
+        open_receiver(&tidings.url, token, conversations, deliveries.clone())
+            .await
+            .with_context(|| format!("opening {receiver}'s WebSocket"))?;
+    }
+    let mut connected = Vec::with_capacity(senders.len());
+    for (token, conversation) in senders {
+        let socket = open_session(&tidings.url, &token).await?;
+        connected.push(TidingsWsSender {
+            socket,
+            conversation,
+            next_ref: 0,
+        });
+    }
+    Ok(connected)
 }
 
 #[derive(Deserialize)]
@@ -98,9 +141,24 @@ type Socket =
 async fn open_receiver(
     url: &str,
     token: &str,
-    conversation: &str,
+    conversations: &[String],
     deliveries: Arc<Deliveries>,
 ) -> Result<()> {
+    let mut socket = open_session(url, token).await?;
+    let seen: serde_json::Map<String, serde_json::Value> =
+        conversations.iter().map(|c| (c.clone(), json!(0))).collect();
+    let resume = json!({"type": "resume", "ref": "peers", "conversations": seen});
+    socket.send(Message::text(resume.to_string())).await?;
+    let answer = next_frame_of(&mut socket, |frame| frame["ref"] == "peers").await?;
+    if answer["type"] != "ack" {
+        bail!("the server refused the resume: {answer}");
+    }
+    tokio::spawn(time_deliveries(socket, deliveries));
+    Ok(())
+}
+
+/// Opens `/ws` as the token's user and waits for `ready`.
+async fn open_session(url: &str, token: &str) -> Result<Socket> {
     let ws_url = format!("{}/ws?token={token}", url.replacen("http", "ws", 1));
     let (mut socket, _) = match tokio_tungstenite::connect_async(ws_url).await {
         Err(WsError::Http(response)) if response.status() == 404 => {
@@ -109,14 +167,7 @@ async fn open_receiver(
         connected => connected?,
     };
     next_frame_of(&mut socket, |frame| frame["type"] == "ready").await?;
-    let resume = json!({"type": "resume", "ref": "peers", "conversations": {conversation: 0}});
-    socket.send(Message::text(resume.to_string())).await?;
-    let answer = next_frame_of(&mut socket, |frame| frame["ref"] == "peers").await?;
-    if answer["type"] != "ack" {
-        bail!("the server refused the resume: {answer}");
-    }
-    tokio::spawn(time_deliveries(socket, deliveries));
-    Ok(())
+    Ok(socket)
 }
 
 /// Reads frames until one that `wanted` accepts, and returns it.
@@ -178,6 +229,30 @@ impl ChatSender for TidingsSender {
             .await?
             .bytes()
             .await?;
+        Ok(())
+    }
+}
+
+/// One `/ws` session sending to its own conversation.
+pub struct TidingsWsSender {
+    socket: Socket,
+    conversation: String,
+    next_ref: u64,
+}
+
+impl ChatSender for TidingsWsSender {
+    /// Sends a `send` frame and reads until its `ack` (the session's own copies of its
+    /// messages arrive in between and are dropped); an `error` for it fails the send.
+    async fn send(&mut self, content: String) -> Result<()> {
+        self.next_ref += 1;
+        let reference = self.next_ref;
+        let frame = json!({"type": "send", "ref": reference,
+            "conversationId": self.conversation, "content": content});
+        self.socket.send(Message::text(frame.to_string())).await?;
+        let answer = next_frame_of(&mut self.socket, |f| f["ref"] == reference).await?;
+        if answer["type"] != "ack" {
+            bail!("send refused: {answer}");
+        }
         Ok(())
     }
 }

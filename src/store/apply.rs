@@ -21,16 +21,18 @@
 //!   no new seq is taken, and its event is made again from the command. A `message_ids` entry
 //!   from another record, an indexed (sender, conversation, clientMessageId) or an unknown
 //!   conversation skips the send. Otherwise seq = lastSeq + 1, then `messages` → `message_ids`
-//!   → `client_ids` → `read_state` (forward only). Its event is not written anywhere: a replay
+//!   → `client_ids`; the sender's read state moves to it in memory. Its event is not written anywhere: a replay
 //!   makes it again. A sender no longer a participant is still stored: the edge's 202 promised
 //!   durability.
 //! - `Edit` / `Delete`: only by the message's sender, on a message of that conversation that
 //!   is not deleted, else skipped. The event goes to the `outbox` (keyed by partition, source
 //!   offset, index) BEFORE the message changes, since a replay that finds the change applied
 //!   (a deleted message) cannot make it again; [`Store::batch_events`] merges it back.
-//! - `Read`: by a participant, clamped to lastSeq, forward only; no event.
+//! - `Read`: by a participant, clamped to lastSeq, forward only (in memory); no event.
+//! - Conversation commands: decided again, then the membership record (see `conversations`).
 //!
-//! After the commands: each changed conversation's activity (forward only). The relay
+//! After the commands: each read state the batch moved, once (a sender's moves with each of
+//! its messages), then each changed conversation's activity (forward only). The relay
 //! (`pipeline/relay.rs`) never relays an event at or below the last relayed source offset,
 //! since a replay makes again events that may have been relayed already.
 //!
@@ -129,6 +131,8 @@ struct Batch<'s> {
     activity: HashMap<String, Option<Activity>>,
     dirty: Vec<String>,
     reads: HashMap<(String, String), u64>,
+    /// Read states this batch moved, in the order first moved; written by [`Batch::finish`].
+    moved_reads: Vec<(String, String)>,
     out: AppliedBatch,
     /// Test hook: writes allowed before a simulated crash.
     writes_left: Option<usize>,
@@ -179,6 +183,7 @@ impl Store {
             activity: HashMap::new(),
             dirty: Vec::new(),
             reads: HashMap::new(),
+            moved_reads: Vec::new(),
             out: AppliedBatch::default(),
             writes_left,
         };
@@ -518,16 +523,12 @@ impl Batch<'_> {
             self.reads.insert(key, current);
             return Ok(false);
         }
-        let t = self.trees;
-        self.write(
-            &t.read_state,
-            &keys::read_state(user, conversation),
-            &seq.to_be_bytes(),
-        )?;
+        // Written once per (user, conversation) at the end of the batch: a sender's read state
+        // moves with each of its messages, and a busy sender has several in one batch.
+        if !self.moved_reads.contains(&key) {
+            self.moved_reads.push(key.clone());
+        }
         self.reads.insert(key, seq);
-        self.out
-            .reads
-            .push((user.to_owned(), conversation.to_owned(), seq));
         Ok(true)
     }
 
@@ -560,9 +561,16 @@ impl Batch<'_> {
         Ok(())
     }
 
-    /// Writes the changed activity and hands back what the batch did.
+    /// Writes the moved read states, then the changed activity (so a durable activity implies
+    /// durable read states: a replay recomputes both), and hands back what the batch did.
     fn finish(mut self) -> Result<AppliedBatch> {
         let t = self.trees;
+        for (user, conversation) in std::mem::take(&mut self.moved_reads) {
+            let seq = self.reads[&(user.clone(), conversation.clone())];
+            let key = keys::read_state(&user, &conversation);
+            self.write(&t.read_state, &key, &seq.to_be_bytes())?;
+            self.out.reads.push((user, conversation, seq));
+        }
         for id in std::mem::take(&mut self.dirty) {
             let Some(Some(activity)) = self.activity.get(&id).cloned() else {
                 continue;

@@ -17,6 +17,8 @@ pub(crate) const STORE_DIR: &str = "store";
 /// from the in-memory view, so the cache only holds what the writer and history reads touch
 /// (recent messages and their indexes); the OS page cache keeps the rest warm. sled's default
 /// (1 GiB) would let the store alone grow the process by that much next to the log's cache.
+/// Not smaller: with 32 MiB, sled evicted and rebuilt the writer's pages so often that
+/// `tidings bench send` fell to about half the rate (one trial, 2 cores).
 pub(crate) const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The store's open database and the path of its data file (synced by [`sync_data`]).

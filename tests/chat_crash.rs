@@ -187,7 +187,10 @@ async fn sigkill_mid_stream_loses_and_duplicates_no_accepted_message() {
         *events_per_id.entry(event.message.id).or_default() += 1;
     }
     let evented: HashSet<String> = events_per_id.keys().cloned().collect();
-    assert_eq!(evented, stored_ids, "one event per stored message, no other");
+    assert_eq!(
+        evented, stored_ids,
+        "one event per stored message, no other"
+    );
     assert!(
         events_per_id.values().all(|n| *n == 1),
         "an event relayed twice"

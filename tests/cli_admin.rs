@@ -476,7 +476,15 @@ fn bad_input_fails_clearly_and_changes_nothing() {
     assert_eq!(stderr, "error: topic \"t\" has no partition 5 (it has 1)\n");
     let stderr = fails(
         dir,
-        &["groups", "reset-offsets", "store", "--topic", "t", "--to", "earliest"],
+        &[
+            "groups",
+            "reset-offsets",
+            "store",
+            "--topic",
+            "t",
+            "--to",
+            "earliest",
+        ],
     );
     assert!(
         stderr.contains("follows the chat store's own applied position"),

@@ -15,8 +15,8 @@ use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 
 use super::{
-    Appended, LogError, LogStats, PartitionLag, ReadLimits, Record, ResetTo, Result,
-    StoredRecord, TopicConfig, TopicInfo,
+    Appended, LogError, LogStats, PartitionLag, ReadLimits, Record, ResetTo, Result, StoredRecord,
+    TopicConfig, TopicInfo,
 };
 
 /// A log: partitioned topics of records with dense offsets, and consumer groups' committed

@@ -46,11 +46,11 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Sender, TrySendError};
 use tokio::sync::{oneshot, watch};
 
+pub use backend::LogBackend;
 pub use config::{
     Durability, LogConfig, TopicConfig, DEFAULT_MAX_TOPICS, DEFAULT_MAX_TOTAL_PARTITIONS,
     DEFAULT_MIN_FREE_DISK_BYTES, MAX_PARTITIONS,
 };
-pub use backend::LogBackend;
 pub use error::{LogError, Result};
 pub use groups::{PartitionLag, ResetTo};
 pub use handle::Log;

@@ -200,7 +200,11 @@ fn read_state_moves_forward_only_and_never_past_last_seq() {
     f.apply(vec![read(99)]);
     assert_eq!(f.store.read_state("bob", "c"), 4);
     let reopened = f.reopened();
-    assert_eq!(reopened.store.read_state("bob", "c"), 4, "read state persists");
+    assert_eq!(
+        reopened.store.read_state("bob", "c"),
+        4,
+        "read state persists"
+    );
 }
 
 #[test]
@@ -292,10 +296,7 @@ fn sends_leave_no_outbox_entry_edits_do_and_the_commit_is_separate() {
         .unwrap();
     f.send("c", "ann", "a");
     let b = f.send("c", "ann", "b");
-    assert_eq!(
-        f.store.applied_offset(0),
-        Some(2)
-    );
+    assert_eq!(f.store.applied_offset(0), Some(2));
     assert!(f.store.pending_events(0, 10).unwrap().is_empty());
 
     let edit = ChatCommand::Edit(EditMessage {
@@ -335,10 +336,7 @@ fn sends_leave_no_outbox_entry_edits_do_and_the_commit_is_separate() {
     f.store.commit_batch(&position).unwrap();
     assert_eq!(f.store.remove_events_between(0, 2..3).unwrap(), 1);
     assert!(f.store.pending_events(0, 10).unwrap().is_empty());
-    assert_eq!(
-        f.store.applied_offset(0),
-        Some(3)
-    );
+    assert_eq!(f.store.applied_offset(0), Some(3));
 }
 
 /// The commands of the batch the interrupted-batch test applies at offsets 1.. (offset 0 holds

@@ -249,9 +249,9 @@ async fn start_chat(state: &AppState, writers: &CancellationToken) -> Result<(),
         .log()
         .map_err(|_| ServerError::OpenLog(LogError::Closed))?
         .clone();
-    let opened = log.clone();
+    let data_dir = state.config().data_dir.clone();
     let limits = state.config().store_limits();
-    let store = tokio::task::spawn_blocking(move || Store::open_with(&opened, limits))
+    let store = tokio::task::spawn_blocking(move || Store::open_with(&data_dir, limits))
         .await?
         .map_err(ServerError::OpenStore)?;
     let config = PipelineConfig {
@@ -293,14 +293,11 @@ async fn catch_up(log: &Log, pipeline: &Pipeline) -> Result<(), ServerError> {
 /// (after the log accepted the directory as ours).
 async fn open_log(state: &AppState) -> Result<(), ServerError> {
     let log_config = state.config().log_config();
+    let (dir, durability) = (log_config.dir.clone(), log_config.durability.name());
     let log = tokio::task::spawn_blocking(move || Log::open(log_config))
         .await?
         .map_err(ServerError::OpenLog)?;
-    tracing::info!(
-        dir = %log.config().dir.display(),
-        durability = log.config().durability.name(),
-        "log open"
-    );
+    tracing::info!(dir = %dir.display(), durability, "log open");
     state.attach_log(log);
     let config = state.config();
     let authenticator =

@@ -1,7 +1,8 @@
 //! Crash safety of the chat service: 8 clients send concurrently, the server is SIGKILLed
 //! mid-stream and restarted on the same data directory; every message answered 202 is in
-//! history exactly once, with seq 1..n dense per conversation, because the store caught up from
-//! its committed offset.
+//! history exactly once, with seq 1..n dense per conversation, and its `message.sent` event is
+//! in `messages.sent` exactly once, because the store caught up from its own applied position
+//! (in its own database) and the relay skipped the events relayed before the crash.
 
 mod common;
 
@@ -9,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::server::{command, start, wait_ready, Server};
+use common::server::{command, sigterm, start, wait_exit, wait_ready, Server};
 use serde_json::{json, Value};
 
 const CLIENTS: usize = 8;
@@ -143,7 +144,7 @@ async fn sigkill_mid_stream_loses_and_duplicates_no_accepted_message() {
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() >= 600);
 
-    let server = serve(dir.path());
+    let mut server = serve(dir.path());
     wait_ready(&server).await;
     let mut stored_ids = HashSet::new();
     let mut per_conversation: HashMap<&str, usize> = HashMap::new();
@@ -175,5 +176,23 @@ async fn sigkill_mid_stream_loses_and_duplicates_no_accepted_message() {
         "{} stored, {} acked",
         stored_ids.len(),
         acked.len()
+    );
+
+    sigterm(&server);
+    assert!(wait_exit(&mut server, Duration::from_secs(20)).success());
+    let log = common::node::open_log(dir.path());
+    let mut events_per_id: HashMap<String, usize> = HashMap::new();
+    for event in common::node::events(&log) {
+        assert_eq!(event.event_type, tidings::store::EventType::MessageSent);
+        *events_per_id.entry(event.message.id).or_default() += 1;
+    }
+    let evented: HashSet<String> = events_per_id.keys().cloned().collect();
+    assert_eq!(
+        evented, stored_ids,
+        "one event per stored message, no other"
+    );
+    assert!(
+        events_per_id.values().all(|n| *n == 1),
+        "an event relayed twice"
     );
 }

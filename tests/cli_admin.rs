@@ -474,6 +474,22 @@ fn bad_input_fails_clearly_and_changes_nothing() {
     }
     let stderr = fails(dir, &["produce", "t", "--partition", "5"]);
     assert_eq!(stderr, "error: topic \"t\" has no partition 5 (it has 1)\n");
+    let stderr = fails(
+        dir,
+        &[
+            "groups",
+            "reset-offsets",
+            "store",
+            "--topic",
+            "t",
+            "--to",
+            "earliest",
+        ],
+    );
+    assert!(
+        stderr.contains("follows the chat store's own applied position"),
+        "{stderr}"
+    );
     let stderr = fails(dir, &["groups", "describe", "ghost"]);
     assert_eq!(
         stderr,

@@ -9,7 +9,6 @@ use std::process::{Command, Stdio};
 use std::sync::{mpsc, PoisonError, RwLock, RwLockWriteGuard};
 use std::time::Duration;
 
-use tidings::log::groups::stage_commit;
 use tidings::log::{
     Log, LogConfig, LogError, ReadLimits, Record, ResetTo, TopicConfig, TopicInfo, MAX_PARTITIONS,
 };
@@ -455,28 +454,6 @@ fn invalid_group_names_are_refused() {
     }
 }
 
-#[test]
-fn stage_commit_refuses_invalid_group_names() {
-    let dir = tempfile::tempdir().unwrap();
-    let rt = runtime();
-    let log = seeded(&rt, config(dir.path()));
-    let g = Guard::new(&log);
-    for group in bad_names() {
-        let staged = log
-            .offsets_tree()
-            .transaction(|offsets| stage_commit(offsets, &group, TOPIC, 0, 1));
-        let error = match staged {
-            Err(sled::transaction::TransactionError::Abort(error)) => error,
-            other => panic!("group {group:?}: {other:?}"),
-        };
-        g.refused(
-            Err::<(), _>(error),
-            |e| matches!(e, LogError::InvalidGroupName { .. }),
-            &["invalid consumer group name"],
-        );
-    }
-}
-
 /// Every file under `dir` with its contents.
 fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut files = BTreeMap::new();
@@ -525,7 +502,7 @@ fn a_foreign_directory_is_refused_untouched() {
 fn a_format_file_of_another_version_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     drop(Log::open(config(dir.path())).unwrap());
-    std::fs::write(dir.path().join("FORMAT"), "tidings-data 2\n").unwrap();
+    std::fs::write(dir.path().join("FORMAT"), "tidings-data 3\n").unwrap();
     let before = tree(dir.path());
     let error = Log::open(config(dir.path())).unwrap_err();
     assert!(
@@ -533,8 +510,30 @@ fn a_format_file_of_another_version_is_refused() {
         "{error:?}"
     );
     let message = error.to_string();
+    assert!(message.contains("tidings-data 3"), "{message}");
     assert!(message.contains("tidings-data 2"), "{message}");
-    assert!(message.contains("tidings-data 1"), "{message}");
+    assert_eq!(tree(dir.path()), before, "a refused directory was modified");
+}
+
+/// A directory of format 1 (made by an earlier 0.x version, with the chat store inside the
+/// log's engine) is refused untouched, with a message that says so.
+#[test]
+fn a_directory_of_an_earlier_0x_version_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Log::open(config(dir.path())).unwrap());
+    std::fs::write(dir.path().join("FORMAT"), "tidings-data 1\n").unwrap();
+    let before = tree(dir.path());
+    let error = Log::open(config(dir.path())).unwrap_err();
+    assert!(
+        matches!(error, LogError::ForeignDirectory { .. }),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains("made by an earlier 0.x version"),
+        "{message}"
+    );
+    assert!(message.contains("cannot open it"), "{message}");
     assert_eq!(tree(dir.path()), before, "a refused directory was modified");
 }
 

@@ -252,33 +252,3 @@ async fn adding_partitions_keeps_existing_records() {
         after
     );
 }
-
-#[tokio::test]
-async fn offsets_commit_atomically_with_a_consumers_own_writes() {
-    use sled::transaction::{ConflictableTransactionError, Transactional};
-    let dir = tempfile::tempdir().unwrap();
-    let log = open(dir.path());
-    log.append("t", vec![Record::new("a"), Record::new("b")])
-        .await
-        .unwrap();
-    let own = log.database().open_tree("consumer-state").unwrap();
-    (&own, log.offsets_tree())
-        .transaction(|(own, offsets)| {
-            own.insert("seen", "a,b")?;
-            tidings::log::groups::stage_commit(offsets, "c", "t", 0, 2)?;
-            Ok::<_, ConflictableTransactionError<LogError>>(())
-        })
-        .unwrap();
-    assert_eq!(log.committed_offset("c", "t", 0).unwrap(), Some(2));
-
-    let regression = (&own, log.offsets_tree()).transaction(|(own, offsets)| {
-        own.insert("seen", "rewound")?;
-        tidings::log::groups::stage_commit(offsets, "c", "t", 0, 1)?;
-        Ok(())
-    });
-    assert!(
-        regression.is_err(),
-        "a backwards commit aborts the whole transaction"
-    );
-    assert_eq!(own.get("seen").unwrap().unwrap(), "a,b");
-}

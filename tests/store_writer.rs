@@ -218,7 +218,7 @@ async fn shutdown_applies_everything_accepted_before_it() {
     let landed = send_concurrently(&node, 50).await;
     node.stop().await;
     let log = common::node::open_log(dir.path());
-    let store = Store::open(&log).unwrap();
+    let store = Store::open(dir.path()).unwrap();
     let total: usize = CONVERSATIONS
         .iter()
         .map(|c| all_messages(&store, c).len())
@@ -321,7 +321,7 @@ async fn a_crash_between_writes_and_relay_relays_each_event_exactly_once() {
 
 /// A crash after a batch's events were relayed but before its offset commit: the replay makes
 /// every event again and must relay none of them twice, nor store anything twice. Simulated
-/// by moving the store's committed offsets back to the start and restarting.
+/// by erasing the store's applied position (tree `applied` of its database) and restarting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_of_applied_records_stores_and_relays_nothing_twice() {
     let dir = tempfile::tempdir().unwrap();
@@ -331,10 +331,16 @@ async fn a_replay_of_applied_records_stores_and_relays_nothing_twice() {
     for appended in landed {
         node.applied(appended).await;
     }
-    node.log
-        .reset_offsets("store", "messages", tidings::log::ResetTo::Earliest)
-        .unwrap();
     node.stop().await;
+    // No flusher thread, so that dropping it closes the files at once (like the store does).
+    let store_db = sled::Config::new()
+        .path(dir.path().join("store"))
+        .flush_every_ms(None)
+        .open()
+        .unwrap();
+    assert!(store_db.drop_tree("applied").unwrap());
+    store_db.flush().unwrap();
+    drop(store_db);
 
     let node = start(dir.path(), config(2)).await;
     for c in CONVERSATIONS {

@@ -197,6 +197,11 @@ fn describe(target: &Target, group: &str) -> anyhow::Result<Vec<PartitionPositio
 /// The new committed offset of every partition, durable once this returns.
 fn reset_offsets(target: &Target, args: &ResetArgs) -> anyhow::Result<Vec<(u32, u64)>> {
     match target {
+        Target::Local(_) if args.group == crate::pipeline::STORE_GROUP => anyhow::bail!(
+            "consumer group {:?} follows the chat store's own applied position (kept in the \
+             data directory's store/); it cannot be reset",
+            args.group
+        ),
         Target::Local(log) => {
             let moved = log.reset_offsets(&args.group, &args.topic, args.to)?;
             runtime()?.block_on(log.sync())?;

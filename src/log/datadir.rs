@@ -1,10 +1,14 @@
 //! The data directory: recognising it, locking it, and opening the storage engine in it.
 //!
 //! ```text
-//! DIR/FORMAT   "tidings-data 1": written once, checked on every open
+//! DIR/FORMAT   "tidings-data 2": written once, checked on every open
 //! DIR/LOCK     exclusive lock held while open; holds the owner's pid for error messages
-//! DIR/engine/  the sled database (log partitions, topics, offsets, and the chat store's trees)
+//! DIR/engine/  the log's sled database (partitions, topics, consumer groups' offsets)
+//! DIR/store/   the chat store's own sled database (opened by `store/`, not here)
 //! ```
+//!
+//! A directory of format 1 (an earlier 0.x version, whose chat store lived inside the log's
+//! engine) is refused with a message saying so; there is no migration.
 //!
 //! A directory that holds other files and no `FORMAT` is refused untouched, so pointing
 //! `--data-dir` at the wrong place cannot damage anything. The engine holds a marker of its own
@@ -19,7 +23,9 @@ use std::path::{Path, PathBuf};
 use super::config::{Durability, LogConfig};
 use super::error::{io_error, LogError, Result};
 
-const FORMAT_LINE: &str = "tidings-data 1\n";
+const FORMAT_LINE: &str = "tidings-data 2\n";
+/// What an earlier 0.x version wrote: the chat store's trees inside the log's engine.
+const FORMAT_1_LINE: &str = "tidings-data 1\n";
 /// sled pages are at most a quarter of a segment before they become unsynced blob files; 8 MiB
 /// segments keep every page of 64 KiB batches inline.
 const SEGMENT_BYTES: usize = 8 * 1024 * 1024;
@@ -182,6 +188,16 @@ fn check_format(path: &Path) -> Result<bool> {
     let format_path = path.join("FORMAT");
     match std::fs::read_to_string(&format_path) {
         Ok(content) if content == FORMAT_LINE => Ok(true),
+        Ok(content) if content == FORMAT_1_LINE => Err(LogError::ForeignDirectory {
+            path: path.to_owned(),
+            reason: format!(
+                "it was made by an earlier 0.x version of tidings (FORMAT {:?}) and this version \
+                 ({:?}) cannot open it; there is no migration between 0.x data formats: start \
+                 with an empty directory",
+                FORMAT_1_LINE.trim(),
+                FORMAT_LINE.trim()
+            ),
+        }),
         Ok(content) => Err(LogError::ForeignDirectory {
             path: path.to_owned(),
             reason: format!(
@@ -198,7 +214,7 @@ fn check_format(path: &Path) -> Result<bool> {
                 // Ours, even before FORMAT exists: a first start that stopped half-way.
                 .find(|name| {
                     !name.starts_with('.')
-                        && !["secret.key", "LOCK", "engine"].contains(&name.as_str())
+                        && !["secret.key", "LOCK", "engine", "store"].contains(&name.as_str())
                 });
             match stranger {
                 Some(name) => Err(LogError::ForeignDirectory {

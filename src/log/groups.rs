@@ -1,18 +1,16 @@
 //! Consumer groups: committed offsets per (group, topic, partition).
 //!
 //! A committed offset is the next offset the group will read, as in Kafka. Commits only move
-//! forward (a regression is refused with `CommitRegression`); a reset moves them anywhere in the
-//! retained range. The offsets tree is an ordinary tree of the same database, so a consumer that
-//! keeps its own state here can commit its offset in the same transaction as its writes
-//! ([`stage_commit`]): replay after a crash then neither loses nor repeats an effect.
+//! forward (a regression is refused with `CommitRegression`, with a compare-and-swap so racing
+//! commits cannot regress either); a reset moves them anywhere in the retained range. The tree
+//! is the log's own: no other component writes to it (the chat store keeps its applied position
+//! in its own database and commits here through [`Log::commit_offset`](super::Log::commit_offset)).
 //!
 //! Key layout: `group / topic / partition (u32 BE)`; value: offset (u64 BE). `/` cannot occur
 //! in names, so a group's keys are one prefix.
 
-use sled::transaction::{ConflictableTransactionError, TransactionalTree};
-
 use super::error::{LogError, Result};
-use super::names::{validate_group_name, validate_topic_name};
+use super::names::validate_group_name;
 use super::topics::partition_key;
 
 /// Where a reset moves a group's offsets.
@@ -43,7 +41,7 @@ pub struct PartitionLag {
     pub lag: u64,
 }
 
-pub(crate) fn offset_key(group: &str, topic: &str, partition: u32) -> Vec<u8> {
+fn offset_key(group: &str, topic: &str, partition: u32) -> Vec<u8> {
     let mut key = Vec::with_capacity(group.len() + topic.len() + 6);
     key.extend_from_slice(group.as_bytes());
     key.push(b'/');
@@ -61,7 +59,7 @@ fn decode_offset(raw: &[u8]) -> Result<u64> {
 }
 
 pub(crate) struct Groups {
-    pub tree: sled::Tree,
+    tree: sled::Tree,
 }
 
 impl Groups {
@@ -140,35 +138,9 @@ impl Groups {
     }
 }
 
-/// Commits a group's offset inside a caller's sled transaction over the offsets tree (see
-/// [`Log::offsets_tree`](super::Log::offsets_tree)), refusing a regression like
-/// [`Log::commit_offset`](super::Log::commit_offset). The caller validates the offset against
-/// the high watermark: in a consumer it is one past a record it just read.
-pub fn stage_commit(
-    offsets: &TransactionalTree,
-    group: &str,
-    topic: &str,
-    partition: u32,
-    offset: u64,
-) -> Result<(), ConflictableTransactionError<LogError>> {
-    validate_group_name(group).map_err(ConflictableTransactionError::Abort)?;
-    validate_topic_name(topic).map_err(ConflictableTransactionError::Abort)?;
-    let key = offset_key(group, topic, partition);
-    if let Some(raw) = offsets.get(&key)? {
-        refuse_regression(&raw, group, topic, partition, offset)
-            .map_err(ConflictableTransactionError::Abort)?;
-    }
-    offsets.insert(key, &offset.to_be_bytes())?;
-    Ok(())
-}
-
-/// Moves a group's committed offset forward on the offsets tree (see
-/// [`Log::offsets_tree`](super::Log::offsets_tree)) with a plain compare-and-swap, no
-/// transaction: a regression is refused with `CommitRegression`, racing commits cannot regress.
-/// A consumer whose effects live in the same database writes them first, from the same thread,
-/// and this last: sled recovers a prefix of one thread's writes, so a durable commit implies
-/// durable effects. Like [`stage_commit`], it does not check the high watermark.
-pub fn commit_forward(
+/// Moves a group's committed offset forward with a compare-and-swap: a regression is refused
+/// with `CommitRegression`, racing commits cannot regress. The caller checks the high watermark.
+fn commit_forward(
     tree: &sled::Tree,
     group: &str,
     topic: &str,
@@ -176,7 +148,6 @@ pub fn commit_forward(
     offset: u64,
 ) -> Result<()> {
     validate_group_name(group)?;
-    validate_topic_name(topic)?;
     commit_fault()?;
     let key = offset_key(group, topic, partition);
     let mut current = tree.get(&key)?;

@@ -1,27 +1,34 @@
-//! The embedded log: Kafka semantics inside one process, stored in sled.
+//! The log: Kafka semantics inside one process. The rest of the crate sees only [`Log`], a
+//! cheap-clone handle over a [`LogBackend`] (the narrow interface in [`backend`]), and the
+//! backend-neutral types re-exported here; the embedded implementation, stored in sled, is
+//! [`SledLog`] and never leaves this module.
 //!
 //! Topics have partitions; a partition is an append-only sequence of records with dense offsets
 //! from 0. Appends go through one group-commit writer ([`appender`]) and are acknowledged once
 //! durable; reads see records below the high watermark only; consumer groups commit offsets
-//! ([`groups`]), optionally inside their own sled transaction; retention deletes old batches by
-//! age and size ([`retention`]). Opening recovers every topic, watermark and offset without
-//! scanning records.
+//! forward only ([`groups`]); retention deletes old batches by age and size ([`retention`]).
+//! Opening recovers every topic, watermark and offset without scanning records.
 //!
-//! This module knows nothing of chat. Its surface is [`Log`] and the types re-exported here; it
-//! is kept narrow so that an Apache Kafka backend could one day implement the same calls.
+//! This module knows nothing of chat, and owns no state of other components: the chat store
+//! keeps its own database (see `store/`). What any backend must do is stated once, as a
+//! conformance suite generic over the implementation (`tests/log_conformance.rs`).
 //!
-//! Files: `appender` (the writer thread), `batch` (on-disk format), `partition` / `topics`
-//! (in-memory state and registry), `reader`, `groups`, `retention`, `datadir` (directory, lock,
-//! engine), `sync` (fdatasync of the engine's files), `free_space` (the guard that refuses
-//! appends on a nearly full disk), `partitioner` (key → partition).
+//! Files: `backend` (the interface), `handle` ([`Log`]), `embedded` (the interface implemented
+//! by [`SledLog`]), `appender` (the writer thread), `batch` (on-disk format), `partition` /
+//! `topics` (in-memory state and registry), `reader`, `groups`, `retention`, `datadir`
+//! (directory, lock, engine), `sync` (fdatasync of the engine's files), `free_space` (the guard
+//! that refuses appends on a nearly full disk), `partitioner` (key → partition).
 
 mod appender;
+mod backend;
 mod batch;
 mod config;
 mod datadir;
+mod embedded;
 mod error;
 mod free_space;
-pub mod groups;
+mod groups;
+mod handle;
 mod names;
 mod partition;
 pub mod partitioner;
@@ -35,17 +42,18 @@ mod topics;
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use crossbeam_channel::{Sender, TrySendError};
 use tokio::sync::{oneshot, watch};
 
+pub use backend::LogBackend;
 pub use config::{
     Durability, LogConfig, TopicConfig, DEFAULT_MAX_TOPICS, DEFAULT_MAX_TOTAL_PARTITIONS,
     DEFAULT_MIN_FREE_DISK_BYTES, MAX_PARTITIONS,
 };
 pub use error::{LogError, Result};
 pub use groups::{PartitionLag, ResetTo};
+pub use handle::Log;
 pub use names::{validate_group_name, validate_topic_name};
 pub use reader::ReadLimits;
 pub use record::{Appended, Header, Record, StoredRecord};
@@ -124,24 +132,23 @@ impl Drop for Inner {
     }
 }
 
-/// A handle to an open log; cheap to clone, usable from any thread or task.
-#[derive(Clone)]
-pub struct Log {
+/// The embedded log in sled; the rest of the crate reaches it through [`Log`].
+pub(crate) struct SledLog {
     inner: Arc<Inner>,
 }
 
-impl std::fmt::Debug for Log {
+impl std::fmt::Debug for SledLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Log")
+        f.debug_struct("SledLog")
             .field("dir", &self.inner.shared.config.dir)
             .finish_non_exhaustive()
     }
 }
 
-impl Log {
+impl SledLog {
     /// Opens (or creates) the log in `config.dir`, recovering every topic, partition, watermark
     /// and committed offset, and starts the appender and retention threads.
-    pub fn open(config: LogConfig) -> Result<Log> {
+    pub fn open(config: LogConfig) -> Result<SledLog> {
         let data_dir = DataDir::open(&config.dir)?;
         let db = data_dir.open_engine(&config)?;
         data_dir.restrict_engine_files();
@@ -167,18 +174,13 @@ impl Log {
             appender: Some(appender),
             retention: Some((stop, retention)),
         };
-        Ok(Log {
+        Ok(SledLog {
             inner: Arc::new(Inner {
                 shared,
                 commands,
                 workers: Mutex::new(workers),
             }),
         })
-    }
-
-    /// The configuration the log was opened with.
-    pub fn config(&self) -> &LogConfig {
-        &self.inner.shared.config
     }
 
     // ----- appending -------------------------------------------------------------------------
@@ -200,13 +202,6 @@ impl Log {
     ) -> Result<Vec<Appended>> {
         self.submit(topic, Some(partition), records, false)?
             .await
-            .unwrap_or(Err(LogError::Closed))
-    }
-
-    /// [`append`](Self::append) for threads outside an async runtime; waits for queue space.
-    pub fn append_blocking(&self, topic: &str, records: Vec<Record>) -> Result<Vec<Appended>> {
-        self.submit(topic, None, records, true)?
-            .blocking_recv()
             .unwrap_or(Err(LogError::Closed))
     }
 
@@ -374,26 +369,6 @@ impl Log {
         Ok((p.low(), p.high()))
     }
 
-    /// Waits until the partition's high watermark passes `offset` (a record at `offset` is
-    /// readable) or `timeout` elapses; true if it did. No polling: the appender wakes waiters.
-    pub async fn wait_for(
-        &self,
-        topic: &str,
-        partition: u32,
-        offset: u64,
-        timeout: Duration,
-    ) -> Result<bool> {
-        let mut high = self.subscribe(topic, partition)?;
-        let passed = tokio::time::timeout(timeout, high.wait_for(|high| *high > offset))
-            .await
-            .map(|waited| waited.map(|_| ()));
-        match passed {
-            Ok(Ok(())) => Ok(true),
-            Ok(Err(_)) => Err(LogError::Closed),
-            Err(_) => Ok(false),
-        }
-    }
-
     /// A receiver of the partition's high watermark, for consumers that loop on it.
     pub fn subscribe(&self, topic: &str, partition: u32) -> Result<watch::Receiver<u64>> {
         Ok(self.topic(topic)?.partition(partition)?.subscribe())
@@ -497,18 +472,6 @@ impl Log {
     /// Topics a group has committed offsets on, sorted.
     pub fn group_topics(&self, group: &str) -> Result<Vec<String>> {
         self.inner.shared.groups.topics_of(group)
-    }
-
-    /// The offsets tree, for a consumer that commits with [`groups::stage_commit`] inside a sled
-    /// transaction spanning its own trees (they must come from [`database`](Self::database)).
-    pub fn offsets_tree(&self) -> &sled::Tree {
-        &self.inner.shared.groups.tree
-    }
-
-    /// The storage engine, for components that keep their own trees next to the log (the chat
-    /// store) and commit offsets in the same transaction.
-    pub fn database(&self) -> &sled::Db {
-        &self.inner.shared.db
     }
 
     // ----- maintenance -----------------------------------------------------------------------

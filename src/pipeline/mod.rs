@@ -152,9 +152,7 @@ pub async fn start(
     let mut applied = Vec::with_capacity(partitions as usize);
     for partition in 0..partitions {
         let (low, _) = log.watermarks(MESSAGES_TOPIC, partition)?;
-        let next = log
-            .committed_offset(STORE_GROUP, MESSAGES_TOPIC, partition)?
-            .unwrap_or(low);
+        let next = store.applied_offset(partition).unwrap_or(low);
         let (progress, receiver) = watch::channel(next);
         applied.push(receiver);
         let worker = writer::Worker {
@@ -179,6 +177,12 @@ pub async fn start(
             }
         }));
     }
+    writers.close();
+    let done = writers.clone();
+    let mirror = store.mirror_position(log.clone(), STORE_GROUP, MESSAGES_TOPIC, async move {
+        done.wait().await
+    });
+    tracker.spawn(mirror);
     Ok(Pipeline {
         log,
         applied,

@@ -54,7 +54,6 @@ use super::model::{Conversation, Message};
 use super::outbox::OutboxEntry;
 use super::queries::decode_message;
 use super::{Store, Trees};
-use crate::log::groups::commit_forward;
 
 /// A consumer's place after a batch: the offset commit that follows its relay.
 #[derive(Debug, Clone, Copy)]
@@ -191,20 +190,6 @@ impl Store {
             batch.apply(*offset, command)?;
         }
         batch.finish()
-    }
-
-    /// Commits `position.next_offset` for the group (forward only): everything below it is
-    /// applied and its events relayed.
-    pub fn commit_batch(&self, position: &BatchPosition<'_>) -> Result<()> {
-        let p = position;
-        commit_forward(
-            &self.trees().offsets,
-            p.group,
-            p.topic,
-            p.partition,
-            p.next_offset,
-        )?;
-        Ok(())
     }
 
     /// The events of the batch at source offsets `from..to` of `partition`: `applied` (what the

@@ -39,7 +39,8 @@ pub enum StoreError {
     /// The storage engine failed (disk full, I/O error, internal error).
     #[error("storage error: {0}")]
     Storage(String),
-    /// Committing the consumer offset inside the store's transaction failed.
+    /// A log error: the store's position refused to move back (`CommitRegression`), or a log
+    /// call made on the store's behalf failed.
     #[error(transparent)]
     Log(#[from] LogError),
 }
@@ -73,14 +74,5 @@ impl StoreError {
 impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> Self {
         StoreError::Storage(e.to_string())
-    }
-}
-
-impl From<sled::transaction::TransactionError<StoreError>> for StoreError {
-    fn from(e: sled::transaction::TransactionError<StoreError>) -> Self {
-        match e {
-            sled::transaction::TransactionError::Abort(inner) => inner,
-            sled::transaction::TransactionError::Storage(e) => e.into(),
-        }
     }
 }

@@ -1,10 +1,14 @@
-//! The chat read model in sled: conversations, messages by (conversation, seq), the message-id
-//! and client-id indexes, read state, and the outbox of edit and delete events not yet relayed.
+//! The chat read model in its own sled database (`DATA_DIR/store/`, see [`database`]):
+//! conversations, messages by (conversation, seq), the message-id and client-id indexes, read
+//! state, the outbox of edit and delete events not yet relayed, and the store's applied-up-to
+//! position ([`position`]).
 //!
 //! It owns the chat data and the store writer's batch ([`Store::apply_batch`]): plain inserts in
-//! a replay-safe order — no sled transaction (see [`apply`]) — and the commit of the consumer's
-//! offset ([`Store::commit_batch`]), which the writer calls once the batch's events are relayed. It knows nothing of HTTP or WebSocket, nor of how records reach it (that is
-//! `pipeline/`); it uses the log only to commit offsets.
+//! a replay-safe order — no sled transaction (see [`apply`]) — and the move of its position
+//! ([`Store::commit_batch`]), which the writer calls once the batch's events are relayed. It
+//! knows nothing of HTTP or WebSocket, nor of how records reach it (that is `pipeline/`); it
+//! uses the log only to mirror its position into the consumer group `store`
+//! ([`Store::mirror_position`]).
 //!
 //! A conversation is two records ([`activity`]): membership (tree `conversations`, written by
 //! conversation commands) and activity (tree `activity`, written only by the store writer of its
@@ -27,19 +31,23 @@
 //! Files: `model` (public types and validation), `keys` (key layouts), `command` (log commands
 //! and events), `activity` (membership and activity records), `view` (in-memory view),
 //! `conversations` (conversation commands), `queries` (history and lookups), `apply` (the
-//! store writer's batch), `outbox` (edit and delete events awaiting relay).
+//! store writer's batch), `outbox` (edit and delete events awaiting relay), `database` (the
+//! store's sled database), `position` (applied-up-to, and its mirror in the log).
 
 mod activity;
 mod apply;
 mod command;
 mod conversations;
+mod database;
 mod error;
 mod keys;
 mod model;
 mod outbox;
+mod position;
 mod queries;
 mod view;
 
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -57,7 +65,8 @@ pub use model::{
 pub use outbox::OutboxEntry;
 pub use queries::ClientSend;
 
-use crate::log::Log;
+use database::Database;
+use position::Positions;
 use view::View;
 
 /// Most messages one history page returns.
@@ -82,7 +91,7 @@ impl Default for StoreLimits {
     }
 }
 
-/// The store's sled trees, all in the log's database (next to the consumer offsets).
+/// The store's sled trees, in its own database.
 pub(crate) struct Trees {
     pub conversations: sled::Tree,
     pub activity: sled::Tree,
@@ -91,11 +100,13 @@ pub(crate) struct Trees {
     pub client_ids: sled::Tree,
     pub read_state: sled::Tree,
     pub outbox: sled::Tree,
-    pub offsets: sled::Tree,
 }
 
 struct Inner {
     trees: Trees,
+    positions: Positions,
+    /// Declared last: the trees above are dropped before the database closes its files.
+    database: Database,
     limits: StoreLimits,
     view: RwLock<View>,
     /// Bumped after every participant change (see [`Store::membership_epoch`]).
@@ -104,7 +115,7 @@ struct Inner {
 
 /// A handle to the chat store; cheap to clone, usable from any thread or task.
 ///
-/// It keeps the log's database open: drop every handle before reopening the data directory.
+/// It keeps the store's database open: drop every handle before reopening the data directory.
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
@@ -117,15 +128,17 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens the store's trees in the log's database and loads the in-memory view, with the
+    /// Opens (or creates) the store's database under the data directory `data_dir` (whose
+    /// log is open, so the directory is ours and locked) and loads the in-memory view, with the
     /// default limits.
-    pub fn open(log: &Log) -> Result<Store> {
-        Store::open_with(log, StoreLimits::default())
+    pub fn open(data_dir: &Path) -> Result<Store> {
+        Store::open_with(data_dir, StoreLimits::default())
     }
 
     /// [`open`](Self::open) with the given limits.
-    pub fn open_with(log: &Log, limits: StoreLimits) -> Result<Store> {
-        let db = log.database();
+    pub fn open_with(data_dir: &Path, limits: StoreLimits) -> Result<Store> {
+        let database = Database::open(data_dir)?;
+        let db = &database.db;
         let trees = Trees {
             conversations: db.open_tree("conversations")?,
             activity: db.open_tree("activity")?,
@@ -134,12 +147,14 @@ impl Store {
             client_ids: db.open_tree("client_ids")?,
             read_state: db.open_tree("read_state")?,
             outbox: db.open_tree("outbox")?,
-            offsets: log.offsets_tree().clone(),
         };
+        let positions = Positions::open(db)?;
         let view = load_view(&trees)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 trees,
+                positions,
+                database,
                 limits,
                 view: RwLock::new(view),
                 membership_epoch: AtomicU64::new(0),
@@ -149,6 +164,10 @@ impl Store {
 
     pub(crate) fn trees(&self) -> &Trees {
         &self.inner.trees
+    }
+
+    fn positions(&self) -> &Positions {
+        &self.inner.positions
     }
 
     /// The limits this store enforces.

@@ -1,30 +1,33 @@
-//! Unit tests of the store through a real log in a temporary directory.
+//! Unit tests of the store on its own database in a temporary directory (no log: the store
+//! writer's batches are handed in directly).
 
 use super::*;
-use crate::log::{Durability, LogConfig};
 
 struct Fixture {
-    _dir: tempfile::TempDir,
-    log: Log,
+    dir: tempfile::TempDir,
     store: Store,
     offset: u64,
 }
 
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = LogConfig::new(dir.path());
-    config.durability = Durability::Never;
-    let log = Log::open(config).expect("open log");
-    let store = Store::open(&log).expect("open store");
+    let store = Store::open(dir.path()).expect("open store");
     Fixture {
-        _dir: dir,
-        log,
+        dir,
         store,
         offset: 0,
     }
 }
 
 impl Fixture {
+    /// Closes the store and opens it again on the same directory.
+    fn reopened(self) -> Fixture {
+        let Fixture { dir, store, offset } = self;
+        drop(store);
+        let store = Store::open(dir.path()).expect("reopen store");
+        Fixture { dir, store, offset }
+    }
+
     /// Applies commands as one batch of partition 0, with consecutive offsets.
     fn apply(&mut self, commands: Vec<ChatCommand>) -> AppliedBatch {
         let numbered: Vec<_> = commands
@@ -246,8 +249,12 @@ fn read_state_moves_forward_only_and_never_past_last_seq() {
     assert_eq!(f.store.read_state("bob", "c"), 3);
     f.apply(vec![read(99)]);
     assert_eq!(f.store.read_state("bob", "c"), 4);
-    let reopened = Store::open(&f.log).unwrap();
-    assert_eq!(reopened.read_state("bob", "c"), 4, "read state persists");
+    let reopened = f.reopened();
+    assert_eq!(
+        reopened.store.read_state("bob", "c"),
+        4,
+        "read state persists"
+    );
 }
 
 #[test]
@@ -331,22 +338,15 @@ fn only_the_sender_edits_or_deletes_and_delete_keeps_seq() {
     );
 }
 
-#[tokio::test]
-async fn sends_leave_no_outbox_entry_edits_do_and_the_commit_is_separate() {
+#[test]
+fn sends_leave_no_outbox_entry_edits_do_and_the_commit_is_separate() {
     let mut f = fixture();
-    f.log
-        .create_topic("messages", crate::log::TopicConfig::with_partitions(1))
-        .await
-        .unwrap();
     f.store
         .create_conversation("ann", Some("c".into()), None, vec![])
         .unwrap();
     f.send("c", "ann", "a");
     let b = f.send("c", "ann", "b");
-    assert_eq!(
-        f.log.committed_offset("store", "messages", 0).unwrap(),
-        Some(2)
-    );
+    assert_eq!(f.store.applied_offset(0), Some(2));
     assert!(f.store.pending_events(0, 10).unwrap().is_empty());
 
     let edit = ChatCommand::Edit(EditMessage {
@@ -364,7 +364,7 @@ async fn sends_leave_no_outbox_entry_edits_do_and_the_commit_is_separate() {
     };
     let applied = f.store.apply_batch(0, &[(2, edit)]).unwrap();
     assert_eq!(
-        f.log.committed_offset("store", "messages", 0).unwrap(),
+        f.store.applied_offset(0),
         Some(2),
         "applying commits nothing"
     );
@@ -386,10 +386,7 @@ async fn sends_leave_no_outbox_entry_edits_do_and_the_commit_is_separate() {
     f.store.commit_batch(&position).unwrap();
     assert_eq!(f.store.remove_events_between(0, 2..3).unwrap(), 1);
     assert!(f.store.pending_events(0, 10).unwrap().is_empty());
-    assert_eq!(
-        f.log.committed_offset("store", "messages", 0).unwrap(),
-        Some(3)
-    );
+    assert_eq!(f.store.applied_offset(0), Some(3));
 }
 
 /// The commands of the batch the interrupted-batch test applies at offsets 1.. (offset 0 holds
@@ -502,8 +499,8 @@ fn run_batch(
     f.store.commit_batch(&position(1)).expect("commit");
     let numbered: Vec<_> = (1u64..).zip(commands.iter().cloned()).collect();
     let whole = position(1 + commands.len() as u64);
-    let store = match crash_after {
-        None => f.store.clone(),
+    let f = match crash_after {
+        None => f,
         Some(writes) => {
             if f.store
                 .apply_batch_interrupted(0, &numbered, writes)
@@ -511,18 +508,17 @@ fn run_batch(
             {
                 return None;
             }
-            let key = crate::log::groups::offset_key("store", "messages", 0);
-            let committed = f.log.offsets_tree().get(key).expect("offset");
+            let reopened = f.reopened();
             assert_eq!(
-                committed.as_deref(),
-                Some(&1u64.to_be_bytes()[..]),
+                reopened.store.applied_offset(0),
+                Some(1),
                 "an interrupted batch commits nothing"
             );
-            Store::open(&f.log).expect("reopen")
+            reopened
         }
     };
-    let applied = store.apply_batch(0, &numbered).expect("replay");
-    Some(observable(&store, 1..whole.next_offset, applied.events))
+    let applied = f.store.apply_batch(0, &numbered).expect("replay");
+    Some(observable(&f.store, 1..whole.next_offset, applied.events))
 }
 
 #[test]
@@ -546,11 +542,16 @@ fn a_batch_interrupted_after_any_write_is_completed_exactly_once_by_replay() {
 
 #[test]
 fn the_writer_settles_a_race_the_edge_checks_could_not_see() {
-    let mut f = fixture();
+    let dir = tempfile::tempdir().expect("temp dir");
     let limits = StoreLimits {
         max_participants: 2,
     };
-    f.store = Store::open_with(&f.log, limits).expect("reopen with a limit of 2");
+    let store = Store::open_with(dir.path(), limits).expect("open with a limit of 2");
+    let mut f = Fixture {
+        dir,
+        store,
+        offset: 0,
+    };
     f.store
         .create_conversation("ann", Some("c".into()), None, vec![])
         .unwrap();

@@ -41,7 +41,7 @@ pub fn open_log(dir: &Path) -> Log {
 
 pub async fn start(dir: &Path, config: PipelineConfig) -> Node {
     let log = open_log(dir);
-    let store = Store::open(&log).expect("open store");
+    let store = Store::open(dir).expect("open store");
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let pipeline = pipeline::start(

@@ -24,15 +24,16 @@ async fn the_store_groups_lag_and_committed_offsets_are_scraped() {
             &text,
             "tidings_consumer_committed_offset{group=\"store\",topic=\"messages\"",
         );
-        if committed >= 3 || std::time::Instant::now() > deadline {
+        if committed >= 4 || std::time::Instant::now() > deadline {
             break (text, committed);
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     };
     assert!(text.contains("# TYPE tidings_consumer_lag gauge"), "{text}");
+    // Four commands: the conversation's creation and the three sends.
     assert_eq!(
-        committed, 3,
-        "the store committed past the three sends:\n{text}"
+        committed, 4,
+        "the store committed past the creation and the three sends:\n{text}"
     );
     let store_lag = sum_of(
         &text,

@@ -1,6 +1,5 @@
 //! The write-behind store writer end to end at library level: log → store → `messages.sent`,
-//! with concurrency, idempotency, edits, restarts, a crash between the writes and the relay,
-//! and the outbox an older version (which committed before relaying) left behind.
+//! with concurrency, idempotency, edits, restarts, and a crash between the writes and the relay.
 
 mod common;
 
@@ -10,8 +9,8 @@ use common::node::{commands_by_conversation, config, events, start};
 use tidings::log::Appended;
 use tidings::pipeline::PipelineConfig;
 use tidings::store::{
-    now_rfc3339, ChatCommand, DeleteMessage, EditMessage, EventType, Message, MessageEvent,
-    OutboxEntry, SendMessage, Store,
+    now_rfc3339, ChatCommand, DeleteMessage, EditMessage, EventType, Message, OutboxEntry,
+    SendMessage, Store,
 };
 
 const CONVERSATIONS: [&str; 5] = ["c0", "c1", "c2", "c3", "c4"];
@@ -353,60 +352,6 @@ async fn a_replay_of_applied_records_stores_and_relays_nothing_twice() {
     check_consistent(&node);
     let stored = USERS.len() * 10 + CONVERSATIONS.len();
     assert_eq!(events(&node.log).len(), stored, "one event per message");
-    for p in 0..2 {
-        assert!(node.store.pending_events(p, 10).unwrap().is_empty());
-    }
-    node.stop().await;
-}
-
-/// A data directory of a version that committed each batch before relaying it: its events
-/// waited in the outbox. The first start of this version relays them, once each.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_an_older_version_left_in_the_outbox_are_relayed_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let (node, _) = stored_not_relayed(dir.path()).await;
-    let mut left = 0;
-    for record in common::node::read_all(&node.log, "messages") {
-        let ChatCommand::Send(send) = serde_json::from_slice(&record.value).unwrap() else {
-            continue;
-        };
-        let Ok(message) = node.store.message(&send.conversation_id, &send.id) else {
-            continue; // a retry, stored under the first id
-        };
-        let event = MessageEvent {
-            event_type: EventType::MessageSent,
-            event_id: format!("legacy-{}", record.offset),
-            occurred_at: now_rfc3339(),
-            message,
-        };
-        let entry = OutboxEntry {
-            partition: record.partition,
-            source_offset: record.offset,
-            index: 0,
-            conversation_id: send.conversation_id.clone(),
-            payload: serde_json::to_vec(&event).unwrap(),
-        };
-        node.store.insert_pending_event_for_test(&entry).unwrap();
-        left += 1;
-    }
-    for p in 0..2 {
-        let (_, high) = node.log.watermarks("messages", p).unwrap();
-        node.log
-            .commit_offset("store", "messages", p, high)
-            .unwrap();
-    }
-    assert!(events(&node.log).is_empty());
-    node.stop().await;
-
-    let node = start(dir.path(), config(2)).await;
-    node.stop().await;
-    let node = start(dir.path(), config(2)).await;
-    assert_eq!(
-        events(&node.log).len(),
-        left,
-        "each left event relayed once"
-    );
-    check_consistent(&node);
     for p in 0..2 {
         assert!(node.store.pending_events(p, 10).unwrap().is_empty());
     }

@@ -9,9 +9,6 @@
 //! start, [`recover`] reads that offset from the last event of the partition and deletes the
 //! outbox entries at or below it. So a crash at any point neither loses nor duplicates an event.
 //!
-//! Data directories of versions that committed a batch before relaying it may hold outbox
-//! entries below the committed offset that were never relayed: [`recover`] relays those.
-//!
 //! Limit: if retention emptied the partition of `messages.sent`, recovery cannot tell what was
 //! relayed and a replayed batch relays all its events (possibly a duplicate, never a loss).
 
@@ -60,16 +57,10 @@ pub(super) async fn relay(
     Ok(())
 }
 
-/// On start: forgets the outbox entries already relayed, relays the ones an earlier version
-/// committed without relaying (below `committed`), and returns how far the partition is
-/// relayed. Entries at or above `committed` belong to the batch the writer replays next.
-pub(super) async fn recover(
-    log: &Log,
-    store: &Store,
-    partition: u32,
-    committed: u64,
-) -> Result<Relayed> {
-    let mut last = last_relayed_source_offset(log, partition)?;
+/// On start: forgets the outbox entries already relayed and returns how far the partition is
+/// relayed. The entries left belong to the batch the writer replays next.
+pub(super) fn recover(log: &Log, store: &Store, partition: u32) -> Result<Relayed> {
+    let last = last_relayed_source_offset(log, partition)?;
     if let Some(relayed) = last {
         let removed = store.remove_events_through(partition, relayed)?;
         if removed > 0 {
@@ -79,16 +70,6 @@ pub(super) async fn recover(
                 "outbox entries were relayed before a restart"
             );
         }
-    }
-    let pending = store.events_between(partition, 0..committed)?;
-    if !pending.is_empty() {
-        tracing::info!(
-            partition,
-            events = pending.len(),
-            "relaying events a previous version left in the outbox"
-        );
-        relay(log, partition, &pending, &mut last).await?;
-        store.remove_events(&pending)?;
     }
     Ok(last)
 }

@@ -39,7 +39,7 @@ impl Worker {
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
         if self.relay {
             let (log, store) = (&self.log, &self.store);
-            self.relayed = relay::recover(log, store, self.partition, self.next).await?;
+            self.relayed = relay::recover(log, store, self.partition)?;
         }
         let log = self.log.clone();
         follow(&log, MESSAGES_TOPIC, self.partition, &mut self, &shutdown).await

@@ -2,14 +2,13 @@
 //! read-modify-writes the other's key:
 //!
 //! - its *membership* (tree `conversations`: participants, title, createdAt, and the time of the
-//!   last membership change), written by the conversation commands;
+//!   last membership change), written by conversation commands;
 //! - its *activity* (tree `activity`: lastSeq, lastMessage, time of the last message), written
-//!   only by the store writer that owns the conversation's partition.
+//!   once per batch, forward only.
 //!
-//! [`merge`] joins them into the public [`Conversation`]: `updatedAt` is the later of the two
-//! times. Decoding is lenient: a `conversations` value holding a whole conversation (as written
-//! before the split) decodes as membership, and its activity fields serve as the activity when
-//! the `activity` tree has none.
+//! Both are written by the store writer that owns the conversation's partition; keeping them
+//! apart means a message never rewrites the participant list. [`merge`] joins them into the
+//! public [`Conversation`]: `updatedAt` is the later of the two times.
 
 use serde::{Deserialize, Serialize};
 
@@ -28,9 +27,6 @@ pub(crate) struct Membership {
     pub created_at: String,
     /// Creation or the last participant change.
     pub updated_at: String,
-    /// Activity embedded by the pre-split layout; never written now.
-    #[serde(default, flatten, skip_serializing)]
-    pub legacy: Option<Activity>,
 }
 
 /// The activity record of a conversation (tree `activity`); moves forward only.
@@ -53,7 +49,6 @@ impl Membership {
             participants: conversation.participants.clone(),
             created_at: conversation.created_at.clone(),
             updated_at: conversation.updated_at.clone(),
-            legacy: None,
         }
     }
 
@@ -91,12 +86,9 @@ impl Activity {
     }
 }
 
-/// The public conversation: membership joined with activity (the stored one, else the legacy
-/// fields of the membership record, else none).
+/// The public conversation: membership joined with its activity (none before the first message).
 pub(crate) fn merge(membership: Membership, activity: Option<Activity>) -> Conversation {
-    let activity = activity
-        .or_else(|| membership.legacy.clone())
-        .unwrap_or_default();
+    let activity = activity.unwrap_or_default();
     let updated_at = membership.updated_at.clone().max(activity.updated_at);
     Conversation {
         id: membership.id,
@@ -112,25 +104,6 @@ pub(crate) fn merge(membership: Membership, activity: Option<Activity>) -> Conve
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_pre_split_conversation_decodes_as_membership_with_legacy_activity() {
-        let whole = serde_json::json!({
-            "id": "c", "title": null, "participants": ["a"], "lastMessage": null,
-            "lastSeq": 4, "createdAt": "2024-01-01T00:00:00.000Z",
-            "updatedAt": "2024-01-02T00:00:00.000Z"
-        });
-        let raw = serde_json::to_vec(&whole).unwrap();
-        let membership = Membership::decode("c", &raw).unwrap();
-        assert_eq!(merge(membership.clone(), None).last_seq, 4);
-        let stored = Activity {
-            last_seq: 6,
-            ..Activity::default()
-        };
-        assert_eq!(merge(membership.clone(), Some(stored)).last_seq, 6);
-        let encoded = membership.encode();
-        assert!(!String::from_utf8(encoded).unwrap().contains("lastSeq"));
-    }
 
     mod properties {
         use proptest::prelude::*;
@@ -173,7 +146,6 @@ mod tests {
                     participants,
                     created_at: "2024-01-01T00:00:00.000Z".into(),
                     updated_at: "2024-01-02T00:00:00.000Z".into(),
-                    legacy: None,
                 };
                 prop_assert_eq!(Membership::decode("c", &membership.encode()).unwrap(), membership);
                 let activity = Activity { last_seq, last_message: last, updated_at: "x".into() };

@@ -107,14 +107,6 @@ impl Store {
         self.remove_keys(start..end)
     }
 
-    /// Forgets relayed events.
-    pub fn remove_events(&self, entries: &[OutboxEntry]) -> Result<()> {
-        for entry in entries {
-            self.trees().outbox.remove(entry.key())?;
-        }
-        Ok(())
-    }
-
     /// Forgets a partition's events from source offsets up to and including `source_offset`
     /// (the relay found them in `messages.sent` already); returns how many.
     pub fn remove_events_through(&self, partition: u32, source_offset: u64) -> Result<usize> {

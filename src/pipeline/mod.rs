@@ -165,7 +165,7 @@ pub async fn start(
             relay: config.relay,
             progress,
             next,
-            relayed: None,
+            relays: None,
         };
         let failure = failure.clone();
         let shutdown = shutdown.clone();

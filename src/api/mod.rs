@@ -176,7 +176,8 @@ impl AppState {
     /// Every write route calls it once the request is known to be valid, before anything is
     /// written.
     pub fn charge_write(&self, user: &str, cost: WriteCost) -> Result<(), ApiError> {
-        self.inner.limiter
+        self.inner
+            .limiter
             .charge(user, cost)
             .map_err(|retry_after| ApiError::TooManyRequests {
                 limit: self.inner.limiter.rate(),
@@ -222,7 +223,12 @@ impl AppState {
         if let Some(refusal) = self.inner.log.get().and_then(Log::write_refusal) {
             return Err(ApiError::Log(refusal));
         }
-        if let Some(reason) = self.inner.chat.get().and_then(|chat| chat.pipeline.failure()) {
+        if let Some(reason) = self
+            .inner
+            .chat
+            .get()
+            .and_then(|chat| chat.pipeline.failure())
+        {
             return Err(ApiError::Pipeline(PipelineError::Worker(reason)));
         }
         if let Some(reason) = self.inner.workers.failure() {

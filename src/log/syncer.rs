@@ -64,6 +64,9 @@ impl Syncer {
 
     /// Makes a written group durable as the durability mode says, then acknowledges it.
     pub fn complete(&mut self, written: Written) {
+        if written.replies.is_empty() && written.ends.is_empty() {
+            return; // every request of the group was refused: nothing was written
+        }
         match self.shared.config.durability {
             Durability::Always => self.sync_then_complete(written),
             Durability::Interval(every) => {

@@ -2,12 +2,10 @@
 //!
 //! Producers on any thread or task send commands over a bounded `crossbeam-channel`. The thread
 //! takes the first command, then everything else already waiting (up to `max_group_records`),
-//! writes one record batch per partition touched and passes the group to the [`syncer`] stage
-//! (on this same thread), which makes it durable with one flush and one `fdatasync` and
-//! completes every waiter. What arrives meanwhile waits in the channel and becomes the next
-//! group: under load the group grows; the number of syncs does not. Topic changes and retention
-//! deletes also run here ("exclusive" commands), so they are ordered with appends without any
-//! further locking.
+//! writes one record batch per partition touched and hands the group to the [`syncer`], which
+//! makes it durable with one flush and one `fdatasync` and completes every waiter. Under load the
+//! group grows; the number of syncs does not. Topic changes and retention deletes also run here
+//! ("exclusive" commands), so they are ordered with appends without any further locking.
 //!
 //! After a failed write or sync the log is poisoned: every later append is refused, so nothing is
 //! ever acknowledged that might not be on disk.
@@ -18,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, SendError, Sender};
 use tokio::sync::oneshot;
 
 use super::batch;
@@ -27,7 +25,7 @@ use super::error::{LogError, Result};
 use super::partition::Partition;
 use super::record::{Appended, Record};
 use super::stats::Counters;
-use super::syncer::{PartitionEnd, Syncer, Written};
+use super::syncer::{PartitionEnd, Stage, Written};
 use super::topics::Topic;
 use super::Shared;
 
@@ -54,7 +52,7 @@ pub(crate) struct AppendRequest {
 pub(crate) struct Appender {
     shared: Arc<Shared>,
     rx: Receiver<Command>,
-    syncer: Syncer,
+    syncer: Sender<Stage>,
 }
 
 /// One partition's share of a group.
@@ -66,24 +64,15 @@ struct Slot<'a> {
 }
 
 impl Appender {
-    pub fn new(shared: Arc<Shared>, rx: Receiver<Command>, syncer: Syncer) -> Self {
+    pub fn new(shared: Arc<Shared>, rx: Receiver<Command>, syncer: Sender<Stage>) -> Self {
         Appender { shared, rx, syncer }
     }
 
-    /// Runs until a `Shutdown` command or until every sender is gone; then syncs once more.
-    pub fn run(mut self) {
+    /// Runs until a `Shutdown` command or until every sender is gone; then tells the syncer to
+    /// finish.
+    pub fn run(self) {
         let mut pending = Vec::new();
-        loop {
-            let command = match self.next_command() {
-                Ok(command) => command,
-                Err(RecvTimeoutError::Timeout) => {
-                    // Interval mode's periodic sync; a failure is logged and poisons the log
-                    // inside, and nothing waits on it.
-                    let _ = self.syncer.sync_now();
-                    continue;
-                }
-                Err(RecvTimeoutError::Disconnected) => break,
-            };
+        while let Ok(command) = self.rx.recv() {
             let mut stop = self.take(command, &mut pending);
             let mut records: usize = pending
                 .iter()
@@ -103,20 +92,11 @@ impl Appender {
                 break;
             }
         }
-        // The final sync on the way out; a failure is logged inside.
-        let _ = self.syncer.sync_now();
-    }
-
-    /// The next command; in interval mode, `Timeout` when held-back writes are due a sync.
-    fn next_command(&self) -> std::result::Result<Command, RecvTimeoutError> {
-        match self.syncer.deadline() {
-            Some(deadline) => self.rx.recv_deadline(deadline),
-            None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-        }
+        let _ = self.syncer.send(Stage::Shutdown);
     }
 
     /// Queues an append, or commits what is queued and runs the command. True on shutdown.
-    fn take(&mut self, command: Command, pending: &mut Vec<AppendRequest>) -> bool {
+    fn take(&self, command: Command, pending: &mut Vec<AppendRequest>) -> bool {
         match command {
             Command::Append(request) => pending.push(request),
             Command::Exclusive(work) => {
@@ -125,17 +105,19 @@ impl Appender {
             }
             Command::Sync(reply) => {
                 self.commit(std::mem::take(pending));
-                let outcome = self.syncer.sync_now().map_err(LogError::Poisoned);
-                let _ = reply.send(outcome);
+                if let Err(SendError(Stage::Barrier(reply))) =
+                    self.syncer.send(Stage::Barrier(reply))
+                {
+                    let _ = reply.send(Err(LogError::Closed));
+                }
             }
             Command::Shutdown => return true,
         }
         false
     }
 
-    /// Writes a group and has the syncer stage make the successful appends durable and answer
-    /// them; answers failures at once.
-    fn commit(&mut self, requests: Vec<AppendRequest>) {
+    /// Writes a group and hands the successful appends to the syncer; answers failures at once.
+    fn commit(&self, requests: Vec<AppendRequest>) {
         if requests.is_empty() {
             return;
         }
@@ -156,7 +138,13 @@ impl Appender {
             }
         }
         Counters::add(&self.shared.counters.append_requests, replies.len() as u64);
-        self.syncer.complete(Written { replies, ends });
+        if let Err(SendError(Stage::Written(written))) =
+            self.syncer.send(Stage::Written(Written { replies, ends }))
+        {
+            for (reply, _) in written.replies {
+                let _ = reply.send(Err(LogError::Closed));
+            }
+        }
     }
 
     /// Places and writes a group; returns each request's outcome and the new partition ends.

@@ -107,7 +107,7 @@ pub struct TopicInfo {
 }
 
 struct Workers {
-    /// The appender thread (which also syncs).
+    /// The appender, which joins the syncer it owns on the way out.
     appender: Option<JoinHandle<()>>,
     retention: Option<(Sender<()>, JoinHandle<()>)>,
 }
@@ -569,19 +569,27 @@ fn stop_workers(workers: &Mutex<Workers>, commands: &Sender<Command>) {
     }
 }
 
-/// Starts the appender thread, which writes and syncs; the returned handle finishes when it
-/// has. A panic in it poisons the log instead of leaving it half alive.
+/// Starts the syncer and the appender; the returned handle finishes when both have. A panic in
+/// either poisons the log instead of leaving it half alive.
 fn spawn_writer_threads(
     shared: Arc<Shared>,
     commands: crossbeam_channel::Receiver<Command>,
     files: sync::DurableFiles,
 ) -> std::io::Result<JoinHandle<()>> {
+    let (stages, staged) = crossbeam_channel::bounded(1024);
+    let syncer_shared = shared.clone();
+    let syncer = std::thread::Builder::new()
+        .name("tidings-log-syncer".into())
+        .spawn(move || {
+            let syncer = syncer::Syncer::new(syncer_shared.clone(), staged, files);
+            poison_on_panic(&syncer_shared, "syncer", || syncer.run());
+        })?;
     std::thread::Builder::new()
         .name("tidings-log-appender".into())
         .spawn(move || {
-            let syncer = syncer::Syncer::new(shared.clone(), files);
-            let appender = Appender::new(shared.clone(), commands, syncer);
+            let appender = Appender::new(shared.clone(), commands, stages);
             poison_on_panic(&shared, "appender", || appender.run());
+            let _ = syncer.join();
         })
 }
 

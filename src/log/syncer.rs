@@ -1,26 +1,24 @@
-//! The durability stage of the group commit: syncing written groups and acknowledging them.
+//! The durability stage of the group commit: the thread that syncs and acknowledges.
 //!
-//! The appender thread writes a group into the storage engine, then hands the group's replies
-//! and new partition ends to this stage on the same thread. In `always` mode the stage makes
-//! the group durable with one flush and one `fdatasync`, then publishes the high watermarks and
-//! completes every waiter. Everything that arrived during that sync is the appender's next
-//! group, so load raises the group size, not the number of syncs.
+//! The appender writes a group into the storage engine and hands the syncer the group's replies
+//! and new partition ends. The syncer takes everything handed over so far, makes it durable with
+//! one flush and one `fdatasync` (`always`), then publishes the high watermarks and completes the
+//! waiters. While it syncs, the appender already writes the next group, so writing and syncing
+//! overlap and one sync covers every group written during the previous one.
 //!
-//! It runs on the appender's thread rather than on a thread of its own: a second thread overlaps
-//! writing with syncing, but costs two context switches per group, and writing a group (a
-//! memcpy per record, one engine insert per 64 KiB) is short next to the sync. On two cores
-//! the switches cost more than the overlap won (see docs/benchmarks.md, "Side by side").
-//!
-//! In `interval` mode the stage acknowledges at once and publishes watermarks (what readers may
+//! In `interval` mode the syncer acknowledges at once and publishes watermarks (what readers may
 //! see) only after the periodic sync; in `never` mode it acknowledges and publishes at once.
 //! A failed sync poisons the log and fails every waiter it covered.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use tokio::sync::oneshot;
+
 use super::appender::AppendReply;
 use super::config::Durability;
-use super::error::LogError;
+use super::error::{LogError, Result};
 use super::partition::Partition;
 use super::record::Appended;
 use super::stats::Counters;
@@ -36,8 +34,16 @@ pub(crate) struct Written {
     pub ends: Vec<PartitionEnd>,
 }
 
+pub(crate) enum Stage {
+    Written(Written),
+    /// Sync everything written so far, then answer.
+    Barrier(oneshot::Sender<Result<()>>),
+    Shutdown,
+}
+
 pub(crate) struct Syncer {
     shared: Arc<Shared>,
+    rx: Receiver<Stage>,
     files: DurableFiles,
     /// Interval mode: when the oldest unsynced write happened, and the ends it will publish.
     unsynced_since: Option<Instant>,
@@ -45,27 +51,56 @@ pub(crate) struct Syncer {
 }
 
 impl Syncer {
-    pub fn new(shared: Arc<Shared>, files: DurableFiles) -> Self {
+    pub fn new(shared: Arc<Shared>, rx: Receiver<Stage>, files: DurableFiles) -> Self {
         Syncer {
             shared,
+            rx,
             files,
             unsynced_since: None,
             unsynced: Vec::new(),
         }
     }
 
-    /// Interval mode: when the held-back writes must be synced; `None` when nothing waits.
-    pub fn deadline(&self) -> Option<Instant> {
+    /// Runs until `Shutdown` (or the appender is gone), then syncs everything once more.
+    pub fn run(mut self) {
+        loop {
+            let first = match self.wait() {
+                Ok(stage) => stage,
+                Err(RecvTimeoutError::Timeout) => {
+                    // A failure is logged and poisons the log inside; nothing waits on this one.
+                    let _ = self.sync_now();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut stages = vec![first];
+            stages.extend(self.rx.try_iter());
+            if self.handle(stages) {
+                break;
+            }
+        }
+        // The final sync on the way out; a failure is logged inside.
+        let _ = self.sync_now();
+    }
+
+    fn wait(&self) -> std::result::Result<Stage, RecvTimeoutError> {
         match (self.shared.config.durability, self.unsynced_since) {
-            (Durability::Interval(every), Some(since)) => Some(since + every),
-            _ => None,
+            (Durability::Interval(every), Some(since)) => self.rx.recv_deadline(since + every),
+            _ => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
         }
     }
 
-    /// Makes a written group durable as the durability mode says, then acknowledges it.
-    pub fn complete(&mut self, written: Written) {
-        if written.replies.is_empty() && written.ends.is_empty() {
-            return; // every request of the group was refused: nothing was written
+    /// Handles everything handed over since the last round; true on shutdown.
+    fn handle(&mut self, stages: Vec<Stage>) -> bool {
+        let mut written = Vec::new();
+        let mut barriers = Vec::new();
+        let mut shutdown = false;
+        for stage in stages {
+            match stage {
+                Stage::Written(w) => written.push(w),
+                Stage::Barrier(reply) => barriers.push(reply),
+                Stage::Shutdown => shutdown = true,
+            }
         }
         match self.shared.config.durability {
             Durability::Always => self.sync_then_complete(written),
@@ -75,41 +110,57 @@ impl Syncer {
                     .unsynced_since
                     .is_some_and(|since| since.elapsed() >= every)
                 {
-                    // A failure is logged and poisons the log inside; the waiters have their
-                    // answer already (interval mode acknowledges before the sync).
                     let _ = self.sync_now();
                 }
             }
             Durability::Never => {
-                publish(&written.ends);
-                reply_all(written.replies);
+                for w in written {
+                    publish(&w.ends);
+                    reply_all(w.replies);
+                }
             }
         }
+        if !barriers.is_empty() {
+            let outcome = self.sync_now();
+            for reply in barriers {
+                let _ = reply.send(outcome.clone().map_err(LogError::Poisoned));
+            }
+        }
+        shutdown
     }
 
-    fn sync_then_complete(&mut self, written: Written) {
+    fn sync_then_complete(&mut self, written: Vec<Written>) {
+        if written.is_empty() {
+            return;
+        }
         match self.flush_and_sync() {
             Ok(()) => {
-                publish(&written.ends);
-                reply_all(written.replies);
+                for w in written {
+                    publish(&w.ends);
+                    reply_all(w.replies);
+                }
             }
             Err(reason) => {
-                for (reply, _) in written.replies {
-                    let _ = reply.send(Err(LogError::Poisoned(reason.clone())));
+                for w in written {
+                    for (reply, _) in w.replies {
+                        let _ = reply.send(Err(LogError::Poisoned(reason.clone())));
+                    }
                 }
             }
         }
     }
 
     /// Interval mode: acknowledge now, let readers see the records after the next sync.
-    fn complete_before_sync(&mut self, written: Written) {
-        self.unsynced_since.get_or_insert_with(Instant::now);
-        self.unsynced.extend(written.ends);
-        reply_all(written.replies);
+    fn complete_before_sync(&mut self, written: Vec<Written>) {
+        for w in written {
+            self.unsynced_since.get_or_insert_with(Instant::now);
+            self.unsynced.extend(w.ends);
+            reply_all(w.replies);
+        }
     }
 
     /// Syncs and publishes whatever interval mode held back. Err carries the poison reason.
-    pub fn sync_now(&mut self) -> std::result::Result<(), String> {
+    fn sync_now(&mut self) -> std::result::Result<(), String> {
         self.flush_and_sync()?;
         self.unsynced_since = None;
         publish(&std::mem::take(&mut self.unsynced));

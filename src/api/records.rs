@@ -70,7 +70,8 @@ impl From<PublishedRecord> for Record {
                     value: value.into_bytes(),
                 })
                 .collect(),
-            value: published.value.get().as_bytes().to_vec(),
+            // The raw JSON text's own allocation becomes the value: no copy.
+            value: String::from(Box::<str>::from(published.value)).into_bytes(),
         }
     }
 }
@@ -135,8 +136,10 @@ async fn append_batch(
     }
     refuse_deep_values(&body.records)?;
     let log = state.log()?;
-    // The log creates unknown topics on their first append; over HTTP that is a 404.
-    log.describe_topic(name)?;
+    // The log creates unknown topics on their first append; over HTTP that is a 404. Every
+    // topic has a partition 0, and its watermarks are a lookup in memory (describing the topic
+    // read its first and last batches from the engine: ~3 % of a one-record publish).
+    log.watermarks(name, partition.unwrap_or(0))?;
     let records = body.records.into_iter().map(Record::from).collect();
     let appended = match partition {
         Some(partition) => log.append_to(name, partition, records).await?,

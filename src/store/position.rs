@@ -10,7 +10,7 @@
 //! The log's consumer group `store` still exists, for `tidings groups describe store`, lag in
 //! `/metrics` and retention's protection of `messages`, but it follows the store and is never
 //! ahead of what the store holds durably: [`Store::mirror_position`] flushes and syncs the
-//! store's database at most about once a second, off the writers' path, and then commits the
+//! store's database at most every [`MIRROR_INTERVAL`], off the writers' path, and then commits the
 //! position it saw before the flush. It does so a last time when the writers have stopped.
 //!
 //! This module does not apply batches (`apply`) and knows nothing of how records are read.
@@ -29,7 +29,9 @@ use super::Store;
 use crate::log::{Log, LogError};
 
 /// How often, at most, the store's database is flushed and its position committed to the log.
-const MIRROR_INTERVAL: Duration = Duration::from_secs(1);
+/// Often, so each flush is small: a second's worth of writes flushed at once held the disk
+/// long enough to delay the log's syncs (and every send's acknowledgement).
+const MIRROR_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The applied position of every partition: on disk (tree `applied`) and in memory.
 pub(crate) struct Positions {

@@ -45,5 +45,6 @@ pub mod log;
 pub mod metrics;
 pub mod notify;
 pub mod pipeline;
+mod private_files;
 pub mod server;
 pub mod store;

@@ -94,22 +94,4 @@ impl ServerEvent {
             fields: Map::new(),
         }
     }
-
-    /// The conversation the event is about, if any.
-    pub fn conversation(&self) -> Option<&str> {
-        match self {
-            ServerEvent::Message(m) | ServerEvent::MessageUpdated(m) => Some(&m.conversation_id),
-            ServerEvent::MessageDeleted {
-                conversation_id, ..
-            }
-            | ServerEvent::Typing {
-                conversation_id, ..
-            }
-            | ServerEvent::Read {
-                conversation_id, ..
-            } => Some(conversation_id),
-            ServerEvent::ConversationUpdated(c) => Some(&c.id),
-            _ => None,
-        }
-    }
 }

@@ -62,7 +62,7 @@ impl DataDir {
     /// A failure is logged: the directory's own mode is what protects the files.
     pub fn restrict_engine_files(&self) {
         let engine = self.engine_path();
-        if let Err(e) = restrict_tree(&engine) {
+        if let Err(e) = crate::private_files::restrict_tree(&engine) {
             tracing::warn!(dir = %engine.display(), error = %e, "cannot make the engine's files private (0600)");
         }
     }
@@ -290,30 +290,6 @@ fn restrict_to_owner(dir: &Path) -> std::io::Result<()> {
 
 #[cfg(not(unix))]
 fn restrict_to_owner(_dir: &Path) -> std::io::Result<()> {
-    Ok(())
-}
-
-/// 0600 on every file and 0700 on every directory under `root` (`root` included).
-#[cfg(unix)]
-fn restrict_tree(root: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let mut pending = vec![root.to_owned()];
-    while let Some(dir) = pending.pop() {
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            if entry.file_type()?.is_dir() {
-                pending.push(entry.path());
-            } else {
-                std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600))?;
-            }
-        }
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn restrict_tree(_root: &Path) -> std::io::Result<()> {
     Ok(())
 }
 

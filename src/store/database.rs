@@ -52,7 +52,7 @@ impl Database {
                 ))
             }
         };
-        if let Err(e) = restrict_tree(&path) {
+        if let Err(e) = crate::private_files::restrict_tree(&path) {
             tracing::warn!(dir = %path.display(), error = %e, "cannot make the store's files private (0600)");
         }
         Ok(Database {
@@ -73,29 +73,4 @@ impl Database {
 
 fn io_error(path: &Path, e: std::io::Error) -> StoreError {
     StoreError::Storage(format!("{}: {e}", path.display()))
-}
-
-/// 0600 on every file and 0700 on every directory under `root` (`root` included): the store
-/// holds message text. Files sled makes later are covered by the data directory's own 0700.
-#[cfg(unix)]
-fn restrict_tree(root: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let mut pending = vec![root.to_owned()];
-    while let Some(dir) = pending.pop() {
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            if entry.file_type()?.is_dir() {
-                pending.push(entry.path());
-            } else {
-                std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600))?;
-            }
-        }
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn restrict_tree(_root: &Path) -> std::io::Result<()> {
-    Ok(())
 }

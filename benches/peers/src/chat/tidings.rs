@@ -249,7 +249,11 @@ impl ChatSender for TidingsWsSender {
         let frame = json!({"type": "send", "ref": reference,
             "conversationId": self.conversation, "content": content});
         self.socket.send(Message::text(frame.to_string())).await?;
-        let answer = next_frame_of(&mut self.socket, |f| f["ref"] == reference).await?;
+        // A refusal made before the frame was parsed (the session's frame rate) has no `ref`.
+        let answer = next_frame_of(&mut self.socket, |f| {
+            f["ref"] == reference || (f["type"] == "error" && f.get("ref").is_none())
+        })
+        .await?;
         if answer["type"] != "ack" {
             bail!("send refused: {answer}");
         }

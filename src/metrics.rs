@@ -196,8 +196,9 @@ fn write_samples(out: &mut String, rows: &[(&str, &str, &str, f64)]) {
     }
 }
 
-/// Appends the hub's session gauge and counters to `out` in text format. The fan-out's lag is
-/// the consumer lag of group `fanout` on `messages.sent` ([`render_consumer_lag`]).
+/// Appends the hub's session gauge and counters to `out` in text format. Live delivery follows
+/// the store writers, so what the sessions are behind is the lag of group `store` on `messages`
+/// ([`render_consumer_lag`]).
 pub fn render_hub_stats(out: &mut String, stats: &HubStats) {
     let rows: [(&str, &str, &str, f64); 5] = [
         (

@@ -12,7 +12,7 @@
 //! `events:consume` but the reset, which needs `admin`; chat's `messages` topic is for `admin`
 //! only, so a non-admin's patterns never match it. Records are rendered by [`super::records`].
 //!
-//! The groups of the server's own workers (`store`, `fanout`, `notify`, `notify.sink.*`) are
+//! The groups of the server's own workers (`store`, `notify`, `notify.sink.*`) are
 //! never joined, committed or reset here, whatever the token (403); a member id works only for
 //! the user that joined with it (another one's gets 404, as an unknown id). A join is a write
 //! (the caller's write budget) and the number of groups is capped (`limits.maxGroups`).

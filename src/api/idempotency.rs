@@ -11,8 +11,9 @@
 //!
 //! This module does not append, validate or talk to the store: `messages.rs` does.
 
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -94,7 +95,7 @@ pub struct Lease {
 impl Sends {
     fn lock(&self) -> MutexGuard<'_, State> {
         // The map stays consistent across a panic (every change is one insert or remove).
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.lock()
     }
 
     /// Looks `key` up, claiming it when nobody holds it.

@@ -11,8 +11,8 @@
 //! [`AppState::charge_write`](super::AppState::charge_write) turns a refusal into 429 with
 //! `Retry-After`.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 use std::time::Instant;
 
@@ -131,7 +131,7 @@ impl RateLimiter {
         }
         let rate = f64::from(self.rate);
         let burst = self.burst();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let mut buckets = self.buckets.lock();
         if buckets.len() > PRUNE_ABOVE {
             buckets.retain(|_, b| b.refilled(now, rate, burst) < burst);
         }

@@ -19,10 +19,11 @@
 //! This module only drives a server from outside, like any client would; it knows nothing of
 //! the hub's internals.
 
+use parking_lot::Mutex;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -378,7 +379,6 @@ impl Shared {
         let now = self.now_us();
         self.latencies[shard % LATENCY_SHARDS]
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .record(Duration::from_micros(now.saturating_sub(sent_us)));
         self.delivered.fetch_add(1, Ordering::Relaxed);
         self.last_delivery_us.fetch_max(now, Ordering::Relaxed);
@@ -387,7 +387,7 @@ impl Shared {
     fn merged_latencies(&self) -> LatencyReport {
         let mut merged = LatencyReport::default();
         for shard in &self.latencies {
-            merged.merge(&shard.lock().unwrap_or_else(|p| p.into_inner()));
+            merged.merge(&shard.lock());
         }
         merged
     }

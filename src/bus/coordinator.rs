@@ -8,8 +8,8 @@
 //! topic) the group's generation is bumped and every member's read positions are dropped, so
 //! members restart from the committed offsets.
 
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::pattern_matches;
@@ -248,10 +248,7 @@ impl Coordinator {
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Group>> {
-        // A panic while holding the lock leaves plain data behind; keep using it.
-        self.groups
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.groups.lock()
     }
 
     /// Adds a member to `group` (a rebalance); `topics` are the existing topics with their

@@ -1,7 +1,8 @@
 //! The hub: the registry of live WebSocket sessions (user → sessions), presence and typing.
 //!
 //! Every session has a bounded outbound queue ([`HubConfig::queue_frames`] frames). A frame is
-//! serialized once and shared by all its recipients ([`Frame`]); [`Hub::deliver`] pushes it to
+//! one typed event shared by all its recipients and encoded at most once per wire format
+//! ([`Frame`]); [`Hub::deliver`] pushes it to
 //! every session of a set of users without ever waiting: a session whose queue is full is
 //! closed as too slow (4008, it resumes from its last seen seq), so a slow client never slows
 //! the others nor grows the server's memory.
@@ -14,11 +15,13 @@
 //! indicators are forwarded to the other participants, rate limited per (user, conversation),
 //! and expire by themselves ([`HubConfig::typing_ttl`]). The timers run in [`Hub::run_timers`].
 //!
-//! The hub knows nothing of storage, HTTP or sockets: conversations reach it as lists of user
-//! ids, messages as frames built elsewhere (`pipeline::fanout`), and the socket side is
-//! `api::ws`. Files: `frame` (frames and the builders of storage-free frames), `session` (one
-//! session's queue and close signal), `presence`, `typing`, `fd_limit` (sessions the open-file
-//! limit allows).
+//! The hub knows nothing of storage, HTTP, sockets or wire formats: conversations reach it as
+//! lists of user ids, changes as typed events the store writer hands over
+//! (`pipeline::live`), and the socket side with its encoding is `api::ws`. It uses the chat
+//! model's data types (a message, a conversation), not the store. Files: `event` (the typed
+//! server events), `frame` (frames, their scopes, their cached encodings, and the one place
+//! frames are built), `session` (one session's queue and close signal), `presence`, `typing`,
+//! `fd_limit` (sessions the open-file limit allows).
 
 mod event;
 pub mod fd_limit;
@@ -27,9 +30,10 @@ mod presence;
 mod session;
 mod typing;
 
+use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio_util::sync::CancellationToken;
@@ -205,24 +209,16 @@ impl Hub {
             .unwrap_or_default()
     }
 
-    // A panic while holding a lock leaves the maps consistent (each change is one insert or
-    // remove): keep serving.
     fn read(&self) -> RwLockReadGuard<'_, Registry> {
-        self.inner
-            .registry
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+        self.inner.registry.read()
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, Registry> {
-        self.inner
-            .registry
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
+        self.inner.registry.write()
     }
 
     fn typing_state(&self) -> MutexGuard<'_, Typing> {
-        self.inner.typing.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.typing.lock()
     }
 
     /// Opens a session for `user`: registers it (within the limits), announces the user online

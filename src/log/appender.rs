@@ -253,11 +253,7 @@ impl Appender {
         let max_bytes = self.shared.config.max_batch_bytes;
         let counters = &self.shared.counters;
         for slot in slots.iter_mut() {
-            let mut tail = slot
-                .partition
-                .tail
-                .lock()
-                .expect("partition tail lock poisoned");
+            let mut tail = slot.partition.tail.lock();
             let timestamp = now.max(tail.last_timestamp);
             slot.base_offset = tail.next_offset;
             for chunk in chunks_by_size(&slot.records, max_bytes) {

@@ -40,7 +40,8 @@ mod sync;
 mod syncer;
 mod topics;
 
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Sender, TrySendError};
@@ -79,14 +80,11 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub fn poison_reason(&self) -> Option<String> {
-        self.poisoned.lock().expect("poison lock poisoned").clone()
+        self.poisoned.lock().clone()
     }
 
     pub fn poison(&self, reason: String) {
-        self.poisoned
-            .lock()
-            .expect("poison lock poisoned")
-            .get_or_insert(reason);
+        self.poisoned.lock().get_or_insert(reason);
     }
 }
 
@@ -519,9 +517,7 @@ impl SledLog {
 }
 
 fn stop_workers(workers: &Mutex<Workers>, commands: &Sender<Command>) {
-    let mut workers = workers
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut workers = workers.lock();
     if let Some((stop, handle)) = workers.retention.take() {
         let _ = stop.send(());
         let _ = handle.join();

@@ -3,8 +3,8 @@
 //! The high watermark (one past the last durable offset) is what readers see; the tail (next
 //! offset to assign, stored bytes, last timestamp) belongs to the appender thread alone.
 
+use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 
 use tokio::sync::watch;
 

@@ -3,9 +3,10 @@
 //! Changes to the registry (create, grow, delete) run on the appender thread only, so they are
 //! ordered with appends; lookups run anywhere.
 
+use parking_lot::RwLock;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use super::config::{TopicConfig, MAX_PARTITIONS};
 use super::error::{LogError, Result};
@@ -23,31 +24,19 @@ pub(crate) struct Topic {
 
 impl Topic {
     pub fn config(&self) -> TopicConfig {
-        self.config
-            .read()
-            .expect("topic config lock poisoned")
-            .clone()
+        self.config.read().clone()
     }
 
     pub fn partitions(&self) -> Vec<Arc<Partition>> {
-        self.partitions
-            .read()
-            .expect("partition list lock poisoned")
-            .clone()
+        self.partitions.read().clone()
     }
 
     pub fn partition_count(&self) -> u32 {
-        self.partitions
-            .read()
-            .expect("partition list lock poisoned")
-            .len() as u32
+        self.partitions.read().len() as u32
     }
 
     pub fn partition(&self, id: u32) -> Result<Arc<Partition>> {
-        let partitions = self
-            .partitions
-            .read()
-            .expect("partition list lock poisoned");
+        let partitions = self.partitions.read();
         partitions
             .get(id as usize)
             .cloned()
@@ -156,7 +145,7 @@ impl Registry {
             let topic = registry.open_topic(&name, config)?;
             topics.insert(name, topic);
         }
-        *registry.topics.write().expect("registry lock poisoned") = topics;
+        *registry.topics.write() = topics;
         Ok(registry)
     }
 
@@ -184,11 +173,7 @@ impl Registry {
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
-        self.topics
-            .read()
-            .expect("registry lock poisoned")
-            .get(name)
-            .cloned()
+        self.topics.read().get(name).cloned()
     }
 
     pub fn require(&self, name: &str) -> Result<Arc<Topic>> {
@@ -197,12 +182,7 @@ impl Registry {
     }
 
     pub fn list(&self) -> Vec<Arc<Topic>> {
-        self.topics
-            .read()
-            .expect("registry lock poisoned")
-            .values()
-            .cloned()
-            .collect()
+        self.topics.read().values().cloned().collect()
     }
 
     /// Creates a topic (appender thread only). Its partitions are created before its
@@ -225,10 +205,7 @@ impl Registry {
                 return Err(e);
             }
         };
-        self.topics
-            .write()
-            .expect("registry lock poisoned")
-            .insert(name.to_owned(), topic.clone());
+        self.topics.write().insert(name.to_owned(), topic.clone());
         Ok(topic)
     }
 
@@ -288,12 +265,8 @@ impl Registry {
                 return Err(e);
             }
         };
-        topic
-            .partitions
-            .write()
-            .expect("partition list lock poisoned")
-            .extend(added);
-        *topic.config.write().expect("topic config lock poisoned") = config;
+        topic.partitions.write().extend(added);
+        *topic.config.write() = config;
         Ok(())
     }
 
@@ -305,10 +278,7 @@ impl Registry {
             self.watermarks.remove(partition_key(name, partition.id))?;
             self.db.drop_tree(partition_tree_name(name, partition.id))?;
         }
-        self.topics
-            .write()
-            .expect("registry lock poisoned")
-            .remove(name);
+        self.topics.write().remove(name);
         Ok(())
     }
 

@@ -32,8 +32,9 @@ pub mod sinks;
 mod supervise;
 mod writer;
 
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -172,7 +173,7 @@ pub async fn start(
         tracker.spawn(writers.track_future(async move {
             if let Err(e) = worker.run(shutdown).await {
                 tracing::error!(partition, error = %e, "store writer stopped");
-                let mut slot = failure.lock().unwrap_or_else(|p| p.into_inner());
+                let mut slot = failure.lock();
                 slot.get_or_insert(format!("partition {partition}: {e}"));
             }
         }));
@@ -297,10 +298,7 @@ impl Pipeline {
 
     /// Why a store writer stopped, if one did (the server is then not ready).
     pub fn failure(&self) -> Option<String> {
-        self.failure
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.failure.lock().clone()
     }
 }
 
@@ -337,6 +335,6 @@ impl Outcomes {
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<(u32, u64), Outcome>> {
         // Entries are whole values: a panic elsewhere leaves the map usable.
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.0.lock()
     }
 }

@@ -10,9 +10,10 @@
 //!
 //! This module knows nothing of what the workers do.
 
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -50,7 +51,7 @@ impl WorkerHealth {
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, String>> {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner())
+        self.failures.lock()
     }
 }
 

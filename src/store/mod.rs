@@ -47,9 +47,10 @@ mod position;
 mod queries;
 mod view;
 
+use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::Arc;
 
 pub use apply::{AppliedBatch, BatchPosition, Change, Outcome};
 pub use command::{
@@ -176,18 +177,11 @@ impl Store {
     }
 
     fn view(&self) -> RwLockReadGuard<'_, View> {
-        // A panic while holding the lock leaves field-wise consistent data: keep serving.
-        self.inner
-            .view
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.view.read()
     }
 
     fn view_mut(&self) -> RwLockWriteGuard<'_, View> {
-        self.inner
-            .view
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.view.write()
     }
 
     /// True if the conversation exists and `user` is one of its participants (memory only).

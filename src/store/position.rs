@@ -15,9 +15,9 @@
 //!
 //! This module does not apply batches (`apply`) and knows nothing of how records are read.
 
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -60,9 +60,9 @@ impl Positions {
         })
     }
 
-    fn next(&self) -> std::sync::MutexGuard<'_, BTreeMap<u32, u64>> {
+    fn next(&self) -> parking_lot::MutexGuard<'_, BTreeMap<u32, u64>> {
         // Every update of the map is one insert: a panic cannot leave it half changed.
-        self.next.lock().unwrap_or_else(|p| p.into_inner())
+        self.next.lock()
     }
 
     /// Moves a partition's position forward; a move back is refused (`CommitRegression`).

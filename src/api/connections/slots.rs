@@ -10,8 +10,9 @@
 //! This file owns the bookkeeping only; closing the evicted socket is up to the connection's
 //! task, which watches its slot's eviction signal.
 
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
@@ -203,9 +204,7 @@ impl Drop for Slot {
 
 /// The table stays consistent even if a holder panicked: every change is one field write.
 fn lock(table: &Mutex<Table>) -> MutexGuard<'_, Table> {
-    table
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    table.lock()
 }
 
 #[cfg(test)]

@@ -5,9 +5,9 @@
 //! It does not send load nor hold sessions ([`super::load`], [`super::sessions`] do); it is the
 //! state they share.
 
+use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -208,8 +208,8 @@ impl Ledger {
     pub fn acknowledge(&self, c: usize, id: &str, sender: usize) -> anyhow::Result<()> {
         let uuid = uuid::Uuid::parse_str(id)
             .with_context(|| format!("the 202 named a message id that is no UUID: {id:?}"))?;
-        lock(&self.acked)[c].push(uuid.as_u128());
-        let mut recent = lock(&self.recent);
+        self.acked.lock()[c].push(uuid.as_u128());
+        let mut recent = self.recent.lock();
         if recent[c].len() == RECENT {
             recent[c].pop_front();
         }
@@ -223,27 +223,20 @@ impl Ledger {
 
     /// A recent message of `c` to edit (it stays a target).
     pub fn edit_target(&self, c: usize) -> Option<Recent> {
-        let recent = lock(&self.recent);
+        let recent = self.recent.lock();
         let list = &recent[c];
         (!list.is_empty()).then(|| list[random_below(list.len())].clone())
     }
 
     /// A recent message of `c` to delete (no longer a target afterwards).
     pub fn delete_target(&self, c: usize) -> Option<Recent> {
-        lock(&self.recent)[c].pop_front()
+        self.recent.lock()[c].pop_front()
     }
 
     /// The acknowledged ids of every conversation (taken at the end of the run).
     pub fn acknowledged(&self) -> Vec<Vec<u128>> {
-        lock(&self.acked).clone()
+        self.acked.lock().clone()
     }
-}
-
-/// Locks a mutex whose data stays consistent even if a holder panicked (plain pushes).
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

@@ -108,13 +108,18 @@ async fn frames_over_the_rate_get_429_and_the_session_recovers() {
     for n in 0..30 {
         ann.send(json!({"type": "ping", "ref": n})).await;
     }
-    // Every ping gets a pong or, over the rate, an error (which cannot echo a ref it did not
-    // read).
+    // Every ping gets a pong or, over the rate, an error naming the ping it refuses.
     let mut frames = Vec::new();
     for _ in 0..30 {
         frames.push(ann.next().await);
     }
     let limited = frames.iter().filter(|f| f["status"] == 429).count();
+    let refs: Vec<_> = frames.iter().map(|f| f["ref"].clone()).collect();
+    assert_eq!(
+        refs,
+        (0..30).map(|n| json!(n)).collect::<Vec<_>>(),
+        "{frames:?}"
+    );
     let answered = frames.iter().filter(|f| f["type"] == "pong").count();
     assert!(limited >= 10, "{limited} refused of 30 at 5/s, burst 10");
     assert!(answered >= 10, "the burst is answered: {answered}");

@@ -1,7 +1,8 @@
 //! The reader of one session: client frames in, answers out through the writer.
 //!
-//! Each text frame passes the session's frame rate (token bucket, `ws.frameRate`, burst twice
-//! that: over it → `error` 429) and size (`ws.maxFrameBytes` → `error` 413), is parsed (bad
+//! Each text frame passes its size (`ws.maxFrameBytes` → `error` 413) and the session's frame
+//! rate (token bucket, `ws.frameRate`, burst twice that: over it → `error` 429 with the frame's
+//! `ref`), is parsed (bad
 //! JSON, a missing field or an unknown `type` → `error` 400) and handled on the same paths as
 //! HTTP: `send` through [`send_message`] (→ `ack` with the 202 body's fields), `read` through
 //! [`mark_read_as`] (→ `ack`), `typing` through the hub, `resume` handed to the writer (→ `ack`
@@ -187,16 +188,6 @@ impl Reader {
 
     async fn on_text(&mut self, text: &str) {
         let ws = &self.state.config().ws;
-        if ws.frame_rate > 0 {
-            let rate = f64::from(ws.frame_rate);
-            if let Err(wait) = self.bucket.take(Instant::now(), rate, 2.0 * rate) {
-                let refused = ApiError::TooManyRequests {
-                    limit: ws.frame_rate,
-                    retry_after: wait,
-                };
-                return self.refuse(None, &refused).await;
-            }
-        }
         if text.len() > ws.max_frame_bytes {
             let refused = ApiError::PayloadTooLarge(format!(
                 "the frame is {} bytes; the limit is {}",
@@ -204,6 +195,16 @@ impl Reader {
                 ws.max_frame_bytes
             ));
             return self.refuse(None, &refused).await;
+        }
+        if ws.frame_rate > 0 {
+            let rate = f64::from(ws.frame_rate);
+            if let Err(wait) = self.bucket.take(Instant::now(), rate, 2.0 * rate) {
+                let refused = ApiError::TooManyRequests {
+                    limit: ws.frame_rate,
+                    retry_after: wait,
+                };
+                return self.refuse(reference_of(text).as_ref(), &refused).await;
+            }
         }
         let (frame, reference) = match parse_client_frame(text) {
             Ok(parsed) => parsed,
@@ -320,6 +321,17 @@ impl Reader {
         self.reply(frame::error(reference, status, &refused.detail()))
             .await;
     }
+}
+
+/// The frame's `ref`, if it is JSON with one: a refusal made before the frame is handled (its
+/// rate) still names the frame it refuses. Only the `ref` is kept; the rest is skipped.
+fn reference_of(text: &str) -> Option<Value> {
+    #[derive(Deserialize)]
+    struct Reference {
+        #[serde(rename = "ref")]
+        reference: Option<Value>,
+    }
+    serde_json::from_str::<Reference>(text).ok()?.reference
 }
 
 /// A typed client frame, or 400 naming what is wrong (`missing field `conversationId``).

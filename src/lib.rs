@@ -17,14 +17,16 @@
 //!   idempotent sends, the send rate limit and backpressure; the WebSocket upgrade `/ws` and
 //!   each session's reader and writer; shared handler state, problem+json errors, the health,
 //!   readiness and metrics endpoints.
-//! - [`store`]: the chat read model in sled (conversations, messages by (conversation, seq),
-//!   read state, id indexes, the event outbox) and its replay-safe batch writer; no HTTP.
+//! - [`store`]: the chat read model in its own sled database (conversations, messages by
+//!   (conversation, seq), read state, id indexes, the event outbox, its applied position) and
+//!   its replay-safe batch writer; no HTTP.
 //! - [`pipeline`]: the consumers joining log → store → hub and notifications: the write-behind
-//!   store writer (one task per partition, adaptive batches), the exactly-once relay to
-//!   `messages.sent`, the fan-out of `messages.sent` to the hub's sessions, the `notify` group
+//!   store writer (one task per partition, adaptive batches) handing each applied batch to the
+//!   hub's sessions, the exactly-once relay to `messages.sent`, the `notify` group
 //!   producing `message.new`, and the sink consumers with their dead-letter topic; no HTTP.
-//! - [`hub`]: live WebSocket sessions (user → sessions) with bounded outbound queues, presence
-//!   and typing; no storage, no HTTP, no sockets.
+//! - [`hub`]: live WebSocket sessions (user → sessions) with bounded outbound queues, the typed
+//!   server events and their frames (encoded once per wire format), presence and typing; no
+//!   storage, no HTTP, no sockets.
 //! - [`notify`]: the notification sinks (webhook with HMAC signature and retries, log); they
 //!   deliver one record and know nothing of the log.
 //! - [`server`]: wiring of the HTTP server, the store, the pipeline, the hub and the

@@ -4,15 +4,15 @@
 //! open-file limit (every WebSocket session holds a descriptor) and serves at once (so
 //! `/healthz` answers and `/readyz` says 503 while the log recovers), opens the log, opens the
 //! chat store and starts the write-behind pipeline, lets the store catch up with what the log
-//! holds, starts the fan-out to the hub, the `notify` group and the notification sinks, marks
+//! holds, gives the hub its contacts, starts the `notify` group and the notification sinks, marks
 //! the server ready, and runs until the shutdown future completes. Connections are accepted and
 //! served by [`crate::api::connections`], within the `[http]` limits.
 //!
 //! Then it stops in this order ([`stop`]): stop accepting and cancel the
 //! [`CancellationToken`] every background task selects on; let in-flight HTTP requests and
-//! WebSocket client frames finish; stop the store writers (they apply and relay everything
-//! accepted first); stop the fan-out and the `notify` group (they handle every event up to the
-//! high watermark of `messages.sent` first); close every session with 1001 (each writes what is
+//! WebSocket client frames finish; stop the store writers (they apply, deliver to the sessions
+//! and relay everything accepted first); stop the `notify` group (it handles every event up to
+//! the high watermark of `messages.sent` first); close every session with 1001 (each writes what is
 //! queued first); wait for every task ([`TaskTracker`]); close the log (which syncs). History is
 //! thus complete when the server is ready again, every stored message reached the live
 //! sessions, and every offline recipient got its notification.
@@ -308,7 +308,7 @@ async fn open_log(state: &AppState) -> Result<(), ServerError> {
     Ok(())
 }
 
-/// Stops accepting, drains requests, the pipeline, the fan-out and the sessions, then closes
+/// Stops accepting, drains requests, the pipeline and the sessions, then closes
 /// the log (the order is in the module doc).
 async fn stop(
     state: AppState,
@@ -321,8 +321,8 @@ async fn stop(
     let served = serving.await.map_err(ServerError::Task);
     state.session_readers().close();
     state.session_readers().wait().await;
-    // No request appends any more: the store writers catch up with everything accepted, then
-    // the fan-out delivers, and the notify group notifies, every event they relayed.
+    // No request appends any more: the store writers catch up with everything accepted (and
+    // deliver it to the sessions), then the notify group notifies every event they relayed.
     stages.drain(&state).await;
     state.hub().close_all(CloseReason::ShuttingDown);
     state.tasks().close();

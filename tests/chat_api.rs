@@ -511,3 +511,33 @@ async fn the_sender_name_comes_from_the_token() {
         .await;
     assert_eq!(stored[0]["senderName"], "Ann A.");
 }
+
+/// Conversation commands go through the log and the store writer decides them in log order:
+/// of many requests racing to create one id (several may pass the edge's check before the
+/// first is applied), exactly one gets 201 and the conversation is that one's; the others 409.
+#[tokio::test]
+async fn racing_creates_of_one_id_give_one_conversation_and_conflicts() {
+    let chat = chat_server(&[]).await;
+    let creators = ["u0", "u1", "u2", "u3", "u4", "u5", "u6", "u7"];
+    let answers = futures_util::future::join_all(creators.iter().map(|user| {
+        chat.post(
+            user,
+            "/api/conversations",
+            json!({"id": "contested", "participants": []}),
+        )
+    }))
+    .await;
+    let mut winners = Vec::new();
+    for (user, answer) in creators.iter().zip(answers) {
+        match answer.status().as_u16() {
+            201 => winners.push(*user),
+            409 => {}
+            other => panic!("{user}: unexpected status {other}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one creator wins: {winners:?}");
+    let view = chat
+        .get_json(winners[0], "/api/conversations/contested")
+        .await;
+    assert_eq!(view["participants"], json!([winners[0]]));
+}

@@ -500,41 +500,37 @@ fn a_foreign_directory_is_refused_untouched() {
 
 #[test]
 fn a_format_file_of_another_version_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    drop(Log::open(config(dir.path())).unwrap());
-    std::fs::write(dir.path().join("FORMAT"), "tidings-data 3\n").unwrap();
-    let before = tree(dir.path());
-    let error = Log::open(config(dir.path())).unwrap_err();
-    assert!(
-        matches!(error, LogError::ForeignDirectory { .. }),
-        "{error:?}"
-    );
-    let message = error.to_string();
+    let message = refused_with_format("tidings-data 3\n");
     assert!(message.contains("tidings-data 3"), "{message}");
     assert!(message.contains("tidings-data 2"), "{message}");
-    assert_eq!(tree(dir.path()), before, "a refused directory was modified");
 }
 
 /// A directory of format 1 (made by an earlier 0.x version, with the chat store inside the
 /// log's engine) is refused untouched, with a message that says so.
 #[test]
 fn a_directory_of_an_earlier_0x_version_is_refused_with_a_clear_error() {
+    let message = refused_with_format("tidings-data 1\n");
+    assert!(
+        message.contains("made by an earlier 0.x version"),
+        "{message}"
+    );
+    assert!(message.contains("cannot open it"), "{message}");
+}
+
+/// Makes a data directory, rewrites its `FORMAT` to `format`, and opens it again: the open
+/// must be refused as a foreign directory and change nothing. Returns the refusal's message.
+fn refused_with_format(format: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     drop(Log::open(config(dir.path())).unwrap());
-    std::fs::write(dir.path().join("FORMAT"), "tidings-data 1\n").unwrap();
+    std::fs::write(dir.path().join("FORMAT"), format).unwrap();
     let before = tree(dir.path());
     let error = Log::open(config(dir.path())).unwrap_err();
     assert!(
         matches!(error, LogError::ForeignDirectory { .. }),
         "{error:?}"
     );
-    let message = error.to_string();
-    assert!(
-        message.contains("made by an earlier 0.x version"),
-        "{message}"
-    );
-    assert!(message.contains("cannot open it"), "{message}");
     assert_eq!(tree(dir.path()), before, "a refused directory was modified");
+    error.to_string()
 }
 
 /// Opens the log on another thread, so that a hang fails the test instead of stalling it.

@@ -163,9 +163,9 @@ pub async fn add_participant(
         user_id: body.user_id,
         at: now_rfc3339(),
     };
-    let chat = state.chat()?;
-    chat.store.check_add_participant(&command)?;
-    change_membership(&state, ChatCommand::AddParticipant(command)).await
+    state.chat()?.store.check_add_participant(&command)?;
+    let actor = command.actor.clone();
+    change_membership(&state, &actor, ChatCommand::AddParticipant(command)).await
 }
 
 /// `DELETE /api/conversations/{id}/participants/{userId}` → 204; 404 if that user is not a
@@ -182,20 +182,20 @@ pub async fn remove_participant(
         user_id: user,
         at: now_rfc3339(),
     };
-    let chat = state.chat()?;
-    chat.store.check_remove_participant(&command)?;
-    change_membership(&state, ChatCommand::RemoveParticipant(command)).await
+    state.chat()?.store.check_remove_participant(&command)?;
+    let actor = command.actor.clone();
+    change_membership(&state, &actor, ChatCommand::RemoveParticipant(command)).await
 }
 
-/// Charges the actor's write budget, appends a checked participant change and answers 204 once
+/// Charges `actor`'s write budget, appends a checked participant change and answers 204 once
 /// the store applied it (the store writer announces it to the sessions: `conversation.updated`
 /// to the participants and to one just removed).
-async fn change_membership(state: &AppState, command: ChatCommand) -> Result<StatusCode, ApiError> {
-    let (ChatCommand::AddParticipant(change) | ChatCommand::RemoveParticipant(change)) = &command
-    else {
-        return Err(ApiError::Internal("not a participant change".into()));
-    };
-    state.charge_write(&change.actor, WriteCost::ONE)?;
+async fn change_membership(
+    state: &AppState,
+    actor: &str,
+    command: ChatCommand,
+) -> Result<StatusCode, ApiError> {
+    state.charge_write(actor, WriteCost::ONE)?;
     super::messages::check_writable(state)?;
     let chat = state.chat()?;
     chat.pipeline

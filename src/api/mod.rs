@@ -197,7 +197,7 @@ impl AppState {
         &self.inner.session_readers
     }
 
-    /// Which of the server's own consumers (fan-out, `notify`, sinks) are down right now.
+    /// Which of the server's own consumers (`notify`, sinks) are down right now.
     pub fn workers(&self) -> &WorkerHealth {
         &self.inner.workers
     }

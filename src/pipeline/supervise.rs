@@ -1,5 +1,5 @@
-//! Keeps the server's own consumers of `messages.sent` and `message.new` (the fan-out, the
-//! `notify` group, the notification sinks) working through failures, and says when one cannot.
+//! Keeps the server's own consumers of `messages.sent` and `message.new` (the `notify` group,
+//! the notification sinks) working through failures, and says when one cannot.
 //!
 //! [`spawn_supervised`] runs a worker; when it fails, the failure is logged and recorded in
 //! [`WorkerHealth`] (so `/readyz` answers 503 while it lasts), and after a backoff the worker is

@@ -51,17 +51,17 @@ pub enum AuthError {
 
 /// Token claims.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Claims {
+pub(crate) struct Claims {
     /// User id.
-    pub sub: String,
+    pub(crate) sub: String,
     /// Display name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// Expiry, seconds since the Unix epoch.
-    pub exp: u64,
+    pub(crate) exp: u64,
     /// Space-separated scopes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scope: Option<String>,
+    pub(crate) scope: Option<String>,
 }
 
 /// Who is calling: what a verified token says.
@@ -185,7 +185,7 @@ fn unix_now() -> u64 {
 }
 
 /// Reads `DATA_DIR/secret.key`, or creates it (64 random hex characters, mode 0600).
-pub fn load_or_create_secret(data_dir: &Path) -> Result<Vec<u8>, AuthError> {
+pub(crate) fn load_or_create_secret(data_dir: &Path) -> Result<Vec<u8>, AuthError> {
     let path = data_dir.join(SECRET_FILE);
     let secret_error = |source| AuthError::Secret {
         path: path.clone(),

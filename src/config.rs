@@ -55,7 +55,7 @@ pub struct NotifySettings {
     /// Most bytes of a message's text in a `message.new` notification (`notify.previewBytes`).
     pub preview_bytes: usize,
     /// The sinks `message.new` is delivered to, each its own consumer group.
-    pub sinks: Vec<SinkConfig>,
+    pub(crate) sinks: Vec<SinkConfig>,
 }
 
 impl Default for NotifySettings {
@@ -155,7 +155,7 @@ impl FromStr for LogFormat {
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
 /// Default most consumer groups (`limits.maxGroups`).
-pub const DEFAULT_MAX_GROUPS: usize = 10_000;
+pub(crate) const DEFAULT_MAX_GROUPS: usize = 10_000;
 
 impl Default for Config {
     fn default() -> Self {
@@ -422,7 +422,7 @@ impl Config {
     }
 
     /// The log's configuration for this server.
-    pub fn log_config(&self) -> LogConfig {
+    pub(crate) fn log_config(&self) -> LogConfig {
         let mut log = LogConfig::new(&self.data_dir);
         log.durability = self.log.durability;
         log.default_partitions = self.log.default_partitions;
@@ -434,14 +434,14 @@ impl Config {
     }
 
     /// How the `notify` group makes notifications.
-    pub fn notify_settings(&self) -> crate::pipeline::notify::NotifySettings {
+    pub(crate) fn notify_settings(&self) -> crate::pipeline::notify::NotifySettings {
         crate::pipeline::notify::NotifySettings {
             preview_bytes: self.notify.preview_bytes,
         }
     }
 
     /// The chat store's limits for this server.
-    pub fn store_limits(&self) -> crate::store::StoreLimits {
+    pub(crate) fn store_limits(&self) -> crate::store::StoreLimits {
         crate::store::StoreLimits {
             max_participants: self.limits.max_participants,
         }

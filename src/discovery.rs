@@ -15,16 +15,16 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 /// The address file's name inside the data directory.
-pub const ADDRESS_FILE: &str = "server.url";
+pub(crate) const ADDRESS_FILE: &str = "server.url";
 
 /// Where a data directory's address file is.
-pub fn address_file(data_dir: &Path) -> PathBuf {
+pub(crate) fn address_file(data_dir: &Path) -> PathBuf {
     data_dir.join(ADDRESS_FILE)
 }
 
 /// The URL a local client reaches a server listening on `addr` at: an unspecified address
 /// (`0.0.0.0`, `::`) listens on every interface, so the loopback one of its family is used.
-pub fn local_url(addr: SocketAddr) -> String {
+pub(crate) fn local_url(addr: SocketAddr) -> String {
     let ip = match addr.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
@@ -35,7 +35,7 @@ pub fn local_url(addr: SocketAddr) -> String {
 
 /// Writes the address file for a server listening on `addr`. Written to a temporary name and
 /// renamed, so a reader never sees half a line.
-pub fn write_address(data_dir: &Path, addr: SocketAddr) -> std::io::Result<()> {
+pub(crate) fn write_address(data_dir: &Path, addr: SocketAddr) -> std::io::Result<()> {
     let path = address_file(data_dir);
     let temporary = data_dir.join(format!("{ADDRESS_FILE}.tmp"));
     let mut file = std::fs::File::create(&temporary)?;
@@ -45,7 +45,7 @@ pub fn write_address(data_dir: &Path, addr: SocketAddr) -> std::io::Result<()> {
 }
 
 /// Removes the address file; a missing one is fine (nothing to remove).
-pub fn remove_address(data_dir: &Path) -> std::io::Result<()> {
+pub(crate) fn remove_address(data_dir: &Path) -> std::io::Result<()> {
     match std::fs::remove_file(address_file(data_dir)) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
@@ -53,7 +53,7 @@ pub fn remove_address(data_dir: &Path) -> std::io::Result<()> {
 }
 
 /// The URL in the address file, if there is one with an `http://` or `https://` URL in it.
-pub fn read_address(data_dir: &Path) -> Option<String> {
+pub(crate) fn read_address(data_dir: &Path) -> Option<String> {
     let text = std::fs::read_to_string(address_file(data_dir)).ok()?;
     let url = text.trim();
     let is_url = url.starts_with("http://") || url.starts_with("https://");

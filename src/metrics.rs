@@ -26,11 +26,11 @@ use crate::hub::HubStats;
 use crate::log::{LogStats, PartitionLag};
 
 /// Name of the HTTP request latency histogram (labels `method`, `route`, `status`).
-pub const HTTP_REQUEST_DURATION: &str = "tidings_http_request_duration_seconds";
+pub(crate) const HTTP_REQUEST_DURATION: &str = "tidings_http_request_duration_seconds";
 
 /// Name of the counter of notifications a sink finished (labels `sink`, `outcome` =
 /// `delivered` | `dead`).
-pub const NOTIFY_DELIVERIES: &str = "tidings_notify_deliveries_total";
+pub(crate) const NOTIFY_DELIVERIES: &str = "tidings_notify_deliveries_total";
 
 /// Upper bounds of the HTTP latency buckets, in seconds.
 const HTTP_BUCKETS: &[f64] = &[
@@ -38,11 +38,11 @@ const HTTP_BUCKETS: &[f64] = &[
 ];
 
 /// The Prometheus content type of the text exposition format.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// One server's metric registry; cheap to clone.
 #[derive(Clone)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     recorder: Arc<PrometheusRecorder>,
     handle: PrometheusHandle,
 }
@@ -61,7 +61,7 @@ impl Default for Metrics {
 
 impl Metrics {
     /// A fresh registry with the pushed metrics described.
-    pub fn new() -> Metrics {
+    pub(crate) fn new() -> Metrics {
         let builder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Full(HTTP_REQUEST_DURATION.into()), HTTP_BUCKETS)
             .expect("the HTTP bucket list is a non-empty constant");
@@ -86,13 +86,13 @@ impl Metrics {
     }
 
     /// Runs `f` with this registry as the target of the `metrics` macros on this thread.
-    pub fn record<T>(&self, f: impl FnOnce() -> T) -> T {
+    pub(crate) fn record<T>(&self, f: impl FnOnce() -> T) -> T {
         metrics::with_local_recorder(self.recorder.as_ref(), f)
     }
 
     /// Records one HTTP request's latency. `route` is the matched route pattern, never the raw
     /// path, so the number of series stays bounded.
-    pub fn observe_http(&self, method: &str, route: &str, status: u16, seconds: f64) {
+    pub(crate) fn observe_http(&self, method: &str, route: &str, status: u16, seconds: f64) {
         self.record(|| {
             metrics::histogram!(
                 HTTP_REQUEST_DURATION,
@@ -106,7 +106,7 @@ impl Metrics {
 
     /// Counts one notification that sink `sink` finished with `outcome` (`delivered` or
     /// `dead`). Sinks are configured, so the number of series stays bounded.
-    pub fn count_notification(&self, sink: &str, outcome: &'static str) {
+    pub(crate) fn count_notification(&self, sink: &str, outcome: &'static str) {
         self.record(|| {
             metrics::counter!(NOTIFY_DELIVERIES, "sink" => sink.to_owned(), "outcome" => outcome)
                 .increment(1);
@@ -114,19 +114,19 @@ impl Metrics {
     }
 
     /// The pushed metrics in text format.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         self.handle.render()
     }
 
     /// Folds buffered histogram samples into their buckets. Rendering does this too; a periodic
     /// call keeps memory bounded when nobody scrapes.
-    pub fn run_upkeep(&self) {
+    pub(crate) fn run_upkeep(&self) {
         self.handle.run_upkeep();
     }
 }
 
 /// Appends the log's counters to `out` in text format.
-pub fn render_log_stats(out: &mut String, stats: &LogStats) {
+pub(crate) fn render_log_stats(out: &mut String, stats: &LogStats) {
     let group_size = if stats.groups == 0 {
         0.0
     } else {
@@ -199,7 +199,7 @@ fn write_samples(out: &mut String, rows: &[(&str, &str, &str, f64)]) {
 /// Appends the hub's session gauge and counters to `out` in text format. Live delivery follows
 /// the store writers, so what the sessions are behind is the lag of group `store` on `messages`
 /// ([`render_consumer_lag`]).
-pub fn render_hub_stats(out: &mut String, stats: &HubStats) {
+pub(crate) fn render_hub_stats(out: &mut String, stats: &HubStats) {
     let rows: [(&str, &str, &str, f64); 5] = [
         (
             "tidings_ws_sessions",
@@ -237,7 +237,7 @@ pub fn render_hub_stats(out: &mut String, stats: &HubStats) {
 
 /// One consumer group's position on one partition.
 #[derive(Debug, Clone)]
-pub struct ConsumerLag {
+pub(crate) struct ConsumerLag {
     /// Consumer group.
     pub group: String,
     /// Topic.
@@ -248,7 +248,7 @@ pub struct ConsumerLag {
 
 /// Appends `tidings_consumer_lag{group,topic,partition}` (records the group has yet to read)
 /// and `tidings_consumer_committed_offset{…}` to `out`.
-pub fn render_consumer_lag(out: &mut String, lags: &[ConsumerLag]) {
+pub(crate) fn render_consumer_lag(out: &mut String, lags: &[ConsumerLag]) {
     let _ = write!(
         out,
         "# HELP tidings_consumer_lag Records a consumer group has yet to read on a partition.\n\

@@ -6,9 +6,9 @@
 //! chat store and starts the write-behind pipeline, lets the store catch up with what the log
 //! holds, gives the hub its contacts, starts the `notify` group and the notification sinks, marks
 //! the server ready, and runs until the shutdown future completes. Connections are accepted and
-//! served by [`crate::api::connections`], within the `[http]` limits.
+//! served by `crate::api::connections`, within the `[http]` limits.
 //!
-//! Then it stops in this order ([`stop`]): stop accepting and cancel the
+//! Then it stops in this order (`stop`): stop accepting and cancel the
 //! [`CancellationToken`] every background task selects on; let in-flight HTTP requests and
 //! WebSocket client frames finish; stop the store writers (they apply, deliver to the sessions
 //! and relay everything accepted first); stop the `notify` group (it handles every event up to
@@ -17,7 +17,7 @@
 //! thus complete when the server is ready again, every stored message reached the live
 //! sessions, and every offline recipient got its notification.
 //!
-//! While ready it advertises its address in the data directory ([`crate::discovery`]), so that
+//! While ready it advertises its address in the data directory (`crate::discovery`), so that
 //! the admin commands, which cannot open a directory the server holds, find the server instead;
 //! the file goes at a clean stop, before the directory's lock does.
 //!
@@ -37,7 +37,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::connections::{self, ServeSettings};
 use crate::api::Chat;
-pub use crate::api::{app, AppState};
+pub(crate) use crate::api::{app, AppState};
 use crate::auth::{AuthError, Authenticator};
 use crate::config::Config;
 use crate::discovery;

@@ -7,7 +7,6 @@ mod common;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{PoisonError, RwLock};
-use std::time::Duration;
 
 use common::cli::{failure, finish, json_lines, success, StdoutLines};
 use serde_json::{json, Value};
@@ -290,31 +289,6 @@ fn tail_follow_prints_and_waits_until_interrupted() {
         String::from_utf8_lossy(&output.stderr)
     );
     with_log(dir, |_, _| ()); // The lock is released.
-}
-
-#[tokio::test]
-async fn following_tail_receives_records_appended_after_it_started() {
-    // Proves the follow machinery behind `tail --follow` wakes on new records of every partition
-    // (in-process: a CLI process holds the directory exclusively, so no other process can append).
-    let temp = tempfile::tempdir().unwrap();
-    let log = open(temp.path());
-    log.create_topic("t", tidings::log::TopicConfig::with_partitions(2))
-        .await
-        .unwrap();
-    let starts = tidings::cli::tail::start_offsets(&log, "t", None, false).unwrap();
-    let mut tail = tidings::cli::tail::Tail::start(&log, "t", starts, true);
-    let waiting = tokio::time::timeout(Duration::from_millis(100), tail.next_batch()).await;
-    assert!(waiting.is_err(), "nothing to print yet");
-    log.append_to("t", 1, vec![Record::new("late")])
-        .await
-        .unwrap();
-    let batch = tokio::time::timeout(Duration::from_secs(10), tail.next_batch())
-        .await
-        .expect("woken by the append")
-        .expect("readers still running")
-        .unwrap();
-    assert_eq!((batch[0].partition, batch[0].offset), (1, 0));
-    assert_eq!(batch[0].value, b"late");
 }
 
 /// A topic `t` with 4 records in partition 0 and 2 in partition 1, and group `billing`

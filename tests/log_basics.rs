@@ -71,7 +71,7 @@ async fn keyed_records_keep_their_partition_and_order_across_reopen() {
     let info = log.describe_topic("t").unwrap();
     assert_eq!(info.partitions.iter().map(|p| p.high).sum::<u64>(), 20);
     for key in ["k0", "k1", "k2"] {
-        let partition = tidings::log::partitioner::partition_for_key(key.as_bytes(), 4);
+        let partition = tidings::log::partition_for_key(key.as_bytes(), 4);
         let values: Vec<u32> = log
             .read("t", partition, 0, ReadLimits::default())
             .unwrap()
@@ -86,7 +86,7 @@ async fn keyed_records_keep_their_partition_and_order_across_reopen() {
         .append("t", vec![Record::keyed("k0", "x")])
         .await
         .unwrap();
-    let partition = tidings::log::partitioner::partition_for_key(b"k0", 4);
+    let partition = tidings::log::partition_for_key(b"k0", 4);
     assert_eq!(next[0].partition, partition);
     assert_eq!(next[0].offset, info.partitions[partition as usize].high);
 }

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tidings::log::partitioner::partition_for_key;
+use tidings::log::partition_for_key;
 use tidings::log::{Log, LogConfig, ReadLimits, Record, TopicConfig};
 
 const CHILD_TEST: &str = "crash_child_appends_until_killed";

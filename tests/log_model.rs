@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
-use tidings::log::partitioner::partition_for_key;
+use tidings::log::partition_for_key;
 use tidings::log::{
     Header, Log, LogConfig, LogError, ReadLimits, Record, ResetTo, StoredRecord, TopicConfig,
 };

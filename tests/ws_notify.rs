@@ -9,7 +9,9 @@ use common::bus::Bus;
 use common::notify::wait_records;
 use common::ws::connect;
 use serde_json::json;
-use tidings::pipeline::notify::NOTIFICATIONS_TOPIC;
+
+/// The topic `message.new` notifications go to (docs/api.md).
+const NOTIFICATIONS_TOPIC: &str = "message.new";
 
 #[tokio::test]
 async fn an_online_participant_gets_the_frame_and_only_offline_ones_are_notified() {

@@ -13,11 +13,11 @@ use crate::auth::{AuthError, Identity};
 
 /// The verified caller of a request.
 #[derive(Debug, Clone)]
-pub struct Caller(pub Identity);
+pub(crate) struct Caller(pub Identity);
 
 impl Caller {
     /// Refuses with 403 unless the caller holds `scope` (or `admin`).
-    pub fn require_scope(&self, scope: &'static str) -> Result<(), ApiError> {
+    pub(crate) fn require_scope(&self, scope: &'static str) -> Result<(), ApiError> {
         if self.0.has_scope(scope) {
             Ok(())
         } else {
@@ -42,7 +42,7 @@ impl FromRequestParts<AppState> for Caller {
 
 /// `GET /api/me` → `{"userId", "name", "scopes"}`: who the presented token speaks for, so a
 /// client can check its token.
-pub async fn me(Caller(identity): Caller) -> Json<serde_json::Value> {
+pub(crate) async fn me(Caller(identity): Caller) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "userId": identity.user_id,
         "name": identity.name,

@@ -28,7 +28,7 @@
 //! This module does not route or answer requests (that is [`app`](super::app)'s router) and
 //! does not bind the listener.
 
-pub mod slots;
+pub(crate) mod slots;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -57,24 +57,24 @@ use slots::{Admission, Slot, Slots};
 
 /// Descriptors kept for everything but HTTP connections (data files, the runtime, outgoing
 /// webhook connections), or half the open-file limit if that is smaller.
-pub const CONNECTION_RESERVE: u64 = 128;
+pub(crate) const CONNECTION_RESERVE: u64 = 128;
 /// Connections allowed when the open-file limit cannot be read and none is configured.
-pub const FALLBACK_MAX_CONNECTIONS: usize = 10_000;
+pub(crate) const FALLBACK_MAX_CONNECTIONS: usize = 10_000;
 /// How long the accept loop pauses after an accept error other than a dropped connection.
-pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Least time between two warnings of one kind (accept errors, refused connections).
-pub const WARN_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const WARN_INTERVAL: Duration = Duration::from_secs(10);
 /// Smallest head buffer hyper is given (it refuses less than 8 KiB).
 const MIN_HEAD_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Counter of connections closed to make room for a new one.
-pub const CONNECTIONS_EVICTED: &str = "tidings_http_connections_evicted_total";
+pub(crate) const CONNECTIONS_EVICTED: &str = "tidings_http_connections_evicted_total";
 /// Counter of connections closed at once because every slot was busy.
-pub const CONNECTIONS_REFUSED: &str = "tidings_http_connections_refused_total";
+pub(crate) const CONNECTIONS_REFUSED: &str = "tidings_http_connections_refused_total";
 
 /// How [`serve`] treats connections.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServeSettings {
+pub(crate) struct ServeSettings {
     /// Most open connections, WebSocket sessions included.
     pub max_connections: usize,
     /// How long a client has to send a complete request head.
@@ -85,7 +85,7 @@ pub struct ServeSettings {
 
 impl ServeSettings {
     /// The settings of `[http]`, with `maxConnections` resolved against the open-file limit.
-    pub fn from_config(http: &HttpSettings) -> ServeSettings {
+    pub(crate) fn from_config(http: &HttpSettings) -> ServeSettings {
         ServeSettings {
             max_connections: max_connections(http.max_connections),
             header_read_timeout: http.header_read_timeout,
@@ -95,7 +95,7 @@ impl ServeSettings {
 }
 
 /// hyper's head buffer for a `maxHeaderBytes` limit: four times it, at least 64 KiB.
-pub fn head_buffer_bytes(max_header_bytes: usize) -> usize {
+pub(crate) fn head_buffer_bytes(max_header_bytes: usize) -> usize {
     max_header_bytes
         .saturating_mul(4)
         .max(MIN_HEAD_BUFFER_BYTES)
@@ -103,14 +103,14 @@ pub fn head_buffer_bytes(max_header_bytes: usize) -> usize {
 
 /// Connections `limit` open files allow, keeping [`CONNECTION_RESERVE`] (or half the limit) for
 /// the rest; at least 1.
-pub fn connections_allowed(limit: u64) -> usize {
+pub(crate) fn connections_allowed(limit: u64) -> usize {
     let reserve = CONNECTION_RESERVE.min(limit / 2);
     usize::try_from(limit.saturating_sub(reserve).max(1)).unwrap_or(usize::MAX)
 }
 
 /// The connection cap in force: `configured` (0 = no preference), never above what the
 /// open-file limit in force allows.
-pub fn max_connections(configured: usize) -> usize {
+pub(crate) fn max_connections(configured: usize) -> usize {
     let allowed = fd_limit::open_file_limit().map(connections_allowed);
     match (configured, allowed) {
         (0, Some(allowed)) => allowed,
@@ -121,7 +121,7 @@ pub fn max_connections(configured: usize) -> usize {
 }
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, then drains (see the module doc).
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     settings: ServeSettings,

@@ -32,19 +32,19 @@ use crate::store::{
 };
 
 /// Default page size of `GET /api/conversations`.
-pub const DEFAULT_CONVERSATION_PAGE: usize = 20;
+pub(crate) const DEFAULT_CONVERSATION_PAGE: usize = 20;
 /// Largest page size of `GET /api/conversations`.
-pub const MAX_CONVERSATION_PAGE: usize = 100;
+pub(crate) const MAX_CONVERSATION_PAGE: usize = 100;
 /// How long `POST …/read` waits for the store to apply the mark before answering anyway.
-pub const READ_APPLY_WAIT: Duration = Duration::from_secs(5);
+pub(crate) const READ_APPLY_WAIT: Duration = Duration::from_secs(5);
 /// How long a conversation command waits for the store to apply it before answering 503
 /// `not-applied` (it is durable and will apply).
-pub const CHANGE_APPLY_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const CHANGE_APPLY_WAIT: Duration = Duration::from_secs(10);
 
 /// `POST /api/conversations` body.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct CreateConversation {
+pub(crate) struct CreateConversation {
     /// The caller's id for it (optional).
     pub id: Option<String>,
     /// Optional title.
@@ -56,7 +56,7 @@ pub struct CreateConversation {
 
 /// `GET /api/conversations` query.
 #[derive(Debug, Deserialize)]
-pub struct ListQuery {
+pub(crate) struct ListQuery {
     /// Page size, 1–100 (default 20).
     pub limit: Option<usize>,
     /// The previous page's `nextCursor`.
@@ -66,21 +66,25 @@ pub struct ListQuery {
 /// `POST …/participants` body.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct AddParticipant {
+pub(crate) struct AddParticipant {
     /// The user to add.
     pub user_id: String,
 }
 
 /// `POST …/read` body.
 #[derive(Debug, Deserialize)]
-pub struct ReadMark {
+pub(crate) struct ReadMark {
     /// Highest seq read.
     pub seq: u64,
 }
 
 /// 404 unless `user` is a participant of `conversation`; the same answer whether it does not
 /// exist or the user is not in it.
-pub fn require_participant(chat: &Chat, user: &str, conversation: &str) -> Result<(), ApiError> {
+pub(crate) fn require_participant(
+    chat: &Chat,
+    user: &str,
+    conversation: &str,
+) -> Result<(), ApiError> {
     if chat.store.is_participant(conversation, user) {
         Ok(())
     } else {
@@ -89,7 +93,7 @@ pub fn require_participant(chat: &Chat, user: &str, conversation: &str) -> Resul
 }
 
 /// `POST /api/conversations` → 201 with the conversation as the caller sees it.
-pub async fn create(
+pub(crate) async fn create(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Json(body): Json<CreateConversation>,
@@ -119,7 +123,7 @@ pub async fn create(
 }
 
 /// `GET /api/conversations?limit=20&cursor=C` → `{items, nextCursor}`.
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Query(query): Query<ListQuery>,
@@ -139,7 +143,7 @@ pub async fn list(
 }
 
 /// `GET /api/conversations/{id}`.
-pub async fn get_one(
+pub(crate) async fn get_one(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
@@ -151,7 +155,7 @@ pub async fn get_one(
 
 /// `POST /api/conversations/{id}/participants` `{userId}` → 204; the participants' sessions
 /// get `conversation.updated`.
-pub async fn add_participant(
+pub(crate) async fn add_participant(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
@@ -171,7 +175,7 @@ pub async fn add_participant(
 /// `DELETE /api/conversations/{id}/participants/{userId}` → 204; 404 if that user is not a
 /// participant. A user may always remove itself. The remaining participants and the removed
 /// user get `conversation.updated`.
-pub async fn remove_participant(
+pub(crate) async fn remove_participant(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path((id, user)): Path<(String, String)>,
@@ -206,7 +210,7 @@ async fn change_membership(
 
 /// `POST /api/conversations/{id}/read` `{seq}` → 204. Read state only moves forward: a seq at
 /// or below the caller's `lastReadSeq` changes nothing, one above `lastSeq` counts as `lastSeq`.
-pub async fn mark_read(
+pub(crate) async fn mark_read(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
@@ -220,7 +224,7 @@ pub async fn mark_read(
 /// store to apply it; then every participant's sessions get the `read` receipt. The one path
 /// of `POST …/read` and the WebSocket `read` frame. A mark that moves nothing changes nothing
 /// and sends no receipt.
-pub async fn mark_read_as(
+pub(crate) async fn mark_read_as(
     state: &AppState,
     user: &str,
     conversation: String,

@@ -43,7 +43,7 @@ use crate::pipeline::{is_internal_group, MESSAGES_TOPIC};
 /// `POST /api/groups/{group}/members` body.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct JoinBody {
+pub(crate) struct JoinBody {
     /// Topic names or patterns (`*` one word, `#` any number of words); at least one.
     pub topics: Vec<String>,
     /// `"earliest"` (default) or `"latest"`: where to start without a committed offset.
@@ -55,7 +55,7 @@ pub struct JoinBody {
 /// `POST /api/groups/{group}/members` answer.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct JoinAnswer {
+pub(crate) struct JoinAnswer {
     member_id: String,
     assignment: Vec<TopicPartition>,
 }
@@ -63,7 +63,7 @@ pub struct JoinAnswer {
 /// `POST …/members/{memberId}/poll` body.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PollBody {
+pub(crate) struct PollBody {
     /// Most records in total, 1–1000 (default 100).
     pub limit: Option<usize>,
     /// How long to wait when there is no record yet, in ms (default 0, at most 30 000).
@@ -72,7 +72,7 @@ pub struct PollBody {
 
 /// `POST …/members/{memberId}/poll` answer.
 #[derive(Debug, Serialize)]
-pub struct PollAnswer {
+pub(crate) struct PollAnswer {
     records: Vec<ReadRecord>,
     assignment: Vec<TopicPartition>,
 }
@@ -80,7 +80,7 @@ pub struct PollAnswer {
 /// `POST /api/groups/{group}/offsets` body.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CommitBody {
+pub(crate) struct CommitBody {
     /// The committing member; it must own every partition.
     pub member_id: String,
     /// Offsets to commit: the next offset to read on each partition.
@@ -90,7 +90,7 @@ pub struct CommitBody {
 /// One offset to commit.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CommitOffset {
+pub(crate) struct CommitOffset {
     /// Topic.
     pub topic: String,
     /// Partition.
@@ -102,7 +102,7 @@ pub struct CommitOffset {
 /// `POST /api/groups/{group}/offsets/reset` body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ResetBody {
+pub(crate) struct ResetBody {
     /// The topic whose partitions to reset (all of them).
     pub topic: String,
     /// `"earliest"`, `"latest"`, an offset (a number), or an RFC 3339 UTC time (a string).
@@ -111,7 +111,7 @@ pub struct ResetBody {
 
 /// `POST /api/groups/{group}/offsets/reset` answer: the new committed offset of each partition.
 #[derive(Debug, Serialize)]
-pub struct ResetAnswer {
+pub(crate) struct ResetAnswer {
     group: String,
     topic: String,
     offsets: Vec<ResetOffset>,
@@ -119,26 +119,26 @@ pub struct ResetAnswer {
 
 /// One partition's new committed offset.
 #[derive(Debug, Serialize)]
-pub struct ResetOffset {
+pub(crate) struct ResetOffset {
     partition: u32,
     offset: u64,
 }
 
 /// `GET /api/groups` answer.
 #[derive(Debug, Serialize)]
-pub struct GroupList {
+pub(crate) struct GroupList {
     items: Vec<GroupName>,
 }
 
 /// One group in the list.
 #[derive(Debug, Serialize)]
-pub struct GroupName {
+pub(crate) struct GroupName {
     group: String,
 }
 
 /// `GET /api/groups/{group}` answer.
 #[derive(Debug, Serialize)]
-pub struct GroupView {
+pub(crate) struct GroupView {
     group: String,
     members: Vec<MemberView>,
     offsets: Vec<TopicOffsets>,
@@ -146,7 +146,7 @@ pub struct GroupView {
 
 /// A group's committed offsets and lag on one topic.
 #[derive(Debug, Serialize)]
-pub struct TopicOffsets {
+pub(crate) struct TopicOffsets {
     topic: String,
     partitions: Vec<LagView>,
 }
@@ -154,7 +154,7 @@ pub struct TopicOffsets {
 /// A group's position on one partition: `committed` (absent if never), the partition's
 /// watermarks and the records left to read.
 #[derive(Debug, Serialize)]
-pub struct LagView {
+pub(crate) struct LagView {
     partition: u32,
     committed: Option<u64>,
     low: u64,
@@ -257,7 +257,7 @@ fn subscription(caller: &Caller, body: JoinBody) -> Result<Subscription, ApiErro
 }
 
 /// `POST /api/groups/{group}/members` → 200 `{"memberId","assignment"}`; a rebalance.
-pub async fn join(
+pub(crate) async fn join(
     State(state): State<AppState>,
     caller: Caller,
     Path(group): Path<String>,
@@ -282,7 +282,7 @@ pub async fn join(
 }
 
 /// `DELETE /api/groups/{group}/members/{memberId}` → 204; a rebalance. 404 unknown member.
-pub async fn leave(
+pub(crate) async fn leave(
     State(state): State<AppState>,
     caller: Caller,
     Path((group, member)): Path<(String, String)>,
@@ -369,7 +369,7 @@ async fn wait_any(state: &AppState, log: &Log, starts: &[(TopicPartition, u64)],
 
 /// `POST /api/groups/{group}/members/{memberId}/poll` → `{"records","assignment"}`; the
 /// member's heartbeat. Long-polls up to `waitMs` when no assigned partition has a record.
-pub async fn poll(
+pub(crate) async fn poll(
     State(state): State<AppState>,
     caller: Caller,
     Path((group, member)): Path<(String, String)>,
@@ -407,7 +407,7 @@ pub async fn poll(
 
 /// `POST /api/groups/{group}/offsets` → 204. All or nothing: 404 unknown member, 409 a
 /// partition it does not own or a commit that moves backwards, 416 beyond the high watermark.
-pub async fn commit(
+pub(crate) async fn commit(
     State(state): State<AppState>,
     caller: Caller,
     Path(group): Path<String>,
@@ -471,7 +471,7 @@ fn precheck_commit(log: &Log, group: &str, o: &CommitOffset) -> Result<(), ApiEr
 /// `POST /api/groups/{group}/offsets/reset` (admin) → 200 `{"group","topic","offsets"}` once the
 /// new offsets are durable. 400 a bad `to`, 404 unknown topic, 409 a group with live members or
 /// one the server itself consumes with.
-pub async fn reset(
+pub(crate) async fn reset(
     State(state): State<AppState>,
     caller: Caller,
     Path(group): Path<String>,
@@ -535,7 +535,7 @@ fn reset_target(to: &serde_json::Value) -> Result<ResetTo, ApiError> {
 }
 
 /// `GET /api/groups` → `{"items":[{"group"}…]}`: groups with committed offsets or live members.
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<GroupList>, ApiError> {
@@ -550,7 +550,7 @@ pub async fn list(
 
 /// `GET /api/groups/{group}` → members with their assignment, and committed offsets and lag
 /// per topic the group has offsets on or is assigned. 404 for a group with neither.
-pub async fn describe(
+pub(crate) async fn describe(
     State(state): State<AppState>,
     caller: Caller,
     Path(group): Path<String>,

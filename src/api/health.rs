@@ -13,13 +13,13 @@ use super::problem::{ApiError, Json};
 use super::AppState;
 
 /// `GET /healthz` → 200 `{"status":"ok"}`.
-pub async fn healthz() -> Json<Value> {
+pub(crate) async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
 /// `GET /readyz` → 200 `{"status":"ready"}`, or 503 problem+json saying why not (starting or
 /// stopping, storage failure, store writer failure).
-pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     state.readiness()?;
     Ok(Json(json!({ "status": "ready" })))
 }

@@ -39,7 +39,7 @@ const REQUEST_LINE_OVERHEAD: usize = 7 + 11;
 
 /// The limits [`enforce`] applies, from `[http]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RequestLimits {
+pub(crate) struct RequestLimits {
     /// Longest request target, in bytes.
     pub max_uri_bytes: usize,
     /// Largest request head (request line and header fields), in bytes.
@@ -59,7 +59,7 @@ impl From<&HttpSettings> for RequestLimits {
 }
 
 /// Refuses oversized targets and heads, and answers 408 when the body did not arrive in time.
-pub async fn enforce(
+pub(crate) async fn enforce(
     State(limits): State<RequestLimits>,
     request: Request,
     next: Next,
@@ -136,7 +136,7 @@ fn body_timeout(limit: Duration) -> Response {
 /// Why a body read failed: its deadline passed.
 #[derive(Debug, thiserror::Error)]
 #[error("the request body did not arrive in time")]
-pub struct BodyReadTimeout;
+pub(crate) struct BodyReadTimeout;
 
 /// A request body that fails with [`BodyReadTimeout`] once its deadline passed.
 struct DeadlineBody {
@@ -174,7 +174,7 @@ impl hyper::body::Body for DeadlineBody {
 }
 
 /// Rewrites an error answer that is not problem+json (see the module doc).
-pub async fn problem_bodies(request: Request, next: Next) -> Response {
+pub(crate) async fn problem_bodies(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) || is_problem(&response) {

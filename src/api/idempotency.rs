@@ -21,14 +21,14 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// How long a finished send's acknowledgement is kept for retries.
-pub const RECENT_TTL: Duration = Duration::from_secs(600);
+pub(crate) const RECENT_TTL: Duration = Duration::from_secs(600);
 /// Most finished acknowledgements kept.
-pub const RECENT_CAPACITY: usize = 100_000;
+pub(crate) const RECENT_CAPACITY: usize = 100_000;
 
 /// The 202 body of an accepted send.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct SendAck {
+pub(crate) struct SendAck {
     /// The message's final id.
     pub id: String,
     /// Its conversation.
@@ -46,7 +46,7 @@ pub struct SendAck {
 }
 
 /// (sender, conversation, clientMessageId).
-pub type SendKey = (String, String, String);
+pub(crate) type SendKey = (String, String, String);
 
 type Outcome = watch::Receiver<Option<SendAck>>;
 
@@ -57,7 +57,7 @@ enum Slot {
 
 /// Recent and in-flight sends with a client message id.
 #[derive(Default)]
-pub struct Sends {
+pub(crate) struct Sends {
     state: Mutex<State>,
 }
 
@@ -75,7 +75,7 @@ impl std::fmt::Debug for Sends {
 }
 
 /// What a request for a key must do.
-pub enum Claim {
+pub(crate) enum Claim {
     /// The send finished before: answer this.
     Done(SendAck),
     /// Another request is sending it: wait for its outcome ([`wait`]).
@@ -86,7 +86,7 @@ pub enum Claim {
 
 /// The right (and duty) to send one key. Dropped without [`complete`](Lease::complete), it
 /// frees the key so that a waiting duplicate leads instead.
-pub struct Lease {
+pub(crate) struct Lease {
     sends: Arc<Sends>,
     key: SendKey,
     outcome: Option<watch::Sender<Option<SendAck>>>,
@@ -99,7 +99,7 @@ impl Sends {
     }
 
     /// Looks `key` up, claiming it when nobody holds it.
-    pub fn claim(self: &Arc<Self>, key: SendKey) -> Claim {
+    pub(crate) fn claim(self: &Arc<Self>, key: SendKey) -> Claim {
         let mut state = self.lock();
         state.expire(Instant::now());
         match state.slots.get(&key) {
@@ -116,14 +116,10 @@ impl Sends {
         })
     }
 
-    /// Number of keys held (in flight or finished).
-    pub fn len(&self) -> usize {
-        self.lock().slots.len()
-    }
-
-    /// True if no key is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// True if no key is held (in flight or finished).
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.lock().slots.is_empty()
     }
 }
 
@@ -146,7 +142,7 @@ impl State {
 
 impl Lease {
     /// Records the acknowledgement and hands it to every waiting duplicate.
-    pub fn complete(mut self, ack: SendAck) {
+    pub(crate) fn complete(mut self, ack: SendAck) {
         let now = Instant::now();
         let mut state = self.sends.lock();
         state.slots.insert(
@@ -176,7 +172,7 @@ impl Drop for Lease {
 }
 
 /// Waits for a leader's outcome: its acknowledgement, or `None` if it failed (claim again).
-pub async fn wait(mut outcome: Outcome) -> Option<SendAck> {
+pub(crate) async fn wait(mut outcome: Outcome) -> Option<SendAck> {
     match outcome.wait_for(Option::is_some).await {
         Ok(ack) => ack.clone(),
         Err(_) => None,

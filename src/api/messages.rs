@@ -31,18 +31,18 @@ use crate::store::{
 };
 
 /// Default page size of a history page.
-pub const DEFAULT_HISTORY_PAGE: usize = 50;
+pub(crate) const DEFAULT_HISTORY_PAGE: usize = 50;
 /// Largest page size of a history page.
-pub const MAX_HISTORY_PAGE: usize = 200;
+pub(crate) const MAX_HISTORY_PAGE: usize = 200;
 /// Longest `clientMessageId`, in bytes.
-pub const MAX_CLIENT_MESSAGE_ID_LEN: usize = 256;
+pub(crate) const MAX_CLIENT_MESSAGE_ID_LEN: usize = 256;
 /// Most entries in `mentions`.
-pub const MAX_MENTIONS: usize = 100;
+pub(crate) const MAX_MENTIONS: usize = 100;
 
 /// `POST …/messages` body. Other fields (such as `senderId`) are ignored.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct SendBody {
+pub(crate) struct SendBody {
     /// Text, 1 byte to `limits.maxContentBytes`.
     pub content: String,
     /// The sender's idempotency key.
@@ -56,14 +56,14 @@ pub struct SendBody {
 
 /// `PATCH …/messages/{messageId}` body.
 #[derive(Debug, Deserialize)]
-pub struct EditBody {
+pub(crate) struct EditBody {
     /// The new text.
     pub content: String,
 }
 
 /// `GET …/messages` query.
 #[derive(Debug, Deserialize)]
-pub struct HistoryQuery {
+pub(crate) struct HistoryQuery {
     /// Page size, 1–200 (default 50).
     pub limit: Option<usize>,
     /// Newest page below this seq.
@@ -75,7 +75,7 @@ pub struct HistoryQuery {
 /// The 202 body of an accepted edit or delete.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ChangeAck {
+pub(crate) struct ChangeAck {
     /// The message.
     pub id: String,
     /// Its conversation.
@@ -90,7 +90,7 @@ pub struct ChangeAck {
 
 /// Refuses writes (503 with `Retry-After`) while the log refuses them (poisoned, or the disk
 /// almost full), a store writer has failed, or the store lags more than `limits.maxStoreLag` records behind the log.
-pub fn check_writable(state: &AppState) -> Result<(), ApiError> {
+pub(crate) fn check_writable(state: &AppState) -> Result<(), ApiError> {
     if let Some(refusal) = state.log()?.write_refusal() {
         return Err(refusal.into());
     }
@@ -106,7 +106,7 @@ pub fn check_writable(state: &AppState) -> Result<(), ApiError> {
 }
 
 /// 503 when `lag` (records appended, not yet stored) is above `max`.
-pub fn backpressure(lag: u64, max: u64) -> Result<(), ApiError> {
+pub(crate) fn backpressure(lag: u64, max: u64) -> Result<(), ApiError> {
     if lag > max {
         return Err(ApiError::Overloaded(format!(
             "the message store is {lag} records behind (limit {max}); try again later"
@@ -116,7 +116,7 @@ pub fn backpressure(lag: u64, max: u64) -> Result<(), ApiError> {
 }
 
 /// Checks a message's content: not blank (400), at most `max` bytes (413).
-pub fn validate_content(content: &str, max: usize) -> Result<(), ApiError> {
+pub(crate) fn validate_content(content: &str, max: usize) -> Result<(), ApiError> {
     if content.trim().is_empty() {
         return Err(ApiError::BadRequest(
             "invalid content: must not be empty".into(),
@@ -191,7 +191,7 @@ fn build_send(
 }
 
 /// `POST /api/conversations/{id}/messages` → 202 [`SendAck`] once durable in the log.
-pub async fn send(
+pub(crate) async fn send(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
@@ -204,7 +204,7 @@ pub async fn send(
 /// Sends a message as `caller` into `conversation`: validation, rate limit, backpressure,
 /// idempotency and the durable append. The one path of every send: `POST …/messages` and the
 /// WebSocket `send` frame.
-pub async fn send_message(
+pub(crate) async fn send_message(
     state: &AppState,
     caller: &Identity,
     conversation: String,
@@ -310,7 +310,7 @@ fn stored_ack(
 }
 
 /// `GET /api/conversations/{id}/messages?limit=50&before=S|after=S`.
-pub async fn history(
+pub(crate) async fn history(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
@@ -335,7 +335,7 @@ pub async fn history(
 }
 
 /// `GET /api/conversations/{id}/messages/{messageId}`.
-pub async fn get_one(
+pub(crate) async fn get_one(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path((id, message_id)): Path<(String, String)>,
@@ -379,7 +379,7 @@ async fn submit_change(
 }
 
 /// `PATCH /api/conversations/{id}/messages/{messageId}` `{content}` → 202 (only the sender).
-pub async fn edit(
+pub(crate) async fn edit(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path((id, message_id)): Path<(String, String)>,
@@ -402,7 +402,7 @@ pub async fn edit(
 }
 
 /// `DELETE /api/conversations/{id}/messages/{messageId}` → 202 (only the sender).
-pub async fn delete(
+pub(crate) async fn delete(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path((id, message_id)): Path<(String, String)>,

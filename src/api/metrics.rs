@@ -21,10 +21,10 @@ use crate::metrics::{
 };
 
 /// Route label of requests no route matched.
-pub const UNMATCHED_ROUTE: &str = "unmatched";
+pub(crate) const UNMATCHED_ROUTE: &str = "unmatched";
 
 /// `GET /metrics` → Prometheus text format 0.0.4.
-pub async fn scrape(State(state): State<AppState>) -> Response {
+pub(crate) async fn scrape(State(state): State<AppState>) -> Response {
     let mut body = state.metrics().render();
     let stats = state
         .log()
@@ -58,7 +58,11 @@ fn consumer_lags(log: &Log) -> Vec<ConsumerLag> {
 }
 
 /// Middleware: records the time to the response head, per method, route and status.
-pub async fn track_latency(State(metrics): State<Metrics>, req: Request, next: Next) -> Response {
+pub(crate) async fn track_latency(
+    State(metrics): State<Metrics>,
+    req: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let route = req

@@ -13,20 +13,20 @@
 //! [`AppState::attach_chat`]); the hub is created with the state. Chat helpers shared by the handlers: `idempotency` (retried sends)
 //! and `rate_limit` (the per-user write budget).
 
-pub mod auth;
-pub mod connections;
-pub mod conversations;
-pub mod groups;
-pub mod health;
-pub mod http_limits;
-pub mod idempotency;
-pub mod messages;
-pub mod metrics;
-pub mod problem;
-pub mod rate_limit;
-pub mod records;
-pub mod topics;
-pub mod ws;
+pub(crate) mod auth;
+pub(crate) mod connections;
+pub(crate) mod conversations;
+pub(crate) mod groups;
+pub(crate) mod health;
+pub(crate) mod http_limits;
+pub(crate) mod idempotency;
+pub(crate) mod messages;
+pub(crate) mod metrics;
+pub(crate) mod problem;
+pub(crate) mod rate_limit;
+pub(crate) mod records;
+pub(crate) mod topics;
+pub(crate) mod ws;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -52,7 +52,7 @@ use rate_limit::{RateLimiter, WriteCost};
 /// The chat service the handlers reach once the server started it: the store (reads and
 /// conversation commands) and the pipeline (appends of messages, edits, deletes, reads).
 #[derive(Clone, Debug)]
-pub struct Chat {
+pub(crate) struct Chat {
     /// The chat read model.
     pub store: Store,
     /// The write-behind pipeline that appends and applies chat commands.
@@ -64,7 +64,7 @@ pub struct Chat {
 /// axum clones the state for every extractor that asks for it, so a clone is one reference
 /// count, not one per field (cloning the fields was ~4 % of a publish's CPU).
 #[derive(Clone, Debug)]
-pub struct AppState {
+pub(crate) struct AppState {
     inner: Arc<Shared>,
 }
 
@@ -90,7 +90,7 @@ struct Shared {
 impl AppState {
     /// A state with no log yet (so not ready), fresh metrics, an empty hub (its session
     /// maximum resolved against the open-file limit in force) and a fresh shutdown signal.
-    pub fn new(config: Config) -> AppState {
+    pub(crate) fn new(config: Config) -> AppState {
         let limiter = RateLimiter::new(config.limits.rate_limit);
         let max_sessions = fd_limit::max_sessions(config.ws.max_sessions);
         let hub = Hub::new(config.ws.hub_config(max_sessions));
@@ -116,66 +116,61 @@ impl AppState {
 
     /// Verifies callers' tokens; 503 until the server has loaded its secret (right after the
     /// log opened, so that a foreign data directory is refused before anything is written).
-    pub fn authenticator(&self) -> Result<&Authenticator, ApiError> {
+    pub(crate) fn authenticator(&self) -> Result<&Authenticator, ApiError> {
         self.inner.authenticator.get().ok_or(ApiError::NotReady)
     }
 
     /// Hands the token verifier to the handlers; the first one attached stays.
-    pub fn attach_authenticator(&self, authenticator: Authenticator) {
+    pub(crate) fn attach_authenticator(&self, authenticator: Authenticator) {
         if self.inner.authenticator.set(authenticator).is_err() {
             tracing::warn!("an authenticator was attached twice; keeping the first");
         }
     }
 
     /// The configuration the server runs with.
-    pub fn config(&self) -> &Config {
+    pub(crate) fn config(&self) -> &Config {
         &self.inner.config
     }
 
     /// The open log, or `NotReady` (503) while it is still being opened.
-    pub fn log(&self) -> Result<&Log, ApiError> {
+    pub(crate) fn log(&self) -> Result<&Log, ApiError> {
         self.inner.log.get().ok_or(ApiError::NotReady)
     }
 
     /// Hands the opened log to the handlers. The first log attached stays; a second call is
     /// a wiring mistake and is logged.
-    pub fn attach_log(&self, log: Log) {
+    pub(crate) fn attach_log(&self, log: Log) {
         if self.inner.log.set(log).is_err() {
             tracing::warn!("a log was attached twice; keeping the first");
         }
     }
 
     /// The chat store and pipeline, or `NotReady` (503) until the server started them.
-    pub fn chat(&self) -> Result<&Chat, ApiError> {
+    pub(crate) fn chat(&self) -> Result<&Chat, ApiError> {
         self.inner.chat.get().ok_or(ApiError::NotReady)
     }
 
     /// Hands the started store and pipeline to the handlers; the first attached stays.
-    pub fn attach_chat(&self, chat: Chat) {
+    pub(crate) fn attach_chat(&self, chat: Chat) {
         if self.inner.chat.set(chat).is_err() {
             tracing::warn!("a chat service was attached twice; keeping the first");
         }
     }
 
     /// The consumer-group coordinator of the HTTP event bus.
-    pub fn bus(&self) -> &Coordinator {
+    pub(crate) fn bus(&self) -> &Coordinator {
         &self.inner.bus
     }
 
     /// Recent and in-flight sends by client message id (idempotent retries).
-    pub fn sends(&self) -> &Arc<Sends> {
+    pub(crate) fn sends(&self) -> &Arc<Sends> {
         &self.inner.sends
-    }
-
-    /// The per-user write budget.
-    pub fn limiter(&self) -> &RateLimiter {
-        &self.inner.limiter
     }
 
     /// Takes `cost` from `user`'s write budget (`limits.rateLimit`), or 429 with `Retry-After`.
     /// Every write route calls it once the request is known to be valid, before anything is
     /// written.
-    pub fn charge_write(&self, user: &str, cost: WriteCost) -> Result<(), ApiError> {
+    pub(crate) fn charge_write(&self, user: &str, cost: WriteCost) -> Result<(), ApiError> {
         self.inner
             .limiter
             .charge(user, cost)
@@ -186,37 +181,31 @@ impl AppState {
     }
 
     /// The registry of live WebSocket sessions.
-    pub fn hub(&self) -> &Hub {
+    pub(crate) fn hub(&self) -> &Hub {
         &self.inner.hub
     }
 
     /// The WebSocket sessions' readers (what handles client frames). On shutdown the server
     /// waits for them, so that a frame being handled (a send) finishes before the store
     /// writers stop; the sessions' writers run on [`tasks`](Self::tasks).
-    pub fn session_readers(&self) -> &TaskTracker {
+    pub(crate) fn session_readers(&self) -> &TaskTracker {
         &self.inner.session_readers
     }
 
     /// Which of the server's own consumers (`notify`, sinks) are down right now.
-    pub fn workers(&self) -> &WorkerHealth {
+    pub(crate) fn workers(&self) -> &WorkerHealth {
         &self.inner.workers
     }
 
     /// Marks the server ready (recovery done, writes accepted) or not.
-    pub fn set_ready(&self, ready: bool) {
+    pub(crate) fn set_ready(&self, ready: bool) {
         self.inner.ready.store(ready, Ordering::SeqCst);
-    }
-
-    /// Ready, not shutting down, the log accepts writes (not poisoned by a storage failure)
-    /// and no store writer has failed.
-    pub fn is_ready(&self) -> bool {
-        self.readiness().is_ok()
     }
 
     /// Why the server is not ready, as the answer `/readyz` gives: starting or stopping, the
     /// log refusing writes (poisoned by a storage failure, or the disk almost full), a failed
     /// store writer, or one of the server's own consumers down (it is being started again).
-    pub fn readiness(&self) -> Result<(), ApiError> {
+    pub(crate) fn readiness(&self) -> Result<(), ApiError> {
         if !self.inner.ready.load(Ordering::SeqCst) || self.inner.shutdown.is_cancelled() {
             return Err(ApiError::NotReady);
         }
@@ -238,23 +227,23 @@ impl AppState {
     }
 
     /// This server's metric registry.
-    pub fn metrics(&self) -> &Metrics {
+    pub(crate) fn metrics(&self) -> &Metrics {
         &self.inner.metrics
     }
 
     /// Cancelled when the server starts shutting down; long-lived work selects on it.
-    pub fn shutdown(&self) -> &CancellationToken {
+    pub(crate) fn shutdown(&self) -> &CancellationToken {
         &self.inner.shutdown
     }
 
     /// Background tasks of this server; the server waits for them all before it closes the log.
-    pub fn tasks(&self) -> &TaskTracker {
+    pub(crate) fn tasks(&self) -> &TaskTracker {
         &self.inner.tasks
     }
 }
 
 /// Runs store work that may touch the disk off the async threads.
-pub async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(work)
@@ -263,7 +252,7 @@ pub async fn blocking<T: Send + 'static>(
 }
 
 /// The whole HTTP application for `state`.
-pub fn app(state: AppState) -> Router {
+pub(crate) fn app(state: AppState) -> Router {
     let max_body = state.config().limits.max_body_bytes;
     Router::new()
         .route("/healthz", get(health::healthz))

@@ -35,7 +35,7 @@ use crate::pipeline::PipelineError;
 use crate::store::StoreError;
 
 /// The media type of every error body.
-pub const PROBLEM_JSON: &str = "application/problem+json";
+pub(crate) const PROBLEM_JSON: &str = "application/problem+json";
 
 /// Seconds a client should wait after a 503 caused by a full queue.
 const RETRY_OVERLOADED_SECS: u64 = 1;
@@ -45,7 +45,7 @@ const RETRY_UNAVAILABLE_SECS: u64 = 5;
 /// Everything an HTTP handler can answer with instead of success.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum ApiError {
+pub(crate) enum ApiError {
     /// No route matches the request's path.
     #[error("there is no resource at {path}")]
     UnknownRoute {
@@ -139,7 +139,7 @@ pub enum ApiError {
 
 /// An RFC 9457 problem, as serialized.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Problem {
+pub(crate) struct Problem {
     /// A URI identifying the kind of problem.
     #[serde(rename = "type")]
     pub kind: String,
@@ -182,13 +182,13 @@ impl Answer {
 
 impl ApiError {
     /// The HTTP status this error answers with.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         self.answer().status
     }
 
     /// The problem's `detail`: what the client is told (internal details stay in the log).
     /// WebSocket `error` frames carry it too.
-    pub fn detail(&self) -> String {
+    pub(crate) fn detail(&self) -> String {
         self.answer().detail
     }
 
@@ -549,7 +549,7 @@ impl From<JsonRejection> for ApiError {
 
 /// A JSON body extractor and response whose rejections are [`ApiError`]s.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Json<T>(pub T);
+pub(crate) struct Json<T>(pub T);
 
 impl<T, S> FromRequest<S> for Json<T>
 where
@@ -572,7 +572,7 @@ impl<T: Serialize> IntoResponse for Json<T> {
 
 /// A query-string extractor whose rejections are 400 problems naming the parameter.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Query<T>(pub T);
+pub(crate) struct Query<T>(pub T);
 
 impl<T, S> FromRequestParts<S> for Query<T>
 where
@@ -591,14 +591,14 @@ where
 }
 
 /// Router fallback: no route matched the path.
-pub async fn unknown_route(uri: Uri) -> ApiError {
+pub(crate) async fn unknown_route(uri: Uri) -> ApiError {
     ApiError::UnknownRoute {
         path: uri.path().to_owned(),
     }
 }
 
 /// Router fallback: the path matched but the method did not.
-pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+pub(crate) async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError::MethodNotAllowed {
         method,
         path: uri.path().to_owned(),

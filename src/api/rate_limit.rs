@@ -17,25 +17,25 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 /// Users tracked before full (idle) buckets are pruned.
-pub const PRUNE_ABOVE: usize = 10_000;
+pub(crate) const PRUNE_ABOVE: usize = 10_000;
 
 /// Participants a send reaches for each token it costs: a send to a conversation of up to this
 /// many participants costs one token, one more token for every further such many (the
 /// notifications and deliveries a send makes grow with its recipients).
-pub const RECIPIENTS_PER_TOKEN: usize = 100;
+pub(crate) const RECIPIENTS_PER_TOKEN: usize = 100;
 
 /// How many tokens of the write budget a write takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WriteCost(pub u32);
+pub(crate) struct WriteCost(pub u32);
 
 impl WriteCost {
     /// A write whose cost does not grow with anything: an edit, a delete, a read mark, a
     /// participant change, a topic, a group join.
-    pub const ONE: WriteCost = WriteCost(1);
+    pub(crate) const ONE: WriteCost = WriteCost(1);
 
     /// A send (or a new conversation) reaching `participants` users: one token per
     /// [`RECIPIENTS_PER_TOKEN`] started.
-    pub fn reaching(participants: usize) -> WriteCost {
+    pub(crate) fn reaching(participants: usize) -> WriteCost {
         let tokens = participants.max(1).div_ceil(RECIPIENTS_PER_TOKEN);
         WriteCost(u32::try_from(tokens).unwrap_or(u32::MAX))
     }
@@ -43,21 +43,21 @@ impl WriteCost {
 
 /// Token buckets by user id.
 #[derive(Debug)]
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     rate: u32,
     buckets: Mutex<HashMap<String, TokenBucket>>,
 }
 
 /// One token bucket: refilled at `rate` tokens per second up to `burst`.
 #[derive(Debug, Clone, Copy)]
-pub struct TokenBucket {
+pub(crate) struct TokenBucket {
     tokens: f64,
     updated: Instant,
 }
 
 impl TokenBucket {
     /// A bucket holding `burst` tokens at `now`.
-    pub fn full(burst: f64, now: Instant) -> TokenBucket {
+    pub(crate) fn full(burst: f64, now: Instant) -> TokenBucket {
         TokenBucket {
             tokens: burst,
             updated: now,
@@ -70,14 +70,20 @@ impl TokenBucket {
     }
 
     /// Takes one token at `now`, or says in how many whole seconds (at least 1) one is there.
-    pub fn take(&mut self, now: Instant, rate: f64, burst: f64) -> Result<(), u64> {
+    pub(crate) fn take(&mut self, now: Instant, rate: f64, burst: f64) -> Result<(), u64> {
         self.take_n(now, rate, burst, 1.0)
     }
 
     /// Takes `cost` tokens at `now` (a cost above `burst` counts as `burst`, so it can always be
     /// paid once the bucket is full), or says in how many whole seconds (at least 1) they are
     /// there. A refused take leaves the bucket as it was.
-    pub fn take_n(&mut self, now: Instant, rate: f64, burst: f64, cost: f64) -> Result<(), u64> {
+    pub(crate) fn take_n(
+        &mut self,
+        now: Instant,
+        rate: f64,
+        burst: f64,
+        cost: f64,
+    ) -> Result<(), u64> {
         let cost = cost.min(burst);
         self.tokens = self.refilled(now, rate, burst);
         self.updated = now;
@@ -92,7 +98,7 @@ impl TokenBucket {
 
 impl RateLimiter {
     /// A limiter allowing `rate` writes per second per user (burst `2 × rate`); 0 = unlimited.
-    pub fn new(rate: u32) -> Self {
+    pub(crate) fn new(rate: u32) -> Self {
         RateLimiter {
             rate,
             buckets: Mutex::new(HashMap::new()),
@@ -100,7 +106,7 @@ impl RateLimiter {
     }
 
     /// The configured rate (write tokens per second).
-    pub fn rate(&self) -> u32 {
+    pub(crate) fn rate(&self) -> u32 {
         self.rate
     }
 
@@ -109,23 +115,25 @@ impl RateLimiter {
     }
 
     /// Takes one token for `user`, or says in how many whole seconds (at least 1) one is there.
-    pub fn check(&self, user: &str) -> Result<(), u64> {
+    #[cfg(test)]
+    pub(crate) fn check(&self, user: &str) -> Result<(), u64> {
         self.charge(user, WriteCost::ONE)
     }
 
     /// Takes `cost` tokens for `user`, or says in how many whole seconds (at least 1) they are
     /// there.
-    pub fn charge(&self, user: &str, cost: WriteCost) -> Result<(), u64> {
+    pub(crate) fn charge(&self, user: &str, cost: WriteCost) -> Result<(), u64> {
         self.charge_at(user, cost, Instant::now())
     }
 
     /// [`check`](Self::check) at a given moment (tests use it to move time).
-    pub fn check_at(&self, user: &str, now: Instant) -> Result<(), u64> {
+    #[cfg(test)]
+    pub(crate) fn check_at(&self, user: &str, now: Instant) -> Result<(), u64> {
         self.charge_at(user, WriteCost::ONE, now)
     }
 
     /// [`charge`](Self::charge) at a given moment.
-    pub fn charge_at(&self, user: &str, cost: WriteCost, now: Instant) -> Result<(), u64> {
+    pub(crate) fn charge_at(&self, user: &str, cost: WriteCost, now: Instant) -> Result<(), u64> {
         if self.rate == 0 {
             return Ok(());
         }

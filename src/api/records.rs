@@ -27,20 +27,20 @@ use super::{blocking, AppState};
 use crate::log::{Header, Log, ReadLimits, Record, StoredRecord};
 
 /// Records a read returns when the request does not say (`limit`).
-pub const DEFAULT_READ_LIMIT: usize = 100;
+pub(crate) const DEFAULT_READ_LIMIT: usize = 100;
 /// Most records one read returns.
-pub const MAX_READ_LIMIT: usize = 1000;
+pub(crate) const MAX_READ_LIMIT: usize = 1000;
 /// Longest long-poll; a larger `waitMs` is shortened to this.
-pub const MAX_WAIT: Duration = Duration::from_secs(30);
+pub(crate) const MAX_WAIT: Duration = Duration::from_secs(30);
 /// Deepest nesting of arrays and objects in a published value. serde_json keeps a published
 /// value as raw text without its recursion limit (128), so without this a value no consumer
 /// can parse back would be stored; 64 leaves consumers' parsers room to wrap it.
-pub const MAX_VALUE_DEPTH: usize = 64;
+pub(crate) const MAX_VALUE_DEPTH: usize = 64;
 
 /// `POST /api/topics/{name}/records` body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PublishBody {
+pub(crate) struct PublishBody {
     /// The batch, in order; at least one record.
     pub records: Vec<PublishedRecord>,
 }
@@ -78,20 +78,20 @@ impl From<PublishedRecord> for Record {
 
 /// Where one published record landed.
 #[derive(Debug, Serialize)]
-pub struct Position {
+pub(crate) struct Position {
     partition: u32,
     offset: u64,
 }
 
 /// `POST /api/topics/{name}/records` answer: one position per record, in the batch's order.
 #[derive(Debug, Serialize)]
-pub struct Published {
+pub(crate) struct Published {
     offsets: Vec<Position>,
 }
 
 /// `POST /api/topics/{name}/records` → 202 `{"offsets":[…]}` once the batch is durable.
 /// 404 unknown topic, 400 empty batch, 413 too many records or a record over the size limit.
-pub async fn publish(
+pub(crate) async fn publish(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
@@ -103,7 +103,7 @@ pub async fn publish(
 /// `POST /api/topics/{name}/partitions/{p}/records` → 202 like [`publish`], every record in
 /// partition `p` whatever its key (as Kafka's producer does with an explicit partition).
 /// 404 unknown topic or partition.
-pub async fn publish_to_partition(
+pub(crate) async fn publish_to_partition(
     State(state): State<AppState>,
     caller: Caller,
     Path((name, partition)): Path<(String, String)>,
@@ -202,7 +202,7 @@ fn exceeds_depth(text: &str, limit: usize) -> bool {
 /// `GET …/partitions/{p}/records` query.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ReadQuery {
+pub(crate) struct ReadQuery {
     /// First offset to read; the low watermark (earliest retained) when absent.
     pub offset: Option<u64>,
     /// Most records, 1–1000 (default 100).
@@ -213,7 +213,7 @@ pub struct ReadQuery {
 
 /// One record as a consumer reads it.
 #[derive(Debug, Serialize)]
-pub struct ReadRecord {
+pub(crate) struct ReadRecord {
     topic: String,
     partition: u32,
     offset: u64,
@@ -226,7 +226,7 @@ pub struct ReadRecord {
 /// `GET …/partitions/{p}/records` answer; `nextOffset` is the offset to ask for next.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ReadPage {
+pub(crate) struct ReadPage {
     records: Vec<ReadRecord>,
     next_offset: u64,
 }
@@ -234,7 +234,7 @@ pub struct ReadPage {
 /// `GET /api/topics/{name}/partitions/{p}/records?offset=N&limit=M&waitMs=W` → records from
 /// N on. With none at N yet, waits up to W ms for one (returning early, empty, when the server
 /// shuts down). 416 when N is below the low or above the high watermark.
-pub async fn read(
+pub(crate) async fn read(
     State(state): State<AppState>,
     caller: Caller,
     Path((name, partition)): Path<(String, String)>,

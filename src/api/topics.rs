@@ -26,16 +26,16 @@ use crate::pipeline::sinks::DLQ_TOPIC;
 use crate::pipeline::{EVENTS_TOPIC, MESSAGES_TOPIC};
 
 /// Scope needed to publish records and create topics.
-pub const PUBLISH_SCOPE: &str = "events:publish";
+pub(crate) const PUBLISH_SCOPE: &str = "events:publish";
 /// Scope needed to list and describe topics and read records.
-pub const CONSUME_SCOPE: &str = "events:consume";
+pub(crate) const CONSUME_SCOPE: &str = "events:consume";
 /// The topic of per-recipient notifications chat produces (API.md, "Events other services
 /// consume").
-pub use crate::pipeline::notify::NOTIFICATIONS_TOPIC;
+pub(crate) use crate::pipeline::notify::NOTIFICATIONS_TOPIC;
 
 /// What a request does to a topic; decides the scope it needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     /// Create a topic (`events:publish`).
     Create,
     /// List or describe a topic (`events:consume`).
@@ -70,7 +70,7 @@ impl Action {
 
 /// The topics the server itself writes, and how each may be reached over this API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InternalTopic {
+pub(crate) enum InternalTopic {
     /// `messages`, chat's command log: the store writer applies every record in it as a chat
     /// write, so only the chat routes (which check who may write what) append to it. Readable
     /// by `admin` only (it holds every conversation's text).
@@ -87,7 +87,7 @@ pub enum InternalTopic {
 }
 
 /// Whether `topic` is one the server writes, and which.
-pub fn internal_topic(topic: &str) -> Option<InternalTopic> {
+pub(crate) fn internal_topic(topic: &str) -> Option<InternalTopic> {
     match topic {
         MESSAGES_TOPIC => Some(InternalTopic::Commands),
         EVENTS_TOPIC => Some(InternalTopic::Events),
@@ -112,7 +112,7 @@ impl InternalTopic {
 /// 403 unless `caller` may do `action` on `topic`: first the action's scope
 /// ([`ApiError::MissingScope`]), then the guard of the server's own topics
 /// ([`ApiError::Forbidden`]), which holds for `admin` too.
-pub fn authorize(caller: &Caller, topic: &str, action: Action) -> Result<(), ApiError> {
+pub(crate) fn authorize(caller: &Caller, topic: &str, action: Action) -> Result<(), ApiError> {
     caller.require_scope(action.scope())?;
     let Some(internal) = internal_topic(topic) else {
         return Ok(());
@@ -140,7 +140,7 @@ pub(super) fn visible_to(identity: &Identity, topic: &str) -> bool {
 /// `POST /api/topics` body.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CreateTopic {
+pub(crate) struct CreateTopic {
     /// Topic name: 1–249 characters of `[A-Za-z0-9._-]`.
     pub name: String,
     /// Number of partitions, 1–4096.
@@ -154,7 +154,7 @@ pub struct CreateTopic {
 /// A topic as this API shows it.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct TopicView {
+pub(crate) struct TopicView {
     name: String,
     partitions: Vec<PartitionView>,
     retention_ms: Option<u64>,
@@ -191,12 +191,12 @@ impl From<TopicInfo> for TopicView {
 
 /// `GET /api/topics` body: every topic the caller may see, by name.
 #[derive(Debug, Serialize)]
-pub struct TopicList {
+pub(crate) struct TopicList {
     items: Vec<TopicView>,
 }
 
 /// `POST /api/topics` → 201 with the new topic; 409 if the name is taken.
-pub async fn create(
+pub(crate) async fn create(
     State(state): State<AppState>,
     caller: Caller,
     Json(body): Json<CreateTopic>,
@@ -214,7 +214,7 @@ pub async fn create(
 }
 
 /// `GET /api/topics` → `{"items":[topic…]}`, sorted by name; `messages` only for `admin`.
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<TopicList>, ApiError> {
@@ -236,7 +236,7 @@ pub async fn list(
 }
 
 /// `GET /api/topics/{name}` → the topic with its partitions' watermarks.
-pub async fn describe(
+pub(crate) async fn describe(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
@@ -246,7 +246,7 @@ pub async fn describe(
 }
 
 /// `DELETE /api/topics/{name}` (admin) → 204; its records and group offsets go with it.
-pub async fn delete(
+pub(crate) async fn delete(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,

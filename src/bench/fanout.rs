@@ -13,7 +13,7 @@
 //! the sessions).
 //!
 //! The send time travels in the message content (microseconds since the generator started, in
-//! the first [`STAMP_LEN`] bytes), so measuring a delivery needs no lookup. Run the server with
+//! the first `STAMP_LEN` bytes), so measuring a delivery needs no lookup. Run the server with
 //! `--rate-limit 0`: the generator's users send faster than people do.
 //!
 //! This module only drives a server from outside, like any client would; it knows nothing of
@@ -44,7 +44,7 @@ use super::report::{
 };
 
 /// Bytes of content that carry the send time (zero-padded decimal microseconds).
-pub const STAMP_LEN: usize = 20;
+pub(crate) const STAMP_LEN: usize = 20;
 /// Latency histograms the sessions spread over, so that they rarely wait for each other.
 const LATENCY_SHARDS: usize = 16;
 /// How long a session may take to connect and say `ready`.
@@ -57,98 +57,98 @@ const SETTLE: Duration = Duration::from_secs(2);
 pub struct BenchFanoutArgs {
     /// The server and where its secret is.
     #[command(flatten)]
-    pub target_server: ServerArgs,
+    pub(crate) target_server: ServerArgs,
     /// WebSocket sessions to open, one user each.
     #[arg(long, default_value_t = 1000)]
-    pub connections: usize,
+    pub(crate) connections: usize,
     /// Conversations to create.
     #[arg(long, default_value_t = 100)]
-    pub conversations: usize,
+    pub(crate) conversations: usize,
     /// Members of each conversation (at most --connections).
     #[arg(long, default_value_t = 10)]
-    pub members: usize,
+    pub(crate) members: usize,
     /// Total sends per second over HTTP (open loop).
     #[arg(long, default_value_t = 1000)]
-    pub rate: u64,
+    pub(crate) rate: u64,
     /// How long to send, e.g. 10s, 1m.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    pub duration: Duration,
+    pub(crate) duration: Duration,
     /// HTTP keep-alive connections the sends spread over (one request in flight each).
     #[arg(long, default_value_t = 32)]
-    pub senders: usize,
+    pub(crate) senders: usize,
     /// Message content size in bytes (at least 20: the send time travels in it).
     #[arg(long, default_value_t = 100)]
-    pub size: usize,
+    pub(crate) size: usize,
     /// How long to wait after the last send for deliveries still due, e.g. 10s.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    pub drain: Duration,
+    pub(crate) drain: Duration,
     /// Sessions being opened at once.
     #[arg(long, default_value_t = 200)]
-    pub connect_concurrency: usize,
+    pub(crate) connect_concurrency: usize,
     /// The server's process id (same machine): report its memory per idle session.
     #[arg(long)]
-    pub server_pid: Option<u32>,
+    pub(crate) server_pid: Option<u32>,
     /// Print one JSON object instead of a summary.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 /// What one run measured.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct BenchFanoutReport {
+pub(crate) struct BenchFanoutReport {
     /// Sessions asked for.
-    pub connections: usize,
+    pub(crate) connections: usize,
     /// Sessions that opened and said `ready`.
-    pub sessions_held: usize,
+    pub(crate) sessions_held: usize,
     /// Sessions that could not open.
-    pub connect_failures: usize,
+    pub(crate) connect_failures: usize,
     /// Conversations.
-    pub conversations: usize,
+    pub(crate) conversations: usize,
     /// Members per conversation.
-    pub members: usize,
+    pub(crate) members: usize,
     /// Target sends/s.
-    pub rate: u64,
+    pub(crate) rate: u64,
     /// Time to open every session, s.
-    pub connect_seconds: f64,
+    pub(crate) connect_seconds: f64,
     /// Time spent sending, s.
-    pub send_seconds: f64,
+    pub(crate) send_seconds: f64,
     /// Sends answered 202.
-    pub sends_accepted: u64,
+    pub(crate) sends_accepted: u64,
     /// Sends/s answered 202.
-    pub sends_per_sec: f64,
+    pub(crate) sends_per_sec: f64,
     /// Other answers to sends by status (0: transport error).
-    pub send_errors: BTreeMap<u16, u64>,
+    pub(crate) send_errors: BTreeMap<u16, u64>,
     /// Deliveries due: every accepted send times its conversation's open sessions.
-    pub deliveries_expected: u64,
+    pub(crate) deliveries_expected: u64,
     /// `message` frames received for the run's conversations (duplicates included).
-    pub deliveries: u64,
+    pub(crate) deliveries: u64,
     /// Deliveries per second, from the first send to the last delivery.
-    pub deliveries_per_sec: f64,
+    pub(crate) deliveries_per_sec: f64,
     /// Send → delivered, µs (median over deliveries).
-    pub p50_us: u64,
+    pub(crate) p50_us: u64,
     /// 99th percentile, µs.
-    pub p99_us: u64,
+    pub(crate) p99_us: u64,
     /// 99.9th percentile, µs.
-    pub p999_us: u64,
+    pub(crate) p999_us: u64,
     /// Deliveries due that never arrived.
-    pub lost: u64,
+    pub(crate) lost: u64,
     /// Messages a session received more than once.
-    pub duplicated: u64,
+    pub(crate) duplicated: u64,
     /// Messages that arrived after a higher `seq` of the same conversation.
-    pub out_of_order: u64,
+    pub(crate) out_of_order: u64,
     /// Sessions the server closed during the run, by close code (0: connection error).
-    pub closed_by_server: BTreeMap<u16, u64>,
+    pub(crate) closed_by_server: BTreeMap<u16, u64>,
     /// Server RSS before the sessions opened, MiB (with `--server-pid`).
-    pub server_rss_before_mib: Option<f64>,
+    pub(crate) server_rss_before_mib: Option<f64>,
     /// Server RSS with every session open and idle, MiB.
-    pub server_rss_idle_mib: Option<f64>,
+    pub(crate) server_rss_idle_mib: Option<f64>,
     /// Server RSS at the end of the run, MiB.
-    pub server_rss_end_mib: Option<f64>,
+    pub(crate) server_rss_end_mib: Option<f64>,
     /// (idle − before) / sessions held, KiB.
-    pub idle_session_kib: Option<f64>,
+    pub(crate) idle_session_kib: Option<f64>,
     /// CPU the generator used while sending, in cores.
-    pub generator_cpu_cores: f64,
+    pub(crate) generator_cpu_cores: f64,
 }
 
 /// Users, tokens and conversations of one run.
@@ -190,7 +190,7 @@ pub fn run(args: BenchFanoutArgs) -> anyhow::Result<()> {
 }
 
 /// Sets up, opens the sessions, sends, drains and returns the report.
-pub async fn measure(args: &BenchFanoutArgs) -> anyhow::Result<BenchFanoutReport> {
+pub(crate) async fn measure(args: &BenchFanoutArgs) -> anyhow::Result<BenchFanoutReport> {
     check_args(args)?;
     raise_open_file_limit(args.connections + args.senders)?;
     let server = args.target_server.base();

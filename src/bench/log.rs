@@ -24,104 +24,104 @@ const TOPIC: &str = "bench";
 pub struct BenchLogArgs {
     /// Records to append in all.
     #[arg(long, default_value_t = 1_000_000)]
-    pub records: u64,
+    pub(crate) records: u64,
     /// Concurrent producers.
     #[arg(long, default_value_t = 64)]
-    pub producers: usize,
+    pub(crate) producers: usize,
     /// Appends each producer keeps in flight (1: wait for each ack before the next).
     #[arg(long, default_value_t = 1)]
-    pub in_flight: usize,
+    pub(crate) in_flight: usize,
     /// Value size of each record, in bytes.
     #[arg(long, default_value_t = 200)]
-    pub size: usize,
+    pub(crate) size: usize,
     /// Durability mode: always, interval[:MS] or never.
     #[arg(long, default_value = "always")]
-    pub durability: String,
+    pub(crate) durability: String,
     /// Partitions of the benchmark topic (records are unkeyed, spread round-robin).
     #[arg(long, default_value_t = 1)]
-    pub partitions: u32,
+    pub(crate) partitions: u32,
     /// Total target rate in records/s (open loop); unset: as fast as acks allow. Latency is
     /// measured from each append call to its ack; how late the generator sent against its
     /// schedule is reported separately (a growing lateness means the log could not keep up).
     #[arg(long)]
-    pub rate: Option<u64>,
+    pub(crate) rate: Option<u64>,
     /// Append into this data directory and keep it (to time recovery on it); default: a
     /// temporary directory removed afterwards.
     #[arg(long)]
-    pub data_dir: Option<PathBuf>,
+    pub(crate) data_dir: Option<PathBuf>,
     /// Storage-engine page cache, MiB (the log's default is 64).
     #[arg(long, default_value_t = 64)]
-    pub cache_mib: u64,
+    pub(crate) cache_mib: u64,
     /// Skip the fdatasync-loop and sled-per-key reference measurements.
     #[arg(long)]
-    pub skip_references: bool,
+    pub(crate) skip_references: bool,
     /// After the run, close the log and time reopening it.
     #[arg(long)]
-    pub reopen: bool,
+    pub(crate) reopen: bool,
     /// After the run, read every record back from offset 0 (a consumer lagging by the whole
     /// run) and report the rate and the process's peak memory.
     #[arg(long)]
-    pub consume: bool,
+    pub(crate) consume: bool,
     /// Print one JSON object instead of a summary.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 /// What one run measured.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct BenchLogReport {
+pub(crate) struct BenchLogReport {
     /// Durability mode the run used.
-    pub durability: String,
+    pub(crate) durability: String,
     /// Producers.
-    pub producers: usize,
+    pub(crate) producers: usize,
     /// Appends in flight per producer.
-    pub in_flight: usize,
+    pub(crate) in_flight: usize,
     /// Value size.
-    pub size: usize,
+    pub(crate) size: usize,
     /// Records appended.
-    pub records: u64,
+    pub(crate) records: u64,
     /// Wall time of the append phase.
-    pub seconds: f64,
+    pub(crate) seconds: f64,
     /// Acknowledged records per second.
-    pub records_per_sec: f64,
+    pub(crate) records_per_sec: f64,
     /// Value megabytes (10^6) per second.
-    pub mb_per_sec: f64,
+    pub(crate) mb_per_sec: f64,
     /// Append latency percentiles, µs.
-    pub p50_us: u64,
+    pub(crate) p50_us: u64,
     /// 99th percentile, µs.
-    pub p99_us: u64,
+    pub(crate) p99_us: u64,
     /// 99.9th percentile, µs.
-    pub p999_us: u64,
+    pub(crate) p999_us: u64,
     /// With `--rate`: p99 of how late appends were sent against the schedule, µs (timer
     /// granularity is ~1 ms; far more means the log could not keep up).
-    pub schedule_lateness_p99_us: Option<u64>,
+    pub(crate) schedule_lateness_p99_us: Option<u64>,
     /// Flush + fdatasync rounds.
-    pub syncs: u64,
+    pub(crate) syncs: u64,
     /// Records made durable per sync (the group commit's mean group size).
-    pub mean_group_size: f64,
+    pub(crate) mean_group_size: f64,
     /// Records per appender group (one storage write round; several may share a sync).
-    pub records_per_write: f64,
+    pub(crate) records_per_write: f64,
     /// Mean duration of one flush + fdatasync, µs.
-    pub mean_sync_us: f64,
+    pub(crate) mean_sync_us: f64,
     /// Bytes the data directory's storage engine takes on disk after the run.
-    pub disk_bytes: u64,
+    pub(crate) disk_bytes: u64,
     /// Disk bytes per record divided by the value size.
-    pub disk_bytes_per_payload_byte: f64,
+    pub(crate) disk_bytes_per_payload_byte: f64,
     /// Reference: appends of `size` bytes with one fdatasync each, per second.
-    pub fdatasync_per_sec: Option<f64>,
+    pub(crate) fdatasync_per_sec: Option<f64>,
     /// Reference: sled inserts, one key per record, no sync, one thread, per second.
-    pub sled_per_key_per_sec: Option<f64>,
+    pub(crate) sled_per_key_per_sec: Option<f64>,
     /// `records_per_sec / fdatasync_per_sec`.
-    pub ratio_to_fdatasync: Option<f64>,
+    pub(crate) ratio_to_fdatasync: Option<f64>,
     /// `records_per_sec / sled_per_key_per_sec`.
-    pub ratio_to_sled_per_key: Option<f64>,
+    pub(crate) ratio_to_sled_per_key: Option<f64>,
     /// Time to reopen the data directory, if `--reopen`.
-    pub open_ms: Option<f64>,
+    pub(crate) open_ms: Option<f64>,
     /// Records read back per second from offset 0, if `--consume`.
-    pub consume_records_per_sec: Option<f64>,
+    pub(crate) consume_records_per_sec: Option<f64>,
     /// Largest resident set size seen while consuming, MiB.
-    pub consume_peak_rss_mib: Option<f64>,
+    pub(crate) consume_peak_rss_mib: Option<f64>,
 }
 
 /// Runs the benchmark and prints its report.
@@ -136,7 +136,7 @@ pub fn run(args: BenchLogArgs) -> anyhow::Result<()> {
 }
 
 /// Runs the benchmark and returns its report.
-pub fn measure(args: &BenchLogArgs) -> anyhow::Result<BenchLogReport> {
+pub(crate) fn measure(args: &BenchLogArgs) -> anyhow::Result<BenchLogReport> {
     anyhow::ensure!(
         args.records > 0 && args.producers > 0 && args.in_flight > 0,
         "records, producers and in-flight must be positive"
@@ -325,7 +325,11 @@ async fn append_phase(
 }
 
 /// The disk's own rate: append `size` bytes to a file and `fdatasync` it, for `duration`.
-pub fn fdatasync_reference(dir: &Path, size: usize, duration: Duration) -> anyhow::Result<f64> {
+pub(crate) fn fdatasync_reference(
+    dir: &Path,
+    size: usize,
+    duration: Duration,
+) -> anyhow::Result<f64> {
     let path = dir.join("fdatasync-reference");
     let mut file = OpenOptions::new().create(true).append(true).open(&path)?;
     let payload = vec![b'x'; size];
@@ -342,7 +346,7 @@ pub fn fdatasync_reference(dir: &Path, size: usize, duration: Duration) -> anyho
 }
 
 /// sled with one key per record and no sync: what a record-per-key log would cost at best.
-pub fn sled_per_key_reference(dir: &Path, size: usize, records: u64) -> anyhow::Result<f64> {
+pub(crate) fn sled_per_key_reference(dir: &Path, size: usize, records: u64) -> anyhow::Result<f64> {
     let db = sled::Config::new().path(dir).flush_every_ms(None).open()?;
     let payload = vec![b'x'; size];
     let started = Instant::now();

@@ -9,4 +9,3 @@ pub mod send;
 pub mod soak;
 
 pub(crate) use report::progress_bar;
-pub use report::LatencyReport;

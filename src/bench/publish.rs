@@ -29,75 +29,75 @@ use super::report::{progress_bar, run_and_print, LatencyReport, ServerArgs};
 pub struct BenchPublishArgs {
     /// The server and where its secret is (`--server`, `--data-dir`, `--config`).
     #[command(flatten)]
-    pub target_server: ServerArgs,
+    pub(crate) target_server: ServerArgs,
     /// Records per publish request in the throughput phase.
     #[arg(long, default_value_t = 100)]
-    pub batch: usize,
+    pub(crate) batch: usize,
     /// Concurrent keep-alive connections, one request in flight each.
     #[arg(long, default_value_t = 8)]
-    pub producers: usize,
+    pub(crate) producers: usize,
     /// How long each phase runs, e.g. 10s.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    pub duration: Duration,
+    pub(crate) duration: Duration,
     /// Records/s of the latency phase (one record per request); 0 skips it.
     #[arg(long, default_value_t = 1000)]
-    pub rate: u64,
+    pub(crate) rate: u64,
     /// Partitions of the benchmark topics.
     #[arg(long, default_value_t = 4)]
-    pub partitions: u32,
+    pub(crate) partitions: u32,
     /// Bytes of each record's payload.
     #[arg(long, default_value_t = 200)]
-    pub size: usize,
+    pub(crate) size: usize,
     /// Bearer token with scope admin (default: minted from the server's secret).
     #[arg(long, env = "TIDINGS_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    pub(crate) token: Option<String>,
     /// Print one JSON object instead of a summary.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 /// What one run measured.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct BenchPublishReport {
+pub(crate) struct BenchPublishReport {
     /// Connections.
-    pub producers: usize,
+    pub(crate) producers: usize,
     /// Records per request in the throughput phase.
-    pub batch: usize,
+    pub(crate) batch: usize,
     /// Wall time of the throughput phase.
-    pub seconds: f64,
+    pub(crate) seconds: f64,
     /// Records answered 202 in the throughput phase.
-    pub records: u64,
+    pub(crate) records: u64,
     /// Records per second in the throughput phase.
-    pub records_per_sec: f64,
+    pub(crate) records_per_sec: f64,
     /// 202 latency of one batch, µs (median).
-    pub batch_p50_us: u64,
+    pub(crate) batch_p50_us: u64,
     /// 99th percentile.
-    pub batch_p99_us: u64,
+    pub(crate) batch_p99_us: u64,
     /// Failed requests by status (0: transport error), both phases.
-    pub errors: BTreeMap<u16, u64>,
+    pub(crate) errors: BTreeMap<u16, u64>,
     /// The latency phase, unless `--rate 0`.
-    pub latency: Option<LatencyPhase>,
+    pub(crate) latency: Option<LatencyPhase>,
     /// CPU the generator used over both phases, in cores.
-    pub generator_cpu_cores: f64,
+    pub(crate) generator_cpu_cores: f64,
 }
 
 /// Publish → poll latency at a fixed rate.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct LatencyPhase {
+pub(crate) struct LatencyPhase {
     /// Target records/s.
-    pub rate: u64,
+    pub(crate) rate: u64,
     /// Records published (202).
-    pub published: u64,
+    pub(crate) published: u64,
     /// Records the consumer polled.
-    pub received: u64,
+    pub(crate) received: u64,
     /// Publish (request sent) → returned by a poll, µs (median).
-    pub p50_us: u64,
+    pub(crate) p50_us: u64,
     /// 99th percentile.
-    pub p99_us: u64,
+    pub(crate) p99_us: u64,
     /// 99.9th percentile.
-    pub p999_us: u64,
+    pub(crate) p999_us: u64,
 }
 
 /// Runs the generator and prints its report.
@@ -133,7 +133,7 @@ impl Api {
 }
 
 /// Runs both phases and returns the report.
-pub async fn measure(args: &BenchPublishArgs) -> anyhow::Result<BenchPublishReport> {
+pub(crate) async fn measure(args: &BenchPublishArgs) -> anyhow::Result<BenchPublishReport> {
     anyhow::ensure!(
         args.batch >= 1 && args.producers >= 1,
         "need at least 1 record per batch and 1 producer"

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 /// A latency histogram in microseconds (1 µs .. 60 s, 3 significant digits).
 #[derive(Debug, Clone)]
-pub struct LatencyReport {
+pub(crate) struct LatencyReport {
     histogram: Histogram<u64>,
 }
 
@@ -25,7 +25,7 @@ impl Default for LatencyReport {
 
 impl LatencyReport {
     /// Records one latency.
-    pub fn record(&mut self, latency: Duration) {
+    pub(crate) fn record(&mut self, latency: Duration) {
         let micros = (latency.as_micros() as u64).clamp(1, 60_000_000);
         self.histogram
             .record(micros)
@@ -33,19 +33,19 @@ impl LatencyReport {
     }
 
     /// Adds another report's samples.
-    pub fn merge(&mut self, other: &LatencyReport) {
+    pub(crate) fn merge(&mut self, other: &LatencyReport) {
         self.histogram
             .add(&other.histogram)
             .expect("histograms share bounds");
     }
 
     /// The latency at quantile `q` (0..=1), in microseconds.
-    pub fn quantile_us(&self, q: f64) -> u64 {
+    pub(crate) fn quantile_us(&self, q: f64) -> u64 {
         self.histogram.value_at_quantile(q)
     }
 
     /// Number of samples.
-    pub fn count(&self) -> u64 {
+    pub(crate) fn count(&self) -> u64 {
         self.histogram.len()
     }
 }
@@ -118,26 +118,26 @@ pub(crate) fn resident_mib(pid: Option<u32>) -> f64 {
 
 /// The server a generator loads, and where to find the secret its tokens are signed with.
 #[derive(Debug, Clone, clap::Args)]
-pub struct ServerArgs {
+pub(crate) struct ServerArgs {
     /// Base URL of a running server.
     #[arg(long, default_value = "http://127.0.0.1:8787")]
-    pub server: String,
+    pub(crate) server: String,
     /// The server's data directory, whose secret.key signs the tokens [default: ./data].
     #[arg(long, value_name = "DIR", conflicts_with = "config")]
-    pub data_dir: Option<PathBuf>,
+    pub(crate) data_dir: Option<PathBuf>,
     /// The server's configuration file (its auth.jwtSecret or dataDir gives the secret).
     #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
 }
 
 impl ServerArgs {
     /// The base URL without a trailing slash.
-    pub fn base(&self) -> String {
+    pub(crate) fn base(&self) -> String {
         self.server.trim_end_matches('/').to_owned()
     }
 
     /// The server's token authenticator (found as `tidings token` finds it).
-    pub fn authenticator(&self) -> anyhow::Result<crate::auth::Authenticator> {
+    pub(crate) fn authenticator(&self) -> anyhow::Result<crate::auth::Authenticator> {
         crate::cli::token::server_authenticator(self.config.as_deref(), self.data_dir.clone())
     }
 }

@@ -24,7 +24,7 @@ use super::report::{
 /// What each sender's loop requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Target {
+pub(crate) enum Target {
     /// `POST /api/conversations/{id}/messages`.
     Send,
     /// `GET /healthz`: the server's floor, for the ratio.
@@ -36,70 +36,70 @@ pub enum Target {
 pub struct BenchSendArgs {
     /// The server and where its secret is (`--server`, `--data-dir`, `--config`).
     #[command(flatten)]
-    pub target_server: ServerArgs,
+    pub(crate) target_server: ServerArgs,
     /// Users to create tokens for.
     #[arg(long, default_value_t = 100)]
-    pub users: usize,
+    pub(crate) users: usize,
     /// Two-member conversations to create.
     #[arg(long, default_value_t = 50)]
-    pub conversations: usize,
+    pub(crate) conversations: usize,
     /// Concurrent keep-alive connections, one request in flight each.
     #[arg(long, default_value_t = 64)]
-    pub senders: usize,
+    pub(crate) senders: usize,
     /// How long to send, e.g. 10s, 1m.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    pub duration: Duration,
+    pub(crate) duration: Duration,
     /// Total target rate in requests/s (open loop); unset: as fast as the server answers.
     #[arg(long)]
-    pub rate: Option<u64>,
+    pub(crate) rate: Option<u64>,
     /// Message content size in bytes.
     #[arg(long, default_value_t = 200)]
-    pub size: usize,
+    pub(crate) size: usize,
     /// Measure 202 → readable for one send in this many.
     #[arg(long, default_value_t = 50)]
-    pub sample_every: u64,
+    pub(crate) sample_every: u64,
     /// What to request.
     #[arg(long, value_enum, default_value = "send")]
-    pub target: Target,
+    pub(crate) target: Target,
     /// Print one JSON object instead of a summary.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 /// What one run measured.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct BenchSendReport {
+pub(crate) struct BenchSendReport {
     /// What was requested.
-    pub target: Target,
+    pub(crate) target: Target,
     /// Connections.
-    pub senders: usize,
+    pub(crate) senders: usize,
     /// Target rate, if any.
-    pub rate: Option<u64>,
+    pub(crate) rate: Option<u64>,
     /// Wall time of the sending phase.
-    pub seconds: f64,
+    pub(crate) seconds: f64,
     /// Successful answers (202 for sends, 200 for healthz).
-    pub ok: u64,
+    pub(crate) ok: u64,
     /// Successful answers per second.
-    pub ok_per_sec: f64,
+    pub(crate) ok_per_sec: f64,
     /// Other answers by status (0: transport error).
-    pub errors: BTreeMap<u16, u64>,
+    pub(crate) errors: BTreeMap<u16, u64>,
     /// Latency of successful answers, µs.
-    pub p50_us: u64,
+    pub(crate) p50_us: u64,
     /// 99th percentile, µs.
-    pub p99_us: u64,
+    pub(crate) p99_us: u64,
     /// 99.9th percentile, µs.
-    pub p999_us: u64,
+    pub(crate) p999_us: u64,
     /// Sampled sends whose message became readable.
-    pub readable_samples: u64,
+    pub(crate) readable_samples: u64,
     /// Sampled sends not readable within 5 s.
-    pub readable_timeouts: u64,
+    pub(crate) readable_timeouts: u64,
     /// 202 → readable by id, µs (median).
-    pub readable_p50_us: Option<u64>,
+    pub(crate) readable_p50_us: Option<u64>,
     /// 202 → readable by id, µs (99th percentile).
-    pub readable_p99_us: Option<u64>,
+    pub(crate) readable_p99_us: Option<u64>,
     /// CPU the generator used, in cores (user + system time / wall time).
-    pub generator_cpu_cores: f64,
+    pub(crate) generator_cpu_cores: f64,
 }
 
 /// A user the generator acts as.
@@ -125,7 +125,7 @@ pub fn run(args: BenchSendArgs) -> anyhow::Result<()> {
 }
 
 /// Sets up users and conversations, runs the load, returns the report.
-pub async fn measure(args: &BenchSendArgs) -> anyhow::Result<BenchSendReport> {
+pub(crate) async fn measure(args: &BenchSendArgs) -> anyhow::Result<BenchSendReport> {
     anyhow::ensure!(
         args.users >= 2 && args.conversations >= 1 && args.senders >= 1,
         "need at least 2 users, 1 conversation and 1 sender"

@@ -15,15 +15,15 @@ use std::time::{Duration, Instant};
 use super::pattern_matches;
 
 /// Session timeout of a member whose join does not set one.
-pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 /// Shortest session timeout a join may ask for.
-pub const MIN_SESSION_TIMEOUT: Duration = Duration::from_millis(100);
+pub(crate) const MIN_SESSION_TIMEOUT: Duration = Duration::from_millis(100);
 /// Longest session timeout a join may ask for.
-pub const MAX_SESSION_TIMEOUT: Duration = Duration::from_secs(300);
+pub(crate) const MAX_SESSION_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// What the coordinator refuses.
 #[derive(Debug, thiserror::Error)]
-pub enum BusError {
+pub(crate) enum BusError {
     /// No live member of that id in the group (never joined, left, or expired).
     #[error("group {group:?} has no member {member:?} (it left, expired, or never joined)")]
     UnknownMember {
@@ -67,7 +67,7 @@ pub enum BusError {
 
 /// One partition of one topic.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-pub struct TopicPartition {
+pub(crate) struct TopicPartition {
     /// The topic.
     pub topic: String,
     /// The partition.
@@ -76,7 +76,7 @@ pub struct TopicPartition {
 
 /// Where a member starts on a partition its group has no committed offset for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OffsetReset {
+pub(crate) enum OffsetReset {
     /// The first retained record.
     #[default]
     Earliest,
@@ -86,7 +86,7 @@ pub enum OffsetReset {
 
 /// What a member subscribes to.
 #[derive(Debug, Clone, Default)]
-pub struct Subscription {
+pub(crate) struct Subscription {
     /// Topic names or patterns.
     pub topics: Vec<String>,
     /// Topics the member may never be assigned, whatever its patterns match.
@@ -106,7 +106,7 @@ impl Subscription {
 
 /// A join's answer.
 #[derive(Debug, Clone)]
-pub struct Joined {
+pub(crate) struct Joined {
     /// The new member's id.
     pub member_id: String,
     /// Its partitions after the rebalance the join caused.
@@ -116,7 +116,7 @@ pub struct Joined {
 /// A member's partitions at one generation, with its read position on each (`None`: start
 /// from the committed offset).
 #[derive(Debug, Clone)]
-pub struct Lease {
+pub(crate) struct Lease {
     /// The group's generation this lease belongs to.
     pub generation: u64,
     /// Owned partitions and positions, sorted.
@@ -128,7 +128,7 @@ pub struct Lease {
 /// One member as `describe` shows it.
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct MemberView {
+pub(crate) struct MemberView {
     /// Member id.
     pub member_id: String,
     /// What it subscribed to.
@@ -226,7 +226,7 @@ fn assign(
 
 /// Consumer-group membership of the HTTP event bus. Cheap to share behind an `Arc`.
 #[derive(Debug)]
-pub struct Coordinator {
+pub(crate) struct Coordinator {
     groups: Mutex<HashMap<String, Group>>,
     default_timeout: Duration,
 }
@@ -240,7 +240,7 @@ impl Default for Coordinator {
 impl Coordinator {
     /// A coordinator whose members expire after `default_timeout` without a poll, unless their
     /// join sets another timeout.
-    pub fn new(default_timeout: Duration) -> Coordinator {
+    pub(crate) fn new(default_timeout: Duration) -> Coordinator {
         Coordinator {
             groups: Mutex::new(HashMap::new()),
             default_timeout,
@@ -253,7 +253,7 @@ impl Coordinator {
 
     /// Adds a member to `group` (a rebalance); `topics` are the existing topics with their
     /// partition counts.
-    pub fn join(
+    pub(crate) fn join(
         &self,
         group: &str,
         owner: &str,
@@ -291,7 +291,7 @@ impl Coordinator {
     }
 
     /// Removes a member (a rebalance); only its owner may.
-    pub fn leave(
+    pub(crate) fn leave(
         &self,
         group: &str,
         member: &str,
@@ -331,7 +331,7 @@ impl Coordinator {
     }
 
     /// A member's current partitions and positions (for its owner); counts as its heartbeat.
-    pub fn lease(
+    pub(crate) fn lease(
         &self,
         group: &str,
         member: &str,
@@ -360,7 +360,7 @@ impl Coordinator {
 
     /// Moves a member's positions past what it was handed, unless a rebalance happened since
     /// its lease (then the positions start again from the committed offsets). A heartbeat too.
-    pub fn advance(
+    pub(crate) fn advance(
         &self,
         group: &str,
         member: &str,
@@ -381,7 +381,7 @@ impl Coordinator {
     }
 
     /// `Ok` if `member` (of `owner`) is live and owns every one of `partitions` now.
-    pub fn check_owner(
+    pub(crate) fn check_owner(
         &self,
         group: &str,
         (member, owner): (&str, &str),
@@ -403,7 +403,7 @@ impl Coordinator {
     }
 
     /// The group's live members with their subscriptions and partitions (empty if none).
-    pub fn describe(&self, group: &str, topics: &[(String, u32)]) -> Vec<MemberView> {
+    pub(crate) fn describe(&self, group: &str, topics: &[(String, u32)]) -> Vec<MemberView> {
         let mut groups = self.lock();
         let Some(state) = groups.get_mut(group) else {
             return Vec::new();
@@ -423,7 +423,7 @@ impl Coordinator {
     /// Runs `work` if `group` has no live member, holding the coordinator's lock meanwhile so
     /// that no member joins (and reads the offsets `work` is changing) before it is done; every
     /// group's calls wait for it, so `work` must be short. [`BusError::ActiveGroup`] otherwise.
-    pub fn while_inactive<T>(
+    pub(crate) fn while_inactive<T>(
         &self,
         group: &str,
         topics: &[(String, u32)],
@@ -443,7 +443,7 @@ impl Coordinator {
     }
 
     /// Groups that have live members, sorted.
-    pub fn groups(&self) -> Vec<String> {
+    pub(crate) fn groups(&self) -> Vec<String> {
         let now = Instant::now();
         let mut groups = self.lock();
         groups.retain(|_, g| {

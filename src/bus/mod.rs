@@ -9,17 +9,16 @@
 //! This module does not read records, commit offsets or check scopes; the HTTP routes in
 //! `api::groups` do, with the assignment this module hands out.
 
-pub mod coordinator;
+pub(crate) mod coordinator;
 
-pub use coordinator::{
-    BusError, Coordinator, Joined, Lease, MemberView, OffsetReset, Subscription, TopicPartition,
-    DEFAULT_SESSION_TIMEOUT, MAX_SESSION_TIMEOUT, MIN_SESSION_TIMEOUT,
+pub(crate) use coordinator::{
+    BusError, Coordinator, Lease, MemberView, OffsetReset, Subscription, TopicPartition,
 };
 
 /// Whether `topic` matches `pattern`, as a RabbitMQ topic binding: the words are separated by
 /// dots, `*` stands for exactly one word and `#` for zero or more words; other words match
 /// themselves. A pattern without wildcards matches only the topic of that name.
-pub fn pattern_matches(pattern: &str, topic: &str) -> bool {
+pub(crate) fn pattern_matches(pattern: &str, topic: &str) -> bool {
     let pattern: Vec<&str> = pattern.split('.').collect();
     let topic: Vec<&str> = topic.split('.').collect();
     words_match(&pattern, &topic)
@@ -37,7 +36,7 @@ fn words_match(pattern: &[&str], topic: &[&str]) -> bool {
 }
 
 /// Whether `pattern` uses a wildcard word (`*` or `#`).
-pub fn is_pattern(pattern: &str) -> bool {
+pub(crate) fn is_pattern(pattern: &str) -> bool {
     pattern.split('.').any(|word| word == "*" || word == "#")
 }
 

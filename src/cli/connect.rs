@@ -21,7 +21,7 @@ use crate::log::{Log, LogError};
 
 /// Where a command does its work.
 #[derive(Debug)]
-pub enum Target {
+pub(crate) enum Target {
     /// The data directory, opened by this process.
     Local(Log),
     /// A running server, over HTTP.
@@ -29,7 +29,7 @@ pub enum Target {
 }
 
 /// Connects as the options say (see the module's documentation).
-pub fn connect(common: &CommonArgs, access: Access) -> anyhow::Result<Target> {
+pub(crate) fn connect(common: &CommonArgs, access: Access) -> anyhow::Result<Target> {
     if let Some(server) = &common.server {
         return Ok(Target::Remote(remote(common, server)?));
     }

@@ -12,7 +12,7 @@
 //! first one stopped and repeats nothing. It reads up to the end of the dead-letter topic as it
 //! was when the replay started.
 //!
-//! It reaches the log as every admin command does ([`connect`](super::connect)): through a
+//! It reaches the log as every admin command does (`connect`): through a
 //! running server's HTTP API (a consumer-group member that polls, publishes and commits), or
 //! by opening the data directory when no server holds it.
 
@@ -49,7 +49,7 @@ enum DlqCommand {
 
 /// Options of `tidings dlq replay`.
 #[derive(Debug, clap::Args)]
-pub struct ReplayArgs {
+pub(crate) struct ReplayArgs {
     #[command(flatten)]
     common: CommonArgs,
     /// The dead-letter topic to read (`SOURCE.dlq`; its records go back to `SOURCE`).
@@ -63,17 +63,17 @@ pub struct ReplayArgs {
 /// What a replay did.
 #[derive(Debug, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ReplayReport {
+pub(crate) struct ReplayReport {
     /// The dead-letter topic.
-    pub topic: String,
+    pub(crate) topic: String,
     /// The consumer group.
-    pub group: String,
+    pub(crate) group: String,
     /// Dead letters re-published.
-    pub replayed: u64,
+    pub(crate) replayed: u64,
     /// Dead letters not replayed: their header names another source topic.
-    pub skipped: u64,
+    pub(crate) skipped: u64,
     /// Re-published records per target topic.
-    pub to: BTreeMap<String, u64>,
+    pub(crate) to: BTreeMap<String, u64>,
 }
 
 /// Runs `tidings dlq …`.

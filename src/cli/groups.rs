@@ -58,7 +58,7 @@ struct ResetArgs {
 }
 
 /// Parses `--to`: `earliest`, `latest`, an offset or an RFC 3339 time.
-pub fn parse_reset_to(text: &str) -> Result<ResetTo, String> {
+pub(crate) fn parse_reset_to(text: &str) -> Result<ResetTo, String> {
     match text {
         "earliest" => Ok(ResetTo::Earliest),
         "latest" => Ok(ResetTo::Latest),

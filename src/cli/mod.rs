@@ -1,13 +1,13 @@
 //! The admin command line: `tidings topics|produce|tail|groups|dlq`, like Kafka's console tools.
 //!
-//! This module owns what every admin command shares: the options ([`CommonArgs`]: `--server`,
+//! This module owns what every admin command shares: the options (`CommonArgs`: `--server`,
 //! `--token`, `--data-dir`, `--config`, `--json`), opening the log directly on the data
 //! directory, the runtime the async log and HTTP calls run on, aligned text
 //! tables, and how a record is rendered (as one JSON object per line, or as a line of text). Each
 //! command family has its own file: [`topics`], [`produce`], [`tail`], [`groups`], [`dlq`].
 //!
 //! Every admin command works in two modes with the same flags and output: it asks a running
-//! server over HTTP (`--server URL`, [`remote`]), or opens the data directory itself; `connect`
+//! server over HTTP (`--server URL`, `remote`), or opens the data directory itself; `connect`
 //! decides which. Each command turns what either mode answers into the same data, which one
 //! printer prints. Errors are returned as `anyhow::Error`; `main` prints them as
 //! `error: <message>` and exits with 1.
@@ -16,7 +16,7 @@ mod connect;
 pub mod dlq;
 pub mod groups;
 pub mod produce;
-pub mod remote;
+pub(crate) mod remote;
 pub mod tail;
 pub mod token;
 pub mod topics;
@@ -36,11 +36,11 @@ use crate::log::{Header, Log, LogConfig, StoredRecord};
 
 /// Options every admin command takes.
 #[derive(Debug, Clone, clap::Args)]
-pub struct CommonArgs {
+pub(crate) struct CommonArgs {
     /// Ask the server at this URL (e.g. http://127.0.0.1:8787) instead of opening the data
     /// directory.
     #[arg(long, global = true, env = "TIDINGS_SERVER", value_name = "URL")]
-    pub server: Option<String>,
+    pub(crate) server: Option<String>,
     /// Token for the server [default: one with scope admin, signed with the data directory's
     /// secret or --config's auth.jwtSecret].
     #[arg(
@@ -50,23 +50,23 @@ pub struct CommonArgs {
         hide_env_values = true,
         value_name = "TOKEN"
     )]
-    pub token: Option<String>,
+    pub(crate) token: Option<String>,
     /// The data directory to open (or whose secret signs the token) [default: --config's
     /// dataDir, else ./data].
     #[arg(long, global = true, env = "TIDINGS_DATA_DIR", value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
+    pub(crate) data_dir: Option<PathBuf>,
     /// The server's configuration file: its dataDir and auth.jwtSecret.
     #[arg(long, global = true, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Machine output: one JSON object per line.
     #[arg(long, global = true)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 impl CommonArgs {
     /// The data directory: `--data-dir` (or `TIDINGS_DATA_DIR`), else `--config`'s `dataDir`,
     /// else `./data`.
-    pub fn data_dir(&self) -> anyhow::Result<PathBuf> {
+    pub(crate) fn data_dir(&self) -> anyhow::Result<PathBuf> {
         if let Some(dir) = &self.data_dir {
             return Ok(dir.clone());
         }
@@ -122,25 +122,25 @@ pub(crate) fn write_json_line(out: &mut impl Write, value: &impl Serialize) -> a
 
 /// A record as `--json` prints it: one object per line, in this field order.
 #[derive(Debug, Serialize)]
-pub struct RecordJson {
+pub(crate) struct RecordJson {
     /// Partition.
-    pub partition: u32,
+    pub(crate) partition: u32,
     /// Offset within the partition.
-    pub offset: u64,
+    pub(crate) offset: u64,
     /// The key (see [`bytes_to_json`]); `null` when the record has none.
-    pub key: Option<Box<RawValue>>,
+    pub(crate) key: Option<Box<RawValue>>,
     /// The value (see [`bytes_to_json`]).
-    pub value: Box<RawValue>,
+    pub(crate) value: Box<RawValue>,
     /// Append time, RFC 3339 in UTC with milliseconds.
-    pub timestamp: String,
+    pub(crate) timestamp: String,
     /// Header name → value (see [`bytes_to_json`]), sorted by name; a repeated name keeps its
     /// last value.
-    pub headers: BTreeMap<String, Box<RawValue>>,
+    pub(crate) headers: BTreeMap<String, Box<RawValue>>,
 }
 
 impl RecordJson {
     /// Renders a stored record.
-    pub fn new(record: &StoredRecord) -> anyhow::Result<RecordJson> {
+    pub(crate) fn new(record: &StoredRecord) -> anyhow::Result<RecordJson> {
         Ok(RecordJson {
             partition: record.partition,
             offset: record.offset,
@@ -163,7 +163,7 @@ fn headers_to_json(headers: &[Header]) -> anyhow::Result<BTreeMap<String, Box<Ra
 /// so large numbers keep every digit; a document spread over several lines is compacted so that
 /// each record stays on one line), a string when they are UTF-8, and a base64 string (standard
 /// alphabet, padded) otherwise.
-pub fn bytes_to_json(bytes: &[u8]) -> anyhow::Result<Box<RawValue>> {
+pub(crate) fn bytes_to_json(bytes: &[u8]) -> anyhow::Result<Box<RawValue>> {
     let string = match std::str::from_utf8(bytes) {
         Ok(text) => match json_document(text) {
             Some(document) => return Ok(document),
@@ -183,7 +183,7 @@ fn json_document(text: &str) -> Option<Box<RawValue>> {
 }
 
 /// A record as one line of text: `PARTITION:OFFSET<TAB>KEY<TAB>VALUE`, the key `-` when absent.
-pub fn record_text_line(record: &StoredRecord) -> String {
+pub(crate) fn record_text_line(record: &StoredRecord) -> String {
     let key = record
         .key
         .as_deref()
@@ -220,14 +220,14 @@ const MAX_FORMATTABLE_MS: i64 = 253_402_300_799_999;
 
 /// Milliseconds since the epoch as RFC 3339 in UTC, e.g. `2024-05-01T10:00:00.123Z` (clamped
 /// to 1970..=9999, which the log's clock never leaves).
-pub fn format_timestamp(timestamp_ms: i64) -> String {
+pub(crate) fn format_timestamp(timestamp_ms: i64) -> String {
     let ms = timestamp_ms.clamp(0, MAX_FORMATTABLE_MS).unsigned_abs();
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
 /// Parses an RFC 3339 time (`2024-05-01T10:00:00Z`, fractions allowed, or with an offset such
 /// as `+02:00`) into milliseconds since the epoch.
-pub fn parse_timestamp(text: &str) -> Result<i64, String> {
+pub(crate) fn parse_timestamp(text: &str) -> Result<i64, String> {
     let invalid = |e: &dyn std::fmt::Display| {
         format!("{text:?} is not an RFC 3339 time like 2024-05-01T10:00:00Z ({e})")
     };
@@ -272,19 +272,19 @@ pub(crate) struct Table {
 
 impl Table {
     /// A table with these column headings.
-    pub fn new(headings: &[&str]) -> Table {
+    pub(crate) fn new(headings: &[&str]) -> Table {
         Table {
             rows: vec![headings.iter().map(|h| (*h).to_owned()).collect()],
         }
     }
 
     /// Adds a row (as many cells as headings).
-    pub fn row(&mut self, cells: Vec<String>) {
+    pub(crate) fn row(&mut self, cells: Vec<String>) {
         self.rows.push(cells);
     }
 
     /// Writes the table; trailing spaces are trimmed from every line.
-    pub fn write(&self, out: &mut impl Write) -> std::io::Result<()> {
+    pub(crate) fn write(&self, out: &mut impl Write) -> std::io::Result<()> {
         let columns = self.rows.iter().map(Vec::len).max().unwrap_or(0);
         let widths: Vec<usize> = (0..columns)
             .map(|c| {

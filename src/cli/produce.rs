@@ -3,13 +3,13 @@
 //!
 //! Owns reading stdin into batches of lines and appending them, to the log opened directly or
 //! through a server's publish routes. Lines are appended in batches of up to
-//! [`MAX_BATCH_LINES`], and a batch is sent early whenever stdin has nothing more buffered, so an
+//! `MAX_BATCH_LINES`, and a batch is sent early whenever stdin has nothing more buffered, so an
 //! interactive producer sees each line appended as soon as it is typed. Every append is durable
 //! before the next batch is read. Partitioning is the log's (by key, else round-robin).
 //!
 //! Over HTTP a record's value must be JSON: a line that is one JSON document is published as
 //! that JSON, any other line as a JSON string of its text (so an HTTP consumer reads every line
-//! alike in both modes). A batch is split into requests of at most [`MAX_REQUEST_BYTES`].
+//! alike in both modes). A batch is split into requests of at most `MAX_REQUEST_BYTES`.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
@@ -27,9 +27,9 @@ use super::{runtime, write_json_line, Access, CommonArgs};
 use crate::log::{Log, LogError, Record};
 
 /// Most lines appended together.
-pub const MAX_BATCH_LINES: usize = 500;
+pub(crate) const MAX_BATCH_LINES: usize = 500;
 /// Most bytes of records in one publish request (the server's default body limit is 1 MiB).
-pub const MAX_REQUEST_BYTES: usize = 512 * 1024;
+pub(crate) const MAX_REQUEST_BYTES: usize = 512 * 1024;
 
 /// Options of `tidings produce`.
 #[derive(Debug, clap::Args)]
@@ -238,13 +238,13 @@ fn line_value(line: &[u8]) -> anyhow::Result<Box<RawValue>> {
 }
 
 /// Splits a byte stream into lines (without `\n` or `\r\n`), handed out in batches.
-pub struct LineBatches<R> {
+pub(crate) struct LineBatches<R> {
     reader: BufReader<R>,
 }
 
 impl<R: Read> LineBatches<R> {
     /// Reads from `source` (unbuffered: the batches decide when reading would block).
-    pub fn new(source: R) -> Self {
+    pub(crate) fn new(source: R) -> Self {
         LineBatches {
             reader: BufReader::with_capacity(64 * 1024, source),
         }
@@ -253,7 +253,7 @@ impl<R: Read> LineBatches<R> {
     /// The next lines: at least one unless the input is exhausted, at most
     /// [`MAX_BATCH_LINES`], stopping early when no further input is buffered. A last line
     /// without a newline counts as a line.
-    pub fn next_batch(&mut self) -> std::io::Result<Vec<Vec<u8>>> {
+    pub(crate) fn next_batch(&mut self) -> std::io::Result<Vec<Vec<u8>>> {
         let mut lines = Vec::new();
         loop {
             let mut line = Vec::new();

@@ -16,21 +16,21 @@ use crate::api::problem::Problem;
 use crate::auth::{Authenticator, ADMIN_SCOPE};
 
 /// Longest wait for a connection to the server.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait for an answer, on top of the time a long poll asks the server to wait.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a token minted for one request is valid (minted again for every request, so a
 /// `tail --follow` never outlives its token).
 const MINTED_TOKEN_TTL: Duration = Duration::from_secs(300);
 /// The user id of minted tokens, as the server's logs will show it.
-pub const MINTED_TOKEN_USER: &str = "tidings-cli";
+pub(crate) const MINTED_TOKEN_USER: &str = "tidings-cli";
 /// Most characters of a non-problem error body quoted in an error message.
 const QUOTED_BODY_CHARS: usize = 200;
 
 /// Why a request to the server did not give the expected answer.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum RemoteError {
+pub(crate) enum RemoteError {
     /// The server refused the request with a problem (RFC 9457), or an error status without one.
     #[error("{detail} ({status} {title}){}", hint(*status))]
     Problem {
@@ -66,7 +66,7 @@ pub enum RemoteError {
 
 impl RemoteError {
     /// The HTTP status of a refusal, if the server answered one.
-    pub fn status(&self) -> Option<u16> {
+    pub(crate) fn status(&self) -> Option<u16> {
         match self {
             RemoteError::Problem { status, .. } => Some(*status),
             _ => None,
@@ -88,7 +88,7 @@ fn hint(status: u16) -> &'static str {
 
 /// The token each request carries.
 #[derive(Debug, Clone)]
-pub enum Credentials {
+pub(crate) enum Credentials {
     /// A token given with `--token` / `TIDINGS_TOKEN`, sent as it is.
     Token(String),
     /// The server's secret: a fresh token with scope `admin` is signed for every request.
@@ -111,7 +111,7 @@ impl Credentials {
 
 /// A client of one server.
 #[derive(Debug, Clone)]
-pub struct Remote {
+pub(crate) struct Remote {
     base: String,
     client: reqwest::Client,
     credentials: Credentials,
@@ -119,7 +119,7 @@ pub struct Remote {
 
 impl Remote {
     /// A client of the server at `base` (`http://HOST:PORT`, a trailing `/` is ignored).
-    pub fn new(base: &str, credentials: Credentials) -> Result<Remote, RemoteError> {
+    pub(crate) fn new(base: &str, credentials: Credentials) -> Result<Remote, RemoteError> {
         let base = base.trim_end_matches('/');
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(RemoteError::BadUrl(base.to_owned()));
@@ -138,19 +138,14 @@ impl Remote {
         })
     }
 
-    /// The server's base URL.
-    pub fn base(&self) -> &str {
-        &self.base
-    }
-
     /// `GET path` → its JSON answer.
-    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, RemoteError> {
+    pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, RemoteError> {
         self.json(self.request(Method::GET, path, Duration::ZERO))
             .await
     }
 
     /// `GET path` of a long poll that asks the server to wait up to `wait`.
-    pub async fn get_waiting<T: DeserializeOwned>(
+    pub(crate) async fn get_waiting<T: DeserializeOwned>(
         &self,
         path: &str,
         wait: Duration,
@@ -159,7 +154,7 @@ impl Remote {
     }
 
     /// `POST path` with a JSON body → its JSON answer.
-    pub async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
+    pub(crate) async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         path: &str,
         body: &B,
@@ -169,7 +164,7 @@ impl Remote {
     }
 
     /// `POST path` with a JSON body, expecting an answer without a body (204).
-    pub async fn post_no_content<B: Serialize + ?Sized>(
+    pub(crate) async fn post_no_content<B: Serialize + ?Sized>(
         &self,
         path: &str,
         body: &B,
@@ -179,7 +174,7 @@ impl Remote {
     }
 
     /// `DELETE path`, expecting an answer without a body (204).
-    pub async fn delete(&self, path: &str) -> Result<(), RemoteError> {
+    pub(crate) async fn delete(&self, path: &str) -> Result<(), RemoteError> {
         let request = self.request(Method::DELETE, path, Duration::ZERO);
         self.send(request).await.map(drop)
     }
@@ -295,6 +290,6 @@ mod tests {
             Err(RemoteError::BadUrl(_))
         ));
         let remote = Remote::new("http://127.0.0.1:1/", Credentials::Token("t".into())).unwrap();
-        assert_eq!(remote.base(), "http://127.0.0.1:1");
+        assert_eq!(remote.base, "http://127.0.0.1:1");
     }
 }

@@ -73,7 +73,7 @@ pub fn run(args: TailArgs) -> anyhow::Result<()> {
 
 /// Where each selected partition starts: its low watermark from the beginning, else its high
 /// watermark.
-pub fn start_offsets(
+pub(crate) fn start_offsets(
     log: &Log,
     topic: &str,
     partition: Option<u32>,
@@ -160,7 +160,7 @@ type Batch = anyhow::Result<Vec<StoredRecord>>;
 type BatchSender = mpsc::Sender<Batch>;
 
 /// Batches of records from several partitions of one topic, each partition in offset order.
-pub struct Tail {
+pub(crate) struct Tail {
     batches: mpsc::Receiver<Batch>,
     /// The readers; dropping the `Tail` aborts them.
     _readers: JoinSet<()>,
@@ -170,7 +170,7 @@ impl Tail {
     /// Starts one reader of the log per `(partition, first offset)`; must be called inside a
     /// tokio runtime. Without `follow` each reader stops at its partition's high watermark; with
     /// it, it waits for more.
-    pub fn start(log: &Log, topic: &str, starts: Vec<(u32, u64)>, follow: bool) -> Tail {
+    pub(crate) fn start(log: &Log, topic: &str, starts: Vec<(u32, u64)>, follow: bool) -> Tail {
         Tail::spawn(topic, starts, follow, |at, sender| {
             let reader = PartitionReader {
                 log: log.clone(),
@@ -182,7 +182,7 @@ impl Tail {
 
     /// [`start`](Self::start) reading from a server: each reader reads its partition until a
     /// read comes back empty, then (following) long-polls for more.
-    pub fn start_remote(
+    pub(crate) fn start_remote(
         remote: &Remote,
         topic: &str,
         starts: Vec<(u32, u64)>,
@@ -232,7 +232,7 @@ impl Tail {
     }
 
     /// The next batch of some partition; `None` once every reader has stopped.
-    pub async fn next_batch(&mut self) -> Option<Batch> {
+    pub(crate) async fn next_batch(&mut self) -> Option<Batch> {
         self.batches.recv().await
     }
 }
@@ -401,5 +401,37 @@ impl RemoteReader {
             wait.as_millis()
         );
         self.remote.get_waiting(&path, wait).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::{LogConfig, Record, TopicConfig};
+
+    #[tokio::test]
+    async fn following_tail_receives_records_appended_after_it_started() {
+        // Proves the follow machinery behind `tail --follow` wakes on new records of every
+        // partition (in-process: a CLI process holds the directory exclusively, so no other
+        // process can append).
+        let temp = tempfile::tempdir().unwrap();
+        let log = Log::open(LogConfig::new(temp.path())).expect("open the log in the test");
+        log.create_topic("t", TopicConfig::with_partitions(2))
+            .await
+            .unwrap();
+        let starts = start_offsets(&log, "t", None, false).unwrap();
+        let mut tail = Tail::start(&log, "t", starts, true);
+        let waiting = tokio::time::timeout(Duration::from_millis(100), tail.next_batch()).await;
+        assert!(waiting.is_err(), "nothing to print yet");
+        log.append_to("t", 1, vec![Record::new("late")])
+            .await
+            .unwrap();
+        let batch = tokio::time::timeout(Duration::from_secs(10), tail.next_batch())
+            .await
+            .expect("woken by the append")
+            .expect("readers still running")
+            .unwrap();
+        assert_eq!((batch[0].partition, batch[0].offset), (1, 0));
+        assert_eq!(batch[0].value, b"late");
     }
 }

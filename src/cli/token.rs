@@ -4,7 +4,7 @@
 //! The secret is found as the server finds it: `auth.jwtSecret` from `--config FILE` (or
 //! `TIDINGS_JWT_SECRET`), else `DATA_DIR/secret.key`, created if missing. It needs no lock on
 //! the data directory, so it works while the server runs. The admin commands sign their tokens
-//! for a server the same way ([`running_server_authenticator`]), but never create a secret.
+//! for a server the same way (`running_server_authenticator`), but never create a secret.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,28 +16,28 @@ use crate::config::{Config, Overrides};
 #[derive(Debug, Clone, clap::Args)]
 pub struct TokenArgs {
     /// The user id the token speaks for (its `sub`).
-    pub user: String,
+    pub(crate) user: String,
     /// Display name (`name` claim).
     #[arg(long)]
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// A scope to grant (repeatable): events:publish, events:consume, admin.
     #[arg(long = "scope", value_name = "SCOPE")]
-    pub scopes: Vec<String>,
+    pub(crate) scopes: Vec<String>,
     /// How long the token is valid, e.g. 30m, 24h, 7days.
     #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
-    pub ttl: Duration,
+    pub(crate) ttl: Duration,
     /// The data directory whose secret.key signs the token [default: ./data].
     #[arg(long, value_name = "DIR", conflicts_with = "config")]
-    pub data_dir: Option<PathBuf>,
+    pub(crate) data_dir: Option<PathBuf>,
     /// The server's configuration file (its auth.jwtSecret or dataDir decides the secret).
     #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
 }
 
 /// The authenticator a server with this configuration file (or data directory) uses: its
 /// `auth.jwtSecret`, else its data directory's `secret.key` (created if missing). Shared by the
 /// commands that mint tokens (`token`, `bench send`).
-pub fn server_authenticator(
+pub(crate) fn server_authenticator(
     config_file: Option<&std::path::Path>,
     data_dir: Option<PathBuf>,
 ) -> anyhow::Result<Authenticator> {
@@ -47,7 +47,7 @@ pub fn server_authenticator(
 /// [`server_authenticator`] for a server that already runs, so it never creates a secret: one
 /// created now could not sign anything that server accepts. Used by the admin commands that ask
 /// a server without `--token`.
-pub fn running_server_authenticator(
+pub(crate) fn running_server_authenticator(
     config_file: Option<&std::path::Path>,
     data_dir: Option<PathBuf>,
 ) -> anyhow::Result<Authenticator> {

@@ -74,7 +74,7 @@ impl Default for WsSettings {
 impl WsSettings {
     /// The hub's configuration, with `max_sessions` resolved (the configured value, or what
     /// the open-file limit allows when it is 0).
-    pub fn hub_config(&self, max_sessions: usize) -> HubConfig {
+    pub(crate) fn hub_config(&self, max_sessions: usize) -> HubConfig {
         HubConfig {
             queue_frames: self.queue_frames,
             max_sessions,

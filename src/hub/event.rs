@@ -13,7 +13,7 @@ use crate::store::{Conversation, Message};
 
 /// One server → client event.
 #[derive(Debug, Clone, PartialEq)]
-pub enum ServerEvent {
+pub(crate) enum ServerEvent {
     /// The first event of every session.
     Ready {
         /// The session's user.
@@ -88,7 +88,7 @@ pub enum ServerEvent {
 
 impl ServerEvent {
     /// The `ack` of a frame without answer fields.
-    pub fn ack(reference: Option<Value>) -> ServerEvent {
+    pub(crate) fn ack(reference: Option<Value>) -> ServerEvent {
         ServerEvent::Ack {
             reference,
             fields: Map::new(),

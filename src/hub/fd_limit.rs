@@ -8,32 +8,32 @@
 //! sessions are refused with 503 instead of failing in `accept`.
 
 /// Descriptors kept for everything but WebSocket sessions.
-pub const RESERVED_DESCRIPTORS: u64 = 256;
+pub(crate) const RESERVED_DESCRIPTORS: u64 = 256;
 
 /// Raises the soft open-file limit to the hard limit; returns the soft limit now in force.
-pub fn raise_open_file_limit() -> std::io::Result<u64> {
+pub(crate) fn raise_open_file_limit() -> std::io::Result<u64> {
     rlimit::increase_nofile_limit(u64::MAX)
 }
 
 /// The soft open-file limit now in force (`None` if it cannot be read).
-pub fn open_file_limit() -> Option<u64> {
+pub(crate) fn open_file_limit() -> Option<u64> {
     rlimit::getrlimit(rlimit::Resource::NOFILE)
         .ok()
         .map(|(soft, _)| soft)
 }
 
 /// Sessions `limit` open files allow, keeping [`RESERVED_DESCRIPTORS`] for the rest (at least 1).
-pub fn sessions_allowed(limit: u64) -> usize {
+pub(crate) fn sessions_allowed(limit: u64) -> usize {
     let sessions = limit.saturating_sub(RESERVED_DESCRIPTORS).max(1);
     usize::try_from(sessions).unwrap_or(usize::MAX)
 }
 
 /// Sessions allowed when the open-file limit cannot be read and none is configured.
-pub const FALLBACK_MAX_SESSIONS: usize = 10_000;
+pub(crate) const FALLBACK_MAX_SESSIONS: usize = 10_000;
 
 /// The session maximum in force: `configured` (0 = no preference), never above what the
 /// open-file limit in force allows.
-pub fn max_sessions(configured: usize) -> usize {
+pub(crate) fn max_sessions(configured: usize) -> usize {
     let allowed = open_file_limit().map(sessions_allowed);
     match (configured, allowed) {
         (0, Some(allowed)) => allowed,

@@ -12,12 +12,12 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use serde_json::Value;
 
-pub use super::event::ServerEvent;
+pub(crate) use super::event::ServerEvent;
 use crate::store::{Conversation, Message};
 
 /// What a session writer checks before it writes a frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Scope {
+pub(crate) enum Scope {
     /// Written as is (`ready`, `presence`, `conversation.updated`, replies).
     Session,
     /// About a conversation: written only while the user is still one of its participants.
@@ -65,7 +65,7 @@ impl Scope {
 
 /// The wire formats sessions speak; each has one encoding slot in every [`Frame`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WireFormat {
+pub(crate) enum WireFormat {
     /// The `/ws` JSON text frames.
     TidingsJson,
 }
@@ -79,7 +79,7 @@ impl WireFormat {
 }
 
 /// How one wire format writes events: the protocol edge implements it, the frame caches it.
-pub trait WireCodec {
+pub(crate) trait WireCodec {
     /// Which slot of a frame caches this codec's bytes.
     const FORMAT: WireFormat;
     /// The event as this format's bytes.
@@ -96,11 +96,11 @@ struct FrameData {
 /// One event on its way to sessions, shared by every session it is queued to (cloning is one
 /// refcount).
 #[derive(Debug, Clone)]
-pub struct Frame(Arc<FrameData>);
+pub(crate) struct Frame(Arc<FrameData>);
 
 impl Frame {
     /// A frame of `event`, scoped as the event requires.
-    pub fn new(event: ServerEvent) -> Frame {
+    pub(crate) fn new(event: ServerEvent) -> Frame {
         let scope = Scope::of(&event);
         Frame(Arc::new(FrameData {
             event,
@@ -109,19 +109,14 @@ impl Frame {
         }))
     }
 
-    /// The event.
-    pub fn event(&self) -> &ServerEvent {
-        &self.0.event
-    }
-
     /// What the writer checks before writing it.
-    pub fn scope(&self) -> &Scope {
+    pub(crate) fn scope(&self) -> &Scope {
         &self.0.scope
     }
 
     /// The frame in `C`'s format: encoded by the first caller, shared after (cloning the bytes
     /// is one refcount).
-    pub fn encoded<C: WireCodec>(&self) -> Bytes {
+    pub(crate) fn encoded<C: WireCodec>(&self) -> Bytes {
         self.0.encoded[C::FORMAT.slot()]
             .get_or_init(|| C::encode(&self.0.event))
             .clone()
@@ -129,7 +124,7 @@ impl Frame {
 }
 
 /// `ready`: the first frame of every session.
-pub fn ready(user_id: &str, session_id: &str) -> Frame {
+pub(crate) fn ready(user_id: &str, session_id: &str) -> Frame {
     Frame::new(ServerEvent::Ready {
         user_id: user_id.to_owned(),
         session_id: session_id.to_owned(),
@@ -137,19 +132,19 @@ pub fn ready(user_id: &str, session_id: &str) -> Frame {
 }
 
 /// `pong`, with the client's `ref` if it gave one.
-pub fn pong(reference: Option<&Value>) -> Frame {
+pub(crate) fn pong(reference: Option<&Value>) -> Frame {
     Frame::new(ServerEvent::Pong {
         reference: reference.cloned(),
     })
 }
 
 /// `ack`: a client frame was handled (a send's ack adds the 202 fields: [`ServerEvent::Ack`]).
-pub fn ack(reference: Option<Value>) -> Frame {
+pub(crate) fn ack(reference: Option<Value>) -> Frame {
     Frame::new(ServerEvent::ack(reference))
 }
 
 /// `error`: a client frame was refused.
-pub fn error(reference: Option<&Value>, status: u16, detail: &str) -> Frame {
+pub(crate) fn error(reference: Option<&Value>, status: u16, detail: &str) -> Frame {
     Frame::new(ServerEvent::Error {
         reference: reference.cloned(),
         status,
@@ -158,7 +153,7 @@ pub fn error(reference: Option<&Value>, status: u16, detail: &str) -> Frame {
 }
 
 /// `typing`.
-pub fn typing(conversation: &str, user_id: &str, typing: bool) -> Frame {
+pub(crate) fn typing(conversation: &str, user_id: &str, typing: bool) -> Frame {
     Frame::new(ServerEvent::Typing {
         conversation_id: conversation.into(),
         user_id: user_id.to_owned(),
@@ -167,7 +162,7 @@ pub fn typing(conversation: &str, user_id: &str, typing: bool) -> Frame {
 }
 
 /// `read`: a read receipt.
-pub fn read(conversation: &str, user_id: &str, seq: u64) -> Frame {
+pub(crate) fn read(conversation: &str, user_id: &str, seq: u64) -> Frame {
     Frame::new(ServerEvent::Read {
         conversation_id: conversation.into(),
         user_id: user_id.to_owned(),
@@ -176,7 +171,7 @@ pub fn read(conversation: &str, user_id: &str, seq: u64) -> Frame {
 }
 
 /// `presence` online.
-pub fn online(user_id: &str) -> Frame {
+pub(crate) fn online(user_id: &str) -> Frame {
     Frame::new(ServerEvent::Presence {
         user_id: user_id.to_owned(),
         online: true,
@@ -185,7 +180,7 @@ pub fn online(user_id: &str) -> Frame {
 }
 
 /// `presence` offline, with `lastSeen`.
-pub fn offline(user_id: &str, last_seen: &str) -> Frame {
+pub(crate) fn offline(user_id: &str, last_seen: &str) -> Frame {
     Frame::new(ServerEvent::Presence {
         user_id: user_id.to_owned(),
         online: false,
@@ -194,17 +189,17 @@ pub fn offline(user_id: &str, last_seen: &str) -> Frame {
 }
 
 /// `message`: a stored message (live, or replayed from history on `resume`).
-pub fn message(message: Arc<Message>) -> Frame {
+pub(crate) fn message(message: Arc<Message>) -> Frame {
     Frame::new(ServerEvent::Message(message))
 }
 
 /// `message.updated`.
-pub fn message_updated(message: Arc<Message>) -> Frame {
+pub(crate) fn message_updated(message: Arc<Message>) -> Frame {
     Frame::new(ServerEvent::MessageUpdated(message))
 }
 
 /// `message.deleted`.
-pub fn message_deleted(message: &Message) -> Frame {
+pub(crate) fn message_deleted(message: &Message) -> Frame {
     Frame::new(ServerEvent::MessageDeleted {
         conversation_id: message.conversation_id.as_str().into(),
         id: message.id.clone(),
@@ -213,6 +208,6 @@ pub fn message_deleted(message: &Message) -> Frame {
 }
 
 /// `conversation.updated`.
-pub fn conversation_updated(conversation: Arc<Conversation>) -> Frame {
+pub(crate) fn conversation_updated(conversation: Arc<Conversation>) -> Frame {
     Frame::new(ServerEvent::ConversationUpdated(conversation))
 }

@@ -24,8 +24,8 @@
 //! `fd_limit` (sessions the open-file limit allows).
 
 mod event;
-pub mod fd_limit;
-pub mod frame;
+pub(crate) mod fd_limit;
+pub(crate) mod frame;
 mod presence;
 mod session;
 mod typing;
@@ -38,20 +38,20 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
-pub use event::ServerEvent;
-pub use frame::{Frame, Scope, WireCodec, WireFormat};
-pub use session::{CloseReason, Session, SessionHandle};
+pub(crate) use event::ServerEvent;
+pub(crate) use frame::{Frame, Scope, WireCodec, WireFormat};
+pub(crate) use session::{CloseReason, Session, SessionHandle};
 
 use presence::Presence;
 use session::Pushed;
 use typing::Typing;
 
 /// How often the presence and typing timers are checked.
-pub const TIMER_TICK: Duration = Duration::from_millis(100);
+pub(crate) const TIMER_TICK: Duration = Duration::from_millis(100);
 
 /// The hub's limits and timings (the `[ws]` configuration section resolves to this).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HubConfig {
+pub(crate) struct HubConfig {
     /// Capacity of each session's outbound queue, in frames.
     pub queue_frames: usize,
     /// Most sessions open at once, over all users.
@@ -82,7 +82,7 @@ impl Default for HubConfig {
 /// Why a session was not opened.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum HubError {
+pub(crate) enum HubError {
     /// The server holds as many sessions as it may (configured, or what its open-file limit
     /// allows).
     #[error("the server holds its maximum of {max} sessions; try again later")]
@@ -102,14 +102,14 @@ pub enum HubError {
 }
 
 /// Who shares a conversation with a user: the hub's one question about conversations.
-pub trait Contacts: Send + Sync {
+pub(crate) trait Contacts: Send + Sync {
     /// Every other user who shares at least one conversation with `user`.
     fn contacts_of(&self, user: &str) -> Vec<String>;
 }
 
 /// Counters of the hub for `/metrics`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct HubStats {
+pub(crate) struct HubStats {
     /// Sessions open now.
     pub sessions: usize,
     /// Sessions opened since start.
@@ -156,7 +156,7 @@ struct Inner {
 
 /// The registry of live sessions; cheap to clone.
 #[derive(Clone)]
-pub struct Hub {
+pub(crate) struct Hub {
     inner: Arc<Inner>,
 }
 
@@ -170,7 +170,7 @@ impl std::fmt::Debug for Hub {
 
 impl Hub {
     /// An empty hub; it has no contacts (presence goes nowhere) until they are attached.
-    pub fn new(config: HubConfig) -> Hub {
+    pub(crate) fn new(config: HubConfig) -> Hub {
         let registry = Registry {
             by_user: HashMap::new(),
             total: 0,
@@ -190,12 +190,12 @@ impl Hub {
     }
 
     /// The limits and timings the hub runs with.
-    pub fn config(&self) -> &HubConfig {
+    pub(crate) fn config(&self) -> &HubConfig {
         &self.inner.config
     }
 
     /// Hands the hub its source of contacts; the first attached stays.
-    pub fn attach_contacts(&self, contacts: Arc<dyn Contacts>) {
+    pub(crate) fn attach_contacts(&self, contacts: Arc<dyn Contacts>) {
         if self.inner.contacts.set(contacts).is_err() {
             tracing::warn!("contacts were attached to the hub twice; keeping the first");
         }
@@ -224,7 +224,7 @@ impl Hub {
     /// Opens a session for `user`: registers it (within the limits), announces the user online
     /// to its contacts if this is its first session, and queues to the new session the
     /// presence of its online contacts.
-    pub fn open(&self, user: &str) -> Result<Session, HubError> {
+    pub(crate) fn open(&self, user: &str) -> Result<Session, HubError> {
         let session = Session::new(self.clone(), user, self.inner.config.queue_frames);
         let announce = self.register(session.handle())?;
         self.inner.counters.opened.fetch_add(1, Ordering::Relaxed);
@@ -320,7 +320,7 @@ impl Hub {
 
     /// Queues `frame` to every session of every one of `users`, without waiting; a full queue
     /// closes its session as too slow. Returns the number of sessions it was queued to.
-    pub fn deliver(&self, users: &[String], frame: &Frame) -> usize {
+    pub(crate) fn deliver(&self, users: &[String], frame: &Frame) -> usize {
         let mut queued = 0;
         let mut overflowed = 0;
         {
@@ -340,21 +340,6 @@ impl Hub {
         queued
     }
 
-    /// Queues `frame` to one session (its replies), like [`deliver`](Self::deliver).
-    pub fn deliver_to(&self, session: &SessionHandle, frame: &Frame) -> bool {
-        match session.push(frame) {
-            Pushed::Queued => {
-                self.count_pushes(1, 0);
-                true
-            }
-            Pushed::Overflowed => {
-                self.count_pushes(0, 1);
-                false
-            }
-            Pushed::Gone => false,
-        }
-    }
-
     fn count_pushes(&self, queued: usize, overflowed: usize) {
         let counters = &self.inner.counters;
         counters
@@ -369,17 +354,18 @@ impl Hub {
     }
 
     /// True while `user` has at least one open session. Never waits for long: one read lock.
-    pub fn has_live_session(&self, user_id: &str) -> bool {
+    pub(crate) fn has_live_session(&self, user_id: &str) -> bool {
         self.read().by_user.contains_key(user_id)
     }
 
     /// Sessions open now.
-    pub fn session_count(&self) -> usize {
+    pub(crate) fn session_count(&self) -> usize {
         self.read().total
     }
 
     /// Sessions `user` has open now.
-    pub fn user_session_count(&self, user: &str) -> usize {
+    #[cfg(test)]
+    pub(crate) fn user_session_count(&self, user: &str) -> usize {
         self.read()
             .by_user
             .get(user)
@@ -388,7 +374,13 @@ impl Hub {
 
     /// A client's typing frame: forwards `typing` for `user` in `conversation` to `recipients`
     /// (the other participants), within the rate limit; `typing:true` expires by itself.
-    pub fn typing(&self, user: &str, conversation: &str, typing: bool, recipients: Vec<String>) {
+    pub(crate) fn typing(
+        &self,
+        user: &str,
+        conversation: &str,
+        typing: bool,
+        recipients: Vec<String>,
+    ) {
         self.typing_at(user, conversation, typing, recipients, Instant::now());
     }
 
@@ -411,7 +403,7 @@ impl Hub {
 
     /// Runs the timers due at `now`: offline announcements after the grace period, and
     /// `typing:false` for indicators that expired.
-    pub fn tick(&self, now: Instant) {
+    pub(crate) fn tick(&self, now: Instant) {
         let departed = self.write().presence.due(now);
         for (user, last_seen) in departed {
             let contacts = self.contacts_of(&user);
@@ -425,7 +417,7 @@ impl Hub {
     }
 
     /// Ticks every [`TIMER_TICK`] until `shutdown` is cancelled.
-    pub async fn run_timers(self, shutdown: CancellationToken) {
+    pub(crate) async fn run_timers(self, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(TIMER_TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -438,7 +430,7 @@ impl Hub {
 
     /// Refuses new sessions from now on and closes every open one with `reason`; their writers
     /// send what is queued, then the close frame.
-    pub fn close_all(&self, reason: CloseReason) {
+    pub(crate) fn close_all(&self, reason: CloseReason) {
         self.inner.shutting_down.store(true, Ordering::SeqCst);
         let registry = self.read();
         for session in registry.by_user.values().flat_map(|user| &user.sessions) {
@@ -447,7 +439,7 @@ impl Hub {
     }
 
     /// The counters for `/metrics`.
-    pub fn stats(&self) -> HubStats {
+    pub(crate) fn stats(&self) -> HubStats {
         let counters = &self.inner.counters;
         HubStats {
             sessions: self.session_count(),

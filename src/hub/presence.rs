@@ -24,7 +24,7 @@ pub(super) struct Presence {
 }
 
 impl Presence {
-    pub fn new(grace: Duration) -> Presence {
+    pub(super) fn new(grace: Duration) -> Presence {
         Presence {
             grace,
             leaving: HashMap::new(),
@@ -33,12 +33,12 @@ impl Presence {
 
     /// A user's first session opened. True if the others must hear `online` (false when it
     /// merely returned within the grace period).
-    pub fn came_online(&mut self, user: &str) -> bool {
+    pub(super) fn came_online(&mut self, user: &str) -> bool {
         self.leaving.remove(user).is_none()
     }
 
     /// A user's last session closed at `now` (`last_seen` is that moment as RFC 3339).
-    pub fn went_quiet(&mut self, user: &str, now: Instant, last_seen: String) {
+    pub(super) fn went_quiet(&mut self, user: &str, now: Instant, last_seen: String) {
         self.leaving.insert(
             user.to_owned(),
             Leaving {
@@ -49,12 +49,12 @@ impl Presence {
     }
 
     /// True while the user is inside the grace period (still shown online).
-    pub fn is_leaving(&self, user: &str) -> bool {
+    pub(super) fn is_leaving(&self, user: &str) -> bool {
         self.leaving.contains_key(user)
     }
 
     /// Users whose grace period is over at `now`, with their `lastSeen`; they are forgotten.
-    pub fn due(&mut self, now: Instant) -> Vec<(String, String)> {
+    pub(super) fn due(&mut self, now: Instant) -> Vec<(String, String)> {
         let grace = self.grace;
         let due: Vec<String> = self
             .leaving

@@ -17,7 +17,7 @@ use super::Hub;
 
 /// Why a session ended; the first reason given wins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseReason {
+pub(crate) enum CloseReason {
     /// Its outbound queue was full: the client reads too slowly (close code 4008).
     Slow,
     /// The server is shutting down (1001).
@@ -32,7 +32,7 @@ pub enum CloseReason {
 
 impl CloseReason {
     /// The WebSocket close code to send, if a close frame is sent at all.
-    pub fn code(self) -> Option<u16> {
+    pub(crate) fn code(self) -> Option<u16> {
         match self {
             CloseReason::Slow => Some(4008),
             CloseReason::ShuttingDown => Some(1001),
@@ -43,7 +43,7 @@ impl CloseReason {
     }
 
     /// The close frame's reason text.
-    pub fn text(self) -> &'static str {
+    pub(crate) fn text(self) -> &'static str {
         match self {
             CloseReason::Slow => "too slow: resume from the last seen seq",
             CloseReason::ShuttingDown => "server shutting down",
@@ -76,38 +76,38 @@ struct Shared {
 
 /// The shared end of a session: push frames, close it, ask why it closed. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct SessionHandle(Arc<Shared>);
+pub(crate) struct SessionHandle(Arc<Shared>);
 
 impl SessionHandle {
     /// The session's id (UUIDv7), as the `ready` frame gives it.
-    pub fn id(&self) -> &str {
+    pub(crate) fn id(&self) -> &str {
         &self.0.id
     }
 
     /// The user the session belongs to.
-    pub fn user_id(&self) -> &str {
+    pub(crate) fn user_id(&self) -> &str {
         &self.0.user
     }
 
     /// Closes the session (first reason wins); its writer sends the close frame.
-    pub fn close(&self, reason: CloseReason) {
+    pub(crate) fn close(&self, reason: CloseReason) {
         let _ = self.0.reason.set(reason);
         self.0.closed.cancel();
     }
 
     /// Completes once the session is closing.
-    pub fn closed(&self) -> WaitForCancellationFuture<'_> {
+    pub(crate) fn closed(&self) -> WaitForCancellationFuture<'_> {
         self.0.closed.cancelled()
     }
 
     /// True once the session is closing. (One atomic load: the close reason is set before the
     /// token is cancelled, and asking the token takes a lock.)
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.0.reason.get().is_some()
     }
 
     /// Why the session is closing, once it is.
-    pub fn close_reason(&self) -> Option<CloseReason> {
+    pub(crate) fn close_reason(&self) -> Option<CloseReason> {
         self.0.reason.get().copied()
     }
 
@@ -133,7 +133,7 @@ impl SessionHandle {
 
 /// The receiving end of a session, owned by its writer. Dropping it unregisters the session.
 #[derive(Debug)]
-pub struct Session {
+pub(crate) struct Session {
     handle: SessionHandle,
     queue: mpsc::Receiver<Frame>,
     hub: Hub,
@@ -153,17 +153,17 @@ impl Session {
     }
 
     /// The shared end.
-    pub fn handle(&self) -> &SessionHandle {
+    pub(crate) fn handle(&self) -> &SessionHandle {
         &self.handle
     }
 
     /// The next queued frame; `None` once the hub dropped every sender (never while registered).
-    pub async fn recv(&mut self) -> Option<Frame> {
+    pub(crate) async fn recv(&mut self) -> Option<Frame> {
         self.queue.recv().await
     }
 
     /// A queued frame if there is one, without waiting.
-    pub fn try_recv(&mut self) -> Option<Frame> {
+    pub(crate) fn try_recv(&mut self) -> Option<Frame> {
         self.queue.try_recv().ok()
     }
 }

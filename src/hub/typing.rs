@@ -39,7 +39,7 @@ pub(super) struct Typing {
 }
 
 impl Typing {
-    pub fn new(ttl: Duration, interval: Duration) -> Typing {
+    pub(super) fn new(ttl: Duration, interval: Duration) -> Typing {
         Typing {
             ttl,
             interval,
@@ -48,7 +48,7 @@ impl Typing {
     }
 
     /// Applies a client's `typing` frame at `now`; returns the value to forward, if any.
-    pub fn update(
+    pub(super) fn update(
         &mut self,
         user: &str,
         conversation: &str,
@@ -82,7 +82,7 @@ impl Typing {
     }
 
     /// Indicators expired at `now`; they are forgotten.
-    pub fn due(&mut self, now: Instant) -> Vec<Expired> {
+    pub(super) fn due(&mut self, now: Instant) -> Vec<Expired> {
         let due: Vec<Key> = self
             .indicators
             .iter()

@@ -64,13 +64,13 @@ struct Slot<'a> {
 }
 
 impl Appender {
-    pub fn new(shared: Arc<Shared>, rx: Receiver<Command>, syncer: Sender<Stage>) -> Self {
+    pub(super) fn new(shared: Arc<Shared>, rx: Receiver<Command>, syncer: Sender<Stage>) -> Self {
         Appender { shared, rx, syncer }
     }
 
     /// Runs until a `Shutdown` command or until every sender is gone; then tells the syncer to
     /// finish.
-    pub fn run(self) {
+    pub(super) fn run(self) {
         let mut pending = Vec::new();
         while let Ok(command) = self.rx.recv() {
             let mut stop = self.take(command, &mut pending);

@@ -22,7 +22,7 @@ use super::{
 /// A log: partitioned topics of records with dense offsets, and consumer groups' committed
 /// offsets. Every method is callable from any thread; none blocks on the disk except
 /// [`append_blocking`](Self::append_blocking).
-pub trait LogBackend: Send + Sync + std::fmt::Debug {
+pub(crate) trait LogBackend: Send + Sync + std::fmt::Debug {
     // ----- appending -------------------------------------------------------------------------
 
     /// Appends records to a topic — to `partition` if given, else each to its key's partition

@@ -25,11 +25,11 @@ use super::record::{Record, StoredRecord};
 
 const FORMAT_VERSION: u8 = 1;
 /// Size of the fixed header.
-pub const HEADER_LEN: usize = 33;
+pub(super) const HEADER_LEN: usize = 33;
 
 /// The fixed part of a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchHeader {
+pub(crate) struct BatchHeader {
     /// Offset of the first record.
     pub base_offset: u64,
     /// Number of records.
@@ -44,18 +44,18 @@ pub struct BatchHeader {
 
 impl BatchHeader {
     /// One past the last offset of the batch.
-    pub fn end_offset(&self) -> u64 {
+    pub(crate) fn end_offset(&self) -> u64 {
         self.base_offset + u64::from(self.count)
     }
 
     /// Bytes stored in the partition up to and including this batch.
-    pub fn end_position(&self) -> u64 {
+    pub(crate) fn end_position(&self) -> u64 {
         self.base_position + self.len
     }
 }
 
 /// Encodes records as one batch.
-pub fn encode(
+pub(super) fn encode(
     base_offset: u64,
     timestamp_ms: i64,
     base_position: u64,
@@ -77,7 +77,7 @@ pub fn encode(
 }
 
 /// Reads the header and verifies the checksum of the whole batch.
-pub fn decode_header(bytes: &[u8]) -> Result<BatchHeader, String> {
+pub(super) fn decode_header(bytes: &[u8]) -> Result<BatchHeader, String> {
     if bytes.len() < HEADER_LEN {
         return Err(format!(
             "batch of {} bytes is shorter than its header",
@@ -125,7 +125,10 @@ fn check_header_arithmetic(header: &BatchHeader) -> Result<(), String> {
 }
 
 /// Decodes a whole batch into stored records of `partition`.
-pub fn decode(bytes: &[u8], partition: u32) -> Result<(BatchHeader, Vec<StoredRecord>), String> {
+pub(super) fn decode(
+    bytes: &[u8],
+    partition: u32,
+) -> Result<(BatchHeader, Vec<StoredRecord>), String> {
     let header = decode_header(bytes)?;
     let records = decode_records(&bytes[HEADER_LEN..])?;
     if records.len() != header.count as usize {
@@ -200,7 +203,7 @@ fn decode_limited<const LIMIT: usize>(body: &[u8]) -> Result<Vec<Record>, String
 }
 
 /// Turns a decoding failure into a typed error naming its place.
-pub fn corrupt(topic: &str, partition: u32, key: &[u8], reason: String) -> LogError {
+pub(super) fn corrupt(topic: &str, partition: u32, key: &[u8], reason: String) -> LogError {
     let at = key.try_into().map(u64::from_be_bytes).unwrap_or(u64::MAX);
     LogError::Corrupt {
         location: format!("{topic}/{partition}@{at}"),

@@ -62,7 +62,7 @@ impl FromStr for Durability {
 }
 
 /// Default of [`LogConfig::min_free_disk_bytes`]: 128 MiB.
-pub const DEFAULT_MIN_FREE_DISK_BYTES: u64 = 128 * 1024 * 1024;
+pub(crate) const DEFAULT_MIN_FREE_DISK_BYTES: u64 = 128 * 1024 * 1024;
 
 /// How the log is opened and how it behaves.
 #[derive(Debug, Clone)]
@@ -144,10 +144,10 @@ pub struct TopicConfig {
 /// Most partitions a topic may have.
 pub const MAX_PARTITIONS: u32 = 4096;
 /// Default most topics of one log.
-pub const DEFAULT_MAX_TOPICS: usize = 1000;
+pub(crate) const DEFAULT_MAX_TOPICS: usize = 1000;
 /// Default most partitions of all topics together (Kafka's long-standing advice is about
 /// 4,000 per broker; here each is a storage-engine tree).
-pub const DEFAULT_MAX_TOTAL_PARTITIONS: u64 = 4096;
+pub(crate) const DEFAULT_MAX_TOTAL_PARTITIONS: u64 = 4096;
 
 impl TopicConfig {
     /// A topic with `partitions` partitions and no retention limits.

@@ -42,7 +42,7 @@ pub(crate) struct DataDir {
 }
 
 impl DataDir {
-    pub fn open(path: &Path) -> Result<DataDir> {
+    pub(super) fn open(path: &Path) -> Result<DataDir> {
         std::fs::create_dir_all(path).map_err(io_error(path))?;
         if let Err(e) = restrict_to_owner(path) {
             tracing::warn!(dir = %path.display(), error = %e, "cannot make the data directory private (0700)");
@@ -60,21 +60,21 @@ impl DataDir {
     /// directories 0700). The data directory itself is 0700 already, so files the engine makes
     /// later are out of other users' reach too.
     /// A failure is logged: the directory's own mode is what protects the files.
-    pub fn restrict_engine_files(&self) {
+    pub(super) fn restrict_engine_files(&self) {
         let engine = self.engine_path();
         if let Err(e) = crate::private_files::restrict_tree(&engine) {
             tracing::warn!(dir = %engine.display(), error = %e, "cannot make the engine's files private (0600)");
         }
     }
 
-    pub fn engine_path(&self) -> PathBuf {
+    pub(super) fn engine_path(&self) -> PathBuf {
         self.path.join("engine")
     }
 
     /// Opens the storage engine and checks (or, on first use, writes) its marker; then writes
     /// `FORMAT` if the directory is new. The engine's own flusher is off unless durability is
     /// `never`: the syncer decides when to flush.
-    pub fn open_engine(&self, config: &LogConfig) -> Result<sled::Db> {
+    pub(super) fn open_engine(&self, config: &LogConfig) -> Result<sled::Db> {
         if self.initialized && !self.engine_path().exists() {
             return Err(self.engine_lost("its engine directory is missing"));
         }

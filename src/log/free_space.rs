@@ -36,7 +36,7 @@ pub(crate) struct FreeSpaceGuard {
 impl FreeSpaceGuard {
     /// A guard over the filesystem holding `dir` that refuses below `minimum` free bytes
     /// (0 turns it off). Checks once now.
-    pub fn new(dir: &Path, minimum: u64) -> FreeSpaceGuard {
+    pub(crate) fn new(dir: &Path, minimum: u64) -> FreeSpaceGuard {
         let guard = FreeSpaceGuard {
             dir: dir.to_owned(),
             minimum,
@@ -51,7 +51,7 @@ impl FreeSpaceGuard {
     }
 
     /// `StorageFull` while the disk has less free space than the minimum.
-    pub fn check(&self) -> Result<()> {
+    pub(crate) fn check(&self) -> Result<()> {
         if self.minimum == 0 {
             return Ok(());
         }

@@ -63,13 +63,18 @@ pub(crate) struct Groups {
 }
 
 impl Groups {
-    pub fn open(db: &sled::Db) -> Result<Groups> {
+    pub(crate) fn open(db: &sled::Db) -> Result<Groups> {
         Ok(Groups {
             tree: db.open_tree("offsets")?,
         })
     }
 
-    pub fn committed(&self, group: &str, topic: &str, partition: u32) -> Result<Option<u64>> {
+    pub(crate) fn committed(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Option<u64>> {
         validate_group_name(group)?;
         self.tree
             .get(offset_key(group, topic, partition))?
@@ -78,12 +83,18 @@ impl Groups {
     }
 
     /// Moves the committed offset forward (compare-and-swap, so racing commits cannot regress).
-    pub fn commit(&self, group: &str, topic: &str, partition: u32, offset: u64) -> Result<()> {
+    pub(crate) fn commit(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+    ) -> Result<()> {
         commit_forward(&self.tree, group, topic, partition, offset)
     }
 
     /// Sets the committed offset unconditionally.
-    pub fn set(&self, group: &str, topic: &str, partition: u32, offset: u64) -> Result<()> {
+    pub(crate) fn set(&self, group: &str, topic: &str, partition: u32, offset: u64) -> Result<()> {
         validate_group_name(group)?;
         self.tree
             .insert(offset_key(group, topic, partition), &offset.to_be_bytes())?;
@@ -91,7 +102,7 @@ impl Groups {
     }
 
     /// Every group with at least one committed offset, sorted by name.
-    pub fn list(&self) -> Result<Vec<String>> {
+    pub(crate) fn list(&self) -> Result<Vec<String>> {
         // Keys sort as `group/…`, and `-` or `.` sort before `/`: collect, then order by name.
         let mut groups = std::collections::BTreeSet::new();
         for item in self.tree.iter() {
@@ -103,7 +114,7 @@ impl Groups {
     }
 
     /// Topics a group has committed offsets for, sorted.
-    pub fn topics_of(&self, group: &str) -> Result<Vec<String>> {
+    pub(crate) fn topics_of(&self, group: &str) -> Result<Vec<String>> {
         validate_group_name(group)?;
         let mut prefix = group.as_bytes().to_vec();
         prefix.push(b'/');
@@ -121,7 +132,7 @@ impl Groups {
     }
 
     /// Forgets every group's offsets on a deleted topic.
-    pub fn forget_topic(&self, topic: &str) -> Result<()> {
+    pub(crate) fn forget_topic(&self, topic: &str) -> Result<()> {
         for group in self.list()? {
             let mut prefix = group.as_bytes().to_vec();
             prefix.push(b'/');

@@ -37,7 +37,7 @@ impl Log {
     }
 
     /// A handle over any implementation of the log interface.
-    pub fn with_backend(backend: Arc<dyn LogBackend>) -> Log {
+    pub(crate) fn with_backend(backend: Arc<dyn LogBackend>) -> Log {
         Log { backend }
     }
 

@@ -1,12 +1,12 @@
 //! The log: Kafka semantics inside one process. The rest of the crate sees only [`Log`], a
-//! cheap-clone handle over a [`LogBackend`] (the narrow interface in [`backend`]), and the
+//! cheap-clone handle over a `LogBackend` (the narrow interface in `backend`), and the
 //! backend-neutral types re-exported here; the embedded implementation, stored in sled, is
-//! [`SledLog`] and never leaves this module.
+//! `SledLog` and never leaves this module.
 //!
 //! Topics have partitions; a partition is an append-only sequence of records with dense offsets
-//! from 0. Appends go through one group-commit writer ([`appender`]) and are acknowledged once
+//! from 0. Appends go through one group-commit writer (`appender`) and are acknowledged once
 //! durable; reads see records below the high watermark only; consumer groups commit offsets
-//! forward only ([`groups`]); retention deletes old batches by age and size ([`retention`]).
+//! forward only (`groups`); retention deletes old batches by age and size (`retention`).
 //! Opening recovers every topic, watermark and offset without scanning records.
 //!
 //! This module knows nothing of chat, and owns no state of other components: the chat store
@@ -14,7 +14,7 @@
 //! conformance suite generic over the implementation (`tests/log_conformance.rs`).
 //!
 //! Files: `backend` (the interface), `handle` ([`Log`]), `embedded` (the interface implemented
-//! by [`SledLog`]), `appender` (the writer thread), `batch` (on-disk format), `partition` /
+//! by `SledLog`), `appender` (the writer thread), `batch` (on-disk format), `partition` /
 //! `topics` (in-memory state and registry), `reader`, `groups`, `retention`, `datadir`
 //! (directory, lock, engine), `sync` (fdatasync of the engine's files), `free_space` (the guard
 //! that refuses appends on a nearly full disk), `partitioner` (key → partition).
@@ -31,7 +31,7 @@ mod groups;
 mod handle;
 mod names;
 mod partition;
-pub mod partitioner;
+mod partitioner;
 mod reader;
 mod record;
 mod retention;
@@ -47,15 +47,16 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Sender, TrySendError};
 use tokio::sync::{oneshot, watch};
 
-pub use backend::LogBackend;
-pub use config::{
-    Durability, LogConfig, TopicConfig, DEFAULT_MAX_TOPICS, DEFAULT_MAX_TOTAL_PARTITIONS,
-    DEFAULT_MIN_FREE_DISK_BYTES, MAX_PARTITIONS,
+pub(crate) use backend::LogBackend;
+pub use config::{Durability, LogConfig, TopicConfig, MAX_PARTITIONS};
+pub(crate) use config::{
+    DEFAULT_MAX_TOPICS, DEFAULT_MAX_TOTAL_PARTITIONS, DEFAULT_MIN_FREE_DISK_BYTES,
 };
 pub use error::{LogError, Result};
 pub use groups::{PartitionLag, ResetTo};
 pub use handle::Log;
-pub use names::{validate_group_name, validate_topic_name};
+pub(crate) use names::{validate_group_name, validate_topic_name};
+pub use partitioner::partition_for_key;
 pub use reader::ReadLimits;
 pub use record::{Appended, Header, Record, StoredRecord};
 pub use stats::LogStats;
@@ -79,11 +80,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub fn poison_reason(&self) -> Option<String> {
+    pub(crate) fn poison_reason(&self) -> Option<String> {
         self.poisoned.lock().clone()
     }
 
-    pub fn poison(&self, reason: String) {
+    pub(crate) fn poison(&self, reason: String) {
         self.poisoned.lock().get_or_insert(reason);
     }
 }
@@ -146,7 +147,7 @@ impl std::fmt::Debug for SledLog {
 impl SledLog {
     /// Opens (or creates) the log in `config.dir`, recovering every topic, partition, watermark
     /// and committed offset, and starts the appender and retention threads.
-    pub fn open(config: LogConfig) -> Result<SledLog> {
+    pub(crate) fn open(config: LogConfig) -> Result<SledLog> {
         let data_dir = DataDir::open(&config.dir)?;
         let db = data_dir.open_engine(&config)?;
         data_dir.restrict_engine_files();
@@ -185,14 +186,14 @@ impl SledLog {
 
     /// Appends records to a topic (each to its key's partition, unkeyed ones round-robin) and
     /// returns where each landed, once the whole append is durable.
-    pub async fn append(&self, topic: &str, records: Vec<Record>) -> Result<Vec<Appended>> {
+    pub(crate) async fn append(&self, topic: &str, records: Vec<Record>) -> Result<Vec<Appended>> {
         self.submit(topic, None, records, false)?
             .await
             .unwrap_or(Err(LogError::Closed))
     }
 
     /// Appends records to one given partition.
-    pub async fn append_to(
+    pub(crate) async fn append_to(
         &self,
         topic: &str,
         partition: u32,
@@ -241,7 +242,7 @@ impl SledLog {
     }
 
     /// Makes everything appended so far durable now (useful in `interval` and `never` modes).
-    pub async fn sync(&self) -> Result<()> {
+    pub(crate) async fn sync(&self) -> Result<()> {
         let (reply, receiver) = oneshot::channel();
         self.inner
             .commands
@@ -271,7 +272,7 @@ impl SledLog {
     // ----- topics ----------------------------------------------------------------------------
 
     /// Creates a topic; `TopicExists` if it is there already.
-    pub async fn create_topic(&self, name: &str, config: TopicConfig) -> Result<TopicInfo> {
+    pub(crate) async fn create_topic(&self, name: &str, config: TopicConfig) -> Result<TopicInfo> {
         validate_topic_name(name)?;
         config.validate()?;
         self.inner.shared.free_space.check()?;
@@ -283,7 +284,7 @@ impl SledLog {
 
     /// Changes a topic's retention, protected groups, or grows its partitions (existing records
     /// stay where they are; keys hash over the new count from now on, as in Kafka).
-    pub async fn alter_topic(&self, name: &str, config: TopicConfig) -> Result<TopicInfo> {
+    pub(crate) async fn alter_topic(&self, name: &str, config: TopicConfig) -> Result<TopicInfo> {
         validate_topic_name(name)?;
         config.validate()?;
         self.inner.shared.free_space.check()?;
@@ -294,7 +295,7 @@ impl SledLog {
     }
 
     /// Deletes a topic, its records and every group's offsets on it.
-    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+    pub(crate) async fn delete_topic(&self, name: &str) -> Result<()> {
         validate_topic_name(name)?;
         let owned = name.to_owned();
         self.exclusive(move |shared| {
@@ -305,7 +306,7 @@ impl SledLog {
     }
 
     /// Names of all topics, sorted.
-    pub fn topic_names(&self) -> Vec<String> {
+    pub(crate) fn topic_names(&self) -> Vec<String> {
         self.inner
             .shared
             .registry
@@ -316,7 +317,7 @@ impl SledLog {
     }
 
     /// A topic's configuration and partitions' watermarks.
-    pub fn describe_topic(&self, name: &str) -> Result<TopicInfo> {
+    pub(crate) fn describe_topic(&self, name: &str) -> Result<TopicInfo> {
         let topic = self.topic(name)?;
         let partitions = topic
             .partitions()
@@ -350,7 +351,7 @@ impl SledLog {
 
     /// Reads durable records from `offset` on. `OffsetOutOfRange` below the low watermark or
     /// above the high watermark; an empty answer at the high watermark.
-    pub fn read(
+    pub(crate) fn read(
         &self,
         topic: &str,
         partition: u32,
@@ -362,19 +363,24 @@ impl SledLog {
     }
 
     /// (low, high) watermarks of a partition.
-    pub fn watermarks(&self, topic: &str, partition: u32) -> Result<(u64, u64)> {
+    pub(crate) fn watermarks(&self, topic: &str, partition: u32) -> Result<(u64, u64)> {
         let p = self.topic(topic)?.partition(partition)?;
         Ok((p.low(), p.high()))
     }
 
     /// A receiver of the partition's high watermark, for consumers that loop on it.
-    pub fn subscribe(&self, topic: &str, partition: u32) -> Result<watch::Receiver<u64>> {
+    pub(crate) fn subscribe(&self, topic: &str, partition: u32) -> Result<watch::Receiver<u64>> {
         Ok(self.topic(topic)?.partition(partition)?.subscribe())
     }
 
     /// The first offset whose record was appended at or after `timestamp_ms` (the high
     /// watermark if none was).
-    pub fn offset_for_time(&self, topic: &str, partition: u32, timestamp_ms: i64) -> Result<u64> {
+    pub(crate) fn offset_for_time(
+        &self,
+        topic: &str,
+        partition: u32,
+        timestamp_ms: i64,
+    ) -> Result<u64> {
         let p = self.topic(topic)?.partition(partition)?;
         for header in p.batch_headers(topic) {
             let header = header?;
@@ -389,7 +395,7 @@ impl SledLog {
 
     /// Commits `offset` (the next offset to read) for a group; it may not move backwards nor
     /// pass the high watermark.
-    pub fn commit_offset(
+    pub(crate) fn commit_offset(
         &self,
         group: &str,
         topic: &str,
@@ -413,7 +419,7 @@ impl SledLog {
     }
 
     /// The group's committed offset on a partition, if any.
-    pub fn committed_offset(
+    pub(crate) fn committed_offset(
         &self,
         group: &str,
         topic: &str,
@@ -424,7 +430,12 @@ impl SledLog {
     }
 
     /// Moves a group's offsets on every partition of a topic; returns the new offsets.
-    pub fn reset_offsets(&self, group: &str, topic: &str, to: ResetTo) -> Result<Vec<(u32, u64)>> {
+    pub(crate) fn reset_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+        to: ResetTo,
+    ) -> Result<Vec<(u32, u64)>> {
         validate_group_name(group)?;
         let t = self.topic(topic)?;
         let mut moved = Vec::new();
@@ -442,7 +453,7 @@ impl SledLog {
     }
 
     /// The group's position and lag on every partition of a topic.
-    pub fn group_lag(&self, group: &str, topic: &str) -> Result<Vec<PartitionLag>> {
+    pub(crate) fn group_lag(&self, group: &str, topic: &str) -> Result<Vec<PartitionLag>> {
         validate_group_name(group)?;
         let t = self.topic(topic)?;
         t.partitions()
@@ -463,12 +474,12 @@ impl SledLog {
     }
 
     /// Groups that have committed offsets, sorted.
-    pub fn group_names(&self) -> Result<Vec<String>> {
+    pub(crate) fn group_names(&self) -> Result<Vec<String>> {
         self.inner.shared.groups.list()
     }
 
     /// Topics a group has committed offsets on, sorted.
-    pub fn group_topics(&self, group: &str) -> Result<Vec<String>> {
+    pub(crate) fn group_topics(&self, group: &str) -> Result<Vec<String>> {
         self.inner.shared.groups.topics_of(group)
     }
 
@@ -476,19 +487,19 @@ impl SledLog {
 
     /// Applies retention now instead of waiting for the background interval; returns how many
     /// partitions moved their low watermark.
-    pub async fn enforce_retention(&self) -> Result<u64> {
+    pub(crate) async fn enforce_retention(&self) -> Result<u64> {
         self.exclusive(retention::enforce).await
     }
 
     /// Why the log refuses writes, if an earlier write or sync failed (see "fail-stop" in
     /// docs/architecture.md); `None` while it is healthy.
-    pub fn poison_reason(&self) -> Option<String> {
+    pub(crate) fn poison_reason(&self) -> Option<String> {
         self.inner.shared.poison_reason()
     }
 
     /// Why appends are refused right now, if they are: `Poisoned` after a failed write or sync
     /// (until reopened), `StorageFull` while the disk is almost full (clears by itself).
-    pub fn write_refusal(&self) -> Option<LogError> {
+    pub(crate) fn write_refusal(&self) -> Option<LogError> {
         self.refuse_writes_if_unable().err()
     }
 
@@ -500,18 +511,18 @@ impl SledLog {
     }
 
     /// Counters since open.
-    pub fn stats(&self) -> LogStats {
+    pub(crate) fn stats(&self) -> LogStats {
         self.inner.shared.counters.snapshot()
     }
 
     /// Bytes the storage engine occupies on disk.
-    pub fn disk_bytes(&self) -> Result<u64> {
+    pub(crate) fn disk_bytes(&self) -> Result<u64> {
         Ok(self.inner.shared.db.size_on_disk()?)
     }
 
     /// Stops the threads after they finish their current work and syncs; later calls fail with
     /// `Closed`. Dropping the last handle does the same.
-    pub fn shutdown(&self) {
+    pub(crate) fn shutdown(&self) {
         stop_workers(&self.inner.workers, &self.inner.commands);
     }
 }

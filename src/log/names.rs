@@ -6,10 +6,10 @@
 use super::error::{LogError, Result};
 
 /// Longest topic or group name accepted (Kafka's limit).
-pub const MAX_NAME_LEN: usize = 249;
+pub(super) const MAX_NAME_LEN: usize = 249;
 
 /// Checks a topic name.
-pub fn validate_topic_name(name: &str) -> Result<()> {
+pub(crate) fn validate_topic_name(name: &str) -> Result<()> {
     check_name(name).map_err(|reason| LogError::InvalidTopicName {
         name: name.into(),
         reason,
@@ -17,7 +17,7 @@ pub fn validate_topic_name(name: &str) -> Result<()> {
 }
 
 /// Checks a consumer group name.
-pub fn validate_group_name(name: &str) -> Result<()> {
+pub(crate) fn validate_group_name(name: &str) -> Result<()> {
     check_name(name).map_err(|reason| LogError::InvalidGroupName {
         name: name.into(),
         reason,

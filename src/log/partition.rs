@@ -33,7 +33,7 @@ pub(crate) struct Partition {
 impl Partition {
     /// Restores a partition from its tree and its persisted low watermark (`floor`): reads the
     /// first and last batch only, so opening does not grow with the number of records.
-    pub fn recover(id: u32, topic: &str, tree: sled::Tree, floor: u64) -> Result<Partition> {
+    pub(crate) fn recover(id: u32, topic: &str, tree: sled::Tree, floor: u64) -> Result<Partition> {
         let last = last_intact_batch(topic, id, &tree)?;
         let first = decode_entry(topic, id, tree.first()?)?;
         let high = last.map_or(floor, |h| h.end_offset().max(floor));
@@ -53,17 +53,17 @@ impl Partition {
     }
 
     /// One past the last durable offset: readers see offsets below it.
-    pub fn high(&self) -> u64 {
+    pub(crate) fn high(&self) -> u64 {
         *self.high.borrow()
     }
 
     /// The first retained offset.
-    pub fn low(&self) -> u64 {
+    pub(crate) fn low(&self) -> u64 {
         self.low.load(Ordering::Acquire)
     }
 
     /// Makes offsets below `high` visible and wakes waiting readers.
-    pub fn publish_high(&self, high: u64) {
+    pub(crate) fn publish_high(&self, high: u64) {
         self.high.send_if_modified(|current| {
             let moved = high > *current;
             if moved {
@@ -74,27 +74,30 @@ impl Partition {
     }
 
     /// Records that retention removed everything below `low`.
-    pub fn set_low(&self, low: u64) {
+    pub(crate) fn set_low(&self, low: u64) {
         self.low.fetch_max(low, Ordering::AcqRel);
     }
 
     /// A receiver that changes whenever the high watermark moves.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
         self.high.subscribe()
     }
 
     /// Header of the newest stored batch.
-    pub fn last_header(&self, topic: &str) -> Result<Option<BatchHeader>> {
+    pub(crate) fn last_header(&self, topic: &str) -> Result<Option<BatchHeader>> {
         decode_entry(topic, self.id, self.tree.last()?)
     }
 
     /// Header of the oldest stored batch.
-    pub fn first_header(&self, topic: &str) -> Result<Option<BatchHeader>> {
+    pub(crate) fn first_header(&self, topic: &str) -> Result<Option<BatchHeader>> {
         decode_entry(topic, self.id, self.tree.first()?)
     }
 
     /// Headers of the stored batches, oldest first (reads headers only).
-    pub fn batch_headers(&self, topic: &str) -> impl Iterator<Item = Result<BatchHeader>> + '_ {
+    pub(crate) fn batch_headers(
+        &self,
+        topic: &str,
+    ) -> impl Iterator<Item = Result<BatchHeader>> + '_ {
         let topic = topic.to_owned();
         self.tree.iter().map(move |item| {
             let (key, value) = item?;

@@ -6,7 +6,7 @@
 //! spread round-robin by the caller (see `topics`).
 
 /// Kafka's 32-bit murmur2 (seed `0x9747b28c`), as in `org.apache.kafka.common.utils.Utils`.
-pub fn murmur2(data: &[u8]) -> i32 {
+pub(super) fn murmur2(data: &[u8]) -> i32 {
     const SEED: u32 = 0x9747_b28c;
     const M: u32 = 0x5bd1_e995;
     const R: u32 = 24;

@@ -34,7 +34,7 @@ pub struct LogStats {
 }
 
 impl Counters {
-    pub fn snapshot(&self) -> LogStats {
+    pub(crate) fn snapshot(&self) -> LogStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         LogStats {
             append_requests: get(&self.append_requests),
@@ -47,7 +47,7 @@ impl Counters {
         }
     }
 
-    pub fn add(counter: &AtomicU64, n: u64) {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 }

@@ -24,7 +24,7 @@ pub(crate) struct DurableFiles {
 }
 
 impl DurableFiles {
-    pub fn open(engine_dir: &Path) -> Result<DurableFiles> {
+    pub(super) fn open(engine_dir: &Path) -> Result<DurableFiles> {
         let db_path = engine_dir.join("db");
         let db_file = File::open(&db_path).map_err(io_error(&db_path))?;
         Ok(DurableFiles {
@@ -37,7 +37,7 @@ impl DurableFiles {
     }
 
     /// Flushes the engine and makes everything it wrote durable.
-    pub fn flush_and_sync(&mut self, db: &sled::Db) -> Result<()> {
+    pub(super) fn flush_and_sync(&mut self, db: &sled::Db) -> Result<()> {
         flush_fault()?;
         db.flush()?;
         self.sync_fault()?;

@@ -51,7 +51,7 @@ pub(crate) struct Syncer {
 }
 
 impl Syncer {
-    pub fn new(shared: Arc<Shared>, rx: Receiver<Stage>, files: DurableFiles) -> Self {
+    pub(super) fn new(shared: Arc<Shared>, rx: Receiver<Stage>, files: DurableFiles) -> Self {
         Syncer {
             shared,
             rx,
@@ -62,7 +62,7 @@ impl Syncer {
     }
 
     /// Runs until `Shutdown` (or the appender is gone), then syncs everything once more.
-    pub fn run(mut self) {
+    pub(super) fn run(mut self) {
         loop {
             let first = match self.wait() {
                 Ok(stage) => stage,

@@ -23,19 +23,19 @@ pub(crate) struct Topic {
 }
 
 impl Topic {
-    pub fn config(&self) -> TopicConfig {
+    pub(crate) fn config(&self) -> TopicConfig {
         self.config.read().clone()
     }
 
-    pub fn partitions(&self) -> Vec<Arc<Partition>> {
+    pub(crate) fn partitions(&self) -> Vec<Arc<Partition>> {
         self.partitions.read().clone()
     }
 
-    pub fn partition_count(&self) -> u32 {
+    pub(crate) fn partition_count(&self) -> u32 {
         self.partitions.read().len() as u32
     }
 
-    pub fn partition(&self, id: u32) -> Result<Arc<Partition>> {
+    pub(crate) fn partition(&self, id: u32) -> Result<Arc<Partition>> {
         let partitions = self.partitions.read();
         partitions
             .get(id as usize)
@@ -48,7 +48,7 @@ impl Topic {
     }
 
     /// The partition for a record: its key's hash, or the next one round-robin.
-    pub fn choose_partition(&self, key: Option<&[u8]>) -> u32 {
+    pub(crate) fn choose_partition(&self, key: Option<&[u8]>) -> u32 {
         let n = self.partition_count();
         match key {
             Some(key) => partition_for_key(key, n),
@@ -78,7 +78,7 @@ pub(crate) struct Capacity {
 }
 
 impl Capacity {
-    pub fn of(config: &super::LogConfig) -> Capacity {
+    pub(crate) fn of(config: &super::LogConfig) -> Capacity {
         Capacity {
             max_topics: config.max_topics,
             max_total_partitions: config.max_total_partitions,
@@ -130,7 +130,7 @@ pub(crate) struct Registry {
 impl Registry {
     /// Loads every topic and partition from storage. Topics beyond `capacity` that exist already
     /// (the limits were lowered) are kept; only new ones are refused.
-    pub fn recover(db: &sled::Db, capacity: Capacity) -> Result<Registry> {
+    pub(crate) fn recover(db: &sled::Db, capacity: Capacity) -> Result<Registry> {
         let registry = Registry {
             db: db.clone(),
             capacity,
@@ -172,23 +172,23 @@ impl Registry {
         Partition::recover(id, topic, tree, floor)
     }
 
-    pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<Topic>> {
         self.topics.read().get(name).cloned()
     }
 
-    pub fn require(&self, name: &str) -> Result<Arc<Topic>> {
+    pub(crate) fn require(&self, name: &str) -> Result<Arc<Topic>> {
         self.get(name)
             .ok_or_else(|| LogError::UnknownTopic(name.to_owned()))
     }
 
-    pub fn list(&self) -> Vec<Arc<Topic>> {
+    pub(crate) fn list(&self) -> Vec<Arc<Topic>> {
         self.topics.read().values().cloned().collect()
     }
 
     /// Creates a topic (appender thread only). Its partitions are created before its
     /// configuration is persisted, and dropped again if anything fails, so a refused create
     /// leaves nothing behind (not even after a restart).
-    pub fn create(&self, name: &str, config: TopicConfig) -> Result<Arc<Topic>> {
+    pub(crate) fn create(&self, name: &str, config: TopicConfig) -> Result<Arc<Topic>> {
         validate_topic_name(name)?;
         config.validate()?;
         if self.get(name).is_some() {
@@ -244,7 +244,7 @@ impl Registry {
     }
 
     /// Changes retention settings and grows the partition count (appender thread only).
-    pub fn alter(&self, name: &str, config: TopicConfig) -> Result<()> {
+    pub(crate) fn alter(&self, name: &str, config: TopicConfig) -> Result<()> {
         config.validate()?;
         let topic = self.require(name)?;
         let current = topic.partition_count();
@@ -271,7 +271,7 @@ impl Registry {
     }
 
     /// Removes a topic and all its records (appender thread only).
-    pub fn delete(&self, name: &str) -> Result<()> {
+    pub(crate) fn delete(&self, name: &str) -> Result<()> {
         let topic = self.require(name)?;
         self.configs.remove(name.as_bytes())?;
         for partition in topic.partitions() {
@@ -283,7 +283,7 @@ impl Registry {
     }
 
     /// Persists a new low watermark and removes the batches wholly below it (appender thread only).
-    pub fn truncate(&self, topic: &Topic, partition: &Partition, below: u64) -> Result<()> {
+    pub(crate) fn truncate(&self, topic: &Topic, partition: &Partition, below: u64) -> Result<()> {
         self.watermarks.insert(
             partition_key(&topic.name, partition.id),
             &below.to_be_bytes(),

@@ -5,26 +5,26 @@ use super::Outcome;
 
 /// Writes notifications to the diagnostic log.
 #[derive(Debug, Clone)]
-pub struct LogSink {
+pub(crate) struct LogSink {
     name: String,
 }
 
 impl LogSink {
     /// A log sink called `name`.
-    pub fn new(name: &str) -> LogSink {
+    pub(crate) fn new(name: &str) -> LogSink {
         LogSink {
             name: name.to_owned(),
         }
     }
 
     /// The sink's name.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
     /// Writes one line at level info with the notification's fields (and the whole record as
     /// `notification`, so nothing is lost if the record has more).
-    pub fn deliver(&self, key: &[u8], body: &[u8]) -> Outcome {
+    pub(crate) fn deliver(&self, key: &[u8], body: &[u8]) -> Outcome {
         let fields: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
         let text = |name: &str| fields.get(name).and_then(|v| v.as_str()).unwrap_or("");
         tracing::info!(

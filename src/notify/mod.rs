@@ -9,19 +9,19 @@
 //! crate: reading `message.new`, committing offsets and writing dead letters is the job of
 //! `pipeline::sinks`, and parsing the TOML file that of `config`.
 
-pub mod log_sink;
-pub mod webhook;
+pub(crate) mod log_sink;
+pub(crate) mod webhook;
 
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-pub use log_sink::LogSink;
-pub use webhook::{Backoff, WebhookConfig, WebhookSink};
+pub(crate) use log_sink::LogSink;
+pub(crate) use webhook::{Backoff, WebhookConfig, WebhookSink};
 
 /// A sink as configured: a name (unique; its consumer group is `notify.sink.NAME`) and a kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SinkConfig {
+pub(crate) struct SinkConfig {
     /// 1–200 characters of `[A-Za-z0-9._-]`.
     pub name: String,
     /// What the sink does.
@@ -30,26 +30,16 @@ pub struct SinkConfig {
 
 /// The kinds of sink.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SinkKind {
+pub(crate) enum SinkKind {
     /// POST each notification to a URL.
     Webhook(WebhookConfig),
     /// Write each notification as one structured log line.
     Log,
 }
 
-impl SinkKind {
-    /// The name the configuration file uses (`type = "…"`).
-    pub fn name(&self) -> &'static str {
-        match self {
-            SinkKind::Webhook(_) => "webhook",
-            SinkKind::Log => "log",
-        }
-    }
-}
-
 /// What became of one notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// The sink accepted it, after this many attempts.
     Delivered {
         /// Attempts made, the successful one included.
@@ -71,7 +61,7 @@ pub enum Outcome {
 /// Why a sink could not be built.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum SinkError {
+pub(crate) enum SinkError {
     /// The HTTP client of a webhook could not be created.
     #[error("sink {sink}: cannot create the HTTP client: {source}")]
     Client {
@@ -84,7 +74,7 @@ pub enum SinkError {
 
 /// A running sink.
 #[derive(Debug)]
-pub enum Sink {
+pub(crate) enum Sink {
     /// See [`WebhookSink`].
     Webhook(WebhookSink),
     /// See [`LogSink`].
@@ -93,7 +83,7 @@ pub enum Sink {
 
 impl Sink {
     /// Builds the sink `config` describes.
-    pub fn new(config: &SinkConfig) -> Result<Sink, SinkError> {
+    pub(crate) fn new(config: &SinkConfig) -> Result<Sink, SinkError> {
         Ok(match &config.kind {
             SinkKind::Webhook(webhook) => Sink::Webhook(WebhookSink::new(&config.name, webhook)?),
             SinkKind::Log => Sink::Log(LogSink::new(&config.name)),
@@ -101,7 +91,7 @@ impl Sink {
     }
 
     /// The sink's name.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         match self {
             Sink::Webhook(sink) => sink.name(),
             Sink::Log(sink) => sink.name(),
@@ -109,7 +99,7 @@ impl Sink {
     }
 
     /// Most deliveries of this sink in flight at once, over all partitions.
-    pub fn concurrency(&self) -> usize {
+    pub(crate) fn concurrency(&self) -> usize {
         match self {
             Sink::Webhook(sink) => sink.concurrency(),
             Sink::Log(_) => 1,
@@ -117,7 +107,12 @@ impl Sink {
     }
 
     /// Delivers one notification (`key` = recipient id, `body` = the record's JSON).
-    pub async fn deliver(&self, key: &[u8], body: &[u8], shutdown: &CancellationToken) -> Outcome {
+    pub(crate) async fn deliver(
+        &self,
+        key: &[u8],
+        body: &[u8],
+        shutdown: &CancellationToken,
+    ) -> Outcome {
         match self {
             Sink::Webhook(sink) => sink.deliver(body, shutdown).await,
             Sink::Log(sink) => sink.deliver(key, body),
@@ -126,8 +121,8 @@ impl Sink {
 }
 
 /// Default of `timeoutMs`: how long one webhook attempt may take.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default of `maxAttempts`.
-pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+pub(crate) const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 /// Default of `concurrency`.
-pub const DEFAULT_CONCURRENCY: usize = 4;
+pub(crate) const DEFAULT_CONCURRENCY: usize = 4;

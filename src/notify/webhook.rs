@@ -22,13 +22,13 @@ use tokio_util::sync::CancellationToken;
 use super::{Outcome, SinkError};
 
 /// Header with the signature, `sha256=HEX`.
-pub const SIGNATURE_HEADER: &str = "x-tidings-signature";
+pub(crate) const SIGNATURE_HEADER: &str = "x-tidings-signature";
 /// Header with the unix time (seconds) that the signature covers.
-pub const TIMESTAMP_HEADER: &str = "x-tidings-timestamp";
+pub(crate) const TIMESTAMP_HEADER: &str = "x-tidings-timestamp";
 
 /// Settings of a webhook sink.
 #[derive(Clone, PartialEq, Eq)]
-pub struct WebhookConfig {
+pub(crate) struct WebhookConfig {
     /// Where to POST (`http://` only).
     pub url: reqwest::Url,
     /// The HMAC key.
@@ -60,7 +60,7 @@ impl std::fmt::Debug for WebhookConfig {
 /// Exponential backoff with full jitter: before retry `n` (1 for the first retry) the sink
 /// waits a uniformly random time in `0..=min(max, base × 2^(n-1))`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     /// The ceiling of the first wait.
     pub base: Duration,
     /// The largest ceiling.
@@ -78,7 +78,7 @@ impl Default for Backoff {
 
 impl Backoff {
     /// The longest wait before retry `retry` (1-based): `min(max, base × 2^(retry-1))`.
-    pub fn ceiling(&self, retry: u32) -> Duration {
+    pub(crate) fn ceiling(&self, retry: u32) -> Duration {
         let doublings = retry.saturating_sub(1).min(32);
         self.base
             .checked_mul(1u32 << doublings.min(31))
@@ -87,12 +87,12 @@ impl Backoff {
 
     /// The wait before retry `retry`: `ceiling(retry)` scaled by `fraction` in `0.0..=1.0`
     /// (the jitter; [`Backoff::delay`] draws it at random).
-    pub fn delay_with(&self, retry: u32, fraction: f64) -> Duration {
+    pub(crate) fn delay_with(&self, retry: u32, fraction: f64) -> Duration {
         self.ceiling(retry).mul_f64(fraction.clamp(0.0, 1.0))
     }
 
     /// A random wait before retry `retry` (full jitter).
-    pub fn delay(&self, retry: u32) -> Duration {
+    pub(crate) fn delay(&self, retry: u32) -> Duration {
         self.delay_with(retry, random_fraction())
     }
 }
@@ -103,7 +103,7 @@ fn random_fraction() -> f64 {
 }
 
 /// `sha256=` + lowercase hex of HMAC-SHA256(`secret`, `timestamp` + "." + `body`).
-pub fn signature(secret: &[u8], timestamp: u64, body: &[u8]) -> String {
+pub(crate) fn signature(secret: &[u8], timestamp: u64, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC accepts a key of any length");
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
@@ -119,7 +119,7 @@ pub fn signature(secret: &[u8], timestamp: u64, body: &[u8]) -> String {
 
 /// How one failed attempt is treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// Worth another attempt: 408, 429, 5xx, a timeout or a connection error.
     Retryable,
     /// Another attempt would get the same answer: any other status.
@@ -127,7 +127,7 @@ pub enum Failure {
 }
 
 /// Whether an answer with `status` (not 2xx) is worth retrying.
-pub fn classify(status: u16) -> Failure {
+pub(crate) fn classify(status: u16) -> Failure {
     match status {
         408 | 429 | 500..=599 => Failure::Retryable,
         _ => Failure::Permanent,
@@ -136,7 +136,7 @@ pub fn classify(status: u16) -> Failure {
 
 /// A webhook sink with its HTTP client (keep-alive connections, per-attempt timeout).
 #[derive(Debug)]
-pub struct WebhookSink {
+pub(crate) struct WebhookSink {
     name: String,
     config: WebhookConfig,
     client: reqwest::Client,
@@ -144,7 +144,7 @@ pub struct WebhookSink {
 
 impl WebhookSink {
     /// Builds the sink and its client.
-    pub fn new(name: &str, config: &WebhookConfig) -> Result<WebhookSink, SinkError> {
+    pub(crate) fn new(name: &str, config: &WebhookConfig) -> Result<WebhookSink, SinkError> {
         let client = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
@@ -163,17 +163,17 @@ impl WebhookSink {
     }
 
     /// The sink's name.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
     /// Most requests in flight at once.
-    pub fn concurrency(&self) -> usize {
+    pub(crate) fn concurrency(&self) -> usize {
         self.config.concurrency.max(1)
     }
 
     /// POSTs `body` until it is accepted, refused for good, attempts run out, or shutdown.
-    pub async fn deliver(&self, body: &[u8], shutdown: &CancellationToken) -> Outcome {
+    pub(crate) async fn deliver(&self, body: &[u8], shutdown: &CancellationToken) -> Outcome {
         let max_attempts = self.config.max_attempts.max(1);
         let mut attempt = 1;
         loop {

@@ -26,10 +26,12 @@
 
 mod follow;
 mod live;
-pub mod notify;
+pub(crate) mod notify;
 mod relay;
-pub mod sinks;
+pub(crate) mod sinks;
 mod supervise;
+#[cfg(test)]
+mod tests;
 mod writer;
 
 use parking_lot::{Mutex, MutexGuard};
@@ -45,28 +47,26 @@ use crate::hub::Hub;
 use crate::log::{Appended, Log, LogError, Record, TopicConfig};
 use crate::store::{Conversation, Outcome, Store, StoreError};
 
-pub use supervise::WorkerHealth;
+pub(crate) use supervise::WorkerHealth;
 
-pub use crate::store::{
-    ChatCommand, DeleteMessage, EditMessage, EventType, MarkRead, MessageEvent, SendMessage,
-};
+pub(crate) use crate::store::ChatCommand;
 
 /// The topic of chat commands (key = conversation id).
-pub const MESSAGES_TOPIC: &str = "messages";
+pub(crate) const MESSAGES_TOPIC: &str = "messages";
 /// The topic of message events (key = conversation id, same partition as the source record).
-pub const EVENTS_TOPIC: &str = "messages.sent";
+pub(crate) const EVENTS_TOPIC: &str = "messages.sent";
 /// The consumer group of the store writer.
-pub const STORE_GROUP: &str = "store";
+pub(crate) const STORE_GROUP: &str = "store";
 /// Whether `group` is one the server's own workers consume with (the store writer, `notify`
 /// and the sinks): a client that joined or committed it would take records from a worker or
 /// move its position under it.
-pub fn is_internal_group(group: &str) -> bool {
+pub(crate) fn is_internal_group(group: &str) -> bool {
     matches!(group, STORE_GROUP | notify::NOTIFY_GROUP)
         || group.starts_with(sinks::SINK_GROUP_PREFIX)
 }
 
 /// Header of every event: the offset (decimal) of its source record in `messages`.
-pub const SOURCE_OFFSET_HEADER: &str = "tidings-source-offset";
+pub(crate) const SOURCE_OFFSET_HEADER: &str = "tidings-source-offset";
 
 /// Why the pipeline failed.
 #[derive(Debug, thiserror::Error)]
@@ -97,11 +97,11 @@ pub enum PipelineError {
 }
 
 /// Result of a pipeline operation.
-pub type Result<T, E = PipelineError> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = PipelineError> = std::result::Result<T, E>;
 
 /// How the pipeline runs.
 #[derive(Debug, Clone)]
-pub struct PipelineConfig {
+pub(crate) struct PipelineConfig {
     /// Partitions of `messages` and `messages.sent` when they are created (existing topics keep
     /// theirs).
     pub partitions: u32,
@@ -125,7 +125,7 @@ impl Default for PipelineConfig {
 
 /// The running store writers: their progress, lag and failure.
 #[derive(Debug, Clone)]
-pub struct Pipeline {
+pub(crate) struct Pipeline {
     log: Log,
     applied: Vec<watch::Receiver<u64>>,
     failure: Arc<Mutex<Option<String>>>,
@@ -138,7 +138,7 @@ pub struct Pipeline {
 /// Creates `messages` and `messages.sent` if missing and starts one store writer per
 /// partition on `tracker`, delivering what they apply to `hub`'s sessions; they stop when
 /// `shutdown` is cancelled (after catching up, see the module doc).
-pub async fn start(
+pub(crate) async fn start(
     log: Log,
     store: Store,
     hub: Hub,
@@ -221,7 +221,7 @@ pub(crate) async fn ensure_topic(log: &Log, topic: &str, partitions: u32) -> Res
 
 /// Appends a command to `messages` (key = its conversation id) and returns where it landed,
 /// once durable. The edge calls this after validating the command against the store's view.
-pub async fn submit(log: &Log, command: &ChatCommand) -> Result<Appended> {
+pub(crate) async fn submit(log: &Log, command: &ChatCommand) -> Result<Appended> {
     let value = serde_json::to_vec(command).expect("a command of strings always serializes");
     let record = Record::keyed(command.conversation_id().as_bytes(), value);
     let mut landed = log.append(MESSAGES_TOPIC, vec![record]).await?;
@@ -232,23 +232,23 @@ pub async fn submit(log: &Log, command: &ChatCommand) -> Result<Appended> {
 
 impl Pipeline {
     /// Number of partitions (of both topics).
-    pub fn partitions(&self) -> u32 {
+    pub(crate) fn partitions(&self) -> u32 {
         self.applied.len() as u32
     }
 
     /// [`submit`] through this pipeline's log.
-    pub async fn submit(&self, command: &ChatCommand) -> Result<Appended> {
+    pub(crate) async fn submit(&self, command: &ChatCommand) -> Result<Appended> {
         submit(&self.log, command).await
     }
 
     /// The store's progress on a partition: every record below the value is applied (stored
     /// and visible in the store's queries).
-    pub fn applied(&self, partition: u32) -> Option<watch::Receiver<u64>> {
+    pub(crate) fn applied(&self, partition: u32) -> Option<watch::Receiver<u64>> {
         self.applied.get(partition as usize).cloned()
     }
 
     /// Waits until the record at `appended` is applied or `timeout` passes; true if it was.
-    pub async fn wait_applied(&self, appended: Appended, timeout: Duration) -> bool {
+    pub(crate) async fn wait_applied(&self, appended: Appended, timeout: Duration) -> bool {
         let Some(mut progress) = self.applied(appended.partition) else {
             return false;
         };
@@ -260,7 +260,7 @@ impl Pipeline {
     /// Appends a conversation command and waits (at most `wait`) until the store applied it:
     /// the conversation as it is then, or the store's refusal (`PipelineError::Store`: the
     /// command changed nothing). `NotApplied` after the wait: durable, applied later.
-    pub async fn change_conversation(
+    pub(crate) async fn change_conversation(
         &self,
         command: &ChatCommand,
         wait: Duration,
@@ -280,7 +280,7 @@ impl Pipeline {
     ///
     /// From memory (the writers' published progress and the partitions' high watermarks), not
     /// from the committed offsets on disk: every send asks it.
-    pub fn lag(&self) -> Result<u64> {
+    pub(crate) fn lag(&self) -> Result<u64> {
         let mut lag = 0;
         for (partition, applied) in self.applied.iter().enumerate() {
             let (_, high) = self.log.watermarks(MESSAGES_TOPIC, partition as u32)?;
@@ -291,13 +291,13 @@ impl Pipeline {
 
     /// Waits until every store writer has exited (after its shutdown signal, having applied and
     /// relayed everything accepted): from then on `messages.sent` receives nothing more.
-    pub async fn stopped(&self) {
+    pub(crate) async fn stopped(&self) {
         self.writers.close();
         self.writers.wait().await;
     }
 
     /// Why a store writer stopped, if one did (the server is then not ready).
-    pub fn failure(&self) -> Option<String> {
+    pub(crate) fn failure(&self) -> Option<String> {
         self.failure.lock().clone()
     }
 }

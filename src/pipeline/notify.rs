@@ -37,43 +37,31 @@ use crate::log::{Log, ReadLimits, Record, StoredRecord};
 use crate::store::{EventType, MessageEvent, Store};
 
 /// The topic of notifications for offline recipients (key = recipient id).
-pub const NOTIFICATIONS_TOPIC: &str = "message.new";
+pub(crate) const NOTIFICATIONS_TOPIC: &str = "message.new";
 /// The consumer group that reads `messages.sent` to produce `message.new`.
-pub const NOTIFY_GROUP: &str = "notify";
+pub(crate) const NOTIFY_GROUP: &str = "notify";
 /// Header of every notification: `PARTITION:OFFSET` of its event in `messages.sent`.
-pub const NOTIFY_SOURCE_HEADER: &str = "tidings-source";
+pub(crate) const NOTIFY_SOURCE_HEADER: &str = "tidings-source";
 /// How many records at the end of each `message.new` partition recovery reads at most.
-pub const RECOVERY_LOOKBACK: u64 = 10_000;
+pub(crate) const RECOVERY_LOOKBACK: u64 = 10_000;
 /// Most events one step reads.
 const MAX_EVENTS_PER_STEP: usize = 500;
 /// Default most bytes of a message's text in a notification (`notify.previewBytes`).
-pub const DEFAULT_PREVIEW_BYTES: usize = 256;
+pub(crate) const DEFAULT_PREVIEW_BYTES: usize = 256;
 /// Notifications gathered before they are appended (bounds the memory of one step).
 const MAX_RECORDS_PER_APPEND: usize = 1000;
 
 /// Says whether a user has a connection open right now. The server answers it with the
-/// WebSocket hub (`Hub::has_live_session`); [`NobodyOnline`] serves where there is none (tests,
-/// an embedded pipeline).
-pub trait LiveSessions: Send + Sync + 'static {
+/// WebSocket hub (`Hub::has_live_session`); tests answer it with a set of online users.
+pub(crate) trait LiveSessions: Send + Sync + 'static {
     /// True while `user_id` has at least one live session.
     fn has_live_session(&self, user_id: &str) -> bool;
-}
-
-/// A [`LiveSessions`] for a server without real-time sessions: everybody is offline, so every
-/// recipient is notified.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NobodyOnline;
-
-impl LiveSessions for NobodyOnline {
-    fn has_live_session(&self, _user_id: &str) -> bool {
-        false
-    }
 }
 
 /// The value of a `message.new` record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Notification {
+pub(crate) struct Notification {
     /// Who is notified (also the record's key).
     pub recipient_id: String,
     /// Who sent the message.
@@ -100,7 +88,7 @@ type Delivered = HashSet<(u64, String)>;
 /// Creates `message.new` if missing and starts one `notify` worker per partition of
 /// `messages.sent` on `tracker`. They stop when `shutdown` is cancelled, after handling every
 /// event the partition held at that moment (cancel it once the store's relay has drained).
-pub async fn start(
+pub(crate) async fn start(
     log: Log,
     store: Store,
     live: Arc<dyn LiveSessions>,
@@ -189,7 +177,7 @@ impl WorkerContext {
 
 /// How notifications are made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NotifySettings {
+pub(crate) struct NotifySettings {
     /// Most bytes of a message's text a notification carries in `messageContent` (cut at a
     /// character boundary); the message itself is read by its id.
     pub preview_bytes: usize,
@@ -205,7 +193,7 @@ impl Default for NotifySettings {
 
 /// What `message.new` already holds for the events at or above `committed[p]` of each partition
 /// `p` of `messages.sent`, read from the end of every `message.new` partition.
-pub fn recover_delivered(log: &Log, committed: &[u64]) -> Result<Vec<Delivered>> {
+pub(crate) fn recover_delivered(log: &Log, committed: &[u64]) -> Result<Vec<Delivered>> {
     let mut delivered = vec![Delivered::new(); committed.len()];
     let info = log.describe_topic(NOTIFICATIONS_TOPIC)?;
     for partition in info.partitions {

@@ -31,33 +31,33 @@ use crate::metrics::Metrics;
 use crate::notify::{Outcome, Sink, SinkConfig};
 
 /// The dead-letter topic of the notification sinks.
-pub const DLQ_TOPIC: &str = "message.new.dlq";
+pub(crate) const DLQ_TOPIC: &str = "message.new.dlq";
 /// Dead-letter header: the last error.
-pub const DLQ_ERROR_HEADER: &str = "tidings-dlq-error";
+pub(crate) const DLQ_ERROR_HEADER: &str = "tidings-dlq-error";
 /// Dead-letter header: attempts made (decimal).
-pub const DLQ_ATTEMPTS_HEADER: &str = "tidings-dlq-attempts";
+pub(crate) const DLQ_ATTEMPTS_HEADER: &str = "tidings-dlq-attempts";
 /// Dead-letter header: the sink that gave up.
-pub const DLQ_SINK_HEADER: &str = "tidings-dlq-sink";
+pub(crate) const DLQ_SINK_HEADER: &str = "tidings-dlq-sink";
 /// Dead-letter header: the topic the record came from (where a replay puts it back).
-pub const DLQ_TOPIC_HEADER: &str = "tidings-dlq-topic";
+pub(crate) const DLQ_TOPIC_HEADER: &str = "tidings-dlq-topic";
 /// Dead-letter header: its partition there (decimal).
-pub const DLQ_PARTITION_HEADER: &str = "tidings-dlq-partition";
+pub(crate) const DLQ_PARTITION_HEADER: &str = "tidings-dlq-partition";
 /// Dead-letter header: its offset there (decimal).
-pub const DLQ_OFFSET_HEADER: &str = "tidings-dlq-offset";
+pub(crate) const DLQ_OFFSET_HEADER: &str = "tidings-dlq-offset";
 /// Records one step reads.
 const RECORDS_PER_STEP: usize = 100;
 
 /// Prefix of the sinks' consumer groups.
-pub const SINK_GROUP_PREFIX: &str = "notify.sink.";
+pub(crate) const SINK_GROUP_PREFIX: &str = "notify.sink.";
 
 /// The consumer group of the sink called `name`.
-pub fn sink_group(name: &str) -> String {
+pub(crate) fn sink_group(name: &str) -> String {
     format!("{SINK_GROUP_PREFIX}{name}")
 }
 
 /// Creates `message.new` and `message.new.dlq` if missing (with `partitions` partitions) and
 /// starts the consumers of every sink on `tracker`; they stop when `shutdown` is cancelled.
-pub async fn start(
+pub(crate) async fn start(
     log: Log,
     sinks: &[SinkConfig],
     partitions: u32,

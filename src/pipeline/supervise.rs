@@ -29,13 +29,13 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Which supervised workers are down right now, and why. Cheap to clone.
 #[derive(Debug, Clone, Default)]
-pub struct WorkerHealth {
+pub(crate) struct WorkerHealth {
     failures: Arc<Mutex<BTreeMap<String, String>>>,
 }
 
 impl WorkerHealth {
     /// One worker that is down, as `name: reason`, or `None` when every worker works.
-    pub fn failure(&self) -> Option<String> {
+    pub(crate) fn failure(&self) -> Option<String> {
         self.lock()
             .iter()
             .next()

@@ -52,7 +52,7 @@ pub(super) struct RelayJob {
 impl Worker {
     /// Consumes the partition until `shutdown` (then catches up), while the partition's relayer
     /// runs alongside in the same task; returns once both are done, with the first failure.
-    pub async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
+    pub(super) async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
         let relayer = if self.relay {
             let relayed = relay::recover(&self.log, &self.store, self.partition)?;
             let (jobs, queue) = mpsc::channel(RELAY_QUEUE);

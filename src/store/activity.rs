@@ -42,7 +42,7 @@ pub(crate) struct Activity {
 }
 
 impl Membership {
-    pub fn of(conversation: &Conversation) -> Self {
+    pub(super) fn of(conversation: &Conversation) -> Self {
         Membership {
             id: conversation.id.clone(),
             title: conversation.title.clone(),
@@ -52,27 +52,27 @@ impl Membership {
         }
     }
 
-    pub fn encode(&self) -> Vec<u8> {
+    pub(super) fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("a membership of strings always serializes")
     }
 
-    pub fn decode(id: &str, raw: &[u8]) -> Result<Self> {
+    pub(super) fn decode(id: &str, raw: &[u8]) -> Result<Self> {
         serde_json::from_slice(raw)
             .map_err(|e| StoreError::corrupt(format!("conversations/{id}"), e))
     }
 }
 
 impl Activity {
-    pub fn encode(&self) -> Vec<u8> {
+    pub(super) fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("an activity of strings always serializes")
     }
 
-    pub fn decode(id: &str, raw: &[u8]) -> Result<Self> {
+    pub(super) fn decode(id: &str, raw: &[u8]) -> Result<Self> {
         serde_json::from_slice(raw).map_err(|e| StoreError::corrupt(format!("activity/{id}"), e))
     }
 
     /// Moves forward to `message` if it is newer (higher seq) or the same message changed.
-    pub fn advance(&mut self, message: &Message) -> bool {
+    pub(super) fn advance(&mut self, message: &Message) -> bool {
         if message.seq < self.last_seq {
             return false;
         }

@@ -57,7 +57,7 @@ use super::{Store, Trees};
 
 /// A consumer's place after a batch: the offset commit that follows its relay.
 #[derive(Debug, Clone, Copy)]
-pub struct BatchPosition<'a> {
+pub(crate) struct BatchPosition<'a> {
     /// Consumer group (`store`).
     pub group: &'a str,
     /// Source topic (`messages`).
@@ -70,7 +70,7 @@ pub struct BatchPosition<'a> {
 
 /// One change a batch made that clients see live, in the batch's order.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Change {
+pub(crate) enum Change {
     /// A message was stored, edited or deleted (the message as it is now).
     Message {
         /// Which.
@@ -99,11 +99,11 @@ pub enum Change {
 
 /// What a conversation command came to, for the edge that appended it: the conversation as it
 /// is now, or why the command was refused (it changed nothing).
-pub type Outcome = Result<Conversation>;
+pub(crate) type Outcome = Result<Conversation>;
 
 /// What a committed batch changed.
 #[derive(Debug, Default)]
-pub struct AppliedBatch {
+pub(crate) struct AppliedBatch {
     /// What clients see live, in order (the writer hands it to the hub at once).
     pub changes: Vec<Change>,
     /// The batch's events, in order, to relay to `messages.sent` (after a crash, some may have
@@ -141,7 +141,7 @@ impl Store {
     /// Applies decoded commands of `partition` (with their source offsets, ascending), then
     /// updates the in-memory view. Safe to repeat after a crash at any point (see the module doc). It does
     /// not commit: [`Store::commit_batch`] does, once the events are relayed.
-    pub fn apply_batch(
+    pub(crate) fn apply_batch(
         &self,
         partition: u32,
         commands: &[(u64, ChatCommand)],
@@ -196,7 +196,7 @@ impl Store {
     /// batch made) merged with what the outbox holds for those offsets (the edit and delete
     /// events of an interrupted run, which a replay that finds the change applied cannot make
     /// again), in source order.
-    pub fn batch_events(
+    pub(crate) fn batch_events(
         &self,
         partition: u32,
         range: std::ops::Range<u64>,

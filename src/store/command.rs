@@ -9,7 +9,7 @@ use super::model::{now_rfc3339, Message};
 /// the write-behind store writer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
-pub enum ChatCommand {
+pub(crate) enum ChatCommand {
     /// A new message.
     Send(SendMessage),
     /// A new content for a message (only its sender).
@@ -28,7 +28,7 @@ pub enum ChatCommand {
 
 impl ChatCommand {
     /// The conversation it concerns: the record's key, so its partition.
-    pub fn conversation_id(&self) -> &str {
+    pub(crate) fn conversation_id(&self) -> &str {
         match self {
             ChatCommand::Send(c) => &c.conversation_id,
             ChatCommand::Edit(c) => &c.conversation_id,
@@ -45,7 +45,7 @@ impl ChatCommand {
 /// A message to store; the edge has validated it and assigned its final id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct SendMessage {
+pub(crate) struct SendMessage {
     /// Final id (UUIDv7), see [`new_message_id`].
     pub id: String,
     /// Target conversation.
@@ -71,7 +71,7 @@ pub struct SendMessage {
 
 impl SendMessage {
     /// A send with a fresh UUIDv7 id, sent now, without client id, reply or mentions.
-    pub fn new(
+    pub(crate) fn new(
         conversation_id: impl Into<String>,
         sender_id: impl Into<String>,
         sender_name: impl Into<String>,
@@ -94,7 +94,7 @@ impl SendMessage {
 /// A new content for a stored message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct EditMessage {
+pub(crate) struct EditMessage {
     /// The message.
     pub message_id: String,
     /// Its conversation.
@@ -110,7 +110,7 @@ pub struct EditMessage {
 /// Deletes a stored message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct DeleteMessage {
+pub(crate) struct DeleteMessage {
     /// The message.
     pub message_id: String,
     /// Its conversation.
@@ -124,7 +124,7 @@ pub struct DeleteMessage {
 /// A user has read a conversation up to `seq`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct MarkRead {
+pub(crate) struct MarkRead {
     /// The conversation.
     pub conversation_id: String,
     /// The reader.
@@ -138,7 +138,7 @@ pub struct MarkRead {
 /// [`Store::prepare_conversation`]: super::Store::prepare_conversation
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct CreateConversation {
+pub(crate) struct CreateConversation {
     /// Its id (the caller's, or a fresh UUIDv7).
     pub conversation_id: String,
     /// Optional title.
@@ -153,7 +153,7 @@ pub struct CreateConversation {
 /// A participant added to or removed from a conversation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ChangeParticipant {
+pub(crate) struct ChangeParticipant {
     /// The conversation.
     pub conversation_id: String,
     /// Who asks (must be a participant).
@@ -165,13 +165,16 @@ pub struct ChangeParticipant {
 }
 
 /// A fresh, time-ordered message id (UUIDv7).
-pub fn new_message_id() -> String {
+pub(crate) fn new_message_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
 /// What happened to a message, as the `eventType` of a `messages.sent` event.
+// The variant names are the wire format's `eventType` values (docs/events.md), so they keep
+// their common `Message` prefix.
+#[allow(clippy::enum_variant_names)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum EventType {
+pub(crate) enum EventType {
     /// A message was stored.
     MessageSent,
     /// A message's content was edited.
@@ -183,7 +186,7 @@ pub enum EventType {
 /// The value of a `messages.sent` record (key = conversation id).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct MessageEvent {
+pub(crate) struct MessageEvent {
     /// What happened.
     pub event_type: EventType,
     /// Unique id of this event (UUIDv7).

@@ -29,7 +29,7 @@ impl Store {
     /// Validates a new conversation and makes its command. `creator` is always a participant
     /// (first); `participants` are deduplicated in order. `id`: the caller's (validated; taken →
     /// `Conflict`) or a new UUIDv7.
-    pub fn prepare_conversation(
+    pub(crate) fn prepare_conversation(
         &self,
         creator: &str,
         id: Option<String>,
@@ -82,14 +82,14 @@ impl Store {
 
     /// Checks that `actor` may add `user` now (memory only): `actor` a participant, `user` a
     /// valid id, room left unless `user` is in already (adding again changes nothing).
-    pub fn check_add_participant(&self, command: &ChangeParticipant) -> Result<()> {
+    pub(crate) fn check_add_participant(&self, command: &ChangeParticipant) -> Result<()> {
         validate_user_id("userId", &command.user_id)?;
         let current = self.conversation(&command.conversation_id);
         decide_add(current.as_ref(), command, self.limits().max_participants).map(drop)
     }
 
     /// Checks that `actor` may remove `user` now (memory only): both participants.
-    pub fn check_remove_participant(&self, command: &ChangeParticipant) -> Result<()> {
+    pub(crate) fn check_remove_participant(&self, command: &ChangeParticipant) -> Result<()> {
         let current = self.conversation(&command.conversation_id);
         decide_remove(current.as_ref(), command).map(drop)
     }

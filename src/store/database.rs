@@ -34,7 +34,7 @@ impl Database {
     /// second) and what is not flushed is replayed from the log after a crash. Without that
     /// thread, dropping the last handle closes the files at once, so the directory can be
     /// reopened right away in the same process.
-    pub fn open(data_dir: &Path) -> Result<Database> {
+    pub(super) fn open(data_dir: &Path) -> Result<Database> {
         let path = data_dir.join(STORE_DIR);
         std::fs::create_dir_all(&path).map_err(|e| io_error(&path, e))?;
         let config = sled::Config::new()
@@ -63,7 +63,7 @@ impl Database {
 
     /// Writes sled's buffers (`Db::flush`, which ends in `sync_file_range` only) and then
     /// `fdatasync`s the data file, so the flushed writes survive a power loss too. Blocking.
-    pub fn flush_and_sync(&self) -> Result<()> {
+    pub(super) fn flush_and_sync(&self) -> Result<()> {
         self.db.flush()?;
         File::open(&self.db_file)
             .and_then(|file| file.sync_data())

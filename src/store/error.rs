@@ -4,7 +4,7 @@
 use crate::log::LogError;
 
 /// Result of a store operation.
-pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -6,14 +6,14 @@
 use super::error::{Result, StoreError};
 
 /// `messages`: conversation ++ 0x00 ++ seq (u64 BE).
-pub fn message(conversation: &str, seq: u64) -> Vec<u8> {
+pub(super) fn message(conversation: &str, seq: u64) -> Vec<u8> {
     let mut key = message_prefix(conversation);
     key.extend_from_slice(&seq.to_be_bytes());
     key
 }
 
 /// The prefix of every key of a conversation's messages.
-pub fn message_prefix(conversation: &str) -> Vec<u8> {
+pub(super) fn message_prefix(conversation: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(conversation.len() + 9);
     key.extend_from_slice(conversation.as_bytes());
     key.push(0);
@@ -23,20 +23,20 @@ pub fn message_prefix(conversation: &str) -> Vec<u8> {
 /// `message_ids` value: the `messages` key (conversation ++ 0x00 ++ seq) ++ the source offset
 /// (u64 BE) of the send record that stored it, so a replay of that record recognizes its own
 /// message and a second record with the same id does not.
-pub fn message_id_value(conversation: &str, seq: u64, source_offset: u64) -> Vec<u8> {
+pub(super) fn message_id_value(conversation: &str, seq: u64, source_offset: u64) -> Vec<u8> {
     let mut value = message(conversation, seq);
     value.extend_from_slice(&source_offset.to_be_bytes());
     value
 }
 
 /// Decodes a `message_ids` value into (conversation, seq).
-pub fn decode_location(raw: &[u8]) -> Result<(String, u64)> {
+pub(super) fn decode_location(raw: &[u8]) -> Result<(String, u64)> {
     decode_message_id(raw).map(|(conversation, seq, _)| (conversation, seq))
 }
 
 /// Decodes a `message_ids` value into (conversation, seq, source offset); values written before
 /// the offset was recorded have none.
-pub fn decode_message_id(raw: &[u8]) -> Result<(String, u64, Option<u64>)> {
+pub(super) fn decode_message_id(raw: &[u8]) -> Result<(String, u64, Option<u64>)> {
     let bad = || StoreError::corrupt("message_ids", "malformed location");
     let split = raw.iter().position(|b| *b == 0).ok_or_else(bad)?;
     let conversation = std::str::from_utf8(&raw[..split]).map_err(|_| bad())?;
@@ -57,7 +57,7 @@ pub fn decode_message_id(raw: &[u8]) -> Result<(String, u64, Option<u64>)> {
 }
 
 /// `client_ids`: sender ++ 0x00 ++ conversation ++ 0x00 ++ clientMessageId.
-pub fn client_id(sender: &str, conversation: &str, client_message_id: &str) -> Vec<u8> {
+pub(super) fn client_id(sender: &str, conversation: &str, client_message_id: &str) -> Vec<u8> {
     let mut key =
         Vec::with_capacity(sender.len() + conversation.len() + client_message_id.len() + 2);
     key.extend_from_slice(sender.as_bytes());
@@ -69,7 +69,7 @@ pub fn client_id(sender: &str, conversation: &str, client_message_id: &str) -> V
 }
 
 /// `client_ids` value: message id ++ 0x00 ++ partition (u32 BE) ++ source offset (u64 BE).
-pub fn client_send_value(message_id: &str, partition: u32, offset: u64) -> Vec<u8> {
+pub(super) fn client_send_value(message_id: &str, partition: u32, offset: u64) -> Vec<u8> {
     let mut value = Vec::with_capacity(message_id.len() + 13);
     value.extend_from_slice(message_id.as_bytes());
     value.push(0);
@@ -79,7 +79,7 @@ pub fn client_send_value(message_id: &str, partition: u32, offset: u64) -> Vec<u
 }
 
 /// Decodes a `client_ids` value; a bare message id (older entries) has no source.
-pub fn decode_client_send(raw: &[u8]) -> Result<super::queries::ClientSend> {
+pub(super) fn decode_client_send(raw: &[u8]) -> Result<super::queries::ClientSend> {
     let bad = || StoreError::corrupt("client_ids", "malformed value");
     let (id, source) = match raw.iter().position(|b| *b == 0) {
         None => (raw, None),
@@ -102,7 +102,7 @@ pub fn decode_client_send(raw: &[u8]) -> Result<super::queries::ClientSend> {
 }
 
 /// `read_state`: user ++ 0x00 ++ conversation.
-pub fn read_state(user: &str, conversation: &str) -> Vec<u8> {
+pub(super) fn read_state(user: &str, conversation: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(user.len() + conversation.len() + 1);
     key.extend_from_slice(user.as_bytes());
     key.push(0);
@@ -111,7 +111,7 @@ pub fn read_state(user: &str, conversation: &str) -> Vec<u8> {
 }
 
 /// Splits a `read_state` key into (user, conversation).
-pub fn decode_read_state(raw: &[u8]) -> Result<(String, String)> {
+pub(super) fn decode_read_state(raw: &[u8]) -> Result<(String, String)> {
     let bad = || StoreError::corrupt("read_state", "malformed key");
     let split = raw.iter().position(|b| *b == 0).ok_or_else(bad)?;
     let user = std::str::from_utf8(&raw[..split]).map_err(|_| bad())?;
@@ -120,7 +120,7 @@ pub fn decode_read_state(raw: &[u8]) -> Result<(String, String)> {
 }
 
 /// `outbox`: partition (u32 BE) ++ source offset (u64 BE) ++ index (u32 BE).
-pub fn outbox(partition: u32, source_offset: u64, index: u32) -> Vec<u8> {
+pub(super) fn outbox(partition: u32, source_offset: u64, index: u32) -> Vec<u8> {
     let mut key = Vec::with_capacity(16);
     key.extend_from_slice(&partition.to_be_bytes());
     key.extend_from_slice(&source_offset.to_be_bytes());
@@ -129,7 +129,7 @@ pub fn outbox(partition: u32, source_offset: u64, index: u32) -> Vec<u8> {
 }
 
 /// Splits an `outbox` key into (partition, source offset, index).
-pub fn decode_outbox(raw: &[u8]) -> Result<(u32, u64, u32)> {
+pub(super) fn decode_outbox(raw: &[u8]) -> Result<(u32, u64, u32)> {
     let bad = || StoreError::corrupt("outbox", "malformed key");
     if raw.len() != 16 {
         return Err(bad());
@@ -145,7 +145,7 @@ pub fn decode_outbox(raw: &[u8]) -> Result<(u32, u64, u32)> {
 }
 
 /// Decodes a u64 BE value.
-pub fn decode_u64(tree: &str, raw: &[u8]) -> Result<u64> {
+pub(super) fn decode_u64(tree: &str, raw: &[u8]) -> Result<u64> {
     <[u8; 8]>::try_from(raw)
         .map(u64::from_be_bytes)
         .map_err(|_| StoreError::corrupt(tree, format!("u64 value of {} bytes", raw.len())))

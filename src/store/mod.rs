@@ -52,32 +52,30 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-pub use apply::{AppliedBatch, BatchPosition, Change, Outcome};
-pub use command::{
-    new_message_id, ChangeParticipant, ChatCommand, CreateConversation, DeleteMessage, EditMessage,
-    EventType, MarkRead, MessageEvent, SendMessage,
+pub(crate) use apply::{AppliedBatch, BatchPosition, Change, Outcome};
+pub(crate) use command::{
+    new_message_id, ChangeParticipant, ChatCommand, DeleteMessage, EditMessage, EventType,
+    MarkRead, MessageEvent, SendMessage,
 };
-pub use error::{Result, StoreError};
-pub use model::{
-    now_rfc3339, validate_conversation_id, validate_title, validate_user_id, Conversation,
-    ConversationPage, ConversationView, HistoryPage, Message, MAX_CONVERSATION_ID_LEN,
-    MAX_TITLE_LEN, MAX_USER_ID_LEN,
+pub(crate) use error::{Result, StoreError};
+pub(crate) use model::{
+    now_rfc3339, validate_user_id, Conversation, ConversationPage, ConversationView, HistoryPage,
+    Message,
 };
-pub use outbox::OutboxEntry;
-pub use queries::ClientSend;
+pub(crate) use outbox::OutboxEntry;
 
 use database::Database;
 use position::Positions;
 use view::View;
 
 /// Most messages one history page returns.
-pub const MAX_HISTORY_PAGE: usize = 1000;
+pub(crate) const MAX_HISTORY_PAGE: usize = 1000;
 /// Default most participants of one conversation (`limits.maxParticipants`).
-pub const DEFAULT_MAX_PARTICIPANTS: usize = 1000;
+pub(crate) const DEFAULT_MAX_PARTICIPANTS: usize = 1000;
 
 /// Limits the store enforces on conversation commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StoreLimits {
+pub(crate) struct StoreLimits {
     /// Most participants of one conversation: a create that lists more is invalid, an add to a
     /// full conversation is refused. Every message costs work per participant (deliveries,
     /// notifications), so this bounds what one send can make the server do.
@@ -118,7 +116,7 @@ struct Inner {
 ///
 /// It keeps the store's database open: drop every handle before reopening the data directory.
 #[derive(Clone)]
-pub struct Store {
+pub(crate) struct Store {
     inner: Arc<Inner>,
 }
 
@@ -132,12 +130,13 @@ impl Store {
     /// Opens (or creates) the store's database under the data directory `data_dir` (whose
     /// log is open, so the directory is ours and locked) and loads the in-memory view, with the
     /// default limits.
-    pub fn open(data_dir: &Path) -> Result<Store> {
+    #[cfg(test)]
+    pub(crate) fn open(data_dir: &Path) -> Result<Store> {
         Store::open_with(data_dir, StoreLimits::default())
     }
 
     /// [`open`](Self::open) with the given limits.
-    pub fn open_with(data_dir: &Path, limits: StoreLimits) -> Result<Store> {
+    pub(crate) fn open_with(data_dir: &Path, limits: StoreLimits) -> Result<Store> {
         let database = Database::open(data_dir)?;
         let db = &database.db;
         let trees = Trees {
@@ -172,7 +171,7 @@ impl Store {
     }
 
     /// The limits this store enforces.
-    pub fn limits(&self) -> StoreLimits {
+    pub(crate) fn limits(&self) -> StoreLimits {
         self.inner.limits
     }
 
@@ -185,21 +184,21 @@ impl Store {
     }
 
     /// True if the conversation exists and `user` is one of its participants (memory only).
-    pub fn is_participant(&self, conversation: &str, user: &str) -> bool {
+    pub(crate) fn is_participant(&self, conversation: &str, user: &str) -> bool {
         self.view()
             .conversation(conversation)
             .is_some_and(|c| c.has_participant(user))
     }
 
     /// The conversation, if it exists (memory only).
-    pub fn conversation(&self, conversation: &str) -> Option<Conversation> {
+    pub(crate) fn conversation(&self, conversation: &str) -> Option<Conversation> {
         self.view().conversation(conversation).cloned()
     }
 
     /// A number that changes after every participant change (added or removed) of any
     /// conversation: a reader that found a user a participant under one value may trust that
     /// answer as long as the value stays the same (a WebSocket writer checks every frame so).
-    pub fn membership_epoch(&self) -> u64 {
+    pub(crate) fn membership_epoch(&self) -> u64 {
         self.inner.membership_epoch.load(Ordering::Acquire)
     }
 
@@ -208,14 +207,14 @@ impl Store {
     }
 
     /// The conversation's participants, if it exists (memory only): who a message goes to.
-    pub fn participants(&self, conversation: &str) -> Option<Vec<String>> {
+    pub(crate) fn participants(&self, conversation: &str) -> Option<Vec<String>> {
         self.view()
             .conversation(conversation)
             .map(|c| c.participants.clone())
     }
 
     /// How many participants the conversation has (memory only), `None` if it does not exist.
-    pub fn participant_count(&self, conversation: &str) -> Option<usize> {
+    pub(crate) fn participant_count(&self, conversation: &str) -> Option<usize> {
         self.view()
             .conversation(conversation)
             .map(|c| c.participants.len())
@@ -223,13 +222,17 @@ impl Store {
 
     /// Every other user who shares a conversation with `user` (memory only): whom its
     /// presence concerns.
-    pub fn contacts_of(&self, user: &str) -> Vec<String> {
+    pub(crate) fn contacts_of(&self, user: &str) -> Vec<String> {
         self.view().contacts_of(user)
     }
 
     /// The conversation as `user` sees it; `NotFound` if it does not exist or `user` is not a
     /// participant.
-    pub fn conversation_for(&self, user: &str, conversation: &str) -> Result<ConversationView> {
+    pub(crate) fn conversation_for(
+        &self,
+        user: &str,
+        conversation: &str,
+    ) -> Result<ConversationView> {
         let view = self.view();
         let found = view
             .conversation(conversation)
@@ -243,7 +246,7 @@ impl Store {
 
     /// A page of `user`'s conversations, most recent activity (updatedAt) first, ties by id
     /// descending. `cursor` is the `next_cursor` of the previous page.
-    pub fn conversations_of(
+    pub(crate) fn conversations_of(
         &self,
         user: &str,
         limit: usize,
@@ -253,7 +256,8 @@ impl Store {
     }
 
     /// The highest seq `user` has read in `conversation` (0 if none).
-    pub fn read_state(&self, user: &str, conversation: &str) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn read_state(&self, user: &str, conversation: &str) -> u64 {
         self.view().last_read(user, conversation)
     }
 }

@@ -8,16 +8,16 @@ use serde::{Deserialize, Serialize};
 use super::error::{Result, StoreError};
 
 /// Longest conversation id, in characters.
-pub const MAX_CONVERSATION_ID_LEN: usize = 128;
+pub(crate) const MAX_CONVERSATION_ID_LEN: usize = 128;
 /// Longest user id, in bytes.
-pub const MAX_USER_ID_LEN: usize = 256;
+pub(crate) const MAX_USER_ID_LEN: usize = 256;
 /// Longest conversation title, in characters.
-pub const MAX_TITLE_LEN: usize = 1024;
+pub(crate) const MAX_TITLE_LEN: usize = 1024;
 
 /// One stored message. `seq` is dense per conversation (1, 2, 3 …) in log order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Message {
+pub(crate) struct Message {
     /// Final id (UUIDv7), assigned by the edge before the send reaches the log.
     pub id: String,
     /// The conversation it belongs to.
@@ -48,7 +48,7 @@ pub struct Message {
 /// A conversation as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Conversation {
+pub(crate) struct Conversation {
     /// Id: 1–128 characters of `[A-Za-z0-9._:-]`.
     pub id: String,
     /// Optional title.
@@ -67,7 +67,7 @@ pub struct Conversation {
 
 impl Conversation {
     /// True if `user` is one of the participants.
-    pub fn has_participant(&self, user: &str) -> bool {
+    pub(crate) fn has_participant(&self, user: &str) -> bool {
         self.participants.iter().any(|p| p == user)
     }
 }
@@ -75,7 +75,7 @@ impl Conversation {
 /// A conversation as one participant sees it, with its read state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ConversationView {
+pub(crate) struct ConversationView {
     /// Id.
     pub id: String,
     /// Optional title.
@@ -98,7 +98,7 @@ pub struct ConversationView {
 
 impl ConversationView {
     /// `conversation` as `last_read_seq`'s owner sees it.
-    pub fn new(conversation: &Conversation, last_read_seq: u64) -> Self {
+    pub(crate) fn new(conversation: &Conversation, last_read_seq: u64) -> Self {
         let last_read_seq = last_read_seq.min(conversation.last_seq);
         ConversationView {
             id: conversation.id.clone(),
@@ -117,7 +117,7 @@ impl ConversationView {
 /// A page of a user's conversations.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ConversationPage {
+pub(crate) struct ConversationPage {
     /// Most recent activity first.
     pub items: Vec<ConversationView>,
     /// Opaque cursor of the next page, `None` on the last one.
@@ -127,7 +127,7 @@ pub struct ConversationPage {
 /// A page of a conversation's history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct HistoryPage {
+pub(crate) struct HistoryPage {
     /// Messages in ascending seq.
     pub items: Vec<Message>,
     /// With `after`: newer messages exist; otherwise: older ones exist.
@@ -136,12 +136,12 @@ pub struct HistoryPage {
 
 /// The current time as the API writes it: RFC 3339, UTC, milliseconds (fixed width, so these
 /// strings sort as the times do).
-pub fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
 /// Checks a conversation id: 1–128 characters of `[A-Za-z0-9._:-]`.
-pub fn validate_conversation_id(id: &str) -> Result<()> {
+pub(crate) fn validate_conversation_id(id: &str) -> Result<()> {
     if id.is_empty() || id.len() > MAX_CONVERSATION_ID_LEN {
         return Err(StoreError::invalid(
             "id",
@@ -161,7 +161,7 @@ pub fn validate_conversation_id(id: &str) -> Result<()> {
 }
 
 /// Checks a user id: 1–256 bytes, no control characters (NUL separates key parts).
-pub fn validate_user_id(field: &'static str, user: &str) -> Result<()> {
+pub(crate) fn validate_user_id(field: &'static str, user: &str) -> Result<()> {
     if user.is_empty() || user.len() > MAX_USER_ID_LEN {
         return Err(StoreError::invalid(
             field,
@@ -178,7 +178,7 @@ pub fn validate_user_id(field: &'static str, user: &str) -> Result<()> {
 }
 
 /// Checks an optional title: at most 1024 characters.
-pub fn validate_title(title: Option<&str>) -> Result<()> {
+pub(crate) fn validate_title(title: Option<&str>) -> Result<()> {
     match title {
         Some(t) if t.chars().count() > MAX_TITLE_LEN => Err(StoreError::invalid(
             "title",

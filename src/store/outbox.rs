@@ -15,7 +15,7 @@ use super::Store;
 
 /// One event of a batch awaiting relay (in the outbox or only in memory).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutboxEntry {
+pub(crate) struct OutboxEntry {
     /// Partition of the source record (and of the event).
     pub partition: u32,
     /// Offset of the source record in `messages`.
@@ -69,7 +69,8 @@ fn decode_all(
 
 impl Store {
     /// Events of a partition awaiting relay, in source order (at most `limit`).
-    pub fn pending_events(&self, partition: u32, limit: usize) -> Result<Vec<OutboxEntry>> {
+    #[cfg(test)]
+    pub(crate) fn pending_events(&self, partition: u32, limit: usize) -> Result<Vec<OutboxEntry>> {
         decode_all(
             self.trees()
                 .outbox
@@ -79,7 +80,7 @@ impl Store {
     }
 
     /// Events of a partition from source offsets in `range`, in source order.
-    pub fn events_between(
+    pub(crate) fn events_between(
         &self,
         partition: u32,
         range: std::ops::Range<u64>,
@@ -94,7 +95,7 @@ impl Store {
 
     /// Forgets a partition's events from source offsets in `range` (relayed and committed);
     /// returns how many.
-    pub fn remove_events_between(
+    pub(crate) fn remove_events_between(
         &self,
         partition: u32,
         range: std::ops::Range<u64>,
@@ -109,7 +110,11 @@ impl Store {
 
     /// Forgets a partition's events from source offsets up to and including `source_offset`
     /// (the relay found them in `messages.sent` already); returns how many.
-    pub fn remove_events_through(&self, partition: u32, source_offset: u64) -> Result<usize> {
+    pub(crate) fn remove_events_through(
+        &self,
+        partition: u32,
+        source_offset: u64,
+    ) -> Result<usize> {
         let start = keys::outbox(partition, 0, 0);
         let end = keys::outbox(partition, source_offset, u32::MAX);
         self.remove_keys(start..=end)
@@ -130,8 +135,8 @@ impl Store {
 
     /// Writes an outbox entry outside a batch: for tests that simulate a crash between the
     /// commit of a batch and the relay of its events.
-    #[doc(hidden)]
-    pub fn insert_pending_event_for_test(&self, entry: &OutboxEntry) -> Result<()> {
+    #[cfg(test)]
+    pub(crate) fn insert_pending_event_for_test(&self, entry: &OutboxEntry) -> Result<()> {
         self.trees().outbox.insert(entry.key(), entry.value())?;
         Ok(())
     }

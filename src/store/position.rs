@@ -43,7 +43,7 @@ pub(crate) struct Positions {
 }
 
 impl Positions {
-    pub fn open(db: &sled::Db) -> Result<Positions> {
+    pub(super) fn open(db: &sled::Db) -> Result<Positions> {
         let tree = db.open_tree("applied")?;
         let mut next = BTreeMap::new();
         for item in tree.iter() {
@@ -96,13 +96,13 @@ impl Positions {
 impl Store {
     /// The next offset of `partition` the store has to apply (`None`: it never applied any);
     /// the store writer resumes from it.
-    pub fn applied_offset(&self, partition: u32) -> Option<u64> {
+    pub(crate) fn applied_offset(&self, partition: u32) -> Option<u64> {
         self.positions().next().get(&partition).copied()
     }
 
     /// Records that every record of the partition below `position.next_offset` is applied and
     /// its events relayed (forward only). Written after the batch's own writes, not synced.
-    pub fn commit_batch(&self, position: &BatchPosition<'_>) -> Result<()> {
+    pub(crate) fn commit_batch(&self, position: &BatchPosition<'_>) -> Result<()> {
         self.positions().advance(position)
     }
 
@@ -110,7 +110,7 @@ impl Store {
     /// `writers_done` resolves, then mirrors a last time and returns. Each round (at most one
     /// per [`MIRROR_INTERVAL`]) notes the positions, flushes and syncs the store's database, and
     /// commits the noted positions: the group is never ahead of what a crash would keep.
-    pub async fn mirror_position(
+    pub(crate) async fn mirror_position(
         self,
         log: Log,
         group: &'static str,

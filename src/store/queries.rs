@@ -24,7 +24,7 @@ impl Store {
     ///   older ones exist.
     ///
     /// `limit` is 1..=[`MAX_HISTORY_PAGE`]; an unknown conversation is `NotFound`.
-    pub fn history(
+    pub(crate) fn history(
         &self,
         conversation: &str,
         before: Option<u64>,
@@ -76,7 +76,7 @@ impl Store {
     }
 
     /// One message of a conversation by id; `NotFound` if there is none (in that conversation).
-    pub fn message(&self, conversation: &str, message_id: &str) -> Result<Message> {
+    pub(crate) fn message(&self, conversation: &str, message_id: &str) -> Result<Message> {
         let not_found = || StoreError::NotFound(format!("message {message_id:?}"));
         let Some(location) = self.trees().message_ids.get(message_id.as_bytes())? else {
             return Err(not_found());
@@ -89,7 +89,7 @@ impl Store {
     }
 
     /// The message at `seq` of a conversation, if stored.
-    pub fn message_at(&self, conversation: &str, seq: u64) -> Result<Option<Message>> {
+    pub(crate) fn message_at(&self, conversation: &str, seq: u64) -> Result<Option<Message>> {
         let key = keys::message(conversation, seq);
         self.trees()
             .messages
@@ -100,7 +100,8 @@ impl Store {
 
     /// The id of the message `sender` stored with `client_message_id` in the conversation, if
     /// any: the idempotency index (a retried send answers this id).
-    pub fn message_id_for_client_id(
+    #[cfg(test)]
+    pub(crate) fn message_id_for_client_id(
         &self,
         sender: &str,
         conversation: &str,
@@ -114,7 +115,7 @@ impl Store {
     /// What the idempotency index holds for (sender, conversation, clientMessageId): the
     /// message id and where its send record sits in `messages`, so a retry answers the first
     /// acknowledgement exactly.
-    pub fn client_send(
+    pub(crate) fn client_send(
         &self,
         sender: &str,
         conversation: &str,
@@ -131,7 +132,7 @@ impl Store {
 
 /// An entry of the idempotency index.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientSend {
+pub(crate) struct ClientSend {
     /// The stored message's id.
     pub message_id: String,
     /// Partition and offset of the send record in `messages` (absent in entries written before

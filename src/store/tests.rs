@@ -1,6 +1,7 @@
 //! Unit tests of the store on its own database in a temporary directory (no log: the store
 //! writer's batches are handed in directly).
 
+use super::command::CreateConversation;
 use super::*;
 
 struct Fixture {

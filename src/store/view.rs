@@ -25,11 +25,11 @@ pub(crate) struct View {
 }
 
 impl View {
-    pub fn conversation(&self, id: &str) -> Option<&Conversation> {
+    pub(super) fn conversation(&self, id: &str) -> Option<&Conversation> {
         self.conversations.get(id)
     }
 
-    pub fn last_read(&self, user: &str, conversation: &str) -> u64 {
+    pub(super) fn last_read(&self, user: &str, conversation: &str) -> u64 {
         self.read
             .get(&(user.to_owned(), conversation.to_owned()))
             .copied()
@@ -37,7 +37,7 @@ impl View {
     }
 
     /// Inserts a new conversation (or replaces one read from disk at open).
-    pub fn insert(&mut self, conversation: Conversation) {
+    pub(super) fn insert(&mut self, conversation: Conversation) {
         let key = (conversation.updated_at.clone(), conversation.id.clone());
         for user in &conversation.participants {
             self.by_user
@@ -50,7 +50,7 @@ impl View {
     }
 
     /// Applies a participant/title change: `changed` as committed.
-    pub fn set_membership(&mut self, changed: &Conversation) {
+    pub(super) fn set_membership(&mut self, changed: &Conversation) {
         let Some(current) = self.conversations.get_mut(&changed.id) else {
             self.insert(changed.clone());
             return;
@@ -72,7 +72,7 @@ impl View {
     }
 
     /// Applies the store writer's change of a conversation's activity, forward only.
-    pub fn set_activity(&mut self, changed: &Conversation) {
+    pub(super) fn set_activity(&mut self, changed: &Conversation) {
         let Some(current) = self.conversations.get_mut(&changed.id) else {
             self.insert(changed.clone());
             return;
@@ -97,7 +97,7 @@ impl View {
     }
 
     /// Every other participant of the conversations `user` is in, each once.
-    pub fn contacts_of(&self, user: &str) -> Vec<String> {
+    pub(super) fn contacts_of(&self, user: &str) -> Vec<String> {
         let mut contacts = BTreeSet::new();
         for (_, id) in self.by_user.get(user).into_iter().flatten() {
             let Some(conversation) = self.conversations.get(id) else {
@@ -113,7 +113,7 @@ impl View {
     }
 
     /// Moves a user's read state forward (never back).
-    pub fn set_read(&mut self, user: &str, conversation: &str, seq: u64) {
+    pub(super) fn set_read(&mut self, user: &str, conversation: &str, seq: u64) {
         let entry = self
             .read
             .entry((user.to_owned(), conversation.to_owned()))
@@ -122,7 +122,7 @@ impl View {
     }
 
     /// A page of `user`'s conversations, newest activity first (ties: higher id first).
-    pub fn conversations_of(
+    pub(super) fn conversations_of(
         &self,
         user: &str,
         limit: usize,

@@ -79,7 +79,7 @@ impl Table {
 
 /// What [`Slots::admit`] decided for a new connection.
 #[derive(Debug)]
-pub enum Admission {
+pub(crate) enum Admission {
     /// The connection may be served; it holds this slot until its socket closes.
     Admitted {
         /// The connection's slot.
@@ -93,14 +93,14 @@ pub enum Admission {
 
 /// The open-connection table, shared by the accept loop and every connection. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Slots {
+pub(crate) struct Slots {
     table: Arc<Mutex<Table>>,
     max: usize,
 }
 
 impl Slots {
     /// A table admitting at most `max` connections (at least one).
-    pub fn new(max: usize) -> Slots {
+    pub(crate) fn new(max: usize) -> Slots {
         Slots {
             table: Arc::default(),
             max: max.max(1),
@@ -108,17 +108,18 @@ impl Slots {
     }
 
     /// The cap.
-    pub fn max(&self) -> usize {
+    pub(crate) fn max(&self) -> usize {
         self.max
     }
 
     /// Connections holding a slot now.
-    pub fn open(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn open(&self) -> usize {
         lock(&self.table).open.len()
     }
 
     /// Takes a slot for a new connection, evicting an idle one at the cap (see the module doc).
-    pub fn admit(&self) -> Admission {
+    pub(crate) fn admit(&self) -> Admission {
         let mut table = lock(&self.table);
         let mut evicted = false;
         if table.open.len() >= self.max {
@@ -142,7 +143,7 @@ impl Slots {
 
 /// One connection's place in the table; dropping it frees the place.
 #[derive(Debug)]
-pub struct Slot {
+pub(crate) struct Slot {
     id: u64,
     table: Arc<Mutex<Table>>,
     evict: CancellationToken,
@@ -150,13 +151,13 @@ pub struct Slot {
 
 impl Slot {
     /// Cancelled when a newer connection took this one's place: close the socket.
-    pub fn eviction(&self) -> &CancellationToken {
+    pub(crate) fn eviction(&self) -> &CancellationToken {
         &self.evict
     }
 
     /// A request head arrived: the connection is serving and cannot be evicted until
     /// [`finish_request`](Self::finish_request).
-    pub fn start_request(&self) {
+    pub(crate) fn start_request(&self) {
         self.update(|entry, _| {
             entry.activity = match entry.activity {
                 Activity::Serving(n) => Activity::Serving(n + 1),
@@ -167,7 +168,7 @@ impl Slot {
     }
 
     /// A response was fully written (or abandoned): idle again once none is left.
-    pub fn finish_request(&self) {
+    pub(crate) fn finish_request(&self) {
         self.update(|entry, clock| {
             if let Activity::Serving(n) = entry.activity {
                 entry.activity = if n > 1 {
@@ -181,7 +182,7 @@ impl Slot {
     }
 
     /// The connection switched protocols (WebSocket): never evicted from now on.
-    pub fn mark_upgraded(&self) {
+    pub(crate) fn mark_upgraded(&self) {
         self.update(|entry, _| entry.activity = Activity::Upgraded);
     }
 

@@ -11,7 +11,7 @@ use crate::hub::{ServerEvent, WireCodec, WireFormat};
 use crate::store::{Conversation, Message};
 
 /// The `/ws` JSON codec.
-pub struct TidingsJson;
+pub(crate) struct TidingsJson;
 
 impl WireCodec for TidingsJson {
     const FORMAT: WireFormat = WireFormat::TidingsJson;
@@ -157,8 +157,9 @@ impl<'a> WsFrame<'a> {
     }
 }
 
-/// The frame's `/ws` JSON, decoded (for tests and tools that inspect frames).
-pub fn to_json(frame: &crate::hub::Frame) -> Value {
+/// The frame's `/ws` JSON, decoded (for tests that inspect frames).
+#[cfg(test)]
+pub(crate) fn to_json(frame: &crate::hub::Frame) -> Value {
     serde_json::from_slice(&frame.encoded::<TidingsJson>()).expect("a frame is JSON")
 }
 

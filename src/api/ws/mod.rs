@@ -13,7 +13,7 @@
 //! that an idle session stays small. This module holds no frame logic itself: `reader.rs`,
 //! `writer.rs`, `seq.rs` (the per-conversation seq rule), `codec.rs` (how events look as `/ws` JSON).
 
-pub mod codec;
+pub(crate) mod codec;
 mod reader;
 mod seq;
 mod writer;
@@ -38,14 +38,12 @@ use crate::hub::Session;
 use reader::Reader;
 use writer::Writer;
 
-pub use writer::CLOSE_TIMEOUT;
-
 /// Replies and resume requests the reader may have waiting for the writer; a client that
 /// does not read its answers is slowed down here, not buffered.
 const CONTROL_CAPACITY: usize = 8;
 
 /// `GET /ws` → 101 and a session, or a problem (401, 429, 503, 400 for a non-upgrade request).
-pub async fn upgrade(
+pub(crate) async fn upgrade(
     State(state): State<AppState>,
     Caller(caller): Caller,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,

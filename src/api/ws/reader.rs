@@ -140,7 +140,7 @@ impl Reader {
     /// Handles client frames until the session closes, the client leaves or the server stops;
     /// then drops `handling` (the server waits for that on shutdown) and reads on, discarding,
     /// until the close handshake is done.
-    pub async fn run<St>(mut self, mut stream: St, handling: TaskTrackerToken)
+    pub(super) async fn run<St>(mut self, mut stream: St, handling: TaskTrackerToken)
     where
         St: Stream<Item = Result<Message, axum::Error>> + Unpin,
     {

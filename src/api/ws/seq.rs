@@ -31,7 +31,7 @@ pub(super) struct SeqTracker {
 
 impl SeqTracker {
     /// The verdict on a `message` frame of `conversation` with `seq`.
-    pub fn check(&self, conversation: &str, seq: u64) -> Verdict {
+    pub(super) fn check(&self, conversation: &str, seq: u64) -> Verdict {
         match self.next.get(conversation) {
             None => Verdict::Write,
             Some(&next) if seq < next => Verdict::Duplicate,
@@ -41,19 +41,19 @@ impl SeqTracker {
     }
 
     /// Records that the message `seq` of `conversation` was written.
-    pub fn written(&mut self, conversation: &Arc<str>, seq: u64) {
+    pub(super) fn written(&mut self, conversation: &Arc<str>, seq: u64) {
         let next = self.next.entry(conversation.clone()).or_insert(0);
         *next = (*next).max(seq + 1);
     }
 
     /// Forgets `conversation` (the user left it): if it joins again, its first live message
     /// starts anew instead of filling the gap of the time it was out.
-    pub fn forget(&mut self, conversation: &str) {
+    pub(super) fn forget(&mut self, conversation: &str) {
         self.next.remove(conversation);
     }
 
     /// The client has seen `conversation` up to `last_seen`: expect `last_seen + 1` next.
-    pub fn resume_from(&mut self, conversation: &Arc<str>, last_seen: u64) {
+    pub(super) fn resume_from(&mut self, conversation: &Arc<str>, last_seen: u64) {
         self.next.insert(conversation.clone(), last_seen + 1);
     }
 }

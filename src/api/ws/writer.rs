@@ -42,11 +42,11 @@ const MAX_WRITE_BATCH: usize = 256;
 /// Messages per store read while replaying.
 const REPLAY_PAGE: usize = 200;
 /// How long a close frame (and, on shutdown, the frames queued before it) may take to go out.
-pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Ping intervals without a word from the client after which the session is closed.
 const MISSED_PINGS: u32 = 2;
 /// How long after `ready` the queue waits for the client's first frame (a `resume`, usually).
-pub const RESUME_WINDOW: Duration = Duration::from_secs(1);
+pub(super) const RESUME_WINDOW: Duration = Duration::from_secs(1);
 
 /// What the reader hands the writer.
 #[derive(Debug)]
@@ -99,7 +99,7 @@ where
     S: Sink<Message, Error = axum::Error> + Unpin,
 {
     /// Writes `ready`, serves the session until it closes, and closes the connection.
-    pub async fn run(mut self) {
+    pub(super) async fn run(mut self) {
         let handle = self.session.handle().clone();
         let ready = frame::ready(handle.user_id(), handle.id());
         let reason = match self.write_now(&ready).await {

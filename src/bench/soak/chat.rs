@@ -21,40 +21,40 @@ const RECENT: usize = 16;
 
 /// The shape of the world, from the options.
 #[derive(Debug, Clone, Copy)]
-pub struct Shape {
+pub(crate) struct Shape {
     /// Users in all.
-    pub users: usize,
+    pub(crate) users: usize,
     /// Two-member conversations.
-    pub pairs: usize,
+    pub(crate) pairs: usize,
     /// Larger conversations.
-    pub groups: usize,
+    pub(crate) groups: usize,
     /// Members of each larger conversation.
-    pub group_members: usize,
+    pub(crate) group_members: usize,
     /// Users with a slow-consumer session: members of every larger conversation.
-    pub slow_users: usize,
+    pub(crate) slow_users: usize,
 }
 
 /// Users, tokens and conversations of one run.
-pub struct World {
+pub(crate) struct World {
     /// User ids, by index.
-    pub user_ids: Vec<String>,
+    pub(crate) user_ids: Vec<String>,
     /// Bearer tokens, by user index.
-    pub tokens: Vec<String>,
+    pub(crate) tokens: Vec<String>,
     /// Conversation ids, by index: the pairs first, then the groups.
-    pub conversations: Vec<String>,
+    pub(crate) conversations: Vec<String>,
     /// Members (user indexes) of each conversation.
-    pub members: Vec<Vec<usize>>,
+    pub(crate) members: Vec<Vec<usize>>,
     /// Conversation index by id.
-    pub index: HashMap<String, usize>,
+    pub(crate) index: HashMap<String, usize>,
     /// How many of the conversations are pairs (the rest are groups).
-    pub pairs: usize,
+    pub(crate) pairs: usize,
 }
 
 impl World {
     /// Users and memberships (nothing created on the server yet). Pair i joins users i and
     /// i + 1 + (i / users) (mod users); group g has the slow users first, then users spread
     /// from g·members.
-    pub fn new(shape: Shape, run: &str, authenticator: &Authenticator) -> World {
+    pub(crate) fn new(shape: Shape, run: &str, authenticator: &Authenticator) -> World {
         let user_ids: Vec<String> = (0..shape.users)
             .map(|i| format!("soak-{run}-u{i}"))
             .collect();
@@ -98,7 +98,7 @@ impl World {
     }
 
     /// Creates every conversation on the server (the first member creates it).
-    pub async fn create(&self, client: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+    pub(crate) async fn create(&self, client: &reqwest::Client, base: &str) -> anyhow::Result<()> {
         for (c, id) in self.conversations.iter().enumerate() {
             let members = &self.members[c];
             let others: Vec<&str> = members[1..]
@@ -123,7 +123,7 @@ impl World {
     }
 
     /// A conversation for the next operation: a group with probability `group_share`.
-    pub fn pick_conversation(&self, group_share: f64) -> usize {
+    pub(crate) fn pick_conversation(&self, group_share: f64) -> usize {
         let groups = self.conversations.len() - self.pairs;
         if groups > 0 && (self.pairs == 0 || random_chance(group_share)) {
             self.pairs + random_below(groups)
@@ -133,22 +133,22 @@ impl World {
     }
 
     /// A random member of conversation `c`.
-    pub fn pick_member(&self, c: usize) -> usize {
+    pub(crate) fn pick_member(&self, c: usize) -> usize {
         let members = &self.members[c];
         members[random_below(members.len())]
     }
 }
 
 /// Live sessions per user, as the soak's own clients know them.
-pub struct Presence {
+pub(crate) struct Presence {
     online: Vec<AtomicU32>,
     /// Sessions open now, over all users.
-    pub live: AtomicU64,
+    pub(crate) live: AtomicU64,
 }
 
 impl Presence {
     /// Nobody online.
-    pub fn new(users: usize) -> Presence {
+    pub(crate) fn new(users: usize) -> Presence {
         Presence {
             online: (0..users).map(|_| AtomicU32::new(0)).collect(),
             live: AtomicU64::new(0),
@@ -156,20 +156,20 @@ impl Presence {
     }
 
     /// A session of `user` opened.
-    pub fn opened(&self, user: usize) {
+    pub(crate) fn opened(&self, user: usize) {
         self.online[user].fetch_add(1, Ordering::Relaxed);
         self.live.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A session of `user` ended.
-    pub fn closed(&self, user: usize) {
+    pub(crate) fn closed(&self, user: usize) {
         self.online[user].fetch_sub(1, Ordering::Relaxed);
         self.live.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Members of `c` other than `sender` with no session: who a notification is due to
     /// (approximately: sessions open and close around the moment the server decides).
-    pub fn offline_recipients(&self, world: &World, c: usize, sender: usize) -> u64 {
+    pub(crate) fn offline_recipients(&self, world: &World, c: usize, sender: usize) -> u64 {
         world.members[c]
             .iter()
             .filter(|&&u| u != sender && self.online[u].load(Ordering::Relaxed) == 0)
@@ -179,24 +179,24 @@ impl Presence {
 
 /// A message the server acknowledged, kept as an edit or delete target.
 #[derive(Debug, Clone)]
-pub struct Recent {
+pub(crate) struct Recent {
     /// Its id.
-    pub id: String,
+    pub(crate) id: String,
     /// The user who sent it (the only one who may edit or delete it).
-    pub sender: usize,
+    pub(crate) sender: usize,
 }
 
 /// Every acknowledged message, by conversation.
-pub struct Ledger {
+pub(crate) struct Ledger {
     acked: Mutex<Vec<Vec<u128>>>,
     recent: Mutex<Vec<VecDeque<Recent>>>,
     /// Acknowledged sends so far.
-    pub total: AtomicU64,
+    pub(crate) total: AtomicU64,
 }
 
 impl Ledger {
     /// An empty ledger for `conversations` conversations.
-    pub fn new(conversations: usize) -> Ledger {
+    pub(crate) fn new(conversations: usize) -> Ledger {
         Ledger {
             acked: Mutex::new(vec![Vec::new(); conversations]),
             recent: Mutex::new(vec![VecDeque::new(); conversations]),
@@ -205,7 +205,7 @@ impl Ledger {
     }
 
     /// Records a 202 for message `id` in conversation `c`.
-    pub fn acknowledge(&self, c: usize, id: &str, sender: usize) -> anyhow::Result<()> {
+    pub(crate) fn acknowledge(&self, c: usize, id: &str, sender: usize) -> anyhow::Result<()> {
         let uuid = uuid::Uuid::parse_str(id)
             .with_context(|| format!("the 202 named a message id that is no UUID: {id:?}"))?;
         self.acked.lock()[c].push(uuid.as_u128());
@@ -222,19 +222,19 @@ impl Ledger {
     }
 
     /// A recent message of `c` to edit (it stays a target).
-    pub fn edit_target(&self, c: usize) -> Option<Recent> {
+    pub(crate) fn edit_target(&self, c: usize) -> Option<Recent> {
         let recent = self.recent.lock();
         let list = &recent[c];
         (!list.is_empty()).then(|| list[random_below(list.len())].clone())
     }
 
     /// A recent message of `c` to delete (no longer a target afterwards).
-    pub fn delete_target(&self, c: usize) -> Option<Recent> {
+    pub(crate) fn delete_target(&self, c: usize) -> Option<Recent> {
         self.recent.lock()[c].pop_front()
     }
 
     /// The acknowledged ids of every conversation (taken at the end of the run).
-    pub fn acknowledged(&self) -> Vec<Vec<u128>> {
+    pub(crate) fn acknowledged(&self) -> Vec<Vec<u128>> {
         self.acked.lock().clone()
     }
 }

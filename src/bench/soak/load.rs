@@ -65,28 +65,28 @@ impl Op {
 
 /// How the load runs.
 #[derive(Debug, Clone, Copy)]
-pub struct LoadPlan {
+pub(crate) struct LoadPlan {
     /// Operations per second in all.
-    pub rate: u64,
+    pub(crate) rate: u64,
     /// Content bytes of a send.
-    pub size: usize,
+    pub(crate) size: usize,
     /// Share of operations that go to a larger conversation.
-    pub group_share: f64,
+    pub(crate) group_share: f64,
 }
 
 /// What the load did (the acknowledged sends are in the ledger).
 #[derive(Debug, Default)]
-pub struct LoadCounters {
+pub(crate) struct LoadCounters {
     /// Edits answered 202.
-    pub edits: AtomicU64,
+    pub(crate) edits: AtomicU64,
     /// Deletes answered 202.
-    pub deletes: AtomicU64,
+    pub(crate) deletes: AtomicU64,
     /// Read marks answered 204.
-    pub read_marks: AtomicU64,
+    pub(crate) read_marks: AtomicU64,
     /// Ticks skipped: the server was restarting, or every request slot was busy.
-    pub skipped: AtomicU64,
+    pub(crate) skipped: AtomicU64,
     /// Notifications due by the soak's own view of who was offline at each 202.
-    pub notifications_expected: AtomicU64,
+    pub(crate) notifications_expected: AtomicU64,
     errors: Mutex<BTreeMap<String, u64>>,
 }
 
@@ -97,7 +97,7 @@ impl LoadCounters {
     }
 
     /// Failed operations by `"KIND STATUS"` (status 0: no answer, e.g. the server was killed).
-    pub fn errors(&self) -> BTreeMap<String, u64> {
+    pub(crate) fn errors(&self) -> BTreeMap<String, u64> {
         self.errors.lock().clone()
     }
 }
@@ -105,22 +105,22 @@ impl LoadCounters {
 /// One summary of the load for the report.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct LoadReport {
+pub(crate) struct LoadReport {
     /// Edits answered 202.
-    pub edits: u64,
+    pub(crate) edits: u64,
     /// Deletes answered 202.
-    pub deletes: u64,
+    pub(crate) deletes: u64,
     /// Read marks answered 204.
-    pub read_marks: u64,
+    pub(crate) read_marks: u64,
     /// Operations not started: the server was restarting, or every slot was busy.
-    pub skipped: u64,
+    pub(crate) skipped: u64,
     /// Failed operations by `"KIND STATUS"` (0: no answer).
-    pub errors: BTreeMap<String, u64>,
+    pub(crate) errors: BTreeMap<String, u64>,
 }
 
 impl LoadCounters {
     /// The report's view.
-    pub fn report(&self) -> LoadReport {
+    pub(crate) fn report(&self) -> LoadReport {
         LoadReport {
             edits: self.edits.load(Ordering::Relaxed),
             deletes: self.deletes.load(Ordering::Relaxed),
@@ -132,7 +132,7 @@ impl LoadCounters {
 }
 
 /// Runs the schedule until `stop`, then waits for the requests in flight.
-pub async fn run(shared: Arc<Shared>, plan: LoadPlan, stop: CancellationToken) {
+pub(crate) async fn run(shared: Arc<Shared>, plan: LoadPlan, stop: CancellationToken) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     let content = "x".repeat(plan.size.max(1));
     let interval = Duration::from_secs_f64(1.0 / plan.rate.max(1) as f64);

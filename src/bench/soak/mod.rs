@@ -2,11 +2,11 @@
 //! and restarts itself, checking that memory, descriptors and disk stay flat once warm and
 //! that every acknowledged message is kept exactly once.
 //!
-//! Layout: [`server`] starts and stops the `tidings serve` child; [`receiver`] is the webhook
-//! endpoint its notification sink posts to (failing 10 % of requests); [`chat`] holds the
-//! users, conversations and the ledger of 202s; [`load`] sends, edits, deletes and marks read
-//! at a fixed rate; [`sessions`] are the WebSocket clients that come and go (and the slow
-//! consumers); [`samples`] measures the server over time; [`verify`] checks history at the end.
+//! Layout: `server` starts and stops the `tidings serve` child; `receiver` is the webhook
+//! endpoint its notification sink posts to (failing 10 % of requests); `chat` holds the
+//! users, conversations and the ledger of 202s; `load` sends, edits, deletes and marks read
+//! at a fixed rate; `sessions` are the WebSocket clients that come and go (and the slow
+//! consumers); `samples` measures the server over time; `verify` checks history at the end.
 //! This file runs the phases in order and reports.
 //!
 //! It drives the server from outside only, through the documented HTTP and WebSocket API.
@@ -35,7 +35,7 @@ use chat::{Ledger, Presence, Shape, World};
 use random::{hex, random_bytes};
 use server::{RunningServer, ServerCommand, Stop};
 use summary::print_summary;
-pub use summary::{BenchSoakReport, Notifications};
+pub(crate) use summary::{BenchSoakReport, Notifications};
 
 /// Share of webhook requests the receiver answers 503.
 const WEBHOOK_FAILURES: f64 = 0.10;
@@ -50,53 +50,53 @@ const NOTIFY_DRAIN: Duration = Duration::from_secs(20);
 pub struct BenchSoakArgs {
     /// How long the load runs, e.g. 60s, 1h.
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
-    pub duration: Duration,
+    pub(crate) duration: Duration,
     /// Chat writes per second in all (85 % sends, 6 % edits, 3 % deletes, 6 % read marks).
     #[arg(long, default_value_t = 200)]
-    pub rate: u64,
+    pub(crate) rate: u64,
     /// Restart the server this often, alternately with SIGTERM and SIGKILL.
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
-    pub restart_every: Duration,
+    pub(crate) restart_every: Duration,
     /// Measure the server this often.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    pub sample_every: Duration,
+    pub(crate) sample_every: Duration,
     /// The CSV file the samples go to.
     #[arg(long, default_value = "soak.csv")]
-    pub out: PathBuf,
+    pub(crate) out: PathBuf,
     /// The server's data directory (kept) [default: a temporary one, removed afterwards].
     #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
+    pub(crate) data_dir: Option<PathBuf>,
     /// Users in all.
     #[arg(long, default_value_t = 100)]
-    pub users: usize,
+    pub(crate) users: usize,
     /// Two-member conversations.
     #[arg(long, default_value_t = 60)]
-    pub pairs: usize,
+    pub(crate) pairs: usize,
     /// Larger conversations.
     #[arg(long, default_value_t = 4)]
-    pub groups: usize,
+    pub(crate) groups: usize,
     /// Members of each larger conversation.
     #[arg(long, default_value_t = 10)]
-    pub group_members: usize,
+    pub(crate) group_members: usize,
     /// Share of writes that go to a larger conversation (0 to 1).
     #[arg(long, default_value_t = 0.2)]
-    pub group_share: f64,
+    pub(crate) group_share: f64,
     /// Users with a WebSocket client that comes and goes (the rest stay offline).
     #[arg(long, default_value_t = 60)]
-    pub sessions: usize,
+    pub(crate) sessions: usize,
     /// Slow consumers (members of every larger conversation) that stop reading until the
     /// server closes them with 4008.
     #[arg(long, default_value_t = 2)]
-    pub slow_consumers: usize,
+    pub(crate) slow_consumers: usize,
     /// Message content size in bytes.
     #[arg(long, default_value_t = 100)]
-    pub size: usize,
+    pub(crate) size: usize,
     /// The server's durability mode.
     #[arg(long, default_value = "always")]
-    pub durability: String,
+    pub(crate) durability: String,
     /// Print one JSON object instead of a summary.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 /// What the clients, the load and the sampler share.

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 /// A uniformly random `u64` (0 if the OS has no randomness: the soak then loses variety, not
 /// correctness).
-pub fn random_u64() -> u64 {
+pub(crate) fn random_u64() -> u64 {
     getrandom::u64().unwrap_or(0)
 }
 
 /// A uniformly random index below `n` (0 when `n` is 0).
-pub fn random_below(n: usize) -> usize {
+pub(crate) fn random_below(n: usize) -> usize {
     if n == 0 {
         return 0;
     }
@@ -19,17 +19,17 @@ pub fn random_below(n: usize) -> usize {
 }
 
 /// True with probability `p`.
-pub fn random_chance(p: f64) -> bool {
+pub(crate) fn random_chance(p: f64) -> bool {
     ((random_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
 }
 
 /// A random duration between `low` and `high`.
-pub fn random_between(low: Duration, high: Duration) -> Duration {
+pub(crate) fn random_between(low: Duration, high: Duration) -> Duration {
     let span = high.saturating_sub(low).as_millis() as u64;
     low + Duration::from_millis(random_u64() % (span + 1))
 }
 
-pub fn random_bytes<const N: usize>() -> [u8; N] {
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
     for chunk in bytes.chunks_mut(8) {
         let r = random_u64().to_le_bytes();
@@ -38,7 +38,7 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     bytes
 }
 
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -26,15 +26,15 @@ const MAX_REQUEST_BYTES: usize = 1 << 20;
 
 /// What the receiver counted.
 #[derive(Default)]
-pub struct Inbox {
+pub(crate) struct Inbox {
     /// Requests read.
-    pub received: AtomicU64,
+    pub(crate) received: AtomicU64,
     /// Answered 200.
-    pub accepted: AtomicU64,
+    pub(crate) accepted: AtomicU64,
     /// Answered 503 on purpose.
-    pub refused: AtomicU64,
+    pub(crate) refused: AtomicU64,
     /// Requests whose signature did not match.
-    pub bad_signatures: AtomicU64,
+    pub(crate) bad_signatures: AtomicU64,
     /// Hashes of the (messageId, recipientId) pairs answered 200.
     delivered: Mutex<HashSet<u64>>,
 }
@@ -42,22 +42,22 @@ pub struct Inbox {
 /// The receiver's counts in the report.
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct InboxCounts {
+pub(crate) struct InboxCounts {
     /// Requests read.
-    pub received: u64,
+    pub(crate) received: u64,
     /// Answered 200.
-    pub accepted: u64,
+    pub(crate) accepted: u64,
     /// Answered 503 on purpose.
-    pub refused: u64,
+    pub(crate) refused: u64,
     /// Requests whose HMAC signature did not match.
-    pub bad_signatures: u64,
+    pub(crate) bad_signatures: u64,
     /// Distinct notifications (message, recipient) answered 200.
-    pub distinct_delivered: u64,
+    pub(crate) distinct_delivered: u64,
 }
 
 impl Inbox {
     /// The counts so far.
-    pub fn counts(&self) -> InboxCounts {
+    pub(crate) fn counts(&self) -> InboxCounts {
         InboxCounts {
             received: self.received.load(Ordering::Relaxed),
             accepted: self.accepted.load(Ordering::Relaxed),
@@ -68,7 +68,7 @@ impl Inbox {
     }
 
     /// Distinct notifications answered 200.
-    pub fn distinct_delivered(&self) -> u64 {
+    pub(crate) fn distinct_delivered(&self) -> u64 {
         self.delivered.lock().len() as u64
     }
 
@@ -89,15 +89,15 @@ impl Inbox {
 }
 
 /// A running receiver.
-pub struct Receiver {
+pub(crate) struct Receiver {
     /// The URL the sink posts to.
-    pub url: String,
+    pub(crate) url: String,
     /// What it counted.
-    pub inbox: Arc<Inbox>,
+    pub(crate) inbox: Arc<Inbox>,
 }
 
 /// Binds 127.0.0.1:0 and serves until `stop`; `refuse` is the fraction answered 503.
-pub async fn start(
+pub(crate) async fn start(
     secret: String,
     refuse: f64,
     stop: CancellationToken,

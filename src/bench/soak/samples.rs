@@ -34,30 +34,30 @@ const FLAT_RATIO: f64 = 1.2;
 /// One row.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Sample {
+pub(crate) struct Sample {
     /// Seconds since the load started.
-    pub elapsed_s: f64,
+    pub(crate) elapsed_s: f64,
     /// The server's process id (0: restarting).
-    pub server_pid: u32,
+    pub(crate) server_pid: u32,
     /// Its resident set, KiB.
-    pub rss_kib: Option<u64>,
+    pub(crate) rss_kib: Option<u64>,
     /// Its open descriptors.
-    pub fds: Option<u64>,
+    pub(crate) fds: Option<u64>,
     /// Bytes of the files in the data directory.
-    pub disk_bytes: u64,
+    pub(crate) disk_bytes: u64,
     /// Acknowledged sends so far.
-    pub acked: u64,
+    pub(crate) acked: u64,
     /// Acknowledged sends per second since the previous sample.
-    pub sends_per_s: f64,
+    pub(crate) sends_per_s: f64,
     /// The soak's sessions open now.
-    pub sessions: u64,
+    pub(crate) sessions: u64,
     /// Webhook requests answered 200 so far.
-    pub notified: u64,
+    pub(crate) notified: u64,
     /// Sessions the server closed with 4008 so far, over every server process (as of each
     /// process's last sample).
-    pub closed_slow: u64,
+    pub(crate) closed_slow: u64,
     /// Restarts so far.
-    pub restarts: u64,
+    pub(crate) restarts: u64,
 }
 
 impl Sample {
@@ -149,17 +149,17 @@ fn parse_counter(text: &str, name: &str) -> Option<u64> {
 }
 
 /// What the sampler reads besides the shared state.
-pub struct Probe {
+pub(crate) struct Probe {
     /// The running server's pid (0 while it restarts).
-    pub pid: Arc<AtomicU32>,
+    pub(crate) pid: Arc<AtomicU32>,
     /// Restarts so far.
-    pub restarts: Arc<AtomicU64>,
+    pub(crate) restarts: Arc<AtomicU64>,
     /// The data directory.
-    pub data_dir: PathBuf,
+    pub(crate) data_dir: PathBuf,
 }
 
 /// Samples every `every` until `stop`, writing rows to `out`; returns every sample.
-pub async fn run(
+pub(crate) async fn run(
     shared: Arc<Shared>,
     probe: Probe,
     every: Duration,
@@ -218,34 +218,34 @@ fn take(shared: &Shared, probe: &Probe, started: Instant, previous: Option<&Samp
 /// Whether memory and descriptors stayed flat once warm.
 #[derive(Debug, Clone, Serialize, Default)]
 #[serde(rename_all = "camelCase")]
-pub struct Flatness {
+pub(crate) struct Flatness {
     /// Median RSS of the middle third of the run, MiB.
-    pub rss_middle_mib: Option<f64>,
+    pub(crate) rss_middle_mib: Option<f64>,
     /// Median RSS of the last third, MiB.
-    pub rss_last_mib: Option<f64>,
+    pub(crate) rss_last_mib: Option<f64>,
     /// Last / middle.
-    pub rss_ratio: Option<f64>,
+    pub(crate) rss_ratio: Option<f64>,
     /// Last − middle, MiB.
-    pub rss_growth_mib: Option<f64>,
+    pub(crate) rss_growth_mib: Option<f64>,
     /// Median open descriptors of the middle third.
-    pub fds_middle: Option<f64>,
+    pub(crate) fds_middle: Option<f64>,
     /// Median open descriptors of the last third.
-    pub fds_last: Option<f64>,
+    pub(crate) fds_last: Option<f64>,
     /// Last / middle.
-    pub fds_ratio: Option<f64>,
+    pub(crate) fds_ratio: Option<f64>,
     /// Last − middle.
-    pub fds_growth: Option<f64>,
+    pub(crate) fds_growth: Option<f64>,
     /// Growth of the data directory over the last two thirds (least squares), MiB per hour.
-    pub disk_growth_mib_per_hour: Option<f64>,
+    pub(crate) disk_growth_mib_per_hour: Option<f64>,
     /// Disk growth per acknowledged send over the same span, bytes.
-    pub disk_bytes_per_acked: Option<f64>,
+    pub(crate) disk_bytes_per_acked: Option<f64>,
     /// RSS and descriptors both flat: last third at most 1.2x the middle one, or grown by at
     /// most 32 MiB and 16 descriptors.
-    pub flat: bool,
+    pub(crate) flat: bool,
 }
 
 /// Compares the middle third of the samples with the last third.
-pub fn flatness(samples: &[Sample]) -> Flatness {
+pub(crate) fn flatness(samples: &[Sample]) -> Flatness {
     let Some(end) = samples.last().map(|s| s.elapsed_s) else {
         return Flatness::default();
     };

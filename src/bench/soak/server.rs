@@ -22,31 +22,31 @@ const GRACEFUL_STOP: Duration = Duration::from_secs(60);
 
 /// How to start the server: the same flags every time, only the port changes.
 #[derive(Debug, Clone)]
-pub struct ServerCommand {
+pub(crate) struct ServerCommand {
     /// The `tidings` executable.
-    pub exe: PathBuf,
+    pub(crate) exe: PathBuf,
     /// The data directory every start reuses.
-    pub data_dir: PathBuf,
+    pub(crate) data_dir: PathBuf,
     /// The configuration file (the webhook sink and the WebSocket queue).
-    pub config: PathBuf,
+    pub(crate) config: PathBuf,
     /// Where the server's stderr goes (appended).
-    pub log_file: PathBuf,
+    pub(crate) log_file: PathBuf,
     /// `--durability`.
-    pub durability: String,
+    pub(crate) durability: String,
 }
 
 /// A running server child.
-pub struct RunningServer {
+pub(crate) struct RunningServer {
     child: Child,
     /// `http://127.0.0.1:PORT`.
-    pub base: String,
+    pub(crate) base: String,
     /// Its process id.
-    pub pid: u32,
+    pub(crate) pid: u32,
 }
 
 /// How a server was stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stop {
+pub(crate) enum Stop {
     /// SIGTERM, then wait for exit.
     Graceful,
     /// SIGKILL.
@@ -55,7 +55,7 @@ pub enum Stop {
 
 impl ServerCommand {
     /// Starts the server and waits until it is ready.
-    pub async fn start(&self) -> anyhow::Result<RunningServer> {
+    pub(crate) async fn start(&self) -> anyhow::Result<RunningServer> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -134,13 +134,13 @@ async fn wait_ready(base: &str) -> anyhow::Result<()> {
 
 impl RunningServer {
     /// Whether the process already ended on its own (a crash the soak did not cause).
-    pub fn exited(&mut self) -> bool {
+    pub(crate) fn exited(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
     /// Stops the server. A graceful stop must end with exit status 0 in time; one that does not
     /// is an error, and the process is killed (it is gone either way when this returns).
-    pub async fn stop(mut self, how: Stop) -> anyhow::Result<()> {
+    pub(crate) async fn stop(mut self, how: Stop) -> anyhow::Result<()> {
         match how {
             Stop::Kill => {
                 self.child
@@ -179,7 +179,7 @@ async fn sigterm(pid: u32) -> anyhow::Result<()> {
 }
 
 /// Resident set (KiB) and open descriptors of process `pid`, `None` when it is gone.
-pub fn process_figures(pid: u32) -> (Option<u64>, Option<u64>) {
+pub(crate) fn process_figures(pid: u32) -> (Option<u64>, Option<u64>) {
     // A killed process not reaped yet has no VmRSS and no descriptors: it counts as gone.
     let Some(rss) = crate::bench::report::resident_kib(Some(pid)) else {
         return (None, None);
@@ -191,7 +191,7 @@ pub fn process_figures(pid: u32) -> (Option<u64>, Option<u64>) {
 }
 
 /// Sum of the sizes of every file below `dir`.
-pub fn disk_bytes(dir: &Path) -> u64 {
+pub(crate) fn disk_bytes(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };

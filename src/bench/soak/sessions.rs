@@ -49,16 +49,16 @@ const SLOW_DRAIN: Duration = Duration::from_secs(10);
 
 /// How long a session stays, and how long its user then stays offline.
 #[derive(Debug, Clone, Copy)]
-pub struct Timing {
+pub(crate) struct Timing {
     /// Shortest and longest stay.
-    pub stay: (Duration, Duration),
+    pub(crate) stay: (Duration, Duration),
     /// Shortest and longest time offline between two sessions.
-    pub offline: (Duration, Duration),
+    pub(crate) offline: (Duration, Duration),
 }
 
 /// What the clients counted.
 #[derive(Debug, Default)]
-pub struct SessionCounters {
+pub(crate) struct SessionCounters {
     connects: AtomicU64,
     connect_failures: AtomicU64,
     clean_drops: AtomicU64,
@@ -75,35 +75,35 @@ pub struct SessionCounters {
 /// The clients' counts in the report.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct SessionReport {
+pub(crate) struct SessionReport {
     /// Sessions opened (`ready` received).
-    pub connects: u64,
+    pub(crate) connects: u64,
     /// Attempts that got no session (the server was restarting, mostly).
-    pub connect_failures: u64,
+    pub(crate) connect_failures: u64,
     /// Sessions the client closed with a close frame.
-    pub clean_drops: u64,
+    pub(crate) clean_drops: u64,
     /// Sessions the client dropped by closing the TCP socket.
-    pub abrupt_drops: u64,
+    pub(crate) abrupt_drops: u64,
     /// `resume` frames the server acknowledged.
-    pub resumes: u64,
+    pub(crate) resumes: u64,
     /// `message` frames received.
-    pub messages: u64,
+    pub(crate) messages: u64,
     /// A `seq` skipped in a conversation the client had seen (must be 0).
-    pub gaps: u64,
+    pub(crate) gaps: u64,
     /// A `seq` received again (must be 0).
-    pub duplicates: u64,
+    pub(crate) duplicates: u64,
     /// Sessions ended by the server, by close code (0: the connection just ended, e.g. a kill).
-    pub closed_by_server: BTreeMap<u16, u64>,
+    pub(crate) closed_by_server: BTreeMap<u16, u64>,
     /// Slow consumers' stalls.
-    pub slow_stalls: u64,
+    pub(crate) slow_stalls: u64,
     /// How slow consumers' sessions ended after a stall, by close code (4008 expected; 0: the
     /// connection ended without a close frame we could read; 1: still open, we closed it).
-    pub slow_closed: BTreeMap<u16, u64>,
+    pub(crate) slow_closed: BTreeMap<u16, u64>,
 }
 
 impl SessionCounters {
     /// The report's view.
-    pub fn report(&self) -> SessionReport {
+    pub(crate) fn report(&self) -> SessionReport {
         let map = |m: &Mutex<BTreeMap<u16, u64>>| m.lock().clone();
         let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
         SessionReport {
@@ -139,22 +139,22 @@ enum Ended {
 }
 
 /// One user's device, in a loop until `stop`.
-pub struct Client {
+pub(crate) struct Client {
     /// What the clients share.
-    pub shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     /// The user (index).
-    pub user: usize,
+    pub(crate) user: usize,
     /// A slow consumer?
-    pub slow: bool,
+    pub(crate) slow: bool,
     /// Stays and offline times.
-    pub timing: Timing,
+    pub(crate) timing: Timing,
     /// Ends the loop.
-    pub stop: CancellationToken,
+    pub(crate) stop: CancellationToken,
 }
 
 impl Client {
     /// Connects, stays, drops, waits, again, until the soak stops.
-    pub async fn run(self) {
+    pub(crate) async fn run(self) {
         let mut seen: HashMap<usize, u64> = HashMap::new();
         let counters = &self.shared.sessions;
         while !self.stop.is_cancelled() {

@@ -8,68 +8,68 @@ use super::{load, receiver, samples, sessions, verify};
 /// What one run found.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct BenchSoakReport {
+pub(crate) struct BenchSoakReport {
     /// The server's durability mode.
-    pub durability: String,
+    pub(crate) durability: String,
     /// Wall time of the load, s.
-    pub seconds: f64,
+    pub(crate) seconds: f64,
     /// Target writes/s.
-    pub rate: u64,
+    pub(crate) rate: u64,
     /// The history check (acked, found, lost, duplicated, seq gaps …).
     #[serde(flatten)]
-    pub history: verify::HistoryCheck,
+    pub(crate) history: verify::HistoryCheck,
     /// Restarts during the load (the final one not counted).
-    pub restarts: u64,
+    pub(crate) restarts: u64,
     /// Of which graceful (SIGTERM).
-    pub graceful_restarts: u64,
+    pub(crate) graceful_restarts: u64,
     /// Of which SIGKILL.
-    pub killed_restarts: u64,
+    pub(crate) killed_restarts: u64,
     /// Times the server had ended by itself when a restart came.
-    pub unexpected_exits: u64,
+    pub(crate) unexpected_exits: u64,
     /// Whether the server came back after every stop (restarts and the final one).
-    pub server_came_back: bool,
+    pub(crate) server_came_back: bool,
     /// Why it did not, if it did not (the run ended there).
-    pub failure: Option<String>,
+    pub(crate) failure: Option<String>,
     /// Graceful stops (SIGTERM) that did not end with exit 0 within 60 s; the soak then killed
     /// the server and went on. Each fails the run.
-    pub stop_failures: Vec<String>,
+    pub(crate) stop_failures: Vec<String>,
     /// Samples written to the CSV.
-    pub samples: usize,
+    pub(crate) samples: usize,
     /// Sessions the server closed with 4008 (slow consumers), from its metrics.
-    pub closed_slow_by_server: u64,
+    pub(crate) closed_slow_by_server: u64,
     /// The CSV file.
-    pub csv: String,
+    pub(crate) csv: String,
     /// The HTTP load.
-    pub load: load::LoadReport,
+    pub(crate) load: load::LoadReport,
     /// The WebSocket clients.
-    pub sessions: sessions::SessionReport,
+    pub(crate) sessions: sessions::SessionReport,
     /// Notifications: the webhook's counts and the server's topics.
-    pub notifications: Notifications,
+    pub(crate) notifications: Notifications,
     /// Memory, descriptors and disk over time.
-    pub flatness: samples::Flatness,
+    pub(crate) flatness: samples::Flatness,
     /// CPU the generator used, in cores.
-    pub generator_cpu_cores: f64,
+    pub(crate) generator_cpu_cores: f64,
     /// Passed: nothing lost or duplicated, history dense, the server always came back.
-    pub passed: bool,
+    pub(crate) passed: bool,
 }
 
 /// Notifications, received against expected (not required to match: sessions open and close
 /// around the moment the server decides who is offline).
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Notifications {
+pub(crate) struct Notifications {
     /// The webhook receiver's counts.
     #[serde(flatten)]
-    pub inbox: receiver::InboxCounts,
+    pub(crate) inbox: receiver::InboxCounts,
     /// Due by the soak's own view of who was offline at each 202.
-    pub expected_approx: u64,
+    pub(crate) expected_approx: u64,
     /// Records in `message.new` (what the server produced).
-    pub produced: u64,
+    pub(crate) produced: u64,
     /// Records in `message.new.dlq` (given up after both attempts failed).
-    pub dead_lettered: u64,
+    pub(crate) dead_lettered: u64,
 }
 
-pub fn print_summary(r: &BenchSoakReport) {
+pub(crate) fn print_summary(r: &BenchSoakReport) {
     println!(
         "soak: {:.0} s at {} writes/s, durability {}, {} restarts ({} graceful, {} killed), \
          {} samples in {}",

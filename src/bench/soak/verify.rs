@@ -24,22 +24,22 @@ const CATCH_UP: Duration = Duration::from_secs(120);
 /// What the history check found.
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct HistoryCheck {
+pub(crate) struct HistoryCheck {
     /// Messages acknowledged with a 202.
-    pub acked: u64,
+    pub(crate) acked: u64,
     /// Acknowledged messages found in history.
-    pub found: u64,
+    pub(crate) found: u64,
     /// Acknowledged messages not in history (must be 0).
-    pub lost: u64,
+    pub(crate) lost: u64,
     /// Acknowledged messages in history more than once (must be 0).
-    pub duplicated: u64,
+    pub(crate) duplicated: u64,
     /// Places where a history's `seq` is not the previous one + 1 (must be 0).
-    pub seq_gaps: u64,
+    pub(crate) seq_gaps: u64,
     /// Messages in history that were never acknowledged (sends in flight at a kill, or whose
     /// 202 did not arrive): allowed.
-    pub unacknowledged_stored: u64,
+    pub(crate) unacknowledged_stored: u64,
     /// Messages read in all.
-    pub history_messages: u64,
+    pub(crate) history_messages: u64,
 }
 
 impl HistoryCheck {
@@ -55,7 +55,7 @@ impl HistoryCheck {
 }
 
 /// Checks every conversation's history against the acknowledged ids (`acked[c]`).
-pub async fn check_history(
+pub(crate) async fn check_history(
     client: &reqwest::Client,
     base: &str,
     world: &World,
@@ -191,7 +191,7 @@ fn compare(acked: &[u128], history: &[(u128, u64)]) -> HistoryCheck {
 
 /// Records the server holds in a topic (sum of `high - low` over partitions); 0 when the topic
 /// does not exist.
-pub async fn topic_records(
+pub(crate) async fn topic_records(
     client: &reqwest::Client,
     base: &str,
     admin_token: &str,

@@ -1,14 +1,12 @@
 //! The write-behind store writer end to end at library level: log → store → `messages.sent`,
 //! with concurrency, idempotency, edits, restarts, and a crash between the writes and the relay.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 
-use common::node::{commands_by_conversation, config, events, start};
-use tidings::log::Appended;
-use tidings::pipeline::PipelineConfig;
-use tidings::store::{
+use super::node::{commands_by_conversation, config, events, start};
+use crate::log::Appended;
+use crate::pipeline::PipelineConfig;
+use crate::store::{
     now_rfc3339, ChatCommand, DeleteMessage, EditMessage, EventType, Message, OutboxEntry,
     SendMessage, Store,
 };
@@ -16,7 +14,7 @@ use tidings::store::{
 const CONVERSATIONS: [&str; 5] = ["c0", "c1", "c2", "c3", "c4"];
 const USERS: [&str; 4] = ["ann", "bob", "cid", "dee"];
 
-async fn create_conversations(node: &common::node::Node) {
+async fn create_conversations(node: &super::node::Node) {
     for c in CONVERSATIONS {
         let others = USERS[1..].iter().map(|u| u.to_string()).collect();
         node.create_conversation("ann", c, others).await;
@@ -32,7 +30,7 @@ fn all_messages(store: &Store, conversation: &str) -> Vec<Message> {
 }
 
 /// Sends from every user concurrently; every 5th send is retried with its clientMessageId.
-async fn send_concurrently(node: &common::node::Node, per_user: usize) -> Vec<Appended> {
+async fn send_concurrently(node: &super::node::Node, per_user: usize) -> Vec<Appended> {
     let mut tasks = Vec::new();
     for (u, user) in USERS.iter().enumerate() {
         let pipeline = node.pipeline.clone();
@@ -45,7 +43,7 @@ async fn send_concurrently(node: &common::node::Node, per_user: usize) -> Vec<Ap
                 let command = ChatCommand::Send(send.clone());
                 landed.push(pipeline.submit(&command).await.expect("submit"));
                 if i % 5 == 0 {
-                    send.id = tidings::store::new_message_id();
+                    send.id = crate::store::new_message_id();
                     let retry = ChatCommand::Send(send);
                     landed.push(pipeline.submit(&retry).await.expect("submit"));
                 }
@@ -61,7 +59,7 @@ async fn send_concurrently(node: &common::node::Node, per_user: usize) -> Vec<Ap
 }
 
 /// Checks dense seq in log order, single storage of retries, lastMessage and the events.
-fn check_consistent(node: &common::node::Node) {
+fn check_consistent(node: &super::node::Node) {
     let commands = commands_by_conversation(&node.log);
     let mut stored_ids = HashSet::new();
     for c in CONVERSATIONS {
@@ -216,7 +214,7 @@ async fn shutdown_applies_everything_accepted_before_it() {
     create_conversations(&node).await;
     let landed = send_concurrently(&node, 50).await;
     node.stop().await;
-    let log = common::node::open_log(dir.path());
+    let log = super::node::open_log(dir.path());
     let store = Store::open(dir.path()).unwrap();
     let total: usize = CONVERSATIONS
         .iter()
@@ -239,7 +237,7 @@ async fn shutdown_applies_everything_accepted_before_it() {
 
 /// A node that stores sends but neither relays nor commits (as if it crashed after the
 /// writes), with sends from every user applied.
-async fn stored_not_relayed(dir: &std::path::Path) -> (common::node::Node, Vec<Appended>) {
+async fn stored_not_relayed(dir: &std::path::Path) -> (super::node::Node, Vec<Appended>) {
     let crashing = PipelineConfig {
         relay: false,
         ..config(2)
@@ -279,7 +277,7 @@ async fn a_crash_between_writes_and_relay_relays_each_event_exactly_once() {
     check_consistent(&node);
 
     // Relayed but not yet deleted from the outbox when the process died: not relayed again.
-    let records = common::node::read_all(&node.log, "messages.sent");
+    let records = super::node::read_all(&node.log, "messages.sent");
     let last = records.last().expect("relayed events");
     let header = last
         .headers
@@ -291,7 +289,7 @@ async fn a_crash_between_writes_and_relay_relays_each_event_exactly_once() {
         .unwrap()
         .parse()
         .unwrap();
-    let event: tidings::store::MessageEvent = serde_json::from_slice(&last.value).unwrap();
+    let event: crate::store::MessageEvent = serde_json::from_slice(&last.value).unwrap();
     node.store
         .insert_pending_event_for_test(&OutboxEntry {
             partition,

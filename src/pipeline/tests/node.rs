@@ -1,21 +1,21 @@
-//! Helpers shared by the store and pipeline tests: a node (log + store + pipeline) that can be
+//! Helpers shared by the pipeline tests: a node (log + store + pipeline) that can be
 //! stopped and reopened on the same directory, and readers of what the topics hold.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use tidings::hub::{Hub, HubConfig};
-use tidings::log::{Appended, Durability, Log, LogConfig, ReadLimits, StoredRecord};
-use tidings::pipeline::{self, Pipeline, PipelineConfig, EVENTS_TOPIC, MESSAGES_TOPIC};
-use tidings::store::{ChatCommand, MessageEvent, Store};
+use crate::hub::{Hub, HubConfig};
+use crate::log::{Appended, Durability, Log, LogConfig, ReadLimits, StoredRecord};
+use crate::pipeline::{self, Pipeline, PipelineConfig, EVENTS_TOPIC, MESSAGES_TOPIC};
+use crate::store::{ChatCommand, MessageEvent, Store};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub struct Node {
-    pub log: Log,
-    pub store: Store,
-    pub pipeline: Pipeline,
+pub(crate) struct Node {
+    pub(crate) log: Log,
+    pub(crate) store: Store,
+    pub(crate) pipeline: Pipeline,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -23,7 +23,7 @@ pub struct Node {
 /// Opens the log, waiting up to 2 s for the previous instance's file lock: sled 0.34 releases
 /// it from a background thread after the last handle is dropped (spacejam/sled#1234, #1289), so
 /// an immediate reopen in the same process can find it still held. A new process never can.
-pub fn open_log(dir: &Path) -> Log {
+pub(crate) fn open_log(dir: &Path) -> Log {
     let mut config = LogConfig::new(dir);
     config.durability = Durability::Never;
     let mut attempts = 0;
@@ -39,7 +39,7 @@ pub fn open_log(dir: &Path) -> Log {
     }
 }
 
-pub async fn start(dir: &Path, config: PipelineConfig) -> Node {
+pub(crate) async fn start(dir: &Path, config: PipelineConfig) -> Node {
     let log = open_log(dir);
     let store = Store::open(dir).expect("open store");
     let shutdown = CancellationToken::new();
@@ -63,7 +63,7 @@ pub async fn start(dir: &Path, config: PipelineConfig) -> Node {
     }
 }
 
-pub fn config(partitions: u32) -> PipelineConfig {
+pub(crate) fn config(partitions: u32) -> PipelineConfig {
     PipelineConfig {
         partitions,
         ..PipelineConfig::default()
@@ -73,7 +73,7 @@ pub fn config(partitions: u32) -> PipelineConfig {
 impl Node {
     /// Cancels the workers, waits for them to catch up and exit, and closes the log so the
     /// directory can be reopened.
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.shutdown.cancel();
         self.tracker.close();
         self.tracker.wait().await;
@@ -82,12 +82,12 @@ impl Node {
         log.shutdown();
     }
 
-    pub async fn submit(&self, command: &ChatCommand) -> Appended {
+    pub(crate) async fn submit(&self, command: &ChatCommand) -> Appended {
         self.pipeline.submit(command).await.expect("submit")
     }
 
     /// Creates conversation `id` by `creator` with `others` through the log, as the API does.
-    pub async fn create_conversation(&self, creator: &str, id: &str, others: Vec<String>) {
+    pub(crate) async fn create_conversation(&self, creator: &str, id: &str, others: Vec<String>) {
         let command = self
             .store
             .prepare_conversation(creator, Some(id.into()), None, others)
@@ -101,7 +101,7 @@ impl Node {
             .expect("create");
     }
 
-    pub async fn applied(&self, appended: Appended) {
+    pub(crate) async fn applied(&self, appended: Appended) {
         assert!(
             self.pipeline
                 .wait_applied(appended, Duration::from_secs(10))
@@ -111,7 +111,7 @@ impl Node {
     }
 }
 
-pub fn read_all(log: &Log, topic: &str) -> Vec<StoredRecord> {
+pub(crate) fn read_all(log: &Log, topic: &str) -> Vec<StoredRecord> {
     let partitions = log.describe_topic(topic).expect("topic").partitions;
     let mut all = Vec::new();
     for p in partitions {
@@ -128,7 +128,7 @@ pub fn read_all(log: &Log, topic: &str) -> Vec<StoredRecord> {
 }
 
 /// Every event of `messages.sent`, by partition in offset order.
-pub fn events(log: &Log) -> Vec<MessageEvent> {
+pub(crate) fn events(log: &Log) -> Vec<MessageEvent> {
     read_all(log, EVENTS_TOPIC)
         .iter()
         .map(|r| serde_json::from_slice(&r.value).expect("event JSON"))
@@ -136,7 +136,7 @@ pub fn events(log: &Log) -> Vec<MessageEvent> {
 }
 
 /// Every command of `messages`, grouped by conversation, in log order.
-pub fn commands_by_conversation(log: &Log) -> BTreeMap<String, Vec<ChatCommand>> {
+pub(crate) fn commands_by_conversation(log: &Log) -> BTreeMap<String, Vec<ChatCommand>> {
     let mut by = BTreeMap::<String, Vec<ChatCommand>>::new();
     for record in read_all(log, MESSAGES_TOPIC) {
         let command: ChatCommand = serde_json::from_slice(&record.value).expect("command JSON");

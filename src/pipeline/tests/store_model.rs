@@ -4,13 +4,10 @@
 //! monotonic and equal to the model's, unread = lastSeq − lastReadSeq, nothing stored or
 //! relayed twice.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 
+use crate::store::{ChatCommand, EventType, MarkRead, SendMessage};
 use proptest::prelude::*;
-use tidings::pipeline::EventType;
-use tidings::store::{ChatCommand, MarkRead, SendMessage};
 
 const CONVERSATIONS: [&str; 3] = ["a", "b", "c"];
 const USERS: [&str; 3] = ["u0", "u1", "u2"];
@@ -69,7 +66,7 @@ impl Model {
 }
 
 fn check(
-    node: &common::node::Node,
+    node: &super::node::Node,
     model: &Model,
     previous_reads: &mut HashMap<(usize, usize), u64>,
 ) {
@@ -116,7 +113,7 @@ fn check(
 
 async fn run(ops: Vec<Op>) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut node = common::node::start(dir.path(), common::node::config(2)).await;
+    let mut node = super::node::start(dir.path(), super::node::config(2)).await;
     for conv in CONVERSATIONS {
         let others = USERS[1..].iter().map(|u| u.to_string()).collect();
         node.create_conversation(USERS[0], conv, others).await;
@@ -146,7 +143,7 @@ async fn run(ops: Vec<Op>) {
             }
             Op::Restart => {
                 node.stop().await;
-                node = common::node::start(dir.path(), common::node::config(2)).await;
+                node = super::node::start(dir.path(), super::node::config(2)).await;
                 continue;
             }
         };
@@ -154,9 +151,9 @@ async fn run(ops: Vec<Op>) {
         check(&node, &model, &mut reads);
     }
     node.stop().await;
-    let node = common::node::start(dir.path(), common::node::config(2)).await;
+    let node = super::node::start(dir.path(), super::node::config(2)).await;
     check(&node, &model, &mut reads);
-    let sent: Vec<String> = common::node::events(&node.log)
+    let sent: Vec<String> = super::node::events(&node.log)
         .into_iter()
         .filter(|e| e.event_type == EventType::MessageSent)
         .map(|e| e.message.id)

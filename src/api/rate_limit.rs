@@ -157,7 +157,11 @@ mod tests {
         // 4 tokens/s, burst 8: a write costing the whole burst, then the same write again.
         let limiter = RateLimiter::new(4);
         assert_eq!(limiter.charge("ann", WriteCost(8)), Ok(()));
-        assert_eq!(limiter.charge("ann", WriteCost(8)), Err(2), "8 tokens at 4/s");
+        assert_eq!(
+            limiter.charge("ann", WriteCost(8)),
+            Err(2),
+            "8 tokens at 4/s"
+        );
         tokio::time::advance(7 * QUARTER).await;
         assert_eq!(
             limiter.charge("ann", WriteCost(8)),

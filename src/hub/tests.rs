@@ -271,7 +271,11 @@ async fn the_timer_task_announces_offline_once_the_grace_period_has_passed() {
         waited >= grace && waited <= grace + TIMER_TICK,
         "{waited:?}"
     );
-    assert_eq!(next_within(&mut bob, grace * 2).await, None, "announced once");
+    assert_eq!(
+        next_within(&mut bob, grace * 2).await,
+        None,
+        "announced once"
+    );
     timers.cancel();
 }
 
@@ -286,7 +290,11 @@ async fn a_user_stays_online_while_any_device_is_connected() {
     let phone = hub.open("ann").unwrap();
     let laptop = hub.open("ann").unwrap();
     let frames = drain(&mut bob);
-    assert_eq!(frames.len(), 1, "the second device announces nothing: {frames:?}");
+    assert_eq!(
+        frames.len(),
+        1,
+        "the second device announces nothing: {frames:?}"
+    );
 
     drop(phone);
     let early = next_within(&mut bob, grace * 3).await;

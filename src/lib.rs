@@ -53,3 +53,5 @@ mod notify;
 mod pipeline;
 mod private_files;
 mod store;
+#[cfg(test)]
+mod testing;

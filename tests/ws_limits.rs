@@ -123,9 +123,21 @@ async fn frames_over_the_rate_get_429_and_the_session_recovers() {
     let answered = frames.iter().filter(|f| f["type"] == "pong").count();
     assert!(limited >= 10, "{limited} refused of 30 at 5/s, burst 10");
     assert!(answered >= 10, "the burst is answered: {answered}");
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    ann.send(json!({"type": "ping", "ref": "later"})).await;
-    assert_eq!(ann.next_of("pong").await["ref"], "later");
+    // The session recovers: a frame is answered again once the bucket holds a token (at 5/s,
+    // within 200 ms). Polled, not slept; the refill's timing is proven on a paused clock in
+    // `api::ws::frame_rate`.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        ann.send(json!({"type": "ping", "ref": "later"})).await;
+        let answer = ann.next().await;
+        assert_eq!(answer["ref"], "later", "{answer}");
+        if answer["type"] == "pong" {
+            break;
+        }
+        assert_eq!(answer["status"], 429, "{answer}");
+        assert!(Instant::now() < deadline, "never answered again");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
 #[tokio::test]
@@ -202,8 +214,14 @@ async fn a_session_that_stops_reading_is_closed_with_4008_while_another_gets_eve
 async fn a_connection_that_answers_no_pings_is_closed_with_1008() {
     let chat = ws_server("[ws]\npingIntervalMs = 200\n").await;
     let mut ann = connect(&chat, "ann").await;
-    // Not reading means not answering the server's pings either.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Not reading means not answering the server's pings either; the server's side of it is
+    // watched over HTTP until it drops the session (two ping intervals, 400 ms, after the first
+    // ping went unanswered).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&chat, "tidings_ws_sessions").await > 0 {
+        assert!(Instant::now() < deadline, "the session was never closed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let (code, _) = ann.until_closed().await;
     assert_eq!(code, 1008);
     assert_eq!(metric(&chat, "tidings_ws_sessions").await, 0);

@@ -3,24 +3,36 @@
 //! socket, to every participant's sessions) and presence (online at once, offline with
 //! `lastSeen` after the grace period, no flap on a quick reconnect).
 //!
-//! Short timings come from the `[ws]` section; frames that must come are awaited with a
-//! generous deadline, frames that must not come are checked against a barrier.
+//! Short timings come from the `[ws]` section and every session speaks first (so its queue is
+//! not held back for a `resume`); frames that must come are awaited with a generous deadline,
+//! frames that must not come are checked against a barrier. No test sleeps for a timer: the
+//! timers' own timing is proven on a paused clock in `hub::tests`.
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::ws::{connect, ws_server};
+use common::chat::Chat;
+use common::ws::{connect, ws_server, WsClient};
 use serde_json::{json, Value};
 
 const FAST_TIMERS: &str = "[ws]\npresenceGraceMs = 300\ntypingTtlMs = 300\n";
+
+/// Connects as `user` and speaks first (a `ping`): the server then lets the session's queue
+/// flow at once instead of holding it for the resume window (a second) in case a `resume`
+/// comes.
+async fn connect_live(chat: &Chat, user: &str) -> WsClient {
+    let mut client = connect(chat, user).await;
+    client.send(json!({"type": "ping"})).await;
+    client
+}
 
 #[tokio::test]
 async fn typing_reaches_the_other_participants_and_expires_by_itself() {
     let chat = ws_server(FAST_TIMERS).await;
     chat.conversation("ann", "c", &["bob"]).await;
-    let mut ann = connect(&chat, "ann").await;
-    let mut bob = connect(&chat, "bob").await;
+    let mut ann = connect_live(&chat, "ann").await;
+    let mut bob = connect_live(&chat, "bob").await;
 
     ann.send(json!({"type": "typing", "conversationId": "c", "typing": true}))
         .await;
@@ -65,9 +77,9 @@ fn is_read_by(frame: &Value, user: &str) -> bool {
 async fn read_receipts_reach_every_participant_over_http_and_over_the_socket() {
     let chat = ws_server(FAST_TIMERS).await;
     chat.conversation("ann", "c", &["bob"]).await;
-    let mut ann = connect(&chat, "ann").await;
-    let mut bob_phone = connect(&chat, "bob").await;
-    let mut bob_laptop = connect(&chat, "bob").await;
+    let mut ann = connect_live(&chat, "ann").await;
+    let mut bob_phone = connect_live(&chat, "bob").await;
+    let mut bob_laptop = connect_live(&chat, "bob").await;
     for n in 1..=3 {
         chat.send("ann", "c", &format!("m{n}")).await;
     }
@@ -127,8 +139,8 @@ fn presence_of<'a>(frames: &'a [Value], user: &str) -> Vec<&'a Value> {
 async fn presence_goes_online_at_once_and_offline_after_the_grace_period() {
     let chat = ws_server(FAST_TIMERS).await;
     chat.conversation("ann", "c", &["bob"]).await;
-    let mut bob = connect(&chat, "bob").await;
-    let mut ann = connect(&chat, "ann").await;
+    let mut bob = connect_live(&chat, "bob").await;
+    let mut ann = connect_live(&chat, "ann").await;
     let online = bob.next_of("presence").await;
     assert_eq!(
         online,
@@ -147,19 +159,52 @@ async fn presence_goes_online_at_once_and_offline_after_the_grace_period() {
     assert!(offline["lastSeen"].as_str().unwrap().ends_with('Z'));
 }
 
+fn is_offline(frame: &Value, user: &str) -> bool {
+    frame["type"] == "presence" && frame["userId"] == user && frame["status"] == "offline"
+}
+
+/// Waits (polling `/metrics`) until the server holds `n` sessions.
+async fn until_sessions(chat: &Chat, n: u64) {
+    let deadline = Instant::now() + common::ws::DEADLINE;
+    loop {
+        let text = chat.metrics().await;
+        let open = text
+            .lines()
+            .find_map(|line| line.strip_prefix("tidings_ws_sessions "))
+            .and_then(|value| value.parse::<u64>().ok());
+        if open == Some(n) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{open:?} sessions, not {n}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A reconnect within the grace period shows neither `offline` nor a second `online`. No fixed
+/// wait: carl, another contact of bob, leaves just after ann's first session; his `offline`
+/// comes from the timer tick that finds him past the grace period, and that tick finds ann's
+/// earlier departure past it too, so an `offline` for ann would be queued to bob no later than
+/// carl's, and before the barrier. (That the grace period holds for its full length is proven
+/// on a paused clock in `hub::tests`.)
 #[tokio::test]
 async fn a_quick_reconnect_shows_no_flap() {
-    let chat = ws_server("[ws]\npresenceGraceMs = 1500\n").await;
+    let chat = ws_server("[ws]\npresenceGraceMs = 1000\n").await;
     chat.conversation("ann", "c", &["bob"]).await;
-    let mut bob = connect(&chat, "bob").await;
-    let ann = connect(&chat, "ann").await;
-    assert_eq!(bob.next_of("presence").await["status"], "online");
+    chat.conversation("carl", "d", &["bob"]).await;
+    let mut bob = connect_live(&chat, "bob").await;
+    let ann = connect_live(&chat, "ann").await;
+    let carl = connect_live(&chat, "carl").await;
+    bob.until(|f| f["type"] == "presence" && f["userId"] == "carl")
+        .await;
+    // Each departure is recorded (its session gone) before the next step.
     ann.close().await;
-    let _ann_again = connect(&chat, "ann").await;
-    // Past the grace period of the first session's close, then a barrier.
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    until_sessions(&chat, 2).await;
+    carl.close().await;
+    until_sessions(&chat, 1).await;
+    let _ann_again = connect_live(&chat, "ann").await;
+    let mut frames = bob.until(|f| is_offline(f, "carl")).await;
     chat.send("ann", "c", "barrier").await;
-    let frames = bob.until(|f| f["type"] == "message").await;
+    frames.extend(bob.until(|f| f["type"] == "message").await);
     assert!(
         presence_of(&frames, "ann").is_empty(),
         "ann flapped: {frames:?}"

@@ -294,12 +294,16 @@ mod tests {
         assert!(problem(response).await.detail.contains("UTF-8"));
     }
 
-    #[tokio::test]
+    /// A body that stops arriving is cut off with 408 once `body_read_timeout` passed, not
+    /// sooner. The clock is paused: it jumps to the deadline as soon as everything waits.
+    #[tokio::test(start_paused = true)]
     async fn a_body_that_stalls_is_a_408_problem() {
         let (mut sender, body) = futures_channel_body();
         sender.send_data(Bytes::from_static(b"half")).await.unwrap();
         let request = Request::post("/echo").body(body).unwrap();
+        let started = tokio::time::Instant::now();
         let response = call(request).await;
+        assert_eq!(started.elapsed(), limits().body_read_timeout);
         assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
         assert_eq!(response.headers()[header::CONNECTION], "close");
         assert_eq!(

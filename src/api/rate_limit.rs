@@ -9,12 +9,12 @@
 //! [`PRUNE_ABOVE`] users, so idle users cost nothing. [`TokenBucket`] is one bucket on its own
 //! (a WebSocket session limits its client frames with one). This module does not answer HTTP:
 //! [`AppState::charge_write`](super::AppState::charge_write) turns a refusal into 429 with
-//! `Retry-After`.
+//! `Retry-After`. Time is tokio's clock, so tests move it with a paused clock.
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
 
-use std::time::Instant;
+use tokio::time::Instant;
 
 /// Users tracked before full (idle) buckets are pruned.
 pub(crate) const PRUNE_ABOVE: usize = 10_000;
@@ -155,6 +155,49 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    // The steps below are sums of halves and quarters of a second: exact in binary, so the
+    // token counts they give are exact and the boundaries are where the arithmetic says.
+    const QUARTER: Duration = Duration::from_millis(250);
+
+    #[tokio::test(start_paused = true)]
+    async fn an_emptied_bucket_refills_exactly_after_the_retry_after_it_names() {
+        // 4 tokens/s, burst 8: a write costing the whole burst, then the same write again.
+        let limiter = RateLimiter::new(4);
+        assert_eq!(limiter.charge("ann", WriteCost(8)), Ok(()));
+        assert_eq!(
+            limiter.charge("ann", WriteCost(8)),
+            Err(2),
+            "8 tokens at 4/s"
+        );
+        tokio::time::advance(7 * QUARTER).await;
+        assert_eq!(
+            limiter.charge("ann", WriteCost(8)),
+            Err(1),
+            "7 tokens are back, the 8th in a quarter of a second"
+        );
+        tokio::time::advance(QUARTER).await;
+        assert_eq!(limiter.charge("ann", WriteCost(8)), Ok(()));
+        assert!(limiter.check("ann").is_err(), "emptied again");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_write_per_second_gets_one_token_back_each_second_and_no_more_than_the_burst() {
+        let limiter = RateLimiter::new(1);
+        assert_eq!(limiter.check("ann"), Ok(()));
+        assert_eq!(limiter.check("ann"), Ok(()));
+        assert_eq!(limiter.check("ann"), Err(1), "Retry-After: 1");
+        tokio::time::advance(2 * QUARTER).await;
+        assert_eq!(limiter.check("ann"), Err(1), "half a token is not one");
+        tokio::time::advance(2 * QUARTER).await;
+        assert_eq!(limiter.check("ann"), Ok(()), "the wait it named was enough");
+        assert!(limiter.check("ann").is_err());
+        // An hour of silence refills the burst (2), not 3,600 tokens.
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        assert_eq!(limiter.check("ann"), Ok(()));
+        assert_eq!(limiter.check("ann"), Ok(()));
+        assert_eq!(limiter.check("ann"), Err(1));
+    }
 
     #[test]
     fn a_user_gets_a_burst_of_twice_the_rate_then_the_rate() {

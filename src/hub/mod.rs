@@ -13,7 +13,8 @@
 //! follows once [`HubConfig::presence_grace`] passed without a new session, so a quick reconnect
 //! shows no flap. A new session is first told which of its contacts are online. Typing
 //! indicators are forwarded to the other participants, rate limited per (user, conversation),
-//! and expire by themselves ([`HubConfig::typing_ttl`]). The timers run in [`Hub::run_timers`].
+//! and expire by themselves ([`HubConfig::typing_ttl`]). The timers run in [`Hub::run_timers`];
+//! every moment is read from tokio's clock, so tests drive them with a paused clock.
 //!
 //! The hub knows nothing of storage, HTTP, sockets or wire formats: conversations reach it as
 //! lists of user ids, changes as typed events the store writer hands over
@@ -34,8 +35,11 @@ use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
+// tokio's clock, not std's: under a paused test clock the timers and the moments the hub
+// records (a session closing, a typing frame) move together.
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use event::ServerEvent;

@@ -5,10 +5,13 @@
 //! grace period (still shown online); a session opening within it cancels the departure without
 //! any frame, so a quick reconnect shows no flap. Once the grace period passes with no session,
 //! [`Presence::due`] hands the user out to be announced `offline` with `lastSeen` (when the last
-//! session closed). Pure logic with explicit instants; the hub does the sending.
+//! session closed). Pure logic with explicit instants (tokio's, which a paused test clock
+//! moves); the hub does the sending.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 #[derive(Debug)]
 struct Leaving {

@@ -1,5 +1,7 @@
 //! Unit tests of the hub: delivery, queue overflow, session limits, presence with its grace
-//! period, and typing with its rate limit and expiry. Time is passed explicitly to `tick`.
+//! period, and typing with its rate limit and expiry. Time is passed explicitly to `tick`, or
+//! the timer task ([`Hub::run_timers`]) runs on tokio's paused clock, which jumps ahead
+//! whenever every task waits: a five-second grace period costs no real time.
 
 use std::collections::HashMap;
 
@@ -228,4 +230,141 @@ fn typing_false_is_forwarded_only_while_typing() {
         .map(|f| f["typing"].clone())
         .collect();
     assert_eq!(flags, [true, false]);
+}
+
+/// Starts the hub's timer task; cancel the token to stop it.
+fn start_timers(hub: &Hub) -> CancellationToken {
+    let shutdown = CancellationToken::new();
+    tokio::spawn(hub.clone().run_timers(shutdown.clone()));
+    shutdown
+}
+
+/// The next frame queued to `session` within `wait`, as JSON; `None` if none came.
+async fn next_within(session: &mut Session, wait: Duration) -> Option<serde_json::Value> {
+    let frame = tokio::time::timeout(wait, session.recv()).await.ok()??;
+    Some(crate::api::ws::codec::to_json(&frame))
+}
+
+/// The timer task announces `offline` once, no sooner than the grace period after the last
+/// session closed and at most one tick later.
+#[tokio::test(start_paused = true)]
+async fn the_timer_task_announces_offline_once_the_grace_period_has_passed() {
+    let grace = Duration::from_secs(5);
+    let hub = ann_and_bob_with_grace(grace);
+    let timers = start_timers(&hub);
+    let mut bob = hub.open("bob").unwrap();
+    drop(hub.open("ann").unwrap());
+    let closed = Instant::now();
+    assert_eq!(drain(&mut bob)[0]["status"], "online");
+
+    let early = next_within(&mut bob, grace - TIMER_TICK).await;
+    assert_eq!(early, None, "still inside the grace period");
+    let offline = next_within(&mut bob, 2 * TIMER_TICK)
+        .await
+        .expect("offline once the grace period passed");
+    assert_eq!(
+        (offline["userId"].clone(), offline["status"].clone()),
+        (serde_json::json!("ann"), serde_json::json!("offline"))
+    );
+    let waited = closed.elapsed();
+    assert!(
+        waited >= grace && waited <= grace + TIMER_TICK,
+        "{waited:?}"
+    );
+    assert_eq!(
+        next_within(&mut bob, grace * 2).await,
+        None,
+        "announced once"
+    );
+    timers.cancel();
+}
+
+/// A user with two devices stays online while either is connected; the grace period starts
+/// when the last one closes.
+#[tokio::test(start_paused = true)]
+async fn a_user_stays_online_while_any_device_is_connected() {
+    let grace = Duration::from_secs(5);
+    let hub = ann_and_bob_with_grace(grace);
+    let timers = start_timers(&hub);
+    let mut bob = hub.open("bob").unwrap();
+    let phone = hub.open("ann").unwrap();
+    let laptop = hub.open("ann").unwrap();
+    let frames = drain(&mut bob);
+    assert_eq!(
+        frames.len(),
+        1,
+        "the second device announces nothing: {frames:?}"
+    );
+
+    drop(phone);
+    let early = next_within(&mut bob, grace * 3).await;
+    assert_eq!(early, None, "the laptop is still connected");
+    drop(laptop);
+    let closed = Instant::now();
+    let offline = next_within(&mut bob, grace + 2 * TIMER_TICK)
+        .await
+        .expect("offline after the last device");
+    assert_eq!(offline["status"], "offline");
+    assert!(closed.elapsed() >= grace, "{:?}", closed.elapsed());
+    timers.cancel();
+}
+
+/// A session opened within the grace period cancels the departure (no `offline`, no second
+/// `online`); the next departure gets a grace period of its own.
+#[tokio::test(start_paused = true)]
+async fn a_reconnect_within_the_grace_period_cancels_the_departure_on_the_timer_task() {
+    let grace = Duration::from_secs(5);
+    let hub = ann_and_bob_with_grace(grace);
+    let timers = start_timers(&hub);
+    let mut bob = hub.open("bob").unwrap();
+    drop(hub.open("ann").unwrap());
+    drain(&mut bob);
+    tokio::time::sleep(grace - TIMER_TICK).await;
+    let back = hub.open("ann").unwrap();
+    let flap = next_within(&mut bob, grace * 3).await;
+    assert_eq!(flap, None, "neither offline nor online again");
+
+    drop(back);
+    let closed = Instant::now();
+    let offline = next_within(&mut bob, grace + 2 * TIMER_TICK)
+        .await
+        .expect("the next departure is announced");
+    assert_eq!(offline["status"], "offline");
+    assert!(closed.elapsed() >= grace, "{:?}", closed.elapsed());
+    timers.cancel();
+}
+
+/// The timer task ends a typing indicator `ttl` after its last refresh (a refresh within the
+/// interval is not forwarded but extends it), once.
+#[tokio::test(start_paused = true)]
+async fn the_timer_task_ends_typing_ttl_after_the_last_refresh() {
+    let ttl = Duration::from_secs(5);
+    let config = HubConfig {
+        typing_ttl: ttl,
+        typing_interval: Duration::from_secs(1),
+        ..HubConfig::default()
+    };
+    let hub = hub_with(config, &[]);
+    let timers = start_timers(&hub);
+    let mut bob = hub.open("bob").unwrap();
+    hub.typing("ann", "c", true, users(&["bob"]));
+    assert_eq!(drain(&mut bob)[0]["typing"], true);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    hub.typing("ann", "c", true, users(&["bob"]));
+    let refreshed = Instant::now();
+    assert!(drain(&mut bob).is_empty(), "a refresh within the interval");
+
+    let early = next_within(&mut bob, ttl - TIMER_TICK).await;
+    assert_eq!(early, None, "the refresh extended the indicator");
+    let ended = next_within(&mut bob, 2 * TIMER_TICK)
+        .await
+        .expect("typing:false once the indicator expired");
+    assert_eq!(
+        ended,
+        serde_json::json!({"type": "typing", "conversationId": "c", "userId": "ann", "typing": false})
+    );
+    let waited = refreshed.elapsed();
+    assert!(waited >= ttl && waited <= ttl + TIMER_TICK, "{waited:?}");
+    assert_eq!(next_within(&mut bob, ttl * 2).await, None, "ended once");
+    timers.cancel();
 }

@@ -5,12 +5,15 @@
 //! comes sooner only extends the indicator (clients repeat it while the user types). An
 //! indicator that is not refreshed within `ttl` expires: [`Typing::due`] hands it out so the
 //! hub sends `typing:false` itself. `typing:false` is forwarded only for a pair that is typing.
-//! Pure logic with explicit instants; the hub does the sending. Entries live at most `ttl`, so
-//! the map stays as small as the number of people typing.
+//! Pure logic with explicit instants (tokio's, which a paused test clock moves); the hub does
+//! the sending. Entries live at most `ttl`, so the map stays as small as the number of people
+//! typing.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 /// (user, conversation).
 type Key = (String, String);

@@ -25,7 +25,7 @@ impl Fixture {
     fn reopened(self) -> Fixture {
         let Fixture { dir, store, offset } = self;
         drop(store);
-        let store = Store::open(dir.path()).expect("reopen store");
+        let store = crate::testing::reopen(|| Store::open(dir.path()));
         Fixture { dir, store, offset }
     }
 

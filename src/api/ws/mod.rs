@@ -11,16 +11,17 @@
 //!
 //! Each connection's buffers are sized by `ws.readBufferBytes` and `ws.writeBufferBytes` so
 //! that an idle session stays small. This module holds no frame logic itself: `reader.rs`,
-//! `writer.rs`, `seq.rs` (the per-conversation seq rule), `codec.rs` (how events look as `/ws` JSON).
+//! `writer.rs`, `seq.rs` (the per-conversation seq rule), `frame_rate.rs` (the per-session frame
+//! budget), `codec.rs` (how events look as `/ws` JSON).
 
 pub(crate) mod codec;
+mod frame_rate;
 mod reader;
 mod seq;
 mod writer;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::ws::{rejection::WebSocketUpgradeRejection, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
@@ -31,10 +32,10 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::auth::Caller;
 use super::problem::ApiError;
-use super::rate_limit::TokenBucket;
 use super::AppState;
 use crate::auth::Identity;
 use crate::hub::Session;
+use frame_rate::FrameRate;
 use reader::Reader;
 use writer::Writer;
 
@@ -97,7 +98,7 @@ async fn run_session(
     };
     state.tasks().spawn(writer.run());
     let reader = Reader {
-        bucket: TokenBucket::full(2.0 * f64::from(ws.frame_rate), Instant::now()),
+        frame_rate: FrameRate::new(ws.frame_rate),
         state: state.clone(),
         caller,
         handle,

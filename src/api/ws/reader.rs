@@ -1,8 +1,7 @@
 //! The reader of one session: client frames in, answers out through the writer.
 //!
 //! Each text frame passes its size (`ws.maxFrameBytes` → `error` 413) and the session's frame
-//! rate (token bucket, `ws.frameRate`, burst twice that: over it → `error` 429 with the frame's
-//! `ref`), is parsed (bad
+//! rate ([`FrameRate`]: over it → `error` 429 with the frame's `ref`), is parsed (bad
 //! JSON, a missing field or an unknown `type` → `error` 400) and handled on the same paths as
 //! HTTP: `send` through [`send_message`] (→ `ack` with the 202 body's fields), `read` through
 //! [`mark_read_as`] (→ `ack`), `typing` through the hub, `resume` handed to the writer (→ `ack`
@@ -18,7 +17,6 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::ws::Message;
 use futures_util::{Stream, StreamExt};
@@ -28,11 +26,11 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
+use super::frame_rate::FrameRate;
 use super::writer::{Control, CLOSE_TIMEOUT};
 use crate::api::conversations::{mark_read_as, require_participant};
 use crate::api::messages::{send_message, SendBody};
 use crate::api::problem::ApiError;
-use crate::api::rate_limit::TokenBucket;
 use crate::api::AppState;
 use crate::auth::Identity;
 use crate::hub::{frame, CloseReason, Frame, ServerEvent, SessionHandle};
@@ -131,7 +129,7 @@ pub(super) struct Reader {
     pub handle: SessionHandle,
     pub control: mpsc::Sender<Control>,
     pub heard: Arc<AtomicBool>,
-    pub bucket: TokenBucket,
+    pub frame_rate: FrameRate,
     /// The client's first frame has been handled (and the writer told so).
     pub spoke: bool,
 }
@@ -196,15 +194,8 @@ impl Reader {
             ));
             return self.refuse(None, &refused).await;
         }
-        if ws.frame_rate > 0 {
-            let rate = f64::from(ws.frame_rate);
-            if let Err(wait) = self.bucket.take(Instant::now(), rate, 2.0 * rate) {
-                let refused = ApiError::TooManyRequests {
-                    limit: ws.frame_rate,
-                    retry_after: wait,
-                };
-                return self.refuse(reference_of(text).as_ref(), &refused).await;
-            }
+        if let Err(refused) = self.frame_rate.admit() {
+            return self.refuse(reference_of(text).as_ref(), &refused).await;
         }
         let (frame, reference) = match parse_client_frame(text) {
             Ok(parsed) => parsed,

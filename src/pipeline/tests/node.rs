@@ -1,6 +1,7 @@
 //! Helpers shared by the pipeline tests: a node (log + store + pipeline) that can be
 //! stopped and reopened on the same directory, and readers of what the topics hold.
 
+use crate::testing::reopen;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -20,28 +21,16 @@ pub(crate) struct Node {
     tracker: TaskTracker,
 }
 
-/// Opens the log, waiting up to 2 s for the previous instance's file lock: sled 0.34 releases
-/// it from a background thread after the last handle is dropped (spacejam/sled#1234, #1289), so
-/// an immediate reopen in the same process can find it still held. A new process never can.
+/// Opens the log of `dir` (again, possibly: see [`reopen`]).
 pub(crate) fn open_log(dir: &Path) -> Log {
     let mut config = LogConfig::new(dir);
     config.durability = Durability::Never;
-    let mut attempts = 0;
-    loop {
-        match Log::open(config.clone()) {
-            Ok(log) => return log,
-            Err(e) if attempts < 100 && e.to_string().contains("could not acquire lock") => {
-                attempts += 1;
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(e) => panic!("open log: {e:?}"),
-        }
-    }
+    reopen(|| Log::open(config.clone()))
 }
 
 pub(crate) async fn start(dir: &Path, config: PipelineConfig) -> Node {
     let log = open_log(dir);
-    let store = Store::open(dir).expect("open store");
+    let store = reopen(|| Store::open(dir));
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let pipeline = pipeline::start(

@@ -1,7 +1,7 @@
 //! The authenticated caller as an axum extractor.
 //!
-//! `Authorization: Bearer T` on every route; `?token=T` additionally on `/ws`, because browsers
-//! cannot set headers on a WebSocket upgrade. Verification itself lives in [`crate::auth`].
+//! `Authorization: Bearer T` on every route; `?token=T` additionally on `/ws` and
+//! `?access_token=T` on `/chathub`, because browsers cannot set headers on a WebSocket upgrade. Verification itself lives in [`crate::auth`].
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
@@ -58,13 +58,17 @@ fn bearer_token(parts: &Parts) -> Option<String> {
         .then(|| token.trim().to_owned())
 }
 
-/// `?token=` is honoured on the WebSocket route only.
+/// A token in the query is honoured on the WebSocket upgrades only, named as their clients
+/// send it: `?token=` on `/ws`, `?access_token=` on the SignalR hub (browser SignalR clients
+/// cannot set headers on a WebSocket either).
 fn query_token(parts: &Parts) -> Option<String> {
-    if parts.uri.path() != "/ws" {
-        return None;
-    }
+    let parameter = match parts.uri.path() {
+        "/ws" => "token",
+        super::signalr::PATH => "access_token",
+        _ => return None,
+    };
     parts.uri.query()?.split('&').find_map(|pair| {
         let (name, value) = pair.split_once('=')?;
-        (name == "token").then(|| value.to_owned())
+        (name == parameter).then(|| value.to_owned())
     })
 }

@@ -25,6 +25,7 @@ pub(crate) mod metrics;
 pub(crate) mod problem;
 pub(crate) mod rate_limit;
 pub(crate) mod records;
+pub(crate) mod signalr;
 pub(crate) mod topics;
 pub(crate) mod ws;
 
@@ -85,6 +86,7 @@ struct Shared {
     shutdown: CancellationToken,
     tasks: TaskTracker,
     session_readers: TaskTracker,
+    signalr: signalr::Negotiations,
 }
 
 impl AppState {
@@ -110,6 +112,7 @@ impl AppState {
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 session_readers: TaskTracker::new(),
+                signalr: signalr::Negotiations::default(),
             }),
         }
     }
@@ -192,6 +195,11 @@ impl AppState {
         &self.inner.session_readers
     }
 
+    /// The SignalR connection tokens waiting for their socket.
+    pub(crate) fn signalr(&self) -> &signalr::Negotiations {
+        &self.inner.signalr
+    }
+
     /// Which of the server's own consumers (`notify`, sinks) are down right now.
     pub(crate) fn workers(&self) -> &WorkerHealth {
         &self.inner.workers
@@ -260,6 +268,8 @@ pub(crate) fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics::scrape))
         .route("/api/me", get(auth::me))
         .route("/ws", get(ws::upgrade))
+        .route(signalr::PATH, get(signalr::upgrade))
+        .route(signalr::NEGOTIATE_PATH, post(signalr::negotiate))
         .route(
             "/api/conversations",
             post(conversations::create).get(conversations::list),

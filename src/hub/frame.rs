@@ -68,10 +68,12 @@ impl Scope {
 pub(crate) enum WireFormat {
     /// The `/ws` JSON text frames.
     TidingsJson,
+    /// SignalR's JSON hub protocol records (`/chathub`).
+    SignalrJson,
 }
 
 impl WireFormat {
-    const COUNT: usize = 1;
+    const COUNT: usize = 2;
 
     fn slot(self) -> usize {
         self as usize

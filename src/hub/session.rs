@@ -26,6 +26,8 @@ pub(crate) enum CloseReason {
     Unresponsive,
     /// The client sent a frame above the hard size cap (1009).
     TooLarge,
+    /// The client broke its protocol (a malformed SignalR record or handshake: 1002).
+    ProtocolError,
     /// The client closed the connection or it broke: nothing to send.
     ClientGone,
 }
@@ -38,6 +40,7 @@ impl CloseReason {
             CloseReason::ShuttingDown => Some(1001),
             CloseReason::Unresponsive => Some(1008),
             CloseReason::TooLarge => Some(1009),
+            CloseReason::ProtocolError => Some(1002),
             CloseReason::ClientGone => None,
         }
     }
@@ -49,6 +52,7 @@ impl CloseReason {
             CloseReason::ShuttingDown => "server shutting down",
             CloseReason::Unresponsive => "no answer to pings",
             CloseReason::TooLarge => "frame too large",
+            CloseReason::ProtocolError => "protocol error",
             CloseReason::ClientGone => "",
         }
     }

@@ -12,11 +12,13 @@
 //! Each connection's buffers are sized by `ws.readBufferBytes` and `ws.writeBufferBytes` so
 //! that an idle session stays small. This module holds no frame logic itself: `reader.rs`,
 //! `writer.rs`, `seq.rs` (the per-conversation seq rule), `frame_rate.rs` (the per-session frame
-//! budget), `codec.rs` (how events look as `/ws` JSON).
+//! budget), `codec.rs` (how events look as `/ws` JSON), `dialect.rs` (what differs when the
+//! session speaks SignalR: `api::signalr` upgrades into the same [`accept`]).
 
 pub(crate) mod codec;
+pub(crate) mod dialect;
 mod frame_rate;
-mod reader;
+pub(crate) mod reader;
 mod seq;
 mod writer;
 
@@ -35,6 +37,7 @@ use super::problem::ApiError;
 use super::AppState;
 use crate::auth::Identity;
 use crate::hub::Session;
+use dialect::Dialect;
 use frame_rate::FrameRate;
 use reader::Reader;
 use writer::Writer;
@@ -50,6 +53,17 @@ pub(crate) async fn upgrade(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let upgrade = upgrade.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
+    accept(state, caller, upgrade, Dialect::Tidings)
+}
+
+/// Opens the caller's session in the hub and answers the upgrade with it, the session
+/// speaking `dialect` (`/ws` and `/chathub` both come here).
+pub(crate) fn accept(
+    state: AppState,
+    caller: Identity,
+    upgrade: WebSocketUpgrade,
+    dialect: Dialect,
+) -> Result<Response, ApiError> {
     if state.shutdown().is_cancelled() {
         return Err(ApiError::NotReady);
     }
@@ -62,17 +76,21 @@ pub(crate) async fn upgrade(
         .write_buffer_size(ws.write_buffer_bytes)
         .max_message_size(ws.hard_frame_bytes)
         .max_frame_size(ws.hard_frame_bytes)
-        .on_upgrade(move |socket| run_session(state, caller, session, socket, reader_token));
+        .on_upgrade(move |socket| {
+            run_session(state, caller, session, socket, reader_token, dialect)
+        });
     Ok(response.into_response())
 }
 
-/// Runs one upgraded connection: spawns its writer, reads until the session ends.
+/// Runs one upgraded connection speaking `dialect`: spawns its writer, reads until the
+/// session ends.
 async fn run_session(
     state: AppState,
     caller: Identity,
     session: Session,
     socket: WebSocket,
     handling: TaskTrackerToken,
+    dialect: Dialect,
 ) {
     let Ok(chat) = state.chat().cloned() else {
         return;
@@ -88,13 +106,15 @@ async fn run_session(
         control: control_queue,
         store: chat.store,
         heard: heard.clone(),
-        ping_interval: ws.ping_interval,
+        ping_interval: dialect.ping_interval(ws.ping_interval),
         write_delay: ws.write_delay,
         last_batch: None,
         seqs: Default::default(),
         live: false,
         verified: Default::default(),
         verified_epoch: 0,
+        dialect,
+        joined: Default::default(),
     };
     state.tasks().spawn(writer.run());
     let reader = Reader {
@@ -105,6 +125,8 @@ async fn run_session(
         control,
         heard,
         spoke: false,
+        dialect,
+        handshaken: false,
     };
     reader.run(stream, handling).await;
 }

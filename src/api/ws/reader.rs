@@ -13,6 +13,14 @@
 //! delivers until the hub closes it with 1001); then it only reads on until the close handshake
 //! is done. A frame above the hard cap (`ws.hardFrameBytes`) is not read at all:
 //! the session closes with 1009. This module writes nothing to the socket.
+//!
+//! A SignalR session ([`Dialect::Signalr`]) goes through the same handling: its handshake is
+//! answered first (the queue opens then), its invocations are parsed into the same frames
+//! (`api::signalr::protocol`) with their invocation id as the `ref`, every invocation with an id
+//! gets its completion, and `JoinConversation` / `LeaveConversation` are handed to the writer.
+//! A client that breaks the protocol (a malformed record, a bad handshake, a binary or
+//! oversized message) gets SignalR's close record with the reason, and the session closes
+//! (1002).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,11 +34,14 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
+use super::dialect::Dialect;
 use super::frame_rate::FrameRate;
 use super::writer::{Control, CLOSE_TIMEOUT};
 use crate::api::conversations::{mark_read_as, require_participant};
 use crate::api::messages::{send_message, SendBody};
 use crate::api::problem::ApiError;
+use crate::api::signalr::codec as signalr;
+use crate::api::signalr::protocol::{self, Parsed};
 use crate::api::AppState;
 use crate::auth::Identity;
 use crate::hub::{frame, CloseReason, Frame, ServerEvent, SessionHandle};
@@ -38,45 +49,64 @@ use crate::hub::{frame, CloseReason, Frame, ServerEvent, SessionHandle};
 /// `{"type":"send",…}`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct SendFrame {
-    conversation_id: String,
-    content: String,
-    client_message_id: Option<String>,
-    reply_to: Option<String>,
+pub(crate) struct SendFrame {
+    pub(crate) conversation_id: String,
+    pub(crate) content: String,
+    pub(crate) client_message_id: Option<String>,
+    pub(crate) reply_to: Option<String>,
     #[serde(default)]
-    mentions: Vec<String>,
+    pub(crate) mentions: Vec<String>,
 }
 
 /// `{"type":"typing","conversationId","typing"}`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct TypingFrame {
-    conversation_id: String,
-    typing: bool,
+pub(crate) struct TypingFrame {
+    pub(crate) conversation_id: String,
+    pub(crate) typing: bool,
 }
 
 /// `{"type":"read","conversationId","seq"}`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ReadFrame {
-    conversation_id: String,
-    seq: u64,
+pub(crate) struct ReadFrame {
+    pub(crate) conversation_id: String,
+    pub(crate) seq: u64,
 }
 
 /// `{"type":"resume","conversations":{id: lastSeenSeq}}`.
 #[derive(Debug, Deserialize)]
-struct ResumeFrame {
-    conversations: BTreeMap<String, u64>,
+pub(crate) struct ResumeFrame {
+    pub(crate) conversations: BTreeMap<String, u64>,
 }
 
-/// A client frame, parsed and typed (everything [`parse_client_frame`] accepts).
+/// A client frame, parsed and typed: everything [`parse_client_frame`] accepts from `/ws`
+/// clients, and what SignalR clients invoke (`api::signalr::protocol`).
 #[derive(Debug)]
-enum ClientFrame {
+pub(crate) enum ClientFrame {
     Send(SendFrame),
     Read(ReadFrame),
     Typing(TypingFrame),
     Resume(ResumeFrame),
     Ping,
+    /// SignalR `JoinConversation`: hear this conversation's events from now on.
+    Join(String),
+    /// SignalR `LeaveConversation`.
+    Leave(String),
+    /// SignalR's ping or stream cancellation: nothing to do but note the client is there.
+    KeepAlive,
+    /// SignalR's close record: the client is leaving.
+    Goodbye,
+}
+
+/// What becomes of a handled frame.
+enum Answer {
+    /// This reply goes to the client.
+    Reply(Frame),
+    /// The writer answers once it has done its part (resume, join, leave).
+    ByWriter,
+    /// Nothing (a `/ws` `typing`); a SignalR invocation with an id still gets its completion.
+    Nothing,
 }
 
 /// A frame refused before it is handled: the error, and the client's `ref` if the frame was a
@@ -132,6 +162,10 @@ pub(super) struct Reader {
     pub frame_rate: FrameRate,
     /// The client's first frame has been handled (and the writer told so).
     pub spoke: bool,
+    /// The protocol the client speaks.
+    pub dialect: Dialect,
+    /// A SignalR client's handshake has been accepted.
+    pub handshaken: bool,
 }
 
 impl Reader {
@@ -152,9 +186,22 @@ impl Reader {
             };
             self.heard.store(true, Ordering::Relaxed);
             match next {
-                Some(Ok(Message::Text(text))) => {
-                    self.on_text(text.as_str()).await;
-                    self.open_queue().await;
+                Some(Ok(Message::Text(text))) => match self.dialect {
+                    Dialect::Tidings => {
+                        self.on_text(text.as_str()).await;
+                        self.open_queue().await;
+                    }
+                    Dialect::Signalr => {
+                        if let Err(broken) = self.on_signalr_text(text.as_str()).await {
+                            self.break_off(broken).await;
+                            break;
+                        }
+                    }
+                },
+                Some(Ok(Message::Binary(_))) if self.dialect == Dialect::Signalr => {
+                    self.break_off("the json protocol is sent as text messages".into())
+                        .await;
+                    break;
                 }
                 Some(Ok(Message::Binary(_))) => {
                     let refused = ApiError::BadRequest("send JSON text frames, not binary".into());
@@ -203,35 +250,120 @@ impl Reader {
                 return self.refuse(reference.as_ref(), &error).await;
             }
         };
+        self.handle_frame(frame, reference).await;
+    }
+
+    /// The text of a SignalR connection: the handshake first, then records; `Err` when the
+    /// client broke the protocol (the connection then closes with that error).
+    async fn on_signalr_text(&mut self, text: &str) -> Result<(), String> {
+        let max = self.state.config().ws.max_frame_bytes;
+        if text.len() > max {
+            return Err(format!(
+                "the message is {} bytes; the limit is {max}",
+                text.len()
+            ));
+        }
+        let records = if self.handshaken {
+            text
+        } else {
+            let rest = protocol::handshake(text)?;
+            self.handshaken = true;
+            self.hand_over(Control::Text(signalr::handshake_accepted()))
+                .await;
+            self.hand_over(Control::Open).await;
+            if rest.is_empty() {
+                return Ok(());
+            }
+            rest
+        };
+        for record in protocol::records(records) {
+            match record {
+                Parsed::Frame(frame, id) => {
+                    if let Err(refused) = self.frame_rate.admit() {
+                        self.refuse(id.as_ref(), &refused).await;
+                        continue;
+                    }
+                    self.handle_frame(frame, id).await;
+                }
+                Parsed::Refused(id, refused) => self.refuse(id.as_ref(), &refused).await,
+                Parsed::Broken(broken) => return Err(broken),
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends a session whose client broke the protocol: the reason goes out in SignalR's close
+    /// record (or handshake answer), then the connection closes (1002).
+    async fn break_off(&self, broken: String) {
+        tracing::debug!(user = %self.caller.user_id, error = %broken, "protocol error; session closed");
+        let record = if self.handshaken {
+            signalr::close(&broken, false)
+        } else {
+            signalr::handshake_refused(&broken)
+        };
+        self.hand_over(Control::Text(record)).await;
+        self.hand_over(Control::Close(CloseReason::ProtocolError))
+            .await;
+    }
+
+    /// Handles a parsed frame and answers it (or has the writer answer it).
+    async fn handle_frame(&mut self, frame: ClientFrame, reference: Option<Value>) {
         match self.dispatch(frame, reference.clone()).await {
-            Ok(Some(answer)) => self.reply(answer).await,
-            Ok(None) => {}
+            Ok(Answer::Reply(answer)) => self.reply(answer).await,
+            Ok(Answer::ByWriter) => {}
+            Ok(Answer::Nothing) => {
+                if self.dialect.answers_every_request() && reference.is_some() {
+                    self.reply(frame::ack(reference)).await;
+                }
+            }
             Err(refused) => self.refuse(reference.as_ref(), &refused).await,
         }
     }
 
-    /// Handles one client frame; returns the answer to send, if any.
+    /// Handles one client frame; says how it is answered.
     async fn dispatch(
         &mut self,
         frame: ClientFrame,
         reference: Option<Value>,
-    ) -> Result<Option<Frame>, ApiError> {
+    ) -> Result<Answer, ApiError> {
         match frame {
-            ClientFrame::Send(send) => self.send(send, reference).await.map(Some),
+            ClientFrame::Send(send) => self.send(send, reference).await.map(Answer::Reply),
             ClientFrame::Read(read) => {
                 let user = self.caller.user_id.clone();
                 mark_read_as(&self.state, &user, read.conversation_id, read.seq).await?;
-                Ok(Some(frame::ack(reference)))
+                Ok(Answer::Reply(frame::ack(reference)))
             }
             ClientFrame::Typing(typing) => {
                 self.typing(typing)?;
-                Ok(None)
+                Ok(Answer::Nothing)
             }
             ClientFrame::Resume(resume) => {
                 self.resume(resume, reference).await?;
-                Ok(None)
+                Ok(Answer::ByWriter)
             }
-            ClientFrame::Ping => Ok(Some(frame::pong(reference.as_ref()))),
+            ClientFrame::Ping => Ok(Answer::Reply(frame::pong(reference.as_ref()))),
+            ClientFrame::Join(conversation) => {
+                require_participant(self.state.chat()?, &self.caller.user_id, &conversation)?;
+                let join = Control::Join {
+                    conversation,
+                    reference,
+                };
+                self.hand_over(join).await;
+                Ok(Answer::ByWriter)
+            }
+            ClientFrame::Leave(conversation) => {
+                let leave = Control::Leave {
+                    conversation,
+                    reference,
+                };
+                self.hand_over(leave).await;
+                Ok(Answer::ByWriter)
+            }
+            ClientFrame::KeepAlive => Ok(Answer::Nothing),
+            ClientFrame::Goodbye => {
+                self.handle.close(CloseReason::ClientGone);
+                Ok(Answer::Nothing)
+            }
         }
     }
 
@@ -282,6 +414,10 @@ impl Reader {
         if !unknown.is_empty() {
             let names: Vec<String> = unknown.into_iter().map(|(id, _)| id).collect();
             let refused = ApiError::NotFound(format!("conversations {names:?}"));
+            if self.dialect.answers_every_request() {
+                // One answer per invocation: the refusal, and nothing replayed.
+                return Err(refused);
+            }
             self.refuse(reference.as_ref(), &refused).await;
         }
         let resume = Control::Resume {
@@ -378,6 +514,7 @@ mod tests {
             Ok((ClientFrame::Typing(_), _)) => Ok("typing"),
             Ok((ClientFrame::Resume(_), _)) => Ok("resume"),
             Ok((ClientFrame::Ping, _)) => Ok("ping"),
+            Ok((other, _)) => panic!("/ws has no {other:?} frame"),
             Err(refused) => Err(refused.error.status().as_u16()),
         }
     }

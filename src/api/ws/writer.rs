@@ -18,23 +18,26 @@
 //! system calls for busy sessions, at most that much more latency).
 //!
 //! It is generic over the sink, so it does not care how frames reach the socket; it knows
-//! nothing of client frames (that is `reader.rs`).
+//! nothing of client frames (that is `reader.rs`). What differs for a SignalR session is its
+//! [`Dialect`]'s: no `ready` (the reader answers the handshake, and the queue opens only then),
+//! SignalR's ping record instead of a WebSocket ping, its close record before the close frame,
+//! and only the conversations the session joined (`JoinConversation`, or `Resume`).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
+use axum::extract::ws::{CloseFrame, Message};
 use futures_util::{Sink, SinkExt};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::codec::TidingsJson;
+use super::dialect::{self, Dialect};
 use super::seq::{SeqTracker, Verdict};
 use crate::hub::frame;
-use crate::hub::{CloseReason, Frame, Scope, Session, SessionHandle};
+use crate::hub::{CloseReason, Frame, Scope, ServerEvent, Session, SessionHandle};
 use crate::store::{HistoryPage, Store};
 
 /// Most queued frames written between two flushes.
@@ -62,6 +65,21 @@ pub(super) enum Control {
     },
     /// The client's first frame has been handled: the queue may flow.
     Open,
+    /// SignalR `JoinConversation`: the session hears the conversation from now on; then
+    /// answer `reference`.
+    Join {
+        conversation: String,
+        reference: Option<Value>,
+    },
+    /// SignalR `LeaveConversation`; then answer `reference`.
+    Leave {
+        conversation: String,
+        reference: Option<Value>,
+    },
+    /// Protocol bytes of this session alone (SignalR's handshake answer, its close record).
+    Text(bytes::Bytes),
+    /// Close the session for this reason once what came before is written.
+    Close(CloseReason),
 }
 
 enum Step {
@@ -92,6 +110,10 @@ pub(super) struct Writer<S> {
     /// `verified_epoch`: most frames then need no look-up of the participants.
     pub verified: HashSet<Arc<str>>,
     pub verified_epoch: u64,
+    /// The protocol the session speaks.
+    pub dialect: Dialect,
+    /// The conversations a SignalR session joined (a `/ws` session hears all of its user's).
+    pub joined: HashSet<Arc<str>>,
 }
 
 impl<S> Writer<S>
@@ -101,8 +123,13 @@ where
     /// Writes `ready`, serves the session until it closes, and closes the connection.
     pub(super) async fn run(mut self) {
         let handle = self.session.handle().clone();
-        let ready = frame::ready(handle.user_id(), handle.id());
-        let reason = match self.write_now(&ready).await {
+        let greeted = if self.dialect.sends_ready() {
+            let ready = frame::ready(handle.user_id(), handle.id());
+            self.write_now(&ready).await
+        } else {
+            Ok(())
+        };
+        let reason = match greeted {
             Ok(()) => self.serve(&handle).await,
             Err(_) => CloseReason::ClientGone,
         };
@@ -117,13 +144,14 @@ where
         let mut ping = tokio::time::interval_at(start, self.ping_interval);
         let mut missed = 0;
         let held_until = Instant::now() + RESUME_WINDOW;
+        let opens_by_itself = self.dialect.opens_by_itself();
         loop {
             let step = tokio::select! {
                 biased;
                 () = handle.closed() => return closed_reason(handle),
                 Some(control) = self.control.recv() => Step::Control(control),
                 Some(frame) = self.session.recv(), if self.live => Step::Frame(frame),
-                () = tokio::time::sleep_until(held_until), if !self.live => Step::Control(Control::Open),
+                () = tokio::time::sleep_until(held_until), if !self.live && opens_by_itself => Step::Control(Control::Open),
                 _ = ping.tick() => Step::Ping,
             };
             let outcome = tokio::select! {
@@ -151,6 +179,27 @@ where
                 self.live = true;
                 self.write_now(&frame::ack(reference)).await?;
             }
+            Step::Control(Control::Join {
+                conversation,
+                reference,
+            }) => {
+                self.write_queued().await?;
+                self.joined.insert(conversation.into());
+                self.write_now(&frame::ack(reference)).await?;
+            }
+            Step::Control(Control::Leave {
+                conversation,
+                reference,
+            }) => {
+                self.write_queued().await?;
+                self.joined.remove(conversation.as_str());
+                self.seqs.forget(&conversation);
+                self.write_now(&frame::ack(reference)).await?;
+            }
+            Step::Control(Control::Text(bytes)) => {
+                self.sink.send(dialect::text(bytes)).await?;
+            }
+            Step::Control(Control::Close(reason)) => return Ok(Some(reason)),
             Step::Frame(first) => self.write_batch(first).await?,
             Step::Ping => {
                 if self.heard.swap(false, Ordering::Relaxed) {
@@ -161,7 +210,7 @@ where
                         return Ok(Some(CloseReason::Unresponsive));
                     }
                 }
-                self.sink.send(Message::Ping(bytes::Bytes::new())).await?;
+                self.sink.send(self.dialect.ping()).await?;
             }
         }
         Ok(None)
@@ -188,6 +237,19 @@ where
         Ok(())
     }
 
+    /// Writes what the hub queued before now (when the queue is open): a join or leave takes
+    /// effect for events broadcast after it, as SignalR groups do, not for those already on
+    /// their way.
+    async fn write_queued(&mut self) -> WriteResult {
+        if !self.live {
+            return Ok(());
+        }
+        while let Some(queued) = self.session.try_recv() {
+            self.write_frame(&queued).await?;
+        }
+        Ok(())
+    }
+
     /// When the next batch may be written, if that is still to come.
     fn next_batch_due(&self) -> Option<Instant> {
         let due = self.last_batch? + self.write_delay;
@@ -199,17 +261,45 @@ where
         self.sink.flush().await
     }
 
+    /// Feeds the frame in the session's dialect; a frame the dialect has nothing for (SignalR
+    /// has no `pong`) is skipped.
     async fn feed(&mut self, frame: &Frame) -> WriteResult {
-        let text = Utf8Bytes::try_from(frame.encoded::<TidingsJson>()).map_err(axum::Error::new)?;
-        self.sink.feed(Message::Text(text)).await
+        let bytes = self.dialect.encode(frame);
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.sink.feed(dialect::text(bytes)).await
     }
 
     fn user(&self) -> &str {
         self.session.handle().user_id()
     }
 
+    /// Whether the session wants the frame: a SignalR session hears only the conversations it
+    /// joined.
+    fn wants(&self, frame: &Frame) -> bool {
+        if !self.dialect.joins_conversations() {
+            return true;
+        }
+        let conversation = match (frame.scope(), frame.event()) {
+            (
+                Scope::Conversation(id)
+                | Scope::Message {
+                    conversation: id, ..
+                },
+                _,
+            ) => id.as_ref(),
+            (_, ServerEvent::ConversationUpdated(conversation)) => conversation.id.as_str(),
+            _ => return true,
+        };
+        self.joined.contains(conversation)
+    }
+
     /// Feeds a frame if its scope allows it now.
     async fn write_frame(&mut self, frame: &Frame) -> WriteResult {
+        if !self.wants(frame) {
+            return Ok(());
+        }
         match frame.scope() {
             Scope::Session => self.feed(frame).await,
             Scope::Conversation(conversation) => {
@@ -276,6 +366,9 @@ where
             }
             let from = last_seen.min(conversation.last_seq);
             let id: Arc<str> = id.into();
+            if self.dialect.joins_conversations() {
+                self.joined.insert(id.clone());
+            }
             self.seqs.resume_from(&id, from);
             self.replay(&id, from, None).await?;
         }
@@ -339,6 +432,9 @@ where
                 while let Some(queued) = self.session.try_recv() {
                     self.write_frame(&queued).await?;
                 }
+            }
+            if let Some(farewell) = self.dialect.farewell(reason) {
+                self.sink.feed(farewell).await?;
             }
             let close = CloseFrame {
                 code,

@@ -1,0 +1,140 @@
+//! The real client libraries users run (`@microsoft/signalr`, pinned in
+//! `tests/clients/package-lock.json`), driven by Node scripts in `tests/clients/`.
+//!
+//! The packages are installed with `npm ci` on first use (once per test binary, under a file
+//! lock so that several binaries running at once do not install over each other). Node and npm
+//! must be on the PATH: `.ci/run` installs them from Debian when missing; a machine without them
+//! fails these tests with the command to run, it never skips them.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout};
+
+/// How long one client script may run before the test fails.
+pub const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `tests/clients/`.
+pub fn clients_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
+}
+
+/// Installs the pinned client packages unless they are there already.
+pub fn ensure_installed() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let dir = clients_dir();
+        let lock = File::create(std::env::temp_dir().join("tidings-test-clients.lock"))
+            .expect("create the install lock file");
+        lock.lock().expect("lock the install lock file");
+        let marker = dir.join("node_modules/.package-lock.json");
+        let lockfile = dir.join("package-lock.json");
+        let fresh = match (marker.metadata(), lockfile.metadata()) {
+            (Ok(installed), Ok(wanted)) => installed.modified().ok() >= wanted.modified().ok(),
+            _ => false,
+        };
+        if !fresh {
+            let status = Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+                .current_dir(&dir)
+                .stdin(Stdio::null())
+                .status()
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "cannot run npm ({e}): the client tests need Node.js 18+ and npm \
+                         (`apt-get install nodejs npm`, as .ci/run does)"
+                    )
+                });
+            assert!(status.success(), "npm ci in {} failed", dir.display());
+        }
+    });
+}
+
+/// Runs `script` (in `tests/clients/`) with `config` as its one argument and returns the JSON
+/// it prints last.
+pub async fn run(script: &str, config: &Value) -> Value {
+    let mut client = Client::start(script, config);
+    let last = client.last_line().await;
+    client.finish().await;
+    last
+}
+
+/// A running client script that talks over stdin/stdout: a JSON line each way.
+pub struct Client {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Lines<BufReader<ChildStdout>>,
+    script: String,
+}
+
+impl Client {
+    /// Starts `node script config`.
+    pub fn start(script: &str, config: &Value) -> Client {
+        ensure_installed();
+        let mut child = tokio::process::Command::new("node")
+            .arg(script)
+            .arg(config.to_string())
+            .current_dir(clients_dir())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run node (install Node.js 18+ and npm)");
+        let stdin = child.stdin.take().expect("piped stdin");
+        let lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        Client {
+            child,
+            stdin,
+            lines,
+            script: script.to_owned(),
+        }
+    }
+
+    /// The next JSON line the script prints.
+    pub async fn next(&mut self) -> Value {
+        let line = tokio::time::timeout(SCRIPT_TIMEOUT, self.lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("{} printed nothing for {SCRIPT_TIMEOUT:?}", self.script))
+            .expect("read the script's output")
+            .unwrap_or_else(|| panic!("{} ended without printing a result", self.script));
+        serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("{} printed {line:?}, not JSON: {e}", self.script))
+    }
+
+    /// Reads lines until the script's output ends; returns the last.
+    async fn last_line(&mut self) -> Value {
+        let mut last = self.next().await;
+        while let Ok(Ok(Some(line))) =
+            tokio::time::timeout(SCRIPT_TIMEOUT, self.lines.next_line()).await
+        {
+            last = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("{} printed {line:?}, not JSON: {e}", self.script));
+        }
+        last
+    }
+
+    /// Sends the script one JSON line.
+    pub async fn say(&mut self, value: &Value) {
+        let mut line = value.to_string();
+        line.push('\n');
+        self.stdin
+            .write_all(line.as_bytes())
+            .await
+            .expect("write to the script");
+    }
+
+    /// Waits for the script to exit and checks it succeeded.
+    pub async fn finish(mut self) {
+        let status = tokio::time::timeout(SCRIPT_TIMEOUT, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{} did not exit", self.script))
+            .expect("wait for node");
+        assert!(status.success(), "{} failed: {status}", self.script);
+    }
+}

@@ -153,3 +153,199 @@ async fn connect_as(url: &str, token: &str) -> u16 {
         Err(e) => panic!("upgrade failed without an answer: {e}"),
     }
 }
+
+/// A raw SignalR connection, for what the real client never sends.
+struct RawHub {
+    stream: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl RawHub {
+    async fn connect(chat: &Chat, user: &str) -> RawHub {
+        let url = format!(
+            "{}/chathub?access_token={}",
+            chat.server.base.replacen("http", "ws", 1),
+            chat.token(user)
+        );
+        let (stream, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("upgrade");
+        RawHub { stream }
+    }
+
+    async fn send(&mut self, text: &str) {
+        use futures_util::SinkExt;
+        self.stream
+            .send(tokio_tungstenite::tungstenite::Message::text(text))
+            .await
+            .expect("send");
+    }
+
+    /// The records and the close code the server sends until it closes (or the deadline).
+    async fn until_closed(&mut self) -> (Vec<Value>, Option<u16>) {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let mut records = Vec::new();
+        loop {
+            let next = tokio::time::timeout(std::time::Duration::from_secs(10), self.stream.next())
+                .await
+                .expect("the server closes within 10 s");
+            match next {
+                Some(Ok(Message::Text(text))) => records.extend(parse_records(&text)),
+                Some(Ok(Message::Close(frame))) => {
+                    return (records, frame.map(|f| u16::from(f.code)))
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return (records, None),
+            }
+        }
+    }
+
+    /// The next record (skipping pings).
+    async fn next(&mut self) -> Value {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        loop {
+            let next = tokio::time::timeout(std::time::Duration::from_secs(10), self.stream.next())
+                .await
+                .expect("a record within 10 s");
+            if let Some(Ok(Message::Text(text))) = next {
+                let records = parse_records(&text);
+                assert_eq!(records.len(), 1, "{text:?}");
+                if records[0]["type"] != 6 {
+                    return records[0].clone();
+                }
+            } else {
+                panic!("expected a record, got {next:?}");
+            }
+        }
+    }
+}
+
+fn parse_records(text: &str) -> Vec<Value> {
+    let body = text
+        .strip_suffix('\u{1e}')
+        .unwrap_or_else(|| panic!("a record ends with 0x1E: {text:?}"));
+    body.split('\u{1e}')
+        .map(|record| serde_json::from_str(record).expect("a record is JSON"))
+        .collect()
+}
+
+const HANDSHAKE: &str = "{\"protocol\":\"json\",\"version\":1}\u{1e}";
+
+/// Bad input on the hub gets SignalR's errors and changes nothing: a bad handshake (or an
+/// invocation before it) gets a handshake error and the connection closes; a malformed record
+/// after it gets a close record with the reason; a stream invocation and a wrong argument are
+/// answered with an error completion and the connection stays.
+#[tokio::test]
+async fn bad_input_on_the_hub_gets_signalr_errors() {
+    let chat = chat_server(&[]).await;
+    chat.conversation("alice", "c1", &["bob"]).await;
+
+    let mut hub = RawHub::connect(&chat, "alice").await;
+    hub.send("{\"protocol\":\"messagepack\",\"version\":1}\u{1e}")
+        .await;
+    let (records, code) = hub.until_closed().await;
+    assert!(
+        records[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("messagepack"),
+        "{records:?}"
+    );
+    assert_eq!(code, Some(1002));
+
+    let mut hub = RawHub::connect(&chat, "alice").await;
+    let early = "{\"type\":1,\"invocationId\":\"1\",\"target\":\"SendMessage\",\"arguments\":[\"c1\",\"early\"]}\u{1e}";
+    hub.send(early).await;
+    let (records, code) = hub.until_closed().await;
+    assert!(
+        records[0]["error"].is_string(),
+        "a handshake error first: {records:?}"
+    );
+    assert_eq!(code, Some(1002));
+
+    let mut hub = RawHub::connect(&chat, "alice").await;
+    hub.send(HANDSHAKE).await;
+    assert_eq!(hub.next().await, json!({}));
+    hub.send(
+        "{\"type\":4,\"invocationId\":\"s\",\"target\":\"SendMessage\",\"arguments\":[]}\u{1e}",
+    )
+    .await;
+    let streamed = hub.next().await;
+    assert_eq!(streamed["invocationId"], "s");
+    assert!(
+        streamed["error"].as_str().unwrap().starts_with("400"),
+        "{streamed}"
+    );
+    hub.send("{\"type\":1,\"invocationId\":\"t\",\"target\":\"SendMessage\",\"arguments\":[\"c1\",7]}\u{1e}")
+        .await;
+    let typed = hub.next().await;
+    assert!(
+        typed["error"]
+            .as_str()
+            .unwrap()
+            .contains("argument 2 of 'SendMessage'"),
+        "{typed}"
+    );
+    hub.send("{\"type\":1,\"target\":\"SendMessage\",\"arguments\":[\"c1\"]}\u{1e}")
+        .await;
+    hub.send("{\"type\":1,\"invocationId\":\"j\",\"target\":\"JoinConversation\",\"arguments\":[\"c1\"]}\u{1e}")
+        .await;
+    assert_eq!(
+        hub.next().await,
+        json!({"type": 3, "invocationId": "j"}),
+        "an invocation without id got no answer, the next one its completion"
+    );
+    hub.send("{\"type\":1,\"target\":").await;
+    let (records, code) = hub.until_closed().await;
+    assert_eq!(
+        records.last().map(|r| r["type"].clone()),
+        Some(json!(7)),
+        "{records:?}"
+    );
+    assert_eq!(records.last().unwrap()["allowReconnect"], false);
+    assert_eq!(code, Some(1002));
+
+    let history = chat.history("alice", "c1", "").await;
+    assert_eq!(history["items"], json!([]), "nothing was sent");
+}
+
+/// Presence across protocols: bob online on `/ws` and on SignalR is one user; alice (on
+/// SignalR) hears him go offline only once his last session, on either protocol, closed (and
+/// the grace period passed).
+#[tokio::test]
+async fn presence_spans_devices_on_two_protocols() {
+    let chat = common::ws::ws_server("[ws]\npresenceGraceMs = 100\n").await;
+    chat.conversation("alice", "c1", &["bob"]).await;
+    let mut alice = RawHub::connect(&chat, "alice").await;
+    alice.send(HANDSHAKE).await;
+    assert_eq!(alice.next().await, json!({}));
+
+    let bob_ws = common::ws::connect(&chat, "bob").await;
+    let online = alice.next().await;
+    assert_eq!(online["target"], "PresenceChanged");
+    assert_eq!(online["arguments"][0]["userId"], "bob");
+    assert_eq!(online["arguments"][0]["status"], "online");
+
+    let mut bob_hub = RawHub::connect(&chat, "bob").await;
+    bob_hub.send(HANDSHAKE).await;
+    assert_eq!(bob_hub.next().await, json!({}));
+    bob_ws.close().await;
+    // Still online through the SignalR session: the next thing alice hears is a message.
+    chat.send("bob", "c1", "still here").await;
+    alice
+        .send("{\"type\":1,\"invocationId\":\"r\",\"target\":\"Resume\",\"arguments\":[\"c1\",0]}\u{1e}")
+        .await;
+    let replayed = alice.next().await;
+    assert_eq!(replayed["target"], "ReceiveMessage", "{replayed}");
+    assert_eq!(replayed["arguments"][0]["content"], "still here");
+    assert_eq!(alice.next().await, json!({"type": 3, "invocationId": "r"}));
+
+    drop(bob_hub);
+    let offline = alice.next().await;
+    assert_eq!(offline["target"], "PresenceChanged", "{offline}");
+    assert_eq!(offline["arguments"][0]["status"], "offline");
+    assert!(offline["arguments"][0]["lastSeen"].is_string());
+}

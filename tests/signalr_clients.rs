@@ -349,3 +349,50 @@ async fn presence_spans_devices_on_two_protocols() {
     assert_eq!(offline["arguments"][0]["status"], "offline");
     assert!(offline["arguments"][0]["lastSeen"].is_string());
 }
+
+/// `withAutomaticReconnect()` across a server restart loses nothing: the client resumes from
+/// the last seq it saw and gets what was sent meanwhile, in order, once.
+#[tokio::test]
+async fn a_reconnecting_client_resumes_across_a_server_restart() {
+    let chat = chat_server(&[]).await;
+    chat.conversation("alice", "c1", &["bob"]).await;
+    for i in 1..=5 {
+        chat.send("alice", "c1", &format!("before {i}")).await;
+    }
+    let mut client = Client::start("signalr_chat.mjs", &config(&chat, "reconnect", "c1"));
+    assert_eq!(client.next().await, json!({"ready": true}));
+    client.say(&json!({"expect": 5})).await;
+    assert_eq!(client.next().await["received"], 5);
+
+    let chat = restart_on_the_same_port(chat).await;
+    for i in 6..=10 {
+        chat.send("alice", "c1", &format!("after {i}")).await;
+    }
+    client.say(&json!({"expect": 10})).await;
+    let progress = client.next().await;
+    assert_eq!(progress["received"], 10, "{progress}");
+    client.say(&json!({"done": true})).await;
+    let result = client.next().await;
+    client.finish().await;
+    assert_eq!(
+        result["seqs"],
+        json!((1..=10).collect::<Vec<u64>>()),
+        "{result}"
+    );
+    assert_eq!(result["events"], json!(["reconnecting", "reconnected"]));
+}
+
+/// Stops the server with SIGTERM and starts it again on the same directory and port, so that
+/// clients reconnect to the address they know.
+async fn restart_on_the_same_port(chat: Chat) -> Chat {
+    use common::server::{command, sigterm, wait_exit};
+    let address = chat.server.base.trim_start_matches("http://").to_owned();
+    let Chat {
+        mut server, dir, ..
+    } = chat;
+    sigterm(&server);
+    assert!(wait_exit(&mut server, std::time::Duration::from_secs(20)).success());
+    drop(server);
+    let cmd = command(dir.path(), &["--listen", &address, "--durability", "never"]);
+    common::chat::chat_server_from(dir, cmd).await
+}

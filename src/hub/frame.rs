@@ -111,6 +111,11 @@ impl Frame {
         }))
     }
 
+    /// The event.
+    pub(crate) fn event(&self) -> &ServerEvent {
+        &self.0.event
+    }
+
     /// What the writer checks before writing it.
     pub(crate) fn scope(&self) -> &Scope {
         &self.0.scope

@@ -19,10 +19,10 @@ use crate::hub::{ServerEvent, WireCodec, WireFormat};
 use crate::store::{Conversation, Message};
 
 /// Ends every record of the JSON hub protocol.
-pub const RECORD_SEPARATOR: u8 = 0x1E;
+pub(crate) const RECORD_SEPARATOR: u8 = 0x1E;
 
 /// The SignalR JSON hub protocol codec.
-pub struct SignalrJson;
+pub(crate) struct SignalrJson;
 
 impl WireCodec for SignalrJson {
     const FORMAT: WireFormat = WireFormat::SignalrJson;
@@ -36,22 +36,22 @@ impl WireCodec for SignalrJson {
 }
 
 /// `{}`: the handshake succeeded.
-pub fn handshake_accepted() -> Bytes {
+pub(crate) fn handshake_accepted() -> Bytes {
     record_bytes(&json!({}))
 }
 
 /// `{"error"}`: the handshake failed; the connection closes after it.
-pub fn handshake_refused(error: &str) -> Bytes {
+pub(crate) fn handshake_refused(error: &str) -> Bytes {
     record_bytes(&json!({ "error": error }))
 }
 
 /// `{"type":6}`: keep-alive.
-pub fn ping() -> Bytes {
+pub(crate) fn ping() -> Bytes {
     record_bytes(&json!({ "type": 6 }))
 }
 
 /// `{"type":7,"error","allowReconnect"}`: the server closes the connection.
-pub fn close(error: &str, allow_reconnect: bool) -> Bytes {
+pub(crate) fn close(error: &str, allow_reconnect: bool) -> Bytes {
     record_bytes(&json!({ "type": 7, "error": error, "allowReconnect": allow_reconnect }))
 }
 

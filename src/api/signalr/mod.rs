@@ -15,7 +15,7 @@
 //! [`Dialect`]: the same queue, seq rule, resume, participant checks and flow control as a
 //! `/ws` session; only its wire format ([`codec`]) and client records ([`protocol`]) differ.
 
-pub mod codec;
+pub(crate) mod codec;
 pub(crate) mod protocol;
 
 use std::collections::HashMap;
@@ -34,17 +34,17 @@ use super::ws::{self, dialect::Dialect};
 use super::AppState;
 
 /// Where the hub is served.
-pub const PATH: &str = "/chathub";
+pub(crate) const PATH: &str = "/chathub";
 /// Where clients negotiate.
-pub const NEGOTIATE_PATH: &str = "/chathub/negotiate";
+pub(crate) const NEGOTIATE_PATH: &str = "/chathub/negotiate";
 /// How long a negotiated connection token waits for its socket.
-pub const TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+pub(crate) const TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 /// Most connection tokens waiting for their socket at once; beyond, negotiation answers 503.
 const MAX_PENDING: usize = 10_000;
 
 /// The connection tokens handed out by negotiation and not yet expired.
 #[derive(Debug, Default)]
-pub struct Negotiations {
+pub(crate) struct Negotiations {
     pending: Mutex<HashMap<String, Pending>>,
 }
 
@@ -100,13 +100,13 @@ impl Negotiations {
 
 /// The query of a negotiation.
 #[derive(Debug, Deserialize)]
-pub struct NegotiateQuery {
+pub(crate) struct NegotiateQuery {
     #[serde(rename = "negotiateVersion")]
     negotiate_version: Option<u32>,
 }
 
 /// `POST /chathub/negotiate` → the connection token and the transports offered.
-pub async fn negotiate(
+pub(crate) async fn negotiate(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Query(query): Query<NegotiateQuery>,
@@ -138,14 +138,14 @@ pub async fn negotiate(
 
 /// The query of the socket.
 #[derive(Debug, Deserialize)]
-pub struct ConnectQuery {
+pub(crate) struct ConnectQuery {
     id: Option<String>,
 }
 
 /// `GET /chathub` → 101 and a SignalR session, or a problem (401, 404/409 for a bad
 /// connection token, 429/503 for the session limits, 400 for a request that is no upgrade:
 /// only the WebSockets transport is offered).
-pub async fn upgrade(
+pub(crate) async fn upgrade(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Query(query): Query<ConnectQuery>,

@@ -21,7 +21,7 @@ use crate::api::ws::reader::{ClientFrame, ReadFrame, ResumeFrame, SendFrame, Typ
 
 /// One client record, parsed.
 #[derive(Debug)]
-pub enum Parsed {
+pub(crate) enum Parsed {
     /// A frame to handle, with the invocation id its completion answers (none: no completion).
     Frame(ClientFrame, Option<Value>),
     /// A well-formed invocation that cannot be carried out; answered with its id, if any.
@@ -31,7 +31,7 @@ pub enum Parsed {
 }
 
 /// The records of one text frame (handshake not included), in order.
-pub fn records(text: &str) -> Vec<Parsed> {
+pub(crate) fn records(text: &str) -> Vec<Parsed> {
     let Some(body) = text.strip_suffix(char::from(RECORD_SEPARATOR)) else {
         return vec![Parsed::Broken(
             "a message must end with the record separator 0x1E".into(),
@@ -44,7 +44,7 @@ pub fn records(text: &str) -> Vec<Parsed> {
 
 /// The handshake, the first record of a connection: `Ok` for JSON version 1, else why not.
 /// Whatever follows it in the same frame is returned for parsing as records.
-pub fn handshake(text: &str) -> Result<&str, String> {
+pub(crate) fn handshake(text: &str) -> Result<&str, String> {
     let Some((first, rest)) = text.split_once(char::from(RECORD_SEPARATOR)) else {
         return Err("the handshake must end with the record separator 0x1E".into());
     };

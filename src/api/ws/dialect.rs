@@ -17,11 +17,11 @@ use crate::hub::{CloseReason, Frame};
 
 /// SignalR's keep-alive interval (its clients' default: a ping every 15 s, and they give up
 /// after 30 s without a message).
-pub const SIGNALR_KEEP_ALIVE: Duration = Duration::from_secs(15);
+pub(crate) const SIGNALR_KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// The protocol of one session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
+pub(crate) enum Dialect {
     /// Tidings' own `/ws` JSON frames.
     Tidings,
     /// ASP.NET Core SignalR's JSON hub protocol (`/chathub`).
@@ -30,7 +30,7 @@ pub enum Dialect {
 
 impl Dialect {
     /// The frame as this dialect's bytes; empty when the dialect has nothing for it.
-    pub fn encode(self, frame: &Frame) -> Bytes {
+    pub(crate) fn encode(self, frame: &Frame) -> Bytes {
         match self {
             Dialect::Tidings => frame.encoded::<TidingsJson>(),
             Dialect::Signalr => frame.encoded::<SignalrJson>(),
@@ -39,31 +39,31 @@ impl Dialect {
 
     /// Whether the session greets with `ready` (SignalR answers the client's handshake
     /// instead).
-    pub fn sends_ready(self) -> bool {
+    pub(crate) fn sends_ready(self) -> bool {
         self == Dialect::Tidings
     }
 
     /// Whether the session's queue opens by itself after a while (`/ws`: a client that sends
     /// no `resume` still gets its live frames); a SignalR queue opens with the handshake only,
     /// since nothing may come before the handshake's answer.
-    pub fn opens_by_itself(self) -> bool {
+    pub(crate) fn opens_by_itself(self) -> bool {
         self == Dialect::Tidings
     }
 
     /// Whether a session hears a conversation only once it joined it.
-    pub fn joins_conversations(self) -> bool {
+    pub(crate) fn joins_conversations(self) -> bool {
         self == Dialect::Signalr
     }
 
     /// Whether every handled request gets an answer, even one `/ws` answers with nothing (a
     /// SignalR invocation with an id always gets its completion).
-    pub fn answers_every_request(self) -> bool {
+    pub(crate) fn answers_every_request(self) -> bool {
         self == Dialect::Signalr
     }
 
     /// The keep-alive message: a WebSocket ping for `/ws`, SignalR's ping record (its clients
     /// do not see WebSocket pings).
-    pub fn ping(self) -> Message {
+    pub(crate) fn ping(self) -> Message {
         match self {
             Dialect::Tidings => Message::Ping(Bytes::new()),
             Dialect::Signalr => text(signalr::ping()),
@@ -71,7 +71,7 @@ impl Dialect {
     }
 
     /// The keep-alive interval: `/ws`'s is configured, SignalR's is its clients' default.
-    pub fn ping_interval(self, configured: Duration) -> Duration {
+    pub(crate) fn ping_interval(self, configured: Duration) -> Duration {
         match self {
             Dialect::Tidings => configured,
             Dialect::Signalr => SIGNALR_KEEP_ALIVE,
@@ -81,7 +81,7 @@ impl Dialect {
     /// What the session writes before its close frame: SignalR's close record, which its
     /// clients read (with whether they may reconnect); nothing for `/ws`, whose close frame
     /// says it all.
-    pub fn farewell(self, reason: CloseReason) -> Option<Message> {
+    pub(crate) fn farewell(self, reason: CloseReason) -> Option<Message> {
         match self {
             Dialect::Tidings => None,
             Dialect::Signalr => Some(text(signalr::close(
@@ -93,6 +93,6 @@ impl Dialect {
 }
 
 /// Bytes known to be UTF-8 JSON as a text message.
-pub fn text(bytes: Bytes) -> Message {
+pub(crate) fn text(bytes: Bytes) -> Message {
     Message::Text(Utf8Bytes::try_from(bytes).expect("encoded records are UTF-8 JSON"))
 }

@@ -1,10 +1,11 @@
 //! The real client libraries users run (`@microsoft/signalr`, pinned in
 //! `tests/clients/package-lock.json`), driven by Node scripts in `tests/clients/`.
 //!
-//! The packages are installed with `npm ci` on first use (once per test binary, under a file
-//! lock so that several binaries running at once do not install over each other). Node and npm
-//! must be on the PATH: `.ci/run` installs them from Debian when missing; a machine without them
-//! fails these tests with the command to run, it never skips them.
+//! Installed on first use, once per test binary, under a file lock so that several binaries
+//! running at once do not install over each other: Node.js and npm from Debian's packages when
+//! they are missing (as root, or through `sudo`), then the pinned packages with `npm ci`. A
+//! machine where that cannot be done fails these tests saying what to install; they never
+//! skip.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -32,6 +33,7 @@ pub fn ensure_installed() {
         let lock = File::create(std::env::temp_dir().join("tidings-test-clients.lock"))
             .expect("create the install lock file");
         lock.lock().expect("lock the install lock file");
+        ensure_node();
         let marker = dir.join("node_modules/.package-lock.json");
         let lockfile = dir.join("package-lock.json");
         let fresh = match (marker.metadata(), lockfile.metadata()) {
@@ -44,15 +46,50 @@ pub fn ensure_installed() {
                 .current_dir(&dir)
                 .stdin(Stdio::null())
                 .status()
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "cannot run npm ({e}): the client tests need Node.js 18+ and npm \
-                         (`apt-get install nodejs npm`, as .ci/run does)"
-                    )
-                });
+                .unwrap_or_else(|e| panic!("cannot run npm: {e}"));
             assert!(status.success(), "npm ci in {} failed", dir.display());
         }
     });
+}
+
+/// Installs Node.js and npm from Debian unless both run already.
+fn ensure_node() {
+    let runs = |program: &str| {
+        Command::new(program)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    if runs("node") && runs("npm") {
+        return;
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| out.stdout.starts_with(b"0\n"));
+    let apt = |args: &[&str]| {
+        let mut command = if root {
+            Command::new("apt-get")
+        } else {
+            let mut sudo = Command::new("sudo");
+            sudo.args(["-n", "apt-get"]);
+            sudo
+        };
+        command
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    let installed = apt(&["update", "-qq"]) && apt(&["install", "-y", "-qq", "nodejs", "npm"]);
+    assert!(
+        installed && runs("node") && runs("npm"),
+        "the client tests need Node.js 18+ and npm, and installing them failed: run \
+         `apt-get install nodejs npm` as root"
+    );
 }
 
 /// Runs `script` (in `tests/clients/`) with `config` as its one argument and returns the JSON

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::api::ws::objects::{Deleted, EventObject, Presence, Read, Typing};
 use crate::hub::{ServerEvent, WireCodec, WireFormat};
 use crate::store::{Conversation, Message};
 
@@ -86,37 +87,16 @@ enum Record<'a> {
     },
 }
 
-/// The one argument of a client method: a chat object or a small event object.
+/// The one argument of a client method: a chat object or an event object.
 #[derive(Serialize)]
 #[serde(untagged)]
 enum Argument<'a> {
     Message(&'a Message),
     Conversation(&'a Conversation),
-    #[serde(rename_all = "camelCase")]
-    Deleted {
-        conversation_id: &'a str,
-        id: &'a str,
-        seq: u64,
-    },
-    #[serde(rename_all = "camelCase")]
-    Typing {
-        conversation_id: &'a str,
-        user_id: &'a str,
-        typing: bool,
-    },
-    #[serde(rename_all = "camelCase")]
-    Read {
-        conversation_id: &'a str,
-        user_id: &'a str,
-        seq: u64,
-    },
-    #[serde(rename_all = "camelCase")]
-    Presence {
-        user_id: &'a str,
-        status: &'static str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        last_seen: Option<&'a str>,
-    },
+    Deleted(Deleted<'a>),
+    Typing(Typing<'a>),
+    Read(Read<'a>),
+    Presence(Presence<'a>),
 }
 
 fn invocation<'a>(target: &'static str, argument: Argument<'a>) -> Option<Record<'a>> {
@@ -151,54 +131,19 @@ fn record_of(event: &ServerEvent) -> Option<Record<'_>> {
         ServerEvent::MessageUpdated(message) => {
             invocation("MessageUpdated", Argument::Message(message))
         }
-        ServerEvent::MessageDeleted {
-            conversation_id,
-            id,
-            seq,
-        } => invocation(
-            "MessageDeleted",
-            Argument::Deleted {
-                conversation_id,
-                id,
-                seq: *seq,
-            },
-        ),
-        ServerEvent::Typing {
-            conversation_id,
-            user_id,
-            typing,
-        } => invocation(
-            "UserTyping",
-            Argument::Typing {
-                conversation_id,
-                user_id,
-                typing: *typing,
-            },
-        ),
-        ServerEvent::Read {
-            conversation_id,
-            user_id,
-            seq,
-        } => invocation(
-            "MessageRead",
-            Argument::Read {
-                conversation_id,
-                user_id,
-                seq: *seq,
-            },
-        ),
-        ServerEvent::Presence {
-            user_id,
-            online,
-            last_seen,
-        } => invocation(
-            "PresenceChanged",
-            Argument::Presence {
-                user_id,
-                status: if *online { "online" } else { "offline" },
-                last_seen: last_seen.as_deref(),
-            },
-        ),
+        ServerEvent::MessageDeleted { .. }
+        | ServerEvent::Typing { .. }
+        | ServerEvent::Read { .. }
+        | ServerEvent::Presence { .. } => match EventObject::of(event)? {
+            EventObject::Deleted(deleted) => {
+                invocation("MessageDeleted", Argument::Deleted(deleted))
+            }
+            EventObject::Typing(typing) => invocation("UserTyping", Argument::Typing(typing)),
+            EventObject::Read(read) => invocation("MessageRead", Argument::Read(read)),
+            EventObject::Presence(presence) => {
+                invocation("PresenceChanged", Argument::Presence(presence))
+            }
+        },
         ServerEvent::ConversationUpdated(conversation) => {
             invocation("ConversationUpdated", Argument::Conversation(conversation))
         }

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::objects::{Deleted, EventObject, Presence, Read, Typing};
 use crate::hub::{ServerEvent, WireCodec, WireFormat};
 use crate::store::{Conversation, Message};
 
@@ -55,31 +56,11 @@ enum WsFrame<'a> {
     MessageUpdated {
         message: &'a Message,
     },
-    #[serde(rename = "message.deleted", rename_all = "camelCase")]
-    MessageDeleted {
-        conversation_id: &'a str,
-        id: &'a str,
-        seq: u64,
-    },
-    #[serde(rename_all = "camelCase")]
-    Typing {
-        conversation_id: &'a str,
-        user_id: &'a str,
-        typing: bool,
-    },
-    #[serde(rename_all = "camelCase")]
-    Read {
-        conversation_id: &'a str,
-        user_id: &'a str,
-        seq: u64,
-    },
-    #[serde(rename_all = "camelCase")]
-    Presence {
-        user_id: &'a str,
-        status: &'static str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        last_seen: Option<&'a str>,
-    },
+    #[serde(rename = "message.deleted")]
+    MessageDeleted(Deleted<'a>),
+    Typing(Typing<'a>),
+    Read(Read<'a>),
+    Presence(Presence<'a>),
     #[serde(rename = "conversation.updated")]
     ConversationUpdated {
         conversation: &'a Conversation,
@@ -114,42 +95,17 @@ impl<'a> WsFrame<'a> {
             },
             ServerEvent::Message(message) => WsFrame::Message { message },
             ServerEvent::MessageUpdated(message) => WsFrame::MessageUpdated { message },
-            ServerEvent::MessageDeleted {
-                conversation_id,
-                id,
-                seq,
-            } => WsFrame::MessageDeleted {
-                conversation_id,
-                id,
-                seq: *seq,
-            },
-            ServerEvent::Typing {
-                conversation_id,
-                user_id,
-                typing,
-            } => WsFrame::Typing {
-                conversation_id,
-                user_id,
-                typing: *typing,
-            },
-            ServerEvent::Read {
-                conversation_id,
-                user_id,
-                seq,
-            } => WsFrame::Read {
-                conversation_id,
-                user_id,
-                seq: *seq,
-            },
-            ServerEvent::Presence {
-                user_id,
-                online,
-                last_seen,
-            } => WsFrame::Presence {
-                user_id,
-                status: if *online { "online" } else { "offline" },
-                last_seen: last_seen.as_deref(),
-            },
+            ServerEvent::MessageDeleted { .. }
+            | ServerEvent::Typing { .. }
+            | ServerEvent::Read { .. }
+            | ServerEvent::Presence { .. } => {
+                match EventObject::of(event).expect("these events carry an object") {
+                    EventObject::Deleted(deleted) => WsFrame::MessageDeleted(deleted),
+                    EventObject::Typing(typing) => WsFrame::Typing(typing),
+                    EventObject::Read(read) => WsFrame::Read(read),
+                    EventObject::Presence(presence) => WsFrame::Presence(presence),
+                }
+            }
             ServerEvent::ConversationUpdated(conversation) => {
                 WsFrame::ConversationUpdated { conversation }
             }

@@ -18,6 +18,7 @@
 pub(crate) mod codec;
 pub(crate) mod dialect;
 mod frame_rate;
+pub(crate) mod objects;
 pub(crate) mod reader;
 mod seq;
 mod writer;

@@ -238,8 +238,11 @@ async fn nobody_publishes_to_the_servers_own_topics() {
             .all(|p| p["high"] == 0),
         "nothing was appended: {dlq}"
     );
-    let history = bus.chat.history("ann", "c1", "").await;
-    assert_eq!(history["items"].as_array().unwrap().len(), 1);
+    let stored = bus
+        .chat
+        .wait_messages("ann", "c1", 1, Duration::from_secs(10))
+        .await;
+    assert_eq!(stored.len(), 1, "only ann's message: {stored:?}");
 }
 
 #[tokio::test]

@@ -541,3 +541,42 @@ async fn racing_creates_of_one_id_give_one_conversation_and_conflicts() {
         .await;
     assert_eq!(view["participants"], json!([winners[0]]));
 }
+
+/// Read your writes: a message id from a 202 can be read, edited and deleted at once, before
+/// the store has written the message (the request waits for the store instead of answering
+/// 404).
+#[tokio::test]
+async fn a_message_is_readable_and_changeable_right_after_its_202() {
+    let chat = chat_server(&["--rate-limit", "0"]).await;
+    chat.conversation("ann", "c", &["bob"]).await;
+    for round in 0..30 {
+        let id = chat.send("ann", "c", &format!("m{round}")).await["id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        let path = format!("/api/conversations/c/messages/{id}");
+        let read = chat.get("bob", &path).await;
+        assert_eq!(read.status(), 200, "round {round}: GET right after the 202");
+        let edited = chat
+            .call(
+                Some("ann"),
+                Method::PATCH,
+                &path,
+                Some(json!({"content": "edited"})),
+            )
+            .await;
+        assert_eq!(
+            edited.status(),
+            202,
+            "round {round}: PATCH right after the 202"
+        );
+        let deleted = chat.call(Some("ann"), Method::DELETE, &path, None).await;
+        assert_eq!(
+            deleted.status(),
+            202,
+            "round {round}: DELETE right after the 202"
+        );
+    }
+    let unknown = chat.get("bob", "/api/conversations/c/messages/nope").await;
+    problem(unknown, 404).await;
+}

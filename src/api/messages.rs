@@ -18,7 +18,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::auth::Caller;
-use super::conversations::require_participant;
+use super::conversations::{require_participant, CHANGE_APPLY_WAIT};
 use super::idempotency::{self, Claim, Lease, SendAck};
 use super::problem::{ApiError, Json, Query};
 use super::rate_limit::WriteCost;
@@ -27,7 +27,7 @@ use crate::auth::Identity;
 use crate::pipeline::PipelineError;
 use crate::store::{
     now_rfc3339, validate_user_id, ChatCommand, DeleteMessage, EditMessage, HistoryPage, Message,
-    SendMessage,
+    SendMessage, StoreError,
 };
 
 /// Default page size of a history page.
@@ -342,14 +342,31 @@ pub(crate) async fn get_one(
 ) -> Result<Json<Message>, ApiError> {
     let chat = state.chat()?;
     require_participant(chat, &caller.user_id, &id)?;
-    Ok(Json(chat.store.message(&id, &message_id)?))
+    Ok(Json(stored_message(chat, &id, &message_id).await?))
+}
+
+/// A message of the conversation as stored. One the store does not know yet is looked up again
+/// once the store has applied what the conversation's partition held at the call (within
+/// [`CHANGE_APPLY_WAIT`]): a message accepted with 202 a moment ago is found, not a 404.
+async fn stored_message(chat: &Chat, id: &str, message_id: &str) -> Result<Message, ApiError> {
+    match chat.store.message(id, message_id) {
+        Err(StoreError::NotFound(_)) if chat.pipeline.caught_up(id, CHANGE_APPLY_WAIT).await => {
+            Ok(chat.store.message(id, message_id)?)
+        }
+        found => Ok(found?),
+    }
 }
 
 /// The caller's own, not deleted, stored message: 404 (unknown), 403 (someone else's), 409
 /// (deleted).
-fn own_message(chat: &Chat, user: &str, id: &str, message_id: &str) -> Result<Message, ApiError> {
+async fn own_message(
+    chat: &Chat,
+    user: &str,
+    id: &str,
+    message_id: &str,
+) -> Result<Message, ApiError> {
     require_participant(chat, user, id)?;
-    let message = chat.store.message(id, message_id)?;
+    let message = stored_message(chat, id, message_id).await?;
     if message.sender_id != user {
         return Err(ApiError::Forbidden(format!(
             "only the sender may change message {message_id:?}"
@@ -386,7 +403,7 @@ pub(crate) async fn edit(
     Json(body): Json<EditBody>,
 ) -> Result<(StatusCode, Json<ChangeAck>), ApiError> {
     let chat = state.chat()?;
-    let message = own_message(chat, &caller.user_id, &id, &message_id)?;
+    let message = own_message(chat, &caller.user_id, &id, &message_id).await?;
     validate_content(&body.content, state.config().limits.max_content_bytes)?;
     state.charge_write(&caller.user_id, WriteCost::ONE)?;
     check_writable(&state)?;
@@ -408,7 +425,7 @@ pub(crate) async fn delete(
     Path((id, message_id)): Path<(String, String)>,
 ) -> Result<(StatusCode, Json<ChangeAck>), ApiError> {
     let chat = state.chat()?;
-    let message = own_message(chat, &caller.user_id, &id, &message_id)?;
+    let message = own_message(chat, &caller.user_id, &id, &message_id).await?;
     state.charge_write(&caller.user_id, WriteCost::ONE)?;
     check_writable(&state)?;
     let command = ChatCommand::Delete(DeleteMessage {

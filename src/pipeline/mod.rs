@@ -257,6 +257,25 @@ impl Pipeline {
         matches!(reached, Ok(Ok(_)))
     }
 
+    /// Waits (at most `timeout`) until the store applied every command of `conversation`
+    /// appended before now; true if it did. A read that misses something the caller was told is
+    /// accepted (a message id from a 202) waits for this before it answers 404: one
+    /// conversation's commands are all in its partition, in order.
+    pub(crate) async fn caught_up(&self, conversation: &str, timeout: Duration) -> bool {
+        let partition = crate::log::partition_for_key(conversation.as_bytes(), self.partitions());
+        let Ok((_, high)) = self.log.watermarks(MESSAGES_TOPIC, partition) else {
+            return false;
+        };
+        let Some(last) = high.checked_sub(1) else {
+            return true;
+        };
+        let Some(mut progress) = self.applied(partition) else {
+            return false;
+        };
+        let reached = tokio::time::timeout(timeout, progress.wait_for(|next| *next > last)).await;
+        matches!(reached, Ok(Ok(_)))
+    }
+
     /// Appends a conversation command and waits (at most `wait`) until the store applied it:
     /// the conversation as it is then, or the store's refusal (`PipelineError::Store`: the
     /// command changed nothing). `NotApplied` after the wait: durable, applied later.

@@ -20,7 +20,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::bus::{Bus, ADMIN, BOTH, CONSUMER, PUBLISHER};
-use common::chat::{chat_server, chat_server_in, problem, Chat};
+use common::chat::{chat_process, chat_server, chat_server_in, problem, Chat};
 use common::notify::{read_topic, ConfigFile};
 use common::server::{sigterm, wait_exit};
 use common::ws::connect;
@@ -202,7 +202,7 @@ async fn a_user_flapping_its_connection_does_not_flood_its_contacts_with_presenc
 
 #[tokio::test]
 async fn nobody_publishes_to_the_servers_own_topics() {
-    let bus = Bus::start(&[]).await;
+    let bus = Bus::start_process(&[]).await;
     bus.chat.conversation("ann", "c1", &["bob"]).await;
     bus.chat.send("ann", "c1", "hello").await;
     let forged = json!({"records": [{
@@ -514,7 +514,7 @@ where
 #[tokio::test]
 async fn edits_deletes_read_marks_conversations_and_participants_share_the_write_budget() {
     // 1 token/s, burst 2: whatever the kind, a third write in a moment is refused.
-    let chat = chat_server(&["--rate-limit", "1"]).await;
+    let chat = chat_process(&["--rate-limit", "1"]).await;
     let senders = users("s", 4);
     let mut everyone: Vec<&str> = vec!["reader", "adder", "editor", "deleter"];
     everyone.extend(senders.iter().map(String::as_str));

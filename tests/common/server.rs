@@ -32,7 +32,8 @@
 //!   `edits_deletes_read_marks_…`) read or edit a message right after its 202, before the
 //!   write-behind store must have applied it (docs/api.md: "shortly after"). The in-process
 //!   server answers a send sooner than the binary and so loses that race about one run in
-//!   four; they keep the binary until they wait for the store (their bodies are being rewritten).
+//!   four (the binary about one in ten); they keep the binary until they wait for the store
+//!   (their bodies are being rewritten).
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};

@@ -9,13 +9,11 @@
 
 use std::io::{IsTerminal as _, Write as _};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand};
-use tidings::config::{Config, LogFormat, Overrides};
-use tidings::log::Durability;
+use clap::{Parser, Subcommand};
+use tidings::config::{Config, LogFormat};
 
 /// The server allocates and frees many small buffers per request on every thread; jemalloc's
 /// per-thread caches cost a fraction of glibc malloc's locking and consolidation there, and
@@ -34,7 +32,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Runs the server until SIGINT or SIGTERM.
-    Serve(ServeArgs),
+    Serve(tidings::cli::serve::ServeArgs),
     /// Print a token signed with the server's secret.
     Token(tidings::cli::token::TokenArgs),
     /// Manage topics: list, create, describe, delete.
@@ -71,60 +69,6 @@ enum BenchCommand {
     Soak(tidings::bench::soak::BenchSoakArgs),
 }
 
-/// Flags of `tidings serve`; each beats its `TIDINGS_*` variable and the file
-/// (docs/configuration.md lists them all).
-#[derive(Args)]
-struct ServeArgs {
-    /// Address to listen on, IP:PORT (port 0 picks a free one) [default: 127.0.0.1:8787]
-    #[arg(long, value_name = "ADDR")]
-    listen: Option<SocketAddr>,
-    /// Data directory [default: ./data]
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-    /// TOML configuration file (also TIDINGS_CONFIG)
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Messages per second per user, burst 2N; 0 turns limiting off [default: 50]
-    #[arg(long, value_name = "N")]
-    rate_limit: Option<u32>,
-    /// When appends are acknowledged: always, interval, interval:MS or never [default: always]
-    #[arg(long, value_name = "MODE", value_parser = parse_durability)]
-    durability: Option<Durability>,
-    /// Most WebSocket sessions at once; 0 = what the open-file limit allows [default: 0]
-    #[arg(long, value_name = "N")]
-    max_sessions: Option<usize>,
-    /// Diagnostic log format on stderr: text or json [default: text]
-    #[arg(long, value_name = "FORMAT")]
-    log_format: Option<LogFormat>,
-    /// Diagnostic log filter, e.g. info or tidings=debug [default: info]
-    #[arg(long, value_name = "FILTER")]
-    log_level: Option<String>,
-}
-
-impl ServeArgs {
-    fn overrides(&self) -> Overrides {
-        Overrides {
-            listen: self.listen,
-            data_dir: self.data_dir.clone(),
-            rate_limit: self.rate_limit,
-            durability: self.durability,
-            log_format: self.log_format,
-            log_level: self.log_level.clone(),
-            chat_partitions: None,
-            max_sessions: self.max_sessions,
-            jwt_secret: None,
-            max_connections: None,
-        }
-    }
-}
-
-/// Durability from a flag, with a message that does not blame a topic (the log's parser does).
-fn parse_durability(value: &str) -> Result<Durability, String> {
-    value
-        .parse()
-        .map_err(|_| "expected always, interval, interval:MS or never".to_owned())
-}
-
 fn main() -> ExitCode {
     // Arms the failpoints named in `FAILPOINTS` (docs/architecture.md, "Fault injection"). They
     // exist only in test builds; in a release build the variable is read and has no effect.
@@ -154,8 +98,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = Config::load(args.config.as_deref(), args.overrides())?;
+fn serve(args: tidings::cli::serve::ServeArgs) -> anyhow::Result<()> {
+    let config = args.resolve(|name| std::env::var(name).ok())?;
     init_tracing(&config)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {

@@ -1,12 +1,12 @@
 //! Authentication end to end: `tidings token` signs with the secret the server created on first
 //! start, and the server answers 401 problem+json to missing, expired, unsigned and wrongly
-//! signed tokens.
+//! signed tokens. `tidings token` is the binary; the server runs in the test's process.
 
 mod common;
 
 use std::process::Command;
 
-use common::server::{started, wait_ready};
+use common::server::{serve, wait_ready};
 
 fn token(data_dir: &std::path::Path, args: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_tidings"))
@@ -52,7 +52,7 @@ async fn assert_unauthorized(response: reqwest::Response) {
 #[tokio::test]
 async fn a_token_from_the_cli_is_accepted_and_bad_ones_get_401() {
     let dir = tempfile::tempdir().unwrap();
-    let server = started(dir.path());
+    let server = serve(dir.path(), &["--listen", "127.0.0.1:0"]);
     wait_ready(&server).await;
     assert!(
         dir.path().join("secret.key").exists(),

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::server::{command, sigterm, start, wait_exit, wait_ready, Server};
+use common::server::{command, sigterm, start, wait_exit, wait_ready, Process};
 use serde_json::{json, Value};
 use tidings::log::{Log, LogConfig, ReadLimits};
 
@@ -33,14 +33,14 @@ fn bearer(data_dir: &std::path::Path, user: &str) -> String {
     format!("Bearer {token}")
 }
 
-fn serve(dir: &std::path::Path) -> Server {
+fn serve(dir: &std::path::Path) -> Process {
     start(command(
         dir,
         &["--listen", "127.0.0.1:0", "--rate-limit", "0"],
     ))
 }
 
-async fn create_conversations(server: &Server, alice: &str) -> Vec<String> {
+async fn create_conversations(server: &Process, alice: &str) -> Vec<String> {
     let client = reqwest::Client::new();
     let mut ids = Vec::new();
     for i in 0..CONVERSATIONS {

@@ -9,9 +9,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::bus::{Bus, PUBLISHER};
-use common::chat::{chat_server, chat_server_in, Chat};
+use common::chat::{chat_process, chat_process_in, Chat};
 use common::cli::{command, failure, finish, json_lines, success, StdoutLines};
-use common::server::{sigterm, wait_exit};
+use common::server::{sigterm, wait_exit, Process};
 use serde_json::{json, Value};
 
 /// `tidings ARGS` with `env` set and `stdin` on its standard input.
@@ -41,7 +41,7 @@ fn fails(args: &[&str]) -> String {
 }
 
 /// `args` followed by `--server URL --data-dir DIR` (the token is minted from DIR's secret).
-fn remote<'a>(chat: &'a Chat, args: &[&'a str]) -> Vec<&'a str> {
+fn remote<'a>(chat: &'a Chat<Process>, args: &[&'a str]) -> Vec<&'a str> {
     let dir = chat.dir.path().to_str().expect("utf-8 temp path");
     let mut all = args.to_vec();
     all.extend(["--server", &chat.server.base, "--data-dir", dir]);
@@ -58,7 +58,7 @@ fn local<'a>(dir: &'a Path, args: &[&'a str]) -> Vec<&'a str> {
 #[tokio::test]
 async fn topics_are_created_listed_described_and_deleted_over_http() {
     // Proves the topic commands' round trip through the server, in both output formats.
-    let chat = chat_server(&[]).await;
+    let chat = chat_process(&[]).await;
     let created = ok(&remote(
         &chat,
         &["topics", "create", "orders", "--partitions", "3"],
@@ -145,7 +145,7 @@ async fn produce_and_tail_over_http_print_what_the_local_commands_print() {
     let local_outputs: Vec<String> = tails.iter().map(|args| ok(&local(path, args))).collect();
 
     let args = ["--listen", "127.0.0.1:0", "--durability", "never"];
-    let chat = chat_server_in(dir, &args).await;
+    let chat = chat_process_in(dir, &args).await;
     let remote_outputs: Vec<String> = tails.iter().map(|args| ok(&remote(&chat, args))).collect();
     assert_eq!(remote_outputs, local_outputs);
     assert!(
@@ -189,7 +189,7 @@ async fn produce_and_tail_over_http_print_what_the_local_commands_print() {
 async fn tail_follow_over_http_prints_a_record_published_while_it_runs() {
     // Proves --follow long-polls the server: a record published after the tail printed
     // everything there was arrives, and SIGTERM ends the tail with exit 0.
-    let bus = Bus::start(&[]).await;
+    let bus = Bus::start_process(&[]).await;
     bus.create("live", 1).await;
     bus.publish("live", json!([{"value": "before"}])).await;
     let args = remote(&bus.chat, &["tail", "live", "--from-beginning", "--follow"]);
@@ -215,7 +215,7 @@ async fn tail_follow_over_http_prints_a_record_published_while_it_runs() {
 async fn reset_offsets_over_http_moves_a_group_and_is_refused_while_it_has_a_live_member() {
     // Proves groups list/describe show a live member and its partitions, reset is refused (409)
     // while it lives, and once it left the reset moves the committed offsets durably.
-    let bus = Bus::start(&[]).await;
+    let bus = Bus::start_process(&[]).await;
     bus.create("t", 2).await;
     for partition in 0..2 {
         let records: Vec<Value> = (0..3).map(|i| json!({"value": i})).collect();
@@ -299,7 +299,7 @@ async fn without_server_a_held_data_directory_is_asked_through_its_address_file(
     // Proves the fallback: a directory held by a server that advertises itself is asked over
     // HTTP; without the address file the command says the directory is held and suggests
     // --server; after a kill -9 the stale file is ignored because the directory is free.
-    let mut chat = chat_server(&[]).await;
+    let mut chat = chat_process(&[]).await;
     let dir = chat.dir.path().to_owned();
     let address = dir.join("server.url");
     assert_eq!(
@@ -334,7 +334,7 @@ async fn without_server_a_held_data_directory_is_asked_through_its_address_file(
 #[tokio::test]
 async fn a_clean_stop_removes_the_address_file() {
     // Proves the server withdraws its address when it stops, so nobody is sent to it later.
-    let mut chat = chat_server(&[]).await;
+    let mut chat = chat_process(&[]).await;
     let address = chat.dir.path().join("server.url");
     assert!(address.exists());
     sigterm(&chat.server);
@@ -346,7 +346,7 @@ async fn a_clean_stop_removes_the_address_file() {
 async fn server_refusals_exit_1_with_the_problem_detail() {
     // Proves the server's problems reach stderr: unknown topic (404), a token without the scope
     // (403), a token not signed by the server (401), and an unreachable server.
-    let bus = Bus::start(&[]).await;
+    let bus = Bus::start_process(&[]).await;
     bus.create("t", 1).await;
     let base = bus.chat.server.base.clone();
     let stderr = fails(&[
@@ -408,7 +408,7 @@ async fn server_refusals_exit_1_with_the_problem_detail() {
     );
 }
 
-fn token(bus: &Bus, scopes: &[&str]) -> String {
+fn token(bus: &Bus<Process>, scopes: &[&str]) -> String {
     let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
     bus.auth
         .issue("ops", None, &scopes, Duration::from_secs(600))
@@ -422,7 +422,7 @@ async fn server_and_token_come_from_the_environment_or_the_config_file() {
     let secret = "a-long-configured-secret-of-more-than-32-bytes";
     std::fs::write(config.path(), format!("[auth]\njwtSecret = \"{secret}\"\n")).unwrap();
     let config_path = config.path().to_str().unwrap();
-    let chat = chat_server(&["--config", config_path]).await;
+    let chat = chat_process(&["--config", config_path]).await;
     let base = chat.server.base.as_str();
 
     let created = tidings_with(

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::chat::{chat_server_from, problem, Chat};
-use common::server::{command, sigterm, wait_exit, Server};
+use common::server::{command, sigterm, wait_exit, Process};
 use reqwest::Response;
 use serde_json::{json, Value};
 
@@ -26,7 +26,7 @@ fn serve(dir: &Path, failpoints: &str) -> Command {
 }
 
 /// Starts a server with `failpoints` armed on a fresh directory, with the test conversation.
-async fn start_with(failpoints: &str) -> Chat {
+async fn start_with(failpoints: &str) -> Chat<Process> {
     let dir = tempfile::tempdir().expect("temp dir");
     let cmd = serve(dir.path(), failpoints);
     let chat = chat_server_from(dir, cmd).await;
@@ -34,13 +34,13 @@ async fn start_with(failpoints: &str) -> Chat {
     chat
 }
 
-async fn send(chat: &Chat, content: &str) -> Response {
+async fn send(chat: &Chat<Process>, content: &str) -> Response {
     chat.post("alice", PATH, json!({ "content": content }))
         .await
 }
 
 /// Sends until the first answer that is not 202; returns the 202'd ids and that answer.
-async fn send_until_refused(chat: &Chat) -> (Vec<String>, Response) {
+async fn send_until_refused(chat: &Chat<Process>) -> (Vec<String>, Response) {
     let content = "x".repeat(2_000);
     let mut accepted = Vec::new();
     loop {
@@ -54,7 +54,7 @@ async fn send_until_refused(chat: &Chat) -> (Vec<String>, Response) {
     }
 }
 
-async fn readyz(chat: &Chat) -> Response {
+async fn readyz(chat: &Chat<Process>) -> Response {
     reqwest::get(format!("{}/readyz", chat.server.base))
         .await
         .expect("readyz")
@@ -76,7 +76,7 @@ async fn assert_unavailable(response: Response, kind: &str) {
 }
 
 /// The refusal is a clean 503, every later send is refused too, and `/readyz` says 503.
-async fn assert_refusing(chat: &Chat, refusal: Response, kind: &str) {
+async fn assert_refusing(chat: &Chat<Process>, refusal: Response, kind: &str) {
     assert_unavailable(refusal, kind).await;
     for _ in 0..5 {
         let again = send(chat, "after the fault").await;
@@ -87,7 +87,7 @@ async fn assert_refusing(chat: &Chat, refusal: Response, kind: &str) {
 
 /// Stops the server with SIGTERM (so the engine writes out what it holds, torn data included)
 /// and returns what it printed on stderr.
-fn stop(mut server: Server) -> String {
+fn stop(mut server: Process) -> String {
     sigterm(&server);
     wait_exit(&mut server, Duration::from_secs(30));
     let mut stderr = String::new();
@@ -100,7 +100,7 @@ fn stop(mut server: Server) -> String {
 
 /// Restarts on the same directory without failpoints; returns the server and the stderr of
 /// the stopped one.
-async fn restart(chat: Chat) -> (Chat, String) {
+async fn restart(chat: Chat<Process>) -> (Chat<Process>, String) {
     let Chat { server, dir, .. } = chat;
     let stderr = stop(server);
     let cmd = serve(dir.path(), "");
@@ -109,7 +109,7 @@ async fn restart(chat: Chat) -> (Chat, String) {
 
 /// Every 202'd message is in history exactly once, seq dense from 1, and nothing beyond the one
 /// send whose group met the fault reached the store.
-async fn assert_history_keeps(chat: &Chat, accepted: &[String]) {
+async fn assert_history_keeps(chat: &Chat<Process>, accepted: &[String]) {
     let stored = chat
         .wait_messages(
             "alice",
@@ -267,7 +267,7 @@ async fn a_nearly_full_disk_refuses_writes_and_recovers_by_itself() {
 }
 
 /// Polls `/readyz` until it answers `status` (the guard looks at the disk once a second).
-async fn wait_readyz(chat: &Chat, status: u16) -> Response {
+async fn wait_readyz(chat: &Chat<Process>, status: u16) -> Response {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let response = readyz(chat).await;

@@ -1,4 +1,5 @@
-//! The HTTP layer under idle and slow clients, against the real binary: idle sockets beyond the
+//! The HTTP layer under idle and slow clients, against the real server (the binary where an
+//! open-file limit is set on its process, else in process): idle sockets beyond the
 //! open-file limit are evicted while `/healthz`, the API and `/ws` keep answering; a client
 //! that does not finish its request head is disconnected after `http.headerReadTimeoutMs`; a
 //! body that stalls gets 408 problem+json; a head or target over the limits gets 431/414
@@ -9,30 +10,32 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::chat::{chat_server_from, problem, Chat};
-use common::server::with_open_file_limit;
-use common::ws::{command_with_config, connect};
+use common::server::{with_open_file_limit, Process, TestServer};
+use common::ws::{command_with_config, connect, ws_server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// How long a test waits for something that must happen.
 const DEADLINE: Duration = Duration::from_secs(10);
 
-/// Starts a server whose configuration file holds `toml`, under `open_files` descriptors if
-/// given. The file sits beside the data directory and is removed once the server read it.
-async fn server(toml: &str, open_files: Option<u64>) -> Chat {
+/// Starts the server in process with a configuration file holding `toml`.
+async fn server(toml: &str) -> Chat {
+    ws_server(toml).await
+}
+
+/// Starts the binary with a configuration file holding `toml`, under `open_files` descriptors
+/// (a limit of its process). The file sits beside the data directory and is removed once the
+/// server read it.
+async fn limited_server(toml: &str, open_files: u64) -> Chat<Process> {
     let dir = tempfile::tempdir().expect("temp dir");
     let (serve, path) = command_with_config(&dir, toml);
-    let cmd = match open_files {
-        Some(limit) => with_open_file_limit(&serve, limit),
-        None => serve,
-    };
-    let chat = chat_server_from(dir, cmd).await;
+    let chat = chat_server_from(dir, with_open_file_limit(&serve, open_files)).await;
     let _ = std::fs::remove_file(&path);
     chat
 }
 
-fn address(chat: &Chat) -> String {
-    chat.server.base.trim_start_matches("http://").to_owned()
+fn address<S: TestServer>(chat: &Chat<S>) -> String {
+    chat.server.base().trim_start_matches("http://").to_owned()
 }
 
 /// Reads until the server closes `stream`; what it sent, or `None` if it stayed open past
@@ -66,7 +69,7 @@ async fn idle_sockets_beyond_the_descriptor_limit_are_evicted_while_everything_a
     // The test itself holds the idle sockets: it needs more than the server may have.
     rlimit::increase_nofile_limit(4 * IDLE as u64).expect("raise the test's open-file limit");
     // A header timeout far beyond the test: only eviction closes the idle sockets.
-    let chat = server("[http]\nheaderReadTimeoutMs = 600000\n", Some(OPEN_FILES)).await;
+    let chat = limited_server("[http]\nheaderReadTimeoutMs = 600000\n", OPEN_FILES).await;
     let addr = address(&chat);
     let mut idle = Vec::with_capacity(IDLE);
     for _ in 0..IDLE {
@@ -115,7 +118,7 @@ async fn idle_sockets_beyond_the_descriptor_limit_are_evicted_while_everything_a
 
 #[tokio::test]
 async fn a_client_that_does_not_finish_its_request_head_is_disconnected() {
-    let chat = server("[http]\nheaderReadTimeoutMs = 500\n", None).await;
+    let chat = server("[http]\nheaderReadTimeoutMs = 500\n").await;
     let addr = address(&chat);
     let mut half = TcpStream::connect(&addr).await.unwrap();
     half.write_all(b"GET /healthz HTTP/1.1\r\nHost: tidings\r\nX-Slow: ")
@@ -148,7 +151,7 @@ async fn a_client_that_does_not_finish_its_request_head_is_disconnected() {
 
 #[tokio::test]
 async fn a_body_that_stalls_gets_408_problem_json() {
-    let chat = server("[http]\nbodyReadTimeoutMs = 500\n", None).await;
+    let chat = server("[http]\nbodyReadTimeoutMs = 500\n").await;
     let mut stream = TcpStream::connect(address(&chat)).await.unwrap();
     let head = format!(
         "POST /api/conversations HTTP/1.1\r\nHost: tidings\r\nAuthorization: Bearer {}\r\n\
@@ -177,7 +180,7 @@ async fn a_body_that_stalls_gets_408_problem_json() {
 
 #[tokio::test]
 async fn oversized_heads_and_targets_and_text_rejections_get_problem_json() {
-    let chat = server("[http]\nmaxHeaderBytes = 16384\nmaxUriBytes = 8192\n", None).await;
+    let chat = server("[http]\nmaxHeaderBytes = 16384\nmaxUriBytes = 8192\n").await;
     let client = reqwest::Client::new();
     let base = &chat.server.base;
     let big_header = client

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::chat::chat_server_in;
+use common::chat::chat_process_in;
 use common::notify::{webhook_sink, ConfigFile, Receiver};
 
 const MESSAGES: usize = 40;
@@ -17,7 +17,7 @@ async fn sigkill_during_delivery_loses_no_notification() {
     let config = ConfigFile::new(&webhook_sink("push", &receiver.url(), 10));
     let args = config.args("always");
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut chat = chat_server_in(tempfile::tempdir().unwrap(), &args).await;
+    let mut chat = chat_process_in(tempfile::tempdir().unwrap(), &args).await;
     chat.conversation("alice", "pair", &["bob"]).await;
     let mut sent = Vec::new();
     for i in 0..MESSAGES {
@@ -36,7 +36,7 @@ async fn sigkill_during_delivery_loses_no_notification() {
     );
 
     let dir = std::mem::replace(&mut chat.dir, tempfile::tempdir().unwrap());
-    let _restarted = chat_server_in(dir, &args).await;
+    let _restarted = chat_process_in(dir, &args).await;
     receiver
         .wait_until(Duration::from_secs(30), |_| {
             receiver.accepted_by_message().len() >= MESSAGES

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use std::io::Read;
 
-use common::notify::{bus_with_config, webhook_sink, Receiver};
+use common::notify::{bus_process_with_config, webhook_sink, Receiver};
 use common::server::{sigterm, wait_exit};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -20,7 +20,7 @@ async fn a_signed_notification_is_retried_after_503_until_accepted() {
         webhook_sink("push", &receiver.url(), 5)
     );
     let (mut bus, _config) =
-        bus_with_config(&config, &["--log-level", "warn,tidings::notify=info"]).await;
+        bus_process_with_config(&config, &["--log-level", "warn,tidings::notify=info"]).await;
     let chat = &bus.chat;
     chat.conversation("alice", "pair", &["bob"]).await;
     let ack = chat.send("alice", "pair", "are you there?").await;

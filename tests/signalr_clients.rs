@@ -385,7 +385,7 @@ async fn a_reconnecting_client_resumes_across_a_server_restart() {
 /// Stops the server with SIGTERM and starts it again on the same directory and port, so that
 /// clients reconnect to the address they know.
 async fn restart_on_the_same_port(chat: Chat) -> Chat {
-    use common::server::{command, sigterm, wait_exit};
+    use common::server::{sigterm, wait_exit};
     let address = chat.server.base.trim_start_matches("http://").to_owned();
     let Chat {
         mut server, dir, ..
@@ -393,6 +393,5 @@ async fn restart_on_the_same_port(chat: Chat) -> Chat {
     sigterm(&server);
     assert!(wait_exit(&mut server, std::time::Duration::from_secs(20)).success());
     drop(server);
-    let cmd = command(dir.path(), &["--listen", &address, "--durability", "never"]);
-    common::chat::chat_server_from(dir, cmd).await
+    common::chat::chat_server_in(dir, &["--listen", &address, "--durability", "never"]).await
 }

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::chat::chat_server;
+use common::chat::chat_process;
 use common::server::{sigterm, wait_exit};
 use common::ws::{connect, message_seqs};
 use serde_json::json;
@@ -14,7 +14,7 @@ use serde_json::json;
 #[tokio::test]
 async fn shutdown_delivers_what_was_stored_then_closes_sessions_with_1001() {
     const SENT: u64 = 50;
-    let mut chat = chat_server(&["--rate-limit", "0"]).await;
+    let mut chat = chat_process(&["--rate-limit", "0"]).await;
     chat.conversation("ann", "c", &["bob"]).await;
     let mut bob = connect(&chat, "bob").await;
     let mut ann = connect(&chat, "ann").await;
@@ -39,7 +39,7 @@ async fn shutdown_delivers_what_was_stored_then_closes_sessions_with_1001() {
 
 #[tokio::test]
 async fn a_client_that_stopped_reading_does_not_hold_the_shutdown() {
-    let mut chat = chat_server(&["--rate-limit", "0"]).await;
+    let mut chat = chat_process(&["--rate-limit", "0"]).await;
     chat.conversation("ann", "c", &["bob"]).await;
     let mut stalled = connect(&chat, "bob").await;
     stalled.send(json!({"type": "ping"})).await;

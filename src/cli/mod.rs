@@ -5,6 +5,8 @@
 //! directory, the runtime the async log and HTTP calls run on, aligned text
 //! tables, and how a record is rendered (as one JSON object per line, or as a line of text). Each
 //! command family has its own file: [`topics`], [`produce`], [`tail`], [`groups`], [`dlq`].
+//! [`serve`] holds only the flags of `tidings serve`, shared by `main` and whoever runs
+//! [`crate::server::run`] in its own process, such as the integration tests.
 //!
 //! Every admin command works in two modes with the same flags and output: it asks a running
 //! server over HTTP (`--server URL`, `remote`), or opens the data directory itself; `connect`
@@ -17,6 +19,7 @@ pub mod dlq;
 pub mod groups;
 pub mod produce;
 pub(crate) mod remote;
+pub mod serve;
 pub mod tail;
 pub mod token;
 pub mod topics;

@@ -7,11 +7,12 @@ use reqwest::{Method, Response};
 use serde_json::{json, Value};
 use tidings::auth::Authenticator;
 
-use super::chat::{authenticator, chat_server, Chat};
+use super::chat::{authenticator, chat_process, chat_server, Chat};
+use super::server::{Process, Server, TestServer};
 
-/// A server plus tokens with scopes.
-pub struct Bus {
-    pub chat: Chat,
+/// A server (by default in process) plus tokens with scopes.
+pub struct Bus<S = Server> {
+    pub chat: Chat<S>,
     pub auth: Authenticator,
     pub http: reqwest::Client,
 }
@@ -23,8 +24,22 @@ pub const ADMIN: &[&str] = &["admin"];
 pub const NONE: &[&str] = &[];
 
 impl Bus {
+    /// The server in process, with `extra` flags (see [`chat_server`]).
     pub async fn start(extra: &[&str]) -> Bus {
-        let chat = chat_server(extra).await;
+        Bus::of(chat_server(extra).await)
+    }
+}
+
+impl Bus<Process> {
+    /// [`Bus::start`], as the `tidings serve` binary.
+    pub async fn start_process(extra: &[&str]) -> Bus<Process> {
+        Bus::of(chat_process(extra).await)
+    }
+}
+
+impl<S: TestServer> Bus<S> {
+    /// A bus client of `chat`'s server.
+    pub fn of(chat: Chat<S>) -> Bus<S> {
         let auth = authenticator(chat.dir.path());
         Bus {
             chat,
@@ -43,7 +58,7 @@ impl Bus {
     ) -> Response {
         let mut request = self
             .http
-            .request(method, format!("{}{path}", self.chat.server.base));
+            .request(method, format!("{}{path}", self.chat.server.base()));
         if let Some(scopes) = scopes {
             let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
             let token = self

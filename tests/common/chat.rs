@@ -1,5 +1,6 @@
-//! A chat client for the HTTP tests: a running server, tokens signed with its data directory's
-//! secret, and small helpers for the routes and for checking problem+json answers.
+//! A chat client for the HTTP tests: a running server (in process unless a test needs the
+//! binary, see [`super::server`]), tokens signed with its data directory's secret, and small
+//! helpers for the routes and for checking problem+json answers.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -8,31 +9,59 @@ use reqwest::{Method, Response};
 use serde_json::{json, Value};
 use tidings::auth::Authenticator;
 
-use super::server::{command, start, wait_ready, Server};
+use super::server::{serve, start, wait_ready, Process, Server, TestServer};
 
-pub struct Chat {
-    pub server: Server,
+/// A server (by default in process) with a client and the authenticator of its secret.
+pub struct Chat<S = Server> {
+    pub server: S,
+    /// The data directory; declared after `server`, so it outlives the server's stop.
     pub dir: tempfile::TempDir,
     http: reqwest::Client,
     auth: Authenticator,
 }
 
-/// Starts `tidings serve` on a fresh directory with `extra` flags and waits until it is ready.
+/// The flags every chat server gets before `extra`: an ephemeral port and no fsync per append.
+const CHAT_FLAGS: [&str; 4] = ["--listen", "127.0.0.1:0", "--durability", "never"];
+
+/// Starts the server in process on a fresh directory with `extra` flags and waits until it is
+/// ready.
 pub async fn chat_server(extra: &[&str]) -> Chat {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut args = vec!["--listen", "127.0.0.1:0", "--durability", "never"];
-    args.extend_from_slice(extra);
-    chat_server_in(dir, &args).await
+    chat_server_in(dir, &chat_flags(extra)).await
 }
 
+/// Starts the server in process on `dir` with `args` (`tidings serve` flags, `--listen`
+/// included) and waits until it is ready.
 pub async fn chat_server_in(dir: tempfile::TempDir, args: &[&str]) -> Chat {
-    let cmd = command(dir.path(), args);
+    let server = serve(dir.path(), args);
+    ready_chat(server, dir).await
+}
+
+/// [`chat_server`], as the `tidings serve` binary.
+pub async fn chat_process(extra: &[&str]) -> Chat<Process> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    chat_process_in(dir, &chat_flags(extra)).await
+}
+
+/// [`chat_server_in`], as the `tidings serve` binary.
+pub async fn chat_process_in(dir: tempfile::TempDir, args: &[&str]) -> Chat<Process> {
+    let cmd = super::server::command(dir.path(), args);
     chat_server_from(dir, cmd).await
 }
 
-/// Starts `cmd` (a `tidings serve` on `dir`, see [`command`]) and waits until it is ready.
-pub async fn chat_server_from(dir: tempfile::TempDir, cmd: std::process::Command) -> Chat {
-    let server = start(cmd);
+/// Starts `cmd` (a `tidings serve` on `dir`, see [`super::server::command`]) and waits until
+/// it is ready.
+pub async fn chat_server_from(dir: tempfile::TempDir, cmd: std::process::Command) -> Chat<Process> {
+    ready_chat(start(cmd), dir).await
+}
+
+fn chat_flags<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = CHAT_FLAGS.to_vec();
+    args.extend_from_slice(extra);
+    args
+}
+
+async fn ready_chat<S: TestServer>(server: S, dir: tempfile::TempDir) -> Chat<S> {
     wait_ready(&server).await;
     let auth = authenticator(dir.path());
     Chat {
@@ -63,10 +92,10 @@ pub fn expired_token(data_dir: &Path, user: &str) -> String {
     .expect("sign")
 }
 
-impl Chat {
+impl<S: TestServer> Chat<S> {
     /// `GET /metrics` as text.
     pub async fn metrics(&self) -> String {
-        reqwest::get(format!("{}/metrics", self.server.base))
+        reqwest::get(format!("{}/metrics", self.server.base()))
             .await
             .expect("scrape")
             .text()
@@ -93,7 +122,7 @@ impl Chat {
     ) -> Response {
         let mut request = self
             .http
-            .request(method, format!("{}{path}", self.server.base));
+            .request(method, format!("{}{path}", self.server.base()));
         if let Some(user) = user {
             request = request.bearer_auth(self.token(user));
         }

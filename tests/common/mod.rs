@@ -1,9 +1,15 @@
 //! Harnesses shared by the integration tests (each test file uses its own subset):
-//! [`server`] runs the real `tidings serve` binary; [`chat`] and [`bus`] talk to it over HTTP;
+//! [`server`] runs the real server, in this process or as the `tidings serve` binary (its doc
+//! says which tests need the binary); [`chat`] and [`bus`] talk to it over HTTP;
 //! [`cli`] runs the binary's admin commands; [`notify`] has a webhook receiver and sink
 //! configurations; [`ws`] is a WebSocket client; [`clients`] runs the real client libraries
 //! (SignalR) in Node.
 #![allow(dead_code)]
+
+/// The binary's allocator (src/main.rs), so that a server run in a test's process allocates,
+/// and so performs, as the binary does.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 pub mod bus;
 pub mod chat;

@@ -1,6 +1,6 @@
 //! Helpers of the notification tests: a real local webhook receiver (axum on 127.0.0.1:0) that
 //! checks each request's HMAC signature and timestamp and can fail the first attempts, a server
-//! configured with sinks, and a reader of every record of a topic over HTTP.
+//! configured with sinks (in process, or as the binary), and a reader of every record of a topic over HTTP.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -15,7 +15,8 @@ use serde_json::Value;
 use sha2::Sha256;
 
 use super::bus::{Bus, ADMIN};
-use super::chat::{authenticator, chat_server_in};
+use super::chat::{chat_process_in, chat_server_in};
+use super::server::{Process, TestServer};
 
 /// The secret the test sinks sign with.
 pub const SECRET: &str = "test-webhook-secret";
@@ -187,27 +188,36 @@ impl ConfigFile {
             self.0.display().to_string(),
         ]
     }
+
+    /// [`args`](Self::args) followed by `extra`.
+    pub fn args_with(&self, durability: &str, extra: &[&str]) -> Vec<String> {
+        let mut args = self.args(durability);
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        args
+    }
 }
 
-/// Starts a server whose configuration file is `toml` (and `extra` flags), in a fresh data
-/// directory; keep the returned file alive as long as the server.
+/// Starts the server in process with the configuration file `toml` (and `extra` flags), in a
+/// fresh data directory; keep the returned file alive as long as the server.
 pub async fn bus_with_config(toml: &str, extra: &[&str]) -> (Bus, ConfigFile) {
     let config = ConfigFile::new(toml);
-    let mut args = config.args("never");
-    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    let args = config.args_with("never", extra);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let chat = chat_server_in(tempfile::tempdir().expect("temp dir"), &args).await;
-    let auth = authenticator(chat.dir.path());
-    let bus = Bus {
-        chat,
-        auth,
-        http: reqwest::Client::new(),
-    };
-    (bus, config)
+    (Bus::of(chat), config)
+}
+
+/// [`bus_with_config`], as the `tidings serve` binary.
+pub async fn bus_process_with_config(toml: &str, extra: &[&str]) -> (Bus<Process>, ConfigFile) {
+    let config = ConfigFile::new(toml);
+    let args = config.args_with("never", extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let chat = chat_process_in(tempfile::tempdir().expect("temp dir"), &args).await;
+    (Bus::of(chat), config)
 }
 
 /// Every record of `topic` (all partitions, from the earliest), read over HTTP as admin.
-pub async fn read_topic(bus: &Bus, topic: &str) -> Vec<Value> {
+pub async fn read_topic<S: TestServer>(bus: &Bus<S>, topic: &str) -> Vec<Value> {
     let described: Value = bus
         .get(ADMIN, &format!("/api/topics/{topic}"))
         .await
@@ -239,7 +249,12 @@ pub async fn read_topic(bus: &Bus, topic: &str) -> Vec<Value> {
 }
 
 /// Waits until `topic` holds at least `count` records (at most `within`); returns them all.
-pub async fn wait_records(bus: &Bus, topic: &str, count: usize, within: Duration) -> Vec<Value> {
+pub async fn wait_records<S: TestServer>(
+    bus: &Bus<S>,
+    topic: &str,
+    count: usize,
+    within: Duration,
+) -> Vec<Value> {
     let deadline = Instant::now() + within;
     loop {
         let records = read_topic(bus, topic).await;

@@ -12,40 +12,56 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use super::chat::{chat_server_from, Chat};
+use super::chat::{chat_server_in, Chat};
+use super::server::TestServer;
 
 /// How long a test waits for a frame that must come.
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
-/// Starts a server whose configuration file holds `toml` (e.g. a `[ws]` section), with
-/// `--durability never`.
+/// Starts the server in process with a configuration file holding `toml` (e.g. a `[ws]`
+/// section) and `--durability never`.
 pub async fn ws_server(toml: &str) -> Chat {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (serve, config) = command_with_config(&dir, toml);
-    let chat = chat_server_from(dir, serve).await;
+    let config = config_beside(&dir, toml);
+    let file = config.to_str().expect("utf-8 path").to_owned();
+    let args = config_flags(&file);
+    let chat = chat_server_in(dir, &args).await;
     let _ = std::fs::remove_file(&config);
     chat
 }
 
 /// `tidings serve` on `dir` with `--durability never` and a configuration file holding `toml`,
-/// and that file's path. The file sits beside the data directory (a data directory holding
-/// foreign files is refused); remove it once the server has read it.
+/// and that file's path (see [`config_beside`]); remove it once the server has read it.
 pub fn command_with_config(
     dir: &tempfile::TempDir,
     toml: &str,
 ) -> (std::process::Command, std::path::PathBuf) {
+    let path = config_beside(dir, toml);
+    let file = path.to_str().expect("utf-8 path").to_owned();
+    (
+        super::server::command(dir.path(), &config_flags(&file)),
+        path,
+    )
+}
+
+/// Writes `toml` to a configuration file beside the data directory `dir` (a data directory
+/// holding foreign files is refused); its path.
+pub fn config_beside(dir: &tempfile::TempDir, toml: &str) -> std::path::PathBuf {
     let path = dir.path().with_extension("toml");
     std::fs::write(&path, toml).expect("write the configuration file");
-    let file = path.to_str().expect("utf-8 path").to_owned();
-    let args = [
+    path
+}
+
+/// The flags of a server on an ephemeral port, without fsync per append, configured by `file`.
+fn config_flags(file: &str) -> [&str; 6] {
+    [
         "--listen",
         "127.0.0.1:0",
         "--durability",
         "never",
         "--config",
-        &file,
-    ];
-    (super::server::command(dir.path(), &args), path)
+        file,
+    ]
 }
 
 pub struct WsClient {
@@ -55,12 +71,12 @@ pub struct WsClient {
 }
 
 /// The `ws://` URL of the server's `/ws`.
-pub fn ws_url(chat: &Chat) -> String {
-    format!("{}/ws", chat.server.base.replacen("http://", "ws://", 1))
+pub fn ws_url<S: TestServer>(chat: &Chat<S>) -> String {
+    format!("{}/ws", chat.server.base().replacen("http://", "ws://", 1))
 }
 
 /// Connects as `user` with `?token=` and reads the `ready` frame.
-pub async fn connect(chat: &Chat, user: &str) -> WsClient {
+pub async fn connect<S: TestServer>(chat: &Chat<S>, user: &str) -> WsClient {
     let url = format!("{}?token={}", ws_url(chat), chat.token(user));
     let (stream, _) = tokio_tungstenite::connect_async(url)
         .await
@@ -69,7 +85,7 @@ pub async fn connect(chat: &Chat, user: &str) -> WsClient {
 }
 
 /// Connects with `Authorization: Bearer token` and reads the `ready` frame.
-pub async fn connect_with_header(chat: &Chat, token: &str) -> WsClient {
+pub async fn connect_with_header<S: TestServer>(chat: &Chat<S>, token: &str) -> WsClient {
     let mut request = ws_url(chat).into_client_request().expect("request");
     request.headers_mut().insert(
         "authorization",
@@ -82,7 +98,7 @@ pub async fn connect_with_header(chat: &Chat, token: &str) -> WsClient {
 }
 
 /// Tries an upgrade with `query` appended to the URL; the refusal's status and JSON body.
-pub async fn refused(chat: &Chat, query: &str) -> (u16, Value) {
+pub async fn refused<S: TestServer>(chat: &Chat<S>, query: &str) -> (u16, Value) {
     let url = format!("{}{query}", ws_url(chat));
     match tokio_tungstenite::connect_async(url).await {
         Ok(_) => panic!("the upgrade was accepted"),

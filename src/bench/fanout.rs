@@ -2,8 +2,9 @@
 //!
 //! It mints tokens for `--connections` users (finding the server's secret as `tidings token`
 //! does), creates `--conversations` conversations of `--members` members each (member j of
-//! conversation i is user (i·M + j) mod N), opens one WebSocket session per user and waits for
-//! every `ready`. Then it sends `--rate` messages/s over HTTP from `--senders` keep-alive
+//! conversation i is user (i·M + j) mod N), opens one WebSocket session per user and waits until
+//! each is ready: `/ws` sessions say `ready`, SignalR ones (`--protocol signalr`) finish their
+//! handshake and join their user's conversations (`session_protocol.rs` speaks both). Then it sends `--rate` messages/s over HTTP from `--senders` keep-alive
 //! connections for `--duration`, each send from the next member of the next conversation.
 //! Every session checks what it receives: per conversation, each message exactly once and in
 //! `seq` order. After the last send it waits up to `--drain` for the deliveries still due and
@@ -20,7 +21,6 @@
 //! the hub's internals.
 
 use parking_lot::Mutex;
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -28,20 +28,18 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
-use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as Frame;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
 use super::report::{
     process_cpu_seconds, progress_bar, resident_mib, run_and_print, tick_seconds, LatencyReport,
     ServerArgs,
 };
+use super::session_protocol::{SessionProtocol, Socket};
 
 /// Bytes of content that carry the send time (zero-padded decimal microseconds).
 pub(crate) const STAMP_LEN: usize = 20;
@@ -88,6 +86,10 @@ pub struct BenchFanoutArgs {
     /// The server's process id (same machine): report its memory per idle session.
     #[arg(long)]
     pub(crate) server_pid: Option<u32>,
+    /// The protocol the sessions speak: `ws` (`/ws`) or `signalr` (`/chathub`, each session
+    /// joining its user's conversations).
+    #[arg(long, value_enum, default_value_t = SessionProtocol::Ws)]
+    pub(crate) protocol: SessionProtocol,
     /// Print one JSON object instead of a summary.
     #[arg(long)]
     pub(crate) json: bool,
@@ -97,6 +99,8 @@ pub struct BenchFanoutArgs {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct BenchFanoutReport {
+    /// The protocol of the sessions.
+    pub(crate) protocol: SessionProtocol,
     /// Sessions asked for.
     pub(crate) connections: usize,
     /// Sessions that opened and said `ready`.
@@ -235,6 +239,7 @@ pub(crate) async fn measure(args: &BenchFanoutArgs) -> anyhow::Result<BenchFanou
         .load(Ordering::Relaxed)
         .saturating_sub(sent.first_send_us);
     Ok(BenchFanoutReport {
+        protocol: args.protocol,
         connections: args.connections,
         sessions_held: held,
         connect_failures,
@@ -393,8 +398,6 @@ impl Shared {
     }
 }
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
 /// A session's reading task and the user it belongs to.
 struct OpenSession {
     user: usize,
@@ -413,12 +416,19 @@ async fn open_sessions(
     let permits = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));
     let bar = progress_bar(args.connections as u64, "sessions");
     let mut connecting = JoinSet::new();
-    for user in 0..args.connections {
-        let url = format!("{ws_base}/ws?token={}", setup.tokens[user]);
+    let protocol = args.protocol;
+    let conversations_of = setup.conversations_of();
+    for (user, conversations) in conversations_of.into_iter().enumerate() {
+        let url = protocol.url(&ws_base, &setup.tokens[user]);
+        let ids: Vec<String> = conversations
+            .iter()
+            .map(|&c| setup.conversations[c].clone())
+            .collect();
         let permits = permits.clone();
         connecting.spawn(async move {
             let _permit = permits.acquire_owned().await;
-            (user, connect(&url).await)
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            (user, protocol.connect(&url, &ids, CONNECT_TIMEOUT).await)
         });
     }
     let mut sessions = Vec::with_capacity(args.connections);
@@ -430,6 +440,7 @@ async fn open_sessions(
         match connected {
             Ok(socket) => {
                 let reader = SessionReader {
+                    protocol,
                     shard: user,
                     setup: setup.clone(),
                     shared: shared.clone(),
@@ -461,53 +472,6 @@ fn websocket_url(server: &str) -> anyhow::Result<String> {
     anyhow::bail!("--server must be an http:// URL, got {server:?}")
 }
 
-/// Opens a session and waits for its `ready` frame.
-async fn connect(url: &str) -> anyhow::Result<Socket> {
-    // Small buffers: the generator holds thousands of sessions next to the server.
-    let config = WebSocketConfig::default()
-        .read_buffer_size(8 * 1024)
-        .write_buffer_size(0);
-    let opening = async {
-        let (mut socket, _) =
-            tokio_tungstenite::connect_async_with_config(url, Some(config), true).await?;
-        while let Some(frame) = socket.next().await {
-            if let Frame::Text(text) = frame? {
-                let incoming: Incoming = serde_json::from_str(text.as_str())?;
-                if incoming.kind == "ready" {
-                    // A client's first frame tells the server it will not `resume` first, so
-                    // live messages flow at once (see docs/api.md, "Reconnecting").
-                    socket.send(Frame::text(r#"{"type":"ping"}"#)).await?;
-                    return Ok(socket);
-                }
-            }
-        }
-        anyhow::bail!("the server closed the session before `ready`")
-    };
-    tokio::time::timeout(CONNECT_TIMEOUT, opening)
-        .await
-        .context("no `ready` frame in time")?
-}
-
-/// A server frame, as much of it as the generator reads.
-#[derive(Deserialize)]
-struct Incoming<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
-    #[serde(borrow)]
-    message: Option<Delivered<'a>>,
-}
-
-/// The fields of a delivered message the generator checks.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Delivered<'a> {
-    #[serde(borrow)]
-    conversation_id: Cow<'a, str>,
-    seq: u64,
-    #[serde(borrow)]
-    content: Cow<'a, str>,
-}
-
 /// What one session received of one conversation.
 #[derive(Debug, Default)]
 struct Received {
@@ -537,6 +501,7 @@ struct SessionOutcome {
 }
 
 struct SessionReader {
+    protocol: SessionProtocol,
     shard: usize,
     setup: Arc<Setup>,
     shared: Arc<Shared>,
@@ -546,12 +511,26 @@ impl SessionReader {
     /// Reads frames until the generator stops or the server closes the session.
     async fn run(self, mut socket: Socket) -> SessionOutcome {
         let mut outcome = SessionOutcome::default();
+        // SignalR sessions must speak every 15 s or the server drops them; `/ws` needs nothing.
+        let keep_alive = self.protocol.keep_alive();
+        let every = keep_alive
+            .as_ref()
+            .map_or(Duration::from_secs(3600), |(every, _)| *every);
+        let mut keep_alive_due =
+            tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
             tokio::select! {
                 biased;
                 () = self.shared.stop.cancelled() => {
                     let _ = socket.close(None).await;
                     break;
+                }
+                _ = keep_alive_due.tick(), if keep_alive.is_some() => {
+                    let Some((_, ping)) = &keep_alive else { continue };
+                    if socket.send(ping.clone()).await.is_err() {
+                        outcome.closed_by_server = Some(0);
+                        break;
+                    }
                 }
                 frame = socket.next() => match frame {
                     Some(Ok(Frame::Text(text))) => self.on_text(text.as_str(), &mut outcome),
@@ -571,27 +550,19 @@ impl SessionReader {
     }
 
     fn on_text(&self, text: &str, outcome: &mut SessionOutcome) {
-        let Ok(Incoming {
-            kind,
-            message: Some(message),
-        }) = serde_json::from_str::<Incoming>(text)
-        else {
-            return;
-        };
-        if kind != "message" {
-            return;
+        for message in self.protocol.delivered(text) {
+            let Some(&conversation) = self.setup.index.get(message.conversation_id.as_ref()) else {
+                continue;
+            };
+            if let Some(sent_us) = parse_stamp(&message.content) {
+                self.shared.record_delivery(self.shard, sent_us);
+            }
+            outcome
+                .received
+                .entry(conversation)
+                .or_default()
+                .note(message.seq);
         }
-        let Some(&conversation) = self.setup.index.get(message.conversation_id.as_ref()) else {
-            return;
-        };
-        if let Some(sent_us) = parse_stamp(&message.content) {
-            self.shared.record_delivery(self.shard, sent_us);
-        }
-        outcome
-            .received
-            .entry(conversation)
-            .or_default()
-            .note(message.seq);
     }
 }
 
@@ -781,8 +752,9 @@ async fn check_deliveries(setup: &Setup, sessions: Vec<OpenSession>, sent: &Sent
 
 fn print_summary(r: &BenchFanoutReport) {
     println!(
-        "fanout bench: {} of {} sessions held ({} failed, opened in {:.1} s), {} conversations \
-         x {} members",
+        "fanout bench ({:?} sessions): {} of {} held ({} failed, opened in {:.1} s), {} \
+         conversations x {} members",
+        r.protocol,
         r.sessions_held,
         r.connections,
         r.connect_failures,

@@ -6,6 +6,7 @@ pub mod log;
 pub mod publish;
 mod report;
 pub mod send;
+pub(crate) mod session_protocol;
 pub mod soak;
 
 pub(crate) use report::progress_bar;

@@ -183,20 +183,7 @@ mod tests {
     }
 
     fn message() -> Message {
-        Message {
-            id: "m".into(),
-            conversation_id: "c".into(),
-            seq: 3,
-            sender_id: "ann".into(),
-            sender_name: "Ann".into(),
-            content: "hi".into(),
-            client_message_id: None,
-            reply_to: None,
-            mentions: Vec::new(),
-            sent_at: "2024-01-01T00:00:00.000Z".into(),
-            edited_at: None,
-            deleted: false,
-        }
+        crate::api::ws::codec::tests::message(3)
     }
 
     #[test]

@@ -120,7 +120,7 @@ pub(crate) fn to_json(frame: &crate::hub::Frame) -> Value {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use serde_json::json;
@@ -128,7 +128,8 @@ mod tests {
     use super::*;
     use crate::hub::frame;
 
-    fn message(seq: u64) -> Message {
+    /// A message of ann's in conversation `c`, for the codecs' tests.
+    pub(crate) fn message(seq: u64) -> Message {
         Message {
             id: "m".into(),
             conversation_id: "c".into(),

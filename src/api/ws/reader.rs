@@ -192,7 +192,10 @@ impl Reader {
                         self.open_queue().await;
                     }
                     Dialect::Signalr => {
-                        if let Err(broken) = self.on_signalr_text(text.as_str()).await {
+                        // Boxed: the SignalR path's state would otherwise enlarge every
+                        // session's reader task, `/ws` ones included.
+                        let handled = Box::pin(self.on_signalr_text(text.as_str())).await;
+                        if let Err(broken) = handled {
                             self.break_off(broken).await;
                             break;
                         }

@@ -47,6 +47,52 @@ pub struct Config {
     pub logging: LoggingSettings,
     /// Notification sinks (`[[notify.sinks]]`, file only).
     pub notify: NotifySettings,
+    /// The SignalR hub (`[signalr]`, file only).
+    pub signalr: SignalrSettings,
+}
+
+/// The `[signalr]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignalrSettings {
+    /// Where the hub is served (`signalr.path`); negotiation is at this path + `/negotiate`.
+    pub path: String,
+}
+
+impl Default for SignalrSettings {
+    fn default() -> Self {
+        SignalrSettings {
+            path: "/chathub".into(),
+        }
+    }
+}
+
+impl SignalrSettings {
+    /// The path must be one the router can serve beside its own routes: absolute, plain
+    /// segments, and none of the server's other paths.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let path = self.path.as_str();
+        let plain_segments = path.len() > 1
+            && path.starts_with('/')
+            && path[1..].split('/').all(|segment| {
+                !segment.is_empty()
+                    && segment
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.~".contains(c))
+            });
+        let taken = ["/ws", "/api", "/healthz", "/readyz", "/metrics"]
+            .iter()
+            .any(|own| path == *own || path.starts_with(&format!("{own}/")));
+        if !plain_segments || taken {
+            return Err(bad_value(
+                "signalr.path",
+                path,
+                "an absolute path of plain segments such as /chathub or /hubs/chat, not one of \
+                 the server's own (/api, /ws, /healthz, /readyz, /metrics)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The `[notify]` section.
@@ -188,6 +234,7 @@ impl Default for Config {
                 level: "info".into(),
             },
             notify: NotifySettings::default(),
+            signalr: SignalrSettings::default(),
         }
     }
 }
@@ -492,6 +539,7 @@ impl Config {
         }
         self.ws.validate()?;
         self.http.validate()?;
+        self.signalr.validate()?;
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.logging.level) {
             return Err(bad_value(
                 "logging.level",
@@ -561,6 +609,13 @@ struct FileConfig {
     http: Option<http::FileHttp>,
     logging: Option<FileLogging>,
     notify: Option<notify::FileNotify>,
+    signalr: Option<FileSignalr>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct FileSignalr {
+    path: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -650,6 +705,10 @@ impl FileConfig {
             config.logging.format = parse_format(&format, origin("logging.format"))?;
         }
         set(&mut config.logging.level, logging.level);
+        set(
+            &mut config.signalr.path,
+            self.signalr.unwrap_or_default().path,
+        );
         if let Some(notify) = self.notify {
             set(&mut config.notify.preview_bytes, notify.preview_bytes);
             config.notify.sinks = notify.into_sinks(path)?;

@@ -395,3 +395,24 @@ async fn restart_on_the_same_port(chat: Chat) -> Chat {
     drop(server);
     common::chat::chat_server_in(dir, &["--listen", &address, "--durability", "never"]).await
 }
+
+/// `signalr.path` moves the hub: the client connects (negotiating) at the configured path, and
+/// the default one is no route any more.
+#[tokio::test]
+async fn the_hub_is_served_at_the_configured_path() {
+    let chat = common::ws::ws_server("[signalr]\npath = \"/hubs/chat\"\n").await;
+    chat.conversation("alice", "c1", &["bob"]).await;
+    let mut config = config(&chat, "receive", "c1");
+    config["count"] = json!(1);
+    config["hub"] = json!("/hubs/chat");
+    let mut client = Client::start("signalr_chat.mjs", &config);
+    assert_eq!(client.next().await, json!({"ready": true}));
+    chat.send("alice", "c1", "moved").await;
+    let result = client.next().await;
+    client.finish().await;
+    assert_eq!(result["contents"], json!(["moved"]));
+    let old = chat
+        .post("alice", "/chathub/negotiate?negotiateVersion=1", json!({}))
+        .await;
+    problem(old, 404).await;
+}

@@ -1,7 +1,7 @@
 //! The authenticated caller as an axum extractor.
 //!
 //! `Authorization: Bearer T` on every route; `?token=T` additionally on `/ws` and
-//! `?access_token=T` on `/chathub`, because browsers cannot set headers on a WebSocket upgrade. Verification itself lives in [`crate::auth`].
+//! `?access_token=T` on the SignalR hub (`signalr.path`), because browsers cannot set headers on a WebSocket upgrade. Verification itself lives in [`crate::auth`].
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
@@ -34,7 +34,7 @@ impl FromRequestParts<AppState> for Caller {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer_token(parts)
-            .or_else(|| query_token(parts))
+            .or_else(|| query_token(parts, &state.config().signalr.path))
             .ok_or(AuthError::Missing)?;
         Ok(Caller(state.authenticator()?.verify(&token)?))
     }
@@ -61,10 +61,10 @@ fn bearer_token(parts: &Parts) -> Option<String> {
 /// A token in the query is honoured on the WebSocket upgrades only, named as their clients
 /// send it: `?token=` on `/ws`, `?access_token=` on the SignalR hub (browser SignalR clients
 /// cannot set headers on a WebSocket either).
-fn query_token(parts: &Parts) -> Option<String> {
+fn query_token(parts: &Parts, signalr_hub: &str) -> Option<String> {
     let parameter = match parts.uri.path() {
         "/ws" => "token",
-        super::signalr::PATH => "access_token",
+        path if path == signalr_hub => "access_token",
         _ => return None,
     };
     parts.uri.query()?.split('&').find_map(|pair| {

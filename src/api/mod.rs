@@ -262,14 +262,18 @@ pub(crate) async fn blocking<T: Send + 'static>(
 /// The whole HTTP application for `state`.
 pub(crate) fn app(state: AppState) -> Router {
     let max_body = state.config().limits.max_body_bytes;
+    let hub = state.config().signalr.path.clone();
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::scrape))
         .route("/api/me", get(auth::me))
         .route("/ws", get(ws::upgrade))
-        .route(signalr::PATH, get(signalr::upgrade))
-        .route(signalr::NEGOTIATE_PATH, post(signalr::negotiate))
+        .route(&hub, get(signalr::upgrade))
+        .route(
+            &format!("{hub}{}", signalr::NEGOTIATE),
+            post(signalr::negotiate),
+        )
         .route(
             "/api/conversations",
             post(conversations::create).get(conversations::list),

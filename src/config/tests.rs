@@ -452,3 +452,18 @@ mod properties {
         assert!(load(&closed).is_err());
     }
 }
+
+#[test]
+fn the_signalr_path_is_configurable_and_checked() {
+    let path = Path::new("t.toml");
+    assert_eq!(Config::default().signalr.path, "/chathub");
+    let moved = Config::from_toml("[signalr]\npath = \"/hubs/chat\"\n", path).unwrap();
+    assert_eq!(moved.signalr.path, "/hubs/chat");
+    for bad in [
+        "chathub", "/", "/chat/", "/a//b", "/chat?x", "/ws", "/api/hub", "/metrics", "/c hat",
+    ] {
+        let refused = Config::from_toml(&format!("[signalr]\npath = {bad:?}\n"), path);
+        let message = refused.expect_err(bad).to_string();
+        assert!(message.contains("signalr.path"), "{bad}: {message}");
+    }
+}

@@ -18,7 +18,7 @@ function connection(user, { negotiate = true, reconnect = false } = {}) {
     options.transport = signalR.HttpTransportType.WebSockets;
   }
   let builder = new signalR.HubConnectionBuilder()
-    .withUrl(`${config.base}/chathub`, options)
+    .withUrl(`${config.base}${config.hub ?? "/chathub"}`, options)
     .configureLogging(signalR.LogLevel.None);
   if (reconnect) {
     builder = builder.withAutomaticReconnect([0, 200, 500, 1000, 1000, 1000, 2000, 2000, 2000, 2000]);

@@ -1,7 +1,7 @@
 //! `/chathub`: the chat hub for ASP.NET Core SignalR clients (`@microsoft/signalr`, the .NET
 //! client), speaking SignalR's JSON hub protocol (version 1) over WebSockets.
 //!
-//! Two routes, as the clients expect them:
+//! Two routes, as the clients expect them, at `signalr.path` (`/chathub` by default):
 //! - `POST /chathub/negotiate?negotiateVersion=1` (authenticated) → a connection token and the
 //!   one transport offered, WebSockets with text frames. Server-Sent Events and long polling
 //!   are not offered, so clients never fall back to them.
@@ -33,10 +33,8 @@ use super::problem::{ApiError, Json, Query};
 use super::ws::{self, dialect::Dialect};
 use super::AppState;
 
-/// Where the hub is served.
-pub(crate) const PATH: &str = "/chathub";
-/// Where clients negotiate.
-pub(crate) const NEGOTIATE_PATH: &str = "/chathub/negotiate";
+/// Where clients negotiate, below the hub's path (`signalr.path`).
+pub(crate) const NEGOTIATE: &str = "/negotiate";
 /// How long a negotiated connection token waits for its socket.
 pub(crate) const TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 /// Most connection tokens waiting for their socket at once; beyond, negotiation answers 503.

@@ -50,6 +50,20 @@ async fn a_signalr_client_chats_through_the_hub() {
         result["read"],
         json!({"conversationId": "c1", "userId": "bob", "seq": 1})
     );
+    assert_eq!(result["edited"]["content"], "hello, edited", "{result:#}");
+    assert!(result["edited"]["editedAt"].is_string());
+    assert_eq!(result["edited"]["seq"], 1);
+    assert_eq!(
+        result["deleted"],
+        json!({"conversationId": "c1", "id": sent["id"], "seq": 1})
+    );
+    let participants = &result["conversationUpdated"]["participants"];
+    assert!(
+        participants
+            .as_array()
+            .is_some_and(|p| p.contains(&json!("dave"))),
+        "{participants}"
+    );
     for (refusal, expected) in [
         ("carolJoin", "404"),
         ("carolSend", "404"),
@@ -66,7 +80,8 @@ async fn a_signalr_client_chats_through_the_hub() {
         "nothing of the time bob was out of the group"
     );
 
-    // The refused send changed nothing: the conversation holds alice's three messages.
+    // The refused send changed nothing: the conversation holds alice's three messages (the
+    // first one deleted).
     let history = chat.history("alice", "c1", "").await;
     let contents: Vec<&str> = history["items"]
         .as_array()

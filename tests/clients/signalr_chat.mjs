@@ -96,6 +96,25 @@ async function chat() {
   await bob.invoke("MarkRead", conversation, received.seq);
   const read = await receipt;
 
+  // Edits, deletes and participant changes made over HTTP reach the joined connections.
+  const api = (method, path, body) =>
+    fetch(`${config.base}/api/conversations/${conversation}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${config.tokens.alice}`, "content-type": "application/json" },
+      body: body && JSON.stringify(body),
+    }).then((r) => {
+      if (!r.ok) throw new Error(`${method} ${path}: ${r.status}`);
+    });
+  const updated = next(bob, "MessageUpdated", (m) => m.id === sent.id);
+  await api("PATCH", `/messages/${sent.id}`, { content: "hello, edited" });
+  const edited = await updated;
+  const deletion = next(bob, "MessageDeleted", (d) => d.id === sent.id);
+  await api("DELETE", `/messages/${sent.id}`);
+  const deleted = await deletion;
+  const membership = next(bob, "ConversationUpdated");
+  await api("POST", "/participants", { userId: "dave" });
+  const conversationUpdated = await membership;
+
   const unknownMethod = await failure(alice.invoke("Shout", conversation));
   const wrongArguments = await failure(alice.invoke("Typing", conversation));
   const wrongType = await failure(alice.invoke("MarkRead", conversation, "three"));
@@ -119,6 +138,9 @@ async function chat() {
     echoed,
     typed,
     read,
+    edited,
+    deleted,
+    conversationUpdated,
     carolJoin,
     carolSend,
     unknownMethod,

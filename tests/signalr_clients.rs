@@ -157,6 +157,25 @@ async fn the_hub_refuses_bad_connections_with_problems() {
     assert_eq!(connect_as(&socket, &chat.token("alice")).await, 409);
     let unknown = format!("{}/chathub?id=nope", base.replacen("http", "ws", 1));
     assert_eq!(connect_as(&unknown, &chat.token("alice")).await, 404);
+
+    // One user negotiating in a loop is held to ws.maxSessionsPerUser (32) waiting tokens.
+    let path = "/chathub/negotiate?negotiateVersion=1";
+    let mut statuses = Vec::new();
+    for _ in 0..40 {
+        statuses.push(
+            chat.post("mallory", path, json!({}))
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        32,
+        "{statuses:?}"
+    );
+    problem(chat.post("mallory", path, json!({})).await, 429).await;
+    assert_eq!(chat.post("alice", path, json!({})).await.status(), 200);
 }
 
 /// The status of a WebSocket upgrade to `url` with `token` in the query, as browsers send it.
@@ -321,6 +340,21 @@ async fn bad_input_on_the_hub_gets_signalr_errors() {
         "{records:?}"
     );
     assert_eq!(records.last().unwrap()["allowReconnect"], false);
+    assert_eq!(code, Some(1002));
+
+    // A message above ws.maxFrameBytes (64 KiB) is not handled: close record, then 1002.
+    let mut hub = RawHub::connect(&chat, "alice").await;
+    hub.send(HANDSHAKE).await;
+    assert_eq!(hub.next().await, json!({}));
+    let huge = format!(
+        "{{\"type\":1,\"invocationId\":\"h\",\"target\":\"SendMessage\",\"arguments\":[\"c1\",\"{}\"]}}\u{1e}",
+        "x".repeat(70_000)
+    );
+    hub.send(&huge).await;
+    let (records, code) = hub.until_closed().await;
+    assert_eq!(records.len(), 1, "one close record: {records:?}");
+    let error = records[0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("limit"), "{records:?}");
     assert_eq!(code, Some(1002));
 
     let history = chat.history("alice", "c1", "").await;

@@ -249,11 +249,16 @@ impl Pipeline {
 
     /// Waits until the record at `appended` is applied or `timeout` passes; true if it was.
     pub(crate) async fn wait_applied(&self, appended: Appended, timeout: Duration) -> bool {
-        let Some(mut progress) = self.applied(appended.partition) else {
+        self.wait_applied_at(appended.partition, appended.offset, timeout)
+            .await
+    }
+
+    /// Waits until the record at `offset` of `partition` is applied or `timeout` passes.
+    async fn wait_applied_at(&self, partition: u32, offset: u64, timeout: Duration) -> bool {
+        let Some(mut progress) = self.applied(partition) else {
             return false;
         };
-        let reached =
-            tokio::time::timeout(timeout, progress.wait_for(|next| *next > appended.offset)).await;
+        let reached = tokio::time::timeout(timeout, progress.wait_for(|next| *next > offset)).await;
         matches!(reached, Ok(Ok(_)))
     }
 
@@ -266,14 +271,10 @@ impl Pipeline {
         let Ok((_, high)) = self.log.watermarks(MESSAGES_TOPIC, partition) else {
             return false;
         };
-        let Some(last) = high.checked_sub(1) else {
-            return true;
-        };
-        let Some(mut progress) = self.applied(partition) else {
-            return false;
-        };
-        let reached = tokio::time::timeout(timeout, progress.wait_for(|next| *next > last)).await;
-        matches!(reached, Ok(Ok(_)))
+        match high.checked_sub(1) {
+            Some(last) => self.wait_applied_at(partition, last, timeout).await,
+            None => true,
+        }
     }
 
     /// Appends a conversation command and waits (at most `wait`) until the store applied it:

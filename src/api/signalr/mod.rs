@@ -9,7 +9,7 @@
 //!   WebSocket upgrade. The token is the `Authorization: Bearer` header (Node and .NET clients)
 //!   or `access_token` in the query (browsers). A connection token is good for one socket of
 //!   the user it was issued to, within [`TOKEN_LIFETIME`]: unknown or expired → 404, used
-//!   already → 409.
+//!   already → 409. A user holds at most `ws.maxSessionsPerUser` unexpired tokens (429 beyond).
 //!
 //! After the upgrade the session is an ordinary hub session run by `api::ws` in the SignalR
 //! [`Dialect`]: the same queue, seq rule, resume, participant checks and flow control as a
@@ -54,8 +54,10 @@ struct Pending {
 }
 
 impl Negotiations {
-    /// A new connection token for `user`; 503 when too many wait for their socket.
-    fn issue(&self, user: &str, now: Instant) -> Result<String, ApiError> {
+    /// A new connection token for `user`: 429 when the user holds `per_user` tokens of the
+    /// last [`TOKEN_LIFETIME`] already (one client negotiating in a loop must not take the
+    /// others' room), 503 when [`MAX_PENDING`] wait in all.
+    fn issue(&self, user: &str, per_user: usize, now: Instant) -> Result<String, ApiError> {
         let mut pending = self.pending.lock();
         if pending.len() >= MAX_PENDING {
             pending.retain(|_, p| now.duration_since(p.issued) < TOKEN_LIFETIME);
@@ -64,6 +66,16 @@ impl Negotiations {
             return Err(ApiError::Overloaded(format!(
                 "{MAX_PENDING} negotiated connections are waiting for their socket; retry shortly"
             )));
+        }
+        let held = pending
+            .values()
+            .filter(|p| p.user == user && now.duration_since(p.issued) < TOKEN_LIFETIME)
+            .count();
+        if held >= per_user {
+            return Err(ApiError::TooManyRequests {
+                limit: u32::try_from(per_user).unwrap_or(u32::MAX),
+                retry_after: TOKEN_LIFETIME.as_secs(),
+            });
         }
         let token = uuid::Uuid::new_v4().simple().to_string();
         pending.insert(
@@ -113,7 +125,10 @@ pub(crate) async fn negotiate(
         return Err(ApiError::NotReady);
     }
     state.chat()?;
-    let token = state.signalr().issue(&caller.user_id, Instant::now())?;
+    let per_user = state.config().ws.max_sessions_per_user;
+    let token = state
+        .signalr()
+        .issue(&caller.user_id, per_user, Instant::now())?;
     let transports = json!([{ "transport": "WebSockets", "transferFormats": ["Text"] }]);
     // Version 0 clients connect with the connection id; version 1 ones with the token, and
     // the id is then only a name for the connection.
@@ -171,13 +186,13 @@ mod tests {
     fn a_connection_token_serves_one_socket_of_its_user_within_its_lifetime() {
         let negotiations = Negotiations::default();
         let now = Instant::now();
-        let token = negotiations.issue("ann", now).unwrap();
+        let token = negotiations.issue("ann", 32, now).unwrap();
         let status = |r: Result<(), ApiError>| r.map_err(|e| e.status().as_u16());
         assert_eq!(status(negotiations.claim(&token, "bob", now)), Err(404));
         assert_eq!(status(negotiations.claim("nope", "ann", now)), Err(404));
         assert_eq!(status(negotiations.claim(&token, "ann", now)), Ok(()));
         assert_eq!(status(negotiations.claim(&token, "ann", now)), Err(409));
-        let late = negotiations.issue("ann", now).unwrap();
+        let late = negotiations.issue("ann", 32, now).unwrap();
         let after = now + TOKEN_LIFETIME;
         assert_eq!(status(negotiations.claim(&late, "ann", after)), Err(404));
     }
@@ -186,11 +201,26 @@ mod tests {
     fn negotiation_is_bounded_and_expired_tokens_make_room() {
         let negotiations = Negotiations::default();
         let now = Instant::now();
-        for _ in 0..MAX_PENDING {
-            negotiations.issue("ann", now).unwrap();
+        for i in 0..MAX_PENDING {
+            negotiations.issue(&format!("u{i}"), 32, now).unwrap();
         }
-        let refused = negotiations.issue("ann", now).unwrap_err();
+        let refused = negotiations.issue("ann", 32, now).unwrap_err();
         assert_eq!(refused.status().as_u16(), 503);
-        assert!(negotiations.issue("ann", now + TOKEN_LIFETIME).is_ok());
+        assert!(negotiations.issue("ann", 32, now + TOKEN_LIFETIME).is_ok());
+    }
+
+    #[test]
+    fn one_user_negotiating_in_a_loop_gets_429_and_leaves_room_for_others() {
+        let negotiations = Negotiations::default();
+        let now = Instant::now();
+        for _ in 0..3 {
+            negotiations.issue("mallory", 3, now).unwrap();
+        }
+        let refused = negotiations.issue("mallory", 3, now).unwrap_err();
+        assert_eq!(refused.status().as_u16(), 429);
+        assert!(negotiations.issue("ann", 3, now).is_ok());
+        assert!(negotiations
+            .issue("mallory", 3, now + TOKEN_LIFETIME)
+            .is_ok());
     }
 }

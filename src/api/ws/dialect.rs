@@ -82,12 +82,12 @@ impl Dialect {
     /// clients read (with whether they may reconnect); nothing for `/ws`, whose close frame
     /// says it all.
     pub(crate) fn farewell(self, reason: CloseReason) -> Option<Message> {
-        match self {
-            Dialect::Tidings => None,
-            Dialect::Signalr => Some(text(signalr::close(
-                reason.text(),
-                reason != CloseReason::ProtocolError,
-            ))),
+        match (self, reason) {
+            (Dialect::Tidings, _) => None,
+            // The reader already sent the record that names what broke (a handshake error
+            // before the handshake, a close record after it): a second one would contradict it.
+            (Dialect::Signalr, CloseReason::ProtocolError) => None,
+            (Dialect::Signalr, reason) => Some(text(signalr::close(reason.text(), true))),
         }
     }
 }

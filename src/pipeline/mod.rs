@@ -7,7 +7,8 @@
 //! [`ChatCommand`] to the `messages` topic ([`submit`]; key = conversation id, so one
 //! conversation lives in one partition). One worker per partition (consumer group `store`)
 //! wakes on the partition's high watermark — no timers, no polling — takes everything ready up
-//! to `max_batch` records (one at low load, large batches under load) and applies it with
+//! to `max_batch` records and half a session's queue (one at low load, large batches under
+//! load) and applies it with
 //! [`Store::apply_batch`]: plain writes in an order that a replay after a crash completes
 //! exactly once, making the same events again. Then it publishes its progress
 //! ([`Pipeline::wait_applied`]), relays the batch's events to the same partition of
@@ -123,6 +124,14 @@ impl Default for PipelineConfig {
     }
 }
 
+/// Most records one writer step applies: `max_batch`, and at most half a session's outbound
+/// queue. A step's changes reach the sessions at once, so a larger step could overflow the queue
+/// of a session that keeps reading whenever the writer falls behind (a 100-message burst into a
+/// 64-frame queue); 4008 is meant for sessions that stop reading, not for the writer's bursts.
+fn step_limit(config: &PipelineConfig, hub: &Hub) -> usize {
+    config.max_batch.min(hub.config().queue_frames / 2).max(1)
+}
+
 /// The running store writers: their progress, lag and failure.
 #[derive(Debug, Clone)]
 pub(crate) struct Pipeline {
@@ -162,7 +171,7 @@ pub(crate) async fn start(
             hub: hub.clone(),
             outcomes: outcomes.clone(),
             partition,
-            max_batch: config.max_batch.max(1),
+            max_batch: step_limit(&config, &hub),
             relay: config.relay,
             progress,
             next,

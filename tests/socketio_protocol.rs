@@ -9,6 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::chat::{chat_server, problem, Chat};
+use common::ws::ws_server;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
@@ -81,10 +82,15 @@ fn payload(packet: &str, prefix: &str) -> Value {
 }
 
 async fn sessions(chat: &Chat) -> u64 {
+    metric(chat, "tidings_ws_sessions").await
+}
+
+/// The value of an unlabelled metric.
+async fn metric(chat: &Chat, name: &str) -> u64 {
     let text = chat.metrics().await;
     text.lines()
-        .find_map(|line| line.strip_prefix("tidings_ws_sessions "))
-        .expect("tidings_ws_sessions")
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} missing"))
         .parse()
         .unwrap()
 }
@@ -290,6 +296,9 @@ async fn bad_events_are_refused_and_the_socket_stays() {
         .await;
     let accepted = ann.next_with("436").await;
     assert_eq!(accepted[0]["status"], "accepted", "{accepted}");
+    // Delivered once stored: the history is then complete.
+    let delivered = ann.next_event("message").await;
+    assert_eq!(delivered["message"]["id"], accepted[0]["id"]);
     let history = chat.history("ann", "c", "").await;
     let items = history["items"].as_array().unwrap();
     assert_eq!(items.len(), 1, "only the good send was stored: {history}");
@@ -421,4 +430,51 @@ async fn a_polling_session_upgrades_to_a_websocket_without_a_gap() {
         400,
         "no polling once upgraded"
     );
+}
+
+/// A long-polling client that stops polling is closed as too slow, as a `/ws` client that
+/// stops reading is: what waits for it is bounded, the session ends, and its connection closes
+/// (a later poll gets at most what was queued, then the close packet).
+#[tokio::test]
+async fn a_polling_client_that_stops_polling_is_closed_as_too_slow() {
+    let chat = ws_server("[ws]\nqueueFrames = 16\n[limits]\nrateLimit = 0\n").await;
+    chat.conversation("ann", "c", &["bob"]).await;
+    let (polling, _) = Polling::open(&chat).await;
+    let connect = format!(r#"40{{"token":"{}"}}"#, chat.token("bob"));
+    assert_eq!(polling.post(&[&connect]).await, 200);
+    payload(&polling.poll().await[0], "40");
+    assert_eq!(
+        polling.post(&["3"]).await,
+        200,
+        "the first packet opens the queue"
+    );
+    let mut sent = 0;
+    while metric(&chat, "tidings_ws_sessions_closed_slow_total").await == 0 {
+        assert!(sent < 1000, "never closed the client that stopped polling");
+        for _ in 0..20 {
+            chat.send("ann", "c", "x").await;
+            sent += 1;
+        }
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while sessions(&chat).await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the session never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Polling again gets what was queued before the close, then the close packet, or 400 once
+    // the connection is gone.
+    for _ in 0..100 {
+        let response = polling.http.get(polling.url()).send().await.unwrap();
+        if response.status() == 400 {
+            return;
+        }
+        let body = response.text().await.unwrap();
+        if body.split('\u{1e}').last() == Some("1") {
+            return;
+        }
+    }
+    panic!("the connection never closed");
 }

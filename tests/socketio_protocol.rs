@@ -472,7 +472,7 @@ async fn a_polling_client_that_stops_polling_is_closed_as_too_slow() {
             return;
         }
         let body = response.text().await.unwrap();
-        if body.split('\u{1e}').last() == Some("1") {
+        if body.split('\u{1e}').next_back() == Some("1") {
             return;
         }
     }

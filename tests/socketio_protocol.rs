@@ -141,11 +141,16 @@ async fn bad_engine_io_requests_get_400_problems() {
 }
 
 /// A CONNECT with a bad token or to another namespace gets CONNECT_ERROR with the HTTP status
-/// and opens no session; the client may CONNECT again on the same connection.
+/// and opens no session; events before an accepted CONNECT are ignored, as Socket.IO servers
+/// ignore packets of namespaces not connected; the client may CONNECT again on the same
+/// connection.
 #[tokio::test]
 async fn a_refused_connect_opens_no_session_and_may_be_retried() {
     let chat = chat_server(&[]).await;
+    chat.conversation("ann", "c", &["bob"]).await;
     let (polling, _) = Polling::open(&chat).await;
+    let early = r#"421["send",{"conversationId":"c","content":"before CONNECT"}]"#;
+    assert_eq!(polling.post(&[early]).await, 200);
     assert_eq!(polling.post(&[r#"40{"token":"nope"}"#]).await, 200);
     let refused = polling.poll().await;
     let error = payload(&refused[0], "44");

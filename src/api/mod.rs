@@ -26,6 +26,7 @@ pub(crate) mod problem;
 pub(crate) mod rate_limit;
 pub(crate) mod records;
 pub(crate) mod signalr;
+pub(crate) mod socketio;
 pub(crate) mod topics;
 pub(crate) mod ws;
 
@@ -87,6 +88,7 @@ struct Shared {
     tasks: TaskTracker,
     session_readers: TaskTracker,
     signalr: signalr::Negotiations,
+    socketio: socketio::Connections,
 }
 
 impl AppState {
@@ -113,6 +115,7 @@ impl AppState {
                 tasks: TaskTracker::new(),
                 session_readers: TaskTracker::new(),
                 signalr: signalr::Negotiations::default(),
+                socketio: socketio::Connections::default(),
             }),
         }
     }
@@ -200,6 +203,11 @@ impl AppState {
         &self.inner.signalr
     }
 
+    /// The open Socket.IO connections.
+    pub(crate) fn socketio(&self) -> &socketio::Connections {
+        &self.inner.socketio
+    }
+
     /// Which of the server's own consumers (`notify`, sinks) are down right now.
     pub(crate) fn workers(&self) -> &WorkerHealth {
         &self.inner.workers
@@ -270,6 +278,7 @@ pub(crate) fn app(state: AppState) -> Router {
         .route("/api/me", get(auth::me))
         .route("/ws", get(ws::upgrade))
         .route(&hub, get(signalr::upgrade))
+        .route(socketio::PATH, get(socketio::get).post(socketio::post))
         .route(
             &format!("{hub}{}", signalr::NEGOTIATE),
             post(signalr::negotiate),

@@ -67,13 +67,15 @@ impl Scope {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WireFormat {
     /// The `/ws` JSON text frames.
-    TidingsJson,
+    Ws,
     /// SignalR's JSON hub protocol records (`/chathub`).
-    SignalrJson,
+    Signalr,
+    /// Socket.IO packets inside Engine.IO message packets (`/socket.io/`).
+    SocketIo,
 }
 
 impl WireFormat {
-    const COUNT: usize = 2;
+    const COUNT: usize = 3;
 
     fn slot(self) -> usize {
         self as usize

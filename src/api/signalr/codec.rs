@@ -26,7 +26,7 @@ pub(crate) const RECORD_SEPARATOR: u8 = 0x1E;
 pub(crate) struct SignalrJson;
 
 impl WireCodec for SignalrJson {
-    const FORMAT: WireFormat = WireFormat::SignalrJson;
+    const FORMAT: WireFormat = WireFormat::Signalr;
 
     fn encode(event: &ServerEvent) -> Bytes {
         match record_of(event) {

@@ -17,18 +17,7 @@ use serde_json::Value;
 
 use super::codec::RECORD_SEPARATOR;
 use crate::api::problem::ApiError;
-use crate::api::ws::reader::{ClientFrame, ReadFrame, ResumeFrame, SendFrame, TypingFrame};
-
-/// One client record, parsed.
-#[derive(Debug)]
-pub(crate) enum Parsed {
-    /// A frame to handle, with the invocation id its completion answers (none: no completion).
-    Frame(ClientFrame, Option<Value>),
-    /// A well-formed invocation that cannot be carried out; answered with its id, if any.
-    Refused(Option<Value>, ApiError),
-    /// The client broke the protocol: close the connection with this error.
-    Broken(String),
-}
+use crate::api::ws::reader::{ClientFrame, Parsed, ReadFrame, ResumeFrame, SendFrame, TypingFrame};
 
 /// The records of one text frame (handshake not included), in order.
 pub(crate) fn records(text: &str) -> Vec<Parsed> {

@@ -15,7 +15,7 @@ use crate::store::{Conversation, Message};
 pub(crate) struct TidingsJson;
 
 impl WireCodec for TidingsJson {
-    const FORMAT: WireFormat = WireFormat::TidingsJson;
+    const FORMAT: WireFormat = WireFormat::Ws;
 
     fn encode(event: &ServerEvent) -> Bytes {
         let text = serde_json::to_vec(&WsFrame::of(event))

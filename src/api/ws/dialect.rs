@@ -3,8 +3,8 @@
 //! Session logic (the hub queue, the seq rule, resume, participant checks, flow control, the
 //! close reasons) is one, in `reader.rs` and `writer.rs`; a [`Dialect`] says only how that
 //! logic meets the wire: which codec encodes the frames, how the session greets and pings,
-//! how it says goodbye, and which conversations' events it wants (`/ws`: every conversation
-//! of its user; SignalR: those it joined, as SignalR groups work).
+//! how it says goodbye, and which conversations' events it wants (`/ws` and Socket.IO: every
+//! conversation of its user; SignalR: those it joined, as SignalR groups work).
 
 use std::time::Duration;
 
@@ -13,11 +13,14 @@ use bytes::Bytes;
 
 use super::codec::TidingsJson;
 use crate::api::signalr::codec::{self as signalr, SignalrJson};
+use crate::api::socketio::codec::{self as socketio, SocketIoJson};
 use crate::hub::{CloseReason, Frame};
 
 /// SignalR's keep-alive interval (its clients' default: a ping every 15 s, and they give up
 /// after 30 s without a message).
 pub(crate) const SIGNALR_KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// Engine.IO's heartbeat interval (its servers' default `pingInterval`).
+pub(crate) const SOCKETIO_PING_INTERVAL: Duration = Duration::from_secs(25);
 
 /// The protocol of one session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +29,8 @@ pub(crate) enum Dialect {
     Tidings,
     /// ASP.NET Core SignalR's JSON hub protocol (`/chathub`).
     Signalr,
+    /// Socket.IO 5 over Engine.IO 4 (`/socket.io/`), on either of its transports.
+    SocketIo,
 }
 
 impl Dialect {
@@ -34,20 +39,21 @@ impl Dialect {
         match self {
             Dialect::Tidings => frame.encoded::<TidingsJson>(),
             Dialect::Signalr => frame.encoded::<SignalrJson>(),
+            Dialect::SocketIo => frame.encoded::<SocketIoJson>(),
         }
     }
 
-    /// Whether the session greets with `ready` (SignalR answers the client's handshake
-    /// instead).
+    /// Whether the session greets with `ready` (Socket.IO's is the CONNECT answer; SignalR
+    /// answers the client's handshake instead).
     pub(crate) fn sends_ready(self) -> bool {
-        self == Dialect::Tidings
+        self != Dialect::Signalr
     }
 
     /// Whether the session's queue opens by itself after a while (`/ws`: a client that sends
     /// no `resume` still gets its live frames); a SignalR queue opens with the handshake only,
     /// since nothing may come before the handshake's answer.
     pub(crate) fn opens_by_itself(self) -> bool {
-        self == Dialect::Tidings
+        self != Dialect::Signalr
     }
 
     /// Whether a session hears a conversation only once it joined it.
@@ -56,9 +62,10 @@ impl Dialect {
     }
 
     /// Whether every handled request gets an answer, even one `/ws` answers with nothing (a
-    /// SignalR invocation with an id always gets its completion).
+    /// SignalR invocation with an id always gets its completion, a Socket.IO event with an
+    /// acknowledgement id its acknowledgement).
     pub(crate) fn answers_every_request(self) -> bool {
-        self == Dialect::Signalr
+        self != Dialect::Tidings
     }
 
     /// The keep-alive message: a WebSocket ping for `/ws`, SignalR's ping record (its clients
@@ -67,6 +74,7 @@ impl Dialect {
         match self {
             Dialect::Tidings => Message::Ping(Bytes::new()),
             Dialect::Signalr => text(signalr::ping()),
+            Dialect::SocketIo => text(socketio::ping()),
         }
     }
 
@@ -75,6 +83,7 @@ impl Dialect {
         match self {
             Dialect::Tidings => configured,
             Dialect::Signalr => SIGNALR_KEEP_ALIVE,
+            Dialect::SocketIo => SOCKETIO_PING_INTERVAL,
         }
     }
 
@@ -83,7 +92,9 @@ impl Dialect {
     /// says it all.
     pub(crate) fn farewell(self, reason: CloseReason) -> Option<Message> {
         match (self, reason) {
-            (Dialect::Tidings, _) => None,
+            // A Socket.IO client reconnects when its transport closes; a DISCONNECT packet
+            // would tell it not to.
+            (Dialect::Tidings | Dialect::SocketIo, _) => None,
             // The reader already sent the record that names what broke (a handshake error
             // before the handshake, a close record after it): a second one would contradict it.
             (Dialect::Signalr, CloseReason::ProtocolError) => None,

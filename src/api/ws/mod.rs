@@ -23,13 +23,15 @@ pub(crate) mod reader;
 mod seq;
 mod writer;
 
+pub(crate) use writer::CLOSE_TIMEOUT;
+
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use axum::extract::ws::{rejection::WebSocketUpgradeRejection, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{rejection::WebSocketUpgradeRejection, Message, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use futures_util::StreamExt;
+use futures_util::{Sink, Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
@@ -78,25 +80,30 @@ pub(crate) fn accept(
         .max_message_size(ws.hard_frame_bytes)
         .max_frame_size(ws.hard_frame_bytes)
         .on_upgrade(move |socket| {
-            run_session(state, caller, session, socket, reader_token, dialect)
+            let (sink, stream) = socket.split();
+            run_session(state, caller, session, sink, stream, reader_token, dialect)
         });
     Ok(response.into_response())
 }
 
-/// Runs one upgraded connection speaking `dialect`: spawns its writer, reads until the
-/// session ends.
-async fn run_session(
+/// Runs one connection speaking `dialect` over `sink` and `stream` (the halves of a WebSocket,
+/// or a Socket.IO connection's, whichever transport carries it): spawns its writer, reads
+/// until the session ends.
+pub(crate) async fn run_session<Si, St>(
     state: AppState,
     caller: Identity,
     session: Session,
-    socket: WebSocket,
+    sink: Si,
+    stream: St,
     handling: TaskTrackerToken,
     dialect: Dialect,
-) {
+) where
+    Si: Sink<Message, Error = axum::Error> + Unpin + Send + Sync + 'static,
+    St: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
     let Ok(chat) = state.chat().cloned() else {
         return;
     };
-    let (sink, stream) = socket.split();
     let (control, control_queue) = mpsc::channel(CONTROL_CAPACITY);
     let heard = Arc::new(AtomicBool::new(true));
     let handle = session.handle().clone();

@@ -21,6 +21,12 @@
 //! A client that breaks the protocol (a malformed record, a bad handshake, a binary or
 //! oversized message) gets SignalR's close record with the reason, and the session closes
 //! (1002).
+//!
+//! A Socket.IO session ([`Dialect::SocketIo`]) likewise: its packets (`api::socketio::protocol`)
+//! become the same frames with their acknowledgement id as the `ref`, every event with an id
+//! gets its acknowledgement, an oversized packet is refused (413) as on `/ws`, and a packet that
+//! is not Socket.IO, or binary, closes the session (1002). Its CONNECT was handled before the
+//! session began (`api::socketio`).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,7 +47,8 @@ use crate::api::conversations::{mark_read_as, require_participant};
 use crate::api::messages::{send_message, SendBody};
 use crate::api::problem::ApiError;
 use crate::api::signalr::codec as signalr;
-use crate::api::signalr::protocol::{self, Parsed};
+use crate::api::signalr::protocol;
+use crate::api::socketio::protocol as socketio;
 use crate::api::AppState;
 use crate::auth::Identity;
 use crate::hub::{frame, CloseReason, Frame, ServerEvent, SessionHandle};
@@ -99,6 +106,18 @@ pub(crate) enum ClientFrame {
     Goodbye,
 }
 
+/// One client message of a protocol that is not `/ws`'s (a SignalR record, a Socket.IO
+/// packet), parsed.
+#[derive(Debug)]
+pub(crate) enum Parsed {
+    /// A frame to handle, with the id its answer goes to (none: no answer).
+    Frame(ClientFrame, Option<Value>),
+    /// A well-formed request that cannot be carried out; answered with its id, if any.
+    Refused(Option<Value>, ApiError),
+    /// The client broke the protocol: close the connection with this error.
+    Broken(String),
+}
+
 /// What becomes of a handled frame.
 enum Answer {
     /// This reply goes to the client.
@@ -137,10 +156,10 @@ fn parse_client_frame(text: &str) -> Result<(ClientFrame, Option<Value>), Refuse
         None => return Err(refused(reference, "missing field `type`".into())),
     };
     let frame = match kind.as_str() {
-        "send" => parse(value, "send").map(ClientFrame::Send),
-        "read" => parse(value, "read").map(ClientFrame::Read),
-        "typing" => parse(value, "typing").map(ClientFrame::Typing),
-        "resume" => parse(value, "resume").map(ClientFrame::Resume),
+        "send" => parse(value, "send frame").map(ClientFrame::Send),
+        "read" => parse(value, "read frame").map(ClientFrame::Read),
+        "typing" => parse(value, "typing frame").map(ClientFrame::Typing),
+        "resume" => parse(value, "resume frame").map(ClientFrame::Resume),
         "ping" => Ok(ClientFrame::Ping),
         other => Err(ApiError::BadRequest(format!(
             "unknown type {other:?}: expected send, typing, read, resume or ping"
@@ -191,18 +210,18 @@ impl Reader {
                         self.on_text(text.as_str()).await;
                         self.open_queue().await;
                     }
-                    Dialect::Signalr => {
-                        // Boxed: the SignalR path's state would otherwise enlarge every
-                        // session's reader task, `/ws` ones included.
-                        let handled = Box::pin(self.on_signalr_text(text.as_str())).await;
+                    Dialect::Signalr | Dialect::SocketIo => {
+                        // Boxed: these paths' state would otherwise enlarge every session's
+                        // reader task, `/ws` ones included.
+                        let handled = Box::pin(self.on_protocol_text(text.as_str())).await;
                         if let Err(broken) = handled {
                             self.break_off(broken).await;
                             break;
                         }
                     }
                 },
-                Some(Ok(Message::Binary(_))) if self.dialect == Dialect::Signalr => {
-                    self.break_off("the json protocol is sent as text messages".into())
+                Some(Ok(Message::Binary(_))) if self.dialect != Dialect::Tidings => {
+                    self.break_off("this server speaks JSON in text messages only".into())
                         .await;
                     break;
                 }
@@ -256,15 +275,23 @@ impl Reader {
         self.handle_frame(frame, reference).await;
     }
 
-    /// The text of a SignalR connection: the handshake first, then records; `Err` when the
-    /// client broke the protocol (the connection then closes with that error).
-    async fn on_signalr_text(&mut self, text: &str) -> Result<(), String> {
+    /// The text of a SignalR or Socket.IO connection; `Err` when the client broke the
+    /// protocol (the connection then closes with that error).
+    async fn on_protocol_text(&mut self, text: &str) -> Result<(), String> {
         let max = self.state.config().ws.max_frame_bytes;
+        let too_large = || format!("the message is {} bytes; the limit is {max}", text.len());
+        if self.dialect == Dialect::SocketIo {
+            if text.len() > max {
+                // As on `/ws`: refused, and the session stays.
+                let refused = ApiError::PayloadTooLarge(too_large());
+                let id = socketio::event_ack_id(text);
+                self.refuse(id.as_ref(), &refused).await;
+                return Ok(());
+            }
+            return self.on_parsed(socketio::session_packet(text)).await;
+        }
         if text.len() > max {
-            return Err(format!(
-                "the message is {} bytes; the limit is {max}",
-                text.len()
-            ));
+            return Err(too_large());
         }
         let records = if self.handshaken {
             text
@@ -280,31 +307,36 @@ impl Reader {
             rest
         };
         for record in protocol::records(records) {
-            match record {
-                Parsed::Frame(frame, id) => {
-                    if let Err(refused) = self.frame_rate.admit() {
-                        self.refuse(id.as_ref(), &refused).await;
-                        continue;
-                    }
-                    self.handle_frame(frame, id).await;
-                }
-                Parsed::Refused(id, refused) => self.refuse(id.as_ref(), &refused).await,
-                Parsed::Broken(broken) => return Err(broken),
-            }
+            self.on_parsed(record).await?;
         }
         Ok(())
     }
 
-    /// Ends a session whose client broke the protocol: the reason goes out in SignalR's close
-    /// record (or handshake answer), then the connection closes (1002).
+    /// Handles one parsed record or packet within the session's frame rate.
+    async fn on_parsed(&mut self, parsed: Parsed) -> Result<(), String> {
+        match parsed {
+            Parsed::Frame(frame, id) => match self.frame_rate.admit() {
+                Ok(()) => self.handle_frame(frame, id).await,
+                Err(refused) => self.refuse(id.as_ref(), &refused).await,
+            },
+            Parsed::Refused(id, refused) => self.refuse(id.as_ref(), &refused).await,
+            Parsed::Broken(broken) => return Err(broken),
+        }
+        Ok(())
+    }
+
+    /// Ends a session whose client broke the protocol: for SignalR the reason goes out in its
+    /// close record (or handshake answer); then the connection closes (1002).
     async fn break_off(&self, broken: String) {
         tracing::debug!(user = %self.caller.user_id, error = %broken, "protocol error; session closed");
-        let record = if self.handshaken {
-            signalr::close(&broken, false)
-        } else {
-            signalr::handshake_refused(&broken)
-        };
-        self.hand_over(Control::Text(record)).await;
+        if self.dialect == Dialect::Signalr {
+            let record = if self.handshaken {
+                signalr::close(&broken, false)
+            } else {
+                signalr::handshake_refused(&broken)
+            };
+            self.hand_over(Control::Text(record)).await;
+        }
         self.hand_over(Control::Close(CloseReason::ProtocolError))
             .await;
     }
@@ -464,10 +496,10 @@ fn reference_of(text: &str) -> Option<Value> {
     serde_json::from_str::<Reference>(text).ok()?.reference
 }
 
-/// A typed client frame, or 400 naming what is wrong (`missing field `conversationId``).
-fn parse<T: DeserializeOwned>(value: Value, kind: &str) -> Result<T, ApiError> {
-    serde_json::from_value(value)
-        .map_err(|e| ApiError::BadRequest(format!("invalid {kind} frame: {e}")))
+/// A typed client frame (`kind` names it), or 400 naming what is wrong (`missing field
+/// `conversationId``).
+pub(crate) fn parse<T: DeserializeOwned>(value: Value, kind: &str) -> Result<T, ApiError> {
+    serde_json::from_value(value).map_err(|e| ApiError::BadRequest(format!("invalid {kind}: {e}")))
 }
 
 /// Reads and discards until the client answers the close frame (or leaves), at most

@@ -1,6 +1,6 @@
 //! The Socket.IO endpoint (`/socket.io/`) with the real `socket.io-client` in Node against the
-//! real server, each scenario once on the WebSocket transport alone and once on the client's
-//! default (long-polling, then the upgrade): send with its acknowledgement, receive, typing,
+//! real server, each scenario on the WebSocket transport alone, on the client's default
+//! (long-polling, then the upgrade) and on long-polling alone: send with its acknowledgement, receive, typing,
 //! read receipts, edits, deletes and membership changes, resume, a non-participant refused, bad
 //! tokens refused, order of many messages, presence across `/ws` and Socket.IO, and one message
 //! reaching a session of each protocol alike.
@@ -13,8 +13,10 @@ use common::chat::{chat_server, Chat};
 use common::clients::{self, Client};
 use serde_json::{json, Value};
 
-/// The two ways `socket.io-client` connects: `transports: ["websocket"]`, and its default.
-const TRANSPORTS: [&str; 2] = ["websocket", "default"];
+/// The ways `socket.io-client` connects: `transports: ["websocket"]`, its default (polling,
+/// upgraded to the WebSocket within milliseconds, before most events flow) and
+/// `transports: ["polling"]`, which keeps every event on long-polling.
+const TRANSPORTS: [&str; 3] = ["websocket", "default", "polling"];
 
 const SCRIPT: &str = "socketio_chat.mjs";
 
@@ -32,12 +34,14 @@ fn config(chat: &Chat, scenario: &str, conversation: &str, transport: &str) -> V
     })
 }
 
-/// The transports a socket connected on and ended on: the WebSocket throughout, or polling
-/// upgraded to the WebSocket.
+/// The transports a socket connected on and ended on: the WebSocket throughout, polling
+/// upgraded to the WebSocket, or polling throughout.
 fn expected_transports(transport: &str) -> (&'static str, &'static str) {
     match transport {
         "websocket" => ("websocket", "websocket"),
-        _ => ("polling", "websocket"),
+        "default" => ("polling", "websocket"),
+        "polling" => ("polling", "polling"),
+        other => panic!("unknown transport {other}"),
     }
 }
 
@@ -175,7 +179,7 @@ async fn resume_replays_stored_messages_before_its_acknowledgement() {
             json!([1, 2, 3, "ack", 4]),
             "transport {transport}: {result}"
         );
-        assert_eq!(result["transport"], "websocket");
+        assert_eq!(result["transport"], expected_transports(transport).1);
     }
 }
 
@@ -257,8 +261,8 @@ async fn bad_tokens_get_a_connect_error_and_open_no_session() {
     }
 }
 
-/// 50 messages sent over HTTP reach a Socket.IO socket in seq order 1..50, none missing (over
-/// the default transports, across the upgrade from polling).
+/// 50 messages sent over HTTP reach a Socket.IO socket in seq order 1..50, none missing, on
+/// each transport (on long-polling, many packets to one poll).
 #[tokio::test]
 async fn messages_sent_over_http_reach_a_socket_in_order() {
     const COUNT: u64 = 50;
@@ -284,7 +288,7 @@ async fn messages_sent_over_http_reach_a_socket_in_order() {
             "{result}"
         );
         assert_eq!(result["contents"], json!(contents), "{result}");
-        assert_eq!(result["transport"], "websocket");
+        assert_eq!(result["transport"], expected_transports(transport).1);
     }
 }
 

@@ -4,8 +4,10 @@
 //   node socketio_chat.mjs '{"scenario":"chat","base":"http://127.0.0.1:PORT","tokens":{...},
 //                           "conversation":"c1","transport":"websocket"}'
 //
-// `transport` is "websocket" (`transports: ["websocket"]`, no polling at all) or "default"
-// (socket.io-client's default: long-polling first, then the upgrade to a WebSocket). Each
+// `transport` is "websocket" (`transports: ["websocket"]`, no polling at all), "default"
+// (socket.io-client's default: long-polling first, then the upgrade to a WebSocket) or
+// "polling" (`transports: ["polling"]`, never upgraded: with the default, the upgrade is done
+// within milliseconds, before most events flow, so this is what exercises long-polling). Each
 // scenario prints JSON lines on stdout; the last one is its result. Anything unexpected throws
 // (a socket that drops included), which exits non-zero: the Rust test then fails.
 import { io } from "socket.io-client";
@@ -20,6 +22,8 @@ function transports() {
       return ["websocket"];
     case "default":
       return undefined; // the client's own default: ["polling", "websocket"]
+    case "polling":
+      return ["polling"];
     default:
       throw new Error(`unknown transport ${JSON.stringify(config.transport)}`);
   }
@@ -43,13 +47,19 @@ function socketFor(user, { tokenIn = "auth", token = config.tokens[user] } = {})
   return socket;
 }
 
-// Connects `socket`; resolves with the transport it connected on.
+// Connects `socket`; resolves with the transport its connection opened on. (Read when the
+// Engine.IO connection opens: by the `connect` event the default's upgrade may be done already,
+// as the client dispatches the CONNECT answer a tick after reading it.)
 function connect(socket) {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no connect within ${TIMEOUT_MS} ms`)), TIMEOUT_MS);
+    let opened;
+    socket.io.once("open", () => {
+      opened = socket.io.engine.transport.name;
+    });
     socket.once("connect", () => {
       clearTimeout(timer);
-      resolve(socket.io.engine.transport.name);
+      resolve(opened);
     });
     socket.once("connect_error", (err) => {
       clearTimeout(timer);

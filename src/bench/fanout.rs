@@ -4,8 +4,9 @@
 //! does), creates `--conversations` conversations of `--members` members each (member j of
 //! conversation i is user (i·M + j) mod N), opens one WebSocket session per user and waits until
 //! each is ready: `/ws` sessions say `ready`, SignalR ones (`--protocol signalr`) finish their
-//! handshake and join their user's conversations (`session_protocol.rs` speaks both). Then it sends `--rate` messages/s over HTTP from `--senders` keep-alive
-//! connections for `--duration`, each send from the next member of the next conversation.
+//! handshake and join their user's conversations, Socket.IO ones (`--protocol socketio`, on
+//! its WebSocket transport) get their CONNECT answered (`session_protocol.rs` speaks all
+//! three). Then it sends `--rate` messages/s over HTTP from `--senders` keep-alive connections for `--duration`, each send from the next member of the next conversation.
 //! Every session checks what it receives: per conversation, each message exactly once and in
 //! `seq` order. After the last send it waits up to `--drain` for the deliveries still due and
 //! reports deliveries/s, the send→delivered latency of every delivery (p50/p99/p999), and the
@@ -86,8 +87,8 @@ pub struct BenchFanoutArgs {
     /// The server's process id (same machine): report its memory per idle session.
     #[arg(long)]
     pub(crate) server_pid: Option<u32>,
-    /// The protocol the sessions speak: `ws` (`/ws`) or `signalr` (`/chathub`, each session
-    /// joining its user's conversations).
+    /// The protocol the sessions speak: `ws` (`/ws`), `signalr` (`/chathub`, each session
+    /// joining its user's conversations) or `socketio` (`/socket.io/`, WebSocket transport).
     #[arg(long, value_enum, default_value_t = SessionProtocol::Ws)]
     pub(crate) protocol: SessionProtocol,
     /// Print one JSON object instead of a summary.

@@ -1,7 +1,8 @@
 //! How the load generators speak each socket protocol a session can use: `/ws` (Tidings' own
-//! frames) and SignalR's JSON hub protocol at `/chathub`. For each it knows how to connect and
-//! get the session ready, how to keep it alive, and how a delivered message looks, so that one
-//! generator measures both side by side. It measures nothing itself.
+//! frames), SignalR's JSON hub protocol at `/chathub` and Socket.IO at `/socket.io/` (on its
+//! WebSocket transport). For each it knows how to connect and get the session ready, how to
+//! keep it alive, and how a delivered message looks, so that one generator measures them side
+//! by side. It measures nothing itself.
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -28,6 +29,9 @@ pub(crate) enum SessionProtocol {
     Ws,
     /// SignalR at `/chathub`: a session joins each of its user's conversations.
     Signalr,
+    /// Socket.IO at `/socket.io/` on the WebSocket transport: a session hears all of its
+    /// user's conversations.
+    Socketio,
 }
 
 /// The fields of a delivered message the generators check.
@@ -58,6 +62,13 @@ struct Record {
     error: Option<String>,
 }
 
+/// A Socket.IO `message` event's argument.
+#[derive(Deserialize)]
+struct SocketIoMessage<'a> {
+    #[serde(borrow)]
+    message: Delivered<'a>,
+}
+
 /// A `ReceiveMessage` invocation.
 #[derive(Deserialize)]
 struct Received<'a> {
@@ -75,11 +86,15 @@ impl SessionProtocol {
         match self {
             SessionProtocol::Ws => format!("{ws_base}/ws?token={token}"),
             SessionProtocol::Signalr => format!("{ws_base}/chathub?access_token={token}"),
+            SessionProtocol::Socketio => {
+                format!("{ws_base}/socket.io/?EIO=4&transport=websocket&token={token}")
+            }
         }
     }
 
     /// How often the generator must say something for the server to keep the session: never
-    /// for `/ws` (its WebSocket pings are answered by the library), SignalR's 15 s otherwise.
+    /// for `/ws` (its WebSocket pings are answered by the library), SignalR's 15 s, and
+    /// Engine.IO's heartbeat answer every 25 s.
     pub(crate) fn keep_alive(self) -> Option<(Duration, Frame)> {
         match self {
             SessionProtocol::Ws => None,
@@ -87,6 +102,7 @@ impl SessionProtocol {
                 Duration::from_secs(15),
                 Frame::text(format!("{{\"type\":6}}{RS}")),
             )),
+            SessionProtocol::Socketio => Some((Duration::from_secs(25), Frame::text("3"))),
         }
     }
 
@@ -108,6 +124,7 @@ impl SessionProtocol {
             match self {
                 SessionProtocol::Ws => ready_ws(&mut socket).await?,
                 SessionProtocol::Signalr => ready_signalr(&mut socket, conversations).await?,
+                SessionProtocol::Socketio => ready_socketio(&mut socket).await?,
             }
             Ok(socket)
         };
@@ -135,8 +152,31 @@ impl SessionProtocol {
                 .filter(|r| r.kind == 1 && r.target == "ReceiveMessage")
                 .map(|received| received.arguments.0)
                 .collect(),
+            SessionProtocol::Socketio => text
+                .strip_prefix(r#"42["message","#)
+                .and_then(|_| serde_json::from_str::<(&str, SocketIoMessage)>(&text[2..]).ok())
+                .map(|(_, event)| vec![event.message])
+                .unwrap_or_default(),
         }
     }
+}
+
+/// The Engine.IO handshake, the CONNECT (the token is in the URL) and its answer; then a
+/// heartbeat answer as the first packet, so live messages flow at once as on `/ws`.
+async fn ready_socketio(socket: &mut Socket) -> anyhow::Result<()> {
+    while let Some(frame) = socket.next().await {
+        let Frame::Text(text) = frame? else { continue };
+        let text = text.as_str();
+        if text.starts_with("40") {
+            socket.send(Frame::text("3")).await?;
+            return Ok(());
+        } else if text.starts_with("44") {
+            anyhow::bail!("CONNECT refused: {text}");
+        } else if text.starts_with('0') {
+            socket.send(Frame::text("40")).await?;
+        }
+    }
+    anyhow::bail!("the server closed the session before its CONNECT was answered")
 }
 
 async fn ready_ws(socket: &mut Socket) -> anyhow::Result<()> {
@@ -224,5 +264,10 @@ mod tests {
         let got = SessionProtocol::Signalr.delivered(&records);
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].seq, 4);
+        let event = r#"42["message",{"message":{"conversationId":"c","seq":5,"content":"z"}}]"#;
+        let got = SessionProtocol::Socketio.delivered(event);
+        assert_eq!((got[0].conversation_id.as_ref(), got[0].seq), ("c", 5));
+        let typing = r#"42["typing",{"conversationId":"c","userId":"u","typing":true}]"#;
+        assert!(SessionProtocol::Socketio.delivered(typing).is_empty());
     }
 }

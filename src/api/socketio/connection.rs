@@ -7,10 +7,11 @@
 //! session's reader. Long-polling: each `GET` takes what is queued (waiting for the first
 //! packet) and answers it as one body, packets joined by `0x1E`; a second `GET` while one is
 //! pending breaks the connection, as Engine.IO says; `POST`s bring the client's packets in
-//! order (one at a time). WebSocket ([`take_over`]): a task per connection moves the outbound
-//! queue to the socket and the socket's packets in; on a polling connection it first answers
-//! the client's probe (`2probe` → `3probe`), ends the pending poll with a noop and switches on
-//! the client's upgrade (`5`), from when polling requests are refused.
+//! order (one at a time). The upgrade to a WebSocket ([`take_over`]): the client's probe
+//! answered (`2probe` → `3probe`), the pending poll ended with a noop, and on the client's
+//! upgrade (`5`) a task moves the outbound queue to the socket and the socket's packets in;
+//! polling requests are refused from then on. (A connection opened on a WebSocket from the
+//! start needs none of this: `websocket.rs` runs its session on the socket itself.)
 //!
 //! The table is bounded: at most the hub's session limit plus [`MAX_CONNECTING`] connections
 //! (503 beyond), and a connection that has not CONNECTed within the timeout is closed. A closed
@@ -66,9 +67,34 @@ pub(crate) type SessionStream = PollFn<
 #[derive(Debug, Default)]
 pub(crate) struct Connections {
     open: Mutex<HashMap<String, Arc<Connection>>>,
+    /// WebSockets (opened as such) waiting for their CONNECT.
+    connecting_websockets: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// One WebSocket waiting for its CONNECT, counted while it lives.
+#[derive(Debug)]
+pub(crate) struct Connecting(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Connecting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Connections {
+    /// Counts a WebSocket waiting for its CONNECT; 503 when [`MAX_CONNECTING`] wait already.
+    pub(super) fn connecting_websocket(&self) -> Result<Connecting, ApiError> {
+        let count = &self.connecting_websockets;
+        let waiting = count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let connecting = Connecting(count.clone());
+        if waiting >= MAX_CONNECTING {
+            return Err(ApiError::Overloaded(format!(
+                "{MAX_CONNECTING} Socket.IO connections are waiting for their CONNECT; retry shortly"
+            )));
+        }
+        Ok(connecting)
+    }
+
     /// A new connection with the token of its handshake request, if any; 503 when `max` are
     /// open.
     pub(super) fn open(
@@ -309,35 +335,19 @@ fn text(packet: Bytes) -> Message {
     crate::api::ws::dialect::text(packet)
 }
 
-/// Answers a WebSocket request with the upgrade; the socket then carries `connection`: a
-/// `fresh` one from its handshake packet on, a polling one once the client upgrades it (a
-/// failed probe leaves it polling).
+/// Answers a WebSocket request naming a polling connection with the upgrade; once the client
+/// upgrades, the socket carries the connection (a failed probe leaves it polling).
 pub(super) fn take_over(
     state: AppState,
     connection: Arc<Connection>,
     upgrade: WebSocketUpgrade,
-    fresh: bool,
 ) -> Response {
-    let ws = &state.config().ws;
-    upgrade
-        .read_buffer_size(ws.read_buffer_bytes)
-        .write_buffer_size(ws.write_buffer_bytes)
-        .max_message_size(ws.hard_frame_bytes)
-        .max_frame_size(ws.hard_frame_bytes)
-        .on_upgrade(move |mut socket| async move {
-            let started = if fresh {
-                let handshake = connection.handshake(&[], state.config().limits.max_body_bytes);
-                socket.send(Message::Text(handshake.into())).await.is_ok()
-            } else {
-                upgrade_to(&connection, &mut socket).await
-            };
-            if fresh || started {
-                if started {
-                    carry(&state, &connection, socket).await;
-                }
-                state.socketio().close(&connection);
-            }
-        })
+    super::websocket::configured(&state, upgrade).on_upgrade(move |mut socket| async move {
+        if upgrade_to(&connection, &mut socket).await {
+            carry(&state, &connection, socket).await;
+            state.socketio().close(&connection);
+        }
+    })
 }
 
 /// The upgrade of a polling connection to `socket`: the client's probe answered, the pending

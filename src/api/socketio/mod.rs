@@ -19,6 +19,7 @@
 pub(crate) mod codec;
 mod connection;
 pub(crate) mod protocol;
+mod websocket;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +36,8 @@ use serde_json::Value;
 use super::problem::{ApiError, Query};
 use super::ws::{self, dialect::Dialect};
 use super::AppState;
-use crate::auth::AuthError;
+use crate::auth::{AuthError, Identity};
+use crate::hub::Session;
 use connection::Connection;
 pub(crate) use connection::Connections;
 
@@ -112,12 +114,13 @@ pub(crate) async fn get(
         (Transport::WebSocket, existing) => {
             let upgrade =
                 upgrade.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
-            let fresh = existing.is_none();
-            let connection = match existing {
-                Some(connection) => connection,
-                None => open(&state, &query, &headers)?,
-            };
-            Ok(connection::take_over(state, connection, upgrade, fresh))
+            Ok(match existing {
+                Some(connection) => connection::take_over(state, connection, upgrade),
+                None => {
+                    let token = query.token.clone().or_else(|| bearer(&headers));
+                    websocket::accept(state, token, upgrade)?
+                }
+            })
         }
     }
 }
@@ -191,24 +194,7 @@ fn start_session(
     namespace: &str,
     auth: Option<Value>,
 ) -> Result<(), ApiError> {
-    if namespace != "/" {
-        return Err(ApiError::NotFound(format!(
-            "namespace {namespace:?}: the chat is in the namespace /"
-        )));
-    }
-    let token = match auth.as_ref().and_then(|auth| auth.get("token")) {
-        Some(Value::String(token)) => Some(token.clone()),
-        Some(_) => return Err(ApiError::BadRequest("auth.token must be a string".into())),
-        None => connection.handshake_token(),
-    };
-    let caller = state
-        .authenticator()?
-        .verify(&token.ok_or(AuthError::Missing)?)?;
-    if state.shutdown().is_cancelled() {
-        return Err(ApiError::NotReady);
-    }
-    state.chat()?;
-    let session = state.hub().open(&caller.user_id)?;
+    let (caller, session) = authorize(state, namespace, auth, connection.handshake_token())?;
     let (sink, stream) = connection.attach_session();
     let handling = state.session_readers().token();
     let run = ws::run_session(
@@ -226,4 +212,33 @@ fn start_session(
         state.socketio().close(&connection);
     });
     Ok(())
+}
+
+/// A CONNECT's caller and its new hub session: the namespace must be `/`, the token (`auth`'s,
+/// else the handshake's) valid, the server ready and the session limits not reached.
+fn authorize(
+    state: &AppState,
+    namespace: &str,
+    auth: Option<Value>,
+    handshake_token: Option<String>,
+) -> Result<(Identity, Session), ApiError> {
+    if namespace != "/" {
+        return Err(ApiError::NotFound(format!(
+            "namespace {namespace:?}: the chat is in the namespace /"
+        )));
+    }
+    let token = match auth.as_ref().and_then(|auth| auth.get("token")) {
+        Some(Value::String(token)) => Some(token.clone()),
+        Some(_) => return Err(ApiError::BadRequest("auth.token must be a string".into())),
+        None => handshake_token,
+    };
+    let caller = state
+        .authenticator()?
+        .verify(&token.ok_or(AuthError::Missing)?)?;
+    if state.shutdown().is_cancelled() {
+        return Err(ApiError::NotReady);
+    }
+    state.chat()?;
+    let session = state.hub().open(&caller.user_id)?;
+    Ok((caller, session))
 }

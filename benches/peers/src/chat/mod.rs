@@ -37,6 +37,8 @@ pub enum System {
     Tidings,
     /// Tidings: `/ws` `send` frame (the sender's own session), `/ws` delivery.
     TidingsWs,
+    /// Tidings: Socket.IO `send` event (the sender's own socket), Socket.IO delivery.
+    TidingsSocketio,
     /// The Socket.IO relay of `benches/peers/socketio/server.js`.
     Socketio,
 }
@@ -94,6 +96,10 @@ pub async fn run(args: &ChatArgs) -> Result<serde_json::Value> {
         }
         System::TidingsWs => {
             let senders = tidings::connect_ws(args, &deliveries).await?;
+            sweep(args, senders, &deliveries).await?
+        }
+        System::TidingsSocketio => {
+            let senders = tidings::connect_socketio(args, &deliveries).await?;
             sweep(args, senders, &deliveries).await?
         }
         System::Socketio => {

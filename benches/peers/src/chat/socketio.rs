@@ -4,12 +4,12 @@
 //! Engine.IO 4 protocol over the WebSocket transport only, with the same WebSocket library as the
 //! Tidings side, so both sides of the ratio share one client stack. It handles the packets this
 //! benchmark needs: open, connect, event, ack, ping/pong; nothing else (no polling, no binary).
+//! Tidings' own Socket.IO endpoint is driven with the same client (`tidings.rs`).
 
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use futures_util::{SinkExt, StreamExt};
-use serde::Deserialize;
 use serde_json::json;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -20,18 +20,18 @@ use super::{ChatArgs, ChatSender, Deliveries};
 /// Connects every receiver (each joins `room-{i}`, acknowledged), then every sender.
 pub async fn connect(args: &ChatArgs, deliveries: &Arc<Deliveries>) -> Result<Vec<SocketIoSender>> {
     for i in 0..args.pairs {
-        let mut receiver = SocketIo::connect(&args.server.url)
+        let mut receiver = SocketIo::connect(&args.server.url, None)
             .await
             .context("connecting a receiver")?;
         receiver
             .emit_with_ack(&json!(["join", format!("room-{i}")]))
             .await?;
-        tokio::spawn(receive(receiver, deliveries.clone()));
+        tokio::spawn(receive(receiver, deliveries.clone(), relayed_content));
     }
     let mut senders = Vec::with_capacity(args.senders);
     for j in 0..args.senders {
         senders.push(SocketIoSender {
-            socket: SocketIo::connect(&args.server.url)
+            socket: SocketIo::connect(&args.server.url, None)
                 .await
                 .context("connecting a sender")?,
             room: format!("room-{}", j % args.pairs),
@@ -40,19 +40,24 @@ pub async fn connect(args: &ChatArgs, deliveries: &Arc<Deliveries>) -> Result<Ve
     Ok(senders)
 }
 
-/// The `message` event's payload (only what the benchmark reads).
-#[derive(Deserialize)]
-struct Delivered {
-    content: String,
+/// The relay's `message` event payload, `{id, room, content}`: its content.
+fn relayed_content(payload: &serde_json::Value) -> Option<&str> {
+    payload.get("content")?.as_str()
 }
 
-async fn receive(mut socket: SocketIo, deliveries: Arc<Deliveries>) {
+/// Times every `message` event, its content read from the payload by `content_of`, until the
+/// connection ends.
+pub(super) async fn receive(
+    mut socket: SocketIo,
+    deliveries: Arc<Deliveries>,
+    content_of: fn(&serde_json::Value) -> Option<&str>,
+) {
     loop {
         match socket.next_event().await {
             Ok(Some((event, payload))) if event == "message" => {
-                let delivered = serde_json::from_value::<Delivered>(payload)
-                    .map_err(anyhow::Error::from)
-                    .and_then(|m| deliveries.delivered(&m.content));
+                let delivered = content_of(&payload)
+                    .context("a message event without content")
+                    .and_then(|content| deliveries.delivered(content));
                 if let Err(error) = delivered {
                     eprintln!("receiver: {error:#}");
                 }
@@ -85,19 +90,23 @@ impl ChatSender for SocketIoSender {
 }
 
 /// One Socket.IO connection to the default namespace, over a WebSocket.
-struct SocketIo {
+pub(super) struct SocketIo {
     socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
     next_ack_id: u64,
 }
 
 impl SocketIo {
-    /// Opens the WebSocket, reads Engine.IO's open packet (`0{…}`), connects the namespace
-    /// (`40`) and waits for the server's connect packet (`40{"sid":…}`).
-    async fn connect(url: &str) -> Result<Self> {
-        let ws_url = format!(
+    /// Opens the WebSocket (with `?token=` when given: Tidings authenticates it), reads
+    /// Engine.IO's open packet (`0{…}`), connects the namespace (`40`) and waits for the
+    /// server's connect packet (`40{"sid":…}`).
+    pub(super) async fn connect(url: &str, token: Option<&str>) -> Result<Self> {
+        let mut ws_url = format!(
             "{}/socket.io/?EIO=4&transport=websocket",
             url.replacen("http", "ws", 1)
         );
+        if let Some(token) = token {
+            ws_url += &format!("&token={token}");
+        }
         let (socket, _) = tokio_tungstenite::connect_async(ws_url).await?;
         let mut this = SocketIo {
             socket,
@@ -116,7 +125,10 @@ impl SocketIo {
     }
 
     /// Emits `[event, …args]` with an ack id and returns the ack's arguments.
-    async fn emit_with_ack(&mut self, event: &serde_json::Value) -> Result<serde_json::Value> {
+    pub(super) async fn emit_with_ack(
+        &mut self,
+        event: &serde_json::Value,
+    ) -> Result<serde_json::Value> {
         let id = self.next_ack_id;
         self.next_ack_id += 1;
         self.socket

@@ -4,8 +4,9 @@
 //! frame. With `--system tidings-ws` every sending connection is a `/ws` session of its own user,
 //! in a two-member conversation of its own with its pair's receiver, sending `send` frames and
 //! waiting for each `ack` (as a chat client does; the server also delivers each message to the
-//! sending session, which reads and drops it). Written against the WebSocket contract in
-//! docs/api.md; a server without `/ws` fails the connection and the run script reports it.
+//! sending session, which reads and drops it). `--system tidings-socketio` is the same with
+//! Socket.IO sockets (`/socket.io/`, WebSocket transport) emitting `send` with an ack. Written
+//! against the WebSocket contract in docs/api.md; a server without `/ws` fails the connection and the run script reports it.
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
+use super::socketio::{receive, SocketIo};
 use super::{ChatArgs, ChatSender, Deliveries};
 use crate::tidings::{call, TidingsArgs};
 
@@ -56,12 +58,15 @@ pub async fn connect(args: &ChatArgs, deliveries: &Arc<Deliveries>) -> Result<Ve
         .collect()
 }
 
-/// Opens every pair's receiver, then `--senders` `/ws` sessions, sender j as its own user in a
-/// conversation with receiver j mod pairs.
-pub async fn connect_ws(
-    args: &ChatArgs,
-    deliveries: &Arc<Deliveries>,
-) -> Result<Vec<TidingsWsSender>> {
+/// The users and conversations of the session senders: receiver i's token and conversations,
+/// and each sender's token and conversation (sender j is its own user, in a two-member
+/// conversation with receiver j mod pairs).
+struct SessionPairs {
+    receivers: Vec<(String, String, Vec<String>)>,
+    senders: Vec<(String, String)>,
+}
+
+async fn session_pairs(args: &ChatArgs, prefix: &str) -> Result<SessionPairs> {
     let tidings = args.server.tidings()?;
     let client = TidingsArgs::client()?;
     let mut receivers = Vec::with_capacity(args.pairs);
@@ -72,13 +77,24 @@ pub async fn connect_ws(
     }
     let mut senders = Vec::with_capacity(args.senders);
     for j in 0..args.senders {
-        let sender = format!("peers-ws-sender-{j}");
+        let sender = format!("{prefix}-{j}");
         let token = tidings.token(&sender, &[])?;
         let (receiver, _, conversations) = &mut receivers[j % args.pairs];
         let conversation = create_conversation(&client, &tidings.url, &token, receiver).await?;
         conversations.push(conversation.clone());
         senders.push((token, conversation));
     }
+    Ok(SessionPairs { receivers, senders })
+}
+
+/// Opens every pair's receiver, then `--senders` `/ws` sessions, sender j as its own user in a
+/// conversation with receiver j mod pairs.
+pub async fn connect_ws(
+    args: &ChatArgs,
+    deliveries: &Arc<Deliveries>,
+) -> Result<Vec<TidingsWsSender>> {
+    let tidings = args.server.tidings()?;
+    let SessionPairs { receivers, senders } = session_pairs(args, "peers-ws-sender").await?;
     for (receiver, token, conversations) in &receivers {
         open_receiver(&tidings.url, token, conversations, deliveries.clone())
             .await
@@ -145,8 +161,10 @@ async fn open_receiver(
     deliveries: Arc<Deliveries>,
 ) -> Result<()> {
     let mut socket = open_session(url, token).await?;
-    let seen: serde_json::Map<String, serde_json::Value> =
-        conversations.iter().map(|c| (c.clone(), json!(0))).collect();
+    let seen: serde_json::Map<String, serde_json::Value> = conversations
+        .iter()
+        .map(|c| (c.clone(), json!(0)))
+        .collect();
     let resume = json!({"type": "resume", "ref": "peers", "conversations": seen});
     socket.send(Message::text(resume.to_string())).await?;
     let answer = next_frame_of(&mut socket, |frame| frame["ref"] == "peers").await?;
@@ -256,6 +274,62 @@ impl ChatSender for TidingsWsSender {
         .await?;
         if answer["type"] != "ack" {
             bail!("send refused: {answer}");
+        }
+        Ok(())
+    }
+}
+
+/// Opens every pair's receiver as a Socket.IO socket (WebSocket transport; it `resume`s its
+/// conversations, as a client does on connecting), then `--senders` Socket.IO sockets, sender j
+/// as its own user in a conversation with receiver j mod pairs, emitting `send` with an ack.
+pub async fn connect_socketio(
+    args: &ChatArgs,
+    deliveries: &Arc<Deliveries>,
+) -> Result<Vec<TidingsSocketIoSender>> {
+    let url = &args.server.url;
+    let SessionPairs { receivers, senders } = session_pairs(args, "peers-sio-sender").await?;
+    for (receiver, token, conversations) in &receivers {
+        let mut socket = SocketIo::connect(url, Some(token))
+            .await
+            .with_context(|| format!("opening {receiver}'s Socket.IO socket"))?;
+        let seen: serde_json::Map<String, serde_json::Value> = conversations
+            .iter()
+            .map(|c| (c.clone(), json!(0)))
+            .collect();
+        let answer = socket
+            .emit_with_ack(&json!(["resume", {"conversations": seen}]))
+            .await?;
+        if let Some(error) = answer.get(0).and_then(|a| a.get("error")) {
+            bail!("the server refused the resume: {error}");
+        }
+        tokio::spawn(receive(socket, deliveries.clone(), |payload| {
+            payload.get("message")?.get("content")?.as_str()
+        }));
+    }
+    let mut connected = Vec::with_capacity(senders.len());
+    for (token, conversation) in senders {
+        connected.push(TidingsSocketIoSender {
+            socket: SocketIo::connect(url, Some(&token)).await?,
+            conversation,
+        });
+    }
+    Ok(connected)
+}
+
+/// One Socket.IO socket sending to its own conversation.
+pub struct TidingsSocketIoSender {
+    socket: SocketIo,
+    conversation: String,
+}
+
+impl ChatSender for TidingsSocketIoSender {
+    /// Emits `send` and waits for its acknowledgement (the socket's own copies of its messages
+    /// arrive in between and are dropped); an acknowledgement with an `error` fails the send.
+    async fn send(&mut self, content: String) -> Result<()> {
+        let event = json!(["send", {"conversationId": self.conversation, "content": content}]);
+        let ack = self.socket.emit_with_ack(&event).await?;
+        if let Some(error) = ack.get(0).and_then(|a| a.get("error")) {
+            bail!("send refused: {error}");
         }
         Ok(())
     }

@@ -184,8 +184,8 @@ async fn resume_replays_stored_messages_before_its_acknowledgement() {
 }
 
 /// A user who is not a participant (token in the query, `?token=`) is refused with 404 for
-/// `send`, `typing` and `read`, never hears the conversation's messages, and the refused send
-/// stored nothing.
+/// `send`, `typing`, `read` and `resume`, never hears the conversation's messages (none
+/// replayed either), and the refused send stored nothing.
 #[tokio::test]
 async fn a_non_participant_is_refused_and_hears_nothing() {
     for transport in TRANSPORTS {
@@ -195,7 +195,7 @@ async fn a_non_participant_is_refused_and_hears_nothing() {
         let mut config = config(&chat, "outsider", "c1", transport);
         config["carolConversation"] = json!("c2");
         let result = clients::run(SCRIPT, &config).await;
-        for event in ["send", "typing", "read"] {
+        for event in ["send", "typing", "read", "resume"] {
             assert_refused(&result["refusals"][event], 404, event);
         }
         assert_eq!(

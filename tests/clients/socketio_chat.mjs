@@ -226,8 +226,8 @@ async function resume() {
   print({ ack, order, transport });
 }
 
-// Carol, not a participant of the conversation, is refused with 404 for each event and never
-// hears its messages; her token is in the query (`?token=`). A message in a conversation she is
+// Carol, not a participant of the conversation, is refused with 404 for each event (a resume
+// included) and never hears its messages; her token is in the query (`?token=`). A message in a conversation she is
 // in, sent once alice has heard hers, marks the point by which any leak would have arrived.
 async function outsider() {
   const { conversation } = config;
@@ -238,6 +238,7 @@ async function outsider() {
     send: await ask(carol.socket, "send", { conversationId: conversation, content: "let me in" }),
     typing: await ask(carol.socket, "typing", { conversationId: conversation, typing: true }),
     read: await ask(carol.socket, "read", { conversationId: conversation, seq: 1 }),
+    resume: await ask(carol.socket, "resume", { conversations: { [conversation]: 0 } }),
   };
   const aliceHears = next(alice.socket, "message", (d) => d.message?.content === "not for carol");
   await ask(alice.socket, "send", { conversationId: conversation, content: "not for carol" });

@@ -159,7 +159,7 @@ async function receive() {
   print({ ready: true });
   await waitUntil(() => seen.length >= config.count, `${config.count} messages`);
   await conn.stop();
-  print({ seqs: seen.map((m) => m.seq), contents: seen.map((m) => m.content) });
+  print({ seqs: seen.map((m) => m.seq), ids: seen.map((m) => m.id), contents: seen.map((m) => m.content) });
 }
 
 // Resumes from a seq, then keeps receiving across a server restart with

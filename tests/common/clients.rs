@@ -1,4 +1,4 @@
-//! The real client libraries users run (`@microsoft/signalr`, pinned in
+//! The real client libraries users run (`@microsoft/signalr` and `socket.io-client`, pinned in
 //! `tests/clients/package-lock.json`), driven by Node scripts in `tests/clients/`.
 //!
 //! Installed on first use, once per test binary, under a file lock so that several binaries

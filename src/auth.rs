@@ -1,28 +1,49 @@
-//! Authentication: HS256 JWTs, the signing secret, and the identity a token carries.
+//! Authentication: checking the tokens callers present, minting the server's own, and the
+//! identity a token carries.
 //!
-//! Tokens carry `sub` (the user id), optionally `name` (display name) and `scope`
-//! (space-separated; `admin` implies every other scope), and `exp`. The secret is
-//! `auth.jwtSecret` from the configuration or, when none is configured, `DATA_DIR/secret.key`,
-//! created with mode 0600 on first use. `tidings serve` and `tidings token` use the same one, so
-//! a fresh install can be tried at once.
+//! A token is a JWT. HS256 tokens are checked with the server's secret (`auth.jwtSecret`,
+//! `auth.jwtSecretFile`, else `DATA_DIR/secret.key`, created on first start: [`secret`]);
+//! RS256/PS256, ES256/ES384 and EdDSA tokens of an identity provider with its public keys
+//! (`auth.publicKeys` PEM files, an `auth.jwks` document: [`keys`], [`jwks`]). Then its claims
+//! ([`claims`]): `exp` (required) and `nbf`, `iss` and `aud` when `auth.issuer` and
+//! `auth.audience` are set, the user id, display name and scopes under the names
+//! `auth.claims.*` gives (scopes as a space-separated string or an array; `admin` implies every
+//! other scope). A refused token gets a reason in plain words ([`Refusal`]).
+//!
+//! `tidings token` and the admin commands mint HS256 tokens with the server's secret and claim
+//! names, and never create a secret (only `tidings serve` does).
 //!
 //! This module knows nothing of HTTP: the `api` layer extracts the token from a request and
-//! calls [`Authenticator::verify`].
+//! calls [`Authenticator::verify_refreshing`] (or [`Authenticator::verify`] where it cannot
+//! wait).
 
-use std::io::Write;
+mod claims;
+mod jwks;
+mod keys;
+mod refusal;
+mod secret;
+
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::{Deserialize, Serialize};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-/// File name of the generated secret inside the data directory.
-pub const SECRET_FILE: &str = "secret.key";
+use claims::ClaimRules;
+use jwks::Jwks;
+use keys::VerifyKey;
+pub use refusal::{Quoted, Refusal};
+use secret::Missing;
+pub use secret::{SecretSource, SECRET_FILE};
+
+use crate::config::AuthSettings;
 
 /// The scope that implies every other.
 pub const ADMIN_SCOPE: &str = "admin";
 
-/// Why a token or the secret was refused.
+/// Why a token or the server's keys were refused. The token variants' texts reach clients.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AuthError {
@@ -30,12 +51,11 @@ pub enum AuthError {
     #[error("a bearer token is required")]
     Missing,
     /// The token's `exp` is in the past.
-    #[error("the token has expired")]
+    #[error("the token has expired; get a new one")]
     Expired,
-    /// The token is malformed, unsigned, signed with another secret or another algorithm, or
-    /// lacks `sub`.
-    #[error("the token is invalid: {0}")]
-    Invalid(String),
+    /// The token is not one this server accepts; the refusal says why, in plain words.
+    #[error("{0}")]
+    Invalid(#[from] Refusal),
     /// The secret file could not be read or created.
     #[error("cannot use the signing secret {path}: {source}")]
     Secret {
@@ -47,32 +67,34 @@ pub enum AuthError {
     /// The configured or stored secret is unusable (empty or too short).
     #[error("the signing secret is unusable: {0}")]
     WeakSecret(String),
-}
-
-/// Token claims.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Claims {
-    /// User id.
-    pub(crate) sub: String,
-    /// Display name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) name: Option<String>,
-    /// Expiry, seconds since the Unix epoch.
-    pub(crate) exp: u64,
-    /// Space-separated scopes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) scope: Option<String>,
+    /// A command that mints tokens found no secret, and must not create one: it would sign
+    /// tokens the server refuses.
+    #[error(
+        "no signing secret: {} does not exist. Start the server once (tidings serve creates \
+         it), or pass the server's --data-dir DIR or --config FILE (its auth.jwtSecret or \
+         dataDir)",
+        path.display()
+    )]
+    NoSecret {
+        /// Where the secret was looked for.
+        path: PathBuf,
+    },
+    /// A public key or the JWKS document could not be loaded at start.
+    #[error("{0}")]
+    Keys(String),
 }
 
 /// Who is calling: what a verified token says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    /// User id (`sub`).
+    /// User id (`sub`, or the claim `auth.claims.userId` names).
     pub user_id: String,
-    /// Display name (`name`), if the token has one.
+    /// Display name (`name`, or `auth.claims.name`), if the token has one.
     pub name: Option<String>,
     /// Scopes granted.
     pub scopes: Vec<String>,
+    /// When the token expires: its `exp`, seconds since the Unix epoch.
+    pub expires_at: u64,
 }
 
 impl Identity {
@@ -87,12 +109,21 @@ impl Identity {
     }
 }
 
-/// Signs and verifies tokens with one HS256 secret.
+/// Checks tokens with the server's keys and mints HS256 tokens with its secret. Cloning is
+/// cheap (one reference count); clones share the JWKS cache.
 #[derive(Clone)]
 pub struct Authenticator {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
+    inner: Arc<Keys>,
+}
+
+/// What an [`Authenticator`] holds.
+struct Keys {
+    signing: EncodingKey,
+    secret_source: SecretSource,
+    /// The secret and the PEM keys: fixed for the life of the server.
+    fixed: Vec<VerifyKey>,
+    jwks: Option<Arc<Jwks>>,
+    rules: ClaimRules,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -104,62 +135,180 @@ impl std::fmt::Debug for Authenticator {
 /// Shortest accepted secret, in bytes (HS256 wants at least the hash size).
 const MIN_SECRET_BYTES: usize = 32;
 
-impl Authenticator {
-    /// An authenticator for a secret of at least 32 bytes.
-    pub fn new(secret: &[u8]) -> Result<Authenticator, AuthError> {
-        if secret.len() < MIN_SECRET_BYTES {
-            return Err(AuthError::WeakSecret(format!(
-                "{} bytes; use at least {MIN_SECRET_BYTES}",
-                secret.len()
-            )));
+/// A check that failed, and whether fetching the JWKS again might change that.
+struct Failed {
+    error: AuthError,
+    kid_unknown: bool,
+}
+
+impl<E: Into<AuthError>> From<E> for Failed {
+    fn from(error: E) -> Failed {
+        Failed {
+            error: error.into(),
+            kid_unknown: false,
         }
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        // A token is not valid before its `nbf` either (jsonwebtoken checks it only when told).
-        validation.validate_nbf = true;
-        validation.leeway = 5;
-        Ok(Authenticator {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-            validation,
-        })
+    }
+}
+
+impl Authenticator {
+    /// An authenticator for an HS256 secret of at least 32 bytes, with the standard claims.
+    pub fn new(secret: &[u8]) -> Result<Authenticator, AuthError> {
+        Authenticator::with_secret(secret, SecretSource::Given, ClaimRules::default())
     }
 
-    /// The configured secret if there is one, else `DATA_DIR/secret.key` (created if missing).
+    /// The configured secret if there is one, else `DATA_DIR/secret.key` (created if missing),
+    /// with the standard claims and no public keys.
     pub fn from_config(
         configured: Option<&str>,
         data_dir: &Path,
     ) -> Result<Authenticator, AuthError> {
-        match configured {
-            Some(secret) => Authenticator::new(secret.as_bytes()),
-            None => Authenticator::new(&load_or_create_secret(data_dir)?),
-        }
+        let settings = AuthSettings {
+            jwt_secret: configured.map(str::to_owned),
+            ..AuthSettings::default()
+        };
+        let (secret, source) = secret::resolve_secret(&settings, data_dir, Missing::Create)?;
+        Authenticator::with_secret(&secret, source, ClaimRules::default())
     }
 
-    /// Checks signature, algorithm and expiry; returns who the token speaks for.
-    pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
-                _ => AuthError::Invalid(e.to_string()),
+    /// The authenticator of `tidings serve`: the secret (`DATA_DIR/secret.key` is created if
+    /// no other is configured), the PEM keys, and the JWKS, fetched now. Any of them unusable
+    /// is an error that names the setting.
+    pub async fn for_server(
+        settings: &AuthSettings,
+        data_dir: &Path,
+    ) -> Result<Authenticator, AuthError> {
+        let (secret, source) = secret::resolve_secret(settings, data_dir, Missing::Create)?;
+        let mut keys = Keys::new(&secret, source, ClaimRules::from_settings(settings))?;
+        for path in &settings.public_keys {
+            let key = VerifyKey::from_pem_file(path).map_err(|reason| {
+                AuthError::Keys(format!("auth.publicKeys: {}: {reason}", path.display()))
             })?;
-        let claims = data.claims;
-        if claims.sub.is_empty() {
-            return Err(AuthError::Invalid("the token's sub is empty".into()));
+            keys.fixed.push(key);
         }
-        Ok(Identity {
-            user_id: claims.sub,
-            name: claims.name,
-            scopes: claims
-                .scope
-                .unwrap_or_default()
-                .split_whitespace()
-                .map(str::to_owned)
-                .collect(),
+        if let Some(location) = &settings.jwks {
+            let jwks = Jwks::load(settings, location.clone())
+                .await
+                .map_err(|reason| AuthError::Keys(format!("auth.jwks {location}: {reason}")))?;
+            keys.jwks = Some(Arc::new(jwks));
+        }
+        Ok(Authenticator {
+            inner: Arc::new(keys),
         })
     }
 
-    /// Signs a token for `user` valid for `ttl`.
+    /// The authenticator of a command that mints tokens for a server: that server's secret and
+    /// claim rules, never a new secret ([`AuthError::NoSecret`]).
+    pub fn for_minting(
+        settings: &AuthSettings,
+        data_dir: &Path,
+    ) -> Result<Authenticator, AuthError> {
+        let (secret, source) = secret::resolve_secret(settings, data_dir, Missing::Refuse)?;
+        Authenticator::with_secret(&secret, source, ClaimRules::from_settings(settings))
+    }
+
+    fn with_secret(
+        secret: &[u8],
+        source: SecretSource,
+        rules: ClaimRules,
+    ) -> Result<Authenticator, AuthError> {
+        Ok(Authenticator {
+            inner: Arc::new(Keys::new(secret, source, rules)?),
+        })
+    }
+
+    /// Where the keys come from, for the start-up line: the secret's source, the number of
+    /// PEM keys, the JWKS location and its key count.
+    pub fn describe(&self) -> String {
+        let keys = &self.inner;
+        let mut text = format!("HS256 secret from {}", keys.secret_source);
+        let pem = keys.fixed.len() - 1;
+        if pem > 0 {
+            text.push_str(&format!(", {pem} public key(s) from auth.publicKeys"));
+        }
+        if let Some(jwks) = &keys.jwks {
+            text.push_str(&format!(
+                ", {} key(s) from the JWKS {}",
+                jwks.keys().len(),
+                jwks.location()
+            ));
+        }
+        text
+    }
+
+    /// Checks the token with the keys at hand; returns who it speaks for. A token naming a key
+    /// id the JWKS lacks is refused, and a refresh of the JWKS is asked for (at most once per
+    /// `auth.jwksMinRefreshMs`), so that a retry may pass.
+    pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        self.check(token).map_err(|failed| {
+            if failed.kid_unknown {
+                if let Some(jwks) = &self.inner.jwks {
+                    jwks.request_refresh();
+                }
+            }
+            failed.error
+        })
+    }
+
+    /// [`verify`](Self::verify), but a token naming a key id the JWKS lacks waits for the JWKS
+    /// to be fetched again (at most once per `auth.jwksMinRefreshMs`) and is checked once more:
+    /// an identity provider that just added a key is accepted at once.
+    pub async fn verify_refreshing(&self, token: &str) -> Result<Identity, AuthError> {
+        match self.check(token) {
+            Ok(identity) => Ok(identity),
+            Err(failed) => match (&self.inner.jwks, failed.kid_unknown) {
+                (Some(jwks), true) => {
+                    jwks.refresh_for_unknown_key().await;
+                    self.check(token).map_err(|failed| failed.error)
+                }
+                _ => Err(failed.error),
+            },
+        }
+    }
+
+    /// Signature, then claims.
+    fn check(&self, token: &str) -> Result<Identity, Failed> {
+        let header = keys::read_header(token)?;
+        let fetched = self.inner.jwks.as_ref().map(|jwks| jwks.keys());
+        let mut sets: Vec<&[VerifyKey]> = vec![&self.inner.fixed];
+        sets.extend(fetched.as_deref());
+        let refused_algorithm = || Refusal::Algorithm {
+            alg: header.alg_name.clone(),
+            accepted: keys::accepted_algorithms(&sets),
+        };
+        let Some(alg) = header.alg else {
+            return Err(refused_algorithm().into());
+        };
+        let candidates = keys::candidates(&header, &sets);
+        let kid_unknown = candidates.kid_unknown && self.inner.jwks.is_some();
+        let unknown_key = || Refusal::UnknownKey {
+            kid: header.kid.clone().unwrap_or_default(),
+        };
+        if candidates.keys.is_empty() {
+            let refusal = if kid_unknown {
+                unknown_key()
+            } else {
+                refused_algorithm()
+            };
+            return Err(Failed {
+                error: refusal.into(),
+                kid_unknown,
+            });
+        }
+        let claims = keys::check_signature(token, alg, &candidates.keys).map_err(|refusal| {
+            let refusal = match refusal {
+                Refusal::Signature if kid_unknown => unknown_key(),
+                other => other,
+            };
+            Failed {
+                error: refusal.into(),
+                kid_unknown,
+            }
+        })?;
+        Ok(self.inner.rules.identity(&claims, unix_now())?)
+    }
+
+    /// Signs an HS256 token for `user` valid for `ttl`, with the claim names, issuer and
+    /// audience this server checks.
     pub fn issue(
         &self,
         user: &str,
@@ -167,14 +316,43 @@ impl Authenticator {
         scopes: &[String],
         ttl: Duration,
     ) -> String {
-        let claims = Claims {
-            sub: user.to_owned(),
-            name: name.map(str::to_owned),
-            exp: unix_now().saturating_add(ttl.as_secs()),
-            scope: (!scopes.is_empty()).then(|| scopes.join(" ")),
-        };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .expect("HS256 signing of serializable claims cannot fail")
+        let now = unix_now();
+        let claims =
+            self.inner
+                .rules
+                .minted(user, name, scopes, now, now.saturating_add(ttl.as_secs()));
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.inner.signing)
+            .expect("HS256 signing of a JSON object cannot fail")
+    }
+
+    /// Keeps the JWKS fresh until `shutdown` (nothing to do without one).
+    pub fn spawn_key_refresh(&self, shutdown: CancellationToken, tasks: &TaskTracker) {
+        if let Some(jwks) = &self.inner.jwks {
+            let jwks = Arc::clone(jwks);
+            tasks.spawn(async move { jwks.keep_fresh(shutdown).await });
+        }
+    }
+}
+
+impl Keys {
+    fn new(
+        secret: &[u8],
+        secret_source: SecretSource,
+        rules: ClaimRules,
+    ) -> Result<Keys, AuthError> {
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(AuthError::WeakSecret(format!(
+                "{} bytes from {secret_source}; use at least {MIN_SECRET_BYTES}",
+                secret.len()
+            )));
+        }
+        Ok(Keys {
+            signing: EncodingKey::from_secret(secret),
+            secret_source,
+            fixed: vec![VerifyKey::secret(secret)],
+            jwks: None,
+            rules,
+        })
     }
 }
 
@@ -182,55 +360,6 @@ fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// Reads `DATA_DIR/secret.key`, or creates it (64 random hex characters, mode 0600).
-pub(crate) fn load_or_create_secret(data_dir: &Path) -> Result<Vec<u8>, AuthError> {
-    let path = data_dir.join(SECRET_FILE);
-    let secret_error = |source| AuthError::Secret {
-        path: path.clone(),
-        source,
-    };
-    match std::fs::read(&path) {
-        Ok(bytes) => return Ok(trim_newline(bytes)),
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(secret_error(e)),
-        Err(_) => {}
-    }
-    std::fs::create_dir_all(data_dir).map_err(secret_error)?;
-    let mut random = [0u8; 32];
-    getrandom::fill(&mut random).map_err(|e| secret_error(std::io::Error::other(e.to_string())))?;
-    let secret: String = random.iter().map(|b| format!("{b:02x}")).collect();
-    match create_private_file(&path) {
-        Ok(mut file) => {
-            file.write_all(secret.as_bytes())
-                .and_then(|()| file.sync_all())
-                .map_err(secret_error)?;
-            Ok(secret.into_bytes())
-        }
-        // Another process created it first: use theirs.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            std::fs::read(&path).map(trim_newline).map_err(secret_error)
-        }
-        Err(e) => Err(secret_error(e)),
-    }
-}
-
-fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)
-}
-
-fn trim_newline(mut bytes: Vec<u8>) -> Vec<u8> {
-    while bytes.last().is_some_and(|b| b.is_ascii_whitespace()) {
-        bytes.pop();
-    }
-    bytes
 }
 
 #[cfg(test)]
@@ -261,6 +390,7 @@ mod tests {
             user_id: "ops".into(),
             name: None,
             scopes: vec!["admin".into()],
+            expires_at: 0,
         };
         assert!(who.has_scope("events:consume") && who.has_scope("events:publish"));
     }
@@ -271,26 +401,62 @@ mod tests {
         let other = Authenticator::new(b"another secret that is long enough!!").unwrap();
         let expired = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
-            &Claims {
-                sub: "a".into(),
-                name: None,
-                exp: unix_now() - 3600,
-                scope: None,
-            },
+            &serde_json::json!({"sub": "a", "exp": unix_now() - 3600}),
             &EncodingKey::from_secret(SECRET),
         )
         .unwrap();
         assert!(matches!(auth.verify(&expired), Err(AuthError::Expired)));
         let foreign = other.issue("a", None, &[], Duration::from_secs(60));
-        assert!(matches!(auth.verify(&foreign), Err(AuthError::Invalid(_))));
-        assert!(matches!(
-            auth.verify("not.a.token"),
-            Err(AuthError::Invalid(_))
-        ));
+        let refusal = |token: &str| auth.verify(token).unwrap_err().to_string();
+        assert_eq!(
+            refusal(&foreign),
+            "the token's signature does not match the server's key"
+        );
+        assert_eq!(
+            refusal("not-a-jwt"),
+            "the token is not a JWT (expected three dot-separated parts)"
+        );
+        assert_eq!(
+            refusal("not.a.token"),
+            "the token's header is not valid base64url-encoded JSON"
+        );
         // alg "none": header {"alg":"none","typ":"JWT"}, payload {"sub":"a","exp":9999999999}
         let unsigned =
             "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhIiwiZXhwIjo5OTk5OTk5OTk5fQ.";
-        assert!(matches!(auth.verify(unsigned), Err(AuthError::Invalid(_))));
+        assert_eq!(
+            refusal(unsigned),
+            "the token is not signed (alg none); this server accepts only signed tokens"
+        );
+    }
+
+    #[test]
+    fn an_rs256_token_without_public_keys_names_what_is_accepted() {
+        let auth = Authenticator::new(SECRET).unwrap();
+        // header {"alg":"RS256"}, payload {"sub":"a","exp":9999999999}
+        let rs256 = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIiwiZXhwIjo5OTk5OTk5OTk5fQ.c2ln";
+        assert_eq!(
+            auth.verify(rs256).unwrap_err().to_string(),
+            "the token is signed with RS256, which this server does not accept (it accepts \
+             HS256 with its secret)"
+        );
+    }
+
+    #[test]
+    fn no_refusal_text_shows_library_names() {
+        let auth = Authenticator::new(SECRET).unwrap();
+        let token = auth.issue("a", None, &[], Duration::from_secs(60));
+        let (head, rest) = token.split_once('.').unwrap();
+        let (_, signature) = rest.split_once('.').unwrap();
+        let bad_payloads = ["e30", "bm90IGpzb24", "eyJleHAiOiJzb29uIn0", "W10"];
+        for payload in bad_payloads {
+            let text = auth
+                .verify(&format!("{head}.{payload}.{signature}"))
+                .unwrap_err()
+                .to_string();
+            for internal in ["InvalidSignature", "InvalidToken", "expected u64", "Error("] {
+                assert!(!text.contains(internal), "{payload}: {text}");
+            }
+        }
     }
 
     mod properties {
@@ -358,23 +524,5 @@ mod tests {
             Authenticator::new(b"short"),
             Err(AuthError::WeakSecret(_))
         ));
-    }
-
-    #[test]
-    fn the_generated_secret_is_private_and_stable() {
-        let dir = tempfile::tempdir().unwrap();
-        let first = load_or_create_secret(dir.path()).unwrap();
-        let second = load_or_create_secret(dir.path()).unwrap();
-        assert_eq!(first, second);
-        assert_eq!(first.len(), 64);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join(SECRET_FILE))
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
     }
 }

@@ -19,8 +19,10 @@ use serde::Deserialize;
 use crate::log::{Durability, LogConfig, DEFAULT_MIN_FREE_DISK_BYTES, MAX_PARTITIONS};
 use crate::notify::SinkConfig;
 
+mod auth;
 mod http;
 mod ws;
+pub use auth::{AuthSettings, ClaimNames, JwksLocation};
 pub use http::HttpSettings;
 pub use ws::WsSettings;
 
@@ -161,13 +163,6 @@ pub struct ChatSettings {
     pub partitions: u32,
 }
 
-/// The `[auth]` section.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct AuthSettings {
-    /// HS256 signing secret for tokens; `None` means "use `DATA_DIR/secret.key`".
-    pub jwt_secret: Option<String>,
-}
-
 /// The `[logging]` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoggingSettings {
@@ -236,16 +231,6 @@ impl Default for Config {
             notify: NotifySettings::default(),
             signalr: SignalrSettings::default(),
         }
-    }
-}
-
-impl fmt::Debug for AuthSettings {
-    /// Never prints the secret itself.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secret = self.jwt_secret.as_ref().map(|_| "<redacted>");
-        f.debug_struct("AuthSettings")
-            .field("jwt_secret", &secret)
-            .finish()
     }
 }
 
@@ -414,8 +399,8 @@ impl Overrides {
         set(&mut config.chat.partitions, chat_partitions);
         set(&mut config.ws.max_sessions, max_sessions);
         set(&mut config.http.max_connections, max_connections);
-        if jwt_secret.is_some() {
-            config.auth.jwt_secret = jwt_secret;
+        if let Some(secret) = jwt_secret {
+            config.auth.override_secret(secret);
         }
     }
 }
@@ -537,6 +522,7 @@ impl Config {
                 "a positive number".into(),
             ));
         }
+        self.auth.validate()?;
         self.ws.validate()?;
         self.http.validate()?;
         self.signalr.validate()?;
@@ -604,7 +590,7 @@ struct FileConfig {
     log: Option<FileLog>,
     limits: Option<FileLimits>,
     chat: Option<FileChat>,
-    auth: Option<FileAuth>,
+    auth: Option<auth::FileAuth>,
     ws: Option<ws::FileWs>,
     http: Option<http::FileHttp>,
     logging: Option<FileLogging>,
@@ -645,12 +631,6 @@ struct FileLimits {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct FileChat {
     partitions: Option<u32>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct FileAuth {
-    jwt_secret: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -696,7 +676,7 @@ impl FileConfig {
         let chat = self.chat.unwrap_or_default();
         set(&mut config.chat.partitions, chat.partitions);
         if let Some(auth) = self.auth {
-            config.auth.jwt_secret = auth.jwt_secret.filter(|s| !s.is_empty());
+            auth.apply_to(&mut config.auth);
         }
         self.ws.unwrap_or_default().apply_to(&mut config.ws);
         self.http.unwrap_or_default().apply_to(&mut config.http);

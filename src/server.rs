@@ -58,7 +58,8 @@ pub enum ServerError {
     /// unreadable. The message says which.
     #[error(transparent)]
     OpenLog(LogError),
-    /// The token signing secret could not be read, created, or is too short.
+    /// The token signing secret could not be read, created, or is too short, or a public
+    /// key or the JWKS could not be loaded.
     #[error(transparent)]
     Secret(AuthError),
     /// The chat store could not be opened (its data is unreadable or corrupt).
@@ -300,9 +301,11 @@ async fn open_log(state: &AppState) -> Result<(), ServerError> {
     tracing::info!(dir = %dir.display(), durability, "log open");
     state.attach_log(log);
     let config = state.config();
-    let authenticator =
-        Authenticator::from_config(config.auth.jwt_secret.as_deref(), &config.data_dir)
-            .map_err(ServerError::Secret)?;
+    let authenticator = Authenticator::for_server(&config.auth, &config.data_dir)
+        .await
+        .map_err(ServerError::Secret)?;
+    tracing::info!(keys = %authenticator.describe(), "tokens checked");
+    authenticator.spawn_key_refresh(state.shutdown().clone(), state.tasks());
     state.attach_authenticator(authenticator);
     spawn_metrics_upkeep(state);
     Ok(())

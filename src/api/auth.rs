@@ -36,7 +36,9 @@ impl FromRequestParts<AppState> for Caller {
         let token = bearer_token(parts)
             .or_else(|| query_token(parts, &state.config().signalr.path))
             .ok_or(AuthError::Missing)?;
-        Ok(Caller(state.authenticator()?.verify(&token)?))
+        // Waits for a JWKS refresh when the token names a key id not yet known.
+        let identity = state.authenticator()?.verify_refreshing(&token).await?;
+        Ok(Caller(identity))
     }
 }
 

@@ -442,7 +442,10 @@ fn auth_answer(error: &AuthError) -> Answer {
                 error.to_string(),
             )
         },
-        AuthError::Secret { .. } | AuthError::WeakSecret(_) => internal_answer(),
+        AuthError::Secret { .. }
+        | AuthError::WeakSecret(_)
+        | AuthError::NoSecret { .. }
+        | AuthError::Keys(_) => internal_answer(),
     }
 }
 

@@ -1,15 +1,18 @@
 //! `tidings token USER`: prints a token signed with the server's secret, so a fresh install can
 //! be tried at once (`curl -H "Authorization: Bearer $(tidings token alice)" …`).
 //!
-//! The secret is found as the server finds it: `auth.jwtSecret` from `--config FILE` (or
-//! `TIDINGS_JWT_SECRET`), else `DATA_DIR/secret.key`, created if missing. It needs no lock on
-//! the data directory, so it works while the server runs. The admin commands sign their tokens
-//! for a server the same way (`running_server_authenticator`), but never create a secret.
+//! The secret is found as the server finds it: `auth.jwtSecret` or `auth.jwtSecretFile` from
+//! `--config FILE` (or `TIDINGS_JWT_SECRET`), else `DATA_DIR/secret.key`. Unlike the server it
+//! never creates one: run away from the server's directory, a new secret would sign tokens the
+//! server refuses, so it says which `--data-dir` or `--config` to pass instead. The token
+//! carries the claim names, issuer and audience of `[auth]`, so a server that checks them
+//! accepts it. It needs no lock on the data directory, so it works while the server runs. The
+//! admin commands sign their tokens for a server the same way.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::auth::{Authenticator, SECRET_FILE};
+use crate::auth::{AuthError, Authenticator};
 use crate::config::{Config, Overrides};
 
 /// Options of `tidings token`.
@@ -34,41 +37,35 @@ pub struct TokenArgs {
     pub(crate) config: Option<PathBuf>,
 }
 
-/// The authenticator a server with this configuration file (or data directory) uses: its
-/// `auth.jwtSecret`, else its data directory's `secret.key` (created if missing). Shared by the
-/// commands that mint tokens (`token`, `bench send`).
+/// The authenticator that mints tokens a server with this configuration file (or data
+/// directory) accepts: its secret (`auth.jwtSecret`, `auth.jwtSecretFile`, else the data
+/// directory's `secret.key`) and its claim names, issuer and audience. It never creates a
+/// secret: one created now would sign tokens that server refuses, so a missing one is an error
+/// that names `--data-dir` and `--config`. Shared by the commands that mint tokens (`token`,
+/// the admin commands without `--token`, `bench`).
 pub(crate) fn server_authenticator(
     config_file: Option<&std::path::Path>,
     data_dir: Option<PathBuf>,
 ) -> anyhow::Result<Authenticator> {
-    authenticator_of(&server_config(config_file, data_dir)?)
+    let config = server_config(config_file, data_dir)?;
+    Ok(Authenticator::for_minting(&config.auth, &config.data_dir)?)
 }
 
-/// [`server_authenticator`] for a server that already runs, so it never creates a secret: one
-/// created now could not sign anything that server accepts. Used by the admin commands that ask
-/// a server without `--token`.
+/// [`server_authenticator`] for the admin commands that ask a running server, whose missing
+/// secret can also be made up for with `--token`.
 pub(crate) fn running_server_authenticator(
     config_file: Option<&std::path::Path>,
     data_dir: Option<PathBuf>,
 ) -> anyhow::Result<Authenticator> {
     let config = server_config(config_file, data_dir)?;
-    if config.auth.jwt_secret.is_none() {
-        let secret = config.data_dir.join(SECRET_FILE);
-        anyhow::ensure!(
-            secret.exists(),
+    match Authenticator::for_minting(&config.auth, &config.data_dir) {
+        Err(AuthError::NoSecret { path }) => anyhow::bail!(
             "no token for the server: pass --token (or TIDINGS_TOKEN), or the server's \
              --data-dir or --config so that one is signed with its secret ({} does not exist)",
-            secret.display()
-        );
+            path.display()
+        ),
+        minted => Ok(minted?),
     }
-    authenticator_of(&config)
-}
-
-fn authenticator_of(config: &Config) -> anyhow::Result<Authenticator> {
-    Ok(Authenticator::from_config(
-        config.auth.jwt_secret.as_deref(),
-        &config.data_dir,
-    )?)
 }
 
 fn server_config(

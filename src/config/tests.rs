@@ -244,6 +244,7 @@ fn debug_output_hides_the_secret() {
     let config = Config {
         auth: AuthSettings {
             jwt_secret: Some("hunter2".into()),
+            ..AuthSettings::default()
         },
         ..Config::default()
     };
@@ -369,6 +370,9 @@ mod properties {
         ("limits", "maxStoreLag"),
         ("chat", "partitions"),
         ("auth", "jwtSecret"),
+        ("auth", "jwks"),
+        ("auth", "audience"),
+        ("auth", "jwksRefreshMs"),
         ("ws", "maxFrameBytes"),
         ("ws", "hardFrameBytes"),
         ("ws", "pingIntervalMs"),

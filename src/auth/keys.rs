@@ -37,6 +37,9 @@ pub(crate) const EC: &[Algorithm] = &[Algorithm::ES256, Algorithm::ES384];
 /// Ed25519 keys.
 pub(crate) const ED: &[Algorithm] = &[Algorithm::EdDSA];
 
+/// Reads one type of PEM public key.
+type PemParser = fn(&[u8]) -> jsonwebtoken::errors::Result<DecodingKey>;
+
 /// One key that checks signatures.
 #[derive(Clone)]
 pub(crate) struct VerifyKey {
@@ -77,7 +80,7 @@ impl VerifyKey {
                     .into(),
             );
         }
-        let families: [(fn(&[u8]) -> _, &'static [Algorithm]); 3] = [
+        let families: [(PemParser, &'static [Algorithm]); 3] = [
             (DecodingKey::from_rsa_pem, RSA),
             (DecodingKey::from_ec_pem, EC),
             (DecodingKey::from_ed_pem, ED),

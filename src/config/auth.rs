@@ -332,6 +332,20 @@ mod tests {
         assert!(typo.contains("userID"), "{typo}");
     }
 
+    /// The example file of docs/configuration.md parses, and its `[auth]` keys are the defaults.
+    #[test]
+    fn the_documented_example_shows_the_auth_defaults() {
+        let doc = include_str!("../../docs/configuration.md");
+        let example = doc
+            .split("## Example file")
+            .nth(1)
+            .and_then(|rest| rest.split("```toml\n").nth(1))
+            .and_then(|block| block.split("```").next())
+            .expect("docs/configuration.md has an example file");
+        let config = parse(example).unwrap();
+        assert_eq!(config.auth, AuthSettings::default());
+    }
+
     #[test]
     fn the_secret_from_the_environment_replaces_a_secret_file() {
         let dir = tempfile::tempdir().unwrap();

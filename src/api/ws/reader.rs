@@ -408,6 +408,7 @@ impl Reader {
             client_message_id: send.client_message_id,
             reply_to: send.reply_to,
             mentions: send.mentions,
+            ..SendBody::default()
         };
         let ack = send_message(&self.state, &self.caller, send.conversation_id, body).await?;
         let fields = match serde_json::to_value(&ack) {

@@ -55,11 +55,11 @@ pub(crate) struct SendBody {
     #[serde(default)]
     pub mentions: Vec<String>,
     /// Ignored: the sender is the token's.
-    #[serde(default)]
-    pub sender_id: Option<serde::de::IgnoredAny>,
+    #[serde(default, rename = "senderId")]
+    pub _sender_id: Option<serde::de::IgnoredAny>,
     /// Ignored: the sender's name is the token's.
-    #[serde(default)]
-    pub sender_name: Option<serde::de::IgnoredAny>,
+    #[serde(default, rename = "senderName")]
+    pub _sender_name: Option<serde::de::IgnoredAny>,
 }
 
 /// `PATCH …/messages/{messageId}` body.

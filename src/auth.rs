@@ -73,6 +73,9 @@ pub struct Identity {
     pub name: Option<String>,
     /// Scopes granted.
     pub scopes: Vec<String>,
+    /// When the token expires (`exp`), seconds since the Unix epoch: a session opened with it
+    /// ends then.
+    pub expires_at: u64,
 }
 
 impl Identity {
@@ -150,6 +153,7 @@ impl Authenticator {
         Ok(Identity {
             user_id: claims.sub,
             name: claims.name,
+            expires_at: claims.exp,
             scopes: claims
                 .scope
                 .unwrap_or_default()
@@ -261,6 +265,7 @@ mod tests {
             user_id: "ops".into(),
             name: None,
             scopes: vec!["admin".into()],
+            expires_at: u64::MAX,
         };
         assert!(who.has_scope("events:consume") && who.has_scope("events:publish"));
     }

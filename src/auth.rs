@@ -93,7 +93,8 @@ pub struct Identity {
     pub name: Option<String>,
     /// Scopes granted.
     pub scopes: Vec<String>,
-    /// When the token expires: its `exp`, seconds since the Unix epoch.
+    /// When the token expires (`exp`), seconds since the Unix epoch: a session opened with it
+    /// ends then.
     pub expires_at: u64,
 }
 
@@ -390,7 +391,7 @@ mod tests {
             user_id: "ops".into(),
             name: None,
             scopes: vec!["admin".into()],
-            expires_at: 0,
+            expires_at: u64::MAX,
         };
         assert!(who.has_scope("events:consume") && who.has_scope("events:publish"));
     }

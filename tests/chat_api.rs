@@ -580,3 +580,81 @@ async fn a_message_is_readable_and_changeable_right_after_its_202() {
     let unknown = chat.get("bob", "/api/conversations/c/messages/nope").await;
     problem(unknown, 404).await;
 }
+
+/// Unknown fields in a chat body are a 400 naming the field, and change nothing, as topic
+/// bodies are: a misspelt `participants` does not create a room of one, a misspelt
+/// `clientMessageId` does not lose the client's idempotency. The sender fields of a message
+/// body stay ignored, as API.md says.
+#[tokio::test]
+async fn unknown_fields_in_chat_bodies_are_refused_and_change_nothing() {
+    let chat = chat_server(&[]).await;
+    let typo = chat
+        .post(
+            "ann",
+            "/api/conversations",
+            json!({"id": "t", "participant": ["bob"]}),
+        )
+        .await;
+    let body = problem(typo, 400).await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("participant"),
+        "{body}"
+    );
+    let missing = chat.get("ann", "/api/conversations/t").await;
+    problem(missing, 404).await;
+
+    chat.conversation("ann", "c", &["bob"]).await;
+    let refused = [
+        (
+            "/api/conversations/c/messages",
+            json!({"content": "x", "clientMsgId": "k"}),
+        ),
+        (
+            "/api/conversations/c/participants",
+            json!({"userId": "cat", "role": "owner"}),
+        ),
+        ("/api/conversations/c/read", json!({"seq": 0, "upTo": 3})),
+    ];
+    for (path, body) in refused {
+        let response = chat.post("ann", path, body).await;
+        let problem = problem(response, 400).await;
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("unknown field"),
+            "{path}: {problem}"
+        );
+    }
+    let sent = chat
+        .post_json(
+            "ann",
+            "/api/conversations/c/messages",
+            json!({"content": "hi", "senderId": "mallory", "senderName": "M"}),
+        )
+        .await;
+    assert_eq!(sent["status"], "accepted");
+    let edit = chat
+        .call(
+            Some("ann"),
+            Method::PATCH,
+            &format!(
+                "/api/conversations/c/messages/{}",
+                sent["id"].as_str().unwrap()
+            ),
+            Some(json!({"content": "edited", "contnet": "x"})),
+        )
+        .await;
+    problem(edit, 400).await;
+
+    let stored = chat
+        .wait_messages("ann", "c", 1, Duration::from_secs(5))
+        .await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(
+        (stored[0]["senderId"].clone(), stored[0]["content"].clone()),
+        (json!("ann"), json!("hi"))
+    );
+    let conversation = chat.get_json("ann", "/api/conversations/c").await;
+    assert_eq!(conversation["participants"], json!(["ann", "bob"]));
+}

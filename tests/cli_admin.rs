@@ -531,3 +531,66 @@ fn the_data_directory_can_come_from_the_environment() {
     assert!(output.status.success());
     assert!(String::from_utf8_lossy(&output.stdout).contains("\"from-env\""));
 }
+
+#[test]
+fn the_servers_own_topics_and_groups_need_force() {
+    // Proves `produce` to a topic the server writes, and `groups reset-offsets` of a group its
+    // workers consume with, are refused without --force (nothing appended or moved), and
+    // that --force does what it says.
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path();
+    ok(
+        dir,
+        &["topics", "create", "message.new", "--partitions", "1"],
+    );
+    let refused = failure(
+        tidings_with_stdin(dir, &["produce", "message.new"], "{\"x\":1}\n"),
+        &["produce", "message.new"],
+    );
+    assert!(
+        refused.contains("written by the server itself"),
+        "{refused}"
+    );
+    assert!(refused.contains("--force"), "{refused}");
+    for topic in ["messages", "messages.sent", "message.new.dlq"] {
+        let stderr = fails(dir, &["produce", topic]);
+        assert!(stderr.contains("--force"), "{topic}: {stderr}");
+    }
+    let high = |dir: &Path| -> Value {
+        let described = json_lines(&ok(dir, &["topics", "describe", "message.new", "--json"]));
+        described[0]["partitions"][0]["high"].clone()
+    };
+    assert_eq!(high(dir), json!(0), "nothing appended");
+    let forced = tidings_with_stdin(dir, &["produce", "message.new", "--force"], "{\"x\":1}\n");
+    assert_success(&forced, &["produce", "--force"]);
+    assert_eq!(high(dir), json!(1));
+
+    let reset = |force: bool| {
+        let mut args = vec![
+            "groups",
+            "reset-offsets",
+            "notify.sink.push",
+            "--topic",
+            "message.new",
+            "--to",
+            "latest",
+        ];
+        if force {
+            args.push("--force");
+        }
+        tidings(dir, &args)
+    };
+    let refused = failure(reset(false), &["groups", "reset-offsets"]);
+    assert!(refused.contains("--force"), "{refused}");
+    let described = tidings(dir, &["groups", "describe", "notify.sink.push"]);
+    assert!(
+        !described.status.success(),
+        "the refused reset committed nothing"
+    );
+    assert_success(&reset(true), &["groups", "reset-offsets", "--force"]);
+    let positions = json_lines(&ok(
+        dir,
+        &["groups", "describe", "notify.sink.push", "--json"],
+    ));
+    assert_eq!(positions[0]["committed"], json!(1), "{positions:?}");
+}

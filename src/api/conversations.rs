@@ -41,9 +41,10 @@ pub(crate) const READ_APPLY_WAIT: Duration = Duration::from_secs(5);
 /// `not-applied` (it is durable and will apply).
 pub(crate) const CHANGE_APPLY_WAIT: Duration = Duration::from_secs(10);
 
-/// `POST /api/conversations` body.
+/// `POST /api/conversations` body. Unknown fields are a 400 (a misspelt `participants` must
+/// not create a room of one).
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct CreateConversation {
     /// The caller's id for it (optional).
     pub id: Option<String>,
@@ -65,7 +66,7 @@ pub(crate) struct ListQuery {
 
 /// `POST …/participants` body.
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct AddParticipant {
     /// The user to add.
     pub user_id: String,
@@ -73,6 +74,7 @@ pub(crate) struct AddParticipant {
 
 /// `POST …/read` body.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct ReadMark {
     /// Highest seq read.
     pub seq: u64,

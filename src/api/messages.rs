@@ -39,9 +39,11 @@ pub(crate) const MAX_CLIENT_MESSAGE_ID_LEN: usize = 256;
 /// Most entries in `mentions`.
 pub(crate) const MAX_MENTIONS: usize = 100;
 
-/// `POST …/messages` body. Other fields (such as `senderId`) are ignored.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// `POST …/messages` body. A field naming the sender (`senderId`, `senderName`) is ignored,
+/// as API.md says (the sender is the token's); any other unknown field is a 400, so a typo
+/// does not silently drop what the client meant.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct SendBody {
     /// Text, 1 byte to `limits.maxContentBytes`.
     pub content: String,
@@ -52,10 +54,17 @@ pub(crate) struct SendBody {
     /// Mentioned participants.
     #[serde(default)]
     pub mentions: Vec<String>,
+    /// Ignored: the sender is the token's.
+    #[serde(default, rename = "senderId")]
+    pub _sender_id: Option<serde::de::IgnoredAny>,
+    /// Ignored: the sender's name is the token's.
+    #[serde(default, rename = "senderName")]
+    pub _sender_name: Option<serde::de::IgnoredAny>,
 }
 
 /// `PATCH …/messages/{messageId}` body.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct EditBody {
     /// The new text.
     pub content: String,

@@ -55,6 +55,11 @@ struct ResetArgs {
     /// first record appended at or after it).
     #[arg(long, value_name = "WHERE", value_parser = parse_reset_to)]
     to: ResetTo,
+    /// Reset a group the server's own workers consume with (`notify`, `notify.sink.NAME`)
+    /// anyway: they resume from the new offsets at their next start (a server refuses it
+    /// whatever the flag; `store` can never be reset).
+    #[arg(long)]
+    force: bool,
 }
 
 /// Parses `--to`: `earliest`, `latest`, an offset or an RFC 3339 time.
@@ -196,6 +201,15 @@ fn describe(target: &Target, group: &str) -> anyhow::Result<Vec<PartitionPositio
 
 /// The new committed offset of every partition, durable once this returns.
 fn reset_offsets(target: &Target, args: &ResetArgs) -> anyhow::Result<Vec<(u32, u64)>> {
+    let internal = crate::pipeline::is_internal_group(&args.group);
+    if internal && !args.force && args.group != crate::pipeline::STORE_GROUP {
+        anyhow::bail!(
+            "consumer group {:?} is one the server's own workers consume with: moving it back \
+             re-sends every notification in between to users, moving it forward skips them. \
+             Pass --force to reset it anyway (with the server stopped)",
+            args.group
+        );
+    }
     match target {
         Target::Local(_) if args.group == crate::pipeline::STORE_GROUP => anyhow::bail!(
             "consumer group {:?} follows the chat store's own applied position (kept in the \

@@ -10,6 +10,9 @@
 //! Over HTTP a record's value must be JSON: a line that is one JSON document is published as
 //! that JSON, any other line as a JSON string of its text (so an HTTP consumer reads every line
 //! alike in both modes). A batch is split into requests of at most `MAX_REQUEST_BYTES`.
+//!
+//! The server's own topics are refused unless `--force` is given (and a server refuses what
+//! no token may write whatever the flag).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
@@ -24,6 +27,7 @@ use super::connect::{connect, Target};
 use super::remote::Remote;
 use super::topics::describe_remote;
 use super::{runtime, write_json_line, Access, CommonArgs};
+use crate::api::topics::InternalTopic;
 use crate::log::{Log, LogError, Record};
 
 /// Most lines appended together.
@@ -44,6 +48,11 @@ pub struct ProduceArgs {
     /// Append every record to this partition instead of choosing by key or round-robin.
     #[arg(long, value_name = "P")]
     partition: Option<u32>,
+    /// Append to one of the server's own topics (`messages`, `messages.sent`, `message.new`,
+    /// `message.new.dlq`) anyway: what is appended there is applied or pushed as if the server
+    /// had written it.
+    #[arg(long)]
+    force: bool,
 }
 
 /// Where one record landed, as `--json` prints it.
@@ -75,6 +84,9 @@ struct PublishedRecord<'a> {
 
 /// Appends stdin's lines and reports `produced N records to TOPIC` on stderr.
 pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
+    if !args.force {
+        refuse_server_topic(&args.topic)?;
+    }
     let runtime = runtime()?;
     let target = connect(&args.common, Access::MustExist)?;
     let partitions = match &target {
@@ -92,6 +104,27 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
     progress.finish_and_clear();
     eprintln!("produced {} records to {}", progress.position(), args.topic);
     outcome
+}
+
+/// Fails, before anything is opened, for a topic the server writes itself: a line produced
+/// there by mistake is a chat command the store applies, an event other services act on, or a
+/// notification every sink pushes to users.
+fn refuse_server_topic(topic: &str) -> anyhow::Result<()> {
+    let Some(internal) = crate::api::topics::internal_topic(topic) else {
+        return Ok(());
+    };
+    let effect = match internal {
+        InternalTopic::Commands => "the chat store applies every record there as a chat write",
+        InternalTopic::Events => "other services act on every record there as a chat event",
+        InternalTopic::Notifications => {
+            "every notification sink pushes every record there to users"
+        }
+        InternalTopic::DeadLetters => "`tidings dlq replay` re-delivers every record there",
+    };
+    anyhow::bail!(
+        "topic {topic:?} is written by the server itself: {effect}. To put dead letters back \
+         use `tidings dlq replay`; to append anyway, pass --force"
+    )
 }
 
 /// Fails before anything is read when the partition does not exist.

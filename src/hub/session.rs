@@ -28,6 +28,8 @@ pub(crate) enum CloseReason {
     TooLarge,
     /// The client broke its protocol (a malformed SignalR record or handshake: 1002).
     ProtocolError,
+    /// The session's token expired and no fresh one was presented in time (4001).
+    TokenExpired,
     /// The client closed the connection or it broke: nothing to send.
     ClientGone,
 }
@@ -41,6 +43,7 @@ impl CloseReason {
             CloseReason::Unresponsive => Some(1008),
             CloseReason::TooLarge => Some(1009),
             CloseReason::ProtocolError => Some(1002),
+            CloseReason::TokenExpired => Some(4001),
             CloseReason::ClientGone => None,
         }
     }
@@ -53,6 +56,7 @@ impl CloseReason {
             CloseReason::Unresponsive => "no answer to pings",
             CloseReason::TooLarge => "frame too large",
             CloseReason::ProtocolError => "protocol error",
+            CloseReason::TokenExpired => "token expired: reconnect with a fresh token",
             CloseReason::ClientGone => "",
         }
     }

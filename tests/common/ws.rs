@@ -202,6 +202,31 @@ impl WsClient {
         }
     }
 
+    /// Reads until the server closes; returns the close code, its reason and every text frame
+    /// before it.
+    pub async fn until_close_frame(&mut self) -> (u16, String, Vec<Value>) {
+        let mut frames = Vec::new();
+        loop {
+            let message = tokio::time::timeout(DEADLINE, self.stream.next())
+                .await
+                .expect("a close within the deadline");
+            match message {
+                Some(Ok(Message::Text(text))) => {
+                    frames.push(serde_json::from_str(&text).expect("JSON frame"))
+                }
+                Some(Ok(Message::Close(Some(close)))) => {
+                    return (u16::from(close.code), close.reason.to_string(), frames)
+                }
+                Some(Ok(Message::Close(None))) => {
+                    return (u16::from(CloseCode::Status), String::new(), frames)
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => panic!("connection failed before a close frame: {e}"),
+                None => panic!("connection ended without a close frame"),
+            }
+        }
+    }
+
     /// Closes the connection from the client side.
     pub async fn close(mut self) {
         let _ = self.stream.close(None).await;

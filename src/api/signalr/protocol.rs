@@ -4,7 +4,7 @@
 //! A WebSocket text frame carries one or more records, each ended by `0x1E`. The first record
 //! of a connection is the handshake (`{"protocol":"json","version":1}`); after it, records are
 //! told apart by their numeric `type`: 1 an invocation of a hub method (API.md's
-//! `JoinConversation`, `SendMessage`, …), 4 a stream invocation (refused: no hub method
+//! `JoinConversation`, `SendMessage`, `Authenticate`, …), 4 a stream invocation (refused: no hub method
 //! streams), 5 a stream cancellation, 6 a ping, 7 the client closing. A record that is not JSON,
 //! not an object, has no known `type`, or a frame that does not end with the separator breaks
 //! the protocol: the connection closes with the reason ([`Parsed::Broken`]). An invocation of
@@ -17,7 +17,9 @@ use serde_json::Value;
 
 use super::codec::RECORD_SEPARATOR;
 use crate::api::problem::ApiError;
-use crate::api::ws::reader::{ClientFrame, Parsed, ReadFrame, ResumeFrame, SendFrame, TypingFrame};
+use crate::api::ws::client_frame::{
+    AuthFrame, ClientFrame, Parsed, ReadFrame, ResumeFrame, SendFrame, TypingFrame,
+};
 
 /// The records of one text frame (handshake not included), in order.
 pub(crate) fn records(text: &str) -> Vec<Parsed> {
@@ -138,9 +140,15 @@ fn hub_method(target: &str, arguments: &[Value]) -> Result<ClientFrame, ApiError
                 conversations: [(args.string(0)?, args.seq(1)?)].into(),
             }))
         }
+        "Authenticate" => {
+            args.count(1, 1)?;
+            Ok(ClientFrame::Auth(AuthFrame {
+                token: args.string(0)?,
+            }))
+        }
         other => Err(ApiError::BadRequest(format!(
             "Unknown hub method '{other}': JoinConversation, LeaveConversation, SendMessage, \
-             Typing, MarkRead or Resume"
+             Typing, MarkRead, Resume or Authenticate"
         ))),
     }
 }
@@ -316,7 +324,8 @@ mod tests {
         fn any_invocation_is_a_frame_or_a_refusal(
             target in prop_oneof![
                 Just("JoinConversation"), Just("LeaveConversation"), Just("SendMessage"),
-                Just("Typing"), Just("MarkRead"), Just("Resume"), Just("Other")
+                Just("Typing"), Just("MarkRead"), Just("Resume"), Just("Authenticate"),
+                Just("Other")
             ],
             arguments in proptest::collection::vec(prop_oneof![
                 Just(json!(null)), Just(json!("c")), Just(json!(true)), Just(json!(3)),

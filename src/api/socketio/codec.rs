@@ -162,6 +162,12 @@ pub(crate) fn noop() -> Bytes {
     Bytes::from_static(b"6")
 }
 
+/// Socket.IO's DISCONNECT of the namespace `/`, `41`: the server ends the socket, and the
+/// client does not reconnect by itself (its `disconnect` reason is `io server disconnect`).
+pub(crate) fn disconnect() -> Bytes {
+    Bytes::from_static(b"41")
+}
+
 /// Engine.IO's close, `1`: the connection is over (long-polling; a WebSocket closes instead).
 pub(crate) fn close() -> Bytes {
     Bytes::from_static(b"1")

@@ -235,6 +235,9 @@ fn authorize(
     let caller = state
         .authenticator()?
         .verify(&token.ok_or(AuthError::Missing)?)?;
+    if ws::expiry::has_expired(caller.expires_at) {
+        return Err(AuthError::Expired.into());
+    }
     if state.shutdown().is_cancelled() {
         return Err(ApiError::NotReady);
     }

@@ -6,9 +6,9 @@
 //! connection: the Socket.IO CONNECT with its `auth` payload, the upgrade probe (`2probe`) and
 //! the upgrade (`5`); everything else goes to the session's reader ([`session_packet`]): the
 //! heartbeat answer (`3`), noop (`6`), the client closing (`1`, or DISCONNECT `41`), and the
-//! EVENT packets, `42[<ack id>]["event", {…}]`. API.md's events are `send`, `typing`, `read`
-//! and `resume`, each with one object argument, the `/ws` frame's fields but `type`; the
-//! acknowledgement id becomes the frame's `ref`. An unknown event or a wrong argument is
+//! EVENT packets, `42[<ack id>]["event", {…}]`. API.md's events are `send`, `typing`, `read`,
+//! `resume` and `auth` (a fresh token, `{token}`), each with one object argument, the `/ws`
+//! frame's fields but `type`; the acknowledgement id becomes the frame's `ref`. An unknown event or a wrong argument is
 //! refused with a 400 for its acknowledgement (the connection stays); a packet that is not
 //! Socket.IO at all, binary attachments, or a namespace the client never connected breaks the
 //! protocol ([`Parsed::Broken`]: the connection closes).
@@ -18,7 +18,7 @@
 use serde_json::Value;
 
 use crate::api::problem::ApiError;
-use crate::api::ws::reader::{parse, ClientFrame, Parsed};
+use crate::api::ws::client_frame::{parse, ClientFrame, Parsed};
 
 /// A packet as the transport sees it.
 #[derive(Debug, PartialEq)]
@@ -157,10 +157,10 @@ fn event(rest: &str) -> Parsed {
 /// The client events of API.md, each with its one object argument checked.
 fn client_event(name: &str, arguments: Vec<Value>) -> Result<ClientFrame, ApiError> {
     let kind = match name {
-        "send" | "typing" | "read" | "resume" => name,
+        "send" | "typing" | "read" | "resume" | "auth" => name,
         other => {
             return Err(ApiError::BadRequest(format!(
-                "unknown event {other:?}: expected send, typing, read or resume"
+                "unknown event {other:?}: expected send, typing, read, resume or auth"
             )))
         }
     };
@@ -180,6 +180,7 @@ fn client_event(name: &str, arguments: Vec<Value>) -> Result<ClientFrame, ApiErr
         "send" => ClientFrame::Send(parse(argument, &what)?),
         "typing" => ClientFrame::Typing(parse(argument, &what)?),
         "read" => ClientFrame::Read(parse(argument, &what)?),
+        "auth" => ClientFrame::Auth(parse(argument, &what)?),
         _ => ClientFrame::Resume(parse(argument, &what)?),
     })
 }
@@ -249,6 +250,10 @@ mod tests {
         assert!(matches!(
             session_packet(r#"42["resume",{"conversations":{"c":0}}]"#),
             Parsed::Frame(ClientFrame::Resume(_), None)
+        ));
+        assert!(matches!(
+            session_packet(r#"427["auth",{"token":"t"}]"#),
+            Parsed::Frame(ClientFrame::Auth(auth), Some(_)) if auth.token == "t"
         ));
         assert!(matches!(
             session_packet("3"),

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use super::codec::TidingsJson;
 use crate::api::signalr::codec::{self as signalr, SignalrJson};
 use crate::api::socketio::codec::{self as socketio, SocketIoJson};
-use crate::hub::{CloseReason, Frame};
+use crate::hub::{frame, CloseReason, Frame};
 
 /// SignalR's keep-alive interval (its clients' default: a ping every 15 s, and they give up
 /// after 30 s without a message).
@@ -88,18 +88,33 @@ impl Dialect {
     }
 
     /// What the session writes before its close frame: SignalR's close record, which its
-    /// clients read (with whether they may reconnect); nothing for `/ws`, whose close frame
-    /// says it all.
-    pub(crate) fn farewell(self, reason: CloseReason) -> Option<Message> {
+    /// clients read (with whether they may reconnect); for Socket.IO only when the token
+    /// expired (see [`Dialect::token_expired`]); nothing for `/ws`, whose close frame says it
+    /// all.
+    pub(crate) fn farewell(self, reason: CloseReason) -> Vec<Message> {
         match (self, reason) {
-            // A Socket.IO client reconnects when its transport closes; a DISCONNECT packet
-            // would tell it not to.
-            (Dialect::Tidings | Dialect::SocketIo, _) => None,
+            (Dialect::Tidings, _) => Vec::new(),
+            (Dialect::SocketIo, CloseReason::TokenExpired) => self.token_expired(reason),
+            // A Socket.IO client reconnects when its transport closes (after a restart, a slow
+            // read), as it should; a DISCONNECT packet would tell it not to.
+            (Dialect::SocketIo, _) => Vec::new(),
             // The reader already sent the record that names what broke (a handshake error
             // before the handshake, a close record after it): a second one would contradict it.
-            (Dialect::Signalr, CloseReason::ProtocolError) => None,
-            (Dialect::Signalr, reason) => Some(text(signalr::close(reason.text(), true))),
+            (Dialect::Signalr, CloseReason::ProtocolError) => Vec::new(),
+            // With `allowReconnect`, a client that reconnects by itself asks its token factory
+            // again, which is what an expired token needs.
+            (Dialect::Signalr, reason) => vec![text(signalr::close(reason.text(), true))],
         }
+    }
+
+    /// A Socket.IO session's farewell when its token expired: an `error` event (401 and why),
+    /// then DISCONNECT. Reconnecting by itself, socket.io-client would CONNECT again with the
+    /// same `auth`, the expired token (unless `auth` is a function); after a DISCONNECT it does
+    /// not, and the application reconnects with a fresh token (`socket.auth = …;
+    /// socket.connect()`).
+    fn token_expired(self, reason: CloseReason) -> Vec<Message> {
+        let why = frame::error(None, 401, reason.text());
+        vec![text(self.encode(&why)), text(socketio::disconnect())]
     }
 }
 

@@ -10,13 +10,17 @@
 //! axum's graceful shutdown does not wait for upgraded connections, hence the trackers.
 //!
 //! Each connection's buffers are sized by `ws.readBufferBytes` and `ws.writeBufferBytes` so
-//! that an idle session stays small. This module holds no frame logic itself: `reader.rs`,
-//! `writer.rs`, `seq.rs` (the per-conversation seq rule), `frame_rate.rs` (the per-session frame
-//! budget), `codec.rs` (how events look as `/ws` JSON), `dialect.rs` (what differs when the
-//! session speaks SignalR: `api::signalr` upgrades into the same [`accept`]).
+//! that an idle session stays small. This module holds no frame logic itself: `client_frame.rs`
+//! (what clients send, typed), `reader.rs`, `writer.rs`, `seq.rs` (the per-conversation seq
+//! rule), `frame_rate.rs` (the per-session frame budget), `codec.rs` (how events look as `/ws`
+//! JSON), `dialect.rs` (what differs when the session speaks SignalR: `api::signalr` upgrades
+//! into the same [`accept`]), `expiry.rs` (the session ends when its token expires, unless the
+//! client renews it in-band).
 
+pub(crate) mod client_frame;
 pub(crate) mod codec;
 pub(crate) mod dialect;
+pub(crate) mod expiry;
 mod frame_rate;
 pub(crate) mod objects;
 pub(crate) mod reader;
@@ -38,7 +42,7 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 use super::auth::Caller;
 use super::problem::ApiError;
 use super::AppState;
-use crate::auth::Identity;
+use crate::auth::{AuthError, Identity};
 use crate::hub::Session;
 use dialect::Dialect;
 use frame_rate::FrameRate;
@@ -69,6 +73,10 @@ pub(crate) fn accept(
 ) -> Result<Response, ApiError> {
     if state.shutdown().is_cancelled() {
         return Err(ApiError::NotReady);
+    }
+    // A token accepted within the verifier's clock leeway would open a session already over.
+    if expiry::has_expired(caller.expires_at) {
+        return Err(AuthError::Expired.into());
     }
     state.chat()?;
     let session = state.hub().open(&caller.user_id)?;
@@ -123,6 +131,7 @@ pub(crate) async fn run_session<Si, St>(
         verified_epoch: 0,
         dialect,
         joined: Default::default(),
+        expires: expiry::deadline(caller.expires_at),
     };
     state.tasks().spawn(writer.run());
     let reader = Reader {

@@ -10,8 +10,10 @@
 //! store first. `resume` replays from the store in pages, in order. It closes the connection
 //! with the session's [`CloseReason`]: on shutdown (1001) after writing what is queued, when
 //! the client is too slow (4008) or too large (1009) at once, and itself (1008) when the
-//! connection answered nothing for two ping intervals. A close frame gets [`CLOSE_TIMEOUT`]
-//! to go out; a client that reads nothing is then dropped.
+//! connection answered nothing for two ping intervals, and (4001) when the session's token
+//! expires: it sleeps until then in the same loop, and a renewal ([`Control::Renew`]) moves
+//! that deadline (see `expiry.rs`). A close frame gets [`CLOSE_TIMEOUT`] to go out; a client
+//! that reads nothing is then dropped.
 //!
 //! With `ws.writeDelayMs` set, two batches of queued frames are at least that far apart: a
 //! frame that finds the session quiet goes at once, later ones wait and share one write (fewer
@@ -35,6 +37,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::dialect::{self, Dialect};
+use super::expiry;
 use super::seq::{SeqTracker, Verdict};
 use crate::hub::frame;
 use crate::hub::{CloseReason, Frame, Scope, ServerEvent, Session, SessionHandle};
@@ -78,6 +81,12 @@ pub(super) enum Control {
     },
     /// Protocol bytes of this session alone (SignalR's handshake answer, its close record).
     Text(bytes::Bytes),
+    /// The client presented a fresh token expiring at `expires_at` (seconds since the epoch):
+    /// the session ends then instead; then answer `reference`.
+    Renew {
+        expires_at: u64,
+        reference: Option<Value>,
+    },
     /// Close the session for this reason once what came before is written.
     Close(CloseReason),
 }
@@ -114,6 +123,8 @@ pub(super) struct Writer<S> {
     pub dialect: Dialect,
     /// The conversations a SignalR session joined (a `/ws` session hears all of its user's).
     pub joined: HashSet<Arc<str>>,
+    /// When the session's token expires: the session closes then (4001).
+    pub expires: Instant,
 }
 
 impl<S> Writer<S>
@@ -145,10 +156,19 @@ where
         let mut missed = 0;
         let held_until = Instant::now() + RESUME_WINDOW;
         let opens_by_itself = self.dialect.opens_by_itself();
+        // One timer for the session's whole life, moved when the client renews its token.
+        let expiry = tokio::time::sleep_until(self.expires);
+        tokio::pin!(expiry);
         loop {
+            if expiry.deadline() != self.expires {
+                expiry.as_mut().reset(self.expires);
+            }
             let step = tokio::select! {
                 biased;
                 () = handle.closed() => return closed_reason(handle),
+                // Before the client's frames: a client that keeps the control queue busy must
+                // not hold its session open past its token's expiry.
+                () = expiry.as_mut() => return token_expired(handle),
                 Some(control) = self.control.recv() => Step::Control(control),
                 Some(frame) = self.session.recv(), if self.live => Step::Frame(frame),
                 () = tokio::time::sleep_until(held_until), if !self.live && opens_by_itself => Step::Control(Control::Open),
@@ -198,6 +218,14 @@ where
             }
             Step::Control(Control::Text(bytes)) => {
                 self.sink.send(dialect::text(bytes)).await?;
+            }
+            Step::Control(Control::Renew {
+                expires_at,
+                reference,
+            }) => {
+                self.expires = expiry::deadline(expires_at);
+                self.write_now(&expiry::renewed(reference, expires_at))
+                    .await?;
             }
             Step::Control(Control::Close(reason)) => return Ok(Some(reason)),
             Step::Frame(first) => self.write_batch(first).await?,
@@ -433,7 +461,7 @@ where
                     self.write_frame(&queued).await?;
                 }
             }
-            if let Some(farewell) = self.dialect.farewell(reason) {
+            for farewell in self.dialect.farewell(reason) {
                 self.sink.feed(farewell).await?;
             }
             let close = CloseFrame {
@@ -446,6 +474,12 @@ where
             tracing::debug!(code, "close frame not sent in time; connection dropped");
         }
     }
+}
+
+/// The reason a session closes at its token's expiry.
+fn token_expired(handle: &SessionHandle) -> CloseReason {
+    tracing::debug!(user = %handle.user_id(), session = %handle.id(), "token expired; session closed");
+    CloseReason::TokenExpired
 }
 
 fn closed_reason(handle: &SessionHandle) -> CloseReason {

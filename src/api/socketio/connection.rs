@@ -225,7 +225,7 @@ impl Connection {
     async fn receive(self: &Arc<Self>, state: &AppState, packet: &str) {
         match protocol::transport_packet(packet) {
             TransportPacket::Connect { namespace, auth } => {
-                super::connect(state, self, namespace, auth);
+                super::connect(state, self, namespace, auth).await;
             }
             TransportPacket::BadConnect(why) => {
                 self.queue(codec::connect_refused("/", 400, &why));

@@ -177,24 +177,29 @@ fn packets_response(body: String) -> Response {
 /// The CONNECT of `connection` to `namespace` with `auth`: verifies the token and opens the
 /// session, which then runs until it ends; a refusal goes back as CONNECT_ERROR and the
 /// connection stays (the client may CONNECT again) until its timeout.
-fn connect(state: &AppState, connection: &Arc<Connection>, namespace: &str, auth: Option<Value>) {
+async fn connect(
+    state: &AppState,
+    connection: &Arc<Connection>,
+    namespace: &str,
+    auth: Option<Value>,
+) {
     if connection.is_connected() {
         return;
     }
-    if let Err(refused) = start_session(state, connection, namespace, auth) {
+    if let Err(refused) = start_session(state, connection, namespace, auth).await {
         let status = refused.status().as_u16();
         tracing::debug!(status, detail = %refused.detail(), "Socket.IO connect refused");
         connection.queue(codec::connect_refused(namespace, status, &refused.detail()));
     }
 }
 
-fn start_session(
+async fn start_session(
     state: &AppState,
     connection: &Arc<Connection>,
     namespace: &str,
     auth: Option<Value>,
 ) -> Result<(), ApiError> {
-    let (caller, session) = authorize(state, namespace, auth, connection.handshake_token())?;
+    let (caller, session) = authorize(state, namespace, auth, connection.handshake_token()).await?;
     let (sink, stream) = connection.attach_session();
     let handling = state.session_readers().token();
     let run = ws::run_session(
@@ -216,7 +221,7 @@ fn start_session(
 
 /// A CONNECT's caller and its new hub session: the namespace must be `/`, the token (`auth`'s,
 /// else the handshake's) valid, the server ready and the session limits not reached.
-fn authorize(
+async fn authorize(
     state: &AppState,
     namespace: &str,
     auth: Option<Value>,
@@ -234,7 +239,8 @@ fn authorize(
     };
     let caller = state
         .authenticator()?
-        .verify(&token.ok_or(AuthError::Missing)?)?;
+        .verify_refreshing(&token.ok_or(AuthError::Missing)?)
+        .await?;
     if ws::expiry::has_expired(caller.expires_at) {
         return Err(AuthError::Expired.into());
     }

@@ -69,7 +69,7 @@ async fn connect(
         };
         match protocol::transport_packet(text.as_str()) {
             TransportPacket::Connect { namespace, auth } => {
-                match authorize(state, namespace, auth, token.clone()) {
+                match authorize(state, namespace, auth, token.clone()).await {
                     Ok(connected) => return Some(connected),
                     Err(refused) => {
                         let status = refused.status().as_u16();

@@ -50,12 +50,12 @@ pub(super) fn deadline(expires_at: u64) -> Instant {
 
 /// The identity of a fresh token presented by the session of `current`: refused with 401 when
 /// the token is invalid or already expired, 403 when it speaks for another user.
-pub(super) fn renew(
+pub(super) async fn renew(
     state: &AppState,
     current: &Identity,
     token: &str,
 ) -> Result<Identity, ApiError> {
-    let renewed = state.authenticator()?.verify(token)?;
+    let renewed = state.authenticator()?.verify_refreshing(token).await?;
     if has_expired(renewed.expires_at) {
         return Err(AuthError::Expired.into());
     }

@@ -350,7 +350,7 @@ impl Reader {
     /// Takes a fresh token's identity (same user, not expired) and has the writer move the
     /// session's deadline to its expiry and answer.
     async fn renew(&mut self, token: &str, reference: Option<Value>) -> Result<(), ApiError> {
-        let renewed = expiry::renew(&self.state, &self.caller, token)?;
+        let renewed = expiry::renew(&self.state, &self.caller, token).await?;
         let expires_at = renewed.expires_at;
         self.caller = renewed;
         let renew = Control::Renew {

@@ -699,7 +699,7 @@ impl FileConfig {
             config.auth.jwt_secret = auth.jwt_secret.filter(|s| !s.is_empty());
         }
         self.ws.unwrap_or_default().apply_to(&mut config.ws);
-        self.http.unwrap_or_default().apply_to(&mut config.http);
+        self.http.unwrap_or_default().apply_to(&mut config.http)?;
         let logging = self.logging.unwrap_or_default();
         if let Some(format) = logging.format {
             config.logging.format = parse_format(&format, origin("logging.format"))?;

@@ -33,11 +33,18 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer_token(parts)
-            .or_else(|| query_token(parts, &state.config().signalr.path))
-            .ok_or(AuthError::Missing)?;
-        Ok(Caller(state.authenticator()?.verify(&token)?))
+        let verified = authenticate(parts, state);
+        // The access log names the user, or logs the refusal.
+        super::access::note_caller(parts, verified.as_ref());
+        Ok(Caller(verified?))
     }
+}
+
+fn authenticate(parts: &Parts, state: &AppState) -> Result<Identity, ApiError> {
+    let token = bearer_token(parts)
+        .or_else(|| query_token(parts, &state.config().signalr.path))
+        .ok_or(AuthError::Missing)?;
+    Ok(state.authenticator()?.verify(&token)?)
 }
 
 /// `GET /api/me` → `{"userId", "name", "scopes"}`: who the presented token speaks for, so a

@@ -232,9 +232,11 @@ fn authorize(
         Some(_) => return Err(ApiError::BadRequest("auth.token must be a string".into())),
         None => handshake_token,
     };
-    let caller = state
-        .authenticator()?
-        .verify(&token.ok_or(AuthError::Missing)?)?;
+    let authenticator = state.authenticator()?;
+    let caller = token
+        .ok_or(AuthError::Missing)
+        .and_then(|token| authenticator.verify(&token))
+        .inspect_err(|refused| super::access::auth_failed(PATH, refused))?;
     if state.shutdown().is_cancelled() {
         return Err(ApiError::NotReady);
     }

@@ -207,6 +207,30 @@ async fn listed_origins_may_open_sockets_and_others_may_not() {
     assert_eq!(upgrade_from(&chat, "ann", Some(&own)).await, Ok(()));
     let refused = upgrade_from(&chat, "ann", Some("https://app.example.evil")).await;
     assert_eq!(refused.map_err(|(status, _)| status), Err(403));
+
+    // The SignalR negotiation is a plain POST: a listed page's preflight passes (with the
+    // headers the SignalR client adds) and it may read the answer.
+    let negotiate = "/chathub/negotiate?negotiateVersion=1";
+    let allowed = preflight(&chat, negotiate, APP).await;
+    assert_eq!(allowed.status(), 204);
+    let headers = allowed.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap();
+    assert!(headers.contains("x-signalr-user-agent"), "{headers}");
+    let answer = reqwest::Client::new()
+        .post(format!("{own}{negotiate}"))
+        .bearer_auth(chat.token("ann"))
+        .header("origin", APP)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.headers()["access-control-allow-origin"], APP);
+    problem(
+        preflight(&chat, negotiate, "https://evil.example").await,
+        403,
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -14,7 +14,8 @@
 //!   neither the server's own (the `Origin`'s host and port equal the request's `Host`) nor
 //!   allowed gets 403 problem+json before any upgrade or authentication. Browsers do not apply
 //!   CORS to WebSockets, so this check is what stops another site's page from opening a socket
-//!   with a token it got hold of.
+//!   with a token it got hold of. Past the check, the same CORS as on `/api` applies, since the
+//!   SignalR negotiation and Socket.IO's long-polling are plain HTTP requests.
 //!
 //! An allowed origin is one listed in `http.allowedOrigins`, or any with `*`. With the list
 //! empty (the default) only same-origin pages may use the server, as before CORS existed here.
@@ -41,8 +42,10 @@ use crate::config::Config;
 
 /// Methods a cross-origin page may use on `/api`.
 const ALLOWED_METHODS: &str = "GET, POST, PATCH, DELETE";
-/// Request headers a cross-origin page may send: the token, JSON bodies, its own request id.
-const ALLOWED_HEADERS: &str = "authorization, content-type, x-request-id";
+/// Request headers a cross-origin page may send: the token, JSON bodies, its own request id,
+/// and the two the SignalR client adds to its negotiation.
+const ALLOWED_HEADERS: &str =
+    "authorization, content-type, x-request-id, x-requested-with, x-signalr-user-agent";
 /// Response headers a cross-origin page may read.
 const EXPOSED_HEADERS: &str = "x-request-id, retry-after, location, www-authenticate";
 /// How long a browser may reuse a preflight's answer, in seconds.
@@ -130,7 +133,9 @@ pub(crate) async fn guard(
         Surface::Socket => {
             let text = origin.to_str().unwrap_or_default();
             if origins.allows(text) || same_origin(text, request.headers()) {
-                next.run(request).await
+                // The SignalR negotiation and Socket.IO's polling are plain HTTP requests: an
+                // allowed page needs CORS to read their answers, as on `/api`.
+                cors(&origins, origin, request, next).await
             } else {
                 refusal(text, "open a socket on this server").into_response()
             }

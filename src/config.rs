@@ -679,7 +679,7 @@ impl FileConfig {
             auth.apply_to(&mut config.auth);
         }
         self.ws.unwrap_or_default().apply_to(&mut config.ws);
-        self.http.unwrap_or_default().apply_to(&mut config.http);
+        self.http.unwrap_or_default().apply_to(&mut config.http)?;
         let logging = self.logging.unwrap_or_default();
         if let Some(format) = logging.format {
             config.logging.format = parse_format(&format, origin("logging.format"))?;

@@ -4,8 +4,8 @@
 //! dump or backtrace) and the process exits with 1; clap exits with 2 on usage errors.
 //!
 //! `serve` resolves the configuration, installs the tracing subscriber, binds, prints
-//! `listening on http://HOST:PORT` on stdout, and runs [`tidings::server::run`] until SIGINT or
-//! SIGTERM. Any failure is printed as one `error: …` line on stderr with exit status 1.
+//! `listening on http://HOST:PORT` on stdout, and runs [`tidings::server::run`] (which logs the
+//! start-up banner) until SIGINT or SIGTERM. Any failure is printed as one `error: …` line on stderr with exit status 1.
 
 use std::io::{IsTerminal as _, Write as _};
 use std::net::SocketAddr;
@@ -112,7 +112,6 @@ fn serve(args: tidings::cli::serve::ServeArgs) -> anyhow::Result<()> {
             .local_addr()
             .context("cannot read the bound address")?;
         announce(addr)?;
-        tracing::info!(%addr, data_dir = %config.data_dir.display(), "listening");
         tidings::server::run(listener, config, shutdown).await?;
         tracing::info!("stopped");
         Ok(())

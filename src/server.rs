@@ -21,6 +21,9 @@
 //! the admin commands, which cannot open a directory the server holds, find the server instead;
 //! the file goes at a clean stop, before the directory's lock does.
 //!
+//! Each step of the start is announced by the start-up banner ([`banner`]): version, data
+//! directory and durability, the listener, the secret's source, the sinks, then `ready`.
+//!
 //! `main` passes SIGINT/SIGTERM as the shutdown future; tests bind `127.0.0.1:0` and pass
 //! their own. This module does not parse configuration, bind sockets or install signal
 //! handlers, and it holds no routes: those are in `api`.
@@ -28,7 +31,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -46,6 +49,8 @@ use crate::log::{Log, LogError};
 use crate::pipeline::notify::LiveSessions;
 use crate::pipeline::{self, Pipeline, PipelineConfig, PipelineError, MESSAGES_TOPIC};
 use crate::store::{Store, StoreError};
+
+mod banner;
 
 /// How often buffered histogram samples are folded into buckets when nobody scrapes.
 const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -85,6 +90,8 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
+    let started = Instant::now();
+    banner::starting(&config);
     raise_open_file_limit();
     let state = AppState::new(config);
     tracing::info!(
@@ -93,6 +100,7 @@ pub async fn run(
     );
     let token = state.shutdown().clone();
     let address = listener.local_addr().map_err(ServerError::Serve)?;
+    banner::listening(address);
     // The pipeline's stages stop on their own signals, after the requests drained (see `stop`).
     let stages = Stages::default();
     // Connection limits, timeouts and TCP_NODELAY are the connection layer's.
@@ -112,6 +120,7 @@ pub async fn run(
     // after, and the log is then closed cleanly instead of being dropped mid-recovery.
     let outcome = match open(&state, &stages, address).await {
         Ok(()) => {
+            banner::ready(started);
             shutdown.await;
             tracing::info!("shutdown requested: draining requests");
             Ok(())
@@ -228,7 +237,9 @@ async fn start_notifications(
         state.tasks(),
     )
     .await
-    .map_err(ServerError::Notifications)
+    .map_err(ServerError::Notifications)?;
+    banner::sinks(state.config());
+    Ok(())
 }
 
 /// Gives the hub its contacts (the store) and starts its timers.
@@ -304,6 +315,7 @@ async fn open_log(state: &AppState) -> Result<(), ServerError> {
     let authenticator = Authenticator::for_server(&config.auth, &config.data_dir)
         .await
         .map_err(ServerError::Secret)?;
+    banner::secret_source(config);
     tracing::info!(keys = %authenticator.describe(), "tokens checked");
     authenticator.spawn_key_refresh(state.shutdown().clone(), state.tasks());
     state.attach_authenticator(authenticator);

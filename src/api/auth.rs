@@ -33,13 +33,19 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer_token(parts)
-            .or_else(|| query_token(parts, &state.config().signalr.path))
-            .ok_or(AuthError::Missing)?;
-        // Waits for a JWKS refresh when the token names a key id not yet known.
-        let identity = state.authenticator()?.verify_refreshing(&token).await?;
-        Ok(Caller(identity))
+        let verified = authenticate(parts, state).await;
+        // The access log names the user, or logs the refusal.
+        super::access::note_caller(parts, verified.as_ref());
+        Ok(Caller(verified?))
     }
+}
+
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<Identity, ApiError> {
+    let token = bearer_token(parts)
+        .or_else(|| query_token(parts, &state.config().signalr.path))
+        .ok_or(AuthError::Missing)?;
+    // Waits for a JWKS refresh when the token names a key id not yet known.
+    Ok(state.authenticator()?.verify_refreshing(&token).await?)
 }
 
 /// `GET /api/me` → `{"userId", "name", "scopes"}`: who the presented token speaks for, so a

@@ -3,7 +3,9 @@
 //! [`app`] assembles the router from the handler files (`health`, `metrics`, `conversations`,
 //! `messages`, the WebSocket upgrade `ws`, and the event bus's `topics`, `records` and consumer
 //! `groups`) and wraps it in the request-latency layer, the body-size limit and the request
-//! limits of [`http_limits`] (which also turns axum's text rejections into problem+json);
+//! limits of [`http_limits`] (which also turns axum's text rejections into problem+json), the
+//! browser-origin rules of [`origins`] (CORS, the sockets' `Origin` check) and, outermost, the
+//! request ids and access log of [`access`];
 //! [`connections`] serves it on a listener within the connection limits; [`AppState`] is what
 //! every handler can reach. Errors are [`ApiError`](problem::ApiError)s, answered as problem+json
 //! ([`problem`]). axum is used here and in `server.rs` only.
@@ -13,6 +15,7 @@
 //! [`AppState::attach_chat`]); the hub is created with the state. Chat helpers shared by the handlers: `idempotency` (retried sends)
 //! and `rate_limit` (the per-user write budget).
 
+pub(crate) mod access;
 pub(crate) mod auth;
 pub(crate) mod connections;
 pub(crate) mod conversations;
@@ -22,6 +25,7 @@ pub(crate) mod http_limits;
 pub(crate) mod idempotency;
 pub(crate) mod messages;
 pub(crate) mod metrics;
+pub(crate) mod origins;
 pub(crate) mod problem;
 pub(crate) mod rate_limit;
 pub(crate) mod records;
@@ -345,6 +349,11 @@ pub(crate) fn app(state: AppState) -> Router {
             state.metrics().clone(),
             metrics::track_latency,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            origins::Origins::new(state.config()),
+            origins::guard,
+        ))
+        .layer(axum::middleware::from_fn(access::log_requests))
         .with_state(state)
 }
 

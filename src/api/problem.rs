@@ -4,7 +4,8 @@
 //! [`LogError`] variant, with no catch-all) to a status, a stable problem `type` and a
 //! `{"type","title","status","detail"}` body. Storage failures answer 503 with `Retry-After`,
 //! never a success for data that is not durable. Internal details (paths, engine messages) go to
-//! the server's log, not to the client.
+//! the server's log, not to the client. Every body also names the request it answers
+//! (`requestId`, the id [`access`](super::access) gave the request), when there is one.
 //!
 //! Also here: the 404 and 405 fallbacks, and [`Json`], the JSON extractor whose rejections keep
 //! this shape (400 malformed or invalid, 413 too large, 415 wrong content type). Any other
@@ -27,6 +28,7 @@ use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use super::access::current_request_id;
 use crate::auth::AuthError;
 use crate::bus::BusError;
 use crate::hub::HubError;
@@ -149,6 +151,9 @@ pub(crate) struct Problem {
     pub status: u16,
     /// What happened in this occurrence, for a human.
     pub detail: String,
+    /// The id of the request answered (also in the `x-request-id` header and the access log).
+    #[serde(rename = "requestId", default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// A problem plus the headers that go with it.
@@ -514,16 +519,18 @@ impl IntoResponse for ApiError {
         let answer = self.answer();
         // A 500 is a fault of ours; a 503 is a state (starting, stopping, a full disk, a failed
         // worker) logged once where it begins, not on every request and probe it refuses.
+        let request_id = current_request_id();
         if answer.status == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!(error = %self, "request failed");
+            tracing::error!(error = %self, request_id, "request failed");
         } else if answer.status.is_server_error() {
-            tracing::debug!(error = %self, status = answer.status.as_u16(), "request refused");
+            tracing::debug!(error = %self, status = answer.status.as_u16(), request_id, "request refused");
         }
         let problem = Problem {
             kind: format!("urn:tidings:problem:{}", answer.slug),
             title: answer.title.into(),
             status: answer.status.as_u16(),
             detail: answer.detail,
+            request_id,
         };
         let mut response = (answer.status, axum::Json(problem)).into_response();
         let headers = response.headers_mut();

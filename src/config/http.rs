@@ -2,8 +2,10 @@
 //! file writes them (sizes in bytes, durations in milliseconds) and as the connection layer
 //! ([`crate::api::connections`]) and the request limits ([`crate::api::http_limits`]) use them.
 //!
-//! This file owns the section's defaults, its file keys and its range checks; precedence and
-//! the other sections are in `config.rs`.
+//! This file owns the section's defaults, its file keys and its range checks (including the
+//! spelling of `http.allowedOrigins`, each normalized to how browsers send an `Origin`);
+//! precedence and the other sections are in `config.rs`. Who is let in by an origin is
+//! [`crate::api::origins`]' business.
 
 use std::time::Duration;
 
@@ -35,6 +37,10 @@ pub struct HttpSettings {
     /// Longest request target (path and query) answered; longer ones get 414
     /// (`http.maxUriBytes`).
     pub max_uri_bytes: usize,
+    /// Browser origins allowed to call `/api` (CORS) and to open the socket endpoints, as
+    /// `scheme://host[:port]` without a default port, or `*` for any; empty = same-origin only
+    /// (`http.allowedOrigins`).
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for HttpSettings {
@@ -45,6 +51,7 @@ impl Default for HttpSettings {
             body_read_timeout: Duration::from_secs(30),
             max_header_bytes: 16 * 1024,
             max_uri_bytes: 8 * 1024,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -94,10 +101,12 @@ pub(super) struct FileHttp {
     body_read_timeout_ms: Option<u64>,
     max_header_bytes: Option<usize>,
     max_uri_bytes: Option<usize>,
+    allowed_origins: Option<Vec<String>>,
 }
 
 impl FileHttp {
-    pub(super) fn apply_to(self, http: &mut HttpSettings) {
+    /// Copies the keys the file sets; an `allowedOrigins` entry that is no origin is an error.
+    pub(super) fn apply_to(self, http: &mut HttpSettings) -> Result<(), ConfigError> {
         let millis = |ms: Option<u64>| ms.map(Duration::from_millis);
         set(&mut http.max_connections, self.max_connections);
         set(
@@ -110,7 +119,47 @@ impl FileHttp {
         );
         set(&mut http.max_header_bytes, self.max_header_bytes);
         set(&mut http.max_uri_bytes, self.max_uri_bytes);
+        if let Some(origins) = self.allowed_origins {
+            http.allowed_origins = origins
+                .iter()
+                .map(|origin| normalize_origin(origin))
+                .collect::<Result<_, _>>()?;
+        }
+        Ok(())
     }
+}
+
+/// `origin` as a browser's `Origin` header spells it: lower-case scheme and host, no default
+/// port, no path; `*` stays `*`. Only `http` and `https` origins can call an HTTP API.
+pub(crate) fn normalize_origin(origin: &str) -> Result<String, ConfigError> {
+    let refuse = || {
+        bad_value(
+            "http.allowedOrigins",
+            format!("{origin:?}"),
+            "origins such as \"https://app.example\" or \"http://localhost:3000\" (scheme, \
+             host and port only, no path), or \"*\" for any origin"
+                .into(),
+        )
+    };
+    if origin == "*" {
+        return Ok(origin.to_owned());
+    }
+    let lower = origin.trim_end_matches('/').to_ascii_lowercase();
+    let (scheme, authority) = lower.split_once("://").ok_or_else(refuse)?;
+    let default_port = match scheme {
+        "http" => ":80",
+        "https" => ":443",
+        _ => return Err(refuse()),
+    };
+    let plain_authority = !authority.is_empty()
+        && authority
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c));
+    if !plain_authority {
+        return Err(refuse());
+    }
+    let authority = authority.strip_suffix(default_port).unwrap_or(authority);
+    Ok(format!("{scheme}://{authority}"))
 }
 
 #[cfg(test)]
@@ -129,6 +178,10 @@ mod tests {
         assert_eq!(config.http.body_read_timeout.as_millis(), 700);
         assert_eq!(config.http.max_header_bytes, 4096);
         assert_eq!(config.http.max_uri_bytes, 2048);
+        assert!(
+            config.http.allowed_origins.is_empty(),
+            "same-origin by default"
+        );
         for bad in [
             "headerReadTimeoutMs = 0",
             "bodyReadTimeoutMs = 0",
@@ -141,6 +194,30 @@ mod tests {
                 .expect_err(bad)
                 .to_string();
             assert!(error.contains("http."), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn allowed_origins_are_normalized_as_browsers_send_them_and_checked() {
+        let text = "[http]\nallowedOrigins = [\"HTTPS://App.Example:443/\", \
+                    \"http://localhost:3000\", \"*\"]\n";
+        let config = Config::from_toml(text, Path::new("t.toml")).unwrap();
+        assert_eq!(
+            config.http.allowed_origins,
+            ["https://app.example", "http://localhost:3000", "*"]
+        );
+        for bad in [
+            "app.example",
+            "ftp://app.example",
+            "https://app.example/path",
+            "https://",
+            "https://user@app.example",
+        ] {
+            let text = format!("[http]\nallowedOrigins = [{bad:?}]\n");
+            let error = Config::from_toml(&text, Path::new("t.toml"))
+                .expect_err(bad)
+                .to_string();
+            assert!(error.contains("http.allowedOrigins"), "{bad}: {error}");
         }
     }
 

@@ -237,10 +237,12 @@ async fn authorize(
         Some(_) => return Err(ApiError::BadRequest("auth.token must be a string".into())),
         None => handshake_token,
     };
-    let caller = state
-        .authenticator()?
-        .verify_refreshing(&token.ok_or(AuthError::Missing)?)
-        .await?;
+    let authenticator = state.authenticator()?;
+    let caller = match token {
+        Some(token) => authenticator.verify_refreshing(&token).await,
+        None => Err(AuthError::Missing),
+    }
+    .inspect_err(|refused| super::access::auth_failed(PATH, refused))?;
     if ws::expiry::has_expired(caller.expires_at) {
         return Err(AuthError::Expired.into());
     }

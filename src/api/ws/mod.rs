@@ -15,7 +15,8 @@
 //! rule), `frame_rate.rs` (the per-session frame budget), `codec.rs` (how events look as `/ws`
 //! JSON), `dialect.rs` (what differs when the session speaks SignalR: `api::signalr` upgrades
 //! into the same [`accept`]), `expiry.rs` (the session ends when its token expires, unless the
-//! client renews it in-band).
+//! client renews it in-band). Every session, whatever its protocol, opens and closes in
+//! [`run_session`], which writes its lines of the session log ([`SessionLog`]).
 
 pub(crate) mod client_frame;
 pub(crate) mod codec;
@@ -39,6 +40,7 @@ use futures_util::{Sink, Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
+use super::access::SessionLog;
 use super::auth::Caller;
 use super::problem::ApiError;
 use super::AppState;
@@ -115,6 +117,7 @@ pub(crate) async fn run_session<Si, St>(
     let (control, control_queue) = mpsc::channel(CONTROL_CAPACITY);
     let heard = Arc::new(AtomicBool::new(true));
     let handle = session.handle().clone();
+    let session_log = SessionLog::opened(dialect, &handle);
     let ws = &state.config().ws;
     let writer = Writer {
         sink,
@@ -146,4 +149,6 @@ pub(crate) async fn run_session<Si, St>(
         handshaken: false,
     };
     reader.run(stream, handling).await;
+    // Writes "session closed" (also when the runtime ends this task, see `SessionLog`).
+    drop(session_log);
 }

@@ -384,6 +384,9 @@ async fn presence_spans_devices_on_two_protocols() {
     bob_ws.close().await;
     // Still online through the SignalR session: the next thing alice hears is a message.
     chat.send("bob", "c1", "still here").await;
+    // Stored before the resume reads the store (the 202 comes before the store writer applies).
+    chat.wait_messages("bob", "c1", 1, std::time::Duration::from_secs(10))
+        .await;
     alice
         .send("{\"type\":1,\"invocationId\":\"r\",\"target\":\"Resume\",\"arguments\":[\"c1\",0]}\u{1e}")
         .await;

@@ -41,6 +41,15 @@ impl<'a> Polling<'a> {
         (Polling { chat, http, sid }, open)
     }
 
+    /// A new connection CONNECTed as `user` (token in `auth`), its CONNECT answer read.
+    async fn connected(chat: &'a Chat, user: &str) -> Polling<'a> {
+        let (polling, _) = Polling::open(chat).await;
+        let connect = format!(r#"40{{"token":"{}"}}"#, chat.token(user));
+        assert_eq!(polling.post(&[&connect]).await, 200);
+        payload(&polling.poll().await[0], "40");
+        polling
+    }
+
     fn url(&self) -> String {
         format!(
             "{}/socket.io/?EIO=4&transport=polling&sid={}",
@@ -336,10 +345,7 @@ async fn packets_that_break_the_protocol_close_the_connection() {
 #[tokio::test]
 async fn a_second_pending_poll_closes_the_connection() {
     let chat = chat_server(&[]).await;
-    let (polling, _) = Polling::open(&chat).await;
-    let connect = format!(r#"40{{"token":"{}"}}"#, chat.token("ann"));
-    assert_eq!(polling.post(&[&connect]).await, 200);
-    payload(&polling.poll().await[0], "40");
+    let polling = Polling::connected(&chat, "ann").await;
     let pending = polling.poll();
     tokio::pin!(pending);
     // The first poll is pending once the second one is refused.
@@ -367,10 +373,7 @@ async fn a_second_pending_poll_closes_the_connection() {
 async fn a_polling_session_upgrades_to_a_websocket_without_a_gap() {
     let chat = chat_server(&[]).await;
     chat.conversation("ann", "c", &["bob"]).await;
-    let (polling, _) = Polling::open(&chat).await;
-    let connect = format!(r#"40{{"token":"{}"}}"#, chat.token("bob"));
-    assert_eq!(polling.post(&[&connect]).await, 200);
-    payload(&polling.poll().await[0], "40");
+    let polling = Polling::connected(&chat, "bob").await;
     assert_eq!(
         polling
             .post(&[r#"420["resume",{"conversations":{"c":0}}]"#])
@@ -444,10 +447,7 @@ async fn a_polling_session_upgrades_to_a_websocket_without_a_gap() {
 async fn a_polling_client_that_stops_polling_is_closed_as_too_slow() {
     let chat = ws_server("[ws]\nqueueFrames = 16\n[limits]\nrateLimit = 0\n").await;
     chat.conversation("ann", "c", &["bob"]).await;
-    let (polling, _) = Polling::open(&chat).await;
-    let connect = format!(r#"40{{"token":"{}"}}"#, chat.token("bob"));
-    assert_eq!(polling.post(&[&connect]).await, 200);
-    payload(&polling.poll().await[0], "40");
+    let polling = Polling::connected(&chat, "bob").await;
     assert_eq!(
         polling.post(&["3"]).await,
         200,

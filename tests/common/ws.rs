@@ -184,22 +184,8 @@ impl WsClient {
 
     /// Reads until the server closes; returns the close code and every text frame before it.
     pub async fn until_closed(&mut self) -> (u16, Vec<Value>) {
-        let mut frames = Vec::new();
-        loop {
-            let message = tokio::time::timeout(DEADLINE, self.stream.next())
-                .await
-                .expect("a close within the deadline");
-            match message {
-                Some(Ok(Message::Text(text))) => {
-                    frames.push(serde_json::from_str(&text).expect("JSON frame"))
-                }
-                Some(Ok(Message::Close(Some(close)))) => return (u16::from(close.code), frames),
-                Some(Ok(Message::Close(None))) => return (u16::from(CloseCode::Status), frames),
-                Some(Ok(_)) => {}
-                Some(Err(e)) => panic!("connection failed before a close frame: {e}"),
-                None => panic!("connection ended without a close frame"),
-            }
-        }
+        let (code, _, frames) = self.until_close_frame().await;
+        (code, frames)
     }
 
     /// Reads until the server closes; returns the close code, its reason and every text frame

@@ -21,9 +21,11 @@ use crate::notify::SinkConfig;
 
 mod auth;
 mod http;
+mod tls;
 mod ws;
 pub use auth::{AuthSettings, ClaimNames, JwksLocation};
 pub use http::HttpSettings;
+pub use tls::TlsSettings;
 pub use ws::WsSettings;
 
 /// The fully resolved, validated configuration of `tidings serve`.
@@ -51,6 +53,8 @@ pub struct Config {
     pub notify: NotifySettings,
     /// The SignalR hub (`[signalr]`, file only).
     pub signalr: SignalrSettings,
+    /// HTTPS and WSS on the listener (`[tls]`).
+    pub tls: TlsSettings,
 }
 
 /// The `[signalr]` section.
@@ -230,6 +234,7 @@ impl Default for Config {
             },
             notify: NotifySettings::default(),
             signalr: SignalrSettings::default(),
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -247,6 +252,8 @@ impl fmt::Debug for Config {
             .field("http", &self.http)
             .field("logging", &self.logging)
             .field("notify", &self.notify)
+            .field("signalr", &self.signalr)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -324,6 +331,10 @@ pub struct Overrides {
     pub jwt_secret: Option<String>,
     /// `TIDINGS_HTTP_MAX_CONNECTIONS` (no flag).
     pub max_connections: Option<usize>,
+    /// `--tls-cert` / `TIDINGS_TLS_CERT`.
+    pub tls_cert: Option<PathBuf>,
+    /// `--tls-key` / `TIDINGS_TLS_KEY`.
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The environment variables read, and the setting each one sets. Anything else is file-only.
@@ -339,6 +350,8 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("TIDINGS_LOG_FORMAT", "logging.format"),
     ("TIDINGS_LOG_LEVEL", "logging.level"),
     ("TIDINGS_JWT_SECRET", "auth.jwtSecret"),
+    ("TIDINGS_TLS_CERT", "tls.cert"),
+    ("TIDINGS_TLS_KEY", "tls.key"),
 ];
 
 impl Overrides {
@@ -374,6 +387,8 @@ impl Overrides {
                     parse_number(&v, origin("TIDINGS_HTTP_MAX_CONNECTIONS")).map(|n| n as usize)
                 })
                 .transpose()?,
+            tls_cert: get("TIDINGS_TLS_CERT").map(PathBuf::from),
+            tls_key: get("TIDINGS_TLS_KEY").map(PathBuf::from),
         })
     }
 
@@ -389,6 +404,8 @@ impl Overrides {
             max_sessions,
             jwt_secret,
             max_connections,
+            tls_cert,
+            tls_key,
         } = self;
         set(&mut config.listen, listen);
         set(&mut config.data_dir, data_dir);
@@ -399,6 +416,8 @@ impl Overrides {
         set(&mut config.chat.partitions, chat_partitions);
         set(&mut config.ws.max_sessions, max_sessions);
         set(&mut config.http.max_connections, max_connections);
+        set(&mut config.tls.cert, tls_cert.map(Some));
+        set(&mut config.tls.key, tls_key.map(Some));
         if let Some(secret) = jwt_secret {
             config.auth.override_secret(secret);
         }
@@ -422,8 +441,10 @@ impl Config {
             .filter(|v| !v.is_empty())
             .map(PathBuf::from);
         let env_overrides = Overrides::from_env(&env)?;
+        // The file is checked with the other layers over it: one may complete another (a
+        // certificate in the file, its key in the environment).
         let mut config = match file.map(Path::to_path_buf).or(env_file) {
-            Some(path) => Config::from_file(&path)?,
+            Some(path) => Config::parse_file(&path)?,
             None => Config::default(),
         };
         env_overrides.apply_to(&mut config);
@@ -434,22 +455,34 @@ impl Config {
 
     /// The defaults overlaid with a TOML file.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Config::from_toml(&text, path)
+        let config = Config::parse_file(path)?;
+        config.validate()?;
+        Ok(config)
     }
 
     /// The defaults overlaid with TOML text; `path` names the source in errors.
     pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config = Config::parse_toml(text, path)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// [`from_file`](Self::from_file) without the range checks across sections.
+    fn parse_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse_toml(&text, path)
+    }
+
+    fn parse_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             path: path.to_owned(),
             message: e.to_string().trim_end().to_owned(),
         })?;
         let mut config = Config::default();
         file.apply_to(&mut config, path)?;
-        config.validate()?;
         Ok(config)
     }
 
@@ -526,6 +559,7 @@ impl Config {
         self.ws.validate()?;
         self.http.validate()?;
         self.signalr.validate()?;
+        self.tls.validate()?;
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.logging.level) {
             return Err(bad_value(
                 "logging.level",
@@ -596,6 +630,7 @@ struct FileConfig {
     logging: Option<FileLogging>,
     notify: Option<notify::FileNotify>,
     signalr: Option<FileSignalr>,
+    tls: Option<tls::FileTls>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -689,6 +724,7 @@ impl FileConfig {
             &mut config.signalr.path,
             self.signalr.unwrap_or_default().path,
         );
+        self.tls.unwrap_or_default().apply_to(&mut config.tls);
         if let Some(notify) = self.notify {
             set(&mut config.notify.preview_bytes, notify.preview_bytes);
             config.notify.sinks = notify.into_sinks(path)?;

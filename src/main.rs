@@ -4,7 +4,7 @@
 //! dump or backtrace) and the process exits with 1; clap exits with 2 on usage errors.
 //!
 //! `serve` resolves the configuration, installs the tracing subscriber, binds, prints
-//! `listening on http://HOST:PORT` on stdout, and runs [`tidings::server::run`] (which logs the
+//! `listening on http://HOST:PORT` (`https` with TLS) on stdout, and runs [`tidings::server::run`] (which logs the
 //! start-up banner) until SIGINT or SIGTERM. Any failure is printed as one `error: …` line on stderr with exit status 1.
 
 use std::io::{IsTerminal as _, Write as _};
@@ -101,6 +101,7 @@ fn main() -> ExitCode {
 fn serve(args: tidings::cli::serve::ServeArgs) -> anyhow::Result<()> {
     let config = args.resolve(|name| std::env::var(name).ok())?;
     init_tracing(&config)?;
+    tidings::server::check_tls(&config)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         // Handlers first, so a signal that arrives while the log opens is not lost.
@@ -111,7 +112,7 @@ fn serve(args: tidings::cli::serve::ServeArgs) -> anyhow::Result<()> {
         let addr = listener
             .local_addr()
             .context("cannot read the bound address")?;
-        announce(addr)?;
+        announce(config.tls.scheme(), addr)?;
         tidings::server::run(listener, config, shutdown).await?;
         tracing::info!("stopped");
         Ok(())
@@ -119,9 +120,9 @@ fn serve(args: tidings::cli::serve::ServeArgs) -> anyhow::Result<()> {
 }
 
 /// The one line on stdout that scripts and tests wait for.
-fn announce(addr: SocketAddr) -> anyhow::Result<()> {
+fn announce(scheme: &str, addr: SocketAddr) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    writeln!(out, "listening on http://{addr}")?;
+    writeln!(out, "listening on {scheme}://{addr}")?;
     out.flush()?;
     Ok(())
 }

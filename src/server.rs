@@ -38,6 +38,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::api::connections::tls::{TlsCertificates, TlsError};
 use crate::api::connections::{self, ServeSettings};
 use crate::api::Chat;
 pub(crate) use crate::api::{app, AppState};
@@ -76,12 +77,22 @@ pub enum ServerError {
     /// The `notify` group or a notification sink could not start.
     #[error("cannot start the notifications: {0}")]
     Notifications(PipelineError),
+    /// The TLS certificate or key of `[tls]` cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// The HTTP server failed while serving.
     #[error("the HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
     /// A task the server waited for panicked or was cancelled.
     #[error("a server task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+}
+
+/// Checks that the TLS files of `config` can be used, so that a process can refuse to start
+/// before it announces a listener ([`run`] loads them again, and reloads them on change).
+pub fn check_tls(config: &Config) -> Result<(), ServerError> {
+    TlsCertificates::load(&config.tls)?;
+    Ok(())
 }
 
 /// Serves `config` on `listener` until `shutdown` completes, then stops gracefully.
@@ -92,6 +103,7 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let started = Instant::now();
     banner::starting(&config);
+    let tls = TlsCertificates::load(&config.tls)?;
     raise_open_file_limit();
     let state = AppState::new(config);
     tracing::info!(
@@ -100,11 +112,14 @@ pub async fn run(
     );
     let token = state.shutdown().clone();
     let address = listener.local_addr().map_err(ServerError::Serve)?;
-    banner::listening(address);
+    banner::listening(state.config().tls.scheme(), address);
     // The pipeline's stages stop on their own signals, after the requests drained (see `stop`).
     let stages = Stages::default();
     // Connection limits, timeouts and TCP_NODELAY are the connection layer's.
-    let settings = ServeSettings::from_config(&state.config().http);
+    if let Some(certificates) = &tls {
+        tokio::spawn(certificates.clone().watch(token.clone()));
+    }
+    let settings = ServeSettings::from_config(&state.config().http, tls);
     tracing::info!(
         max_connections = settings.max_connections,
         "HTTP connections allowed"
@@ -357,7 +372,8 @@ async fn stop(
 /// failure costs that convenience only, so it is logged, not fatal.
 fn publish_address(state: &AppState, address: SocketAddr) {
     let dir = &state.config().data_dir;
-    if let Err(e) = discovery::write_address(dir, address) {
+    let cert = state.config().tls.cert.as_deref();
+    if let Err(e) = discovery::write_address(dir, address, cert) {
         tracing::warn!(error = %e, dir = %dir.display(), "cannot write the server's address file");
     }
 }

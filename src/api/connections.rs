@@ -13,6 +13,9 @@
 //!   so that a head a little over our own limit is still read and answered with a 431
 //!   problem+json by [`http_limits`](super::http_limits), while one far over it costs no more
 //!   memory than that: hyper refuses it itself (431 with an empty body).
+//! - **TLS** when `[tls]` is set ([`tls`]): the handshake runs in the connection's own task and
+//!   must finish within the header read timeout, like a request head; a failed handshake is
+//!   logged at debug and closes the connection.
 //! - `TCP_NODELAY` on every connection: a session writer flushes a batch of frames at once, and
 //!   a small frame must not wait for the previous one's ACK (nor an HTTP answer for its
 //!   predecessor's).
@@ -29,6 +32,7 @@
 //! does not bind the listener.
 
 pub(crate) mod slots;
+pub(crate) mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -46,6 +50,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
@@ -54,6 +59,7 @@ use crate::config::HttpSettings;
 use crate::hub::fd_limit;
 use crate::metrics::Metrics;
 use slots::{Admission, Slot, Slots};
+use tls::TlsCertificates;
 
 /// Descriptors kept for everything but HTTP connections (data files, the runtime, outgoing
 /// webhook connections), or half the open-file limit if that is smaller.
@@ -73,7 +79,7 @@ pub(crate) const CONNECTIONS_EVICTED: &str = "tidings_http_connections_evicted_t
 pub(crate) const CONNECTIONS_REFUSED: &str = "tidings_http_connections_refused_total";
 
 /// How [`serve`] treats connections.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) struct ServeSettings {
     /// Most open connections, WebSocket sessions included.
     pub max_connections: usize,
@@ -81,15 +87,21 @@ pub(crate) struct ServeSettings {
     pub header_read_timeout: Duration,
     /// hyper's read buffer limit: a longer head is refused by hyper itself.
     pub head_buffer_bytes: usize,
+    /// The certificate when the listener speaks TLS.
+    pub tls: Option<Arc<TlsCertificates>>,
 }
 
 impl ServeSettings {
     /// The settings of `[http]`, with `maxConnections` resolved against the open-file limit.
-    pub(crate) fn from_config(http: &HttpSettings) -> ServeSettings {
+    pub(crate) fn from_config(
+        http: &HttpSettings,
+        tls: Option<Arc<TlsCertificates>>,
+    ) -> ServeSettings {
         ServeSettings {
             max_connections: max_connections(http.max_connections),
             header_read_timeout: http.header_read_timeout,
             head_buffer_bytes: head_buffer_bytes(http.max_header_bytes),
+            tls,
         }
     }
 }
@@ -171,13 +183,20 @@ pub(crate) async fn serve(
             }
         };
         set_nodelay(&stream);
-        connections.spawn(serve_connection(
-            stream,
+        let connection = Connection {
             slot,
-            router.clone(),
-            server.clone(),
-            shutdown.clone(),
-        ));
+            router: router.clone(),
+            server: server.clone(),
+            shutdown: shutdown.clone(),
+        };
+        match &settings.tls {
+            None => connections.spawn(connection.serve(stream)),
+            Some(certificates) => connections.spawn(connection.serve_tls(
+                stream,
+                certificates.acceptor(),
+                settings.header_read_timeout,
+            )),
+        };
     }
     drop(listener);
     connections.close();
@@ -210,36 +229,63 @@ fn set_nodelay(stream: &TcpStream) {
     }
 }
 
-/// Serves one connection until it ends, is evicted (dropped at once), or the server shuts down
-/// (then its in-flight request finishes first).
-async fn serve_connection(
-    stream: TcpStream,
+/// What serving one accepted connection needs.
+struct Connection {
     slot: Slot,
     router: Router,
     server: Arc<http1::Builder>,
     shutdown: CancellationToken,
-) {
-    let slot = Arc::new(slot);
-    let eviction = slot.eviction().clone();
-    let service = TrackedService {
-        router,
-        slot: slot.clone(),
-    };
-    let io = TokioIo::new(SlottedStream {
-        stream,
-        _slot: slot,
-    });
-    let connection = server.serve_connection(io, service).with_upgrades();
-    tokio::pin!(connection);
-    tokio::select! {
-        result = connection.as_mut() => return log_end(result),
-        () = eviction.cancelled() => return,
-        () = shutdown.cancelled() => {}
+}
+
+impl Connection {
+    /// Runs the TLS handshake (within `timeout`, holding the slot), then serves.
+    async fn serve_tls(self, stream: TcpStream, acceptor: TlsAcceptor, timeout: Duration) {
+        let handshake = tokio::select! {
+            handshake = tokio::time::timeout(timeout, acceptor.accept(stream)) => handshake,
+            () = self.slot.eviction().cancelled() => return,
+            () = self.shutdown.cancelled() => return,
+        };
+        match handshake {
+            Ok(Ok(stream)) => self.serve(stream).await,
+            Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+            Err(_) => tracing::debug!("TLS handshake timed out"),
+        }
     }
-    connection.as_mut().graceful_shutdown();
-    tokio::select! {
-        result = connection => log_end(result),
-        () = eviction.cancelled() => {}
+
+    /// Serves the connection until it ends, is evicted (dropped at once), or the server shuts
+    /// down (then its in-flight request finishes first).
+    async fn serve<S>(self, stream: S)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Connection {
+            slot,
+            router,
+            server,
+            shutdown,
+        } = self;
+        let slot = Arc::new(slot);
+        let eviction = slot.eviction().clone();
+        let service = TrackedService {
+            router,
+            slot: slot.clone(),
+        };
+        let io = TokioIo::new(SlottedStream {
+            stream,
+            _slot: slot,
+        });
+        let connection = server.serve_connection(io, service).with_upgrades();
+        tokio::pin!(connection);
+        tokio::select! {
+            result = connection.as_mut() => return log_end(result),
+            () = eviction.cancelled() => return,
+            () = shutdown.cancelled() => {}
+        }
+        connection.as_mut().graceful_shutdown();
+        tokio::select! {
+            result = connection => log_end(result),
+            () = eviction.cancelled() => {}
+        }
     }
 }
 
@@ -249,13 +295,14 @@ fn log_end(result: Result<(), hyper::Error>) {
     }
 }
 
-/// The socket, holding its connection's slot until it closes (also inside a WebSocket).
-struct SlottedStream {
-    stream: TcpStream,
+/// The socket (plain or TLS), holding its connection's slot until it closes (also inside a
+/// WebSocket).
+struct SlottedStream<S> {
+    stream: S,
     _slot: Arc<Slot>,
 }
 
-impl AsyncRead for SlottedStream {
+impl<S: AsyncRead + Unpin> AsyncRead for SlottedStream<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -265,7 +312,7 @@ impl AsyncRead for SlottedStream {
     }
 }
 
-impl AsyncWrite for SlottedStream {
+impl<S: AsyncWrite + Unpin> AsyncWrite for SlottedStream<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

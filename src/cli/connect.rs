@@ -31,7 +31,7 @@ pub(crate) enum Target {
 /// Connects as the options say (see the module's documentation).
 pub(crate) fn connect(common: &CommonArgs, access: Access) -> anyhow::Result<Target> {
     if let Some(server) = &common.server {
-        return Ok(Target::Remote(remote(common, server)?));
+        return Ok(Target::Remote(remote(common, server, None)?));
     }
     match open_log(common, access) {
         Ok(log) => Ok(Target::Local(log)),
@@ -42,8 +42,9 @@ pub(crate) fn connect(common: &CommonArgs, access: Access) -> anyhow::Result<Tar
     }
 }
 
-/// A client of `server` with `--token`, else a token signed with the server's secret.
-fn remote(common: &CommonArgs, server: &str) -> anyhow::Result<Remote> {
+/// A client of `server` with `--token`, else a token signed with the server's secret;
+/// with `certificate`, trusting only that certificate (see [`super::pinned`]).
+fn remote(common: &CommonArgs, server: &str, certificate: Option<&Path>) -> anyhow::Result<Remote> {
     let credentials = match &common.token {
         Some(token) => Credentials::Token(token.clone()),
         None => Credentials::Minted(Box::new(running_server_authenticator(
@@ -51,7 +52,7 @@ fn remote(common: &CommonArgs, server: &str) -> anyhow::Result<Remote> {
             common.data_dir.clone(),
         )?)),
     };
-    Ok(Remote::new(server, credentials)?)
+    Ok(Remote::new(server, credentials, certificate)?)
 }
 
 /// The directory is held: ask the server that advertises itself in it, if one does.
@@ -63,7 +64,12 @@ fn held_directory(common: &CommonArgs, dir: &Path, holder: &str) -> anyhow::Resu
                 dir.display(),
                 discovery::ADDRESS_FILE
             );
-            Ok(Target::Remote(remote(common, &url)?))
+            let certificate = discovery::read_certificate(dir);
+            Ok(Target::Remote(remote(
+                common,
+                &url,
+                certificate.as_deref(),
+            )?))
         }
         None => anyhow::bail!(
             "the data directory {} is in use by another process{holder}; if that is `tidings \

@@ -6,6 +6,7 @@
 //! command's output, is in the command's own file. Every request is bounded in time: connecting
 //! by [`CONNECT_TIMEOUT`], a whole request by [`REQUEST_TIMEOUT`] beyond any long-poll wait.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder, StatusCode};
@@ -59,6 +60,14 @@ pub(crate) enum RemoteError {
         /// What did not fit.
         reason: String,
     },
+    /// The certificate file a local server named cannot be read.
+    #[error("cannot read the server's certificate {path}: {reason}")]
+    Certificate {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// `--server` is not an `http://` or `https://` URL.
     #[error("--server {0:?} is not an http:// or https:// URL (e.g. http://127.0.0.1:8787)")]
     BadUrl(String),
@@ -84,6 +93,19 @@ fn hint(status: u16) -> &'static str {
         403 => "; mint a token with the needed scope: tidings token USER --scope admin",
         _ => "",
     }
+}
+
+/// `builder` trusting exactly the certificates of the PEM file at `path` ([`super::pinned`]).
+fn trust_server_certificate(
+    builder: reqwest::ClientBuilder,
+    path: &Path,
+) -> Result<reqwest::ClientBuilder, RemoteError> {
+    let config =
+        super::pinned::pinned_client_config(path).map_err(|e| RemoteError::Certificate {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+    Ok(builder.use_preconfigured_tls(config))
 }
 
 /// The token each request carries.
@@ -119,18 +141,26 @@ pub(crate) struct Remote {
 
 impl Remote {
     /// A client of the server at `base` (`http://HOST:PORT`, a trailing `/` is ignored).
-    pub(crate) fn new(base: &str, credentials: Credentials) -> Result<Remote, RemoteError> {
+    /// An `https` server is trusted as the system trusts it (`SSL_CERT_FILE` adds a private
+    /// authority), or, with `certificate` (the file a local server named in its address file),
+    /// only when it presents that certificate.
+    pub(crate) fn new(
+        base: &str,
+        credentials: Credentials,
+        certificate: Option<&Path>,
+    ) -> Result<Remote, RemoteError> {
         let base = base.trim_end_matches('/');
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(RemoteError::BadUrl(base.to_owned()));
         }
-        let client = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .build()
-            .map_err(|e| RemoteError::Unreachable {
-                url: base.to_owned(),
-                reason: causes(&e),
-            })?;
+        let mut builder = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT);
+        if let Some(path) = certificate {
+            builder = trust_server_certificate(builder, path)?;
+        }
+        let client = builder.build().map_err(|e| RemoteError::Unreachable {
+            url: base.to_owned(),
+            reason: causes(&e),
+        })?;
         Ok(Remote {
             base: base.to_owned(),
             client,
@@ -286,10 +316,11 @@ mod tests {
     #[test]
     fn only_http_urls_are_servers() {
         assert!(matches!(
-            Remote::new("localhost:8787", Credentials::Token("t".into())),
+            Remote::new("localhost:8787", Credentials::Token("t".into()), None),
             Err(RemoteError::BadUrl(_))
         ));
-        let remote = Remote::new("http://127.0.0.1:1/", Credentials::Token("t".into())).unwrap();
+        let remote =
+            Remote::new("http://127.0.0.1:1/", Credentials::Token("t".into()), None).unwrap();
         assert_eq!(remote.base, "http://127.0.0.1:1");
     }
 }

@@ -39,6 +39,12 @@ pub struct ServeArgs {
     /// Diagnostic log filter, e.g. info or tidings=debug [default: info]
     #[arg(long, value_name = "FILTER")]
     pub log_level: Option<String>,
+    /// PEM certificate chain: serve HTTPS and WSS (with --tls-key; reloaded when it changes)
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -55,6 +61,8 @@ impl ServeArgs {
             max_sessions: self.max_sessions,
             jwt_secret: None,
             max_connections: None,
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
         }
     }
 

@@ -471,3 +471,26 @@ fn the_signalr_path_is_configurable_and_checked() {
         assert!(message.contains("signalr.path"), "{bad}: {message}");
     }
 }
+
+#[test]
+fn tls_takes_both_files_from_any_layer_and_refuses_one_alone() {
+    let (_dir, path) = write_file("[tls]\ncert = \"/etc/tidings/cert.pem\"\n");
+    let alone = Config::load_with_env(Some(&path), Overrides::default(), env(&[]));
+    let message = alone.unwrap_err().to_string();
+    assert!(message.contains("tls.key"), "{message}");
+
+    let environment = env(&[("TIDINGS_TLS_KEY", "/etc/tidings/key.pem")]);
+    let config = Config::load_with_env(Some(&path), Overrides::default(), environment).unwrap();
+    assert!(config.tls.enabled());
+    assert_eq!(config.tls.scheme(), "https");
+    assert_eq!(config.tls.key, Some(PathBuf::from("/etc/tidings/key.pem")));
+    assert_eq!(
+        config.tls.cert,
+        Some(PathBuf::from("/etc/tidings/cert.pem"))
+    );
+    assert_eq!(
+        Config::default().tls.scheme(),
+        "http",
+        "plain HTTP by default"
+    );
+}

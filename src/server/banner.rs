@@ -30,8 +30,8 @@ pub(super) fn starting(config: &Config) {
 }
 
 /// The address HTTP, the WebSockets, SignalR and Socket.IO are served on.
-pub(super) fn listening(address: SocketAddr) {
-    tracing::info!(url = %format!("http://{address}"), "listening");
+pub(super) fn listening(scheme: &str, address: SocketAddr) {
+    tracing::info!(url = %format!("{scheme}://{address}"), "listening");
 }
 
 /// Where the HS256 token secret comes from: the configuration, or the data directory's file.

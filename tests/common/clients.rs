@@ -65,6 +65,16 @@ fn ensure_node() {
     if runs("node") && runs("npm") {
         return;
     }
+    let installed = apt_install(&["nodejs", "npm"]);
+    assert!(
+        installed && runs("node") && runs("npm"),
+        "the client tests need Node.js 18+ and npm, and installing them failed: run \
+         `apt-get install nodejs npm` as root"
+    );
+}
+
+/// Installs Debian `packages` with apt-get (as root, or through `sudo -n`); whether it worked.
+pub fn apt_install(packages: &[&str]) -> bool {
     let root = Command::new("id")
         .arg("-u")
         .output()
@@ -84,12 +94,8 @@ fn ensure_node() {
             .status()
             .is_ok_and(|status| status.success())
     };
-    let installed = apt(&["update", "-qq"]) && apt(&["install", "-y", "-qq", "nodejs", "npm"]);
-    assert!(
-        installed && runs("node") && runs("npm"),
-        "the client tests need Node.js 18+ and npm, and installing them failed: run \
-         `apt-get install nodejs npm` as root"
-    );
+    let install = [&["install", "-y", "-qq"][..], packages].concat();
+    apt(&["update", "-qq"]) && apt(&install)
 }
 
 /// Runs `script` (in `tests/clients/`) with `config` as its one argument and returns the JSON

@@ -7,6 +7,7 @@ mod common;
 
 use common::chat::{chat_server, problem, Chat};
 use common::clients::{self, Client};
+use common::raw::RawHub;
 use serde_json::{json, Value};
 
 fn config(chat: &Chat, scenario: &str, conversation: &str) -> Value {
@@ -188,86 +189,6 @@ async fn connect_as(url: &str, token: &str) -> u16 {
     }
 }
 
-/// A raw SignalR connection, for what the real client never sends.
-struct RawHub {
-    stream: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-}
-
-impl RawHub {
-    async fn connect(chat: &Chat, user: &str) -> RawHub {
-        let url = format!(
-            "{}/chathub?access_token={}",
-            chat.server.base.replacen("http", "ws", 1),
-            chat.token(user)
-        );
-        let (stream, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("upgrade");
-        RawHub { stream }
-    }
-
-    async fn send(&mut self, text: &str) {
-        use futures_util::SinkExt;
-        self.stream
-            .send(tokio_tungstenite::tungstenite::Message::text(text))
-            .await
-            .expect("send");
-    }
-
-    /// The records and the close code the server sends until it closes (or the deadline).
-    async fn until_closed(&mut self) -> (Vec<Value>, Option<u16>) {
-        use futures_util::StreamExt;
-        use tokio_tungstenite::tungstenite::Message;
-        let mut records = Vec::new();
-        loop {
-            let next = tokio::time::timeout(std::time::Duration::from_secs(10), self.stream.next())
-                .await
-                .expect("the server closes within 10 s");
-            match next {
-                Some(Ok(Message::Text(text))) => records.extend(parse_records(&text)),
-                Some(Ok(Message::Close(frame))) => {
-                    return (records, frame.map(|f| u16::from(f.code)))
-                }
-                Some(Ok(_)) => {}
-                Some(Err(_)) | None => return (records, None),
-            }
-        }
-    }
-
-    /// The next record (skipping pings).
-    async fn next(&mut self) -> Value {
-        use futures_util::StreamExt;
-        use tokio_tungstenite::tungstenite::Message;
-        loop {
-            let next = tokio::time::timeout(std::time::Duration::from_secs(10), self.stream.next())
-                .await
-                .expect("a record within 10 s");
-            if let Some(Ok(Message::Text(text))) = next {
-                let records = parse_records(&text);
-                assert_eq!(records.len(), 1, "{text:?}");
-                if records[0]["type"] != 6 {
-                    return records[0].clone();
-                }
-            } else {
-                panic!("expected a record, got {next:?}");
-            }
-        }
-    }
-}
-
-fn parse_records(text: &str) -> Vec<Value> {
-    let body = text
-        .strip_suffix('\u{1e}')
-        .unwrap_or_else(|| panic!("a record ends with 0x1E: {text:?}"));
-    body.split('\u{1e}')
-        .map(|record| serde_json::from_str(record).expect("a record is JSON"))
-        .collect()
-}
-
-const HANDSHAKE: &str = "{\"protocol\":\"json\",\"version\":1}\u{1e}";
-
 /// Bad input on the hub gets SignalR's errors and changes nothing: a bad handshake (or an
 /// invocation before it) gets a handshake error and the connection closes; a malformed record
 /// after it gets a close record with the reason; a stream invocation and a wrong argument are
@@ -277,7 +198,7 @@ async fn bad_input_on_the_hub_gets_signalr_errors() {
     let chat = chat_server(&[]).await;
     chat.conversation("alice", "c1", &["bob"]).await;
 
-    let mut hub = RawHub::connect(&chat, "alice").await;
+    let mut hub = RawHub::open(&chat, &chat.token("alice")).await;
     hub.send("{\"protocol\":\"messagepack\",\"version\":1}\u{1e}")
         .await;
     let (records, code) = hub.until_closed().await;
@@ -290,7 +211,7 @@ async fn bad_input_on_the_hub_gets_signalr_errors() {
     );
     assert_eq!(code, Some(1002));
 
-    let mut hub = RawHub::connect(&chat, "alice").await;
+    let mut hub = RawHub::open(&chat, &chat.token("alice")).await;
     let early = "{\"type\":1,\"invocationId\":\"1\",\"target\":\"SendMessage\",\"arguments\":[\"c1\",\"early\"]}\u{1e}";
     hub.send(early).await;
     let (records, code) = hub.until_closed().await;
@@ -300,9 +221,8 @@ async fn bad_input_on_the_hub_gets_signalr_errors() {
     );
     assert_eq!(code, Some(1002));
 
-    let mut hub = RawHub::connect(&chat, "alice").await;
-    hub.send(HANDSHAKE).await;
-    assert_eq!(hub.next().await, json!({}));
+    let mut hub = RawHub::open(&chat, &chat.token("alice")).await;
+    hub.handshake().await;
     hub.send(
         "{\"type\":4,\"invocationId\":\"s\",\"target\":\"SendMessage\",\"arguments\":[]}\u{1e}",
     )
@@ -343,9 +263,8 @@ async fn bad_input_on_the_hub_gets_signalr_errors() {
     assert_eq!(code, Some(1002));
 
     // A message above ws.maxFrameBytes (64 KiB) is not handled: close record, then 1002.
-    let mut hub = RawHub::connect(&chat, "alice").await;
-    hub.send(HANDSHAKE).await;
-    assert_eq!(hub.next().await, json!({}));
+    let mut hub = RawHub::open(&chat, &chat.token("alice")).await;
+    hub.handshake().await;
     let huge = format!(
         "{{\"type\":1,\"invocationId\":\"h\",\"target\":\"SendMessage\",\"arguments\":[\"c1\",\"{}\"]}}\u{1e}",
         "x".repeat(70_000)
@@ -368,9 +287,7 @@ async fn bad_input_on_the_hub_gets_signalr_errors() {
 async fn presence_spans_devices_on_two_protocols() {
     let chat = common::ws::ws_server("[ws]\npresenceGraceMs = 100\n").await;
     chat.conversation("alice", "c1", &["bob"]).await;
-    let mut alice = RawHub::connect(&chat, "alice").await;
-    alice.send(HANDSHAKE).await;
-    assert_eq!(alice.next().await, json!({}));
+    let mut alice = RawHub::connect(&chat, &chat.token("alice")).await;
 
     let bob_ws = common::ws::connect(&chat, "bob").await;
     let online = alice.next().await;
@@ -378,9 +295,8 @@ async fn presence_spans_devices_on_two_protocols() {
     assert_eq!(online["arguments"][0]["userId"], "bob");
     assert_eq!(online["arguments"][0]["status"], "online");
 
-    let mut bob_hub = RawHub::connect(&chat, "bob").await;
-    bob_hub.send(HANDSHAKE).await;
-    assert_eq!(bob_hub.next().await, json!({}));
+    let mut bob_hub = RawHub::open(&chat, &chat.token("bob")).await;
+    bob_hub.handshake().await;
     bob_ws.close().await;
     // Still online through the SignalR session: the next thing alice hears is a message.
     chat.send("bob", "c1", "still here").await;

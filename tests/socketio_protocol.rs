@@ -9,6 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::chat::{chat_server, problem, Chat};
+use common::raw::{payload, RawSocketIo};
 use common::ws::ws_server;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -83,13 +84,6 @@ impl<'a> Polling<'a> {
 }
 
 /// The JSON after a packet's `prefix`.
-fn payload(packet: &str, prefix: &str) -> Value {
-    let rest = packet
-        .strip_prefix(prefix)
-        .unwrap_or_else(|| panic!("{packet:?} does not start with {prefix:?}"));
-    serde_json::from_str(rest).expect("packet JSON")
-}
-
 async fn sessions(chat: &Chat) -> u64 {
     metric(chat, "tidings_ws_sessions").await
 }
@@ -190,93 +184,13 @@ async fn a_refused_connect_opens_no_session_and_may_be_retried() {
     assert_eq!(sessions(&chat).await, 1);
 }
 
-/// A raw Socket.IO socket on a WebSocket from the start.
-struct RawSocket {
-    stream: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-}
-
-impl RawSocket {
-    /// Opens the WebSocket and CONNECTs as `user` (token in `auth`).
-    async fn connect(chat: &Chat, user: &str) -> RawSocket {
-        let url = format!(
-            "{}/socket.io/?EIO=4&transport=websocket",
-            chat.server.base.replacen("http://", "ws://", 1)
-        );
-        let (stream, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-        let mut socket = RawSocket { stream };
-        let open = socket.next().await;
-        assert_eq!(payload(&open, "0")["upgrades"], json!([]));
-        let token = chat.token(user);
-        socket.send(&format!(r#"40{{"token":"{token}"}}"#)).await;
-        let connected = socket.next().await;
-        assert!(payload(&connected, "40")["sid"].is_string());
-        socket
-    }
-
-    async fn send(&mut self, packet: &str) {
-        self.stream.send(Message::text(packet)).await.unwrap();
-    }
-
-    /// The next text packet.
-    async fn next(&mut self) -> String {
-        loop {
-            let message = tokio::time::timeout(Duration::from_secs(10), self.stream.next())
-                .await
-                .expect("a packet within 10 s")
-                .expect("the connection is open")
-                .expect("a readable message");
-            match message {
-                Message::Text(text) => return text.as_str().to_owned(),
-                Message::Close(close) => panic!("closed: {close:?}"),
-                _ => {}
-            }
-        }
-    }
-
-    /// The next packet starting with `prefix`, skipping others (presence, …).
-    async fn next_with(&mut self, prefix: &str) -> Value {
-        loop {
-            let packet = self.next().await;
-            if packet.starts_with(prefix) {
-                return payload(&packet, prefix);
-            }
-        }
-    }
-
-    /// The argument of the next event named `name`.
-    async fn next_event(&mut self, name: &str) -> Value {
-        loop {
-            let packet = self.next().await;
-            if let Some(event) = packet.strip_prefix("42") {
-                let event: Value = serde_json::from_str(event).expect("event JSON");
-                if event[0] == name {
-                    return event[1].clone();
-                }
-            }
-        }
-    }
-
-    /// The close code once the server closes.
-    async fn close_code(&mut self) -> u16 {
-        loop {
-            match tokio::time::timeout(Duration::from_secs(10), self.stream.next()).await {
-                Ok(Some(Ok(Message::Close(Some(close))))) => return close.code.into(),
-                Ok(Some(Ok(_))) => {}
-                other => panic!("no close frame: {other:?}"),
-            }
-        }
-    }
-}
-
 /// Unknown events, wrong arguments and oversized packets are refused with their
 /// acknowledgement (or an `error` event without one), change nothing, and the socket stays.
 #[tokio::test]
 async fn bad_events_are_refused_and_the_socket_stays() {
     let chat = chat_server(&[]).await;
     chat.conversation("ann", "c", &["bob"]).await;
-    let mut ann = RawSocket::connect(&chat, "ann").await;
+    let mut ann = RawSocketIo::connect(&chat, &chat.token("ann")).await;
     ann.send(r#"421["shout",{}]"#).await;
     let refused = ann.next_with("431").await;
     assert_eq!(refused[0]["error"]["status"], 400, "{refused}");
@@ -331,9 +245,9 @@ async fn packets_that_break_the_protocol_close_the_connection() {
         Message::text("42{\"send\":1}"),
         Message::binary(vec![4u8, 1, 2]),
     ] {
-        let mut ann = RawSocket::connect(&chat, "ann").await;
-        ann.stream.send(bad.clone()).await.unwrap();
-        assert_eq!(ann.close_code().await, 1002, "{bad:?}");
+        let mut ann = RawSocketIo::connect(&chat, &chat.token("ann")).await;
+        ann.send_frame(bad.clone()).await;
+        assert_eq!(ann.until_closed().await.1, 1002, "{bad:?}");
     }
     let history = chat.history("ann", "c", "").await;
     assert_eq!(history["items"], json!([]));
@@ -421,7 +335,7 @@ async fn a_polling_session_upgrades_to_a_websocket_without_a_gap() {
     for i in 9..=10 {
         chat.send("ann", "c", &format!("m{i}")).await;
     }
-    let mut raw = RawSocket { stream: socket };
+    let mut raw = RawSocketIo::upgraded(socket);
     while seqs.last() != Some(&10) {
         let event = raw.next_event("message").await;
         seqs.push(event["message"]["seq"].as_u64().unwrap());

@@ -15,10 +15,9 @@ mod common;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::chat::{chat_server, Chat};
+use common::raw::{RawHub, RawSocketIo};
 use common::ws::{connect_with_header, refused, DEADLINE};
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::Message;
 
 /// How far ahead the short tokens expire.
 const SHORT: u64 = 2;
@@ -170,75 +169,6 @@ async fn a_token_that_already_expired_opens_no_session() {
     assert_eq!(error["data"]["status"], 401, "{error}");
 }
 
-/// A raw SignalR connection on `/chathub`.
-struct RawHub {
-    stream: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-}
-
-const HANDSHAKE: &str = "{\"protocol\":\"json\",\"version\":1}\u{1e}";
-
-impl RawHub {
-    /// Connects with `token` and completes the handshake.
-    async fn connect(chat: &Chat, token: &str) -> RawHub {
-        let url = format!(
-            "{}/chathub?access_token={token}",
-            chat.server.base.replacen("http", "ws", 1)
-        );
-        let (stream, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-        let mut hub = RawHub { stream };
-        hub.stream.send(Message::text(HANDSHAKE)).await.unwrap();
-        assert_eq!(hub.next().await, json!({}));
-        hub
-    }
-
-    async fn invoke(&mut self, id: &str, target: &str, arguments: Value) {
-        let record =
-            json!({"type": 1, "invocationId": id, "target": target, "arguments": arguments});
-        let text = format!("{record}\u{1e}");
-        self.stream.send(Message::text(text)).await.unwrap();
-    }
-
-    /// The next record that is not a ping.
-    async fn next(&mut self) -> Value {
-        loop {
-            match tokio::time::timeout(DEADLINE, self.stream.next()).await {
-                Ok(Some(Ok(Message::Text(text)))) => {
-                    let record: Value =
-                        serde_json::from_str(text.as_str().strip_suffix('\u{1e}').expect("0x1E"))
-                            .expect("a record is JSON");
-                    if record["type"] != 6 {
-                        return record;
-                    }
-                }
-                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
-                other => panic!("expected a record, got {other:?}"),
-            }
-        }
-    }
-
-    /// The records (pings left out) and the close code once the server closes.
-    async fn until_closed(&mut self) -> (Vec<Value>, u16) {
-        let mut records = Vec::new();
-        loop {
-            match tokio::time::timeout(DEADLINE, self.stream.next()).await {
-                Ok(Some(Ok(Message::Text(text)))) => {
-                    let record: Value =
-                        serde_json::from_str(text.as_str().strip_suffix('\u{1e}').expect("0x1E"))
-                            .expect("a record is JSON");
-                    if record["type"] != 6 {
-                        records.push(record);
-                    }
-                }
-                Ok(Some(Ok(Message::Close(Some(close))))) => return (records, close.code.into()),
-                Ok(Some(Ok(_))) => {}
-                other => panic!("no close frame: {other:?}"),
-            }
-        }
-    }
-}
-
 /// A SignalR session: `Authenticate` with another user's token is refused (403), with a fresh
 /// one of its user answered with the new expiry and the session outlives its first token; at
 /// the new token's expiry the client gets the close record (reconnect allowed, the reason
@@ -273,6 +203,7 @@ async fn a_signalr_session_renews_with_authenticate_and_ends_at_expiry() {
     assert_eq!(sent["result"]["status"], "accepted", "{sent}");
 
     let (records, code) = hub.until_closed().await;
+    let code = code.expect("a close frame");
     assert!(
         unix_now() >= Duration::from_secs(renewed_exp),
         "closed early"
@@ -285,68 +216,6 @@ async fn a_signalr_session_renews_with_authenticate_and_ends_at_expiry() {
         "{close}"
     );
     assert_eq!(code, 4001);
-}
-
-/// A raw Socket.IO connection on a WebSocket from the start.
-struct RawSocketIo {
-    stream: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-}
-
-impl RawSocketIo {
-    /// Opens the WebSocket and reads the Engine.IO handshake.
-    async fn open(chat: &Chat) -> RawSocketIo {
-        let url = format!(
-            "{}/socket.io/?EIO=4&transport=websocket",
-            chat.server.base.replacen("http://", "ws://", 1)
-        );
-        let (stream, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-        let mut socket = RawSocketIo { stream };
-        assert!(socket.next().await.starts_with('0'));
-        socket
-    }
-
-    /// Opens and CONNECTs with `token`.
-    async fn connect(chat: &Chat, token: &str) -> RawSocketIo {
-        let mut socket = RawSocketIo::open(chat).await;
-        socket.send(&format!(r#"40{{"token":"{token}"}}"#)).await;
-        let connected = socket.next().await;
-        assert!(connected.starts_with("40{"), "{connected}");
-        socket
-    }
-
-    async fn send(&mut self, packet: &str) {
-        self.stream.send(Message::text(packet)).await.unwrap();
-    }
-
-    /// The next packet that is not a heartbeat.
-    async fn next(&mut self) -> String {
-        loop {
-            match tokio::time::timeout(DEADLINE, self.stream.next()).await {
-                Ok(Some(Ok(Message::Text(text)))) if text.as_str() != "2" => {
-                    return text.as_str().to_owned()
-                }
-                Ok(Some(Ok(Message::Text(_) | Message::Ping(_) | Message::Pong(_)))) => {}
-                other => panic!("expected a packet, got {other:?}"),
-            }
-        }
-    }
-
-    /// The packets (heartbeats left out) and the close code once the server closes.
-    async fn until_closed(&mut self) -> (Vec<String>, u16) {
-        let mut packets = Vec::new();
-        loop {
-            match tokio::time::timeout(DEADLINE, self.stream.next()).await {
-                Ok(Some(Ok(Message::Text(text)))) if text.as_str() != "2" => {
-                    packets.push(text.as_str().to_owned())
-                }
-                Ok(Some(Ok(Message::Close(Some(close))))) => return (packets, close.code.into()),
-                Ok(Some(Ok(_))) => {}
-                other => panic!("no close frame: {other:?}"),
-            }
-        }
-    }
 }
 
 /// A Socket.IO session: the `auth` event with another user's token is acknowledged with a 403

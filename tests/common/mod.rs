@@ -2,7 +2,7 @@
 //! [`server`] runs the real server, in this process or as the `tidings serve` binary (its doc
 //! says which tests need the binary); [`chat`] and [`bus`] talk to it over HTTP;
 //! [`cli`] runs the binary's admin commands; [`notify`] has a webhook receiver and sink
-//! configurations; [`ws`] is a WebSocket client; [`clients`] runs the real client libraries
+//! configurations; [`ws`] is a WebSocket client; [`raw`] has raw SignalR and Socket.IO clients; [`clients`] runs the real client libraries
 //! (SignalR, Socket.IO) in Node.
 #![allow(dead_code)]
 
@@ -16,5 +16,6 @@ pub mod chat;
 pub mod cli;
 pub mod clients;
 pub mod notify;
+pub mod raw;
 pub mod server;
 pub mod ws;

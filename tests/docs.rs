@@ -121,3 +121,76 @@ fn the_quick_start_runs_as_written() {
         .collect();
     assert_eq!(read, [(1, "Hi Bob!"), (2, "Hi Alice, got it.")]);
 }
+
+/// GitHub's anchor of a heading: lower case, punctuation dropped, spaces as hyphens.
+fn anchor(title: &str) -> String {
+    title
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ' '))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// The `## ` headings of a page, outside code blocks.
+fn sections(page: &str) -> Vec<&str> {
+    let mut in_code = false;
+    let mut found = Vec::new();
+    for line in page.lines() {
+        if line.starts_with("```") {
+            in_code = !in_code;
+        } else if !in_code {
+            if let Some(title) = line.strip_prefix("## ") {
+                found.push(title.trim());
+            }
+        }
+    }
+    found
+}
+
+/// The entries of a page's `Contents:` list: (text, anchor).
+fn contents(page: &str) -> Option<Vec<(String, String)>> {
+    let mut lines = page.lines().skip_while(|line| *line != "Contents:");
+    lines.next()?;
+    let entries = lines
+        .map_while(|line| line.strip_prefix("- ["))
+        .map(|entry| {
+            let (text, rest) = entry.split_once("](#").expect("an entry links to #anchor");
+            let (link, _) = rest.split_once(')').expect("a closed link");
+            (text.to_owned(), link.to_owned())
+        })
+        .collect();
+    Some(entries)
+}
+
+#[test]
+fn every_long_page_has_a_contents_list_of_all_its_sections() {
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&docs).expect("docs/") {
+        let path = entry.expect("a docs entry").path();
+        if path.extension().is_none_or(|ext| ext != "md") {
+            continue;
+        }
+        let page = std::fs::read_to_string(&path).expect("a readable page");
+        let name = path.display();
+        let Some(listed) = contents(&page) else {
+            assert!(
+                page.lines().count() < 250,
+                "{name} is long and has no `Contents:` list"
+            );
+            continue;
+        };
+        let expected: Vec<(String, String)> = sections(&page)
+            .into_iter()
+            .map(|title| (title.replace('`', ""), anchor(title)))
+            .collect();
+        assert_eq!(
+            listed, expected,
+            "{name}: the contents list and the sections differ"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 5, "only {checked} pages have a contents list");
+}

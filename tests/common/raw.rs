@@ -88,6 +88,17 @@ impl RawHub {
         }
     }
 
+    /// The completion of invocation `id`, skipping the records before it (a message the
+    /// invocation stored may be delivered before its completion is sent).
+    pub async fn completion(&mut self, id: &str) -> Value {
+        loop {
+            let record = self.next().await;
+            if record["type"] == 3 && record["invocationId"] == id {
+                return record;
+            }
+        }
+    }
+
     /// The records (pings left out) and the close code (none without a close frame) once the
     /// server closes.
     pub async fn until_closed(&mut self) -> (Vec<Value>, Option<u16>) {

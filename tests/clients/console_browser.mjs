@@ -178,7 +178,7 @@ const rows = (page, name) =>
 async function admin(browser) {
   const { ops } = config.tokens;
   const result = {};
-  const { page } = await signIn(browser, ops);
+  const { page } = await signIn(browser, ops, { width: 1100, height: 1300 });
   await page.getByRole("button", { name: "Admin" }).click();
   await api(ops, "POST", "/api/topics", { name: "orders", partitions: 2 });
   const publish = (values) => api(ops, "POST", "/api/topics/orders/partitions/0/records", { records: values.map((value) => ({ value })) });
@@ -209,7 +209,7 @@ async function admin(browser) {
     const text = await page.locator("#rates").textContent();
     return text.includes("fsyncs/s") && !text.includes("–") ? text : null;
   });
-  if (config.screenshots) await page.screenshot({ path: `${config.screenshots}/console-admin.png`, fullPage: true });
+  if (config.screenshots) await page.screenshot({ path: `${config.screenshots}/console-admin.png` });
   return result;
 }
 

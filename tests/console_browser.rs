@@ -122,6 +122,33 @@ async fn an_offline_period_heals_with_no_gap_and_no_duplicate() {
     assert_eq!(texts(&result["messages"]), all, "{result:#}");
 }
 
+/// A conversation of 130 messages opens on its newest page (not all of it), and scrolling up
+/// loads the older pages until the first message, each message once and in order.
+#[tokio::test]
+async fn history_pages_back_on_scroll() {
+    let chat = chat_server(&["--rate-limit", "0"]).await;
+    chat.post_json(
+        "alice",
+        "/api/conversations",
+        json!({"id": "c-offline", "title": "Offline test", "participants": ["bob"]}),
+    )
+    .await;
+    for n in 1..=130 {
+        chat.send("alice", "c-offline", &format!("m{n}")).await;
+    }
+    chat.wait_messages("bob", "c-offline", 130, Duration::from_secs(10))
+        .await;
+    let mut config = config(&chat, "paging");
+    config["count"] = json!(130);
+    let result = clients::run("console_browser.mjs", &config).await;
+    assert!(result.get("error").is_none(), "{result:#}");
+
+    let first_page = result["firstPage"].as_u64().unwrap_or_default();
+    assert!((1..130).contains(&first_page), "{result:#}");
+    let all: Vec<String> = (1..=130).map(|n| format!("m{n}")).collect();
+    assert_eq!(texts(&result["messages"]), all);
+}
+
 /// An admin token's console: a topic's high watermark moves as records are published, a
 /// group's lag falls to 0 once it commits, the tail shows a record published while it runs,
 /// and the rates read /metrics.

@@ -1,7 +1,7 @@
 //! The HTTP edge: routes, shared handler state, errors and HTTP metrics.
 //!
 //! [`app`] assembles the router from the handler files (the web console's files `console`,
-//! `health`, `metrics`, `conversations`,
+//! `health`, `metrics`, the API description `openapi`, `conversations`,
 //! `messages`, the WebSocket upgrade `ws`, and the event bus's `topics`, `records` and consumer
 //! `groups`) and wraps it in the request-latency layer, the body-size limit and the request
 //! limits of [`http_limits`] (which also turns axum's text rejections into problem+json), the
@@ -27,6 +27,7 @@ pub(crate) mod http_limits;
 pub(crate) mod idempotency;
 pub(crate) mod messages;
 pub(crate) mod metrics;
+pub(crate) mod openapi;
 pub(crate) mod origins;
 pub(crate) mod problem;
 pub(crate) mod rate_limit;
@@ -283,6 +284,7 @@ pub(crate) fn app(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::scrape))
+        .route("/openapi.json", get(openapi::document))
         .route("/api/me", get(auth::me))
         .route("/ws", get(ws::upgrade))
         .route(&hub, get(signalr::upgrade))

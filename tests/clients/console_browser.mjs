@@ -5,6 +5,7 @@
 //           read receipt, edit, delete; then a reload restores the open conversation.
 //   offline a context goes offline while messages are sent, comes back: every message once, in
 //           order.
+//   paging  a long conversation opens on its newest page and pages back on scroll.
 //   admin   an admin token sees a topic's offsets move, a group's lag fall to 0, a live tail.
 // Every wait is bounded; a failed expectation throws, the script prints {"error"} and exits 1.
 // The last line on stdout is the scenario's JSON result, checked again by tests/console_browser.rs.
@@ -171,6 +172,21 @@ async function offline(browser) {
   return { whileOffline, messages: await messageTexts(bob.page) };
 }
 
+/** A long conversation opens on its newest page; scrolling up pages back to the first message. */
+async function paging(browser) {
+  const { conversation, tokens } = config;
+  const bob = await signIn(browser, tokens.bob);
+  await openConversation(bob.page, "Offline test");
+  await until("the newest message", async () => (await messageTexts(bob.page)).at(-1) === `m${config.count}`);
+  const firstPage = (await messageTexts(bob.page)).length;
+  const list = bob.page.getByRole("list", { name: "Messages" });
+  await until("every page loaded by scrolling up", async () => {
+    await list.evaluate((ul) => { ul.scrollTop = 0; ul.dispatchEvent(new Event("scroll")); });
+    return (await messageTexts(bob.page)).length === config.count;
+  });
+  return { firstPage, messages: await messageTexts(bob.page) };
+}
+
 /** The rows of the admin table named `name`, each as its cells' texts. */
 const rows = (page, name) =>
   page.getByRole("table", { name }).locator("tbody tr").evaluateAll((trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent)));
@@ -213,7 +229,7 @@ async function admin(browser) {
   return result;
 }
 
-const scenarios = { chat, offline, admin };
+const scenarios = { chat, offline, paging, admin };
 const browser = await chromium.launch({ executablePath: executable(), headless: true });
 try {
   const result = await scenarios[config.scenario](browser);

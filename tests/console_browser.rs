@@ -39,7 +39,11 @@ fn config(chat: &Chat, scenario: &str) -> Value {
 fn screenshots_dir() -> Option<String> {
     let dir = std::env::var_os("TIDINGS_CONSOLE_SCREENSHOTS")?;
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
-    Some(dir.to_str().expect("a UTF-8 screenshot directory").to_owned())
+    Some(
+        dir.to_str()
+            .expect("a UTF-8 screenshot directory")
+            .to_owned(),
+    )
 }
 
 async fn run(chat: &Chat, scenario: &str) -> Value {
@@ -64,10 +68,19 @@ async fn two_users_chat_in_the_console() {
     let chat = chat_server(&[]).await;
     let result = run(&chat, "chat").await;
 
-    assert_eq!(result["fragmentRemoved"], true, "the token left the address bar");
+    assert_eq!(
+        result["fragmentRemoved"], true,
+        "the token left the address bar"
+    );
     let entry = result["bobEntry"].as_str().unwrap_or_default();
-    assert!(entry.contains("Team") && entry.contains("1 unread"), "{entry}");
-    assert_eq!(result["renderedAsText"], true, "markup in a message stays text");
+    assert!(
+        entry.contains("Team") && entry.contains("1 unread"),
+        "{entry}"
+    );
+    assert_eq!(
+        result["renderedAsText"], true,
+        "markup in a message stays text"
+    );
     assert_eq!(result["seenBy"], "Seen by bob");
     assert_eq!(result["typing"], "bob is typing…");
     assert_eq!(result["editedMarked"], 1);
@@ -91,7 +104,10 @@ async fn two_users_chat_in_the_console() {
         .iter()
         .map(|m| m["content"].as_str().unwrap_or_default())
         .collect();
-    assert_eq!(stored, ["hello bob, edited", "hi alice", "", "see you at 3"]);
+    assert_eq!(
+        stored,
+        ["hello bob, edited", "hi alice", "", "see you at 3"]
+    );
 }
 
 async fn conversation_id(chat: &Chat, user: &str) -> String {
@@ -169,7 +185,10 @@ async fn an_admin_sees_offsets_move_and_lag_fall_to_zero() {
     );
     let tail = texts(&result["tail"]);
     assert_eq!(tail.last().copied(), Some(r#"#5  {"n":6,"live":true}"#));
-    assert!(result["rates"].as_str().unwrap_or_default().contains("sessions1"));
+    assert!(result["rates"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("sessions1"));
 }
 
 /// The page and its files come from the binary with their types, a strict CSP (no inline

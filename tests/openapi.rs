@@ -30,9 +30,19 @@ fn validator_python() -> PathBuf {
             .arg(&venv)
             .status()
             .is_ok_and(|s| s.success());
-        assert!(made, "cannot create a virtualenv: install python3 and python3-venv");
+        assert!(
+            made,
+            "cannot create a virtualenv: install python3 and python3-venv"
+        );
         let installed = Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", VALIDATOR])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                VALIDATOR,
+            ])
             .stdin(Stdio::null())
             .status()
             .is_ok_and(|s| s.success());

@@ -19,12 +19,21 @@ use super::{auth, conversations, groups, messages, records, topics};
 
 /// The problem answers any `/api` route may give, whatever it does (docs/api.md, "Errors").
 const COMMON_PROBLEMS: &[(&str, &str)] = &[
-    ("400", "Malformed JSON, or an invalid field or query parameter (the detail names it)"),
+    (
+        "400",
+        "Malformed JSON, or an invalid field or query parameter (the detail names it)",
+    ),
     ("401", "Missing, invalid or expired token"),
     ("403", "The token lacks the scope the route needs"),
-    ("404", "Unknown resource, or a conversation the caller is not in"),
+    (
+        "404",
+        "Unknown resource, or a conversation the caller is not in",
+    ),
     ("429", "Rate limited (see Retry-After)"),
-    ("503", "Not durable right now: starting, disk full, overloaded (see Retry-After)"),
+    (
+        "503",
+        "Not durable right now: starting, disk full, overloaded (see Retry-After)",
+    ),
 ];
 
 #[derive(OpenApi)]
@@ -68,7 +77,8 @@ const COMMON_PROBLEMS: &[(&str, &str)] = &[
 )]
 struct ApiDoc;
 
-/// Adds the bearer-token scheme and the common problem answers to every operation.
+/// Adds the bearer-token scheme, and to every operation the common problem answers and an
+/// operation id prefixed with its tag.
 struct BearerAndProblems;
 
 impl Modify for BearerAndProblems {
@@ -92,6 +102,13 @@ impl Modify for BearerAndProblems {
                 &mut item.delete,
             ];
             for operation in operations.into_iter().flatten() {
+                // Handlers of different files share names (`get_one`); ids must be unique.
+                if let (Some(tag), Some(id)) = (
+                    operation.tags.as_ref().and_then(|tags| tags.first()),
+                    operation.operation_id.as_mut(),
+                ) {
+                    *id = format!("{tag}_{id}");
+                }
                 for (status, description) in COMMON_PROBLEMS {
                     operation
                         .responses
@@ -151,7 +168,11 @@ mod tests {
         let source = include_str!("mod.rs");
         let mut routes = BTreeSet::new();
         for call in source.split(".route(").skip(1) {
-            let Some(path) = call.trim_start().strip_prefix('"').and_then(|rest| rest.split('"').next()) else {
+            let Some(path) = call
+                .trim_start()
+                .strip_prefix('"')
+                .and_then(|rest| rest.split('"').next())
+            else {
                 continue;
             };
             if !path.starts_with("/api") {
@@ -159,8 +180,10 @@ mod tests {
             }
             let chain = route_arguments(call);
             for method in ["get", "post", "put", "patch", "delete"] {
-                let called = chain.contains(&format!(" {method}(")) || chain.contains(&format!("({method}("))
-                    || chain.contains(&format!(".{method}(")) || chain.contains(&format!("\n{method}("));
+                let called = chain.contains(&format!(" {method}("))
+                    || chain.contains(&format!("({method}("))
+                    || chain.contains(&format!(".{method}("))
+                    || chain.contains(&format!("\n{method}("));
                 if called {
                     routes.insert((method.to_uppercase(), normalize(path)));
                 }
@@ -223,13 +246,22 @@ mod tests {
     #[test]
     fn every_api_route_of_the_router_is_described() {
         let routes = router_routes();
-        assert!(routes.len() >= 26, "the route parser found too few: {routes:?}");
+        assert!(
+            routes.len() >= 26,
+            "the route parser found too few: {routes:?}"
+        );
         assert!(routes.contains(&("PATCH".into(), "/api/conversations/{}/messages/{}".into())));
         let described = described_routes();
         let missing: Vec<_> = routes.difference(&described).collect();
-        assert!(missing.is_empty(), "routes missing from /openapi.json: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "routes missing from /openapi.json: {missing:?}"
+        );
         let extra: Vec<_> = described.difference(&routes).collect();
-        assert!(extra.is_empty(), "described routes the router lacks: {extra:?}");
+        assert!(
+            extra.is_empty(),
+            "described routes the router lacks: {extra:?}"
+        );
     }
 
     #[test]
@@ -247,6 +279,17 @@ mod tests {
             assert!(send["responses"][status].is_object(), "send lacks {status}");
         }
         assert!(send["responses"]["401"]["content"][PROBLEM_JSON].is_object());
-        assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+        assert_eq!(
+            doc["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+        let mut ids = BTreeSet::new();
+        for item in doc["paths"].as_object().unwrap().values() {
+            for operation in item.as_object().unwrap().values() {
+                let id = operation["operationId"].as_str().unwrap().to_owned();
+                assert!(ids.insert(id.clone()), "operation id {id} twice");
+            }
+        }
+        assert!(ids.contains("messages_get_one") && ids.contains("conversations_get_one"));
     }
 }

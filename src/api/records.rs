@@ -92,7 +92,19 @@ pub(crate) struct Published {
 
 /// `POST /api/topics/{name}/records` → 202 `{"offsets":[…]}` once the batch is durable.
 /// 404 unknown topic, 400 empty batch, 413 too many records or a record over the size limit.
-#[utoipa::path(post, path = "/api/topics/{name}/records", tag = "topics", params(("name" = String, Path, description = "The topic name")), request_body = PublishBody, responses((status = 202, description = "Durable: `{offsets: [{partition, offset}]}`", body = serde_json::Value), (status = 413, description = "A record over the limit", body = crate::api::problem::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    post,
+    path = "/api/topics/{name}/records",
+    tag = "topics",
+    params(
+        ("name" = String, Path, description = "The topic name"),
+    ),
+    request_body = PublishBody,
+    responses(
+        (status = 202, description = "Durable: `{offsets: [{partition, offset}]}`", body = serde_json::Value),
+        (status = 413, description = "A record over the limit", body = crate::api::problem::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub(crate) async fn publish(
     State(state): State<AppState>,
     caller: Caller,
@@ -105,7 +117,20 @@ pub(crate) async fn publish(
 /// `POST /api/topics/{name}/partitions/{p}/records` → 202 like [`publish`], every record in
 /// partition `p` whatever its key (as Kafka's producer does with an explicit partition).
 /// 404 unknown topic or partition.
-#[utoipa::path(post, path = "/api/topics/{name}/partitions/{partition}/records", tag = "topics", params(("name" = String, Path, description = "The topic name"), ("partition" = u32, Path, description = "The partition number")), request_body = PublishBody, responses((status = 202, description = "Durable: `{offsets: [{partition, offset}]}`", body = serde_json::Value), (status = 413, description = "A record over the limit", body = crate::api::problem::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    post,
+    path = "/api/topics/{name}/partitions/{partition}/records",
+    tag = "topics",
+    params(
+        ("name" = String, Path, description = "The topic name"),
+        ("partition" = u32, Path, description = "The partition number"),
+    ),
+    request_body = PublishBody,
+    responses(
+        (status = 202, description = "Durable: `{offsets: [{partition, offset}]}`", body = serde_json::Value),
+        (status = 413, description = "A record over the limit", body = crate::api::problem::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub(crate) async fn publish_to_partition(
     State(state): State<AppState>,
     caller: Caller,
@@ -237,7 +262,22 @@ pub(crate) struct ReadPage {
 /// `GET /api/topics/{name}/partitions/{p}/records?offset=N&limit=M&waitMs=W` → records from
 /// N on. With none at N yet, waits up to W ms for one (returning early, empty, when the server
 /// shuts down). 416 when N is below the low or above the high watermark.
-#[utoipa::path(get, path = "/api/topics/{name}/partitions/{partition}/records", tag = "topics", params(("name" = String, Path, description = "The topic name"), ("partition" = u32, Path, description = "The partition number"), ("offset" = Option<u64>, Query, description = "First offset (default: the low watermark)"), ("limit" = Option<u32>, Query, description = "Most records, 1-1000 (default 100)"), ("waitMs" = Option<u64>, Query, description = "Long-poll up to this many ms when there is no record yet")), responses((status = 200, description = "`{records, nextOffset}`", body = serde_json::Value), (status = 416, description = "The offset is below the retained range", body = crate::api::problem::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(
+    get,
+    path = "/api/topics/{name}/partitions/{partition}/records",
+    tag = "topics",
+    params(
+        ("name" = String, Path, description = "The topic name"),
+        ("partition" = u32, Path, description = "The partition number"),
+        ("offset" = Option<u64>, Query, description = "First offset (default: the low watermark)"),
+        ("limit" = Option<u32>, Query, description = "Most records, 1-1000 (default 100)"),
+        ("waitMs" = Option<u64>, Query, description = "Long-poll up to this many ms when there is no record yet"),
+    ),
+    responses(
+        (status = 200, description = "`{records, nextOffset}`", body = serde_json::Value),
+        (status = 416, description = "The offset is below the retained range", body = crate::api::problem::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub(crate) async fn read(
     State(state): State<AppState>,
     caller: Caller,

@@ -221,7 +221,13 @@ export class Chat {
     byId("composer-error").textContent = "";
     this.renderHeader();
     this.renderConversations();
-    const page = await this.api.get(conversationPath(id, `/messages?limit=${PAGE}`));
+    let page;
+    try {
+      page = await this.api.get(conversationPath(id, `/messages?limit=${PAGE}`));
+    } catch (error) {
+      byId("composer-error").textContent = `Cannot read the history: ${error.message}`;
+      return;
+    }
     if (this.view !== view) return;
     page.items.forEach((message) => view.list.put(message));
     page.items.forEach((message) => this.learnName(message));

@@ -58,6 +58,8 @@ export class Socket {
   connect() {
     clearTimeout(this.timer);
     if (this.stopped) return;
+    // A connection still being opened would become a second session nobody reads.
+    this.closeQuietly(4000);
     this.hooks.onState("connecting");
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const url = `${scheme}://${location.host}/ws?token=${encodeURIComponent(this.hooks.token)}`;

@@ -29,6 +29,8 @@
 //!   storage, no HTTP, no sockets.
 //! - `notify`: the notification sinks (webhook with HMAC signature and retries, log); they
 //!   deliver one record and know nothing of the log.
+//! - `console`: the web console's files (HTML, CSS, JavaScript modules) compiled into the
+//!   binary and the Content-Security-Policy they are served with; no routing.
 //! - [`server`]: wiring of the HTTP server, the store, the pipeline, the hub and the
 //!   notifications, and graceful shutdown (`server::run`).
 
@@ -46,6 +48,7 @@ pub mod server;
 
 mod api;
 mod bus;
+mod console;
 mod discovery;
 mod hub;
 mod metrics;

@@ -50,6 +50,14 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Identity, ApiEr
 
 /// `GET /api/me` → `{"userId", "name", "scopes"}`: who the presented token speaks for, so a
 /// client can check its token.
+#[utoipa::path(
+    get,
+    path = "/api/me",
+    tag = "auth",
+    responses(
+        (status = 200, description = "`{userId, name, scopes}` of the token", body = serde_json::Value),
+    )
+)]
 pub(crate) async fn me(Caller(identity): Caller) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "userId": identity.user_id,

@@ -43,7 +43,7 @@ pub(crate) const CHANGE_APPLY_WAIT: Duration = Duration::from_secs(10);
 
 /// `POST /api/conversations` body. Unknown fields are a 400 (a misspelt `participants` must
 /// not create a room of one).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct CreateConversation {
     /// The caller's id for it (optional).
@@ -65,7 +65,7 @@ pub(crate) struct ListQuery {
 }
 
 /// `POST …/participants` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct AddParticipant {
     /// The user to add.
@@ -73,7 +73,7 @@ pub(crate) struct AddParticipant {
 }
 
 /// `POST …/read` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReadMark {
     /// Highest seq read.
@@ -95,6 +95,16 @@ pub(crate) fn require_participant(
 }
 
 /// `POST /api/conversations` → 201 with the conversation as the caller sees it.
+#[utoipa::path(
+    post,
+    path = "/api/conversations",
+    tag = "conversations",
+    request_body = CreateConversation,
+    responses(
+        (status = 201, description = "The conversation as the caller sees it", body = serde_json::Value),
+        (status = 409, description = "The id is taken", body = crate::api::problem::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub(crate) async fn create(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -125,6 +135,18 @@ pub(crate) async fn create(
 }
 
 /// `GET /api/conversations?limit=20&cursor=C` → `{items, nextCursor}`.
+#[utoipa::path(
+    get,
+    path = "/api/conversations",
+    tag = "conversations",
+    params(
+        ("limit" = Option<u32>, Query, description = "Page size, 1-100 (default 20)"),
+        ("cursor" = Option<String>, Query, description = "The previous page's nextCursor"),
+    ),
+    responses(
+        (status = 200, description = "`{items, nextCursor}`: the caller's conversations, most recent activity first", body = serde_json::Value),
+    )
+)]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -145,6 +167,17 @@ pub(crate) async fn list(
 }
 
 /// `GET /api/conversations/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/conversations/{id}",
+    tag = "conversations",
+    params(
+        ("id" = String, Path, description = "The conversation id"),
+    ),
+    responses(
+        (status = 200, description = "The conversation", body = serde_json::Value),
+    )
+)]
 pub(crate) async fn get_one(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -157,6 +190,18 @@ pub(crate) async fn get_one(
 
 /// `POST /api/conversations/{id}/participants` `{userId}` → 204; the participants' sessions
 /// get `conversation.updated`.
+#[utoipa::path(
+    post,
+    path = "/api/conversations/{id}/participants",
+    tag = "conversations",
+    params(
+        ("id" = String, Path, description = "The conversation id"),
+    ),
+    request_body = AddParticipant,
+    responses(
+        (status = 204, description = "Added"),
+    )
+)]
 pub(crate) async fn add_participant(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -177,6 +222,18 @@ pub(crate) async fn add_participant(
 /// `DELETE /api/conversations/{id}/participants/{userId}` → 204; 404 if that user is not a
 /// participant. A user may always remove itself. The remaining participants and the removed
 /// user get `conversation.updated`.
+#[utoipa::path(
+    delete,
+    path = "/api/conversations/{id}/participants/{userId}",
+    tag = "conversations",
+    params(
+        ("id" = String, Path, description = "The conversation id"),
+        ("userId" = String, Path, description = "The participant to remove"),
+    ),
+    responses(
+        (status = 204, description = "Removed"),
+    )
+)]
 pub(crate) async fn remove_participant(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -212,6 +269,18 @@ async fn change_membership(
 
 /// `POST /api/conversations/{id}/read` `{seq}` → 204. Read state only moves forward: a seq at
 /// or below the caller's `lastReadSeq` changes nothing, one above `lastSeq` counts as `lastSeq`.
+#[utoipa::path(
+    post,
+    path = "/api/conversations/{id}/read",
+    tag = "conversations",
+    params(
+        ("id" = String, Path, description = "The conversation id"),
+    ),
+    request_body = ReadMark,
+    responses(
+        (status = 204, description = "The read mark is applied"),
+    )
+)]
 pub(crate) async fn mark_read(
     State(state): State<AppState>,
     Caller(caller): Caller,

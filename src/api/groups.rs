@@ -41,7 +41,7 @@ use crate::log::{validate_group_name, validate_topic_name, Log, LogError, Partit
 use crate::pipeline::{is_internal_group, MESSAGES_TOPIC};
 
 /// `POST /api/groups/{group}/members` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct JoinBody {
     /// Topic names or patterns (`*` one word, `#` any number of words); at least one.
@@ -61,7 +61,7 @@ pub(crate) struct JoinAnswer {
 }
 
 /// `POST …/members/{memberId}/poll` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct PollBody {
     /// Most records in total, 1–1000 (default 100).
@@ -78,7 +78,7 @@ pub(crate) struct PollAnswer {
 }
 
 /// `POST /api/groups/{group}/offsets` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct CommitBody {
     /// The committing member; it must own every partition.
@@ -88,7 +88,7 @@ pub(crate) struct CommitBody {
 }
 
 /// One offset to commit.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CommitOffset {
     /// Topic.
@@ -100,7 +100,7 @@ pub(crate) struct CommitOffset {
 }
 
 /// `POST /api/groups/{group}/offsets/reset` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ResetBody {
     /// The topic whose partitions to reset (all of them).
@@ -257,6 +257,18 @@ fn subscription(caller: &Caller, body: JoinBody) -> Result<Subscription, ApiErro
 }
 
 /// `POST /api/groups/{group}/members` → 200 `{"memberId","assignment"}`; a rebalance.
+#[utoipa::path(
+    post,
+    path = "/api/groups/{group}/members",
+    tag = "groups",
+    params(
+        ("group" = String, Path, description = "The consumer group"),
+    ),
+    request_body = JoinBody,
+    responses(
+        (status = 200, description = "`{memberId, assignment}`", body = serde_json::Value),
+    )
+)]
 pub(crate) async fn join(
     State(state): State<AppState>,
     caller: Caller,
@@ -282,6 +294,18 @@ pub(crate) async fn join(
 }
 
 /// `DELETE /api/groups/{group}/members/{memberId}` → 204; a rebalance. 404 unknown member.
+#[utoipa::path(
+    delete,
+    path = "/api/groups/{group}/members/{memberId}",
+    tag = "groups",
+    params(
+        ("group" = String, Path, description = "The consumer group"),
+        ("memberId" = String, Path, description = "The member id the join answered"),
+    ),
+    responses(
+        (status = 204, description = "Left; the group rebalances"),
+    )
+)]
 pub(crate) async fn leave(
     State(state): State<AppState>,
     caller: Caller,
@@ -369,6 +393,19 @@ async fn wait_any(state: &AppState, log: &Log, starts: &[(TopicPartition, u64)],
 
 /// `POST /api/groups/{group}/members/{memberId}/poll` → `{"records","assignment"}`; the
 /// member's heartbeat. Long-polls up to `waitMs` when no assigned partition has a record.
+#[utoipa::path(
+    post,
+    path = "/api/groups/{group}/members/{memberId}/poll",
+    tag = "groups",
+    params(
+        ("group" = String, Path, description = "The consumer group"),
+        ("memberId" = String, Path, description = "The member id the join answered"),
+    ),
+    request_body = PollBody,
+    responses(
+        (status = 200, description = "`{records, assignment}`", body = serde_json::Value),
+    )
+)]
 pub(crate) async fn poll(
     State(state): State<AppState>,
     caller: Caller,
@@ -407,6 +444,19 @@ pub(crate) async fn poll(
 
 /// `POST /api/groups/{group}/offsets` → 204. All or nothing: 404 unknown member, 409 a
 /// partition it does not own or a commit that moves backwards, 416 beyond the high watermark.
+#[utoipa::path(
+    post,
+    path = "/api/groups/{group}/offsets",
+    tag = "groups",
+    params(
+        ("group" = String, Path, description = "The consumer group"),
+    ),
+    request_body = CommitBody,
+    responses(
+        (status = 204, description = "Committed"),
+        (status = 409, description = "A partition not assigned to the member", body = crate::api::problem::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub(crate) async fn commit(
     State(state): State<AppState>,
     caller: Caller,
@@ -471,6 +521,19 @@ fn precheck_commit(log: &Log, group: &str, o: &CommitOffset) -> Result<(), ApiEr
 /// `POST /api/groups/{group}/offsets/reset` (admin) → 200 `{"group","topic","offsets"}` once the
 /// new offsets are durable. 400 a bad `to`, 404 unknown topic, 409 a group with live members or
 /// one the server itself consumes with.
+#[utoipa::path(
+    post,
+    path = "/api/groups/{group}/offsets/reset",
+    tag = "groups",
+    params(
+        ("group" = String, Path, description = "The consumer group"),
+    ),
+    request_body = ResetBody,
+    responses(
+        (status = 200, description = "`{group, topic, offsets}`", body = serde_json::Value),
+        (status = 409, description = "The group has live members", body = crate::api::problem::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub(crate) async fn reset(
     State(state): State<AppState>,
     caller: Caller,
@@ -535,6 +598,14 @@ fn reset_target(to: &serde_json::Value) -> Result<ResetTo, ApiError> {
 }
 
 /// `GET /api/groups` → `{"items":[{"group"}…]}`: groups with committed offsets or live members.
+#[utoipa::path(
+    get,
+    path = "/api/groups",
+    tag = "groups",
+    responses(
+        (status = 200, description = "`{items: [{group}]}`", body = serde_json::Value),
+    )
+)]
 pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -550,6 +621,17 @@ pub(crate) async fn list(
 
 /// `GET /api/groups/{group}` → members with their assignment, and committed offsets and lag
 /// per topic the group has offsets on or is assigned. 404 for a group with neither.
+#[utoipa::path(
+    get,
+    path = "/api/groups/{group}",
+    tag = "groups",
+    params(
+        ("group" = String, Path, description = "The consumer group"),
+    ),
+    responses(
+        (status = 200, description = "Members with their assignment, committed offsets and lag", body = serde_json::Value),
+    )
+)]
 pub(crate) async fn describe(
     State(state): State<AppState>,
     caller: Caller,

@@ -42,7 +42,7 @@ pub(crate) const MAX_MENTIONS: usize = 100;
 /// `POST …/messages` body. A field naming the sender (`senderId`, `senderName`) is ignored,
 /// as API.md says (the sender is the token's); any other unknown field is a 400, so a typo
 /// does not silently drop what the client meant.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct SendBody {
     /// Text, 1 byte to `limits.maxContentBytes`.
@@ -56,14 +56,16 @@ pub(crate) struct SendBody {
     pub mentions: Vec<String>,
     /// Ignored: the sender is the token's.
     #[serde(default, rename = "senderId")]
+    #[schema(ignore)]
     pub _sender_id: Option<serde::de::IgnoredAny>,
     /// Ignored: the sender's name is the token's.
     #[serde(default, rename = "senderName")]
+    #[schema(ignore)]
     pub _sender_name: Option<serde::de::IgnoredAny>,
 }
 
 /// `PATCH …/messages/{messageId}` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EditBody {
     /// The new text.
@@ -200,6 +202,19 @@ fn build_send(
 }
 
 /// `POST /api/conversations/{id}/messages` → 202 [`SendAck`] once durable in the log.
+#[utoipa::path(
+    post,
+    path = "/api/conversations/{id}/messages",
+    tag = "messages",
+    params(
+        ("id" = String, Path, description = "The conversation id"),
+    ),
+    request_body = SendBody,
+    responses(
+        (status = 202, description = "Durable in the log: `{id, conversationId, clientMessageId, status, sentAt, partition, offset}`", body = serde_json::Value),
+        (status = 413, description = "Content over the limit", body = crate::api::problem::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub(crate) async fn send(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -319,6 +334,20 @@ fn stored_ack(
 }
 
 /// `GET /api/conversations/{id}/messages?limit=50&before=S|after=S`.
+#[utoipa::path(
+    get,
+    path = "/api/conversations/{id}/messages",
+    tag = "messages",
+    params(
+        ("id" = String, Path, description = "The conversation id"),
+        ("limit" = Option<u32>, Query, description = "Page size, 1-200 (default 50)"),
+        ("before" = Option<u64>, Query, description = "The newest page below this seq"),
+        ("after" = Option<u64>, Query, description = "The oldest page above this seq"),
+    ),
+    responses(
+        (status = 200, description = "`{items, hasMore}`, ascending seq", body = serde_json::Value),
+    )
+)]
 pub(crate) async fn history(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -344,6 +373,18 @@ pub(crate) async fn history(
 }
 
 /// `GET /api/conversations/{id}/messages/{messageId}`.
+#[utoipa::path(
+    get,
+    path = "/api/conversations/{id}/messages/{messageId}",
+    tag = "messages",
+    params(
+        ("id" = String, Path, description = "The conversation id"),
+        ("messageId" = String, Path, description = "The message id"),
+    ),
+    responses(
+        (status = 200, description = "The message", body = serde_json::Value),
+    )
+)]
 pub(crate) async fn get_one(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -405,6 +446,20 @@ async fn submit_change(
 }
 
 /// `PATCH /api/conversations/{id}/messages/{messageId}` `{content}` → 202 (only the sender).
+#[utoipa::path(
+    patch,
+    path = "/api/conversations/{id}/messages/{messageId}",
+    tag = "messages",
+    params(
+        ("id" = String, Path, description = "The conversation id"),
+        ("messageId" = String, Path, description = "The message id"),
+    ),
+    request_body = EditBody,
+    responses(
+        (status = 202, description = "The edit is durable in the log", body = serde_json::Value),
+        (status = 413, description = "Content over the limit", body = crate::api::problem::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub(crate) async fn edit(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -428,6 +483,18 @@ pub(crate) async fn edit(
 }
 
 /// `DELETE /api/conversations/{id}/messages/{messageId}` → 202 (only the sender).
+#[utoipa::path(
+    delete,
+    path = "/api/conversations/{id}/messages/{messageId}",
+    tag = "messages",
+    params(
+        ("id" = String, Path, description = "The conversation id"),
+        ("messageId" = String, Path, description = "The message id"),
+    ),
+    responses(
+        (status = 202, description = "The delete is durable in the log", body = serde_json::Value),
+    )
+)]
 pub(crate) async fn delete(
     State(state): State<AppState>,
     Caller(caller): Caller,

@@ -1,6 +1,7 @@
 //! The HTTP edge: routes, shared handler state, errors and HTTP metrics.
 //!
-//! [`app`] assembles the router from the handler files (`health`, `metrics`, `conversations`,
+//! [`app`] assembles the router from the handler files (the web console's files `console`,
+//! `health`, `metrics`, the API description `openapi`, `conversations`,
 //! `messages`, the WebSocket upgrade `ws`, and the event bus's `topics`, `records` and consumer
 //! `groups`) and wraps it in the request-latency layer, the body-size limit and the request
 //! limits of [`http_limits`] (which also turns axum's text rejections into problem+json), the
@@ -18,6 +19,7 @@
 pub(crate) mod access;
 pub(crate) mod auth;
 pub(crate) mod connections;
+pub(crate) mod console;
 pub(crate) mod conversations;
 pub(crate) mod groups;
 pub(crate) mod health;
@@ -25,6 +27,7 @@ pub(crate) mod http_limits;
 pub(crate) mod idempotency;
 pub(crate) mod messages;
 pub(crate) mod metrics;
+pub(crate) mod openapi;
 pub(crate) mod origins;
 pub(crate) mod problem;
 pub(crate) mod rate_limit;
@@ -276,9 +279,12 @@ pub(crate) fn app(state: AppState) -> Router {
     let max_body = state.config().limits.max_body_bytes;
     let hub = state.config().signalr.path.clone();
     Router::new()
+        .route("/", get(console::index))
+        .route("/console/{file}", get(console::file))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::scrape))
+        .route("/openapi.json", get(openapi::document))
         .route("/api/me", get(auth::me))
         .route("/ws", get(ws::upgrade))
         .route(&hub, get(signalr::upgrade))

@@ -140,7 +140,7 @@ pub(crate) enum ApiError {
 }
 
 /// An RFC 9457 problem, as serialized.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub(crate) struct Problem {
     /// A URI identifying the kind of problem.
     #[serde(rename = "type")]

@@ -38,7 +38,7 @@ pub(crate) const MAX_WAIT: Duration = Duration::from_secs(30);
 pub(crate) const MAX_VALUE_DEPTH: usize = 64;
 
 /// `POST /api/topics/{name}/records` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PublishBody {
     /// The batch, in order; at least one record.
@@ -46,7 +46,7 @@ pub(crate) struct PublishBody {
 }
 
 /// One record as a producer sends it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PublishedRecord {
     /// Partitioning key; records without one are spread round-robin.
@@ -55,6 +55,7 @@ pub struct PublishedRecord {
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     /// Any JSON value, stored as the JSON text sent.
+    #[schema(value_type = serde_json::Value)]
     pub value: Box<RawValue>,
 }
 
@@ -91,6 +92,19 @@ pub(crate) struct Published {
 
 /// `POST /api/topics/{name}/records` → 202 `{"offsets":[…]}` once the batch is durable.
 /// 404 unknown topic, 400 empty batch, 413 too many records or a record over the size limit.
+#[utoipa::path(
+    post,
+    path = "/api/topics/{name}/records",
+    tag = "topics",
+    params(
+        ("name" = String, Path, description = "The topic name"),
+    ),
+    request_body = PublishBody,
+    responses(
+        (status = 202, description = "Durable: `{offsets: [{partition, offset}]}`", body = serde_json::Value),
+        (status = 413, description = "A record over the limit", body = crate::api::problem::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub(crate) async fn publish(
     State(state): State<AppState>,
     caller: Caller,
@@ -103,6 +117,20 @@ pub(crate) async fn publish(
 /// `POST /api/topics/{name}/partitions/{p}/records` → 202 like [`publish`], every record in
 /// partition `p` whatever its key (as Kafka's producer does with an explicit partition).
 /// 404 unknown topic or partition.
+#[utoipa::path(
+    post,
+    path = "/api/topics/{name}/partitions/{partition}/records",
+    tag = "topics",
+    params(
+        ("name" = String, Path, description = "The topic name"),
+        ("partition" = u32, Path, description = "The partition number"),
+    ),
+    request_body = PublishBody,
+    responses(
+        (status = 202, description = "Durable: `{offsets: [{partition, offset}]}`", body = serde_json::Value),
+        (status = 413, description = "A record over the limit", body = crate::api::problem::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub(crate) async fn publish_to_partition(
     State(state): State<AppState>,
     caller: Caller,
@@ -234,6 +262,22 @@ pub(crate) struct ReadPage {
 /// `GET /api/topics/{name}/partitions/{p}/records?offset=N&limit=M&waitMs=W` → records from
 /// N on. With none at N yet, waits up to W ms for one (returning early, empty, when the server
 /// shuts down). 416 when N is below the low or above the high watermark.
+#[utoipa::path(
+    get,
+    path = "/api/topics/{name}/partitions/{partition}/records",
+    tag = "topics",
+    params(
+        ("name" = String, Path, description = "The topic name"),
+        ("partition" = u32, Path, description = "The partition number"),
+        ("offset" = Option<u64>, Query, description = "First offset (default: the low watermark)"),
+        ("limit" = Option<u32>, Query, description = "Most records, 1-1000 (default 100)"),
+        ("waitMs" = Option<u64>, Query, description = "Long-poll up to this many ms when there is no record yet"),
+    ),
+    responses(
+        (status = 200, description = "`{records, nextOffset}`", body = serde_json::Value),
+        (status = 416, description = "The offset is below the retained range", body = crate::api::problem::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub(crate) async fn read(
     State(state): State<AppState>,
     caller: Caller,

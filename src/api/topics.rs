@@ -138,7 +138,7 @@ pub(super) fn visible_to(identity: &Identity, topic: &str) -> bool {
 }
 
 /// `POST /api/topics` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct CreateTopic {
     /// Topic name: 1–249 characters of `[A-Za-z0-9._-]`.
@@ -196,6 +196,16 @@ pub(crate) struct TopicList {
 }
 
 /// `POST /api/topics` → 201 with the new topic; 409 if the name is taken.
+#[utoipa::path(
+    post,
+    path = "/api/topics",
+    tag = "topics",
+    request_body = CreateTopic,
+    responses(
+        (status = 201, description = "The topic with its partitions' watermarks", body = serde_json::Value),
+        (status = 409, description = "The name is taken", body = crate::api::problem::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub(crate) async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -214,6 +224,14 @@ pub(crate) async fn create(
 }
 
 /// `GET /api/topics` → `{"items":[topic…]}`, sorted by name; `messages` only for `admin`.
+#[utoipa::path(
+    get,
+    path = "/api/topics",
+    tag = "topics",
+    responses(
+        (status = 200, description = "`{items}`: the topics, sorted by name", body = serde_json::Value),
+    )
+)]
 pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -236,6 +254,17 @@ pub(crate) async fn list(
 }
 
 /// `GET /api/topics/{name}` → the topic with its partitions' watermarks.
+#[utoipa::path(
+    get,
+    path = "/api/topics/{name}",
+    tag = "topics",
+    params(
+        ("name" = String, Path, description = "The topic name"),
+    ),
+    responses(
+        (status = 200, description = "`{name, partitions: [{partition, low, high}], retentionMs, retentionBytes}`", body = serde_json::Value),
+    )
+)]
 pub(crate) async fn describe(
     State(state): State<AppState>,
     caller: Caller,
@@ -246,6 +275,17 @@ pub(crate) async fn describe(
 }
 
 /// `DELETE /api/topics/{name}` (admin) → 204; its records and group offsets go with it.
+#[utoipa::path(
+    delete,
+    path = "/api/topics/{name}",
+    tag = "topics",
+    params(
+        ("name" = String, Path, description = "The topic name"),
+    ),
+    responses(
+        (status = 204, description = "Deleted with its records and group offsets"),
+    )
+)]
 pub(crate) async fn delete(
     State(state): State<AppState>,
     caller: Caller,

@@ -7,7 +7,8 @@
 //! server refuses, so it says which `--data-dir` or `--config` to pass instead. The token
 //! carries the claim names, issuer and audience of `[auth]`, so a server that checks them
 //! accepts it. It needs no lock on the data directory, so it works while the server runs. The
-//! admin commands sign their tokens for a server the same way.
+//! admin commands sign their tokens for a server the same way. With `--link` it prints the web
+//! console's sign-in link for the server's address instead (the token in the URL's fragment).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -35,6 +36,9 @@ pub struct TokenArgs {
     /// The server's configuration file (its auth.jwtSecret or dataDir decides the secret).
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
+    /// Print a web-console link `http://HOST:PORT/#token=T` instead of the bare token.
+    #[arg(long)]
+    pub(crate) link: bool,
 }
 
 /// The authenticator that mints tokens a server with this configuration file (or data
@@ -79,13 +83,51 @@ fn server_config(
     Ok(Config::load(config_file, overrides)?)
 }
 
-/// Prints the token on stdout.
+/// Prints the token on stdout, or with `--link` the web console's sign-in link.
 pub fn run(args: TokenArgs) -> anyhow::Result<()> {
     anyhow::ensure!(!args.user.trim().is_empty(), "the user id cannot be empty");
-    let authenticator = server_authenticator(args.config.as_deref(), args.data_dir.clone())?;
-    println!(
-        "{}",
-        authenticator.issue(&args.user, args.name.as_deref(), &args.scopes, args.ttl)
-    );
+    let config = server_config(args.config.as_deref(), args.data_dir.clone())?;
+    let authenticator = Authenticator::for_minting(&config.auth, &config.data_dir)?;
+    let token = authenticator.issue(&args.user, args.name.as_deref(), &args.scopes, args.ttl);
+    if args.link {
+        println!("{}", console_link(&config, &token));
+    } else {
+        println!("{token}");
+    }
     Ok(())
+}
+
+/// `http://HOST:PORT/#token=T` for the server of `config`: the running server's own address
+/// when its data directory names one (right even for `--listen 127.0.0.1:0`), else the
+/// configured listen address (a wildcard one as loopback). The token goes in the fragment,
+/// which the browser keeps to itself: it never reaches the server's logs, and the console
+/// removes it from the address bar once read. A JWT is URL-safe as it is.
+fn console_link(config: &Config, token: &str) -> String {
+    let base = crate::discovery::read_address(&config.data_dir)
+        .unwrap_or_else(|| crate::discovery::local_url(config.listen));
+    format!("{}/#token={token}", base.trim_end_matches('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_link_puts_the_token_in_the_fragment_of_the_listen_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        config.listen = "0.0.0.0:9000".parse().unwrap();
+        assert_eq!(
+            console_link(&config, "a.b.c"),
+            "http://127.0.0.1:9000/#token=a.b.c"
+        );
+        crate::discovery::write_address(dir.path(), "127.0.0.1:4321".parse().unwrap()).unwrap();
+        assert_eq!(
+            console_link(&config, "a.b.c"),
+            "http://127.0.0.1:4321/#token=a.b.c"
+        );
+    }
 }

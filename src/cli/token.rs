@@ -97,14 +97,14 @@ pub fn run(args: TokenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `http://HOST:PORT/#token=T` for the server of `config`: the running server's own address
-/// when its data directory names one (right even for `--listen 127.0.0.1:0`), else the
-/// configured listen address (a wildcard one as loopback). The token goes in the fragment,
+/// `http://HOST:PORT/#token=T` (`https` with TLS) for the server of `config`: the running
+/// server's own address when its data directory names one (right even for `--listen
+/// 127.0.0.1:0`), else the configured listen address (a wildcard one as loopback). The token goes in the fragment,
 /// which the browser keeps to itself: it never reaches the server's logs, and the console
 /// removes it from the address bar once read. A JWT is URL-safe as it is.
 fn console_link(config: &Config, token: &str) -> String {
     let base = crate::discovery::read_address(&config.data_dir)
-        .unwrap_or_else(|| crate::discovery::local_url(config.listen));
+        .unwrap_or_else(|| crate::discovery::local_url(config.listen, config.tls.enabled()));
     format!("{}/#token={token}", base.trim_end_matches('/'))
 }
 
@@ -124,7 +124,8 @@ mod tests {
             console_link(&config, "a.b.c"),
             "http://127.0.0.1:9000/#token=a.b.c"
         );
-        crate::discovery::write_address(dir.path(), "127.0.0.1:4321".parse().unwrap()).unwrap();
+        crate::discovery::write_address(dir.path(), "127.0.0.1:4321".parse().unwrap(), None)
+            .unwrap();
         assert_eq!(
             console_link(&config, "a.b.c"),
             "http://127.0.0.1:4321/#token=a.b.c"

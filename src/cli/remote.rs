@@ -118,6 +118,11 @@ pub(crate) struct Remote {
 }
 
 impl Remote {
+    /// The server's address, `http://HOST:PORT`.
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+
     /// A client of the server at `base` (`http://HOST:PORT`, a trailing `/` is ignored).
     pub(crate) fn new(base: &str, credentials: Credentials) -> Result<Remote, RemoteError> {
         let base = base.trim_end_matches('/');

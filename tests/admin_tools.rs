@@ -37,8 +37,15 @@ fn fails(args: &[&str]) -> String {
 /// directory, a note saying so comes before the error).
 fn refused(args: &[&str]) -> String {
     let output = tidings_with_stdin(args, "");
-    assert_eq!(output.status.code(), Some(1), "tidings {args:?} should fail");
-    assert!(output.stdout.is_empty(), "a refusal prints nothing on stdout");
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "tidings {args:?} should fail"
+    );
+    assert!(
+        output.stdout.is_empty(),
+        "a refusal prints nothing on stdout"
+    );
     String::from_utf8(output.stderr).expect("utf-8 stderr")
 }
 

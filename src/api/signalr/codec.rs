@@ -195,6 +195,10 @@ mod tests {
     fn chat_events_invoke_the_client_methods_api_md_names() {
         let cases = [
             (
+                frame::conversation_deleted("c"),
+                json!({"type":1,"target":"ConversationDeleted","arguments":[{"conversationId":"c"}]}),
+            ),
+            (
                 frame::typing("c", "ann", true),
                 json!({"type":1,"target":"UserTyping","arguments":[{"conversationId":"c","userId":"ann","typing":true}]}),
             ),

@@ -206,6 +206,10 @@ mod tests {
     fn chat_events_are_event_packets_named_as_the_ws_frames_without_their_type() {
         let cases = [
             (
+                frame::conversation_deleted("c"),
+                json!(["conversation.deleted", {"conversationId":"c"}]),
+            ),
+            (
                 frame::typing("c", "ann", true),
                 json!(["typing", {"conversationId":"c","userId":"ann","typing":true}]),
             ),

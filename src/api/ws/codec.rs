@@ -168,6 +168,10 @@ pub(crate) mod tests {
                 json!({"type":"error","status":404,"detail":"no"}),
             ),
             (
+                frame::conversation_deleted("c"),
+                json!({"type":"conversation.deleted","conversationId":"c"}),
+            ),
+            (
                 frame::typing("c", "ann", true),
                 json!({"type":"typing","conversationId":"c","userId":"ann","typing":true}),
             ),

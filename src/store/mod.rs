@@ -304,4 +304,6 @@ fn load_view(trees: &Trees) -> Result<View> {
 }
 
 #[cfg(test)]
+mod deletion_tests;
+#[cfg(test)]
 mod tests;

@@ -231,24 +231,26 @@ async fn start_notifications(
     notify: &CancellationToken,
 ) -> Result<(), ServerError> {
     let (log, chat) = opened_chat(state)?;
-    pipeline::notify::start(
-        log.clone(),
-        chat.store.clone(),
-        live_sessions(state),
-        state.config().notify_settings(),
-        state.workers().clone(),
-        notify.clone(),
-        state.tasks(),
-    )
-    .await
-    .map_err(ServerError::Notifications)?;
+    // The sinks first: a new sink's start offsets (startFrom) are taken before `notify`
+    // appends what it catches up on, so those count as new notifications.
     pipeline::sinks::start(
-        log,
+        log.clone(),
         &state.config().notify.sinks,
         chat.pipeline.partitions(),
         state.metrics().clone(),
         state.workers().clone(),
         state.shutdown().clone(),
+        state.tasks(),
+    )
+    .await
+    .map_err(ServerError::Notifications)?;
+    pipeline::notify::start(
+        log,
+        chat.store.clone(),
+        live_sessions(state),
+        state.config().notify_settings(),
+        state.workers().clone(),
+        notify.clone(),
         state.tasks(),
     )
     .await

@@ -546,6 +546,16 @@ async fn edits_deletes_read_marks_conversations_and_participants_share_the_write
     .await;
     assert!(marks >= 2, "{marks}");
 
+    // Only owners add participants.
+    let promoted = chat
+        .call(
+            Some("owner"),
+            Method::PATCH,
+            "/api/conversations/room/participants/adder",
+            Some(json!({"role": "owner"})),
+        )
+        .await;
+    assert_eq!(promoted.status(), 204);
     let adds = writes_until_refused(1.0, 2, |i| {
         chat.post(
             "adder",

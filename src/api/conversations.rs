@@ -1,4 +1,6 @@
-//! Conversation routes: create, list, get, add and remove participants, and read marks.
+//! Conversation routes: create, list, get, rename, delete, add and remove participants, change
+//! a participant's role, and read marks. Who may do what (owners and members) is the store's
+//! rule (`store::conversations`): a member asking for an owner's change gets 403.
 //!
 //! Every write is charged to the caller's write budget (a new conversation by its participants,
 //! see [`WriteCost`]). Every route answers 404 to a caller who is not a participant, with the
@@ -9,8 +11,9 @@
 //! applied it, with the writer's outcome (which settles races between callers); a conversation
 //! command not applied within [`CHANGE_APPLY_WAIT`] is answered 503 `not-applied` (it is durable
 //! and applies later), a read mark is answered after [`READ_APPLY_WAIT`] anyway. The writer
-//! announces what changed to the live sessions: a participant change as
-//! `conversation.updated`, a read mark as a `read` receipt.
+//! announces what changed to the live sessions: a participant, role or title change as
+//! `conversation.updated`, a deletion as `conversation.deleted`, a read mark as a `read`
+//! receipt.
 //!
 //! This module does not validate ids or count unread messages: the store does.
 
@@ -27,8 +30,8 @@ use super::rate_limit::WriteCost;
 use super::{AppState, Chat};
 
 use crate::store::{
-    now_rfc3339, ChangeParticipant, ChatCommand, ConversationPage, ConversationView, MarkRead,
-    StoreError,
+    now_rfc3339, ChangeParticipant, ChatCommand, ConversationPage, ConversationView,
+    DeleteConversation, MarkRead, RenameConversation, Role, SetRole, StoreError,
 };
 
 /// Default page size of `GET /api/conversations`.
@@ -70,6 +73,33 @@ pub(crate) struct ListQuery {
 pub(crate) struct AddParticipant {
     /// The user to add.
     pub user_id: String,
+}
+
+/// `PATCH /api/conversations/{id}` body: `{"title": "…"}`, or `{"title": null}` to remove it.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct Rename {
+    /// The new title; present (a string or null), or the body is a 400.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, required = true)]
+    pub title: Option<Option<String>>,
+}
+
+/// A field that may be null but must be there: `Some(None)` for null, `None` when absent.
+fn present<'de, D>(deserializer: D) -> Result<Option<Option<String>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Option::<String>::deserialize(deserializer).map(Some)
+}
+
+/// `PATCH …/participants/{userId}` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct RoleChange {
+    /// `"owner"` or `"member"`.
+    #[schema(value_type = String, example = "owner")]
+    pub role: Role,
 }
 
 /// `POST …/read` body.
@@ -214,14 +244,14 @@ pub(crate) async fn add_participant(
         user_id: body.user_id,
         at: now_rfc3339(),
     };
-    state.chat()?.store.check_add_participant(&command)?;
     let actor = command.actor.clone();
-    change_membership(&state, &actor, ChatCommand::AddParticipant(command)).await
+    change_membership(&state, &actor, ChatCommand::AddParticipant(command)).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `DELETE /api/conversations/{id}/participants/{userId}` → 204; 404 if that user is not a
-/// participant. A user may always remove itself. The remaining participants and the removed
-/// user get `conversation.updated`.
+/// participant, 403 if the caller removes someone else and is not an owner. A user may always
+/// remove itself. The remaining participants and the removed user get `conversation.updated`.
 #[utoipa::path(
     delete,
     path = "/api/conversations/{id}/participants/{userId}",
@@ -232,6 +262,7 @@ pub(crate) async fn add_participant(
     ),
     responses(
         (status = 204, description = "Removed"),
+        (status = 403, description = "The caller removes someone else and is not an owner", body = crate::api::problem::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn remove_participant(
@@ -245,26 +276,135 @@ pub(crate) async fn remove_participant(
         user_id: user,
         at: now_rfc3339(),
     };
-    state.chat()?.store.check_remove_participant(&command)?;
     let actor = command.actor.clone();
-    change_membership(&state, &actor, ChatCommand::RemoveParticipant(command)).await
+    change_membership(&state, &actor, ChatCommand::RemoveParticipant(command)).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
-/// Charges `actor`'s write budget, appends a checked participant change and answers 204 once
-/// the store applied it (the store writer announces it to the sessions: `conversation.updated`
-/// to the participants and to one just removed).
+/// `PATCH /api/conversations/{id}` `{title}` (owners) → 200 with the conversation; the
+/// participants' sessions get `conversation.updated`.
+#[utoipa::path(
+    patch,
+    path = "/api/conversations/{id}",
+    tag = "conversations",
+    params(("id" = String, Path, description = "The conversation id")),
+    request_body = Rename,
+    responses(
+        (status = 200, description = "The renamed conversation as the caller sees it", body = serde_json::Value),
+        (status = 403, description = "The caller is not an owner", body = crate::api::problem::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn rename(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    Json(body): Json<Rename>,
+) -> Result<Json<ConversationView>, ApiError> {
+    let Some(title) = body.title else {
+        return Err(ApiError::BadRequest(
+            "title is required: the new title, or null to remove it".into(),
+        ));
+    };
+    let command = RenameConversation {
+        conversation_id: id.clone(),
+        actor: caller.user_id.clone(),
+        title,
+        at: now_rfc3339(),
+    };
+    change_membership(
+        &state,
+        &caller.user_id,
+        ChatCommand::RenameConversation(command),
+    )
+    .await?;
+    Ok(Json(
+        state.chat()?.store.conversation_for(&caller.user_id, &id)?,
+    ))
+}
+
+/// `DELETE /api/conversations/{id}` (owners) → 204 once the conversation and its messages are
+/// gone (reads answer 404 after); its participants' sessions get `conversation.deleted`.
+#[utoipa::path(
+    delete,
+    path = "/api/conversations/{id}",
+    tag = "conversations",
+    params(("id" = String, Path, description = "The conversation id")),
+    responses(
+        (status = 204, description = "Deleted, with its messages"),
+        (status = 403, description = "The caller is not an owner", body = crate::api::problem::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn delete_conversation(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let command = DeleteConversation {
+        conversation_id: id,
+        actor: caller.user_id.clone(),
+        at: now_rfc3339(),
+    };
+    change_membership(
+        &state,
+        &caller.user_id,
+        ChatCommand::DeleteConversation(command),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `PATCH /api/conversations/{id}/participants/{userId}` `{role}` (owners) → 204; 404 if that
+/// user is not a participant, 409 for the last owner made a member. The participants' sessions
+/// get `conversation.updated` (with its `owners`).
+#[utoipa::path(
+    patch,
+    path = "/api/conversations/{id}/participants/{userId}",
+    tag = "conversations",
+    params(
+        ("id" = String, Path, description = "The conversation id"),
+        ("userId" = String, Path, description = "The participant whose role changes"),
+    ),
+    request_body = RoleChange,
+    responses(
+        (status = 204, description = "The role is changed"),
+        (status = 403, description = "The caller is not an owner", body = crate::api::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The last owner would become a member", body = crate::api::problem::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn set_role(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path((id, user)): Path<(String, String)>,
+    Json(body): Json<RoleChange>,
+) -> Result<StatusCode, ApiError> {
+    let command = SetRole {
+        conversation_id: id,
+        actor: caller.user_id.clone(),
+        user_id: user,
+        role: body.role,
+        at: now_rfc3339(),
+    };
+    change_membership(&state, &caller.user_id, ChatCommand::SetRole(command)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Checks a conversation change against the store's view (a 4xx changes nothing), charges
+/// `actor`'s write budget, appends it and returns once the store applied it (the store writer
+/// announces it to the sessions: `conversation.updated` to the participants and to one just
+/// removed, `conversation.deleted` to the participants of a deleted one).
 async fn change_membership(
     state: &AppState,
     actor: &str,
     command: ChatCommand,
-) -> Result<StatusCode, ApiError> {
+) -> Result<(), ApiError> {
+    let chat = state.chat()?;
+    chat.store.check_conversation_command(&command)?;
     state.charge_write(actor, WriteCost::ONE)?;
     super::messages::check_writable(state)?;
-    let chat = state.chat()?;
     chat.pipeline
         .change_conversation(&command, CHANGE_APPLY_WAIT)
         .await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 /// `POST /api/conversations/{id}/read` `{seq}` → 204. Read state only moves forward: a seq at

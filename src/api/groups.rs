@@ -37,7 +37,9 @@ use super::topics::{authorize, visible_to, Action, CONSUME_SCOPE};
 use super::{blocking, AppState};
 use crate::auth::ADMIN_SCOPE;
 use crate::bus::{is_pattern, Lease, MemberView, OffsetReset, Subscription, TopicPartition};
-use crate::log::{validate_group_name, validate_topic_name, Log, LogError, PartitionLag, ResetTo};
+use crate::log::{
+    validate_group_name, validate_topic_name, Log, LogError, PartitionLag, ResetPlan, ResetTo,
+};
 use crate::pipeline::{is_internal_group, MESSAGES_TOPIC};
 
 /// `POST /api/groups/{group}/members` body.
@@ -99,14 +101,22 @@ pub(crate) struct CommitOffset {
     pub offset: u64,
 }
 
-/// `POST /api/groups/{group}/offsets/reset` body.
+/// `POST /api/groups/{group}/offsets/reset` body: `to` or `shiftBy`, not both.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct ResetBody {
-    /// The topic whose partitions to reset (all of them).
+    /// The topic whose partitions to reset.
     pub topic: String,
     /// `"earliest"`, `"latest"`, an offset (a number), or an RFC 3339 UTC time (a string).
-    pub to: serde_json::Value,
+    pub to: Option<serde_json::Value>,
+    /// Records to move each committed offset by (negative: back), clamped to the retained range.
+    pub shift_by: Option<i64>,
+    /// The partitions to reset; every partition of the topic when absent or empty.
+    #[serde(default)]
+    pub partitions: Vec<u32>,
+    /// Answer the offsets the reset would commit, and commit nothing.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 /// `POST /api/groups/{group}/offsets/reset` answer: the new committed offset of each partition.
@@ -519,8 +529,9 @@ fn precheck_commit(log: &Log, group: &str, o: &CommitOffset) -> Result<(), ApiEr
 }
 
 /// `POST /api/groups/{group}/offsets/reset` (admin) → 200 `{"group","topic","offsets"}` once the
-/// new offsets are durable. 400 a bad `to`, 404 unknown topic, 409 a group with live members or
-/// one the server itself consumes with.
+/// new offsets are durable (a dry run commits nothing and answers what it would commit). 400 a
+/// bad `to`/`shiftBy`, 404 unknown topic or partition, 409 a group with live members, 403 one the
+/// server itself consumes with.
 #[utoipa::path(
     post,
     path = "/api/groups/{group}/offsets/reset",
@@ -543,7 +554,11 @@ pub(crate) async fn reset(
     caller.require_scope(ADMIN_SCOPE)?;
     validate_group_name(&group)?;
     validate_topic_name(&body.topic)?;
-    let to = reset_target(&body.to)?;
+    let plan = ResetPlan {
+        to: reset_place(&body)?,
+        partitions: body.partitions.clone(),
+        dry_run: body.dry_run,
+    };
     guard_internal(&group)?;
     let log = state.log()?.clone();
     log.describe_topic(&body.topic)?;
@@ -556,7 +571,7 @@ pub(crate) async fn reset(
             body.topic.clone(),
         );
         blocking(move || {
-            let reset = || log.reset_offsets(&group, &topic, to);
+            let reset = || log.reset_offsets_by_plan(&group, &topic, &plan);
             Ok(state.bus().while_inactive(&group, &topics, reset)??)
         })
         .await?
@@ -571,6 +586,19 @@ pub(crate) async fn reset(
         topic: body.topic,
         offsets,
     }))
+}
+
+/// Where a reset body moves the offsets: exactly one of `to` and `shiftBy`.
+fn reset_place(body: &ResetBody) -> Result<ResetTo, ApiError> {
+    match (&body.to, body.shift_by) {
+        (Some(to), None) => reset_target(to),
+        (None, Some(delta)) => Ok(ResetTo::ShiftBy(delta)),
+        _ => Err(ApiError::BadRequest(
+            "give exactly one of to (where to move the offsets) and shiftBy (how many records \
+             to move them by)"
+                .into(),
+        )),
+    }
 }
 
 /// A reset's `to`: `"earliest"`, `"latest"`, an offset, or an RFC 3339 UTC time.

@@ -297,14 +297,19 @@ pub(crate) fn app(state: AppState) -> Router {
             "/api/conversations",
             post(conversations::create).get(conversations::list),
         )
-        .route("/api/conversations/{id}", get(conversations::get_one))
+        .route(
+            "/api/conversations/{id}",
+            get(conversations::get_one)
+                .patch(conversations::rename)
+                .delete(conversations::delete_conversation),
+        )
         .route(
             "/api/conversations/{id}/participants",
             post(conversations::add_participant),
         )
         .route(
             "/api/conversations/{id}/participants/{user_id}",
-            delete(conversations::remove_participant),
+            delete(conversations::remove_participant).patch(conversations::set_role),
         )
         .route(
             "/api/conversations/{id}/read",

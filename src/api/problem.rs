@@ -385,6 +385,9 @@ fn store_answer(error: &StoreError) -> Answer {
         StoreError::Conflict(_) | StoreError::LimitReached(_) => {
             Answer::new(StatusCode::CONFLICT, "conflict", "Conflict", detail)
         }
+        StoreError::Forbidden(_) => {
+            Answer::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
+        }
         StoreError::InvalidField { .. } => Answer::new(
             StatusCode::BAD_REQUEST,
             "bad-request",

@@ -12,6 +12,14 @@
 //! first one stopped and repeats nothing. It reads up to the end of the dead-letter topic as it
 //! was when the replay started.
 //!
+//! A replayed dead letter is addressed to the sink that failed it (its `tidings-dlq-sink`
+//! header becomes the record's `tidings-replay-sink` header), and only that sink delivers it:
+//! the healthy sinks, which delivered the original, pass over it. `--sink NAME` replays only
+//! the dead letters NAME failed, and remembers its progress in its own group
+//! (`dlq-replay.NAME` by default), so it skips nothing a plain replay has yet to do (a plain
+//! replay afterwards does replay them again, at least once as every delivery). A dead letter
+//! without a sink header (not written by a sink) goes back to every sink, as it came.
+//!
 //! It reaches the log as every admin command does (`connect`): through a
 //! running server's HTTP API (a consumer-group member that polls, publishes and commits), or
 //! by opening the data directory when no server holds it.
@@ -27,7 +35,7 @@ use super::remote::Remote;
 use super::{runtime, write_json_line, Access, CommonArgs};
 use crate::bench::progress_bar;
 use crate::log::{Log, Record, StoredRecord};
-use crate::pipeline::sinks::{DLQ_TOPIC, DLQ_TOPIC_HEADER};
+use crate::pipeline::sinks::{DLQ_SINK_HEADER, DLQ_TOPIC, DLQ_TOPIC_HEADER, REPLAY_SINK_HEADER};
 
 /// Prefix of the headers a dead letter gets; replay drops them.
 const DLQ_HEADER_PREFIX: &str = "tidings-dlq-";
@@ -55,9 +63,42 @@ pub(crate) struct ReplayArgs {
     /// The dead-letter topic to read (`SOURCE.dlq`; its records go back to `SOURCE`).
     #[arg(long, default_value = DLQ_TOPIC, value_name = "TOPIC")]
     topic: String,
-    /// The consumer group that remembers how far replays got.
-    #[arg(long, default_value = "dlq-replay", value_name = "GROUP")]
-    group: String,
+    /// The consumer group that remembers how far replays got (default `dlq-replay`, or
+    /// `dlq-replay.NAME` with `--sink NAME`).
+    #[arg(long, value_name = "GROUP")]
+    group: Option<String>,
+    /// Replay only the dead letters this sink failed (to this sink only).
+    #[arg(long, value_name = "NAME")]
+    sink: Option<String>,
+}
+
+impl ReplayArgs {
+    fn group(&self) -> String {
+        match (&self.group, &self.sink) {
+            (Some(group), _) => group.clone(),
+            (None, Some(sink)) => format!("dlq-replay.{sink}"),
+            (None, None) => "dlq-replay".into(),
+        }
+    }
+
+    /// What becomes of a dead letter its sink header says `failed_by` failed: replayed to that
+    /// sink only (or, without the header, to every sink), unless `--sink` names another one.
+    fn replay_to(&self, failed_by: Option<&str>) -> Replay {
+        match (&self.sink, failed_by) {
+            (Some(wanted), Some(failed)) if wanted == failed => Replay::To(Some(failed.into())),
+            (Some(_), _) => Replay::OtherSink,
+            (None, failed) => Replay::To(failed.map(str::to_owned)),
+        }
+    }
+}
+
+/// What a replay does with one dead letter of the right topic.
+#[derive(Debug, PartialEq, Eq)]
+enum Replay {
+    /// Re-publish it, addressed to this sink (None: every sink).
+    To(Option<String>),
+    /// Leave it: `--sink` names another sink than the one that failed it.
+    OtherSink,
 }
 
 /// What a replay did.
@@ -72,6 +113,8 @@ pub(crate) struct ReplayReport {
     pub(crate) replayed: u64,
     /// Dead letters not replayed: their header names another source topic.
     pub(crate) skipped: u64,
+    /// Dead letters not replayed: `--sink` names another sink than the one that failed them.
+    pub(crate) other_sinks: u64,
     /// Re-published records per target topic.
     pub(crate) to: BTreeMap<String, u64>,
 }
@@ -84,11 +127,11 @@ pub fn run(args: DlqArgs) -> anyhow::Result<()> {
 }
 
 fn run_replay(args: ReplayArgs) -> anyhow::Result<()> {
-    crate::log::validate_group_name(&args.group)?;
+    crate::log::validate_group_name(&args.group())?;
     let source = source_of(&args.topic)?;
     let mut report = ReplayReport {
         topic: args.topic.clone(),
-        group: args.group.clone(),
+        group: args.group(),
         ..ReplayReport::default()
     };
     let outcome = match connect(&args.common, Access::MustExist)? {
@@ -116,6 +159,12 @@ fn run_replay(args: ReplayArgs) -> anyhow::Result<()> {
                 targets.join(", ")
             }
         );
+        if report.other_sinks > 0 {
+            eprintln!(
+                "left {} dead letters other sinks than the one asked for failed",
+                report.other_sinks
+            );
+        }
         if report.skipped > 0 {
             eprintln!(
                 "skipped {} records whose {DLQ_TOPIC_HEADER} header names another topic than {source}",
@@ -156,8 +205,9 @@ fn replay_partitions(
     report: &mut ReplayReport,
 ) -> anyhow::Result<()> {
     let runtime = runtime()?;
+    let group = args.group();
     let ranges: Vec<(u32, u64, u64)> = log
-        .group_lag(&args.group, &args.topic)?
+        .group_lag(&group, &args.topic)?
         .iter()
         .map(|p| (p.partition, p.committed.unwrap_or(p.low).max(p.low), p.high))
         .collect();
@@ -178,12 +228,15 @@ fn replay_partitions(
             };
             let mut replayed = Vec::new();
             for record in records.iter().filter(|r| r.offset < high) {
-                if belongs_to(source, dlq_topic_header(record)) {
-                    replayed.push(restored(record));
-                } else {
-                    report.skipped += 1;
-                }
                 bar.inc(1);
+                if !belongs_to(source, header(record, DLQ_TOPIC_HEADER)) {
+                    report.skipped += 1;
+                    continue;
+                }
+                match args.replay_to(header(record, DLQ_SINK_HEADER)) {
+                    Replay::To(sink) => replayed.push(restored(record, sink.as_deref())),
+                    Replay::OtherSink => report.other_sinks += 1,
+                }
             }
             if !replayed.is_empty() {
                 let n = replayed.len() as u64;
@@ -192,7 +245,7 @@ fn replay_partitions(
                 *report.to.entry(source.to_owned()).or_default() += n;
             }
             offset = (last + 1).min(high);
-            log.commit_offset(&args.group, &args.topic, partition, offset)?;
+            log.commit_offset(&group, &args.topic, partition, offset)?;
         }
     }
     runtime.block_on(log.sync())?;
@@ -200,25 +253,30 @@ fn replay_partitions(
     Ok(())
 }
 
-fn dlq_topic_header(record: &StoredRecord) -> Option<&str> {
+fn header<'a>(record: &'a StoredRecord, name: &str) -> Option<&'a str> {
     record
         .headers
         .iter()
-        .find(|h| h.key == DLQ_TOPIC_HEADER)
+        .find(|h| h.key == name)
         .and_then(|h| std::str::from_utf8(&h.value).ok())
 }
 
-/// The record as it was before it failed: same key and value, no dead-letter headers.
-fn restored(record: &StoredRecord) -> Record {
-    Record {
+/// The record as it was before it failed (same key and value, no dead-letter headers),
+/// addressed to `sink` when given.
+fn restored(record: &StoredRecord, sink: Option<&str>) -> Record {
+    let restored = Record {
         key: record.key.clone(),
         headers: record
             .headers
             .iter()
-            .filter(|h| !is_dlq_header(&h.key))
+            .filter(|h| !is_dlq_header(&h.key) && h.key != REPLAY_SINK_HEADER)
             .cloned()
             .collect(),
         value: record.value.clone(),
+    };
+    match sink {
+        Some(sink) => restored.with_header(REPLAY_SINK_HEADER, sink),
+        None => restored,
     }
 }
 
@@ -230,7 +288,7 @@ async fn replay_over_http(
     source: &str,
     report: &mut ReplayReport,
 ) -> anyhow::Result<()> {
-    let group = &args.group;
+    let group = &args.group();
     let ranges = snapshot(api, group, &args.topic).await?;
     let lag = ranges
         .values()
@@ -304,7 +362,7 @@ async fn replay_polled(
     report: &mut ReplayReport,
     bar: &indicatif::ProgressBar,
 ) -> anyhow::Result<()> {
-    let group = &args.group;
+    let group = &args.group();
     while ranges.values().any(|(next, high)| next < high) {
         let polled: Value = api
             .post(
@@ -328,12 +386,16 @@ async fn replay_polled(
             if offset >= *high {
                 continue;
             }
-            if belongs_to(source, record["headers"][DLQ_TOPIC_HEADER].as_str()) {
-                replayed.push(restored_json(record));
-            } else {
-                report.skipped += 1;
-            }
             bar.inc(1);
+            let headers = &record["headers"];
+            if !belongs_to(source, headers[DLQ_TOPIC_HEADER].as_str()) {
+                report.skipped += 1;
+            } else {
+                match args.replay_to(headers[DLQ_SINK_HEADER].as_str()) {
+                    Replay::To(sink) => replayed.push(restored_json(record, sink.as_deref())),
+                    Replay::OtherSink => report.other_sinks += 1,
+                }
+            }
             commits.insert(partition, offset + 1);
         }
         if !replayed.is_empty() {
@@ -364,17 +426,20 @@ async fn replay_polled(
 }
 
 /// A polled dead letter as a record to publish: key, value, headers without the dead-letter
-/// ones.
-fn restored_json(record: &Value) -> Value {
-    let headers: serde_json::Map<String, Value> = record["headers"]
+/// ones, addressed to `sink` when given.
+fn restored_json(record: &Value, sink: Option<&str>) -> Value {
+    let mut headers: serde_json::Map<String, Value> = record["headers"]
         .as_object()
         .map(|h| {
             h.iter()
-                .filter(|(name, _)| !is_dlq_header(name))
+                .filter(|(name, _)| !is_dlq_header(name) && *name != REPLAY_SINK_HEADER)
                 .map(|(name, value)| (name.clone(), value.clone()))
                 .collect()
         })
         .unwrap_or_default();
+    if let Some(sink) = sink {
+        headers.insert(REPLAY_SINK_HEADER.into(), sink.into());
+    }
     json!({"key": record["key"], "headers": headers, "value": record["value"]})
 }
 
@@ -390,5 +455,38 @@ mod tests {
         assert!(belongs_to("message.new", Some("message.new")));
         assert!(belongs_to("message.new", None));
         assert!(!belongs_to("message.new", Some("messages")));
+    }
+
+    fn replay_args(sink: Option<&str>) -> ReplayArgs {
+        ReplayArgs {
+            common: CommonArgs {
+                server: None,
+                token: None,
+                data_dir: None,
+                config: None,
+                json: false,
+            },
+            topic: DLQ_TOPIC.into(),
+            group: None,
+            sink: sink.map(str::to_owned),
+        }
+    }
+
+    /// Without --sink a dead letter goes back to the sink that failed it; with --sink only the
+    /// ones that sink failed are replayed, and their progress has its own group.
+    #[test]
+    fn a_dead_letter_is_replayed_to_the_sink_that_failed_it() {
+        let all = replay_args(None);
+        assert_eq!(all.replay_to(Some("push")), Replay::To(Some("push".into())));
+        assert_eq!(all.replay_to(None), Replay::To(None));
+        assert_eq!(all.group(), "dlq-replay");
+        let push = replay_args(Some("push"));
+        assert_eq!(
+            push.replay_to(Some("push")),
+            Replay::To(Some("push".into()))
+        );
+        assert_eq!(push.replay_to(Some("audit")), Replay::OtherSink);
+        assert_eq!(push.replay_to(None), Replay::OtherSink);
+        assert_eq!(push.group(), "dlq-replay.push");
     }
 }

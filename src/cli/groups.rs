@@ -16,7 +16,7 @@ use super::remote::Remote;
 use super::{
     cell, format_timestamp, parse_timestamp, runtime, write_json_line, Access, CommonArgs, Table,
 };
-use crate::log::{validate_group_name, validate_topic_name, Log, PartitionLag, ResetTo};
+use crate::log::{validate_group_name, validate_topic_name, Log, PartitionLag, ResetPlan, ResetTo};
 
 /// `tidings groups …`.
 #[derive(Debug, clap::Args)]
@@ -38,28 +38,55 @@ enum GroupsCommand {
         /// Consumer group name.
         group: String,
     },
-    /// Moves a group's committed offsets on every partition of a topic (refused while the
-    /// group has live members: they would commit over the reset).
+    /// Moves a group's committed offsets on a topic's partitions (all, or `--partition`s) to a
+    /// place (`--to`) or by a number of records (`--shift-by`); refused while the group has
+    /// live members: they would commit over the reset.
     ResetOffsets(ResetArgs),
 }
 
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["to", "shift_by"])))]
 struct ResetArgs {
     /// Consumer group name (created if it has no offsets yet).
     group: String,
     /// Topic whose partitions to reset.
     #[arg(long, value_name = "TOPIC")]
     topic: String,
+    /// Only this partition (repeat for several); every partition of the topic without it.
+    #[arg(long = "partition", value_name = "P")]
+    partitions: Vec<u32>,
     /// `earliest` (first retained record), `latest` (high watermark), an offset (clamped into
     /// each partition's retained range), or an RFC 3339 time such as 2024-05-01T10:00:00Z (the
     /// first record appended at or after it).
     #[arg(long, value_name = "WHERE", value_parser = parse_reset_to)]
-    to: ResetTo,
+    to: Option<ResetTo>,
+    /// Move each partition's committed offset by N records (negative: back, to read them
+    /// again; positive: forward, to skip them), clamped into the retained range.
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    shift_by: Option<i64>,
+    /// Print the offsets the reset would commit, and commit nothing.
+    #[arg(long)]
+    dry_run: bool,
     /// Reset a group the server's own workers consume with (`notify`, `notify.sink.NAME`)
-    /// anyway: they resume from the new offsets at their next start (a server refuses it
-    /// whatever the flag; `store` can never be reset).
+    /// anyway, on a data directory no server holds: they resume from the new offsets at their
+    /// next start (refused while a server runs, whatever the flag; `store` can never be reset).
     #[arg(long)]
     force: bool,
+}
+
+impl ResetArgs {
+    fn plan(&self) -> ResetPlan {
+        let to = match (self.to, self.shift_by) {
+            (Some(to), _) => to,
+            // clap's "target" group makes one of the two required.
+            (None, shift) => ResetTo::ShiftBy(shift.unwrap_or(0)),
+        };
+        ResetPlan {
+            to,
+            partitions: self.partitions.clone(),
+            dry_run: self.dry_run,
+        }
+    }
 }
 
 /// Parses `--to`: `earliest`, `latest`, an offset or an RFC 3339 time.
@@ -199,30 +226,50 @@ fn describe(target: &Target, group: &str) -> anyhow::Result<Vec<PartitionPositio
     Ok(positions.collect())
 }
 
-/// The new committed offset of every partition, durable once this returns.
+/// The new committed offset of every partition reset, durable once this returns (for a dry
+/// run: what they would be).
 fn reset_offsets(target: &Target, args: &ResetArgs) -> anyhow::Result<Vec<(u32, u64)>> {
-    let internal = crate::pipeline::is_internal_group(&args.group);
-    if internal && !args.force && args.group != crate::pipeline::STORE_GROUP {
-        anyhow::bail!(
-            "consumer group {:?} is one the server's own workers consume with: moving it back \
-             re-sends every notification in between to users, moving it forward skips them. \
-             Pass --force to reset it anyway (with the server stopped)",
-            args.group
-        );
-    }
+    refuse_internal_group(target, args)?;
     match target {
-        Target::Local(_) if args.group == crate::pipeline::STORE_GROUP => anyhow::bail!(
-            "consumer group {:?} follows the chat store's own applied position (kept in the \
-             data directory's store/); it cannot be reset",
-            args.group
-        ),
         Target::Local(log) => {
-            let moved = log.reset_offsets(&args.group, &args.topic, args.to)?;
+            let moved = log.reset_offsets_by_plan(&args.group, &args.topic, &args.plan())?;
             runtime()?.block_on(log.sync())?;
             Ok(moved)
         }
         Target::Remote(remote) => runtime()?.block_on(reset_remote(remote, args)),
     }
+}
+
+/// Fails for a group the server's own workers consume with: `store` always, the others while a
+/// server runs (its workers would commit over the reset, or resume from it half-way) and,
+/// with the server stopped, unless `--force` says the operator means it.
+fn refuse_internal_group(target: &Target, args: &ResetArgs) -> anyhow::Result<()> {
+    let group = &args.group;
+    if group == crate::pipeline::STORE_GROUP {
+        anyhow::bail!(
+            "consumer group {group:?} follows the chat store's own applied position (kept in the \
+             data directory's store/); it cannot be reset"
+        );
+    }
+    if !crate::pipeline::is_internal_group(group) {
+        return Ok(());
+    }
+    if let Target::Remote(remote) = target {
+        anyhow::bail!(
+            "consumer group {group:?} is one the server's own workers consume with, and the \
+             server at {} is running: its workers would commit over the reset. Stop the server, \
+             then run this again with --force on its data directory",
+            remote.base()
+        );
+    }
+    if !args.force {
+        anyhow::bail!(
+            "consumer group {group:?} is one the server's own workers consume with: moving it \
+             back re-sends every notification in between to users, moving it forward skips them. \
+             Pass --force to reset it anyway (with the server stopped)"
+        );
+    }
+    Ok(())
 }
 
 // ----- a server, over HTTP ---------------------------------------------------------------------
@@ -351,13 +398,20 @@ async fn list_remote(remote: &Remote) -> anyhow::Result<Vec<GroupSummary>> {
 }
 
 async fn reset_remote(remote: &Remote, args: &ResetArgs) -> anyhow::Result<Vec<(u32, u64)>> {
-    let to = match args.to {
-        ResetTo::Earliest => serde_json::json!("earliest"),
-        ResetTo::Latest => serde_json::json!("latest"),
-        ResetTo::Offset(offset) => serde_json::json!(offset),
-        ResetTo::Timestamp(ms) => serde_json::json!(format_timestamp(ms)),
-    };
-    let body = serde_json::json!({ "topic": args.topic, "to": to });
+    let mut body = serde_json::json!({ "topic": args.topic });
+    match args.plan().to {
+        ResetTo::Earliest => body["to"] = "earliest".into(),
+        ResetTo::Latest => body["to"] = "latest".into(),
+        ResetTo::Offset(offset) => body["to"] = offset.into(),
+        ResetTo::Timestamp(ms) => body["to"] = format_timestamp(ms).into(),
+        ResetTo::ShiftBy(delta) => body["shiftBy"] = delta.into(),
+    }
+    if !args.partitions.is_empty() {
+        body["partitions"] = serde_json::json!(args.partitions);
+    }
+    if args.dry_run {
+        body["dryRun"] = true.into();
+    }
     let path = format!("/api/groups/{}/offsets/reset", args.group);
     let answer: ResetWire = remote.post(&path, &body).await?;
     Ok(answer
@@ -443,7 +497,12 @@ fn print_reset(
         }
         return Ok(());
     }
-    writeln!(out, "reset group {} on topic {}:", args.group, args.topic)?;
+    let verb = if args.dry_run {
+        "would reset (dry run, nothing committed)"
+    } else {
+        "reset"
+    };
+    writeln!(out, "{verb} group {} on topic {}:", args.group, args.topic)?;
     let mut table = Table::new(&["TOPIC", "PARTITION", "OFFSET"]);
     for &(partition, offset) in moved {
         table.row(vec![

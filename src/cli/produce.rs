@@ -11,8 +11,9 @@
 //! that JSON, any other line as a JSON string of its text (so an HTTP consumer reads every line
 //! alike in both modes). A batch is split into requests of at most `MAX_REQUEST_BYTES`.
 //!
-//! The server's own topics are refused unless `--force` is given (and a server refuses what
-//! no token may write whatever the flag).
+//! The server's own topics are refused unless `--force` is given, and refused whatever the flag
+//! while a server runs (`--server`, or a data directory a server holds): the server's workers
+//! read them, so appending there is an offline repair only.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
@@ -49,8 +50,8 @@ pub struct ProduceArgs {
     #[arg(long, value_name = "P")]
     partition: Option<u32>,
     /// Append to one of the server's own topics (`messages`, `messages.sent`, `message.new`,
-    /// `message.new.dlq`) anyway: what is appended there is applied or pushed as if the server
-    /// had written it.
+    /// `message.new.dlq`) anyway, on a data directory no server holds: what is appended there
+    /// is applied or pushed as if the server had written it (refused while a server runs).
     #[arg(long)]
     force: bool,
 }
@@ -89,6 +90,9 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
     }
     let runtime = runtime()?;
     let target = connect(&args.common, Access::MustExist)?;
+    if let Target::Remote(remote) = &target {
+        refuse_server_topic_while_running(&args.topic, remote)?;
+    }
     let partitions = match &target {
         Target::Local(log) => log.describe_topic(&args.topic)?.config.partitions,
         Target::Remote(remote) => {
@@ -123,7 +127,21 @@ fn refuse_server_topic(topic: &str) -> anyhow::Result<()> {
     };
     anyhow::bail!(
         "topic {topic:?} is written by the server itself: {effect}. To put dead letters back \
-         use `tidings dlq replay`; to append anyway, pass --force"
+         use `tidings dlq replay`; to append anyway, stop the server and pass --force"
+    )
+}
+
+/// Fails for a topic the server writes itself when the server is running, whatever `--force`
+/// says: its workers are consuming that topic at this moment.
+fn refuse_server_topic_while_running(topic: &str, remote: &Remote) -> anyhow::Result<()> {
+    if crate::api::topics::internal_topic(topic).is_none() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "topic {topic:?} is written by the server itself, and the server at {} is running: its \
+         workers would act on what is appended at once. Stop the server, then run this again \
+         with --force on its data directory (to put dead letters back use `tidings dlq replay`)",
+        remote.base()
     )
 }
 

@@ -140,6 +140,11 @@ pub(crate) struct Remote {
 }
 
 impl Remote {
+    /// The server's address, `http://HOST:PORT`.
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+
     /// A client of the server at `base` (`http://HOST:PORT`, a trailing `/` is ignored).
     /// An `https` server is trusted as the system trusts it (`SSL_CERT_FILE` adds a private
     /// authority), or, with `certificate` (the file a local server named in its address file),

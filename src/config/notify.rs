@@ -11,8 +11,8 @@ use serde::Deserialize;
 
 use super::{bad_value, ConfigError};
 use crate::notify::{
-    Backoff, SinkConfig, SinkKind, WebhookConfig, DEFAULT_CONCURRENCY, DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_TIMEOUT,
+    Backoff, SinkConfig, SinkKind, StartFrom, WebhookConfig, DEFAULT_CONCURRENCY,
+    DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT,
 };
 
 /// Longest sink name (its consumer group `notify.sink.NAME` must stay a valid group name).
@@ -41,6 +41,7 @@ struct FileSink {
     backoff_base_ms: Option<u64>,
     backoff_max_ms: Option<u64>,
     concurrency: Option<usize>,
+    start_from: Option<String>,
 }
 
 impl FileNotify {
@@ -68,6 +69,17 @@ impl FileSink {
     fn into_config(self, origin: &dyn Fn(&str) -> String) -> Result<SinkConfig, ConfigError> {
         let name = self.name.clone().unwrap_or_default();
         check_name(&name, origin)?;
+        let start_from = match self.start_from.as_deref() {
+            None | Some("latest") => StartFrom::Latest,
+            Some("earliest") => StartFrom::Earliest,
+            Some(other) => {
+                return Err(bad_value(
+                    &origin("startFrom"),
+                    other,
+                    "\"latest\" or \"earliest\"".into(),
+                ))
+            }
+        };
         let kind = match self.kind.as_deref() {
             Some("webhook") => SinkKind::Webhook(self.into_webhook(origin)?),
             Some("log") => {
@@ -82,7 +94,11 @@ impl FileSink {
                 ))
             }
         };
-        Ok(SinkConfig { name, kind })
+        Ok(SinkConfig {
+            name,
+            kind,
+            start_from,
+        })
     }
 
     fn into_webhook(self, origin: &dyn Fn(&str) -> String) -> Result<WebhookConfig, ConfigError> {

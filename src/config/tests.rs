@@ -323,7 +323,7 @@ fn notification_sinks_come_from_the_file_with_documented_defaults() {
     let (_dir, path) = write_file(
         "[[notify.sinks]]\nname = \"push\"\ntype = \"webhook\"\n\
          url = \"http://127.0.0.1:9000/notify\"\nsecret = \"s3cret\"\n\
-         [[notify.sinks]]\nname = \"edge.log\"\ntype = \"log\"\n",
+         [[notify.sinks]]\nname = \"edge.log\"\ntype = \"log\"\nstartFrom = \"earliest\"\n",
     );
     let config = Config::load_with_env(Some(&path), Overrides::default(), env(&[])).unwrap();
     let [push, edge] = config.notify.sinks.as_slice() else {
@@ -341,6 +341,15 @@ fn notification_sinks_come_from_the_file_with_documented_defaults() {
     assert_eq!(webhook.concurrency, 4);
     assert_eq!(edge.name, "edge.log");
     assert_eq!(edge.kind, crate::notify::SinkKind::Log);
+    assert_eq!(push.start_from, crate::notify::StartFrom::Latest);
+    assert_eq!(edge.start_from, crate::notify::StartFrom::Earliest);
+    let (_dir, bad) =
+        write_file("[[notify.sinks]]\nname = \"x\"\ntype = \"log\"\nstartFrom = \"now\"\n");
+    let refused = Config::load_with_env(Some(&bad), Overrides::default(), env(&[]));
+    let message = refused
+        .expect_err("startFrom \"now\" is refused")
+        .to_string();
+    assert!(message.contains("notify.sinks[0].startFrom"), "{message}");
     assert!(
         !format!("{config:?}").contains("s3cret"),
         "Debug redacts the secret"

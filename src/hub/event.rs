@@ -82,8 +82,13 @@ pub(crate) enum ServerEvent {
         /// When it was last seen (offline only; RFC 3339 UTC).
         last_seen: Option<String>,
     },
-    /// A conversation's participants changed.
+    /// A conversation's participants, owners or title changed.
     ConversationUpdated(Arc<Conversation>),
+    /// A conversation was deleted (its former participants learn it).
+    ConversationDeleted {
+        /// The conversation.
+        conversation_id: Arc<str>,
+    },
 }
 
 impl ServerEvent {

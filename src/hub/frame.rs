@@ -53,7 +53,9 @@ impl Scope {
                 conversation_id, ..
             } => Scope::Conversation(conversation_id.clone()),
             // A user just removed from the conversation learns it this way.
-            ServerEvent::ConversationUpdated(_) => Scope::Session,
+            ServerEvent::ConversationUpdated(_) | ServerEvent::ConversationDeleted { .. } => {
+                Scope::Session
+            }
             ServerEvent::Ready { .. }
             | ServerEvent::Ack { .. }
             | ServerEvent::Pong { .. }
@@ -213,6 +215,13 @@ pub(crate) fn message_deleted(message: &Message) -> Frame {
         conversation_id: message.conversation_id.as_str().into(),
         id: message.id.clone(),
         seq: message.seq,
+    })
+}
+
+/// `conversation.deleted`.
+pub(crate) fn conversation_deleted(conversation_id: &str) -> Frame {
+    Frame::new(ServerEvent::ConversationDeleted {
+        conversation_id: conversation_id.into(),
     })
 }
 

@@ -15,8 +15,8 @@ use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 
 use super::{
-    Appended, LogError, LogStats, PartitionLag, ReadLimits, Record, ResetTo, Result, StoredRecord,
-    TopicConfig, TopicInfo,
+    Appended, LogError, LogStats, PartitionLag, ReadLimits, Record, ResetPlan, Result,
+    StoredRecord, TopicConfig, TopicInfo,
 };
 
 /// A log: partitioned topics of records with dense offsets, and consumer groups' committed
@@ -103,8 +103,9 @@ pub(crate) trait LogBackend: Send + Sync + std::fmt::Debug {
     /// The group's committed offset on a partition, if any.
     fn committed_offset(&self, group: &str, topic: &str, partition: u32) -> Result<Option<u64>>;
 
-    /// Moves a group's offsets on every partition of a topic, backwards too; the new offsets.
-    fn reset_offsets(&self, group: &str, topic: &str, to: ResetTo) -> Result<Vec<(u32, u64)>>;
+    /// Moves a group's offsets as the plan says (all or some partitions of a topic, backwards
+    /// too, or only computes them for a dry run); the new offsets.
+    fn reset_offsets(&self, group: &str, topic: &str, plan: &ResetPlan) -> Result<Vec<(u32, u64)>>;
 
     /// The group's position and lag on every partition of a topic.
     fn group_lag(&self, group: &str, topic: &str) -> Result<Vec<PartitionLag>>;

@@ -8,7 +8,7 @@ use futures_util::FutureExt;
 use tokio::sync::watch;
 
 use super::{
-    Appended, LogBackend, LogError, LogStats, PartitionLag, ReadLimits, Record, ResetTo, Result,
+    Appended, LogBackend, LogError, LogStats, PartitionLag, ReadLimits, Record, ResetPlan, Result,
     SledLog, StoredRecord, TopicConfig, TopicInfo,
 };
 
@@ -98,8 +98,8 @@ impl LogBackend for SledLog {
         SledLog::committed_offset(self, group, topic, partition)
     }
 
-    fn reset_offsets(&self, group: &str, topic: &str, to: ResetTo) -> Result<Vec<(u32, u64)>> {
-        SledLog::reset_offsets(self, group, topic, to)
+    fn reset_offsets(&self, group: &str, topic: &str, plan: &ResetPlan) -> Result<Vec<(u32, u64)>> {
+        SledLog::reset_offsets(self, group, topic, plan)
     }
 
     fn group_lag(&self, group: &str, topic: &str) -> Result<Vec<PartitionLag>> {

@@ -24,6 +24,51 @@ pub enum ResetTo {
     Offset(u64),
     /// The first record appended at or after this time (milliseconds since the epoch).
     Timestamp(i64),
+    /// The committed offset (the first retained one if none) moved by this many records,
+    /// backwards when negative; clamped into the retained range.
+    ShiftBy(i64),
+}
+
+/// A reset: where to, on which partitions, and whether to write it or only say what it would do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResetPlan {
+    /// Where the offsets go.
+    pub to: ResetTo,
+    /// The partitions to move; empty means every partition of the topic.
+    pub partitions: Vec<u32>,
+    /// Compute the new offsets without committing them.
+    pub dry_run: bool,
+}
+
+impl ResetPlan {
+    /// Every partition, committed.
+    pub fn all(to: ResetTo) -> ResetPlan {
+        ResetPlan {
+            to,
+            partitions: Vec::new(),
+            dry_run: false,
+        }
+    }
+}
+
+/// The offset `to` means on a partition with retained range `low..=high` and the group's
+/// `committed` offset; `at_time` finds the offset of a time (only asked for `Timestamp`).
+pub(crate) fn reset_target(
+    to: ResetTo,
+    (low, high): (u64, u64),
+    committed: Option<u64>,
+    at_time: impl FnOnce(i64) -> Result<u64>,
+) -> Result<u64> {
+    Ok(match to {
+        ResetTo::Earliest => low,
+        ResetTo::Latest => high,
+        ResetTo::Offset(offset) => offset.clamp(low, high),
+        ResetTo::Timestamp(ms) => at_time(ms)?,
+        ResetTo::ShiftBy(delta) => {
+            let from = committed.unwrap_or(low).clamp(low, high);
+            from.saturating_add_signed(delta).clamp(low, high)
+        }
+    })
 }
 
 /// A group's position on one partition.
@@ -202,6 +247,32 @@ fn refuse_regression(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod reset_tests {
+    use super::*;
+
+    fn target(to: ResetTo, committed: Option<u64>) -> u64 {
+        reset_target(to, (10, 20), committed, |_| Ok(15)).expect("no time lookup fails here")
+    }
+
+    /// Every kind of reset lands inside the retained range 10..=20.
+    #[test]
+    fn resets_land_in_the_retained_range() {
+        assert_eq!(target(ResetTo::Earliest, Some(14)), 10);
+        assert_eq!(target(ResetTo::Latest, None), 20);
+        assert_eq!(target(ResetTo::Offset(3), None), 10);
+        assert_eq!(target(ResetTo::Offset(99), None), 20);
+        assert_eq!(target(ResetTo::Timestamp(0), None), 15);
+        assert_eq!(target(ResetTo::ShiftBy(-2), Some(14)), 12);
+        assert_eq!(target(ResetTo::ShiftBy(3), Some(14)), 17);
+        assert_eq!(target(ResetTo::ShiftBy(-50), Some(14)), 10);
+        assert_eq!(target(ResetTo::ShiftBy(50), Some(14)), 20);
+        assert_eq!(target(ResetTo::ShiftBy(2), None), 12);
+        assert_eq!(target(ResetTo::ShiftBy(i64::MIN), Some(3)), 10);
+        assert_eq!(target(ResetTo::ShiftBy(i64::MAX), Some(u64::MAX)), 20);
+    }
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::{
-    Appended, LogBackend, LogConfig, LogError, LogStats, PartitionLag, ReadLimits, Record, ResetTo,
-    Result, SledLog, StoredRecord, TopicConfig, TopicInfo,
+    Appended, LogBackend, LogConfig, LogError, LogStats, PartitionLag, ReadLimits, Record,
+    ResetPlan, ResetTo, Result, SledLog, StoredRecord, TopicConfig, TopicInfo,
 };
 
 /// A handle to an open log; cheap to clone, usable from any thread or task. The log stops (its
@@ -172,7 +172,19 @@ impl Log {
 
     /// Moves a group's offsets on every partition of a topic; returns the new offsets.
     pub fn reset_offsets(&self, group: &str, topic: &str, to: ResetTo) -> Result<Vec<(u32, u64)>> {
-        self.backend.reset_offsets(group, topic, to)
+        self.backend
+            .reset_offsets(group, topic, &ResetPlan::all(to))
+    }
+
+    /// Moves a group's offsets as `plan` says (some or all partitions of a topic); returns the
+    /// new offsets, committed unless the plan is a dry run.
+    pub fn reset_offsets_by_plan(
+        &self,
+        group: &str,
+        topic: &str,
+        plan: &ResetPlan,
+    ) -> Result<Vec<(u32, u64)>> {
+        self.backend.reset_offsets(group, topic, plan)
     }
 
     /// The group's position and lag on every partition of a topic.

@@ -53,7 +53,7 @@ pub(crate) use config::{
     DEFAULT_MAX_TOPICS, DEFAULT_MAX_TOTAL_PARTITIONS, DEFAULT_MIN_FREE_DISK_BYTES,
 };
 pub use error::{LogError, Result};
-pub use groups::{PartitionLag, ResetTo};
+pub use groups::{PartitionLag, ResetPlan, ResetTo};
 pub use handle::Log;
 pub(crate) use names::{validate_group_name, validate_topic_name};
 pub use partitioner::partition_for_key;
@@ -429,24 +429,32 @@ impl SledLog {
         self.inner.shared.groups.committed(group, topic, partition)
     }
 
-    /// Moves a group's offsets on every partition of a topic; returns the new offsets.
+    /// Moves a group's offsets as `plan` says (every partition of the topic, or the listed
+    /// ones); returns the new offsets, written unless the plan is a dry run.
     pub(crate) fn reset_offsets(
         &self,
         group: &str,
         topic: &str,
-        to: ResetTo,
+        plan: &ResetPlan,
     ) -> Result<Vec<(u32, u64)>> {
         validate_group_name(group)?;
         let t = self.topic(topic)?;
+        let partitions = if plan.partitions.is_empty() {
+            t.partitions()
+        } else {
+            plan.partitions
+                .iter()
+                .map(|id| t.partition(*id))
+                .collect::<Result<_>>()?
+        };
         let mut moved = Vec::new();
-        for p in t.partitions() {
-            let offset = match to {
-                ResetTo::Earliest => p.low(),
-                ResetTo::Latest => p.high(),
-                ResetTo::Offset(offset) => offset.clamp(p.low(), p.high()),
-                ResetTo::Timestamp(ms) => self.offset_for_time(topic, p.id, ms)?,
-            };
-            self.inner.shared.groups.set(group, topic, p.id, offset)?;
+        for p in partitions {
+            let committed = self.inner.shared.groups.committed(group, topic, p.id)?;
+            let at_time = |ms| self.offset_for_time(topic, p.id, ms);
+            let offset = groups::reset_target(plan.to, (p.low(), p.high()), committed, at_time)?;
+            if !plan.dry_run {
+                self.inner.shared.groups.set(group, topic, p.id, offset)?;
+            }
             moved.push((p.id, offset));
         }
         Ok(moved)

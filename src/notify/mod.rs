@@ -26,6 +26,20 @@ pub(crate) struct SinkConfig {
     pub name: String,
     /// What the sink does.
     pub kind: SinkKind,
+    /// Where the sink starts reading `message.new` when its consumer group has no committed
+    /// offset yet (its first start).
+    pub start_from: StartFrom,
+}
+
+/// Where a new sink starts (`startFrom`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum StartFrom {
+    /// Only notifications produced from its first start on: a sink added to an install that
+    /// already has notifications does not push every old one.
+    #[default]
+    Latest,
+    /// Every retained notification: a replay of the history into the new sink.
+    Earliest,
 }
 
 /// The kinds of sink.

@@ -35,6 +35,7 @@ pub(super) fn deliver(store: &Store, hub: &Hub, changes: Vec<Change>) {
                     .cloned()
                     .collect(),
             ),
+            Change::ConversationDeleted { participants, .. } => Some(participants.clone()),
         };
         let Some(recipients) = recipients else {
             continue;
@@ -66,5 +67,8 @@ fn frame_of(change: Change) -> Frame {
             seq,
         } => frame::read(&conversation, &user, seq),
         Change::Conversation { conversation, .. } => frame::conversation_updated(conversation),
+        Change::ConversationDeleted {
+            conversation_id, ..
+        } => frame::conversation_deleted(&conversation_id),
     }
 }

@@ -9,6 +9,12 @@
 //! resumes after the last finished record: delivery is at least once, and only the record in
 //! flight at a crash can be delivered twice.
 //!
+//! A sink whose group has no committed offset yet starts where its `startFrom` says (the high
+//! watermark by default, so a sink added to a running install does not push every old
+//! notification); that offset is committed before its first read. A replayed dead letter
+//! carrying [`REPLAY_SINK_HEADER`] is delivered by the sink it names only; the others commit
+//! past it.
+//!
 //! A task that fails is started again from the committed offset ([`super::supervise`]);
 //! `/readyz` answers 503 meanwhile.
 //!
@@ -28,7 +34,7 @@ use super::supervise::{commit_forward, spawn_supervised};
 use super::{ensure_topic, PipelineError, Result, WorkerHealth};
 use crate::log::{Log, ReadLimits, Record, StoredRecord};
 use crate::metrics::Metrics;
-use crate::notify::{Outcome, Sink, SinkConfig};
+use crate::notify::{Outcome, Sink, SinkConfig, StartFrom};
 
 /// The dead-letter topic of the notification sinks.
 pub(crate) const DLQ_TOPIC: &str = "message.new.dlq";
@@ -44,6 +50,9 @@ pub(crate) const DLQ_TOPIC_HEADER: &str = "tidings-dlq-topic";
 pub(crate) const DLQ_PARTITION_HEADER: &str = "tidings-dlq-partition";
 /// Dead-letter header: its offset there (decimal).
 pub(crate) const DLQ_OFFSET_HEADER: &str = "tidings-dlq-offset";
+/// Header of a replayed dead letter: the one sink that delivers it (the one that failed it, or
+/// the one `tidings dlq replay --sink` names); every other sink passes over it.
+pub(crate) const REPLAY_SINK_HEADER: &str = "tidings-replay-sink";
 /// Records one step reads.
 const RECORDS_PER_STEP: usize = 100;
 
@@ -72,6 +81,7 @@ pub(crate) async fn start(
         let sink = Arc::new(Sink::new(config).map_err(|e| PipelineError::Worker(e.to_string()))?);
         let permits = Arc::new(Semaphore::new(sink.concurrency()));
         let group = sink_group(sink.name());
+        commit_start_offsets(&log, &group, config.start_from, partitions).await?;
         for partition in 0..partitions {
             let context = SinkContext {
                 log: log.clone(),
@@ -94,6 +104,49 @@ pub(crate) async fn start(
         }
     }
     Ok(())
+}
+
+/// Gives a sink's group, on every partition where it has no committed offset yet (the sink's
+/// first start), the offset `start_from` says, committed and synced at once: the choice is made
+/// once, and a restart before the first delivery does not make it again against a later log.
+/// The sinks start before the `notify` worker, so no notification appended by this start is
+/// counted as an old one.
+async fn commit_start_offsets(
+    log: &Log,
+    group: &str,
+    start_from: StartFrom,
+    partitions: u32,
+) -> Result<()> {
+    let mut committed_any = false;
+    for partition in 0..partitions {
+        if log
+            .committed_offset(group, NOTIFICATIONS_TOPIC, partition)?
+            .is_some()
+        {
+            continue;
+        }
+        let (low, high) = log.watermarks(NOTIFICATIONS_TOPIC, partition)?;
+        let start = match start_from {
+            StartFrom::Latest => high,
+            StartFrom::Earliest => low,
+        };
+        log.commit_offset(group, NOTIFICATIONS_TOPIC, partition, start)?;
+        committed_any = true;
+    }
+    if committed_any {
+        log.sync().await?;
+    }
+    Ok(())
+}
+
+/// Whether a record is for `sink`: any record but a replayed dead letter addressed to another
+/// sink ([`REPLAY_SINK_HEADER`]).
+fn addressed_to(record: &StoredRecord, sink: &str) -> bool {
+    record
+        .headers
+        .iter()
+        .find(|h| h.key == REPLAY_SINK_HEADER)
+        .is_none_or(|h| h.value == sink.as_bytes())
 }
 
 /// What every consumer of one sink is made of but its partition.
@@ -175,6 +228,10 @@ impl PartitionConsumer for SinkWorker {
 impl SinkWorker {
     /// Delivers one record or dead-letters it; false if shutdown interrupted it.
     async fn handle(&self, record: &StoredRecord) -> Result<bool> {
+        if !addressed_to(record, self.sink.name()) {
+            tracing::debug!(sink = %self.sink.name(), partition = self.partition, offset = record.offset, "replayed notification for another sink passed over");
+            return Ok(true);
+        }
         let outcome = {
             let _permit = self
                 .permits

@@ -24,6 +24,9 @@ pub(crate) struct Membership {
     pub title: Option<String>,
     #[serde(default)]
     pub participants: Vec<String>,
+    /// Absent in records written before roles existed: see [`merge`].
+    #[serde(default)]
+    pub owners: Vec<String>,
     pub created_at: String,
     /// Creation or the last participant change.
     pub updated_at: String,
@@ -47,6 +50,7 @@ impl Membership {
             id: conversation.id.clone(),
             title: conversation.title.clone(),
             participants: conversation.participants.clone(),
+            owners: conversation.owners.clone(),
             created_at: conversation.created_at.clone(),
             updated_at: conversation.updated_at.clone(),
         }
@@ -87,13 +91,23 @@ impl Activity {
 }
 
 /// The public conversation: membership joined with its activity (none before the first message).
+///
+/// A membership written before roles existed has no owners: its first participant (the creator,
+/// or the longest-standing one if the creator left) becomes its owner, as the rule for a last
+/// owner leaving would have made it.
 pub(crate) fn merge(membership: Membership, activity: Option<Activity>) -> Conversation {
     let activity = activity.unwrap_or_default();
     let updated_at = membership.updated_at.clone().max(activity.updated_at);
+    let owners = if membership.owners.is_empty() {
+        membership.participants.iter().take(1).cloned().collect()
+    } else {
+        membership.owners
+    };
     Conversation {
         id: membership.id,
         title: membership.title,
         participants: membership.participants,
+        owners,
         last_message: activity.last_message,
         last_seq: activity.last_seq,
         created_at: membership.created_at,
@@ -104,6 +118,25 @@ pub(crate) fn merge(membership: Membership, activity: Option<Activity>) -> Conve
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A membership record written before roles existed (no `owners` key, as the previous
+    /// release wrote it) still loads, and its first participant is its owner.
+    #[test]
+    fn a_membership_from_before_roles_loads_with_its_first_participant_as_owner() {
+        let old = br#"{"id":"c","title":"team","participants":["ann","bob"],"createdAt":"2024-01-01T00:00:00.000Z","updatedAt":"2024-01-01T00:00:00.000Z"}"#;
+        let membership = Membership::decode("c", old).expect("the old record decodes");
+        assert!(membership.owners.is_empty());
+        let conversation = merge(membership, None);
+        assert_eq!(conversation.owners, ["ann"]);
+        assert_eq!(conversation.participants, ["ann", "bob"]);
+        let written = Membership::of(&conversation);
+        let reread = merge(Membership::decode("c", &written.encode()).unwrap(), None);
+        assert_eq!(reread.owners, ["ann"], "owners are written from then on");
+        let empty = br#"{"id":"c","participants":[],"createdAt":"x","updatedAt":"x"}"#;
+        assert!(merge(Membership::decode("c", empty).unwrap(), None)
+            .owners
+            .is_empty());
+    }
 
     mod properties {
         use proptest::prelude::*;
@@ -143,6 +176,7 @@ mod tests {
                 let membership = Membership {
                     id: "c".into(),
                     title,
+                    owners: participants.iter().take(1).cloned().collect(),
                     participants,
                     created_at: "2024-01-01T00:00:00.000Z".into(),
                     updated_at: "2024-01-02T00:00:00.000Z".into(),

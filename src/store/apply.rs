@@ -30,6 +30,8 @@
 //!   (a deleted message) cannot make it again; [`Store::batch_events`] merges it back.
 //! - `Read`: by a participant, clamped to lastSeq, forward only (in memory); no event.
 //! - Conversation commands: decided again, then the membership record (see `conversations`).
+//!   A deletion removes the conversation's records (see [`deletion`]), its membership record
+//!   last, so a replay after a crash in between decides it again and finishes it.
 //!
 //! After the commands: each read state the batch moved, once (a sender's moves with each of
 //! its messages), then each changed conversation's activity (forward only). The relay
@@ -40,6 +42,8 @@
 //! clamped to the activity the interrupted run may have advanced further; the edge clamps read
 //! marks before appending them, so only records written by other producers can meet this.
 
+mod deletion;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -47,7 +51,7 @@ use super::activity::{Activity, Membership};
 use super::command::{
     ChatCommand, DeleteMessage, EditMessage, EventType, MarkRead, MessageEvent, SendMessage,
 };
-use super::conversations::{decide_add, decide_create, decide_remove};
+use super::conversations::{decide_add, decide_create, decide_remove, decide_rename, decide_role};
 use super::error::{Result, StoreError};
 use super::keys;
 use super::model::{Conversation, Message};
@@ -88,12 +92,19 @@ pub(crate) enum Change {
         /// The new read mark.
         seq: u64,
     },
-    /// A conversation's participants changed.
+    /// A conversation's participants, owners or title changed.
     Conversation {
         /// The conversation as it is now.
         conversation: Arc<Conversation>,
         /// The participant a removal took out (who learns it this way).
         removed: Option<String>,
+    },
+    /// A conversation was deleted, its messages with it.
+    ConversationDeleted {
+        /// The conversation.
+        conversation_id: String,
+        /// Its participants when it was deleted (who learn it this way).
+        participants: Vec<String>,
     },
 }
 
@@ -240,6 +251,17 @@ impl Batch<'_> {
                 Some(&remove.user_id),
                 |current| decide_remove(current, remove),
             )?,
+            ChatCommand::RenameConversation(rename) => {
+                self.membership(offset, &rename.conversation_id, None, |current| {
+                    decide_rename(current, rename)
+                })?
+            }
+            ChatCommand::SetRole(role) => {
+                self.membership(offset, &role.conversation_id, None, |current| {
+                    decide_role(current, role)
+                })?
+            }
+            ChatCommand::DeleteConversation(delete) => self.delete_conversation(offset, delete)?,
         };
         if !done {
             self.out.skipped += 1;

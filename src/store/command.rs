@@ -22,8 +22,14 @@ pub(crate) enum ChatCommand {
     CreateConversation(CreateConversation),
     /// Adds a participant (by a participant).
     AddParticipant(ChangeParticipant),
-    /// Removes a participant (by a participant; anyone may remove itself).
+    /// Removes a participant (by an owner; anyone may remove itself).
     RemoveParticipant(ChangeParticipant),
+    /// A new title (by an owner).
+    RenameConversation(RenameConversation),
+    /// Makes a participant an owner or a plain member (by an owner).
+    SetRole(SetRole),
+    /// Deletes a conversation and its messages (by an owner).
+    DeleteConversation(DeleteConversation),
 }
 
 impl ChatCommand {
@@ -38,6 +44,9 @@ impl ChatCommand {
             ChatCommand::AddParticipant(c) | ChatCommand::RemoveParticipant(c) => {
                 &c.conversation_id
             }
+            ChatCommand::RenameConversation(c) => &c.conversation_id,
+            ChatCommand::SetRole(c) => &c.conversation_id,
+            ChatCommand::DeleteConversation(c) => &c.conversation_id,
         }
     }
 }
@@ -160,6 +169,59 @@ pub(crate) struct ChangeParticipant {
     pub actor: String,
     /// The participant added or removed.
     pub user_id: String,
+    /// When the edge accepted it (RFC 3339 UTC).
+    pub at: String,
+}
+
+/// A conversation's new title.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RenameConversation {
+    /// The conversation.
+    pub conversation_id: String,
+    /// Who asks (must be an owner).
+    pub actor: String,
+    /// The new title (`None` removes it).
+    #[serde(default)]
+    pub title: Option<String>,
+    /// When the edge accepted it (RFC 3339 UTC).
+    pub at: String,
+}
+
+/// A participant's role in a conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) enum Role {
+    /// May rename and delete the conversation, add and remove others, and change roles.
+    Owner,
+    /// May send, read, and leave.
+    Member,
+}
+
+/// A participant made an owner or a member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct SetRole {
+    /// The conversation.
+    pub conversation_id: String,
+    /// Who asks (must be an owner).
+    pub actor: String,
+    /// The participant whose role changes.
+    pub user_id: String,
+    /// Its new role.
+    pub role: Role,
+    /// When the edge accepted it (RFC 3339 UTC).
+    pub at: String,
+}
+
+/// A conversation deleted, its messages with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DeleteConversation {
+    /// The conversation.
+    pub conversation_id: String,
+    /// Who asks (must be an owner).
+    pub actor: String,
     /// When the edge accepted it (RFC 3339 UTC).
     pub at: String,
 }

@@ -14,6 +14,10 @@ pub enum StoreError {
     /// conversation (existence is not leaked: both answer the same).
     #[error("{0} not found")]
     NotFound(String),
+    /// The caller is a participant but its role does not allow the change (only owners
+    /// rename, delete, add, remove others and change roles).
+    #[error("{0}")]
+    Forbidden(String),
     /// The resource exists already (for example a conversation id that is taken).
     #[error("conflict: {0}")]
     Conflict(String),

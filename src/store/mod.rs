@@ -54,8 +54,8 @@ use std::sync::Arc;
 
 pub(crate) use apply::{AppliedBatch, BatchPosition, Change, Outcome};
 pub(crate) use command::{
-    new_message_id, ChangeParticipant, ChatCommand, DeleteMessage, EditMessage, EventType,
-    MarkRead, MessageEvent, SendMessage,
+    new_message_id, ChangeParticipant, ChatCommand, DeleteConversation, DeleteMessage, EditMessage,
+    EventType, MarkRead, MessageEvent, RenameConversation, Role, SendMessage, SetRole,
 };
 pub(crate) use error::{Result, StoreError};
 pub(crate) use model::{
@@ -206,6 +206,20 @@ impl Store {
         self.inner.membership_epoch.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// Users with a read state on the conversation (memory only): whose read-state records a
+    /// deletion removes.
+    pub(crate) fn readers_of(&self, conversation: &str) -> Vec<String> {
+        self.view().readers_of(conversation)
+    }
+
+    /// The store writer's, once it removed a deleted conversation's records: the view forgets
+    /// it, then the membership epoch moves (a reader that sees the new epoch finds nobody a
+    /// participant any more).
+    pub(super) fn forget_conversation(&self, conversation: &str) {
+        self.view_mut().remove(conversation);
+        self.bump_membership_epoch();
+    }
+
     /// The conversation's participants, if it exists (memory only): who a message goes to.
     pub(crate) fn participants(&self, conversation: &str) -> Option<Vec<String>> {
         self.view()
@@ -289,5 +303,7 @@ fn load_view(trees: &Trees) -> Result<View> {
     Ok(view)
 }
 
+#[cfg(test)]
+mod deletion_tests;
 #[cfg(test)]
 mod tests;

@@ -55,6 +55,10 @@ pub(crate) struct Conversation {
     pub title: Option<String>,
     /// Participants, in the order they joined, without duplicates.
     pub participants: Vec<String>,
+    /// The participants who may rename and delete it, add and remove others and change roles
+    /// (the creator first); never empty while it has participants.
+    #[serde(default)]
+    pub owners: Vec<String>,
     /// The message with the highest seq, if any.
     pub last_message: Option<Message>,
     /// Highest seq stored (0 before the first message).
@@ -70,6 +74,11 @@ impl Conversation {
     pub(crate) fn has_participant(&self, user: &str) -> bool {
         self.participants.iter().any(|p| p == user)
     }
+
+    /// True if `user` is one of the owners.
+    pub(crate) fn is_owner(&self, user: &str) -> bool {
+        self.owners.iter().any(|o| o == user)
+    }
 }
 
 /// A conversation as one participant sees it, with its read state.
@@ -82,6 +91,8 @@ pub(crate) struct ConversationView {
     pub title: Option<String>,
     /// Participants.
     pub participants: Vec<String>,
+    /// Owners (see [`Conversation::owners`]).
+    pub owners: Vec<String>,
     /// The message with the highest seq, if any.
     pub last_message: Option<Message>,
     /// Highest seq stored.
@@ -104,6 +115,7 @@ impl ConversationView {
             id: conversation.id.clone(),
             title: conversation.title.clone(),
             participants: conversation.participants.clone(),
+            owners: conversation.owners.clone(),
             last_message: conversation.last_message.clone(),
             last_seq: conversation.last_seq,
             last_read_seq,
@@ -222,6 +234,7 @@ mod tests {
             id: "c".into(),
             title: None,
             participants: vec!["a".into()],
+            owners: vec!["a".into()],
             last_message: None,
             last_seq: 7,
             created_at: now_rfc3339(),

@@ -73,8 +73,9 @@ impl Store {
 
     fn add_participant(&self, actor: &str, conversation: &str, user: &str) -> Result<Conversation> {
         let change = participant_change(actor, conversation, user);
-        self.check_add_participant(&change)?;
-        self.apply_change(ChatCommand::AddParticipant(change))
+        let command = ChatCommand::AddParticipant(change);
+        self.check_conversation_command(&command)?;
+        self.apply_change(command)
     }
 
     fn remove_participant(
@@ -84,8 +85,9 @@ impl Store {
         user: &str,
     ) -> Result<Conversation> {
         let change = participant_change(actor, conversation, user);
-        self.check_remove_participant(&change)?;
-        self.apply_change(ChatCommand::RemoveParticipant(change))
+        let command = ChatCommand::RemoveParticipant(change);
+        self.check_conversation_command(&command)?;
+        self.apply_change(command)
     }
 
     fn apply_change(&self, command: ChatCommand) -> Result<Conversation> {
@@ -559,8 +561,12 @@ fn the_writer_settles_a_race_the_edge_checks_could_not_see() {
     // Both pass the edge's check (one place left), in the log one after the other.
     let bob = participant_change("ann", "c", "bob");
     let cy = participant_change("ann", "c", "cy");
-    f.store.check_add_participant(&bob).unwrap();
-    f.store.check_add_participant(&cy).unwrap();
+    let check = |change: &ChangeParticipant| {
+        let command = ChatCommand::AddParticipant(change.clone());
+        f.store.check_conversation_command(&command)
+    };
+    check(&bob).unwrap();
+    check(&cy).unwrap();
     let applied = f.apply(vec![
         ChatCommand::AddParticipant(bob),
         ChatCommand::AddParticipant(cy),

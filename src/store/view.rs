@@ -60,6 +60,7 @@ impl View {
             remove_key(&mut self.by_user, user, &old_key);
         }
         current.participants = changed.participants.clone();
+        current.owners = changed.owners.clone();
         current.title = changed.title.clone();
         current.updated_at = current.updated_at.clone().max(changed.updated_at.clone());
         let new_key = (current.updated_at.clone(), current.id.clone());
@@ -110,6 +111,28 @@ impl View {
             }
         }
         contacts.into_iter().map(str::to_owned).collect()
+    }
+
+    /// Forgets a deleted conversation: its entry, its place in every participant's list and
+    /// every read state on it.
+    pub(super) fn remove(&mut self, id: &str) {
+        if let Some(gone) = self.conversations.remove(id) {
+            let key = (gone.updated_at.clone(), gone.id.clone());
+            for user in &gone.participants {
+                remove_key(&mut self.by_user, user, &key);
+            }
+        }
+        self.read.retain(|(_, conversation), _| conversation != id);
+    }
+
+    /// Every user with a read state on the conversation, former participants included (a scan
+    /// of all read states: only a deletion asks).
+    pub(super) fn readers_of(&self, id: &str) -> Vec<String> {
+        self.read
+            .keys()
+            .filter(|(_, conversation)| conversation == id)
+            .map(|(user, _)| user.clone())
+            .collect()
     }
 
     /// Moves a user's read state forward (never back).
@@ -188,6 +211,7 @@ mod tests {
             id: id.into(),
             title: None,
             participants: participants.iter().map(|p| p.to_string()).collect(),
+            owners: participants.iter().take(1).map(|p| p.to_string()).collect(),
             last_message: None,
             last_seq: 0,
             created_at: updated_at.into(),

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::api::ws::objects::{Deleted, EventObject, Presence, Read, Typing};
+use crate::api::ws::objects::{ConversationGone, Deleted, EventObject, Presence, Read, Typing};
 use crate::hub::{ServerEvent, WireCodec, WireFormat};
 use crate::store::{Conversation, Message};
 
@@ -97,6 +97,7 @@ enum Argument<'a> {
     Typing(Typing<'a>),
     Read(Read<'a>),
     Presence(Presence<'a>),
+    ConversationGone(ConversationGone<'a>),
 }
 
 fn invocation<'a>(target: &'static str, argument: Argument<'a>) -> Option<Record<'a>> {
@@ -134,7 +135,8 @@ fn record_of(event: &ServerEvent) -> Option<Record<'_>> {
         ServerEvent::MessageDeleted { .. }
         | ServerEvent::Typing { .. }
         | ServerEvent::Read { .. }
-        | ServerEvent::Presence { .. } => match EventObject::of(event)? {
+        | ServerEvent::Presence { .. }
+        | ServerEvent::ConversationDeleted { .. } => match EventObject::of(event)? {
             EventObject::Deleted(deleted) => {
                 invocation("MessageDeleted", Argument::Deleted(deleted))
             }
@@ -142,6 +144,9 @@ fn record_of(event: &ServerEvent) -> Option<Record<'_>> {
             EventObject::Read(read) => invocation("MessageRead", Argument::Read(read)),
             EventObject::Presence(presence) => {
                 invocation("PresenceChanged", Argument::Presence(presence))
+            }
+            EventObject::ConversationGone(gone) => {
+                invocation("ConversationDeleted", Argument::ConversationGone(gone))
             }
         },
         ServerEvent::ConversationUpdated(conversation) => {
@@ -189,6 +194,10 @@ mod tests {
     #[test]
     fn chat_events_invoke_the_client_methods_api_md_names() {
         let cases = [
+            (
+                frame::conversation_deleted("c"),
+                json!({"type":1,"target":"ConversationDeleted","arguments":[{"conversationId":"c"}]}),
+            ),
             (
                 frame::typing("c", "ann", true),
                 json!({"type":1,"target":"UserTyping","arguments":[{"conversationId":"c","userId":"ann","typing":true}]}),

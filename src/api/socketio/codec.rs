@@ -20,7 +20,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use crate::api::ws::objects::{Deleted, EventObject, Presence, Read, Typing};
+use crate::api::ws::objects::{ConversationGone, Deleted, EventObject, Presence, Read, Typing};
 use crate::hub::{ServerEvent, WireCodec, WireFormat};
 use crate::store::{Conversation, Message};
 
@@ -62,7 +62,8 @@ impl WireCodec for SocketIoJson {
             ServerEvent::MessageDeleted { .. }
             | ServerEvent::Typing { .. }
             | ServerEvent::Read { .. }
-            | ServerEvent::Presence { .. } => match EventObject::of(event) {
+            | ServerEvent::Presence { .. }
+            | ServerEvent::ConversationDeleted { .. } => match EventObject::of(event) {
                 Some(EventObject::Deleted(deleted)) => {
                     event_packet("message.deleted", Data::Deleted(deleted))
                 }
@@ -70,6 +71,9 @@ impl WireCodec for SocketIoJson {
                 Some(EventObject::Read(read)) => event_packet("read", Data::Read(read)),
                 Some(EventObject::Presence(presence)) => {
                     event_packet("presence", Data::Presence(presence))
+                }
+                Some(EventObject::ConversationGone(gone)) => {
+                    event_packet("conversation.deleted", Data::ConversationGone(gone))
                 }
                 None => Bytes::new(),
             },
@@ -90,6 +94,7 @@ enum Data<'a> {
     Typing(Typing<'a>),
     Read(Read<'a>),
     Presence(Presence<'a>),
+    ConversationGone(ConversationGone<'a>),
 }
 
 /// A refusal, as the HTTP API's problem would say it.
@@ -200,6 +205,10 @@ mod tests {
     #[test]
     fn chat_events_are_event_packets_named_as_the_ws_frames_without_their_type() {
         let cases = [
+            (
+                frame::conversation_deleted("c"),
+                json!(["conversation.deleted", {"conversationId":"c"}]),
+            ),
             (
                 frame::typing("c", "ann", true),
                 json!(["typing", {"conversationId":"c","userId":"ann","typing":true}]),

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::objects::{Deleted, EventObject, Presence, Read, Typing};
+use super::objects::{ConversationGone, Deleted, EventObject, Presence, Read, Typing};
 use crate::hub::{ServerEvent, WireCodec, WireFormat};
 use crate::store::{Conversation, Message};
 
@@ -65,6 +65,8 @@ enum WsFrame<'a> {
     ConversationUpdated {
         conversation: &'a Conversation,
     },
+    #[serde(rename = "conversation.deleted")]
+    ConversationDeleted(ConversationGone<'a>),
 }
 
 impl<'a> WsFrame<'a> {
@@ -98,12 +100,14 @@ impl<'a> WsFrame<'a> {
             ServerEvent::MessageDeleted { .. }
             | ServerEvent::Typing { .. }
             | ServerEvent::Read { .. }
-            | ServerEvent::Presence { .. } => {
+            | ServerEvent::Presence { .. }
+            | ServerEvent::ConversationDeleted { .. } => {
                 match EventObject::of(event).expect("these events carry an object") {
                     EventObject::Deleted(deleted) => WsFrame::MessageDeleted(deleted),
                     EventObject::Typing(typing) => WsFrame::Typing(typing),
                     EventObject::Read(read) => WsFrame::Read(read),
                     EventObject::Presence(presence) => WsFrame::Presence(presence),
+                    EventObject::ConversationGone(gone) => WsFrame::ConversationDeleted(gone),
                 }
             }
             ServerEvent::ConversationUpdated(conversation) => {
@@ -162,6 +166,10 @@ pub(crate) mod tests {
             (
                 frame::error(None, 404, "no"),
                 json!({"type":"error","status":404,"detail":"no"}),
+            ),
+            (
+                frame::conversation_deleted("c"),
+                json!({"type":"conversation.deleted","conversationId":"c"}),
             ),
             (
                 frame::typing("c", "ann", true),

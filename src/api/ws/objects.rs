@@ -16,6 +16,13 @@ pub(crate) struct Deleted<'a> {
     seq: u64,
 }
 
+/// `{conversationId}`: a deleted conversation.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ConversationGone<'a> {
+    conversation_id: &'a str,
+}
+
 /// `{conversationId, userId, typing}`.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -51,6 +58,7 @@ pub(crate) enum EventObject<'a> {
     Typing(Typing<'a>),
     Read(Read<'a>),
     Presence(Presence<'a>),
+    ConversationGone(ConversationGone<'a>),
 }
 
 impl<'a> EventObject<'a> {
@@ -93,6 +101,9 @@ impl<'a> EventObject<'a> {
                 status: if *online { "online" } else { "offline" },
                 last_seen: last_seen.as_deref(),
             }),
+            ServerEvent::ConversationDeleted { conversation_id } => {
+                EventObject::ConversationGone(ConversationGone { conversation_id })
+            }
             _ => return None,
         };
         Some(object)

@@ -318,6 +318,7 @@ where
                 _,
             ) => id.as_ref(),
             (_, ServerEvent::ConversationUpdated(conversation)) => conversation.id.as_str(),
+            (_, ServerEvent::ConversationDeleted { conversation_id }) => conversation_id.as_ref(),
             _ => return true,
         };
         self.joined.contains(conversation)

@@ -1,0 +1,90 @@
+//! Applying a conversation's deletion in the store writer's batch: every record of the
+//! conversation goes (its messages, their id and client-id index entries, the read states on
+//! it, its activity), then its membership record, last. Each removal is idempotent and the
+//! membership record is what makes the conversation exist, so a crash part-way leaves it in the
+//! view at the next start and the replayed command deletes the rest.
+//!
+//! The events already in `messages.sent` and the outbox stay: they are the history other
+//! services consumed. This module does not decide who may delete (`conversations` does).
+
+use super::super::command::DeleteConversation;
+use super::super::conversations::decide_delete;
+use super::super::error::{Result, StoreError};
+use super::super::keys;
+use super::super::queries::decode_message;
+use super::{Batch, Change};
+
+impl Batch<'_> {
+    /// A `DeleteConversation` command: decided again (a refusal is only an outcome), then the
+    /// conversation's records removed, the view told and the participants' sessions told.
+    pub(super) fn delete_conversation(
+        &mut self,
+        offset: u64,
+        command: &DeleteConversation,
+    ) -> Result<bool> {
+        let id = command.conversation_id.as_str();
+        let current = self.store.conversation(id);
+        let deleted = match decide_delete(current.as_ref(), command) {
+            Ok(deleted) => deleted,
+            Err(refused) => {
+                tracing::debug!(conversation = id, offset, error = %refused, "conversation deletion refused");
+                self.out.outcomes.push((offset, Err(refused)));
+                return Ok(false);
+            }
+        };
+        self.remove_messages(id)?;
+        let t = self.trees;
+        for user in self.store.readers_of(id) {
+            self.remove(&t.read_state, &keys::read_state(&user, id))?;
+        }
+        self.remove(&t.activity, id.as_bytes())?;
+        self.remove(&t.conversations, id.as_bytes())?;
+        self.forget_in_batch(id);
+        self.store.forget_conversation(id);
+        tracing::info!(conversation = id, actor = %command.actor, "conversation deleted");
+        self.out.changes.push(Change::ConversationDeleted {
+            conversation_id: id.to_owned(),
+            participants: deleted.participants.clone(),
+        });
+        self.out.outcomes.push((offset, Ok(deleted)));
+        Ok(true)
+    }
+
+    /// Removes every message of the conversation with its `message_ids` and `client_ids` entries.
+    fn remove_messages(&mut self, id: &str) -> Result<()> {
+        let t = self.trees;
+        for item in t.messages.scan_prefix(keys::message_prefix(id)) {
+            let (key, raw) = item?;
+            let message = decode_message(&key, &raw)?;
+            self.remove(&t.message_ids, message.id.as_bytes())?;
+            if let Some(client_id) = &message.client_message_id {
+                let index = keys::client_id(&message.sender_id, id, client_id);
+                self.remove(&t.client_ids, &index)?;
+            }
+            self.remove(&t.messages, &key)?;
+        }
+        Ok(())
+    }
+
+    /// Drops what this batch holds of the conversation, so that [`Batch::finish`] writes no
+    /// activity or read state back for it.
+    fn forget_in_batch(&mut self, id: &str) {
+        self.activity.insert(id.to_owned(), None);
+        self.dirty.retain(|dirty| dirty != id);
+        self.moved_reads
+            .retain(|(_, conversation)| conversation != id);
+        self.reads.retain(|(_, conversation), _| conversation != id);
+    }
+
+    /// One removal, counted by the test hook like a write.
+    fn remove(&mut self, tree: &sled::Tree, key: &[u8]) -> Result<()> {
+        if let Some(left) = &mut self.writes_left {
+            if *left == 0 {
+                return Err(StoreError::Storage("simulated crash (test hook)".into()));
+            }
+            *left -= 1;
+        }
+        tree.remove(key)?;
+        Ok(())
+    }
+}

@@ -97,3 +97,70 @@ async fn a_dead_endpoint_dead_letters_and_replay_brings_the_record_back() {
     let second = dlq_replay(&["--data-dir", &dir]);
     assert_eq!(second["replayed"], 0, "first {first}, second {second}");
 }
+
+/// `POST /api/dlq/replay` (what the web console's Replay button calls) brings a dead letter
+/// back to `message.new` for the sink that failed it, repeats nothing on a second call, and
+/// refuses a token without `admin`, a topic that holds no dead letters and an unknown field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_replay_route_brings_dead_letters_back_once() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (bus, _config) = bus_with_config(
+        &webhook_sink("push", &format!("http://{dead}/hook"), 1),
+        &[],
+    )
+    .await;
+    bus.chat.conversation("alice", "pair", &["bob"]).await;
+    bus.chat.send("alice", "pair", "anyone?").await;
+    wait_records(&bus, "message.new.dlq", 1, Duration::from_secs(20)).await;
+
+    let member = bus
+        .post(
+            &["events:publish"],
+            "/api/dlq/replay",
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(member.status(), 403);
+    for bad in [
+        serde_json::json!({"topic": "messages"}),
+        serde_json::json!({"topics": "message.new.dlq"}),
+    ] {
+        let refused = bus.post(&["admin"], "/api/dlq/replay", bad.clone()).await;
+        assert_eq!(refused.status(), 400, "{bad}");
+    }
+    assert_eq!(
+        read_topic(&bus, "message.new").await.len(),
+        1,
+        "nothing replayed yet"
+    );
+
+    let answer = bus
+        .post(&["admin"], "/api/dlq/replay", serde_json::json!({}))
+        .await;
+    assert_eq!(answer.status(), 200);
+    let report: Value = answer.json().await.unwrap();
+    assert_eq!(report["replayed"], 1, "{report}");
+    assert_eq!(report["group"], "dlq-replay", "{report}");
+    let records = read_topic(&bus, "message.new").await;
+    assert_eq!(records.len(), 2, "the dead letter is back: {records:?}");
+    assert!(
+        records
+            .iter()
+            .any(|r| r["headers"]["tidings-replay-sink"] == "push"),
+        "addressed to the sink that failed it: {records:?}"
+    );
+
+    // The replayed record fails again and is dead-lettered again; only that new one is
+    // replayed by the next call.
+    wait_records(&bus, "message.new.dlq", 2, Duration::from_secs(20)).await;
+    let again: Value = bus
+        .post(&["admin"], "/api/dlq/replay", serde_json::json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["replayed"], 1, "{again}");
+}

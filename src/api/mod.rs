@@ -21,6 +21,7 @@ pub(crate) mod auth;
 pub(crate) mod connections;
 pub(crate) mod console;
 pub(crate) mod conversations;
+pub(crate) mod dlq;
 pub(crate) mod groups;
 pub(crate) mod health;
 pub(crate) mod http_limits;
@@ -348,6 +349,7 @@ pub(crate) fn app(state: AppState) -> Router {
         )
         .route("/api/groups/{group}/offsets", post(groups::commit))
         .route("/api/groups/{group}/offsets/reset", post(groups::reset))
+        .route("/api/dlq/replay", post(dlq::replay_dead_letters))
         .fallback(problem::unknown_route)
         .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

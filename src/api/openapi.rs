@@ -15,7 +15,7 @@ use utoipa::openapi::{Content, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::problem::{Problem, PROBLEM_JSON};
-use super::{auth, conversations, groups, messages, records, topics};
+use super::{auth, conversations, dlq, groups, messages, records, topics};
 
 /// The problem answers any `/api` route may give, whatever it does (docs/api.md, "Errors").
 const COMMON_PROBLEMS: &[(&str, &str)] = &[
@@ -73,6 +73,7 @@ const COMMON_PROBLEMS: &[(&str, &str)] = &[
         groups::reset,
         groups::list,
         groups::describe,
+        dlq::replay_dead_letters,
     ),
     components(schemas(Problem)),
     modifiers(&BearerAndProblems),

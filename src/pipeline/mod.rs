@@ -29,6 +29,7 @@ mod follow;
 mod live;
 pub(crate) mod notify;
 mod relay;
+pub(crate) mod replay;
 pub(crate) mod sinks;
 mod supervise;
 #[cfg(test)]

@@ -65,9 +65,29 @@ export class Admin {
   showDeadLetters(topics) {
     const items = topics.map((topic) => {
       const count = topic.partitions.reduce((sum, p) => sum + (p.high - p.low), 0);
-      return el("li", {}, el("code", { text: topic.name }), ` ${count} retained`);
+      const replay = el("button", {
+        type: "button",
+        text: "Replay",
+        "aria-label": `Replay ${topic.name}`,
+        onclick: () => this.replay(topic.name),
+      });
+      return el("li", {}, el("code", { text: topic.name }), ` ${count} retained `, replay);
     });
     byId("dead-letters").replaceChildren(...(items.length ? items : [el("li", { text: "No dead-letter topic" })]));
+  }
+
+  /** Replays a dead-letter topic's records not replayed yet, each to the sink that failed it. */
+  async replay(topic) {
+    const status = byId("replay-status");
+    status.textContent = `Replaying ${topic}…`;
+    try {
+      const report = await this.api.post("/api/dlq/replay", { topic });
+      status.textContent = `Replayed ${report.replayed} dead letters from ${report.topic}` +
+        (report.otherSinks ? `, left ${report.otherSinks} of other sinks` : "") +
+        (report.skipped ? `, skipped ${report.skipped} of other topics` : "");
+    } catch (error) {
+      status.textContent = `Replay failed: ${error.message}`;
+    }
   }
 
   fillTopicChoice(names) {

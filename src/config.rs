@@ -21,9 +21,11 @@ use crate::notify::SinkConfig;
 
 mod auth;
 mod http;
+mod kafka;
 mod ws;
 pub use auth::{AuthSettings, ClaimNames, JwksLocation};
 pub use http::HttpSettings;
+pub use kafka::KafkaSettings;
 pub use ws::WsSettings;
 
 /// The fully resolved, validated configuration of `tidings serve`.
@@ -51,6 +53,8 @@ pub struct Config {
     pub notify: NotifySettings,
     /// The SignalR hub (`[signalr]`, file only).
     pub signalr: SignalrSettings,
+    /// The Kafka wire-protocol listener (`[kafka]`).
+    pub kafka: KafkaSettings,
 }
 
 /// The `[signalr]` section.
@@ -230,6 +234,7 @@ impl Default for Config {
             },
             notify: NotifySettings::default(),
             signalr: SignalrSettings::default(),
+            kafka: KafkaSettings::default(),
         }
     }
 }
@@ -247,6 +252,7 @@ impl fmt::Debug for Config {
             .field("http", &self.http)
             .field("logging", &self.logging)
             .field("notify", &self.notify)
+            .field("kafka", &self.kafka)
             .finish()
     }
 }
@@ -324,6 +330,8 @@ pub struct Overrides {
     pub jwt_secret: Option<String>,
     /// `TIDINGS_HTTP_MAX_CONNECTIONS` (no flag).
     pub max_connections: Option<usize>,
+    /// `--kafka-listen` / `TIDINGS_KAFKA_LISTEN`.
+    pub kafka_listen: Option<SocketAddr>,
 }
 
 /// The environment variables read, and the setting each one sets. Anything else is file-only.
@@ -339,6 +347,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("TIDINGS_LOG_FORMAT", "logging.format"),
     ("TIDINGS_LOG_LEVEL", "logging.level"),
     ("TIDINGS_JWT_SECRET", "auth.jwtSecret"),
+    ("TIDINGS_KAFKA_LISTEN", "kafka.listen"),
 ];
 
 impl Overrides {
@@ -374,6 +383,9 @@ impl Overrides {
                     parse_number(&v, origin("TIDINGS_HTTP_MAX_CONNECTIONS")).map(|n| n as usize)
                 })
                 .transpose()?,
+            kafka_listen: get("TIDINGS_KAFKA_LISTEN")
+                .map(|v| parse_address(&v, origin("TIDINGS_KAFKA_LISTEN")))
+                .transpose()?,
         })
     }
 
@@ -389,6 +401,7 @@ impl Overrides {
             max_sessions,
             jwt_secret,
             max_connections,
+            kafka_listen,
         } = self;
         set(&mut config.listen, listen);
         set(&mut config.data_dir, data_dir);
@@ -399,6 +412,9 @@ impl Overrides {
         set(&mut config.chat.partitions, chat_partitions);
         set(&mut config.ws.max_sessions, max_sessions);
         set(&mut config.http.max_connections, max_connections);
+        if kafka_listen.is_some() {
+            config.kafka.listen = kafka_listen;
+        }
         if let Some(secret) = jwt_secret {
             config.auth.override_secret(secret);
         }
@@ -526,6 +542,7 @@ impl Config {
         self.ws.validate()?;
         self.http.validate()?;
         self.signalr.validate()?;
+        self.kafka.validate()?;
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.logging.level) {
             return Err(bad_value(
                 "logging.level",
@@ -596,6 +613,7 @@ struct FileConfig {
     logging: Option<FileLogging>,
     notify: Option<notify::FileNotify>,
     signalr: Option<FileSignalr>,
+    kafka: Option<kafka::FileKafka>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -689,6 +707,9 @@ impl FileConfig {
             &mut config.signalr.path,
             self.signalr.unwrap_or_default().path,
         );
+        if let Some(kafka) = self.kafka {
+            kafka.apply_to(&mut config.kafka, origin)?;
+        }
         if let Some(notify) = self.notify {
             set(&mut config.notify.preview_bytes, notify.preview_bytes);
             config.notify.sinks = notify.into_sinks(path)?;

@@ -39,6 +39,9 @@ pub struct ServeArgs {
     /// Diagnostic log filter, e.g. info or tidings=debug [default: info]
     #[arg(long, value_name = "FILTER")]
     pub log_level: Option<String>,
+    /// Also serve the Kafka wire protocol on IP:PORT (off unless given) [usual: 127.0.0.1:9092]
+    #[arg(long, value_name = "ADDR")]
+    pub kafka_listen: Option<SocketAddr>,
 }
 
 impl ServeArgs {
@@ -55,6 +58,7 @@ impl ServeArgs {
             max_sessions: self.max_sessions,
             jwt_secret: None,
             max_connections: None,
+            kafka_listen: self.kafka_listen,
         }
     }
 

@@ -1,0 +1,180 @@
+//! Real Kafka clients against the `tidings serve` binary's Kafka listener (`--kafka-listen`):
+//! kafkajs 2.2.4 (tests/clients/kafka_clients.mjs) produces and consumes with consumer groups,
+//! and what it writes or reads is the same topic, offsets, keys, values and committed group
+//! offsets HTTP sees.
+
+mod common;
+
+use common::bus::{Bus, CONSUMER};
+use common::clients;
+use common::server::Process;
+use serde_json::{json, Value};
+
+/// A server with the Kafka listener on an ephemeral port.
+async fn kafka_server() -> (Bus<Process>, String) {
+    let bus = Bus::start_process(&["--kafka-listen", "127.0.0.1:0"]).await;
+    let broker = bus
+        .chat
+        .server
+        .kafka
+        .clone()
+        .expect("the server printed `kafka listening on HOST:PORT`");
+    (bus, broker)
+}
+
+async fn get_json(bus: &Bus<Process>, path: &str) -> Value {
+    let response = bus.get(CONSUMER, path).await;
+    assert_eq!(response.status(), 200, "GET {path}");
+    response.json().await.expect("JSON")
+}
+
+/// kafkajs consumes `count` records of `topic` in `group` (from the beginning) and commits.
+async fn consume(broker: &str, topic: &str, group: &str, count: usize) -> Vec<Value> {
+    let out = clients::run(
+        "kafka_clients.mjs",
+        &json!({"scenario": "consume", "broker": broker, "topic": topic, "group": group, "count": count}),
+    )
+    .await;
+    out["records"].as_array().expect("records").clone()
+}
+
+/// The group's lag on every partition of `topic`, as HTTP shows it.
+async fn lags(bus: &Bus<Process>, group: &str, topic: &str) -> Vec<u64> {
+    let described = get_json(bus, &format!("/api/groups/{group}")).await;
+    let offsets = described["offsets"].as_array().expect("offsets");
+    let on_topic = offsets
+        .iter()
+        .find(|t| t["topic"] == topic)
+        .unwrap_or_else(|| panic!("no offsets of {group} on {topic}: {described}"));
+    on_topic["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .map(|p| p["lag"].as_u64().expect("lag"))
+        .collect()
+}
+
+#[tokio::test]
+async fn kafkajs_produces_json_with_keys_and_http_reads_the_same_keys_and_values() {
+    let (bus, broker) = kafka_server().await;
+    let records: Vec<Value> = (0..20)
+        .map(|i| json!({"key": format!("order-{}", i % 4), "value": json!({"n": i, "text": "héllo"}).to_string()}))
+        .collect();
+    let out = clients::run(
+        "kafka_clients.mjs",
+        &json!({"scenario": "produce", "broker": broker, "topic": "orders", "records": records}),
+    )
+    .await;
+    assert!(!out["offsets"].as_array().expect("offsets").is_empty());
+    let topic = get_json(&bus, "/api/topics/orders").await;
+    let mut seen = Vec::new();
+    for partition in topic["partitions"].as_array().expect("partitions") {
+        let p = partition["partition"].as_u64().expect("partition");
+        let page = get_json(
+            &bus,
+            &format!("/api/topics/orders/partitions/{p}/records?offset=0&limit=100"),
+        )
+        .await;
+        for record in page["records"].as_array().expect("records") {
+            seen.push((
+                record["key"].as_str().expect("key").to_owned(),
+                record["value"].clone(),
+            ));
+        }
+    }
+    seen.sort_by_key(|(_, value)| value["n"].as_u64());
+    let expected: Vec<(String, Value)> = (0..20)
+        .map(|i| (format!("order-{}", i % 4), json!({"n": i, "text": "héllo"})))
+        .collect();
+    assert_eq!(
+        seen, expected,
+        "every record, with its key, as JSON over HTTP"
+    );
+}
+
+#[tokio::test]
+async fn records_published_over_http_are_consumed_by_a_kafkajs_group_which_then_lags_zero() {
+    let (bus, broker) = kafka_server().await;
+    bus.create("payments", 3).await;
+    let records: Vec<Value> = (0..9)
+        .map(|i| json!({"key": format!("acct-{i}"), "value": {"amount": i}}))
+        .collect();
+    bus.publish("payments", json!(records)).await;
+    let consumed = consume(&broker, "payments", "billing", 9).await;
+    let mut values: Vec<Value> = consumed
+        .iter()
+        .map(|r| serde_json::from_str(r["value"].as_str().expect("value")).expect("JSON text"))
+        .collect();
+    values.sort_by_key(|v| v["amount"].as_u64());
+    let expected: Vec<Value> = (0..9).map(|i| json!({"amount": i})).collect();
+    assert_eq!(
+        values, expected,
+        "a value published over HTTP reads as its JSON text"
+    );
+    for record in &consumed {
+        let key = record["key"].as_str().expect("key");
+        let value: Value =
+            serde_json::from_str(record["value"].as_str().expect("value")).expect("JSON");
+        assert_eq!(key, format!("acct-{}", value["amount"]));
+    }
+    assert_eq!(
+        lags(&bus, "billing", "payments").await,
+        vec![0, 0, 0],
+        "committed up to the end"
+    );
+}
+
+#[tokio::test]
+async fn the_notification_service_as_written_reads_message_new_of_an_offline_recipient() {
+    let (bus, broker) = kafka_server().await;
+    let chat = &bus.chat;
+    chat.conversation("alice", "c1", &["bob", "carol"]).await;
+    chat.send("alice", "c1", "hello from kafka land").await;
+    // bob and carol have no session: one message.new each.
+    let consumed = consume(&broker, "message.new", "notification-service", 2).await;
+    let mut recipients: Vec<String> = consumed
+        .iter()
+        .map(|r| {
+            let event: Value =
+                serde_json::from_str(r["value"].as_str().expect("value")).expect("JSON");
+            assert_eq!(event["messageContent"], "hello from kafka land");
+            assert_eq!(event["senderId"], "alice");
+            assert_eq!(r["key"], event["recipientId"], "keyed by recipient");
+            event["recipientId"].as_str().expect("recipient").to_owned()
+        })
+        .collect();
+    recipients.sort();
+    assert_eq!(recipients, ["bob", "carol"]);
+}
+
+#[tokio::test]
+async fn a_two_member_group_splits_the_partitions_and_a_leaving_member_hands_its_share_over() {
+    let (bus, broker) = kafka_server().await;
+    bus.create("jobs", 4).await;
+    let mut script = clients::Client::start(
+        "kafka_clients.mjs",
+        &json!({"scenario": "split", "broker": broker, "topic": "jobs", "group": "workers", "partitions": 4}),
+    );
+    let split = script.next().await;
+    let mut owned: Vec<u64> = split["assigned"]
+        .as_array()
+        .expect("two members' partitions")
+        .iter()
+        .flat_map(|member| member.as_array().expect("partitions").clone())
+        .map(|p| p.as_u64().expect("partition"))
+        .collect();
+    owned.sort_unstable();
+    assert_eq!(
+        owned,
+        [0, 1, 2, 3],
+        "each partition to exactly one member: {split}"
+    );
+    let after = script.next().await;
+    assert_eq!(
+        after["after"],
+        json!([0, 1, 2, 3]),
+        "the remaining member owns every partition"
+    );
+    script.finish().await;
+    drop(bus);
+}

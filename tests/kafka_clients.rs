@@ -178,3 +178,97 @@ async fn a_two_member_group_splits_the_partitions_and_a_leaving_member_hands_its
     script.finish().await;
     drop(bus);
 }
+
+#[tokio::test]
+async fn an_idempotent_lz4_librdkafka_producer_and_a_two_member_group_read_each_record_once() {
+    let (bus, broker) = kafka_server().await;
+    bus.create("telemetry", 4).await;
+    let out = clients::run_python(
+        "kafka_librdkafka.py",
+        &json!({"scenario": "group", "broker": broker, "topic": "telemetry", "group": "readers", "count": 3000}),
+    )
+    .await;
+    assert_eq!(out["delivery_errors"], json!([]), "{out}");
+    assert_eq!(out["read"], 3000, "{out}");
+    assert_eq!(out["duplicates"], 0, "each record read exactly once: {out}");
+    let per_member = out["per_member"].as_array().expect("per member");
+    assert!(
+        per_member.iter().all(|n| n.as_u64() > Some(0)),
+        "both members read: {out}"
+    );
+    let stored: u64 = get_json(&bus, "/api/topics/telemetry").await["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .map(|p| p["high"].as_u64().expect("high") - p["low"].as_u64().expect("low"))
+        .sum();
+    assert_eq!(stored, 3000, "no record stored twice");
+    assert_eq!(lags(&bus, "readers", "telemetry").await, vec![0, 0, 0, 0]);
+}
+
+#[tokio::test]
+async fn gzip_snappy_zstd_and_lz4_batches_from_librdkafka_round_trip() {
+    let (_bus, broker) = kafka_server().await;
+    let codecs = ["gzip", "snappy", "zstd", "lz4"];
+    let out = clients::run_python(
+        "kafka_librdkafka.py",
+        &json!({"scenario": "compression", "broker": broker, "topic": "codecs", "count": 200, "codecs": codecs}),
+    )
+    .await;
+    for codec in codecs {
+        let sorted = |v: &Value| {
+            let mut values: Vec<String> = v
+                .as_array()
+                .expect("values")
+                .iter()
+                .map(|s| s.as_str().expect("text").to_owned())
+                .collect();
+            values.sort();
+            values
+        };
+        assert_eq!(
+            sorted(&out["read"][codec]),
+            sorted(&out["sent"][codec]),
+            "{codec}"
+        );
+        assert_eq!(sorted(&out["read"][codec]).len(), 200, "{codec}");
+    }
+}
+
+#[tokio::test]
+async fn kcat_prints_the_stored_message_sent_events() {
+    let (bus, broker) = kafka_server().await;
+    bus.chat.conversation("alice", "c1", &["bob"]).await;
+    bus.chat.send("alice", "c1", "seen through kcat").await;
+    common::notify::wait_records(&bus, "messages.sent", 1, std::time::Duration::from_secs(10))
+        .await;
+    let kcat = clients::ensure_kcat();
+    let output = tokio::process::Command::new(kcat)
+        .args([
+            "-b",
+            &broker,
+            "-C",
+            "-t",
+            "messages.sent",
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+        ])
+        .output()
+        .await
+        .expect("run kcat");
+    assert!(
+        output.status.success(),
+        "kcat failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed = String::from_utf8(output.stdout).expect("UTF-8");
+    let events: Vec<Value> = printed
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("each line an event"))
+        .collect();
+    assert_eq!(events.len(), 1, "{printed}");
+    assert_eq!(events[0]["eventType"], "MessageSent");
+    assert_eq!(events[0]["message"]["content"], "seen through kcat");
+}

@@ -114,6 +114,7 @@ async fn route(
         RequestKind::LeaveGroup(r) => {
             ResponseKind::LeaveGroup(groups::leave(broker, r, version).await)
         }
+        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(broker.producers.init(&r)),
         RequestKind::ListGroups(r) => ResponseKind::ListGroups(groups::list(broker, r).await),
         RequestKind::DescribeGroups(r) => {
             ResponseKind::DescribeGroups(groups::describe(broker, r).await)

@@ -9,6 +9,7 @@
 //! - `dispatch`: header, API key and version checks, decoding, routing, encoding;
 //! - `versions`: what is served and the ApiVersions answer;
 //! - `access`: a connection's scopes and the guard on the server's own topics;
+//! - `producers`: InitProducerId and the idempotent producers' sequence check;
 //! - `records`: Kafka record batches to log records and back (batches are transcoded);
 //! - one file per API family: `metadata`, `produce`, `fetch`, `list_offsets`, `groups` (the
 //!   classic group protocol, one owner task per group) and `offsets` (OffsetCommit/Fetch).
@@ -36,6 +37,7 @@ mod listener;
 mod metadata;
 mod offsets;
 mod produce;
+mod producers;
 mod records;
 mod versions;
 
@@ -78,6 +80,7 @@ pub(crate) struct Broker {
     default_partitions: u32,
     groups: groups::Groups,
     commit_metadata: offsets::CommitMetadata,
+    producers: producers::Producers,
     shutdown: CancellationToken,
 }
 
@@ -99,6 +102,7 @@ impl Broker {
             default_partitions,
             groups,
             commit_metadata: offsets::CommitMetadata::default(),
+            producers: producers::Producers::new(),
             shutdown,
         })
     }
@@ -109,3 +113,6 @@ pub(crate) fn start(listener: TcpListener, broker: Arc<Broker>, tasks: &TaskTrac
     let shutdown = broker.shutdown.clone();
     tasks.spawn(listener::accept(listener, broker, shutdown, tasks.clone()));
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,6 +4,8 @@
 //! every append is durable (acks 1 and all mean the same here: there is one replica). With
 //! acks = 0 nothing is answered, as Kafka does.
 //!
+//! Batches of idempotent producers (a producer id) go through `producers`' sequence check:
+//! a resent batch is answered with its first offsets, a gap is `OUT_OF_ORDER_SEQUENCE_NUMBER`.
 //! A request with a `transactional_id` is refused: transactions are not served. Producing to a
 //! topic that does not exist is `UNKNOWN_TOPIC_OR_PARTITION` (clients create topics through
 //! Metadata first). Nothing of a refused partition is appended.
@@ -17,13 +19,17 @@ use kafka_protocol::ResponseError;
 use super::access::Session;
 use super::dispatch::Handled;
 use super::metadata::log_error_code;
+use super::producers::Verdict;
 use super::records::{decode_produced, BatchError};
 use super::Broker;
 use crate::log::Record;
 
 /// Answers (or, with acks = 0, silently handles) a Produce request.
 pub(super) async fn handle(broker: &Broker, session: &Session, request: ProduceRequest) -> Handled {
-    let transactional = request.transactional_id.is_some();
+    let transactional = request
+        .transactional_id
+        .as_ref()
+        .is_some_and(|id| !id.0.is_empty());
     let mut work = Vec::new();
     for topic in &request.topic_data {
         let name = topic.name.0.as_str();
@@ -86,8 +92,8 @@ async fn produce_partition(
     let Some(bytes) = &data.records else {
         return refused(index, ResponseError::CorruptMessage);
     };
-    let records = match decode_produced(bytes) {
-        Ok((records, _producer)) => records,
+    let (records, producer) = match decode_produced(bytes) {
+        Ok(decoded) => decoded,
         Err(BatchError::Corrupt(reason)) => {
             tracing::debug!(topic, partition, reason = %reason, "kafka: corrupt batch refused");
             return refused(index, ResponseError::CorruptMessage);
@@ -96,7 +102,33 @@ async fn produce_partition(
             return refused(index, ResponseError::TransactionalIdAuthorizationFailed)
         }
     };
-    append(broker, topic, partition, records).await
+    if producer.producer_id < 0 {
+        return append(broker, topic, partition, records).await.0;
+    }
+    // Idempotent: the check, the append and remembering it are one step per partition.
+    let sequences = broker
+        .producers
+        .sequences(producer.producer_id, topic, partition);
+    let mut sequences = sequences.lock().await;
+    match sequences.check(&producer) {
+        Verdict::Append => {
+            let (answer, base) = append(broker, topic, partition, records).await;
+            if let Some(base) = base {
+                sequences.record(&producer, base);
+            }
+            answer
+        }
+        Verdict::Duplicate(base) => {
+            tracing::debug!(
+                topic,
+                partition,
+                base,
+                "kafka: a duplicate batch answered with its first offset"
+            );
+            accepted(broker, topic, partition, base)
+        }
+        Verdict::Refuse(code) => refused(index, code),
+    }
 }
 
 /// The partition number if `topic` exists and has partition `index`.
@@ -115,34 +147,42 @@ pub(super) fn existing_partition(
         .ok_or(ResponseError::UnknownTopicOrPartition)
 }
 
+/// Appends once durable; the answer, and the first offset when it was appended.
 async fn append(
     broker: &Broker,
     topic: &str,
     partition: u32,
     records: Vec<Record>,
-) -> PartitionProduceResponse {
+) -> (PartitionProduceResponse, Option<u64>) {
     let index = i32::try_from(partition).unwrap_or(i32::MAX);
     if records.is_empty() {
-        return refused(index, ResponseError::CorruptMessage);
+        return (refused(index, ResponseError::CorruptMessage), None);
     }
     match broker.log.append_to(topic, partition, records).await {
-        Ok(appended) => {
-            let base = appended.first().map_or(-1, |a| to_i64(a.offset));
-            let low = broker
-                .log
-                .watermarks(topic, partition)
-                .map_or(0, |(low, _)| low);
-            PartitionProduceResponse::default()
-                .with_index(index)
-                .with_base_offset(base)
-                .with_log_append_time_ms(-1)
-                .with_log_start_offset(to_i64(low))
-        }
+        Ok(appended) => match appended.first() {
+            Some(first) => (
+                accepted(broker, topic, partition, first.offset),
+                Some(first.offset),
+            ),
+            None => (refused(index, ResponseError::UnknownServerError), None),
+        },
         Err(e) => {
             tracing::debug!(topic, partition, error = %e, "kafka: append refused");
-            refused(index, log_error_code(&e))
+            (refused(index, log_error_code(&e)), None)
         }
     }
+}
+
+fn accepted(broker: &Broker, topic: &str, partition: u32, base: u64) -> PartitionProduceResponse {
+    let low = broker
+        .log
+        .watermarks(topic, partition)
+        .map_or(0, |(low, _)| low);
+    PartitionProduceResponse::default()
+        .with_index(i32::try_from(partition).unwrap_or(i32::MAX))
+        .with_base_offset(to_i64(base))
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(to_i64(low))
 }
 
 fn refused(index: i32, error: ResponseError) -> PartitionProduceResponse {

@@ -107,7 +107,8 @@ pub(super) fn encode_fetched(records: &[StoredRecord]) -> anyhow::Result<Bytes> 
     if records.is_empty() {
         return Ok(Bytes::new());
     }
-    let kafka: Vec<KafkaRecord> = records.iter().map(to_kafka_record).collect();
+    let base = records[0].offset;
+    let kafka: Vec<KafkaRecord> = records.iter().map(|r| to_kafka_record(r, base)).collect();
     let mut buf =
         BytesMut::with_capacity(records.iter().map(|r| r.size() + 24).sum::<usize>() + 64);
     let options = RecordEncodeOptions {
@@ -118,7 +119,10 @@ pub(super) fn encode_fetched(records: &[StoredRecord]) -> anyhow::Result<Bytes> 
     Ok(buf.freeze())
 }
 
-fn to_kafka_record(record: &StoredRecord) -> KafkaRecord {
+/// `base` is the first fetched offset: the encoder keeps records in one batch only while
+/// offset minus sequence stays the same, so sequences count from it (the batch has no producer
+/// id, so clients do not read them).
+fn to_kafka_record(record: &StoredRecord, base: u64) -> KafkaRecord {
     let headers: IndexMap<StrBytes, Option<Bytes>> = record
         .headers
         .iter()
@@ -138,7 +142,7 @@ fn to_kafka_record(record: &StoredRecord) -> KafkaRecord {
         producer_epoch: -1,
         timestamp_type: TimestampType::Creation,
         offset: i64::try_from(record.offset).unwrap_or(i64::MAX),
-        sequence: -1,
+        sequence: i32::try_from(record.offset.saturating_sub(base)).unwrap_or(i32::MAX),
         timestamp: record.timestamp_ms,
         key: record.key.as_deref().map(Bytes::copy_from_slice),
         value: Some(Bytes::copy_from_slice(&record.value)),
@@ -174,6 +178,7 @@ mod tests {
         assert_eq!(decoded[1].value, b"\"x\"");
         assert_eq!(decoded[0].headers[0].key, "h");
         let sets = RecordBatchDecoder::decode_all(&mut batch.clone()).expect("decodes");
+        assert_eq!(sets.len(), 1, "one batch, not one per record");
         assert_eq!(sets[0].records[1].offset, 42);
     }
 
@@ -197,7 +202,7 @@ mod tests {
             Compression::Lz4,
             Compression::Zstd,
         ] {
-            let kafka = vec![to_kafka_record(&stored(0, "k", "{\"n\":1}"))];
+            let kafka = vec![to_kafka_record(&stored(0, "k", "{\"n\":1}"), 0)];
             let mut buf = BytesMut::new();
             let options = RecordEncodeOptions {
                 version: 2,

@@ -33,8 +33,8 @@ pub(super) enum Reply {
 /// What a handler decided.
 #[derive(Debug)]
 pub(super) enum Handled {
-    /// Answer with this body.
-    Respond(ResponseKind),
+    /// Answer with this body (boxed: the enum of every answer is large).
+    Respond(Box<ResponseKind>),
     /// No answer at all (acks = 0).
     Silent,
 }
@@ -127,7 +127,7 @@ async fn route(
         }
         other => unreachable_request(other),
     };
-    Handled::Respond(answer)
+    Handled::Respond(Box::new(answer))
 }
 
 /// `is_served` let through an API with no handler: a programming error in `versions`, caught by

@@ -148,8 +148,8 @@ async fn a_silent_member_is_evicted_after_its_session_timeout_and_the_rest_rebal
     let b_rx = join(&mut group, "", start);
     let _ = join(&mut group, &a, start).await;
     let b = b_rx.await.expect("answered").member_id;
-    let _ = sync(&mut group, &a, 2, Vec::new(), start);
-    let _ = sync(&mut group, &b, 2, Vec::new(), start);
+    drop(sync(&mut group, &a, 2, Vec::new(), start));
+    drop(sync(&mut group, &b, 2, Vec::new(), start));
     // a keeps heartbeating, b goes silent.
     let later = start + Duration::from_secs(6);
     assert_eq!(heartbeat(&mut group, &a, 2, later), None);

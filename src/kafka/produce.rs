@@ -65,9 +65,9 @@ pub(super) async fn handle(broker: &Broker, session: &Session, request: ProduceR
                 .with_partition_responses(partitions)
         })
         .collect();
-    Handled::Respond(ResponseKind::Produce(
+    Handled::Respond(Box::new(ResponseKind::Produce(
         ProduceResponse::default().with_responses(responses),
-    ))
+    )))
 }
 
 /// Checks, decodes and appends one partition's data; its answer.

@@ -268,8 +268,10 @@ fn start_kafka(state: &AppState, listener: TcpListener) -> Result<(), ServerErro
         advertised = %format!("{}:{}", advertised.host, advertised.port),
         "kafka listening"
     );
+    let authenticator = state.authenticator().ok().cloned();
     let broker = kafka::Broker::new(
         log,
+        authenticator,
         config.kafka.clone(),
         advertised,
         config.log.default_partitions,

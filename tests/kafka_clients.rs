@@ -272,3 +272,99 @@ async fn kcat_prints_the_stored_message_sent_events() {
     assert_eq!(events[0]["eventType"], "MessageSent");
     assert_eq!(events[0]["message"]["content"], "seen through kcat");
 }
+
+/// A Kafka server whose unauthenticated connections may do nothing (`kafka.anonymousScopes = []`).
+async fn sasl_server() -> (Bus<Process>, String, tempfile::TempDir) {
+    let config_dir = tempfile::tempdir().expect("temp dir");
+    let file = config_dir.path().join("tidings.toml");
+    std::fs::write(&file, "[kafka]\nanonymousScopes = []\n").expect("write the config");
+    let file = file.to_str().expect("UTF-8 path").to_owned();
+    let bus = Bus::start_process(&["--config", &file, "--kafka-listen", "127.0.0.1:0"]).await;
+    let broker = bus.chat.server.kafka.clone().expect("kafka listening");
+    (bus, broker, config_dir)
+}
+
+fn token(bus: &Bus<Process>, scopes: &[&str]) -> String {
+    let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+    bus.auth
+        .issue("svc", None, &scopes, std::time::Duration::from_secs(3600))
+}
+
+#[tokio::test]
+async fn sasl_plain_and_oauthbearer_carry_a_token_and_its_scopes_and_the_chat_topics_stay_closed() {
+    let (bus, broker, _config) = sasl_server().await;
+    bus.create("orders", 1).await;
+    let publisher = token(&bus, &["events:publish"]);
+    let admin = token(&bus, &["admin"]);
+    let attempts = json!([
+        {"topic": "orders", "mechanism": "PLAIN", "token": publisher},
+        {"topic": "orders", "mechanism": "OAUTHBEARER", "token": publisher},
+        {"topic": "orders"},
+        {"topic": "orders", "mechanism": "PLAIN", "token": "not.a.token"},
+        {"topic": "messages", "mechanism": "PLAIN", "token": admin},
+        {"topic": "messages.sent", "mechanism": "PLAIN", "token": admin},
+    ]);
+    let out = clients::run_python(
+        "kafka_librdkafka.py",
+        &json!({"scenario": "sasl", "broker": broker, "attempts": attempts}),
+    )
+    .await;
+    let outcomes = out["outcomes"].as_array().expect("outcomes");
+    assert_eq!(
+        outcomes[0],
+        Value::Null,
+        "PLAIN with a publish token: {out}"
+    );
+    assert_eq!(
+        outcomes[1],
+        Value::Null,
+        "OAUTHBEARER with a publish token: {out}"
+    );
+    assert_eq!(
+        outcomes[2], "TOPIC_AUTHORIZATION_FAILED",
+        "no SASL, no scopes: {out}"
+    );
+    assert_ne!(
+        outcomes[3],
+        Value::Null,
+        "a bad token stores nothing: {out}"
+    );
+    assert_eq!(
+        outcomes[4], "TOPIC_AUTHORIZATION_FAILED",
+        "chat's command log: {out}"
+    );
+    assert_eq!(
+        outcomes[5], "TOPIC_AUTHORIZATION_FAILED",
+        "chat's events: {out}"
+    );
+    let high = get_json(&bus, "/api/topics/orders").await["partitions"][0]["high"].clone();
+    assert_eq!(high, 2, "exactly the two authenticated records");
+    let messages = bus.get(&["admin"], "/api/topics/messages").await;
+    if messages.status() == 200 {
+        let body: Value = messages.json().await.expect("JSON");
+        let stored: u64 = body["partitions"]
+            .as_array()
+            .expect("partitions")
+            .iter()
+            .map(|p| p["high"].as_u64().expect("high"))
+            .sum();
+        assert_eq!(stored, 0, "nothing reached chat's command log");
+    }
+}
+
+#[tokio::test]
+async fn an_admin_client_creates_describes_and_deletes_a_topic() {
+    let (bus, broker, _config) = sasl_server().await;
+    let admin = token(&bus, &["admin"]);
+    let out = clients::run_python(
+        "kafka_librdkafka.py",
+        &json!({"scenario": "admin", "broker": broker, "topic": "audit", "token": admin}),
+    )
+    .await;
+    assert_eq!(out["partitions"], 3, "{out}");
+    assert_eq!(out["retention_ms"], "60000", "{out}");
+    assert_eq!(out["duplicate_error"], "TOPIC_ALREADY_EXISTS", "{out}");
+    assert_eq!(out["exists_after_delete"], false, "{out}");
+    let gone = bus.get(CONSUMER, "/api/topics/audit").await;
+    assert_eq!(gone.status(), 404, "deleted for HTTP too");
+}

@@ -4,7 +4,7 @@
 //! log, written only by the chat routes, read by `admin` only), `messages.sent` or
 //! `message.new.dlq`; only `admin` produces to `message.new` (replaying dead letters).
 //!
-//! This module checks; it does not verify tokens (SASL is not served yet) and knows no socket.
+//! This module checks; it does not verify tokens (`sasl` does) and knows no socket.
 
 use crate::pipeline::{EVENTS_TOPIC, MESSAGES_TOPIC};
 
@@ -19,12 +19,23 @@ const NOTIFICATIONS_TOPIC: &str = crate::pipeline::notify::NOTIFICATIONS_TOPIC;
 /// `message.new.dlq`: written by the server only.
 const DLQ_TOPIC: &str = crate::pipeline::sinks::DLQ_TOPIC;
 
+/// The SASL mechanism a connection chose in its handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mechanism {
+    /// PLAIN: the token is the password.
+    Plain,
+    /// OAUTHBEARER: the token itself.
+    OauthBearer,
+}
+
 /// One connection's identity.
 #[derive(Debug, Clone)]
 pub(super) struct Session {
     scopes: Vec<String>,
     /// The peer, for the connection log.
     pub(super) peer: String,
+    /// The mechanism of the SASL handshake, if there was one.
+    pub(super) mechanism: Option<Mechanism>,
 }
 
 impl Session {
@@ -33,7 +44,19 @@ impl Session {
         Session {
             scopes: scopes.to_vec(),
             peer,
+            mechanism: None,
         }
+    }
+
+    /// The connection authenticated: it has the token's scopes from now on.
+    pub(super) fn authenticate(&mut self, scopes: Vec<String>) {
+        self.scopes = scopes;
+    }
+
+    /// Whether this connection may delete `topic`: `admin`, and never the server's own.
+    pub(super) fn may_delete(&self, topic: &str) -> bool {
+        self.has_scope(ADMIN_SCOPE)
+            && ![MESSAGES_TOPIC, EVENTS_TOPIC, NOTIFICATIONS_TOPIC, DLQ_TOPIC].contains(&topic)
     }
 
     fn has_scope(&self, scope: &str) -> bool {

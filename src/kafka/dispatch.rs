@@ -14,7 +14,7 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 
 use super::access::Session;
 use super::versions::{api_versions, is_served};
-use super::{fetch, groups, list_offsets, metadata, offsets, produce, Broker};
+use super::{admin, fetch, groups, list_offsets, metadata, offsets, produce, sasl, Broker};
 
 /// Bytes every request header starts with: API key, API version, correlation id.
 const FIXED_HEADER_BYTES: usize = 8;
@@ -115,6 +115,19 @@ async fn route(
             ResponseKind::LeaveGroup(groups::leave(broker, r, version).await)
         }
         RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(broker.producers.init(&r)),
+        RequestKind::SaslHandshake(r) => ResponseKind::SaslHandshake(sasl::handshake(session, &r)),
+        RequestKind::SaslAuthenticate(r) => {
+            ResponseKind::SaslAuthenticate(sasl::authenticate(broker, session, &r).await)
+        }
+        RequestKind::CreateTopics(r) => {
+            ResponseKind::CreateTopics(admin::create(broker, session, r).await)
+        }
+        RequestKind::DeleteTopics(r) => {
+            ResponseKind::DeleteTopics(admin::delete(broker, session, r).await)
+        }
+        RequestKind::DescribeConfigs(r) => {
+            ResponseKind::DescribeConfigs(admin::describe_configs(broker, session, r))
+        }
         RequestKind::ListGroups(r) => ResponseKind::ListGroups(groups::list(broker, r).await),
         RequestKind::DescribeGroups(r) => {
             ResponseKind::DescribeGroups(groups::describe(broker, r).await)

@@ -10,6 +10,8 @@
 //! - `versions`: what is served and the ApiVersions answer;
 //! - `access`: a connection's scopes and the guard on the server's own topics;
 //! - `producers`: InitProducerId and the idempotent producers' sequence check;
+//! - `sasl`: SaslHandshake and SaslAuthenticate (PLAIN, OAUTHBEARER) with Tidings tokens;
+//! - `admin`: CreateTopics, DeleteTopics, DescribeConfigs;
 //! - `records`: Kafka record batches to log records and back (batches are transcoded);
 //! - one file per API family: `metadata`, `produce`, `fetch`, `list_offsets`, `groups` (the
 //!   classic group protocol, one owner task per group) and `offsets` (OffsetCommit/Fetch).
@@ -23,10 +25,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::Authenticator;
 use crate::config::KafkaSettings;
 use crate::log::Log;
 
 mod access;
+mod admin;
 mod connection;
 mod dispatch;
 mod fetch;
@@ -39,6 +43,7 @@ mod offsets;
 mod produce;
 mod producers;
 mod records;
+mod sasl;
 mod versions;
 
 /// The node id of the one broker: it leads every partition and coordinates every group.
@@ -81,13 +86,16 @@ pub(crate) struct Broker {
     groups: groups::Groups,
     commit_metadata: offsets::CommitMetadata,
     producers: producers::Producers,
+    authenticator: Option<Authenticator>,
     shutdown: CancellationToken,
 }
 
 impl Broker {
-    /// A broker over `log`; `default_partitions` is what an auto-created topic gets.
+    /// A broker over `log`; `default_partitions` is what an auto-created topic gets;
+    /// `authenticator` checks SASL tokens (without one, SASL always fails).
     pub(crate) fn new(
         log: Log,
+        authenticator: Option<Authenticator>,
         settings: KafkaSettings,
         advertised: Advertised,
         default_partitions: u32,
@@ -103,6 +111,7 @@ impl Broker {
             groups,
             commit_metadata: offsets::CommitMetadata::default(),
             producers: producers::Producers::new(),
+            authenticator,
             shutdown,
         })
     }

@@ -43,6 +43,7 @@ fn fixture() -> Fixture {
     };
     let broker = Broker::new(
         log.clone(),
+        None,
         KafkaSettings::default(),
         advertised,
         2,

@@ -8,6 +8,10 @@ Scenarios (each prints one JSON line; anything unexpected raises, which exits no
                  then an idempotent, lz4, acks=all producer sends `count` records of ~200 bytes;
                  the two consumers read until they have `count` records between them, commit,
                  and close. Prints {"produced", "read", "duplicates", "per_member", "delivery_errors"}.
+  sasl        -- one producer per entry of `attempts` ({topic, mechanism?, token?}) sends one
+                 record; prints {"outcomes": [null or the delivery error's name, ...]}.
+  admin       -- AdminClient over SASL/PLAIN with an admin token: create, list, describe the
+                 configs of, and delete `topic`.
   compression -- one producer per codec in `codecs` sends `count` records to `topic`; a consumer
                  assigned to every partition reads them back. Prints {"sent": {...}, "read": {...}}
                  with the values per codec.
@@ -147,4 +151,71 @@ def compression_scenario():
     print(json.dumps({"sent": sent, "read": read}))
 
 
-{"group": group_scenario, "compression": compression_scenario}[config["scenario"]]()
+def sasl_settings(mechanism, token):
+    settings = {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": mechanism}
+    if mechanism == "PLAIN":
+        settings.update({"sasl.username": "someone", "sasl.password": token})
+    else:
+        settings["oauth_cb"] = lambda _config: (token, time.time() + 3600)
+    return settings
+
+
+def try_produce(topic, settings):
+    """One record to `topic`; the delivery error's name, or None once it is stored."""
+    # log_level 0: the refused attempts would fill the test output with retries.
+    p = producer(**settings, **{"acks": "all", "message.timeout.ms": 10000, "log_level": 0})
+    outcome = {}
+
+    def delivered(err, _msg):
+        outcome["error"] = None if err is None else err.name()
+
+    p.produce(topic, key="k", value='{"sasl": true}', on_delivery=delivered)
+    p.flush(15)
+    return outcome.get("error", "NOT_DELIVERED")
+
+
+def sasl_scenario():
+    """Produces with each (mechanism, token) of `attempts`; prints the outcome of each."""
+    outcomes = []
+    for attempt in config["attempts"]:
+        settings = sasl_settings(attempt["mechanism"], attempt["token"]) if attempt.get("mechanism") else {}
+        outcomes.append(try_produce(attempt["topic"], settings))
+    print(json.dumps({"outcomes": outcomes}))
+
+
+def admin_scenario():
+    """Creates `topic` with 3 partitions and a retention, describes its configs, lists it,
+    deletes it, all with an admin token over SASL/PLAIN."""
+    from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": config["broker"], **sasl_settings("PLAIN", config["token"])})
+    topic = config["topic"]
+    created = admin.create_topics([NewTopic(topic, 3, 1, config={"retention.ms": "60000"})])
+    created[topic].result(15)
+    listed = admin.list_topics(timeout=10).topics
+    partitions = len(listed[topic].partitions)
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    described = admin.describe_configs([resource])[resource].result(15)
+    retention = described["retention.ms"].value
+    duplicate = admin.create_topics([NewTopic(topic, 1, 1)])
+    try:
+        duplicate[topic].result(15)
+        duplicate_error = None
+    except Exception as e:  # KafkaException carrying a KafkaError
+        duplicate_error = e.args[0].name()
+    admin.delete_topics([topic])[topic].result(15)
+    after = topic in admin.list_topics(timeout=10).topics
+    print(json.dumps({
+        "partitions": partitions,
+        "retention_ms": retention,
+        "duplicate_error": duplicate_error,
+        "exists_after_delete": after,
+    }))
+
+
+{
+    "group": group_scenario,
+    "compression": compression_scenario,
+    "sasl": sasl_scenario,
+    "admin": admin_scenario,
+}[config["scenario"]]()

@@ -443,3 +443,53 @@ proptest! {
         let _ = decode_produced(&Bytes::from(damaged));
     }
 }
+
+#[tokio::test]
+async fn sasl_authenticate_before_a_handshake_is_an_illegal_state() {
+    let f = fixture();
+    let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"\0u\0t"));
+    let answer: SaslAuthenticateResponse = call(&f, ApiKey::SaslAuthenticate, 2, &request).await;
+    assert_eq!(answer.error_code, ResponseError::IllegalSaslState.code());
+    let handshake =
+        SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("GSSAPI"));
+    let refused: SaslHandshakeResponse = call(&f, ApiKey::SaslHandshake, 1, &handshake).await;
+    assert_eq!(
+        refused.error_code,
+        ResponseError::UnsupportedSaslMechanism.code()
+    );
+}
+
+#[tokio::test]
+async fn create_topics_refuses_the_server_topics_and_replicas_and_delete_needs_admin() {
+    let f = fixture();
+    let creatable = |name: &'static str, replication: i16| {
+        create_topics_request::CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str(name)))
+            .with_num_partitions(3)
+            .with_replication_factor(replication)
+    };
+    let request = CreateTopicsRequest::default().with_topics(vec![
+        creatable("audit", 1),
+        creatable("messages", 1),
+        creatable("replicated", 3),
+    ]);
+    let answer: CreateTopicsResponse = call(&f, ApiKey::CreateTopics, 5, &request).await;
+    let codes: Vec<i16> = answer.topics.iter().map(|t| t.error_code).collect();
+    assert_eq!(
+        codes,
+        vec![
+            0,
+            ResponseError::TopicAuthorizationFailed.code(),
+            ResponseError::InvalidReplicationFactor.code()
+        ]
+    );
+    assert_eq!(answer.topics[0].num_partitions, 3);
+    let delete = DeleteTopicsRequest::default()
+        .with_topic_names(vec![TopicName(StrBytes::from_static_str("audit"))]);
+    let refused: DeleteTopicsResponse = call(&f, ApiKey::DeleteTopics, 4, &delete).await;
+    assert_eq!(
+        refused.responses[0].error_code,
+        ResponseError::TopicAuthorizationFailed.code()
+    );
+    assert!(f.log.describe_topic("audit").is_ok(), "still there");
+}

@@ -368,3 +368,54 @@ async fn an_admin_client_creates_describes_and_deletes_a_topic() {
     let gone = bus.get(CONSUMER, "/api/topics/audit").await;
     assert_eq!(gone.status(), 404, "deleted for HTTP too");
 }
+
+#[tokio::test]
+async fn a_sigkill_during_produce_loses_no_acknowledged_record() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // The default durability (`always`): an acknowledgement means synced to disk.
+    let args = ["--listen", "127.0.0.1:0", "--kafka-listen", "127.0.0.1:0"];
+    let mut server = common::server::start(common::server::command(dir.path(), &args));
+    common::server::wait_ready(&server).await;
+    let broker = server.kafka.clone().expect("kafka listening");
+    let mut producer = clients::Client::start_python(
+        "kafka_librdkafka.py",
+        &json!({"scenario": "stream", "broker": broker, "topic": "durable"}),
+    );
+    let mut acked = Vec::new();
+    while acked.len() < 400 {
+        acked.push(producer.next().await);
+    }
+    server.child.kill().expect("SIGKILL the server");
+    server.child.wait().expect("reap the server");
+    drop(producer);
+
+    let server = common::server::start(common::server::command(dir.path(), &args));
+    common::server::wait_ready(&server).await;
+    let token = common::chat::authenticator(dir.path()).issue(
+        "auditor",
+        None,
+        &["events:consume".to_owned()],
+        std::time::Duration::from_secs(600),
+    );
+    let http = reqwest::Client::new();
+    for record in &acked {
+        let (p, offset) = (&record["partition"], &record["offset"]);
+        let url = format!(
+            "{}/api/topics/durable/partitions/{p}/records?offset={offset}&limit=1",
+            server.base
+        );
+        let page: Value = http
+            .get(url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("read")
+            .json()
+            .await
+            .expect("JSON");
+        assert_eq!(
+            page["records"][0]["value"]["n"], record["n"],
+            "acknowledged record {record} is where its acknowledgement said"
+        );
+    }
+}

@@ -12,6 +12,8 @@ Scenarios (each prints one JSON line; anything unexpected raises, which exits no
                  record; prints {"outcomes": [null or the delivery error's name, ...]}.
   admin       -- AdminClient over SASL/PLAIN with an admin token: create, list, describe the
                  configs of, and delete `topic`.
+  stream      -- an idempotent acks=all producer sends {"n": 0, 1, ...} until killed, printing
+                 {"n", "partition", "offset"} for each acknowledged record.
   compression -- one producer per codec in `codecs` sends `count` records to `topic`; a consumer
                  assigned to every partition reads them back. Prints {"sent": {...}, "read": {...}}
                  with the values per codec.
@@ -213,7 +215,28 @@ def admin_scenario():
     }))
 
 
+def stream_scenario():
+    """Produces {"n": 0, 1, ...} to `topic` until killed, printing each acknowledged record."""
+    p = producer(**{"acks": "all", "enable.idempotence": True, "linger.ms": 1, "log_level": 0})
+
+    def delivered(n):
+        def report(err, msg):
+            if err is None:
+                print(json.dumps({"n": n, "partition": msg.partition(), "offset": msg.offset()}), flush=True)
+        return report
+
+    n = 0
+    while True:
+        try:
+            p.produce(config["topic"], key=f"k{n % 8}", value=json.dumps({"n": n}), on_delivery=delivered(n))
+            n += 1
+        except BufferError:
+            pass
+        p.poll(0.002)
+
+
 {
+    "stream": stream_scenario,
     "group": group_scenario,
     "compression": compression_scenario,
     "sasl": sasl_scenario,

@@ -199,6 +199,12 @@ impl Client {
         Client::spawn(std::ffi::OsStr::new("node"), script, config)
     }
 
+    /// Starts `python script config` with the clients' venv (see [`ensure_python_installed`]).
+    pub fn start_python(script: &str, config: &Value) -> Client {
+        let python = ensure_python_installed();
+        Client::spawn(python.as_os_str(), script, config)
+    }
+
     /// Starts `program script config` in `tests/clients/`.
     fn spawn(program: &std::ffi::OsStr, script: &str, config: &Value) -> Client {
         let mut child = tokio::process::Command::new(program)

@@ -162,7 +162,7 @@ pub(super) fn describe_configs(
                     let wanted = resource.configuration_keys.as_ref();
                     let configs = topic_configs(&info)
                         .into_iter()
-                        .filter(|c| wanted.is_none_or(|keys| keys.iter().any(|k| *k == c.name)))
+                        .filter(|c| wanted.is_none_or(|keys| keys.contains(&c.name)))
                         .collect();
                     result.with_configs(configs)
                 }

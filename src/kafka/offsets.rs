@@ -4,12 +4,9 @@
 //!
 //! A commit from a group member is checked against the group (member known, generation
 //! current); a commit with generation -1 and no member id (a consumer that assigns itself
-//! partitions) is taken as is. The commit's metadata string round-trips through OffsetFetch
-//! while the server runs (it is kept in memory, not in the log: a restart forgets it).
-//! The log's commits only move forward: a commit below the committed offset leaves it where it
-//! is (answered without error; see docs/kafka.md).
-
-use std::collections::HashMap;
+//! partitions) is taken as is. A commit sets the offset where the client says (below the last
+//! one too, after a seek back) and stores its metadata string with it in the log, so that it
+//! round-trips through OffsetFetch across restarts.
 
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
@@ -22,7 +19,6 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use parking_lot::Mutex;
 
 use super::access::Session;
 use super::group::Command;
@@ -30,12 +26,6 @@ use super::metadata::log_error_code;
 use super::produce::{existing_partition, to_i64};
 use super::Broker;
 use crate::log::LogError;
-
-/// Commit metadata strings by (group, topic, partition), while the server runs.
-#[derive(Debug, Default)]
-pub(super) struct CommitMetadata {
-    by_partition: Mutex<HashMap<(String, String, i32), String>>,
-}
 
 /// Answers an OffsetCommit request.
 pub(super) async fn commit(
@@ -103,31 +93,15 @@ fn commit_one(
     }
     let partition = existing_partition(broker, topic, index)?;
     let offset = u64::try_from(offset).map_err(|_| ResponseError::InvalidCommitOffsetSize)?;
-    match broker.log.commit_offset(group, topic, partition, offset) {
-        Ok(()) => {}
-        Err(LogError::CommitRegression { .. }) => {
-            tracing::debug!(
-                group,
-                topic,
-                partition,
-                offset,
-                "kafka: a commit below the committed offset leaves it"
-            );
-        }
-        Err(LogError::InvalidGroupName { .. }) => return Err(ResponseError::InvalidGroupId),
-        Err(e) => return Err(log_error_code(&e)),
+    let metadata = metadata.map_or("", |text| text.as_str());
+    match broker
+        .log
+        .commit_offset_with_metadata(group, topic, partition, offset, metadata)
+    {
+        Ok(()) => Ok(()),
+        Err(LogError::InvalidGroupName { .. }) => Err(ResponseError::InvalidGroupId),
+        Err(e) => Err(log_error_code(&e)),
     }
-    let key = (group.to_owned(), topic.to_owned(), index);
-    let mut stored = broker.commit_metadata.by_partition.lock();
-    match metadata {
-        Some(text) if !text.is_empty() => {
-            stored.insert(key, text.as_str().to_owned());
-        }
-        _ => {
-            stored.remove(&key);
-        }
-    }
-    Ok(())
 }
 
 /// Answers an OffsetFetch request: the committed offset and metadata of each partition asked
@@ -193,25 +167,16 @@ fn fetch_one(
         existing_partition(broker, topic, index).and_then(|partition| {
             broker
                 .log
-                .committed_offset(group, topic, partition)
+                .committed_offset_with_metadata(group, topic, partition)
                 .map_err(|e| log_error_code(&e))
         })
     } else {
         Err(ResponseError::TopicAuthorizationFailed)
     };
     match committed {
-        Ok(Some(offset)) => {
-            let key = (group.to_owned(), topic.to_owned(), index);
-            let metadata = broker
-                .commit_metadata
-                .by_partition
-                .lock()
-                .get(&key)
-                .cloned();
-            answer
-                .with_committed_offset(to_i64(offset))
-                .with_metadata(Some(StrBytes::from_string(metadata.unwrap_or_default())))
-        }
+        Ok(Some((offset, metadata))) => answer
+            .with_committed_offset(to_i64(offset))
+            .with_metadata(Some(StrBytes::from_string(metadata))),
         Ok(None) => answer
             .with_committed_offset(-1)
             .with_metadata(Some(StrBytes::default())),

@@ -493,3 +493,58 @@ async fn create_topics_refuses_the_server_topics_and_replicas_and_delete_needs_a
     );
     assert!(f.log.describe_topic("audit").is_ok(), "still there");
 }
+
+#[tokio::test]
+async fn commit_metadata_round_trips_and_a_commit_may_move_back() {
+    let f = fixture();
+    f.log
+        .append_to(
+            "orders",
+            0,
+            (0..10).map(|i| Record::new(format!("{i}"))).collect(),
+        )
+        .await
+        .expect("append");
+    let commit = |offset: i64, metadata: &'static str| {
+        OffsetCommitRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("billing")))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![
+                offset_commit_request::OffsetCommitRequestTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("orders")))
+                    .with_partitions(vec![
+                        offset_commit_request::OffsetCommitRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(offset)
+                            .with_committed_metadata(Some(StrBytes::from_static_str(metadata))),
+                    ]),
+            ])
+    };
+    let fetch = OffsetFetchRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("billing")))
+        .with_topics(Some(vec![
+            offset_fetch_request::OffsetFetchRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("orders")))
+                .with_partition_indexes(vec![0]),
+        ]));
+    let first: OffsetCommitResponse =
+        call(&f, ApiKey::OffsetCommit, 8, &commit(8, "at eight")).await;
+    assert_eq!(first.topics[0].partitions[0].error_code, 0);
+    let back: OffsetCommitResponse =
+        call(&f, ApiKey::OffsetCommit, 8, &commit(3, "seeked back")).await;
+    assert_eq!(back.topics[0].partitions[0].error_code, 0);
+    let fetched: OffsetFetchResponse = call(&f, ApiKey::OffsetFetch, 7, &fetch).await;
+    let partition = &fetched.topics[0].partitions[0];
+    assert_eq!(partition.committed_offset, 3);
+    assert_eq!(
+        partition.metadata.as_ref().map(|m| m.as_str()),
+        Some("seeked back")
+    );
+    assert_eq!(
+        f.log
+            .committed_offset("billing", "orders", 0)
+            .expect("read"),
+        Some(3),
+        "the log's offset, for HTTP too"
+    );
+}

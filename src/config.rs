@@ -21,10 +21,12 @@ use crate::notify::SinkConfig;
 
 mod auth;
 mod http;
+mod kafka;
 mod tls;
 mod ws;
 pub use auth::{AuthSettings, ClaimNames, JwksLocation};
 pub use http::HttpSettings;
+pub use kafka::KafkaSettings;
 pub use tls::TlsSettings;
 pub use ws::WsSettings;
 
@@ -55,6 +57,8 @@ pub struct Config {
     pub signalr: SignalrSettings,
     /// HTTPS and WSS on the listener (`[tls]`).
     pub tls: TlsSettings,
+    /// The Kafka wire-protocol listener (`[kafka]`).
+    pub kafka: KafkaSettings,
 }
 
 /// The `[signalr]` section.
@@ -235,6 +239,7 @@ impl Default for Config {
             notify: NotifySettings::default(),
             signalr: SignalrSettings::default(),
             tls: TlsSettings::default(),
+            kafka: KafkaSettings::default(),
         }
     }
 }
@@ -254,6 +259,7 @@ impl fmt::Debug for Config {
             .field("notify", &self.notify)
             .field("signalr", &self.signalr)
             .field("tls", &self.tls)
+            .field("kafka", &self.kafka)
             .finish()
     }
 }
@@ -335,6 +341,8 @@ pub struct Overrides {
     pub tls_cert: Option<PathBuf>,
     /// `--tls-key` / `TIDINGS_TLS_KEY`.
     pub tls_key: Option<PathBuf>,
+    /// `--kafka-listen` / `TIDINGS_KAFKA_LISTEN`.
+    pub kafka_listen: Option<SocketAddr>,
 }
 
 /// The environment variables read, and the setting each one sets. Anything else is file-only.
@@ -352,6 +360,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("TIDINGS_JWT_SECRET", "auth.jwtSecret"),
     ("TIDINGS_TLS_CERT", "tls.cert"),
     ("TIDINGS_TLS_KEY", "tls.key"),
+    ("TIDINGS_KAFKA_LISTEN", "kafka.listen"),
 ];
 
 impl Overrides {
@@ -389,6 +398,9 @@ impl Overrides {
                 .transpose()?,
             tls_cert: get("TIDINGS_TLS_CERT").map(PathBuf::from),
             tls_key: get("TIDINGS_TLS_KEY").map(PathBuf::from),
+            kafka_listen: get("TIDINGS_KAFKA_LISTEN")
+                .map(|v| parse_address(&v, origin("TIDINGS_KAFKA_LISTEN")))
+                .transpose()?,
         })
     }
 
@@ -406,6 +418,7 @@ impl Overrides {
             max_connections,
             tls_cert,
             tls_key,
+            kafka_listen,
         } = self;
         set(&mut config.listen, listen);
         set(&mut config.data_dir, data_dir);
@@ -418,6 +431,9 @@ impl Overrides {
         set(&mut config.http.max_connections, max_connections);
         set(&mut config.tls.cert, tls_cert.map(Some));
         set(&mut config.tls.key, tls_key.map(Some));
+        if kafka_listen.is_some() {
+            config.kafka.listen = kafka_listen;
+        }
         if let Some(secret) = jwt_secret {
             config.auth.override_secret(secret);
         }
@@ -560,6 +576,7 @@ impl Config {
         self.http.validate()?;
         self.signalr.validate()?;
         self.tls.validate()?;
+        self.kafka.validate()?;
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.logging.level) {
             return Err(bad_value(
                 "logging.level",
@@ -631,6 +648,7 @@ struct FileConfig {
     notify: Option<notify::FileNotify>,
     signalr: Option<FileSignalr>,
     tls: Option<tls::FileTls>,
+    kafka: Option<kafka::FileKafka>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -725,6 +743,9 @@ impl FileConfig {
             self.signalr.unwrap_or_default().path,
         );
         self.tls.unwrap_or_default().apply_to(&mut config.tls);
+        if let Some(kafka) = self.kafka {
+            kafka.apply_to(&mut config.kafka, origin)?;
+        }
         if let Some(notify) = self.notify {
             set(&mut config.notify.preview_bytes, notify.preview_bytes);
             config.notify.sinks = notify.into_sinks(path)?;

@@ -27,6 +27,8 @@
 //! - `hub`: live WebSocket sessions (user → sessions) with bounded outbound queues, the typed
 //!   server events and their frames (encoded once per wire format), presence and typing; no
 //!   storage, no HTTP, no sockets.
+//! - `kafka`: the Kafka wire protocol on a second listener (`--kafka-listen`): codecs, the
+//!   API handlers and the classic group coordinator, on top of `log`; no chat, no HTTP.
 //! - `notify`: the notification sinks (webhook with HMAC signature and retries, log); they
 //!   deliver one record and know nothing of the log.
 //! - `console`: the web console's files (HTML, CSS, JavaScript modules) compiled into the
@@ -51,6 +53,7 @@ mod bus;
 mod console;
 mod discovery;
 mod hub;
+mod kafka;
 mod metrics;
 mod notify;
 mod pipeline;

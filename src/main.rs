@@ -112,11 +112,32 @@ fn serve(args: tidings::cli::serve::ServeArgs) -> anyhow::Result<()> {
         let addr = listener
             .local_addr()
             .context("cannot read the bound address")?;
+        let kafka = match config.kafka.listen {
+            Some(address) => {
+                let kafka = tokio::net::TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("cannot listen for Kafka clients on {address}"))?;
+                let bound = kafka
+                    .local_addr()
+                    .context("cannot read the bound Kafka address")?;
+                announce_kafka(bound)?;
+                Some(kafka)
+            }
+            None => None,
+        };
         announce(config.tls.scheme(), addr)?;
-        tidings::server::run(listener, config, shutdown).await?;
+        tidings::server::run_with_kafka(listener, kafka, config, shutdown).await?;
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// The Kafka listener's line on stdout (before the `listening on` line scripts wait for).
+fn announce_kafka(addr: SocketAddr) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "kafka listening on {addr}")?;
+    out.flush()?;
+    Ok(())
 }
 
 /// The one line on stdout that scripts and tests wait for.

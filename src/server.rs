@@ -46,6 +46,7 @@ use crate::auth::{AuthError, Authenticator};
 use crate::config::Config;
 use crate::discovery;
 use crate::hub::{fd_limit, CloseReason, Contacts, Hub};
+use crate::kafka;
 use crate::log::{Log, LogError};
 use crate::pipeline::notify::LiveSessions;
 use crate::pipeline::{self, Pipeline, PipelineConfig, PipelineError, MESSAGES_TOPIC};
@@ -101,6 +102,17 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
+    run_with_kafka(listener, None, config, shutdown).await
+}
+
+/// [`run`], also serving the Kafka wire protocol on `kafka` (bound by the caller from
+/// `kafka.listen`) once the server is ready.
+pub async fn run_with_kafka(
+    listener: TcpListener,
+    kafka: Option<TcpListener>,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
     let started = Instant::now();
     banner::starting(&config);
     let tls = TlsCertificates::load(&config.tls)?;
@@ -135,6 +147,9 @@ pub async fn run(
     // after, and the log is then closed cleanly instead of being dropped mid-recovery.
     let outcome = match open(&state, &stages, address).await {
         Ok(()) => {
+            if let Some(kafka) = kafka {
+                start_kafka(&state, kafka)?;
+            }
             banner::ready(started);
             shutdown.await;
             tracing::info!("shutdown requested: draining requests");
@@ -256,6 +271,31 @@ async fn start_notifications(
     .await
     .map_err(ServerError::Notifications)?;
     banner::sinks(state.config());
+    Ok(())
+}
+
+/// Starts the Kafka listener on the open log; its connections stop with the server's signal.
+fn start_kafka(state: &AppState, listener: TcpListener) -> Result<(), ServerError> {
+    let (log, _) = opened_chat(state)?;
+    let bound = listener.local_addr().map_err(ServerError::Serve)?;
+    let config = state.config();
+    let advertised = kafka::Advertised::from_settings(&config.kafka, bound);
+    tracing::info!(
+        address = %bound,
+        advertised = %format!("{}:{}", advertised.host, advertised.port),
+        "kafka listening"
+    );
+    let authenticator = state.authenticator().ok().cloned();
+    let broker = kafka::Broker::new(
+        log,
+        authenticator,
+        config.kafka.clone(),
+        advertised,
+        config.log.default_partitions,
+        state.shutdown().clone(),
+        state.tasks().clone(),
+    );
+    kafka::start(listener, broker, state.tasks());
     Ok(())
 }
 

@@ -45,6 +45,9 @@ pub struct ServeArgs {
     /// PEM private key of --tls-cert
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Also serve the Kafka wire protocol on IP:PORT (off unless given) [usual: 127.0.0.1:9092]
+    #[arg(long, value_name = "ADDR")]
+    pub kafka_listen: Option<SocketAddr>,
 }
 
 impl ServeArgs {
@@ -63,6 +66,7 @@ impl ServeArgs {
             max_connections: None,
             tls_cert: self.tls_cert.clone(),
             tls_key: self.tls_key.clone(),
+            kafka_listen: self.kafka_listen,
         }
     }
 

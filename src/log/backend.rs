@@ -100,6 +100,25 @@ pub(crate) trait LogBackend: Send + Sync + std::fmt::Debug {
     /// past the high watermark (`OffsetOutOfRange`).
     fn commit_offset(&self, group: &str, topic: &str, partition: u32, offset: u64) -> Result<()>;
 
+    /// Sets a group's committed offset and its metadata string as Kafka clients commit: any
+    /// offset up to the high watermark (`OffsetOutOfRange` beyond), backwards too.
+    fn commit_offset_with_metadata(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        metadata: &str,
+    ) -> Result<()>;
+
+    /// The group's committed offset on a partition and its metadata ("" if none), if any.
+    fn committed_offset_with_metadata(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Option<(u64, String)>>;
+
     /// The group's committed offset on a partition, if any.
     fn committed_offset(&self, group: &str, topic: &str, partition: u32) -> Result<Option<u64>>;
 

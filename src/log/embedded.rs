@@ -94,6 +94,26 @@ impl LogBackend for SledLog {
         SledLog::commit_offset(self, group, topic, partition, offset)
     }
 
+    fn commit_offset_with_metadata(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        metadata: &str,
+    ) -> Result<()> {
+        SledLog::commit_offset_with_metadata(self, group, topic, partition, offset, metadata)
+    }
+
+    fn committed_offset_with_metadata(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Option<(u64, String)>> {
+        SledLog::committed_offset_with_metadata(self, group, topic, partition)
+    }
+
     fn committed_offset(&self, group: &str, topic: &str, partition: u32) -> Result<Option<u64>> {
         SledLog::committed_offset(self, group, topic, partition)
     }

@@ -6,8 +6,10 @@
 //! is the log's own: no other component writes to it (the chat store keeps its applied position
 //! in its own database and commits here through [`Log::commit_offset`](super::Log::commit_offset)).
 //!
-//! Key layout: `group / topic / partition (u32 BE)`; value: offset (u64 BE). `/` cannot occur
-//! in names, so a group's keys are one prefix.
+//! Key layout: `group / topic / partition (u32 BE)`; value: offset (u64 BE), followed by the
+//! commit's metadata string (UTF-8) when a Kafka client committed one (values written before
+//! that are the 8 bytes alone, and read as metadata ""). `/` cannot occur in names, so a
+//! group's keys are one prefix.
 
 use super::error::{LogError, Result};
 use super::names::validate_group_name;
@@ -95,9 +97,10 @@ fn offset_key(group: &str, topic: &str, partition: u32) -> Vec<u8> {
 }
 
 fn decode_offset(raw: &[u8]) -> Result<u64> {
-    <[u8; 8]>::try_from(raw)
+    raw.get(..8)
+        .and_then(|head| <[u8; 8]>::try_from(head).ok())
         .map(u64::from_be_bytes)
-        .map_err(|_| LogError::Corrupt {
+        .ok_or_else(|| LogError::Corrupt {
             location: "the offsets tree".into(),
             reason: format!("offset value of {} bytes", raw.len()),
         })
@@ -144,6 +147,43 @@ impl Groups {
         self.tree
             .insert(offset_key(group, topic, partition), &offset.to_be_bytes())?;
         Ok(())
+    }
+
+    /// Sets the committed offset and its metadata as a Kafka client commits them: to any offset
+    /// (a consumer that seeked back commits below the last one), with the metadata after the
+    /// offset's 8 bytes.
+    pub(crate) fn set_with_metadata(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        metadata: &str,
+    ) -> Result<()> {
+        validate_group_name(group)?;
+        commit_fault()?;
+        let mut value = offset.to_be_bytes().to_vec();
+        value.extend_from_slice(metadata.as_bytes());
+        self.tree
+            .insert(offset_key(group, topic, partition), value)?;
+        Ok(())
+    }
+
+    /// The committed offset and its metadata ("" when none was committed with it).
+    pub(crate) fn committed_with_metadata(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Option<(u64, String)>> {
+        validate_group_name(group)?;
+        self.tree
+            .get(offset_key(group, topic, partition))?
+            .map(|v| {
+                let metadata = String::from_utf8_lossy(v.get(8..).unwrap_or_default());
+                Ok((decode_offset(&v)?, metadata.into_owned()))
+            })
+            .transpose()
     }
 
     /// Every group with at least one committed offset, sorted by name.
@@ -284,16 +324,17 @@ mod decode_tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
-        /// Any 8 bytes are an offset; any other length is a typed corrupt error, never a panic.
+        /// The first 8 bytes are the offset (metadata may follow); fewer is a typed corrupt
+        /// error, never a panic.
         #[test]
-        fn offsets_decode_from_exactly_eight_bytes(raw in proptest::collection::vec(any::<u8>(), 0..20)) {
+        fn offsets_decode_from_the_first_eight_bytes(raw in proptest::collection::vec(any::<u8>(), 0..20)) {
             match decode_offset(&raw) {
                 Ok(offset) => {
-                    prop_assert_eq!(raw.len(), 8);
-                    prop_assert_eq!(offset.to_be_bytes().to_vec(), raw);
+                    prop_assert!(raw.len() >= 8);
+                    prop_assert_eq!(offset.to_be_bytes().to_vec(), raw[..8].to_vec());
                 }
                 Err(error) => {
-                    prop_assert_ne!(raw.len(), 8);
+                    prop_assert!(raw.len() < 8);
                     prop_assert!(matches!(error, LogError::Corrupt { .. }), "{}", error);
                 }
             }

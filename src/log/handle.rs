@@ -160,6 +160,32 @@ impl Log {
         self.backend.commit_offset(group, topic, partition, offset)
     }
 
+    /// Sets a group's committed offset and its metadata string as a Kafka client commits them:
+    /// any offset up to the high watermark, backwards too (a consumer that seeked back). The
+    /// metadata round-trips through [`committed_offset_with_metadata`](Self::committed_offset_with_metadata).
+    pub fn commit_offset_with_metadata(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        metadata: &str,
+    ) -> Result<()> {
+        self.backend
+            .commit_offset_with_metadata(group, topic, partition, offset, metadata)
+    }
+
+    /// The group's committed offset on a partition and its metadata ("" if none), if any.
+    pub fn committed_offset_with_metadata(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Option<(u64, String)>> {
+        self.backend
+            .committed_offset_with_metadata(group, topic, partition)
+    }
+
     /// The group's committed offset on a partition, if any.
     pub fn committed_offset(
         &self,

@@ -418,6 +418,42 @@ impl SledLog {
             .commit(group, topic, partition, offset)
     }
 
+    /// Sets a group's committed offset and its metadata as a Kafka client commits them (also
+    /// backwards), never past the high watermark.
+    pub(crate) fn commit_offset_with_metadata(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        metadata: &str,
+    ) -> Result<()> {
+        let (low, high) = self.watermarks(topic, partition)?;
+        if offset > high {
+            return Err(LogError::OffsetOutOfRange {
+                topic: topic.into(),
+                partition,
+                offset,
+                earliest: low,
+                latest: high,
+            });
+        }
+        let groups = &self.inner.shared.groups;
+        groups.set_with_metadata(group, topic, partition, offset, metadata)
+    }
+
+    /// The group's committed offset on a partition and its metadata, if any.
+    pub(crate) fn committed_offset_with_metadata(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Option<(u64, String)>> {
+        self.topic(topic)?.partition(partition)?;
+        let groups = &self.inner.shared.groups;
+        groups.committed_with_metadata(group, topic, partition)
+    }
+
     /// The group's committed offset on a partition, if any.
     pub(crate) fn committed_offset(
         &self,

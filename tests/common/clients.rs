@@ -1,5 +1,7 @@
-//! The real client libraries users run (`@microsoft/signalr` and `socket.io-client`, pinned in
-//! `tests/clients/package-lock.json`), driven by Node scripts in `tests/clients/`.
+//! The real client libraries users run (`@microsoft/signalr`, `socket.io-client` and `kafkajs`,
+//! pinned in `tests/clients/package-lock.json`; `confluent-kafka`, pinned in
+//! `tests/clients/requirements.txt`; Debian's `kcat`), driven by Node and Python scripts in
+//! `tests/clients/`.
 //!
 //! Installed on first use, once per test binary, under a file lock so that several binaries
 //! running at once do not install over each other: Node.js and npm from Debian's packages when
@@ -98,6 +100,85 @@ pub fn apt_install(packages: &[&str]) -> bool {
     apt(&["update", "-qq"]) && apt(&install)
 }
 
+/// Creates `tests/clients/.venv` with the pinned Python clients unless it is there already
+/// (under the same lock as the Node install).
+pub fn ensure_python_installed() -> PathBuf {
+    static INSTALLED: OnceLock<PathBuf> = OnceLock::new();
+    INSTALLED
+        .get_or_init(|| {
+            let dir = clients_dir();
+            let lock = File::create(std::env::temp_dir().join("tidings-test-clients.lock"))
+                .expect("create the install lock file");
+            lock.lock().expect("lock the install lock file");
+            let venv = dir.join(".venv");
+            let python = venv.join("bin/python");
+            let marker = venv.join("installed-requirements.txt");
+            let wanted = std::fs::read_to_string(dir.join("requirements.txt"))
+                .expect("read tests/clients/requirements.txt");
+            if std::fs::read_to_string(&marker).ok().as_deref() == Some(wanted.as_str()) {
+                return python;
+            }
+            let status = Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()
+                .unwrap_or_else(|e| {
+                    panic!("cannot run python3 (install python3 and python3-venv): {e}")
+                });
+            assert!(
+                status.success(),
+                "python3 -m venv {} failed",
+                venv.display()
+            );
+            let status = Command::new(&python)
+                .args(["-m", "pip", "install", "--quiet", "-r"])
+                .arg(dir.join("requirements.txt"))
+                .stdin(Stdio::null())
+                .status()
+                .unwrap_or_else(|e| panic!("cannot run pip: {e}"));
+            assert!(
+                status.success(),
+                "pip install -r tests/clients/requirements.txt failed"
+            );
+            std::fs::write(&marker, wanted).expect("write the install marker");
+            python
+        })
+        .clone()
+}
+
+/// Installs Debian's `kcat` unless it runs already; returns its name.
+pub fn ensure_kcat() -> &'static str {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let runs = || {
+            Command::new("kcat")
+                .arg("-V")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|status| status.success())
+        };
+        if !runs() {
+            let installed = apt_install(&["kcat"]);
+            assert!(
+                installed && runs(),
+                "the kcat test needs kcat, and installing it failed: run `apt-get install kcat` as root"
+            );
+        }
+    });
+    "kcat"
+}
+
+/// Runs `script` (a Python file in `tests/clients/`) in the clients' venv with `config` as its
+/// one argument and returns the JSON it prints last.
+pub async fn run_python(script: &str, config: &Value) -> Value {
+    let python = ensure_python_installed();
+    let mut client = Client::spawn(python.as_os_str(), script, config);
+    let last = client.last_line().await;
+    client.finish().await;
+    last
+}
+
 /// Runs `script` (in `tests/clients/`) with `config` as its one argument and returns the JSON
 /// it prints last.
 pub async fn run(script: &str, config: &Value) -> Value {
@@ -119,7 +200,18 @@ impl Client {
     /// Starts `node script config`.
     pub fn start(script: &str, config: &Value) -> Client {
         ensure_installed();
-        let mut child = tokio::process::Command::new("node")
+        Client::spawn(std::ffi::OsStr::new("node"), script, config)
+    }
+
+    /// Starts `python script config` with the clients' venv (see [`ensure_python_installed`]).
+    pub fn start_python(script: &str, config: &Value) -> Client {
+        let python = ensure_python_installed();
+        Client::spawn(python.as_os_str(), script, config)
+    }
+
+    /// Starts `program script config` in `tests/clients/`.
+    fn spawn(program: &std::ffi::OsStr, script: &str, config: &Value) -> Client {
+        let mut child = tokio::process::Command::new(program)
             .arg(script)
             .arg(config.to_string())
             .current_dir(clients_dir())
@@ -128,7 +220,7 @@ impl Client {
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
-            .expect("run node (install Node.js 18+ and npm)");
+            .unwrap_or_else(|e| panic!("cannot run {program:?} {script}: {e}"));
         let stdin = child.stdin.take().expect("piped stdin");
         let lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
         Client {

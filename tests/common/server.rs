@@ -325,6 +325,8 @@ fn lockable(path: &Path) -> bool {
 pub struct Process {
     pub child: Child,
     pub base: String,
+    /// `HOST:PORT` of the Kafka listener, when the server printed `kafka listening on`.
+    pub kafka: Option<String>,
 }
 
 impl Drop for Process {
@@ -405,20 +407,25 @@ pub fn with_open_file_limit(cmd: &Command, limit: u64) -> Command {
     wrapped
 }
 
-/// Starts the binary and waits for its `listening on http://HOST:PORT` line.
+/// Starts the binary and waits for its `listening on http://HOST:PORT` line (and takes the
+/// `kafka listening on HOST:PORT` line printed before it, if any).
 pub fn start(mut cmd: Command) -> Process {
     let mut child = cmd.spawn().expect("spawn tidings");
     let stdout = child.stdout.take().expect("piped stdout");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
+        let mut kafka = None;
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(address) = line.strip_prefix("kafka listening on ") {
+                kafka = Some(address.to_owned());
+            }
             if let Some(url) = line.strip_prefix("listening on ") {
-                let _ = tx.send(url.to_owned());
+                let _ = tx.send((url.to_owned(), kafka.take()));
             }
         }
     });
-    let base = match rx.recv_timeout(STARTUP) {
-        Ok(url) => url,
+    let (base, kafka) = match rx.recv_timeout(STARTUP) {
+        Ok(started) => started,
         Err(_) => {
             let _ = child.kill();
             let mut err = String::new();
@@ -428,7 +435,7 @@ pub fn start(mut cmd: Command) -> Process {
             panic!("no `listening on` line; stderr: {err}");
         }
     };
-    Process { child, base }
+    Process { child, base, kafka }
 }
 
 /// The binary on `data_dir`, on an ephemeral port.

@@ -1,0 +1,333 @@
+//! The group APIs of the classic protocol: FindCoordinator (this broker, always),
+//! JoinGroup, SyncGroup, Heartbeat, LeaveGroup, ListGroups and DescribeGroups. Each group is
+//! owned by its own task (`group`); [`Groups`] starts it on first use and hands it requests.
+//!
+//! Groups live in memory: a restart forgets members (they rejoin, as after a coordinator
+//! failover) but never committed offsets, which are the log's (`offsets`).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::{
+    BrokerId, DescribeGroupsRequest, DescribeGroupsResponse, FindCoordinatorRequest,
+    FindCoordinatorResponse, GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest,
+    JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
+    ListGroupsResponse, SyncGroupRequest, SyncGroupResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::access::Session;
+use super::group::{self, Command, GroupView, JoinArgs, Joined};
+use super::{Broker, NODE_ID};
+
+/// Commands queued to one group's task before senders wait.
+const GROUP_QUEUE: usize = 256;
+
+/// The live groups, each a handle to its owner task.
+#[derive(Debug)]
+pub(super) struct Groups {
+    live: Mutex<HashMap<String, mpsc::Sender<Command>>>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Groups {
+    pub(super) fn new(shutdown: CancellationToken, tasks: TaskTracker) -> Groups {
+        Groups {
+            live: Mutex::new(HashMap::new()),
+            shutdown,
+            tasks,
+        }
+    }
+
+    /// The group's task, started on first use.
+    fn handle(&self, name: &str) -> mpsc::Sender<Command> {
+        let mut live = self.live.lock();
+        if let Some(sender) = live.get(name).filter(|s| !s.is_closed()) {
+            return sender.clone();
+        }
+        let (sender, receiver) = mpsc::channel(GROUP_QUEUE);
+        self.tasks
+            .spawn(group::run(name.to_owned(), receiver, self.shutdown.clone()));
+        live.insert(name.to_owned(), sender.clone());
+        sender
+    }
+
+    /// Sends a command to the group and waits for its answer; `None` when the server stops.
+    pub(super) async fn ask<T>(
+        &self,
+        name: &str,
+        command: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Option<T> {
+        let (reply, answer) = oneshot::channel();
+        self.handle(name).send(command(reply)).await.ok()?;
+        answer.await.ok()
+    }
+
+    /// Names of the groups with a task.
+    fn live_names(&self) -> Vec<String> {
+        self.live.lock().keys().cloned().collect()
+    }
+}
+
+fn text(s: &StrBytes) -> String {
+    s.as_str().to_owned()
+}
+
+/// FindCoordinator (v0–v4): this broker coordinates every group.
+pub(super) fn find_coordinator(
+    broker: &Broker,
+    request: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
+    let host = StrBytes::from_string(broker.advertised.host.clone());
+    let port = broker.advertised.port;
+    if version >= 4 {
+        let coordinators = request
+            .coordinator_keys
+            .into_iter()
+            .map(|key| {
+                Coordinator::default()
+                    .with_key(key)
+                    .with_node_id(BrokerId(NODE_ID))
+                    .with_host(host.clone())
+                    .with_port(port)
+            })
+            .collect();
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    FindCoordinatorResponse::default()
+        .with_node_id(BrokerId(NODE_ID))
+        .with_host(host)
+        .with_port(port)
+}
+
+/// JoinGroup: answered once the group's join completes (or fails).
+pub(super) async fn join(
+    broker: &Broker,
+    session: &Session,
+    request: JoinGroupRequest,
+) -> JoinGroupResponse {
+    let session_timeout = millis(request.session_timeout_ms);
+    // v0 had no rebalance timeout: it was the session timeout.
+    let rebalance_timeout = match request.rebalance_timeout_ms {
+        ms if ms > 0 => millis(ms),
+        _ => session_timeout,
+    };
+    let args = JoinArgs {
+        member_id: text(&request.member_id),
+        client_id: String::new(),
+        client_host: format!(
+            "/{}",
+            session.peer.rsplit_once(':').map_or("", |(ip, _)| ip)
+        ),
+        protocol_type: text(&request.protocol_type),
+        protocols: request
+            .protocols
+            .iter()
+            .map(|p| (text(&p.name), p.metadata.clone()))
+            .collect(),
+        session_timeout,
+        rebalance_timeout,
+    };
+    let joined = broker
+        .groups
+        .ask(request.group_id.0.as_str(), |reply| {
+            Command::Join(args, reply)
+        })
+        .await
+        .unwrap_or_else(|| Joined {
+            error: ResponseError::CoordinatorNotAvailable.code(),
+            generation: -1,
+            ..Joined::default()
+        });
+    join_answer(joined)
+}
+
+fn join_answer(joined: Joined) -> JoinGroupResponse {
+    let members = joined
+        .members
+        .into_iter()
+        .map(|(id, metadata)| {
+            JoinGroupResponseMember::default()
+                .with_member_id(StrBytes::from_string(id))
+                .with_metadata(metadata)
+        })
+        .collect();
+    JoinGroupResponse::default()
+        .with_error_code(joined.error)
+        .with_generation_id(joined.generation)
+        .with_protocol_type(Some(StrBytes::from_string(joined.protocol_type)))
+        .with_protocol_name(Some(StrBytes::from_string(joined.protocol)))
+        .with_leader(StrBytes::from_string(joined.leader))
+        .with_member_id(StrBytes::from_string(joined.member_id))
+        .with_members(members)
+}
+
+/// SyncGroup: the member's assignment, once the leader handed them in.
+pub(super) async fn sync(broker: &Broker, request: SyncGroupRequest) -> SyncGroupResponse {
+    let assignments: Vec<(String, Bytes)> = request
+        .assignments
+        .iter()
+        .map(|a| (text(&a.member_id), a.assignment.clone()))
+        .collect();
+    let outcome = broker
+        .groups
+        .ask(request.group_id.0.as_str(), |reply| Command::Sync {
+            member_id: text(&request.member_id),
+            generation: request.generation_id,
+            assignments,
+            reply,
+        })
+        .await
+        .unwrap_or(Err(ResponseError::CoordinatorNotAvailable));
+    let answer = SyncGroupResponse::default()
+        .with_protocol_type(request.protocol_type.clone())
+        .with_protocol_name(request.protocol_name.clone());
+    match outcome {
+        Ok(assignment) => answer.with_assignment(assignment),
+        Err(error) => answer.with_error_code(error.code()),
+    }
+}
+
+/// Heartbeat: `REBALANCE_IN_PROGRESS` tells the member to rejoin.
+pub(super) async fn heartbeat(broker: &Broker, request: HeartbeatRequest) -> HeartbeatResponse {
+    let error = broker
+        .groups
+        .ask(request.group_id.0.as_str(), |reply| Command::Heartbeat {
+            member_id: text(&request.member_id),
+            generation: request.generation_id,
+            reply,
+        })
+        .await
+        .unwrap_or(Some(ResponseError::CoordinatorNotAvailable));
+    HeartbeatResponse::default().with_error_code(error.map_or(0, |e| e.code()))
+}
+
+/// LeaveGroup: one member (v0–v2) or several (v3+); the others rebalance.
+pub(super) async fn leave(
+    broker: &Broker,
+    request: LeaveGroupRequest,
+    version: i16,
+) -> LeaveGroupResponse {
+    let member_ids: Vec<String> = if version >= 3 {
+        request.members.iter().map(|m| text(&m.member_id)).collect()
+    } else {
+        vec![text(&request.member_id)]
+    };
+    let outcomes = broker
+        .groups
+        .ask(request.group_id.0.as_str(), |reply| Command::Leave {
+            member_ids,
+            reply,
+        })
+        .await
+        .unwrap_or_default();
+    if version < 3 {
+        let error = outcomes.first().and_then(|(_, e)| *e);
+        return LeaveGroupResponse::default().with_error_code(error.map_or(0, |e| e.code()));
+    }
+    let members = outcomes
+        .into_iter()
+        .map(|(id, error)| {
+            MemberResponse::default()
+                .with_member_id(StrBytes::from_string(id))
+                .with_error_code(error.map_or(0, |e| e.code()))
+        })
+        .collect();
+    LeaveGroupResponse::default().with_members(members)
+}
+
+/// ListGroups: the live groups and every group with committed offsets (HTTP groups and the
+/// server's own included).
+pub(super) async fn list(broker: &Broker, _request: ListGroupsRequest) -> ListGroupsResponse {
+    let mut names: Vec<String> = broker.groups.live_names();
+    names.extend(broker.log.group_names().unwrap_or_default());
+    names.sort();
+    names.dedup();
+    let mut groups = Vec::with_capacity(names.len());
+    for name in names {
+        let view = describe_one(broker, &name).await;
+        groups.push(
+            ListedGroup::default()
+                .with_group_id(GroupId(StrBytes::from_string(name)))
+                .with_protocol_type(StrBytes::from_string(view.protocol_type))
+                .with_group_state(StrBytes::from_static_str(view.state))
+                .with_group_type(StrBytes::from_static_str("classic")),
+        );
+    }
+    ListGroupsResponse::default().with_groups(groups)
+}
+
+/// DescribeGroups: state, protocol and members with their metadata and assignments.
+pub(super) async fn describe(
+    broker: &Broker,
+    request: DescribeGroupsRequest,
+) -> DescribeGroupsResponse {
+    let mut groups = Vec::with_capacity(request.groups.len());
+    for group_id in request.groups {
+        let view = describe_one(broker, group_id.0.as_str()).await;
+        let members = view
+            .members
+            .into_iter()
+            .map(|m| {
+                DescribedGroupMember::default()
+                    .with_member_id(StrBytes::from_string(m.member_id))
+                    .with_client_id(StrBytes::from_string(m.client_id))
+                    .with_client_host(StrBytes::from_string(m.client_host))
+                    .with_member_metadata(m.metadata)
+                    .with_member_assignment(m.assignment)
+            })
+            .collect();
+        groups.push(
+            DescribedGroup::default()
+                .with_group_id(group_id)
+                .with_group_state(StrBytes::from_static_str(view.state))
+                .with_protocol_type(StrBytes::from_string(view.protocol_type))
+                .with_protocol_data(StrBytes::from_string(view.protocol))
+                .with_members(members),
+        );
+    }
+    DescribeGroupsResponse::default().with_groups(groups)
+}
+
+/// A live group's view; a group without a task is `Empty` (or `Dead` when it never existed).
+async fn describe_one(broker: &Broker, name: &str) -> GroupView {
+    let live = broker.groups.live.lock().contains_key(name);
+    if live {
+        if let Some(view) = broker.groups.ask(name, Command::Describe).await {
+            return view;
+        }
+    }
+    let known = broker
+        .log
+        .group_names()
+        .unwrap_or_default()
+        .iter()
+        .any(|g| g == name);
+    GroupView {
+        state: if known { "Empty" } else { "Dead" },
+        protocol_type: if known {
+            "consumer".into()
+        } else {
+            String::new()
+        },
+        protocol: String::new(),
+        members: Vec::new(),
+    }
+}
+
+fn millis(ms: i32) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}

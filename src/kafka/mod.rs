@@ -1,0 +1,125 @@
+//! The Kafka wire protocol: a second listener in the same binary that lets Kafka clients
+//! (kafkajs, librdkafka and the tools built on it) produce to and consume from the embedded log,
+//! sharing its topics, offsets and consumer-group offsets with HTTP and the CLI.
+//!
+//! Layout, one concern per file:
+//! - `listener`: accepts connections under a cap, each on its own task with the shutdown signal;
+//! - `connection`: length-prefixed framing (bounded frame size), one request at a time, answers
+//!   in order;
+//! - `dispatch`: header, API key and version checks, decoding, routing, encoding;
+//! - `versions`: what is served and the ApiVersions answer;
+//! - `access`: a connection's scopes and the guard on the server's own topics;
+//! - `producers`: InitProducerId and the idempotent producers' sequence check;
+//! - `sasl`: SaslHandshake and SaslAuthenticate (PLAIN, OAUTHBEARER) with Tidings tokens;
+//! - `admin`: CreateTopics, DeleteTopics, DescribeConfigs;
+//! - `records`: Kafka record batches to log records and back (batches are transcoded);
+//! - one file per API family: `metadata`, `produce`, `fetch`, `list_offsets`, `groups` (the
+//!   classic group protocol, one owner task per group) and `offsets` (OffsetCommit/Fetch).
+//!
+//! It knows nothing of chat, HTTP or sled: records go through [`crate::log::Log`]. docs/kafka.md
+//! says what works with which clients and what is refused.
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Authenticator;
+use crate::config::KafkaSettings;
+use crate::log::Log;
+
+mod access;
+mod admin;
+mod connection;
+mod dispatch;
+mod fetch;
+mod group;
+mod groups;
+mod list_offsets;
+mod listener;
+mod metadata;
+mod offsets;
+mod produce;
+mod producers;
+mod records;
+mod sasl;
+mod versions;
+
+/// The node id of the one broker: it leads every partition and coordinates every group.
+const NODE_ID: i32 = 0;
+
+/// Where clients are told to connect: the advertised `HOST:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Advertised {
+    /// Host clients connect to.
+    pub(crate) host: String,
+    /// Port clients connect to.
+    pub(crate) port: i32,
+}
+
+impl Advertised {
+    /// `kafka.advertisedListener` if set, else the bound address (Kafka clients resolve
+    /// `localhost` to `::1` first, so the bound IP is given, not a name).
+    pub(crate) fn from_settings(settings: &KafkaSettings, bound: std::net::SocketAddr) -> Self {
+        let configured = settings.advertised_listener.as_deref().and_then(|text| {
+            let (host, port) = text.rsplit_once(':')?;
+            Some(Advertised {
+                host: host.trim_matches(['[', ']']).to_owned(),
+                port: port.parse().ok()?,
+            })
+        });
+        configured.unwrap_or_else(|| Advertised {
+            host: bound.ip().to_string(),
+            port: i32::from(bound.port()),
+        })
+    }
+}
+
+/// What every connection shares: the log, the settings, the group coordinator.
+#[derive(Debug)]
+pub(crate) struct Broker {
+    log: Log,
+    settings: KafkaSettings,
+    advertised: Advertised,
+    default_partitions: u32,
+    groups: groups::Groups,
+    producers: producers::Producers,
+    authenticator: Option<Authenticator>,
+    shutdown: CancellationToken,
+}
+
+impl Broker {
+    /// A broker over `log`; `default_partitions` is what an auto-created topic gets;
+    /// `authenticator` checks SASL tokens (without one, SASL always fails).
+    pub(crate) fn new(
+        log: Log,
+        authenticator: Option<Authenticator>,
+        settings: KafkaSettings,
+        advertised: Advertised,
+        default_partitions: u32,
+        shutdown: CancellationToken,
+        tasks: TaskTracker,
+    ) -> Arc<Broker> {
+        let groups = groups::Groups::new(shutdown.clone(), tasks);
+        Arc::new(Broker {
+            log,
+            settings,
+            advertised,
+            default_partitions,
+            groups,
+            producers: producers::Producers::new(),
+            authenticator,
+            shutdown,
+        })
+    }
+}
+
+/// Accepts Kafka connections on `listener` until `shutdown`, each served on `tasks`.
+pub(crate) fn start(listener: TcpListener, broker: Arc<Broker>, tasks: &TaskTracker) {
+    let shutdown = broker.shutdown.clone();
+    tasks.spawn(listener::accept(listener, broker, shutdown, tasks.clone()));
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,216 @@
+//! Kafka record batches to log records and back.
+//!
+//! Produced batches are transcoded, not kept as Kafka batches: each record becomes a log
+//! [`Record`] (key, headers, value; a null value becomes an empty one), so that HTTP, the CLI,
+//! the chat's consumers and Kafka clients all read the same records. A fetch encodes the log's
+//! records from the asked offset on as one uncompressed v2 batch with their offsets and append
+//! times. The producer's own timestamps are not kept (the log stamps append time, as a topic
+//! with `LogAppendTime` does). docs/architecture.md says why.
+//!
+//! Decoding checks each batch's header before decompressing it: version 2 only, a record count
+//! that fits the bytes, no transactional or control batch; the CRC is the codec's check.
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::indexmap::IndexMap;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{
+    Compression, Record as KafkaRecord, RecordBatchDecoder, RecordBatchEncoder,
+    RecordEncodeOptions, TimestampType,
+};
+
+use crate::log::{Header, Record, StoredRecord};
+
+/// Smallest encoded size of one record in a v2 batch, to check a claimed record count against
+/// the bytes before anything is allocated for it.
+const MIN_RECORD_BYTES: usize = 7;
+
+/// Why a produced batch was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub(super) enum BatchError {
+    /// Bad CRC, truncated, an impossible record count, or not decodable.
+    #[error("corrupt record batch: {0}")]
+    Corrupt(String),
+    /// A transactional or control batch: transactions are not served.
+    #[error("transactional batches are not supported")]
+    Transactional,
+}
+
+/// The producer fields of the first batch of a partition's data, for idempotence checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ProducerInfo {
+    /// Producer id, -1 for a producer that is not idempotent.
+    pub(super) producer_id: i64,
+    /// Producer epoch.
+    pub(super) producer_epoch: i16,
+    /// Sequence of the first record.
+    pub(super) base_sequence: i32,
+    /// Records in the data.
+    pub(super) record_count: i32,
+}
+
+/// The log records of a partition's produced data (one or more batches), and its producer.
+pub(super) fn decode_produced(data: &Bytes) -> Result<(Vec<Record>, ProducerInfo), BatchError> {
+    let corrupt = |e: anyhow::Error| BatchError::Corrupt(e.to_string());
+    let infos = RecordBatchDecoder::decode_batch_info(&mut data.clone()).map_err(corrupt)?;
+    let Some(first) = infos.first() else {
+        return Err(BatchError::Corrupt("no record batch".into()));
+    };
+    let mut claimed: usize = 0;
+    for info in &infos {
+        if info.transactional || info.control {
+            return Err(BatchError::Transactional);
+        }
+        let count = usize::try_from(info.record_count)
+            .map_err(|_| BatchError::Corrupt(format!("record count {}", info.record_count)))?;
+        claimed = claimed.saturating_add(count);
+    }
+    // Compressed records can be smaller than this, but not 1000x smaller than the batch bytes.
+    if claimed.saturating_mul(MIN_RECORD_BYTES) > data.len().saturating_mul(1000) {
+        return Err(BatchError::Corrupt(format!(
+            "{claimed} records claimed in {} bytes",
+            data.len()
+        )));
+    }
+    let producer = ProducerInfo {
+        producer_id: first.producer_id,
+        producer_epoch: first.producer_epoch,
+        base_sequence: first.base_sequence,
+        record_count: i32::try_from(claimed).unwrap_or(i32::MAX),
+    };
+    let sets = RecordBatchDecoder::decode_all(&mut data.clone()).map_err(corrupt)?;
+    let records = sets
+        .into_iter()
+        .flat_map(|set| set.records)
+        .map(to_log_record)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((records, producer))
+}
+
+fn to_log_record(record: KafkaRecord) -> Result<Record, BatchError> {
+    let headers = record
+        .headers
+        .into_iter()
+        .map(|(key, value)| Header {
+            key: key.as_str().to_owned(),
+            value: value.map(|v| v.to_vec()).unwrap_or_default(),
+        })
+        .collect();
+    Ok(Record {
+        key: record.key.map(|k| k.to_vec()),
+        headers,
+        value: record.value.map(|v| v.to_vec()).unwrap_or_default(),
+    })
+}
+
+/// Stored records as one uncompressed v2 batch; empty bytes for no records.
+pub(super) fn encode_fetched(records: &[StoredRecord]) -> anyhow::Result<Bytes> {
+    if records.is_empty() {
+        return Ok(Bytes::new());
+    }
+    let base = records[0].offset;
+    let kafka: Vec<KafkaRecord> = records.iter().map(|r| to_kafka_record(r, base)).collect();
+    let mut buf =
+        BytesMut::with_capacity(records.iter().map(|r| r.size() + 24).sum::<usize>() + 64);
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, &kafka, &options)?;
+    Ok(buf.freeze())
+}
+
+/// `base` is the first fetched offset: the encoder keeps records in one batch only while
+/// offset minus sequence stays the same, so sequences count from it (the batch has no producer
+/// id, so clients do not read them).
+fn to_kafka_record(record: &StoredRecord, base: u64) -> KafkaRecord {
+    let headers: IndexMap<StrBytes, Option<Bytes>> = record
+        .headers
+        .iter()
+        .map(|h| {
+            (
+                StrBytes::from_string(h.key.clone()),
+                Some(Bytes::copy_from_slice(&h.value)),
+            )
+        })
+        .collect();
+    KafkaRecord {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: i64::try_from(record.offset).unwrap_or(i64::MAX),
+        sequence: i32::try_from(record.offset.saturating_sub(base)).unwrap_or(i32::MAX),
+        timestamp: record.timestamp_ms,
+        key: record.key.as_deref().map(Bytes::copy_from_slice),
+        value: Some(Bytes::copy_from_slice(&record.value)),
+        headers,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(offset: u64, key: &str, value: &str) -> StoredRecord {
+        StoredRecord {
+            partition: 0,
+            offset,
+            timestamp_ms: 1_700_000_000_000 + offset as i64,
+            key: Some(key.as_bytes().to_vec()),
+            headers: vec![Header {
+                key: "h".into(),
+                value: b"v".to_vec(),
+            }],
+            value: value.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn fetched_records_decode_back_with_their_offsets_keys_and_headers() {
+        let records = [stored(41, "k1", "{\"a\":1}"), stored(42, "k2", "\"x\"")];
+        let batch = encode_fetched(&records).expect("encodes");
+        let (decoded, producer) = decode_produced(&batch).expect("decodes");
+        assert_eq!(producer.record_count, 2);
+        assert_eq!(decoded[0].key.as_deref(), Some(&b"k1"[..]));
+        assert_eq!(decoded[1].value, b"\"x\"");
+        assert_eq!(decoded[0].headers[0].key, "h");
+        let sets = RecordBatchDecoder::decode_all(&mut batch.clone()).expect("decodes");
+        assert_eq!(sets.len(), 1, "one batch, not one per record");
+        assert_eq!(sets[0].records[1].offset, 42);
+    }
+
+    #[test]
+    fn a_flipped_byte_fails_the_crc() {
+        let batch = encode_fetched(&[stored(0, "k", "v")]).expect("encodes");
+        let mut bad = batch.to_vec();
+        let last = bad.len() - 1;
+        bad[last] ^= 0xff;
+        assert!(matches!(
+            decode_produced(&Bytes::from(bad)),
+            Err(BatchError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn every_compression_round_trips() {
+        for compression in [
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let kafka = vec![to_kafka_record(&stored(0, "k", "{\"n\":1}"), 0)];
+            let mut buf = BytesMut::new();
+            let options = RecordEncodeOptions {
+                version: 2,
+                compression,
+            };
+            RecordBatchEncoder::encode(&mut buf, &kafka, &options).expect("encodes");
+            let (decoded, _) = decode_produced(&buf.freeze()).expect("decodes");
+            assert_eq!(decoded[0].value, b"{\"n\":1}", "{compression:?}");
+        }
+    }
+}

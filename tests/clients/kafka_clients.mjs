@@ -1,0 +1,104 @@
+// The Kafka scenarios of tests/kafka_clients.rs, run with the real kafkajs 2.2.4 client against
+// a running tidings server's Kafka listener.
+//
+//   node kafka_clients.mjs '{"scenario":"produce","broker":"127.0.0.1:PORT","topic":"t","records":[{"key":"k","value":"{...}"}]}'
+//
+// Scenarios:
+//   produce  — one producer sends `records` (acks = all) and prints {"offsets":[{partition, offset}]}.
+//   consume  — a consumer in `group` subscribes to `topic` (fromBeginning), reads `count` records,
+//              commits, leaves, and prints {"records":[{partition, offset, key, value}]}.
+//   split    — two consumers in `group` on `topic`; once both own partitions, prints
+//              {"assigned":[[partitions of a],[partitions of b]]}, then a leaves and the test
+//              prints {"after":[partitions of b]} once b owns every partition.
+// Anything unexpected throws, which exits non-zero: the Rust test then fails.
+import { Kafka, logLevel } from "kafkajs";
+
+const config = JSON.parse(process.argv[2]);
+const TIMEOUT_MS = 45000;
+
+const kafka = new Kafka({
+  clientId: "tidings-test",
+  brokers: [config.broker],
+  logLevel: logLevel.NOTHING,
+  retry: { retries: 5 },
+});
+
+function print(value) {
+  process.stdout.write(JSON.stringify(value) + "\n");
+}
+
+function deadline(what) {
+  return new Promise((_, reject) =>
+    setTimeout(() => reject(new Error(`timed out: ${what}`)), TIMEOUT_MS).unref(),
+  );
+}
+
+async function produce() {
+  const producer = kafka.producer({ allowAutoTopicCreation: true });
+  await producer.connect();
+  const sent = await producer.send({
+    topic: config.topic,
+    acks: -1,
+    messages: config.records.map((r) => ({ key: r.key, value: r.value, headers: r.headers })),
+  });
+  await producer.disconnect();
+  print({ offsets: sent.map((s) => ({ partition: s.partition, offset: Number(s.baseOffset) })) });
+}
+
+async function consume() {
+  const consumer = kafka.consumer({ groupId: config.group, sessionTimeout: 10000, heartbeatInterval: 500 });
+  await consumer.connect();
+  await consumer.subscribe({ topic: config.topic, fromBeginning: true });
+  const records = [];
+  const done = new Promise((resolve) => {
+    consumer.run({
+      eachMessage: async ({ partition, message }) => {
+        records.push({
+          partition,
+          offset: Number(message.offset),
+          key: message.key === null ? null : message.key.toString(),
+          value: message.value === null ? null : message.value.toString(),
+        });
+        if (records.length >= config.count) resolve();
+      },
+    });
+  });
+  await Promise.race([done, deadline(`${config.count} records from ${config.topic}`)]);
+  await consumer.commitOffsets([]).catch(() => {});
+  await consumer.disconnect();
+  print({ records });
+}
+
+// Resolves with the partitions `consumer` owns once `accept(partitions)` holds.
+function assignment(consumer, accept) {
+  return new Promise((resolve) => {
+    consumer.on(consumer.events.GROUP_JOIN, (event) => {
+      const owned = (event.payload.memberAssignment[config.topic] ?? []).slice().sort((x, y) => x - y);
+      if (accept(owned)) resolve(owned);
+    });
+  });
+}
+
+async function split() {
+  const member = () => kafka.consumer({ groupId: config.group, sessionTimeout: 10000, rebalanceTimeout: 10000, heartbeatInterval: 300 });
+  const a = member();
+  const b = member();
+  const aOwns = assignment(a, (owned) => owned.length > 0 && owned.length < config.partitions);
+  const bOwns = assignment(b, (owned) => owned.length > 0 && owned.length < config.partitions);
+  for (const c of [a, b]) {
+    await c.connect();
+    await c.subscribe({ topic: config.topic, fromBeginning: true });
+    await c.run({ eachMessage: async () => {} });
+  }
+  const assigned = await Promise.race([Promise.all([aOwns, bOwns]), deadline("both members own partitions")]);
+  print({ assigned });
+  const bOwnsAll = assignment(b, (owned) => owned.length === config.partitions);
+  await a.disconnect();
+  const after = await Promise.race([bOwnsAll, deadline("b owns every partition")]);
+  print({ after });
+  await b.disconnect();
+}
+
+const scenarios = { produce, consume, split };
+await scenarios[config.scenario]();
+process.exit(0);

@@ -273,6 +273,47 @@ async fn kcat_prints_the_stored_message_sent_events() {
     assert_eq!(events[0]["message"]["content"], "seen through kcat");
 }
 
+/// A value that is not JSON (plain text from kcat) reads over HTTP as `valueBase64`, and a key
+/// that is not UTF-8 as `keyBase64`; nothing is read lossily, and a JSON value stays `value`.
+#[tokio::test]
+async fn kafka_values_that_are_not_json_and_keys_that_are_not_utf8_read_as_base64_over_http() {
+    use tokio::io::AsyncWriteExt;
+    let (bus, broker) = kafka_server().await;
+    bus.create("raw", 1).await;
+    let kcat = clients::ensure_kcat();
+    let mut producer = tokio::process::Command::new(kcat)
+        .args(["-b", &broker, "-P", "-t", "raw", "-p", "0", "-K", "\t"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("run kcat");
+    let mut input = producer.stdin.take().expect("kcat's stdin");
+    input
+        .write_all(b"\xff\x00\tplain text, not JSON\nk\t{\"json\": true}\n")
+        .await
+        .expect("write to kcat");
+    drop(input);
+    let status = producer.wait().await.expect("kcat ends");
+    assert!(status.success(), "kcat produce failed");
+
+    let page = get_json(
+        &bus,
+        "/api/topics/raw/partitions/0/records?offset=0&limit=10",
+    )
+    .await;
+    let records = page["records"].as_array().expect("records");
+    assert_eq!(records.len(), 2, "{page}");
+    assert_eq!(records[0]["keyBase64"], "/wA=", "{page}");
+    assert_eq!(records[0]["key"], Value::Null);
+    assert_eq!(
+        records[0]["valueBase64"], "cGxhaW4gdGV4dCwgbm90IEpTT04=",
+        "{page}"
+    );
+    assert!(records[0].get("value").is_none(), "{page}");
+    assert_eq!(records[1]["key"], "k");
+    assert_eq!(records[1]["value"], json!({"json": true}));
+    assert!(records[1].get("valueBase64").is_none(), "{page}");
+}
+
 /// A Kafka server whose unauthenticated connections may do nothing (`kafka.anonymousScopes = []`).
 async fn sasl_server() -> (Bus<Process>, String, tempfile::TempDir) {
     let config_dir = tempfile::tempdir().expect("temp dir");

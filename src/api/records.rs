@@ -17,6 +17,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -239,15 +241,22 @@ pub(crate) struct ReadQuery {
     pub wait_ms: Option<u64>,
 }
 
-/// One record as a consumer reads it.
+/// One record as a consumer reads it. A value that is JSON is `value`; any other bytes (a
+/// Kafka client's binary or plain-text value) are `valueBase64` instead. A key that is not
+/// UTF-8 is `keyBase64` (and `key` is null).
 #[derive(Debug, Serialize)]
 pub(crate) struct ReadRecord {
     topic: String,
     partition: u32,
     offset: u64,
     key: Option<String>,
+    #[serde(rename = "keyBase64", skip_serializing_if = "Option::is_none")]
+    key_base64: Option<String>,
     headers: BTreeMap<String, String>,
-    value: Box<RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<Box<RawValue>>,
+    #[serde(rename = "valueBase64", skip_serializing_if = "Option::is_none")]
+    value_base64: Option<String>,
     timestamp: String,
 }
 
@@ -349,30 +358,30 @@ pub(super) async fn read_blocking(
 /// A stored record in the JSON shape every read route answers with.
 pub(super) fn read_record(topic: &str, record: StoredRecord) -> Result<ReadRecord, ApiError> {
     let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
+    let (key, key_base64) = match record.key.map(String::from_utf8) {
+        None => (None, None),
+        Some(Ok(key)) => (Some(key), None),
+        Some(Err(e)) => (None, Some(BASE64.encode(e.into_bytes()))),
+    };
+    let (value, value_base64) = match serde_json::from_slice::<Box<RawValue>>(&record.value) {
+        Ok(json) => (Some(json), None),
+        Err(_) => (None, Some(BASE64.encode(&record.value))),
+    };
     Ok(ReadRecord {
         topic: topic.to_owned(),
         partition: record.partition,
         offset: record.offset,
-        key: record.key.map(text),
+        key,
+        key_base64,
         headers: record
             .headers
             .into_iter()
             .map(|h| (h.key, text(h.value)))
             .collect(),
-        value: json_value(record.value)?,
+        value,
+        value_base64,
         timestamp: rfc3339(record.timestamp_ms),
     })
-}
-
-/// The stored value as JSON: itself if it is JSON, else a string of its (lossy) UTF-8 text.
-fn json_value(bytes: Vec<u8>) -> Result<Box<RawValue>, ApiError> {
-    if let Ok(raw) = serde_json::from_slice::<Box<RawValue>>(&bytes) {
-        return Ok(raw);
-    }
-    let text = String::from_utf8_lossy(&bytes);
-    serde_json::to_string(&text)
-        .and_then(RawValue::from_string)
-        .map_err(|e| ApiError::Internal(format!("a record value could not be encoded: {e}")))
 }
 
 /// Milliseconds since the epoch as RFC 3339 UTC with milliseconds (clamped at the epoch).
@@ -385,17 +394,33 @@ fn rfc3339(timestamp_ms: i64) -> String {
 mod tests {
     use super::*;
 
+    fn stored(key: Option<&[u8]>, value: &[u8]) -> StoredRecord {
+        StoredRecord {
+            partition: 0,
+            offset: 7,
+            timestamp_ms: 0,
+            key: key.map(<[u8]>::to_vec),
+            headers: Vec::new(),
+            value: value.to_vec(),
+        }
+    }
+
+    /// JSON values are re-emitted as they are; any other bytes, and keys that are not UTF-8,
+    /// are base64 (nothing is read lossily).
     #[test]
-    fn values_are_reemitted_as_json_or_as_a_string() {
-        assert_eq!(
-            json_value(br#"{"a": [1, 2]}"#.to_vec()).unwrap().get(),
-            r#"{"a": [1, 2]}"#
-        );
-        assert_eq!(
-            json_value(b"not json".to_vec()).unwrap().get(),
-            r#""not json""#
-        );
-        assert_eq!(json_value(vec![0xff]).unwrap().get(), "\"\u{fffd}\"");
+    fn values_are_json_or_base64_and_keys_text_or_base64() {
+        let json =
+            |record: StoredRecord| serde_json::to_value(read_record("t", record).unwrap()).unwrap();
+        let read = json(stored(Some(b"k"), br#"{"a": [1, 2]}"#));
+        assert_eq!(read["value"], serde_json::json!({"a": [1, 2]}));
+        assert_eq!(read["key"], "k");
+        assert!(read.get("valueBase64").is_none() && read.get("keyBase64").is_none());
+
+        let read = json(stored(Some(&[0xff, 0x00]), b"not json"));
+        assert!(read.get("value").is_none(), "{read}");
+        assert_eq!(read["valueBase64"], "bm90IGpzb24=");
+        assert_eq!(read["key"], serde_json::Value::Null);
+        assert_eq!(read["keyBase64"], "/wA=");
     }
 
     #[test]

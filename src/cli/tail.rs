@@ -14,6 +14,8 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Duration;
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
@@ -301,15 +303,19 @@ struct PageWire {
     next_offset: u64,
 }
 
-/// A record as the server answers it.
+/// A record as the server answers it (`valueBase64` for a value that is not JSON, `keyBase64`
+/// for a key that is not UTF-8).
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct RecordWire {
     partition: u32,
     offset: u64,
     key: Option<String>,
+    key_base64: Option<String>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
-    value: Box<RawValue>,
+    value: Option<Box<RawValue>>,
+    value_base64: Option<String>,
     timestamp: String,
 }
 
@@ -318,11 +324,18 @@ impl RecordWire {
     /// server shows a value as JSON: one that is a JSON string becomes the string's text (what
     /// `tidings produce` appends is text), any other JSON stays its JSON text.
     fn into_stored(self) -> anyhow::Result<StoredRecord> {
-        let value = self.value.get();
-        let value = if value.trim_start().starts_with('"') {
-            serde_json::from_str::<String>(value)?.into_bytes()
-        } else {
-            value.as_bytes().to_vec()
+        let value = match (&self.value, &self.value_base64) {
+            (Some(json), _) if json.get().trim_start().starts_with('"') => {
+                serde_json::from_str::<String>(json.get())?.into_bytes()
+            }
+            (Some(json), _) => json.get().as_bytes().to_vec(),
+            (None, Some(encoded)) => BASE64.decode(encoded)?,
+            (None, None) => anyhow::bail!("the server sent a record without a value"),
+        };
+        let key = match (self.key, &self.key_base64) {
+            (Some(key), _) => Some(key.into_bytes()),
+            (None, Some(encoded)) => Some(BASE64.decode(encoded)?),
+            (None, None) => None,
         };
         let headers = self.headers.into_iter().map(|(key, value)| Header {
             key,
@@ -332,7 +345,7 @@ impl RecordWire {
             partition: self.partition,
             offset: self.offset,
             timestamp_ms: parse_timestamp(&self.timestamp).map_err(anyhow::Error::msg)?,
-            key: self.key.map(String::into_bytes),
+            key,
             headers: headers.collect(),
             value,
         })

@@ -6,7 +6,9 @@
 //! current); a commit with generation -1 and no member id (a consumer that assigns itself
 //! partitions) is taken as is. A commit sets the offset where the client says (below the last
 //! one too, after a seek back) and stores its metadata string with it in the log, so that it
-//! round-trips through OffsetFetch across restarts.
+//! round-trips through OffsetFetch across restarts. Metadata longer than
+//! [`MAX_METADATA_BYTES`] (Kafka's default `offset.metadata.max.bytes`) is refused with
+//! `OFFSET_METADATA_TOO_LARGE` and nothing is committed: it is stored per group and partition.
 
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
@@ -26,6 +28,9 @@ use super::metadata::log_error_code;
 use super::produce::{existing_partition, to_i64};
 use super::Broker;
 use crate::log::LogError;
+
+/// Longest metadata string a commit may store, as Kafka's default `offset.metadata.max.bytes`.
+pub(super) const MAX_METADATA_BYTES: usize = 4096;
 
 /// Answers an OffsetCommit request.
 pub(super) async fn commit(
@@ -94,6 +99,9 @@ fn commit_one(
     let partition = existing_partition(broker, topic, index)?;
     let offset = u64::try_from(offset).map_err(|_| ResponseError::InvalidCommitOffsetSize)?;
     let metadata = metadata.map_or("", |text| text.as_str());
+    if metadata.len() > MAX_METADATA_BYTES {
+        return Err(ResponseError::OffsetMetadataTooLarge);
+    }
     match broker
         .log
         .commit_offset_with_metadata(group, topic, partition, offset, metadata)

@@ -505,7 +505,7 @@ async fn commit_metadata_round_trips_and_a_commit_may_move_back() {
         )
         .await
         .expect("append");
-    let commit = |offset: i64, metadata: &'static str| {
+    let commit = |offset: i64, metadata: &str| {
         OffsetCommitRequest::default()
             .with_group_id(GroupId(StrBytes::from_static_str("billing")))
             .with_generation_id_or_member_epoch(-1)
@@ -516,7 +516,9 @@ async fn commit_metadata_round_trips_and_a_commit_may_move_back() {
                         offset_commit_request::OffsetCommitRequestPartition::default()
                             .with_partition_index(0)
                             .with_committed_offset(offset)
-                            .with_committed_metadata(Some(StrBytes::from_static_str(metadata))),
+                            .with_committed_metadata(Some(StrBytes::from_string(
+                                metadata.to_owned(),
+                            ))),
                     ]),
             ])
     };
@@ -546,5 +548,19 @@ async fn commit_metadata_round_trips_and_a_commit_may_move_back() {
             .expect("read"),
         Some(3),
         "the log's offset, for HTTP too"
+    );
+
+    // Metadata over Kafka's 4096 bytes is refused, and the commit does not happen.
+    let huge = "m".repeat(super::offsets::MAX_METADATA_BYTES + 1);
+    let refused: OffsetCommitResponse = call(&f, ApiKey::OffsetCommit, 8, &commit(9, &huge)).await;
+    assert_eq!(
+        refused.topics[0].partitions[0].error_code,
+        ResponseError::OffsetMetadataTooLarge.code()
+    );
+    assert_eq!(
+        f.log
+            .committed_offset("billing", "orders", 0)
+            .expect("read"),
+        Some(3)
     );
 }

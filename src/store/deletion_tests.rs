@@ -83,7 +83,7 @@ fn an_interrupted_deletion_is_finished_by_its_replay() {
         let store = populated(dir.path());
         let interrupted = store.apply_batch_interrupted(0, &[(DELETE_OFFSET, delete())], writes);
         drop(store);
-        let store = Store::open(dir.path()).expect("reopen");
+        let store = crate::testing::reopen(|| Store::open(dir.path()));
         if interrupted.is_ok() {
             assert!(store.conversation("c").is_none(), "writes {writes}");
         } else {

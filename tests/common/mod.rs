@@ -17,6 +17,7 @@ pub mod bus;
 pub mod chat;
 pub mod cli;
 pub mod clients;
+pub mod nats;
 pub mod notify;
 pub mod raw;
 pub mod server;

@@ -211,7 +211,12 @@ async fn nobody_publishes_to_the_servers_own_topics() {
         "value": {"type": "send", "id": "x", "conversationId": "c1", "senderId": "bob",
                   "senderName": "Bob", "content": "forged", "sentAt": "2024-01-01T00:00:00Z"}
     }]});
-    for topic in ["message.new.dlq", "messages", "messages.sent"] {
+    for topic in [
+        "message.new.dlq",
+        "messages",
+        "messages.sent",
+        "message.new",
+    ] {
         for scopes in [BOTH, ADMIN] {
             let path = format!("/api/topics/{topic}/records");
             let refused = problem(bus.post(scopes, &path, forged.clone()).await, 403).await;

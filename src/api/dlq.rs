@@ -22,6 +22,9 @@ pub(crate) struct ReplayBody {
     topic: Option<String>,
     /// Replay only the dead letters this sink failed (to this sink only).
     sink: Option<String>,
+    /// The consumer group that remembers how far replays got (default `dlq-replay`, or
+    /// `dlq-replay.NAME` with `sink`).
+    group: Option<String>,
 }
 
 /// `POST /api/dlq/replay` (admin) → 200 with what was replayed, once the replayed records are
@@ -43,7 +46,7 @@ pub(crate) async fn replay_dead_letters(
 ) -> Result<Json<ReplayReport>, ApiError> {
     caller.require_scope(ADMIN_SCOPE)?;
     let topic = body.topic.as_deref().unwrap_or(DLQ_TOPIC);
-    let plan = ReplayPlan::new(topic, None, body.sink).map_err(refusal)?;
+    let plan = ReplayPlan::new(topic, body.group, body.sink).map_err(refusal)?;
     let log = state.log()?;
     log.describe_topic(plan.topic())?;
     let ranges = ranges(log, &plan)?;

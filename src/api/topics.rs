@@ -4,9 +4,10 @@
 //! Scopes: creating needs `events:publish` (a producer owns the topics it writes to), listing
 //! and describing need `events:consume`, deleting needs `admin`; `admin` implies every scope.
 //! The topics the server writes are guarded on top of the scopes, for `admin` too
-//! ([`internal_topic`]): nobody creates, deletes or publishes to them over this API, but for
-//! `admin` putting dead letters back into `message.new`; `messages` (chat commands) is read by
-//! `admin` only, the others with `events:consume`.
+//! ([`internal_topic`]): nobody creates, deletes or publishes to them over this API (dead
+//! letters go back into `message.new` through `POST /api/dlq/replay`, which the server runs
+//! itself); `messages` (chat commands) is read by `admin` only, the others with
+//! `events:consume`.
 //!
 //! Records are published and read in [`super::records`]. This module does not validate names or
 //! retention values: the log does ([`crate::log::validate_topic_name`], `TopicConfig::validate`).
@@ -78,8 +79,8 @@ pub(crate) enum InternalTopic {
     /// `messages.sent`, the events chat produces for other services: readable with
     /// `events:consume`, written by the server only.
     Events,
-    /// `message.new`, the offline notifications: readable with `events:consume`; written by the
-    /// server, and by `admin` only to put dead letters back (`tidings dlq replay`).
+    /// `message.new`, the offline notifications: readable with `events:consume`, written by the
+    /// server only (`admin` puts dead letters back with `POST /api/dlq/replay`).
     Notifications,
     /// `message.new.dlq`, notifications a sink gave up on: readable with `events:consume`,
     /// written by the server only (a forged dead letter would be replayed by an operator).
@@ -104,7 +105,7 @@ impl InternalTopic {
         match action {
             Action::Create | Action::Delete => false,
             Action::Describe | Action::Read => admin || self != InternalTopic::Commands,
-            Action::Publish => admin && self == InternalTopic::Notifications,
+            Action::Publish => false,
         }
     }
 }

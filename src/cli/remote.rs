@@ -198,16 +198,6 @@ impl Remote {
         self.json(request).await
     }
 
-    /// `POST path` with a JSON body, expecting an answer without a body (204).
-    pub(crate) async fn post_no_content<B: Serialize + ?Sized>(
-        &self,
-        path: &str,
-        body: &B,
-    ) -> Result<(), RemoteError> {
-        let request = self.request(Method::POST, path, Duration::ZERO).json(body);
-        self.send(request).await.map(drop)
-    }
-
     /// `DELETE path`, expecting an answer without a body (204).
     pub(crate) async fn delete(&self, path: &str) -> Result<(), RemoteError> {
         let request = self.request(Method::DELETE, path, Duration::ZERO);

@@ -20,7 +20,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::sinks::{DLQ_SINK_HEADER, DLQ_TOPIC_HEADER, REPLAY_SINK_HEADER};
 use crate::log::{Log, LogError, ReadLimits, Record, StoredRecord};
@@ -28,7 +28,7 @@ use crate::log::{Log, LogError, ReadLimits, Record, StoredRecord};
 /// Prefix of the headers a dead letter gets; replay drops them.
 const DLQ_HEADER_PREFIX: &str = "tidings-dlq-";
 /// Most dead letters read (and re-published) at once.
-pub(crate) const BATCH: usize = 500;
+const BATCH: usize = 500;
 
 /// Why a replay was not started.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +103,11 @@ impl ReplayPlan {
         &self.group
     }
 
+    /// The one sink the plan replays to, if it names one.
+    pub(crate) fn sink(&self) -> Option<&str> {
+        self.sink.as_deref()
+    }
+
     /// A report of nothing done yet.
     pub(crate) fn report(&self) -> ReplayReport {
         ReplayReport {
@@ -123,8 +128,8 @@ impl ReplayPlan {
     }
 }
 
-/// What a replay did.
-#[derive(Debug, Default, Serialize)]
+/// What a replay did (the answer of `POST /api/dlq/replay`, read back by `tidings dlq replay`).
+#[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ReplayReport {
     /// The dead-letter topic.
@@ -156,7 +161,7 @@ pub(crate) fn belongs_to(source: &str, header: Option<&str>) -> bool {
 }
 
 /// Whether a header is one a dead letter got (and a replayed record loses).
-pub(crate) fn is_dlq_header(name: &str) -> bool {
+fn is_dlq_header(name: &str) -> bool {
     name.starts_with(DLQ_HEADER_PREFIX) || name == REPLAY_SINK_HEADER
 }
 

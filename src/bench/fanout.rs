@@ -84,6 +84,12 @@ pub struct BenchFanoutArgs {
     /// Sessions being opened at once.
     #[arg(long, default_value_t = 200)]
     pub(crate) connect_concurrency: usize,
+    /// A node of a cluster to spread the sessions and the senders over (repeat it for each
+    /// node; user i's session and sender i go to node i mod nodes, so most deliveries cross
+    /// nodes). The first node creates the conversations. Without it, everything goes to
+    /// --server.
+    #[arg(long = "node", value_name = "URL")]
+    pub(crate) nodes: Vec<String>,
     /// The server's process id (same machine): report its memory per idle session.
     #[arg(long)]
     pub(crate) server_pid: Option<u32>,
@@ -102,6 +108,8 @@ pub struct BenchFanoutArgs {
 pub(crate) struct BenchFanoutReport {
     /// The protocol of the sessions.
     pub(crate) protocol: SessionProtocol,
+    /// Nodes the sessions and senders were spread over (1: one server).
+    pub(crate) nodes: usize,
     /// Sessions asked for.
     pub(crate) connections: usize,
     /// Sessions that opened and said `ready`.
@@ -198,12 +206,12 @@ pub fn run(args: BenchFanoutArgs) -> anyhow::Result<()> {
 pub(crate) async fn measure(args: &BenchFanoutArgs) -> anyhow::Result<BenchFanoutReport> {
     check_args(args)?;
     raise_open_file_limit(args.connections + args.senders)?;
-    let server = args.target_server.base();
-    let setup = Arc::new(set_up(args, &server).await?);
+    let nodes = nodes(args);
+    let setup = Arc::new(set_up(args, &nodes[0]).await?);
     let shared = Arc::new(Shared::new());
     let rss_before = args.server_pid.map(|pid| resident_mib(Some(pid)));
     let connecting = Instant::now();
-    let (sessions, connect_failures) = open_sessions(args, &server, &setup, &shared).await?;
+    let (sessions, connect_failures) = open_sessions(args, &nodes, &setup, &shared).await?;
     let connect_seconds = connecting.elapsed().as_secs_f64();
     let held = sessions.len();
     let rss_idle = match args.server_pid {
@@ -215,7 +223,7 @@ pub(crate) async fn measure(args: &BenchFanoutArgs) -> anyhow::Result<BenchFanou
     };
     let cpu_before = process_cpu_seconds();
     let sending = Instant::now();
-    let sent = send_phase(args, &server, &setup, &shared).await?;
+    let sent = send_phase(args, &nodes, &setup, &shared).await?;
     let send_seconds = sending.elapsed().as_secs_f64();
     let cpu = process_cpu_seconds() - cpu_before;
     let members_online = count_open_members(&setup, &sessions);
@@ -241,6 +249,7 @@ pub(crate) async fn measure(args: &BenchFanoutArgs) -> anyhow::Result<BenchFanou
         .saturating_sub(sent.first_send_us);
     Ok(BenchFanoutReport {
         protocol: args.protocol,
+        nodes: nodes.len(),
         connections: args.connections,
         sessions_held: held,
         connect_failures,
@@ -289,6 +298,17 @@ fn check_args(args: &BenchFanoutArgs) -> anyhow::Result<()> {
         "--size must be at least {STAMP_LEN} bytes: the send time travels in the content"
     );
     Ok(())
+}
+
+/// The base URLs sessions and senders go to: the `--node`s, or `--server` alone.
+fn nodes(args: &BenchFanoutArgs) -> Vec<String> {
+    if args.nodes.is_empty() {
+        return vec![args.target_server.base()];
+    }
+    args.nodes
+        .iter()
+        .map(|node| node.trim_end_matches('/').to_owned())
+        .collect()
 }
 
 /// Raises this process's open-file limit to fit `descriptors` sockets, or says why it cannot.
@@ -409,18 +429,21 @@ struct OpenSession {
 /// ones (each already reading) and how many failed.
 async fn open_sessions(
     args: &BenchFanoutArgs,
-    server: &str,
+    nodes: &[String],
     setup: &Arc<Setup>,
     shared: &Arc<Shared>,
 ) -> anyhow::Result<(Vec<OpenSession>, usize)> {
-    let ws_base = websocket_url(server)?;
+    let ws_bases = nodes
+        .iter()
+        .map(|node| websocket_url(node))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let permits = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));
     let bar = progress_bar(args.connections as u64, "sessions");
     let mut connecting = JoinSet::new();
     let protocol = args.protocol;
     let conversations_of = setup.conversations_of();
     for (user, conversations) in conversations_of.into_iter().enumerate() {
-        let url = protocol.url(&ws_base, &setup.tokens[user]);
+        let url = protocol.url(&ws_bases[user % ws_bases.len()], &setup.tokens[user]);
         let ids: Vec<String> = conversations
             .iter()
             .map(|&c| setup.conversations[c].clone())
@@ -590,7 +613,7 @@ struct Sent {
 /// Sends at `--rate` for `--duration` from `--senders` connections.
 async fn send_phase(
     args: &BenchFanoutArgs,
-    server: &str,
+    nodes: &[String],
     setup: &Arc<Setup>,
     shared: &Arc<Shared>,
 ) -> anyhow::Result<Sent> {
@@ -605,7 +628,7 @@ async fn send_phase(
     let mut senders = JoinSet::new();
     for index in 0..args.senders {
         let plan = SenderPlan {
-            server: server.to_owned(),
+            server: nodes[index % nodes.len()].clone(),
             setup: setup.clone(),
             shared: shared.clone(),
             accepted: accepted.clone(),
@@ -753,9 +776,10 @@ async fn check_deliveries(setup: &Setup, sessions: Vec<OpenSession>, sent: &Sent
 
 fn print_summary(r: &BenchFanoutReport) {
     println!(
-        "fanout bench ({:?} sessions): {} of {} held ({} failed, opened in {:.1} s), {} \
-         conversations x {} members",
+        "fanout bench ({:?} sessions on {} node(s)): {} of {} held ({} failed, opened in \
+         {:.1} s), {} conversations x {} members",
         r.protocol,
+        r.nodes,
         r.sessions_held,
         r.connections,
         r.connect_failures,

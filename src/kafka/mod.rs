@@ -4,8 +4,8 @@
 //!
 //! Layout, one concern per file:
 //! - `listener`: accepts connections under a cap, each on its own task with the shutdown signal;
-//! - `connection`: length-prefixed framing (bounded frame size), one request at a time, answers
-//!   in order;
+//! - `connection`: length-prefixed framing (bounded frame size, a byte budget shared by all
+//!   connections), one request at a time, answers in order, closed when its token expires;
 //! - `dispatch`: header, API key and version checks, decoding, routing, encoding;
 //! - `versions`: what is served and the ApiVersions answer;
 //! - `access`: a connection's scopes and the guard on the server's own topics;
@@ -86,6 +86,8 @@ pub(crate) struct Broker {
     groups: groups::Groups,
     producers: producers::Producers,
     authenticator: Option<Authenticator>,
+    /// Request bytes all connections may hold at once (`kafka.maxInFlightBytes`).
+    request_budget: Arc<tokio::sync::Semaphore>,
     shutdown: CancellationToken,
 }
 
@@ -102,6 +104,7 @@ impl Broker {
         tasks: TaskTracker,
     ) -> Arc<Broker> {
         let groups = groups::Groups::new(shutdown.clone(), tasks);
+        let request_budget = Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight_bytes));
         Arc::new(Broker {
             log,
             settings,
@@ -110,6 +113,7 @@ impl Broker {
             groups,
             producers: producers::Producers::new(),
             authenticator,
+            request_budget,
             shutdown,
         })
     }

@@ -81,6 +81,9 @@ pub enum ServerError {
     /// The TLS certificate or key of `[tls]` cannot be used.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The Kafka listener's producer state (`DATA_DIR/kafka/`) cannot be opened.
+    #[error("cannot open the Kafka producer state: {0}")]
+    KafkaState(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The HTTP server failed while serving.
     #[error("the HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
@@ -288,13 +291,15 @@ fn start_kafka(state: &AppState, listener: TcpListener) -> Result<(), ServerErro
     let authenticator = state.authenticator().ok().cloned();
     let broker = kafka::Broker::new(
         log,
+        &config.data_dir,
         authenticator,
         config.kafka.clone(),
         advertised,
         config.log.default_partitions,
         state.shutdown().clone(),
         state.tasks().clone(),
-    );
+    )
+    .map_err(|e| ServerError::KafkaState(Box::new(e)))?;
     kafka::start(listener, broker, state.tasks());
     Ok(())
 }

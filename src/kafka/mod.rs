@@ -10,6 +10,7 @@
 //! - `versions`: what is served and the ApiVersions answer;
 //! - `access`: a connection's scopes and the guard on the server's own topics;
 //! - `producers`: InitProducerId and the idempotent producers' sequence check;
+//! - `producer_store`: the producers' ids and sequences on disk (`DATA_DIR/kafka/`);
 //! - `sasl`: SaslHandshake and SaslAuthenticate (PLAIN, OAUTHBEARER) with Tidings tokens;
 //! - `admin`: CreateTopics, DeleteTopics, DescribeConfigs;
 //! - `records`: Kafka record batches to log records and back (batches are transcoded);
@@ -41,10 +42,13 @@ mod listener;
 mod metadata;
 mod offsets;
 mod produce;
+mod producer_store;
 mod producers;
 mod records;
 mod sasl;
 mod versions;
+
+pub(crate) use producer_store::ProducerStoreError;
 
 /// The node id of the one broker: it leads every partition and coordinates every group.
 const NODE_ID: i32 = 0;
@@ -92,30 +96,34 @@ pub(crate) struct Broker {
 }
 
 impl Broker {
-    /// A broker over `log`; `default_partitions` is what an auto-created topic gets;
-    /// `authenticator` checks SASL tokens (without one, SASL always fails).
+    /// A broker over `log`, with the producers' state in `data_dir/kafka/`;
+    /// `default_partitions` is what an auto-created topic gets; `authenticator` checks SASL
+    /// tokens (without one, SASL always fails).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         log: Log,
+        data_dir: &std::path::Path,
         authenticator: Option<Authenticator>,
         settings: KafkaSettings,
         advertised: Advertised,
         default_partitions: u32,
         shutdown: CancellationToken,
         tasks: TaskTracker,
-    ) -> Arc<Broker> {
+    ) -> Result<Arc<Broker>, ProducerStoreError> {
+        let producers = producers::Producers::open(producer_store::ProducerStore::open(data_dir)?)?;
         let groups = groups::Groups::new(shutdown.clone(), tasks);
         let request_budget = Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight_bytes));
-        Arc::new(Broker {
+        Ok(Arc::new(Broker {
             log,
             settings,
             advertised,
             default_partitions,
             groups,
-            producers: producers::Producers::new(),
+            producers,
             authenticator,
             request_budget,
             shutdown,
-        })
+        }))
     }
 }
 

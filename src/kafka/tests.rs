@@ -43,13 +43,15 @@ fn fixture() -> Fixture {
     };
     let broker = Broker::new(
         log.clone(),
+        dir.path(),
         None,
         KafkaSettings::default(),
         advertised,
         2,
         CancellationToken::new(),
         TaskTracker::new(),
-    );
+    )
+    .expect("open the broker");
     Fixture {
         broker,
         log,

@@ -296,12 +296,22 @@ fn start_kafka(state: &AppState, listener: TcpListener) -> Result<(), ServerErro
         config.kafka.clone(),
         advertised,
         config.log.default_partitions,
+        kafka_group_limit(state),
         state.shutdown().clone(),
         state.tasks().clone(),
     )
     .map_err(|e| ServerError::KafkaState(Box::new(e)))?;
     kafka::start(listener, broker, state.tasks());
     Ok(())
+}
+
+/// `limits.maxGroups` for Kafka joins, counting the HTTP event bus's live groups too.
+fn kafka_group_limit(state: &AppState) -> kafka::GroupLimit {
+    let bus_state = state.clone();
+    kafka::GroupLimit {
+        max: state.config().limits.max_groups,
+        http_groups: Box::new(move || bus_state.bus().groups()),
+    }
 }
 
 /// Gives the hub its contacts (the store) and starts its timers.

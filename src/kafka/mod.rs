@@ -48,6 +48,7 @@ mod records;
 mod sasl;
 mod versions;
 
+pub(crate) use groups::GroupLimit;
 pub(crate) use producer_store::ProducerStoreError;
 
 /// The node id of the one broker: it leads every partition and coordinates every group.
@@ -88,6 +89,7 @@ pub(crate) struct Broker {
     advertised: Advertised,
     default_partitions: u32,
     groups: groups::Groups,
+    group_limit: groups::GroupLimit,
     producers: producers::Producers,
     authenticator: Option<Authenticator>,
     /// Request bytes all connections may hold at once (`kafka.maxInFlightBytes`).
@@ -107,6 +109,7 @@ impl Broker {
         settings: KafkaSettings,
         advertised: Advertised,
         default_partitions: u32,
+        group_limit: GroupLimit,
         shutdown: CancellationToken,
         tasks: TaskTracker,
     ) -> Result<Arc<Broker>, ProducerStoreError> {
@@ -119,6 +122,7 @@ impl Broker {
             advertised,
             default_partitions,
             groups,
+            group_limit,
             producers,
             authenticator,
             request_budget,
@@ -135,3 +139,5 @@ pub(crate) fn start(listener: TcpListener, broker: Arc<Broker>, tasks: &TaskTrac
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod group_limit_tests;

@@ -140,4 +140,6 @@ pub(crate) fn start(listener: TcpListener, broker: Arc<Broker>, tasks: &TaskTrac
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod golden_tests;
+#[cfg(test)]
 mod group_limit_tests;

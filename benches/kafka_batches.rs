@@ -31,9 +31,13 @@ fn value(i: usize) -> Bytes {
         "thanks", "see", "you", "soon", "lunch", "call", "update",
     ];
     let mut text = format!("{{\"n\":{i},\"text\":\"");
-    let mut state = (i as u64).wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+    let mut state = (i as u64)
+        .wrapping_mul(6_364_136_223_846_793_005)
+        .wrapping_add(1);
     while text.len() < SIZE - 2 {
-        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         text.push_str(WORDS[(state >> 60) as usize]);
         text.push(' ');
     }
@@ -120,13 +124,17 @@ fn produce(c: &mut Criterion) {
         group.bench_function(format!("transcode/{name}"), |b| {
             b.iter(|| {
                 let records = transcode(&batch);
-                runtime.block_on(log.append_to("b", 0, records)).expect("append")
+                runtime
+                    .block_on(log.append_to("b", 0, records))
+                    .expect("append")
             })
         });
         group.bench_function(format!("keep/{name}"), |b| {
             b.iter(|| {
                 let record = check_kept(&batch);
-                runtime.block_on(log.append_to("b", 0, vec![record])).expect("append")
+                runtime
+                    .block_on(log.append_to("b", 0, vec![record]))
+                    .expect("append")
             })
         });
     }
@@ -143,10 +151,17 @@ fn fetch(c: &mut Criterion) {
             .expect("topic");
     }
     let records = transcode(&kafka_batch(Compression::None));
-    runtime.block_on(log.append_to("records", 0, records)).expect("append");
-    for (topic, compression) in [("kept-none", Compression::None), ("kept-lz4", Compression::Lz4)] {
+    runtime
+        .block_on(log.append_to("records", 0, records))
+        .expect("append");
+    for (topic, compression) in [
+        ("kept-none", Compression::None),
+        ("kept-lz4", Compression::Lz4),
+    ] {
         let kept = check_kept(&kafka_batch(compression));
-        runtime.block_on(log.append_to(topic, 0, vec![kept])).expect("append");
+        runtime
+            .block_on(log.append_to(topic, 0, vec![kept]))
+            .expect("append");
     }
     let limits = ReadLimits {
         max_records: RECORDS,

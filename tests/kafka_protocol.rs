@@ -131,7 +131,9 @@ fn token(bus: &Bus<Process>, ttl: Duration) -> String {
 async fn a_connection_is_closed_when_its_sasl_token_expires() {
     let (bus, broker, _config) = sasl_server().await;
     let mut kafka = RawKafka::connect(&broker).await;
-    let answer = kafka.authenticate(&token(&bus, Duration::from_secs(2))).await;
+    let answer = kafka
+        .authenticate(&token(&bus, Duration::from_secs(2)))
+        .await;
     assert_eq!(answer.error_code, 0, "{:?}", answer.error_message);
     let lifetime = answer.session_lifetime_ms;
     assert!(lifetime > 0 && lifetime <= 3000, "lifetime {lifetime} ms");
@@ -152,7 +154,9 @@ async fn a_connection_is_closed_when_its_sasl_token_expires() {
 async fn a_connection_that_reauthenticates_outlives_its_first_token() {
     let (bus, broker, _config) = sasl_server().await;
     let mut kafka = RawKafka::connect(&broker).await;
-    let first = kafka.authenticate(&token(&bus, Duration::from_secs(2))).await;
+    let first = kafka
+        .authenticate(&token(&bus, Duration::from_secs(2)))
+        .await;
     assert_eq!(first.error_code, 0);
     let renewed = kafka
         .authenticate(&token(&bus, Duration::from_secs(600)))
@@ -164,7 +168,11 @@ async fn a_connection_that_reauthenticates_outlives_its_first_token() {
     ))
     .await;
     let metadata = kafka.metadata().await;
-    assert_eq!(metadata.brokers.len(), 1, "served past the first token's expiry");
+    assert_eq!(
+        metadata.brokers.len(),
+        1,
+        "served past the first token's expiry"
+    );
 }
 
 /// A length prefix over `kafka.maxFrameBytes` closes the connection without the server reading
@@ -254,9 +262,8 @@ async fn a_batch_retried_after_a_server_restart_is_still_a_duplicate() {
     let mut kafka = RawKafka::connect(server.kafka.as_deref().expect("kafka listening")).await;
     let producer_id = init_producer_id(&mut kafka).await;
     let topic_request = MetadataRequest::default()
-        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(
-            TopicName(StrBytes::from_static_str("retried")),
-        ))]))
+        .with_topics(Some(vec![MetadataRequestTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_static_str("retried"))))]))
         .with_allow_auto_topic_creation(true);
     let _: MetadataResponse = kafka.call(ApiKey::Metadata, 9, &topic_request).await;
     let first = produce(&mut kafka, "retried", idempotent_batch(producer_id, 0)).await;

@@ -205,7 +205,10 @@ mod tests {
             ..KafkaSettings::default()
         };
         let refused = kafka.validate().expect_err("budget below one frame");
-        assert!(refused.to_string().contains("kafka.maxInFlightBytes"), "{refused}");
+        assert!(
+            refused.to_string().contains("kafka.maxInFlightBytes"),
+            "{refused}"
+        );
         kafka.max_frame_bytes = 1024 * 1024;
         kafka.validate().expect("one frame fits");
     }

@@ -158,8 +158,8 @@ async fn read_body<R: AsyncRead + Unpin>(
 
 /// Writes one answer with its length prefix and flushes it.
 async fn write_frame<W: AsyncWrite + Unpin>(writer: &mut W, answer: &Bytes) -> std::io::Result<()> {
-    let len = u32::try_from(answer.len())
-        .map_err(|_| std::io::Error::other("an answer over 4 GiB"))?;
+    let len =
+        u32::try_from(answer.len()).map_err(|_| std::io::Error::other("an answer over 4 GiB"))?;
     writer.write_all(&len.to_be_bytes()).await?;
     writer.write_all(answer).await?;
     writer.flush().await
@@ -176,10 +176,16 @@ mod tests {
     #[tokio::test]
     async fn a_length_over_the_limit_is_refused_before_its_body_is_read() {
         let (mut client, mut server) = tokio::io::duplex(64);
-        client.write_all(&u32::MAX.to_be_bytes()).await.expect("write");
+        client
+            .write_all(&u32::MAX.to_be_bytes())
+            .await
+            .expect("write");
         let budget = budget(1 << 20);
         let refused = read_frame(&mut server, 1 << 20, &budget).await;
-        assert!(matches!(refused, Err(FrameError::TooLarge { .. })), "{refused:?}");
+        assert!(
+            matches!(refused, Err(FrameError::TooLarge { .. })),
+            "{refused:?}"
+        );
         assert_eq!(budget.available_permits(), 1 << 20, "nothing reserved");
     }
 
@@ -202,7 +208,10 @@ mod tests {
     #[tokio::test]
     async fn a_frame_cut_short_releases_its_reservation() {
         let (mut client, mut server) = tokio::io::duplex(1 << 16);
-        client.write_all(&(64u32 << 20).to_be_bytes()).await.expect("write");
+        client
+            .write_all(&(64u32 << 20).to_be_bytes())
+            .await
+            .expect("write");
         client.write_all(&[7u8; 100]).await.expect("write");
         drop(client);
         let budget = budget(128 << 20);
@@ -244,7 +253,10 @@ mod tests {
         client.write_all(&10u32.to_be_bytes()).await.expect("write");
         client.write_all(&[1u8; 10]).await.expect("write");
         let budget = budget(10);
-        let held = Arc::clone(&budget).acquire_many_owned(5).await.expect("open");
+        let held = Arc::clone(&budget)
+            .acquire_many_owned(5)
+            .await
+            .expect("open");
         let waiting = read_frame(&mut server, 1024, &budget);
         tokio::pin!(waiting);
         let early = tokio::time::timeout(std::time::Duration::from_millis(50), &mut waiting).await;

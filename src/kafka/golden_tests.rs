@@ -44,7 +44,9 @@ const ORDER: [&str; 20] = [
 ];
 
 fn fixtures(client: &str) -> Vec<(String, i16, Bytes)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kafka").join(client);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/kafka")
+        .join(client);
     let mut frames: Vec<(String, i16, Bytes)> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|entry| entry.expect("a directory entry").path())
@@ -57,10 +59,17 @@ fn fixtures(client: &str) -> Vec<(String, i16, Bytes)> {
 
 /// `Api-vN.bin` and its bytes.
 fn parse_name(path: &PathBuf) -> (String, i16, Bytes) {
-    let stem = path.file_stem().and_then(|s| s.to_str()).expect("a UTF-8 name");
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .expect("a UTF-8 name");
     let (api, version) = stem.rsplit_once("-v").expect("named Api-vN");
     let bytes = std::fs::read(path).expect("read a golden file");
-    (api.to_owned(), version.parse().expect("a version"), Bytes::from(bytes))
+    (
+        api.to_owned(),
+        version.parse().expect("a version"),
+        Bytes::from(bytes),
+    )
 }
 
 /// The answer's body, after its header.
@@ -90,7 +99,11 @@ async fn replay(client: &str) -> Vec<String> {
         let key = i16::from_be_bytes([frame[0], frame[1]]);
         let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
         let api_key = ApiKey::try_from(key).expect("a known API key");
-        assert_eq!(frame[2..4], version.to_be_bytes(), "{client} {api}: the name's version");
+        assert_eq!(
+            frame[2..4],
+            version.to_be_bytes(),
+            "{client} {api}: the name's version"
+        );
         let reply = handle_frame(&f.broker, &mut session, frame).await;
         check(&f, client, api_key, version, reply, correlation_id);
         seen.push(format!("{api}-v{version}"));
@@ -104,7 +117,10 @@ fn check(f: &Fixture, client: &str, api_key: ApiKey, version: i16, reply: Reply,
         ApiKey::ApiVersions => {
             let a: ApiVersionsResponse = answer(reply, api_key, version, cid);
             assert_eq!(a.error_code, 0, "{what}");
-            assert!(a.api_keys.iter().any(|k| k.api_key == ApiKey::Produce as i16));
+            assert!(a
+                .api_keys
+                .iter()
+                .any(|k| k.api_key == ApiKey::Produce as i16));
         }
         ApiKey::SaslHandshake => {
             let a: SaslHandshakeResponse = answer(reply, api_key, version, cid);
@@ -116,16 +132,28 @@ fn check(f: &Fixture, client: &str, api_key: ApiKey, version: i16, reply: Reply,
             let a: SaslAuthenticateResponse = answer(reply, api_key, version, cid);
             assert_eq!(a.error_code, code(ResponseError::SaslAuthenticationFailed));
             let message = a.error_message.map(|m| m.as_str().to_owned());
-            assert_eq!(message.as_deref(), Some("tokens cannot be checked"), "{what}");
+            assert_eq!(
+                message.as_deref(),
+                Some("tokens cannot be checked"),
+                "{what}"
+            );
         }
         ApiKey::Metadata => {
             let a: MetadataResponse = answer(reply, api_key, version, cid);
             assert_eq!(a.brokers.len(), 1, "{what}");
-            assert!(a.topics.iter().all(|t| t.error_code == 0), "{what}: {:?}", a.topics);
+            assert!(
+                a.topics.iter().all(|t| t.error_code == 0),
+                "{what}: {:?}",
+                a.topics
+            );
         }
         ApiKey::CreateTopics => {
             let a: CreateTopicsResponse = answer(reply, api_key, version, cid);
-            assert!(a.topics.iter().all(|t| t.error_code == 0), "{what}: {:?}", a.topics);
+            assert!(
+                a.topics.iter().all(|t| t.error_code == 0),
+                "{what}: {:?}",
+                a.topics
+            );
             let info = f.log.describe_topic("golden").expect("created");
             assert_eq!(info.partitions.len(), 2, "{what}");
         }
@@ -133,7 +161,10 @@ fn check(f: &Fixture, client: &str, api_key: ApiKey, version: i16, reply: Reply,
             let a: DescribeConfigsResponse = answer(reply, api_key, version, cid);
             let result = &a.results[0];
             assert_eq!(result.error_code, 0, "{what}");
-            assert!(result.configs.iter().any(|c| c.name.as_str() == "retention.ms"));
+            assert!(result
+                .configs
+                .iter()
+                .any(|c| c.name.as_str() == "retention.ms"));
         }
         ApiKey::InitProducerId => {
             let a: InitProducerIdResponse = answer(reply, api_key, version, cid);
@@ -161,7 +192,11 @@ fn check(f: &Fixture, client: &str, api_key: ApiKey, version: i16, reply: Reply,
             // The captures fetch from offset 0: a partition that holds records sends some.
             for partition in partitions.iter().filter(|p| p.high_watermark > 0) {
                 let bytes = partition.records.as_ref().map_or(0, Bytes::len);
-                assert!(bytes > 0, "{what}: records of partition {}", partition.partition_index);
+                assert!(
+                    bytes > 0,
+                    "{what}: records of partition {}",
+                    partition.partition_index
+                );
             }
         }
         ApiKey::FindCoordinator => {
@@ -172,7 +207,10 @@ fn check(f: &Fixture, client: &str, api_key: ApiKey, version: i16, reply: Reply,
         ApiKey::JoinGroup => {
             let a: JoinGroupResponse = answer(reply, api_key, version, cid);
             assert_eq!(a.error_code, 0, "{what}");
-            assert_eq!(a.generation_id, 1, "{what}: a lone member's first generation");
+            assert_eq!(
+                a.generation_id, 1,
+                "{what}: a lone member's first generation"
+            );
             assert_eq!(a.leader, a.member_id, "{what}");
         }
         ApiKey::SyncGroup => {
@@ -190,7 +228,10 @@ fn check(f: &Fixture, client: &str, api_key: ApiKey, version: i16, reply: Reply,
                 code(ResponseError::IllegalGeneration),
             ];
             for partition in a.topics.iter().flat_map(|t| &t.partitions) {
-                assert!(refused.contains(&partition.error_code), "{what}: {partition:?}");
+                assert!(
+                    refused.contains(&partition.error_code),
+                    "{what}: {partition:?}"
+                );
             }
         }
         ApiKey::OffsetFetch => {

@@ -49,7 +49,10 @@ async fn a_new_group_over_max_groups_is_refused_and_known_groups_still_join() {
         ResponseError::GroupMaxSizeReached.code(),
         "http-only, g1 and g2 are three groups"
     );
-    assert!(!listed(&f).await.contains(&"g3".to_owned()), "nothing started");
+    assert!(
+        !listed(&f).await.contains(&"g3".to_owned()),
+        "nothing started"
+    );
     let known = join(&f, "http-only", 10_000).await;
     assert_eq!(known.error_code, 0, "a group the bus knows is no new group");
 }
@@ -63,12 +66,20 @@ async fn an_empty_group_disappears_after_its_session_timeout() {
     assert_eq!(joined.error_code, 0);
     let leave = LeaveGroupRequest::default()
         .with_group_id(GroupId(StrBytes::from_static_str("fleeting")))
-        .with_members(vec![MemberIdentity::default().with_member_id(joined.member_id)]);
+        .with_members(vec![
+            MemberIdentity::default().with_member_id(joined.member_id)
+        ]);
     let left: LeaveGroupResponse = call(&f, ApiKey::LeaveGroup, 3, &leave).await;
     assert_eq!(left.error_code, 0);
-    assert!(listed(&f).await.contains(&"fleeting".to_owned()), "empty, still there");
+    assert!(
+        listed(&f).await.contains(&"fleeting".to_owned()),
+        "empty, still there"
+    );
 
-    f.log.create_topic("t", crate::log::TopicConfig::with_partitions(1)).await.expect("create");
+    f.log
+        .create_topic("t", crate::log::TopicConfig::with_partitions(1))
+        .await
+        .expect("create");
     f.log.commit_offset("kept", "t", 0, 0).expect("commit");
     tokio::time::sleep(Duration::from_millis(600)).await;
     let after = listed(&f).await;

@@ -73,8 +73,7 @@ impl Groups {
         command: impl FnOnce(oneshot::Sender<T>) -> Command,
     ) -> Option<T> {
         let (reply, answer) = oneshot::channel();
-        if let Err(mpsc::error::SendError(command)) = self.handle(name).send(command(reply)).await
-        {
+        if let Err(mpsc::error::SendError(command)) = self.handle(name).send(command(reply)).await {
             self.handle(name).send(command).await.ok()?;
         }
         answer.await.ok()
@@ -98,7 +97,9 @@ pub(crate) struct GroupLimit {
 
 impl std::fmt::Debug for GroupLimit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GroupLimit").field("max", &self.max).finish()
+        f.debug_struct("GroupLimit")
+            .field("max", &self.max)
+            .finish()
     }
 }
 

@@ -138,8 +138,8 @@ pub(crate) fn start(listener: TcpListener, broker: Arc<Broker>, tasks: &TaskTrac
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod golden_tests;
 #[cfg(test)]
 mod group_limit_tests;
+#[cfg(test)]
+mod tests;

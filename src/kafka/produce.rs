@@ -134,7 +134,10 @@ fn checked_records(
 ) -> Result<(u32, Vec<Record>, ProducerInfo), PartitionProduceResponse> {
     let index = data.index;
     if transactional {
-        return Err(refused(index, ResponseError::TransactionalIdAuthorizationFailed));
+        return Err(refused(
+            index,
+            ResponseError::TransactionalIdAuthorizationFailed,
+        ));
     }
     if !session.may_produce(topic) {
         return Err(refused(index, ResponseError::TopicAuthorizationFailed));

@@ -81,6 +81,9 @@ pub enum ServerError {
     /// The TLS certificate or key of `[tls]` cannot be used.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The Kafka listener's producer state (`DATA_DIR/kafka/`) cannot be opened.
+    #[error("cannot open the Kafka producer state: {0}")]
+    KafkaState(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The HTTP server failed while serving.
     #[error("the HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
@@ -288,15 +291,27 @@ fn start_kafka(state: &AppState, listener: TcpListener) -> Result<(), ServerErro
     let authenticator = state.authenticator().ok().cloned();
     let broker = kafka::Broker::new(
         log,
+        &config.data_dir,
         authenticator,
         config.kafka.clone(),
         advertised,
         config.log.default_partitions,
+        kafka_group_limit(state),
         state.shutdown().clone(),
         state.tasks().clone(),
-    );
+    )
+    .map_err(|e| ServerError::KafkaState(Box::new(e)))?;
     kafka::start(listener, broker, state.tasks());
     Ok(())
+}
+
+/// `limits.maxGroups` for Kafka joins, counting the HTTP event bus's live groups too.
+fn kafka_group_limit(state: &AppState) -> kafka::GroupLimit {
+    let bus_state = state.clone();
+    kafka::GroupLimit {
+        max: state.config().limits.max_groups,
+        http_groups: Box::new(move || bus_state.bus().groups()),
+    }
 }
 
 /// Gives the hub its contacts (the store) and starts its timers.

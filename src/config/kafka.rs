@@ -14,6 +14,16 @@ use super::{bad_value, parse_address, set, ConfigError};
 /// Largest `kafka.maxFrameBytes`: a request larger than this is refused by closing the
 /// connection, so one client cannot make the server buffer without bound.
 const MAX_FRAME_BYTES: usize = 256 * 1024 * 1024;
+/// Default `kafka.maxFrameBytes`: eight times what the clients send by default (librdkafka's
+/// and the Java client's request limit, `message.max.bytes` / `max.request.size`, is ~1 MB;
+/// kafkajs has none, and 8 MiB leaves it room for a send of a few thousand records).
+const DEFAULT_FRAME_BYTES: usize = 8 * 1024 * 1024;
+/// Default `kafka.maxInFlightBytes`: request bytes all connections may hold at once (Kafka's
+/// `queued.max.request.bytes`), sixteen default-size frames.
+const DEFAULT_IN_FLIGHT_BYTES: usize = 128 * 1024 * 1024;
+/// Largest `kafka.maxInFlightBytes`: the budget is a semaphore of `u32` permits per frame, and
+/// 4 GiB of request buffers is more than this server is meant to hold.
+const MAX_IN_FLIGHT_BYTES: usize = 4 * 1024 * 1024 * 1024 - 1;
 
 /// The `[kafka]` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +46,9 @@ pub struct KafkaSettings {
     pub max_connections: usize,
     /// Largest request frame; a larger one closes the connection (`kafka.maxFrameBytes`).
     pub max_frame_bytes: usize,
+    /// Request bytes all Kafka connections together may hold while they read and handle them;
+    /// a connection whose next frame does not fit waits, unread (`kafka.maxInFlightBytes`).
+    pub max_in_flight_bytes: usize,
 }
 
 impl Default for KafkaSettings {
@@ -47,7 +60,8 @@ impl Default for KafkaSettings {
             anonymous_scopes: vec!["events:publish".into(), "events:consume".into()],
             allow_anonymous: false,
             max_connections: 1024,
-            max_frame_bytes: 100 * 1024 * 1024,
+            max_frame_bytes: DEFAULT_FRAME_BYTES,
+            max_in_flight_bytes: DEFAULT_IN_FLIGHT_BYTES,
         }
     }
 }
@@ -79,6 +93,19 @@ impl KafkaSettings {
                 "kafka.maxFrameBytes",
                 self.max_frame_bytes,
                 format!("between 1024 and {MAX_FRAME_BYTES}"),
+            ));
+        }
+        if self.max_in_flight_bytes < self.max_frame_bytes
+            || self.max_in_flight_bytes > MAX_IN_FLIGHT_BYTES
+        {
+            return Err(bad_value(
+                "kafka.maxInFlightBytes",
+                self.max_in_flight_bytes,
+                format!(
+                    "between kafka.maxFrameBytes ({}) and {MAX_IN_FLIGHT_BYTES}: one largest \
+                     frame must fit",
+                    self.max_frame_bytes
+                ),
             ));
         }
         self.check_anonymous_exposure()
@@ -115,6 +142,7 @@ pub(super) struct FileKafka {
     allow_anonymous: Option<bool>,
     max_connections: Option<usize>,
     max_frame_bytes: Option<usize>,
+    max_in_flight_bytes: Option<usize>,
 }
 
 impl FileKafka {
@@ -134,6 +162,7 @@ impl FileKafka {
         set(&mut kafka.allow_anonymous, self.allow_anonymous);
         set(&mut kafka.max_connections, self.max_connections);
         set(&mut kafka.max_frame_bytes, self.max_frame_bytes);
+        set(&mut kafka.max_in_flight_bytes, self.max_in_flight_bytes);
         Ok(())
     }
 }
@@ -167,6 +196,21 @@ mod tests {
             ..KafkaSettings::default()
         };
         kafka.validate().expect("loopback is fine");
+    }
+
+    #[test]
+    fn the_in_flight_budget_holds_at_least_one_largest_frame() {
+        let mut kafka = KafkaSettings {
+            max_in_flight_bytes: 1024 * 1024,
+            ..KafkaSettings::default()
+        };
+        let refused = kafka.validate().expect_err("budget below one frame");
+        assert!(
+            refused.to_string().contains("kafka.maxInFlightBytes"),
+            "{refused}"
+        );
+        kafka.max_frame_bytes = 1024 * 1024;
+        kafka.validate().expect("one frame fits");
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub(super) struct Session {
     pub(super) peer: String,
     /// The mechanism of the SASL handshake, if there was one.
     pub(super) mechanism: Option<Mechanism>,
+    /// When the token this connection authenticated with expires: the connection closes then
+    /// unless it re-authenticated (KIP-368). `None` for a connection without SASL.
+    pub(super) expires_at: Option<tokio::time::Instant>,
 }
 
 impl Session {
@@ -45,12 +48,21 @@ impl Session {
             scopes: scopes.to_vec(),
             peer,
             mechanism: None,
+            expires_at: None,
         }
     }
 
-    /// The connection authenticated: it has the token's scopes from now on.
-    pub(super) fn authenticate(&mut self, scopes: Vec<String>) {
+    /// The connection authenticated (or re-authenticated): it has the token's scopes from now
+    /// on, until `expires_at`.
+    pub(super) fn authenticate(&mut self, scopes: Vec<String>, expires_at: tokio::time::Instant) {
         self.scopes = scopes;
+        self.expires_at = Some(expires_at);
+    }
+
+    /// Whether the token this connection authenticated with has expired.
+    pub(super) fn expired(&self) -> bool {
+        self.expires_at
+            .is_some_and(|at| at <= tokio::time::Instant::now())
     }
 
     /// Whether this connection may delete `topic`: `admin`, and never the server's own.

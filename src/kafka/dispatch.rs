@@ -163,7 +163,7 @@ fn encode_reply(
     } else {
         api_key.response_header_version(version)
     };
-    let mut frame = BytesMut::with_capacity(64);
+    let mut frame = BytesMut::with_capacity(size_hint(answer));
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     let encoded = header
         .encode(&mut frame, header_version)
@@ -173,6 +173,23 @@ fn encode_reply(
         Err(e) => Reply::Close(format!(
             "{api_key:?} v{version}: cannot encode the answer: {e}"
         )),
+    }
+}
+
+/// Bytes to reserve for an answer: a Fetch answer is its record batches plus a little per
+/// partition, reserved at once so that megabytes of records are not copied again as the buffer
+/// doubles; any other answer is small.
+fn size_hint(answer: &ResponseKind) -> usize {
+    const PER_PARTITION: usize = 64;
+    match answer {
+        ResponseKind::Fetch(fetch) => fetch
+            .responses
+            .iter()
+            .flat_map(|topic| &topic.partitions)
+            .map(|p| p.records.as_ref().map_or(0, Bytes::len) + PER_PARTITION)
+            .sum::<usize>()
+            .saturating_add(1024),
+        _ => 256,
     }
 }
 

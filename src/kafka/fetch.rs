@@ -178,7 +178,7 @@ fn read_partition(
         Err(e) => return partition_error(index, log_error_code(&e), Some((low, high))),
     };
     let high = records.last().map_or(high, |r| high.max(r.offset + 1));
-    match encode_fetched(&records) {
+    match encode_fetched(records) {
         Ok(batch) => PartitionData::default()
             .with_partition_index(index)
             .with_high_watermark(to_i64(high))

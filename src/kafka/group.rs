@@ -9,15 +9,22 @@
 //! it stays) gets every member's metadata in its JoinGroup answer and sends back one blob per
 //! member in SyncGroup. States as Kafka names them: `Empty`, `PreparingRebalance`,
 //! `CompletingRebalance`, `Stable`. Committed offsets are not kept here (see `offsets`).
+//!
+//! A group without members ends its task after the last member's session timeout (or
+//! [`DEFAULT_IDLE`] if it never had one), so idle groups do not pile up in memory; its
+//! committed offsets stay in the log.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+
+/// How long a group that never had a member (a DescribeGroups or a simple consumer's commit
+/// named it) lives on without one.
+pub(super) const DEFAULT_IDLE: Duration = Duration::from_secs(30);
 
 /// What a join asks.
 #[derive(Debug)]
@@ -128,36 +135,26 @@ pub(super) struct Group {
     leader: Option<String>,
     members: BTreeMap<String, Member>,
     next_member: u64,
-}
-
-/// Runs the group's owner task until `shutdown` or until every handle to it is gone.
-pub(super) async fn run(
-    name: String,
-    mut commands: mpsc::Receiver<Command>,
-    shutdown: CancellationToken,
-) {
-    let mut group = Group::new(name);
-    loop {
-        let wake = group.next_deadline();
-        tokio::select! {
-            command = commands.recv() => match command {
-                Some(command) => group.apply(command, Instant::now()),
-                None => break,
-            },
-            () = sleep_until_some(wake) => group.tick(Instant::now()),
-            () = shutdown.cancelled() => break,
-        }
-    }
-}
-
-async fn sleep_until_some(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
+    /// How long the group lives on without members: the last joiner's session timeout.
+    idle_timeout: Duration,
 }
 
 impl Group {
+    /// The group's name.
+    pub(super) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the group has no members.
+    pub(super) fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// How long the group lives on without members.
+    pub(super) fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
+    }
+
     pub(super) fn new(name: String) -> Group {
         Group {
             name,
@@ -168,6 +165,7 @@ impl Group {
             leader: None,
             members: BTreeMap::new(),
             next_member: 0,
+            idle_timeout: DEFAULT_IDLE,
         }
     }
 
@@ -266,6 +264,7 @@ impl Group {
             });
             return;
         }
+        self.idle_timeout = args.session_timeout;
         let member_id = if args.member_id.is_empty() {
             self.next_member += 1;
             format!(

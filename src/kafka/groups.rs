@@ -24,6 +24,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -59,25 +60,104 @@ impl Groups {
         }
         let (sender, receiver) = mpsc::channel(GROUP_QUEUE);
         self.tasks
-            .spawn(group::run(name.to_owned(), receiver, self.shutdown.clone()));
+            .spawn(run_group(name.to_owned(), receiver, self.shutdown.clone()));
         live.insert(name.to_owned(), sender.clone());
         sender
     }
 
     /// Sends a command to the group and waits for its answer; `None` when the server stops.
+    /// A group whose task ended idle between the lookup and the send gets a new task.
     pub(super) async fn ask<T>(
         &self,
         name: &str,
         command: impl FnOnce(oneshot::Sender<T>) -> Command,
     ) -> Option<T> {
         let (reply, answer) = oneshot::channel();
-        self.handle(name).send(command(reply)).await.ok()?;
+        if let Err(mpsc::error::SendError(command)) = self.handle(name).send(command(reply)).await {
+            self.handle(name).send(command).await.ok()?;
+        }
         answer.await.ok()
     }
 
-    /// Names of the groups with a task.
+    /// Names of the groups with a task; the entries of ended tasks are dropped.
     fn live_names(&self) -> Vec<String> {
-        self.live.lock().keys().cloned().collect()
+        let mut live = self.live.lock();
+        live.retain(|_, sender| !sender.is_closed());
+        live.keys().cloned().collect()
+    }
+}
+
+/// `limits.maxGroups` over Kafka: one count with the HTTP event bus's groups.
+pub(crate) struct GroupLimit {
+    /// Most groups: Kafka's live ones, HTTP's live ones and every group with committed offsets.
+    pub(crate) max: usize,
+    /// The HTTP event bus's live groups.
+    pub(crate) http_groups: Box<dyn Fn() -> Vec<String> + Send + Sync>,
+}
+
+impl std::fmt::Debug for GroupLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupLimit")
+            .field("max", &self.max)
+            .finish()
+    }
+}
+
+/// Whether a join of `name` would make one group more than `limits.maxGroups`.
+fn over_group_limit(broker: &Broker, name: &str) -> bool {
+    let limit = &broker.group_limit;
+    let mut known = broker.groups.live_names();
+    known.extend(broker.log.group_names().unwrap_or_default());
+    known.extend((limit.http_groups)());
+    known.sort();
+    known.dedup();
+    known.binary_search_by(|g| g.as_str().cmp(name)).is_err() && known.len() >= limit.max
+}
+
+/// Runs the group's owner task until `shutdown` or until every handle to it is gone.
+pub(super) async fn run_group(
+    name: String,
+    mut commands: mpsc::Receiver<Command>,
+    shutdown: CancellationToken,
+) {
+    let mut group = group::Group::new(name);
+    let mut idle_since = Some(Instant::now());
+    loop {
+        let wake = group.next_deadline();
+        let idle_end = idle_since.map(|since| since + group.idle_timeout());
+        tokio::select! {
+            command = commands.recv() => match command {
+                Some(command) => group.apply(command, Instant::now()),
+                None => break,
+            },
+            () = sleep_until_some(wake) => group.tick(Instant::now()),
+            () = sleep_until_some(idle_end) => {
+                end_idle(&mut group, &mut commands);
+                break;
+            }
+            () = shutdown.cancelled() => break,
+        }
+        idle_since = match group.is_empty() {
+            true => idle_since.or_else(|| Some(Instant::now())),
+            false => None,
+        };
+    }
+}
+
+/// Refuses new commands (senders then start a new task) and answers those already queued,
+/// so none is dropped unanswered but a join's, whose client retries.
+fn end_idle(group: &mut group::Group, commands: &mut mpsc::Receiver<Command>) {
+    tracing::debug!(group = %group.name(), "kafka: an idle group ends");
+    commands.close();
+    while let Ok(command) = commands.try_recv() {
+        group.apply(command, Instant::now());
+    }
+}
+
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -113,12 +193,23 @@ pub(super) fn find_coordinator(
         .with_port(port)
 }
 
-/// JoinGroup: answered once the group's join completes (or fails).
+/// JoinGroup: answered once the group's join completes (or fails). A new group over
+/// `limits.maxGroups` is refused with `GROUP_MAX_SIZE_REACHED`: not retriable, so the client
+/// reports it instead of retrying in silence.
 pub(super) async fn join(
     broker: &Broker,
     session: &Session,
     request: JoinGroupRequest,
 ) -> JoinGroupResponse {
+    if over_group_limit(broker, request.group_id.0.as_str()) {
+        tracing::warn!(group = %request.group_id.0.as_str(), "kafka: join refused, limits.maxGroups reached");
+        return join_answer(Joined {
+            error: ResponseError::GroupMaxSizeReached.code(),
+            generation: -1,
+            member_id: text(&request.member_id),
+            ..Joined::default()
+        });
+    }
     let session_timeout = millis(request.session_timeout_ms);
     // v0 had no rebalance timeout: it was the session timeout.
     let rebalance_timeout = match request.rebalance_timeout_ms {

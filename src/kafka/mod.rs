@@ -4,12 +4,13 @@
 //!
 //! Layout, one concern per file:
 //! - `listener`: accepts connections under a cap, each on its own task with the shutdown signal;
-//! - `connection`: length-prefixed framing (bounded frame size), one request at a time, answers
-//!   in order;
+//! - `connection`: length-prefixed framing (bounded frame size, a byte budget shared by all
+//!   connections), one request at a time, answers in order, closed when its token expires;
 //! - `dispatch`: header, API key and version checks, decoding, routing, encoding;
 //! - `versions`: what is served and the ApiVersions answer;
 //! - `access`: a connection's scopes and the guard on the server's own topics;
 //! - `producers`: InitProducerId and the idempotent producers' sequence check;
+//! - `producer_store`: the producers' ids and sequences on disk (`DATA_DIR/kafka/`);
 //! - `sasl`: SaslHandshake and SaslAuthenticate (PLAIN, OAUTHBEARER) with Tidings tokens;
 //! - `admin`: CreateTopics, DeleteTopics, DescribeConfigs;
 //! - `records`: Kafka record batches to log records and back (batches are transcoded);
@@ -41,10 +42,14 @@ mod listener;
 mod metadata;
 mod offsets;
 mod produce;
+mod producer_store;
 mod producers;
 mod records;
 mod sasl;
 mod versions;
+
+pub(crate) use groups::GroupLimit;
+pub(crate) use producer_store::ProducerStoreError;
 
 /// The node id of the one broker: it leads every partition and coordinates every group.
 const NODE_ID: i32 = 0;
@@ -84,34 +89,45 @@ pub(crate) struct Broker {
     advertised: Advertised,
     default_partitions: u32,
     groups: groups::Groups,
+    group_limit: groups::GroupLimit,
     producers: producers::Producers,
     authenticator: Option<Authenticator>,
+    /// Request bytes all connections may hold at once (`kafka.maxInFlightBytes`).
+    request_budget: Arc<tokio::sync::Semaphore>,
     shutdown: CancellationToken,
 }
 
 impl Broker {
-    /// A broker over `log`; `default_partitions` is what an auto-created topic gets;
-    /// `authenticator` checks SASL tokens (without one, SASL always fails).
+    /// A broker over `log`, with the producers' state in `data_dir/kafka/`;
+    /// `default_partitions` is what an auto-created topic gets; `authenticator` checks SASL
+    /// tokens (without one, SASL always fails).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         log: Log,
+        data_dir: &std::path::Path,
         authenticator: Option<Authenticator>,
         settings: KafkaSettings,
         advertised: Advertised,
         default_partitions: u32,
+        group_limit: GroupLimit,
         shutdown: CancellationToken,
         tasks: TaskTracker,
-    ) -> Arc<Broker> {
+    ) -> Result<Arc<Broker>, ProducerStoreError> {
+        let producers = producers::Producers::open(producer_store::ProducerStore::open(data_dir)?)?;
         let groups = groups::Groups::new(shutdown.clone(), tasks);
-        Arc::new(Broker {
+        let request_budget = Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight_bytes));
+        Ok(Arc::new(Broker {
             log,
             settings,
             advertised,
             default_partitions,
             groups,
-            producers: producers::Producers::new(),
+            group_limit,
+            producers,
             authenticator,
+            request_budget,
             shutdown,
-        })
+        }))
     }
 }
 
@@ -121,5 +137,9 @@ pub(crate) fn start(listener: TcpListener, broker: Arc<Broker>, tasks: &TaskTrac
     tasks.spawn(listener::accept(listener, broker, shutdown, tasks.clone()));
 }
 
+#[cfg(test)]
+mod golden_tests;
+#[cfg(test)]
+mod group_limit_tests;
 #[cfg(test)]
 mod tests;

@@ -5,7 +5,9 @@
 //! acks = 0 nothing is answered, as Kafka does.
 //!
 //! Batches of idempotent producers (a producer id) go through `producers`' sequence check:
-//! a resent batch is answered with its first offsets, a gap is `OUT_OF_ORDER_SEQUENCE_NUMBER`.
+//! a resent batch is answered with its first offsets, a gap is `OUT_OF_ORDER_SEQUENCE_NUMBER`;
+//! the sequences of the batches a request appended are durable before its answer leaves, so a
+//! retry after a restart is still a duplicate.
 //! A request with a `transactional_id` is refused: transactions are not served. Producing to a
 //! topic that does not exist is `UNKNOWN_TOPIC_OR_PARTITION` (clients create topics through
 //! Metadata first). Nothing of a refused partition is appended.
@@ -20,7 +22,7 @@ use super::access::Session;
 use super::dispatch::Handled;
 use super::metadata::log_error_code;
 use super::producers::Verdict;
-use super::records::{decode_produced, BatchError};
+use super::records::{decode_produced, BatchError, ProducerInfo};
 use super::Broker;
 use crate::log::Record;
 
@@ -43,7 +45,12 @@ pub(super) async fn handle(broker: &Broker, session: &Session, request: ProduceR
             ));
         }
     }
-    let mut outcomes = join_all(work).await.into_iter();
+    let outcomes = join_all(work).await;
+    if outcomes.iter().any(|(_, remembered)| *remembered) {
+        // The sequences of appended idempotent batches are durable before any answer says so.
+        broker.producers.sync().await;
+    }
+    let mut outcomes = outcomes.into_iter().map(|(answer, _)| answer);
     if request.acks == 0 {
         return Handled::Silent;
     }
@@ -70,40 +77,22 @@ pub(super) async fn handle(broker: &Broker, session: &Session, request: ProduceR
     )))
 }
 
-/// Checks, decodes and appends one partition's data; its answer.
+/// Checks, decodes and appends one partition's data; its answer, and whether an idempotent
+/// producer's sequences were written (to be synced before the answer leaves).
 async fn produce_partition(
     broker: &Broker,
     session: &Session,
     topic: &str,
     data: &PartitionProduceData,
     transactional: bool,
-) -> PartitionProduceResponse {
-    let index = data.index;
-    if transactional {
-        return refused(index, ResponseError::TransactionalIdAuthorizationFailed);
-    }
-    if !session.may_produce(topic) {
-        return refused(index, ResponseError::TopicAuthorizationFailed);
-    }
-    let partition = match existing_partition(broker, topic, index) {
-        Ok(partition) => partition,
-        Err(code) => return refused(index, code),
-    };
-    let Some(bytes) = &data.records else {
-        return refused(index, ResponseError::CorruptMessage);
-    };
-    let (records, producer) = match decode_produced(bytes) {
-        Ok(decoded) => decoded,
-        Err(BatchError::Corrupt(reason)) => {
-            tracing::debug!(topic, partition, reason = %reason, "kafka: corrupt batch refused");
-            return refused(index, ResponseError::CorruptMessage);
-        }
-        Err(BatchError::Transactional) => {
-            return refused(index, ResponseError::TransactionalIdAuthorizationFailed)
-        }
-    };
+) -> (PartitionProduceResponse, bool) {
+    let (partition, records, producer) =
+        match checked_records(broker, session, topic, data, transactional) {
+            Ok(checked) => checked,
+            Err(refusal) => return (refusal, false),
+        };
     if producer.producer_id < 0 {
-        return append(broker, topic, partition, records).await.0;
+        return (append(broker, topic, partition, records).await.0, false);
     }
     // Idempotent: the check, the append and remembering it are one step per partition.
     let sequences = broker
@@ -113,10 +102,14 @@ async fn produce_partition(
     match sequences.check(&producer) {
         Verdict::Append => {
             let (answer, base) = append(broker, topic, partition, records).await;
-            if let Some(base) = base {
-                sequences.record(&producer, base);
-            }
-            answer
+            let Some(base) = base else {
+                return (answer, false);
+            };
+            sequences.record(&producer, base);
+            broker
+                .producers
+                .remember(producer.producer_id, topic, partition, &sequences);
+            (answer, true)
         }
         Verdict::Duplicate(base) => {
             tracing::debug!(
@@ -125,9 +118,44 @@ async fn produce_partition(
                 base,
                 "kafka: a duplicate batch answered with its first offset"
             );
-            accepted(broker, topic, partition, base)
+            (accepted(broker, topic, partition, base), false)
         }
-        Verdict::Refuse(code) => refused(index, code),
+        Verdict::Refuse(code) => (refused(data.index, code), false),
+    }
+}
+
+/// The partition, records and producer of one partition's data, or the answer refusing it.
+fn checked_records(
+    broker: &Broker,
+    session: &Session,
+    topic: &str,
+    data: &PartitionProduceData,
+    transactional: bool,
+) -> Result<(u32, Vec<Record>, ProducerInfo), PartitionProduceResponse> {
+    let index = data.index;
+    if transactional {
+        return Err(refused(
+            index,
+            ResponseError::TransactionalIdAuthorizationFailed,
+        ));
+    }
+    if !session.may_produce(topic) {
+        return Err(refused(index, ResponseError::TopicAuthorizationFailed));
+    }
+    let partition = existing_partition(broker, topic, index).map_err(|e| refused(index, e))?;
+    let Some(bytes) = &data.records else {
+        return Err(refused(index, ResponseError::CorruptMessage));
+    };
+    match decode_produced(bytes) {
+        Ok((records, producer)) => Ok((partition, records, producer)),
+        Err(BatchError::Corrupt(reason)) => {
+            tracing::debug!(topic, partition, reason = %reason, "kafka: corrupt batch refused");
+            Err(refused(index, ResponseError::CorruptMessage))
+        }
+        Err(BatchError::Transactional) => Err(refused(
+            index,
+            ResponseError::TransactionalIdAuthorizationFailed,
+        )),
     }
 }
 

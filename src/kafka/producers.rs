@@ -4,20 +4,21 @@
 //! offsets it got the first time instead of being appended twice, and a batch that skips
 //! sequences is refused with `OUT_OF_ORDER_SEQUENCE_NUMBER`.
 //!
-//! The ranges live in memory. Producer ids are the allocation time in milliseconds times 1024
-//! plus a counter, so a restarted server never hands out an id it gave before without
-//! persisting anything; after a restart the first batch of a known producer is taken as it
-//! comes (its earlier ranges are gone). Transactions are refused: a `transactional_id` gets
+//! The ranges live in memory and in `producer_store` (`DATA_DIR/kafka/`): each appended batch
+//! is written there and made durable before its answer leaves, and a (producer, partition)
+//! first seen after a restart is loaded from it, so a batch retried across a restart is still
+//! answered as a duplicate. Producer ids come from a durable counter and are never handed out
+//! twice. Transactions are refused: a `transactional_id` gets
 //! `TRANSACTIONAL_ID_AUTHORIZATION_FAILED`.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use kafka_protocol::ResponseError;
 use parking_lot::Mutex;
 
+use super::producer_store::{ProducerStore, ProducerStoreError, StoredBatch, ID_BLOCK};
 use super::records::ProducerInfo;
 
 /// Batches remembered per (producer, partition), as Kafka does.
@@ -50,6 +51,25 @@ pub(super) struct Sequences {
 }
 
 impl Sequences {
+    fn from_stored(epoch: i16, stored: Vec<StoredBatch>) -> Sequences {
+        let batches = stored
+            .into_iter()
+            .map(|(first_sequence, last_sequence, base_offset)| SentBatch {
+                first_sequence,
+                last_sequence,
+                base_offset,
+            })
+            .collect();
+        Sequences { epoch, batches }
+    }
+
+    fn to_stored(&self) -> Vec<StoredBatch> {
+        self.batches
+            .iter()
+            .map(|b| (b.first_sequence, b.last_sequence, b.base_offset))
+            .collect()
+    }
+
     /// Whether `batch` is new and in order, a duplicate, or refused.
     pub(super) fn check(&self, batch: &ProducerInfo) -> Verdict {
         if self.batches.is_empty() || batch.producer_epoch > self.epoch {
@@ -106,25 +126,28 @@ fn last_sequence_of(batch: &ProducerInfo) -> i32 {
 type SequenceKey = (i64, String, u32);
 
 /// Every idempotent producer's sequences, one async lock per (producer, partition) so that a
-/// check and its append are one step while other partitions go on.
+/// check and its append are one step while other partitions go on; and the id counter.
 #[derive(Debug)]
 pub(super) struct Producers {
-    next_id: AtomicI64,
+    store: ProducerStore,
+    /// The next id to hand out and the durable ceiling it must stay below.
+    ids: Mutex<(u64, u64)>,
     sequences: Mutex<HashMap<SequenceKey, Arc<tokio::sync::Mutex<Sequences>>>>,
 }
 
 impl Producers {
-    pub(super) fn new() -> Producers {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0));
-        Producers {
-            next_id: AtomicI64::new(now_ms.saturating_mul(1024)),
+    /// The producers' state kept in `store`; ids continue from its durable ceiling.
+    pub(super) fn open(store: ProducerStore) -> Result<Producers, ProducerStoreError> {
+        let ceiling = store.id_ceiling()?;
+        Ok(Producers {
+            store,
+            ids: Mutex::new((ceiling, ceiling)),
             sequences: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
-    /// The lock of one producer's sequences on one partition.
+    /// The lock of one producer's sequences on one partition (loaded from the store the first
+    /// time it is asked for after a start).
     pub(super) fn sequences(
         &self,
         producer_id: i64,
@@ -132,7 +155,61 @@ impl Producers {
         partition: u32,
     ) -> Arc<tokio::sync::Mutex<Sequences>> {
         let key = (producer_id, topic.to_owned(), partition);
-        Arc::clone(self.sequences.lock().entry(key).or_default())
+        let mut sequences = self.sequences.lock();
+        let entry = sequences.entry(key).or_insert_with(|| {
+            let stored = self.store.load(producer_id, topic, partition);
+            let loaded = stored.map_or_else(Sequences::default, |(epoch, batches)| {
+                Sequences::from_stored(epoch, batches)
+            });
+            Arc::new(tokio::sync::Mutex::new(loaded))
+        });
+        Arc::clone(entry)
+    }
+
+    /// Writes a producer's sequences on a partition to the store; durable after [`Self::sync`].
+    pub(super) fn remember(
+        &self,
+        producer_id: i64,
+        topic: &str,
+        partition: u32,
+        sequences: &Sequences,
+    ) {
+        let stored = sequences.to_stored();
+        if let Err(e) = self
+            .store
+            .save(producer_id, topic, partition, sequences.epoch, &stored)
+        {
+            // Kept in memory all the same: only a restart would forget this batch.
+            tracing::error!(error = %e, "kafka: cannot write a producer's sequences");
+        }
+    }
+
+    /// Makes the remembered sequences durable (before the answers that rely on them leave).
+    pub(super) async fn sync(&self) {
+        let store = self.store.clone();
+        let synced = tokio::task::spawn_blocking(move || store.flush_and_sync()).await;
+        match synced {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "kafka: cannot sync the producers' state"),
+            Err(e) => tracing::error!(error = %e, "kafka: the producers' state sync failed"),
+        }
+    }
+
+    /// A new producer id, never handed out before, also across restarts: a new block of ids is
+    /// made durable first (a blocking write, once per [`ID_BLOCK`] ids); `None` if it cannot be.
+    fn next_id(&self) -> Option<i64> {
+        let mut ids = self.ids.lock();
+        let (next, ceiling) = *ids;
+        if next >= ceiling {
+            let raised = ceiling.saturating_add(ID_BLOCK);
+            if let Err(e) = self.store.raise_id_ceiling(raised) {
+                tracing::error!(error = %e, "kafka: cannot reserve producer ids");
+                return None;
+            }
+            ids.1 = raised;
+        }
+        ids.0 = next.saturating_add(1);
+        i64::try_from(next).ok()
     }
 
     /// InitProducerId: a new id at epoch 0, or (KIP-360) the same id at the next epoch.
@@ -154,7 +231,13 @@ impl Producers {
                 request.producer_epoch.saturating_add(1),
             )
         } else {
-            (self.next_id.fetch_add(1, Ordering::Relaxed), 0)
+            let Some(id) = self.next_id() else {
+                return InitProducerIdResponse::default()
+                    .with_error_code(ResponseError::CoordinatorNotAvailable.code())
+                    .with_producer_id(ProducerId(-1))
+                    .with_producer_epoch(-1);
+            };
+            (id, 0)
         };
         InitProducerIdResponse::default()
             .with_producer_id(ProducerId(id))
@@ -219,9 +302,40 @@ mod tests {
         assert_eq!(seq.check(&batch(0, 1, 1)), Verdict::Duplicate(1));
     }
 
+    fn producers(dir: &std::path::Path) -> Producers {
+        Producers::open(ProducerStore::open(dir).expect("open the store")).expect("open")
+    }
+
+    #[test]
+    fn producer_ids_are_never_handed_out_twice_across_a_restart() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let first = producers(dir.path()).next_id().expect("an id");
+        let second = producers(dir.path()).next_id().expect("an id");
+        assert!(second > first, "{second} after {first}");
+    }
+
+    #[tokio::test]
+    async fn remembered_sequences_are_loaded_after_a_restart() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let before = producers(dir.path());
+            let lock = before.sequences(7, "orders", 1);
+            let mut seq = lock.lock().await;
+            seq.record(&batch(2, 0, 10), 40);
+            before.remember(7, "orders", 1, &seq);
+            before.sync().await;
+        }
+        let after = producers(dir.path());
+        let lock = after.sequences(7, "orders", 1);
+        let seq = lock.lock().await;
+        assert_eq!(seq.check(&batch(2, 0, 10)), Verdict::Duplicate(40));
+        assert_eq!(seq.check(&batch(2, 10, 1)), Verdict::Append);
+    }
+
     #[test]
     fn transactional_producers_are_refused() {
-        let producers = Producers::new();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let producers = producers(dir.path());
         let request = InitProducerIdRequest::default().with_transactional_id(Some(
             kafka_protocol::messages::TransactionalId(
                 kafka_protocol::protocol::StrBytes::from_static_str("tx"),

@@ -102,15 +102,20 @@ fn to_log_record(record: KafkaRecord) -> Result<Record, BatchError> {
     })
 }
 
-/// Stored records as one uncompressed v2 batch; empty bytes for no records.
-pub(super) fn encode_fetched(records: &[StoredRecord]) -> anyhow::Result<Bytes> {
-    if records.is_empty() {
+/// Stored records as one uncompressed v2 batch; empty bytes for no records. The records are
+/// taken, not borrowed: their keys, values and headers move into the encoder's records without
+/// a copy, so each byte is copied once, into the answer.
+pub(super) fn encode_fetched(records: Vec<StoredRecord>) -> anyhow::Result<Bytes> {
+    let Some(first) = records.first() else {
         return Ok(Bytes::new());
-    }
-    let base = records[0].offset;
-    let kafka: Vec<KafkaRecord> = records.iter().map(|r| to_kafka_record(r, base)).collect();
-    let mut buf =
-        BytesMut::with_capacity(records.iter().map(|r| r.size() + 24).sum::<usize>() + 64);
+    };
+    let base = first.offset;
+    let capacity = records.iter().map(|r| r.size() + 24).sum::<usize>() + 64;
+    let kafka: Vec<KafkaRecord> = records
+        .into_iter()
+        .map(|r| to_kafka_record(r, base))
+        .collect();
+    let mut buf = BytesMut::with_capacity(capacity);
     let options = RecordEncodeOptions {
         version: 2,
         compression: Compression::None,
@@ -122,16 +127,11 @@ pub(super) fn encode_fetched(records: &[StoredRecord]) -> anyhow::Result<Bytes> 
 /// `base` is the first fetched offset: the encoder keeps records in one batch only while
 /// offset minus sequence stays the same, so sequences count from it (the batch has no producer
 /// id, so clients do not read them).
-fn to_kafka_record(record: &StoredRecord, base: u64) -> KafkaRecord {
+fn to_kafka_record(record: StoredRecord, base: u64) -> KafkaRecord {
     let headers: IndexMap<StrBytes, Option<Bytes>> = record
         .headers
-        .iter()
-        .map(|h| {
-            (
-                StrBytes::from_string(h.key.clone()),
-                Some(Bytes::copy_from_slice(&h.value)),
-            )
-        })
+        .into_iter()
+        .map(|h| (StrBytes::from_string(h.key), Some(Bytes::from(h.value))))
         .collect();
     KafkaRecord {
         transactional: false,
@@ -144,8 +144,8 @@ fn to_kafka_record(record: &StoredRecord, base: u64) -> KafkaRecord {
         offset: i64::try_from(record.offset).unwrap_or(i64::MAX),
         sequence: i32::try_from(record.offset.saturating_sub(base)).unwrap_or(i32::MAX),
         timestamp: record.timestamp_ms,
-        key: record.key.as_deref().map(Bytes::copy_from_slice),
-        value: Some(Bytes::copy_from_slice(&record.value)),
+        key: record.key.map(Bytes::from),
+        value: Some(Bytes::from(record.value)),
         headers,
     }
 }
@@ -171,7 +171,7 @@ mod tests {
     #[test]
     fn fetched_records_decode_back_with_their_offsets_keys_and_headers() {
         let records = [stored(41, "k1", "{\"a\":1}"), stored(42, "k2", "\"x\"")];
-        let batch = encode_fetched(&records).expect("encodes");
+        let batch = encode_fetched(records.to_vec()).expect("encodes");
         let (decoded, producer) = decode_produced(&batch).expect("decodes");
         assert_eq!(producer.record_count, 2);
         assert_eq!(decoded[0].key.as_deref(), Some(&b"k1"[..]));
@@ -184,7 +184,7 @@ mod tests {
 
     #[test]
     fn a_flipped_byte_fails_the_crc() {
-        let batch = encode_fetched(&[stored(0, "k", "v")]).expect("encodes");
+        let batch = encode_fetched(vec![stored(0, "k", "v")]).expect("encodes");
         let mut bad = batch.to_vec();
         let last = bad.len() - 1;
         bad[last] ^= 0xff;
@@ -202,7 +202,7 @@ mod tests {
             Compression::Lz4,
             Compression::Zstd,
         ] {
-            let kafka = vec![to_kafka_record(&stored(0, "k", "{\"n\":1}"), 0)];
+            let kafka = vec![to_kafka_record(stored(0, "k", "{\"n\":1}"), 0)];
             let mut buf = BytesMut::new();
             let options = RecordEncodeOptions {
                 version: 2,

@@ -2,7 +2,9 @@
 //! a Tidings token as the password, or OAUTHBEARER with the token itself. A verified token
 //! gives the connection that token's scopes instead of the anonymous ones; the answer tells
 //! the client when the token expires (`session_lifetime_ms`, KIP-368) so that it
-//! re-authenticates in time.
+//! re-authenticates in time. The connection closes at that moment unless a SaslHandshake and
+//! SaslAuthenticate with a fresh token came before (KIP-368 re-authentication: the new token's
+//! scopes and expiry replace the old ones; a failed one leaves the old expiry in place).
 //!
 //! Tokens are checked by [`crate::auth::Authenticator`] (HS256 secret, or an identity provider's
 //! keys); this module only unwraps the mechanisms' bytes.
@@ -62,7 +64,9 @@ pub(super) async fn authenticate(
         Ok(identity) => {
             let lifetime_ms = lifetime_ms(identity.expires_at);
             tracing::info!(peer = %session.peer, user = %identity.user_id, "kafka: authenticated");
-            session.authenticate(identity.scopes);
+            let expires_at = tokio::time::Instant::now()
+                + std::time::Duration::from_millis(lifetime_ms.unsigned_abs());
+            session.authenticate(identity.scopes, expires_at);
             SaslAuthenticateResponse::default()
                 .with_auth_bytes(Bytes::new())
                 .with_session_lifetime_ms(lifetime_ms)

@@ -26,13 +26,13 @@ use super::{Advertised, Broker};
 use crate::config::KafkaSettings;
 use crate::log::{Log, LogConfig, Record};
 
-struct Fixture {
-    broker: Arc<Broker>,
-    log: Log,
+pub(super) struct Fixture {
+    pub(super) broker: Arc<Broker>,
+    pub(super) log: Log,
     _dir: tempfile::TempDir,
 }
 
-fn fixture() -> Fixture {
+pub(super) fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = LogConfig::new(dir.path());
     config.durability = crate::log::Durability::Never;
@@ -43,13 +43,19 @@ fn fixture() -> Fixture {
     };
     let broker = Broker::new(
         log.clone(),
+        dir.path(),
         None,
         KafkaSettings::default(),
         advertised,
         2,
+        super::GroupLimit {
+            max: 3,
+            http_groups: Box::new(|| vec!["http-only".to_owned()]),
+        },
         CancellationToken::new(),
         TaskTracker::new(),
-    );
+    )
+    .expect("open the broker");
     Fixture {
         broker,
         log,
@@ -57,7 +63,7 @@ fn fixture() -> Fixture {
     }
 }
 
-fn session() -> Session {
+pub(super) fn session() -> Session {
     Session::anonymous(
         &["events:publish".to_owned(), "events:consume".to_owned()],
         "127.0.0.1:5555".into(),
@@ -65,7 +71,7 @@ fn session() -> Session {
 }
 
 /// A request frame as a client sends it (without the length prefix).
-fn frame(api_key: ApiKey, version: i16, body: &impl Encodable) -> Bytes {
+pub(super) fn frame(api_key: ApiKey, version: i16, body: &impl Encodable) -> Bytes {
     let mut buf = BytesMut::new();
     RequestHeader::default()
         .with_request_api_key(api_key as i16)
@@ -80,7 +86,7 @@ fn frame(api_key: ApiKey, version: i16, body: &impl Encodable) -> Bytes {
 
 /// Sends one request through `dispatch` and decodes the answer (after checking its
 /// correlation id).
-async fn call<R: Decodable>(
+pub(super) async fn call<R: Decodable>(
     f: &Fixture,
     api_key: ApiKey,
     version: i16,

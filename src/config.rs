@@ -20,11 +20,13 @@ use crate::log::{Durability, LogConfig, DEFAULT_MIN_FREE_DISK_BYTES, MAX_PARTITI
 use crate::notify::SinkConfig;
 
 mod auth;
+mod cluster;
 mod http;
 mod kafka;
 mod tls;
 mod ws;
 pub use auth::{AuthSettings, ClaimNames, JwksLocation};
+pub use cluster::ClusterConfig;
 pub use http::HttpSettings;
 pub use kafka::KafkaSettings;
 pub use tls::TlsSettings;

@@ -8,7 +8,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::context::{PublishError, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
@@ -18,6 +18,10 @@ use super::wire::WireRecord;
 use super::{names, unavailable, Inner, IDEMPOTENCY_HEADER};
 use crate::log::stats::Counters;
 use crate::log::{partition_for_key, Appended, LogError, Record, Result, TopicConfig};
+
+/// How long an acknowledged record may take to reach this node's replica before the feed is
+/// asked to check its consumer (normally it arrives within a millisecond or two).
+const NUDGE_AFTER: Duration = Duration::from_millis(200);
 
 impl Inner {
     pub(super) async fn append(
@@ -44,12 +48,14 @@ impl Inner {
                 .js
                 .send_publish(subject, publication(record, now))
                 .await
-                .map_err(|e| publish_error(topic, e))?;
+                .map_err(|e| self.publish_error(topic, &state, e))?;
             pending.push((partition, ack));
         }
         let mut appended = Vec::with_capacity(pending.len());
         for (partition, ack) in pending {
-            let ack = ack.await.map_err(|e| publish_error(topic, e))?;
+            let ack = ack
+                .await
+                .map_err(|e| self.publish_error(topic, &state, e))?;
             appended.push(Appended {
                 partition,
                 offset: ack.sequence - 1,
@@ -60,6 +66,21 @@ impl Inner {
         Counters::add(&self.counters.records, count);
         Counters::add(&self.counters.bytes, bytes as u64);
         Ok(appended)
+    }
+
+    /// "No responders" (the client's `StreamNotFound`) also means that no leader answers right
+    /// now (an election, or no quorum): only a topic gone from the registry is `UnknownTopic`.
+    fn publish_error(&self, topic: &str, state: &TopicState, error: PublishError) -> LogError {
+        let gone = || {
+            self.registry
+                .get(topic)
+                .is_none_or(|now| now.meta.incarnation != state.meta.incarnation)
+        };
+        match error.kind() {
+            PublishErrorKind::StreamNotFound if gone() => LogError::UnknownTopic(topic.into()),
+            PublishErrorKind::MaxAckPending => LogError::Overloaded,
+            _ => unavailable(format!("appending to {topic}"), error),
+        }
     }
 
     fn check_records(&self, records: &[Record]) -> Result<()> {
@@ -117,10 +138,16 @@ impl Inner {
         for landed in appended {
             let replica = &state.replicas[landed.partition as usize];
             let mut high = replica.subscribe();
-            let replicated = tokio::time::timeout(
-                self.config.request_timeout,
-                high.wait_for(|high| *high > landed.offset),
-            );
+            let replicated = tokio::time::timeout(self.config.request_timeout, async {
+                let here = |high: &u64| *high > landed.offset;
+                let soon = tokio::time::timeout(NUDGE_AFTER, high.wait_for(here))
+                    .await
+                    .is_ok();
+                if !soon {
+                    replica.nudge();
+                }
+                high.wait_for(here).await.map(|_| ())
+            });
             let replicated = replicated.await;
             match replicated {
                 Ok(Ok(_)) => {}
@@ -148,14 +175,6 @@ fn publication(record: Record, now_ms: i64) -> PublishMessage {
     match id {
         Some(id) => publish.message_id(id),
         None => publish,
-    }
-}
-
-fn publish_error(topic: &str, error: PublishError) -> LogError {
-    match error.kind() {
-        PublishErrorKind::StreamNotFound => LogError::UnknownTopic(topic.into()),
-        PublishErrorKind::MaxAckPending => LogError::Overloaded,
-        _ => unavailable(format!("appending to {topic}"), error),
     }
 }
 

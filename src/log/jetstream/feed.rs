@@ -20,6 +20,11 @@ use super::wire::WireRecord;
 /// Pause before a broken consumer is replaced.
 const RETRY_PAUSE: Duration = Duration::from_millis(250);
 
+/// After this long without a message the feed asks the stream how far it is: the client only
+/// notices a consumer lost with a dead server after two missed heartbeats (about 30 s), far
+/// longer than a leader election.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+
 /// Starts following `stream` into `replica` until `stop` is cancelled.
 pub(super) fn spawn(stream: Stream, replica: Arc<Replica>, stop: CancellationToken) {
     tokio::spawn(async move {
@@ -56,8 +61,19 @@ async fn follow_once(
         })
         .await?;
     let mut messages = consumer.messages().await?;
-    while let Some(message) = messages.next().await {
-        let message = message?;
+    loop {
+        let next = tokio::select! {
+            next = tokio::time::timeout(IDLE_CHECK, messages.next()) => next.ok(),
+            () = replica.stalled() => None,
+        };
+        let message = match next {
+            Some(Some(message)) => message?,
+            Some(None) => return Ok(()),
+            None if is_behind(stream, replica).await => {
+                return Err("the consumer delivers no more of what the stream holds".into())
+            }
+            None => continue,
+        };
         let sequence = message.info()?.stream_sequence;
         let offset = sequence - 1;
         match WireRecord::decode(&message.payload, || format!("{name} sequence {sequence}")) {
@@ -70,5 +86,14 @@ async fn follow_once(
             }
         }
     }
-    Ok(())
+}
+
+/// Whether the stream holds records past the replica's high watermark (an unanswered question
+/// counts as no: the cluster may be down, and a new consumer would not help then).
+async fn is_behind(stream: &Stream, replica: &Replica) -> bool {
+    let mut fresh = stream.clone();
+    match fresh.info().await {
+        Ok(info) => info.state.last_sequence > replica.watermarks().1,
+        Err(_) => false,
+    }
 }

@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 
 use parking_lot::RwLock;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use super::wire::WireRecord;
 use crate::log::{LogError, ReadLimits, Result, StoredRecord};
@@ -21,6 +21,9 @@ pub(super) struct Replica {
     partition: u32,
     state: RwLock<State>,
     high: watch::Sender<u64>,
+    /// Raised by an append that the cluster acknowledged but this replica does not have yet:
+    /// the feed checks at once whether its consumer is stuck.
+    stalled: Notify,
 }
 
 #[derive(Debug)]
@@ -53,6 +56,7 @@ impl Replica {
                 last_timestamp_ms: i64::MIN,
             }),
             high: watch::channel(low).0,
+            stalled: Notify::new(),
         }
     }
 
@@ -99,6 +103,16 @@ impl Replica {
             self.high.send_replace(low);
         }
         true
+    }
+
+    /// Tells the feed that an acknowledged record is late here.
+    pub(super) fn nudge(&self) {
+        self.stalled.notify_one();
+    }
+
+    /// Resolves when an append said a record is late (see [`nudge`](Self::nudge)).
+    pub(super) async fn stalled(&self) {
+        self.stalled.notified().await;
     }
 
     /// (low, high) watermarks as this node has them.

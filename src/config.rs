@@ -20,11 +20,13 @@ use crate::log::{Durability, LogConfig, DEFAULT_MIN_FREE_DISK_BYTES, MAX_PARTITI
 use crate::notify::SinkConfig;
 
 mod auth;
+mod cluster;
 mod http;
 mod kafka;
 mod tls;
 mod ws;
 pub use auth::{AuthSettings, ClaimNames, JwksLocation};
+pub use cluster::ClusterConfig;
 pub use http::HttpSettings;
 pub use kafka::KafkaSettings;
 pub use tls::TlsSettings;
@@ -59,6 +61,8 @@ pub struct Config {
     pub tls: TlsSettings,
     /// The Kafka wire-protocol listener (`[kafka]`).
     pub kafka: KafkaSettings,
+    /// The NATS JetStream cluster the node runs on instead of the embedded log (`[cluster]`).
+    pub cluster: ClusterConfig,
 }
 
 /// The `[signalr]` section.
@@ -240,6 +244,7 @@ impl Default for Config {
             signalr: SignalrSettings::default(),
             tls: TlsSettings::default(),
             kafka: KafkaSettings::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -260,6 +265,7 @@ impl fmt::Debug for Config {
             .field("signalr", &self.signalr)
             .field("tls", &self.tls)
             .field("kafka", &self.kafka)
+            .field("cluster", &self.cluster)
             .finish()
     }
 }
@@ -343,6 +349,8 @@ pub struct Overrides {
     pub tls_key: Option<PathBuf>,
     /// `--kafka-listen` / `TIDINGS_KAFKA_LISTEN`.
     pub kafka_listen: Option<SocketAddr>,
+    /// `--cluster` / `TIDINGS_CLUSTER`: NATS URLs, comma-separated.
+    pub cluster: Option<Vec<String>>,
 }
 
 /// The environment variables read, and the setting each one sets. Anything else is file-only.
@@ -361,6 +369,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("TIDINGS_TLS_CERT", "tls.cert"),
     ("TIDINGS_TLS_KEY", "tls.key"),
     ("TIDINGS_KAFKA_LISTEN", "kafka.listen"),
+    ("TIDINGS_CLUSTER", "cluster.urls"),
 ];
 
 impl Overrides {
@@ -401,6 +410,7 @@ impl Overrides {
             kafka_listen: get("TIDINGS_KAFKA_LISTEN")
                 .map(|v| parse_address(&v, origin("TIDINGS_KAFKA_LISTEN")))
                 .transpose()?,
+            cluster: get("TIDINGS_CLUSTER").map(|v| ClusterConfig::parse_urls(&v)),
         })
     }
 
@@ -419,6 +429,7 @@ impl Overrides {
             tls_cert,
             tls_key,
             kafka_listen,
+            cluster,
         } = self;
         set(&mut config.listen, listen);
         set(&mut config.data_dir, data_dir);
@@ -434,6 +445,7 @@ impl Overrides {
         if kafka_listen.is_some() {
             config.kafka.listen = kafka_listen;
         }
+        set(&mut config.cluster.urls, cluster);
         if let Some(secret) = jwt_secret {
             config.auth.override_secret(secret);
         }
@@ -577,6 +589,7 @@ impl Config {
         self.signalr.validate()?;
         self.tls.validate()?;
         self.kafka.validate()?;
+        self.cluster.validate()?;
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.logging.level) {
             return Err(bad_value(
                 "logging.level",
@@ -649,6 +662,7 @@ struct FileConfig {
     signalr: Option<FileSignalr>,
     tls: Option<tls::FileTls>,
     kafka: Option<kafka::FileKafka>,
+    cluster: Option<cluster::FileCluster>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -745,6 +759,9 @@ impl FileConfig {
         self.tls.unwrap_or_default().apply_to(&mut config.tls);
         if let Some(kafka) = self.kafka {
             kafka.apply_to(&mut config.kafka, origin)?;
+        }
+        if let Some(cluster) = self.cluster {
+            cluster.apply_to(&mut config.cluster);
         }
         if let Some(notify) = self.notify {
             set(&mut config.notify.preview_bytes, notify.preview_bytes);

@@ -47,7 +47,7 @@ use crate::config::Config;
 use crate::discovery;
 use crate::hub::{fd_limit, CloseReason, Contacts, Hub};
 use crate::kafka;
-use crate::log::{Log, LogError};
+use crate::log::{JetStreamConfig, Log, LogError};
 use crate::pipeline::notify::LiveSessions;
 use crate::pipeline::{self, Pipeline, PipelineConfig, PipelineError, MESSAGES_TOPIC};
 use crate::store::{Store, StoreError};
@@ -376,12 +376,17 @@ async fn catch_up(log: &Log, pipeline: &Pipeline) -> Result<(), ServerError> {
 /// Opens the log off the async threads (recovery reads the disk) and loads the token secret
 /// (after the log accepted the directory as ours).
 async fn open_log(state: &AppState) -> Result<(), ServerError> {
-    let log_config = state.config().log_config();
-    let (dir, durability) = (log_config.dir.clone(), log_config.durability.name());
-    let log = tokio::task::spawn_blocking(move || Log::open(log_config))
-        .await?
-        .map_err(ServerError::OpenLog)?;
-    tracing::info!(dir = %dir.display(), durability, "log open");
+    let log = if state.config().cluster.is_enabled() {
+        open_cluster_log(state.config()).await?
+    } else {
+        let log_config = state.config().log_config();
+        let (dir, durability) = (log_config.dir.clone(), log_config.durability.name());
+        let log = tokio::task::spawn_blocking(move || Log::open(log_config))
+            .await?
+            .map_err(ServerError::OpenLog)?;
+        tracing::info!(dir = %dir.display(), durability, "log open");
+        log
+    };
     state.attach_log(log);
     let config = state.config();
     let authenticator = Authenticator::for_server(&config.auth, &config.data_dir)
@@ -393,6 +398,31 @@ async fn open_log(state: &AppState) -> Result<(), ServerError> {
     state.attach_authenticator(authenticator);
     spawn_metrics_upkeep(state);
     Ok(())
+}
+
+/// Opens the log on the NATS JetStream cluster (`--cluster`): the store stays in the data
+/// directory and is rebuilt from the shared log by this node's own writers.
+async fn open_cluster_log(config: &Config) -> Result<Log, ServerError> {
+    let log_config = config.log_config();
+    let jetstream = JetStreamConfig {
+        auto_create_topics: log_config.auto_create_topics,
+        default_partitions: log_config.default_partitions,
+        max_record_bytes: log_config
+            .max_record_bytes
+            .min(JetStreamConfig::new("").max_record_bytes),
+        retention_interval: log_config.retention_interval,
+        ..JetStreamConfig::for_cluster(&config.cluster)
+    };
+    let log = Log::open_cluster(&config.cluster, jetstream)
+        .await
+        .map_err(ServerError::OpenLog)?;
+    tracing::info!(
+        urls = %config.cluster.urls.join(","),
+        namespace = %config.cluster.namespace,
+        replicas = config.cluster.replicas,
+        "log open on the NATS JetStream cluster"
+    );
+    Ok(log)
 }
 
 /// Stops accepting, drains requests, the pipeline and the sessions, then closes

@@ -507,7 +507,7 @@ fn log_answer(error: &LogError) -> Answer {
         )
         .retry_after(RETRY_UNAVAILABLE_SECS),
         LogError::Overloaded => unavailable(detail).retry_after(RETRY_OVERLOADED_SECS),
-        LogError::Closed => unavailable(detail),
+        LogError::Closed | LogError::Unavailable(_) => unavailable(detail),
         LogError::Poisoned(_) | LogError::Io { .. } | LogError::Storage(_) => {
             unavailable("the server cannot make writes durable right now; try again later".into())
         }

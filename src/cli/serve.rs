@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::config::{Config, ConfigError, LogFormat, Overrides};
+use crate::config::{ClusterConfig, Config, ConfigError, LogFormat, Overrides};
 use crate::log::Durability;
 
 /// Flags of `tidings serve`; each beats its `TIDINGS_*` variable and the file
@@ -48,6 +48,10 @@ pub struct ServeArgs {
     /// Also serve the Kafka wire protocol on IP:PORT (off unless given) [usual: 127.0.0.1:9092]
     #[arg(long, value_name = "ADDR")]
     pub kafka_listen: Option<SocketAddr>,
+    /// Run as one node of several on a NATS JetStream cluster instead of the embedded log:
+    /// nats://HOST:PORT[,…] (off unless given; docs/cluster.md)
+    #[arg(long, value_name = "URLS")]
+    pub cluster: Option<String>,
 }
 
 impl ServeArgs {
@@ -67,6 +71,7 @@ impl ServeArgs {
             tls_cert: self.tls_cert.clone(),
             tls_key: self.tls_key.clone(),
             kafka_listen: self.kafka_listen,
+            cluster: self.cluster.as_deref().map(ClusterConfig::parse_urls),
         }
     }
 

@@ -1,4 +1,4 @@
-//! Typed errors of the embedded log.
+//! Typed errors of the log (embedded or on the cluster).
 //!
 //! One enum for the whole `log` module: every variant says what went wrong in words an operator
 //! understands, and the callers (HTTP, CLI) map variants to their own answers. `sled` errors are
@@ -156,6 +156,10 @@ pub enum LogError {
     /// The log is shutting down or was closed.
     #[error("the log is shut down")]
     Closed,
+    /// The cluster log cannot answer now (no quorum, no connection, or no answer in time):
+    /// nothing was acknowledged; the caller may try again once the cluster is back.
+    #[error("the cluster log is unavailable: {0}")]
+    Unavailable(String),
     /// An operating-system I/O error outside the storage engine (lock file, data directory).
     #[error("I/O error on {path}: {source}")]
     Io {
@@ -182,6 +186,7 @@ impl LogError {
                 | LogError::Io { .. }
                 | LogError::Closed
                 | LogError::Overloaded
+                | LogError::Unavailable(_)
         )
     }
 }

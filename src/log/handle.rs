@@ -10,9 +10,12 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::config::ClusterConfig;
+
+use super::jetstream::JetStreamLog;
 use super::{
-    Appended, LogBackend, LogConfig, LogError, LogStats, PartitionLag, ReadLimits, Record,
-    ResetPlan, ResetTo, Result, SledLog, StoredRecord, TopicConfig, TopicInfo,
+    Appended, JetStreamConfig, LogBackend, LogConfig, LogError, LogStats, PartitionLag, ReadLimits,
+    Record, ResetPlan, ResetTo, Result, SledLog, StoredRecord, TopicConfig, TopicInfo,
 };
 
 /// A handle to an open log; cheap to clone, usable from any thread or task. The log stops (its
@@ -34,6 +37,18 @@ impl Log {
     /// watermark and committed offset, and starts its writer and retention threads.
     pub fn open(config: LogConfig) -> Result<Log> {
         Ok(Log::with_backend(Arc::new(SledLog::open(config)?)))
+    }
+
+    /// Opens the log on a NATS JetStream cluster (see `log::jetstream`): connects to
+    /// `cluster.urls`, creates what is missing, and returns once this node holds every record
+    /// and topic the cluster held when it connected. `Unavailable` if the cluster cannot be
+    /// reached within `cluster.connect_timeout`.
+    pub async fn open_cluster(cluster: &ClusterConfig, config: JetStreamConfig) -> Result<Log> {
+        let client = crate::cluster::connect(cluster)
+            .await
+            .map_err(|e| LogError::Unavailable(e.to_string()))?;
+        let backend = JetStreamLog::open(client, config).await?;
+        Ok(Log::with_backend(Arc::new(backend)))
     }
 
     /// A handle over any implementation of the log interface.

@@ -29,6 +29,7 @@ mod error;
 mod free_space;
 mod groups;
 mod handle;
+mod jetstream;
 mod names;
 mod partition;
 mod partitioner;
@@ -55,6 +56,7 @@ pub(crate) use config::{
 pub use error::{LogError, Result};
 pub use groups::{PartitionLag, ResetPlan, ResetTo};
 pub use handle::Log;
+pub use jetstream::{JetStreamConfig, IDEMPOTENCY_HEADER};
 pub(crate) use names::{validate_group_name, validate_topic_name};
 pub use partitioner::partition_for_key;
 pub use reader::ReadLimits;

@@ -9,11 +9,16 @@
 //! start, [`recover`] reads that offset from the last event of the partition and deletes the
 //! outbox entries at or below it. So a crash at any point neither loses nor duplicates an event.
 //!
+//! On a log shared by several nodes (`--cluster`), each node's writer applies every command and
+//! makes the same events: before relaying, a writer skips what the partition's last event says
+//! was relayed already (by any node), and each event carries an idempotency key (source
+//! partition, offset and rank) so that two nodes relaying the same batch at once store it once.
+//!
 //! Limit: if retention emptied the partition of `messages.sent`, recovery cannot tell what was
 //! relayed and a replayed batch relays all its events (possibly a duplicate, never a loss).
 
 use super::{Result, EVENTS_TOPIC, SOURCE_OFFSET_HEADER};
-use crate::log::{Log, ReadLimits, Record, StoredRecord};
+use crate::log::{Log, ReadLimits, Record, StoredRecord, IDEMPOTENCY_HEADER};
 use crate::store::{OutboxEntry, Store};
 
 /// How far back recovery looks for a record that carries the source-offset header.
@@ -31,6 +36,11 @@ pub(super) async fn relay(
     events: &[OutboxEntry],
     relayed: &mut Relayed,
 ) -> Result<()> {
+    // On a log shared by several nodes (`--cluster`) every node's writer makes the same events;
+    // whichever relayed them first, the others skip them.
+    if let Some(elsewhere) = last_relayed_source_offset(log, partition)? {
+        *relayed = Some(relayed.map_or(elsewhere, |mine| mine.max(elsewhere)));
+    }
     let fresh: Vec<&OutboxEntry> = events
         .iter()
         .filter(|e| relayed.is_none_or(|r| e.source_offset > r))
@@ -45,11 +55,18 @@ pub(super) async fn relay(
     let Some(last) = fresh.iter().map(|e| e.source_offset).max() else {
         return Ok(());
     };
+    let mut nth = 0;
+    let mut previous = None;
     let records = fresh
         .iter()
         .map(|e| {
+            nth = if previous == Some(e.source_offset) { nth + 1 } else { 0 };
+            previous = Some(e.source_offset);
+            // Two nodes relaying the same batch at once: the cluster log stores it once.
+            let id = format!("{partition}/{}/{nth}", e.source_offset);
             Record::keyed(e.conversation_id.as_bytes(), e.payload.clone())
                 .with_header(SOURCE_OFFSET_HEADER, e.source_offset.to_string())
+                .with_header(IDEMPOTENCY_HEADER, id)
         })
         .collect();
     log.append_to(EVENTS_TOPIC, partition, records).await?;

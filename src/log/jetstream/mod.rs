@@ -1,0 +1,228 @@
+//! The log on a NATS JetStream cluster: the second implementation of the log boundary, for
+//! several Tidings nodes sharing one replicated log (`tidings serve --cluster`).
+//!
+//! Layout on the cluster (all names under the configured namespace, see `names`):
+//! - one stream per (topic incarnation, partition), file storage, `replicas` copies: an offset is
+//!   the stream sequence − 1, so offsets are dense per partition and the same on every node;
+//!   retention is the stream's `max_age` / `max_bytes`; the low watermark is its first
+//!   sequence − 1.
+//! - a replicated KV bucket of topic configurations (`topics`), watched by every node;
+//! - a replicated KV bucket of committed group offsets, forward-only by compare-and-set on the
+//!   key's revision (`offsets`).
+//!
+//! An append publishes its records in order on the node's one connection and resolves once every
+//! PubAck is back (the quorum stored it) and the node's own replica has it, so a node reads its
+//! own writes. A record carrying [`IDEMPOTENCY_HEADER`] is published with that value as
+//! `Nats-Msg-Id`, so a retry, or the same event appended by two nodes, is stored once.
+//!
+//! The boundary's synchronous reads are answered from a per-node in-memory replica of every
+//! partition (`replica`), fed by one ordered consumer per stream (`feed`): a cache the node
+//! rebuilds from JetStream when it starts. Group offsets go to the network; their synchronous
+//! calls wait on it without holding up other tasks (`blocking`). No quorum, no connection or no
+//! answer in time is [`LogError::Unavailable`](crate::log::LogError::Unavailable): nothing is
+//! acknowledged that the quorum did not store.
+//!
+//! This module owns the JetStream side of the log only; connecting is `crate::cluster`, and what
+//! several nodes do with the shared log (the store writer, the fan-out) is the pipeline's.
+
+mod append;
+mod backend;
+mod blocking;
+mod feed;
+mod names;
+mod offsets;
+mod replica;
+mod retention;
+mod topics;
+mod wire;
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv};
+use tokio_util::sync::CancellationToken;
+
+use super::stats::Counters;
+use super::{LogError, Result};
+use crate::config::ClusterConfig;
+
+/// The record header whose value, if present, is the record's `Nats-Msg-Id`: JetStream stores a
+/// record with an id it saw within `duplicate_window` only once and acks the first copy's offset.
+pub const IDEMPOTENCY_HEADER: &str = "tidings-idempotency-key";
+
+/// How the JetStream log names and sizes what it creates on the cluster.
+#[derive(Debug, Clone)]
+pub struct JetStreamConfig {
+    /// Prefix of every stream, subject and bucket ([`ClusterConfig::namespace`]).
+    pub namespace: String,
+    /// Copies of every stream and bucket.
+    pub replicas: usize,
+    /// Whether an append to an unknown topic creates it (as the embedded log's option).
+    pub auto_create_topics: bool,
+    /// Partitions of an automatically created topic.
+    pub default_partitions: u32,
+    /// Largest record (key + headers + value) accepted.
+    pub max_record_bytes: usize,
+    /// How long a request to the cluster may take before it fails as `Unavailable`.
+    pub request_timeout: Duration,
+    /// How often the node trims its replicas to what retention left on the cluster.
+    pub retention_interval: Duration,
+    /// How long JetStream remembers a `Nats-Msg-Id` to drop a duplicate.
+    pub duplicate_window: Duration,
+}
+
+impl JetStreamConfig {
+    /// The defaults for a namespace: 3 replicas, topics created on first append with one
+    /// partition, records up to 900 KiB (NATS' default message limit is 1 MiB), 5 s requests.
+    pub fn new(namespace: impl Into<String>) -> JetStreamConfig {
+        JetStreamConfig {
+            namespace: namespace.into(),
+            replicas: 3,
+            auto_create_topics: true,
+            default_partitions: 1,
+            max_record_bytes: 900 * 1024,
+            request_timeout: Duration::from_secs(5),
+            retention_interval: Duration::from_secs(60),
+            duplicate_window: Duration::from_secs(120),
+        }
+    }
+
+    /// The log settings a `[cluster]` section implies.
+    pub fn for_cluster(cluster: &ClusterConfig) -> JetStreamConfig {
+        JetStreamConfig {
+            replicas: cluster.replicas,
+            request_timeout: cluster.request_timeout,
+            ..JetStreamConfig::new(&cluster.namespace)
+        }
+    }
+}
+
+/// The log on JetStream; the rest of the crate reaches it through [`Log`](super::Log).
+pub(crate) struct JetStreamLog {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for JetStreamLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JetStreamLog")
+            .field("namespace", &self.inner.config.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for JetStreamLog {
+    fn drop(&mut self) {
+        self.inner.close();
+    }
+}
+
+/// What the log's calls and its background tasks share.
+pub(super) struct Inner {
+    config: JetStreamConfig,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    topics_kv: kv::Store,
+    offsets_kv: kv::Store,
+    registry: topics::Registry,
+    /// The runtime the log was opened on: synchronous calls from outside any runtime wait on it.
+    runtime: tokio::runtime::Handle,
+    /// Stops the watcher, the feeds and retention.
+    shutdown: CancellationToken,
+    closed: AtomicBool,
+    counters: Counters,
+    round_robin: AtomicU32,
+    /// Bytes of all streams (one copy) at the last retention pass.
+    stream_bytes: AtomicU64,
+}
+
+impl JetStreamLog {
+    /// Opens the log on a connected client: makes sure the buckets exist, loads every topic and
+    /// waits until this node's replica of each partition holds what the stream held at that
+    /// moment, then keeps following the cluster.
+    pub(crate) async fn open(
+        client: async_nats::Client,
+        config: JetStreamConfig,
+    ) -> Result<JetStreamLog> {
+        let js = jetstream::ContextBuilder::new()
+            .timeout(config.request_timeout)
+            .backpressure_on_inflight(true)
+            .build(client.clone());
+        let topics_kv = bucket(&js, names::topics_bucket(&config.namespace), &config).await?;
+        let offsets_kv = bucket(&js, names::offsets_bucket(&config.namespace), &config).await?;
+        let inner = Arc::new(Inner {
+            registry: topics::Registry::default(),
+            runtime: tokio::runtime::Handle::current(),
+            shutdown: CancellationToken::new(),
+            closed: AtomicBool::new(false),
+            counters: Counters::default(),
+            round_robin: AtomicU32::new(0),
+            stream_bytes: AtomicU64::new(0),
+            config,
+            client,
+            js,
+            topics_kv,
+            offsets_kv,
+        });
+        let log = JetStreamLog {
+            inner: inner.clone(),
+        };
+        topics::start_watching(&inner).await?;
+        retention::spawn(&inner);
+        Ok(log)
+    }
+}
+
+impl Inner {
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.shutdown.cancel();
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(LogError::Closed);
+        }
+        Ok(())
+    }
+
+    /// Why appends would fail right now, if the node knows: closed, or not connected.
+    fn write_refusal(&self) -> Option<LogError> {
+        if let Err(closed) = self.check_open() {
+            return Some(closed);
+        }
+        match self.client.connection_state() {
+            async_nats::connection::State::Connected => None,
+            state => Some(LogError::Unavailable(format!(
+                "not connected to the NATS cluster ({state})"
+            ))),
+        }
+    }
+}
+
+/// Creates a KV bucket with the log's replication, or opens it if another node created it.
+async fn bucket(
+    js: &jetstream::Context,
+    name: String,
+    config: &JetStreamConfig,
+) -> Result<kv::Store> {
+    let wanted = kv::Config {
+        bucket: name.clone(),
+        history: 1,
+        num_replicas: config.replicas,
+        storage: jetstream::stream::StorageType::File,
+        ..Default::default()
+    };
+    match js.create_key_value(wanted).await {
+        Ok(store) => Ok(store),
+        Err(created) => js
+            .get_key_value(&name)
+            .await
+            .map_err(|_| unavailable(format!("the bucket {name}"), created)),
+    }
+}
+
+/// The error for a request the cluster did not answer as it should.
+pub(super) fn unavailable(what: impl std::fmt::Display, error: impl std::fmt::Display) -> LogError {
+    LogError::Unavailable(format!("{what}: {error}"))
+}

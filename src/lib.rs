@@ -50,6 +50,7 @@ pub mod server;
 
 mod api;
 mod bus;
+mod cluster;
 mod console;
 mod discovery;
 mod hub;

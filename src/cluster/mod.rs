@@ -2,7 +2,9 @@
 //!
 //! On this branch only the ephemeral half: `ephemeral` (presence and typing across nodes, on
 //! plain NATS subjects) with its `ephemeral_wire` (messages, subjects) and `ephemeral_peers`
-//! (what is known of the other nodes), and `groups` (HTTP consumer groups across nodes). The
+//! (what is known of the other nodes), and `groups` (HTTP consumer groups across nodes: a
+//! coordinator per group chosen by a lease in a JetStream key-value bucket) with its
+//! `groups_wire` (forwarded calls, answers, subjects, keys). The
 //! connection, the JetStream log and the server wiring live beside them.
 
 // Until the server wires these in (`--cluster`, on the jetstream branch), nothing outside the
@@ -13,6 +15,10 @@ pub(crate) mod ephemeral;
 mod ephemeral_peers;
 #[allow(dead_code)]
 mod ephemeral_wire;
+#[allow(dead_code)]
+pub(crate) mod groups;
+#[allow(dead_code)]
+mod groups_wire;
 
 #[cfg(test)]
 #[path = "ephemeral_tests.rs"]

@@ -158,7 +158,7 @@ pub(crate) async fn start(
     Ok((groups, task))
 }
 
-async fn open_bucket(
+pub(super) async fn open_bucket(
     client: &async_nats::Client,
     config: &GroupsConfig,
 ) -> Result<kv::Store, GroupsStartError> {

@@ -124,7 +124,12 @@ async fn members_on_two_nodes_share_the_partitions_with_none_owned_twice() {
         "a position advanced through b"
     );
     b.groups
-        .check_owner("billing", (&third.member_id, "bob"), &[tp.clone()], &topics)
+        .check_owner(
+            "billing",
+            (&third.member_id, "bob"),
+            std::slice::from_ref(&tp),
+            &topics,
+        )
         .await
         .unwrap();
     let refused = b

@@ -251,3 +251,49 @@ async fn a_live_groups_lease_is_renewed_past_its_ttl() {
     a.shutdown.cancel();
     b.shutdown.cancel();
 }
+
+/// The cluster's group list comes from the leases, and an offset reset runs only on the
+/// group's coordinator: refused while members are live elsewhere, allowed once the idle lease
+/// lapsed and this node took it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_are_listed_and_a_reset_waits_for_the_group_to_be_idle_here() {
+    let nats = NatsServer::start();
+    let (a, b) = (node(&nats, "g4", "a").await, node(&nats, "g4", "b").await);
+    let topics = vec![("orders".to_owned(), 2)];
+    let (on_a, on_b) = (
+        Groups::Cluster(a.groups.clone()),
+        Groups::Cluster(b.groups.clone()),
+    );
+    let member = on_a
+        .join("billing/eu", "ann", subscription(&["orders"]), &topics)
+        .await
+        .unwrap();
+    assert_eq!(on_b.groups().await.unwrap(), ["billing/eu"]);
+    let refused = on_b.for_reset("billing/eu", &topics).await;
+    assert!(matches!(
+        refused,
+        Err(GroupsError::Bus(BusError::ActiveGroup { members: 1, .. }))
+    ));
+    on_b.leave("billing/eu", &member.member_id, "ann", &topics)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let coordinator = loop {
+        match on_b.for_reset("billing/eu", &topics).await {
+            Ok(coordinator) => break coordinator,
+            Err(GroupsError::Unavailable { .. }) => {}
+            Err(other) => panic!("{other:?}"),
+        }
+        assert!(Instant::now() < deadline, "the idle lease never lapsed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(b.groups.coordinating(), ["billing/eu"]);
+    assert_eq!(
+        coordinator
+            .while_inactive("billing/eu", &topics, || 7)
+            .unwrap(),
+        7
+    );
+    let local = Groups::Local(Arc::new(Coordinator::default()));
+    assert!(local.groups().await.unwrap().is_empty());
+}

@@ -113,29 +113,38 @@ async fn presence_and_typing_cross_nodes_and_the_grace_holds_across_them() {
     let grace = Duration::from_secs(3);
     let a = node(&nats, "t1", "a", grace).await;
     let b = node(&nats, "t1", "b", grace).await;
+    // bob has a device on each node.
     let mut bob = a.hub.open("bob").unwrap();
+    let mut bob_b = b.hub.open("bob").unwrap();
     let phone = b.hub.open("ann").unwrap();
     frames_until(&mut bob, presence_of("ann", "online")).await;
+    frames_until(&mut bob_b, presence_of("ann", "online")).await;
 
     let laptop = a.hub.open("ann").unwrap();
+    // Markers: ann types on node a after opening her laptop there; once bob sees it on node b,
+    // node b has applied the laptop's online too (one node's messages arrive in order).
+    a.hub.typing("ann", "c0", true, vec!["bob".to_owned()]);
+    frames_until(&mut bob_b, typing_of("c0")).await;
     drop(phone);
-    // ann types on node b after closing her phone there: once bob sees it, node a has applied
-    // the close too (one node's messages arrive in order).
+    // And on node b after closing her phone there: once bob sees it on node a, node a has
+    // applied the close.
     let recipients = vec!["bob".to_owned()];
     b.hub.typing("ann", "c1", true, recipients.clone());
     let frames = frames_until(&mut bob, typing_of("c1")).await;
     assert_eq!(frames.last().unwrap()["typing"], true);
-    assert!(a.hub.is_online_anywhere("ann"));
+    // Both nodes past the grace period: neither announces offline, a device is still open.
     a.hub.tick(Instant::now() + grace * 2);
+    b.hub.tick(Instant::now() + grace * 2);
     drop(laptop);
     b.hub.typing("ann", "c1", false, recipients.clone());
-    let frames = frames_until(&mut bob, typing_of("c1")).await;
-    assert_eq!(
-        frames.len(),
-        1,
-        "no offline while a device was open anywhere: {frames:?}"
-    );
-    assert_eq!(frames[0]["typing"], false);
+    for session in [&mut bob, &mut bob_b] {
+        let frames = frames_until(session, |f| f["typing"] == false).await;
+        let presence: Vec<_> = frames.iter().filter(|f| f["type"] == "presence").collect();
+        assert!(
+            presence.is_empty(),
+            "no offline while a device was open anywhere: {frames:?}"
+        );
+    }
 
     // Now no session anywhere: offline once the grace period passed.
     until("node b hears ann left", || !b.hub.is_online_anywhere("ann")).await;
@@ -145,6 +154,7 @@ async fn presence_and_typing_cross_nodes_and_the_grace_holds_across_them() {
         left.elapsed() >= grace - Duration::from_millis(200),
         "{frames:?}"
     );
+    frames_until(&mut bob_b, presence_of("ann", "offline")).await;
     assert!(frames.last().unwrap()["lastSeen"]
         .as_str()
         .unwrap()

@@ -205,10 +205,11 @@ impl Contacts for Store {
     }
 }
 
-/// The `notify` group asks the hub who has a live session.
+/// The `notify` group asks the hub who has a live session: on this node or, on a cluster, on
+/// any other (a user online anywhere gets no notification).
 impl LiveSessions for Hub {
     fn has_live_session(&self, user_id: &str) -> bool {
-        Hub::has_live_session(self, user_id)
+        Hub::is_online_anywhere(self, user_id)
     }
 }
 

@@ -21,8 +21,9 @@ pub(crate) const MIN_SESSION_TIMEOUT: Duration = Duration::from_millis(100);
 /// Longest session timeout a join may ask for.
 pub(crate) const MAX_SESSION_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// What the coordinator refuses.
-#[derive(Debug, thiserror::Error)]
+/// What the coordinator refuses. Serializable, as are the calls' answers below, so that a
+/// coordinator on another node (`cluster::groups`) can give them.
+#[derive(Debug, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub(crate) enum BusError {
     /// No live member of that id in the group (never joined, left, or expired).
     #[error("group {group:?} has no member {member:?} (it left, expired, or never joined)")]
@@ -66,7 +67,9 @@ pub(crate) enum BusError {
 }
 
 /// One partition of one topic.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub(crate) struct TopicPartition {
     /// The topic.
     pub topic: String,
@@ -75,7 +78,7 @@ pub(crate) struct TopicPartition {
 }
 
 /// Where a member starts on a partition its group has no committed offset for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) enum OffsetReset {
     /// The first retained record.
     #[default]
@@ -85,7 +88,7 @@ pub(crate) enum OffsetReset {
 }
 
 /// What a member subscribes to.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Subscription {
     /// Topic names or patterns.
     pub topics: Vec<String>,
@@ -105,7 +108,7 @@ impl Subscription {
 }
 
 /// A join's answer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Joined {
     /// The new member's id.
     pub member_id: String,
@@ -115,7 +118,7 @@ pub(crate) struct Joined {
 
 /// A member's partitions at one generation, with its read position on each (`None`: start
 /// from the committed offset).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Lease {
     /// The group's generation this lease belongs to.
     pub generation: u64,
@@ -126,7 +129,7 @@ pub(crate) struct Lease {
 }
 
 /// One member as `describe` shows it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct MemberView {
     /// Member id.
@@ -440,6 +443,12 @@ impl Coordinator {
             }
         }
         Ok(work())
+    }
+
+    /// Drops everything known of `group` (its members rejoin): this node has just become, or
+    /// stopped being, the group's coordinator in a cluster, and what it knew is stale.
+    pub(crate) fn forget(&self, group: &str) {
+        self.lock().remove(group);
     }
 
     /// Groups that have live members, sorted.

@@ -1,12 +1,22 @@
-//! Running several Tidings nodes on one NATS cluster: the connection every cluster feature
-//! shares (`connection`), and its errors.
+//! Running several Tidings nodes on one NATS cluster (`--cluster`): the connection every cluster
+//! feature shares (`connection`) and its errors; presence and typing across nodes on plain NATS
+//! subjects (`ephemeral`, with `ephemeral_wire` for the messages and subjects and
+//! `ephemeral_peers` for what is known of the other nodes); HTTP consumer groups across nodes
+//! (`groups`: a coordinator per group chosen by a lease in a JetStream key-value bucket, with
+//! `groups_wire` for the forwarded calls); and work run on one node at a time by the same kind of
+//! lease (`groups_exclusive`: the notification consumers).
 //!
-//! This module owns getting a connected `async_nats::Client` out of the `[cluster]` settings. It
-//! does not own the log on JetStream (that is `log::jetstream`, behind the log boundary) nor the
-//! ephemeral cross-node features (presence, typing, consumer groups), which take a client from
-//! [`connect`].
+//! This module does not own the log on JetStream (that is `log::jetstream`, behind the log
+//! boundary) nor the server wiring (`server`), which takes a client from [`connect`] and hands it
+//! to these features.
 
 mod connection;
+pub(crate) mod ephemeral;
+mod ephemeral_peers;
+mod ephemeral_wire;
+pub(crate) mod groups;
+pub(crate) mod groups_exclusive;
+mod groups_wire;
 
 pub(crate) use connection::connect;
 
@@ -35,3 +45,9 @@ pub(crate) enum ClusterError {
         source: async_nats::ConnectError,
     },
 }
+
+#[cfg(test)]
+#[path = "ephemeral_tests.rs"]
+mod ephemeral_tests;
+#[cfg(test)]
+mod test_nats;

@@ -22,11 +22,20 @@
 //! model's data types (a message, a conversation), not the store. Files: `event` (the typed
 //! server events), `frame` (frames, their scopes, their cached encodings, and the one place
 //! frames are built), `session` (one session's queue and close signal), `presence`, `typing`,
-//! `fd_limit` (sessions the open-file limit allows).
+//! `fd_limit` (sessions the open-file limit allows), `peers` (presence and typing shared with
+//! other nodes).
+//!
+//! Across nodes (`--cluster`), a user is online while any session on any node is open: the hub
+//! tells a [`PeerLink`] its local changes (a user's first session opened, last one closed, a
+//! typing indicator forwarded or expired) and takes the other nodes' changes in through
+//! [`Hub::remote_online`], [`Hub::remote_offline`] and [`Hub::remote_typing`]; the grace period
+//! starts only when the user has no session on any node. The hub knows nothing of how the changes
+//! travel (`cluster::ephemeral` carries them over NATS).
 
 mod event;
 pub(crate) mod fd_limit;
 pub(crate) mod frame;
+mod peers;
 mod presence;
 mod session;
 mod typing;
@@ -44,8 +53,10 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) use event::ServerEvent;
 pub(crate) use frame::{Frame, Scope, WireCodec, WireFormat};
+pub(crate) use peers::{PeerLink, PresenceChange};
 pub(crate) use session::{CloseReason, Session, SessionHandle};
 
+use peers::RemoteTyping;
 use presence::Presence;
 use session::Pushed;
 use typing::Typing;
@@ -147,13 +158,24 @@ struct Registry {
     by_user: HashMap<String, UserSessions>,
     total: usize,
     presence: Presence,
+    /// Users with sessions on other nodes: on how many nodes each has some.
+    remote: HashMap<String, usize>,
+}
+
+impl Registry {
+    /// Online here or on another node.
+    fn is_present(&self, user: &str) -> bool {
+        self.by_user.contains_key(user) || self.remote.contains_key(user)
+    }
 }
 
 struct Inner {
     config: HubConfig,
     registry: RwLock<Registry>,
     typing: Mutex<Typing>,
+    remote_typing: Mutex<RemoteTyping>,
     contacts: OnceLock<Arc<dyn Contacts>>,
+    peers: OnceLock<Arc<dyn PeerLink>>,
     counters: Counters,
     shutting_down: AtomicBool,
 }
@@ -179,14 +201,18 @@ impl Hub {
             by_user: HashMap::new(),
             total: 0,
             presence: Presence::new(config.presence_grace),
+            remote: HashMap::new(),
         };
         let typing = Typing::new(config.typing_ttl, config.typing_interval);
+        let remote_typing = RemoteTyping::new(&config);
         Hub {
             inner: Arc::new(Inner {
                 config,
                 registry: RwLock::new(registry),
                 typing: Mutex::new(typing),
+                remote_typing: Mutex::new(remote_typing),
                 contacts: OnceLock::new(),
+                peers: OnceLock::new(),
                 counters: Counters::default(),
                 shutting_down: AtomicBool::new(false),
             }),
@@ -279,7 +305,13 @@ impl Hub {
         let first = user.sessions.len() == 1;
         let online = user.online.clone();
         registry.total += 1;
-        let announce = first && registry.presence.came_online(handle.user_id());
+        if !first {
+            return Ok(None);
+        }
+        // Told under the lock, so the other nodes hear a user's changes in the order they happen.
+        self.tell_peers_presence(handle.user_id(), PresenceChange::Online);
+        let elsewhere = registry.remote.contains_key(handle.user_id());
+        let announce = !elsewhere && registry.presence.came_online(handle.user_id());
         Ok(announce.then_some(online))
     }
 
@@ -292,7 +324,9 @@ impl Hub {
             for contact in contacts {
                 if let Some(user) = registry.by_user.get(contact) {
                     to.push(&user.online);
-                } else if registry.presence.is_leaving(contact) {
+                } else if registry.presence.is_leaving(contact)
+                    || registry.remote.contains_key(contact)
+                {
                     leaving.push(contact);
                 }
             }
@@ -316,9 +350,18 @@ impl Hub {
         registry.total -= removed;
         if now_empty {
             registry.by_user.remove(handle.user_id());
-            registry
-                .presence
-                .went_quiet(handle.user_id(), Instant::now(), now_rfc3339());
+            let last_seen = now_rfc3339();
+            self.tell_peers_presence(
+                handle.user_id(),
+                PresenceChange::Offline {
+                    last_seen: last_seen.clone(),
+                },
+            );
+            if !registry.remote.contains_key(handle.user_id()) {
+                registry
+                    .presence
+                    .went_quiet(handle.user_id(), Instant::now(), last_seen);
+            }
         }
     }
 
@@ -397,9 +440,14 @@ impl Hub {
         now: Instant,
     ) {
         let recipients: Arc<[String]> = recipients.into();
-        let forward =
-            self.typing_state()
-                .update(user, conversation, typing, recipients.clone(), now);
+        let forward = {
+            let mut state = self.typing_state();
+            let forward = state.update(user, conversation, typing, recipients.clone(), now);
+            if let Some(typing) = forward {
+                self.tell_peers_typing(user, conversation, typing, &recipients);
+            }
+            forward
+        };
         if let Some(typing) = forward {
             self.deliver(&recipients, &frame::typing(conversation, user, typing));
         }
@@ -413,8 +461,17 @@ impl Hub {
             let contacts = self.contacts_of(&user);
             self.deliver(&contacts, &frame::offline(&user, &last_seen));
         }
-        let expired = self.typing_state().due(now);
-        for indicator in expired {
+        let expired = {
+            let mut state = self.typing_state();
+            let expired = state.due(now);
+            for indicator in &expired {
+                let (user, conversation) = (&indicator.user, &indicator.conversation);
+                self.tell_peers_typing(user, conversation, false, &indicator.recipients);
+            }
+            expired
+        };
+        let remote_expired = self.inner.remote_typing.lock().due(now);
+        for indicator in expired.into_iter().chain(remote_expired) {
             let frame = frame::typing(&indicator.conversation, &indicator.user, false);
             self.deliver(&indicator.recipients, &frame);
         }
@@ -462,3 +519,5 @@ fn now_rfc3339() -> String {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_support;

@@ -3,18 +3,8 @@
 //! the timer task ([`Hub::run_timers`]) runs on tokio's paused clock, which jumps ahead
 //! whenever every task waits: a five-second grace period costs no real time.
 
-use std::collections::HashMap;
-
+use super::tests_support::{drain, hub_with, users};
 use super::*;
-
-/// Contacts from a fixed map.
-struct FixedContacts(HashMap<String, Vec<String>>);
-
-impl Contacts for FixedContacts {
-    fn contacts_of(&self, user: &str) -> Vec<String> {
-        self.0.get(user).cloned().unwrap_or_default()
-    }
-}
 
 /// A hub whose grace period is `grace`, where ann and bob share a conversation.
 fn ann_and_bob_with_grace(grace: Duration) -> Hub {
@@ -23,30 +13,6 @@ fn ann_and_bob_with_grace(grace: Duration) -> Hub {
         ..HubConfig::default()
     };
     hub_with(config, &[("ann", "bob")])
-}
-
-fn hub_with(config: HubConfig, pairs: &[(&str, &str)]) -> Hub {
-    let hub = Hub::new(config);
-    let mut map: HashMap<String, Vec<String>> = HashMap::new();
-    for (a, b) in pairs {
-        map.entry(a.to_string()).or_default().push(b.to_string());
-        map.entry(b.to_string()).or_default().push(a.to_string());
-    }
-    hub.attach_contacts(Arc::new(FixedContacts(map)));
-    hub
-}
-
-fn users(names: &[&str]) -> Vec<String> {
-    names.iter().map(|n| n.to_string()).collect()
-}
-
-/// Every frame queued to `session` so far, as JSON.
-fn drain(session: &mut Session) -> Vec<serde_json::Value> {
-    let mut frames = Vec::new();
-    while let Some(frame) = session.try_recv() {
-        frames.push(crate::api::ws::codec::to_json(&frame));
-    }
-    frames
 }
 
 /// A numbered frame (a `pong` whose `ref` is `n`).

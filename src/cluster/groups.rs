@@ -1,0 +1,527 @@
+//! HTTP consumer groups across nodes: each group has one coordinator node at a time, chosen by a
+//! lease in a replicated JetStream key-value bucket; the other nodes forward that group's calls
+//! to it over NATS request/reply.
+//!
+//! The lease of a group is its key in the bucket (`{prefix}_group_coordinators`), holding the
+//! coordinator's node id; the bucket's `max_age` is the lease TTL, so a lease nobody renews
+//! disappears by itself. The first node that has a call for a group with no lease creates the
+//! key (create fails if it exists: one winner) and runs the group on its own
+//! [`Coordinator`] (membership, round-robin assignment, expiry: unchanged); it renews every
+//! TTL/3 with a revision-checked update while the group has live members, and lets an idle
+//! lease lapse. A node serves a group only while its lease was renewed less than 2/3 TTL ago
+//! (measured from before the renewal was sent), else it renews first or answers
+//! `NotCoordinator`, so two nodes never both serve a group while their clocks run at the same
+//! rate. When the coordinator dies its lease expires; the next call anywhere creates a new one,
+//! and the new coordinator knows no members: they get 404 and rejoin, as after a rebalance.
+//! Committed offsets are in the shared log, so no progress is lost.
+//!
+//! This module does not touch the single-node path: without `--cluster` the HTTP routes call
+//! the [`Coordinator`] directly, as before.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::kv;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::groups_wire::{bucket, calls_subject, lease_key, Answer, Call, Topics};
+use crate::bus::coordinator::Joined;
+use crate::bus::{BusError, Coordinator, Lease, MemberView, Subscription, TopicPartition};
+
+/// How group coordination runs across nodes.
+#[derive(Debug, Clone)]
+pub(crate) struct GroupsConfig {
+    /// This node's id (a subject token, unique in the cluster).
+    pub node_id: String,
+    /// First token of the subjects and of the bucket name.
+    pub prefix: String,
+    /// Lifetime of a coordinator lease without renewal: how long a dead coordinator's groups
+    /// wait before another node takes them over.
+    pub lease_ttl: Duration,
+    /// Replicas of the lease bucket (3 on a three-node JetStream cluster).
+    pub replicas: usize,
+    /// How long a forwarded call may take.
+    pub call_timeout: Duration,
+}
+
+impl GroupsConfig {
+    /// The defaults: leases of 5 s, 3 replicas, calls answered within 5 s.
+    pub(crate) fn new(node_id: &str) -> GroupsConfig {
+        GroupsConfig {
+            node_id: node_id.to_owned(),
+            prefix: "tidings".to_owned(),
+            lease_ttl: Duration::from_secs(5),
+            replicas: 3,
+            call_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why a group call failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum GroupsError {
+    /// The coordinator refused it, as on one node.
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    /// The group's coordinator cannot be found or reached now (it died and its lease has not
+    /// expired yet, NATS is unreachable, the quorum is lost): try again shortly (503).
+    #[error("the coordinator of consumer group {group:?} is unavailable: {reason}")]
+    Unavailable {
+        /// The group.
+        group: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Why the group coordination did not start.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum GroupsStartError {
+    /// The lease bucket could not be opened or created.
+    #[error("opening the coordinator lease bucket {bucket}: {reason}")]
+    Bucket {
+        /// Its name.
+        bucket: String,
+        /// Why.
+        reason: String,
+    },
+    /// NATS refused the subscription for forwarded calls.
+    #[error("subscribing to the group calls: {0}")]
+    Subscribe(#[from] async_nats::SubscribeError),
+}
+
+/// A lease this node holds: its revision in the bucket and when it was last renewed (taken
+/// before the renewal was sent, so it never overstates it).
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    revision: u64,
+    renewed: Instant,
+}
+
+/// Where a group's calls go.
+enum Route {
+    Here,
+    To(String),
+}
+
+struct Inner {
+    local: Arc<Coordinator>,
+    client: async_nats::Client,
+    leases: kv::Store,
+    config: GroupsConfig,
+    held: Mutex<HashMap<String, Held>>,
+}
+
+/// The consumer groups of a node in a cluster; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct ClusterGroups {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ClusterGroups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterGroups")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens (or creates) the lease bucket, starts answering the calls other nodes forward here and
+/// renewing this node's leases, until `shutdown`. `local` is this node's coordinator, which
+/// runs the groups this node coordinates.
+pub(crate) async fn start(
+    client: async_nats::Client,
+    local: Arc<Coordinator>,
+    config: GroupsConfig,
+    shutdown: CancellationToken,
+) -> Result<(ClusterGroups, JoinHandle<()>), GroupsStartError> {
+    let leases = open_bucket(&client, &config).await?;
+    let calls = client
+        .subscribe(calls_subject(&config.prefix, &config.node_id))
+        .await?;
+    let groups = ClusterGroups {
+        inner: Arc::new(Inner {
+            local,
+            client,
+            leases,
+            config,
+            held: Mutex::new(HashMap::new()),
+        }),
+    };
+    let task = tokio::spawn(groups.clone().serve(calls, shutdown));
+    Ok((groups, task))
+}
+
+pub(super) async fn open_bucket(
+    client: &async_nats::Client,
+    config: &GroupsConfig,
+) -> Result<kv::Store, GroupsStartError> {
+    let jetstream = async_nats::jetstream::new(client.clone());
+    let name = bucket(&config.prefix);
+    if let Ok(store) = jetstream.get_key_value(name.clone()).await {
+        return Ok(store);
+    }
+    let bucket_config = kv::Config {
+        bucket: name.clone(),
+        description: "Tidings: which node coordinates each HTTP consumer group".to_owned(),
+        history: 1,
+        max_age: config.lease_ttl,
+        num_replicas: config.replicas,
+        storage: async_nats::jetstream::stream::StorageType::File,
+        ..kv::Config::default()
+    };
+    jetstream
+        .create_key_value(bucket_config)
+        .await
+        .map_err(|error| GroupsStartError::Bucket {
+            bucket: name,
+            reason: error.to_string(),
+        })
+}
+
+impl ClusterGroups {
+    /// `Coordinator::join`, on the group's coordinator.
+    pub(crate) async fn join(
+        &self,
+        group: &str,
+        owner: &str,
+        subscription: Subscription,
+        topics: &[(String, u32)],
+    ) -> Result<Joined, GroupsError> {
+        let call = Call::Join {
+            group: group.to_owned(),
+            owner: owner.to_owned(),
+            subscription,
+            topics: topics.to_vec(),
+        };
+        match self.call(call).await? {
+            Answer::Joined(joined) => Ok(joined),
+            other => Err(unexpected(group, &other)),
+        }
+    }
+
+    /// `Coordinator::leave`, on the group's coordinator.
+    pub(crate) async fn leave(
+        &self,
+        group: &str,
+        member: &str,
+        owner: &str,
+        topics: &[(String, u32)],
+    ) -> Result<(), GroupsError> {
+        let call = Call::Leave {
+            group: group.to_owned(),
+            member: member.to_owned(),
+            owner: owner.to_owned(),
+            topics: topics.to_vec(),
+        };
+        self.done(group, call).await
+    }
+
+    /// `Coordinator::lease`, on the group's coordinator.
+    pub(crate) async fn lease(
+        &self,
+        group: &str,
+        member: &str,
+        owner: &str,
+        topics: &[(String, u32)],
+    ) -> Result<Lease, GroupsError> {
+        let call = Call::Lease {
+            group: group.to_owned(),
+            member: member.to_owned(),
+            owner: owner.to_owned(),
+            topics: topics.to_vec(),
+        };
+        match self.call(call).await? {
+            Answer::Lease(lease) => Ok(lease),
+            other => Err(unexpected(group, &other)),
+        }
+    }
+
+    /// `Coordinator::advance`, on the group's coordinator.
+    pub(crate) async fn advance(
+        &self,
+        group: &str,
+        member: &str,
+        generation: u64,
+        positions: &[(TopicPartition, u64)],
+    ) -> Result<(), GroupsError> {
+        let call = Call::Advance {
+            group: group.to_owned(),
+            member: member.to_owned(),
+            generation,
+            positions: positions.to_vec(),
+        };
+        self.done(group, call).await
+    }
+
+    /// `Coordinator::check_owner`, on the group's coordinator.
+    pub(crate) async fn check_owner(
+        &self,
+        group: &str,
+        (member, owner): (&str, &str),
+        partitions: &[TopicPartition],
+        topics: &[(String, u32)],
+    ) -> Result<(), GroupsError> {
+        let call = Call::CheckOwner {
+            group: group.to_owned(),
+            member: member.to_owned(),
+            owner: owner.to_owned(),
+            partitions: partitions.to_vec(),
+            topics: topics.to_vec(),
+        };
+        self.done(group, call).await
+    }
+
+    /// `Coordinator::describe`, on the group's coordinator.
+    pub(crate) async fn describe(
+        &self,
+        group: &str,
+        topics: &[(String, u32)],
+    ) -> Result<Vec<MemberView>, GroupsError> {
+        let call = Call::Describe {
+            group: group.to_owned(),
+            topics: Topics::from(topics),
+        };
+        match self.call(call).await? {
+            Answer::Members(members) => Ok(members),
+            other => Err(unexpected(group, &other)),
+        }
+    }
+
+    async fn done(&self, group: &str, call: Call) -> Result<(), GroupsError> {
+        match self.call(call).await? {
+            Answer::Done => Ok(()),
+            other => Err(unexpected(group, &other)),
+        }
+    }
+
+    /// Runs `call` on the group's coordinator, here or forwarded; a coordinator that moved is
+    /// looked up again (a few times: a lease changes hands at most once per TTL).
+    async fn call(&self, call: Call) -> Result<Answer, GroupsError> {
+        let group = call.group().to_owned();
+        for _ in 0..3 {
+            let answer = match self.route(&group).await? {
+                Route::Here if self.still_coordinating(&group).await => {
+                    call.clone().run_on(&self.inner.local)
+                }
+                Route::Here => continue,
+                Route::To(node) => self.forward(&node, &call).await?,
+            };
+            match answer {
+                Answer::NotCoordinator => continue,
+                Answer::Refused(error) => return Err(GroupsError::Bus(error)),
+                answer => return Ok(answer),
+            }
+        }
+        Err(unavailable(&group, "its coordinator is changing"))
+    }
+
+    /// Who coordinates `group`: this node if it holds a fresh lease, else the bucket says,
+    /// else this node takes the lease.
+    async fn route(&self, group: &str) -> Result<Route, GroupsError> {
+        if self.fresh(group) {
+            return Ok(Route::Here);
+        }
+        let key = lease_key(group);
+        for _ in 0..3 {
+            let entry = self
+                .inner
+                .leases
+                .entry(key.clone())
+                .await
+                .map_err(|e| unavailable(group, &format!("reading its lease: {e}")))?;
+            let holder = entry.filter(|e| e.operation == kv::Operation::Put);
+            match holder {
+                Some(entry) if entry.value.as_ref() == self.inner.config.node_id.as_bytes() => {
+                    // This node holds it in the bucket but let it go idle: renew to resume.
+                    if self.renew_from(group, entry.revision).await {
+                        return Ok(Route::Here);
+                    }
+                }
+                Some(entry) => {
+                    return Ok(Route::To(
+                        String::from_utf8_lossy(&entry.value).into_owned(),
+                    ));
+                }
+                None => {
+                    if self.take(group, &key).await? {
+                        return Ok(Route::Here);
+                    }
+                }
+            }
+        }
+        Err(unavailable(group, "its lease keeps changing"))
+    }
+
+    /// Creates the group's lease for this node; false if another node was first.
+    async fn take(&self, group: &str, key: &str) -> Result<bool, GroupsError> {
+        let before = Instant::now();
+        let node = Bytes::from(self.inner.config.node_id.clone());
+        match self.inner.leases.create(key, node).await {
+            Ok(revision) => {
+                // A new tenure: whatever this node knew of the group from an earlier one is
+                // stale (its members have rejoined elsewhere since).
+                self.inner.local.forget(group);
+                self.hold(group, revision, before);
+                tracing::info!(group, "this node now coordinates the consumer group");
+                Ok(true)
+            }
+            Err(error) if error.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
+            Err(error) => Err(unavailable(group, &format!("taking its lease: {error}"))),
+        }
+    }
+
+    fn hold(&self, group: &str, revision: u64, renewed: Instant) {
+        self.inner
+            .held
+            .lock()
+            .insert(group.to_owned(), Held { revision, renewed });
+    }
+
+    /// Whether this node's lease of `group` was renewed recently enough to serve it.
+    fn fresh(&self, group: &str) -> bool {
+        let serve_for = self.inner.config.lease_ttl * 2 / 3;
+        self.inner
+            .held
+            .lock()
+            .get(group)
+            .is_some_and(|held| held.renewed.elapsed() < serve_for)
+    }
+
+    /// Whether this node may serve `group` now: its lease is fresh, or a renewal succeeds.
+    async fn still_coordinating(&self, group: &str) -> bool {
+        self.fresh(group) || self.renew(group).await
+    }
+
+    /// Renews this node's lease of `group`; on failure the lease is gone (another node may
+    /// hold it) and so is what this node knew of the group.
+    async fn renew(&self, group: &str) -> bool {
+        let Some(held) = self.inner.held.lock().get(group).copied() else {
+            return false;
+        };
+        self.renew_from(group, held.revision).await
+    }
+
+    /// Renews the lease of `group` whose last revision is `revision`.
+    async fn renew_from(&self, group: &str, revision: u64) -> bool {
+        let before = Instant::now();
+        let node = Bytes::from(self.inner.config.node_id.clone());
+        let renewed = self
+            .inner
+            .leases
+            .update(lease_key(group), node, revision)
+            .await;
+        match renewed {
+            Ok(revision) => {
+                self.hold(group, revision, before);
+                true
+            }
+            Err(error) => {
+                tracing::warn!(group, %error, "lost the coordinator lease of a consumer group");
+                self.inner.held.lock().remove(group);
+                self.inner.local.forget(group);
+                false
+            }
+        }
+    }
+
+    async fn forward(&self, node: &str, call: &Call) -> Result<Answer, GroupsError> {
+        let group = call.group();
+        let subject = calls_subject(&self.inner.config.prefix, node);
+        let payload = Bytes::from(serde_json::to_vec(call).expect("a group call serializes"));
+        let request = self.inner.client.request(subject, payload);
+        let reply = tokio::time::timeout(self.inner.config.call_timeout, request)
+            .await
+            .map_err(|_| unavailable(group, &format!("node {node} did not answer in time")))?
+            .map_err(|e| unavailable(group, &format!("forwarding to node {node}: {e}")))?;
+        serde_json::from_slice(&reply.payload)
+            .map_err(|e| unavailable(group, &format!("node {node} answered unreadably: {e}")))
+    }
+
+    /// Answers forwarded calls and renews this node's leases until `shutdown`.
+    async fn serve(self, mut calls: async_nats::Subscriber, shutdown: CancellationToken) {
+        let mut renewal = tokio::time::interval(self.inner.config.lease_ttl / 3);
+        renewal.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                message = calls.next() => match message {
+                    Some(message) => {
+                        tokio::spawn(self.clone().answer(message));
+                    }
+                    None => return,
+                },
+                _ = renewal.tick() => self.renew_live().await,
+            }
+        }
+    }
+
+    /// Runs a forwarded call if this node coordinates its group, else says it does not.
+    async fn answer(self, message: async_nats::Message) {
+        let Some(reply) = message.reply.clone() else {
+            return;
+        };
+        let answer = match serde_json::from_slice::<Call>(&message.payload) {
+            Ok(call) if self.still_coordinating(call.group()).await => {
+                call.run_on(&self.inner.local)
+            }
+            Ok(_) => Answer::NotCoordinator,
+            Err(error) => {
+                tracing::debug!(%error, "an unreadable group call was ignored");
+                return;
+            }
+        };
+        let payload = Bytes::from(serde_json::to_vec(&answer).expect("an answer serializes"));
+        if let Err(error) = self.inner.client.publish(reply, payload).await {
+            tracing::debug!(%error, "answering a forwarded group call failed");
+        }
+    }
+
+    /// Renews the leases of the groups with live members; lets the others lapse.
+    async fn renew_live(&self) {
+        let live = self.inner.local.groups();
+        let held: Vec<String> = self.inner.held.lock().keys().cloned().collect();
+        for group in held {
+            if live.binary_search(&group).is_ok() {
+                self.renew(&group).await;
+            } else {
+                self.inner.held.lock().remove(&group);
+            }
+        }
+    }
+
+    /// Groups this node coordinates now (for tests and diagnostics).
+    #[cfg(test)]
+    pub(crate) fn coordinating(&self) -> Vec<String> {
+        let mut groups: Vec<String> = self.inner.held.lock().keys().cloned().collect();
+        groups.sort();
+        groups
+    }
+}
+
+fn unavailable(group: &str, reason: &str) -> GroupsError {
+    GroupsError::Unavailable {
+        group: group.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+fn unexpected(group: &str, answer: &Answer) -> GroupsError {
+    unavailable(group, &format!("the coordinator answered {answer:?}"))
+}
+
+#[path = "groups_facade.rs"]
+mod facade;
+// Used by the HTTP routes once the server wires the cluster in; the allowance goes then.
+#[allow(unused_imports)]
+pub(crate) use facade::Groups;
+
+#[cfg(test)]
+#[path = "groups_tests.rs"]
+mod tests;

@@ -49,7 +49,9 @@ use crate::hub::{fd_limit, CloseReason, Contacts, Hub};
 use crate::kafka;
 use crate::log::{JetStreamConfig, Log, LogError};
 use crate::pipeline::notify::LiveSessions;
-use crate::pipeline::{self, Pipeline, PipelineConfig, PipelineError, MESSAGES_TOPIC};
+use crate::pipeline::{
+    self, Pipeline, PipelineConfig, PipelineError, Placement, Supervision, MESSAGES_TOPIC,
+};
 use crate::store::{Store, StoreError};
 
 mod banner;
@@ -78,6 +80,9 @@ pub enum ServerError {
     /// The `notify` group or a notification sink could not start.
     #[error("cannot start the notifications: {0}")]
     Notifications(PipelineError),
+    /// The node could not join its cluster's presence link and leases (`--cluster`).
+    #[error("cannot join the cluster: {0}")]
+    Cluster(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The TLS certificate or key of `[tls]` cannot be used.
     #[error(transparent)]
     Tls(#[from] TlsError),
@@ -220,11 +225,43 @@ async fn open(state: &AppState, stages: &Stages, address: SocketAddr) -> Result<
     // As soon as the directory is ours: an admin command run meanwhile is told "starting up"
     // by this server rather than "directory in use" by the lock.
     publish_address(state, address);
+    join_cluster(state).await?;
     start_chat(state, &stages.writers).await?;
     start_hub(state)?;
     start_notifications(state, &stages.notify).await?;
     state.set_ready(true);
     Ok(())
+}
+
+/// On a cluster (`--cluster`): connects the hub to the other nodes (presence, typing) and opens
+/// the leases that place the consumers and coordinate the HTTP groups. Nothing without.
+async fn join_cluster(state: &AppState) -> Result<(), ServerError> {
+    let config = &state.config().cluster;
+    if !config.is_enabled() {
+        return Ok(());
+    }
+    let node = crate::cluster::join(
+        config,
+        state.hub().clone(),
+        state.shared_bus(),
+        state.shutdown().clone(),
+        state.tasks(),
+    )
+    .await
+    .map_err(|e| ServerError::Cluster(Box::new(e)))?;
+    state.attach_cluster(node);
+    Ok(())
+}
+
+/// How the `notify` workers and the sinks are supervised, and where they run: here, or by
+/// lease on a cluster.
+fn supervision(state: &AppState) -> Supervision {
+    Supervision {
+        health: state.workers().clone(),
+        placement: state
+            .cluster()
+            .map_or(Placement::Here, |node| node.placement.clone()),
+    }
 }
 
 /// Who has a live session, as the `notify` group asks it: the hub.
@@ -257,7 +294,7 @@ async fn start_notifications(
         &state.config().notify.sinks,
         chat.pipeline.partitions(),
         state.metrics().clone(),
-        state.workers().clone(),
+        &supervision(state),
         state.shutdown().clone(),
         state.tasks(),
     )
@@ -268,7 +305,7 @@ async fn start_notifications(
         chat.store.clone(),
         live_sessions(state),
         state.config().notify_settings(),
-        state.workers().clone(),
+        &supervision(state),
         notify.clone(),
         state.tasks(),
     )

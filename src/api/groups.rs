@@ -199,10 +199,10 @@ fn guard_internal(group: &str) -> Result<(), ApiError> {
 
 /// 409 when `group` is new and the bus knows `limits.maxGroups` groups already (live ones and
 /// those with committed offsets): every group's offsets stay on disk until its topics go.
-fn check_group_capacity(state: &AppState, log: &Log, group: &str) -> Result<(), ApiError> {
+async fn check_group_capacity(state: &AppState, log: &Log, group: &str) -> Result<(), ApiError> {
     let max = state.config().limits.max_groups;
     let mut known = log.group_names()?;
-    known.extend(state.bus().groups());
+    known.extend(state.groups().groups().await?);
     known.sort();
     known.dedup();
     if known.binary_search_by(|g| g.as_str().cmp(group)).is_ok() || known.len() < max {
@@ -290,12 +290,13 @@ pub(crate) async fn join(
     guard_internal(&group)?;
     let subscription = subscription(&caller, body)?;
     let log = state.log()?;
-    check_group_capacity(&state, log, &group)?;
+    check_group_capacity(&state, log, &group).await?;
     state.charge_write(&caller.0.user_id, WriteCost::ONE)?;
     let topics = topic_partitions(log)?;
     let joined = state
-        .bus()
-        .join(&group, &caller.0.user_id, subscription, &topics)?;
+        .groups()
+        .join(&group, &caller.0.user_id, subscription, &topics)
+        .await?;
     let answer = JoinAnswer {
         member_id: joined.member_id,
         assignment: joined.assignment,
@@ -325,8 +326,9 @@ pub(crate) async fn leave(
     validate_group_name(&group)?;
     let topics = topic_partitions(state.log()?)?;
     state
-        .bus()
-        .leave(&group, &member, &caller.0.user_id, &topics)?;
+        .groups()
+        .leave(&group, &member, &caller.0.user_id, &topics)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -434,8 +436,9 @@ pub(crate) async fn poll(
     let log = state.log()?.clone();
     let topics = topic_partitions(&log)?;
     let lease = state
-        .bus()
-        .lease(&group, &member, &caller.0.user_id, &topics)?;
+        .groups()
+        .lease(&group, &member, &caller.0.user_id, &topics)
+        .await?;
     let starts = start_positions(&log, &group, &lease)?;
     let (mut records, mut positions) = read_all(&log, &starts, limit).await?;
     if records.is_empty() && !wait.is_zero() {
@@ -443,8 +446,9 @@ pub(crate) async fn poll(
         (records, positions) = read_all(&log, &starts, limit).await?;
     }
     state
-        .bus()
-        .advance(&group, &member, lease.generation, &positions);
+        .groups()
+        .advance(&group, &member, lease.generation, &positions)
+        .await?;
     let assignment = lease.partitions.into_iter().map(|(tp, _)| tp).collect();
     Ok(Json(PollAnswer {
         records,
@@ -486,12 +490,15 @@ pub(crate) async fn commit(
             partition: o.partition,
         })
         .collect();
-    state.bus().check_owner(
-        &group,
-        (&body.member_id, &caller.0.user_id),
-        &partitions,
-        &topics,
-    )?;
+    state
+        .groups()
+        .check_owner(
+            &group,
+            (&body.member_id, &caller.0.user_id),
+            &partitions,
+            &topics,
+        )
+        .await?;
     for o in &body.offsets {
         precheck_commit(log, &group, o)?;
     }
@@ -563,16 +570,12 @@ pub(crate) async fn reset(
     let log = state.log()?.clone();
     log.describe_topic(&body.topic)?;
     let topics = topic_partitions(&log)?;
+    let coordinator = state.groups().for_reset(&group, &topics).await?;
     let moved = {
-        let (state, log, group, topic) = (
-            state.clone(),
-            log.clone(),
-            group.clone(),
-            body.topic.clone(),
-        );
+        let (log, group, topic) = (log.clone(), group.clone(), body.topic.clone());
         blocking(move || {
             let reset = || log.reset_offsets_by_plan(&group, &topic, &plan);
-            Ok(state.bus().while_inactive(&group, &topics, reset)??)
+            Ok(coordinator.while_inactive(&group, &topics, reset)??)
         })
         .await?
     };
@@ -640,7 +643,7 @@ pub(crate) async fn list(
 ) -> Result<Json<GroupList>, ApiError> {
     caller.require_scope(CONSUME_SCOPE)?;
     let mut names = state.log()?.group_names()?;
-    names.extend(state.bus().groups());
+    names.extend(state.groups().groups().await?);
     names.sort();
     names.dedup();
     let items = names.into_iter().map(|group| GroupName { group }).collect();
@@ -669,7 +672,7 @@ pub(crate) async fn describe(
     validate_group_name(&group)?;
     let log = state.log()?;
     let topics = topic_partitions(log)?;
-    let members = state.bus().describe(&group, &topics);
+    let members = state.groups().describe(&group, &topics).await?;
     let mut names = log.group_topics(&group)?;
     names.extend(
         members

@@ -250,10 +250,16 @@ pub(crate) async fn send_message(
 }
 
 async fn append_send(chat: &Chat, command: SendMessage) -> Result<SendAck, ApiError> {
-    let appended = chat
-        .pipeline
-        .submit(&ChatCommand::Send(command.clone()))
-        .await?;
+    let (appended, command) = if command.client_message_id.is_some() {
+        // On a cluster, a retry through another node may find the first copy stored.
+        chat.pipeline.submit_send(&command).await?
+    } else {
+        let appended = chat
+            .pipeline
+            .submit(&ChatCommand::Send(command.clone()))
+            .await?;
+        (appended, command)
+    };
     Ok(SendAck {
         id: command.id,
         conversation_id: command.conversation_id,

@@ -49,6 +49,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
 use crate::bus::Coordinator;
+use crate::cluster::groups::Groups;
+use crate::cluster::ClusterNode;
 use crate::config::Config;
 use crate::hub::{fd_limit, Hub};
 use crate::log::Log;
@@ -85,7 +87,8 @@ struct Shared {
     authenticator: OnceLock<Authenticator>,
     log: OnceLock<Log>,
     chat: OnceLock<Chat>,
-    bus: Coordinator,
+    cluster: OnceLock<ClusterNode>,
+    bus: Arc<Coordinator>,
     sends: Arc<Sends>,
     limiter: RateLimiter,
     hub: Hub,
@@ -112,7 +115,8 @@ impl AppState {
                 authenticator: OnceLock::new(),
                 log: OnceLock::new(),
                 chat: OnceLock::new(),
-                bus: Coordinator::default(),
+                cluster: OnceLock::new(),
+                bus: Arc::new(Coordinator::default()),
                 sends: Arc::new(Sends::default()),
                 limiter,
                 hub,
@@ -174,6 +178,32 @@ impl AppState {
     /// The consumer-group coordinator of the HTTP event bus.
     pub(crate) fn bus(&self) -> &Coordinator {
         &self.inner.bus
+    }
+
+    /// The HTTP consumer groups as the routes call them: this node's coordinator, or on a
+    /// cluster each group on the node that coordinates it.
+    pub(crate) fn groups(&self) -> Groups {
+        match self.cluster() {
+            Some(node) => Groups::Cluster(node.groups.clone()),
+            None => Groups::Local(self.shared_bus()),
+        }
+    }
+
+    /// The same coordinator, shared (a cluster node runs the groups it coordinates on it).
+    pub(crate) fn shared_bus(&self) -> Arc<Coordinator> {
+        self.inner.bus.clone()
+    }
+
+    /// What this node shares with the other nodes of its cluster (`--cluster`), once joined.
+    pub(crate) fn cluster(&self) -> Option<&ClusterNode> {
+        self.inner.cluster.get()
+    }
+
+    /// Hands the joined cluster to the server's stages; the first attached stays.
+    pub(crate) fn attach_cluster(&self, node: ClusterNode) {
+        if self.inner.cluster.set(node).is_err() {
+            tracing::warn!("a cluster was attached twice; keeping the first");
+        }
     }
 
     /// Recent and in-flight sends by client message id (idempotent retries).

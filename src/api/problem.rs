@@ -329,6 +329,17 @@ fn rejected_answer(status: StatusCode, detail: String) -> Answer {
 }
 
 /// The answer for each coordinator error. No wildcard: a new variant must be placed on purpose.
+/// A group call refused by its coordinator answers as on one node; a coordinator that cannot be
+/// reached (another node's, on a cluster) is 503.
+impl From<crate::cluster::groups::GroupsError> for ApiError {
+    fn from(error: crate::cluster::groups::GroupsError) -> Self {
+        match error {
+            crate::cluster::groups::GroupsError::Bus(error) => ApiError::Bus(error),
+            unavailable => ApiError::Log(LogError::Unavailable(unavailable.to_string())),
+        }
+    }
+}
+
 fn bus_answer(error: &BusError) -> Answer {
     let detail = error.to_string();
     match error {

@@ -139,11 +139,6 @@ impl NatsLink {
     fn origin(&self) -> Origin {
         self.announced.lock().origin.clone()
     }
-
-    /// Changes dropped because the queue was full.
-    pub(crate) fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
 }
 
 impl PeerLink for NatsLink {

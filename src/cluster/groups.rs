@@ -518,8 +518,6 @@ fn unexpected(group: &str, answer: &Answer) -> GroupsError {
 
 #[path = "groups_facade.rs"]
 mod facade;
-// Used by the HTTP routes once the server wires the cluster in; the allowance goes then.
-#[allow(unused_imports)]
 pub(crate) use facade::Groups;
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::groups::{open_bucket, GroupsConfig, GroupsStartError};
+use crate::pipeline::{BoxedRun, LeasedWork, WorkLeases};
 
 /// What a renewal did.
 enum Renewal {
@@ -175,6 +176,19 @@ impl Exclusive {
         {
             tracing::debug!(key, %error, "releasing an exclusive lease failed; it will expire");
         }
+    }
+}
+
+/// The server's supervised consumers (`notify`, the sinks) run by lease on a cluster.
+impl WorkLeases for Exclusive {
+    fn run_exclusive(
+        &self,
+        name: String,
+        shutdown: CancellationToken,
+        work: LeasedWork,
+    ) -> BoxedRun {
+        let exclusive = self.clone();
+        Box::pin(async move { exclusive.run(&name, shutdown, work).await })
     }
 }
 

@@ -28,6 +28,10 @@ pub struct ClusterConfig {
     /// How long a request to the cluster (a publish's ack, a commit) may take before it is
     /// answered with 503 (`cluster.requestTimeoutMs`, default 5 s).
     pub request_timeout: Duration,
+    /// This node's name in the cluster: a NATS subject token unique among the nodes, used for
+    /// presence, forwarded group calls and leases (`cluster.nodeId`; default: drawn at start,
+    /// so a restarted node is a new one to the others).
+    pub node_id: Option<String>,
 }
 
 impl Default for ClusterConfig {
@@ -38,6 +42,7 @@ impl Default for ClusterConfig {
             replicas: 3,
             connect_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(5),
+            node_id: None,
         }
     }
 }
@@ -65,7 +70,22 @@ impl ClusterConfig {
             .collect()
     }
 
+    /// This node's id: `cluster.nodeId`, or a fresh `node-XXXXXXXXXXXX` (random hex).
+    pub fn node_id_or_drawn(&self) -> String {
+        self.node_id.clone().unwrap_or_else(|| {
+            let uuid = uuid::Uuid::new_v4().simple().to_string();
+            format!("node-{}", &uuid[..12])
+        })
+    }
+
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(id) = self.node_id.as_deref().filter(|id| !is_valid_node_id(id)) {
+            return Err(bad_value(
+                "cluster.nodeId",
+                id,
+                "1 to 64 letters, digits, '-' or '_'".into(),
+            ));
+        }
         if let Some(bad) = self.urls.iter().find(|url| !is_nats_url(url)) {
             return Err(bad_value(
                 "cluster.urls",
@@ -105,6 +125,13 @@ fn is_nats_url(url: &str) -> bool {
         .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
 }
 
+fn is_valid_node_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// Stream and bucket names take the namespace as they are; `_` and `.` are separators there.
 fn is_valid_namespace(namespace: &str) -> bool {
     (1..=32).contains(&namespace.len())
@@ -122,6 +149,7 @@ pub(super) struct FileCluster {
     replicas: Option<usize>,
     connect_timeout_ms: Option<u64>,
     request_timeout_ms: Option<u64>,
+    node_id: Option<String>,
 }
 
 impl FileCluster {
@@ -140,6 +168,9 @@ impl FileCluster {
         }
         if let Some(ms) = self.request_timeout_ms {
             cluster.request_timeout = Duration::from_millis(ms);
+        }
+        if let Some(id) = self.node_id {
+            cluster.node_id = Some(id);
         }
     }
 }

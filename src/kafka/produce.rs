@@ -89,7 +89,7 @@ async fn produce_partition(
     let (partition, records, producer) =
         match checked_records(broker, session, topic, data, transactional) {
             Ok(checked) => checked,
-            Err(refusal) => return (refusal, false),
+            Err(refusal) => return (*refusal, false),
         };
     if producer.producer_id < 0 {
         return (append(broker, topic, partition, records).await.0, false);
@@ -131,32 +131,41 @@ fn checked_records(
     topic: &str,
     data: &PartitionProduceData,
     transactional: bool,
-) -> Result<(u32, Vec<Record>, ProducerInfo), PartitionProduceResponse> {
+) -> Result<(u32, Vec<Record>, ProducerInfo), Box<PartitionProduceResponse>> {
     let index = data.index;
     if transactional {
-        return Err(refused(
+        return Err(boxed_refusal(
             index,
             ResponseError::TransactionalIdAuthorizationFailed,
         ));
     }
     if !session.may_produce(topic) {
-        return Err(refused(index, ResponseError::TopicAuthorizationFailed));
+        return Err(boxed_refusal(
+            index,
+            ResponseError::TopicAuthorizationFailed,
+        ));
     }
-    let partition = existing_partition(broker, topic, index).map_err(|e| refused(index, e))?;
+    let partition =
+        existing_partition(broker, topic, index).map_err(|e| boxed_refusal(index, e))?;
     let Some(bytes) = &data.records else {
-        return Err(refused(index, ResponseError::CorruptMessage));
+        return Err(boxed_refusal(index, ResponseError::CorruptMessage));
     };
     match decode_produced(bytes) {
         Ok((records, producer)) => Ok((partition, records, producer)),
         Err(BatchError::Corrupt(reason)) => {
             tracing::debug!(topic, partition, reason = %reason, "kafka: corrupt batch refused");
-            Err(refused(index, ResponseError::CorruptMessage))
+            Err(boxed_refusal(index, ResponseError::CorruptMessage))
         }
-        Err(BatchError::Transactional) => Err(refused(
+        Err(BatchError::Transactional) => Err(boxed_refusal(
             index,
             ResponseError::TransactionalIdAuthorizationFailed,
         )),
     }
+}
+
+/// [`refused`], boxed: the answer is large and the `Ok` path is the common one.
+fn boxed_refusal(index: i32, error: ResponseError) -> Box<PartitionProduceResponse> {
+    Box::new(refused(index, error))
 }
 
 /// The partition number if `topic` exists and has partition `index`.

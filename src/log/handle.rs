@@ -24,6 +24,8 @@ use super::{
 #[derive(Clone)]
 pub struct Log {
     backend: Arc<dyn LogBackend>,
+    /// Whether other nodes append to this log too (a cluster).
+    shared: bool,
 }
 
 impl std::fmt::Debug for Log {
@@ -48,12 +50,24 @@ impl Log {
             .await
             .map_err(|e| LogError::Unavailable(e.to_string()))?;
         let backend = JetStreamLog::open(client, config).await?;
-        Ok(Log::with_backend(Arc::new(backend)))
+        Ok(Log {
+            backend: Arc::new(backend),
+            shared: true,
+        })
     }
 
-    /// A handle over any implementation of the log interface.
+    /// A handle over any implementation of the log interface, used by this process alone.
     pub(crate) fn with_backend(backend: Arc<dyn LogBackend>) -> Log {
-        Log { backend }
+        Log {
+            backend,
+            shared: false,
+        }
+    }
+
+    /// Whether other processes (the other nodes of a cluster) append to this log too: then
+    /// the pipeline's writers of every node make the same events and relay each once.
+    pub fn is_shared(&self) -> bool {
+        self.shared
     }
 
     // ----- appending -------------------------------------------------------------------------

@@ -46,10 +46,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::hub::Hub;
-use crate::log::{Appended, Log, LogError, Record, TopicConfig};
-use crate::store::{Conversation, Outcome, Store, StoreError};
+use crate::log::{Appended, Log, LogError, ReadLimits, Record, TopicConfig, IDEMPOTENCY_HEADER};
+use crate::store::{Conversation, Outcome, SendMessage, Store, StoreError};
 
-pub(crate) use supervise::WorkerHealth;
+pub(crate) use supervise::{
+    BoxedRun, LeasedWork, Placement, Supervision, WorkLeases, WorkerHealth,
+};
 
 pub(crate) use crate::store::ChatCommand;
 
@@ -229,6 +231,27 @@ pub(crate) async fn ensure_topic(log: &Log, topic: &str, partitions: u32) -> Res
     }
 }
 
+/// The `Nats-Msg-Id` of a send with a client message id: a digest of (sender, conversation,
+/// clientMessageId), so any characters they hold make a valid header value.
+fn send_idempotency_key(send: &SendMessage) -> String {
+    use sha2::{Digest, Sha256};
+    let mut digest = Sha256::new();
+    for part in [
+        send.sender_id.as_str(),
+        send.conversation_id.as_str(),
+        send.client_message_id.as_deref().unwrap_or(""),
+    ] {
+        digest.update(part.len().to_be_bytes());
+        digest.update(part.as_bytes());
+    }
+    let hex: String = digest
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("send/{hex}")
+}
+
 /// Appends a command to `messages` (key = its conversation id) and returns where it landed,
 /// once durable. The edge calls this after validating the command against the store's view.
 pub(crate) async fn submit(log: &Log, command: &ChatCommand) -> Result<Appended> {
@@ -249,6 +272,49 @@ impl Pipeline {
     /// [`submit`] through this pipeline's log.
     pub(crate) async fn submit(&self, command: &ChatCommand) -> Result<Appended> {
         submit(&self.log, command).await
+    }
+
+    /// Submits a send that carries a client message id. On a shared log (`--cluster`) the
+    /// record carries an idempotency key made of (sender, conversation, clientMessageId), so a
+    /// retry through another node, before any store applied the first copy, is stored once
+    /// (within the cluster's duplicate window); the send returned is the one stored at the
+    /// offset returned (the first copy: its id and time are the ones the message keeps).
+    pub(crate) async fn submit_send(&self, send: &SendMessage) -> Result<(Appended, SendMessage)> {
+        let command = ChatCommand::Send(send.clone());
+        if !self.log.is_shared() {
+            return Ok((self.submit(&command).await?, send.clone()));
+        }
+        let value = serde_json::to_vec(&command).expect("a command of strings always serializes");
+        let record = Record::keyed(send.conversation_id.as_bytes(), value)
+            .with_header(IDEMPOTENCY_HEADER, send_idempotency_key(send));
+        let appended = self
+            .log
+            .append(MESSAGES_TOPIC, vec![record])
+            .await?
+            .pop()
+            .ok_or(PipelineError::Log(LogError::EmptyAppend))?;
+        Ok((
+            appended,
+            self.stored_send(appended).unwrap_or_else(|| send.clone()),
+        ))
+    }
+
+    /// The send stored at `appended` (the node's replica holds it once the append returned).
+    fn stored_send(&self, appended: Appended) -> Option<SendMessage> {
+        let records = self
+            .log
+            .read(
+                MESSAGES_TOPIC,
+                appended.partition,
+                appended.offset,
+                ReadLimits::records(1),
+            )
+            .ok()?;
+        let record = records.into_iter().find(|r| r.offset == appended.offset)?;
+        match serde_json::from_slice(&record.value).ok()? {
+            ChatCommand::Send(stored) => Some(stored),
+            _ => None,
+        }
     }
 
     /// The store's progress on a partition: every record below the value is applied (stored

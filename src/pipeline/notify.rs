@@ -32,7 +32,7 @@ use tokio_util::task::TaskTracker;
 
 use super::follow::{follow, read_ready, PartitionConsumer};
 use super::supervise::{commit_forward, spawn_supervised};
-use super::{ensure_topic, Result, WorkerHealth, EVENTS_TOPIC};
+use super::{ensure_topic, Result, Supervision, EVENTS_TOPIC};
 use crate::log::{Log, ReadLimits, Record, StoredRecord};
 use crate::store::{EventType, MessageEvent, Store};
 
@@ -93,7 +93,7 @@ pub(crate) async fn start(
     store: Store,
     live: Arc<dyn LiveSessions>,
     settings: NotifySettings,
-    health: WorkerHealth,
+    supervision: &Supervision,
     shutdown: CancellationToken,
     tracker: &TaskTracker,
 ) -> Result<()> {
@@ -124,7 +124,14 @@ pub(crate) async fn start(
             async move { worker?.run(shutdown).await }
         };
         let name = format!("{NOTIFY_GROUP}/{partition}");
-        spawn_supervised(tracker, health.clone(), name, shutdown.clone(), run);
+        spawn_supervised(
+            tracker,
+            supervision.health.clone(),
+            name,
+            shutdown.clone(),
+            &supervision.placement,
+            run,
+        );
     }
     Ok(())
 }

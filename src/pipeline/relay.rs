@@ -38,14 +38,17 @@ pub(super) async fn relay(
 ) -> Result<()> {
     // On a log shared by several nodes (`--cluster`) every node's writer makes the same events;
     // whichever relayed them first, the others skip them.
-    if let Some(elsewhere) = last_relayed_source_offset(log, partition)? {
-        *relayed = Some(relayed.map_or(elsewhere, |mine| mine.max(elsewhere)));
+    let shared = log.is_shared();
+    if shared {
+        if let Some(elsewhere) = last_relayed_source_offset(log, partition)? {
+            *relayed = Some(relayed.map_or(elsewhere, |mine| mine.max(elsewhere)));
+        }
     }
     let fresh: Vec<&OutboxEntry> = events
         .iter()
         .filter(|e| relayed.is_none_or(|r| e.source_offset > r))
         .collect();
-    if fresh.len() < events.len() {
+    if fresh.len() < events.len() && !shared {
         tracing::info!(
             partition,
             skipped = events.len() - fresh.len(),
@@ -60,13 +63,23 @@ pub(super) async fn relay(
     let records = fresh
         .iter()
         .map(|e| {
-            nth = if previous == Some(e.source_offset) { nth + 1 } else { 0 };
+            nth = if previous == Some(e.source_offset) {
+                nth + 1
+            } else {
+                0
+            };
             previous = Some(e.source_offset);
-            // Two nodes relaying the same batch at once: the cluster log stores it once.
-            let id = format!("{partition}/{}/{nth}", e.source_offset);
-            Record::keyed(e.conversation_id.as_bytes(), e.payload.clone())
-                .with_header(SOURCE_OFFSET_HEADER, e.source_offset.to_string())
-                .with_header(IDEMPOTENCY_HEADER, id)
+            let record = Record::keyed(e.conversation_id.as_bytes(), e.payload.clone())
+                .with_header(SOURCE_OFFSET_HEADER, e.source_offset.to_string());
+            if shared {
+                // Two nodes relaying the same batch at once: the cluster log stores it once.
+                record.with_header(
+                    IDEMPOTENCY_HEADER,
+                    format!("{partition}/{}/{nth}", e.source_offset),
+                )
+            } else {
+                record
+            }
         })
         .collect();
     log.append_to(EVENTS_TOPIC, partition, records).await?;

@@ -31,7 +31,7 @@ use tokio_util::task::TaskTracker;
 use super::follow::{follow, read_ready, PartitionConsumer};
 use super::notify::NOTIFICATIONS_TOPIC;
 use super::supervise::{commit_forward, spawn_supervised};
-use super::{ensure_topic, PipelineError, Result, WorkerHealth};
+use super::{ensure_topic, PipelineError, Result, Supervision};
 use crate::log::{Log, ReadLimits, Record, StoredRecord};
 use crate::metrics::Metrics;
 use crate::notify::{Outcome, Sink, SinkConfig, StartFrom};
@@ -71,7 +71,7 @@ pub(crate) async fn start(
     sinks: &[SinkConfig],
     partitions: u32,
     metrics: Metrics,
-    health: WorkerHealth,
+    supervision: &Supervision,
     shutdown: CancellationToken,
     tracker: &TaskTracker,
 ) -> Result<()> {
@@ -100,7 +100,14 @@ pub(crate) async fn start(
                 }
             };
             let name = format!("{group}/{partition}");
-            spawn_supervised(tracker, health.clone(), name, shutdown.clone(), run);
+            spawn_supervised(
+                tracker,
+                supervision.health.clone(),
+                name,
+                shutdown.clone(),
+                &supervision.placement,
+                run,
+            );
         }
     }
     Ok(())

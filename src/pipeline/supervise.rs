@@ -8,11 +8,17 @@
 //! from there. The store writers are not supervised here: a store that cannot write stops its
 //! writer for good and refuses writes (fail-stop, see [`super::Pipeline::failure`]).
 //!
-//! This module knows nothing of what the workers do.
+//! On a cluster (`--cluster`) the same consumers run on every node, but each partition's worker
+//! must run on one node at a time: a [`Placement::Leased`] worker runs only while this node holds
+//! the worker's lease ([`WorkLeases`], implemented by `cluster::groups_exclusive`), and stops
+//! when the lease is lost; another node then takes it over from the committed offset.
+//!
+//! This module knows nothing of what the workers do, nor of how leases are kept.
 
 use parking_lot::{Mutex, MutexGuard};
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,38 +61,117 @@ impl WorkerHealth {
     }
 }
 
+/// A boxed future of a worker run, as [`WorkLeases`] takes it.
+pub(crate) type BoxedRun = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// The work a lease guards: called once per lease taken, with a token cancelled when the lease
+/// is lost (or at shutdown); the run must return soon after.
+pub(crate) type LeasedWork = Box<dyn FnMut(CancellationToken) -> BoxedRun + Send + 'static>;
+
+/// Runs work on one node of a cluster at a time.
+pub(crate) trait WorkLeases: Send + Sync + 'static {
+    /// Runs `work` whenever this node holds the lease `name`, until `shutdown`.
+    fn run_exclusive(
+        &self,
+        name: String,
+        shutdown: CancellationToken,
+        work: LeasedWork,
+    ) -> BoxedRun;
+}
+
+/// Where the server's own consumers run.
+#[derive(Clone, Default)]
+pub(crate) enum Placement {
+    /// On this node, always (one node, the embedded log).
+    #[default]
+    Here,
+    /// On the node holding the worker's lease (a cluster): one node at a time.
+    Leased(Arc<dyn WorkLeases>),
+}
+
+impl std::fmt::Debug for Placement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Placement::Here => f.write_str("Here"),
+            Placement::Leased(_) => f.write_str("Leased"),
+        }
+    }
+}
+
+/// How the server's own consumers are supervised: where their failures are recorded and where
+/// they run.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Supervision {
+    /// Which workers are down.
+    pub health: WorkerHealth,
+    /// Here, or by lease on a cluster.
+    pub placement: Placement,
+}
+
 /// Runs the worker `run` makes on `tracker` until it returns `Ok` (shutdown, or the log
 /// closed): each failure is recorded in `health` under `name` and the worker is made and run
 /// again after a backoff. `run` is called once per attempt and builds the worker afresh (from
-/// its committed offset).
+/// its committed offset). With [`Placement::Leased`], all this happens only while this node
+/// holds the lease `name`.
 pub(crate) fn spawn_supervised<F, Fut>(
     tracker: &TaskTracker,
     health: WorkerHealth,
     name: String,
     shutdown: CancellationToken,
+    placement: &Placement,
     mut run: F,
 ) where
     F: FnMut() -> Fut + Send + 'static,
     Fut: Future<Output = Result<()>> + Send,
 {
-    tracker.spawn(async move {
-        let mut backoff = FIRST_BACKOFF;
-        loop {
-            match run().await {
-                Ok(()) | Err(PipelineError::Log(LogError::Closed)) => return,
-                Err(e) => {
-                    tracing::error!(worker = %name, error = %e, retry_in = ?backoff, "worker failed; it starts again from its committed offset");
-                    health.set_failed(&name, e.to_string());
-                }
-            }
-            tokio::select! {
-                () = tokio::time::sleep(backoff) => {}
-                () = shutdown.cancelled() => return,
-            }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-            health.set_running(&name);
+    match placement {
+        Placement::Here => {
+            tracker.spawn(async move { supervise(&mut run, &health, &name, &shutdown).await });
         }
-    });
+        Placement::Leased(leases) => {
+            // The lease's runs never overlap (one ends before the next lease is taken), so the
+            // lock is only ever taken by one of them.
+            let run = Arc::new(tokio::sync::Mutex::new(run));
+            let lease_name = name.clone();
+            let work: LeasedWork = Box::new(move |stop: CancellationToken| {
+                let (run, health, name) = (run.clone(), health.clone(), name.clone());
+                Box::pin(async move {
+                    let mut run = run.lock().await;
+                    supervise(&mut *run, &health, &name, &stop).await;
+                })
+            });
+            tracker.spawn(leases.run_exclusive(lease_name, shutdown, work));
+        }
+    }
+}
+
+/// Runs `run`'s workers one after the other until one returns `Ok` or `shutdown`, with a
+/// doubling backoff between failures.
+async fn supervise<F, Fut>(
+    run: &mut F,
+    health: &WorkerHealth,
+    name: &str,
+    shutdown: &CancellationToken,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        match run().await {
+            Ok(()) | Err(PipelineError::Log(LogError::Closed)) => return,
+            Err(e) => {
+                tracing::error!(worker = %name, error = %e, retry_in = ?backoff, "worker failed; it starts again from its committed offset");
+                health.set_failed(name, e.to_string());
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = shutdown.cancelled() => return,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+        health.set_running(name);
+    }
 }
 
 /// Commits `next` for `group` and returns where the worker goes on: `next`, or the committed
@@ -132,6 +217,7 @@ mod tests {
             health.clone(),
             "notify/0".into(),
             CancellationToken::new(),
+            &Placement::Here,
             move || {
                 let attempt = counted.fetch_add(1, Ordering::SeqCst);
                 async move {

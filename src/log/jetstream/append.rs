@@ -3,7 +3,8 @@
 //!
 //! Owns the choice of partition (as the embedded log: the given one, else the key's hash, else
 //! round-robin), `Nats-Msg-Id` for records carrying an idempotency key, and the mapping of
-//! publish failures to errors. A failed or timed-out publish is never acknowledged; it may still
+//! publish failures to errors. A record whose idempotency key another node's copy holds "in
+//! process" is published again until that copy is stored, and then lands where it did. A failed or timed-out publish is never acknowledged; it may still
 //! have been stored (the caller retries, and an idempotency key makes the retry harmless).
 
 use std::sync::atomic::Ordering;
@@ -44,21 +45,28 @@ impl Inner {
         for (record, partition) in records.into_iter().zip(partitions) {
             let subject =
                 names::subject(&self.config.namespace, &state.meta.incarnation, partition);
+            // Kept to publish again if another node's copy is still in flight (see `republish`).
+            let again = idempotency_key(&record).map(|_| (subject.clone(), record.clone()));
             let ack = self
                 .js
                 .send_publish(subject, publication(record, now))
                 .await
                 .map_err(|e| self.publish_error(topic, &state, e))?;
-            pending.push((partition, ack));
+            pending.push((partition, ack, again));
         }
         let mut appended = Vec::with_capacity(pending.len());
-        for (partition, ack) in pending {
-            let ack = ack
-                .await
-                .map_err(|e| self.publish_error(topic, &state, e))?;
+        for (partition, ack, again) in pending {
+            let sequence = match (ack.await, again) {
+                (Ok(ack), _) => ack.sequence,
+                (Err(e), Some(again)) if is_duplicate_in_flight(&e) => self
+                    .republish(again, now)
+                    .await
+                    .map_err(|e| self.publish_error(topic, &state, e))?,
+                (Err(e), _) => return Err(self.publish_error(topic, &state, e)),
+            };
             appended.push(Appended {
                 partition,
-                offset: ack.sequence - 1,
+                offset: sequence - 1,
             });
         }
         self.wait_until_replicated(&state, &appended).await?;
@@ -66,6 +74,33 @@ impl Inner {
         Counters::add(&self.counters.records, count);
         Counters::add(&self.counters.bytes, bytes as u64);
         Ok(appended)
+    }
+
+    /// Publishes a record again whose idempotency key another node's copy holds "in process"
+    /// (JetStream refuses the second copy until the first is stored): once the first is
+    /// stored, the retry is acknowledged as a duplicate with the first copy's sequence, which
+    /// is where the record is. Gives up after `request_timeout`.
+    async fn republish(
+        &self,
+        (subject, record): (String, Record),
+        now: i64,
+    ) -> std::result::Result<u64, PublishError> {
+        let deadline = tokio::time::Instant::now() + self.config.request_timeout;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            tokio::time::sleep(pause).await;
+            let publish = publication(record.clone(), now);
+            let result = match self.js.send_publish(subject.clone(), publish).await {
+                Ok(ack) => ack.await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(ack) => return Ok(ack.sequence),
+                Err(e) if is_duplicate_in_flight(&e) && tokio::time::Instant::now() < deadline => {}
+                Err(e) => return Err(e),
+            }
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
     }
 
     /// "No responders" (the client's `StreamNotFound`) also means that no leader answers right
@@ -163,13 +198,25 @@ impl Inner {
     }
 }
 
-/// The message for a record: its encoding, and its idempotency key as `Nats-Msg-Id`.
-fn publication(record: Record, now_ms: i64) -> PublishMessage {
-    let id = record
+/// JetStream's "duplicate message id is in process": a copy with the same `Nats-Msg-Id`
+/// (another node's) is being stored right now.
+const DUPLICATE_IN_PROCESS: u64 = 10158;
+
+fn is_duplicate_in_flight(error: &PublishError) -> bool {
+    super::api_error_code(error) == Some(DUPLICATE_IN_PROCESS)
+}
+
+fn idempotency_key(record: &Record) -> Option<String> {
+    record
         .headers
         .iter()
         .find(|header| header.key == IDEMPOTENCY_HEADER)
-        .map(|header| String::from_utf8_lossy(&header.value).into_owned());
+        .map(|header| String::from_utf8_lossy(&header.value).into_owned())
+}
+
+/// The message for a record: its encoding, and its idempotency key as `Nats-Msg-Id`.
+fn publication(record: Record, now_ms: i64) -> PublishMessage {
+    let id = idempotency_key(&record);
     let payload = WireRecord::new(record, now_ms).encode();
     let publish = PublishMessage::build().payload(payload.into());
     match id {

@@ -213,13 +213,56 @@ async fn bucket(
         storage: jetstream::stream::StorageType::File,
         ..Default::default()
     };
-    match js.create_key_value(wanted).await {
+    match placed(|| js.create_key_value(wanted.clone())).await {
         Ok(store) => Ok(store),
         Err(created) => js
             .get_key_value(&name)
             .await
             .map_err(|_| unavailable(format!("the bucket {name}"), created)),
     }
+}
+
+/// JetStream's "no suitable peers for placement": the cluster has not seen enough of its servers
+/// to place the replicas (it is still forming, or it lost servers).
+const NO_PEERS_FOR_PLACEMENT: u64 = 10005;
+
+/// How long a creation waits for peers to place its replicas on: a cluster that just started
+/// takes a few seconds until every server has reported to its meta leader.
+const PLACEMENT_WAIT: Duration = Duration::from_secs(10);
+
+/// Runs `create` (a stream or bucket creation) again while the cluster answers "no suitable
+/// peers for placement", for at most [`PLACEMENT_WAIT`].
+pub(super) async fn placed<T, E, F, Fut>(mut create: F) -> std::result::Result<T, E>
+where
+    E: std::error::Error + 'static,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, E>>,
+{
+    let deadline = tokio::time::Instant::now() + PLACEMENT_WAIT;
+    loop {
+        match create().await {
+            Err(e)
+                if api_error_code(&e) == Some(NO_PEERS_FOR_PLACEMENT)
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tracing::debug!(error = %e, "no peers to place replicas on yet; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The JetStream API error code somewhere in `error`'s chain of causes.
+pub(super) fn api_error_code(error: &(dyn std::error::Error + 'static)) -> Option<u64> {
+    let mut cause = Some(error);
+    while let Some(current) = cause {
+        if let Some(api) = current.downcast_ref::<jetstream::Error>() {
+            return Some(api.error_code().0);
+        }
+        cause = current.source();
+    }
+    None
 }
 
 /// The error for a request the cluster did not answer as it should.

@@ -263,11 +263,8 @@ impl Inner {
         partitions: std::ops::Range<u32>,
     ) -> Result<()> {
         for partition in partitions {
-            if let Err(e) = self
-                .js
-                .create_stream(self.stream_config(meta, partition))
-                .await
-            {
+            let create = || self.js.create_stream(self.stream_config(meta, partition));
+            if let Err(e) = super::placed(create).await {
                 self.delete_streams(meta, 0..partition).await;
                 return Err(unavailable("creating a partition's stream", e));
             }

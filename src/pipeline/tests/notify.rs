@@ -14,7 +14,7 @@ use crate::log::ResetTo;
 use crate::pipeline::notify::{
     self, LiveSessions, Notification, NOTIFICATIONS_TOPIC, NOTIFY_GROUP,
 };
-use crate::pipeline::{WorkerHealth, EVENTS_TOPIC};
+use crate::pipeline::EVENTS_TOPIC;
 use crate::store::{now_rfc3339, ChatCommand, DeleteMessage, EditMessage, SendMessage};
 
 /// Users in the set are online.
@@ -40,7 +40,7 @@ async fn start_notify(node: &Node, online: &[&str]) -> Notifier {
         node.store.clone(),
         live,
         notify::NotifySettings::default(),
-        WorkerHealth::default(),
+        &crate::pipeline::Supervision::default(),
         stop.clone(),
         &tasks,
     )

@@ -1,0 +1,398 @@
+//! Several Tidings nodes on one three-node NATS JetStream cluster (`tidings serve --cluster`):
+//! 2,000 messages sent through node A reach a session on node B in order with no gap; three
+//! senders on three nodes into one conversation get `seq` 1..N with no gap or duplicate, and a
+//! retried send (same `clientMessageId`) through another node is stored once under the first
+//! id; a node started later holds the same history as an old one once it says it is ready; a
+//! SIGKILLed node's client reconnects to another node and resumes with no gap; with the quorum
+//! lost a send gets 503, never 202, and sends work again once a NATS node is back.
+//!
+//! Each test has its own NATS cluster (some damage theirs). Nodes share their token secret by
+//! the same `secret.key` in each data directory, as docs/cluster.md says.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::chat::{chat_process_in, chat_server_in, Chat};
+use common::nats::NatsCluster;
+use common::server::{Process, TestServer};
+use common::ws::{config_beside, connect, message_seqs};
+use serde_json::{json, Value};
+
+/// How long a node's request to the cluster may take (short, so that the quorum test sees its
+/// 503 quickly). No rate limit: the tests send thousands of messages as one user.
+const CLUSTER_TOML: &str = "[cluster]\nrequestTimeoutMs = 2000\n";
+
+/// A fresh data directory holding `secret` (the first node's), so that every node accepts the
+/// same tokens.
+fn data_dir(secret: Option<&Path>) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    if let Some(from) = secret {
+        std::fs::copy(from.join("secret.key"), dir.path().join("secret.key"))
+            .expect("share the token secret");
+    }
+    dir
+}
+
+fn node_flags(cluster: &NatsCluster, config: &Path) -> Vec<String> {
+    [
+        "--listen",
+        "127.0.0.1:0",
+        "--durability",
+        "never",
+        "--rate-limit",
+        "0",
+        "--cluster",
+        &cluster.urls(),
+        "--config",
+        config.to_str().expect("UTF-8 path"),
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// A node in this process on the cluster, ready.
+async fn node(cluster: &NatsCluster, secret: Option<&Path>) -> Chat {
+    let dir = data_dir(secret);
+    let config = config_beside(&dir, CLUSTER_TOML);
+    let flags = node_flags(cluster, &config);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    chat_server_in(dir, &flags).await
+}
+
+/// A node as the `tidings serve` binary on the cluster, ready.
+async fn node_process(cluster: &NatsCluster, secret: Option<&Path>) -> Chat<Process> {
+    let dir = data_dir(secret);
+    let config = config_beside(&dir, CLUSTER_TOML);
+    let flags = node_flags(cluster, &config);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    chat_process_in(dir, &flags).await
+}
+
+/// Sends `contents` one after the other as `user` through `chat`'s node, each answered 202 (a
+/// future of its own, to run beside a reader).
+fn send_all<S: TestServer>(
+    chat: &Chat<S>,
+    user: &str,
+    conversation: &str,
+    contents: Vec<String>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let url = format!(
+        "{}/api/conversations/{conversation}/messages",
+        chat.server.base()
+    );
+    let token = chat.token(user);
+    async move {
+        let http = reqwest::Client::new();
+        for content in contents {
+            let response = http
+                .post(&url)
+                .bearer_auth(&token)
+                .json(&json!({ "content": content }))
+                .send()
+                .await
+                .expect("send");
+            assert_eq!(response.status(), 202, "send {content} to {url}");
+        }
+    }
+}
+
+/// The JSON body of a 202; panics with the answer otherwise.
+async fn accepted(response: impl std::future::Future<Output = reqwest::Response>) -> Value {
+    let response = response.await;
+    let status = response.status();
+    let body: Value = response.json().await.expect("JSON answer");
+    assert_eq!(status, 202, "send answered {body}");
+    body
+}
+
+/// Waits until `user` sees conversation `id` on `chat`'s node (its store applied the create).
+async fn wait_conversation<S: TestServer>(chat: &Chat<S>, user: &str, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = chat.get(user, &format!("/api/conversations/{id}")).await;
+        if response.status() == 200 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "conversation {id} not visible on {} after 10 s: {}",
+            chat.server.base(),
+            response.status()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every message of a conversation as `(seq, content)`, paging the history.
+async fn history_of<S: TestServer>(chat: &Chat<S>, user: &str, id: &str) -> Vec<(u64, String)> {
+    let mut all = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = chat
+            .history(user, id, &format!("?limit=200&after={after}"))
+            .await;
+        let items = page["items"].as_array().expect("items").clone();
+        if items.is_empty() {
+            return all;
+        }
+        for item in &items {
+            let seq = item["seq"].as_u64().expect("seq");
+            all.push((seq, item["content"].as_str().expect("content").to_owned()));
+            after = after.max(seq);
+        }
+    }
+}
+
+/// Waits until conversation `id` holds `count` messages on `chat`'s node.
+async fn wait_history<S: TestServer>(
+    chat: &Chat<S>,
+    user: &str,
+    id: &str,
+    count: usize,
+) -> Vec<(u64, String)> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let history = history_of(chat, user, id).await;
+        if history.len() >= count {
+            return history;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {count} messages on {} after 30 s",
+            history.len(),
+            chat.server.base()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_messages_through_node_a_reach_a_session_on_node_b_in_order() {
+    const COUNT: u64 = 2_000;
+    let cluster = NatsCluster::start(3);
+    let a = node(&cluster, None).await;
+    let b = node(&cluster, Some(a.dir.path())).await;
+    a.conversation("ann", "c", &["bob"]).await;
+    wait_conversation(&b, "bob", "c").await;
+    let mut bob = connect(&b, "bob").await;
+
+    let sent: Vec<String> = (1..=COUNT).map(|n| format!("m{n}")).collect();
+    let sender = tokio::spawn(send_all(&a, "ann", "c", sent.clone()));
+    let frames = bob
+        .until(|f| f["type"] == "message" && f["message"]["seq"] == COUNT)
+        .await;
+    sender.await.expect("sender");
+    let seqs = message_seqs(&frames);
+    let expected: Vec<u64> = (1..=COUNT).collect();
+    assert_eq!(seqs, expected, "node B delivered every seq once, in order");
+    let contents: Vec<String> = frames
+        .iter()
+        .filter(|f| f["type"] == "message")
+        .map(|f| {
+            f["message"]["content"]
+                .as_str()
+                .expect("content")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(contents, sent, "in the order node A accepted them");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_senders_on_three_nodes_get_dense_seqs_and_a_retry_elsewhere_is_stored_once() {
+    const EACH: usize = 150;
+    const RETRIED: usize = 20;
+    let cluster = NatsCluster::start(3);
+    let a = node(&cluster, None).await;
+    let b = node(&cluster, Some(a.dir.path())).await;
+    let c = node(&cluster, Some(a.dir.path())).await;
+    a.conversation("ann", "room", &["bob", "cid"]).await;
+    wait_conversation(&b, "bob", "room").await;
+    wait_conversation(&c, "cid", "room").await;
+
+    let senders = [("ann", &a), ("bob", &b), ("cid", &c)].map(|(user, chat)| {
+        let contents = (0..EACH).map(|n| format!("{user}-{n}")).collect();
+        tokio::spawn(send_all(chat, user, "room", contents))
+    });
+    for sender in senders {
+        sender.await.expect("sender");
+    }
+
+    // The same send through two nodes at once (a client retrying elsewhere before its first
+    // attempt answered): neither store has it yet, so only the idempotency key in the shared
+    // log keeps it to one message, and both answers carry its one id.
+    for key in 0..RETRIED {
+        let body =
+            json!({ "content": format!("once-{key}"), "clientMessageId": format!("k-{key}") });
+        let path = "/api/conversations/room/messages";
+        let (first, again) = tokio::join!(
+            accepted(a.post("ann", path, body.clone())),
+            accepted(b.post("ann", path, body.clone()))
+        );
+        assert_eq!(
+            first["id"], again["id"],
+            "both attempts of k-{key} answer one id"
+        );
+    }
+
+    let total = 3 * EACH + RETRIED;
+    let histories = [
+        wait_history(&a, "ann", "room", total).await,
+        wait_history(&b, "bob", "room", total).await,
+        wait_history(&c, "cid", "room", total).await,
+    ];
+    let seqs: Vec<u64> = histories[0].iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=total as u64).collect::<Vec<_>>(),
+        "seq 1..N with no gap or duplicate"
+    );
+    let contents: BTreeSet<&str> = histories[0].iter().map(|(_, c)| c.as_str()).collect();
+    assert_eq!(contents.len(), total, "every send stored once");
+    assert_eq!(histories[0], histories[1], "node B agrees with node A");
+    assert_eq!(histories[0], histories[2], "node C agrees with node A");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_started_later_is_ready_with_the_same_history() {
+    let cluster = NatsCluster::start(3);
+    let a = node(&cluster, None).await;
+    a.conversation("ann", "c", &["bob"]).await;
+    for n in 1..=300 {
+        a.send("ann", "c", &format!("m{n}")).await;
+    }
+    let edit_target = a.send("ann", "c", "to be edited").await;
+    let response = a
+        .call(
+            Some("ann"),
+            reqwest::Method::PATCH,
+            &format!(
+                "/api/conversations/c/messages/{}",
+                edit_target["id"].as_str().expect("id")
+            ),
+            Some(json!({ "content": "edited" })),
+        )
+        .await;
+    assert!(
+        response.status().is_success(),
+        "edit: {}",
+        response.status()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let old = loop {
+        let old = wait_history(&a, "bob", "c", 301).await;
+        if old.last().is_some_and(|(_, c)| c == "edited") {
+            break old;
+        }
+        assert!(Instant::now() < deadline, "the edit not applied on node A");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+
+    // `node` returns once /readyz says ready: the new node must hold everything by then.
+    let late = node(&cluster, Some(a.dir.path())).await;
+    let new = history_of(&late, "bob", "c").await;
+    assert_eq!(new, old, "the new node's history equals the old node's");
+    assert_eq!(new.last().map(|(_, c)| c.as_str()), Some("edited"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_nodes_client_resumes_on_another_node_with_no_gap() {
+    let cluster = NatsCluster::start(3);
+    let mut a = node_process(&cluster, None).await;
+    let b = node(&cluster, Some(a.dir.path())).await;
+    a.conversation("ann", "c", &["bob"]).await;
+    wait_conversation(&b, "bob", "c").await;
+    let mut bob = connect(&a, "bob").await;
+    for n in 1..=20 {
+        b.send("ann", "c", &format!("m{n}")).await;
+    }
+    let seen = message_seqs(&bob.until(|f| f["message"]["seq"] == 20).await);
+    assert_eq!(seen, (1..=20).collect::<Vec<u64>>());
+
+    a.server.child.kill().expect("SIGKILL node A");
+    a.server.child.wait().expect("reap node A");
+    // Messages sent while bob is away.
+    for n in 21..=40 {
+        b.send("ann", "c", &format!("m{n}")).await;
+    }
+    let mut bob = connect(&b, "bob").await;
+    bob.send(json!({"type": "resume", "ref": "r", "conversations": {"c": 20}}))
+        .await;
+    for n in 41..=50 {
+        b.send("ann", "c", &format!("m{n}")).await;
+    }
+    let frames = bob
+        .until(|f| f["type"] == "message" && f["message"]["seq"] == 50)
+        .await;
+    assert_eq!(
+        message_seqs(&frames),
+        (21..=50).collect::<Vec<u64>>(),
+        "resumed on node B: the missed messages, then the live ones, each once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_quorum_a_send_gets_503_never_202_and_works_again_after() {
+    let mut cluster = NatsCluster::start(3);
+    let a = node(&cluster, None).await;
+    a.conversation("ann", "c", &["bob"]).await;
+    a.send("ann", "c", "before").await;
+
+    cluster.stop(1);
+    cluster.stop(2);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let response = a
+            .post(
+                "ann",
+                "/api/conversations/c/messages",
+                json!({"content": "lost?"}),
+            )
+            .await;
+        let status = response.status().as_u16();
+        assert_ne!(
+            status, 202,
+            "a send without a quorum must not be acknowledged"
+        );
+        if status == 503 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no 503 within 30 s (last {status})"
+        );
+    }
+
+    cluster.restart(1);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let after = loop {
+        let response = a
+            .post(
+                "ann",
+                "/api/conversations/c/messages",
+                json!({"content": "after"}),
+            )
+            .await;
+        if response.status() == 202 {
+            break response.json::<Value>().await.expect("ack");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sends still refused 60 s after the quorum came back: {}",
+            response.status()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(after["id"].is_string());
+    let history = wait_history(&a, "ann", "c", 2).await;
+    // A refused send may still land later (its ack was what timed out): the client was told
+    // 503, not 202, and may retry; what matters is that seqs stay dense.
+    let contents: Vec<&str> = history.iter().map(|(_, c)| c.as_str()).collect();
+    let seqs: Vec<u64> = history.iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(seqs, (1..=history.len() as u64).collect::<Vec<_>>());
+    assert_eq!(contents.first(), Some(&"before"));
+    assert_eq!(contents.last(), Some(&"after"));
+}

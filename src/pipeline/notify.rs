@@ -31,8 +31,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::follow::{follow, read_ready, PartitionConsumer};
+use super::relay::source_offset;
 use super::supervise::{commit_forward, spawn_supervised};
-use super::{ensure_topic, Result, Supervision, EVENTS_TOPIC};
+use super::{ensure_topic, PipelineError, Result, Supervision, EVENTS_TOPIC};
+
+/// Longest wait, on a cluster, for this node's store to apply what an event was made from.
+const STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often that wait looks at the store's position.
+const STORE_POLL: std::time::Duration = std::time::Duration::from_millis(5);
 use crate::log::{Log, ReadLimits, Record, StoredRecord};
 use crate::store::{EventType, MessageEvent, Store};
 
@@ -283,6 +289,31 @@ struct Worker {
 }
 
 impl Worker {
+    /// On a cluster (a shared log) the events may have been relayed by another node's writer
+    /// before this node's store applied their commands: waits until it has, so that the
+    /// participants looked up are the ones the event was made with. A store that does not get
+    /// there within [`STORE_WAIT`] fails the step (the supervisor runs it again).
+    async fn wait_for_store(&self, events: &[StoredRecord]) -> Result<()> {
+        if !self.log.is_shared() {
+            return Ok(());
+        }
+        let Some(source) = events.iter().filter_map(source_offset).max() else {
+            return Ok(());
+        };
+        let deadline = tokio::time::Instant::now() + STORE_WAIT;
+        while self
+            .store
+            .applied_offset(self.partition)
+            .is_none_or(|next| next <= source)
+        {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(PipelineError::NotApplied);
+            }
+            tokio::time::sleep(STORE_POLL).await;
+        }
+        Ok(())
+    }
+
     async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
         let log = self.log.clone();
         follow(&log, EVENTS_TOPIC, self.partition, &mut self, &shutdown).await
@@ -302,6 +333,7 @@ impl PartitionConsumer for Worker {
         let Some(last) = events.last().map(|r| r.offset) else {
             return Ok(());
         };
+        self.wait_for_store(&events).await?;
         // Appended in bounded chunks (a large conversation makes many records per event); the
         // commit comes after the last chunk is durable.
         let mut pending: Vec<Record> = Vec::new();

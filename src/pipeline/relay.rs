@@ -118,7 +118,8 @@ fn last_relayed_source_offset(log: &Log, partition: u32) -> Result<Option<u64>> 
     Ok(None)
 }
 
-fn source_offset(record: &StoredRecord) -> Option<u64> {
+/// The source offset an event carries (its command's offset in `messages`).
+pub(super) fn source_offset(record: &StoredRecord) -> Option<u64> {
     record
         .headers
         .iter()

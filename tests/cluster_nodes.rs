@@ -4,7 +4,8 @@
 //! retried send (same `clientMessageId`) through another node is stored once under the first
 //! id; a node started later holds the same history as an old one once it says it is ready; a
 //! SIGKILLed node's client reconnects to another node and resumes with no gap; with the quorum
-//! lost a send gets 503, never 202, and sends work again once a NATS node is back.
+//! lost a send gets 503, never 202, and sends work again once a NATS node is back; an offline
+//! recipient gets one `message.new` per message, not one per node.
 //!
 //! Each test has its own NATS cluster (some damage theirs). Nodes share their token secret by
 //! the same `secret.key` in each data directory, as docs/cluster.md says.
@@ -15,8 +16,10 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::bus::{Bus, ADMIN};
 use common::chat::{chat_process_in, chat_server_in, Chat};
 use common::nats::NatsCluster;
+use common::notify::{read_topic, wait_records};
 use common::server::{Process, TestServer};
 use common::ws::{config_beside, connect, message_seqs};
 use serde_json::{json, Value};
@@ -24,6 +27,11 @@ use serde_json::{json, Value};
 /// How long a node's request to the cluster may take (short, so that the quorum test sees its
 /// 503 quickly). No rate limit: the tests send thousands of messages as one user.
 const CLUSTER_TOML: &str = "[cluster]\nrequestTimeoutMs = 2000\n";
+
+/// The tests of this binary run one at a time: each starts three NATS servers and two or three
+/// Tidings nodes, more than two cores serve well twice over.
+/// (A tokio mutex: a failed test does not poison it for the others.)
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A fresh data directory holding `secret` (the first node's), so that every node accepts the
 /// same tokens.
@@ -172,6 +180,7 @@ async fn wait_history<S: TestServer>(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_messages_through_node_a_reach_a_session_on_node_b_in_order() {
     const COUNT: u64 = 2_000;
+    let _serial = SERIAL.lock().await;
     let cluster = NatsCluster::start(3);
     let a = node(&cluster, None).await;
     let b = node(&cluster, Some(a.dir.path())).await;
@@ -205,6 +214,7 @@ async fn two_thousand_messages_through_node_a_reach_a_session_on_node_b_in_order
 async fn three_senders_on_three_nodes_get_dense_seqs_and_a_retry_elsewhere_is_stored_once() {
     const EACH: usize = 150;
     const RETRIED: usize = 20;
+    let _serial = SERIAL.lock().await;
     let cluster = NatsCluster::start(3);
     let a = node(&cluster, None).await;
     let b = node(&cluster, Some(a.dir.path())).await;
@@ -258,6 +268,7 @@ async fn three_senders_on_three_nodes_get_dense_seqs_and_a_retry_elsewhere_is_st
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_started_later_is_ready_with_the_same_history() {
+    let _serial = SERIAL.lock().await;
     let cluster = NatsCluster::start(3);
     let a = node(&cluster, None).await;
     a.conversation("ann", "c", &["bob"]).await;
@@ -300,6 +311,7 @@ async fn a_node_started_later_is_ready_with_the_same_history() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_nodes_client_resumes_on_another_node_with_no_gap() {
+    let _serial = SERIAL.lock().await;
     let cluster = NatsCluster::start(3);
     let mut a = node_process(&cluster, None).await;
     let b = node(&cluster, Some(a.dir.path())).await;
@@ -336,6 +348,7 @@ async fn a_killed_nodes_client_resumes_on_another_node_with_no_gap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_quorum_a_send_gets_503_never_202_and_works_again_after() {
+    let _serial = SERIAL.lock().await;
     let mut cluster = NatsCluster::start(3);
     let a = node(&cluster, None).await;
     a.conversation("ann", "c", &["bob"]).await;
@@ -395,4 +408,70 @@ async fn without_a_quorum_a_send_gets_503_never_202_and_works_again_after() {
     assert_eq!(seqs, (1..=history.len() as u64).collect::<Vec<_>>());
     assert_eq!(contents.first(), Some(&"before"));
     assert_eq!(contents.last(), Some(&"after"));
+}
+
+/// Until the `notify` group has handled every event of `messages.sent` (lag 0 everywhere).
+async fn wait_notify_drained<S: TestServer>(bus: &Bus<S>) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let view: Value = bus
+            .get(ADMIN, "/api/groups/notify")
+            .await
+            .json()
+            .await
+            .expect("group JSON");
+        let drained = view["offsets"].as_array().is_some_and(|topics| {
+            topics
+                .iter()
+                .filter(|t| t["topic"] == "messages.sent")
+                .flat_map(|t| t["partitions"].as_array().cloned().unwrap_or_default())
+                .all(|p| p["lag"] == 0)
+        });
+        if drained {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "notify still lags after 30 s: {view}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_recipient_gets_one_notification_per_message_whichever_node_took_it() {
+    const SENDS: usize = 30;
+    let _serial = SERIAL.lock().await;
+    let cluster = NatsCluster::start(3);
+    let a = Bus::of(node(&cluster, None).await);
+    let b = node(&cluster, Some(a.chat.dir.path())).await;
+    a.chat.conversation("ann", "c", &["bob", "cid"]).await;
+    wait_conversation(&b, "ann", "c").await;
+    for n in 0..SENDS {
+        let through = if n % 2 == 0 { &a.chat } else { &b };
+        through.send("ann", "c", &format!("m{n}")).await;
+    }
+    wait_history(&a.chat, "ann", "c", SENDS).await;
+    wait_records(&a, "message.new", 2 * SENDS, Duration::from_secs(30)).await;
+    wait_notify_drained(&a).await;
+    let records = read_topic(&a, "message.new").await;
+    let pairs: BTreeSet<(String, String)> = records
+        .iter()
+        .map(|r| {
+            let value = &r["value"];
+            (
+                value["messageId"].as_str().expect("messageId").to_owned(),
+                value["recipientId"]
+                    .as_str()
+                    .expect("recipientId")
+                    .to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(pairs.len(), 2 * SENDS, "bob and cid, for every message");
+    assert_eq!(
+        records.len(),
+        2 * SENDS,
+        "each notification once, not once per node"
+    );
 }

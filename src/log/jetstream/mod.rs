@@ -231,7 +231,8 @@ const NO_PEERS_FOR_PLACEMENT: u64 = 10005;
 const PLACEMENT_WAIT: Duration = Duration::from_secs(10);
 
 /// Runs `create` (a stream or bucket creation) again while the cluster answers "no suitable
-/// peers for placement", for at most [`PLACEMENT_WAIT`].
+/// peers for placement" or does not answer in time (a meta leader still being elected), for at
+/// most [`PLACEMENT_WAIT`].
 pub(super) async fn placed<T, E, F, Fut>(mut create: F) -> std::result::Result<T, E>
 where
     E: std::error::Error + 'static,
@@ -241,16 +242,19 @@ where
     let deadline = tokio::time::Instant::now() + PLACEMENT_WAIT;
     loop {
         match create().await {
-            Err(e)
-                if api_error_code(&e) == Some(NO_PEERS_FOR_PLACEMENT)
-                    && tokio::time::Instant::now() < deadline =>
-            {
+            Err(e) if is_forming(&e) && tokio::time::Instant::now() < deadline => {
                 tracing::debug!(error = %e, "no peers to place replicas on yet; retrying");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             other => return other,
         }
     }
+}
+
+/// Whether `error` is what a cluster that is still forming answers: no peers to place the
+/// replicas on yet, or no answer in time. The client's timeouts carry no code, only their text.
+fn is_forming(error: &(dyn std::error::Error + 'static)) -> bool {
+    api_error_code(error) == Some(NO_PEERS_FOR_PLACEMENT) || error.to_string().contains("timed out")
 }
 
 /// The JetStream API error code somewhere in `error`'s chain of causes.

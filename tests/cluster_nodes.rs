@@ -5,7 +5,8 @@
 //! id; a node started later holds the same history as an old one once it says it is ready; a
 //! SIGKILLed node's client reconnects to another node and resumes with no gap; with the quorum
 //! lost a send gets 503, never 202, and sends work again once a NATS node is back; an offline
-//! recipient gets one `message.new` per message, not one per node.
+//! recipient gets one `message.new` per message, not one per node; presence and typing reach
+//! the sessions of another node.
 //!
 //! Each test has its own NATS cluster (some damage theirs). Nodes share their token secret by
 //! the same `secret.key` in each data directory, as docs/cluster.md says.
@@ -26,7 +27,8 @@ use serde_json::{json, Value};
 
 /// How long a node's request to the cluster may take (short, so that the quorum test sees its
 /// 503 quickly). No rate limit: the tests send thousands of messages as one user.
-const CLUSTER_TOML: &str = "[cluster]\nrequestTimeoutMs = 2000\n";
+/// A short presence grace period, so that the presence test sees `offline` soon.
+const CLUSTER_TOML: &str = "[cluster]\nrequestTimeoutMs = 2000\n[ws]\npresenceGraceMs = 300\n";
 
 /// The tests of this binary run one at a time: each starts three NATS servers and two or three
 /// Tidings nodes, more than two cores serve well twice over.
@@ -474,4 +476,46 @@ async fn an_offline_recipient_gets_one_notification_per_message_whichever_node_t
         2 * SENDS,
         "each notification once, not once per node"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_and_typing_reach_a_session_on_another_node() {
+    let _serial = SERIAL.lock().await;
+    let cluster = NatsCluster::start(3);
+    let a = node(&cluster, None).await;
+    let b = node(&cluster, Some(a.dir.path())).await;
+    a.conversation("ann", "c", &["bob"]).await;
+    wait_conversation(&b, "bob", "c").await;
+    let mut bob = connect(&b, "bob").await;
+    let mut ann = connect(&a, "ann").await;
+
+    let online = bob.next_of("presence").await;
+    assert_eq!(
+        online,
+        json!({"type": "presence", "userId": "ann", "status": "online"}),
+        "bob, on node B, hears ann come online on node A"
+    );
+    let told = ann.next_of("presence").await;
+    assert_eq!(
+        (told["userId"].clone(), told["status"].clone()),
+        (json!("bob"), json!("online")),
+        "ann's new session on node A is told bob is online on node B"
+    );
+    ann.send(json!({"type": "typing", "conversationId": "c", "typing": true}))
+        .await;
+    let typing = bob.next_of("typing").await;
+    assert_eq!(
+        typing,
+        json!({"type": "typing", "conversationId": "c", "userId": "ann", "typing": true})
+    );
+    ann.close().await;
+    let offline = bob
+        .until(|f| f["type"] == "presence" && f["userId"] == "ann")
+        .await;
+    let offline = offline.last().expect("a presence frame");
+    assert_eq!(offline["status"], "offline");
+    assert!(offline["lastSeen"]
+        .as_str()
+        .expect("lastSeen")
+        .ends_with('Z'));
 }

@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-pub const STARTUP: Duration = Duration::from_secs(30);
+pub const STARTUP: Duration = Duration::from_secs(60);
 
 /// How long dropping an in-process server waits for its graceful stop.
 const STOP_ON_DROP: Duration = Duration::from_secs(30);

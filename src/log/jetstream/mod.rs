@@ -228,7 +228,7 @@ const NO_PEERS_FOR_PLACEMENT: u64 = 10005;
 
 /// How long a creation waits for peers to place its replicas on: a cluster that just started
 /// takes a few seconds until every server has reported to its meta leader.
-const PLACEMENT_WAIT: Duration = Duration::from_secs(10);
+const PLACEMENT_WAIT: Duration = Duration::from_secs(20);
 
 /// Runs `create` (a stream or bucket creation) again while the cluster answers "no suitable
 /// peers for placement" or does not answer in time (a meta leader still being elected), for at
@@ -252,9 +252,14 @@ where
 }
 
 /// Whether `error` is what a cluster that is still forming answers: no peers to place the
-/// replicas on yet, or no answer in time. The client's timeouts carry no code, only their text.
-fn is_forming(error: &(dyn std::error::Error + 'static)) -> bool {
-    api_error_code(error) == Some(NO_PEERS_FOR_PLACEMENT) || error.to_string().contains("timed out")
+/// replicas on yet, no answer in time, or no responders (a stream just created whose leader
+/// is not elected yet). The client's timeouts and "no responders" carry no code, only their
+/// text.
+pub(super) fn is_forming(error: &(dyn std::error::Error + 'static)) -> bool {
+    let text = error.to_string();
+    api_error_code(error) == Some(NO_PEERS_FOR_PLACEMENT)
+        || text.contains("timed out")
+        || text.contains("no responders")
 }
 
 /// The JetStream API error code somewhere in `error`'s chain of causes.

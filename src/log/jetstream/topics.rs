@@ -117,10 +117,20 @@ impl Inner {
         let partitions = 0..meta.config.partitions;
         self.create_streams(&meta, partitions.clone()).await?;
         let value = serde_json::to_vec(&meta).expect("a topic configuration serializes");
-        let created = self
-            .topics_kv
-            .create(names::topic_key(name), value.into())
-            .await;
+        // Only "no responders" is retried: a create that timed out may have been stored.
+        let key = names::topic_key(name);
+        let deadline = tokio::time::Instant::now() + super::PLACEMENT_WAIT;
+        let created = loop {
+            match self.topics_kv.create(&key, value.clone().into()).await {
+                Err(e)
+                    if e.to_string().contains("no responders")
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                other => break other,
+            }
+        };
         let revision = match created {
             Ok(revision) => revision,
             Err(e) => {

@@ -179,6 +179,46 @@ async fn a_two_member_group_splits_the_partitions_and_a_leaving_member_hands_its
     drop(bus);
 }
 
+/// The next `{"owned": [...]}` a `member` script prints.
+async fn owned(member: &mut clients::Client) -> Vec<u64> {
+    let line = member.next().await;
+    line["owned"]
+        .as_array()
+        .unwrap_or_else(|| panic!("an assignment: {line}"))
+        .iter()
+        .map(|p| p.as_u64().expect("partition"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_member_that_dies_hands_its_partitions_over_after_its_session_timeout() {
+    let (bus, broker) = kafka_server().await;
+    bus.create("orders", 4).await;
+    let config =
+        json!({"scenario": "member", "broker": broker, "topic": "orders", "group": "packers"});
+    let mut a = clients::Client::start("kafka_clients.mjs", &config);
+    assert_eq!(
+        owned(&mut a).await,
+        [0, 1, 2, 3],
+        "alone, a owns every partition"
+    );
+    let mut b = clients::Client::start("kafka_clients.mjs", &config);
+    let b_share = loop {
+        let share = owned(&mut b).await;
+        if !share.is_empty() && share.len() < 4 {
+            break share;
+        }
+    };
+    // a is killed, not closed: no LeaveGroup reaches the server, only its silence.
+    a.kill().await;
+    // b's share grows to every partition only once the server has evicted a; `next` fails the
+    // test if that does not happen within the script timeout.
+    let mut b_owns = b_share;
+    while b_owns != [0, 1, 2, 3] {
+        b_owns = owned(&mut b).await;
+    }
+}
+
 #[tokio::test]
 async fn an_idempotent_lz4_librdkafka_producer_and_a_two_member_group_read_each_record_once() {
     let (bus, broker) = kafka_server().await;

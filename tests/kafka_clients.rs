@@ -354,17 +354,6 @@ async fn kafka_values_that_are_not_json_and_keys_that_are_not_utf8_read_as_base6
     assert!(records[1].get("valueBase64").is_none(), "{page}");
 }
 
-/// A Kafka server whose unauthenticated connections may do nothing (`kafka.anonymousScopes = []`).
-async fn sasl_server() -> (Bus<Process>, String, tempfile::TempDir) {
-    let config_dir = tempfile::tempdir().expect("temp dir");
-    let file = config_dir.path().join("tidings.toml");
-    std::fs::write(&file, "[kafka]\nanonymousScopes = []\n").expect("write the config");
-    let file = file.to_str().expect("UTF-8 path").to_owned();
-    let bus = Bus::start_process(&["--config", &file, "--kafka-listen", "127.0.0.1:0"]).await;
-    let broker = bus.chat.server.kafka.clone().expect("kafka listening");
-    (bus, broker, config_dir)
-}
-
 fn token(bus: &Bus<Process>, scopes: &[&str]) -> String {
     let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
     bus.auth
@@ -373,7 +362,7 @@ fn token(bus: &Bus<Process>, scopes: &[&str]) -> String {
 
 #[tokio::test]
 async fn sasl_plain_and_oauthbearer_carry_a_token_and_its_scopes_and_the_chat_topics_stay_closed() {
-    let (bus, broker, _config) = sasl_server().await;
+    let (bus, broker, _config) = Bus::start_kafka_sasl_only().await;
     bus.create("orders", 1).await;
     let publisher = token(&bus, &["events:publish"]);
     let admin = token(&bus, &["admin"]);
@@ -435,7 +424,7 @@ async fn sasl_plain_and_oauthbearer_carry_a_token_and_its_scopes_and_the_chat_to
 
 #[tokio::test]
 async fn an_admin_client_creates_describes_and_deletes_a_topic() {
-    let (bus, broker, _config) = sasl_server().await;
+    let (bus, broker, _config) = Bus::start_kafka_sasl_only().await;
     let admin = token(&bus, &["admin"]);
     let out = clients::run_python(
         "kafka_librdkafka.py",

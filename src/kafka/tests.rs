@@ -326,6 +326,17 @@ async fn a_transactional_produce_is_refused() {
     assert_eq!(f.log.watermarks("orders", 0).expect("marks"), (0, 0));
 }
 
+/// A ListOffsets request for partition 0 of `orders` at `timestamp` (-2 earliest, -1 latest).
+fn ask(timestamp: i64) -> ListOffsetsRequest {
+    ListOffsetsRequest::default().with_topics(vec![
+        list_offsets_request::ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("orders")))
+            .with_partitions(vec![list_offsets_request::ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_timestamp(timestamp)]),
+    ])
+}
+
 #[tokio::test]
 async fn list_offsets_answers_earliest_and_latest() {
     let f = fixture();
@@ -333,15 +344,6 @@ async fn list_offsets_answers_earliest_and_latest() {
         .append_to("orders", 0, vec![Record::new("a"), Record::new("b")])
         .await
         .expect("append");
-    let ask = |timestamp: i64| {
-        ListOffsetsRequest::default().with_topics(vec![
-            list_offsets_request::ListOffsetsTopic::default()
-                .with_name(TopicName(StrBytes::from_static_str("orders")))
-                .with_partitions(vec![list_offsets_request::ListOffsetsPartition::default()
-                    .with_partition_index(0)
-                    .with_timestamp(timestamp)]),
-        ])
-    };
     let earliest: ListOffsetsResponse = call(&f, ApiKey::ListOffsets, 5, &ask(-2)).await;
     let latest: ListOffsetsResponse = call(&f, ApiKey::ListOffsets, 5, &ask(-1)).await;
     assert_eq!(earliest.topics[0].partitions[0].offset, 0);
@@ -373,15 +375,6 @@ async fn list_offsets_by_timestamp_answers_the_first_record_as_new_and_its_times
         if stamp > first {
             break (offset, stamp);
         }
-    };
-    let ask = |timestamp: i64| {
-        ListOffsetsRequest::default().with_topics(vec![
-            list_offsets_request::ListOffsetsTopic::default()
-                .with_name(TopicName(StrBytes::from_static_str("orders")))
-                .with_partitions(vec![list_offsets_request::ListOffsetsPartition::default()
-                    .with_partition_index(0)
-                    .with_timestamp(timestamp)]),
-        ])
     };
     let answer = |response: ListOffsetsResponse| {
         let p = &response.topics[0].partitions[0];

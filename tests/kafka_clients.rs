@@ -179,6 +179,46 @@ async fn a_two_member_group_splits_the_partitions_and_a_leaving_member_hands_its
     drop(bus);
 }
 
+/// The next `{"owned": [...]}` a `member` script prints.
+async fn owned(member: &mut clients::Client) -> Vec<u64> {
+    let line = member.next().await;
+    line["owned"]
+        .as_array()
+        .unwrap_or_else(|| panic!("an assignment: {line}"))
+        .iter()
+        .map(|p| p.as_u64().expect("partition"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_member_that_dies_hands_its_partitions_over_after_its_session_timeout() {
+    let (bus, broker) = kafka_server().await;
+    bus.create("orders", 4).await;
+    let config =
+        json!({"scenario": "member", "broker": broker, "topic": "orders", "group": "packers"});
+    let mut a = clients::Client::start("kafka_clients.mjs", &config);
+    assert_eq!(
+        owned(&mut a).await,
+        [0, 1, 2, 3],
+        "alone, a owns every partition"
+    );
+    let mut b = clients::Client::start("kafka_clients.mjs", &config);
+    let b_share = loop {
+        let share = owned(&mut b).await;
+        if !share.is_empty() && share.len() < 4 {
+            break share;
+        }
+    };
+    // a is killed, not closed: no LeaveGroup reaches the server, only its silence.
+    a.kill().await;
+    // b's share grows to every partition only once the server has evicted a; `next` fails the
+    // test if that does not happen within the script timeout.
+    let mut b_owns = b_share;
+    while b_owns != [0, 1, 2, 3] {
+        b_owns = owned(&mut b).await;
+    }
+}
+
 #[tokio::test]
 async fn an_idempotent_lz4_librdkafka_producer_and_a_two_member_group_read_each_record_once() {
     let (bus, broker) = kafka_server().await;
@@ -314,17 +354,6 @@ async fn kafka_values_that_are_not_json_and_keys_that_are_not_utf8_read_as_base6
     assert!(records[1].get("valueBase64").is_none(), "{page}");
 }
 
-/// A Kafka server whose unauthenticated connections may do nothing (`kafka.anonymousScopes = []`).
-async fn sasl_server() -> (Bus<Process>, String, tempfile::TempDir) {
-    let config_dir = tempfile::tempdir().expect("temp dir");
-    let file = config_dir.path().join("tidings.toml");
-    std::fs::write(&file, "[kafka]\nanonymousScopes = []\n").expect("write the config");
-    let file = file.to_str().expect("UTF-8 path").to_owned();
-    let bus = Bus::start_process(&["--config", &file, "--kafka-listen", "127.0.0.1:0"]).await;
-    let broker = bus.chat.server.kafka.clone().expect("kafka listening");
-    (bus, broker, config_dir)
-}
-
 fn token(bus: &Bus<Process>, scopes: &[&str]) -> String {
     let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
     bus.auth
@@ -333,7 +362,7 @@ fn token(bus: &Bus<Process>, scopes: &[&str]) -> String {
 
 #[tokio::test]
 async fn sasl_plain_and_oauthbearer_carry_a_token_and_its_scopes_and_the_chat_topics_stay_closed() {
-    let (bus, broker, _config) = sasl_server().await;
+    let (bus, broker, _config) = Bus::start_kafka_sasl_only().await;
     bus.create("orders", 1).await;
     let publisher = token(&bus, &["events:publish"]);
     let admin = token(&bus, &["admin"]);
@@ -395,7 +424,7 @@ async fn sasl_plain_and_oauthbearer_carry_a_token_and_its_scopes_and_the_chat_to
 
 #[tokio::test]
 async fn an_admin_client_creates_describes_and_deletes_a_topic() {
-    let (bus, broker, _config) = sasl_server().await;
+    let (bus, broker, _config) = Bus::start_kafka_sasl_only().await;
     let admin = token(&bus, &["admin"]);
     let out = clients::run_python(
         "kafka_librdkafka.py",

@@ -109,17 +109,6 @@ impl RawKafka {
     }
 }
 
-/// A server whose connections without SASL may do nothing; its bus and Kafka address.
-async fn sasl_server() -> (Bus<Process>, String, tempfile::TempDir) {
-    let config_dir = tempfile::tempdir().expect("temp dir");
-    let file = config_dir.path().join("tidings.toml");
-    std::fs::write(&file, "[kafka]\nanonymousScopes = []\n").expect("write the config");
-    let file = file.to_str().expect("UTF-8 path").to_owned();
-    let bus = Bus::start_process(&["--config", &file, "--kafka-listen", "127.0.0.1:0"]).await;
-    let broker = bus.chat.server.kafka.clone().expect("kafka listening");
-    (bus, broker, config_dir)
-}
-
 fn token(bus: &Bus<Process>, ttl: Duration) -> String {
     bus.auth
         .issue("svc", None, &["events:consume".to_owned()], ttl)
@@ -129,7 +118,7 @@ fn token(bus: &Bus<Process>, ttl: Duration) -> String {
 /// expiry, unprompted: before it the connection is served, after it the socket reads EOF.
 #[tokio::test]
 async fn a_connection_is_closed_when_its_sasl_token_expires() {
-    let (bus, broker, _config) = sasl_server().await;
+    let (bus, broker, _config) = Bus::start_kafka_sasl_only().await;
     let mut kafka = RawKafka::connect(&broker).await;
     let answer = kafka
         .authenticate(&token(&bus, Duration::from_secs(2)))
@@ -152,7 +141,7 @@ async fn a_connection_is_closed_when_its_sasl_token_expires() {
 /// expires stays open past the first expiry and is still served.
 #[tokio::test]
 async fn a_connection_that_reauthenticates_outlives_its_first_token() {
-    let (bus, broker, _config) = sasl_server().await;
+    let (bus, broker, _config) = Bus::start_kafka_sasl_only().await;
     let mut kafka = RawKafka::connect(&broker).await;
     let first = kafka
         .authenticate(&token(&bus, Duration::from_secs(2)))

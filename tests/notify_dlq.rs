@@ -127,9 +127,22 @@ async fn the_http_replay_route_brings_dead_letters_back_once() {
     for bad in [
         serde_json::json!({"topic": "messages"}),
         serde_json::json!({"topics": "message.new.dlq"}),
+        serde_json::json!({"group": "x".repeat(100_000)}),
+        serde_json::json!({"group": "no spaces/or slashes"}),
     ] {
         let refused = bus.post(&["admin"], "/api/dlq/replay", bad.clone()).await;
         assert_eq!(refused.status(), 400, "{bad}");
+    }
+    // The server's own workers' groups are not a replay's to move, admin or not.
+    for internal in ["notify", "store"] {
+        let refused = bus
+            .post(
+                &["admin"],
+                "/api/dlq/replay",
+                serde_json::json!({"group": internal}),
+            )
+            .await;
+        assert_eq!(refused.status(), 403, "{internal}");
     }
     assert_eq!(
         read_topic(&bus, "message.new").await.len(),

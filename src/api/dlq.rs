@@ -8,6 +8,7 @@ use axum::extract::State;
 use serde::Deserialize;
 
 use super::auth::Caller;
+use super::groups::guard_internal;
 use super::problem::{ApiError, Json};
 use super::AppState;
 use crate::auth::ADMIN_SCOPE;
@@ -47,6 +48,7 @@ pub(crate) async fn replay_dead_letters(
     caller.require_scope(ADMIN_SCOPE)?;
     let topic = body.topic.as_deref().unwrap_or(DLQ_TOPIC);
     let plan = ReplayPlan::new(topic, body.group, body.sink).map_err(refusal)?;
+    guard_internal(plan.group())?;
     let log = state.log()?;
     log.describe_topic(plan.topic())?;
     let ranges = ranges(log, &plan)?;

@@ -187,7 +187,7 @@ impl From<PartitionLag> for LagView {
 /// 403 for the groups the server's own workers consume with ([`is_internal_group`]), whatever
 /// the token: they may be described, never joined, committed or reset over this API (their
 /// offsets can be reset with the server stopped, on the data directory).
-fn guard_internal(group: &str) -> Result<(), ApiError> {
+pub(super) fn guard_internal(group: &str) -> Result<(), ApiError> {
     if is_internal_group(group) {
         return Err(ApiError::Forbidden(format!(
             "consumer group {group:?} belongs to the server's own workers: no token may join, \

@@ -1,6 +1,7 @@
 //! ListOffsets (v1–v7): earliest (-2), latest (-1) or the first offset appended at or after a
-//! timestamp, per partition. The timestamp answered for earliest and latest is -1, as Kafka
-//! does; leader epochs are -1 (see `metadata`). "Max timestamp" (-3) is answered as latest.
+//! timestamp, per partition, answered as Kafka does: with that record's timestamp, or offset and
+//! timestamp -1 when no record is that new; the timestamp answered for earliest and latest is
+//! -1. Leader epochs are -1 (see `metadata`). "Max timestamp" (-3) is answered as latest.
 
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -12,6 +13,7 @@ use super::access::Session;
 use super::metadata::log_error_code;
 use super::produce::{existing_partition, to_i64};
 use super::Broker;
+use crate::log::ReadLimits;
 
 /// Kafka's "earliest" timestamp.
 const EARLIEST: i64 = -2;
@@ -36,7 +38,7 @@ pub(super) fn handle(
                     } else {
                         Err(ResponseError::TopicAuthorizationFailed)
                     };
-                    partition_answer(p.partition_index, p.timestamp, found)
+                    partition_answer(p.partition_index, found)
                 })
                 .collect();
             ListOffsetsTopicResponse::default()
@@ -47,39 +49,69 @@ pub(super) fn handle(
     ListOffsetsResponse::default().with_topics(topics)
 }
 
+/// What ListOffsets answers for one partition: an offset and its timestamp (-1 for both when
+/// no record is as new as the asked timestamp).
+struct Found {
+    offset: i64,
+    timestamp: i64,
+}
+
 fn offset_of(
     broker: &Broker,
     topic: &str,
     index: i32,
     timestamp: i64,
-) -> Result<u64, ResponseError> {
+) -> Result<Found, ResponseError> {
     let partition = existing_partition(broker, topic, index)?;
-    let (low, high) = broker
-        .log
+    let log = &broker.log;
+    let (low, high) = log
         .watermarks(topic, partition)
         .map_err(|e| log_error_code(&e))?;
+    let mark = |offset| Found {
+        offset: to_i64(offset),
+        timestamp: -1,
+    };
     match timestamp {
-        EARLIEST => Ok(low),
-        t if t < 0 => Ok(high),
-        t => broker
-            .log
-            .offset_for_time(topic, partition, t)
-            .map_err(|e| log_error_code(&e)),
+        EARLIEST => Ok(mark(low)),
+        t if t < 0 => Ok(mark(high)),
+        t => {
+            let offset = log
+                .offset_for_time(topic, partition, t)
+                .map_err(|e| log_error_code(&e))?;
+            let first = ReadLimits {
+                max_records: 1,
+                ..ReadLimits::default()
+            };
+            let record = log
+                .read(topic, partition, offset, first)
+                .map_err(|e| log_error_code(&e))?
+                .into_iter()
+                .next();
+            Ok(record.map_or(
+                Found {
+                    offset: -1,
+                    timestamp: -1,
+                },
+                |r| Found {
+                    offset: to_i64(r.offset),
+                    timestamp: r.timestamp_ms,
+                },
+            ))
+        }
     }
 }
 
 fn partition_answer(
     index: i32,
-    asked: i64,
-    found: Result<u64, ResponseError>,
+    found: Result<Found, ResponseError>,
 ) -> ListOffsetsPartitionResponse {
     let answer = ListOffsetsPartitionResponse::default()
         .with_partition_index(index)
         .with_leader_epoch(-1);
     match found {
-        Ok(offset) => answer
-            .with_offset(to_i64(offset))
-            .with_timestamp(if asked >= 0 { asked } else { -1 }),
+        Ok(found) => answer
+            .with_offset(found.offset)
+            .with_timestamp(found.timestamp),
         Err(code) => answer
             .with_error_code(code.code())
             .with_offset(-1)

@@ -89,7 +89,7 @@ async fn produce_partition(
     let (partition, records, producer) =
         match checked_records(broker, session, topic, data, transactional) {
             Ok(checked) => checked,
-            Err(refusal) => return (*refusal, false),
+            Err(code) => return (refused(data.index, code), false),
         };
     if producer.producer_id < 0 {
         return (append(broker, topic, partition, records).await.0, false);
@@ -124,48 +124,32 @@ async fn produce_partition(
     }
 }
 
-/// The partition, records and producer of one partition's data, or the answer refusing it.
+/// The partition, records and producer of one partition's data, or the error refusing it.
 fn checked_records(
     broker: &Broker,
     session: &Session,
     topic: &str,
     data: &PartitionProduceData,
     transactional: bool,
-) -> Result<(u32, Vec<Record>, ProducerInfo), Box<PartitionProduceResponse>> {
-    let index = data.index;
+) -> Result<(u32, Vec<Record>, ProducerInfo), ResponseError> {
     if transactional {
-        return Err(boxed_refusal(
-            index,
-            ResponseError::TransactionalIdAuthorizationFailed,
-        ));
+        return Err(ResponseError::TransactionalIdAuthorizationFailed);
     }
     if !session.may_produce(topic) {
-        return Err(boxed_refusal(
-            index,
-            ResponseError::TopicAuthorizationFailed,
-        ));
+        return Err(ResponseError::TopicAuthorizationFailed);
     }
-    let partition =
-        existing_partition(broker, topic, index).map_err(|e| boxed_refusal(index, e))?;
+    let partition = existing_partition(broker, topic, data.index)?;
     let Some(bytes) = &data.records else {
-        return Err(boxed_refusal(index, ResponseError::CorruptMessage));
+        return Err(ResponseError::CorruptMessage);
     };
     match decode_produced(bytes) {
         Ok((records, producer)) => Ok((partition, records, producer)),
         Err(BatchError::Corrupt(reason)) => {
             tracing::debug!(topic, partition, reason = %reason, "kafka: corrupt batch refused");
-            Err(boxed_refusal(index, ResponseError::CorruptMessage))
+            Err(ResponseError::CorruptMessage)
         }
-        Err(BatchError::Transactional) => Err(boxed_refusal(
-            index,
-            ResponseError::TransactionalIdAuthorizationFailed,
-        )),
+        Err(BatchError::Transactional) => Err(ResponseError::TransactionalIdAuthorizationFailed),
     }
-}
-
-/// [`refused`], boxed: the answer is large and the `Ok` path is the common one.
-fn boxed_refusal(index: i32, error: ResponseError) -> Box<PartitionProduceResponse> {
-    Box::new(refused(index, error))
 }
 
 /// The partition number if `topic` exists and has partition `index`.

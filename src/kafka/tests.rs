@@ -326,6 +326,17 @@ async fn a_transactional_produce_is_refused() {
     assert_eq!(f.log.watermarks("orders", 0).expect("marks"), (0, 0));
 }
 
+/// A ListOffsets request for partition 0 of `orders` at `timestamp` (-2 earliest, -1 latest).
+fn ask(timestamp: i64) -> ListOffsetsRequest {
+    ListOffsetsRequest::default().with_topics(vec![
+        list_offsets_request::ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("orders")))
+            .with_partitions(vec![list_offsets_request::ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_timestamp(timestamp)]),
+    ])
+}
+
 #[tokio::test]
 async fn list_offsets_answers_earliest_and_latest() {
     let f = fixture();
@@ -333,19 +344,51 @@ async fn list_offsets_answers_earliest_and_latest() {
         .append_to("orders", 0, vec![Record::new("a"), Record::new("b")])
         .await
         .expect("append");
-    let ask = |timestamp: i64| {
-        ListOffsetsRequest::default().with_topics(vec![
-            list_offsets_request::ListOffsetsTopic::default()
-                .with_name(TopicName(StrBytes::from_static_str("orders")))
-                .with_partitions(vec![list_offsets_request::ListOffsetsPartition::default()
-                    .with_partition_index(0)
-                    .with_timestamp(timestamp)]),
-        ])
-    };
     let earliest: ListOffsetsResponse = call(&f, ApiKey::ListOffsets, 5, &ask(-2)).await;
     let latest: ListOffsetsResponse = call(&f, ApiKey::ListOffsets, 5, &ask(-1)).await;
     assert_eq!(earliest.topics[0].partitions[0].offset, 0);
     assert_eq!(latest.topics[0].partitions[0].offset, 2);
+}
+
+#[tokio::test]
+async fn list_offsets_by_timestamp_answers_the_first_record_as_new_and_its_timestamp() {
+    let f = fixture();
+    let stamp_of_new = |value: &'static str| {
+        let log = f.log.clone();
+        async move {
+            let offset = log
+                .append_to("orders", 0, vec![Record::new(value)])
+                .await
+                .expect("append")[0]
+                .offset;
+            let record = log
+                .read("orders", 0, offset, crate::log::ReadLimits::default())
+                .expect("read")
+                .remove(0);
+            (offset, record.timestamp_ms)
+        }
+    };
+    let (_, first) = stamp_of_new("a").await;
+    // Appends until one lands in a later millisecond, so that two timestamps differ.
+    let (later_offset, later) = loop {
+        let (offset, stamp) = stamp_of_new("b").await;
+        if stamp > first {
+            break (offset, stamp);
+        }
+    };
+    let answer = |response: ListOffsetsResponse| {
+        let p = &response.topics[0].partitions[0];
+        (p.error_code, p.offset, p.timestamp)
+    };
+    let at_start: ListOffsetsResponse = call(&f, ApiKey::ListOffsets, 5, &ask(0)).await;
+    assert_eq!(answer(at_start), (0, 0, first));
+    let at_later: ListOffsetsResponse = call(&f, ApiKey::ListOffsets, 5, &ask(later)).await;
+    assert_eq!(
+        answer(at_later),
+        (0, i64::try_from(later_offset).expect("small"), later)
+    );
+    let after_all: ListOffsetsResponse = call(&f, ApiKey::ListOffsets, 5, &ask(later + 1)).await;
+    assert_eq!(answer(after_all), (0, -1, -1), "no record is that new");
 }
 
 #[tokio::test]

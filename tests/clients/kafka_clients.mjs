@@ -10,6 +10,8 @@
 //   split    — two consumers in `group` on `topic`; once both own partitions, prints
 //              {"assigned":[[partitions of a],[partitions of b]]}, then a leaves and the test
 //              prints {"after":[partitions of b]} once b owns every partition.
+//   member   — one consumer in `group` on `topic` (session timeout 6 s) that prints
+//              {"owned":[partitions]} after every rebalance, until the test kills it.
 // Anything unexpected throws, which exits non-zero: the Rust test then fails.
 import { Kafka, logLevel } from "kafkajs";
 
@@ -99,6 +101,18 @@ async function split() {
   await b.disconnect();
 }
 
-const scenarios = { produce, consume, split };
+async function member() {
+  const consumer = kafka.consumer({ groupId: config.group, sessionTimeout: 6000, rebalanceTimeout: 6000, heartbeatInterval: 300 });
+  consumer.on(consumer.events.GROUP_JOIN, (event) => {
+    const owned = (event.payload.memberAssignment[config.topic] ?? []).slice().sort((x, y) => x - y);
+    print({ owned });
+  });
+  await consumer.connect();
+  await consumer.subscribe({ topic: config.topic, fromBeginning: true });
+  await consumer.run({ eachMessage: async () => {} });
+  await new Promise(() => {});
+}
+
+const scenarios = { produce, consume, split, member };
 await scenarios[config.scenario]();
 process.exit(0);

@@ -35,6 +35,19 @@ impl Bus<Process> {
     pub async fn start_process(extra: &[&str]) -> Bus<Process> {
         Bus::of(chat_process(extra).await)
     }
+
+    /// The binary with a Kafka listener whose connections may do nothing until they
+    /// authenticate with SASL (`kafka.anonymousScopes = []`); its Kafka address, and the
+    /// directory holding its configuration file (keep it alive as long as the server).
+    pub async fn start_kafka_sasl_only() -> (Bus<Process>, String, tempfile::TempDir) {
+        let config_dir = tempfile::tempdir().expect("temp dir");
+        let file = config_dir.path().join("tidings.toml");
+        std::fs::write(&file, "[kafka]\nanonymousScopes = []\n").expect("write the config");
+        let file = file.to_str().expect("UTF-8 path").to_owned();
+        let bus = Bus::start_process(&["--config", &file, "--kafka-listen", "127.0.0.1:0"]).await;
+        let broker = bus.chat.server.kafka.clone().expect("kafka listening");
+        (bus, broker, config_dir)
+    }
 }
 
 impl<S: TestServer> Bus<S> {

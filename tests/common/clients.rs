@@ -264,6 +264,11 @@ impl Client {
             .expect("write to the script");
     }
 
+    /// Ends the script with SIGKILL, as a crash would: no goodbye reaches its servers.
+    pub async fn kill(mut self) {
+        self.child.kill().await.expect("SIGKILL the script");
+    }
+
     /// Waits for the script to exit and checks it succeeded.
     pub async fn finish(mut self) {
         let status = tokio::time::timeout(SCRIPT_TIMEOUT, self.child.wait())

@@ -154,6 +154,16 @@ impl NatsCluster {
         format!("http://127.0.0.1:{}", self.ports[node].monitor)
     }
 
+    /// A name of this cluster's own: a server left over from an aborted test that still dials a
+    /// reused route port is refused instead of joining this cluster.
+    fn cluster_name(&self) -> String {
+        let dir = self.dir.path().file_name().expect("temp dir has a name");
+        format!(
+            "tidings-test-{}",
+            dir.to_string_lossy().trim_start_matches('.')
+        )
+    }
+
     fn home(&self, node: usize) -> PathBuf {
         self.dir.path().join(self.name(node))
     }
@@ -173,8 +183,9 @@ impl NatsCluster {
              listen: 127.0.0.1:{client}\n\
              http: 127.0.0.1:{monitor}\n\
              jetstream {{\n  store_dir: \"{store}\"\n  sync_interval: always\n}}\n\
-             cluster {{\n  name: tidings-test\n  listen: 127.0.0.1:{route}\n  routes: [{routes}]\n}}\n",
+             cluster {{\n  name: {cluster}\n  listen: 127.0.0.1:{route}\n  routes: [{routes}]\n}}\n",
             name = self.name(node),
+            cluster = self.cluster_name(),
             client = ports.client,
             monitor = ports.monitor,
             route = ports.route,

@@ -262,7 +262,10 @@ pub(super) fn is_forming(error: &(dyn std::error::Error + 'static)) -> bool {
         || text.contains("no responders")
 }
 
-/// The JetStream API error code somewhere in `error`'s chain of causes.
+/// The JetStream API error code of `error`: from a [`jetstream::Error`] in its chain of causes,
+/// or else from its text. The client wraps some API errors without keeping them as a source
+/// (a stream creation's `CreateStreamErrorKind::JetStream` has none), and every API error
+/// displays as "… (code 400, error code 10005)".
 pub(super) fn api_error_code(error: &(dyn std::error::Error + 'static)) -> Option<u64> {
     let mut cause = Some(error);
     while let Some(current) = cause {
@@ -271,10 +274,51 @@ pub(super) fn api_error_code(error: &(dyn std::error::Error + 'static)) -> Optio
         }
         cause = current.source();
     }
-    None
+    error_code_in_text(&error.to_string())
+}
+
+fn error_code_in_text(text: &str) -> Option<u64> {
+    let (_, after) = text.rsplit_once("error code ")?;
+    let digits = after.split(|c: char| !c.is_ascii_digit()).next()?;
+    digits.parse().ok()
 }
 
 /// The error for a request the cluster did not answer as it should.
 pub(super) fn unavailable(what: impl std::fmt::Display, error: impl std::fmt::Display) -> LogError {
     LogError::Unavailable(format!("{what}: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_nats::jetstream::context::{CreateStreamError, CreateStreamErrorKind};
+
+    fn api_error(err_code: u64, description: &str) -> jetstream::Error {
+        serde_json::from_value(serde_json::json!({
+            "code": 400, "err_code": err_code, "description": description
+        }))
+        .expect("an API error as the server sends it")
+    }
+
+    #[test]
+    fn a_stream_creation_refused_for_placement_is_a_cluster_still_forming() {
+        // The client keeps the API error in the kind, not as a source: only its text has the code.
+        let refused = CreateStreamError::new(CreateStreamErrorKind::JetStream(api_error(
+            NO_PEERS_FOR_PLACEMENT,
+            "no suitable peers for placement, peer offline",
+        )));
+        assert_eq!(api_error_code(&refused), Some(NO_PEERS_FOR_PLACEMENT));
+        assert!(is_forming(&refused));
+    }
+
+    #[test]
+    fn other_api_errors_are_not_a_cluster_forming() {
+        let refused = CreateStreamError::new(CreateStreamErrorKind::JetStream(api_error(
+            10058,
+            "stream name already in use with a different configuration",
+        )));
+        assert_eq!(api_error_code(&refused), Some(10058));
+        assert!(!is_forming(&refused));
+        assert_eq!(error_code_in_text("no code here"), None);
+    }
 }

@@ -164,11 +164,27 @@ pub(super) async fn open_bucket(
 ) -> Result<kv::Store, GroupsStartError> {
     let jetstream = async_nats::jetstream::new(client.clone());
     let name = bucket(&config.prefix);
-    if let Ok(store) = jetstream.get_key_value(name.clone()).await {
-        return Ok(store);
-    }
+    let open = || async {
+        match jetstream.get_key_value(name.clone()).await {
+            Ok(store) => Ok(store),
+            Err(_) => create_bucket(&jetstream, &name, config).await,
+        }
+    };
+    crate::log::retry_while_cluster_forms(open)
+        .await
+        .map_err(|error| GroupsStartError::Bucket {
+            bucket: name.clone(),
+            reason: error.to_string(),
+        })
+}
+
+async fn create_bucket(
+    jetstream: &async_nats::jetstream::Context,
+    name: &str,
+    config: &GroupsConfig,
+) -> Result<kv::Store, async_nats::jetstream::context::CreateKeyValueError> {
     let bucket_config = kv::Config {
-        bucket: name.clone(),
+        bucket: name.to_owned(),
         description: "Tidings: which node coordinates each HTTP consumer group".to_owned(),
         history: 1,
         max_age: config.lease_ttl,
@@ -176,13 +192,7 @@ pub(super) async fn open_bucket(
         storage: async_nats::jetstream::stream::StorageType::File,
         ..kv::Config::default()
     };
-    jetstream
-        .create_key_value(bucket_config)
-        .await
-        .map_err(|error| GroupsStartError::Bucket {
-            bucket: name,
-            reason: error.to_string(),
-        })
+    jetstream.create_key_value(bucket_config).await
 }
 
 impl ClusterGroups {

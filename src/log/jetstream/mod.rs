@@ -233,7 +233,7 @@ const PLACEMENT_WAIT: Duration = Duration::from_secs(20);
 /// Runs `create` (a stream or bucket creation) again while the cluster answers "no suitable
 /// peers for placement" or does not answer in time (a meta leader still being elected), for at
 /// most [`PLACEMENT_WAIT`].
-pub(super) async fn placed<T, E, F, Fut>(mut create: F) -> std::result::Result<T, E>
+pub(crate) async fn placed<T, E, F, Fut>(mut create: F) -> std::result::Result<T, E>
 where
     E: std::error::Error + 'static,
     F: FnMut() -> Fut,

@@ -56,8 +56,8 @@ pub(crate) use config::{
 pub use error::{LogError, Result};
 pub use groups::{PartitionLag, ResetPlan, ResetTo};
 pub use handle::Log;
-pub use jetstream::{JetStreamConfig, IDEMPOTENCY_HEADER};
 pub(crate) use jetstream::placed as retry_while_cluster_forms;
+pub use jetstream::{JetStreamConfig, IDEMPOTENCY_HEADER};
 pub(crate) use names::{validate_group_name, validate_topic_name};
 pub use partitioner::partition_for_key;
 pub use reader::ReadLimits;

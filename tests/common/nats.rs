@@ -14,6 +14,8 @@ use super::clients::ensure_python_installed;
 
 /// How long a node may take to listen and a cluster to elect its JetStream meta leader.
 const START_PATIENCE: Duration = Duration::from_secs(30);
+/// How many times a cluster start is tried (on new ports each time) before a test fails.
+const START_ATTEMPTS: usize = 3;
 
 /// The path of the pinned `nats-server` binary, installing it on first use.
 pub fn nats_server_binary() -> PathBuf {
@@ -48,7 +50,24 @@ pub struct NatsCluster {
 
 impl NatsCluster {
     /// Starts a cluster of `nodes` servers and waits until JetStream is ready on every one.
+    /// A start that fails (a port picked here taken by another process meanwhile, a cluster
+    /// that does not form) is retried on new ports, a few times.
     pub fn start(nodes: usize) -> NatsCluster {
+        let mut failures = Vec::new();
+        for _ in 0..START_ATTEMPTS {
+            let mut cluster = NatsCluster::spawned(nodes);
+            match cluster.wait_all_ready() {
+                Ok(()) => return cluster,
+                Err(failure) => failures.push(failure),
+            }
+        }
+        panic!(
+            "the NATS cluster did not start in {START_ATTEMPTS} attempts:\n{}",
+            failures.join("\n\n")
+        );
+    }
+
+    fn spawned(nodes: usize) -> NatsCluster {
         let binary = nats_server_binary();
         let dir = tempfile::tempdir().expect("temp dir for the cluster");
         let ports = (0..nodes)
@@ -68,10 +87,16 @@ impl NatsCluster {
             cluster.write_config(node);
             cluster.spawn(node);
         }
-        for node in 0..nodes {
-            cluster.wait_ready(node);
-        }
         cluster
+    }
+
+    /// Waits until every node is ready; else says why, with the logs of the nodes not ready.
+    fn wait_all_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + START_PATIENCE;
+        for node in 0..self.len() {
+            self.ready_by(node, deadline)?;
+        }
+        Ok(())
     }
 
     /// Every node's client URL, comma-separated: what `tidings serve --cluster` takes.
@@ -212,29 +237,41 @@ impl NatsCluster {
         self.processes[node] = Some(child);
     }
 
-    /// Waits until the node answers `/healthz?js-enabled-only=true` and its client port accepts
-    /// connections; then until the cluster has a JetStream meta leader (`/jsz` names one).
+    /// Waits until the node is ready (see [`ready_by`](Self::ready_by)).
     fn wait_ready(&mut self, node: usize) {
-        let deadline = Instant::now() + START_PATIENCE;
+        if let Err(failure) = self.ready_by(node, Instant::now() + START_PATIENCE) {
+            panic!("{failure}");
+        }
+    }
+
+    /// Waits until the node's JetStream has a meta leader (`/jsz` names one), while every
+    /// node started is still running.
+    fn ready_by(&mut self, node: usize, deadline: Instant) -> Result<(), String> {
         loop {
-            if let Some(child) = self.processes[node].as_mut() {
-                if let Some(status) = child.try_wait().expect("poll the nats-server") {
-                    panic!(
-                        "nats-server {} exited with {status}; its log:\n{}",
-                        self.name(node),
-                        self.log(node)
-                    );
+            for other in 0..self.len() {
+                if let Some(child) = self.processes[other].as_mut() {
+                    if let Some(status) = child.try_wait().expect("poll the nats-server") {
+                        return Err(format!(
+                            "nats-server {} exited with {status}; its log:\n{}",
+                            self.name(other),
+                            self.log(other)
+                        ));
+                    }
                 }
             }
             if self.has_meta_leader(node) {
-                return;
+                return Ok(());
             }
-            assert!(
-                Instant::now() < deadline,
-                "nats-server {} not ready after {START_PATIENCE:?}; its log:\n{}",
-                self.name(node),
-                self.log(node)
-            );
+            if Instant::now() >= deadline {
+                let logs: Vec<String> = (0..self.len())
+                    .map(|n| format!("--- {} ---\n{}", self.name(n), self.log(n)))
+                    .collect();
+                return Err(format!(
+                    "nats-server {} not ready after {START_PATIENCE:?}; the logs:\n{}",
+                    self.name(node),
+                    logs.join("\n")
+                ));
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
     }

@@ -32,6 +32,11 @@ pub struct ClusterConfig {
     /// presence, forwarded group calls and leases (`cluster.nodeId`; default: drawn at start,
     /// so a restarted node is a new one to the others).
     pub node_id: Option<String>,
+    /// Most bytes (keys, headers, values) of each partition's most recent records a node keeps in
+    /// memory to answer reads without a round trip (`cluster.replicaCacheBytes`, default 8 MiB);
+    /// older records are read from JetStream. A node holds up to this much per partition of
+    /// every topic.
+    pub replica_cache_bytes: u64,
 }
 
 impl Default for ClusterConfig {
@@ -43,6 +48,7 @@ impl Default for ClusterConfig {
             connect_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(5),
             node_id: None,
+            replica_cache_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -115,6 +121,13 @@ impl ClusterConfig {
                 return Err(bad_value(key, 0, "a positive number".into()));
             }
         }
+        if self.replica_cache_bytes == 0 {
+            return Err(bad_value(
+                "cluster.replicaCacheBytes",
+                0,
+                "a positive number of bytes".into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -150,6 +163,7 @@ pub(super) struct FileCluster {
     connect_timeout_ms: Option<u64>,
     request_timeout_ms: Option<u64>,
     node_id: Option<String>,
+    replica_cache_bytes: Option<u64>,
 }
 
 impl FileCluster {
@@ -172,5 +186,26 @@ impl FileCluster {
         if let Some(id) = self.node_id {
             cluster.node_id = Some(id);
         }
+        if let Some(bytes) = self.replica_cache_bytes {
+            cluster.replica_cache_bytes = bytes;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_replica_cache_budget_is_read_from_the_file_and_must_be_positive() {
+        let file: FileCluster = toml::from_str("replicaCacheBytes = 65536").expect("parse");
+        let mut cluster = ClusterConfig::default();
+        assert_eq!(cluster.replica_cache_bytes, 8 * 1024 * 1024);
+        file.apply_to(&mut cluster);
+        assert_eq!(cluster.replica_cache_bytes, 65536);
+        assert!(cluster.validate().is_ok());
+        cluster.replica_cache_bytes = 0;
+        let refused = cluster.validate().expect_err("0 is refused").to_string();
+        assert!(refused.contains("cluster.replicaCacheBytes"), "{refused}");
     }
 }

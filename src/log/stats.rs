@@ -31,6 +31,9 @@ pub struct LogStats {
     pub syncs: u64,
     /// Total time spent in them, in nanoseconds.
     pub sync_nanos: u64,
+    /// Bytes of records held in memory to answer reads (the cluster log's cached tails; 0 for
+    /// the embedded log, whose reads go to its storage engine).
+    pub cached_bytes: u64,
 }
 
 impl Counters {
@@ -44,6 +47,7 @@ impl Counters {
             groups: get(&self.groups),
             syncs: get(&self.syncs),
             sync_nanos: get(&self.sync_nanos),
+            cached_bytes: 0,
         }
     }
 

@@ -1,5 +1,6 @@
-//! The JetStream log as a [`LogBackend`]: reads from the node's replicas, appends and topic
-//! changes on the cluster, group offsets on the cluster waited for from synchronous calls.
+//! The JetStream log as a [`LogBackend`]: reads from the node's replicas (from the stream, waited
+//! for, below their cached tails), appends and topic changes on the cluster, group offsets on
+//! the cluster waited for from synchronous calls.
 //!
 //! Owns no logic of its own beyond that routing; what each call does is on [`LogBackend`].
 
@@ -10,6 +11,7 @@ use futures_util::FutureExt;
 use tokio::sync::watch;
 
 use super::blocking::wait_on;
+use super::replica::Lookup;
 use super::JetStreamLog;
 use crate::log::{
     Appended, LogBackend, LogError, LogStats, PartitionLag, ReadLimits, Record, ResetPlan, Result,
@@ -79,7 +81,14 @@ impl LogBackend for JetStreamLog {
         offset: u64,
         limits: ReadLimits,
     ) -> Result<Vec<StoredRecord>> {
-        self.inner.replica(topic, partition)?.read(offset, limits)
+        let replica = self.inner.replica(topic, partition)?;
+        match replica.read(offset, limits)? {
+            Lookup::Here(records) => Ok(records),
+            Lookup::Below { from, until } => wait_on(
+                &self.inner.runtime,
+                self.inner.read_below_tail(&replica, from, until, limits),
+            ),
+        }
     }
 
     fn watermarks(&self, topic: &str, partition: u32) -> Result<(u64, u64)> {
@@ -91,10 +100,14 @@ impl LogBackend for JetStreamLog {
     }
 
     fn offset_for_time(&self, topic: &str, partition: u32, timestamp_ms: i64) -> Result<u64> {
-        Ok(self
-            .inner
-            .replica(topic, partition)?
-            .offset_for_time(timestamp_ms))
+        let replica = self.inner.replica(topic, partition)?;
+        match replica.offset_for_time(timestamp_ms) {
+            Lookup::Here(offset) => Ok(offset),
+            Lookup::Below { .. } => wait_on(
+                &self.inner.runtime,
+                self.inner.offset_for_time(&replica, timestamp_ms),
+            ),
+        }
     }
 
     fn commit_offset(&self, group: &str, topic: &str, partition: u32, offset: u64) -> Result<()> {
@@ -170,8 +183,12 @@ impl LogBackend for JetStreamLog {
         self.inner.write_refusal()
     }
 
+    /// The counters, and the bytes the node's replicas hold in memory.
     fn stats(&self) -> LogStats {
-        self.inner.counters.snapshot()
+        LogStats {
+            cached_bytes: self.inner.cached_bytes(),
+            ..self.inner.counters.snapshot()
+        }
     }
 
     /// Bytes of this deployment's streams on the cluster (one copy), as of the last retention

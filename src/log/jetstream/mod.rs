@@ -16,8 +16,10 @@
 //! `Nats-Msg-Id`, so a retry, or the same event appended by two nodes, is stored once.
 //!
 //! The boundary's synchronous reads are answered from a per-node in-memory replica of every
-//! partition (`replica`), fed by one ordered consumer per stream (`feed`): a cache the node
-//! rebuilds from JetStream when it starts. Group offsets go to the network; their synchronous
+//! partition (`replica`): the stream's watermarks and a tail of its most recent records within a
+//! byte budget, fed by one ordered consumer per stream (`feed`) that starts about a budget's
+//! worth before the end when the node starts. Reads below the tail fetch a batch from the stream
+//! (`cold`). Group offsets go to the network; their synchronous
 //! calls wait on it without holding up other tasks (`blocking`). No quorum, no connection or no
 //! answer in time is [`LogError::Unavailable`](crate::log::LogError::Unavailable): nothing is
 //! acknowledged that the quorum did not store.
@@ -28,6 +30,7 @@
 mod append;
 mod backend;
 mod blocking;
+mod cold;
 mod feed;
 mod names;
 mod offsets;
@@ -70,11 +73,15 @@ pub struct JetStreamConfig {
     pub retention_interval: Duration,
     /// How long JetStream remembers a `Nats-Msg-Id` to drop a duplicate.
     pub duplicate_window: Duration,
+    /// Most bytes (keys, headers, values) of each partition's most recent records a node keeps
+    /// in memory; older records are read from the stream ([`ClusterConfig::replica_cache_bytes`]).
+    pub replica_cache_bytes: u64,
 }
 
 impl JetStreamConfig {
     /// The defaults for a namespace: 3 replicas, topics created on first append with one
-    /// partition, records up to 900 KiB (NATS' default message limit is 1 MiB), 5 s requests.
+    /// partition, records up to 900 KiB (NATS' default message limit is 1 MiB), 5 s requests,
+    /// 8 MiB of each partition's recent records in memory.
     pub fn new(namespace: impl Into<String>) -> JetStreamConfig {
         JetStreamConfig {
             namespace: namespace.into(),
@@ -85,6 +92,7 @@ impl JetStreamConfig {
             request_timeout: Duration::from_secs(5),
             retention_interval: Duration::from_secs(60),
             duplicate_window: Duration::from_secs(120),
+            replica_cache_bytes: ClusterConfig::default().replica_cache_bytes,
         }
     }
 
@@ -93,6 +101,7 @@ impl JetStreamConfig {
         JetStreamConfig {
             replicas: cluster.replicas,
             request_timeout: cluster.request_timeout,
+            replica_cache_bytes: cluster.replica_cache_bytes,
             ..JetStreamConfig::new(&cluster.namespace)
         }
     }

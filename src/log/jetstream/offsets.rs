@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{names, unavailable, Inner};
 use crate::log::groups::reset_target;
-use crate::log::{validate_group_name, LogError, PartitionLag, ResetPlan, Result};
+use crate::log::{validate_group_name, LogError, PartitionLag, ResetPlan, ResetTo, Result};
 
 /// Most compare-and-set rounds a commit tries before it reports the contention.
 const MAX_CAS_ROUNDS: u32 = 16;
@@ -101,8 +101,12 @@ impl Inner {
                 .committed_offset_with_metadata(group, topic, partition)
                 .await?
                 .map(|(offset, _)| offset);
-            let target = reset_target(plan.to, replica.watermarks(), committed, |ms| {
-                Ok(replica.offset_for_time(ms))
+            let at_time = match plan.to {
+                ResetTo::Timestamp(ms) => Some(self.offset_for_time(&replica, ms).await),
+                _ => None,
+            };
+            let target = reset_target(plan.to, replica.watermarks(), committed, |_| {
+                at_time.expect("computed above for a reset to a time")
             })?;
             if !plan.dry_run {
                 self.store_offset(group, topic, partition, target, "", Direction::Anywhere)

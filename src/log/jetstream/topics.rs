@@ -97,6 +97,16 @@ impl Inner {
             })
     }
 
+    /// Bytes every replica's tail holds on this node.
+    pub(super) fn cached_bytes(&self) -> u64 {
+        let topics = self.registry.topics.read();
+        topics
+            .values()
+            .flat_map(|topic| topic.replicas.iter())
+            .map(|replica| replica.bytes())
+            .sum()
+    }
+
     pub(super) fn topic_names(&self) -> Vec<String> {
         self.registry.topics.read().keys().cloned().collect()
     }
@@ -434,7 +444,14 @@ async fn install(
             }
         };
         let low = state.first_sequence.max(1) - 1;
-        let replica = Arc::new(Replica::new(name, partition, low));
+        let start = feed_start(&state, inner.config.replica_cache_bytes);
+        let replica = Arc::new(Replica::new(
+            name,
+            partition,
+            &stream_name,
+            (low, start),
+            inner.config.replica_cache_bytes,
+        ));
         feed::spawn(stream, replica.clone(), stop.child_token());
         let mut high = replica.subscribe();
         let last = state.last_sequence.max(low);
@@ -445,6 +462,21 @@ async fn install(
         replicas.push(replica);
     }
     replicas
+}
+
+/// Where a new replica's feed starts: about `budget` bytes before the end of the stream (from
+/// its mean message size), so that a node does not read the whole stream to fill a tail that
+/// keeps only the last part of it; at the last record at the latest, so that it learns the
+/// last timestamp.
+fn feed_start(state: &stream::State, budget: u64) -> u64 {
+    let low = state.first_sequence.max(1) - 1;
+    let high = state.last_sequence.max(low);
+    if state.messages == 0 {
+        return high;
+    }
+    let mean_bytes = (state.bytes / state.messages).max(1);
+    let fits = (budget / mean_bytes).max(1);
+    high.saturating_sub(fits).max(low)
 }
 
 fn describe(name: &str, state: &TopicState) -> TopicInfo {

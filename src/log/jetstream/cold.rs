@@ -48,8 +48,13 @@ impl Inner {
         limits: ReadLimits,
     ) -> Result<Vec<StoredRecord>> {
         let what = || format!("reading stream {} from offset {from}", replica.stream());
-        self.in_time(what, self.fetch(replica, (from, until), limits))
-            .await
+        let mut records = self
+            .in_time(what, self.fetch(replica, (from, until), limits))
+            .await?;
+        if records.last().is_some_and(|last| last.offset + 1 == until) {
+            records.extend(continue_in_tail(replica, until, limits, &records));
+        }
+        Ok(records)
     }
 
     /// `request`, or `Unavailable` once the request timeout passed.
@@ -188,6 +193,36 @@ impl Inner {
         let what = || format!("searching stream {} by time", replica.stream());
         self.in_time(what, search).await
     }
+}
+
+/// What the replica's tail adds, from `until` on, to `read` (records from the stream that end
+/// where the tail starts) within what `limits` leave; nothing if the tail moved on meanwhile.
+fn continue_in_tail(
+    replica: &Replica,
+    until: u64,
+    limits: ReadLimits,
+    read: &[StoredRecord],
+) -> Vec<StoredRecord> {
+    let bytes: usize = read.iter().map(StoredRecord::size).sum();
+    let left = ReadLimits {
+        max_records: limits.max_records.saturating_sub(read.len()),
+        max_bytes: limits.max_bytes.saturating_sub(bytes),
+    };
+    if left.max_records == 0 {
+        return Vec::new();
+    }
+    let mut tail = match replica.read(until, left) {
+        Ok(Lookup::Here(tail)) => tail,
+        _ => return Vec::new(),
+    };
+    // The tail gives at least one record, even one beyond the bytes left.
+    if tail
+        .first()
+        .is_some_and(|first| first.size() > left.max_bytes)
+    {
+        tail.clear();
+    }
+    tail
 }
 
 /// Decodes the fetched messages below `until` into records within `limits`, with

@@ -27,8 +27,11 @@ use serde_json::{json, Value};
 
 /// How long a node's request to the cluster may take (short, so that the quorum test sees its
 /// 503 quickly). No rate limit: the tests send thousands of messages as one user.
+/// A replica cache of 16 KiB per partition, so that a node catching up its store, or a client
+/// resuming from far back, reads the older records from JetStream rather than from memory.
 /// A short presence grace period, so that the presence test sees `offline` soon.
-const CLUSTER_TOML: &str = "[cluster]\nrequestTimeoutMs = 2000\n[ws]\npresenceGraceMs = 300\n";
+const CLUSTER_TOML: &str = "[cluster]\nrequestTimeoutMs = 2000\nreplicaCacheBytes = 16384\n\
+                            [ws]\npresenceGraceMs = 300\n";
 
 /// The tests of this binary run one at a time: each starts three NATS servers and two or three
 /// Tidings nodes, more than two cores serve well twice over.

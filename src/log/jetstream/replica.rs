@@ -12,6 +12,8 @@
 
 use std::collections::VecDeque;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{watch, Notify};
 
@@ -49,6 +51,9 @@ pub(super) struct Replica {
     stalled: Notify,
     /// (next offset, timestamp reached) of recent reads from the stream.
     floors: Mutex<VecDeque<(u64, i64)>>,
+    /// Bytes of the stream on the cluster (one copy) when last asked, plus the records
+    /// delivered since.
+    stream_bytes: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -102,6 +107,7 @@ impl Replica {
             high: watch::channel(start.max(low)).0,
             stalled: Notify::new(),
             floors: Mutex::new(VecDeque::new()),
+            stream_bytes: AtomicU64::new(0),
         }
     }
 
@@ -134,6 +140,8 @@ impl Replica {
             state.last_timestamp_ms = timestamp_ms;
             let record = wire.into_stored(self.partition, offset, timestamp_ms);
             state.bytes += record.size() as u64;
+            self.stream_bytes
+                .fetch_add(record.size() as u64, Ordering::Relaxed);
             state.records.push_back(record);
             while state.bytes > self.budget {
                 state.drop_oldest();
@@ -182,6 +190,17 @@ impl Replica {
     /// Bytes of keys, headers and values the tail holds (at most the budget).
     pub(super) fn bytes(&self) -> u64 {
         self.state.read().bytes
+    }
+
+    /// Bytes the partition's stream holds on the cluster: as JetStream last said, plus the
+    /// records delivered since.
+    pub(super) fn stream_bytes(&self) -> u64 {
+        self.stream_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Sets what JetStream says its stream holds now.
+    pub(super) fn set_stream_bytes(&self, bytes: u64) {
+        self.stream_bytes.store(bytes, Ordering::Relaxed);
     }
 
     /// A receiver of the high watermark: it moves once the records below it are readable here.

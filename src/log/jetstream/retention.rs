@@ -52,6 +52,7 @@ impl Inner {
                     .map_err(|e| unavailable(format!("stream {name}"), e))?;
                 let info = stream.cached_info();
                 bytes += info.state.bytes;
+                replica.set_stream_bytes(info.state.bytes);
                 let low = info.state.first_sequence.max(1) - 1;
                 moved += u64::from(replica.trim_to(low));
             }

@@ -459,6 +459,9 @@ async fn install(
             _ = high.wait_for(|high| *high >= last) => {}
             () = stop.cancelled() => {}
         }
+        // What the stream held at the start, which the tail's records just loaded are part of
+        // (records appended meanwhile count again from the next retention pass).
+        replica.set_stream_bytes(state.bytes);
         replicas.push(replica);
     }
     replicas
@@ -493,7 +496,7 @@ fn describe(name: &str, state: &TopicState) -> TopicInfo {
                     partition: partition as u32,
                     low,
                     high,
-                    bytes: replica.bytes(),
+                    bytes: replica.stream_bytes(),
                 }
             })
             .collect(),

@@ -169,7 +169,9 @@ pub(super) async fn open_bucket(
     }
     let bucket_config = kv::Config {
         bucket: name.clone(),
-        description: "Tidings: which node coordinates each HTTP consumer group".to_owned(),
+        description:
+            "Tidings: the leases of group coordinators and exclusive work, the Kafka brokers"
+                .to_owned(),
         history: 1,
         max_age: config.lease_ttl,
         num_replicas: config.replicas,

@@ -52,6 +52,7 @@ pub(super) fn fixture() -> Fixture {
             max: 3,
             http_groups: Box::new(|| vec!["http-only".to_owned()]),
         },
+        None,
         CancellationToken::new(),
         TaskTracker::new(),
     )

@@ -75,8 +75,21 @@ pub(crate) enum Coordinating {
     Yes,
     /// Yes, from now on: whatever this node knew of the group from an earlier tenure is stale.
     NewTenure,
+    /// Not now: this node's lease could not be renewed in time and its last renewal is stale;
+    /// it may still hold it (keep the group, the next renewal tells).
+    NotNow,
     /// No: another node holds the lease, or this node lost it (and must drop the group).
     No,
+}
+
+/// What a renewal did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Renewal {
+    Renewed,
+    /// The key changed under this node: the lease is gone for sure.
+    Lost,
+    /// No answer: the lease may still be held, until its last renewal is stale.
+    Failed,
 }
 
 /// A lease this node holds: its revision and when it was last renewed.
@@ -247,7 +260,7 @@ impl KafkaBrokers {
                 .map_err(|e| format!("reading the lease: {e}"))?;
             match entry.filter(|e| e.operation == kv::Operation::Put) {
                 Some(entry) if entry.value.as_ref() == self.bucket.node.as_bytes() => {
-                    if self.coordinates(group).await != Coordinating::No {
+                    if self.serves(group).await {
                         return Ok(self.me.clone());
                     }
                 }
@@ -256,13 +269,20 @@ impl KafkaBrokers {
                     return self.broker_of(&holder).await;
                 }
                 None => {
-                    if self.coordinates(group).await != Coordinating::No {
+                    if self.serves(group).await {
                         return Ok(self.me.clone());
                     }
                 }
             }
         }
         Err("its lease keeps changing".to_owned())
+    }
+
+    async fn serves(&self, group: &str) -> bool {
+        matches!(
+            self.coordinates(group).await,
+            Coordinating::Yes | Coordinating::NewTenure
+        )
     }
 
     /// The live broker of node `holder`, remembered for Metadata (a client looks the
@@ -290,8 +310,9 @@ impl KafkaBrokers {
         let held = self.held.lock().get(group).copied();
         if let Some(held) = held {
             return match self.renew(group, held.revision).await {
-                true => Coordinating::Yes,
-                false => Coordinating::No,
+                Renewal::Renewed => Coordinating::Yes,
+                Renewal::Failed => Coordinating::NotNow,
+                Renewal::Lost => Coordinating::No,
             };
         }
         self.take_or_resume(group).await
@@ -311,8 +332,8 @@ impl KafkaBrokers {
         match entry {
             Some(entry) if entry.value.as_ref() == self.bucket.node.as_bytes() => {
                 match self.renew(group, entry.revision).await {
-                    true => Coordinating::NewTenure,
-                    false => Coordinating::No,
+                    Renewal::Renewed => Coordinating::NewTenure,
+                    Renewal::Failed | Renewal::Lost => Coordinating::No,
                 }
             }
             Some(_) => Coordinating::No,
@@ -353,24 +374,31 @@ impl KafkaBrokers {
             .is_some_and(|held| held.renewed.elapsed() < serve_for)
     }
 
-    /// Renews the lease of `group` from `revision`; on failure it is no longer held.
-    async fn renew(&self, group: &str, revision: u64) -> bool {
+    /// Renews the lease of `group` from `revision`. Lost when the key changed under this node
+    /// (expired, taken, or renewed by a write this node did not see answered): it is then no
+    /// longer held. Any other failure (no answer in time) keeps it: this node still serves the
+    /// group while its last renewal is fresh, and the next renewal tells.
+    async fn renew(&self, group: &str, revision: u64) -> Renewal {
         let before = Instant::now();
         let node = Bytes::from(self.bucket.node.clone());
         let update = self.bucket.store.update(group_key(group), node, revision);
         match tokio::time::timeout(self.renew_every(), update).await {
             Ok(Ok(revision)) => {
                 self.hold(group, revision, before);
-                true
+                Renewal::Renewed
+            }
+            Ok(Err(error)) if error.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                tracing::warn!(group, "kafka: lost the coordinator lease of a group");
+                self.held.lock().remove(group);
+                Renewal::Lost
             }
             outcome => {
                 let error = match outcome {
                     Ok(Err(error)) => error.to_string(),
-                    _ => "timed out".to_owned(),
+                    _ => "no answer in time".to_owned(),
                 };
-                tracing::warn!(group, %error, "kafka: lost the coordinator lease of a group");
-                self.held.lock().remove(group);
-                false
+                tracing::debug!(group, %error, "kafka: renewing a group lease failed");
+                Renewal::Failed
             }
         }
     }
@@ -389,7 +417,7 @@ impl KafkaBrokers {
         for (group, held) in held {
             if live.binary_search(&group).is_err() {
                 self.held.lock().remove(&group);
-            } else if !self.renew(&group, held.revision).await {
+            } else if self.renew(&group, held.revision).await == Renewal::Lost {
                 lost.push(group);
             }
         }
@@ -422,6 +450,28 @@ impl KafkaBrokers {
         let mut groups: Vec<String> = self.held.lock().keys().cloned().collect();
         groups.sort();
         groups
+    }
+}
+
+/// The lease bucket of `prefix` on `client` as node `node` would open it (TTL 5 s, one
+/// replica), for the Kafka listener's tests.
+#[cfg(test)]
+pub(crate) async fn test_bucket(
+    client: &async_nats::Client,
+    prefix: &str,
+    node: &str,
+) -> LeaseBucket {
+    let config = super::groups::GroupsConfig {
+        prefix: prefix.to_owned(),
+        replicas: 1,
+        ..super::groups::GroupsConfig::new(node)
+    };
+    LeaseBucket {
+        store: super::groups::open_bucket(client, &config)
+            .await
+            .expect("the lease bucket opens"),
+        node: node.to_owned(),
+        ttl: config.lease_ttl,
     }
 }
 

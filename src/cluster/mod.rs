@@ -55,4 +55,4 @@ pub(crate) enum ClusterError {
 #[path = "ephemeral_tests.rs"]
 mod ephemeral_tests;
 #[cfg(test)]
-mod test_nats;
+pub(crate) mod test_nats;

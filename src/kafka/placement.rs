@@ -56,7 +56,8 @@ pub(super) async fn coordinator(
 
 /// Why this node may not serve a call of `group` now: `NOT_COORDINATOR` when another node
 /// holds its lease or this one lost it (what this node knew of the group is then dropped: its
-/// members rejoin on the new coordinator). `None` alone, or while this node holds the lease.
+/// members rejoin on the new coordinator), or when its renewal is overdue (the group is kept:
+/// the client retries, and is served again once a renewal succeeds). `None` alone, or while this node holds the lease.
 pub(super) async fn refusal(broker: &Broker, group: &str) -> Option<ResponseError> {
     let cluster = broker.cluster.as_ref()?;
     match cluster.coordinates(group).await {
@@ -65,6 +66,7 @@ pub(super) async fn refusal(broker: &Broker, group: &str) -> Option<ResponseErro
             broker.groups.forget(group);
             None
         }
+        Coordinating::NotNow => Some(ResponseError::NotCoordinator),
         Coordinating::No => {
             broker.groups.forget(group);
             Some(ResponseError::NotCoordinator)
@@ -95,3 +97,7 @@ pub(super) async fn keep_leases(broker: Arc<Broker>) {
     }
     cluster.leave().await;
 }
+
+#[cfg(test)]
+#[path = "placement_tests.rs"]
+mod tests;

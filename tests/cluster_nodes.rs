@@ -564,6 +564,19 @@ impl Reading {
         self.owned.iter().all(|o| !o.is_empty()) && all == (0..partitions).collect::<Vec<_>>()
     }
 
+    /// Every one of `records` records was read, none twice.
+    fn assert_each_read_once(&self, records: usize) {
+        let all: Vec<(u64, u64)> = self.got.concat();
+        let distinct: BTreeSet<(u64, u64)> = all.iter().copied().collect();
+        assert_eq!(
+            (distinct.len(), all.len()),
+            (records, records),
+            "every record read once; {} assignments in all, and {:?}",
+            self.assignments,
+            self.other
+        );
+    }
+
     fn records(&self) -> usize {
         self.got.iter().map(Vec::len).sum()
     }
@@ -645,15 +658,7 @@ async fn a_kafka_group_with_members_on_two_nodes_reads_every_record_once() {
 
     publish_numbered(&b, "jobs", 0..RECORDS).await;
     read_until(&mut readers, &mut reading, |r| r.records() >= RECORDS).await;
-    let all: Vec<(u64, u64)> = reading.got.concat();
-    let distinct: BTreeSet<(u64, u64)> = all.iter().copied().collect();
-    assert_eq!(
-        (distinct.len(), all.len()),
-        (RECORDS, RECORDS),
-        "every record read once; {} assignments in all, and {:?}",
-        reading.assignments,
-        reading.other
-    );
+    reading.assert_each_read_once(RECORDS);
     for (reader, got) in reading.got.iter().enumerate() {
         assert!(!got.is_empty(), "reader {reader} read records");
         assert!(
@@ -730,15 +735,7 @@ async fn a_kafka_group_goes_on_when_its_coordinator_node_is_killed() {
     );
     publish_numbered(&b, "jobs", RECORDS / 2..RECORDS).await;
     read_until(&mut readers, &mut reading, |r| r.records() >= RECORDS).await;
-    let all: Vec<(u64, u64)> = reading.got.concat();
-    let distinct: BTreeSet<(u64, u64)> = all.iter().copied().collect();
-    assert_eq!(
-        (distinct.len(), all.len()),
-        (RECORDS, RECORDS),
-        "every record read once; {} assignments in all, and {:?}",
-        reading.assignments,
-        reading.other
-    );
+    reading.assert_each_read_once(RECORDS);
     stop_readers(readers).await;
     wait_group_caught_up(&b, "workers", "jobs", Some(PARTITIONS as usize)).await;
 }

@@ -2,12 +2,11 @@
 //! JetStream), driven through `dispatch` with encoded requests: both name the same coordinator,
 //! the other node answers the group APIs `NOT_COORDINATOR`, and Metadata lists both brokers.
 
-use bytes::Bytes;
-use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use super::super::group_limit_tests::join;
 use super::super::tests::{call, fixture_on, Fixture};
 use crate::cluster::kafka_brokers::test_bucket;
 use crate::cluster::test_nats::NatsServer;
@@ -15,19 +14,6 @@ use crate::cluster::test_nats::NatsServer;
 async fn find(f: &Fixture, group: &str) -> FindCoordinatorResponse {
     let request = FindCoordinatorRequest::default().with_key(StrBytes::from_string(group.into()));
     call(f, ApiKey::FindCoordinator, 3, &request).await
-}
-
-async fn join(f: &Fixture, group: &str) -> JoinGroupResponse {
-    let request = JoinGroupRequest::default()
-        .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
-        .with_session_timeout_ms(10_000)
-        .with_rebalance_timeout_ms(10_000)
-        .with_member_id(StrBytes::from_static_str(""))
-        .with_protocol_type(StrBytes::from_static_str("consumer"))
-        .with_protocols(vec![JoinGroupRequestProtocol::default()
-            .with_name(StrBytes::from_static_str("range"))
-            .with_metadata(Bytes::from_static(b"m"))]);
-    call(f, ApiKey::JoinGroup, 5, &request).await
 }
 
 async fn heartbeat(f: &Fixture, group: &str, member: &str, generation: i32) -> i16 {
@@ -74,9 +60,9 @@ async fn the_node_holding_a_groups_lease_coordinates_it_and_the_other_says_not_c
         "b lists the coordinator"
     );
 
-    let refused = join(&b, "workers").await;
+    let refused = join(&b, "workers", 10_000).await;
     assert_eq!(refused.error_code, ResponseError::NotCoordinator.code());
-    let joined = join(&a, "workers").await;
+    let joined = join(&a, "workers", 10_000).await;
     assert_eq!(joined.error_code, 0, "{joined:?}");
     let member = joined.member_id.as_str();
     assert_eq!(

@@ -207,10 +207,9 @@ impl KafkaBrokers {
             let Some(id) = key.strip_prefix("kb_").and_then(|id| id.parse().ok()) else {
                 continue;
             };
-            if id == self.me.id {
-                continue;
-            }
-            if let Some(broker) = self.read_broker(id).await? {
+            // This node's own entry is read too: that is where a clash of ids shows.
+            let broker = self.read_broker(id).await?;
+            if let Some(broker) = broker.filter(|_| id != self.me.id) {
                 others.insert(id, broker);
             }
         }

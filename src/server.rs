@@ -335,6 +335,7 @@ fn start_kafka(state: &AppState, listener: TcpListener) -> Result<(), ServerErro
         advertised,
         config.log.default_partitions,
         kafka_group_limit(state),
+        state.cluster().map(|node| node.kafka.clone()),
         state.shutdown().clone(),
         state.tasks().clone(),
     )

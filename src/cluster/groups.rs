@@ -185,7 +185,9 @@ async fn create_bucket(
 ) -> Result<kv::Store, async_nats::jetstream::context::CreateKeyValueError> {
     let bucket_config = kv::Config {
         bucket: name.to_owned(),
-        description: "Tidings: which node coordinates each HTTP consumer group".to_owned(),
+        description:
+            "Tidings: the leases of group coordinators and exclusive work, the Kafka brokers"
+                .to_owned(),
         history: 1,
         max_age: config.lease_ttl,
         num_replicas: config.replicas,

@@ -4,7 +4,8 @@
 //! `ephemeral_peers` for what is known of the other nodes); HTTP consumer groups across nodes
 //! (`groups`: a coordinator per group chosen by a lease in a JetStream key-value bucket, with
 //! `groups_wire` for the forwarded calls); and work run on one node at a time by the same kind of
-//! lease (`groups_exclusive`: the notification consumers); and `node`, which starts all of these
+//! lease (`groups_exclusive`: the notification consumers); the Kafka listener's brokers and group
+//! coordinators across nodes (`kafka_brokers`, by the same leases); and `node`, which starts all of these
 //! for a server joining the cluster.
 //!
 //! This module does not own the log on JetStream (that is `log::jetstream`, behind the log
@@ -18,6 +19,7 @@ mod ephemeral_wire;
 pub(crate) mod groups;
 pub(crate) mod groups_exclusive;
 mod groups_wire;
+pub(crate) mod kafka_brokers;
 mod node;
 
 pub(crate) use connection::connect;
@@ -53,4 +55,4 @@ pub(crate) enum ClusterError {
 #[path = "ephemeral_tests.rs"]
 mod ephemeral_tests;
 #[cfg(test)]
-mod test_nats;
+pub(crate) mod test_nats;

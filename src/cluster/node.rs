@@ -1,6 +1,7 @@
 //! A node joining the cluster's shared features besides the log: its presence and typing link
 //! for the hub (`ephemeral`), the group coordinator leases (`groups`) and the leases that place
-//! the server's own consumers on one node at a time (`groups_exclusive`).
+//! the server's own consumers on one node at a time (`groups_exclusive`), and the bucket the
+//! Kafka listener keeps its brokers and group leases in (`kafka_brokers`).
 //!
 //! This file owns the order in which they start and the names they share (node id, namespace,
 //! replicas). It does not open the log (`server` does, through `log::jetstream`) nor start the
@@ -14,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use super::ephemeral::{self, EphemeralConfig, EphemeralError};
 use super::groups::{self, ClusterGroups, GroupsConfig, GroupsStartError};
 use super::groups_exclusive::Exclusive;
+use super::kafka_brokers::LeaseBucket;
 use super::ClusterError;
 use crate::bus::Coordinator;
 use crate::config::ClusterConfig;
@@ -59,6 +61,8 @@ pub(crate) struct ClusterNode {
     pub placement: Placement,
     /// The HTTP consumer groups, each run by the node holding its lease.
     pub groups: ClusterGroups,
+    /// The lease bucket, for the Kafka listener's brokers and group coordinators.
+    pub kafka: LeaseBucket,
 }
 
 /// Connects to the cluster and starts the hub's peer link and the leases, all stopping with
@@ -89,6 +93,11 @@ pub(crate) async fn join(
         ..GroupsConfig::new(&node_id)
     };
     let exclusive = Exclusive::open(&client, &leases).await?;
+    let kafka = LeaseBucket {
+        store: groups::open_bucket(&client, &leases).await?,
+        node: node_id.clone(),
+        ttl: leases.lease_ttl,
+    };
     let (groups, serving) = groups::start(client, coordinator, leases, shutdown).await?;
     tasks.spawn(async move {
         if let Err(error) = serving.await {
@@ -99,5 +108,6 @@ pub(crate) async fn join(
     Ok(ClusterNode {
         placement: Placement::Leased(Arc::new(exclusive)),
         groups,
+        kafka,
     })
 }

@@ -104,7 +104,7 @@ async fn route(
             ResponseKind::ListOffsets(list_offsets::handle(broker, session, r))
         }
         RequestKind::FindCoordinator(r) => {
-            ResponseKind::FindCoordinator(groups::find_coordinator(broker, r, version))
+            ResponseKind::FindCoordinator(groups::find_coordinator(broker, r, version).await)
         }
         RequestKind::JoinGroup(r) => {
             ResponseKind::JoinGroup(groups::join(broker, session, r).await)

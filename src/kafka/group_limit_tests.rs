@@ -14,7 +14,8 @@ use kafka_protocol::ResponseError;
 
 use super::tests::{call, fixture, Fixture};
 
-async fn join(f: &Fixture, group: &str, session_timeout_ms: i32) -> JoinGroupResponse {
+/// A new member's JoinGroup (v5) of `group`.
+pub(super) async fn join(f: &Fixture, group: &str, session_timeout_ms: i32) -> JoinGroupResponse {
     let request = JoinGroupRequest::default()
         .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
         .with_session_timeout_ms(session_timeout_ms)

@@ -1,6 +1,8 @@
-//! The group APIs of the classic protocol: FindCoordinator (this broker, always),
-//! JoinGroup, SyncGroup, Heartbeat, LeaveGroup, ListGroups and DescribeGroups. Each group is
-//! owned by its own task (`group`); [`Groups`] starts it on first use and hands it requests.
+//! The group APIs of the classic protocol: FindCoordinator (this broker alone; on a cluster the
+//! node holding the group's lease, see `placement`), JoinGroup, SyncGroup, Heartbeat,
+//! LeaveGroup, ListGroups and DescribeGroups. Each group is owned by its own task (`group`);
+//! [`Groups`] starts it on first use and hands it requests. On a cluster a node that does not
+//! coordinate a group answers its calls `NOT_COORDINATOR`.
 //!
 //! Groups live in memory: a restart forgets members (they rejoin, as after a coordinator
 //! failover) but never committed offsets, which are the log's (`offsets`).
@@ -30,7 +32,7 @@ use tokio_util::task::TaskTracker;
 
 use super::access::Session;
 use super::group::{self, Command, GroupView, JoinArgs, Joined};
-use super::{Broker, NODE_ID};
+use super::{placement, Broker};
 
 /// Commands queued to one group's task before senders wait.
 const GROUP_QUEUE: usize = 256;
@@ -79,8 +81,19 @@ impl Groups {
         answer.await.ok()
     }
 
+    /// Drops the group's task (this node no longer coordinates it): it ends once the calls
+    /// in flight are answered, and its members rejoin wherever the group is coordinated now.
+    pub(super) fn forget(&self, name: &str) {
+        if self.live.lock().remove(name).is_some() {
+            tracing::info!(
+                group = name,
+                "kafka: this node no longer coordinates the group"
+            );
+        }
+    }
+
     /// Names of the groups with a task; the entries of ended tasks are dropped.
-    fn live_names(&self) -> Vec<String> {
+    pub(super) fn live_names(&self) -> Vec<String> {
         let mut live = self.live.lock();
         live.retain(|_, sender| !sender.is_closed());
         live.keys().cloned().collect()
@@ -165,32 +178,40 @@ fn text(s: &StrBytes) -> String {
     s.as_str().to_owned()
 }
 
-/// FindCoordinator (v0–v4): this broker coordinates every group.
-pub(super) fn find_coordinator(
+/// FindCoordinator (v0–v4): the broker coordinating each group asked (v4 asks several).
+pub(super) async fn find_coordinator(
     broker: &Broker,
     request: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let host = StrBytes::from_string(broker.advertised.host.clone());
-    let port = broker.advertised.port;
     if version >= 4 {
-        let coordinators = request
-            .coordinator_keys
-            .into_iter()
-            .map(|key| {
-                Coordinator::default()
-                    .with_key(key)
-                    .with_node_id(BrokerId(NODE_ID))
-                    .with_host(host.clone())
-                    .with_port(port)
-            })
-            .collect();
+        let mut coordinators = Vec::with_capacity(request.coordinator_keys.len());
+        for key in request.coordinator_keys {
+            let found = placement::coordinator(broker, key.as_str()).await;
+            let answer = Coordinator::default().with_key(key);
+            coordinators.push(match found {
+                Ok(at) => answer
+                    .with_node_id(BrokerId(at.id))
+                    .with_host(StrBytes::from_string(at.host))
+                    .with_port(at.port),
+                Err(error) => answer
+                    .with_node_id(BrokerId(-1))
+                    .with_port(-1)
+                    .with_error_code(error.code()),
+            });
+        }
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    FindCoordinatorResponse::default()
-        .with_node_id(BrokerId(NODE_ID))
-        .with_host(host)
-        .with_port(port)
+    match placement::coordinator(broker, request.key.as_str()).await {
+        Ok(at) => FindCoordinatorResponse::default()
+            .with_node_id(BrokerId(at.id))
+            .with_host(StrBytes::from_string(at.host))
+            .with_port(at.port),
+        Err(error) => FindCoordinatorResponse::default()
+            .with_node_id(BrokerId(-1))
+            .with_port(-1)
+            .with_error_code(error.code()),
+    }
 }
 
 /// JoinGroup: answered once the group's join completes (or fails). A new group over
@@ -201,6 +222,14 @@ pub(super) async fn join(
     session: &Session,
     request: JoinGroupRequest,
 ) -> JoinGroupResponse {
+    if let Some(error) = placement::refusal(broker, request.group_id.0.as_str()).await {
+        return join_answer(Joined {
+            error: error.code(),
+            generation: -1,
+            member_id: text(&request.member_id),
+            ..Joined::default()
+        });
+    }
     if over_group_limit(broker, request.group_id.0.as_str()) {
         tracing::warn!(group = %request.group_id.0.as_str(), "kafka: join refused, limits.maxGroups reached");
         return join_answer(Joined {
@@ -268,6 +297,12 @@ fn join_answer(joined: Joined) -> JoinGroupResponse {
 
 /// SyncGroup: the member's assignment, once the leader handed them in.
 pub(super) async fn sync(broker: &Broker, request: SyncGroupRequest) -> SyncGroupResponse {
+    if let Some(error) = placement::refusal(broker, request.group_id.0.as_str()).await {
+        return SyncGroupResponse::default()
+            .with_protocol_type(request.protocol_type)
+            .with_protocol_name(request.protocol_name)
+            .with_error_code(error.code());
+    }
     let assignments: Vec<(String, Bytes)> = request
         .assignments
         .iter()
@@ -294,6 +329,9 @@ pub(super) async fn sync(broker: &Broker, request: SyncGroupRequest) -> SyncGrou
 
 /// Heartbeat: `REBALANCE_IN_PROGRESS` tells the member to rejoin.
 pub(super) async fn heartbeat(broker: &Broker, request: HeartbeatRequest) -> HeartbeatResponse {
+    if let Some(error) = placement::refusal(broker, request.group_id.0.as_str()).await {
+        return HeartbeatResponse::default().with_error_code(error.code());
+    }
     let error = broker
         .groups
         .ask(request.group_id.0.as_str(), |reply| Command::Heartbeat {
@@ -312,6 +350,9 @@ pub(super) async fn leave(
     request: LeaveGroupRequest,
     version: i16,
 ) -> LeaveGroupResponse {
+    if let Some(error) = placement::refusal(broker, request.group_id.0.as_str()).await {
+        return LeaveGroupResponse::default().with_error_code(error.code());
+    }
     let member_ids: Vec<String> = if version >= 3 {
         request.members.iter().map(|m| text(&m.member_id)).collect()
     } else {
@@ -368,6 +409,14 @@ pub(super) async fn describe(
 ) -> DescribeGroupsResponse {
     let mut groups = Vec::with_capacity(request.groups.len());
     for group_id in request.groups {
+        if let Some(error) = placement::refusal(broker, group_id.0.as_str()).await {
+            groups.push(
+                DescribedGroup::default()
+                    .with_group_id(group_id)
+                    .with_error_code(error.code()),
+            );
+            continue;
+        }
         let view = describe_one(broker, group_id.0.as_str()).await;
         let members = view
             .members

@@ -1,6 +1,6 @@
-//! Metadata: the one broker (node 0, the advertised address, controller of the cluster and
-//! leader of every partition with replicas and ISR `[0]`, leader epoch -1) and the topics asked
-//! for, created on first use when `kafka.autoCreateTopics` allows and the connection may
+//! Metadata: the brokers (alone: node 0 at the advertised address; on a cluster: every live
+//! node, see `placement`), this broker as the controller and the leader of every partition with
+//! replicas and ISR itself, leader epoch -1, and the topics asked for, created on first use when `kafka.autoCreateTopics` allows and the connection may
 //! produce (kafkajs producers and many librdkafka programs rely on it).
 //!
 //! Topics the connection may not see are answered `TOPIC_AUTHORIZATION_FAILED` when named, and
@@ -14,7 +14,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::access::Session;
-use super::{Broker, NODE_ID};
+use super::{placement, Broker};
 use crate::log::{LogError, TopicConfig, TopicInfo};
 
 /// The cluster id clients see (one broker, one cluster).
@@ -39,6 +39,7 @@ pub(super) async fn handle(
     };
     // Before v4 there was no flag: brokers created topics when configured to.
     let may_create = version < 4 || request.allow_auto_topic_creation;
+    let me = placement::my_id(broker);
     let topics = match named {
         None => broker
             .log
@@ -46,7 +47,7 @@ pub(super) async fn handle(
             .into_iter()
             .filter(|name| session.may_describe(name))
             .filter_map(|name| broker.log.describe_topic(&name).ok())
-            .map(|info| topic_answer(&info))
+            .map(|info| topic_answer(&info, me))
             .collect(),
         Some(names) => {
             let mut answers = Vec::with_capacity(names.len());
@@ -57,8 +58,8 @@ pub(super) async fn handle(
         }
     };
     let mut answer = MetadataResponse::default()
-        .with_brokers(vec![broker_answer(broker)])
-        .with_controller_id(BrokerId(NODE_ID))
+        .with_brokers(broker_answers(broker))
+        .with_controller_id(BrokerId(me))
         .with_topics(topics);
     if version >= 2 {
         answer = answer.with_cluster_id(Some(StrBytes::from_static_str(CLUSTER_ID)));
@@ -66,12 +67,17 @@ pub(super) async fn handle(
     answer
 }
 
-/// The broker list: this one broker.
-pub(super) fn broker_answer(broker: &Broker) -> MetadataResponseBroker {
-    MetadataResponseBroker::default()
-        .with_node_id(BrokerId(NODE_ID))
-        .with_host(StrBytes::from_string(broker.advertised.host.clone()))
-        .with_port(broker.advertised.port)
+/// The broker list: this broker, and on a cluster the other live nodes'.
+fn broker_answers(broker: &Broker) -> Vec<MetadataResponseBroker> {
+    placement::brokers(broker)
+        .into_iter()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(StrBytes::from_string(b.host))
+                .with_port(b.port)
+        })
+        .collect()
 }
 
 /// A topic the client named: described, created, or an error.
@@ -84,8 +90,9 @@ async fn named_topic(
     if !session.may_describe(name) && !session.may_create(name) {
         return topic_error(name, ResponseError::TopicAuthorizationFailed);
     }
+    let me = placement::my_id(broker);
     match broker.log.describe_topic(name) {
-        Ok(info) => topic_answer(&info),
+        Ok(info) => topic_answer(&info, me),
         Err(LogError::UnknownTopic(_)) => {
             let create =
                 may_create && broker.settings.auto_create_topics && session.may_create(name);
@@ -93,7 +100,7 @@ async fn named_topic(
                 return topic_error(name, ResponseError::UnknownTopicOrPartition);
             }
             match create_topic(broker, name).await {
-                Ok(info) => topic_answer(&info),
+                Ok(info) => topic_answer(&info, me),
                 Err(code) => topic_error(name, code),
             }
         }
@@ -138,17 +145,18 @@ pub(super) fn log_error_code(error: &LogError) -> ResponseError {
     }
 }
 
-fn topic_answer(info: &TopicInfo) -> MetadataResponseTopic {
+/// A topic whose every partition `leader` leads (any node serves any partition).
+fn topic_answer(info: &TopicInfo, leader: i32) -> MetadataResponseTopic {
     let partitions = info
         .partitions
         .iter()
         .map(|p| {
             MetadataResponsePartition::default()
                 .with_partition_index(i32::try_from(p.partition).unwrap_or(i32::MAX))
-                .with_leader_id(BrokerId(NODE_ID))
+                .with_leader_id(BrokerId(leader))
                 .with_leader_epoch(-1)
-                .with_replica_nodes(vec![BrokerId(NODE_ID)])
-                .with_isr_nodes(vec![BrokerId(NODE_ID)])
+                .with_replica_nodes(vec![BrokerId(leader)])
+                .with_isr_nodes(vec![BrokerId(leader)])
         })
         .collect();
     MetadataResponseTopic::default()

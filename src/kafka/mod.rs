@@ -15,7 +15,9 @@
 //! - `admin`: CreateTopics, DeleteTopics, DescribeConfigs;
 //! - `records`: Kafka record batches to log records and back (batches are transcoded);
 //! - one file per API family: `metadata`, `produce`, `fetch`, `list_offsets`, `groups` (the
-//!   classic group protocol, one owner task per group) and `offsets` (OffsetCommit/Fetch).
+//!   classic group protocol, one owner task per group) and `offsets` (OffsetCommit/Fetch);
+//! - `placement`: on a cluster, which brokers Metadata lists and whether this node coordinates a
+//!   group (the leases themselves are `cluster::kafka_brokers`'); alone, one broker, node 0.
 //!
 //! It knows nothing of chat, HTTP or sled: records go through [`crate::log::Log`]. docs/kafka.md
 //! says what works with which clients and what is refused.
@@ -27,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
+use crate::cluster::kafka_brokers::{KafkaBrokers, LeaseBucket};
 use crate::config::KafkaSettings;
 use crate::log::Log;
 
@@ -41,6 +44,7 @@ mod list_offsets;
 mod listener;
 mod metadata;
 mod offsets;
+mod placement;
 mod produce;
 mod producer_store;
 mod producers;
@@ -51,7 +55,8 @@ mod versions;
 pub(crate) use groups::GroupLimit;
 pub(crate) use producer_store::ProducerStoreError;
 
-/// The node id of the one broker: it leads every partition and coordinates every group.
+/// The node id of the one broker when not on a cluster: it leads every partition and
+/// coordinates every group.
 const NODE_ID: i32 = 0;
 
 /// Where clients are told to connect: the advertised `HOST:PORT`.
@@ -94,13 +99,16 @@ pub(crate) struct Broker {
     authenticator: Option<Authenticator>,
     /// Request bytes all connections may hold at once (`kafka.maxInFlightBytes`).
     request_budget: Arc<tokio::sync::Semaphore>,
+    /// On a cluster: the other nodes' brokers and the group leases; `None` alone.
+    cluster: Option<Arc<KafkaBrokers>>,
     shutdown: CancellationToken,
 }
 
 impl Broker {
     /// A broker over `log`, with the producers' state in `data_dir/kafka/`;
     /// `default_partitions` is what an auto-created topic gets; `authenticator` checks SASL
-    /// tokens (without one, SASL always fails).
+    /// tokens (without one, SASL always fails); `cluster` is the lease bucket of a node on a
+    /// cluster (its broker and groups are then the cluster's, see `placement`).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         log: Log,
@@ -110,12 +118,20 @@ impl Broker {
         advertised: Advertised,
         default_partitions: u32,
         group_limit: GroupLimit,
+        cluster: Option<LeaseBucket>,
         shutdown: CancellationToken,
         tasks: TaskTracker,
     ) -> Result<Arc<Broker>, ProducerStoreError> {
         let producers = producers::Producers::open(producer_store::ProducerStore::open(data_dir)?)?;
         let groups = groups::Groups::new(shutdown.clone(), tasks);
         let request_budget = Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight_bytes));
+        let cluster = cluster.map(|bucket| {
+            Arc::new(KafkaBrokers::new(
+                bucket,
+                advertised.host.clone(),
+                advertised.port,
+            ))
+        });
         Ok(Arc::new(Broker {
             log,
             settings,
@@ -126,6 +142,7 @@ impl Broker {
             producers,
             authenticator,
             request_budget,
+            cluster,
             shutdown,
         }))
     }
@@ -134,6 +151,9 @@ impl Broker {
 /// Accepts Kafka connections on `listener` until `shutdown`, each served on `tasks`.
 pub(crate) fn start(listener: TcpListener, broker: Arc<Broker>, tasks: &TaskTracker) {
     let shutdown = broker.shutdown.clone();
+    if broker.cluster.is_some() {
+        tasks.spawn(placement::keep_leases(Arc::clone(&broker)));
+    }
     tasks.spawn(listener::accept(listener, broker, shutdown, tasks.clone()));
 }
 

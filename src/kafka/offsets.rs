@@ -4,8 +4,9 @@
 //!
 //! A commit from a group member is checked against the group (member known, generation
 //! current); a commit with generation -1 and no member id (a consumer that assigns itself
-//! partitions) is taken as is. A commit sets the offset where the client says (below the last
-//! one too, after a seek back) and stores its metadata string with it in the log, so that it
+//! partitions) is taken as is. On a cluster a member's commit is refused with `NOT_COORDINATOR`
+//! on a node that does not coordinate its group (the offsets themselves are the shared log's).
+//! A commit sets the offset where the client says (below the last one too, after a seek back) and stores its metadata string with it in the log, so that it
 //! round-trips through OffsetFetch across restarts. Metadata longer than
 //! [`MAX_METADATA_BYTES`] (Kafka's default `offset.metadata.max.bytes`) is refused with
 //! `OFFSET_METADATA_TOO_LARGE` and nothing is committed: it is stored per group and partition.
@@ -26,7 +27,7 @@ use super::access::Session;
 use super::group::Command;
 use super::metadata::log_error_code;
 use super::produce::{existing_partition, to_i64};
-use super::Broker;
+use super::{placement, Broker};
 use crate::log::LogError;
 
 /// Longest metadata string a commit may store, as Kafka's default `offset.metadata.max.bytes`.
@@ -41,15 +42,7 @@ pub(super) async fn commit(
     let group = request.group_id.0.as_str().to_owned();
     let member_id = request.member_id.as_str().to_owned();
     let generation = request.generation_id_or_member_epoch;
-    let refusal = broker
-        .groups
-        .ask(&group, |reply| Command::MayCommit {
-            member_id,
-            generation,
-            reply,
-        })
-        .await
-        .unwrap_or(Some(ResponseError::CoordinatorNotAvailable));
+    let refusal = may_commit(broker, &group, member_id, generation).await;
     let topics = request
         .topics
         .iter()
@@ -82,6 +75,32 @@ pub(super) async fn commit(
         })
         .collect();
     OffsetCommitResponse::default().with_topics(topics)
+}
+
+/// Why a commit of `group` by this member and generation is refused, if it is: a member's
+/// commit goes to the group's coordinator (`NOT_COORDINATOR` elsewhere, on a cluster) and is
+/// checked there; a commit with no member (generation -1) is taken on any node.
+async fn may_commit(
+    broker: &Broker,
+    group: &str,
+    member_id: String,
+    generation: i32,
+) -> Option<ResponseError> {
+    let is_member = !(generation < 0 && member_id.is_empty());
+    if is_member {
+        if let Some(error) = placement::refusal(broker, group).await {
+            return Some(error);
+        }
+    }
+    broker
+        .groups
+        .ask(group, |reply| Command::MayCommit {
+            member_id,
+            generation,
+            reply,
+        })
+        .await
+        .unwrap_or(Some(ResponseError::CoordinatorNotAvailable))
 }
 
 fn commit_one(

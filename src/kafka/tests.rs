@@ -33,13 +33,21 @@ pub(super) struct Fixture {
 }
 
 pub(super) fn fixture() -> Fixture {
+    fixture_on(None, 9092)
+}
+
+/// A broker advertised at `127.0.0.1:port`, on a cluster when given its lease bucket.
+pub(super) fn fixture_on(
+    cluster: Option<crate::cluster::kafka_brokers::LeaseBucket>,
+    port: i32,
+) -> Fixture {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = LogConfig::new(dir.path());
     config.durability = crate::log::Durability::Never;
     let log = Log::open(config).expect("open the log");
     let advertised = Advertised {
         host: "127.0.0.1".into(),
-        port: 9092,
+        port,
     };
     let broker = Broker::new(
         log.clone(),
@@ -52,6 +60,7 @@ pub(super) fn fixture() -> Fixture {
             max: 3,
             http_groups: Box::new(|| vec!["http-only".to_owned()]),
         },
+        cluster,
         CancellationToken::new(),
         TaskTracker::new(),
     )

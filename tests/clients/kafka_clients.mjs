@@ -12,7 +12,14 @@
 //              prints {"after":[partitions of b]} once b owns every partition.
 //   member   — one consumer in `group` on `topic` (session timeout 6 s) that prints
 //              {"owned":[partitions]} after every rebalance, until the test kills it.
+//   reader   — one consumer in `group` on `topic` that prints {"owned":[partitions]} after every
+//              rebalance and {"got":[partition, offset]} for every record (kafkajs commits after
+//              each batch; fetches wait at most 1 s) and {"crashed": why} when kafkajs restarts
+//              it; on the line "stop" from the test it disconnects and prints {"stopped":true}.
+//              `debug`: kafkajs's log on stderr.
+// `brokers` (a list) may stand for `broker`: the bootstrap addresses.
 // Anything unexpected throws, which exits non-zero: the Rust test then fails.
+import { createInterface } from "node:readline";
 import { Kafka, logLevel } from "kafkajs";
 
 const config = JSON.parse(process.argv[2]);
@@ -20,8 +27,10 @@ const TIMEOUT_MS = 45000;
 
 const kafka = new Kafka({
   clientId: "tidings-test",
-  brokers: [config.broker],
-  logLevel: logLevel.NOTHING,
+  brokers: config.brokers ?? [config.broker],
+  logLevel: config.debug ? logLevel.INFO : logLevel.NOTHING,
+  logCreator: () => ({ namespace, level, label, log }) =>
+    process.stderr.write(`${new Date().toISOString()} ${label} ${namespace} ${log.message} ${JSON.stringify(log)}\n`),
   retry: { retries: 5 },
 });
 
@@ -113,6 +122,30 @@ async function member() {
   await new Promise(() => {});
 }
 
-const scenarios = { produce, consume, split, member };
+async function reader() {
+  // A fetch waits at most 1 s: kafkajs retries a dead broker once per fetch round until it
+  // gives up and restarts the consumer, so this bounds how long a killed node holds it up.
+  const consumer = kafka.consumer({ groupId: config.group, sessionTimeout: 10000, rebalanceTimeout: 10000, heartbeatInterval: 500, maxWaitTimeInMs: 1000 });
+  consumer.on(consumer.events.GROUP_JOIN, (event) => {
+    const owned = (event.payload.memberAssignment[config.topic] ?? []).slice().sort((x, y) => x - y);
+    print({ owned });
+  });
+  // kafkajs restarts a consumer that crashed on a retriable error (a dead broker): said, so
+  // that the test sees the reader is alive while it recovers.
+  consumer.on(consumer.events.CRASH, (event) => print({ crashed: event.payload.error.message }));
+  await consumer.connect();
+  await consumer.subscribe({ topic: config.topic, fromBeginning: true });
+  await consumer.run({
+    eachMessage: async ({ partition, message }) => print({ got: [partition, Number(message.offset)] }),
+  });
+  const lines = createInterface({ input: process.stdin });
+  for await (const line of lines) {
+    if (line.trim() === '"stop"' || line.trim() === "stop") break;
+  }
+  await consumer.disconnect();
+  print({ stopped: true });
+}
+
+const scenarios = { produce, consume, split, member, reader };
 await scenarios[config.scenario]();
 process.exit(0);

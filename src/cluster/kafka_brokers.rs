@@ -1,0 +1,479 @@
+//! Kafka on a cluster: every node's Kafka listener is one broker of the cluster, and every
+//! Kafka consumer group has one coordinator at a time, the node holding the group's lease.
+//!
+//! - **Brokers.** A node's broker id is derived from its node id (a 31-bit hash, never 0, so
+//!   stable for the node and distinct across nodes but for a 1 in 2^31 clash, which is logged).
+//!   Each node registers its advertised Kafka address under `kb_<id>` in the lease bucket
+//!   (`{prefix}_group_coordinators`, whose `max_age` is the lease TTL) and renews it every
+//!   TTL/3, so a dead node's broker disappears within a TTL; each node reads the others'
+//!   registrations on the same tick, for its Metadata answers.
+//! - **Coordinators.** A Kafka group's lease is the key `k_<base64(group)>` in the same bucket,
+//!   holding the coordinator's node id, taken with a create (one winner) by the first node asked
+//!   for a group without one, renewed every TTL/3 (revision-checked) while the group lives on
+//!   that node, left to lapse when it ends. A node serves a group only within 2/3 of the TTL
+//!   after its last successful renewal (timed from before it was sent), else it renews first;
+//!   a failed renewal means the lease is lost, so that two nodes never run one group at once
+//!   (as for the HTTP groups in `groups`).
+//!
+//! This module knows nothing of the Kafka protocol (that is `kafka`, which asks it who
+//! coordinates a group and whether this node may serve one) nor of the HTTP groups.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use async_nats::jetstream::kv;
+use base64::Engine as _;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+/// The lease bucket a node shares with the others, as the Kafka listener needs it.
+#[derive(Clone)]
+pub(crate) struct LeaseBucket {
+    /// The bucket (`{prefix}_group_coordinators`).
+    pub(crate) store: kv::Store,
+    /// This node's id.
+    pub(crate) node: String,
+    /// The bucket's `max_age`: how long a lease or a registration lives unrenewed.
+    pub(crate) ttl: Duration,
+}
+
+impl std::fmt::Debug for LeaseBucket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaseBucket")
+            .field("node", &self.node)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A Kafka broker as Metadata and FindCoordinator show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BrokerAddress {
+    /// Its node id in Kafka's terms.
+    pub(crate) id: i32,
+    /// Host clients connect to.
+    pub(crate) host: String,
+    /// Port clients connect to.
+    pub(crate) port: i32,
+}
+
+/// A node's registration, as stored under `kb_<id>`.
+#[derive(Debug, Serialize, Deserialize)]
+struct Registration {
+    node: String,
+    host: String,
+    port: i32,
+}
+
+/// Whether this node may serve a group now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Coordinating {
+    /// Yes, as before.
+    Yes,
+    /// Yes, from now on: whatever this node knew of the group from an earlier tenure is stale.
+    NewTenure,
+    /// Not now: this node's lease could not be renewed in time and its last renewal is stale;
+    /// it may still hold it (keep the group, the next renewal tells).
+    NotNow,
+    /// No: another node holds the lease, or this node lost it (and must drop the group).
+    No,
+}
+
+/// What a renewal did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Renewal {
+    Renewed,
+    /// The key changed under this node: the lease is gone for sure.
+    Lost,
+    /// No answer: the lease may still be held, until its last renewal is stale.
+    Failed,
+}
+
+/// A lease this node holds: its revision and when it was last renewed.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    revision: u64,
+    renewed: Instant,
+}
+
+/// The Kafka brokers and group leases of a node on a cluster.
+pub(crate) struct KafkaBrokers {
+    bucket: LeaseBucket,
+    me: BrokerAddress,
+    held: Mutex<HashMap<String, Held>>,
+    /// The other nodes' brokers, as last read from the bucket.
+    others: Mutex<BTreeMap<i32, BrokerAddress>>,
+    /// One lease write of this node at a time: two renewals from one revision would make the
+    /// second fail and look like a lost lease.
+    writes: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for KafkaBrokers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaBrokers")
+            .field("me", &self.me)
+            .field("bucket", &self.bucket)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The broker id of a node: FNV-1a of its id, in `1..=i32::MAX`.
+pub(crate) fn broker_id(node: &str) -> i32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in node.bytes() {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    i32::try_from(hash & 0x7fff_ffff).unwrap_or(i32::MAX).max(1)
+}
+
+fn registration_key(id: i32) -> String {
+    format!("kb_{id}")
+}
+
+/// A Kafka group's lease key (the HTTP groups' are `g_…`, exclusive work's `x_…`).
+fn group_key(group: &str) -> String {
+    format!(
+        "k_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(group)
+    )
+}
+
+impl KafkaBrokers {
+    /// This node's broker, advertised at `host:port`, on `bucket`.
+    pub(crate) fn new(bucket: LeaseBucket, host: String, port: i32) -> KafkaBrokers {
+        let me = BrokerAddress {
+            id: broker_id(&bucket.node),
+            host,
+            port,
+        };
+        KafkaBrokers {
+            bucket,
+            me,
+            held: Mutex::new(HashMap::new()),
+            others: Mutex::new(BTreeMap::new()),
+            writes: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// This node's broker.
+    pub(crate) fn me(&self) -> &BrokerAddress {
+        &self.me
+    }
+
+    /// How often registrations and leases are renewed: a third of the TTL.
+    pub(crate) fn renew_every(&self) -> Duration {
+        self.bucket.ttl / 3
+    }
+
+    /// Every live broker as last read (this one first).
+    pub(crate) fn brokers(&self) -> Vec<BrokerAddress> {
+        let mut brokers = vec![self.me.clone()];
+        brokers.extend(self.others.lock().values().cloned());
+        brokers
+    }
+
+    /// Registers this node's broker (again) and reads the others'; a failure is logged and
+    /// the previous view kept until the next tick.
+    pub(crate) async fn refresh_brokers(&self) {
+        let registration = Registration {
+            node: self.bucket.node.clone(),
+            host: self.me.host.clone(),
+            port: self.me.port,
+        };
+        let value = Bytes::from(serde_json::to_vec(&registration).expect("serializes"));
+        if let Err(error) = self
+            .bucket
+            .store
+            .put(registration_key(self.me.id), value)
+            .await
+        {
+            tracing::warn!(%error, "kafka: registering this node's broker failed");
+        }
+        match self.read_brokers().await {
+            Ok(others) => *self.others.lock() = others,
+            Err(error) => tracing::debug!(%error, "kafka: reading the brokers failed"),
+        }
+    }
+
+    async fn read_brokers(&self) -> Result<BTreeMap<i32, BrokerAddress>, String> {
+        let mut keys = self.bucket.store.keys().await.map_err(|e| e.to_string())?;
+        let mut others = BTreeMap::new();
+        while let Some(key) = keys.next().await {
+            let key = key.map_err(|e| e.to_string())?;
+            let Some(id) = key.strip_prefix("kb_").and_then(|id| id.parse().ok()) else {
+                continue;
+            };
+            // This node's own entry is read too: that is where a clash of ids shows.
+            let broker = self.read_broker(id).await?;
+            if let Some(broker) = broker.filter(|_| id != self.me.id) {
+                others.insert(id, broker);
+            }
+        }
+        Ok(others)
+    }
+
+    /// Broker `id`'s registration, if it is live.
+    async fn read_broker(&self, id: i32) -> Result<Option<BrokerAddress>, String> {
+        let Some(value) = self
+            .bucket
+            .store
+            .get(registration_key(id))
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(None);
+        };
+        let registration: Registration =
+            serde_json::from_slice(&value).map_err(|e| format!("broker {id}: {e}"))?;
+        if registration.node != self.bucket.node && id == self.me.id {
+            tracing::error!(
+                node = %registration.node,
+                id,
+                "kafka: another node has this node's broker id; give one a different cluster.nodeId"
+            );
+        }
+        Ok(Some(BrokerAddress {
+            id,
+            host: registration.host,
+            port: registration.port,
+        }))
+    }
+
+    /// FindCoordinator: the broker of the node holding `group`'s lease; this one if nobody
+    /// does (it takes the lease). An error says why no live coordinator can be named now (its
+    /// node died and the lease has not expired yet, or NATS cannot be reached).
+    pub(crate) async fn find(&self, group: &str) -> Result<BrokerAddress, String> {
+        for _ in 0..3 {
+            if self.fresh(group) {
+                return Ok(self.me.clone());
+            }
+            let entry = self
+                .bucket
+                .store
+                .entry(group_key(group))
+                .await
+                .map_err(|e| format!("reading the lease: {e}"))?;
+            match entry.filter(|e| e.operation == kv::Operation::Put) {
+                Some(entry) if entry.value.as_ref() == self.bucket.node.as_bytes() => {
+                    if self.serves(group).await {
+                        return Ok(self.me.clone());
+                    }
+                }
+                Some(entry) => {
+                    let holder = String::from_utf8_lossy(&entry.value).into_owned();
+                    return self.broker_of(&holder).await;
+                }
+                None => {
+                    if self.serves(group).await {
+                        return Ok(self.me.clone());
+                    }
+                }
+            }
+        }
+        Err("its lease keeps changing".to_owned())
+    }
+
+    async fn serves(&self, group: &str) -> bool {
+        matches!(
+            self.coordinates(group).await,
+            Coordinating::Yes | Coordinating::NewTenure
+        )
+    }
+
+    /// The live broker of node `holder`, remembered for Metadata (a client looks the
+    /// coordinator up among the brokers it knows).
+    async fn broker_of(&self, holder: &str) -> Result<BrokerAddress, String> {
+        let id = broker_id(holder);
+        let broker = self
+            .read_broker(id)
+            .await?
+            .ok_or_else(|| format!("its coordinator {holder} has no live Kafka listener"))?;
+        self.others.lock().insert(id, broker.clone());
+        Ok(broker)
+    }
+
+    /// Whether this node may serve `group` now: its lease is fresh, or renewed now, or free
+    /// and taken now.
+    pub(crate) async fn coordinates(&self, group: &str) -> Coordinating {
+        if self.fresh(group) {
+            return Coordinating::Yes;
+        }
+        let _write = self.writes.lock().await;
+        if self.fresh(group) {
+            return Coordinating::Yes;
+        }
+        let held = self.held.lock().get(group).copied();
+        if let Some(held) = held {
+            return match self.renew(group, held.revision).await {
+                Renewal::Renewed => Coordinating::Yes,
+                Renewal::Failed => Coordinating::NotNow,
+                Renewal::Lost => Coordinating::No,
+            };
+        }
+        self.take_or_resume(group).await
+    }
+
+    /// For a group this node does not hold: takes a free lease, or resumes one the bucket
+    /// still gives to this node (it went idle here and was dropped from `held`).
+    async fn take_or_resume(&self, group: &str) -> Coordinating {
+        let key = group_key(group);
+        let entry = match self.bucket.store.entry(key.clone()).await {
+            Ok(entry) => entry.filter(|e| e.operation == kv::Operation::Put),
+            Err(error) => {
+                tracing::debug!(group, %error, "kafka: reading a group lease failed");
+                return Coordinating::No;
+            }
+        };
+        match entry {
+            Some(entry) if entry.value.as_ref() == self.bucket.node.as_bytes() => {
+                match self.renew(group, entry.revision).await {
+                    Renewal::Renewed => Coordinating::NewTenure,
+                    Renewal::Failed | Renewal::Lost => Coordinating::No,
+                }
+            }
+            Some(_) => Coordinating::No,
+            None => self.take(group, &key).await,
+        }
+    }
+
+    async fn take(&self, group: &str, key: &str) -> Coordinating {
+        let before = Instant::now();
+        let node = Bytes::from(self.bucket.node.clone());
+        match self.bucket.store.create(key, node).await {
+            Ok(revision) => {
+                self.hold(group, revision, before);
+                tracing::info!(group, "kafka: this node now coordinates the consumer group");
+                Coordinating::NewTenure
+            }
+            Err(error) => {
+                if error.kind() != kv::CreateErrorKind::AlreadyExists {
+                    tracing::debug!(group, %error, "kafka: taking a group lease failed");
+                }
+                Coordinating::No
+            }
+        }
+    }
+
+    fn hold(&self, group: &str, revision: u64, renewed: Instant) {
+        self.held
+            .lock()
+            .insert(group.to_owned(), Held { revision, renewed });
+    }
+
+    /// Whether this node's lease of `group` was renewed recently enough to serve it.
+    fn fresh(&self, group: &str) -> bool {
+        let serve_for = self.bucket.ttl * 2 / 3;
+        self.held
+            .lock()
+            .get(group)
+            .is_some_and(|held| held.renewed.elapsed() < serve_for)
+    }
+
+    /// Renews the lease of `group` from `revision`. Lost when the key changed under this node
+    /// (expired, taken, or renewed by a write this node did not see answered): it is then no
+    /// longer held. Any other failure (no answer in time) keeps it: this node still serves the
+    /// group while its last renewal is fresh, and the next renewal tells.
+    async fn renew(&self, group: &str, revision: u64) -> Renewal {
+        let before = Instant::now();
+        let node = Bytes::from(self.bucket.node.clone());
+        let update = self.bucket.store.update(group_key(group), node, revision);
+        match tokio::time::timeout(self.renew_every(), update).await {
+            Ok(Ok(revision)) => {
+                self.hold(group, revision, before);
+                Renewal::Renewed
+            }
+            Ok(Err(error)) if error.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                tracing::warn!(group, "kafka: lost the coordinator lease of a group");
+                self.held.lock().remove(group);
+                Renewal::Lost
+            }
+            outcome => {
+                let error = match outcome {
+                    Ok(Err(error)) => error.to_string(),
+                    _ => "no answer in time".to_owned(),
+                };
+                tracing::debug!(group, %error, "kafka: renewing a group lease failed");
+                Renewal::Failed
+            }
+        }
+    }
+
+    /// Renews the leases of the groups in `live` (sorted) this node holds, lets the others
+    /// lapse; returns the groups whose lease was lost (to be dropped).
+    pub(crate) async fn renew_held(&self, live: &[String]) -> Vec<String> {
+        let _write = self.writes.lock().await;
+        let held: Vec<(String, Held)> = self
+            .held
+            .lock()
+            .iter()
+            .map(|(group, held)| (group.clone(), *held))
+            .collect();
+        let mut lost = Vec::new();
+        for (group, held) in held {
+            if live.binary_search(&group).is_err() {
+                self.held.lock().remove(&group);
+            } else if self.renew(&group, held.revision).await == Renewal::Lost {
+                lost.push(group);
+            }
+        }
+        lost
+    }
+
+    /// On a graceful stop: the registration and the held leases are deleted, so that the
+    /// other nodes take over at once rather than after a TTL.
+    pub(crate) async fn leave(&self) {
+        let _write = self.writes.lock().await;
+        let held: Vec<(String, Held)> = self.held.lock().drain().collect();
+        for (group, held) in held {
+            let deleted = self
+                .bucket
+                .store
+                .delete_expect_revision(group_key(&group), Some(held.revision))
+                .await;
+            if let Err(error) = deleted {
+                tracing::debug!(group, %error, "kafka: releasing a group lease failed");
+            }
+        }
+        if let Err(error) = self.bucket.store.delete(registration_key(self.me.id)).await {
+            tracing::debug!(%error, "kafka: unregistering this node's broker failed");
+        }
+    }
+
+    /// Groups this node holds the lease of (for tests).
+    #[cfg(test)]
+    pub(crate) fn holding(&self) -> Vec<String> {
+        let mut groups: Vec<String> = self.held.lock().keys().cloned().collect();
+        groups.sort();
+        groups
+    }
+}
+
+/// The lease bucket of `prefix` on `client` as node `node` would open it (TTL 5 s, one
+/// replica), for the Kafka listener's tests.
+#[cfg(test)]
+pub(crate) async fn test_bucket(
+    client: &async_nats::Client,
+    prefix: &str,
+    node: &str,
+) -> LeaseBucket {
+    let config = super::groups::GroupsConfig {
+        prefix: prefix.to_owned(),
+        replicas: 1,
+        ..super::groups::GroupsConfig::new(node)
+    };
+    LeaseBucket {
+        store: super::groups::open_bucket(client, &config)
+            .await
+            .expect("the lease bucket opens"),
+        node: node.to_owned(),
+        ttl: config.lease_ttl,
+    }
+}
+
+#[cfg(test)]
+#[path = "kafka_brokers_tests.rs"]
+mod tests;

@@ -1,0 +1,76 @@
+//! The Kafka listener of two nodes sharing one lease bucket (a real nats-server with
+//! JetStream), driven through `dispatch` with encoded requests: both name the same coordinator,
+//! the other node answers the group APIs `NOT_COORDINATOR`, and Metadata lists both brokers.
+
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::super::group_limit_tests::join;
+use super::super::tests::{call, fixture_on, Fixture};
+use crate::cluster::kafka_brokers::test_bucket;
+use crate::cluster::test_nats::NatsServer;
+
+async fn find(f: &Fixture, group: &str) -> FindCoordinatorResponse {
+    let request = FindCoordinatorRequest::default().with_key(StrBytes::from_string(group.into()));
+    call(f, ApiKey::FindCoordinator, 3, &request).await
+}
+
+async fn heartbeat(f: &Fixture, group: &str, member: &str, generation: i32) -> i16 {
+    let request = HeartbeatRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
+        .with_member_id(StrBytes::from_string(member.to_owned()))
+        .with_generation_id(generation);
+    let answer: HeartbeatResponse = call(f, ApiKey::Heartbeat, 3, &request).await;
+    answer.error_code
+}
+
+async fn broker_ports(f: &Fixture) -> Vec<i32> {
+    let answer: MetadataResponse = call(f, ApiKey::Metadata, 6, &MetadataRequest::default()).await;
+    let mut ports: Vec<i32> = answer.brokers.iter().map(|b| b.port).collect();
+    ports.sort_unstable();
+    ports
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_holding_a_groups_lease_coordinates_it_and_the_other_says_not_coordinator() {
+    let nats = NatsServer::start();
+    let client = nats.client().await;
+    let a = fixture_on(Some(test_bucket(&client, "kp", "node-a").await), 9001);
+    let b = fixture_on(Some(test_bucket(&client, "kp", "node-b").await), 9002);
+    a.broker
+        .cluster
+        .as_ref()
+        .expect("a cluster")
+        .refresh_brokers()
+        .await;
+
+    let from_a = find(&a, "workers").await;
+    let from_b = find(&b, "workers").await;
+    assert_eq!((from_a.error_code, from_b.error_code), (0, 0));
+    assert_eq!(from_a.port, 9001, "the first node asked takes the group");
+    assert_eq!((from_b.node_id, from_b.port), (from_a.node_id, 9001));
+    assert_ne!(
+        from_a.node_id.0, 0,
+        "a cluster's broker ids are the nodes' own"
+    );
+    assert_eq!(
+        broker_ports(&b).await,
+        [9001, 9002],
+        "b lists the coordinator"
+    );
+
+    let refused = join(&b, "workers", 10_000).await;
+    assert_eq!(refused.error_code, ResponseError::NotCoordinator.code());
+    let joined = join(&a, "workers", 10_000).await;
+    assert_eq!(joined.error_code, 0, "{joined:?}");
+    let member = joined.member_id.as_str();
+    assert_eq!(
+        heartbeat(&a, "workers", member, joined.generation_id).await,
+        0
+    );
+    assert_eq!(
+        heartbeat(&b, "workers", member, joined.generation_id).await,
+        ResponseError::NotCoordinator.code()
+    );
+}

@@ -233,13 +233,22 @@ impl Client {
 
     /// The next JSON line the script prints.
     pub async fn next(&mut self) -> Value {
-        let line = tokio::time::timeout(SCRIPT_TIMEOUT, self.lines.next_line())
+        self.next_within(SCRIPT_TIMEOUT)
             .await
-            .unwrap_or_else(|_| panic!("{} printed nothing for {SCRIPT_TIMEOUT:?}", self.script))
+            .unwrap_or_else(|| panic!("{} printed nothing for {SCRIPT_TIMEOUT:?}", self.script))
+    }
+
+    /// The next JSON line the script prints, or `None` if it prints none within `patience`.
+    pub async fn next_within(&mut self, patience: Duration) -> Option<Value> {
+        let line = tokio::time::timeout(patience, self.lines.next_line())
+            .await
+            .ok()?
             .expect("read the script's output")
             .unwrap_or_else(|| panic!("{} ended without printing a result", self.script));
-        serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("{} printed {line:?}, not JSON: {e}", self.script))
+        Some(
+            serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("{} printed {line:?}, not JSON: {e}", self.script)),
+        )
     }
 
     /// Reads lines until the script's output ends; returns the last.

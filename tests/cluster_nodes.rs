@@ -8,7 +8,10 @@
 //! recipient gets one `message.new` per message, not one per node; presence and typing reach
 //! the sessions of another node; a Kafka consumer group (kafkajs) with a member bootstrapped to
 //! each node is one group: its partitions are spread over both, every record is read once and
-//! the committed offsets reach the end.
+//! the committed offsets reach the end; read marks and membership changes hold on every node
+//! whichever node took them; a NATS server a node is connected to frozen (a partition without
+//! a TCP reset): writes come back within seconds while it is cut off, and nothing acknowledged
+//! is lost.
 //!
 //! Each test has its own NATS cluster (some damage theirs). Nodes share their token secret by
 //! the same `secret.key` in each data directory, as docs/cluster.md says.
@@ -745,4 +748,201 @@ async fn a_kafka_group_goes_on_when_its_coordinator_node_is_killed() {
     reading.assert_each_read_once(RECORDS);
     stop_readers(readers).await;
     wait_group_caught_up(&b, "workers", "jobs", Some(PARTITIONS as usize)).await;
+}
+
+/// Polls `GET path` as `user` on `chat`'s node until `done` holds (at most 20 s); returns it.
+async fn wait_state<S: TestServer>(
+    chat: &Chat<S>,
+    user: &str,
+    path: &str,
+    done: impl Fn(u16, &Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let response = chat.get(user, path).await;
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if done(status, &body) {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} as {user} on {} never reached the state: {status} {body}",
+            chat.server.base()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_state_and_membership_hold_whichever_node_took_the_change() {
+    let _serial = SERIAL.lock().await;
+    let cluster = NatsCluster::start(3);
+    let a = node(&cluster, None).await;
+    let b = node(&cluster, Some(a.dir.path())).await;
+    a.conversation("ann", "c", &["bob"]).await;
+    for n in 1..=3 {
+        a.send("ann", "c", &format!("m{n}")).await;
+    }
+    wait_history(&b, "bob", "c", 3).await;
+
+    // Bob reads up to seq 2 through node B: node A shows it, and the one message left unread.
+    let read = b
+        .post("bob", "/api/conversations/c/read", json!({"seq": 2}))
+        .await;
+    assert_eq!(read.status(), 204);
+    let on_a = wait_state(&a, "bob", "/api/conversations/c", |_, c| {
+        c["lastReadSeq"] == 2
+    })
+    .await;
+    assert_eq!(on_a["unreadCount"], 1, "{on_a}");
+    // Read state only moves forward, whichever node the older mark reaches.
+    let back = a
+        .post("bob", "/api/conversations/c/read", json!({"seq": 1}))
+        .await;
+    assert_eq!(back.status(), 204);
+    b.send("ann", "c", "m4").await;
+    let on_b = wait_state(&b, "bob", "/api/conversations/c", |_, c| {
+        c["unreadCount"] == 2
+    })
+    .await;
+    assert_eq!(on_b["lastReadSeq"], 2, "{on_b}");
+
+    // Cid, added through node B, reads the history on node A.
+    let added = b
+        .post(
+            "ann",
+            "/api/conversations/c/participants",
+            json!({"userId": "cid"}),
+        )
+        .await;
+    assert_eq!(added.status(), 204);
+    wait_conversation(&a, "cid", "c").await;
+    assert_eq!(wait_history(&a, "cid", "c", 4).await.len(), 4);
+
+    // Bob, removed through node A, can neither read nor send through node B.
+    let removed = a
+        .call(
+            Some("ann"),
+            reqwest::Method::DELETE,
+            "/api/conversations/c/participants/bob",
+            None,
+        )
+        .await;
+    assert_eq!(removed.status(), 204);
+    wait_state(&b, "bob", "/api/conversations/c/messages", |status, _| {
+        status == 403 || status == 404
+    })
+    .await;
+    let refused = b
+        .post(
+            "bob",
+            "/api/conversations/c/messages",
+            json!({"content": "still here?"}),
+        )
+        .await
+        .status()
+        .as_u16();
+    assert!(refused == 403 || refused == 404, "bob's send: {refused}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_nats_server_is_a_partition_writes_come_back_without_it_and_nothing_acked_is_lost()
+{
+    let _serial = SERIAL.lock().await;
+    let cluster = NatsCluster::start(3);
+    let a = node(&cluster, None).await;
+    let b = node(&cluster, Some(a.dir.path())).await;
+    a.conversation("ann", "c", &["bob"]).await;
+    wait_conversation(&b, "bob", "c").await;
+
+    // Ann sends through A and bob through B, one send at a time each, until told to stop;
+    // each keeps what was acknowledged (202) and counts the refusals.
+    let started = Instant::now();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let acked_after = std::sync::Arc::new(parking_lot::Mutex::new(Vec::<(String, Instant)>::new()));
+    let senders = [("ann", &a), ("bob", &b)].map(|(user, chat)| {
+        let url = format!("{}/api/conversations/c/messages", chat.server.base());
+        let token = chat.token(user);
+        let stop = stop.clone();
+        let acked = acked_after.clone();
+        tokio::spawn(async move {
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("client");
+            let mut refused = 0u64;
+            let mut n = 0u64;
+            while !stop.is_cancelled() {
+                n += 1;
+                let content = format!("{user}-{n}");
+                let answer = http
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .json(&json!({ "content": content }))
+                    .send()
+                    .await;
+                match answer.map(|r| r.status().as_u16()) {
+                    Ok(202) => acked.lock().push((content, Instant::now())),
+                    Ok(503) | Err(_) => {
+                        refused += 1;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Ok(other) => panic!("a send got {other}"),
+                }
+            }
+            refused
+        })
+    });
+    let acks_by = |at: Instant| acked_after.lock().iter().filter(|(_, t)| *t > at).count();
+    let wait_acks = |from: Instant, count: usize, what: &'static str| {
+        let acks_by = &acks_by;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(45);
+            while acks_by(from) < count {
+                assert!(
+                    Instant::now() < deadline,
+                    "{what}: fewer than {count} acks in 45 s"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    wait_acks(started, 20, "before the partition").await;
+
+    // A server a Tidings node is connected to freezes (SIGSTOP): no TCP reset, as behind a
+    // partition. The streams it led elect new leaders, and the node moves to another server:
+    // writes come back while it is still cut off.
+    let cut_off = cluster.node_serving("tidings");
+    cluster.pause(cut_off);
+    let frozen = Instant::now();
+    wait_acks(frozen, 40, "while a node's server is cut off").await;
+    eprintln!("writes back {:?} after the freeze", frozen.elapsed());
+    cluster.resume(cut_off);
+    let resumed = Instant::now();
+    wait_acks(resumed, 20, "after n0 came back").await;
+    stop.cancel();
+    let mut refusals = 0;
+    for sender in senders {
+        refusals += sender.await.expect("sender");
+    }
+    eprintln!("sends refused during the partition: {refusals}");
+
+    // Every acknowledged send is in both nodes' histories, once, with dense seqs; the two
+    // histories are the same.
+    let acked: BTreeSet<String> = acked_after.lock().iter().map(|(c, _)| c.clone()).collect();
+    let on_a = wait_history(&a, "ann", "c", acked.len()).await;
+    let on_b = wait_history(&b, "bob", "c", on_a.len()).await;
+    assert_eq!(on_a, on_b, "both nodes hold the same history");
+    let seqs: Vec<u64> = on_a.iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=on_a.len() as u64).collect::<Vec<_>>(),
+        "dense seqs"
+    );
+    let stored: Vec<&String> = on_a.iter().map(|(_, c)| c).collect();
+    let distinct: BTreeSet<&String> = stored.iter().copied().collect();
+    assert_eq!(distinct.len(), stored.len(), "no message stored twice");
+    let missing: Vec<&String> = acked.iter().filter(|c| !distinct.contains(c)).collect();
+    assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
 }

@@ -169,6 +169,22 @@ impl NatsCluster {
         );
     }
 
+    /// A node that has a client connection named `name` (`/connz`).
+    pub fn node_serving(&self, name: &str) -> usize {
+        (0..self.len())
+            .find(|&node| {
+                let url = format!("{}/connz", self.monitor_url(node));
+                let connz: serde_json::Value = http_get(&url)
+                    .ok()
+                    .and_then(|body| serde_json::from_str(&body).ok())
+                    .unwrap_or_default();
+                connz["connections"]
+                    .as_array()
+                    .is_some_and(|all| all.iter().any(|c| c["name"] == name))
+            })
+            .unwrap_or_else(|| panic!("no NATS server has a connection named {name}"))
+    }
+
     /// Whether the node's process runs.
     pub fn is_running(&self, node: usize) -> bool {
         self.processes[node].is_some()

@@ -48,6 +48,7 @@ pub(super) async fn coordinator(
     let Some(cluster) = &broker.cluster else {
         return Ok(me(broker));
     };
+    valid_group(group)?;
     cluster.find(group).await.map_err(|reason| {
         tracing::debug!(group, %reason, "kafka: no coordinator to name");
         ResponseError::CoordinatorNotAvailable
@@ -60,6 +61,9 @@ pub(super) async fn coordinator(
 /// the client retries, and is served again once a renewal succeeds). `None` alone, or while this node holds the lease.
 pub(super) async fn refusal(broker: &Broker, group: &str) -> Option<ResponseError> {
     let cluster = broker.cluster.as_ref()?;
+    if let Err(invalid) = valid_group(group) {
+        return Some(invalid);
+    }
     match cluster.coordinates(group).await {
         Coordinating::Yes => None,
         Coordinating::NewTenure => {
@@ -72,6 +76,13 @@ pub(super) async fn refusal(broker: &Broker, group: &str) -> Option<ResponseErro
             Some(ResponseError::NotCoordinator)
         }
     }
+}
+
+/// A group id must be a valid group name (as OffsetCommit requires) before it names a lease
+/// key: a key of a client's unbounded id would exceed the NATS server's control line, and the
+/// server would close the node's connection to the cluster.
+fn valid_group(group: &str) -> Result<(), ResponseError> {
+    crate::log::validate_group_name(group).map_err(|_| ResponseError::InvalidGroupId)
 }
 
 /// On a cluster, until shutdown: every third of the lease TTL, registers this broker, reads

@@ -74,3 +74,26 @@ async fn the_node_holding_a_groups_lease_coordinates_it_and_the_other_says_not_c
         ResponseError::NotCoordinator.code()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_group_name_is_refused_before_it_reaches_the_lease_bucket() {
+    let nats = NatsServer::start();
+    let client = nats.client().await;
+    let a = fixture_on(Some(test_bucket(&client, "kh", "node-a").await), 9001);
+
+    // A lease key this long would exceed the NATS server's control line and cost the node its
+    // connection to the cluster: refused as an invalid group id, as OffsetCommit refuses it.
+    for hostile in ["g".repeat(30_000), String::new(), "..".to_owned()] {
+        let answer = find(&a, &hostile).await;
+        assert_eq!(
+            answer.error_code,
+            ResponseError::InvalidGroupId.code(),
+            "{} chars",
+            hostile.len()
+        );
+        let refused = join(&a, &hostile, 10_000).await;
+        assert_eq!(refused.error_code, ResponseError::InvalidGroupId.code());
+    }
+    let answer = find(&a, "workers").await;
+    assert_eq!((answer.error_code, answer.port), (0, 9001), "{answer:?}");
+}

@@ -164,7 +164,7 @@ pub(crate) async fn start(
     let writers = TaskTracker::new();
     let mut applied = Vec::with_capacity(partitions as usize);
     for partition in 0..partitions {
-        let (low, _) = log.watermarks(MESSAGES_TOPIC, partition)?;
+        let (low, high) = log.watermarks(MESSAGES_TOPIC, partition)?;
         let next = store.applied_offset(partition).unwrap_or(low);
         let (progress, receiver) = watch::channel(next);
         applied.push(receiver);
@@ -178,6 +178,8 @@ pub(crate) async fn start(
             relay: config.relay,
             progress,
             next,
+            // A node's replica may start behind what its store applied before a restart.
+            new_from: if log.is_shared() { u64::MAX } else { high },
             relays: None,
         };
         let failure = failure.clone();

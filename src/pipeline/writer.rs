@@ -38,6 +38,9 @@ pub(super) struct Worker {
     /// "Applied up to": the next offset to apply.
     pub progress: watch::Sender<u64>,
     pub next: u64,
+    /// The partition's high watermark when this writer started: records from there on were
+    /// never applied before (see [`Store::apply_batch`]).
+    pub new_from: u64,
     /// Where applied batches go to be relayed: set by [`Worker::run`] (stays `None` when
     /// `relay` is off).
     pub relays: Option<mpsc::Sender<RelayJob>>,
@@ -164,8 +167,8 @@ impl Relayer {
 impl Worker {
     async fn apply(&self, commands: Vec<(u64, ChatCommand)>) -> Result<AppliedBatch> {
         let store = self.store.clone();
-        let partition = self.partition;
-        tokio::task::spawn_blocking(move || store.apply_batch(partition, &commands))
+        let (partition, new_from) = (self.partition, self.new_from);
+        tokio::task::spawn_blocking(move || store.apply_batch(partition, &commands, new_from))
             .await
             .map_err(|e| PipelineError::Worker(e.to_string()))?
             .map_err(PipelineError::from)

@@ -16,7 +16,8 @@
 //!   the same seqs and the same events.
 //!
 //! Per command, in order:
-//! - `Send`: if `message_ids[id]` holds this record's source offset, the interrupted run stored
+//! - `Send` (a record that was in the log when the writer started, so an interrupted run may
+//!   have applied it; later records skip this look-up): if `message_ids[id]` holds this record's source offset, the interrupted run stored
 //!   it at that (conversation, seq): the remaining writes are repeated (they are idempotent),
 //!   no new seq is taken, and its event is made again from the command. A `message_ids` entry
 //!   from another record, an indexed (sender, conversation, clientMessageId) or an unknown
@@ -144,6 +145,8 @@ struct Batch<'s> {
     /// Read states this batch moved, in the order first moved; written by [`Batch::finish`].
     moved_reads: Vec<(String, String)>,
     out: AppliedBatch,
+    /// Commands at or above this offset were never applied before (see [`Store::apply_batch`]).
+    new_from: u64,
     /// Test hook: writes allowed before a simulated crash.
     writes_left: Option<usize>,
 }
@@ -152,12 +155,18 @@ impl Store {
     /// Applies decoded commands of `partition` (with their source offsets, ascending), then
     /// updates the in-memory view. Safe to repeat after a crash at any point (see the module doc). It does
     /// not commit: [`Store::commit_batch`] does, once the events are relayed.
+    ///
+    /// `new_from`: the partition's high watermark when its writer started. Only a record that
+    /// was in the log then can have been applied by an interrupted run, so a send at or above it
+    /// skips the `message_ids` look-up that recognizes a replay (its id is a fresh UUIDv7 made
+    /// by an edge: `messages` takes no records from clients). `u64::MAX` checks every send.
     pub(crate) fn apply_batch(
         &self,
         partition: u32,
         commands: &[(u64, ChatCommand)],
+        new_from: u64,
     ) -> Result<AppliedBatch> {
-        let applied = self.write_batch(partition, commands, None)?;
+        let applied = self.write_batch(partition, commands, new_from, None)?;
         let mut view = self.view_mut();
         for conversation in &applied.conversations {
             view.set_activity(conversation);
@@ -177,13 +186,14 @@ impl Store {
         commands: &[(u64, ChatCommand)],
         writes: usize,
     ) -> Result<AppliedBatch> {
-        self.write_batch(partition, commands, Some(writes))
+        self.write_batch(partition, commands, u64::MAX, Some(writes))
     }
 
     fn write_batch(
         &self,
         partition: u32,
         commands: &[(u64, ChatCommand)],
+        new_from: u64,
         writes_left: Option<usize>,
     ) -> Result<AppliedBatch> {
         let mut batch = Batch {
@@ -195,6 +205,7 @@ impl Store {
             reads: HashMap::new(),
             moved_reads: Vec::new(),
             out: AppliedBatch::default(),
+            new_from,
             writes_left,
         };
         for (offset, command) in commands {
@@ -323,13 +334,10 @@ impl Batch<'_> {
     }
 
     fn send(&mut self, offset: u64, send: &SendMessage) -> Result<bool> {
-        if let Some(raw) = self.trees.message_ids.get(send.id.as_bytes())? {
-            let (conversation, seq, source) = keys::decode_message_id(&raw)?;
-            if source == Some(offset) && conversation == send.conversation_id {
-                return self.complete_send(offset, send, seq);
+        if offset < self.new_from {
+            if let Some(done) = self.replayed_send(offset, send)? {
+                return Ok(done);
             }
-            tracing::debug!(id = %send.id, "send already stored; skipped");
-            return Ok(false);
         }
         if let Some(c) = &send.client_message_id {
             let key = keys::client_id(&send.sender_id, &send.conversation_id, c);
@@ -350,6 +358,21 @@ impl Batch<'_> {
         self.write(&t.message_ids, message.id.as_bytes(), &id_value)?;
         let current = message.clone();
         self.after_send(offset, message, &current)
+    }
+
+    /// What became of a send whose record may have been applied before (`None`: it was not):
+    /// completed if the interrupted run stored it at this offset, skipped if its id is stored
+    /// from another record.
+    fn replayed_send(&mut self, offset: u64, send: &SendMessage) -> Result<Option<bool>> {
+        let Some(raw) = self.trees.message_ids.get(send.id.as_bytes())? else {
+            return Ok(None);
+        };
+        let (conversation, seq, source) = keys::decode_message_id(&raw)?;
+        if source == Some(offset) && conversation == send.conversation_id {
+            return self.complete_send(offset, send, seq).map(Some);
+        }
+        tracing::debug!(id = %send.id, "send already stored; skipped");
+        Ok(Some(false))
     }
 
     /// A send the interrupted run stored at `seq`: repeats the writes after `message_ids`.

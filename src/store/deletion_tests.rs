@@ -15,7 +15,9 @@ fn populated(dir: &std::path::Path) -> Store {
             .prepare_conversation("ann", Some(id.into()), None, vec!["bob".into()])
             .expect("a valid conversation");
         let create = ChatCommand::CreateConversation(create);
-        store.apply_batch(0, &[(offset, create)]).expect("created");
+        store
+            .apply_batch(0, &[(offset, create)], u64::MAX)
+            .expect("created");
     }
     let mut first = SendMessage::new("c", "bob", "Bob", "hi");
     first.client_message_id = Some("k1".into());
@@ -32,7 +34,7 @@ fn populated(dir: &std::path::Path) -> Store {
         (4, ChatCommand::Send(kept)),
         (5, ChatCommand::Read(read)),
     ];
-    store.apply_batch(0, &batch).expect("sent");
+    store.apply_batch(0, &batch, u64::MAX).expect("sent");
     store
 }
 
@@ -71,7 +73,7 @@ fn an_interrupted_deletion_is_finished_by_its_replay() {
     let whole = tempfile::tempdir().expect("temp dir");
     let store = populated(whole.path());
     let applied = store
-        .apply_batch(0, &[(DELETE_OFFSET, delete())])
+        .apply_batch(0, &[(DELETE_OFFSET, delete())], u64::MAX)
         .expect("deleted");
     assert!(applied.outcomes[0].1.is_ok());
     assert!(store.conversation("c").is_none());
@@ -92,7 +94,7 @@ fn an_interrupted_deletion_is_finished_by_its_replay() {
                 "writes {writes}: still there"
             );
             store
-                .apply_batch(0, &[(DELETE_OFFSET, delete())])
+                .apply_batch(0, &[(DELETE_OFFSET, delete())], u64::MAX)
                 .expect("the replay deletes");
         }
         assert!(store.conversation("c").is_none(), "writes {writes}");

@@ -44,7 +44,10 @@ impl Fixture {
             partition: 0,
             next_offset: self.offset,
         };
-        let applied = self.store.apply_batch(0, &numbered).expect("apply");
+        let applied = self
+            .store
+            .apply_batch(0, &numbered, u64::MAX)
+            .expect("apply");
         self.store.commit_batch(&position).expect("commit");
         applied
     }
@@ -91,7 +94,7 @@ impl Store {
     }
 
     fn apply_change(&self, command: ChatCommand) -> Result<Conversation> {
-        let mut applied = self.apply_batch(0, &[(0, command)])?;
+        let mut applied = self.apply_batch(0, &[(0, command)], u64::MAX)?;
         let (_, outcome) = applied
             .outcomes
             .pop()
@@ -365,7 +368,7 @@ fn sends_leave_no_outbox_entry_edits_do_and_the_commit_is_separate() {
         partition: 0,
         next_offset: 3,
     };
-    let applied = f.store.apply_batch(0, &[(2, edit)]).unwrap();
+    let applied = f.store.apply_batch(0, &[(2, edit)], u64::MAX).unwrap();
     assert_eq!(
         f.store.applied_offset(0),
         Some(2),
@@ -497,7 +500,7 @@ fn run_batch(
         next_offset,
     };
     f.store
-        .apply_batch(0, &[(0, ChatCommand::Send(send))])
+        .apply_batch(0, &[(0, ChatCommand::Send(send))], u64::MAX)
         .expect("first batch");
     f.store.commit_batch(&position(1)).expect("commit");
     let numbered: Vec<_> = (1u64..).zip(commands.iter().cloned()).collect();
@@ -520,7 +523,11 @@ fn run_batch(
             reopened
         }
     };
-    let applied = f.store.apply_batch(0, &numbered).expect("replay");
+    // As the writer after a restart: every record of the batch was in the log before it.
+    let applied = f
+        .store
+        .apply_batch(0, &numbered, whole.next_offset)
+        .expect("replay");
     Some(observable(&f.store, 1..whole.next_offset, applied.events))
 }
 

@@ -132,7 +132,7 @@ pub(crate) fn render_log_stats(out: &mut String, stats: &LogStats) {
     } else {
         stats.records as f64 / stats.groups as f64
     };
-    let rows: [(&str, &str, &str, f64); 8] = [
+    let rows: [(&str, &str, &str, f64); 9] = [
         (
             "tidings_log_appends_total",
             "counter",
@@ -180,6 +180,12 @@ pub(crate) fn render_log_stats(out: &mut String, stats: &LogStats) {
             "gauge",
             "Mean records per group commit since the log was opened.",
             group_size,
+        ),
+        (
+            "tidings_log_cached_bytes",
+            "gauge",
+            "Bytes of records a cluster node keeps in memory to answer reads (cluster.replicaCacheBytes per partition); 0 on the embedded log.",
+            stats.cached_bytes as f64,
         ),
     ];
     write_samples(out, &rows);
@@ -359,6 +365,7 @@ mod tests {
             groups: 4,
             syncs: 4,
             sync_nanos: 1_500_000_000,
+            cached_bytes: 4096,
             ..LogStats::default()
         };
         let mut out = String::new();
@@ -371,5 +378,9 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("tidings_log_group_size 2.5\n"), "{out}");
+        assert!(
+            out.contains("# TYPE tidings_log_cached_bytes gauge\ntidings_log_cached_bytes 4096\n"),
+            "{out}"
+        );
     }
 }

@@ -229,6 +229,21 @@ async fn two_thousand_messages_through_node_a_reach_a_session_on_node_b_in_order
         })
         .collect();
     assert_eq!(contents, sent, "in the order node A accepted them");
+
+    // Node B keeps the tail it delivered from in memory, and says how much on /metrics.
+    let metrics = reqwest::get(format!("{}/metrics", b.server.base()))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let cached: f64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("tidings_log_cached_bytes "))
+        .expect("tidings_log_cached_bytes on /metrics")
+        .parse()
+        .expect("a number");
+    assert!(cached > 0.0, "node B caches the records it read: {cached}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -680,6 +695,55 @@ async fn a_kafka_group_with_members_on_two_nodes_reads_every_record_once() {
     stop_readers(readers).await;
     wait_group_caught_up(&a, "workers", "jobs", Some(PARTITIONS as usize)).await;
     wait_group_caught_up(&b, "workers", "jobs", Some(PARTITIONS as usize)).await;
+}
+
+/// librdkafka (confluent-kafka) on a cluster: an idempotent, lz4, acks=all producer and a
+/// two-member group, all bootstrapped to both nodes (Metadata names each node the leader of
+/// every partition, so the clients write and read through whichever node they ask). Each record
+/// is read once, and both nodes' logs hold each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn librdkafka_producer_and_group_on_two_nodes_read_each_record_once() {
+    const COUNT: u64 = 2_000;
+    let _serial = SERIAL.lock().await;
+    let cluster = NatsCluster::start(3);
+    let a = Bus::of(kafka_node(&cluster, None).await);
+    let b = Bus::of(kafka_node(&cluster, Some(a.chat.dir.path())).await);
+    a.create("telemetry", 4).await;
+    wait_topic(&b, "telemetry").await;
+    let brokers: Vec<String> = [&b, &a]
+        .iter()
+        .map(|bus| bus.chat.server.kafka.clone().expect("kafka listening"))
+        .collect();
+    let out = common::clients::run_python(
+        "kafka_librdkafka.py",
+        &json!({"scenario": "group", "broker": brokers.join(","), "topic": "telemetry",
+                "group": "readers", "count": COUNT}),
+    )
+    .await;
+    assert_eq!(out["delivery_errors"], json!([]), "{out}");
+    assert_eq!(out["read"], COUNT, "{out}");
+    assert_eq!(out["duplicates"], 0, "each record read exactly once: {out}");
+    let per_member = out["per_member"].as_array().expect("per member");
+    assert!(
+        per_member.iter().all(|n| n.as_u64() > Some(0)),
+        "both members read: {out}"
+    );
+    for bus in [&a, &b] {
+        let topic: Value = bus
+            .get(ADMIN, "/api/topics/telemetry")
+            .await
+            .json()
+            .await
+            .expect("topic JSON");
+        let stored: u64 = topic["partitions"]
+            .as_array()
+            .expect("partitions")
+            .iter()
+            .map(|p| p["high"].as_u64().expect("high") - p["low"].as_u64().expect("low"))
+            .sum();
+        assert_eq!(stored, COUNT, "no record stored twice: {topic}");
+        wait_group_caught_up(bus, "readers", "telemetry", Some(4)).await;
+    }
 }
 
 /// Until `bus`'s node knows `topic`.

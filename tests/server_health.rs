@@ -45,6 +45,7 @@ async fn probes_metrics_and_unknown_routes_answer_over_http() {
         "tidings_log_syncs_total",
         "tidings_log_sync_seconds_total",
         "tidings_log_group_size",
+        "tidings_log_cached_bytes 0\n",
         "tidings_http_request_duration_seconds_bucket",
     ] {
         assert!(text.contains(name), "{name} missing from:\n{text}");

@@ -41,6 +41,10 @@ pub enum System {
     TidingsSocketio,
     /// The Socket.IO relay of `benches/peers/socketio/server.js`.
     Socketio,
+    /// The same relay with each sender in a room of its own with its pair's receiver, so that
+    /// the sender's socket gets each message it sends too (as Tidings' `/ws` and Socket.IO
+    /// senders do): two deliveries per message.
+    SocketioEcho,
 }
 
 /// Options of `peers chat`.
@@ -106,6 +110,14 @@ pub async fn run(args: &ChatArgs) -> Result<serde_json::Value> {
             sweep(
                 args,
                 socketio::connect(args, &deliveries).await?,
+                &deliveries,
+            )
+            .await?
+        }
+        System::SocketioEcho => {
+            sweep(
+                args,
+                socketio::connect_echo(args, &deliveries).await?,
                 &deliveries,
             )
             .await?

@@ -4,7 +4,9 @@
 //! Engine.IO 4 protocol over the WebSocket transport only, with the same WebSocket library as the
 //! Tidings side, so both sides of the ratio share one client stack. It handles the packets this
 //! benchmark needs: open, connect, event, ack, ping/pong; nothing else (no polling, no binary).
-//! Tidings' own Socket.IO endpoint is driven with the same client (`tidings.rs`).
+//! Tidings' own Socket.IO endpoint is driven with the same client (`tidings.rs`). With
+//! `--system socketio-echo` each sender has a room of its own with its pair's receiver, so the
+//! relay delivers each message to the sending socket too, as Tidings does to a sending session.
 
 use std::sync::Arc;
 
@@ -36,6 +38,36 @@ pub async fn connect(args: &ChatArgs, deliveries: &Arc<Deliveries>) -> Result<Ve
                 .context("connecting a sender")?,
             room: format!("room-{}", j % args.pairs),
         });
+    }
+    Ok(senders)
+}
+
+/// As [`connect`], but sender j has a room of its own, `room-s{j}`, joined by its socket and by
+/// receiver j mod pairs: each message reaches the receiver and the sending socket, which drops
+/// it while it waits for its ack.
+pub async fn connect_echo(
+    args: &ChatArgs,
+    deliveries: &Arc<Deliveries>,
+) -> Result<Vec<SocketIoSender>> {
+    for i in 0..args.pairs {
+        let mut receiver = SocketIo::connect(&args.server.url, None)
+            .await
+            .context("connecting a receiver")?;
+        for j in (i..args.senders).step_by(args.pairs) {
+            receiver
+                .emit_with_ack(&json!(["join", format!("room-s{j}")]))
+                .await?;
+        }
+        tokio::spawn(receive(receiver, deliveries.clone(), relayed_content));
+    }
+    let mut senders = Vec::with_capacity(args.senders);
+    for j in 0..args.senders {
+        let room = format!("room-s{j}");
+        let mut socket = SocketIo::connect(&args.server.url, None)
+            .await
+            .context("connecting a sender")?;
+        socket.emit_with_ack(&json!(["join", room.clone()])).await?;
+        senders.push(SocketIoSender { socket, room });
     }
     Ok(senders)
 }

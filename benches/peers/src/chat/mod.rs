@@ -109,7 +109,7 @@ pub async fn run(args: &ChatArgs) -> Result<serde_json::Value> {
         System::Socketio => {
             sweep(
                 args,
-                socketio::connect(args, &deliveries).await?,
+                socketio::connect(args, &deliveries, false).await?,
                 &deliveries,
             )
             .await?
@@ -117,7 +117,7 @@ pub async fn run(args: &ChatArgs) -> Result<serde_json::Value> {
         System::SocketioEcho => {
             sweep(
                 args,
-                socketio::connect_echo(args, &deliveries).await?,
+                socketio::connect(args, &deliveries, true).await?,
                 &deliveries,
             )
             .await?

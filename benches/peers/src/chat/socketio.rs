@@ -19,54 +19,45 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::{ChatArgs, ChatSender, Deliveries};
 
-/// Connects every receiver (each joins `room-{i}`, acknowledged), then every sender.
-pub async fn connect(args: &ChatArgs, deliveries: &Arc<Deliveries>) -> Result<Vec<SocketIoSender>> {
-    for i in 0..args.pairs {
-        let mut receiver = SocketIo::connect(&args.server.url, None)
-            .await
-            .context("connecting a receiver")?;
-        receiver
-            .emit_with_ack(&json!(["join", format!("room-{i}")]))
-            .await?;
-        tokio::spawn(receive(receiver, deliveries.clone(), relayed_content));
-    }
-    let mut senders = Vec::with_capacity(args.senders);
-    for j in 0..args.senders {
-        senders.push(SocketIoSender {
-            socket: SocketIo::connect(&args.server.url, None)
-                .await
-                .context("connecting a sender")?,
-            room: format!("room-{}", j % args.pairs),
-        });
-    }
-    Ok(senders)
-}
-
-/// As [`connect`], but sender j has a room of its own, `room-s{j}`, joined by its socket and by
-/// receiver j mod pairs: each message reaches the receiver and the sending socket, which drops
-/// it while it waits for its ack.
-pub async fn connect_echo(
+/// Connects every receiver, then every sender. Receiver i joins `room-{i}` and sender j sends to
+/// room j mod pairs. With `echo`, sender j has a room of its own, `room-s{j}`, joined by its
+/// socket and by receiver j mod pairs: each message reaches the receiver and the sending socket,
+/// which drops it while it waits for its ack.
+pub async fn connect(
     args: &ChatArgs,
     deliveries: &Arc<Deliveries>,
+    echo: bool,
 ) -> Result<Vec<SocketIoSender>> {
+    let room_of = |j: usize| {
+        if echo {
+            format!("room-s{j}")
+        } else {
+            format!("room-{}", j % args.pairs)
+        }
+    };
     for i in 0..args.pairs {
         let mut receiver = SocketIo::connect(&args.server.url, None)
             .await
             .context("connecting a receiver")?;
-        for j in (i..args.senders).step_by(args.pairs) {
-            receiver
-                .emit_with_ack(&json!(["join", format!("room-s{j}")]))
-                .await?;
+        let mut rooms: Vec<String> = (i..args.senders.max(args.pairs))
+            .step_by(args.pairs)
+            .map(room_of)
+            .collect();
+        rooms.dedup();
+        for room in rooms {
+            receiver.emit_with_ack(&json!(["join", room])).await?;
         }
         tokio::spawn(receive(receiver, deliveries.clone(), relayed_content));
     }
     let mut senders = Vec::with_capacity(args.senders);
     for j in 0..args.senders {
-        let room = format!("room-s{j}");
+        let room = room_of(j);
         let mut socket = SocketIo::connect(&args.server.url, None)
             .await
             .context("connecting a sender")?;
-        socket.emit_with_ack(&json!(["join", room.clone()])).await?;
+        if echo {
+            socket.emit_with_ack(&json!(["join", room.clone()])).await?;
+        }
         senders.push(SocketIoSender { socket, room });
     }
     Ok(senders)

@@ -40,15 +40,16 @@ pub(super) fn brokers(broker: &Broker) -> Vec<BrokerAddress> {
 
 /// FindCoordinator for `group`: the broker holding its lease (taken by this one if nobody
 /// does); `COORDINATOR_NOT_AVAILABLE` (retriable) while its holder is dead but its lease has
-/// not expired, or the cluster cannot be reached.
+/// not expired, or the cluster cannot be reached; `INVALID_GROUP_ID` for an id that is not a
+/// valid group name.
 pub(super) async fn coordinator(
     broker: &Broker,
     group: &str,
 ) -> Result<BrokerAddress, ResponseError> {
+    valid_group(group)?;
     let Some(cluster) = &broker.cluster else {
         return Ok(me(broker));
     };
-    valid_group(group)?;
     cluster.find(group).await.map_err(|reason| {
         tracing::debug!(group, %reason, "kafka: no coordinator to name");
         ResponseError::CoordinatorNotAvailable
@@ -58,12 +59,13 @@ pub(super) async fn coordinator(
 /// Why this node may not serve a call of `group` now: `NOT_COORDINATOR` when another node
 /// holds its lease or this one lost it (what this node knew of the group is then dropped: its
 /// members rejoin on the new coordinator), or when its renewal is overdue (the group is kept:
-/// the client retries, and is served again once a renewal succeeds). `None` alone, or while this node holds the lease.
+/// the client retries, and is served again once a renewal succeeds). `INVALID_GROUP_ID` for an
+/// id that is not a valid group name. `None` alone, or while this node holds the lease.
 pub(super) async fn refusal(broker: &Broker, group: &str) -> Option<ResponseError> {
-    let cluster = broker.cluster.as_ref()?;
     if let Err(invalid) = valid_group(group) {
         return Some(invalid);
     }
+    let cluster = broker.cluster.as_ref()?;
     match cluster.coordinates(group).await {
         Coordinating::Yes => None,
         Coordinating::NewTenure => {
@@ -78,9 +80,10 @@ pub(super) async fn refusal(broker: &Broker, group: &str) -> Option<ResponseErro
     }
 }
 
-/// A group id must be a valid group name (as OffsetCommit requires) before it names a lease
-/// key: a key of a client's unbounded id would exceed the NATS server's control line, and the
-/// server would close the node's connection to the cluster.
+/// A group id must be a valid group name, on any broker: OffsetCommit refuses any other (so a
+/// member could join but never commit), and on a cluster the id names a lease key, which a
+/// client's unbounded id would push past the NATS server's control line (the server would
+/// close the node's connection to the cluster).
 fn valid_group(group: &str) -> Result<(), ResponseError> {
     crate::log::validate_group_name(group).map_err(|_| ResponseError::InvalidGroupId)
 }

@@ -1,6 +1,7 @@
 //! The Kafka listener of two nodes sharing one lease bucket (a real nats-server with
 //! JetStream), driven through `dispatch` with encoded requests: both name the same coordinator,
 //! the other node answers the group APIs `NOT_COORDINATOR`, and Metadata lists both brokers.
+//! Also: a group id that is not a group name is refused, alone or on a cluster.
 
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
@@ -80,20 +81,31 @@ async fn a_hostile_group_name_is_refused_before_it_reaches_the_lease_bucket() {
     let nats = NatsServer::start();
     let client = nats.client().await;
     let a = fixture_on(Some(test_bucket(&client, "kh", "node-a").await), 9001);
-
     // A lease key this long would exceed the NATS server's control line and cost the node its
-    // connection to the cluster: refused as an invalid group id, as OffsetCommit refuses it.
+    // connection to the cluster.
+    refuses_hostile_group_ids(&a, 9001).await;
+}
+
+#[tokio::test]
+async fn a_group_id_that_is_not_a_group_name_is_refused_by_a_broker_alone_too() {
+    // OffsetCommit refuses such a group: a member that could join it could never commit.
+    refuses_hostile_group_ids(&fixture_on(None, 9092), 9092).await;
+}
+
+/// FindCoordinator and JoinGroup answer `INVALID_GROUP_ID` for 30,000 characters, an empty id
+/// and `..`; a normal group is still found on the broker at `port` afterwards.
+async fn refuses_hostile_group_ids(f: &Fixture, port: i32) {
     for hostile in ["g".repeat(30_000), String::new(), "..".to_owned()] {
-        let answer = find(&a, &hostile).await;
+        let answer = find(f, &hostile).await;
         assert_eq!(
             answer.error_code,
             ResponseError::InvalidGroupId.code(),
             "{} chars",
             hostile.len()
         );
-        let refused = join(&a, &hostile, 10_000).await;
+        let refused = join(f, &hostile, 10_000).await;
         assert_eq!(refused.error_code, ResponseError::InvalidGroupId.code());
     }
-    let answer = find(&a, "workers").await;
-    assert_eq!((answer.error_code, answer.port), (0, 9001), "{answer:?}");
+    let answer = find(f, "workers").await;
+    assert_eq!((answer.error_code, answer.port), (0, port), "{answer:?}");
 }

@@ -139,21 +139,15 @@ async fn accepted(response: impl std::future::Future<Output = reqwest::Response>
 
 /// Waits until `user` sees conversation `id` on `chat`'s node (its store applied the create).
 async fn wait_conversation<S: TestServer>(chat: &Chat<S>, user: &str, id: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let response = chat.get(user, &format!("/api/conversations/{id}")).await;
-        if response.status() == 200 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "conversation {id} not visible on {} after 10 s: {}",
-            chat.server.base(),
-            response.status()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let path = format!("/api/conversations/{id}");
+    chat.wait_for(user, &path, Duration::from_secs(10), |status, _| {
+        status == 200
+    })
+    .await;
 }
+
+/// How long a change made through one node may take to show on another.
+const WAIT_STATE: Duration = Duration::from_secs(20);
 
 /// Every message of a conversation as `(seq, content)`, paging the history.
 async fn history_of<S: TestServer>(chat: &Chat<S>, user: &str, id: &str) -> Vec<(u64, String)> {
@@ -231,13 +225,9 @@ async fn two_thousand_messages_through_node_a_reach_a_session_on_node_b_in_order
     assert_eq!(contents, sent, "in the order node A accepted them");
 
     // Node B keeps the tail it delivered from in memory, and says how much on /metrics.
-    let metrics = reqwest::get(format!("{}/metrics", b.server.base()))
+    let cached: f64 = b
+        .metrics()
         .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    let cached: f64 = metrics
         .lines()
         .find_map(|line| line.strip_prefix("tidings_log_cached_bytes "))
         .expect("tidings_log_cached_bytes on /metrics")
@@ -814,30 +804,6 @@ async fn a_kafka_group_goes_on_when_its_coordinator_node_is_killed() {
     wait_group_caught_up(&b, "workers", "jobs", Some(PARTITIONS as usize)).await;
 }
 
-/// Polls `GET path` as `user` on `chat`'s node until `done` holds (at most 20 s); returns it.
-async fn wait_state<S: TestServer>(
-    chat: &Chat<S>,
-    user: &str,
-    path: &str,
-    done: impl Fn(u16, &Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let response = chat.get(user, path).await;
-        let status = response.status().as_u16();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        if done(status, &body) {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{path} as {user} on {} never reached the state: {status} {body}",
-            chat.server.base()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_state_and_membership_hold_whichever_node_took_the_change() {
     let _serial = SERIAL.lock().await;
@@ -855,10 +821,11 @@ async fn read_state_and_membership_hold_whichever_node_took_the_change() {
         .post("bob", "/api/conversations/c/read", json!({"seq": 2}))
         .await;
     assert_eq!(read.status(), 204);
-    let on_a = wait_state(&a, "bob", "/api/conversations/c", |_, c| {
-        c["lastReadSeq"] == 2
-    })
-    .await;
+    let on_a = a
+        .wait_for("bob", "/api/conversations/c", WAIT_STATE, |_, c| {
+            c["lastReadSeq"] == 2
+        })
+        .await;
     assert_eq!(on_a["unreadCount"], 1, "{on_a}");
     // Read state only moves forward, whichever node the older mark reaches.
     let back = a
@@ -866,10 +833,11 @@ async fn read_state_and_membership_hold_whichever_node_took_the_change() {
         .await;
     assert_eq!(back.status(), 204);
     b.send("ann", "c", "m4").await;
-    let on_b = wait_state(&b, "bob", "/api/conversations/c", |_, c| {
-        c["unreadCount"] == 2
-    })
-    .await;
+    let on_b = b
+        .wait_for("bob", "/api/conversations/c", WAIT_STATE, |_, c| {
+            c["unreadCount"] == 2
+        })
+        .await;
     assert_eq!(on_b["lastReadSeq"], 2, "{on_b}");
 
     // Cid, added through node B, reads the history on node A.
@@ -894,9 +862,12 @@ async fn read_state_and_membership_hold_whichever_node_took_the_change() {
         )
         .await;
     assert_eq!(removed.status(), 204);
-    wait_state(&b, "bob", "/api/conversations/c/messages", |status, _| {
-        status == 403 || status == 404
-    })
+    b.wait_for(
+        "bob",
+        "/api/conversations/c/messages",
+        WAIT_STATE,
+        |status, _| status == 403 || status == 404,
+    )
     .await;
     let refused = b
         .post(

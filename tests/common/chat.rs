@@ -160,15 +160,31 @@ impl<S: TestServer> Chat<S> {
 
     /// Polls `GET path` as `user` until `done` holds for the answer (at most 2 s); returns it.
     pub async fn wait_until(&self, user: &str, path: &str, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(2);
+        self.wait_for(user, path, Duration::from_secs(2), |_, body| done(body))
+            .await
+    }
+
+    /// Polls `GET path` as `user` until `done(status, body)` holds (at most `within`; a body
+    /// that is not JSON is `null`); returns the body.
+    pub async fn wait_for(
+        &self,
+        user: &str,
+        path: &str,
+        within: Duration,
+        done: impl Fn(u16, &Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + within;
         loop {
-            let answer = self.get_json(user, path).await;
-            if done(&answer) {
-                return answer;
+            let response = self.get(user, path).await;
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            if done(status, &body) {
+                return body;
             }
             assert!(
                 Instant::now() < deadline,
-                "{path} never reached the state: {answer}"
+                "{path} as {user} on {} never reached the state: {status} {body}",
+                self.server.base()
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

@@ -2,7 +2,8 @@
 //! mid-stream and restarted on the same data directory; every message answered 202 is in
 //! history exactly once, with seq 1..n dense per conversation, and its `message.sent` event is
 //! in `messages.sent` exactly once, because the store caught up from its own applied position
-//! (in its own database) and the relay skipped the events relayed before the crash.
+//! (in its own database) and the relay skipped the events relayed before the crash. Each
+//! conversation's lastSeq and unread counts match its history again.
 
 mod common;
 
@@ -87,6 +88,18 @@ async fn send_until_dead(
     }
 }
 
+async fn conversation_as(base: &str, user: &str, conversation: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("{base}/api/conversations/{conversation}"))
+        .header("authorization", user)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn history(base: &str, alice: &str, conversation: &str) -> Vec<Value> {
     let client = reqwest::Client::new();
     let mut items = Vec::new();
@@ -164,6 +177,14 @@ async fn sigkill_mid_stream_loses_and_duplicates_no_accepted_message() {
             );
         }
         per_conversation.insert(conversation, items.len());
+        // Activity and read state are written at checkpoints, not per message: the replay from
+        // the last one brought them back to every stored message.
+        let bob = bearer(dir.path(), "bob");
+        for (user, unread) in [(&alice, 0), (&bob, items.len())] {
+            let shown = conversation_as(&server.base, user, conversation).await;
+            assert_eq!(shown["lastSeq"], items.len(), "{conversation}: lastSeq");
+            assert_eq!(shown["unreadCount"], unread, "{conversation}: unreadCount");
+        }
     }
     for (conversation, id) in &acked {
         assert!(

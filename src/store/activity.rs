@@ -3,11 +3,11 @@
 //!
 //! - its *membership* (tree `conversations`: participants, title, createdAt, and the time of the
 //!   last membership change), written by conversation commands;
-//! - its *activity* (tree `activity`: lastSeq, lastMessage, time of the last message), written
-//!   once per batch, forward only.
+//! - its *activity* (tree `activity`: lastSeq, lastMessage, time of the last message), moved
+//!   forward by the store writer in memory and written by the store's checkpoint
+//!   (see [`checkpoint`](super::checkpoint)).
 //!
-//! Both are written by the store writer that owns the conversation's partition; keeping them
-//! apart means a message never rewrites the participant list. [`merge`] joins them into the
+//! Keeping them apart means a message never rewrites the participant list. [`merge`] joins them into the
 //! public [`Conversation`]: `updatedAt` is the later of the two times.
 
 use serde::{Deserialize, Serialize};
@@ -67,6 +67,17 @@ impl Membership {
 }
 
 impl Activity {
+    /// The activity part of a conversation as the view holds it. Its `updated_at` is the
+    /// conversation's, which is at least the latest message's `sentAt`; [`merge`] takes the later
+    /// of it and the membership's, so the conversation reads back the same.
+    pub(super) fn of(conversation: &Conversation) -> Self {
+        Activity {
+            last_seq: conversation.last_seq,
+            last_message: conversation.last_message.clone(),
+            updated_at: conversation.updated_at.clone(),
+        }
+    }
+
     pub(super) fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("an activity of strings always serializes")
     }

@@ -6,14 +6,14 @@
 //!
 //! Crash safety rests on two facts:
 //! - **sled recovers a prefix of its writes**: its log is replayed in order up to the first
-//!   torn entry, so after a crash the durable writes of a batch are a prefix of the sequence
-//!   below, and a durable offset commit (or event append) implies every write before it is
-//!   durable.
+//!   torn entry, so after a crash the durable writes are a prefix of the sequence below, batch
+//!   after batch, and a durable checkpoint implies every write before it is durable.
 //! - **each writer owns its partition's conversations** (conversation id = record key), and is
-//!   the only writer of their *activity* (tree `activity`: lastSeq, lastMessage, updatedAt);
-//!   conversation commands write *membership* (tree `conversations`) only. So replaying the
-//!   batch from the committed offset sees exactly what the interrupted run left, and recomputes
-//!   the same seqs and the same events.
+//!   the only one to move their *activity* (lastSeq, lastMessage, updatedAt) and read states,
+//!   which it keeps in the in-memory view; the store's [`checkpoint`](super::checkpoint) writes
+//!   them to disk together with the position they cover, and no earlier than the messages they
+//!   count. So replaying from the checkpoint's position sees what the interrupted run left, and
+//!   recomputes the same seqs and the same events.
 //!
 //! Per command, in order:
 //! - `Send` (a record that was in the log when the writer started, so an interrupted run may
@@ -34,8 +34,9 @@
 //!   A deletion removes the conversation's records (see [`deletion`]), its membership record
 //!   last, so a replay after a crash in between decides it again and finishes it.
 //!
-//! After the commands: each read state the batch moved, once (a sender's moves with each of
-//! its messages), then each changed conversation's activity (forward only). The relay
+//! The batch writes no activity and no read state: it hands the ones it moved to the view
+//! ([`Store::apply_batch`]), and the checkpoint writes each once however many batches moved it
+//! (a conversation's activity and its sender's read state move with every message). The relay
 //! (`pipeline/relay.rs`) never relays an event at or below the last relayed source offset,
 //! since a replay makes again events that may have been relayed already.
 //!
@@ -211,7 +212,7 @@ impl Store {
         for (offset, command) in commands {
             batch.apply(*offset, command)?;
         }
-        batch.finish()
+        Ok(batch.finish())
     }
 
     /// The events of the batch at source offsets `from..to` of `partition`: `applied` (what the
@@ -300,17 +301,7 @@ impl Batch<'_> {
         if let Some(cached) = self.activity.get(id) {
             return Ok(cached.clone());
         }
-        let loaded = match self.store.conversation(id) {
-            None => None,
-            Some(conversation) => Some(match self.trees.activity.get(id.as_bytes())? {
-                Some(raw) => Activity::decode(id, &raw)?,
-                None => Activity {
-                    last_seq: conversation.last_seq,
-                    last_message: conversation.last_message,
-                    updated_at: String::new(),
-                },
-            }),
-        };
+        let loaded = self.store.view().activity(id);
         self.activity.insert(id.to_owned(), loaded.clone());
         Ok(loaded)
     }
@@ -540,21 +531,14 @@ impl Batch<'_> {
         let key = (user.to_owned(), conversation.to_owned());
         let current = match self.reads.get(&key) {
             Some(seq) => *seq,
-            None => match self
-                .trees
-                .read_state
-                .get(keys::read_state(user, conversation))?
-            {
-                Some(raw) => keys::decode_u64("read_state", &raw)?,
-                None => 0,
-            },
+            None => self.store.view().last_read(user, conversation),
         };
         if seq <= current {
             self.reads.insert(key, current);
             return Ok(false);
         }
-        // Written once per (user, conversation) at the end of the batch: a sender's read state
-        // moves with each of its messages, and a busy sender has several in one batch.
+        // Handed to the view once per (user, conversation): a sender's read state moves with
+        // each of its messages, and a busy sender has several in one batch.
         if !self.moved_reads.contains(&key) {
             self.moved_reads.push(key.clone());
         }
@@ -591,21 +575,17 @@ impl Batch<'_> {
         Ok(())
     }
 
-    /// Writes the moved read states, then the changed activity (so a durable activity implies
-    /// durable read states: a replay recomputes both), and hands back what the batch did.
-    fn finish(mut self) -> Result<AppliedBatch> {
-        let t = self.trees;
+    /// Hands back what the batch did: the read states it moved and the conversations whose
+    /// activity changed, for the view (the checkpoint writes them, see the module doc).
+    fn finish(mut self) -> AppliedBatch {
         for (user, conversation) in std::mem::take(&mut self.moved_reads) {
             let seq = self.reads[&(user.clone(), conversation.clone())];
-            let key = keys::read_state(&user, &conversation);
-            self.write(&t.read_state, &key, &seq.to_be_bytes())?;
             self.out.reads.push((user, conversation, seq));
         }
         for id in std::mem::take(&mut self.dirty) {
             let Some(Some(activity)) = self.activity.get(&id).cloned() else {
                 continue;
             };
-            self.write(&t.activity, id.as_bytes(), &activity.encode())?;
             if let Some(mut conversation) = self.store.conversation(&id) {
                 conversation.last_seq = activity.last_seq;
                 conversation.last_message = activity.last_message;
@@ -613,7 +593,7 @@ impl Batch<'_> {
                 self.out.conversations.push(conversation);
             }
         }
-        Ok(self.out)
+        self.out
     }
 }
 

@@ -35,6 +35,7 @@ fn populated(dir: &std::path::Path) -> Store {
         (5, ChatCommand::Read(read)),
     ];
     store.apply_batch(0, &batch, u64::MAX).expect("sent");
+    store.checkpoint().expect("checkpoint");
     store
 }
 
@@ -46,8 +47,9 @@ fn delete() -> ChatCommand {
     })
 }
 
-/// Records of `c` left in any tree, and whether `other` is intact.
+/// Records of `c` left in any tree once a checkpoint ran, and whether `other` is intact.
 fn leftovers(store: &Store) -> (usize, bool) {
+    store.checkpoint().expect("checkpoint");
     let t = store.trees();
     let of_c = |tree: &sled::Tree, matches: &dyn Fn(&[u8]) -> bool| {
         tree.iter()
@@ -99,5 +101,43 @@ fn an_interrupted_deletion_is_finished_by_its_replay() {
         }
         assert!(store.conversation("c").is_none(), "writes {writes}");
         assert_eq!(leftovers(&store), (0, true), "writes {writes}");
+    }
+}
+
+/// A conversation deleted and then created again with the same id starts from nothing, whether
+/// a checkpoint ran between the two or a crash came first: no lastSeq and no read state of the
+/// one before, on disk as in memory.
+#[test]
+fn a_conversation_created_again_after_its_deletion_inherits_nothing() {
+    for crash in [false, true] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = populated(dir.path());
+        store
+            .apply_batch(0, &[(DELETE_OFFSET, delete())], u64::MAX)
+            .expect("deleted");
+        let store = if crash {
+            drop(store);
+            crate::testing::reopen(|| Store::open(dir.path()))
+        } else {
+            store
+        };
+        let create = store
+            .prepare_conversation("ann", Some("c".into()), None, vec!["bob".into()])
+            .expect("the id is free again");
+        let first = SendMessage::new("c", "bob", "Bob", "again");
+        let batch = [
+            (DELETE_OFFSET + 1, ChatCommand::CreateConversation(create)),
+            (DELETE_OFFSET + 2, ChatCommand::Send(first)),
+        ];
+        store
+            .apply_batch(0, &batch, u64::MAX)
+            .expect("created again");
+        store.checkpoint().expect("checkpoint");
+        drop(store);
+        let store = crate::testing::reopen(|| Store::open(dir.path()));
+        let c = store.conversation("c").expect("the new conversation");
+        assert_eq!(c.last_seq, 1, "crash {crash}");
+        assert_eq!(store.read_state("ann", "c"), 0, "crash {crash}");
+        assert_eq!(store.read_state("bob", "c"), 1, "crash {crash}");
     }
 }

@@ -5,14 +5,15 @@
 //!
 //! It owns the chat data and the store writer's batch ([`Store::apply_batch`]): plain inserts in
 //! a replay-safe order — no sled transaction (see [`apply`]) — and the move of its position
-//! ([`Store::commit_batch`]), which the writer calls once the batch's events are relayed. It
+//! ([`Store::commit_batch`]), which the writer calls once the batch's events are relayed; the
+//! [`checkpoint`] writes what the writer keeps in memory (activity, read state, positions). It
 //! knows nothing of HTTP or WebSocket, nor of how records reach it (that is `pipeline/`); it
 //! uses the log only to mirror its position into the consumer group `store`
 //! ([`Store::mirror_position`]).
 //!
 //! A conversation is two records ([`activity`]): membership (tree `conversations`, written by
-//! conversation commands) and activity (tree `activity`, written only by the store writer of its
-//! partition). Reads of conversations and read state come from an in-memory [`view`] loaded on
+//! conversation commands) and activity (tree `activity`, moved only by the store writer of its
+//! partition and written by the checkpoint). Reads of conversations and read state come from an in-memory [`view`] loaded on
 //! open (a scan of `conversations`, `activity` and `read_state`; `messages` is never scanned),
 //! so validating a send costs no disk read. Conversation commands (create, add or remove a
 //! participant) apply directly, one compare-and-swap each; messages, edits, deletes and read
@@ -32,10 +33,12 @@
 //! and events), `activity` (membership and activity records), `view` (in-memory view),
 //! `conversations` (conversation commands), `queries` (history and lookups), `apply` (the
 //! store writer's batch), `outbox` (edit and delete events awaiting relay), `database` (the
-//! store's sled database), `position` (applied-up-to, and its mirror in the log).
+//! store's sled database), `position` (applied-up-to, and its mirror in the log),
+//! `checkpoint` (writing what the writer derived, with the position it covers).
 
 mod activity;
 mod apply;
+mod checkpoint;
 mod command;
 mod conversations;
 mod database;
@@ -206,12 +209,6 @@ impl Store {
         self.inner.membership_epoch.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Users with a read state on the conversation (memory only): whose read-state records a
-    /// deletion removes.
-    pub(crate) fn readers_of(&self, conversation: &str) -> Vec<String> {
-        self.view().readers_of(conversation)
-    }
-
     /// The store writer's, once it removed a deleted conversation's records: the view forgets
     /// it, then the membership epoch moves (a reader that sees the new epoch finds nobody a
     /// participant any more).
@@ -276,30 +273,50 @@ impl Store {
     }
 }
 
+/// Loads the view from disk. Activity and read states whose conversation has no membership
+/// record are removed: a crash after a deletion's batch and before the next checkpoint leaves
+/// them (see [`checkpoint`]), and a conversation created later with the same id must not inherit
+/// them.
 fn load_view(trees: &Trees) -> Result<View> {
-    let mut activities = std::collections::HashMap::new();
-    for item in trees.activity.iter() {
-        let (key, value) = item?;
-        let id = String::from_utf8_lossy(&key).into_owned();
-        let activity = activity::Activity::decode(&id, &value)?;
-        activities.insert(id, activity);
-    }
-    let mut view = View::default();
+    let mut memberships = std::collections::HashMap::new();
     for item in trees.conversations.iter() {
         let (key, value) = item?;
         let id = String::from_utf8_lossy(&key).into_owned();
         let membership = activity::Membership::decode(&id, &value)?;
-        view.insert(activity::merge(membership, activities.remove(&id)));
+        memberships.insert(id, membership);
+    }
+    let mut view = View::default();
+    for item in trees.activity.iter() {
+        let (key, value) = item?;
+        let id = String::from_utf8_lossy(&key).into_owned();
+        match memberships.remove(&id) {
+            Some(membership) => {
+                let activity = activity::Activity::decode(&id, &value)?;
+                view.insert(activity::merge(membership, Some(activity)));
+            }
+            None => {
+                trees.activity.remove(&key)?;
+            }
+        }
+    }
+    for (_, membership) in memberships {
+        view.insert(activity::merge(membership, None));
     }
     for item in trees.read_state.iter() {
         let (key, value) = item?;
         let (user, conversation) = keys::decode_read_state(&key)?;
+        if view.conversation(&conversation).is_none() {
+            trees.read_state.remove(&key)?;
+            continue;
+        }
         view.set_read(
             &user,
             &conversation,
             keys::decode_u64("read_state", &value)?,
         );
     }
+    // What was just read from disk is not a change to write back.
+    view.take_changes();
     Ok(view)
 }
 

@@ -1,17 +1,18 @@
 //! The store's applied-up-to position, kept in its own database, and its mirror in the log.
 //!
 //! Tree `applied`: partition of `messages` (u32 BE) → the next offset to apply (u64 BE). The
-//! store writer moves it forward after each batch ([`Store::commit_batch`]), with a plain
-//! insert into the store's database after the batch's writes: sled recovers a prefix of its
-//! writes, so after a crash the position and the effects below it are consistent, and the writer
-//! resumes from [`Store::applied_offset`]. Nothing here is synced per batch: the 202 of a send
-//! rests on the log, and the store is state derived from it.
+//! store writer moves it forward in memory after each batch ([`Store::commit_batch`]); the
+//! store's [`checkpoint`](super::checkpoint) writes it to disk together with the activity and
+//! read state it covers, then flushes and syncs. After a crash the writer resumes from the
+//! position of the last checkpoint ([`Store::applied_offset`]) and replays what followed.
+//! Nothing here is synced per batch: the 202 of a send rests on the log, and the store is state
+//! derived from it.
 //!
 //! The log's consumer group `store` still exists, for `tidings groups describe store`, lag in
 //! `/metrics` and retention's protection of `messages`, but it follows the store and is never
-//! ahead of what the store holds durably: [`Store::mirror_position`] flushes and syncs the
-//! store's database at most every [`MIRROR_INTERVAL`], off the writers' path, and then commits the
-//! position it saw before the flush. It does so a last time when the writers have stopped.
+//! ahead of what the store holds durably: [`Store::mirror_position`] checkpoints at most every
+//! [`MIRROR_INTERVAL`], off the writers' path, and then commits the positions the checkpoint
+//! wrote. It does so a last time when the writers have stopped.
 //!
 //! This module does not apply batches (`apply`) and knows nothing of how records are read.
 
@@ -28,7 +29,7 @@ use super::keys;
 use super::Store;
 use crate::log::{Log, LogError};
 
-/// How often, at most, the store's database is flushed and its position committed to the log.
+/// How often, at most, the store checkpoints and commits its position to the log.
 /// Often, so each flush is small: a second's worth of writes flushed at once held the disk
 /// long enough to delay the log's syncs (and every send's acknowledgement).
 const MIRROR_INTERVAL: Duration = Duration::from_millis(100);
@@ -36,7 +37,7 @@ const MIRROR_INTERVAL: Duration = Duration::from_millis(100);
 /// The applied position of every partition: on disk (tree `applied`) and in memory.
 pub(crate) struct Positions {
     tree: sled::Tree,
-    /// The next offset to apply per partition, as written (perhaps not yet flushed).
+    /// The next offset to apply per partition, as applied (written at the next checkpoint).
     next: Mutex<BTreeMap<u32, u64>>,
     /// Signalled after every move, to wake the mirror.
     changed: Notify,
@@ -82,13 +83,23 @@ impl Positions {
             Some(committed) if position.next_offset == committed => return Ok(()),
             _ => {}
         }
-        self.tree.insert(
-            position.partition.to_be_bytes(),
-            &position.next_offset.to_be_bytes(),
-        )?;
         next.insert(position.partition, position.next_offset);
         drop(next);
         self.changed.notify_one();
+        Ok(())
+    }
+
+    /// Every partition's position now, for a checkpoint to write.
+    pub(super) fn noted(&self) -> BTreeMap<u32, u64> {
+        self.next().clone()
+    }
+
+    /// Writes noted positions (not synced: the checkpoint flushes after).
+    pub(super) fn write(&self, noted: &BTreeMap<u32, u64>) -> Result<()> {
+        for (partition, next_offset) in noted {
+            self.tree
+                .insert(partition.to_be_bytes(), &next_offset.to_be_bytes())?;
+        }
         Ok(())
     }
 }
@@ -101,15 +112,15 @@ impl Store {
     }
 
     /// Records that every record of the partition below `position.next_offset` is applied and
-    /// its events relayed (forward only). Written after the batch's own writes, not synced.
+    /// its events relayed (forward only). In memory: the next checkpoint writes it.
     pub(crate) fn commit_batch(&self, position: &BatchPosition<'_>) -> Result<()> {
         self.positions().advance(position)
     }
 
     /// Keeps the log's consumer group `group` on `topic` at the store's durable position until
     /// `writers_done` resolves, then mirrors a last time and returns. Each round (at most one
-    /// per [`MIRROR_INTERVAL`]) notes the positions, flushes and syncs the store's database, and
-    /// commits the noted positions: the group is never ahead of what a crash would keep.
+    /// per [`MIRROR_INTERVAL`]) checkpoints (see [`checkpoint`](super::checkpoint)) and commits
+    /// the positions it made durable: the group is never ahead of what a crash would keep.
     pub(crate) async fn mirror_position(
         self,
         log: Log,
@@ -133,16 +144,18 @@ impl Store {
     }
 
     async fn mirror_once(&self, log: &Log, group: &str, topic: &str) {
-        let noted = self.positions().next().clone();
         let store = self.clone();
-        let flushed = tokio::task::spawn_blocking(move || store.inner.database.flush_and_sync())
+        let checkpointed = tokio::task::spawn_blocking(move || store.checkpoint())
             .await
-            .map_err(|e| StoreError::Storage(format!("the flush task failed: {e}")))
-            .and_then(|flushed| flushed);
-        if let Err(e) = flushed {
-            tracing::warn!(error = %e, "cannot flush the store; its position in the log waits");
-            return;
-        }
+            .map_err(|e| StoreError::Storage(format!("the checkpoint task failed: {e}")))
+            .and_then(|written| written);
+        let noted = match checkpointed {
+            Ok(noted) => noted,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot checkpoint the store; its position in the log waits");
+                return;
+            }
+        };
         for (partition, offset) in noted {
             match log.commit_offset(group, topic, partition, offset) {
                 // A later round (or the final one) committed further already.

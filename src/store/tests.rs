@@ -21,8 +21,16 @@ fn fixture() -> Fixture {
 }
 
 impl Fixture {
-    /// Closes the store and opens it again on the same directory.
+    /// Closes the store as a shutdown does (a last checkpoint) and opens it again on the same
+    /// directory.
     fn reopened(self) -> Fixture {
+        self.store.checkpoint().expect("checkpoint");
+        self.crashed()
+    }
+
+    /// Closes the store without a checkpoint, as a crash does (what sled wrote stays), and opens
+    /// it again on the same directory.
+    fn crashed(self) -> Fixture {
         let Fixture { dir, store, offset } = self;
         drop(store);
         let store = crate::testing::reopen(|| Store::open(dir.path()));
@@ -478,13 +486,21 @@ fn observable(
     (seen, events)
 }
 
-/// Runs the batch on a fresh store; with `crash_after`, interrupts it after that many writes,
-/// reopens the store (the view is rebuilt from disk) and replays the batch from the committed
-/// offset. Returns what the store shows, or `None` if the batch was not interrupted.
-fn run_batch(
+/// How many commands of [`replayed_batch`] go in one batch: the runs below apply them as several
+/// batches after the last checkpoint, as a busy writer does between two checkpoints.
+const BATCH: usize = 3;
+
+/// Applies the first message and checkpoints, then applies the commands at offsets 1.. in
+/// batches of [`BATCH`] without a checkpoint. With `crash` = (batch, writes), batch number
+/// `batch` is interrupted after `writes` writes, the store closed without a checkpoint and
+/// reopened (the view is rebuilt from disk: the last checkpoint's activity, read state and
+/// position, and every message written since), and everything from the checkpoint's position is
+/// replayed as the writer does after a restart. Returns what the store shows, or `None` if no
+/// batch was interrupted.
+fn run_batches(
     commands: &[ChatCommand],
     first: &SendMessage,
-    crash_after: Option<usize>,
+    crash: Option<(usize, usize)>,
 ) -> Option<(Shown, Pending)> {
     let f = fixture();
     for (id, creator, other) in [("c", "ann", "bob"), ("d", "bob", "ann")] {
@@ -492,7 +508,6 @@ fn run_batch(
             .create_conversation(creator, Some(id.into()), None, vec![other.into()])
             .expect("create");
     }
-    let send = first.clone();
     let position = |next_offset| BatchPosition {
         group: "store",
         topic: "messages",
@@ -500,53 +515,67 @@ fn run_batch(
         next_offset,
     };
     f.store
-        .apply_batch(0, &[(0, ChatCommand::Send(send))], u64::MAX)
+        .apply_batch(0, &[(0, ChatCommand::Send(first.clone()))], u64::MAX)
         .expect("first batch");
     f.store.commit_batch(&position(1)).expect("commit");
+    f.store.checkpoint().expect("checkpoint");
     let numbered: Vec<_> = (1u64..).zip(commands.iter().cloned()).collect();
-    let whole = position(1 + commands.len() as u64);
-    let f = match crash_after {
-        None => f,
-        Some(writes) => {
-            if f.store
-                .apply_batch_interrupted(0, &numbered, writes)
-                .is_ok()
-            {
+    let end = 1 + commands.len() as u64;
+    let mut events = Vec::new();
+    for (number, batch) in numbered.chunks(BATCH).enumerate() {
+        if let Some((at, writes)) = crash.filter(|(at, _)| *at == number) {
+            if f.store.apply_batch_interrupted(0, batch, writes).is_ok() {
                 return None;
             }
-            let reopened = f.reopened();
+            let f = f.crashed();
             assert_eq!(
-                reopened.store.applied_offset(0),
+                f.store.applied_offset(0),
                 Some(1),
-                "an interrupted batch commits nothing"
+                "only a checkpoint writes the position"
             );
-            reopened
+            if at > 0 {
+                let c = f.store.history("c", None, Some(0), 100).expect("history");
+                assert!(
+                    c.items.len() > 1,
+                    "the batches before the crash are on disk"
+                );
+            }
+            // As the writer after a restart: every record replayed was in the log before it.
+            let applied = f.store.apply_batch(0, &numbered, end).expect("replay");
+            return Some(observable(&f.store, 1..end, applied.events));
         }
-    };
-    // As the writer after a restart: every record of the batch was in the log before it.
-    let applied = f
-        .store
-        .apply_batch(0, &numbered, whole.next_offset)
-        .expect("replay");
-    Some(observable(&f.store, 1..whole.next_offset, applied.events))
+        // Applied for the first time: no record of it was in the log when the writer started.
+        let applied = f.store.apply_batch(0, batch, 1).expect("batch");
+        let next = batch.last().map_or(1, |(offset, _)| offset + 1);
+        f.store.commit_batch(&position(next)).expect("commit");
+        events.extend(applied.events);
+    }
+    crash
+        .is_none()
+        .then(|| observable(&f.store, 1..end, events))
 }
 
 #[test]
-fn a_batch_interrupted_after_any_write_is_completed_exactly_once_by_replay() {
+fn batches_interrupted_after_any_write_since_the_checkpoint_are_completed_exactly_once_by_replay() {
     let first = SendMessage::new("c", "ann", "Ann", "first");
     let commands = replayed_batch(&first.id);
-    let reference = run_batch(&commands, &first, None).expect("uninterrupted run");
+    let reference = run_batches(&commands, &first, None).expect("uninterrupted run");
     let mut interrupted = 0;
-    for writes in 0.. {
-        let Some(replayed) = run_batch(&commands, &first, Some(writes)) else {
-            break;
-        };
-        assert_eq!(replayed, reference, "crash after {writes} writes");
-        interrupted += 1;
+    for batch in 0..commands.len().div_ceil(BATCH) {
+        for writes in 0.. {
+            let Some(replayed) = run_batches(&commands, &first, Some((batch, writes))) else {
+                break;
+            };
+            assert_eq!(
+                replayed, reference,
+                "crash in batch {batch} after {writes} writes"
+            );
+            interrupted += 1;
+        }
     }
     assert!(
         interrupted > 15,
-        "every write of the batch was a crash point"
+        "every write of every batch was a crash point"
     );
 }
 

@@ -1,16 +1,21 @@
-//! The in-memory view of conversations and read state, loaded on open from the `conversations`
-//! and `read_state` trees (never from `messages`), so that validating a send and listing a
-//! user's conversations need no disk read.
+//! The in-memory view of conversations and read state, loaded on open from the `conversations`,
+//! `activity` and `read_state` trees (never from `messages`), so that validating a send and
+//! listing a user's conversations need no disk read.
 //!
-//! Writers update it after their sled transaction committed, field by field: the store writer
-//! moves activity (`lastMessage`, `lastSeq`, `updatedAt`) forward only, conversation commands
-//! replace participants and title. Two writers racing on one conversation therefore cannot undo
-//! each other's change in memory.
+//! Writers update it field by field: the store writer moves activity (`lastMessage`, `lastSeq`,
+//! `updatedAt`) and read state forward only, conversation commands replace participants and
+//! title. Two writers racing on one conversation therefore cannot undo each other's change in
+//! memory.
+//!
+//! The view is where activity and read state are current: the store writer does not write them
+//! to disk per batch. The view notes which of them changed ([`View::take_changes`]), and the
+//! store's [`checkpoint`](super::checkpoint) writes those.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use base64::Engine;
 
+use super::activity::Activity;
 use super::error::{Result, StoreError};
 use super::model::{Conversation, ConversationPage, ConversationView};
 
@@ -22,6 +27,34 @@ pub(crate) struct View {
     conversations: HashMap<String, Conversation>,
     by_user: HashMap<String, BTreeSet<ActivityKey>>,
     read: HashMap<(String, String), u64>,
+    /// Activity and read states changed since the last [`View::take_changes`].
+    changed: Changed,
+}
+
+/// Keys whose disk record is older than the view: conversation ids (activity) and
+/// (user, conversation) pairs (read state).
+#[derive(Debug, Default)]
+pub(super) struct Changed {
+    pub activity: HashSet<String>,
+    pub reads: HashSet<(String, String)>,
+}
+
+/// What a checkpoint writes: each changed record as the view holds it now, `None` where the
+/// record should not exist (its conversation was deleted, or a read state of 0).
+#[derive(Debug, Default)]
+pub(super) struct Changes {
+    pub activity: Vec<(String, Option<Activity>)>,
+    pub reads: Vec<((String, String), Option<u64>)>,
+}
+
+impl Changes {
+    /// The keys, for [`View::mark_changed`] when writing them failed.
+    pub(super) fn keys(&self) -> Changed {
+        Changed {
+            activity: self.activity.iter().map(|(id, _)| id.clone()).collect(),
+            reads: self.reads.iter().map(|(key, _)| key.clone()).collect(),
+        }
+    }
 }
 
 impl View {
@@ -72,8 +105,14 @@ impl View {
         }
     }
 
+    /// The conversation's activity (`None`: it does not exist).
+    pub(super) fn activity(&self, id: &str) -> Option<Activity> {
+        self.conversations.get(id).map(Activity::of)
+    }
+
     /// Applies the store writer's change of a conversation's activity, forward only.
     pub(super) fn set_activity(&mut self, changed: &Conversation) {
+        self.changed.activity.insert(changed.id.clone());
         let Some(current) = self.conversations.get_mut(&changed.id) else {
             self.insert(changed.clone());
             return;
@@ -122,26 +161,55 @@ impl View {
                 remove_key(&mut self.by_user, user, &key);
             }
         }
-        self.read.retain(|(_, conversation), _| conversation != id);
-    }
-
-    /// Every user with a read state on the conversation, former participants included (a scan
-    /// of all read states: only a deletion asks).
-    pub(super) fn readers_of(&self, id: &str) -> Vec<String> {
-        self.read
-            .keys()
-            .filter(|(_, conversation)| conversation == id)
-            .map(|(user, _)| user.clone())
-            .collect()
+        let changed = &mut self.changed;
+        self.read.retain(|(user, conversation), _| {
+            if conversation != id {
+                return true;
+            }
+            changed.reads.insert((user.clone(), conversation.clone()));
+            false
+        });
+        changed.activity.insert(id.to_owned());
     }
 
     /// Moves a user's read state forward (never back).
     pub(super) fn set_read(&mut self, user: &str, conversation: &str, seq: u64) {
-        let entry = self
-            .read
-            .entry((user.to_owned(), conversation.to_owned()))
-            .or_insert(0);
+        let key = (user.to_owned(), conversation.to_owned());
+        let entry = self.read.entry(key.clone()).or_insert(0);
         *entry = (*entry).max(seq);
+        self.changed.reads.insert(key);
+    }
+
+    /// The activity and read states changed since the last call, as they are now; the view then
+    /// counts them written.
+    pub(super) fn take_changes(&mut self) -> Changes {
+        let Changed { activity, reads } = std::mem::take(&mut self.changed);
+        Changes {
+            activity: activity
+                .into_iter()
+                .map(|id| {
+                    let now = self.activity(&id);
+                    (id, now)
+                })
+                .collect(),
+            reads: reads
+                .into_iter()
+                .map(|(user, conversation)| {
+                    let seq = self
+                        .conversations
+                        .contains_key(&conversation)
+                        .then(|| self.last_read(&user, &conversation))
+                        .filter(|seq| *seq > 0);
+                    ((user, conversation), seq)
+                })
+                .collect(),
+        }
+    }
+
+    /// Counts these records changed again (their write failed).
+    pub(super) fn mark_changed(&mut self, keys: Changed) {
+        self.changed.activity.extend(keys.activity);
+        self.changed.reads.extend(keys.reads);
     }
 
     /// A page of `user`'s conversations, newest activity first (ties: higher id first).

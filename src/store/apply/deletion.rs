@@ -1,8 +1,9 @@
-//! Applying a conversation's deletion in the store writer's batch: every record of the
-//! conversation goes (its messages, their id and client-id index entries, the read states on
-//! it, its activity), then its membership record, last. Each removal is idempotent and the
-//! membership record is what makes the conversation exist, so a crash part-way leaves it in the
-//! view at the next start and the replayed command deletes the rest.
+//! Applying a conversation's deletion in the store writer's batch: its messages go, with their
+//! id and client-id index entries, then its membership record, last. Each removal is idempotent
+//! and the membership record is what makes the conversation exist, so a crash part-way leaves it
+//! in the view at the next start and the replayed command deletes the rest. Its activity and
+//! the read states on it leave the view, and the store's checkpoint removes their records (an
+//! open removes any a crash left without a conversation).
 //!
 //! The events already in `messages.sent` and the outbox stay: they are the history other
 //! services consumed. This module does not decide who may delete (`conversations` does).
@@ -34,10 +35,6 @@ impl Batch<'_> {
         };
         self.remove_messages(id)?;
         let t = self.trees;
-        for user in self.store.readers_of(id) {
-            self.remove(&t.read_state, &keys::read_state(&user, id))?;
-        }
-        self.remove(&t.activity, id.as_bytes())?;
         self.remove(&t.conversations, id.as_bytes())?;
         self.forget_in_batch(id);
         self.store.forget_conversation(id);
@@ -66,8 +63,8 @@ impl Batch<'_> {
         Ok(())
     }
 
-    /// Drops what this batch holds of the conversation, so that [`Batch::finish`] writes no
-    /// activity or read state back for it.
+    /// Drops what this batch holds of the conversation, so that [`Batch::finish`] hands no
+    /// activity or read state of it to the view.
     fn forget_in_batch(&mut self, id: &str) {
         self.activity.insert(id.to_owned(), None);
         self.dirty.retain(|dirty| dirty != id);

@@ -8,7 +8,7 @@
 //! key (create fails if it exists: one winner) and runs the group on its own
 //! [`Coordinator`] (membership, round-robin assignment, expiry: unchanged); it renews every
 //! TTL/3 with a revision-checked update while the group has live members, and lets an idle
-//! lease lapse. A node serves a group only while its lease was renewed less than 2/3 TTL ago
+//! lease lapse (the leases this node holds are kept by `leases`, shared with the Kafka groups). A node serves a group only while its lease was renewed less than 2/3 TTL ago
 //! (measured from before the renewal was sent), else it renews first or answers
 //! `NotCoordinator`, so two nodes never both serve a group while their clocks run at the same
 //! rate. When the coordinator dies its lease expires; the next call anywhere creates a new one,
@@ -18,19 +18,17 @@
 //! This module does not touch the single-node path: without `--cluster` the HTTP routes call
 //! the [`Coordinator`] directly, as before.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::kv;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use parking_lot::Mutex;
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::groups_wire::{bucket, calls_subject, lease_key, Answer, Call, Topics};
+use super::leases::{HeldLeases, Holder, Renewal};
 use crate::bus::coordinator::Joined;
 use crate::bus::{BusError, Coordinator, Lease, MemberView, Subscription, TopicPartition};
 
@@ -96,14 +94,6 @@ pub(crate) enum GroupsStartError {
     Subscribe(#[from] async_nats::SubscribeError),
 }
 
-/// A lease this node holds: its revision in the bucket and when it was last renewed (taken
-/// before the renewal was sent, so it never overstates it).
-#[derive(Debug, Clone, Copy)]
-struct Held {
-    revision: u64,
-    renewed: Instant,
-}
-
 /// Where a group's calls go.
 enum Route {
     Here,
@@ -113,9 +103,9 @@ enum Route {
 struct Inner {
     local: Arc<Coordinator>,
     client: async_nats::Client,
-    leases: kv::Store,
+    /// The leases of the groups this node coordinates.
+    leases: HeldLeases,
     config: GroupsConfig,
-    held: Mutex<HashMap<String, Held>>,
 }
 
 /// The consumer groups of a node in a cluster; cheap to clone.
@@ -141,7 +131,14 @@ pub(crate) async fn start(
     config: GroupsConfig,
     shutdown: CancellationToken,
 ) -> Result<(ClusterGroups, JoinHandle<()>), GroupsStartError> {
-    let leases = open_bucket(&client, &config).await?;
+    let bucket = open_bucket(&client, &config).await?;
+    let leases = HeldLeases::new(
+        bucket,
+        config.node_id.clone(),
+        config.lease_ttl,
+        lease_key,
+        "HTTP consumer group",
+    );
     let calls = client
         .subscribe(calls_subject(&config.prefix, &config.node_id))
         .await?;
@@ -151,7 +148,6 @@ pub(crate) async fn start(
             client,
             leases,
             config,
-            held: Mutex::new(HashMap::new()),
         }),
     };
     let task = tokio::spawn(groups.clone().serve(calls, shutdown));
@@ -337,32 +333,26 @@ impl ClusterGroups {
     /// Who coordinates `group`: this node if it holds a fresh lease, else the bucket says,
     /// else this node takes the lease.
     async fn route(&self, group: &str) -> Result<Route, GroupsError> {
-        if self.fresh(group) {
-            return Ok(Route::Here);
-        }
-        let key = lease_key(group);
+        let leases = &self.inner.leases;
         for _ in 0..3 {
-            let entry = self
-                .inner
-                .leases
-                .entry(key.clone())
+            if leases.fresh(group) {
+                return Ok(Route::Here);
+            }
+            let holder = leases
+                .holder(group)
                 .await
                 .map_err(|e| unavailable(group, &format!("reading its lease: {e}")))?;
-            let holder = entry.filter(|e| e.operation == kv::Operation::Put);
             match holder {
-                Some(entry) if entry.value.as_ref() == self.inner.config.node_id.as_bytes() => {
-                    // This node holds it in the bucket but let it go idle: renew to resume.
-                    if self.renew_from(group, entry.revision).await {
+                // This node holds it in the bucket but let it go idle: renew to resume.
+                Holder::Me { revision } => {
+                    let _turn = leases.write_turn().await;
+                    if leases.fresh(group) || self.renew_from(group, revision).await {
                         return Ok(Route::Here);
                     }
                 }
-                Some(entry) => {
-                    return Ok(Route::To(
-                        String::from_utf8_lossy(&entry.value).into_owned(),
-                    ));
-                }
-                None => {
-                    if self.take(group, &key).await? {
+                Holder::Node(node) => return Ok(Route::To(node)),
+                Holder::Nobody => {
+                    if self.take(group).await? {
                         return Ok(Route::Here);
                     }
                 }
@@ -371,76 +361,47 @@ impl ClusterGroups {
         Err(unavailable(group, "its lease keeps changing"))
     }
 
-    /// Creates the group's lease for this node; false if another node was first.
-    async fn take(&self, group: &str, key: &str) -> Result<bool, GroupsError> {
-        let before = Instant::now();
-        let node = Bytes::from(self.inner.config.node_id.clone());
-        match self.inner.leases.create(key, node).await {
-            Ok(revision) => {
+    /// Takes the group's free lease for this node; false if another node was first.
+    async fn take(&self, group: &str) -> Result<bool, GroupsError> {
+        let _turn = self.inner.leases.write_turn().await;
+        match self.inner.leases.take(group).await {
+            Ok(true) => {
                 // A new tenure: whatever this node knew of the group from an earlier one is
                 // stale (its members have rejoined elsewhere since).
                 self.inner.local.forget(group);
-                self.hold(group, revision, before);
-                tracing::info!(group, "this node now coordinates the consumer group");
                 Ok(true)
             }
-            Err(error) if error.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
+            Ok(false) => Ok(false),
             Err(error) => Err(unavailable(group, &format!("taking its lease: {error}"))),
         }
     }
 
-    fn hold(&self, group: &str, revision: u64, renewed: Instant) {
-        self.inner
-            .held
-            .lock()
-            .insert(group.to_owned(), Held { revision, renewed });
-    }
-
-    /// Whether this node's lease of `group` was renewed recently enough to serve it.
-    fn fresh(&self, group: &str) -> bool {
-        let serve_for = self.inner.config.lease_ttl * 2 / 3;
-        self.inner
-            .held
-            .lock()
-            .get(group)
-            .is_some_and(|held| held.renewed.elapsed() < serve_for)
-    }
-
     /// Whether this node may serve `group` now: its lease is fresh, or a renewal succeeds.
     async fn still_coordinating(&self, group: &str) -> bool {
-        self.fresh(group) || self.renew(group).await
-    }
-
-    /// Renews this node's lease of `group`; on failure the lease is gone (another node may
-    /// hold it) and so is what this node knew of the group.
-    async fn renew(&self, group: &str) -> bool {
-        let Some(held) = self.inner.held.lock().get(group).copied() else {
-            return false;
-        };
-        self.renew_from(group, held.revision).await
-    }
-
-    /// Renews the lease of `group` whose last revision is `revision`.
-    async fn renew_from(&self, group: &str, revision: u64) -> bool {
-        let before = Instant::now();
-        let node = Bytes::from(self.inner.config.node_id.clone());
-        let renewed = self
-            .inner
-            .leases
-            .update(lease_key(group), node, revision)
-            .await;
-        match renewed {
-            Ok(revision) => {
-                self.hold(group, revision, before);
-                true
-            }
-            Err(error) => {
-                tracing::warn!(group, %error, "lost the coordinator lease of a consumer group");
-                self.inner.held.lock().remove(group);
-                self.inner.local.forget(group);
-                false
-            }
+        let leases = &self.inner.leases;
+        if leases.fresh(group) {
+            return true;
         }
+        let _turn = leases.write_turn().await;
+        if leases.fresh(group) {
+            return true;
+        }
+        match leases.revision(group) {
+            Some(revision) => self.renew_from(group, revision).await,
+            None => false,
+        }
+    }
+
+    /// Renews the lease of `group` from `revision`; call it within the leases' write turn. A
+    /// renewal that fails for any reason ends this node's tenure: the lease is let go, and so
+    /// is what this node knew of the group (its members rejoin wherever the lease goes).
+    async fn renew_from(&self, group: &str, revision: u64) -> bool {
+        if self.inner.leases.renew(group, revision).await == Renewal::Renewed {
+            return true;
+        }
+        self.inner.leases.forget(group);
+        self.inner.local.forget(group);
+        false
     }
 
     async fn forward(&self, node: &str, call: &Call) -> Result<Answer, GroupsError> {
@@ -498,12 +459,14 @@ impl ClusterGroups {
     /// Renews the leases of the groups with live members; lets the others lapse.
     async fn renew_live(&self) {
         let live = self.inner.local.groups();
-        let held: Vec<String> = self.inner.held.lock().keys().cloned().collect();
-        for group in held {
-            if live.binary_search(&group).is_ok() {
-                self.renew(&group).await;
-            } else {
-                self.inner.held.lock().remove(&group);
+        let leases = &self.inner.leases;
+        let _turn = leases.write_turn().await;
+        for group in leases.names() {
+            match leases.revision(&group) {
+                Some(revision) if live.binary_search(&group).is_ok() => {
+                    self.renew_from(&group, revision).await;
+                }
+                _ => leases.forget(&group),
             }
         }
     }
@@ -511,9 +474,7 @@ impl ClusterGroups {
     /// Groups this node coordinates now (for tests and diagnostics).
     #[cfg(test)]
     pub(crate) fn coordinating(&self) -> Vec<String> {
-        let mut groups: Vec<String> = self.inner.held.lock().keys().cloned().collect();
-        groups.sort();
-        groups
+        self.inner.leases.names()
     }
 }
 

@@ -4,14 +4,12 @@
 //! besides the coordinator calls: which groups are live, and may this node reset a group's
 //! offsets now.
 
-use futures_util::StreamExt;
 use std::sync::Arc;
-
-use base64::Engine as _;
 
 use super::{unavailable, ClusterGroups, GroupsError, Route};
 use crate::bus::coordinator::Joined;
 use crate::bus::{BusError, Coordinator, Lease, MemberView, Subscription, TopicPartition};
+use crate::cluster::groups_wire::group_of_lease_key;
 
 /// The consumer-group coordination of this node.
 #[derive(Debug, Clone)]
@@ -141,23 +139,11 @@ impl Groups {
 impl ClusterGroups {
     /// The groups that have a coordinator lease now, sorted.
     pub(crate) async fn groups(&self) -> Result<Vec<String>, GroupsError> {
-        let listing = |e: &dyn std::fmt::Display| unavailable("*", &format!("listing: {e}"));
-        let mut keys = self.inner.leases.keys().await.map_err(|e| listing(&e))?;
-        let mut names = Vec::new();
-        while let Some(key) = keys.next().await {
-            let key = key.map_err(|e| listing(&e))?;
-            let decoded = key
-                .strip_prefix("g_")
-                .and_then(|b64| {
-                    base64::engine::general_purpose::URL_SAFE_NO_PAD
-                        .decode(b64)
-                        .ok()
-                })
-                .and_then(|bytes| String::from_utf8(bytes).ok());
-            names.extend(decoded);
-        }
-        names.sort();
-        Ok(names)
+        self.inner
+            .leases
+            .all_names(group_of_lease_key)
+            .await
+            .map_err(|e| unavailable("*", &format!("listing: {e}")))
     }
 
     /// This node's coordinator, once this node coordinates `group` (see [`Groups::for_reset`]).

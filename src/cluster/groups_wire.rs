@@ -185,6 +185,15 @@ pub(crate) fn lease_key(group: &str) -> String {
     )
 }
 
+/// The group whose lease key `key` is (`None`: not a group's lease key).
+pub(crate) fn group_of_lease_key(key: &str) -> Option<String> {
+    let encoded = key.strip_prefix("g_")?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(encoded)
+        .ok()?;
+    String::from_utf8(bytes).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,5 +233,7 @@ mod tests {
         assert!(key
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert_eq!(group_of_lease_key(&key).as_deref(), Some("billing/eu west"));
+        assert_eq!(group_of_lease_key("k_YQ"), None, "a Kafka group's lease");
     }
 }

@@ -12,13 +12,13 @@
 //!   for a group without one, renewed every TTL/3 (revision-checked) while the group lives on
 //!   that node, left to lapse when it ends. A node serves a group only within 2/3 of the TTL
 //!   after its last successful renewal (timed from before it was sent), else it renews first;
-//!   a failed renewal means the lease is lost, so that two nodes never run one group at once
-//!   (as for the HTTP groups in `groups`).
+//!   a renewal refused for a changed revision means the lease is lost, so that two nodes never
+//!   run one group at once (the leases are kept by `leases`, as the HTTP groups' are).
 //!
 //! This module knows nothing of the Kafka protocol (that is `kafka`, which asks it who
 //! coordinates a group and whether this node may serve one) nor of the HTTP groups.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_nats::jetstream::kv;
@@ -27,7 +27,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use tokio::time::Instant;
+
+use super::leases::{HeldLeases, Holder, Renewal};
 
 /// The lease bucket a node shares with the others, as the Kafka listener needs it.
 #[derive(Clone)]
@@ -82,33 +83,14 @@ pub(crate) enum Coordinating {
     No,
 }
 
-/// What a renewal did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Renewal {
-    Renewed,
-    /// The key changed under this node: the lease is gone for sure.
-    Lost,
-    /// No answer: the lease may still be held, until its last renewal is stale.
-    Failed,
-}
-
-/// A lease this node holds: its revision and when it was last renewed.
-#[derive(Debug, Clone, Copy)]
-struct Held {
-    revision: u64,
-    renewed: Instant,
-}
-
 /// The Kafka brokers and group leases of a node on a cluster.
 pub(crate) struct KafkaBrokers {
     bucket: LeaseBucket,
     me: BrokerAddress,
-    held: Mutex<HashMap<String, Held>>,
+    /// The Kafka groups' leases this node holds.
+    leases: HeldLeases,
     /// The other nodes' brokers, as last read from the bucket.
     others: Mutex<BTreeMap<i32, BrokerAddress>>,
-    /// One lease write of this node at a time: two renewals from one revision would make the
-    /// second fail and look like a lost lease.
-    writes: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for KafkaBrokers {
@@ -150,12 +132,18 @@ impl KafkaBrokers {
             host,
             port,
         };
+        let leases = HeldLeases::new(
+            bucket.store.clone(),
+            bucket.node.clone(),
+            bucket.ttl,
+            group_key,
+            "Kafka group",
+        );
         KafkaBrokers {
             bucket,
             me,
-            held: Mutex::new(HashMap::new()),
+            leases,
             others: Mutex::new(BTreeMap::new()),
-            writes: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -248,26 +236,17 @@ impl KafkaBrokers {
     /// node died and the lease has not expired yet, or NATS cannot be reached).
     pub(crate) async fn find(&self, group: &str) -> Result<BrokerAddress, String> {
         for _ in 0..3 {
-            if self.fresh(group) {
+            if self.leases.fresh(group) {
                 return Ok(self.me.clone());
             }
-            let entry = self
-                .bucket
-                .store
-                .entry(group_key(group))
+            let holder = self
+                .leases
+                .holder(group)
                 .await
                 .map_err(|e| format!("reading the lease: {e}"))?;
-            match entry.filter(|e| e.operation == kv::Operation::Put) {
-                Some(entry) if entry.value.as_ref() == self.bucket.node.as_bytes() => {
-                    if self.serves(group).await {
-                        return Ok(self.me.clone());
-                    }
-                }
-                Some(entry) => {
-                    let holder = String::from_utf8_lossy(&entry.value).into_owned();
-                    return self.broker_of(&holder).await;
-                }
-                None => {
+            match holder {
+                Holder::Node(holder) => return self.broker_of(&holder).await,
+                Holder::Me { .. } | Holder::Nobody => {
                     if self.serves(group).await {
                         return Ok(self.me.clone());
                     }
@@ -299,16 +278,15 @@ impl KafkaBrokers {
     /// Whether this node may serve `group` now: its lease is fresh, or renewed now, or free
     /// and taken now.
     pub(crate) async fn coordinates(&self, group: &str) -> Coordinating {
-        if self.fresh(group) {
+        if self.leases.fresh(group) {
             return Coordinating::Yes;
         }
-        let _write = self.writes.lock().await;
-        if self.fresh(group) {
+        let _turn = self.leases.write_turn().await;
+        if self.leases.fresh(group) {
             return Coordinating::Yes;
         }
-        let held = self.held.lock().get(group).copied();
-        if let Some(held) = held {
-            return match self.renew(group, held.revision).await {
+        if let Some(revision) = self.leases.revision(group) {
+            return match self.leases.renew(group, revision).await {
                 Renewal::Renewed => Coordinating::Yes,
                 Renewal::Failed => Coordinating::NotNow,
                 Renewal::Lost => Coordinating::No,
@@ -318,126 +296,56 @@ impl KafkaBrokers {
     }
 
     /// For a group this node does not hold: takes a free lease, or resumes one the bucket
-    /// still gives to this node (it went idle here and was dropped from `held`).
+    /// still gives to this node (it went idle here and was forgotten).
     async fn take_or_resume(&self, group: &str) -> Coordinating {
-        let key = group_key(group);
-        let entry = match self.bucket.store.entry(key.clone()).await {
-            Ok(entry) => entry.filter(|e| e.operation == kv::Operation::Put),
+        let holder = match self.leases.holder(group).await {
+            Ok(holder) => holder,
             Err(error) => {
                 tracing::debug!(group, %error, "kafka: reading a group lease failed");
                 return Coordinating::No;
             }
         };
-        match entry {
-            Some(entry) if entry.value.as_ref() == self.bucket.node.as_bytes() => {
-                match self.renew(group, entry.revision).await {
-                    Renewal::Renewed => Coordinating::NewTenure,
-                    Renewal::Failed | Renewal::Lost => Coordinating::No,
-                }
-            }
-            Some(_) => Coordinating::No,
-            None => self.take(group, &key).await,
-        }
-    }
-
-    async fn take(&self, group: &str, key: &str) -> Coordinating {
-        let before = Instant::now();
-        let node = Bytes::from(self.bucket.node.clone());
-        match self.bucket.store.create(key, node).await {
-            Ok(revision) => {
-                self.hold(group, revision, before);
-                tracing::info!(group, "kafka: this node now coordinates the consumer group");
-                Coordinating::NewTenure
-            }
-            Err(error) => {
-                if error.kind() != kv::CreateErrorKind::AlreadyExists {
+        match holder {
+            Holder::Me { revision } => match self.leases.renew(group, revision).await {
+                Renewal::Renewed => Coordinating::NewTenure,
+                Renewal::Failed | Renewal::Lost => Coordinating::No,
+            },
+            Holder::Node(_) => Coordinating::No,
+            Holder::Nobody => match self.leases.take(group).await {
+                Ok(true) => Coordinating::NewTenure,
+                Ok(false) => Coordinating::No,
+                Err(error) => {
                     tracing::debug!(group, %error, "kafka: taking a group lease failed");
+                    Coordinating::No
                 }
-                Coordinating::No
-            }
-        }
-    }
-
-    fn hold(&self, group: &str, revision: u64, renewed: Instant) {
-        self.held
-            .lock()
-            .insert(group.to_owned(), Held { revision, renewed });
-    }
-
-    /// Whether this node's lease of `group` was renewed recently enough to serve it.
-    fn fresh(&self, group: &str) -> bool {
-        let serve_for = self.bucket.ttl * 2 / 3;
-        self.held
-            .lock()
-            .get(group)
-            .is_some_and(|held| held.renewed.elapsed() < serve_for)
-    }
-
-    /// Renews the lease of `group` from `revision`. Lost when the key changed under this node
-    /// (expired, taken, or renewed by a write this node did not see answered): it is then no
-    /// longer held. Any other failure (no answer in time) keeps it: this node still serves the
-    /// group while its last renewal is fresh, and the next renewal tells.
-    async fn renew(&self, group: &str, revision: u64) -> Renewal {
-        let before = Instant::now();
-        let node = Bytes::from(self.bucket.node.clone());
-        let update = self.bucket.store.update(group_key(group), node, revision);
-        match tokio::time::timeout(self.renew_every(), update).await {
-            Ok(Ok(revision)) => {
-                self.hold(group, revision, before);
-                Renewal::Renewed
-            }
-            Ok(Err(error)) if error.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-                tracing::warn!(group, "kafka: lost the coordinator lease of a group");
-                self.held.lock().remove(group);
-                Renewal::Lost
-            }
-            outcome => {
-                let error = match outcome {
-                    Ok(Err(error)) => error.to_string(),
-                    _ => "no answer in time".to_owned(),
-                };
-                tracing::debug!(group, %error, "kafka: renewing a group lease failed");
-                Renewal::Failed
-            }
+            },
         }
     }
 
     /// Renews the leases of the groups in `live` (sorted) this node holds, lets the others
     /// lapse; returns the groups whose lease was lost (to be dropped).
     pub(crate) async fn renew_held(&self, live: &[String]) -> Vec<String> {
-        let _write = self.writes.lock().await;
-        let held: Vec<(String, Held)> = self
-            .held
-            .lock()
-            .iter()
-            .map(|(group, held)| (group.clone(), *held))
-            .collect();
+        let _turn = self.leases.write_turn().await;
         let mut lost = Vec::new();
-        for (group, held) in held {
+        for group in self.leases.names() {
             if live.binary_search(&group).is_err() {
-                self.held.lock().remove(&group);
-            } else if self.renew(&group, held.revision).await == Renewal::Lost {
+                self.leases.forget(&group);
+                continue;
+            }
+            let Some(revision) = self.leases.revision(&group) else {
+                continue;
+            };
+            if self.leases.renew(&group, revision).await == Renewal::Lost {
                 lost.push(group);
             }
         }
         lost
     }
 
-    /// On a graceful stop: the registration and the held leases are deleted, so that the
+    /// On a graceful stop: the held leases and the registration are deleted, so that the
     /// other nodes take over at once rather than after a TTL.
     pub(crate) async fn leave(&self) {
-        let _write = self.writes.lock().await;
-        let held: Vec<(String, Held)> = self.held.lock().drain().collect();
-        for (group, held) in held {
-            let deleted = self
-                .bucket
-                .store
-                .delete_expect_revision(group_key(&group), Some(held.revision))
-                .await;
-            if let Err(error) = deleted {
-                tracing::debug!(group, %error, "kafka: releasing a group lease failed");
-            }
-        }
+        self.leases.release_all().await;
         if let Err(error) = self.bucket.store.delete(registration_key(self.me.id)).await {
             tracing::debug!(%error, "kafka: unregistering this node's broker failed");
         }
@@ -446,12 +354,9 @@ impl KafkaBrokers {
     /// Groups this node holds the lease of (for tests).
     #[cfg(test)]
     pub(crate) fn holding(&self) -> Vec<String> {
-        let mut groups: Vec<String> = self.held.lock().keys().cloned().collect();
-        groups.sort();
-        groups
+        self.leases.names()
     }
 }
-
 /// The lease bucket of `prefix` on `client` as node `node` would open it (TTL 5 s, one
 /// replica), for the Kafka listener's tests.
 #[cfg(test)]

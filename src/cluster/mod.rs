@@ -5,7 +5,8 @@
 //! (`groups`: a coordinator per group chosen by a lease in a JetStream key-value bucket, with
 //! `groups_wire` for the forwarded calls); and work run on one node at a time by the same kind of
 //! lease (`groups_exclusive`: the notification consumers); the Kafka listener's brokers and group
-//! coordinators across nodes (`kafka_brokers`, by the same leases); and `node`, which starts all of these
+//! coordinators across nodes (`kafka_brokers`, by the same leases); `leases`, the leases a node
+//! holds by name, which `groups` and `kafka_brokers` share; and `node`, which starts all of these
 //! for a server joining the cluster.
 //!
 //! This module does not own the log on JetStream (that is `log::jetstream`, behind the log
@@ -20,6 +21,7 @@ pub(crate) mod groups;
 pub(crate) mod groups_exclusive;
 mod groups_wire;
 pub(crate) mod kafka_brokers;
+mod leases;
 mod node;
 
 pub(crate) use connection::connect;

@@ -297,3 +297,36 @@ async fn groups_are_listed_and_a_reset_waits_for_the_group_to_be_idle_here() {
     let local = Groups::Local(Arc::new(Coordinator::default()));
     assert!(local.groups().await.unwrap().is_empty());
 }
+
+/// Calls that all find this node's lease stale at once renew it once between them: none is
+/// refused for a revision another one just moved, so the node keeps the group and its members.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_that_find_the_lease_stale_together_renew_it_once_and_keep_the_group() {
+    let nats = NatsServer::start();
+    let a = node(&nats, "g5", "a").await;
+    let topics = vec![("orders".to_owned(), 2)];
+    a.groups
+        .join("billing", "ann", subscription(&["orders"]), &topics)
+        .await
+        .unwrap();
+    // No more renewals on the timer: wait for the lease to go stale (2/3 of the 1 s TTL), while
+    // the bucket still holds it for this node.
+    a.shutdown.cancel();
+    a.task.await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while a.groups.inner.leases.fresh("billing") {
+        assert!(Instant::now() < deadline, "the lease never went stale");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let groups = a.groups.clone();
+            tokio::spawn(async move { groups.still_coordinating("billing").await })
+        })
+        .collect();
+    for call in calls {
+        assert!(call.await.unwrap(), "a call found the lease lost");
+    }
+    assert_eq!(a.groups.coordinating(), ["billing"]);
+    assert_eq!(a.groups.inner.local.groups(), ["billing"], "members kept");
+}

@@ -6,7 +6,7 @@
 //! The servers run in this process; the access log is read from a JSON tracing subscriber that
 //! this test binary installs once for all its tests (each test finds its own lines by request
 //! id or user name). The banner test runs the binary and reads its stderr, since the banner is
-//! what the process prints.
+//! what the process prints, up to the last line it writes on exit.
 
 mod common;
 
@@ -470,4 +470,19 @@ async fn the_banner_names_version_directory_secret_listener_sinks_then_ready() {
     assert_eq!(ready.map(|r| r.status().as_u16()).ok(), Some(200));
     server.sigterm();
     assert!(server.wait_exit(Duration::from_secs(30)).success());
+    // The log is written by a thread of its own: every line queued at exit still reaches
+    // stderr, the request's access line and the last line included.
+    let rest: Vec<Value> = seen
+        .iter()
+        .map(|line| serde_json::from_str::<Value>(&line).expect("a JSON line")["fields"].clone())
+        .collect();
+    assert!(
+        rest.iter()
+            .any(|f| f["message"] == "request" && f["route"] == "/readyz"),
+        "the /readyz request's access line: {rest:#?}"
+    );
+    assert_eq!(
+        rest.last().map(|f| &f["message"]),
+        Some(&Value::from("stopped"))
+    );
 }

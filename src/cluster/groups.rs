@@ -8,12 +8,13 @@
 //! key (create fails if it exists: one winner) and runs the group on its own
 //! [`Coordinator`] (membership, round-robin assignment, expiry: unchanged); it renews every
 //! TTL/3 with a revision-checked update while the group has live members, and lets an idle
-//! lease lapse (the leases this node holds are kept by `leases`, shared with the Kafka groups). A node serves a group only while its lease was renewed less than 2/3 TTL ago
-//! (measured from before the renewal was sent), else it renews first or answers
-//! `NotCoordinator`, so two nodes never both serve a group while their clocks run at the same
-//! rate. When the coordinator dies its lease expires; the next call anywhere creates a new one,
-//! and the new coordinator knows no members: they get 404 and rejoin, as after a rebalance.
-//! Committed offsets are in the shared log, so no progress is lost.
+//! lease lapse (the leases this node holds are kept by `leases`, shared with the Kafka groups).
+//! A node serves a group only while its lease was renewed less than 2/3 TTL ago (measured from
+//! before the renewal was sent), else it renews first or answers `NotCoordinator`, so two nodes
+//! never both serve a group while their clocks run at the same rate. When the coordinator dies
+//! its lease expires; the next call anywhere creates a new one, and the new coordinator knows no
+//! members: they get 404 and rejoin, as after a rebalance. Committed offsets are in the shared
+//! log, so no progress is lost.
 //!
 //! This module does not touch the single-node path: without `--cluster` the HTTP routes call
 //! the [`Coordinator`] directly, as before.

@@ -198,7 +198,8 @@ impl HeldLeases {
                     Ok(Err(error)) => error.to_string(),
                     _ => "no answer in time".to_owned(),
                 };
-                tracing::debug!(lease = name, what = self.what, %error, "renewing the lease failed");
+                let what = self.what;
+                tracing::debug!(lease = name, what, %error, "renewing the lease failed");
                 Renewal::Failed
             }
         }
@@ -215,7 +216,8 @@ impl HeldLeases {
                 .delete_expect_revision((self.key)(&name), Some(held.revision))
                 .await;
             if let Err(error) = deleted {
-                tracing::debug!(lease = name, what = self.what, %error, "releasing the lease failed");
+                let what = self.what;
+                tracing::debug!(lease = name, what, %error, "releasing the lease failed");
             }
         }
     }

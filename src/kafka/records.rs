@@ -182,6 +182,41 @@ mod tests {
         assert_eq!(sets[0].records[1].offset, 42);
     }
 
+    /// A batch whose one record claims `i32::MAX` headers (CRC and lengths made consistent) is
+    /// refused as corrupt: the decoder reserves no more than the bytes left (vendor/README.md),
+    /// instead of the process aborting on a ~100 GiB allocation.
+    #[test]
+    fn a_record_claiming_two_billion_headers_is_corrupt_not_an_abort() {
+        let mut plain = stored(0, "k", "v");
+        plain.headers.clear();
+        let mut bytes = BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        };
+        let kafka = vec![to_kafka_record(plain, 0)];
+        RecordBatchEncoder::encode(&mut bytes, &kafka, &options).expect("encodes");
+        let mut forged = bytes.to_vec();
+        assert_eq!(
+            forged.pop(),
+            Some(0),
+            "the record ends with its header count, 0"
+        );
+        // zig-zag varint of i32::MAX: 4 bytes more than the 0 it replaces.
+        forged.extend_from_slice(&[0xFE, 0xFF, 0xFF, 0xFF, 0x0F]);
+        const RECORDS_AT: usize = 61;
+        assert!(forged[RECORDS_AT] < 0x80, "a one-byte record length");
+        forged[RECORDS_AT] += 8; // zig-zag: +4 bytes
+        let batch_length = i32::from_be_bytes(forged[8..12].try_into().unwrap()) + 4;
+        forged[8..12].copy_from_slice(&batch_length.to_be_bytes());
+        let crc = crc32c::crc32c(&forged[21..]);
+        forged[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert!(matches!(
+            decode_produced(&Bytes::from(forged)),
+            Err(BatchError::Corrupt(_))
+        ));
+    }
+
     #[test]
     fn a_flipped_byte_fails_the_crc() {
         let batch = encode_fetched(vec![stored(0, "k", "v")]).expect("encodes");

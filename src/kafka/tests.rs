@@ -466,6 +466,21 @@ async fn a_resent_idempotent_batch_gets_its_first_offset_and_is_not_appended_twi
     );
 }
 
+/// A request whose array claims `i32::MAX` elements (DeleteTopics v1, nothing after the count)
+/// fails to decode: the decoder reserves no more than the bytes left (vendor/README.md), instead
+/// of the process aborting on a multi-gigabyte allocation, as the proptest below once found.
+#[test]
+fn a_request_claiming_two_billion_array_elements_fails_to_decode_not_an_abort() {
+    let mut raw = BytesMut::new();
+    raw.extend_from_slice(&(ApiKey::DeleteTopics as i16).to_be_bytes());
+    raw.extend_from_slice(&1i16.to_be_bytes());
+    raw.extend_from_slice(&7i32.to_be_bytes());
+    raw.extend_from_slice(&(-1i16).to_be_bytes()); // no client id
+    raw.extend_from_slice(&i32::MAX.to_be_bytes()); // topic names
+    let decoded = decode_request(ApiKey::DeleteTopics, 1, raw.freeze());
+    assert!(decoded.is_err(), "{decoded:?}");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 

@@ -7,8 +7,8 @@
 //!   forward by the store writer in memory and written by the store's checkpoint
 //!   (see [`checkpoint`](super::checkpoint)).
 //!
-//! Keeping them apart means a message never rewrites the participant list. [`merge`] joins them into the
-//! public [`Conversation`]: `updatedAt` is the later of the two times.
+//! Keeping them apart means a message never rewrites the participant list. [`merge`] joins them
+//! into the public [`Conversation`]: `updatedAt` is the later of the two times.
 
 use serde::{Deserialize, Serialize};
 

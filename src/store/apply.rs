@@ -17,13 +17,14 @@
 //!
 //! Per command, in order:
 //! - `Send` (a record that was in the log when the writer started, so an interrupted run may
-//!   have applied it; later records skip this look-up): if `message_ids[id]` holds this record's source offset, the interrupted run stored
-//!   it at that (conversation, seq): the remaining writes are repeated (they are idempotent),
-//!   no new seq is taken, and its event is made again from the command. A `message_ids` entry
-//!   from another record, an indexed (sender, conversation, clientMessageId) or an unknown
-//!   conversation skips the send. Otherwise seq = lastSeq + 1, then `messages` → `message_ids`
-//!   → `client_ids`; the sender's read state moves to it in memory. Its event is not written anywhere: a replay
-//!   makes it again. A sender no longer a participant is still stored: the edge's 202 promised
+//!   have applied it; later records skip this look-up): if `message_ids[id]` holds this
+//!   record's source offset, the interrupted run stored it at that (conversation, seq): the
+//!   remaining writes are repeated (they are idempotent), no new seq is taken, and its event is
+//!   made again from the command. A `message_ids` entry from another record, an indexed
+//!   (sender, conversation, clientMessageId) or an unknown conversation skips the send.
+//!   Otherwise seq = lastSeq + 1, then `messages` → `message_ids` → `client_ids`; the sender's
+//!   read state moves to it in memory. Its event is not written anywhere: a replay makes it
+//!   again. A sender no longer a participant is still stored: the edge's 202 promised
 //!   durability.
 //! - `Edit` / `Delete`: only by the message's sender, on a message of that conversation that
 //!   is not deleted, else skipped. The event goes to the `outbox` (keyed by partition, source

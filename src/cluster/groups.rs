@@ -138,7 +138,9 @@ pub(crate) async fn start(
         config.node_id.clone(),
         config.lease_ttl,
         lease_key,
-        "HTTP consumer group",
+        // No deadline: a call waits for its renewal rather than count a slow one as lost
+        // (which ends the group's tenure here).
+        ("HTTP consumer group", None),
     );
     let calls = client
         .subscribe(calls_subject(&config.prefix, &config.node_id))

@@ -137,7 +137,9 @@ impl KafkaBrokers {
             bucket.node.clone(),
             bucket.ttl,
             group_key,
-            "Kafka group",
+            // A renewal that takes longer than the renewal period fails without losing the
+            // lease: the group is served again once a renewal gets through (`NotNow`).
+            ("Kafka group", Some(bucket.ttl / 3)),
         );
         KafkaBrokers {
             bucket,

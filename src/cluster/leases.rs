@@ -61,6 +61,8 @@ pub(crate) struct HeldLeases {
     key: fn(&str) -> String,
     /// What the leases are of, for the log ("Kafka group", "HTTP consumer group").
     what: &'static str,
+    /// How long a renewal may take before it counts as failed (`None`: as long as NATS takes).
+    renew_deadline: Option<Duration>,
     held: Mutex<HashMap<String, Held>>,
     /// One lease write of this node at a time: two renewals from one revision would make the
     /// second fail and look like a lost lease.
@@ -79,13 +81,13 @@ impl std::fmt::Debug for HeldLeases {
 
 impl HeldLeases {
     /// The leases node `node` holds in `store` (whose `max_age` is `ttl`), under the keys `key`
-    /// makes of their names.
+    /// makes of their names; a renewal fails after `renew_deadline` if one is given.
     pub(crate) fn new(
         store: kv::Store,
         node: String,
         ttl: Duration,
         key: fn(&str) -> String,
-        what: &'static str,
+        (what, renew_deadline): (&'static str, Option<Duration>),
     ) -> HeldLeases {
         HeldLeases {
             store,
@@ -93,14 +95,10 @@ impl HeldLeases {
             ttl,
             key,
             what,
+            renew_deadline,
             held: Mutex::new(HashMap::new()),
             writes: tokio::sync::Mutex::new(()),
         }
-    }
-
-    /// How often held leases are renewed: a third of the TTL.
-    pub(crate) fn renew_every(&self) -> Duration {
-        self.ttl / 3
     }
 
     /// Whether this node's lease `name` was renewed recently enough to act on it.
@@ -177,13 +175,17 @@ impl HeldLeases {
         }
     }
 
-    /// Renews lease `name` from `revision` (the one this node last wrote or read), within
-    /// [`renew_every`](Self::renew_every). Call it within a [`write_turn`](Self::write_turn).
+    /// Renews lease `name` from `revision` (the one this node last wrote or read), within the
+    /// renewal deadline if there is one. Call it within a [`write_turn`](Self::write_turn).
     pub(crate) async fn renew(&self, name: &str, revision: u64) -> Renewal {
         let before = Instant::now();
         let node = Bytes::from(self.node.clone());
         let update = self.store.update((self.key)(name), node, revision);
-        match tokio::time::timeout(self.renew_every(), update).await {
+        let updated = match self.renew_deadline {
+            Some(deadline) => tokio::time::timeout(deadline, update).await,
+            None => Ok(update.await),
+        };
+        match updated {
             Ok(Ok(revision)) => {
                 self.hold(name, revision, before);
                 Renewal::Renewed

@@ -320,7 +320,13 @@ impl Drop for NatsCluster {
     fn drop(&mut self) {
         for node in 0..self.processes.len() {
             if let Some(child) = self.processes[node].as_ref() {
-                signal(child, "-CONT");
+                // A paused node must go on to die. Best effort: a node of a start attempt that
+                // failed may have exited and been reaped already (`kill` then finds no such
+                // process), and a panic here would turn the retry into a failure.
+                let _ = Command::new("kill")
+                    .args(["-CONT", &child.id().to_string()])
+                    .stderr(Stdio::null())
+                    .status();
             }
             self.kill(node);
         }

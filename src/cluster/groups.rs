@@ -140,7 +140,8 @@ pub(crate) async fn start(
         lease_key,
         // No deadline: a call waits for its renewal rather than count a slow one as lost
         // (which ends the group's tenure here).
-        ("HTTP consumer group", None),
+        "HTTP consumer group",
+        None,
     );
     let calls = client
         .subscribe(calls_subject(&config.prefix, &config.node_id))

@@ -139,7 +139,8 @@ impl KafkaBrokers {
             group_key,
             // A renewal that takes longer than the renewal period fails without losing the
             // lease: the group is served again once a renewal gets through (`NotNow`).
-            ("Kafka group", Some(bucket.ttl / 3)),
+            "Kafka group",
+            Some(bucket.ttl / 3),
         );
         KafkaBrokers {
             bucket,

@@ -87,7 +87,8 @@ impl HeldLeases {
         node: String,
         ttl: Duration,
         key: fn(&str) -> String,
-        (what, renew_deadline): (&'static str, Option<Duration>),
+        what: &'static str,
+        renew_deadline: Option<Duration>,
     ) -> HeldLeases {
         HeldLeases {
             store,

@@ -13,11 +13,11 @@
 //!
 //! A conversation is two records ([`activity`]): membership (tree `conversations`, written by
 //! conversation commands) and activity (tree `activity`, moved only by the store writer of its
-//! partition and written by the checkpoint). Reads of conversations and read state come from an in-memory [`view`] loaded on
-//! open (a scan of `conversations`, `activity` and `read_state`; `messages` is never scanned),
-//! so validating a send costs no disk read. Conversation commands (create, add or remove a
-//! participant) apply directly, one compare-and-swap each; messages, edits, deletes and read
-//! marks arrive through the log.
+//! partition and written by the checkpoint). Reads of conversations and read state come from an
+//! in-memory [`view`] loaded on open (a scan of `conversations`, `activity` and `read_state`;
+//! `messages` is never scanned), so validating a send costs no disk read. Every change arrives
+//! through the log as a command (conversation commands too: the edge checks them against the
+//! view, the writer decides them again in log order).
 //!
 //! Rules the writer follows (see [`apply`]):
 //! - `seq` is dense per conversation (1, 2, 3 …) in the order of the conversation's partition,

@@ -8,9 +8,15 @@
 //! with `LogAppendTime` does). docs/architecture.md says why.
 //!
 //! Decoding checks each batch's header before decompressing it: version 2 only, a record count
-//! that fits the bytes, no transactional or control batch; the CRC is the codec's check.
+//! that fits the bytes, no transactional or control batch; the CRC is the codec's check. It
+//! decompresses with its own bounded readers ([`MAX_DECOMPRESSED_BYTES`] for all the batches of
+//! a partition's data together), not the codec's, which inflate whatever a batch holds.
 
-use bytes::{Bytes, BytesMut};
+use std::cell::Cell;
+use std::io::Read;
+
+use anyhow::Context as _;
+use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
@@ -23,6 +29,16 @@ use crate::log::{Header, Record, StoredRecord};
 /// Smallest encoded size of one record in a v2 batch, to check a claimed record count against
 /// the bytes before anything is allocated for it.
 const MIN_RECORD_BYTES: usize = 7;
+
+/// Most bytes the batches of one partition's produced data may decompress to, together. A
+/// producer's batch is at most its `batch.size` before compression (librdkafka: 1 MB by
+/// default), so this leaves ample room; without a bound, one 8 MiB gzip, lz4 or zstd frame can
+/// inflate to gigabytes, and a snappy block header can claim 4 GiB.
+const MAX_DECOMPRESSED_BYTES: usize = 64 * 1024 * 1024;
+
+/// The frame that starts snappy data in the xerial format Kafka clients write (magic, version
+/// 1, compatible version 1); without it the data is one raw snappy block.
+const XERIAL_SNAPPY_HEADER: &[u8; 16] = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01";
 
 /// Why a produced batch was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -50,6 +66,14 @@ pub(super) struct ProducerInfo {
 
 /// The log records of a partition's produced data (one or more batches), and its producer.
 pub(super) fn decode_produced(data: &Bytes) -> Result<(Vec<Record>, ProducerInfo), BatchError> {
+    decode_produced_within(data, MAX_DECOMPRESSED_BYTES)
+}
+
+/// [`decode_produced`], the batches decompressing to at most `limit` bytes together.
+fn decode_produced_within(
+    data: &Bytes,
+    limit: usize,
+) -> Result<(Vec<Record>, ProducerInfo), BatchError> {
     let corrupt = |e: anyhow::Error| BatchError::Corrupt(e.to_string());
     let infos = RecordBatchDecoder::decode_batch_info(&mut data.clone()).map_err(corrupt)?;
     let Some(first) = infos.first() else {
@@ -77,13 +101,87 @@ pub(super) fn decode_produced(data: &Bytes) -> Result<(Vec<Record>, ProducerInfo
         base_sequence: first.base_sequence,
         record_count: i32::try_from(claimed).unwrap_or(i32::MAX),
     };
-    let sets = RecordBatchDecoder::decode_all(&mut data.clone()).map_err(corrupt)?;
+    let left = Cell::new(limit);
+    let decompress = |data: &mut Bytes, compression: Compression| {
+        let plain = decompress_within(data, compression, left.get())?;
+        left.set(left.get() - plain.len());
+        anyhow::Ok(plain)
+    };
+    let mut rest = data.clone();
+    let mut sets = Vec::new();
+    while rest.has_remaining() {
+        let set = RecordBatchDecoder::decode_with_custom_compression(&mut rest, Some(&decompress))
+            .map_err(corrupt)?;
+        sets.push(set);
+    }
     let records = sets
         .into_iter()
         .flat_map(|set| set.records)
         .map(to_log_record)
         .collect::<Result<Vec<_>, _>>()?;
     Ok((records, producer))
+}
+
+/// The records of one batch as they were before compression, refused once they pass `limit`
+/// bytes (read no further than one byte past it).
+fn decompress_within(
+    data: &mut Bytes,
+    compression: Compression,
+    limit: usize,
+) -> anyhow::Result<Bytes> {
+    let packed = data.split_to(data.len());
+    let plain = match compression {
+        Compression::None => return Ok(packed),
+        Compression::Gzip => read_within(flate2::read::GzDecoder::new(packed.reader()), limit)?,
+        Compression::Lz4 => read_within(lz4::Decoder::new(packed.reader())?, limit)?,
+        Compression::Zstd => {
+            read_within(zstd::stream::read::Decoder::new(packed.reader())?, limit)?
+        }
+        Compression::Snappy => snappy_within(&packed, limit)?,
+    };
+    Ok(Bytes::from(plain))
+}
+
+fn read_within(reader: impl Read, limit: usize) -> anyhow::Result<Vec<u8>> {
+    let mut plain = Vec::new();
+    reader
+        .take(u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1))
+        .read_to_end(&mut plain)?;
+    anyhow::ensure!(
+        plain.len() <= limit,
+        "decompresses to more than {limit} bytes"
+    );
+    Ok(plain)
+}
+
+/// Snappy as Kafka clients write it: xerial blocks (a 4-byte length, then a raw block), or one
+/// raw block. Each block's claimed length is checked before anything is allocated for it.
+fn snappy_within(packed: &[u8], limit: usize) -> anyhow::Result<Vec<u8>> {
+    let mut plain = Vec::new();
+    let Some(mut blocks) = packed.strip_prefix(XERIAL_SNAPPY_HEADER) else {
+        snappy_block_within(packed, &mut plain, limit)?;
+        return Ok(plain);
+    };
+    while let Some((length, rest)) = blocks.split_first_chunk::<4>() {
+        let length = u32::from_be_bytes(*length) as usize;
+        let block = rest.get(..length).context("a truncated snappy block")?;
+        snappy_block_within(block, &mut plain, limit)?;
+        blocks = &rest[length..];
+    }
+    anyhow::ensure!(blocks.is_empty(), "a truncated snappy block length");
+    Ok(plain)
+}
+
+fn snappy_block_within(block: &[u8], plain: &mut Vec<u8>, limit: usize) -> anyhow::Result<()> {
+    let length = snap::raw::decompress_len(block)?;
+    let start = plain.len();
+    anyhow::ensure!(
+        start.saturating_add(length) <= limit,
+        "decompresses to more than {limit} bytes"
+    );
+    plain.resize(start + length, 0);
+    snap::raw::Decoder::new().decompress(block, &mut plain[start..])?;
+    Ok(())
 }
 
 fn to_log_record(record: KafkaRecord) -> Result<Record, BatchError> {
@@ -215,6 +313,66 @@ mod tests {
             decode_produced(&Bytes::from(forged)),
             Err(BatchError::Corrupt(_))
         ));
+    }
+
+    /// One record of `bytes` zeros in a batch compressed with `compression`.
+    fn zeros_batch(bytes: usize, compression: Compression) -> Bytes {
+        let record = stored(0, "k", &"\0".repeat(bytes));
+        let mut buf = BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression,
+        };
+        RecordBatchEncoder::encode(&mut buf, &[to_kafka_record(record, 0)], &options)
+            .expect("encodes");
+        buf.freeze()
+    }
+
+    /// Every codec inflates within the bound and no further: 2 MiB of zeros (a few KiB packed)
+    /// decode under a 4 MiB bound and are corrupt under a 1 MiB one, as an 8 MiB frame packing
+    /// gigabytes is under the real bound.
+    #[test]
+    fn every_codec_decompresses_within_the_bound_and_no_further() {
+        const MIB: usize = 1024 * 1024;
+        for compression in [
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let batch = zeros_batch(2 * MIB, compression);
+            assert!(batch.len() < MIB / 4, "{compression:?} packs the zeros");
+            let (records, _) = decode_produced_within(&batch, 4 * MIB).expect("within the bound");
+            assert_eq!(records[0].value.len(), 2 * MIB, "{compression:?}");
+            assert!(
+                matches!(
+                    decode_produced_within(&batch, MIB),
+                    Err(BatchError::Corrupt(_))
+                ),
+                "{compression:?} past the bound"
+            );
+        }
+    }
+
+    /// A snappy block whose header claims 4 GiB (CRC and lengths consistent) is refused before
+    /// anything is allocated for it.
+    #[test]
+    fn a_snappy_block_claiming_four_gibibytes_is_corrupt_before_any_allocation() {
+        const RECORDS_AT: usize = 61;
+        let mut forged = zeros_batch(16, Compression::Snappy)[..RECORDS_AT].to_vec();
+        forged.extend_from_slice(XERIAL_SNAPPY_HEADER);
+        let block = [0xFF, 0xFF, 0xFF, 0xFF, 0x0F, 0x00]; // varint 2^32 - 1, then a literal tag
+        forged.extend_from_slice(&(block.len() as u32).to_be_bytes());
+        forged.extend_from_slice(&block);
+        let batch_length = i32::try_from(forged.len() - 12).unwrap();
+        forged[8..12].copy_from_slice(&batch_length.to_be_bytes());
+        let crc = crc32c::crc32c(&forged[21..]);
+        forged[17..21].copy_from_slice(&crc.to_be_bytes());
+        let refused = decode_produced(&Bytes::from(forged));
+        assert!(
+            matches!(&refused, Err(BatchError::Corrupt(why)) if why.contains("more than")),
+            "{refused:?}"
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ use super::access::Session;
 use super::dispatch::Handled;
 use super::metadata::log_error_code;
 use super::producers::Verdict;
-use super::records::{decode_produced, BatchError, ProducerInfo};
+use super::records::{decode_produced, BatchError, DecompressBudget, ProducerInfo};
 use super::Broker;
 use crate::log::Record;
 
@@ -32,6 +32,8 @@ pub(super) async fn handle(broker: &Broker, session: &Session, request: ProduceR
         .transactional_id
         .as_ref()
         .is_some_and(|id| !id.0.is_empty());
+    // Every partition is decoded before any is appended: one bound for the whole request.
+    let budget = DecompressBudget::per_request();
     let mut work = Vec::new();
     for topic in &request.topic_data {
         let name = topic.name.0.as_str();
@@ -42,6 +44,7 @@ pub(super) async fn handle(broker: &Broker, session: &Session, request: ProduceR
                 name,
                 partition,
                 transactional,
+                &budget,
             ));
         }
     }
@@ -85,9 +88,10 @@ async fn produce_partition(
     topic: &str,
     data: &PartitionProduceData,
     transactional: bool,
+    budget: &DecompressBudget,
 ) -> (PartitionProduceResponse, bool) {
     let (partition, records, producer) =
-        match checked_records(broker, session, topic, data, transactional) {
+        match checked_records(broker, session, topic, data, transactional, budget) {
             Ok(checked) => checked,
             Err(code) => return (refused(data.index, code), false),
         };
@@ -131,6 +135,7 @@ fn checked_records(
     topic: &str,
     data: &PartitionProduceData,
     transactional: bool,
+    budget: &DecompressBudget,
 ) -> Result<(u32, Vec<Record>, ProducerInfo), ResponseError> {
     if transactional {
         return Err(ResponseError::TransactionalIdAuthorizationFailed);
@@ -142,7 +147,7 @@ fn checked_records(
     let Some(bytes) = &data.records else {
         return Err(ResponseError::CorruptMessage);
     };
-    match decode_produced(bytes) {
+    match decode_produced(bytes, budget) {
         Ok((records, producer)) => Ok((partition, records, producer)),
         Err(BatchError::Corrupt(reason)) => {
             tracing::debug!(topic, partition, reason = %reason, "kafka: corrupt batch refused");

@@ -9,11 +9,11 @@
 //!
 //! Decoding checks each batch's header before decompressing it: version 2 only, a record count
 //! that fits the bytes, no transactional or control batch; the CRC is the codec's check. It
-//! decompresses with its own bounded readers ([`MAX_DECOMPRESSED_BYTES`] for all the batches of
-//! a partition's data together), not the codec's, which inflate whatever a batch holds.
+//! decompresses with its own bounded readers (a [`DecompressBudget`] for all the batches of one
+//! produce request), not the codec's, which inflate whatever a batch holds.
 
-use std::cell::Cell;
 use std::io::Read;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Context as _;
 use bytes::{Buf, Bytes, BytesMut};
@@ -30,11 +30,39 @@ use crate::log::{Header, Record, StoredRecord};
 /// the bytes before anything is allocated for it.
 const MIN_RECORD_BYTES: usize = 7;
 
-/// Most bytes the batches of one partition's produced data may decompress to, together. A
-/// producer's batch is at most its `batch.size` before compression (librdkafka: 1 MB by
-/// default), so this leaves ample room; without a bound, one 8 MiB gzip, lz4 or zstd frame can
-/// inflate to gigabytes, and a snappy block header can claim 4 GiB.
+/// Most bytes the batches of one produce request may decompress to, together: its partitions
+/// are decoded before any of them is appended, so the bound is the request's. A producer's
+/// batch is at most its `batch.size` before compression (librdkafka: 1 MB by default), so this
+/// leaves ample room; without a bound, one 8 MiB gzip, lz4 or zstd frame can inflate to
+/// gigabytes, and a snappy block header can claim 4 GiB.
 const MAX_DECOMPRESSED_BYTES: usize = 64 * 1024 * 1024;
+
+/// What is left of one produce request's [`MAX_DECOMPRESSED_BYTES`].
+#[derive(Debug)]
+pub(super) struct DecompressBudget(AtomicUsize);
+
+impl DecompressBudget {
+    /// A whole request's budget.
+    pub(super) fn per_request() -> DecompressBudget {
+        DecompressBudget::of(MAX_DECOMPRESSED_BYTES)
+    }
+
+    fn of(bytes: usize) -> DecompressBudget {
+        DecompressBudget(AtomicUsize::new(bytes))
+    }
+
+    fn left(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn spend(&self, bytes: usize) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                Some(left.saturating_sub(bytes))
+            });
+    }
+}
 
 /// The frame that starts snappy data in the xerial format Kafka clients write (magic, version
 /// 1, compatible version 1); without it the data is one raw snappy block.
@@ -65,14 +93,10 @@ pub(super) struct ProducerInfo {
 }
 
 /// The log records of a partition's produced data (one or more batches), and its producer.
-pub(super) fn decode_produced(data: &Bytes) -> Result<(Vec<Record>, ProducerInfo), BatchError> {
-    decode_produced_within(data, MAX_DECOMPRESSED_BYTES)
-}
-
-/// [`decode_produced`], the batches decompressing to at most `limit` bytes together.
-fn decode_produced_within(
+/// Decompressed bytes are taken from `budget`; a batch that would pass what is left is corrupt.
+pub(super) fn decode_produced(
     data: &Bytes,
-    limit: usize,
+    budget: &DecompressBudget,
 ) -> Result<(Vec<Record>, ProducerInfo), BatchError> {
     let corrupt = |e: anyhow::Error| BatchError::Corrupt(e.to_string());
     let infos = RecordBatchDecoder::decode_batch_info(&mut data.clone()).map_err(corrupt)?;
@@ -101,10 +125,11 @@ fn decode_produced_within(
         base_sequence: first.base_sequence,
         record_count: i32::try_from(claimed).unwrap_or(i32::MAX),
     };
-    let left = Cell::new(limit);
     let decompress = |data: &mut Bytes, compression: Compression| {
-        let plain = decompress_within(data, compression, left.get())?;
-        left.set(left.get() - plain.len());
+        let plain = decompress_within(data, compression, budget.left())?;
+        if compression != Compression::None {
+            budget.spend(plain.len());
+        }
         anyhow::Ok(plain)
     };
     let mut rest = data.clone();
@@ -270,7 +295,8 @@ mod tests {
     fn fetched_records_decode_back_with_their_offsets_keys_and_headers() {
         let records = [stored(41, "k1", "{\"a\":1}"), stored(42, "k2", "\"x\"")];
         let batch = encode_fetched(records.to_vec()).expect("encodes");
-        let (decoded, producer) = decode_produced(&batch).expect("decodes");
+        let (decoded, producer) =
+            decode_produced(&batch, &DecompressBudget::per_request()).expect("decodes");
         assert_eq!(producer.record_count, 2);
         assert_eq!(decoded[0].key.as_deref(), Some(&b"k1"[..]));
         assert_eq!(decoded[1].value, b"\"x\"");
@@ -310,7 +336,7 @@ mod tests {
         let crc = crc32c::crc32c(&forged[21..]);
         forged[17..21].copy_from_slice(&crc.to_be_bytes());
         assert!(matches!(
-            decode_produced(&Bytes::from(forged)),
+            decode_produced(&Bytes::from(forged), &DecompressBudget::per_request()),
             Err(BatchError::Corrupt(_))
         ));
     }
@@ -342,16 +368,34 @@ mod tests {
         ] {
             let batch = zeros_batch(2 * MIB, compression);
             assert!(batch.len() < MIB / 4, "{compression:?} packs the zeros");
-            let (records, _) = decode_produced_within(&batch, 4 * MIB).expect("within the bound");
+            let (records, _) =
+                decode_produced(&batch, &DecompressBudget::of(4 * MIB)).expect("within the bound");
             assert_eq!(records[0].value.len(), 2 * MIB, "{compression:?}");
             assert!(
                 matches!(
-                    decode_produced_within(&batch, MIB),
+                    decode_produced(&batch, &DecompressBudget::of(MIB)),
                     Err(BatchError::Corrupt(_))
                 ),
                 "{compression:?} past the bound"
             );
         }
+    }
+
+    /// One budget spans the batches it decodes (a request's partitions): two batches of a little
+    /// over 3 MiB fit a 7 MiB budget one after the other, but not a 5 MiB one.
+    #[test]
+    fn the_budget_is_shared_by_the_batches_of_one_request() {
+        const MIB: usize = 1024 * 1024;
+        let batch = zeros_batch(3 * MIB, Compression::Zstd);
+        let roomy = DecompressBudget::of(7 * MIB);
+        assert!(decode_produced(&batch, &roomy).is_ok());
+        assert!(decode_produced(&batch, &roomy).is_ok());
+        let tight = DecompressBudget::of(5 * MIB);
+        assert!(decode_produced(&batch, &tight).is_ok());
+        assert!(matches!(
+            decode_produced(&batch, &tight),
+            Err(BatchError::Corrupt(_))
+        ));
     }
 
     /// A snappy block whose header claims 4 GiB (CRC and lengths consistent) is refused before
@@ -368,7 +412,7 @@ mod tests {
         forged[8..12].copy_from_slice(&batch_length.to_be_bytes());
         let crc = crc32c::crc32c(&forged[21..]);
         forged[17..21].copy_from_slice(&crc.to_be_bytes());
-        let refused = decode_produced(&Bytes::from(forged));
+        let refused = decode_produced(&Bytes::from(forged), &DecompressBudget::per_request());
         assert!(
             matches!(&refused, Err(BatchError::Corrupt(why)) if why.contains("more than")),
             "{refused:?}"
@@ -382,7 +426,7 @@ mod tests {
         let last = bad.len() - 1;
         bad[last] ^= 0xff;
         assert!(matches!(
-            decode_produced(&Bytes::from(bad)),
+            decode_produced(&Bytes::from(bad), &DecompressBudget::per_request()),
             Err(BatchError::Corrupt(_))
         ));
     }
@@ -402,7 +446,8 @@ mod tests {
                 compression,
             };
             RecordBatchEncoder::encode(&mut buf, &kafka, &options).expect("encodes");
-            let (decoded, _) = decode_produced(&buf.freeze()).expect("decodes");
+            let (decoded, _) =
+                decode_produced(&buf.freeze(), &DecompressBudget::per_request()).expect("decodes");
             assert_eq!(decoded[0].value, b"{\"n\":1}", "{compression:?}");
         }
     }

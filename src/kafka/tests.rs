@@ -20,7 +20,7 @@ use tokio_util::task::TaskTracker;
 
 use super::access::Session;
 use super::dispatch::{decode_request, handle_frame, Reply};
-use super::records::decode_produced;
+use super::records::{decode_produced, DecompressBudget};
 use super::versions::SUPPORTED;
 use super::{Advertised, Broker};
 use crate::config::KafkaSettings;
@@ -507,13 +507,13 @@ proptest! {
         noise in proptest::collection::vec(any::<u8>(), 0..512),
         flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..8),
     ) {
-        let _ = decode_produced(&Bytes::from(noise));
+        let _ = decode_produced(&Bytes::from(noise), &DecompressBudget::per_request());
         let mut damaged = batch(&["{\"a\":1}", "{\"b\":2}"], Compression::Gzip).to_vec();
         for (at, byte) in flips {
             let len = damaged.len();
             damaged[at % len] ^= byte;
         }
-        let _ = decode_produced(&Bytes::from(damaged));
+        let _ = decode_produced(&Bytes::from(damaged), &DecompressBudget::per_request());
     }
 }
 

@@ -6,7 +6,7 @@
 //! [`Log`](super::Log), which wraps any backend and adds what is the same for every backend
 //! (the long-poll `wait_for`, the two append shapes). What every implementation must do —
 //! durable acknowledgements, dense offsets, wake-ups on a new high watermark, forward-only
-//! commits — is the conformance suite in `tests/log_conformance.rs`.
+//! commits — is the conformance suite in `tests/integration/log_conformance.rs`.
 //!
 //! Async methods return boxed futures so that the trait stays object safe; the box is one
 //! allocation per call, next to the disk write every append waits for.

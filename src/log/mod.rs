@@ -11,7 +11,7 @@
 //!
 //! This module knows nothing of chat, and owns no state of other components: the chat store
 //! keeps its own database (see `store/`). What any backend must do is stated once, as a
-//! conformance suite generic over the implementation (`tests/log_conformance.rs`).
+//! conformance suite generic over the implementation (`tests/integration/log_conformance.rs`).
 //!
 //! Files: `backend` (the interface), `handle` ([`Log`]), `embedded` (the interface implemented
 //! by `SledLog`), `appender` (the writer thread), `batch` (on-disk format), `partition` /

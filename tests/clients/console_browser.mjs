@@ -8,7 +8,8 @@
 //   paging  a long conversation opens on its newest page and pages back on scroll.
 //   admin   an admin token sees a topic's offsets move, a group's lag fall to 0, a live tail.
 // Every wait is bounded; a failed expectation throws, the script prints {"error"} and exits 1.
-// The last line on stdout is the scenario's JSON result, checked again by tests/console_browser.rs.
+// The last line on stdout is the scenario's JSON result, checked again by
+// tests/integration/console_browser.rs.
 
 import { chromium } from "playwright-core";
 import { existsSync } from "node:fs";

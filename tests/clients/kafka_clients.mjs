@@ -1,5 +1,5 @@
-// The Kafka scenarios of tests/kafka_clients.rs, run with the real kafkajs 2.2.4 client against
-// a running tidings server's Kafka listener.
+// The Kafka scenarios of tests/integration/kafka_clients.rs, run with the real kafkajs 2.2.4
+// client against a running tidings server's Kafka listener.
 //
 //   node kafka_clients.mjs '{"scenario":"produce","broker":"127.0.0.1:PORT","topic":"t","records":[{"key":"k","value":"{...}"}]}'
 //

@@ -1,5 +1,5 @@
-"""The librdkafka scenarios of tests/kafka_clients.rs, run with confluent-kafka 2.16.1 (which
-bundles librdkafka 2.16) against a running tidings server's Kafka listener.
+"""The librdkafka scenarios of tests/integration/kafka_clients.rs, run with confluent-kafka 2.16.1
+(which bundles librdkafka 2.16) against a running tidings server's Kafka listener.
 
     python kafka_librdkafka.py '{"scenario":"idempotent","broker":"127.0.0.1:PORT",...}'
 

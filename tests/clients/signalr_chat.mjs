@@ -1,4 +1,4 @@
-// The SignalR chat scenarios of tests/signalr_clients.rs, run with the real
+// The SignalR chat scenarios of tests/integration/signalr_clients.rs, run with the real
 // @microsoft/signalr client against a running tidings server.
 //
 //   node signalr_chat.mjs '{"scenario":"chat","base":"http://127.0.0.1:PORT","tokens":{...},"conversation":"c1"}'

@@ -1,4 +1,4 @@
-// The Socket.IO chat scenarios of tests/socketio_clients.rs, run with the real
+// The Socket.IO chat scenarios of tests/integration/socketio_clients.rs, run with the real
 // socket.io-client against a running tidings server.
 //
 //   node socketio_chat.mjs '{"scenario":"chat","base":"http://127.0.0.1:PORT","tokens":{...},

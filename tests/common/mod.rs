@@ -1,4 +1,4 @@
-//! Harnesses shared by the integration tests (each test file uses its own subset):
+//! Harnesses shared by the integration tests (each test module uses its own subset):
 //! [`server`] runs the real server, in this process or as the `tidings serve` binary (its doc
 //! says which tests need the binary); [`chat`] and [`bus`] talk to it over HTTP;
 //! [`cli`] runs the binary's admin commands; [`notify`] has a webhook receiver and sink

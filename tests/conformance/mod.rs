@@ -8,8 +8,8 @@
 //! the same directory for a reopen); [`conformance_tests!`] turns them into one test each, and
 //! [`suite::run_all`] runs them one after the other (for a backend whose tests share one costly
 //! fixture, such as a NATS cluster). A backend's test file includes this module and calls one of
-//! them with its own `make`: `tests/log_conformance.rs` for the embedded log,
-//! `tests/cluster_log.rs` for the log on JetStream.
+//! them with its own `make`: `tests/integration/log_conformance.rs` for the embedded log,
+//! `tests/integration/cluster_log.rs` for the log on JetStream.
 #![allow(dead_code)]
 
 use std::path::Path;

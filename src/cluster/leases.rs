@@ -111,6 +111,18 @@ impl HeldLeases {
             .is_some_and(|held| held.renewed.elapsed() < act_for)
     }
 
+    /// Makes this node's record of lease `name` stale, as if its last renewal were 2/3 of the
+    /// TTL earlier than it was; the bucket's entry is untouched.
+    #[cfg(test)]
+    pub(crate) fn backdate(&self, name: &str) {
+        if let Some(held) = self.held.lock().get_mut(name) {
+            held.renewed = held
+                .renewed
+                .checked_sub(self.ttl * 2 / 3)
+                .expect("the machine has been up longer than a test TTL");
+        }
+    }
+
     /// The revision of this node's lease `name`, if it holds it.
     pub(crate) fn revision(&self, name: &str) -> Option<u64> {
         self.held.lock().get(name).map(|held| held.revision)

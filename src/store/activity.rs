@@ -96,7 +96,9 @@ impl Activity {
         }
         self.last_seq = message.seq;
         self.last_message = Some(message.clone());
-        self.updated_at = self.updated_at.clone().max(message.sent_at.clone());
+        if message.sent_at > self.updated_at {
+            self.updated_at.clone_from(&message.sent_at);
+        }
         true
     }
 }

@@ -297,32 +297,33 @@ impl Batch<'_> {
         Ok(())
     }
 
-    /// The conversation's activity as this batch sees it; `None` if it does not exist.
-    fn activity(&mut self, id: &str) -> Result<Option<Activity>> {
-        if let Some(cached) = self.activity.get(id) {
-            return Ok(cached.clone());
+    /// The conversation's activity as this batch sees it, loaded from the view on first use;
+    /// `None` if the conversation does not exist.
+    fn activity(&mut self, id: &str) -> &mut Option<Activity> {
+        if !self.activity.contains_key(id) {
+            let loaded = self.store.view().activity(id);
+            self.activity.insert(id.to_owned(), loaded);
         }
-        let loaded = self.store.view().activity(id);
-        self.activity.insert(id.to_owned(), loaded.clone());
-        Ok(loaded)
+        self.activity.get_mut(id).expect("cached above")
+    }
+
+    /// The conversation's last seq as this batch sees it; `None` if it does not exist.
+    fn last_seq(&mut self, id: &str) -> Option<u64> {
+        self.activity(id).as_ref().map(|activity| activity.last_seq)
     }
 
     /// Moves the cached activity of the message's conversation to it: a newer seq, or the same
     /// seq changed (`same_seq`).
-    fn advance(&mut self, message: &Message, same_seq: bool) -> Result<()> {
-        let Some(mut activity) = self.activity(&message.conversation_id)? else {
-            return Ok(());
+    fn advance(&mut self, message: &Message, same_seq: bool) {
+        let Some(activity) = self.activity(&message.conversation_id) else {
+            return;
         };
         let moves = message.seq > activity.last_seq
             || (same_seq && message.seq == activity.last_seq && message.seq > 0);
-        if moves && activity.advance(message) {
-            let id = message.conversation_id.clone();
-            if !self.dirty.contains(&id) {
-                self.dirty.push(id.clone());
-            }
-            self.activity.insert(id, Some(activity));
+        let changed = moves && activity.advance(message);
+        if changed && !self.dirty.contains(&message.conversation_id) {
+            self.dirty.push(message.conversation_id.clone());
         }
-        Ok(())
     }
 
     fn send(&mut self, offset: u64, send: &SendMessage) -> Result<bool> {
@@ -338,18 +339,17 @@ impl Batch<'_> {
                 return Ok(false);
             }
         }
-        let Some(activity) = self.activity(&send.conversation_id)? else {
+        let Some(last_seq) = self.last_seq(&send.conversation_id) else {
             tracing::warn!(conversation = %send.conversation_id, id = %send.id, "send to an unknown conversation; skipped");
             return Ok(false);
         };
-        let message = message_of(send, activity.last_seq + 1);
+        let message = message_of(send, last_seq + 1);
         let location = keys::message(&message.conversation_id, message.seq);
         let t = self.trees;
         self.write(&t.messages, &location, &encode_message(&message))?;
         let id_value = keys::message_id_value(&message.conversation_id, message.seq, offset);
         self.write(&t.message_ids, message.id.as_bytes(), &id_value)?;
-        let current = message.clone();
-        self.after_send(offset, message, &current)
+        self.after_send(offset, message, None)
     }
 
     /// What became of a send whose record may have been applied before (`None`: it was not):
@@ -377,12 +377,18 @@ impl Batch<'_> {
         // Later commands of the interrupted run may have edited or deleted it already.
         let current = decode_message(&key, &raw)?;
         tracing::info!(id = %send.id, seq, "completing a send interrupted by a crash");
-        self.after_send(offset, original, &current)
+        self.after_send(offset, original, Some(&current))
     }
 
     /// The writes after `message_ids`: client id, read state, event; `current` (the message
-    /// as stored now) becomes the activity if newer.
-    fn after_send(&mut self, offset: u64, message: Message, current: &Message) -> Result<bool> {
+    /// as stored now, when a later command of an interrupted run changed it) or else `message`
+    /// becomes the activity if newer.
+    fn after_send(
+        &mut self,
+        offset: u64,
+        message: Message,
+        current: Option<&Message>,
+    ) -> Result<bool> {
         let t = self.trees;
         if let Some(c) = &message.client_message_id {
             let key = keys::client_id(&message.sender_id, &message.conversation_id, c);
@@ -390,8 +396,8 @@ impl Batch<'_> {
             self.write(&t.client_ids, &key, &value)?;
         }
         self.move_read(&message.sender_id, &message.conversation_id, message.seq)?;
+        self.advance(current.unwrap_or(&message), false);
         self.event(offset, EventType::MessageSent, message)?;
-        self.advance(current, false)?;
         self.out.stored += 1;
         Ok(true)
     }
@@ -455,11 +461,12 @@ impl Batch<'_> {
         let location = keys::message(&message.conversation_id, message.seq);
         let t = self.trees;
         self.write(&t.messages, &location, &encode_message(&message))?;
-        self.advance(&message, true)
+        self.advance(&message, true);
+        Ok(())
     }
 
     fn read(&mut self, read: &MarkRead) -> Result<bool> {
-        let Some(activity) = self.activity(&read.conversation_id)? else {
+        let Some(last_seq) = self.last_seq(&read.conversation_id) else {
             return Ok(false);
         };
         if !self
@@ -469,7 +476,7 @@ impl Batch<'_> {
             tracing::warn!(conversation = %read.conversation_id, user = %read.user_id, "read mark by a non-participant; skipped");
             return Ok(false);
         }
-        let seq = read.seq.min(activity.last_seq);
+        let seq = read.seq.min(last_seq);
         let moved = self.move_read(&read.user_id, &read.conversation_id, seq)?;
         if moved {
             self.out.changes.push(Change::Read {
@@ -550,11 +557,13 @@ impl Batch<'_> {
     /// Adds an event to the batch's; an edit or delete event is also written to the outbox
     /// (see the module doc).
     fn event(&mut self, offset: u64, event_type: EventType, message: Message) -> Result<()> {
+        // A record's events are pushed together, so its earlier ones are the last pushed.
         let index = self
             .out
             .events
             .iter()
-            .filter(|e| e.source_offset == offset)
+            .rev()
+            .take_while(|e| e.source_offset == offset)
             .count() as u32;
         let message = Arc::new(message);
         let entry = OutboxEntry {
@@ -584,7 +593,7 @@ impl Batch<'_> {
             self.out.reads.push((user, conversation, seq));
         }
         for id in std::mem::take(&mut self.dirty) {
-            let Some(Some(activity)) = self.activity.get(&id).cloned() else {
+            let Some(Some(activity)) = self.activity.remove(&id) else {
                 continue;
             };
             if let Some(mut conversation) = self.store.conversation(&id) {

@@ -124,8 +124,9 @@ pub(crate) struct AppliedBatch {
     /// been relayed already: the relay skips those). Edit and delete events are also in the
     /// outbox; see [`Store::batch_events`].
     pub events: Vec<OutboxEntry>,
-    /// Conversations whose activity changed, as committed.
-    pub conversations: Vec<Conversation>,
+    /// Conversations whose activity changed, with their activity as committed (moved into the
+    /// view by [`Store::apply_batch`]).
+    pub activities: Vec<(String, Activity)>,
     /// Messages stored by this batch (including ones a replay completed).
     pub stored: usize,
     /// Commands skipped (duplicates, unknown targets, not the sender).
@@ -168,10 +169,10 @@ impl Store {
         commands: &[(u64, ChatCommand)],
         new_from: u64,
     ) -> Result<AppliedBatch> {
-        let applied = self.write_batch(partition, commands, new_from, None)?;
+        let mut applied = self.write_batch(partition, commands, new_from, None)?;
         let mut view = self.view_mut();
-        for conversation in &applied.conversations {
-            view.set_activity(conversation);
+        for (conversation, activity) in std::mem::take(&mut applied.activities) {
+            view.set_activity(&conversation, activity);
         }
         for (user, conversation, seq) in &applied.reads {
             view.set_read(user, conversation, *seq);
@@ -593,14 +594,8 @@ impl Batch<'_> {
             self.out.reads.push((user, conversation, seq));
         }
         for id in std::mem::take(&mut self.dirty) {
-            let Some(Some(activity)) = self.activity.remove(&id) else {
-                continue;
-            };
-            if let Some(mut conversation) = self.store.conversation(&id) {
-                conversation.last_seq = activity.last_seq;
-                conversation.last_message = activity.last_message;
-                conversation.updated_at = conversation.updated_at.max(activity.updated_at);
-                self.out.conversations.push(conversation);
+            if let Some(Some(activity)) = self.activity.remove(&id) {
+                self.out.activities.push((id, activity));
             }
         }
         self.out

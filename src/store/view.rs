@@ -111,17 +111,16 @@ impl View {
     }
 
     /// Applies the store writer's change of a conversation's activity, forward only.
-    pub(super) fn set_activity(&mut self, changed: &Conversation) {
-        self.changed.activity.insert(changed.id.clone());
-        let Some(current) = self.conversations.get_mut(&changed.id) else {
-            self.insert(changed.clone());
+    pub(super) fn set_activity(&mut self, id: &str, changed: Activity) {
+        let Some(current) = self.conversations.get_mut(id) else {
             return;
         };
+        self.changed.activity.insert(id.to_owned());
         if changed.last_seq < current.last_seq {
             return;
         }
         current.last_seq = changed.last_seq;
-        current.last_message = changed.last_message.clone();
+        current.last_message = changed.last_message;
         if changed.updated_at > current.updated_at {
             let old_key = (current.updated_at.clone(), current.id.clone());
             let new_key = (changed.updated_at.clone(), current.id.clone());
@@ -132,7 +131,7 @@ impl View {
                     .or_default()
                     .insert(new_key.clone());
             }
-            current.updated_at = changed.updated_at.clone();
+            current.updated_at = changed.updated_at;
         }
     }
 
@@ -328,14 +327,14 @@ mod tests {
         view.insert(conversation("b", "2024-01-02T00:00:00.000Z", &["u"]));
         let mut newer = conversation("a", "2024-01-03T00:00:00.000Z", &["u"]);
         newer.last_seq = 2;
-        view.set_activity(&newer);
+        view.set_activity("a", Activity::of(&newer));
         assert_eq!(
             ids(&view.conversations_of("u", 10, None).unwrap()),
             ["a", "b"]
         );
         let mut older = conversation("a", "2024-01-01T00:00:00.000Z", &["u"]);
         older.last_seq = 1;
-        view.set_activity(&older);
+        view.set_activity("a", Activity::of(&older));
         assert_eq!(view.conversation("a").unwrap().last_seq, 2);
     }
 

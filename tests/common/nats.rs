@@ -323,10 +323,7 @@ impl Drop for NatsCluster {
                 // A paused node must go on to die. Best effort: a node of a start attempt that
                 // failed may have exited and been reaped already (`kill` then finds no such
                 // process), and a panic here would turn the retry into a failure.
-                let _ = Command::new("kill")
-                    .args(["-CONT", &child.id().to_string()])
-                    .stderr(Stdio::null())
-                    .status();
+                let _ = try_signal(child, "-CONT");
             }
             self.kill(node);
         }
@@ -334,11 +331,17 @@ impl Drop for NatsCluster {
 }
 
 fn signal(child: &Child, which: &str) {
-    let status = Command::new("kill")
+    assert!(try_signal(child, which), "kill {which} the nats-server");
+}
+
+/// Sends signal `which` to `child`; false if there is no such process any more.
+fn try_signal(child: &Child, which: &str) -> bool {
+    Command::new("kill")
         .args([which, &child.id().to_string()])
+        .stderr(Stdio::null())
         .status()
-        .expect("run kill");
-    assert!(status.success(), "kill {which} the nats-server");
+        .expect("run kill")
+        .success()
 }
 
 /// A port free right now on loopback (the OS picks it; a race with another process taking it

@@ -1,5 +1,5 @@
 //! The log on a three-node NATS JetStream cluster passes the same conformance suite as the
-//! embedded log (`tests/conformance`), on one cluster for the whole binary: each check opens the
+//! embedded log (`tests/conformance`), on one cluster for the whole suite: each check opens the
 //! log in a namespace of its own (derived from its temporary directory, so a reopen of the same
 //! directory is a new `JetStreamLog` on the same streams and buckets). The suite runs twice: with
 //! the default replica cache, and with a cache of 256 bytes per partition, so that nearly every
@@ -19,7 +19,7 @@ use crate::conformance;
 
 use common::nats::NatsCluster;
 
-/// The client URLs of the binary's cluster, set by the test before any check runs.
+/// The client URLs of the suite's cluster, set by the test before any check runs.
 static URLS: OnceLock<String> = OnceLock::new();
 
 /// The replica cache budget of the logs `open` opens (0: the default).

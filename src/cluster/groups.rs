@@ -7,8 +7,9 @@
 //! disappears by itself. The first node that has a call for a group with no lease creates the
 //! key (create fails if it exists: one winner) and runs the group on its own
 //! [`Coordinator`] (membership, round-robin assignment, expiry: unchanged); it renews every
-//! TTL/3 with a revision-checked update while the group has live members, and lets an idle
-//! lease lapse (the leases this node holds are kept by `leases`, shared with the Kafka groups).
+//! TTL/3 with a revision-checked update while the group has live members, and lets a lease
+//! that two renewal ticks in a row found idle lapse (the leases this node holds are kept by
+//! `leases`, shared with the Kafka groups).
 //! A node serves a group only while its lease was renewed less than 2/3 TTL ago (measured from
 //! before the renewal was sent), else it renews first or answers `NotCoordinator`, so two nodes
 //! never both serve a group while their clocks run at the same rate. When the coordinator dies
@@ -460,18 +461,13 @@ impl ClusterGroups {
         }
     }
 
-    /// Renews the leases of the groups with live members; lets the others lapse.
+    /// Renews the leases of the groups with live members; lets the others lapse (after one
+    /// tick of grace: see [`HeldLeases::sweep`]).
     async fn renew_live(&self) {
-        let live = self.inner.local.groups();
         let leases = &self.inner.leases;
         let _turn = leases.write_turn().await;
-        for group in leases.names() {
-            match leases.revision(&group) {
-                Some(revision) if live.binary_search(&group).is_ok() => {
-                    self.renew_from(&group, revision).await;
-                }
-                _ => leases.forget(&group),
-            }
+        for (group, revision) in leases.sweep(&self.inner.local.groups()) {
+            self.renew_from(&group, revision).await;
         }
     }
 

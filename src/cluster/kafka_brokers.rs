@@ -326,18 +326,12 @@ impl KafkaBrokers {
     }
 
     /// Renews the leases of the groups in `live` (sorted) this node holds, lets the others
-    /// lapse; returns the groups whose lease was lost (to be dropped).
+    /// lapse (after one tick of grace: see [`HeldLeases::sweep`]); returns the groups whose
+    /// lease was lost (to be dropped).
     pub(crate) async fn renew_held(&self, live: &[String]) -> Vec<String> {
         let _turn = self.leases.write_turn().await;
         let mut lost = Vec::new();
-        for group in self.leases.names() {
-            if live.binary_search(&group).is_err() {
-                self.leases.forget(&group);
-                continue;
-            }
-            let Some(revision) = self.leases.revision(&group) else {
-                continue;
-            };
+        for (group, revision) in self.leases.sweep(live) {
             if self.leases.renew(&group, revision).await == Renewal::Lost {
                 lost.push(group);
             }

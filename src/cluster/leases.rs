@@ -45,11 +45,13 @@ pub(crate) enum Renewal {
     Failed,
 }
 
-/// A lease this node holds: its revision and when the write that made it was sent.
+/// A lease this node holds: its revision, when the write that made it was sent, and whether
+/// the last [`sweep`](HeldLeases::sweep) found it idle.
 #[derive(Debug, Clone, Copy)]
 struct Held {
     revision: u64,
     renewed: Instant,
+    idle_at_last_sweep: bool,
 }
 
 /// The leases of one kind (one key scheme) this node holds.
@@ -128,7 +130,8 @@ impl HeldLeases {
         self.held.lock().get(name).map(|held| held.revision)
     }
 
-    /// The names of the leases this node holds, sorted.
+    /// The names of the leases this node holds, sorted (for tests).
+    #[cfg(test)]
     pub(crate) fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.held.lock().keys().cloned().collect();
         names.sort();
@@ -220,6 +223,28 @@ impl HeldLeases {
         }
     }
 
+    /// The renewal tick's choice: lets go of the leases that are not in `live` (sorted) now and
+    /// were not at the last sweep either, and returns the names and revisions of the live ones,
+    /// to renew. A lease gets one sweep of grace because what makes it live comes after it is
+    /// taken or checked: a call that has just taken a group's lease adds its member a moment
+    /// later, and a sweep in between must not let the lease go under the member. Call it within
+    /// a [`write_turn`](Self::write_turn).
+    pub(crate) fn sweep(&self, live: &[String]) -> Vec<(String, u64)> {
+        let mut to_renew = Vec::new();
+        self.held.lock().retain(|name, held| {
+            if live.binary_search(name).is_ok() {
+                held.idle_at_last_sweep = false;
+                to_renew.push((name.clone(), held.revision));
+                return true;
+            }
+            let keep = !held.idle_at_last_sweep;
+            held.idle_at_last_sweep = true;
+            keep
+        });
+        to_renew.sort();
+        to_renew
+    }
+
     /// Deletes every lease this node holds (each only if it is still this node's revision), so
     /// that other nodes take over at once rather than after a TTL.
     pub(crate) async fn release_all(&self) {
@@ -237,9 +262,19 @@ impl HeldLeases {
         }
     }
 
+    /// Records a take or a renewal; a renewal keeps what the last sweep found.
     fn hold(&self, name: &str, revision: u64, renewed: Instant) {
         self.held
             .lock()
-            .insert(name.to_owned(), Held { revision, renewed });
+            .entry(name.to_owned())
+            .and_modify(|held| {
+                held.revision = revision;
+                held.renewed = renewed;
+            })
+            .or_insert(Held {
+                revision,
+                renewed,
+                idle_at_last_sweep: false,
+            });
     }
 }

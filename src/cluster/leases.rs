@@ -241,7 +241,6 @@ impl HeldLeases {
             held.idle_at_last_sweep = true;
             keep
         });
-        to_renew.sort();
         to_renew
     }
 

@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -424,24 +423,18 @@ async fn the_banner_names_version_directory_secret_listener_sinks_then_ready() {
         "json",
     ];
     let mut server = start(command(dir.path(), &flags));
-    let stderr = server.child.stderr.take().expect("piped stderr");
-    let (lines, seen) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines.send(line);
-        }
-    });
+    let ready = |line: &str| {
+        serde_json::from_str::<Value>(line).is_ok_and(|l| l["fields"]["message"] == "ready")
+    };
+    let printed = server
+        .log
+        .wait_for(common::server::STARTUP, |text| text.lines().any(ready))
+        .unwrap_or_else(|| panic!("no ready line; so far: {}", server.log.so_far()));
     let mut banner = Vec::new();
-    let deadline = Instant::now() + common::server::STARTUP;
-    loop {
-        let line = seen
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .unwrap_or_else(|_| panic!("no ready line; so far: {banner:#?}"));
-        let fields: Value = serde_json::from_str(&line).expect("a JSON line");
-        let fields = fields["fields"].clone();
-        let done = fields["message"] == "ready";
-        banner.push(fields);
-        if done {
+    for line in printed.lines() {
+        let fields: Value = serde_json::from_str(line).expect("a JSON line");
+        banner.push(fields["fields"].clone());
+        if ready(line) {
             break;
         }
     }
@@ -472,9 +465,11 @@ async fn the_banner_names_version_directory_secret_listener_sinks_then_ready() {
     assert!(server.wait_exit(Duration::from_secs(30)).success());
     // The log is written by a thread of its own: every line queued at exit still reaches
     // stderr, the request's access line and the last line included.
-    let rest: Vec<Value> = seen
-        .iter()
-        .map(|line| serde_json::from_str::<Value>(&line).expect("a JSON line")["fields"].clone())
+    let rest: Vec<Value> = server
+        .log
+        .to_end()
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).expect("a JSON line")["fields"].clone())
         .collect();
     assert!(
         rest.iter()

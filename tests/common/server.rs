@@ -321,18 +321,135 @@ fn lockable(path: &Path) -> bool {
 
 // ----- the binary -------------------------------------------------------------------------
 
-/// A running `tidings serve`, killed if a test fails before it stops it.
+/// A running `tidings serve`, killed if a test fails before it stops it. Its stderr is read
+/// as it comes ([`ServerLog`]) and shown when the test fails.
 pub struct Process {
     pub child: Child,
     pub base: String,
     /// `HOST:PORT` of the Kafka listener, when the server printed `kafka listening on`.
     pub kafka: Option<String>,
+    /// What the server printed on stderr.
+    pub log: ServerLog,
 }
 
 impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            self.log.show(&self.base);
+        }
+    }
+}
+
+/// How much of a server's stderr is kept: the end of it, enough for the lines before a
+/// failure at the tests' levels, bounded whatever a server logs.
+const LOG_KEPT: usize = 256 * 1024;
+
+/// A server's stderr, read by a thread of its own from the moment it starts (a pipe nobody
+/// reads would block the server's logging once full), the last [`LOG_KEPT`] bytes kept.
+#[derive(Clone)]
+pub struct ServerLog {
+    text: std::sync::Arc<(Mutex<LogText>, std::sync::Condvar)>,
+}
+
+#[derive(Default)]
+struct LogText {
+    kept: String,
+    /// The pipe closed: the server exited and everything it printed is in `kept`.
+    ended: bool,
+}
+
+impl ServerLog {
+    fn read(stderr: impl Read + Send + 'static) -> ServerLog {
+        let log = ServerLog {
+            text: std::sync::Arc::default(),
+        };
+        let writer = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                writer.append(&line);
+            }
+            writer.update(|text| text.ended = true);
+        });
+        log
+    }
+
+    fn append(&self, line: &str) {
+        self.update(|text| {
+            text.kept.push_str(line);
+            text.kept.push('\n');
+            if text.kept.len() > LOG_KEPT {
+                let mut cut = text.kept.len() - LOG_KEPT / 2;
+                while !text.kept.is_char_boundary(cut) {
+                    cut += 1;
+                }
+                text.kept.replace_range(..cut, "[…]\n");
+            }
+        });
+    }
+
+    fn update(&self, change: impl FnOnce(&mut LogText)) {
+        let (text, changed) = &*self.text;
+        change(&mut text.lock().unwrap_or_else(PoisonError::into_inner));
+        changed.notify_all();
+    }
+
+    /// What the server printed so far.
+    pub fn so_far(&self) -> String {
+        let (text, _) = &*self.text;
+        text.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .kept
+            .clone()
+    }
+
+    /// Waits (at most `within`) until what the server printed satisfies `done`, and returns
+    /// it; `None` if it did not in time or the server exited first.
+    pub fn wait_for(&self, within: Duration, done: impl Fn(&str) -> bool) -> Option<String> {
+        let (text, changed) = &*self.text;
+        let deadline = Instant::now() + within;
+        let mut text = text.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if done(&text.kept) {
+                return Some(text.kept.clone());
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            if text.ended {
+                return None;
+            }
+            text = changed
+                .wait_timeout(text, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Everything the server printed, once it has exited (call after stopping it).
+    pub fn to_end(&self) -> String {
+        let within = Duration::from_secs(10);
+        let (text, changed) = &*self.text;
+        let text = changed
+            .wait_timeout_while(
+                text.lock().unwrap_or_else(PoisonError::into_inner),
+                within,
+                |text| !text.ended,
+            )
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+        assert!(
+            text.ended,
+            "the server's stderr stayed open {within:?} after it exited"
+        );
+        text.kept.clone()
+    }
+
+    /// Prints what the server logged (for a failed test: libtest shows it with the failure).
+    fn show(&self, server: &str) {
+        let text = self.so_far();
+        if !text.is_empty() {
+            eprintln!("----- stderr of the server at {server} -----\n{text}----- end -----");
+        }
     }
 }
 
@@ -370,6 +487,12 @@ impl TestServer for Process {
     }
 }
 
+/// The servers' log level: `warn`, or `TIDINGS_TEST_LOG_LEVEL` (a filter such as
+/// `warn,tidings::cluster=debug`) to see more of what a failing test's servers did.
+fn server_log_level() -> String {
+    std::env::var("TIDINGS_TEST_LOG_LEVEL").unwrap_or_else(|_| "warn".to_owned())
+}
+
 pub fn command(data_dir: &Path, extra: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tidings"));
     cmd.arg("serve")
@@ -380,7 +503,7 @@ pub fn command(data_dir: &Path, extra: &[&str]) -> Command {
         .env_remove("TIDINGS_LISTEN")
         .env_remove("TIDINGS_DATA_DIR")
         .env_remove("FAILPOINTS")
-        .env("TIDINGS_LOG_LEVEL", "warn")
+        .env("TIDINGS_LOG_LEVEL", server_log_level())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -412,6 +535,7 @@ pub fn with_open_file_limit(cmd: &Command, limit: u64) -> Command {
 pub fn start(mut cmd: Command) -> Process {
     let mut child = cmd.spawn().expect("spawn tidings");
     let stdout = child.stdout.take().expect("piped stdout");
+    let log = ServerLog::read(child.stderr.take().expect("piped stderr"));
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut kafka = None;
@@ -428,14 +552,16 @@ pub fn start(mut cmd: Command) -> Process {
         Ok(started) => started,
         Err(_) => {
             let _ = child.kill();
-            let mut err = String::new();
-            if let Some(mut stderr) = child.stderr.take() {
-                let _ = stderr.read_to_string(&mut err);
-            }
-            panic!("no `listening on` line; stderr: {err}");
+            let _ = child.wait();
+            panic!("no `listening on` line; stderr: {}", log.to_end());
         }
     };
-    Process { child, base, kafka }
+    Process {
+        child,
+        base,
+        kafka,
+        log,
+    }
 }
 
 /// The binary on `data_dir`, on an ephemeral port.

@@ -90,12 +90,7 @@ async fn assert_refusing(chat: &Chat<Process>, refusal: Response, kind: &str) {
 fn stop(mut server: Process) -> String {
     sigterm(&server);
     wait_exit(&mut server, Duration::from_secs(30));
-    let mut stderr = String::new();
-    if let Some(mut pipe) = server.child.stderr.take() {
-        use std::io::Read as _;
-        let _ = pipe.read_to_string(&mut stderr);
-    }
-    stderr
+    server.log.to_end()
 }
 
 /// Restarts on the same directory without failpoints; returns the server and the stderr of

@@ -7,8 +7,6 @@ use crate::common;
 
 use std::time::Duration;
 
-use std::io::Read;
-
 use common::notify::{bus_process_with_config, webhook_sink, Receiver};
 use common::server::{sigterm, wait_exit};
 
@@ -66,9 +64,7 @@ async fn a_signed_notification_is_retried_after_503_until_accepted() {
 
     sigterm(&bus.chat.server);
     assert!(wait_exit(&mut bus.chat.server, Duration::from_secs(20)).success());
-    let mut stderr = String::new();
-    let mut pipe = bus.chat.server.child.stderr.take().unwrap();
-    pipe.read_to_string(&mut stderr).unwrap();
+    let stderr = bus.chat.server.log.to_end();
     let line = stderr
         .lines()
         .find(|l| l.contains("tidings::notify:") && l.contains("sink=edge"))

@@ -6,7 +6,11 @@
 //!   Each node registers its advertised Kafka address under `kb_<id>` in the lease bucket
 //!   (`{prefix}_group_coordinators`, whose `max_age` is the lease TTL) and renews it every
 //!   TTL/3, so a dead node's broker disappears within a TTL; each node reads the others'
-//!   registrations on the same tick, for its Metadata answers.
+//!   registrations on the same tick, and follows the bucket's changes in between, so that a
+//!   node registering or leaving shows in every node's Metadata at once. (Clients drop a
+//!   broker a Metadata answer leaves out: one node listing itself alone while another lists
+//!   both made librdkafka drop the second node mid-request and wait for metadata that never
+//!   came.)
 //! - **Coordinators.** A Kafka group's lease is the key `k_<base64(group)>` in the same bucket,
 //!   holding the coordinator's node id, taken with a create (one winner) by the first node asked
 //!   for a group without one, renewed every TTL/3 (revision-checked) while the group lives on
@@ -27,6 +31,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::leases::{HeldLeases, Holder, Renewal};
 
@@ -89,8 +95,18 @@ pub(crate) struct KafkaBrokers {
     me: BrokerAddress,
     /// The Kafka groups' leases this node holds.
     leases: HeldLeases,
-    /// The other nodes' brokers, as last read from the bucket.
-    others: Mutex<BTreeMap<i32, BrokerAddress>>,
+    /// The other nodes' brokers, as last read from the bucket or seen change in it.
+    others: Mutex<BTreeMap<i32, Known>>,
+}
+
+/// Another node's broker as this node last learnt of it.
+#[derive(Debug, Clone)]
+struct Known {
+    /// Its address; `None` once it left (kept until a read of the bucket agrees, so that a
+    /// read begun before it left does not bring it back).
+    address: Option<BrokerAddress>,
+    /// When this was learnt.
+    learnt: Instant,
 }
 
 impl std::fmt::Debug for KafkaBrokers {
@@ -160,11 +176,25 @@ impl KafkaBrokers {
         self.bucket.ttl / 3
     }
 
-    /// Every live broker as last read (this one first).
+    /// Every live broker as last learnt (this one first).
     pub(crate) fn brokers(&self) -> Vec<BrokerAddress> {
         let mut brokers = vec![self.me.clone()];
-        brokers.extend(self.others.lock().values().cloned());
+        brokers.extend(
+            self.others
+                .lock()
+                .values()
+                .filter_map(|k| k.address.clone()),
+        );
         brokers
+    }
+
+    /// Records what this node learnt of broker `id` (`None`: it left).
+    fn learn(&self, id: i32, address: Option<BrokerAddress>) {
+        let known = Known {
+            address,
+            learnt: Instant::now(),
+        };
+        self.others.lock().insert(id, known);
     }
 
     /// Registers this node's broker (again) and reads the others'; a failure is logged and
@@ -184,9 +214,82 @@ impl KafkaBrokers {
         {
             tracing::warn!(%error, "kafka: registering this node's broker failed");
         }
+        let started = Instant::now();
         match self.read_brokers().await {
-            Ok(others) => *self.others.lock() = others,
+            Ok(read) => self.merge_read(read, started),
             Err(error) => tracing::debug!(%error, "kafka: reading the brokers failed"),
+        }
+    }
+
+    /// Takes in the brokers a read of the bucket begun at `started` found live: what changed
+    /// since (seen by [`follow_brokers`](Self::follow_brokers)) stands, what the read did not
+    /// find and nothing told since is gone (its registration expired).
+    fn merge_read(&self, read: BTreeMap<i32, BrokerAddress>, started: Instant) {
+        let mut others = self.others.lock();
+        for (id, address) in read {
+            if others.get(&id).is_some_and(|k| k.learnt > started) {
+                continue;
+            }
+            let known = Known {
+                address: Some(address),
+                learnt: started,
+            };
+            others.insert(id, known);
+        }
+        others.retain(|_, known| known.learnt >= started);
+    }
+
+    /// Until `shutdown`: follows the bucket's changes to the brokers' registrations, so that
+    /// a node registering or leaving shows here at once rather than at the next refresh. The
+    /// watch is opened again after a renewal period if it fails (the refresh goes on).
+    pub(crate) async fn follow_brokers(&self, shutdown: &CancellationToken) {
+        loop {
+            match self.bucket.store.watch_all().await {
+                Ok(mut changes) => loop {
+                    let change = tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        change = changes.next() => change,
+                    };
+                    match change {
+                        Some(Ok(entry)) => self.take_change(&entry),
+                        Some(Err(error)) => {
+                            tracing::debug!(%error, "kafka: watching the brokers failed");
+                            break;
+                        }
+                        None => break,
+                    }
+                },
+                Err(error) => tracing::debug!(%error, "kafka: watching the brokers failed"),
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(self.renew_every()) => {}
+            }
+        }
+    }
+
+    /// One change in the bucket: a broker registered (again) or left; other keys are leases.
+    fn take_change(&self, entry: &kv::Entry) {
+        let Some(id) = entry.key.strip_prefix("kb_").and_then(|id| id.parse().ok()) else {
+            return;
+        };
+        if id == self.me.id {
+            return;
+        }
+        if entry.operation != kv::Operation::Put {
+            self.learn(id, None);
+            return;
+        }
+        match serde_json::from_slice::<Registration>(&entry.value) {
+            Ok(registration) => self.learn(
+                id,
+                Some(BrokerAddress {
+                    id,
+                    host: registration.host,
+                    port: registration.port,
+                }),
+            ),
+            Err(error) => tracing::debug!(id, %error, "kafka: an unreadable broker registration"),
         }
     }
 
@@ -274,7 +377,7 @@ impl KafkaBrokers {
             .read_broker(id)
             .await?
             .ok_or_else(|| format!("its coordinator {holder} has no live Kafka listener"))?;
-        self.others.lock().insert(id, broker.clone());
+        self.learn(id, Some(broker.clone()));
         Ok(broker)
     }
 

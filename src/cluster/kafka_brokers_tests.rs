@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::cluster::groups::{open_bucket, GroupsConfig};
@@ -61,6 +62,56 @@ async fn every_node_lists_the_live_brokers() {
     b.leave().await;
     a.refresh_brokers().await;
     assert_eq!(ports(&a), [9001]);
+}
+
+/// A node registering or leaving shows in the list of a node following the bucket at once,
+/// without waiting for its next refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_following_the_bucket_sees_another_register_and_leave() {
+    let nats = NatsServer::start();
+    let a = std::sync::Arc::new(node(&nats, "kb5", "a", 9001).await);
+    let b = node(&nats, "kb5", "b", 9002).await;
+    let shutdown = CancellationToken::new();
+    let follower = std::sync::Arc::clone(&a);
+    let following = shutdown.clone();
+    let follow = tokio::spawn(async move { follower.follow_brokers(&following).await });
+    a.refresh_brokers().await;
+    // The watch may start a moment after the spawn: b registers until a has seen it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ports(&a) != [9001, 9002] {
+        assert!(Instant::now() < deadline, "a never saw b register");
+        b.refresh_brokers().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    b.leave().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ports(&a) != [9001] {
+        assert!(Instant::now() < deadline, "a never saw b leave");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    follow.await.expect("the follower stops on shutdown");
+}
+
+/// A read of the bucket begun before a change was seen does not undo it: a broker seen to
+/// leave stays gone, one seen to register stays listed; one the read no longer finds and
+/// nothing told of since is dropped (its registration expired).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_begun_before_a_change_does_not_undo_it() {
+    let nats = NatsServer::start();
+    let a = node(&nats, "kb6", "a", 9001).await;
+    let broker = |port: i32| BrokerAddress {
+        id: port,
+        host: "127.0.0.1".to_owned(),
+        port,
+    };
+    let started = Instant::now();
+    a.learn(7002, None);
+    a.learn(7003, Some(broker(7003)));
+    a.merge_read(BTreeMap::from([(7002, broker(7002))]), started);
+    assert_eq!(ports(&a), [7003, 9001]);
+    a.merge_read(BTreeMap::new(), Instant::now());
+    assert_eq!(ports(&a), [9001], "what a later read did not find is gone");
 }
 
 /// The first node asked coordinates the group; the other names it and may not serve the

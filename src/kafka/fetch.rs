@@ -4,8 +4,14 @@
 //!
 //! Long poll: while fewer than `min_bytes` are ready, the request waits on the partitions' high
 //! watermarks (the log wakes it, no polling) until `max_wait_ms` (capped at 30 s) or the server's
-//! shutdown. Fetch sessions are not kept: the answer's `session_id` is 0, which every client
-//! takes as "full fetch each time".
+//! shutdown. On a cluster an offset past this node's high watermark is waited for the same way
+//! before it is called out of range: every node answers as the leader, and a client that moves
+//! to another node (its Metadata named that one) may ask for records this node's copy of the
+//! shared log has not received yet; `OFFSET_OUT_OF_RANGE` would make it reset its position and
+//! read everything again.
+//!
+//! Fetch sessions are not kept: the answer's `session_id` is 0, which every client takes as
+//! "full fetch each time".
 
 use std::time::Duration;
 
@@ -57,10 +63,11 @@ pub(super) async fn handle(
         for receiver in &mut watermarks {
             receiver.borrow_and_update();
         }
-        let (partitions, ready) = read_all(&broker.log, &wanted, max_bytes).await;
-        let waited_enough = Instant::now() >= deadline || broker.shutdown.is_cancelled();
+        let last_round = Instant::now() >= deadline || broker.shutdown.is_cancelled();
+        let past_high_waits = broker.cluster.is_some() && !last_round;
+        let (partitions, ready) = read_all(&broker.log, &wanted, max_bytes, past_high_waits).await;
         let any_error = partitions.iter().any(|(_, p)| p.error_code != 0);
-        if ready >= min_bytes.max(1) || waited_enough || any_error || watermarks.is_empty() {
+        if ready >= min_bytes.max(1) || last_round || any_error || watermarks.is_empty() {
             return answer(&request, partitions);
         }
         wait_for_any(&mut watermarks, deadline, broker).await;
@@ -113,10 +120,13 @@ async fn wait_for_any(watermarks: &mut [watch::Receiver<u64>], deadline: Instant
 }
 
 /// Reads every wanted partition off the async threads; the answers and the record bytes ready.
+/// With `past_high_waits`, an offset past the high watermark reads as nothing yet rather than
+/// out of range.
 async fn read_all(
     log: &Log,
     wanted: &[Wanted],
     max_bytes: usize,
+    past_high_waits: bool,
 ) -> (Vec<(usize, PartitionData)>, usize) {
     let plan: Vec<_> = wanted
         .iter()
@@ -136,7 +146,8 @@ async fn read_all(
         let answers = plan
             .into_iter()
             .map(|(topic_index, index, target, partition_max)| {
-                let data = read_partition(&log, index, target, partition_max.min(budget.max(1)));
+                let max = partition_max.min(budget.max(1));
+                let data = read_partition(&log, index, target, max, past_high_waits);
                 let bytes = data.records.as_ref().map_or(0, Bytes::len);
                 budget = budget.saturating_sub(bytes);
                 ready += bytes;
@@ -157,6 +168,7 @@ fn read_partition(
     index: i32,
     target: Result<(String, u32, u64), ResponseError>,
     max_bytes: usize,
+    past_high_waits: bool,
 ) -> PartitionData {
     let (topic, partition, offset) = match target {
         Ok(target) => target,
@@ -172,6 +184,7 @@ fn read_partition(
     };
     let records = match log.read(&topic, partition, offset, limits) {
         Ok(records) => records,
+        Err(LogError::OffsetOutOfRange { .. }) if past_high_waits && offset > high => Vec::new(),
         Err(LogError::OffsetOutOfRange { .. }) => {
             return partition_error(index, ResponseError::OffsetOutOfRange, Some((low, high)))
         }

@@ -148,13 +148,25 @@ impl Broker {
     }
 }
 
-/// Accepts Kafka connections on `listener` until `shutdown`, each served on `tasks`.
+/// Accepts Kafka connections on `listener` until `shutdown`, each served on `tasks`. On a
+/// cluster the registrations and the leases are kept from the start, and the first
+/// connection is taken once this broker registered and read the others' (so that its first
+/// Metadata answer lists them).
 pub(crate) fn start(listener: TcpListener, broker: Arc<Broker>, tasks: &TaskTracker) {
     let shutdown = broker.shutdown.clone();
-    if broker.cluster.is_some() {
-        tasks.spawn(placement::keep_leases(Arc::clone(&broker)));
-    }
-    tasks.spawn(listener::accept(listener, broker, shutdown, tasks.clone()));
+    let Some(cluster) = broker.cluster.clone() else {
+        tasks.spawn(listener::accept(listener, broker, shutdown, tasks.clone()));
+        return;
+    };
+    tasks.spawn(placement::keep_leases(Arc::clone(&broker)));
+    let following = shutdown.clone();
+    let watcher = Arc::clone(&cluster);
+    tasks.spawn(async move { watcher.follow_brokers(&following).await });
+    let connections = tasks.clone();
+    tasks.spawn(async move {
+        cluster.refresh_brokers().await;
+        listener::accept(listener, broker, shutdown, connections).await;
+    });
 }
 
 #[cfg(test)]

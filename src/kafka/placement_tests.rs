@@ -109,3 +109,71 @@ async fn refuses_hostile_group_ids(f: &Fixture, port: i32) {
     let answer = find(f, "workers").await;
     assert_eq!((answer.error_code, answer.port), (0, port), "{answer:?}");
 }
+
+/// A fetch for `offset` of `t`/0 that waits at most `max_wait_ms`: the partition's answer.
+async fn fetch_at(f: &Fixture, offset: i64, max_wait_ms: i32) -> fetch_response::PartitionData {
+    let request = FetchRequest::default()
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![fetch_request::FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str("t")))
+            .with_partitions(vec![fetch_request::FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1 << 20)])]);
+    let mut answer: FetchResponse = call(f, ApiKey::Fetch, 11, &request).await;
+    answer.responses.remove(0).partitions.remove(0)
+}
+
+/// On a cluster every node answers as the leader, and a client that moves to another node may
+/// ask it for records its copy of the log has not received yet: the fetch waits for them as it
+/// waits at the high watermark, and only an offset still past the end when its wait is over is
+/// out of range. A broker alone answers at once: its log is the whole of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_a_fetch_past_the_high_watermark_waits_for_the_records() {
+    let nats = NatsServer::start();
+    let client = nats.client().await;
+    let node = fixture_on(Some(test_bucket(&client, "kf", "node-a").await), 9001);
+    let alone = fixture_on(None, 9092);
+    for f in [&node, &alone] {
+        f.log
+            .create_topic("t", crate::log::TopicConfig::with_partitions(1))
+            .await
+            .expect("create t");
+        f.log
+            .append_to("t", 0, vec![crate::log::Record::new("0")])
+            .await
+            .expect("append");
+    }
+    let log = node.log.clone();
+    let arriving = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let records = ["1", "2", "3"].map(crate::log::Record::new).to_vec();
+        log.append_to("t", 0, records).await.expect("append");
+    });
+    let waited = fetch_at(&node, 2, 10_000).await;
+    arriving.await.expect("the records arrive");
+    assert_eq!(waited.error_code, 0, "{waited:?}");
+    assert_eq!(waited.high_watermark, 4);
+    let sets = kafka_protocol::records::RecordBatchDecoder::decode_all(
+        &mut waited.records.clone().expect("records"),
+    )
+    .expect("batches");
+    let first = sets
+        .first()
+        .and_then(|s| s.records.first())
+        .map(|r| r.offset);
+    assert_eq!(first, Some(2), "from the asked offset");
+
+    let past_the_end = fetch_at(&node, 9, 100).await;
+    assert_eq!(
+        past_the_end.error_code,
+        ResponseError::OffsetOutOfRange.code()
+    );
+    let alone_past_the_end = fetch_at(&alone, 9, 10_000).await;
+    assert_eq!(
+        alone_past_the_end.error_code,
+        ResponseError::OffsetOutOfRange.code()
+    );
+}

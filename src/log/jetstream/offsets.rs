@@ -180,7 +180,9 @@ impl Inner {
     ) -> Result<()> {
         self.check_open()?;
         validate_group_name(group)?;
-        let (low, high) = self.replica(topic, partition)?.watermarks();
+        let within = self.config.request_timeout;
+        let replica = self.replica(topic, partition)?;
+        let (low, high) = replica.watermarks_reaching(offset, within).await;
         if offset > high {
             return Err(LogError::OffsetOutOfRange {
                 topic: topic.into(),

@@ -13,6 +13,7 @@
 use std::collections::VecDeque;
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{watch, Notify};
@@ -208,6 +209,14 @@ impl Replica {
         self.high.subscribe()
     }
 
+    /// The watermarks once the high one reached `offset`, or as they are after `within`: a
+    /// position another node has just read up to may be a moment ahead of this node's copy.
+    pub(super) async fn watermarks_reaching(&self, offset: u64, within: Duration) -> (u64, u64) {
+        let mut high = self.high.subscribe();
+        let _ = tokio::time::timeout(within, high.wait_for(|high| *high >= offset)).await;
+        self.watermarks()
+    }
+
     /// Records from `offset` on, within `limits` (at least one when any is there), or the
     /// range below the tail to read from the stream.
     pub(super) fn read(
@@ -322,6 +331,27 @@ mod tests {
         assert_eq!(read[1].timestamp_ms, 5, "timestamps never go back");
         assert_eq!(replica.watermarks(), (0, 2));
         assert!(replica.read(3, ReadLimits::default()).is_err());
+    }
+
+    /// A position ahead of this copy is waited for until the records arrive, at most the
+    /// given time (on tokio's paused clock).
+    #[tokio::test(start_paused = true)]
+    async fn watermarks_reaching_waits_for_records_still_on_their_way() {
+        let replica = std::sync::Arc::new(replica(u64::MAX));
+        replica.push(0, wire("a", 1));
+        let pusher = std::sync::Arc::clone(&replica);
+        let arriving = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            pusher.push(1, wire("b", 2));
+            pusher.push(2, wire("c", 3));
+        });
+        let started = tokio::time::Instant::now();
+        let within = Duration::from_secs(5);
+        assert_eq!(replica.watermarks_reaching(3, within).await, (0, 3));
+        assert_eq!(started.elapsed(), Duration::from_millis(30));
+        arriving.await.unwrap();
+        assert_eq!(replica.watermarks_reaching(9, within).await, (0, 3));
+        assert_eq!(started.elapsed(), Duration::from_millis(30) + within);
     }
 
     #[test]

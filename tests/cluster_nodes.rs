@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use common::bus::{Bus, ADMIN};
 use common::chat::{chat_process_in, chat_server_in, Chat};
 use common::clients::Client;
+use common::kafka_raw::RawKafka;
 use common::nats::NatsCluster;
 use common::notify::{read_topic, wait_records};
 use common::server::{Process, TestServer};
@@ -533,6 +534,13 @@ fn kafka_reader(nodes: &[&Bus<Process>], group: &str, topic: &str) -> Client {
     )
 }
 
+/// The port of `bus`'s node's Kafka listener.
+fn kafka_port(bus: &Bus<Process>) -> i32 {
+    let address = bus.chat.server.kafka.as_deref().expect("kafka listening");
+    let port = address.rsplit_once(':').expect("HOST:PORT").1;
+    port.parse().expect("a port")
+}
+
 /// Publishes `keys` (one record each, value `{"n": key}`) to `topic` through `bus`'s node.
 async fn publish_numbered(bus: &Bus<Process>, topic: &str, keys: std::ops::Range<usize>) {
     let records: Vec<Value> = keys
@@ -776,7 +784,19 @@ async fn a_kafka_group_goes_on_when_its_coordinator_node_is_killed() {
     let b = Bus::of(kafka_node(&cluster, Some(a.chat.dir.path())).await);
     a.create("jobs", PARTITIONS as u32).await;
     wait_topic(&b, "jobs").await;
-    // The first member asks node A first, so that A takes the group's lease.
+    // Node A takes the group's lease (the first node asked for a free one does), and both
+    // nodes name it: the clients, whichever node they ask, join the group there.
+    let a_port = kafka_port(&a);
+    let mut on_a = RawKafka::connect(a.chat.server.kafka.as_deref().expect("kafka")).await;
+    assert_eq!(
+        on_a.find_coordinator("workers").await.map(|c| c.1),
+        Ok(a_port)
+    );
+    let mut on_b = RawKafka::connect(b.chat.server.kafka.as_deref().expect("kafka")).await;
+    assert_eq!(
+        on_b.find_coordinator("workers").await.map(|c| c.1),
+        Ok(a_port)
+    );
     let mut first = kafka_reader(&[&a, &b], "workers", "jobs");
     let mut reading = Reading::default();
     while reading.owned[0].len() != PARTITIONS as usize {

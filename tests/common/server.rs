@@ -8,8 +8,9 @@
 //!   [`sigterm`] completes its shutdown future, as `main` does on SIGTERM; [`wait_exit`] waits
 //!   for `run` to return and for the data directory's locks to be free (a restart or a direct
 //!   open may follow at once). Dropping it stops it the same way; a panic or an error of the
-//!   server then fails the test. No tracing subscriber is installed: the server's diagnostics
-//!   go nowhere, as the binary's piped stderr did unless a test read it.
+//!   server then fails the test. What the threads of its runtime log (at `warn`, or
+//!   `TIDINGS_TEST_LOG_LEVEL`) is kept in its [`ServerLog`] and shown if the test fails; the
+//!   server's own threads (the log's appender and syncer, the store writer) log nowhere.
 //! - [`Process`], the `tidings serve` binary ([`command`] + [`start`]), killed when dropped.
 //!
 //! Every test whose point is HTTP or WebSocket behaviour (chat, groups, topics, metrics,
@@ -107,6 +108,8 @@ pub struct Server {
     thread: Option<JoinHandle<()>>,
     /// How it ended, once [`TestServer::wait_exit`] saw it.
     exit: Option<Stopped>,
+    /// What the threads of its runtime logged.
+    pub log: ServerLog,
 }
 
 /// How an in-process server ended: what `run` returned.
@@ -148,10 +151,12 @@ pub fn serve(data_dir: &Path, extra: &[&str]) -> Server {
     let shutdown = CancellationToken::new();
     let (report, outcome) = mpsc::channel();
     let stop = shutdown.clone();
+    let log = ServerLog::default();
+    let dispatch = log.dispatch();
     let thread = std::thread::Builder::new()
         .name("tidings-server".into())
         .spawn(move || {
-            let result = run_to_end(listener, config, stop);
+            let result = run_to_end(listener, config, stop, dispatch);
             let _ = report.send(result);
         })
         .expect("spawn the server thread");
@@ -162,17 +167,27 @@ pub fn serve(data_dir: &Path, extra: &[&str]) -> Server {
         outcome: Mutex::new(outcome),
         thread: Some(thread),
         exit: None,
+        log,
     }
 }
 
 /// Runs the server until `stop` is cancelled and its runtime is gone (every task and blocking
-/// thread of it finished, as when a process exits).
+/// thread of it finished, as when a process exits); its runtime's threads log to `dispatch`.
 fn run_to_end(
     listener: std::net::TcpListener,
     config: tidings::config::Config,
     stop: CancellationToken,
+    dispatch: tracing::Dispatch,
 ) -> Result<(), String> {
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("no runtime: {e}"))?;
+    let _logging = tracing::dispatcher::set_default(&dispatch);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_start(move || {
+            // For the thread's whole life: a runtime thread ends with the runtime.
+            std::mem::forget(tracing::dispatcher::set_default(&dispatch));
+        })
+        .build()
+        .map_err(|e| format!("no runtime: {e}"))?;
     let result = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)
             .map_err(|e| format!("cannot use the listener: {e}"))?;
@@ -276,8 +291,9 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.shutdown.cancel();
         if std::thread::panicking() {
-            // The test failed already: stop the server, report nothing more.
+            // The test failed already: stop the server, show what it logged.
             let _ = self.receiver().recv_timeout(STOP_ON_DROP);
+            self.log.show(&self.base);
             return;
         }
         match self.finish(STOP_ON_DROP) {
@@ -346,9 +362,10 @@ impl Drop for Process {
 /// failure at the tests' levels, bounded whatever a server logs.
 const LOG_KEPT: usize = 256 * 1024;
 
-/// A server's stderr, read by a thread of its own from the moment it starts (a pipe nobody
-/// reads would block the server's logging once full), the last [`LOG_KEPT`] bytes kept.
-#[derive(Clone)]
+/// What a server logged, the last [`LOG_KEPT`] bytes of it: a process's stderr, read by a
+/// thread of its own from the moment it starts (a pipe nobody reads would block the server's
+/// logging once full), or what an in-process server's runtime logged ([`ServerLog::dispatch`]).
+#[derive(Clone, Default)]
 pub struct ServerLog {
     text: std::sync::Arc<(Mutex<LogText>, std::sync::Condvar)>,
 }
@@ -362,9 +379,7 @@ struct LogText {
 
 impl ServerLog {
     fn read(stderr: impl Read + Send + 'static) -> ServerLog {
-        let log = ServerLog {
-            text: std::sync::Arc::default(),
-        };
+        let log = ServerLog::default();
         let writer = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -375,10 +390,26 @@ impl ServerLog {
         log
     }
 
+    /// A subscriber logging into this, as the binary logs (text, no colours), at the tests'
+    /// level.
+    fn dispatch(&self) -> tracing::Dispatch {
+        let writer = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(server_log_level()))
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::Dispatch::new(subscriber)
+    }
+
     fn append(&self, line: &str) {
+        self.append_text(line);
+        self.append_text("\n");
+    }
+
+    fn append_text(&self, more: &str) {
         self.update(|text| {
-            text.kept.push_str(line);
-            text.kept.push('\n');
+            text.kept.push_str(more);
             if text.kept.len() > LOG_KEPT {
                 let mut cut = text.kept.len() - LOG_KEPT / 2;
                 while !text.kept.is_char_boundary(cut) {
@@ -425,7 +456,7 @@ impl ServerLog {
         }
     }
 
-    /// Everything the server printed, once it has exited (call after stopping it).
+    /// Everything a server process printed, once it has exited (call after stopping it).
     pub fn to_end(&self) -> String {
         let within = Duration::from_secs(10);
         let (text, changed) = &*self.text;
@@ -448,7 +479,7 @@ impl ServerLog {
     fn show(&self, server: &str) {
         let text = self.so_far();
         if !text.is_empty() {
-            eprintln!("----- stderr of the server at {server} -----\n{text}----- end -----");
+            eprintln!("----- log of the server at {server} -----\n{text}----- end -----");
         }
     }
 }
@@ -484,6 +515,18 @@ impl TestServer for Process {
 
     fn stopped_early(&self) -> Option<String> {
         None
+    }
+}
+
+/// An in-process server's log lines, written by its subscriber.
+impl std::io::Write for ServerLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.append_text(&String::from_utf8_lossy(bytes));
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

@@ -6,8 +6,6 @@ use crate::common;
 
 use std::time::Duration;
 
-use std::io::Read;
-
 use common::server::{command, sigterm, start, started, wait_exit, wait_ready};
 
 #[tokio::test]
@@ -166,14 +164,7 @@ async fn flags_beat_env_which_beats_the_config_file() {
         wait_exit(&mut server, Duration::from_secs(10)).code(),
         Some(0)
     );
-    let mut stderr = String::new();
-    server
-        .child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let stderr = server.log.to_end();
     let first_line = stderr.lines().next().unwrap_or_default();
     let event: serde_json::Value = serde_json::from_str(first_line)
         .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {first_line}"));

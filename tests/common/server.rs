@@ -9,8 +9,9 @@
 //!   for `run` to return and for the data directory's locks to be free (a restart or a direct
 //!   open may follow at once). Dropping it stops it the same way; a panic or an error of the
 //!   server then fails the test. What the threads of its runtime log (at `warn`, or
-//!   `TIDINGS_TEST_LOG_LEVEL`) is kept in its [`ServerLog`] and shown if the test fails; the
-//!   server's own threads (the log's appender and syncer, the store writer) log nowhere.
+//!   `TIDINGS_TEST_LOG_LEVEL`) is kept in its [`ServerLog`] and shown if the test fails (unless
+//!   the test binary installed a global subscriber, which then gets it); the server's own
+//!   threads (the log's appender and syncer, the store writer) log nowhere.
 //! - [`Process`], the `tidings serve` binary ([`command`] + [`start`]), killed when dropped.
 //!
 //! Every test whose point is HTTP or WebSocket behaviour (chat, groups, topics, metrics,
@@ -152,7 +153,8 @@ pub fn serve(data_dir: &Path, extra: &[&str]) -> Server {
     let (report, outcome) = mpsc::channel();
     let stop = shutdown.clone();
     let log = ServerLog::default();
-    let dispatch = log.dispatch();
+    // A test binary that installed a subscriber of its own reads the logs there.
+    let dispatch = (!tracing::dispatcher::has_been_set()).then(|| log.dispatch());
     let thread = std::thread::Builder::new()
         .name("tidings-server".into())
         .spawn(move || {
@@ -172,20 +174,24 @@ pub fn serve(data_dir: &Path, extra: &[&str]) -> Server {
 }
 
 /// Runs the server until `stop` is cancelled and its runtime is gone (every task and blocking
-/// thread of it finished, as when a process exits); its runtime's threads log to `dispatch`.
+/// thread of it finished, as when a process exits); its runtime's threads log to `dispatch`
+/// if there is one, else to the global subscriber.
 fn run_to_end(
     listener: std::net::TcpListener,
     config: tidings::config::Config,
     stop: CancellationToken,
-    dispatch: tracing::Dispatch,
+    dispatch: Option<tracing::Dispatch>,
 ) -> Result<(), String> {
-    let _logging = tracing::dispatcher::set_default(&dispatch);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .on_thread_start(move || {
+    let _logging = dispatch.as_ref().map(tracing::dispatcher::set_default);
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(dispatch) = dispatch {
+        runtime.on_thread_start(move || {
             // For the thread's whole life: a runtime thread ends with the runtime.
             std::mem::forget(tracing::dispatcher::set_default(&dispatch));
-        })
+        });
+    }
+    let runtime = runtime
+        .enable_all()
         .build()
         .map_err(|e| format!("no runtime: {e}"))?;
     let result = runtime.block_on(async move {

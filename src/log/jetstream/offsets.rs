@@ -10,12 +10,16 @@
 use std::collections::BTreeSet;
 
 use async_nats::jetstream::kv::{self, Operation};
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::{names, unavailable, Inner};
 use crate::log::groups::reset_target;
 use crate::log::{validate_group_name, LogError, PartitionLag, ResetPlan, ResetTo, Result};
+
+/// The header a KV bucket's message names its operation in (absent on a put).
+const KV_OPERATION: &str = "KV-Operation";
 
 /// Most compare-and-set rounds a commit tries before it reports the contention.
 const MAX_CAS_ROUNDS: u32 = 16;
@@ -245,24 +249,33 @@ impl Inner {
     }
 
     /// The committed value of a key (none if never committed or removed) and the revision to
-    /// compare-and-set against (none if the key never existed).
+    /// compare-and-set against (none if the key never existed). Read from the bucket stream's
+    /// leader, not with a direct get (`Store::entry`): a direct get may be answered by a
+    /// replica that has not applied the last write yet, and a commit acknowledged a moment ago
+    /// must read back as written (the conformance suite caught one read as the value before).
     async fn read_offset(&self, key: &str) -> Result<(Option<Committed>, Option<u64>)> {
-        let entry = self
-            .offsets_kv
-            .entry(key)
-            .await
-            .map_err(|e| unavailable("reading a committed offset", e))?;
-        let Some(entry) = entry else {
-            return Ok((None, None));
+        let subject = format!("{}{key}", self.offsets_kv.prefix);
+        let stream = &self.offsets_kv.stream;
+        let message = match stream.get_last_raw_message_by_subject(&subject).await {
+            Ok(message) => message,
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => {
+                return Ok((None, None))
+            }
+            Err(e) => return Err(unavailable("reading a committed offset", e)),
         };
-        if entry.operation != Operation::Put {
-            return Ok((None, Some(entry.revision)));
+        let operation = message
+            .headers
+            .get(KV_OPERATION)
+            .map_or(Ok(Operation::Put), |op| op.as_str().parse::<Operation>());
+        if !matches!(operation, Ok(Operation::Put)) {
+            return Ok((None, Some(message.sequence)));
         }
-        let committed = serde_json::from_slice(&entry.value).map_err(|e| LogError::Corrupt {
-            location: format!("offset {key}"),
-            reason: e.to_string(),
-        })?;
-        Ok((Some(committed), Some(entry.revision)))
+        let committed =
+            serde_json::from_slice(&message.payload).map_err(|e| LogError::Corrupt {
+                location: format!("offset {key}"),
+                reason: e.to_string(),
+            })?;
+        Ok((Some(committed), Some(message.sequence)))
     }
 
     async fn offset_keys(&self) -> Result<Vec<(String, String, u32)>> {

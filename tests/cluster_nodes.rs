@@ -5,7 +5,9 @@
 //! id; a node started later holds the same history as an old one once it says it is ready; a
 //! SIGKILLed node's client reconnects to another node and resumes with no gap; with the quorum
 //! lost a send gets 503, never 202, and sends work again once a NATS node is back; an offline
-//! recipient gets one `message.new` per message, not one per node; presence and typing reach
+//! recipient gets one `message.new` per message, not one per node; a record published through
+//! one node is read and committed through another at once (never out of range there while it
+//! is on its way); presence and typing reach
 //! the sessions of another node; a Kafka consumer group (kafkajs) with a member bootstrapped to
 //! each node is one group: its partitions are spread over both, every record is read once and
 //! the committed offsets reach the end; read marks and membership changes hold on every node
@@ -22,7 +24,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::bus::{Bus, ADMIN};
+use common::bus::{Bus, ADMIN, CONSUMER};
 use common::chat::{chat_process_in, chat_server_in, Chat};
 use common::clients::Client;
 use common::kafka_raw::RawKafka;
@@ -481,6 +483,49 @@ async fn an_offline_recipient_gets_one_notification_per_message_whichever_node_t
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_published_through_one_node_is_read_and_committed_through_another_at_once() {
+    const RECORDS: u64 = 300;
+    let _serial = SERIAL.lock().await;
+    let cluster = NatsCluster::start(3);
+    let a = Bus::of(node(&cluster, None).await);
+    let b = Bus::of(node(&cluster, Some(a.chat.dir.path())).await);
+    a.create("hop", 1).await;
+    wait_topic(&b, "hop").await;
+    let joined = b
+        .post(
+            CONSUMER,
+            "/api/groups/hop/members",
+            json!({"topics": ["hop"]}),
+        )
+        .await;
+    assert_eq!(joined.status(), 200, "join on b");
+    let joined: Value = joined.json().await.expect("join JSON");
+    let member = joined["memberId"].as_str().expect("memberId");
+    // Two records a time, the second read at once: past b's copy while neither reached it.
+    for i in 0..RECORDS {
+        let pair = json!([{"value": {"i": i, "of": 0}}, {"value": {"i": i, "of": 1}}]);
+        let offsets = a.publish("hop", pair).await;
+        let offset = offsets[1]["offset"].as_u64().expect("offset");
+
+        let path = format!("/api/topics/hop/partitions/0/records?offset={offset}&waitMs=5000");
+        let read = b.get(CONSUMER, &path).await;
+        assert_eq!(read.status(), 200, "record {i} at {offset}, read on b");
+        let page: Value = read.json().await.expect("page JSON");
+        assert_eq!(page["records"][0]["offset"], offset, "{page}");
+        assert_eq!(
+            page["records"][0]["value"],
+            json!({"i": i, "of": 1}),
+            "{page}"
+        );
+
+        let past_it = json!([{"topic": "hop", "partition": 0, "offset": offset + 1}]);
+        let commit = json!({"memberId": member, "offsets": past_it});
+        let committed = b.post(CONSUMER, "/api/groups/hop/offsets", commit).await;
+        assert_eq!(committed.status(), 204, "commit past {offset} on b");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_and_typing_reach_a_session_on_another_node() {
     let _serial = SERIAL.lock().await;
     let cluster = NatsCluster::start(3);
@@ -745,7 +790,7 @@ async fn librdkafka_producer_and_group_on_two_nodes_read_each_record_once() {
 }
 
 /// Until `bus`'s node knows `topic`.
-async fn wait_topic(bus: &Bus<Process>, topic: &str) {
+async fn wait_topic<S: TestServer>(bus: &Bus<S>, topic: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while bus
         .get(ADMIN, &format!("/api/topics/{topic}"))

@@ -333,8 +333,10 @@ pub(crate) async fn leave(
 }
 
 /// Where the member reads each leased partition: its position, else the committed offset,
-/// else the reset point; never below the low watermark.
-fn start_positions(
+/// else the reset point; never below the low watermark. A start past this node's copy of a
+/// shared log (committed through another node a moment ago) is waited for, so that the member
+/// does not read again what the group already has.
+async fn start_positions(
     log: &Log,
     group: &str,
     lease: &Lease,
@@ -350,6 +352,9 @@ fn start_positions(
                 None => low,
             },
         };
+        let (low, high) = log
+            .watermarks_reaching(&tp.topic, tp.partition, start)
+            .await?;
         starts.push((tp.clone(), start.clamp(low, high)));
     }
     Ok(starts)
@@ -439,7 +444,7 @@ pub(crate) async fn poll(
         .groups()
         .lease(&group, &member, &caller.0.user_id, &topics)
         .await?;
-    let starts = start_positions(&log, &group, &lease)?;
+    let starts = start_positions(&log, &group, &lease).await?;
     let (mut records, mut positions) = read_all(&log, &starts, limit).await?;
     if records.is_empty() && !wait.is_zero() {
         wait_any(&state, &log, &starts, wait).await;
@@ -500,7 +505,7 @@ pub(crate) async fn commit(
         )
         .await?;
     for o in &body.offsets {
-        precheck_commit(log, &group, o)?;
+        precheck_commit(log, &group, o).await?;
     }
     for o in &body.offsets {
         log.commit_offset(&group, &o.topic, o.partition, o.offset)?;
@@ -509,9 +514,12 @@ pub(crate) async fn commit(
 }
 
 /// The log's own commit checks, made before anything is committed so that a refused batch
-/// changes nothing.
-fn precheck_commit(log: &Log, group: &str, o: &CommitOffset) -> Result<(), ApiError> {
-    let (low, high) = log.watermarks(&o.topic, o.partition)?;
+/// changes nothing. An offset past this node's copy of a shared log is waited for: the records
+/// may have been read through another node.
+async fn precheck_commit(log: &Log, group: &str, o: &CommitOffset) -> Result<(), ApiError> {
+    let (low, high) = log
+        .watermarks_reaching(&o.topic, o.partition, o.offset)
+        .await?;
     if o.offset > high {
         return Err(LogError::OffsetOutOfRange {
             topic: o.topic.clone(),

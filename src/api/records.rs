@@ -304,7 +304,12 @@ pub(crate) async fn read(
     let wait = Duration::from_millis(query.wait_ms.unwrap_or(0)).min(MAX_WAIT);
     let log = state.log()?.clone();
     let offset = match query.offset {
-        Some(offset) => offset,
+        // On a shared log, records read through another node may not be in this node's copy
+        // yet: an offset past it is waited for before it is out of range.
+        Some(offset) => log
+            .watermarks_reaching(&name, partition, offset)
+            .await
+            .map(|_| offset)?,
         None => log.watermarks(&name, partition)?.0,
     };
     let mut records = read_blocking(&log, &name, partition, offset, limit).await?;

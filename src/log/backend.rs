@@ -11,6 +11,8 @@
 //! Async methods return boxed futures so that the trait stays object safe; the box is one
 //! allocation per call, next to the disk write every append waits for.
 
+use std::time::Duration;
+
 use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 
@@ -89,6 +91,11 @@ pub(crate) trait LogBackend: Send + Sync + std::fmt::Debug {
     /// A receiver of the partition's high watermark: it changes once records below the new
     /// value are durable and readable, never before.
     fn subscribe(&self, topic: &str, partition: u32) -> Result<watch::Receiver<u64>>;
+
+    /// How long a record acknowledged through another node may take to reach what this node
+    /// reads: zero where every append goes through this node. [`Log::watermarks_reaching`]
+    /// (super::Log::watermarks_reaching) waits that long at most.
+    fn catch_up_within(&self) -> Duration;
 
     /// The first offset whose record was appended at or after `timestamp_ms` (the high
     /// watermark if none was).

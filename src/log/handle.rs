@@ -146,6 +146,29 @@ impl Log {
         self.backend.watermarks(topic, partition)
     }
 
+    /// The partition's watermarks once its high watermark reaches `offset`, or as they are when
+    /// the backend's catch-up time is over. On a shared log a record acknowledged through
+    /// another node a moment ago may not be in this node's copy yet, and an offset a client
+    /// read or committed up to there is not out of range here; a log of one node answers at
+    /// once.
+    pub async fn watermarks_reaching(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+    ) -> Result<(u64, u64)> {
+        let (low, high) = self.watermarks(topic, partition)?;
+        let within = self.backend.catch_up_within();
+        if offset <= high || within.is_zero() {
+            return Ok((low, high));
+        }
+        let mut high = self.subscribe(topic, partition)?;
+        if let Ok(Err(_)) = tokio::time::timeout(within, high.wait_for(|h| *h >= offset)).await {
+            return Err(LogError::Closed);
+        }
+        self.watermarks(topic, partition)
+    }
+
     /// Waits until the partition's high watermark passes `offset` (a record at `offset` is
     /// readable) or `timeout` elapses; true if it did. No polling: the backend wakes waiters.
     pub async fn wait_for(

@@ -5,6 +5,7 @@
 //! Owns no logic of its own beyond that routing; what each call does is on [`LogBackend`].
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
@@ -189,6 +190,12 @@ impl LogBackend for JetStreamLog {
             cached_bytes: self.inner.cached_bytes(),
             ..self.inner.counters.snapshot()
         }
+    }
+
+    /// A record another node appended reaches this node's replica through the stream's
+    /// feed, as an append waits for its own (`cluster.requestTimeoutMs`).
+    fn catch_up_within(&self) -> Duration {
+        self.inner.config.request_timeout
     }
 
     /// Bytes of this deployment's streams on the cluster (one copy), as of the last retention

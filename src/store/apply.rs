@@ -22,20 +22,22 @@
 //!   remaining writes are repeated (they are idempotent), no new seq is taken, and its event is
 //!   made again from the command. A `message_ids` entry from another record, an indexed
 //!   (sender, conversation, clientMessageId) or an unknown conversation skips the send.
-//!   Otherwise seq = lastSeq + 1, then `messages` → `message_ids` → `client_ids`; the sender's
+//!   Otherwise seq = lastSeq + 1; the message joins the [`unwritten`](super::unwritten) ones
+//!   (the checkpoint writes them as chunks), then `message_ids` → `client_ids`; the sender's
 //!   read state moves to it in memory. Its event is not written anywhere: a replay makes it
-//!   again. A sender no longer a participant is still stored: the edge's 202 promised
-//!   durability.
+//!   again. A replayed send whose message no chunk holds is stored again at its indexed seq.
+//!   A sender no longer a participant is still stored: the edge's 202 promised durability.
 //! - `Edit` / `Delete`: only by the message's sender, on a message of that conversation that
 //!   is not deleted, else skipped. The event goes to the `outbox` (keyed by partition, source
-//!   offset, index) BEFORE the message changes, since a replay that finds the change applied
-//!   (a deleted message) cannot make it again; [`Store::batch_events`] merges it back.
+//!   offset, index) BEFORE the message changes (among the unwritten ones, or its chunk
+//!   rewritten), since a replay that finds the change applied (a deleted message) cannot make
+//!   it again; [`Store::batch_events`] merges it back.
 //! - `Read`: by a participant, clamped to lastSeq, forward only (in memory); no event.
 //! - Conversation commands: decided again, then the membership record (see `conversations`).
 //!   A deletion removes the conversation's records (see [`deletion`]), its membership record
 //!   last, so a replay after a crash in between decides it again and finishes it.
 //!
-//! The batch writes no activity and no read state: it hands the ones it moved to the view
+//! The batch writes no new message, activity or read state: it hands them to memory
 //! ([`Store::apply_batch`]), and the checkpoint writes each once however many batches moved it
 //! (a conversation's activity and its sender's read state move with every message). The relay
 //! (`pipeline/relay.rs`) never relays an event at or below the last relayed source offset,
@@ -47,7 +49,7 @@
 
 mod deletion;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::activity::{Activity, Membership};
@@ -59,8 +61,12 @@ use super::error::{Result, StoreError};
 use super::keys;
 use super::model::{Conversation, Message};
 use super::outbox::OutboxEntry;
-use super::queries::decode_message;
+use super::unwritten::encode_chunk;
 use super::{Store, Trees};
+
+/// Past this much in unwritten messages (checkpoints are failing or far behind), a store writer
+/// writes them itself before its next batch, so memory stays bounded.
+const UNWRITTEN_BUDGET_BYTES: usize = 64 * 1024 * 1024;
 
 /// A consumer's place after a batch: the offset commit that follows its relay.
 #[derive(Debug, Clone, Copy)]
@@ -127,6 +133,11 @@ pub(crate) struct AppliedBatch {
     /// Conversations whose activity changed, with their activity as committed (moved into the
     /// view by [`Store::apply_batch`]).
     pub activities: Vec<(String, Activity)>,
+    /// Messages this batch stored or changed that are not on disk yet, with their JSON, in
+    /// (conversation, seq) order: they join the unwritten ones ([`Store::apply_batch`]).
+    staged: Vec<(Arc<Message>, Vec<u8>)>,
+    /// Conversations a message of which this batch wrote as a record of its own.
+    written_alone: HashSet<String>,
     /// Messages stored by this batch (including ones a replay completed).
     pub stored: usize,
     /// Commands skipped (duplicates, unknown targets, not the sender).
@@ -147,6 +158,11 @@ struct Batch<'s> {
     reads: HashMap<(String, String), u64>,
     /// Read states this batch moved, in the order first moved; written by [`Batch::finish`].
     moved_reads: Vec<(String, String)>,
+    /// Messages this batch stored, or changed while unwritten, with their JSON, by
+    /// (conversation, seq).
+    staged: BTreeMap<(String, u64), (Arc<Message>, Vec<u8>)>,
+    /// Conversations this batch stored a message of as a record of its own.
+    written_alone: HashSet<String>,
     out: AppliedBatch,
     /// Commands at or above this offset were never applied before (see [`Store::apply_batch`]).
     new_from: u64,
@@ -169,7 +185,21 @@ impl Store {
         commands: &[(u64, ChatCommand)],
         new_from: u64,
     ) -> Result<AppliedBatch> {
-        let mut applied = self.write_batch(partition, commands, new_from, None)?;
+        let applied = {
+            let _batch = self.inner.batches.read();
+            let mut applied = self.write_batch(partition, commands, new_from, None)?;
+            self.hand_to_memory(&mut applied)?;
+            applied
+        };
+        if self.unwritten().bytes() > UNWRITTEN_BUDGET_BYTES {
+            tracing::warn!("unwritten messages over budget: the store writer writes them itself (are checkpoints failing?)");
+            self.write_unwritten()?;
+        }
+        Ok(applied)
+    }
+
+    /// Moves what a batch changed in memory into the view and the unwritten messages.
+    fn hand_to_memory(&self, applied: &mut AppliedBatch) -> Result<()> {
         let mut view = self.view_mut();
         for (conversation, activity) in std::mem::take(&mut applied.activities) {
             view.set_activity(&conversation, activity);
@@ -177,7 +207,13 @@ impl Store {
         for (user, conversation, seq) in &applied.reads {
             view.set_read(user, conversation, *seq);
         }
-        Ok(applied)
+        drop(view);
+        let mut unwritten = self.unwritten_mut();
+        for (message, json) in std::mem::take(&mut applied.staged) {
+            unwritten.put(message, &json)?;
+        }
+        unwritten.note_written_alone(std::mem::take(&mut applied.written_alone));
+        Ok(())
     }
 
     /// Test hook: applies a batch but "crashes" (fails with `Storage`) before its write number
@@ -189,6 +225,7 @@ impl Store {
         commands: &[(u64, ChatCommand)],
         writes: usize,
     ) -> Result<AppliedBatch> {
+        let _batch = self.inner.batches.read();
         self.write_batch(partition, commands, u64::MAX, Some(writes))
     }
 
@@ -207,6 +244,8 @@ impl Store {
             dirty: Vec::new(),
             reads: HashMap::new(),
             moved_reads: Vec::new(),
+            staged: BTreeMap::new(),
+            written_alone: HashSet::new(),
             out: AppliedBatch::default(),
             new_from,
             writes_left,
@@ -344,11 +383,10 @@ impl Batch<'_> {
             tracing::warn!(conversation = %send.conversation_id, id = %send.id, "send to an unknown conversation; skipped");
             return Ok(false);
         };
-        let message = message_of(send, last_seq + 1);
-        let location = keys::message(&message.conversation_id, message.seq);
-        let t = self.trees;
-        self.write(&t.messages, &location, &encode_message(&message))?;
+        let message = Arc::new(message_of(send, last_seq + 1));
+        self.store_new(message.clone())?;
         let id_value = keys::message_id_value(&message.conversation_id, message.seq, offset);
+        let t = self.trees;
         self.write(&t.message_ids, message.id.as_bytes(), &id_value)?;
         self.after_send(offset, message, None)
     }
@@ -368,17 +406,19 @@ impl Batch<'_> {
         Ok(Some(false))
     }
 
-    /// A send the interrupted run stored at `seq`: repeats the writes after `message_ids`.
+    /// A send the interrupted run stored at `seq`: stored again at that seq if its message was
+    /// lost with the memory (it was not in a chunk yet), then the writes after `message_ids`.
     fn complete_send(&mut self, offset: u64, send: &SendMessage, seq: u64) -> Result<bool> {
-        let original = message_of(send, seq);
-        let key = keys::message(&send.conversation_id, seq);
-        let raw = self.trees.messages.get(&key)?.ok_or_else(|| {
-            StoreError::corrupt("message_ids", format!("{} points to no message", send.id))
-        })?;
-        // Later commands of the interrupted run may have edited or deleted it already.
-        let current = decode_message(&key, &raw)?;
+        let original = Arc::new(message_of(send, seq));
         tracing::info!(id = %send.id, seq, "completing a send interrupted by a crash");
-        self.after_send(offset, original, Some(&current))
+        // Later commands of the interrupted run may have edited or deleted it already.
+        match self.find(&send.conversation_id, seq)? {
+            Some((current, _)) => self.after_send(offset, original, Some(&current)),
+            None => {
+                self.store_new(original.clone())?;
+                self.after_send(offset, original, None)
+            }
+        }
     }
 
     /// The writes after `message_ids`: client id, read state, event; `current` (the message
@@ -387,7 +427,7 @@ impl Batch<'_> {
     fn after_send(
         &mut self,
         offset: u64,
-        message: Message,
+        message: Arc<Message>,
         current: Option<&Message>,
     ) -> Result<bool> {
         let t = self.trees;
@@ -403,30 +443,85 @@ impl Batch<'_> {
         Ok(true)
     }
 
-    /// The stored message `id` of `conversation` if `sender` sent it and it is not deleted.
+    /// Stores a new message: among the unwritten ones (written with its conversation's others
+    /// as one chunk by the next checkpoint) if its conversation is busy, that is if a message
+    /// of it is unwritten or was stored since the last checkpoint; else as a record of its
+    /// own, now. A quiet conversation's message would be a chunk of one anyway, and hundreds of
+    /// those written at once by a checkpoint held the cores long enough to delay deliveries.
+    fn store_new(&mut self, message: Arc<Message>) -> Result<()> {
+        let conversation = &message.conversation_id;
+        let busy = self.written_alone.contains(conversation)
+            || self.staged_of(conversation)
+            || self.store.unwritten().is_busy(conversation);
+        if busy {
+            self.stage(message);
+            return Ok(());
+        }
+        let key = keys::message(conversation, message.seq);
+        let record = encode_chunk(std::slice::from_ref(&message));
+        let t = self.trees;
+        self.write(&t.messages, &key, &record)?;
+        self.written_alone.insert(conversation.clone());
+        Ok(())
+    }
+
+    /// Whether this batch holds an unwritten message of `conversation`.
+    fn staged_of(&self, conversation: &str) -> bool {
+        let from = (conversation.to_owned(), 0);
+        self.staged
+            .range(from..)
+            .next()
+            .is_some_and(|((c, _), _)| c == conversation)
+    }
+
+    /// Holds a message this batch stored or changed that is not on disk: it joins the
+    /// unwritten ones once the batch is done.
+    fn stage(&mut self, message: Arc<Message>) {
+        let key = (message.conversation_id.clone(), message.seq);
+        let json = encode_chunk(std::slice::from_ref(&message));
+        self.staged.insert(key, (message, json));
+    }
+
+    /// The message at `seq` of a conversation as this batch sees it, and where it is.
+    fn find(&self, conversation: &str, seq: u64) -> Result<Option<(Message, Place)>> {
+        let staged = self
+            .staged
+            .get(&(conversation.to_owned(), seq))
+            .map(|(message, _)| message.clone());
+        let unwritten = staged.or_else(|| self.store.unwritten().get(conversation, seq));
+        if let Some(message) = unwritten {
+            return Ok(Some((Message::clone(&message), Place::Unwritten)));
+        }
+        let Some((key, messages)) = self.store.chunk_at(conversation, seq)? else {
+            return Ok(None);
+        };
+        let Some(message) = messages.iter().find(|m| m.seq == seq).cloned() else {
+            return Ok(None);
+        };
+        Ok(Some((message, Place::Chunk { key, messages })))
+    }
+
+    /// The stored message `id` of `conversation` if `sender` sent it and it is not deleted,
+    /// and where it is.
     fn own_message(
         &mut self,
         id: &str,
         conversation: &str,
         sender: &str,
-    ) -> Result<Option<Message>> {
+    ) -> Result<Option<(Message, Place)>> {
         let Some(raw) = self.trees.message_ids.get(id.as_bytes())? else {
             return Ok(None);
         };
         let (stored_in, seq, _) = keys::decode_message_id(&raw)?;
-        let key = keys::message(&stored_in, seq);
-        let Some(raw) = self.trees.messages.get(&key)? else {
+        if stored_in != conversation {
             return Ok(None);
-        };
-        let message = decode_message(&key, &raw)?;
-        let allowed = message.conversation_id == conversation
-            && message.sender_id == sender
-            && !message.deleted;
-        Ok(allowed.then_some(message))
+        }
+        let found = self.find(&stored_in, seq)?;
+        Ok(found.filter(|(message, _)| message.sender_id == sender && !message.deleted))
     }
 
     fn edit(&mut self, offset: u64, edit: &EditMessage) -> Result<bool> {
-        let Some(mut message) =
+        let Some((mut message, place)) =
             self.own_message(&edit.message_id, &edit.conversation_id, &edit.sender_id)?
         else {
             tracing::warn!(id = %edit.message_id, sender = %edit.sender_id, "edit of an unknown, deleted or someone else's message; skipped");
@@ -434,12 +529,12 @@ impl Batch<'_> {
         };
         message.content = edit.content.clone();
         message.edited_at = Some(edit.at.clone());
-        self.rewrite(offset, EventType::MessageUpdated, message)?;
+        self.rewrite(offset, EventType::MessageUpdated, message, place)?;
         Ok(true)
     }
 
     fn delete(&mut self, offset: u64, delete: &DeleteMessage) -> Result<bool> {
-        let Some(mut message) = self.own_message(
+        let Some((mut message, place)) = self.own_message(
             &delete.message_id,
             &delete.conversation_id,
             &delete.sender_id,
@@ -451,17 +546,31 @@ impl Batch<'_> {
         message.content.clear();
         message.deleted = true;
         message.edited_at = Some(delete.at.clone());
-        self.rewrite(offset, EventType::MessageDeleted, message)?;
+        self.rewrite(offset, EventType::MessageDeleted, message, place)?;
         Ok(true)
     }
 
-    /// The event first, then the changed message in place (same seq); refreshes `lastMessage`
-    /// if it is it.
-    fn rewrite(&mut self, offset: u64, event_type: EventType, message: Message) -> Result<()> {
+    /// The event first, then the changed message in place (same seq): staged if it is not on
+    /// disk yet, else its chunk rewritten; refreshes `lastMessage` if it is it.
+    fn rewrite(
+        &mut self,
+        offset: u64,
+        event_type: EventType,
+        message: Message,
+        place: Place,
+    ) -> Result<()> {
+        let message = Arc::new(message);
         self.event(offset, event_type, message.clone())?;
-        let location = keys::message(&message.conversation_id, message.seq);
-        let t = self.trees;
-        self.write(&t.messages, &location, &encode_message(&message))?;
+        match place {
+            Place::Unwritten => self.stage(message.clone()),
+            Place::Chunk { key, mut messages } => {
+                for stored in messages.iter_mut().filter(|m| m.seq == message.seq) {
+                    *stored = Message::clone(&message);
+                }
+                let t = self.trees;
+                self.write(&t.messages, &key, &encode_chunk(&messages))?;
+            }
+        }
         self.advance(&message, true);
         Ok(())
     }
@@ -557,7 +666,7 @@ impl Batch<'_> {
 
     /// Adds an event to the batch's; an edit or delete event is also written to the outbox
     /// (see the module doc).
-    fn event(&mut self, offset: u64, event_type: EventType, message: Message) -> Result<()> {
+    fn event(&mut self, offset: u64, event_type: EventType, message: Arc<Message>) -> Result<()> {
         // A record's events are pushed together, so its earlier ones are the last pushed.
         let index = self
             .out
@@ -566,7 +675,6 @@ impl Batch<'_> {
             .rev()
             .take_while(|e| e.source_offset == offset)
             .count() as u32;
-        let message = Arc::new(message);
         let entry = OutboxEntry {
             partition: self.partition,
             source_offset: offset,
@@ -598,8 +706,21 @@ impl Batch<'_> {
                 self.out.activities.push((id, activity));
             }
         }
+        self.out.staged = std::mem::take(&mut self.staged).into_values().collect();
+        self.out.written_alone = std::mem::take(&mut self.written_alone);
         self.out
     }
+}
+
+/// Where a stored message is.
+enum Place {
+    /// Not on disk yet: this batch's, or among the unwritten ones.
+    Unwritten,
+    /// In the chunk record `key` on disk, which holds `messages`.
+    Chunk {
+        key: sled::IVec,
+        messages: Vec<Message>,
+    },
 }
 
 fn message_of(send: &SendMessage, seq: u64) -> Message {
@@ -617,8 +738,4 @@ fn message_of(send: &SendMessage, seq: u64) -> Message {
         edited_at: None,
         deleted: false,
     }
-}
-
-fn encode_message(message: &Message) -> Vec<u8> {
-    serde_json::to_vec(message).expect("a message of strings always serializes")
 }

@@ -1,7 +1,9 @@
-//! The store's checkpoint: the one writer of what the store writer derives from the messages it
-//! applies, namely each conversation's activity (tree `activity`), each read state (tree
-//! `read_state`) and the applied-up-to position of each partition (tree `applied`, see
-//! [`position`](super::position)).
+//! The store's checkpoint: the writer of the busy conversations' messages stored since the last
+//! one (each conversation's as one chunk record of tree `messages`, see
+//! [`unwritten`](super::unwritten))
+//! and the one writer of what the store writer derives from the messages it applies, namely
+//! each conversation's activity (tree `activity`), each read state (tree `read_state`) and the
+//! applied-up-to position of each partition (tree `applied`, see [`position`](super::position)).
 //!
 //! The store writer keeps those in memory only (the [`view`](super::view) and the positions)
 //! and writes per message only what cannot be derived: the message and its indexes. A
@@ -10,13 +12,14 @@
 //! mostly do without. The checkpoint writes each changed one once, at most every
 //! `MIRROR_INTERVAL`, then flushes and syncs the database.
 //!
-//! Why a crash loses nothing: the position a checkpoint writes is noted *before* the view it
-//! reads, and a writer moves a partition's position only after the view holds its batch. So the
-//! activity and read state on disk are at least as far as the position beside them; sled
-//! recovers a prefix of its writes, so the messages of every batch the view held are on disk
-//! before them. After a crash the writer replays from that position; a replayed send finds its
-//! message by id (no new seq), and activity and read state only move forward, so the replay
-//! brings them to where they were.
+//! Why a crash loses nothing: the position a checkpoint writes is noted *before* the messages
+//! and the view it reads, and a writer moves a partition's position only after the view and the
+//! unwritten messages hold its batch. So the chunks, activity and read state on disk are at
+//! least as far as the position beside them, written before it; sled recovers a prefix of its
+//! writes, so the message ids a batch indexed are on disk before all of them. After a crash the
+//! writer replays from that position; a replayed send finds its id indexed with its seq and
+//! stores its message again at that seq if no chunk holds it (no new seq), and activity and read
+//! state only move forward, so the replay brings them to where they were.
 //!
 //! A deleted conversation's activity and read states are removed here too (the view marks them
 //! changed and no longer holds them), so this module is the only writer of both trees and a
@@ -35,6 +38,7 @@ impl Store {
     /// On failure the changed records stay marked, so the next checkpoint writes them.
     pub(crate) fn checkpoint(&self) -> Result<BTreeMap<u32, u64>> {
         let noted = self.positions().noted();
+        self.write_unwritten()?;
         let changes = self.view_mut().take_changes();
         let written = self.write_changes(&changes, &noted);
         if written.is_err() {
@@ -42,6 +46,37 @@ impl Store {
         }
         written?;
         Ok(noted)
+    }
+
+    /// Writes each conversation's unwritten messages as one chunk record, then lets go of
+    /// those unchanged since (see [`Unwritten::forget_written`](super::unwritten::Unwritten));
+    /// what could not be written stays in memory. Store writers go on meanwhile, except for a
+    /// conversation's deletion, which waits for the chunks being written so that none of its
+    /// messages comes back after it. Blocking.
+    pub(super) fn write_unwritten(&self) -> Result<()> {
+        let (written, inserted) = {
+            let _chunks = self.inner.chunk_writes.lock();
+            let mut written = Vec::new();
+            let mut inserted = Ok(());
+            for snapshot in self.unwritten().snapshot() {
+                let key = keys::message(&snapshot.conversation, snapshot.first);
+                let chunk = snapshot.chunk.as_slice();
+                inserted = self.trees().messages.insert(key, chunk).map(drop);
+                if inserted.is_err() {
+                    break;
+                }
+                written.push(snapshot);
+            }
+            (written, inserted)
+        };
+        // No batch between finding a message among the unwritten ones and putting it back.
+        let _alone = self.inner.batches.write();
+        let mut unwritten = self.unwritten_mut();
+        unwritten.forget_written(&written);
+        unwritten.forget_written_alone();
+        drop(unwritten);
+        inserted?;
+        Ok(())
     }
 
     fn write_changes(

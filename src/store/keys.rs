@@ -5,11 +5,21 @@
 
 use super::error::{Result, StoreError};
 
-/// `messages`: conversation ++ 0x00 ++ seq (u64 BE).
+/// `messages`: conversation ++ 0x00 ++ seq (u64 BE), the key of the chunk whose first message is
+/// at that seq (see [`unwritten`](super::unwritten)).
 pub(super) fn message(conversation: &str, seq: u64) -> Vec<u8> {
     let mut key = message_prefix(conversation);
     key.extend_from_slice(&seq.to_be_bytes());
     key
+}
+
+/// The seq of a `messages` key.
+pub(super) fn message_seq(key: &[u8]) -> Result<u64> {
+    key.len()
+        .checked_sub(8)
+        .and_then(|at| <[u8; 8]>::try_from(&key[at..]).ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| StoreError::corrupt("messages", "malformed key"))
 }
 
 /// The prefix of every key of a conversation's messages.

@@ -6,10 +6,13 @@
 //! It owns the chat data and the store writer's batch ([`Store::apply_batch`]): plain inserts in
 //! a replay-safe order — no sled transaction (see [`apply`]) — and the move of its position
 //! ([`Store::commit_batch`]), which the writer calls once the batch's events are relayed; the
-//! [`checkpoint`] writes what the writer keeps in memory (activity, read state, positions). It
-//! knows nothing of HTTP or WebSocket, nor of how records reach it (that is `pipeline/`); it
-//! uses the log only to mirror its position into the consumer group `store`
+//! [`checkpoint`] writes what the writer keeps in memory (messages, activity, read state,
+//! positions). It knows nothing of HTTP or WebSocket, nor of how records reach it (that is
+//! `pipeline/`); it uses the log only to mirror its position into the consumer group `store`
 //! ([`Store::mirror_position`]).
+//!
+//! Messages are written as chunks, one record per conversation per checkpoint: those stored
+//! since the last checkpoint are held in memory ([`unwritten`]) and read from there.
 //!
 //! A conversation is two records ([`activity`]): membership (tree `conversations`, written by
 //! conversation commands) and activity (tree `activity`, moved only by the store writer of its
@@ -34,7 +37,8 @@
 //! `conversations` (conversation commands), `queries` (history and lookups), `apply` (the
 //! store writer's batch), `outbox` (edit and delete events awaiting relay), `database` (the
 //! store's sled database), `position` (applied-up-to, and its mirror in the log),
-//! `checkpoint` (writing what the writer derived, with the position it covers).
+//! `checkpoint` (writing what the writer derived, with the position it covers), `unwritten`
+//! (messages since the last checkpoint, and the chunk format).
 
 mod activity;
 mod apply;
@@ -48,6 +52,7 @@ mod model;
 mod outbox;
 mod position;
 mod queries;
+mod unwritten;
 mod view;
 
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -69,6 +74,7 @@ pub(crate) use outbox::OutboxEntry;
 
 use database::Database;
 use position::Positions;
+use unwritten::Unwritten;
 use view::View;
 
 /// Most messages one history page returns.
@@ -111,6 +117,13 @@ struct Inner {
     database: Database,
     limits: StoreLimits,
     view: RwLock<View>,
+    /// The messages stored since the last checkpoint (see [`unwritten`]).
+    unwritten: RwLock<Unwritten>,
+    /// Store writers hold it shared for a batch; a checkpoint holds it alone to let go of the
+    /// unwritten messages it wrote, so that no batch is between finding one and changing it.
+    batches: RwLock<()>,
+    /// Held while chunks are written, and by a conversation's deletion.
+    chunk_writes: parking_lot::Mutex<()>,
     /// Bumped after every participant change (see [`Store::membership_epoch`]).
     membership_epoch: AtomicU64,
 }
@@ -160,6 +173,9 @@ impl Store {
                 database,
                 limits,
                 view: RwLock::new(view),
+                unwritten: RwLock::default(),
+                batches: RwLock::new(()),
+                chunk_writes: parking_lot::Mutex::new(()),
                 membership_epoch: AtomicU64::new(0),
             }),
         })
@@ -184,6 +200,14 @@ impl Store {
 
     fn view_mut(&self) -> RwLockWriteGuard<'_, View> {
         self.inner.view.write()
+    }
+
+    fn unwritten(&self) -> RwLockReadGuard<'_, Unwritten> {
+        self.inner.unwritten.read()
+    }
+
+    fn unwritten_mut(&self) -> RwLockWriteGuard<'_, Unwritten> {
+        self.inner.unwritten.write()
     }
 
     /// True if the conversation exists and `user` is one of its participants (memory only).

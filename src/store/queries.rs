@@ -1,19 +1,19 @@
 //! Reads of stored messages: history pages, single messages and the idempotency index.
 //!
-//! These read sled directly (messages are not in memory). They do not check participation: the
-//! caller checks [`Store::is_participant`] first and answers `NotFound` like these do.
+//! A conversation's messages are its chunks on disk (tree `messages`, one record per
+//! conversation per checkpoint) followed by its unwritten tail in memory (see
+//! [`unwritten`](super::unwritten)). A read copies the tail first and then reads the disk below
+//! it: a checkpoint that writes the tail meanwhile leaves it in both places, and the copy wins.
+//! These do not check participation: the caller checks [`Store::is_participant`] first and
+//! answers `NotFound` like these do.
 
-use std::ops::Bound;
+use std::sync::Arc;
 
 use super::error::{Result, StoreError};
 use super::keys;
 use super::model::{HistoryPage, Message};
+use super::unwritten::decode_chunk;
 use super::{Store, MAX_HISTORY_PAGE};
-
-pub(crate) fn decode_message(key: &[u8], raw: &[u8]) -> Result<Message> {
-    serde_json::from_slice(raw)
-        .map_err(|e| StoreError::corrupt(format!("messages/{}", String::from_utf8_lossy(key)), e))
-}
 
 impl Store {
     /// A page of a conversation's messages, ascending seq.
@@ -42,37 +42,90 @@ impl Store {
                 "conversation {conversation:?}"
             )));
         }
-        let low = match after {
-            Some(s) if s == u64::MAX => return Ok(empty_page()),
-            Some(s) => Bound::Included(keys::message(conversation, s + 1)),
-            None => Bound::Included(keys::message(conversation, 0)),
+        let seqs = SeqRange {
+            low: after.map_or(0, |after| after.saturating_add(1)),
+            high: before.unwrap_or(u64::MAX),
         };
-        let high = match before {
-            Some(s) => Bound::Excluded(keys::message(conversation, s)),
-            None => Bound::Included(keys::message(conversation, u64::MAX)),
-        };
-        if before == Some(0)
-            || after.is_some_and(|a| before.is_some_and(|b| a.saturating_add(1) >= b))
-        {
+        if after == Some(u64::MAX) || seqs.low >= seqs.high {
             return Ok(empty_page());
         }
-        let range = self.trees().messages.range::<Vec<u8>, _>((low, high));
-        let mut items = Vec::with_capacity(limit + 1);
-        let fetched: Vec<_> = if after.is_some() {
-            range.take(limit + 1).collect()
+        let mut items = if after.is_some() {
+            self.oldest(conversation, seqs, limit + 1)?
         } else {
-            range.rev().take(limit + 1).collect()
+            self.newest(conversation, seqs, limit + 1)?
         };
-        for item in fetched {
-            let (key, value) = item?;
-            items.push(decode_message(&key, &value)?);
-        }
         let has_more = items.len() > limit;
         items.truncate(limit);
         if after.is_none() {
             items.reverse();
         }
         Ok(HistoryPage { items, has_more })
+    }
+
+    /// Up to `count` messages of `seqs`, oldest first.
+    fn oldest(&self, conversation: &str, seqs: SeqRange, count: usize) -> Result<Vec<Message>> {
+        let tail = self.unwritten().tail(conversation);
+        let disk_end = tail.as_ref().map_or(seqs.high, |t| t.first.min(seqs.high));
+        let mut items = Vec::new();
+        let messages = &self.trees().messages;
+        // From the chunk holding the first seq wanted (it may start below it).
+        let start = match self.chunk_key_at(conversation, seqs.low)? {
+            Some(key) => key.to_vec(),
+            None => keys::message(conversation, 0),
+        };
+        let mut chunks = messages
+            .range(start..keys::message(conversation, disk_end))
+            .peekable();
+        while let Some(chunk) = chunks.next() {
+            let (key, raw) = chunk?;
+            let covered_until = match chunks.peek() {
+                Some(Ok((next, _))) => keys::message_seq(next)?.min(disk_end),
+                _ => disk_end,
+            };
+            for message in decode_chunk(&key, &raw)? {
+                if (seqs.low..covered_until).contains(&message.seq) && items.len() < count {
+                    items.push(message);
+                }
+            }
+            if items.len() >= count {
+                return Ok(items);
+            }
+        }
+        for message in tail.iter().flat_map(|t| &t.messages) {
+            if seqs.contains(message.seq) && items.len() < count {
+                items.push(Message::clone(message));
+            }
+        }
+        Ok(items)
+    }
+
+    /// Up to `count` messages of `seqs`, newest first.
+    fn newest(&self, conversation: &str, seqs: SeqRange, count: usize) -> Result<Vec<Message>> {
+        let tail = self.unwritten().tail(conversation);
+        let mut items: Vec<Message> = tail
+            .iter()
+            .flat_map(|t| t.messages.iter().rev())
+            .filter(|message| seqs.contains(message.seq))
+            .take(count)
+            .map(|message| Message::clone(message))
+            .collect();
+        let mut covered_until = tail.as_ref().map_or(seqs.high, |t| t.first.min(seqs.high));
+        let chunks = self
+            .trees()
+            .messages
+            .range(keys::message(conversation, 0)..keys::message(conversation, covered_until));
+        for chunk in chunks.rev() {
+            if items.len() >= count || covered_until <= seqs.low {
+                break;
+            }
+            let (key, raw) = chunk?;
+            let first = keys::message_seq(&key)?;
+            let mut messages = decode_chunk(&key, &raw)?;
+            messages.retain(|m| m.seq >= seqs.low && m.seq < covered_until);
+            items.extend(messages.into_iter().rev().take(count - items.len()));
+            covered_until = first;
+        }
+        Ok(items)
     }
 
     /// One message of a conversation by id; `NotFound` if there is none (in that conversation).
@@ -85,17 +138,44 @@ impl Store {
         if stored_in != conversation {
             return Err(not_found());
         }
-        self.message_at(conversation, seq)?.ok_or_else(not_found)
+        let found = self.message_at(conversation, seq)?.ok_or_else(not_found)?;
+        Ok(Arc::unwrap_or_clone(found))
     }
 
-    /// The message at `seq` of a conversation, if stored.
-    pub(crate) fn message_at(&self, conversation: &str, seq: u64) -> Result<Option<Message>> {
-        let key = keys::message(conversation, seq);
-        self.trees()
-            .messages
-            .get(&key)?
-            .map(|raw| decode_message(&key, &raw))
-            .transpose()
+    /// The message at `seq` of a conversation, if stored: unwritten, or in its chunk on disk.
+    fn message_at(&self, conversation: &str, seq: u64) -> Result<Option<Arc<Message>>> {
+        if let Some(message) = self.unwritten().get(conversation, seq) {
+            return Ok(Some(message));
+        }
+        Ok(self
+            .chunk_at(conversation, seq)?
+            .and_then(|(_, messages)| messages.into_iter().find(|m| m.seq == seq))
+            .map(Arc::new))
+    }
+
+    /// The chunk on disk that covers `seq` of a conversation (the last one starting at or below
+    /// it): its key and messages.
+    pub(super) fn chunk_at(
+        &self,
+        conversation: &str,
+        seq: u64,
+    ) -> Result<Option<(sled::IVec, Vec<Message>)>> {
+        let Some(key) = self.chunk_key_at(conversation, seq)? else {
+            return Ok(None);
+        };
+        let Some(raw) = self.trees().messages.get(&key)? else {
+            return Ok(None);
+        };
+        let messages = decode_chunk(&key, &raw)?;
+        Ok(Some((key, messages)))
+    }
+
+    fn chunk_key_at(&self, conversation: &str, seq: u64) -> Result<Option<sled::IVec>> {
+        let range = keys::message_prefix(conversation)..=keys::message(conversation, seq);
+        match self.trees().messages.range(range).next_back() {
+            Some(found) => Ok(Some(found?.0)),
+            None => Ok(None),
+        }
     }
 
     /// The id of the message `sender` stored with `client_message_id` in the conversation, if
@@ -138,6 +218,19 @@ pub(crate) struct ClientSend {
     /// Partition and offset of the send record in `messages` (absent in entries written before
     /// the index recorded them).
     pub source: Option<(u32, u64)>,
+}
+
+/// Seqs `low..high`.
+#[derive(Debug, Clone, Copy)]
+struct SeqRange {
+    low: u64,
+    high: u64,
+}
+
+impl SeqRange {
+    fn contains(self, seq: u64) -> bool {
+        (self.low..self.high).contains(&seq)
+    }
 }
 
 fn empty_page() -> HistoryPage {

@@ -493,8 +493,8 @@ const BATCH: usize = 3;
 /// Applies the first message and checkpoints, then applies the commands at offsets 1.. in
 /// batches of [`BATCH`] without a checkpoint. With `crash` = (batch, writes), batch number
 /// `batch` is interrupted after `writes` writes, the store closed without a checkpoint and
-/// reopened (the view is rebuilt from disk: the last checkpoint's activity, read state and
-/// position, and every message written since), and everything from the checkpoint's position is
+/// reopened (the view is rebuilt from disk: the last checkpoint's messages, activity, read state
+/// and position, and the message ids indexed since), and everything from the checkpoint's position is
 /// replayed as the writer does after a restart. Returns what the store shows, or `None` if no
 /// batch was interrupted.
 fn run_batches(
@@ -523,7 +523,7 @@ fn run_batches(
     let end = 1 + commands.len() as u64;
     let mut events = Vec::new();
     for (number, batch) in numbered.chunks(BATCH).enumerate() {
-        if let Some((at, writes)) = crash.filter(|(at, _)| *at == number) {
+        if let Some((_, writes)) = crash.filter(|(at, _)| *at == number) {
             if f.store.apply_batch_interrupted(0, batch, writes).is_ok() {
                 return None;
             }
@@ -533,13 +533,13 @@ fn run_batches(
                 Some(1),
                 "only a checkpoint writes the position"
             );
-            if at > 0 {
-                let c = f.store.history("c", None, Some(0), 100).expect("history");
-                assert!(
-                    c.items.len() > 1,
-                    "the batches before the crash are on disk"
-                );
-            }
+            let c = f.store.history("c", None, Some(0), 100).expect("history");
+            assert!(
+                c.items.iter().all(|m| m.seq <= 2),
+                "since the checkpoint only c's first message (m2) was written, alone; the \
+                 later ones were in memory: {:?}",
+                seqs(&c)
+            );
             // As the writer after a restart: every record replayed was in the log before it.
             let applied = f.store.apply_batch(0, &numbered, end).expect("replay");
             return Some(observable(&f.store, 1..end, applied.events));
@@ -573,8 +573,11 @@ fn batches_interrupted_after_any_write_since_the_checkpoint_are_completed_exactl
             interrupted += 1;
         }
     }
-    assert!(
-        interrupted > 15,
+    // Thirteen writes in all: the sends' index entries and m2's client id; the records of the
+    // messages written alone (m2, c's first since the checkpoint, and d1, d's); the edits' and
+    // deletes' outbox entries, and the rewrites of the two messages on disk (first, m2).
+    assert_eq!(
+        interrupted, 13,
         "every write of every batch was a crash point"
     );
 }
@@ -651,4 +654,86 @@ fn a_send_right_after_the_create_in_one_batch_is_stored() {
         .outcomes;
     assert!(matches!(again[0].1, Err(StoreError::Conflict(_))));
     assert_eq!(f.store.participants("c").unwrap(), ["ann", "bob"]);
+}
+
+/// Messages of three checkpoints and an unwritten tail, each interval's first message written
+/// alone and the rest as one chunk: history pages in either direction, single messages, edits
+/// and deletes read the same whether a message is a record of its own, in a chunk on disk or
+/// in memory, and after a restart.
+#[test]
+fn chunks_on_disk_and_the_unwritten_tail_read_as_one_history() {
+    let mut f = fixture();
+    f.store
+        .create_conversation("ann", Some("c".into()), None, vec!["bob".into()])
+        .unwrap();
+    let mut ids = Vec::new();
+    for round in 0..4 {
+        let sends: Vec<SendMessage> = (0..3)
+            .map(|i| SendMessage::new("c", "ann", "Ann", format!("m{}", round * 3 + i + 1)))
+            .collect();
+        ids.extend(sends.iter().map(|s| s.id.clone()));
+        f.apply(sends.into_iter().map(ChatCommand::Send).collect());
+        if round < 3 {
+            f.store.checkpoint().unwrap();
+        }
+    }
+    let edit = |id: &str, content: &str| {
+        ChatCommand::Edit(EditMessage {
+            message_id: id.into(),
+            conversation_id: "c".into(),
+            sender_id: "ann".into(),
+            content: content.into(),
+            at: now_rfc3339(),
+        })
+    };
+    let delete = ChatCommand::Delete(DeleteMessage {
+        message_id: ids[11].clone(),
+        conversation_id: "c".into(),
+        sender_id: "ann".into(),
+        at: now_rfc3339(),
+    });
+    f.apply(vec![
+        edit(&ids[3], "alone, edited"),
+        edit(&ids[4], "in a chunk, edited"),
+        edit(&ids[10], "unwritten, edited"),
+        delete,
+    ]);
+    let check = |store: &Store| {
+        let all = store.history("c", None, Some(0), 100).unwrap();
+        assert_eq!(seqs(&all), (1..=12).collect::<Vec<_>>());
+        let contents: Vec<&str> = all.items.iter().map(|m| m.content.as_str()).collect();
+        assert_eq!(contents[3], "alone, edited");
+        assert_eq!(contents[4], "in a chunk, edited");
+        assert_eq!(contents[9], "m10");
+        assert_eq!(contents[10], "unwritten, edited");
+        assert!(all.items[11].deleted && contents[11].is_empty());
+        let page = store.history("c", Some(9), Some(2), 4).unwrap();
+        assert_eq!((seqs(&page), page.has_more), (vec![3, 4, 5, 6], true));
+        let page = store.history("c", Some(12), None, 5).unwrap();
+        assert_eq!((seqs(&page), page.has_more), (vec![7, 8, 9, 10, 11], true));
+        let page = store.history("c", Some(3), None, 5).unwrap();
+        assert_eq!((seqs(&page), page.has_more), (vec![1, 2], false));
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(store.message("c", id).unwrap().seq, i as u64 + 1);
+        }
+    };
+    check(&f.store);
+    let f = f.reopened();
+    check(&f.store);
+    let record_seqs: Vec<u64> = f
+        .store
+        .trees()
+        .messages
+        .iter()
+        .keys()
+        .map(|key| {
+            let key = key.unwrap();
+            u64::from_be_bytes(key[key.len() - 8..].try_into().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        record_seqs,
+        [1, 2, 4, 5, 7, 8, 10, 11],
+        "each interval's first message alone, the rest one chunk; edits rewrote in place"
+    );
 }

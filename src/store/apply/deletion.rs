@@ -1,5 +1,6 @@
-//! Applying a conversation's deletion in the store writer's batch: its messages go, with their
-//! id and client-id index entries, then its membership record, last. Each removal is idempotent
+//! Applying a conversation's deletion in the store writer's batch: its messages go (chunks on
+//! disk and unwritten ones), with their id and client-id index entries, then its membership
+//! record, last. Each removal is idempotent
 //! and the membership record is what makes the conversation exist, so a crash part-way leaves it
 //! in the view at the next start and the replayed command deletes the rest. Its activity and
 //! the read states on it leave the view, and the store's checkpoint removes their records (an
@@ -12,7 +13,8 @@ use super::super::command::DeleteConversation;
 use super::super::conversations::decide_delete;
 use super::super::error::{Result, StoreError};
 use super::super::keys;
-use super::super::queries::decode_message;
+use super::super::model::Message;
+use super::super::unwritten::decode_chunk;
 use super::{Batch, Change};
 
 impl Batch<'_> {
@@ -47,18 +49,43 @@ impl Batch<'_> {
         Ok(true)
     }
 
-    /// Removes every message of the conversation with its `message_ids` and `client_ids` entries.
+    /// Removes every message of the conversation with its `message_ids` and `client_ids`
+    /// entries: its chunks on disk, its unwritten ones and the ones this batch staged.
     fn remove_messages(&mut self, id: &str) -> Result<()> {
         let t = self.trees;
+        let store = self.store;
+        // A checkpoint writing this conversation's chunk now would bring them back after.
+        let _chunks = store.inner.chunk_writes.lock();
         for item in t.messages.scan_prefix(keys::message_prefix(id)) {
             let (key, raw) = item?;
-            let message = decode_message(&key, &raw)?;
-            self.remove(&t.message_ids, message.id.as_bytes())?;
-            if let Some(client_id) = &message.client_message_id {
-                let index = keys::client_id(&message.sender_id, id, client_id);
-                self.remove(&t.client_ids, &index)?;
+            for message in decode_chunk(&key, &raw)? {
+                self.remove_indexes(&message)?;
             }
             self.remove(&t.messages, &key)?;
+        }
+        for message in self.store.unwritten_mut().remove(id) {
+            self.remove_indexes(&message)?;
+        }
+        let mut staged = Vec::new();
+        self.staged.retain(|(conversation, _), (message, _)| {
+            let keep = conversation != id;
+            if !keep {
+                staged.push(message.clone());
+            }
+            keep
+        });
+        for message in staged {
+            self.remove_indexes(&message)?;
+        }
+        Ok(())
+    }
+
+    fn remove_indexes(&mut self, message: &Message) -> Result<()> {
+        let t = self.trees;
+        self.remove(&t.message_ids, message.id.as_bytes())?;
+        if let Some(client_id) = &message.client_message_id {
+            let index = keys::client_id(&message.sender_id, &message.conversation_id, client_id);
+            self.remove(&t.client_ids, &index)?;
         }
         Ok(())
     }

@@ -90,12 +90,14 @@ fn valid_group(group: &str) -> Result<(), ResponseError> {
 
 /// On a cluster, until shutdown: every third of the lease TTL, registers this broker, reads
 /// the others', renews the leases of the groups live here and drops those whose lease was
-/// lost; at shutdown releases all of it so that other nodes take over at once.
+/// lost; at shutdown releases all of it so that other nodes take over at once. The first round
+/// is a period after the start: [`start`](super::start) registers before it takes connections.
 pub(super) async fn keep_leases(broker: Arc<Broker>) {
     let Some(cluster) = broker.cluster.clone() else {
         return;
     };
-    let mut tick = tokio::time::interval(cluster.renew_every());
+    let period = cluster.renew_every();
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

@@ -93,8 +93,8 @@ pub(crate) trait LogBackend: Send + Sync + std::fmt::Debug {
     fn subscribe(&self, topic: &str, partition: u32) -> Result<watch::Receiver<u64>>;
 
     /// How long a record acknowledged through another node may take to reach what this node
-    /// reads: zero where every append goes through this node. [`Log::watermarks_reaching`]
-    /// (super::Log::watermarks_reaching) waits that long at most.
+    /// reads: zero where every append goes through this node.
+    /// [`Log::watermarks_reaching`](super::Log::watermarks_reaching) waits that long at most.
     fn catch_up_within(&self) -> Duration;
 
     /// The first offset whose record was appended at or after `timestamp_ms` (the high

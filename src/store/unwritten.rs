@@ -74,11 +74,13 @@ impl Tail {
         let seq = message.seq;
         let next = self.first + self.messages.len() as u64;
         if seq == next {
+            // Counted as it comes: a recount per message is quadratic in a busy tail.
+            self.bytes += approximate_size(&message);
             if let Some(chunk) = &mut self.chunk {
                 chunk.extend_from_slice(json);
+                self.bytes += json.len();
             }
             self.messages.push(message);
-            self.recount();
             return Ok(());
         }
         let index = seq

@@ -1,6 +1,6 @@
 //! Who did what, as the operator reads it: request ids, the access log and the session log.
 //!
-//! [`log_requests`] is the router's outermost layer. It gives every request an id (a sane
+//! [`log_requests`] is the outermost stage of the router's [`edge`](super::edge). It gives every request an id (a sane
 //! incoming `x-request-id`, else a new UUIDv7), echoes it in the response's `x-request-id`, makes
 //! it [`current_request_id`] while the request is handled (so that every problem body carries it,
 //! see [`problem`](super::problem)), and writes one line per request at the tracing target
@@ -15,13 +15,13 @@
 //! Where the lines go (text or JSON on stderr, which targets are on) is the tracing
 //! subscriber's business (`logging.format`, `logging.level`: `tidings::access=off` silences it).
 
+use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
-use axum::middleware::Next;
 use axum::response::Response;
 use hyper::body::Body as _;
 
@@ -57,15 +57,18 @@ pub(crate) fn current_request_id() -> Option<String> {
 #[derive(Debug, Clone, Default)]
 struct CallerSlot(Arc<OnceLock<Arc<str>>>);
 
-/// Middleware: the request id, and one access-log line per request (see the module doc).
-pub(crate) async fn log_requests(mut request: Request, next: Next) -> Response {
+/// Edge stage: the request id, and one access-log line per request (see the module doc).
+pub(crate) async fn log_requests<Fut: Future<Output = Response>>(
+    mut request: Request,
+    inner: impl FnOnce(Request) -> Fut,
+) -> Response {
     let started = Instant::now();
     let (id, header) = request_id(request.headers());
     let method = request.method().clone();
     let matched = request.extensions().get::<MatchedPath>().cloned();
     let caller = CallerSlot::default();
     request.extensions_mut().insert(caller.clone());
-    let mut response = REQUEST_ID.scope(id.clone(), next.run(request)).await;
+    let mut response = REQUEST_ID.scope(id.clone(), inner(request)).await;
     response
         .headers_mut()
         .insert(REQUEST_ID_HEADER.clone(), header);

@@ -21,9 +21,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, Uri};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hyper::body::{Body as _, Frame, SizeHint};
 use tokio::time::Sleep;
@@ -58,17 +57,17 @@ impl From<&HttpSettings> for RequestLimits {
     }
 }
 
-/// Refuses oversized targets and heads, and answers 408 when the body did not arrive in time.
-pub(crate) async fn enforce(
-    State(limits): State<RequestLimits>,
+/// Edge stage: refuses oversized targets and heads, and answers 408 when the body did not arrive in time.
+pub(crate) async fn enforce<Fut: Future<Output = Response>>(
+    limits: &RequestLimits,
     request: Request,
-    next: Next,
+    inner: impl FnOnce(Request) -> Fut,
 ) -> Response {
-    if let Err(refusal) = check_head(&request, &limits) {
+    if let Err(refusal) = check_head(&request, limits) {
         return refusal.into_response();
     }
     if request.body().is_end_stream() {
-        return next.run(request).await;
+        return inner(request).await;
     }
     let timed_out = Arc::new(AtomicBool::new(false));
     let request = request.map(|body| {
@@ -78,7 +77,7 @@ pub(crate) async fn enforce(
             timed_out: timed_out.clone(),
         })
     });
-    let response = next.run(request).await;
+    let response = inner(request).await;
     if timed_out.load(Ordering::SeqCst) {
         return body_timeout(limits.body_read_timeout);
     }
@@ -173,9 +172,12 @@ impl hyper::body::Body for DeadlineBody {
     }
 }
 
-/// Rewrites an error answer that is not problem+json (see the module doc).
-pub(crate) async fn problem_bodies(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+/// Edge stage: rewrites an error answer that is not problem+json (see the module doc).
+pub(crate) async fn problem_bodies<Fut: Future<Output = Response>>(
+    request: Request,
+    inner: impl FnOnce(Request) -> Fut,
+) -> Response {
+    let response = inner(request).await;
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) || is_problem(&response) {
         return response;
@@ -212,6 +214,7 @@ fn is_problem(response: &Response) -> bool {
 #[cfg(test)]
 mod tests {
     use axum::http::StatusCode;
+    use axum::middleware::Next;
     use axum::routing::{get, post};
     use axum::Router;
     use tower::ServiceExt;
@@ -241,8 +244,15 @@ mod tests {
                 "/path/{id}",
                 get(|axum::extract::Path(id): axum::extract::Path<String>| async move { id }),
             )
-            .layer(axum::middleware::from_fn_with_state(limits(), enforce))
-            .layer(axum::middleware::from_fn(problem_bodies))
+            .layer(axum::middleware::from_fn(
+                |request, next: Next| async move {
+                    let limits = limits();
+                    problem_bodies(request, |request| {
+                        enforce(&limits, request, |request| next.run(request))
+                    })
+                    .await
+                },
+            ))
     }
 
     async fn problem(response: Response) -> Problem {

@@ -1,17 +1,17 @@
-//! `GET /metrics` and the layer that times every HTTP request.
+//! `GET /metrics` and the edge stage that times every HTTP request.
 //!
 //! The scrape renders the server's registry ([`crate::metrics`]) followed by the values collected
-//! at scrape time (the log's counters, the hub's sessions and deliveries, consumer lag). The latency layer labels each observation with the
+//! at scrape time (the log's counters, the hub's sessions and deliveries, consumer lag). The latency stage labels each observation with the
 //! matched route pattern (`/api/conversations/{id}`), or `unmatched` for the 404 fallback, so a
 //! client probing random paths cannot grow the number of series.
 //!
 //! What is measured, and how it is rendered, is `crate::metrics`'s business, not this file's.
 
+use std::future::Future;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
@@ -57,23 +57,19 @@ fn consumer_lags(log: &Log) -> Vec<ConsumerLag> {
     lags
 }
 
-/// Middleware: records the time to the response head, per method, route and status.
-pub(crate) async fn track_latency(
-    State(metrics): State<Metrics>,
+/// Edge stage: records the time to the response head, per method, route and status.
+pub(crate) async fn track_latency<Fut: Future<Output = Response>>(
+    metrics: &Metrics,
     req: Request,
-    next: Next,
+    inner: impl FnOnce(Request) -> Fut,
 ) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|path| path.as_str().to_owned())
-        .unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
-    let response = next.run(req).await;
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let response = inner(req).await;
     metrics.observe_http(
         method.as_str(),
-        &route,
+        route.as_ref().map_or(UNMATCHED_ROUTE, MatchedPath::as_str),
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),
     );

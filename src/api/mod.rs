@@ -3,10 +3,10 @@
 //! [`app`] assembles the router from the handler files (the web console's files `console`,
 //! `health`, `metrics`, the API description `openapi`, `conversations`,
 //! `messages`, the WebSocket upgrade `ws`, and the event bus's `topics`, `records` and consumer
-//! `groups`) and wraps it in the request-latency layer, the body-size limit and the request
-//! limits of [`http_limits`] (which also turns axum's text rejections into problem+json), the
-//! browser-origin rules of [`origins`] (CORS, the sockets' `Origin` check) and, outermost, the
-//! request ids and access log of [`access`];
+//! `groups`) and wraps it in the body-size limit and the one [`edge`] layer: the request ids
+//! and access log of [`access`], the browser-origin rules of [`origins`] (CORS, the sockets'
+//! `Origin` check), the request-latency metric, and the request limits of [`http_limits`]
+//! (which also turns axum's text rejections into problem+json);
 //! [`connections`] serves it on a listener within the connection limits; [`AppState`] is what
 //! every handler can reach. Errors are [`ApiError`](problem::ApiError)s, answered as problem+json
 //! ([`problem`]). axum is used here and in `server.rs` only.
@@ -22,6 +22,7 @@ pub(crate) mod connections;
 pub(crate) mod console;
 pub(crate) mod conversations;
 pub(crate) mod dlq;
+pub(crate) mod edge;
 pub(crate) mod groups;
 pub(crate) mod health;
 pub(crate) mod http_limits;
@@ -384,19 +385,9 @@ pub(crate) fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(
-            http_limits::RequestLimits::from(&state.config().http),
-            http_limits::enforce,
+            edge::Edge::of(&state),
+            edge::edge,
         ))
-        .layer(axum::middleware::from_fn(http_limits::problem_bodies))
-        .layer(axum::middleware::from_fn_with_state(
-            state.metrics().clone(),
-            metrics::track_latency,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            origins::Origins::new(state.config()),
-            origins::guard,
-        ))
-        .layer(axum::middleware::from_fn(access::log_requests))
         .with_state(state)
 }
 

@@ -1,7 +1,7 @@
 //! Which browser pages may use this server: CORS for `/api` and the `Origin` check on the
 //! socket endpoints, both from `http.allowedOrigins`.
 //!
-//! [`guard`] looks only at requests that carry an `Origin` header (browsers send one; other
+//! [`Origins::guard`] looks only at requests that carry an `Origin` header (browsers send one; other
 //! clients do not, and pass untouched):
 //! - `/api`: a preflight (`OPTIONS` with `Access-Control-Request-Method`) from an allowed origin
 //!   is answered here, 204 with the origin, the methods, the request headers the API reads and a
@@ -25,16 +25,16 @@
 //!
 //! This module does not authenticate or authorize a request: it only decides which pages may.
 
+use std::future::Future;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
     ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_METHOD, HOST,
     ORIGIN, VARY,
 };
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::problem::ApiError;
@@ -56,7 +56,7 @@ const PREFLIGHT_VARY: &str =
 /// Longest origin quoted back in a refusal.
 const MAX_QUOTED_ORIGIN: usize = 100;
 
-/// The origins policy of one server: what [`guard`] allows, and where.
+/// The origins policy of one server: what [`Origins::guard`] allows, and where.
 #[derive(Debug, Clone)]
 pub(crate) struct Origins(Arc<Policy>);
 
@@ -119,56 +119,63 @@ impl Origins {
     }
 }
 
-/// Middleware: CORS on `/api`, the `Origin` check on the sockets (see the module doc).
-pub(crate) async fn guard(
-    State(origins): State<Origins>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Some(origin) = request.headers().get(ORIGIN).cloned() else {
-        return next.run(request).await;
-    };
-    match origins.surface(request.uri().path()) {
-        Surface::Api => cors(&origins, origin, request, next).await,
-        Surface::Socket => {
-            let text = origin.to_str().unwrap_or_default();
-            if origins.allows(text) || same_origin(text, request.headers()) {
-                // The SignalR negotiation and Socket.IO's polling are plain HTTP requests: an
-                // allowed page needs CORS to read their answers, as on `/api`.
-                cors(&origins, origin, request, next).await
-            } else {
-                refusal(text, "open a socket on this server").into_response()
-            }
-        }
-        Surface::Other => next.run(request).await,
-    }
-}
-
-async fn cors(origins: &Origins, origin: HeaderValue, request: Request, next: Next) -> Response {
-    let text = origin.to_str().unwrap_or_default();
-    let allowed = origins.allows(text);
-    let preflight = request.method() == Method::OPTIONS
-        && request
-            .headers()
-            .contains_key(ACCESS_CONTROL_REQUEST_METHOD);
-    if preflight {
-        return if allowed {
-            preflight_answer(origin)
-        } else {
-            refusal(text, "call this API").into_response()
+impl Origins {
+    /// Edge stage: CORS on `/api`, the `Origin` check on the sockets (see the module doc).
+    pub(crate) async fn guard<Fut: Future<Output = Response>>(
+        &self,
+        request: Request,
+        inner: impl FnOnce(Request) -> Fut,
+    ) -> Response {
+        let Some(origin) = request.headers().get(ORIGIN).cloned() else {
+            return inner(request).await;
         };
+        match self.surface(request.uri().path()) {
+            Surface::Api => self.cors(origin, request, inner).await,
+            Surface::Socket => {
+                let text = origin.to_str().unwrap_or_default();
+                if self.allows(text) || same_origin(text, request.headers()) {
+                    // The SignalR negotiation and Socket.IO's polling are plain HTTP requests:
+                    // an allowed page needs CORS to read their answers, as on `/api`.
+                    self.cors(origin, request, inner).await
+                } else {
+                    refusal(text, "open a socket on this server").into_response()
+                }
+            }
+            Surface::Other => inner(request).await,
+        }
     }
-    let mut response = next.run(request).await;
-    if allowed {
-        let headers = response.headers_mut();
-        headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-        headers.insert(
-            ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static(EXPOSED_HEADERS),
-        );
-        headers.append(VARY, HeaderValue::from_static("origin"));
+
+    async fn cors<Fut: Future<Output = Response>>(
+        &self,
+        origin: HeaderValue,
+        request: Request,
+        inner: impl FnOnce(Request) -> Fut,
+    ) -> Response {
+        let text = origin.to_str().unwrap_or_default();
+        let allowed = self.allows(text);
+        let preflight = request.method() == Method::OPTIONS
+            && request
+                .headers()
+                .contains_key(ACCESS_CONTROL_REQUEST_METHOD);
+        if preflight {
+            return if allowed {
+                preflight_answer(origin)
+            } else {
+                refusal(text, "call this API").into_response()
+            };
+        }
+        let mut response = inner(request).await;
+        if allowed {
+            let headers = response.headers_mut();
+            headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            headers.insert(
+                ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static(EXPOSED_HEADERS),
+            );
+            headers.append(VARY, HeaderValue::from_static("origin"));
+        }
+        response
     }
-    response
 }
 
 fn preflight_answer(origin: HeaderValue) -> Response {

@@ -8,7 +8,8 @@
 //! ([`claims`]): `exp` (required) and `nbf`, `iss` and `aud` when `auth.issuer` and
 //! `auth.audience` are set, the user id, display name and scopes under the names
 //! `auth.claims.*` gives (scopes as a space-separated string or an array; `admin` implies every
-//! other scope). A refused token gets a reason in plain words ([`Refusal`]).
+//! other scope). A refused token gets a reason in plain words ([`Refusal`]). A token that
+//! passed is remembered until it expires or the JWKS changes ([`verified`]).
 //!
 //! `tidings token` and the admin commands mint HS256 tokens with the server's secret and claim
 //! names, and never create a secret (only `tidings serve` does).
@@ -22,6 +23,7 @@ mod jwks;
 mod keys;
 mod refusal;
 mod secret;
+mod verified;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,6 +39,7 @@ use keys::VerifyKey;
 pub use refusal::{Quoted, Refusal};
 use secret::Missing;
 pub use secret::{SecretSource, SECRET_FILE};
+use verified::Verified;
 
 use crate::config::AuthSettings;
 
@@ -125,6 +128,7 @@ struct Keys {
     fixed: Vec<VerifyKey>,
     jwks: Option<Arc<Jwks>>,
     rules: ClaimRules,
+    verified: Verified,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -266,12 +270,29 @@ impl Authenticator {
         }
     }
 
-    /// Signature, then claims.
+    /// The identity of a token verified lately ([`verified`]), else the full check, whose
+    /// success is kept.
     fn check(&self, token: &str) -> Result<Identity, Failed> {
+        let jwks_keys = self.inner.jwks.as_ref().map(|jwks| jwks.keys());
+        let now = unix_now();
+        if let Some(identity) = self.inner.verified.get(token, jwks_keys.as_ref(), now) {
+            return Ok(identity);
+        }
+        let identity = self.check_signed(token, jwks_keys.as_deref(), now)?;
+        self.inner.verified.keep(token, &identity, jwks_keys);
+        Ok(identity)
+    }
+
+    /// Signature (against the fixed keys and `fetched`, the JWKS's), then claims.
+    fn check_signed(
+        &self,
+        token: &str,
+        fetched: Option<&[VerifyKey]>,
+        now: u64,
+    ) -> Result<Identity, Failed> {
         let header = keys::read_header(token)?;
-        let fetched = self.inner.jwks.as_ref().map(|jwks| jwks.keys());
         let mut sets: Vec<&[VerifyKey]> = vec![&self.inner.fixed];
-        sets.extend(fetched.as_deref());
+        sets.extend(fetched);
         let refused_algorithm = || Refusal::Algorithm {
             alg: header.alg_name.clone(),
             accepted: keys::accepted_algorithms(&sets),
@@ -305,7 +326,7 @@ impl Authenticator {
                 kid_unknown,
             }
         })?;
-        Ok(self.inner.rules.identity(&claims, unix_now())?)
+        Ok(self.inner.rules.identity(&claims, now)?)
     }
 
     /// Signs an HS256 token for `user` valid for `ttl`, with the claim names, issuer and
@@ -353,6 +374,7 @@ impl Keys {
             fixed: vec![VerifyKey::secret(secret)],
             jwks: None,
             rules,
+            verified: Verified::new(),
         })
     }
 }

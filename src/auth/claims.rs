@@ -12,7 +12,12 @@ use super::{AuthError, Identity};
 use crate::config::{AuthSettings, ClaimNames};
 
 /// Seconds of clock difference tolerated on `exp` and `nbf`.
-const LEEWAY_SECS: u64 = 5;
+pub(super) const LEEWAY_SECS: u64 = 5;
+
+/// A token whose `exp` is `exp` has expired at `now` (beyond the leeway).
+pub(super) fn has_expired(exp: u64, now: u64) -> bool {
+    exp.saturating_add(LEEWAY_SECS) < now
+}
 
 /// What a token's claims must say, and where its identity is.
 #[derive(Debug, Clone, Default)]
@@ -55,7 +60,7 @@ impl ClaimRules {
             claim: "exp".into(),
             meaning: "its expiry time; tokens without one are refused",
         })?;
-        if exp.saturating_add(LEEWAY_SECS) < now {
+        if has_expired(exp, now) {
             return Err(AuthError::Expired);
         }
         if let Some(nbf) = seconds(claims, "nbf")? {

@@ -288,6 +288,38 @@ async fn an_unknown_kid_fetches_the_jwks_again_and_is_accepted_once_published() 
     assert_eq!(me(&server, &rotated.mint(json!({}))).await.0, 200);
 }
 
+/// A token accepted before (and so remembered by the server) is refused as soon as a fetch of
+/// the JWKS no longer has its key: withdrawing a key stops its tokens at once.
+#[tokio::test]
+async fn a_key_withdrawn_from_the_jwks_stops_its_tokens_once_fetched_again() {
+    let withdrawn = IdpKey::new("rs256-private.pem", Algorithm::RS256, "2026-11");
+    let kept = IdpKey::new("rs256-rotated-private.pem", Algorithm::RS256, "2026-12");
+    let jwks = JwksEndpoint::start(&[&withdrawn, &kept]).await;
+    let (server, _dir) = server_with(&format!(
+        "jwks = \"{}\"\njwksMinRefreshMs = 0\naudience = \"{AUDIENCE}\"",
+        jwks.url
+    ))
+    .await;
+    let old = withdrawn.mint(json!({}));
+    let new = kept.mint(json!({}));
+    for _ in 0..3 {
+        assert_eq!(me(&server, &old).await.0, 200);
+        assert_eq!(me(&server, &new).await.0, 200);
+    }
+
+    jwks.publish(&[&kept]);
+    // A token naming an unknown key makes the server fetch the JWKS again.
+    let unknown = kept.mint_as("2027-01", json!({}));
+    assert!(refused(&server, &unknown).await.contains("kid \"2027-01\""));
+    assert_eq!(jwks.fetches(), 2);
+    assert!(refused(&server, &old).await.contains("kid \"2026-11\""));
+    assert_eq!(
+        me(&server, &new).await.0,
+        200,
+        "the kept key's tokens still pass"
+    );
+}
+
 #[tokio::test]
 async fn unknown_kids_fetch_at_most_once_per_min_refresh_interval() {
     let known = IdpKey::new("es256-private.pem", Algorithm::ES256, "ec-1");

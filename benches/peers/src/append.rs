@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::load::{run_closed_loop, LoadSpec, Producer};
-use crate::tidings::{call, LogSystem, ServerArgs, TidingsArgs};
+use crate::tidings::{LogSystem, Poster, ServerArgs};
 
 /// Options of `peers append`.
 #[derive(Args, Debug)]
@@ -75,17 +75,13 @@ pub async fn run(args: &AppendArgs) -> Result<serde_json::Value> {
 
 /// One keep-alive HTTP connection publishing one record per request.
 struct TidingsProducer {
-    client: reqwest::Client,
-    url: String,
-    token: String,
+    poster: Poster,
 }
 
 impl TidingsProducer {
     async fn connect(url: &str, token: &str) -> Result<Self> {
         Ok(TidingsProducer {
-            client: TidingsArgs::client()?,
-            url: url.to_owned(),
-            token: token.to_owned(),
+            poster: Poster::connect(url, token).await?,
         })
     }
 }
@@ -95,17 +91,7 @@ impl Producer for TidingsProducer {
         // The value is stored as the JSON text sent: a string whose quotes make it `size` bytes.
         let text = std::str::from_utf8(&value[2..])?;
         let body = format!(r#"{{"records":[{{"value":"{text}"}}]}}"#);
-        let request = self
-            .client
-            .post(&self.url)
-            .header("content-type", "application/json")
-            .body(body);
-        // Read the answer to its end, as a client would (and so hyper reuses the connection).
-        call(request, &self.token, 202, "publishing a record")
-            .await?
-            .bytes()
-            .await?;
-        Ok(())
+        self.poster.post(body, 202, "publishing a record").await
     }
 }
 

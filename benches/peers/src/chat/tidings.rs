@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::socketio::{receive, SocketIo};
 use super::{ChatArgs, ChatSender, Deliveries};
-use crate::tidings::{call, TidingsArgs};
+use crate::tidings::{call, Poster, TidingsArgs};
 
 /// What the run script looks for to report the Tidings side as not run rather than broken.
 const NO_WEBSOCKET_HUB: &str = "this Tidings build has no /ws endpoint";
@@ -46,16 +46,14 @@ pub async fn connect(args: &ChatArgs, deliveries: &Arc<Deliveries>) -> Result<Ve
         let url = format!("{}/api/conversations/{conversation}/messages", tidings.url);
         pairs.push((url, sender_token));
     }
-    (0..args.senders)
-        .map(|j| {
-            let (url, token) = pairs[j % pairs.len()].clone();
-            Ok(TidingsSender {
-                client: TidingsArgs::client()?,
-                url,
-                token,
-            })
-        })
-        .collect()
+    let mut senders = Vec::with_capacity(args.senders);
+    for j in 0..args.senders {
+        let (url, token) = &pairs[j % pairs.len()];
+        senders.push(TidingsSender {
+            poster: Poster::connect(url, token).await?,
+        });
+    }
+    Ok(senders)
 }
 
 /// The users and conversations of the session senders: receiver i's token and conversations,
@@ -231,23 +229,13 @@ async fn time_deliveries(mut socket: Socket, deliveries: Arc<Deliveries>) {
 
 /// One keep-alive HTTP connection sending to one conversation.
 pub struct TidingsSender {
-    client: reqwest::Client,
-    url: String,
-    token: String,
+    poster: Poster,
 }
 
 impl ChatSender for TidingsSender {
     async fn send(&mut self, content: String) -> Result<()> {
-        let request = self
-            .client
-            .post(&self.url)
-            .json(&json!({"content": content}));
-        // Read the answer to its end, as a client would (and so hyper reuses the connection).
-        call(request, &self.token, 202, "sending a message")
-            .await?
-            .bytes()
-            .await?;
-        Ok(())
+        let body = json!({"content": content}).to_string();
+        self.poster.post(body, 202, "sending a message").await
     }
 }
 

@@ -15,8 +15,12 @@
 //! This module knows nothing of HTTP routing: the request-timing layer and the `/metrics` handler
 //! live in `api::metrics`.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
+
+use metrics::Histogram;
+use parking_lot::RwLock;
 
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
@@ -45,6 +49,38 @@ pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8"
 pub(crate) struct Metrics {
     recorder: Arc<PrometheusRecorder>,
     handle: PrometheusHandle,
+    http: Arc<HttpSeries>,
+}
+
+/// The HTTP latency histogram of each route, method and status seen so far, so that a request
+/// records into its series without building and hashing its labels again (allocation-free
+/// once seen). As bounded as the series: routes are patterns, methods and statuses few.
+#[derive(Default)]
+struct HttpSeries(RwLock<HashMap<Box<str>, Vec<MethodStatus>>>);
+
+/// One series of a route: its method, its status and its histogram.
+type MethodStatus = (Box<str>, u16, Histogram);
+
+impl HttpSeries {
+    fn find(&self, method: &str, route: &str, status: u16) -> Option<Histogram> {
+        let series = self.0.read();
+        let of_route = series.get(route)?;
+        of_route
+            .iter()
+            .find(|(m, s, _)| &**m == method && *s == status)
+            .map(|(_, _, histogram)| histogram.clone())
+    }
+
+    fn keep(&self, method: &str, route: &str, status: u16, histogram: Histogram) {
+        let mut series = self.0.write();
+        let of_route = series.entry(route.into()).or_default();
+        if !of_route
+            .iter()
+            .any(|(m, s, _)| &**m == method && *s == status)
+        {
+            of_route.push((method.into(), status, histogram));
+        }
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -70,6 +106,7 @@ impl Metrics {
         let metrics = Metrics {
             recorder: Arc::new(recorder),
             handle,
+            http: Arc::default(),
         };
         metrics.record(|| {
             metrics::describe_histogram!(
@@ -93,15 +130,20 @@ impl Metrics {
     /// Records one HTTP request's latency. `route` is the matched route pattern, never the raw
     /// path, so the number of series stays bounded.
     pub(crate) fn observe_http(&self, method: &str, route: &str, status: u16, seconds: f64) {
-        self.record(|| {
+        if let Some(histogram) = self.http.find(method, route, status) {
+            histogram.record(seconds);
+            return;
+        }
+        let histogram = self.record(|| {
             metrics::histogram!(
                 HTTP_REQUEST_DURATION,
                 "method" => method.to_owned(),
                 "route" => route.to_owned(),
                 "status" => status.to_string(),
             )
-            .record(seconds);
         });
+        histogram.record(seconds);
+        self.http.keep(method, route, status, histogram);
     }
 
     /// Counts one notification that sink `sink` finished with `outcome` (`delivered` or
@@ -328,6 +370,35 @@ mod tests {
         assert!(
             text.contains("tidings_http_request_duration_seconds_count"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn repeated_observations_land_in_their_own_series() {
+        let metrics = Metrics::new();
+        for _ in 0..3 {
+            metrics.observe_http("POST", "/api/topics/{name}/records", 202, 0.001);
+        }
+        metrics.observe_http("POST", "/api/topics/{name}/records", 404, 0.001);
+        metrics.observe_http("GET", "/api/topics/{name}/records", 202, 0.001);
+        let text = metrics.render();
+        let count = |labels: &str| {
+            let name = format!("tidings_http_request_duration_seconds_count{{{labels}}} ");
+            let line = text.lines().find(|line| line.starts_with(&name));
+            line.unwrap_or_else(|| panic!("{name} in {text}"))[name.len()..].to_owned()
+        };
+        let route = "route=\"/api/topics/{name}/records\"";
+        assert_eq!(
+            count(&format!("method=\"POST\",{route},status=\"202\"")),
+            "3"
+        );
+        assert_eq!(
+            count(&format!("method=\"POST\",{route},status=\"404\"")),
+            "1"
+        );
+        assert_eq!(
+            count(&format!("method=\"GET\",{route},status=\"202\"")),
+            "1"
         );
     }
 

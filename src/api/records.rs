@@ -201,6 +201,10 @@ fn refuse_deep_values(records: &[PublishedRecord]) -> Result<(), ApiError> {
 /// True if valid JSON `text` nests arrays and objects deeper than `limit`. One pass, no
 /// recursion, stops at the first level too deep; brackets inside strings do not count.
 fn exceeds_depth(text: &str, limit: usize) -> bool {
+    // A scalar (a string, most records' value) holds no array or object.
+    if !text.trim_start().starts_with(['[', '{']) {
+        return false;
+    }
     let mut depth = 0usize;
     let mut in_string = false;
     let mut escaped = false;

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use tidings::cli::stderr_lines;
 use tidings::config::{Config, LogFormat};
 
 /// The server allocates and frees many small buffers per request on every thread; jemalloc's
@@ -100,7 +101,7 @@ fn main() -> ExitCode {
 
 fn serve(args: tidings::cli::serve::ServeArgs) -> anyhow::Result<()> {
     let config = args.resolve(|name| std::env::var(name).ok())?;
-    // Held until `serve` returns: dropping it writes the lines still queued.
+    // Held until `serve` returns: dropping it writes the lines still buffered.
     let _log_writer = init_tracing(&config)?;
     tidings::server::check_tls(&config)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
@@ -172,18 +173,16 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
-/// The server's log: formatted on the thread that logs, written to stderr by a thread of its
-/// own, which writes every line queued since its last write in one go. A request's access-log
-/// line then costs no system call on the request's path, and under load one `write` carries
-/// many lines. Lines are never dropped: if stderr stops taking them and the queue (128 Ki
-/// lines) fills, logging waits. The returned guard writes what is queued when dropped.
-fn init_tracing(config: &Config) -> anyhow::Result<tracing_appender::non_blocking::WorkerGuard> {
+/// The server's log: formatted on the thread that logs, gathered in one buffer and written to
+/// stderr every few milliseconds by a thread of its own (`tidings::cli::stderr_lines`), so a
+/// request's access-log line costs no system call and no wake-up. Lines are never dropped: if
+/// stderr stops taking them, logging waits. The returned guard writes what is buffered when
+/// dropped.
+fn init_tracing(config: &Config) -> anyhow::Result<stderr_lines::FlushGuard> {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.logging.level)
         .with_context(|| format!("bad log level {:?}", config.logging.level))?;
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("tidings-log")
-        .finish(std::io::BufWriter::new(std::io::stderr()));
+    let (writer, guard) =
+        stderr_lines::buffered_stderr().context("cannot start the log's writer thread")?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())

@@ -21,6 +21,7 @@ mod pinned;
 pub mod produce;
 pub(crate) mod remote;
 pub mod serve;
+pub mod stderr_lines;
 pub mod tail;
 pub mod token;
 pub mod topics;

@@ -33,6 +33,13 @@ const SEGMENT_BYTES: usize = 8 * 1024 * 1024;
 /// Key of the engine's own marker, in tree `meta`.
 const ENGINE_MARKER: &[u8] = b"tidings-data";
 
+/// How long an open waits for a lock this same process holds: a log closed a moment ago can
+/// still hold it while another thread of the process forks a child, which holds a copy of the
+/// lock file's descriptor until it runs its program (the lock goes with the last copy).
+const OWN_LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(500);
+/// How often it looks again meanwhile.
+const OWN_LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// An open, locked data directory.
 pub(crate) struct DataDir {
     pub path: PathBuf,
@@ -250,29 +257,43 @@ fn lock(path: &Path) -> Result<File> {
         .truncate(false)
         .open(&lock_path)
         .map_err(io_error(&lock_path))?;
-    match file.try_lock() {
-        Ok(()) => {
-            file.set_len(0).map_err(io_error(&lock_path))?;
-            file.write_all(format!("{}\n", std::process::id()).as_bytes())
-                .map_err(io_error(&lock_path))?;
-            Ok(file)
+    let patience = std::time::Instant::now() + OWN_LOCK_PATIENCE;
+    loop {
+        match file.try_lock() {
+            Ok(()) => {
+                file.set_len(0).map_err(io_error(&lock_path))?;
+                file.write_all(format!("{}\n", std::process::id()).as_bytes())
+                    .map_err(io_error(&lock_path))?;
+                return Ok(file);
+            }
+            Err(TryLockError::WouldBlock) => {
+                let holder = lock_holder(&mut file);
+                if holder == std::process::id().to_string() && std::time::Instant::now() < patience
+                {
+                    std::thread::sleep(OWN_LOCK_RETRY);
+                    continue;
+                }
+                let holder = if holder.is_empty() {
+                    String::new()
+                } else {
+                    format!(", pid {holder}")
+                };
+                return Err(LogError::Locked {
+                    path: path.to_owned(),
+                    holder,
+                });
+            }
+            Err(TryLockError::Error(e)) => return Err(io_error(&lock_path)(e)),
         }
-        Err(TryLockError::WouldBlock) => {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
-            let holder = holder.trim();
-            let holder = if holder.is_empty() {
-                String::new()
-            } else {
-                format!(", pid {holder}")
-            };
-            Err(LogError::Locked {
-                path: path.to_owned(),
-                holder,
-            })
-        }
-        Err(TryLockError::Error(e)) => Err(io_error(&lock_path)(e)),
     }
+}
+
+/// The pid written in a lock file (empty if none).
+fn lock_holder(file: &mut File) -> String {
+    use std::io::Seek as _;
+    let mut holder = String::new();
+    let _ = file.rewind().and_then(|_| file.read_to_string(&mut holder));
+    holder.trim().to_owned()
 }
 
 /// 0700 on `dir` (it holds message text and the token secret): no other user may list or read
@@ -296,6 +317,32 @@ fn restrict_to_owner(_dir: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lock_this_process_holds_is_waited_for_then_refused_naming_the_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = lock(dir.path()).unwrap();
+        let started = std::time::Instant::now();
+        let refused = lock(dir.path()).unwrap_err();
+        assert!(
+            started.elapsed() >= OWN_LOCK_PATIENCE,
+            "{:?}",
+            started.elapsed()
+        );
+        let pid = format!(", pid {}", std::process::id());
+        assert!(
+            matches!(&refused, LogError::Locked { holder, .. } if *holder == pid),
+            "{refused}"
+        );
+
+        // Released while the second open waits: it takes the lock.
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(OWN_LOCK_RETRY * 4);
+            drop(held);
+        });
+        assert!(lock(dir.path()).is_ok());
+        release.join().unwrap();
+    }
 
     #[test]
     fn a_full_disk_at_open_is_reported_as_no_space_not_as_corruption() {

@@ -335,11 +335,9 @@ mod tests {
             "{refused}"
         );
 
-        // Released while the second open waits: it takes the lock.
-        let release = std::thread::spawn(move || {
-            std::thread::sleep(OWN_LOCK_RETRY * 4);
-            drop(held);
-        });
+        // Released by another thread while the second open tries (before its first look or
+        // during its wait): it takes the lock.
+        let release = std::thread::spawn(move || drop(held));
         assert!(lock(dir.path()).is_ok());
         release.join().unwrap();
     }

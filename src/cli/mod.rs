@@ -17,6 +17,7 @@
 mod connect;
 pub mod dlq;
 pub mod groups;
+pub mod log_fields;
 mod pinned;
 pub mod produce;
 pub(crate) mod remote;

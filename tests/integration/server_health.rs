@@ -171,3 +171,40 @@ async fn flags_beat_env_which_beats_the_config_file() {
     assert!(event.get("level").is_some(), "{event}");
     assert!(stderr.contains("\"durability\":\"never\""), "{stderr}");
 }
+
+#[tokio::test]
+async fn the_text_log_writes_one_access_line_per_request() {
+    // Proves the binary's text log (the default format) writes the access line's fields as
+    // `name=value` pairs after the message, with the request id the caller sent.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(dir.path(), &["--listen", "127.0.0.1:0"]);
+    cmd.env("TIDINGS_LOG_LEVEL", "warn,tidings::access=info");
+    let mut server = start(cmd);
+    wait_ready(&server).await;
+
+    let health = reqwest::Client::new()
+        .get(format!("{}/healthz", server.base))
+        .header("x-request-id", "text-log-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+
+    let expected = "tidings::access: request method=GET route=\"/healthz\" status=200";
+    let printed = server.log.wait_for(Duration::from_secs(10), |text| {
+        text.lines()
+            .any(|line| line.contains(expected) && line.contains("request_id=text-log-1"))
+    });
+    sigterm(&server);
+    wait_exit(&mut server, Duration::from_secs(10));
+    let line = printed
+        .as_deref()
+        .and_then(|text| {
+            text.lines()
+                .find(|line| line.contains("request_id=text-log-1"))
+        })
+        .unwrap_or_else(|| panic!("no access line; stderr: {}", server.log.to_end()))
+        .to_owned();
+    assert!(line.contains(" INFO "), "{line}");
+    assert!(!line.contains('\x1b'), "no colours off a terminal: {line}");
+}

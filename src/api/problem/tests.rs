@@ -183,8 +183,26 @@ async fn json_rejections_keep_the_problem_shape() {
     assert_eq!(problem.status, 400);
     assert!(problem.detail.contains("name"), "{}", problem.detail);
 
+    // The detail names the path to the failing field, as axum's own parser writes it.
+    let wrong_type = post_echo(Some("application/json"), r#"{"name":5}"#).await;
+    let problem = problem_of(wrong_type).await;
+    assert_eq!(problem.status, 400);
+    assert!(
+        problem.detail.contains("name: invalid type: integer `5`"),
+        "{}",
+        problem.detail
+    );
+
+    let trailing = post_echo(Some("application/json"), r#"{"name":"a"} x"#).await;
+    assert_eq!(problem_of(trailing).await.status, 400);
+
+    let suffixed = post_echo(Some("application/merge-patch+json"), r#"{"name":"a"}"#).await;
+    assert_eq!(suffixed.status(), StatusCode::OK);
+
     let no_type = post_echo(None, r#"{"name":"a"}"#).await;
     assert_eq!(problem_of(no_type).await.status, 415);
+    let text = post_echo(Some("text/plain"), r#"{"name":"a"}"#).await;
+    assert_eq!(problem_of(text).await.status, 415);
 
     let huge = format!(r#"{{"name":"{}"}}"#, "x".repeat(100));
     let too_large = post_echo(Some("application/json"), &huge).await;
@@ -193,26 +211,13 @@ async fn json_rejections_keep_the_problem_shape() {
 
 /// Log lines of level ERROR written while `work` runs.
 fn errors_logged_by(work: impl FnOnce()) -> String {
-    #[derive(Clone, Default)]
-    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-    impl std::io::Write for Captured {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let captured = Captured::default();
-    let writer = captured.clone();
+    let captured = crate::testing::CapturedLog::default();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::ERROR)
-        .with_writer(move || writer.clone())
+        .with_writer(captured.clone())
         .finish();
     tracing::subscriber::with_default(subscriber, work);
-    let bytes = captured.0.lock().unwrap().clone();
-    String::from_utf8(bytes).unwrap()
+    captured.text()
 }
 
 #[test]

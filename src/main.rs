@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use tidings::cli::{log_fields, stderr_lines};
+use tidings::cli::{log_format, stderr_lines};
 use tidings::config::{Config, LogFormat};
 
 /// The server allocates and frees many small buffers per request on every thread; jemalloc's
@@ -186,10 +186,11 @@ fn init_tracing(config: &Config) -> anyhow::Result<stderr_lines::FlushGuard> {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
+        .with_timer(log_format::LineClock)
         .with_writer(writer);
     let installed = match config.logging.format {
         LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.fmt_fields(log_fields::PlainFields).try_init(),
+        LogFormat::Text => builder.fmt_fields(log_format::PlainFields).try_init(),
     };
     installed.map_err(|e| anyhow::anyhow!("cannot install the log subscriber: {e}"))?;
     Ok(guard)

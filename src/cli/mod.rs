@@ -17,7 +17,7 @@
 mod connect;
 pub mod dlq;
 pub mod groups;
-pub mod log_fields;
+pub mod log_format;
 mod pinned;
 pub mod produce;
 pub(crate) mod remote;

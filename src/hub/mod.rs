@@ -13,8 +13,9 @@
 //! follows once [`HubConfig::presence_grace`] passed without a new session, so a quick reconnect
 //! shows no flap. A new session is first told which of its contacts are online. Typing
 //! indicators are forwarded to the other participants, rate limited per (user, conversation),
-//! and expire by themselves ([`HubConfig::typing_ttl`]). The timers run in [`Hub::run_timers`];
-//! every moment is read from tokio's clock, so tests drive them with a paused clock.
+//! and expire by themselves ([`HubConfig::typing_ttl`]). The timers run in [`Hub::run_timers`],
+//! which sleeps while no grace period or indicator is in force (an idle server does not wake for
+//! them); every moment is read from tokio's clock, so tests drive them with a paused clock.
 //!
 //! The hub knows nothing of storage, HTTP, sockets or wire formats: conversations reach it as
 //! lists of user ids, changes as typed events the store writer hands over
@@ -178,6 +179,9 @@ struct Inner {
     peers: OnceLock<Arc<dyn PeerLink>>,
     counters: Counters,
     shutting_down: AtomicBool,
+    /// Woken when a timer is armed (a grace period or a typing indicator), so that
+    /// [`Hub::run_timers`] can sleep while none is.
+    timer_armed: tokio::sync::Notify,
 }
 
 /// The registry of live sessions; cheap to clone.
@@ -215,6 +219,7 @@ impl Hub {
                 peers: OnceLock::new(),
                 counters: Counters::default(),
                 shutting_down: AtomicBool::new(false),
+                timer_armed: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -361,6 +366,7 @@ impl Hub {
                 registry
                     .presence
                     .went_quiet(handle.user_id(), Instant::now(), last_seen);
+                self.timer_armed();
             }
         }
     }
@@ -443,6 +449,7 @@ impl Hub {
         let forward = {
             let mut state = self.typing_state();
             let forward = state.update(user, conversation, typing, recipients.clone(), now);
+            self.timer_armed();
             if let Some(typing) = forward {
                 self.tell_peers_typing(user, conversation, typing, &recipients);
             }
@@ -477,16 +484,39 @@ impl Hub {
         }
     }
 
-    /// Ticks every [`TIMER_TICK`] until `shutdown` is cancelled.
+    /// Ticks every [`TIMER_TICK`] while a timer is armed, and sleeps while none is (an idle
+    /// server does not wake for its hub), until `shutdown` is cancelled.
     pub(crate) async fn run_timers(self, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(TIMER_TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            if !self.timers_armed() {
+                // A timer armed after the look above has left a permit: no wake-up is lost.
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = self.inner.timer_armed.notified() => tick.reset(),
+                }
+                continue;
+            }
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 _ = tick.tick() => self.tick(Instant::now()),
             }
         }
+    }
+
+    /// Tells [`Hub::run_timers`] that a timer may be armed.
+    fn timer_armed(&self) {
+        self.inner.timer_armed.notify_one();
+    }
+
+    /// True while something can come due: a grace period or a typing indicator.
+    fn timers_armed(&self) -> bool {
+        // One lock at a time.
+        let leaving = !self.read().presence.is_empty();
+        let typing = !self.typing_state().is_empty();
+        let remote_typing = !self.inner.remote_typing.lock().is_empty();
+        leaving || typing || remote_typing
     }
 
     /// Refuses new sessions from now on and closes every open one with `reason`; their writers

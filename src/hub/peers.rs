@@ -59,6 +59,10 @@ impl RemoteTyping {
         RemoteTyping(Typing::new(ttl, Duration::ZERO))
     }
 
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     pub(super) fn due(&mut self, now: Instant) -> Vec<Expired> {
         self.0.due(now)
     }
@@ -122,6 +126,7 @@ impl Hub {
             registry
                 .presence
                 .went_quiet(user, Instant::now(), last_seen);
+            self.timer_armed();
         }
     }
 
@@ -142,6 +147,7 @@ impl Hub {
             recipients.clone(),
             Instant::now(),
         );
+        self.timer_armed();
         if let Some(typing) = forward {
             self.deliver(&recipients, &frame::typing(conversation, user, typing));
         }

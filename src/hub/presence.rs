@@ -56,6 +56,11 @@ impl Presence {
         self.leaving.contains_key(user)
     }
 
+    /// True when nobody is in a grace period (nothing can come due).
+    pub(super) fn is_empty(&self) -> bool {
+        self.leaving.is_empty()
+    }
+
     /// Users whose grace period is over at `now`, with their `lastSeen`; they are forgotten.
     pub(super) fn due(&mut self, now: Instant) -> Vec<(String, String)> {
         let grace = self.grace;

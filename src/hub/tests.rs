@@ -334,3 +334,58 @@ async fn the_timer_task_ends_typing_ttl_after_the_last_refresh() {
     assert_eq!(next_within(&mut bob, ttl * 2).await, None, "ended once");
     timers.cancel();
 }
+
+/// With nothing to time, the timer task sleeps; a grace period or a typing indicator armed
+/// after an idle stretch still comes due on time, and again after another idle stretch.
+#[tokio::test(start_paused = true)]
+async fn timers_armed_after_an_idle_stretch_come_due_on_time() {
+    let grace = Duration::from_secs(5);
+    let config = HubConfig {
+        presence_grace: grace,
+        typing_ttl: grace,
+        ..HubConfig::default()
+    };
+    let hub = hub_with(config, &[("ann", "bob")]);
+    let timers = start_timers(&hub);
+    let mut bob = hub.open("bob").unwrap();
+    for round in 0..2 {
+        // Idle: nothing is armed, and nothing comes.
+        assert_eq!(
+            next_within(&mut bob, grace * 3).await,
+            None,
+            "round {round}"
+        );
+
+        hub.typing("ann", "c", true, users(&["bob"]));
+        assert_eq!(drain(&mut bob)[0]["typing"], true);
+        let typed = Instant::now();
+        let ended = next_within(&mut bob, grace + 2 * TIMER_TICK)
+            .await
+            .expect("typing:false after an idle stretch");
+        assert_eq!(ended["typing"], false);
+        let waited = typed.elapsed();
+        assert!(
+            waited >= grace && waited <= grace + TIMER_TICK,
+            "{waited:?}"
+        );
+        assert_eq!(
+            next_within(&mut bob, grace * 3).await,
+            None,
+            "round {round}"
+        );
+
+        drop(hub.open("ann").unwrap());
+        assert_eq!(drain(&mut bob)[0]["status"], "online");
+        let closed = Instant::now();
+        let offline = next_within(&mut bob, grace + 2 * TIMER_TICK)
+            .await
+            .expect("offline after an idle stretch");
+        assert_eq!(offline["status"], "offline");
+        let waited = closed.elapsed();
+        assert!(
+            waited >= grace && waited <= grace + TIMER_TICK,
+            "{waited:?}"
+        );
+    }
+    timers.cancel();
+}

@@ -84,6 +84,11 @@ impl Typing {
         Some(true)
     }
 
+    /// True when no indicator is in force (nothing can expire).
+    pub(super) fn is_empty(&self) -> bool {
+        self.indicators.is_empty()
+    }
+
     /// Indicators expired at `now`; they are forgotten.
     pub(super) fn due(&mut self, now: Instant) -> Vec<Expired> {
         let due: Vec<Key> = self

@@ -261,9 +261,7 @@ fn lock(path: &Path) -> Result<File> {
     loop {
         match file.try_lock() {
             Ok(()) => {
-                file.set_len(0).map_err(io_error(&lock_path))?;
-                file.write_all(format!("{}\n", std::process::id()).as_bytes())
-                    .map_err(io_error(&lock_path))?;
+                write_holder(&mut file).map_err(io_error(&lock_path))?;
                 return Ok(file);
             }
             Err(TryLockError::WouldBlock) => {
@@ -286,6 +284,15 @@ fn lock(path: &Path) -> Result<File> {
             Err(TryLockError::Error(e)) => return Err(io_error(&lock_path)(e)),
         }
     }
+}
+
+/// Writes this process's pid as the lock file's whole content. From its start: a wait for the
+/// lock has read the file, which moved the position to its end.
+fn write_holder(file: &mut File) -> std::io::Result<()> {
+    use std::io::Seek as _;
+    file.set_len(0)?;
+    file.rewind()?;
+    file.write_all(format!("{}\n", std::process::id()).as_bytes())
 }
 
 /// The pid written in a lock file (empty if none).
@@ -340,6 +347,24 @@ mod tests {
         let release = std::thread::spawn(move || drop(held));
         assert!(lock(dir.path()).is_ok());
         release.join().unwrap();
+    }
+
+    #[test]
+    fn the_holder_is_written_from_the_start_even_after_a_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("LOCK");
+        std::fs::write(&path, "4194304\n").unwrap();
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        assert_eq!(lock_holder(&mut file), "4194304");
+        write_holder(&mut file).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("{}\n", std::process::id())
+        );
     }
 
     #[test]

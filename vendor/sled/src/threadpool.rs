@@ -93,8 +93,8 @@ fn init_queue() -> Queue {
 fn perform_work(is_immortal: bool) {
     // Tidings: the pool's permanent threads never retire, so they have no reason to wake each
     // second to count their idle rounds (seven wake-ups a second on an idle server). A job
-    // still wakes one of them (`notify_one` under the queue's lock), and a thread back from a
-    // job drains the queue before it waits.
+    // still wakes one of them (`notify_one` after the push; a waiter looks at the queue under
+    // its lock before it waits), and a thread back from a job drains the queue first.
     let wait_limit = if is_immortal {
         Duration::from_secs(3600)
     } else {

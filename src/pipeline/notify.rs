@@ -23,6 +23,7 @@
 //! Who is online is not this module's business: it asks a [`LiveSessions`]. This module knows
 //! nothing of HTTP nor of how notifications are delivered (`notify/` and [`super::sinks`]).
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -40,7 +41,7 @@ const STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// How often that wait looks at the store's position.
 const STORE_POLL: std::time::Duration = std::time::Duration::from_millis(5);
 use crate::log::{Log, ReadLimits, Record, StoredRecord};
-use crate::store::{EventType, MessageEvent, Store};
+use crate::store::{EventType, Store};
 
 /// The topic of notifications for offline recipients (key = recipient id).
 pub(crate) const NOTIFICATIONS_TOPIC: &str = "message.new";
@@ -363,9 +364,9 @@ impl Worker {
     /// at a time as they are taken, so a large conversation never has all of them in memory.
     fn notifications_for<'a>(
         &'a self,
-        event: &StoredRecord,
+        event: &'a StoredRecord,
     ) -> Box<dyn Iterator<Item = Record> + Send + 'a> {
-        let decoded: MessageEvent = match serde_json::from_slice(&event.value) {
+        let decoded: SentEvent<'a> = match serde_json::from_slice(&event.value) {
             Ok(decoded) => decoded,
             Err(e) => {
                 tracing::warn!(partition = self.partition, offset = event.offset, error = %e, "undecodable event; no notification");
@@ -382,7 +383,6 @@ impl Worker {
         };
         let offset = event.offset;
         let source = format!("{}:{offset}", self.partition);
-        let preview = preview(&message.content, self.settings.preview_bytes).to_owned();
         let sender = message.sender_id.clone();
         let records = participants
             .into_iter()
@@ -391,13 +391,14 @@ impl Worker {
             .filter(move |user| !self.delivered.contains(&(offset, user.clone())))
             .map(move |recipient| {
                 let notification = Notification {
-                    sender_id: message.sender_id.clone(),
-                    sender_name: message.sender_name.clone(),
-                    message_content: preview.clone(),
-                    conversation_id: message.conversation_id.clone(),
-                    message_id: message.id.clone(),
+                    sender_id: message.sender_id.clone().into_owned(),
+                    sender_name: message.sender_name.clone().into_owned(),
+                    message_content: preview(&message.content, self.settings.preview_bytes)
+                        .to_owned(),
+                    conversation_id: message.conversation_id.clone().into_owned(),
+                    message_id: message.id.clone().into_owned(),
                     seq: message.seq,
-                    timestamp: message.sent_at.clone(),
+                    timestamp: message.sent_at.clone().into_owned(),
                     recipient_id: recipient,
                 };
                 let value = serde_json::to_vec(&notification)
@@ -407,6 +408,35 @@ impl Worker {
             });
         Box::new(records)
     }
+}
+
+/// What a notification needs of a `messages.sent` event, borrowed from the record where its
+/// JSON allows (most events notify nobody: everyone is online, so nothing more is decoded).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SentEvent<'a> {
+    event_type: EventType,
+    #[serde(borrow)]
+    message: SentMessage<'a>,
+}
+
+/// The fields of the event's message that a notification carries.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SentMessage<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    conversation_id: Cow<'a, str>,
+    seq: u64,
+    #[serde(borrow)]
+    sender_id: Cow<'a, str>,
+    #[serde(borrow)]
+    sender_name: Cow<'a, str>,
+    #[serde(borrow)]
+    content: Cow<'a, str>,
+    #[serde(borrow)]
+    sent_at: Cow<'a, str>,
 }
 
 /// The first `max` bytes of `text`, cut back to a character boundary.
@@ -433,5 +463,19 @@ mod tests {
         // "é" is two bytes: a cut inside it moves back before it.
         assert_eq!(preview("aé", 2), "a");
         assert_eq!(preview("é", 0), "");
+    }
+
+    #[test]
+    fn an_event_is_read_borrowed_where_it_can_and_unescaped_where_it_must() {
+        let raw = br#"{"eventType":"MessageSent","eventId":"e","occurredAt":"t","message":{"id":"m","conversationId":"c","seq":7,"senderId":"ann","senderName":"Ann \"A\"","content":"caf\u00e9\nnext","clientMessageId":null,"replyTo":null,"mentions":["bob"],"sentAt":"2026-01-01T00:00:00Z","editedAt":null,"deleted":false}}"#;
+        let event: SentEvent<'_> = serde_json::from_slice(raw).unwrap();
+        assert_eq!(event.event_type, EventType::MessageSent);
+        let message = event.message;
+        assert!(matches!(message.id, Cow::Borrowed("m")));
+        assert!(matches!(message.conversation_id, Cow::Borrowed("c")));
+        assert_eq!(message.seq, 7);
+        assert_eq!(message.sender_name, "Ann \"A\"");
+        assert_eq!(message.content, "café\nnext");
+        assert_eq!(message.sent_at, "2026-01-01T00:00:00Z");
     }
 }

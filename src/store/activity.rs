@@ -171,6 +171,7 @@ mod tests {
                     sent_at: "2024-01-01T00:00:00.000Z".into(),
                     edited_at: None,
                     deleted,
+                    json: Default::default(),
                 },
             )
         }

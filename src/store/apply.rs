@@ -737,5 +737,6 @@ fn message_of(send: &SendMessage, seq: u64) -> Message {
         sent_at: send.sent_at.clone(),
         edited_at: None,
         deleted: false,
+        json: Default::default(),
     }
 }

@@ -2,6 +2,7 @@
 //! and the events it emits for the `messages.sent` topic.
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use super::model::{now_rfc3339, Message};
 
@@ -266,7 +267,7 @@ struct MessageEventRef<'a> {
     event_type: EventType,
     event_id: String,
     occurred_at: String,
-    message: &'a Message,
+    message: &'a RawValue,
 }
 
 impl MessageEvent {
@@ -276,7 +277,7 @@ impl MessageEvent {
             event_type,
             event_id: uuid::Uuid::now_v7().to_string(),
             occurred_at: now_rfc3339(),
-            message,
+            message: message.json(),
         };
         serde_json::to_vec(&event).expect("an event of strings always serializes")
     }

@@ -61,9 +61,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub(crate) use apply::{AppliedBatch, BatchPosition, Change, Outcome};
+/// The decoded form of a `messages.sent` record, for tests that read the topic back.
+#[cfg(test)]
+pub(crate) use command::MessageEvent;
 pub(crate) use command::{
     new_message_id, ChangeParticipant, ChatCommand, DeleteConversation, DeleteMessage, EditMessage,
-    EventType, MarkRead, MessageEvent, RenameConversation, Role, SendMessage, SetRole,
+    EventType, MarkRead, RenameConversation, Role, SendMessage, SetRole,
 };
 pub(crate) use error::{Result, StoreError};
 pub(crate) use model::{

@@ -1,9 +1,11 @@
 //! The chat data as the public API shows it (serde camelCase, times as RFC 3339 UTC strings),
 //! and the validation of ids and names.
 
+use std::sync::OnceLock;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use super::error::{Result, StoreError};
 
@@ -43,6 +45,57 @@ pub(crate) struct Message {
     pub edited_at: Option<String>,
     /// True once deleted (content cleared, seq kept).
     pub deleted: bool,
+    /// The JSON above, made once (see [`Message::json`]).
+    #[serde(skip)]
+    pub json: JsonOnce,
+}
+
+impl Message {
+    /// The message as its JSON object, made by the first caller and shared after: the stored
+    /// chunk, the `messages.sent` event and each wire format's frame all carry the same object,
+    /// so a message is serialized once however many of them it goes into.
+    pub(crate) fn json(&self) -> &RawValue {
+        self.json.0.get_or_init(|| {
+            let text = serde_json::to_string(self).expect("a message of strings always serializes");
+            RawValue::from_string(text).expect("serde_json writes valid JSON")
+        })
+    }
+}
+
+/// A message's JSON once made. A clone starts empty, since a clone is how a message is changed
+/// (an edit, a deletion) and its fields no longer match; and it never makes two messages unequal.
+#[derive(Default)]
+pub(crate) struct JsonOnce(OnceLock<Box<RawValue>>);
+
+impl JsonOnce {
+    /// Bytes of the JSON if it was made, else 0.
+    pub(crate) fn made_len(&self) -> usize {
+        self.0.get().map_or(0, |json| json.get().len())
+    }
+}
+
+impl Clone for JsonOnce {
+    fn clone(&self) -> Self {
+        JsonOnce::default()
+    }
+}
+
+impl PartialEq for JsonOnce {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for JsonOnce {}
+
+impl std::fmt::Debug for JsonOnce {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "made"
+        } else {
+            "not yet"
+        })
+    }
 }
 
 /// A conversation as stored.
@@ -242,5 +295,49 @@ mod tests {
         };
         assert_eq!(ConversationView::new(&c, 3).unread_count, 4);
         assert_eq!(ConversationView::new(&c, 9).unread_count, 0);
+    }
+
+    fn message(content: &str) -> Message {
+        Message {
+            id: "m".into(),
+            conversation_id: "c".into(),
+            seq: 3,
+            sender_id: "ann".into(),
+            sender_name: "Ann \"the\" first".into(),
+            content: content.into(),
+            client_message_id: None,
+            reply_to: None,
+            mentions: vec!["bob".into()],
+            sent_at: now_rfc3339(),
+            edited_at: None,
+            deleted: false,
+            json: JsonOnce::default(),
+        }
+    }
+
+    #[test]
+    fn a_messages_json_is_its_serialization_made_once() {
+        let message = message("line\nbreak \u{1b} and \"quotes\"");
+        assert_eq!(message.json.made_len(), 0);
+        let json = message.json().get().to_owned();
+        assert_eq!(json, serde_json::to_string(&message).unwrap());
+        assert!(!json.contains("\"json\""), "{json}");
+        assert_eq!(message.json.made_len(), json.len());
+        assert!(std::ptr::eq(message.json(), message.json()));
+        let back: Message = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, message);
+    }
+
+    #[test]
+    fn a_changed_clone_serializes_its_own_fields() {
+        let message = message("alpha");
+        assert!(message.json().get().contains("alpha"));
+        let mut edited = message.clone();
+        edited.content = "omega".into();
+        edited.deleted = true;
+        let json = edited.json().get();
+        assert!(json.contains("omega") && !json.contains("alpha"), "{json}");
+        assert!(json.contains(r#""deleted":true"#), "{json}");
+        assert!(message.json().get().contains("alpha"));
     }
 }

@@ -13,11 +13,12 @@
 
 use bytes::Bytes;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use crate::api::ws::objects::{ConversationGone, Deleted, EventObject, Presence, Read, Typing};
 use crate::hub::{ServerEvent, WireCodec, WireFormat};
-use crate::store::{Conversation, Message};
+use crate::store::Conversation;
 
 /// Ends every record of the JSON hub protocol.
 pub(crate) const RECORD_SEPARATOR: u8 = 0x1E;
@@ -91,7 +92,7 @@ enum Record<'a> {
 #[derive(Serialize)]
 #[serde(untagged)]
 enum Argument<'a> {
-    Message(&'a Message),
+    Message(&'a RawValue),
     Conversation(&'a Conversation),
     Deleted(Deleted<'a>),
     Typing(Typing<'a>),
@@ -128,9 +129,11 @@ fn record_of(event: &ServerEvent) -> Option<Record<'_>> {
             result: None,
             error: Some(hub_error(*status, detail)),
         }),
-        ServerEvent::Message(message) => invocation("ReceiveMessage", Argument::Message(message)),
+        ServerEvent::Message(message) => {
+            invocation("ReceiveMessage", Argument::Message(message.json()))
+        }
         ServerEvent::MessageUpdated(message) => {
-            invocation("MessageUpdated", Argument::Message(message))
+            invocation("MessageUpdated", Argument::Message(message.json()))
         }
         ServerEvent::MessageDeleted { .. }
         | ServerEvent::Typing { .. }
@@ -173,6 +176,7 @@ fn hub_error(status: u16, detail: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use crate::store::Message;
     use std::sync::Arc;
 
     use serde_json::{json, Map};

@@ -18,11 +18,12 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use crate::api::ws::objects::{ConversationGone, Deleted, EventObject, Presence, Read, Typing};
 use crate::hub::{ServerEvent, WireCodec, WireFormat};
-use crate::store::{Conversation, Message};
+use crate::store::Conversation;
 
 /// Separates packets in a long-polling body.
 pub(crate) const PACKET_SEPARATOR: char = '\u{1e}';
@@ -55,10 +56,18 @@ impl WireCodec for SocketIoJson {
                     None => packet("42", &("error", error)),
                 }
             }
-            ServerEvent::Message(message) => event_packet("message", Data::Message { message }),
-            ServerEvent::MessageUpdated(message) => {
-                event_packet("message.updated", Data::Message { message })
-            }
+            ServerEvent::Message(message) => event_packet(
+                "message",
+                Data::Message {
+                    message: message.json(),
+                },
+            ),
+            ServerEvent::MessageUpdated(message) => event_packet(
+                "message.updated",
+                Data::Message {
+                    message: message.json(),
+                },
+            ),
             ServerEvent::MessageDeleted { .. }
             | ServerEvent::Typing { .. }
             | ServerEvent::Read { .. }
@@ -88,7 +97,7 @@ impl WireCodec for SocketIoJson {
 #[derive(Serialize)]
 #[serde(untagged)]
 enum Data<'a> {
-    Message { message: &'a Message },
+    Message { message: &'a RawValue },
     Conversation { conversation: &'a Conversation },
     Deleted(Deleted<'a>),
     Typing(Typing<'a>),
@@ -180,6 +189,7 @@ pub(crate) fn close() -> Bytes {
 
 #[cfg(test)]
 mod tests {
+    use crate::store::Message;
     use std::sync::Arc;
 
     use serde_json::json;

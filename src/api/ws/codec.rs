@@ -5,11 +5,12 @@
 
 use bytes::Bytes;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::objects::{ConversationGone, Deleted, EventObject, Presence, Read, Typing};
 use crate::hub::{ServerEvent, WireCodec, WireFormat};
-use crate::store::{Conversation, Message};
+use crate::store::Conversation;
 
 /// The `/ws` JSON codec.
 pub(crate) struct TidingsJson;
@@ -50,11 +51,11 @@ enum WsFrame<'a> {
         detail: &'a str,
     },
     Message {
-        message: &'a Message,
+        message: &'a RawValue,
     },
     #[serde(rename = "message.updated")]
     MessageUpdated {
-        message: &'a Message,
+        message: &'a RawValue,
     },
     #[serde(rename = "message.deleted")]
     MessageDeleted(Deleted<'a>),
@@ -95,8 +96,12 @@ impl<'a> WsFrame<'a> {
                 status: *status,
                 detail,
             },
-            ServerEvent::Message(message) => WsFrame::Message { message },
-            ServerEvent::MessageUpdated(message) => WsFrame::MessageUpdated { message },
+            ServerEvent::Message(message) => WsFrame::Message {
+                message: message.json(),
+            },
+            ServerEvent::MessageUpdated(message) => WsFrame::MessageUpdated {
+                message: message.json(),
+            },
             ServerEvent::MessageDeleted { .. }
             | ServerEvent::Typing { .. }
             | ServerEvent::Read { .. }
@@ -125,6 +130,7 @@ pub(crate) fn to_json(frame: &crate::hub::Frame) -> Value {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use crate::store::Message;
     use std::sync::Arc;
 
     use serde_json::json;
@@ -147,6 +153,7 @@ pub(crate) mod tests {
             sent_at: "2024-01-01T00:00:00.000Z".into(),
             edited_at: None,
             deleted: false,
+            json: Default::default(),
         }
     }
 

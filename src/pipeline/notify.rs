@@ -366,6 +366,9 @@ impl Worker {
         &'a self,
         event: &'a StoredRecord,
     ) -> Box<dyn Iterator<Item = Record> + Send + 'a> {
+        if self.everyone_online(event) {
+            return Box::new(std::iter::empty());
+        }
         let decoded: SentEvent<'a> = match serde_json::from_slice(&event.value) {
             Ok(decoded) => decoded,
             Err(e) => {
@@ -407,6 +410,25 @@ impl Worker {
                     .with_header(NOTIFY_SOURCE_HEADER, source.clone())
             });
         Box::new(records)
+    }
+
+    /// True when every participant of the event's conversation (its key) has a session open:
+    /// nobody to notify, so the event need not be decoded. The usual case under load.
+    fn everyone_online(&self, event: &StoredRecord) -> bool {
+        let Some(conversation) = event
+            .key
+            .as_deref()
+            .and_then(|k| std::str::from_utf8(k).ok())
+        else {
+            return false;
+        };
+        self.store
+            .participants(conversation)
+            .is_some_and(|participants| {
+                participants
+                    .iter()
+                    .all(|user| self.live.has_live_session(user))
+            })
     }
 }
 

@@ -354,7 +354,7 @@ impl Batch<'_> {
 
     /// Moves the cached activity of the message's conversation to it: a newer seq, or the same
     /// seq changed (`same_seq`).
-    fn advance(&mut self, message: &Arc<Message>, same_seq: bool) {
+    fn advance(&mut self, message: &Message, same_seq: bool) {
         let Some(activity) = self.activity(&message.conversation_id) else {
             return;
         };
@@ -437,10 +437,7 @@ impl Batch<'_> {
             self.write(&t.client_ids, &key, &value)?;
         }
         self.move_read(&message.sender_id, &message.conversation_id, message.seq)?;
-        match current {
-            Some(current) => self.advance(&Arc::new(current.clone()), false),
-            None => self.advance(&message, false),
-        }
+        self.advance(current.unwrap_or(&message), false);
         self.event(offset, EventType::MessageSent, message)?;
         self.out.stored += 1;
         Ok(true)

@@ -1,7 +1,7 @@
 //! The chat data as the public API shows it (serde camelCase, times as RFC 3339 UTC strings),
 //! and the validation of ids and names.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -62,18 +62,6 @@ impl Message {
     }
 }
 
-/// Writes a shared message as its JSON made once (see [`Message::json`]); for
-/// `#[serde(serialize_with)]` on records only ever written as JSON.
-pub(crate) fn serialize_json_once<S: serde::Serializer>(
-    message: &Option<Arc<Message>>,
-    serializer: S,
-) -> std::result::Result<S::Ok, S::Error> {
-    match message {
-        Some(message) => serializer.serialize_some(message.json()),
-        None => serializer.serialize_none(),
-    }
-}
-
 /// A message's JSON once made. A clone starts empty, since a clone is how a message is changed
 /// (an edit, a deletion) and its fields no longer match; and it never makes two messages unequal.
 #[derive(Default)]
@@ -125,7 +113,7 @@ pub(crate) struct Conversation {
     #[serde(default)]
     pub owners: Vec<String>,
     /// The message with the highest seq, if any.
-    pub last_message: Option<Arc<Message>>,
+    pub last_message: Option<Message>,
     /// Highest seq stored (0 before the first message).
     pub last_seq: u64,
     /// Creation time (RFC 3339 UTC).
@@ -159,7 +147,7 @@ pub(crate) struct ConversationView {
     /// Owners (see [`Conversation::owners`]).
     pub owners: Vec<String>,
     /// The message with the highest seq, if any.
-    pub last_message: Option<Arc<Message>>,
+    pub last_message: Option<Message>,
     /// Highest seq stored.
     pub last_seq: u64,
     /// Highest seq this user has read.

@@ -448,7 +448,7 @@ fn replayed_batch(first: &str) -> Vec<ChatCommand> {
 }
 
 /// Per conversation: history, lastSeq, lastMessage, read state of ann and bob.
-type Shown = Vec<(Vec<Message>, u64, Option<Arc<Message>>, Vec<u64>)>;
+type Shown = Vec<(Vec<Message>, u64, Option<Message>, Vec<u64>)>;
 /// The events the writer relays: (source offset, index, event type, message).
 type Pending = Vec<(u64, u32, EventType, Message)>;
 

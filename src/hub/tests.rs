@@ -205,6 +205,15 @@ fn start_timers(hub: &Hub) -> CancellationToken {
     shutdown
 }
 
+/// Asserts that a timer armed at `since` came due `after` later, within one tick of the timer.
+fn assert_due_on_time(since: Instant, after: Duration) {
+    let waited = since.elapsed();
+    assert!(
+        waited >= after && waited <= after + TIMER_TICK,
+        "{waited:?}"
+    );
+}
+
 /// The next frame queued to `session` within `wait`, as JSON; `None` if none came.
 async fn next_within(session: &mut Session, wait: Duration) -> Option<serde_json::Value> {
     let frame = tokio::time::timeout(wait, session.recv()).await.ok()??;
@@ -232,11 +241,7 @@ async fn the_timer_task_announces_offline_once_the_grace_period_has_passed() {
         (offline["userId"].clone(), offline["status"].clone()),
         (serde_json::json!("ann"), serde_json::json!("offline"))
     );
-    let waited = closed.elapsed();
-    assert!(
-        waited >= grace && waited <= grace + TIMER_TICK,
-        "{waited:?}"
-    );
+    assert_due_on_time(closed, grace);
     assert_eq!(
         next_within(&mut bob, grace * 2).await,
         None,
@@ -329,8 +334,7 @@ async fn the_timer_task_ends_typing_ttl_after_the_last_refresh() {
         ended,
         serde_json::json!({"type": "typing", "conversationId": "c", "userId": "ann", "typing": false})
     );
-    let waited = refreshed.elapsed();
-    assert!(waited >= ttl && waited <= ttl + TIMER_TICK, "{waited:?}");
+    assert_due_on_time(refreshed, ttl);
     assert_eq!(next_within(&mut bob, ttl * 2).await, None, "ended once");
     timers.cancel();
 }
@@ -363,11 +367,7 @@ async fn timers_armed_after_an_idle_stretch_come_due_on_time() {
             .await
             .expect("typing:false after an idle stretch");
         assert_eq!(ended["typing"], false);
-        let waited = typed.elapsed();
-        assert!(
-            waited >= grace && waited <= grace + TIMER_TICK,
-            "{waited:?}"
-        );
+        assert_due_on_time(typed, grace);
         assert_eq!(
             next_within(&mut bob, grace * 3).await,
             None,
@@ -381,11 +381,7 @@ async fn timers_armed_after_an_idle_stretch_come_due_on_time() {
             .await
             .expect("offline after an idle stretch");
         assert_eq!(offline["status"], "offline");
-        let waited = closed.elapsed();
-        assert!(
-            waited >= grace && waited <= grace + TIMER_TICK,
-            "{waited:?}"
-        );
+        assert_due_on_time(closed, grace);
     }
     timers.cancel();
 }

@@ -433,7 +433,8 @@ impl Worker {
 }
 
 /// What a notification needs of a `messages.sent` event, borrowed from the record where its
-/// JSON allows (most events notify nobody: everyone is online, so nothing more is decoded).
+/// JSON allows; decoded only when someone in the conversation is offline (see
+/// [`Worker::everyone_online`]).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct SentEvent<'a> {

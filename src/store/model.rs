@@ -56,8 +56,7 @@ impl Message {
     /// so a message is serialized once however many of them it goes into.
     pub(crate) fn json(&self) -> &RawValue {
         self.json.0.get_or_init(|| {
-            let text = serde_json::to_string(self).expect("a message of strings always serializes");
-            RawValue::from_string(text).expect("serde_json writes valid JSON")
+            serde_json::value::to_raw_value(self).expect("a message of strings always serializes")
         })
     }
 }

@@ -47,6 +47,8 @@ pub(crate) struct AppendRequest {
     pub partition: Option<u32>,
     pub records: Vec<Record>,
     pub reply: AppendReply,
+    /// A lingering append (see [`Written::lingering`]).
+    pub linger: bool,
 }
 
 pub(crate) struct Appender {
@@ -127,6 +129,7 @@ impl Appender {
             }
             return;
         }
+        let lingering = requests.iter().all(|request| request.linger);
         let (outcomes, ends) = self.write_group(&requests);
         let mut replies = Vec::with_capacity(requests.len());
         for (request, outcome) in requests.into_iter().zip(outcomes) {
@@ -138,9 +141,11 @@ impl Appender {
             }
         }
         Counters::add(&self.shared.counters.append_requests, replies.len() as u64);
-        if let Err(SendError(Stage::Written(written))) =
-            self.syncer.send(Stage::Written(Written { replies, ends }))
-        {
+        if let Err(SendError(Stage::Written(written))) = self.syncer.send(Stage::Written(Written {
+            replies,
+            ends,
+            lingering,
+        })) {
             for (reply, _) in written.replies {
                 let _ = reply.send(Err(LogError::Closed));
             }

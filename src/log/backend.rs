@@ -45,6 +45,19 @@ pub(crate) trait LogBackend: Send + Sync + std::fmt::Debug {
         records: Vec<Record>,
     ) -> Result<Vec<Appended>>;
 
+    /// [`append`](Self::append) to one partition, for records no caller waits on at once:
+    /// the backend may hold their sync for a moment so that another append's sync covers them
+    /// too. Resolves, like `append`, only once they are durable. A backend that does not group
+    /// syncs this way appends them as `append` does.
+    fn append_lingering<'a>(
+        &'a self,
+        topic: &'a str,
+        partition: u32,
+        records: Vec<Record>,
+    ) -> BoxFuture<'a, Result<Vec<Appended>>> {
+        self.append(topic, Some(partition), records)
+    }
+
     /// Makes everything appended or committed so far durable now.
     fn sync(&self) -> BoxFuture<'_, Result<()>>;
 

@@ -61,6 +61,9 @@ impl FromStr for Durability {
     }
 }
 
+/// Default of [`LogConfig::linger`]: long enough for the next acknowledged append to come along
+/// at a few hundred appends a second, short against what a consumer of the records waits.
+pub(crate) const DEFAULT_LINGER: Duration = Duration::from_millis(5);
 /// Default of [`LogConfig::min_free_disk_bytes`]: 128 MiB.
 pub(crate) const DEFAULT_MIN_FREE_DISK_BYTES: u64 = 128 * 1024 * 1024;
 
@@ -100,6 +103,9 @@ pub struct LogConfig {
     /// off. A write that meets a full disk would poison the log until a restart; this refusal
     /// clears by itself once space is freed.
     pub min_free_disk_bytes: u64,
+    /// Longest a lingering append ([`Log::append_lingering`](super::Log::append_lingering))
+    /// waits, in `always` mode, for another append to share its sync. Default 5 ms.
+    pub linger: Duration,
 }
 
 impl LogConfig {
@@ -119,6 +125,7 @@ impl LogConfig {
             max_topics: DEFAULT_MAX_TOPICS,
             max_total_partitions: DEFAULT_MAX_TOTAL_PARTITIONS,
             min_free_disk_bytes: DEFAULT_MIN_FREE_DISK_BYTES,
+            linger: DEFAULT_LINGER,
         }
     }
 }

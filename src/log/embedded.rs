@@ -10,8 +10,8 @@ use futures_util::FutureExt;
 use tokio::sync::watch;
 
 use super::{
-    Appended, LogBackend, LogError, LogStats, PartitionLag, ReadLimits, Record, ResetPlan, Result,
-    SledLog, StoredRecord, TopicConfig, TopicInfo,
+    Appended, LogBackend, LogError, LogStats, PartitionLag, Queueing, ReadLimits, Record,
+    ResetPlan, Result, SledLog, StoredRecord, TopicConfig, TopicInfo,
 };
 
 impl LogBackend for SledLog {
@@ -33,9 +33,18 @@ impl LogBackend for SledLog {
         partition: Option<u32>,
         records: Vec<Record>,
     ) -> Result<Vec<Appended>> {
-        self.submit(topic, partition, records, true)?
+        self.submit(topic, partition, records, Queueing::Wait)?
             .blocking_recv()
             .unwrap_or(Err(LogError::Closed))
+    }
+
+    fn append_lingering<'a>(
+        &'a self,
+        topic: &'a str,
+        partition: u32,
+        records: Vec<Record>,
+    ) -> BoxFuture<'a, Result<Vec<Appended>>> {
+        SledLog::append_lingering(self, topic, partition, records).boxed()
     }
 
     fn sync(&self) -> BoxFuture<'_, Result<()>> {

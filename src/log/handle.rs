@@ -88,6 +88,21 @@ impl Log {
         self.backend.append(topic, Some(partition), records).await
     }
 
+    /// Appends records to one given partition, once durable; their sync may wait a moment
+    /// ([`LogConfig::linger`](super::LogConfig::linger) on the embedded log) for another
+    /// append's to share it. For records nobody waits on at once, such as the chat pipeline's
+    /// events: one `fdatasync` then covers the next command and the events before it.
+    pub async fn append_lingering(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Vec<Record>,
+    ) -> Result<Vec<Appended>> {
+        self.backend
+            .append_lingering(topic, partition, records)
+            .await
+    }
+
     /// [`append`](Self::append) for threads outside an async runtime; waits for queue space.
     pub fn append_blocking(&self, topic: &str, records: Vec<Record>) -> Result<Vec<Appended>> {
         self.backend.append_blocking(topic, None, records)

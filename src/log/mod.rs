@@ -190,7 +190,7 @@ impl SledLog {
     /// Appends records to a topic (each to its key's partition, unkeyed ones round-robin) and
     /// returns where each landed, once the whole append is durable.
     pub(crate) async fn append(&self, topic: &str, records: Vec<Record>) -> Result<Vec<Appended>> {
-        self.submit(topic, None, records, false)?
+        self.submit(topic, None, records, Queueing::Refuse)?
             .await
             .unwrap_or(Err(LogError::Closed))
     }
@@ -202,7 +202,20 @@ impl SledLog {
         partition: u32,
         records: Vec<Record>,
     ) -> Result<Vec<Appended>> {
-        self.submit(topic, Some(partition), records, false)?
+        self.submit(topic, Some(partition), records, Queueing::Refuse)?
+            .await
+            .unwrap_or(Err(LogError::Closed))
+    }
+
+    /// Appends records to one given partition, letting their sync wait up to
+    /// [`LogConfig::linger`] for another append's (see `syncer.rs`); resolves once durable.
+    pub(crate) async fn append_lingering(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Vec<Record>,
+    ) -> Result<Vec<Appended>> {
+        self.submit(topic, Some(partition), records, Queueing::RefuseLingering)?
             .await
             .unwrap_or(Err(LogError::Closed))
     }
@@ -212,7 +225,7 @@ impl SledLog {
         topic: &str,
         partition: Option<u32>,
         records: Vec<Record>,
-        wait_for_space: bool,
+        queueing: Queueing,
     ) -> Result<oneshot::Receiver<Result<Vec<Appended>>>> {
         validate_topic_name(topic)?;
         if records.is_empty() {
@@ -229,8 +242,9 @@ impl SledLog {
             partition,
             records,
             reply,
+            linger: queueing == Queueing::RefuseLingering,
         });
-        if wait_for_space {
+        if queueing == Queueing::Wait {
             self.inner
                 .commands
                 .send(command)
@@ -618,4 +632,15 @@ fn poison_on_panic(shared: &Shared, thread: &str, work: impl FnOnce()) {
 
 fn datadir_io(shared: &Shared) -> impl FnOnce(std::io::Error) -> LogError + '_ {
     error::io_error(&shared.data_dir.path)
+}
+
+/// How an append is handed to the appender's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Queueing {
+    /// Refused with `Overloaded` when the queue is full; synced as soon as it is written.
+    Refuse,
+    /// Refused when the queue is full; its sync may linger for another append's.
+    RefuseLingering,
+    /// Waits for queue space (threads outside the async runtime).
+    Wait,
 }

@@ -82,7 +82,9 @@ pub(super) async fn relay(
             }
         })
         .collect();
-    log.append_to(EVENTS_TOPIC, partition, records).await?;
+    // Lingering: a client waits on the command's sync, not on this one.
+    log.append_lingering(EVENTS_TOPIC, partition, records)
+        .await?;
     *relayed = Some(last);
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! What any log backend must do, stated once: an acknowledged append survives a reopen, offsets
+//! What any log backend must do, stated once: an acknowledged append survives a reopen (a
+//! lingering one too, and it lands where it was told), offsets
 //! are dense per partition (also across concurrent appenders), reads return what was appended in
 //! order, a waiter on the high watermark wakes when a record is appended and not before, commits
 //! only move forward, committed offsets survive a reopen, and topic administration refuses what
@@ -79,6 +80,41 @@ pub mod suite {
                 .expect("read after reopen");
             assert_eq!(read.first().map(|r| &r.value), Some(&value), "{appended:?}");
         }
+    }
+
+    /// A lingering append resolves (within the patience: its sync may wait only for a moment),
+    /// is readable at the offsets it was told once it has, and survives a reopen, as any
+    /// acknowledged append; it shares the partition's dense offsets with plain appends.
+    pub async fn lingering_appends_are_durable_once_acknowledged(make: Make) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = with_topic(make, dir.path(), "t", 2).await;
+        log.append_to("t", 1, vec![Record::new("plain")])
+            .await
+            .expect("append");
+        let records = vec![Record::new("lingering-0"), Record::new("lingering-1")];
+        let landed = tokio::time::timeout(PATIENCE, log.append_lingering("t", 1, records))
+            .await
+            .expect("a lingering append resolves by itself")
+            .expect("lingering append");
+        assert_eq!(
+            landed
+                .iter()
+                .map(|a| (a.partition, a.offset))
+                .collect::<Vec<_>>(),
+            vec![(1, 1), (1, 2)]
+        );
+        assert_eq!(log.watermarks("t", 1).expect("watermarks").1, 3);
+        close(log);
+
+        let log = make(dir.path());
+        assert_eq!(
+            values(&log, "t", 1),
+            vec![
+                (0, b"plain".to_vec()),
+                (1, b"lingering-0".to_vec()),
+                (2, b"lingering-1".to_vec())
+            ]
+        );
     }
 
     /// Offsets of one partition are 0, 1, 2 … without a gap or a repeat, however many
@@ -280,6 +316,7 @@ pub mod suite {
     /// Every check above, one after the other; a check added above is added here too.
     pub async fn run_all(make: Make) {
         acknowledged_appends_survive_reopen(make).await;
+        lingering_appends_are_durable_once_acknowledged(make).await;
         offsets_are_dense_across_concurrent_appenders(make).await;
         reads_return_appends_in_order(make).await;
         a_waiter_wakes_on_append_and_not_before(make).await;
@@ -296,6 +333,12 @@ macro_rules! conformance_tests {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn acknowledged_appends_survive_reopen() {
             $crate::conformance::suite::acknowledged_appends_survive_reopen($make).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn lingering_appends_are_durable_once_acknowledged() {
+            $crate::conformance::suite::lingering_appends_are_durable_once_acknowledged($make)
+                .await;
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

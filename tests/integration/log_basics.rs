@@ -252,3 +252,83 @@ async fn adding_partitions_keeps_existing_records() {
         after
     );
 }
+
+/// An embedded log with the given linger and a one-partition topic `events`.
+async fn with_events_topic(dir: &std::path::Path, linger: Duration) -> Log {
+    let log = Log::open(LogConfig {
+        linger,
+        ..LogConfig::new(dir)
+    })
+    .expect("open log");
+    log.create_topic("events", TopicConfig::with_partitions(1))
+        .await
+        .unwrap();
+    log
+}
+
+/// A lingering append waits for another append's sync (here a plain one, under a linger far
+/// longer than the test) and is acknowledged with it, after one sync for both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lingering_append_shares_the_next_appends_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = with_events_topic(dir.path(), Duration::from_secs(600)).await;
+    log.create_topic("commands", TopicConfig::with_partitions(1))
+        .await
+        .unwrap();
+    let syncs_before = log.stats().syncs;
+
+    let lingering = tokio::spawn({
+        let log = log.clone();
+        async move {
+            log.append_lingering("events", 0, vec![Record::new("event")])
+                .await
+        }
+    });
+    // Not acknowledged while nothing else is synced (the watermark stays too).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!lingering.is_finished(), "acknowledged before any sync");
+    assert_eq!(log.watermarks("events", 0).unwrap().1, 0);
+
+    log.append("commands", vec![Record::new("command")])
+        .await
+        .unwrap();
+    let landed = tokio::time::timeout(Duration::from_secs(10), lingering)
+        .await
+        .expect("acknowledged with the next append's sync")
+        .unwrap()
+        .unwrap();
+    assert_eq!(landed[0].offset, 0);
+    assert_eq!(log.watermarks("events", 0).unwrap().1, 1);
+    assert_eq!(log.stats().syncs - syncs_before, 1, "one sync for both");
+}
+
+/// With nothing else to share a sync with, a lingering append is synced once its linger has
+/// passed; a barrier (`Log::sync`) syncs it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lingering_append_alone_is_synced_after_its_linger_or_by_a_barrier() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = with_events_topic(dir.path(), Duration::from_millis(20)).await;
+    let alone = log.append_lingering("events", 0, vec![Record::new("a")]);
+    tokio::time::timeout(Duration::from_secs(10), alone)
+        .await
+        .expect("synced after its linger")
+        .unwrap();
+
+    let other_dir = tempfile::tempdir().unwrap();
+    let log = with_events_topic(other_dir.path(), Duration::from_secs(600)).await;
+    let held = tokio::spawn({
+        let log = log.clone();
+        async move {
+            log.append_lingering("events", 0, vec![Record::new("b")])
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    log.sync().await.unwrap();
+    let landed = tokio::time::timeout(Duration::from_secs(10), held)
+        .await
+        .expect("synced by the barrier")
+        .unwrap()
+        .unwrap();
+    assert_eq!(landed[0].offset, 0);
+}

@@ -282,14 +282,39 @@ impl Inner {
         meta: &TopicMeta,
         partitions: std::ops::Range<u32>,
     ) -> Result<()> {
-        for partition in partitions {
+        for partition in partitions.clone() {
             let create = || self.js.create_stream(self.stream_config(meta, partition));
             if let Err(e) = super::placed(create).await {
                 self.delete_streams(meta, 0..partition).await;
                 return Err(unavailable("creating a partition's stream", e));
             }
         }
+        for partition in partitions {
+            let name = names::stream(&self.config.namespace, &meta.incarnation, partition);
+            self.wait_for_leader(&name).await;
+        }
         Ok(())
+    }
+
+    /// Waits, for at most [`PLACEMENT_WAIT`](super::PLACEMENT_WAIT), until a stream just
+    /// created has elected its leader: until then a publish to it finds no responders, and an
+    /// append right after the topic's creation would fail. A stream still without one then
+    /// is left to the append's own error (503 at the edge), as during any election.
+    async fn wait_for_leader(&self, name: &str) {
+        let deadline = tokio::time::Instant::now() + super::PLACEMENT_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            if let Ok(mut stream) = self.js.get_stream(name).await {
+                let led = stream
+                    .info()
+                    .await
+                    .is_ok_and(|info| info.cluster.as_ref().is_some_and(|c| c.leader.is_some()));
+                if led {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tracing::warn!(stream = name, "a new stream has no leader yet");
     }
 
     /// Deletes the streams; a failure is logged (an orphan stream wastes space, it is never read:

@@ -223,7 +223,7 @@ mod tests {
                 .expect("save");
             store.flush_and_sync().expect("sync");
         }
-        let store = ProducerStore::open(dir.path()).expect("reopen");
+        let store = crate::testing::reopen(|| ProducerStore::open(dir.path()));
         assert_eq!(store.id_ceiling().expect("read"), 2 * ID_BLOCK);
         assert_eq!(
             store.load(7, "orders", 2),

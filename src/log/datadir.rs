@@ -392,7 +392,7 @@ mod tests {
         std::fs::write(&unfinished, b"").unwrap();
 
         let data_dir = DataDir::open(dir.path()).unwrap();
-        let db = data_dir.open_engine(&config).unwrap();
+        let db = crate::testing::reopen(|| data_dir.open_engine(&config));
         let kept = db.open_tree("kept").unwrap().get("k").unwrap();
         assert_eq!(kept.as_deref(), Some(&b"v"[..]));
         assert!(!unfinished.exists());

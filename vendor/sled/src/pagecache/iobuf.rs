@@ -933,7 +933,14 @@ pub(in crate::pagecache) fn make_stable_inner(
             // nothing to write, don't bother sealing
             // current IO buffer.
         } else {
-            maybe_seal_and_write_iobuf(iobufs, &iobuf, header, false)?;
+            // Tidings: a flush (`make_stable`) writes the buffer on its own thread, which
+            // waits for it anyway, instead of handing the write to the pool and sleeping until
+            // a pool thread is done with it. A read (`make_durable`) keeps the pool.
+            if partial_durability {
+                maybe_seal_and_write_iobuf(iobufs, &iobuf, header, false)?;
+            } else {
+                seal_and_write_here(iobufs, &iobuf, header)?;
+            }
             stable = iobufs.stable();
             // NB we have to continue here to possibly clear
             // the next io buffer, which may have dirty
@@ -1022,6 +1029,28 @@ pub(in crate::pagecache) fn maybe_seal_and_write_iobuf(
     iobuf: &Arc<IoBuf>,
     header: Header,
     from_reserve: bool,
+) -> Result<()> {
+    seal_and_write(iobufs, iobuf, header, from_reserve, false)
+}
+
+/// Tidings: as `maybe_seal_and_write_iobuf`, but a buffer this thread has to write (no writer
+/// left in it) is written on this thread, not on the I/O pool. For `make_stable`, which blocks
+/// until the buffer is written anyway: the pool's write cost a hand-off to a pool thread and a
+/// wake-up back for every flush.
+fn seal_and_write_here(
+    iobufs: &Arc<IoBufs>,
+    iobuf: &Arc<IoBuf>,
+    header: Header,
+) -> Result<()> {
+    seal_and_write(iobufs, iobuf, header, false, true)
+}
+
+fn seal_and_write(
+    iobufs: &Arc<IoBufs>,
+    iobuf: &Arc<IoBuf>,
+    header: Header,
+    from_reserve: bool,
+    here: bool,
 ) -> Result<()> {
     if header::is_sealed(header) {
         // this buffer is already sealed. nothing to do here.
@@ -1172,7 +1201,19 @@ pub(in crate::pagecache) fn maybe_seal_and_write_iobuf(
     drop(measure_assign_offset);
 
     // if writers is 0, it's our responsibility to write the buffer.
-    if header::n_writers(sealed) == 0 {
+    if header::n_writers(sealed) == 0 && here {
+        iobufs.config.global_error()?;
+        trace!("writing iobuf with lsn {} to log from make_stable", lsn);
+        if let Err(e) = iobufs.write_to_log(iobuf) {
+            error!("hit error while writing iobuf with lsn {}: {:?}", lsn, e);
+            iobufs.config.set_global_error(e.clone());
+            let intervals = iobufs.intervals.lock();
+            drop(intervals);
+            let _notified = iobufs.interval_updated.notify_all();
+            return Err(e);
+        }
+        Ok(())
+    } else if header::n_writers(sealed) == 0 {
         iobufs.config.global_error()?;
         trace!(
             "asynchronously writing iobuf with lsn {} to log from maybe_seal",

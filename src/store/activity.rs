@@ -10,6 +10,8 @@
 //! Keeping them apart means a message never rewrites the participant list. [`merge`] joins them
 //! into the public [`Conversation`]: `updatedAt` is the later of the two times.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use super::error::{Result, StoreError};
@@ -38,7 +40,7 @@ pub(crate) struct Membership {
 pub(crate) struct Activity {
     pub last_seq: u64,
     #[serde(default)]
-    pub last_message: Option<Message>,
+    pub last_message: Option<Arc<Message>>,
     /// `sentAt` of the latest message ("" before the first).
     #[serde(default)]
     pub updated_at: String,
@@ -87,7 +89,7 @@ impl Activity {
     }
 
     /// Moves forward to `message` if it is newer (higher seq) or the same message changed.
-    pub(super) fn advance(&mut self, message: &Message) -> bool {
+    pub(super) fn advance(&mut self, message: &Arc<Message>) -> bool {
         if message.seq < self.last_seq {
             return false;
         }
@@ -95,7 +97,7 @@ impl Activity {
             return false;
         }
         self.last_seq = message.seq;
-        self.last_message = Some(message.clone());
+        self.last_message = Some(Arc::clone(message));
         if message.sent_at > self.updated_at {
             self.updated_at.clone_from(&message.sent_at);
         }
@@ -196,7 +198,7 @@ mod tests {
                     updated_at: "2024-01-02T00:00:00.000Z".into(),
                 };
                 prop_assert_eq!(Membership::decode("c", &membership.encode()).unwrap(), membership);
-                let activity = Activity { last_seq, last_message: last, updated_at: "x".into() };
+                let activity = Activity { last_seq, last_message: last.map(Arc::new), updated_at: "x".into() };
                 prop_assert_eq!(Activity::decode("c", &activity.encode()).unwrap(), activity);
             }
 

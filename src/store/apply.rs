@@ -354,7 +354,7 @@ impl Batch<'_> {
 
     /// Moves the cached activity of the message's conversation to it: a newer seq, or the same
     /// seq changed (`same_seq`).
-    fn advance(&mut self, message: &Message, same_seq: bool) {
+    fn advance(&mut self, message: &Arc<Message>, same_seq: bool) {
         let Some(activity) = self.activity(&message.conversation_id) else {
             return;
         };
@@ -413,7 +413,7 @@ impl Batch<'_> {
         tracing::info!(id = %send.id, seq, "completing a send interrupted by a crash");
         // Later commands of the interrupted run may have edited or deleted it already.
         match self.find(&send.conversation_id, seq)? {
-            Some((current, _)) => self.after_send(offset, original, Some(&current)),
+            Some((current, _)) => self.after_send(offset, original, Some(Arc::new(current))),
             None => {
                 self.store_new(original.clone())?;
                 self.after_send(offset, original, None)
@@ -428,7 +428,7 @@ impl Batch<'_> {
         &mut self,
         offset: u64,
         message: Arc<Message>,
-        current: Option<&Message>,
+        current: Option<Arc<Message>>,
     ) -> Result<bool> {
         let t = self.trees;
         if let Some(c) = &message.client_message_id {
@@ -437,7 +437,7 @@ impl Batch<'_> {
             self.write(&t.client_ids, &key, &value)?;
         }
         self.move_read(&message.sender_id, &message.conversation_id, message.seq)?;
-        self.advance(current.unwrap_or(&message), false);
+        self.advance(current.as_ref().unwrap_or(&message), false);
         self.event(offset, EventType::MessageSent, message)?;
         self.out.stored += 1;
         Ok(true)

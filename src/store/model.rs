@@ -1,7 +1,7 @@
 //! The chat data as the public API shows it (serde camelCase, times as RFC 3339 UTC strings),
 //! and the validation of ids and names.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -111,8 +111,9 @@ pub(crate) struct Conversation {
     /// (the creator first); never empty while it has participants.
     #[serde(default)]
     pub owners: Vec<String>,
-    /// The message with the highest seq, if any.
-    pub last_message: Option<Message>,
+    /// The message with the highest seq, if any (shared with the view and the store writer:
+    /// it changes with every message, and a conversation list copies it for every entry).
+    pub last_message: Option<Arc<Message>>,
     /// Highest seq stored (0 before the first message).
     pub last_seq: u64,
     /// Creation time (RFC 3339 UTC).
@@ -146,7 +147,7 @@ pub(crate) struct ConversationView {
     /// Owners (see [`Conversation::owners`]).
     pub owners: Vec<String>,
     /// The message with the highest seq, if any.
-    pub last_message: Option<Message>,
+    pub last_message: Option<Arc<Message>>,
     /// Highest seq stored.
     pub last_seq: u64,
     /// Highest seq this user has read.

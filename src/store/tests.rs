@@ -470,7 +470,7 @@ fn observable(
         seen.push((
             page.items,
             conversation.last_seq,
-            conversation.last_message,
+            conversation.last_message.map(Arc::unwrap_or_clone),
             reads,
         ));
     }

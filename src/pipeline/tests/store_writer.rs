@@ -87,7 +87,7 @@ fn check_consistent(node: &super::node::Node) {
         );
         let conversation = node.store.conversation(c).expect("conversation");
         assert_eq!(conversation.last_seq, stored.len() as u64);
-        assert_eq!(conversation.last_message.as_ref(), stored.last());
+        assert_eq!(conversation.last_message.as_deref(), stored.last());
         stored_ids.extend(stored.into_iter().map(|m| (m.id, m.seq)));
     }
     let sent: Vec<(String, u64)> = events(&node.log)

@@ -301,6 +301,25 @@ fn duplicates_by_id_or_client_id_are_stored_once() {
     ));
 }
 
+/// The view keeps each conversation's latest message without the JSON the batch made for its
+/// event and chunk: the view holds one message per conversation for the server's lifetime.
+#[test]
+fn the_view_keeps_the_last_message_without_its_json() {
+    let mut f = fixture();
+    f.store
+        .create_conversation("ann", Some("c".into()), None, vec!["bob".into()])
+        .unwrap();
+    let sends: Vec<_> = ["one", "two", "three"]
+        .iter()
+        .map(|content| ChatCommand::Send(SendMessage::new("c", "ann", "ann", *content)))
+        .collect();
+    let applied = f.apply(sends);
+    assert_eq!(applied.stored, 3);
+    let last = f.store.conversation("c").unwrap().last_message.unwrap();
+    assert_eq!((last.seq, last.content.as_str()), (3, "three"));
+    assert_eq!(last.json.made_len(), 0, "the view's message holds its JSON");
+}
+
 #[test]
 fn only_the_sender_edits_or_deletes_and_delete_keeps_seq() {
     let mut f = fixture();

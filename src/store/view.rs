@@ -12,12 +12,13 @@
 //! store's [`checkpoint`](super::checkpoint) writes those.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use base64::Engine;
 
 use super::activity::Activity;
 use super::error::{Result, StoreError};
-use super::model::{Conversation, ConversationPage, ConversationView};
+use super::model::{Conversation, ConversationPage, ConversationView, Message};
 
 /// (updatedAt, conversation id): a user's conversations sort by this, newest first.
 type ActivityKey = (String, String);
@@ -120,7 +121,7 @@ impl View {
             return;
         }
         current.last_seq = changed.last_seq;
-        current.last_message = changed.last_message;
+        current.last_message = changed.last_message.map(without_json);
         if changed.updated_at > current.updated_at {
             let old_key = (current.updated_at.clone(), current.id.clone());
             let new_key = (changed.updated_at.clone(), current.id.clone());
@@ -267,6 +268,19 @@ fn decode_cursor(cursor: &str) -> Result<ActivityKey> {
     let text = String::from_utf8(raw).map_err(|_| bad())?;
     let (updated_at, id) = text.split_once('\n').ok_or_else(bad)?;
     Ok((updated_at.to_owned(), id.to_owned()))
+}
+
+/// The message as the view keeps it: without its JSON, which the store writer made for the
+/// event, the chunk and the frames. The view holds one message per conversation for as long as
+/// the server runs, and the JSON would add as much again to each; so a message whose JSON was
+/// made is copied once here (a copy starts without it), per conversation and batch, not per
+/// message.
+fn without_json(message: Arc<Message>) -> Arc<Message> {
+    if message.json.made_len() == 0 {
+        message
+    } else {
+        Arc::new(Message::clone(&message))
+    }
 }
 
 #[cfg(test)]

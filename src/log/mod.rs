@@ -190,9 +190,7 @@ impl SledLog {
     /// Appends records to a topic (each to its key's partition, unkeyed ones round-robin) and
     /// returns where each landed, once the whole append is durable.
     pub(crate) async fn append(&self, topic: &str, records: Vec<Record>) -> Result<Vec<Appended>> {
-        self.submit(topic, None, records, Queueing::Refuse)?
-            .await
-            .unwrap_or(Err(LogError::Closed))
+        self.appended(topic, None, records, Queueing::Refuse).await
     }
 
     /// Appends records to one given partition.
@@ -202,9 +200,8 @@ impl SledLog {
         partition: u32,
         records: Vec<Record>,
     ) -> Result<Vec<Appended>> {
-        self.submit(topic, Some(partition), records, Queueing::Refuse)?
+        self.appended(topic, Some(partition), records, Queueing::Refuse)
             .await
-            .unwrap_or(Err(LogError::Closed))
     }
 
     /// Appends records to one given partition, letting their sync wait up to
@@ -215,7 +212,19 @@ impl SledLog {
         partition: u32,
         records: Vec<Record>,
     ) -> Result<Vec<Appended>> {
-        self.submit(topic, Some(partition), records, Queueing::RefuseLingering)?
+        self.appended(topic, Some(partition), records, Queueing::RefuseLingering)
+            .await
+    }
+
+    /// Submits an append and waits for its outcome.
+    async fn appended(
+        &self,
+        topic: &str,
+        partition: Option<u32>,
+        records: Vec<Record>,
+        queueing: Queueing,
+    ) -> Result<Vec<Appended>> {
+        self.submit(topic, partition, records, queueing)?
             .await
             .unwrap_or(Err(LogError::Closed))
     }

@@ -289,20 +289,23 @@ impl Inner {
                 return Err(unavailable("creating a partition's stream", e));
             }
         }
+        // One wait for all of them: a topic's creation answers within the placement wait
+        // however many partitions it has.
+        let deadline = tokio::time::Instant::now() + super::PLACEMENT_WAIT;
         for partition in partitions {
             let name = names::stream(&self.config.namespace, &meta.incarnation, partition);
-            self.wait_for_leader(&name).await;
+            self.wait_for_leader(&name, deadline).await;
         }
         Ok(())
     }
 
-    /// Waits, for at most [`PLACEMENT_WAIT`](super::PLACEMENT_WAIT), until a stream just
-    /// created has elected its leader: until then a publish to it finds no responders, and an
-    /// append right after the topic's creation would fail. A stream still without one then
-    /// is left to the append's own error (503 at the edge), as during any election.
-    async fn wait_for_leader(&self, name: &str) {
-        let deadline = tokio::time::Instant::now() + super::PLACEMENT_WAIT;
-        while tokio::time::Instant::now() < deadline {
+    /// Waits, until `deadline` at most, until a stream just created has elected its leader:
+    /// until then a publish to it finds no responders, and an append right after the topic's
+    /// creation would fail. A stream still without one then is left to the append's own error
+    /// (503 at the edge), as during any election.
+    async fn wait_for_leader(&self, name: &str, deadline: tokio::time::Instant) {
+        // Each stream is looked at at least once, even when an earlier one used up the wait.
+        loop {
             // `get_stream` answers with the stream's info: one request per look.
             let led = self.js.get_stream(name).await.is_ok_and(|stream| {
                 let cluster = stream.cached_info().cluster.as_ref();
@@ -310,6 +313,9 @@ impl Inner {
             });
             if led {
                 return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

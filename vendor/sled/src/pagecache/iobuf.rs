@@ -1207,6 +1207,8 @@ fn seal_and_write(
         if let Err(e) = iobufs.write_to_log(iobuf) {
             error!("hit error while writing iobuf with lsn {}: {:?}", lsn, e);
             iobufs.config.set_global_error(e.clone());
+            // having held the mutex makes this linearized
+            // with the notify below (as on the pool's path).
             let intervals = iobufs.intervals.lock();
             drop(intervals);
             let _notified = iobufs.interval_updated.notify_all();

@@ -17,15 +17,18 @@
 //!
 //! Per command, in order:
 //! - `Send` (a record that was in the log when the writer started, so an interrupted run may
-//!   have applied it; later records skip this look-up): if `message_ids[id]` holds this
-//!   record's source offset, the interrupted run stored it at that (conversation, seq): the
-//!   remaining writes are repeated (they are idempotent), no new seq is taken, and its event is
-//!   made again from the command. A `message_ids` entry from another record, an indexed
-//!   (sender, conversation, clientMessageId) or an unknown conversation skips the send.
-//!   Otherwise seq = lastSeq + 1; the message joins the [`unwritten`](super::unwritten) ones
-//!   (the checkpoint writes them as chunks), then `message_ids` → `client_ids`; the sender's
-//!   read state moves to it in memory. Its event is not written anywhere: a replay makes it
-//!   again. A replayed send whose message no chunk holds is stored again at its indexed seq.
+//!   have applied it; later records skip this look-up): if the [`id_index`](super::id_index)
+//!   holds its id with this record's source offset, the interrupted run stored it at that
+//!   (conversation, seq): the remaining writes are repeated (they are idempotent), no new seq is
+//!   taken, and its event is made again from the command. An index entry from another record,
+//!   an indexed (sender, conversation, clientMessageId) of another record or an unknown
+//!   conversation skips the send. Otherwise seq = lastSeq + 1; the message joins the
+//!   [`unwritten`](super::unwritten) ones (the checkpoint writes them as chunks), its index entry
+//!   the pending ones (the checkpoint writes them first), then `client_ids`; the sender's read
+//!   state moves to it in memory. Its event is not written anywhere: a replay makes it again. A
+//!   replayed send whose message no chunk holds is stored again at its indexed seq. A
+//!   `client_ids` entry of this very record is not a duplicate: its index entry was still
+//!   pending when the run stopped, so nothing that counts the message is on disk.
 //!   A sender no longer a participant is still stored: the edge's 202 promised durability.
 //! - `Edit` / `Delete`: only by the message's sender, on a message of that conversation that
 //!   is not deleted, else skipped. The event goes to the `outbox` (keyed by partition, source
@@ -138,6 +141,9 @@ pub(crate) struct AppliedBatch {
     staged: Vec<(Arc<Message>, Vec<u8>)>,
     /// Conversations a message of which this batch wrote as a record of its own.
     written_alone: HashSet<String>,
+    /// The message-id index entries of the messages this batch stored: they join the pending
+    /// ones ([`Store::apply_batch`]).
+    ids: Vec<(String, Vec<u8>)>,
     /// Messages stored by this batch (including ones a replay completed).
     pub stored: usize,
     /// Commands skipped (duplicates, unknown targets, not the sender).
@@ -163,6 +169,8 @@ struct Batch<'s> {
     staged: BTreeMap<(String, u64), (Arc<Message>, Vec<u8>)>,
     /// Conversations this batch stored a message of as a record of its own.
     written_alone: HashSet<String>,
+    /// The message-id index entries of the messages this batch stored.
+    ids: HashMap<String, Vec<u8>>,
     out: AppliedBatch,
     /// Commands at or above this offset were never applied before (see [`Store::apply_batch`]).
     new_from: u64,
@@ -177,7 +185,7 @@ impl Store {
     ///
     /// `new_from`: the partition's high watermark when its writer started. Only a record that
     /// was in the log then can have been applied by an interrupted run, so a send at or above it
-    /// skips the `message_ids` look-up that recognizes a replay (its id is a fresh UUIDv7 made
+    /// skips the id index look-up that recognizes a replay (its id is a fresh UUIDv7 made
     /// by an edge: `messages` takes no records from clients). `u64::MAX` checks every send.
     pub(crate) fn apply_batch(
         &self,
@@ -191,7 +199,7 @@ impl Store {
             self.hand_to_memory(&mut applied)?;
             applied
         };
-        if self.unwritten().bytes() > UNWRITTEN_BUDGET_BYTES {
+        if self.unwritten().bytes() + self.pending_ids().bytes() > UNWRITTEN_BUDGET_BYTES {
             tracing::warn!("unwritten messages over budget: the store writer writes them itself (are checkpoints failing?)");
             self.write_unwritten()?;
         }
@@ -213,6 +221,11 @@ impl Store {
             unwritten.put(message, &json)?;
         }
         unwritten.note_written_alone(std::mem::take(&mut applied.written_alone));
+        drop(unwritten);
+        let mut pending = self.pending_ids_mut();
+        for (id, location) in std::mem::take(&mut applied.ids) {
+            pending.put(id, location);
+        }
         Ok(())
     }
 
@@ -246,6 +259,7 @@ impl Store {
             moved_reads: Vec::new(),
             staged: BTreeMap::new(),
             written_alone: HashSet::new(),
+            ids: HashMap::new(),
             out: AppliedBatch::default(),
             new_from,
             writes_left,
@@ -324,12 +338,7 @@ impl Batch<'_> {
 
     /// One insert, counted by the test hook.
     fn write(&mut self, tree: &sled::Tree, key: &[u8], value: &[u8]) -> Result<()> {
-        if let Some(left) = &mut self.writes_left {
-            if *left == 0 {
-                return Err(StoreError::Storage("simulated crash (test hook)".into()));
-            }
-            *left -= 1;
-        }
+        count_write(&mut self.writes_left)?;
         fail::fail_point!("store::apply", |_| Err(StoreError::Storage(
             "injected write failure (failpoint store::apply)".into()
         )));
@@ -374,9 +383,14 @@ impl Batch<'_> {
         }
         if let Some(c) = &send.client_message_id {
             let key = keys::client_id(&send.sender_id, &send.conversation_id, c);
-            if self.trees.client_ids.get(key)?.is_some() {
-                tracing::debug!(id = %send.id, "clientMessageId already stored; skipped");
-                return Ok(false);
+            if let Some(raw) = self.trees.client_ids.get(key)? {
+                // This record's own entry: an interrupted run indexed its client id, and the
+                // message id with it was still pending (so nothing it counted is on disk).
+                let own = keys::decode_client_send(&raw)?.source == Some((self.partition, offset));
+                if !own {
+                    tracing::debug!(id = %send.id, "clientMessageId already stored; skipped");
+                    return Ok(false);
+                }
             }
         }
         let Some(last_seq) = self.last_seq(&send.conversation_id) else {
@@ -385,9 +399,8 @@ impl Batch<'_> {
         };
         let message = Arc::new(message_of(send, last_seq + 1));
         self.store_new(message.clone())?;
-        let id_value = keys::message_id_value(&message.conversation_id, message.seq, offset);
-        let t = self.trees;
-        self.write(&t.message_ids, message.id.as_bytes(), &id_value)?;
+        let location = keys::message_id_value(&message.conversation_id, message.seq, offset);
+        self.ids.insert(message.id.clone(), location);
         self.after_send(offset, message, None)
     }
 
@@ -395,7 +408,7 @@ impl Batch<'_> {
     /// completed if the interrupted run stored it at this offset, skipped if its id is stored
     /// from another record.
     fn replayed_send(&mut self, offset: u64, send: &SendMessage) -> Result<Option<bool>> {
-        let Some(raw) = self.trees.message_ids.get(send.id.as_bytes())? else {
+        let Some(raw) = self.location_of(&send.id)? else {
             return Ok(None);
         };
         let (conversation, seq, source) = keys::decode_message_id(&raw)?;
@@ -407,7 +420,7 @@ impl Batch<'_> {
     }
 
     /// A send the interrupted run stored at `seq`: stored again at that seq if its message was
-    /// lost with the memory (it was not in a chunk yet), then the writes after `message_ids`.
+    /// lost with the memory (it was not in a chunk yet), then the writes after the index.
     fn complete_send(&mut self, offset: u64, send: &SendMessage, seq: u64) -> Result<bool> {
         let original = Arc::new(message_of(send, seq));
         tracing::info!(id = %send.id, seq, "completing a send interrupted by a crash");
@@ -421,7 +434,7 @@ impl Batch<'_> {
         }
     }
 
-    /// The writes after `message_ids`: client id, read state, event; `current` (the message
+    /// The writes after the index entry: client id, read state, event; `current` (the message
     /// as stored now, when a later command of an interrupted run changed it) or else `message`
     /// becomes the activity if newer.
     fn after_send(
@@ -482,6 +495,14 @@ impl Batch<'_> {
         self.staged.insert(key, (message, json));
     }
 
+    /// Where message `id` is as this batch sees it (a `message_ids` value).
+    fn location_of(&self, id: &str) -> Result<Option<Vec<u8>>> {
+        match self.ids.get(id) {
+            Some(location) => Ok(Some(location.clone())),
+            None => self.store.location_of(id),
+        }
+    }
+
     /// The message at `seq` of a conversation as this batch sees it, and where it is.
     fn find(&self, conversation: &str, seq: u64) -> Result<Option<(Message, Place)>> {
         let staged = self
@@ -509,7 +530,7 @@ impl Batch<'_> {
         conversation: &str,
         sender: &str,
     ) -> Result<Option<(Message, Place)>> {
-        let Some(raw) = self.trees.message_ids.get(id.as_bytes())? else {
+        let Some(raw) = self.location_of(id)? else {
             return Ok(None);
         };
         let (stored_in, seq, _) = keys::decode_message_id(&raw)?;
@@ -708,6 +729,7 @@ impl Batch<'_> {
         }
         self.out.staged = std::mem::take(&mut self.staged).into_values().collect();
         self.out.written_alone = std::mem::take(&mut self.written_alone);
+        self.out.ids = std::mem::take(&mut self.ids).into_iter().collect();
         self.out
     }
 }
@@ -739,4 +761,15 @@ fn message_of(send: &SendMessage, seq: u64) -> Message {
         deleted: false,
         json: Default::default(),
     }
+}
+
+/// The test hook's count of a batch's writes: fails ("crashes") once none is left.
+fn count_write(writes_left: &mut Option<usize>) -> Result<()> {
+    if let Some(left) = writes_left {
+        if *left == 0 {
+            return Err(StoreError::Storage("simulated crash (test hook)".into()));
+        }
+        *left -= 1;
+    }
+    Ok(())
 }

@@ -1,12 +1,14 @@
-//! The store's checkpoint: the writer of the busy conversations' messages stored since the last
-//! one (each conversation's as one chunk record of tree `messages`, see
+//! The store's checkpoint: the writer of the message-id index entries pending since the last
+//! one (see [`id_index`](super::id_index)), of the busy conversations' messages stored since
+//! then (each conversation's as one chunk record of tree `messages`, see
 //! [`unwritten`](super::unwritten))
 //! and the one writer of what the store writer derives from the messages it applies, namely
 //! each conversation's activity (tree `activity`), each read state (tree `read_state`) and the
 //! applied-up-to position of each partition (tree `applied`, see [`position`](super::position)).
 //!
 //! The store writer keeps those in memory only (the [`view`](super::view) and the positions)
-//! and writes per message only what cannot be derived: the message and its indexes. A
+//! and writes per message only what cannot be derived: a quiet conversation's message and its
+//! client id. A
 //! conversation's activity and its senders' read states change with every message, but only
 //! their latest value matters, so writing them per batch cost two sled inserts a batch could
 //! mostly do without. The checkpoint writes each changed one once, at most every
@@ -16,7 +18,8 @@
 //! and the view it reads, and a writer moves a partition's position only after the view and the
 //! unwritten messages hold its batch. So the chunks, activity and read state on disk are at
 //! least as far as the position beside them, written before it; sled recovers a prefix of its
-//! writes, so the message ids a batch indexed are on disk before all of them. After a crash the
+//! writes, and the checkpoint writes the pending index entries before all of them, so a message
+//! that anything on disk counts is indexed. After a crash the
 //! writer replays from that position; a replayed send finds its id indexed with its seq and
 //! stores its message again at that seq if no chunk holds it (no new seq), and activity and read
 //! state only move forward, so the replay brings them to where they were.
@@ -54,8 +57,9 @@ impl Store {
     /// conversation's deletion, which waits for the chunks being written so that none of its
     /// messages comes back after it. Blocking.
     pub(super) fn write_unwritten(&self) -> Result<()> {
-        let (written, inserted) = {
+        let (ids, written, inserted) = {
             let _chunks = self.inner.chunk_writes.lock();
+            let ids = self.write_pending_ids()?;
             let mut written = Vec::new();
             let mut inserted = Ok(());
             for snapshot in self.unwritten().snapshot() {
@@ -67,7 +71,7 @@ impl Store {
                 }
                 written.push(snapshot);
             }
-            (written, inserted)
+            (ids, written, inserted)
         };
         // No batch between finding a message among the unwritten ones and putting it back.
         let _alone = self.inner.batches.write();
@@ -75,8 +79,20 @@ impl Store {
         unwritten.forget_written(&written);
         unwritten.forget_written_alone();
         drop(unwritten);
+        self.pending_ids_mut().forget_written(&ids);
         inserted?;
         Ok(())
+    }
+
+    /// Writes the message-id index entries pending in memory to their buckets, and returns
+    /// them (the caller lets go of them). First in a checkpoint: a replay must find indexed
+    /// every message that the chunks, the activity or a position written after them count
+    /// (see the module doc). The caller holds `chunk_writes`. Blocking.
+    pub(super) fn write_pending_ids(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        let ids = self.pending_ids().snapshot();
+        let entries = ids.iter().map(|(id, at)| (id.as_str(), at.as_slice()));
+        self.trees().message_ids.add(entries)?;
+        Ok(ids)
     }
 
     fn write_changes(

@@ -30,7 +30,7 @@ pub(super) fn message_prefix(conversation: &str) -> Vec<u8> {
     key
 }
 
-/// `message_ids` value: the `messages` key (conversation ++ 0x00 ++ seq) ++ the source offset
+/// A message's location in the id index ([`id_index`](super::id_index)): the `messages` key (conversation ++ 0x00 ++ seq) ++ the source offset
 /// (u64 BE) of the send record that stored it, so a replay of that record recognizes its own
 /// message and a second record with the same id does not.
 pub(super) fn message_id_value(conversation: &str, seq: u64, source_offset: u64) -> Vec<u8> {
@@ -47,7 +47,7 @@ pub(super) fn decode_location(raw: &[u8]) -> Result<(String, u64)> {
 /// Decodes a `message_ids` value into (conversation, seq, source offset); values written before
 /// the offset was recorded have none.
 pub(super) fn decode_message_id(raw: &[u8]) -> Result<(String, u64, Option<u64>)> {
-    let bad = || StoreError::corrupt("message_ids", "malformed location");
+    let bad = || StoreError::corrupt("message id index", "malformed location");
     let split = raw.iter().position(|b| *b == 0).ok_or_else(bad)?;
     let conversation = std::str::from_utf8(&raw[..split]).map_err(|_| bad())?;
     let rest = &raw[split + 1..];

@@ -1,13 +1,13 @@
 //! The chat read model in its own sled database (`DATA_DIR/store/`, see [`database`]):
-//! conversations, messages by (conversation, seq), the message-id and client-id indexes, read
-//! state, the outbox of edit and delete events not yet relayed, and the store's applied-up-to
-//! position ([`position`]).
+//! conversations, messages by (conversation, seq), the message-id ([`id_index`]) and client-id
+//! indexes, read state, the outbox of edit and delete events not yet relayed, and the store's
+//! applied-up-to position ([`position`]).
 //!
 //! It owns the chat data and the store writer's batch ([`Store::apply_batch`]): plain inserts in
 //! a replay-safe order — no sled transaction (see [`apply`]) — and the move of its position
 //! ([`Store::commit_batch`]), which the writer calls once the batch's events are relayed; the
-//! [`checkpoint`] writes what the writer keeps in memory (messages, activity, read state,
-//! positions). It knows nothing of HTTP or WebSocket, nor of how records reach it (that is
+//! [`checkpoint`] writes what the writer keeps in memory (message-id index entries, messages,
+//! activity, read state, positions). It knows nothing of HTTP or WebSocket, nor of how records reach it (that is
 //! `pipeline/`); it uses the log only to mirror its position into the consumer group `store`
 //! ([`Store::mirror_position`]).
 //!
@@ -34,7 +34,8 @@
 //!
 //! Files: `model` (public types and validation), `keys` (key layouts), `command` (log commands
 //! and events), `activity` (membership and activity records), `view` (in-memory view),
-//! `conversations` (conversation commands), `queries` (history and lookups), `apply` (the
+//! `conversations` (conversation commands), `queries` (history and lookups), `id_index` (the
+//! message-id index, in buckets, and its entries pending in memory), `apply` (the
 //! store writer's batch), `outbox` (edit and delete events awaiting relay), `database` (the
 //! store's sled database), `position` (applied-up-to, and its mirror in the log),
 //! `checkpoint` (writing what the writer derived, with the position it covers), `unwritten`
@@ -47,6 +48,7 @@ mod command;
 mod conversations;
 mod database;
 mod error;
+mod id_index;
 mod keys;
 mod model;
 mod outbox;
@@ -76,6 +78,7 @@ pub(crate) use model::{
 pub(crate) use outbox::OutboxEntry;
 
 use database::Database;
+use id_index::{IdIndex, PendingIds};
 use position::Positions;
 use unwritten::Unwritten;
 use view::View;
@@ -107,7 +110,7 @@ pub(crate) struct Trees {
     pub conversations: sled::Tree,
     pub activity: sled::Tree,
     pub messages: sled::Tree,
-    pub message_ids: sled::Tree,
+    message_ids: IdIndex,
     pub client_ids: sled::Tree,
     pub read_state: sled::Tree,
     pub outbox: sled::Tree,
@@ -122,6 +125,9 @@ struct Inner {
     view: RwLock<View>,
     /// The messages stored since the last checkpoint (see [`unwritten`]).
     unwritten: RwLock<Unwritten>,
+    /// The message-id index entries of the messages stored since the last checkpoint (see
+    /// [`id_index`]).
+    pending_ids: RwLock<PendingIds>,
     /// Store writers hold it shared for a batch; a checkpoint holds it alone to let go of the
     /// unwritten messages it wrote, so that no batch is between finding one and changing it.
     batches: RwLock<()>,
@@ -162,7 +168,7 @@ impl Store {
             conversations: db.open_tree("conversations")?,
             activity: db.open_tree("activity")?,
             messages: db.open_tree("messages")?,
-            message_ids: db.open_tree("message_ids")?,
+            message_ids: IdIndex::open(db)?,
             client_ids: db.open_tree("client_ids")?,
             read_state: db.open_tree("read_state")?,
             outbox: db.open_tree("outbox")?,
@@ -177,6 +183,7 @@ impl Store {
                 limits,
                 view: RwLock::new(view),
                 unwritten: RwLock::default(),
+                pending_ids: RwLock::default(),
                 batches: RwLock::new(()),
                 chunk_writes: parking_lot::Mutex::new(()),
                 membership_epoch: AtomicU64::new(0),
@@ -211,6 +218,23 @@ impl Store {
 
     fn unwritten_mut(&self) -> RwLockWriteGuard<'_, Unwritten> {
         self.inner.unwritten.write()
+    }
+
+    fn pending_ids(&self) -> RwLockReadGuard<'_, PendingIds> {
+        self.inner.pending_ids.read()
+    }
+
+    fn pending_ids_mut(&self) -> RwLockWriteGuard<'_, PendingIds> {
+        self.inner.pending_ids.write()
+    }
+
+    /// Where message `id` is (a `message_ids` value, see [`keys::message_id_value`]): pending
+    /// in memory, or in its bucket on disk.
+    fn location_of(&self, id: &str) -> Result<Option<Vec<u8>>> {
+        if let Some(location) = self.pending_ids().get(id) {
+            return Ok(Some(location.to_vec()));
+        }
+        self.trees().message_ids.get(id)
     }
 
     /// True if the conversation exists and `user` is one of its participants (memory only).

@@ -131,7 +131,7 @@ impl Store {
     /// One message of a conversation by id; `NotFound` if there is none (in that conversation).
     pub(crate) fn message(&self, conversation: &str, message_id: &str) -> Result<Message> {
         let not_found = || StoreError::NotFound(format!("message {message_id:?}"));
-        let Some(location) = self.trees().message_ids.get(message_id.as_bytes())? else {
+        let Some(location) = self.location_of(message_id)? else {
             return Err(not_found());
         };
         let (stored_in, seq) = keys::decode_location(&location)?;

@@ -509,17 +509,26 @@ fn observable(
 /// batches after the last checkpoint, as a busy writer does between two checkpoints.
 const BATCH: usize = 3;
 
+/// Where [`run_batches`] crashes.
+#[derive(Debug, Clone, Copy)]
+enum Crash {
+    /// Batch number `batch`, after `writes` writes.
+    InBatch { batch: usize, writes: usize },
+    /// Once every batch is applied, a checkpoint cut short after its message-id index entries
+    /// (and, with `chunks`, its chunks): before the activity, read states and positions.
+    CheckpointCut { chunks: bool },
+}
+
 /// Applies the first message and checkpoints, then applies the commands at offsets 1.. in
-/// batches of [`BATCH`] without a checkpoint. With `crash` = (batch, writes), batch number
-/// `batch` is interrupted after `writes` writes, the store closed without a checkpoint and
-/// reopened (the view is rebuilt from disk: the last checkpoint's messages, activity, read state
-/// and position, and the message ids indexed since), and everything from the checkpoint's position is
-/// replayed as the writer does after a restart. Returns what the store shows, or `None` if no
-/// batch was interrupted.
+/// batches of [`BATCH`] without a checkpoint. With a `crash`, the store is closed where it says
+/// and reopened (the view is rebuilt from disk: the last checkpoint's messages, activity, read
+/// state and position, and whatever was written since), and everything from the checkpoint's
+/// position is replayed as the writer does after a restart. Returns what the store shows, or
+/// `None` if the batch to interrupt had fewer writes.
 fn run_batches(
     commands: &[ChatCommand],
     first: &SendMessage,
-    crash: Option<(usize, usize)>,
+    crash: Option<Crash>,
 ) -> Option<(Shown, Pending)> {
     let f = fixture();
     for (id, creator, other) in [("c", "ann", "bob"), ("d", "bob", "ann")] {
@@ -541,17 +550,25 @@ fn run_batches(
     let numbered: Vec<_> = (1u64..).zip(commands.iter().cloned()).collect();
     let end = 1 + commands.len() as u64;
     let mut events = Vec::new();
+    // What the store shows once the crashed store is reopened and replayed.
+    let replayed = |f: Fixture| {
+        assert_eq!(
+            f.store.applied_offset(0),
+            Some(1),
+            "only a checkpoint writes the position"
+        );
+        // As the writer after a restart: every record replayed was in the log before it.
+        let applied = f.store.apply_batch(0, &numbered, end).expect("replay");
+        observable(&f.store, 1..end, applied.events)
+    };
     for (number, batch) in numbered.chunks(BATCH).enumerate() {
-        if let Some((_, writes)) = crash.filter(|(at, _)| *at == number) {
+        if let Some(Crash::InBatch { writes, .. }) =
+            crash.filter(|c| matches!(c, Crash::InBatch { batch, .. } if *batch == number))
+        {
             if f.store.apply_batch_interrupted(0, batch, writes).is_ok() {
                 return None;
             }
             let f = f.crashed();
-            assert_eq!(
-                f.store.applied_offset(0),
-                Some(1),
-                "only a checkpoint writes the position"
-            );
             let c = f.store.history("c", None, Some(0), 100).expect("history");
             assert!(
                 c.items.iter().all(|m| m.seq <= 2),
@@ -559,9 +576,7 @@ fn run_batches(
                  later ones were in memory: {:?}",
                 seqs(&c)
             );
-            // As the writer after a restart: every record replayed was in the log before it.
-            let applied = f.store.apply_batch(0, &numbered, end).expect("replay");
-            return Some(observable(&f.store, 1..end, applied.events));
+            return Some(replayed(f));
         }
         // Applied for the first time: no record of it was in the log when the writer started.
         let applied = f.store.apply_batch(0, batch, 1).expect("batch");
@@ -569,9 +584,18 @@ fn run_batches(
         f.store.commit_batch(&position(next)).expect("commit");
         events.extend(applied.events);
     }
-    crash
-        .is_none()
-        .then(|| observable(&f.store, 1..end, events))
+    match crash {
+        None => Some(observable(&f.store, 1..end, events)),
+        Some(Crash::InBatch { .. }) => None,
+        Some(Crash::CheckpointCut { chunks }) => {
+            if chunks {
+                f.store.write_unwritten().expect("index entries and chunks");
+            } else {
+                f.store.write_pending_ids().expect("index entries");
+            }
+            Some(replayed(f.crashed()))
+        }
+    }
 }
 
 #[test]
@@ -582,7 +606,8 @@ fn batches_interrupted_after_any_write_since_the_checkpoint_are_completed_exactl
     let mut interrupted = 0;
     for batch in 0..commands.len().div_ceil(BATCH) {
         for writes in 0.. {
-            let Some(replayed) = run_batches(&commands, &first, Some((batch, writes))) else {
+            let crash = Crash::InBatch { batch, writes };
+            let Some(replayed) = run_batches(&commands, &first, Some(crash)) else {
                 break;
             };
             assert_eq!(
@@ -592,13 +617,26 @@ fn batches_interrupted_after_any_write_since_the_checkpoint_are_completed_exactl
             interrupted += 1;
         }
     }
-    // Thirteen writes in all: the sends' index entries and m2's client id; the records of the
-    // messages written alone (m2, c's first since the checkpoint, and d1, d's); the edits' and
-    // deletes' outbox entries, and the rewrites of the two messages on disk (first, m2).
+    // Nine writes in all: m2's client id (its message-id index entry is pending in memory
+    // until a checkpoint); the records of the messages written alone (m2, c's first since the
+    // checkpoint, and d1, d's); the edits' and deletes' outbox entries, and the rewrites of the
+    // two messages on disk (first, m2).
     assert_eq!(
-        interrupted, 13,
+        interrupted, 9,
         "every write of every batch was a crash point"
     );
+}
+
+#[test]
+fn a_checkpoint_cut_short_after_its_index_entries_or_chunks_is_completed_exactly_once_by_replay() {
+    let first = SendMessage::new("c", "ann", "Ann", "first");
+    let commands = replayed_batch(&first.id);
+    let reference = run_batches(&commands, &first, None).expect("uninterrupted run");
+    for chunks in [false, true] {
+        let crash = Crash::CheckpointCut { chunks };
+        let replayed = run_batches(&commands, &first, Some(crash)).expect("a replay");
+        assert_eq!(replayed, reference, "{crash:?}");
+    }
 }
 
 #[test]

@@ -275,9 +275,12 @@ async fn wait_readyz(chat: &Chat<Process>, status: u16) -> Response {
 }
 
 /// The store cannot write (its sled inserts fail): the store writer stops, `/readyz` turns 503,
-/// sends are refused; a restart applies every 202'd message exactly once.
+/// sends are refused; a restart applies every 202'd message exactly once. The writer's third
+/// write fails: the conversation's record, its first message (written alone, the conversation
+/// being quiet), then the first message after the next checkpoint (the ones between wait in
+/// memory for the checkpoint).
 #[tokio::test]
 async fn a_store_write_failure_turns_readyz_503_and_a_restart_applies_everything() {
-    let stderr = refused_then_recovered("store::apply=40*off->return", "storage-unavailable").await;
+    let stderr = refused_then_recovered("store::apply=2*off->return", "storage-unavailable").await;
     assert!(stderr.contains("store writer stopped"), "{stderr}");
 }

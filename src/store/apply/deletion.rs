@@ -11,11 +11,11 @@
 
 use super::super::command::DeleteConversation;
 use super::super::conversations::decide_delete;
-use super::super::error::{Result, StoreError};
+use super::super::error::Result;
 use super::super::keys;
 use super::super::model::Message;
 use super::super::unwritten::decode_chunk;
-use super::{Batch, Change};
+use super::{count_write, Batch, Change};
 
 impl Batch<'_> {
     /// A `DeleteConversation` command: decided again (a refusal is only an outcome), then the
@@ -50,42 +50,49 @@ impl Batch<'_> {
     }
 
     /// Removes every message of the conversation with its `message_ids` and `client_ids`
-    /// entries: its chunks on disk, its unwritten ones and the ones this batch staged.
+    /// entries: its chunks on disk, its unwritten ones and the ones this batch staged, and the
+    /// index entries still pending in memory or in this batch. The chunks go last: a replay
+    /// after a crash part-way finds the indexes to remove from them.
     fn remove_messages(&mut self, id: &str) -> Result<()> {
         let t = self.trees;
         let store = self.store;
-        // A checkpoint writing this conversation's chunk now would bring them back after.
+        // A checkpoint writing this conversation's chunk or index entries now would bring them
+        // back after.
         let _chunks = store.inner.chunk_writes.lock();
+        let mut chunks = Vec::new();
+        let mut messages = Vec::new();
         for item in t.messages.scan_prefix(keys::message_prefix(id)) {
             let (key, raw) = item?;
-            for message in decode_chunk(&key, &raw)? {
-                self.remove_indexes(&message)?;
-            }
-            self.remove(&t.messages, &key)?;
+            messages.extend(decode_chunk(&key, &raw)?);
+            chunks.push(key);
         }
-        for message in self.store.unwritten_mut().remove(id) {
-            self.remove_indexes(&message)?;
-        }
-        let mut staged = Vec::new();
+        let unwritten = self.store.unwritten_mut().remove(id);
+        messages.extend(unwritten.iter().map(|m| Message::clone(m)));
         self.staged.retain(|(conversation, _), (message, _)| {
             let keep = conversation != id;
             if !keep {
-                staged.push(message.clone());
+                messages.push(Message::clone(message));
             }
             keep
         });
-        for message in staged {
-            self.remove_indexes(&message)?;
+        self.store.pending_ids_mut().remove_conversation(id);
+        let prefix = keys::message_prefix(id);
+        self.ids
+            .retain(|_, location| !location.starts_with(&prefix));
+        let writes_left = &mut self.writes_left;
+        t.message_ids
+            .remove(messages.iter().map(|m| m.id.as_str()), || {
+                count_write(writes_left)
+            })?;
+        for message in &messages {
+            if let Some(client_id) = &message.client_message_id {
+                let index =
+                    keys::client_id(&message.sender_id, &message.conversation_id, client_id);
+                self.remove(&t.client_ids, &index)?;
+            }
         }
-        Ok(())
-    }
-
-    fn remove_indexes(&mut self, message: &Message) -> Result<()> {
-        let t = self.trees;
-        self.remove(&t.message_ids, message.id.as_bytes())?;
-        if let Some(client_id) = &message.client_message_id {
-            let index = keys::client_id(&message.sender_id, &message.conversation_id, client_id);
-            self.remove(&t.client_ids, &index)?;
+        for key in chunks {
+            self.remove(&t.messages, &key)?;
         }
         Ok(())
     }
@@ -102,12 +109,7 @@ impl Batch<'_> {
 
     /// One removal, counted by the test hook like a write.
     fn remove(&mut self, tree: &sled::Tree, key: &[u8]) -> Result<()> {
-        if let Some(left) = &mut self.writes_left {
-            if *left == 0 {
-                return Err(StoreError::Storage("simulated crash (test hook)".into()));
-            }
-            *left -= 1;
-        }
+        count_write(&mut self.writes_left)?;
         tree.remove(key)?;
         Ok(())
     }

@@ -46,6 +46,10 @@
 //! (`pipeline/relay.rs`) never relays an event at or below the last relayed source offset,
 //! since a replay makes again events that may have been relayed already.
 //!
+//! A delete that finds its message deleted already refreshes the conversation's `lastMessage`
+//! if it is it: a replay after a crash can find the chunk rewritten while the activity is the
+//! checkpoint's, still showing the content.
+//!
 //! Known difference from a first application: a replayed `Read` whose seq exceeds lastSeq is
 //! clamped to the activity the interrupted run may have advanced further; the edge clamps read
 //! marks before appending them, so only records written by other producers can meet this.
@@ -524,6 +528,10 @@ impl Batch<'_> {
 
     /// The stored message `id` of `conversation` if `sender` sent it and it is not deleted,
     /// and where it is.
+    ///
+    /// A deleted one is not returned, but it refreshes its conversation's last message if it is
+    /// it: a replayed delete finds the message deleted on disk (its chunk was rewritten) while
+    /// the activity that a crash took back to the last checkpoint still shows the content.
     fn own_message(
         &mut self,
         id: &str,
@@ -538,7 +546,13 @@ impl Batch<'_> {
             return Ok(None);
         }
         let found = self.find(&stored_in, seq)?;
-        Ok(found.filter(|(message, _)| message.sender_id == sender && !message.deleted))
+        match found {
+            Some((message, _)) if message.deleted => {
+                self.advance(&Arc::new(message), true);
+                Ok(None)
+            }
+            found => Ok(found.filter(|(message, _)| message.sender_id == sender)),
+        }
     }
 
     fn edit(&mut self, offset: u64, edit: &EditMessage) -> Result<bool> {

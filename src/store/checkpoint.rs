@@ -17,9 +17,10 @@
 //! Why a crash loses nothing: the position a checkpoint writes is noted *before* the messages
 //! and the view it reads, and a writer moves a partition's position only after the view and the
 //! unwritten messages hold its batch. So the chunks, activity and read state on disk are at
-//! least as far as the position beside them, written before it; sled recovers a prefix of its
-//! writes, and the checkpoint writes the pending index entries before all of them, so a message
-//! that anything on disk counts is indexed. After a crash the
+//! least as far as the position beside them, written before it. The pending index entries are
+//! copied *after* the view's changes are taken and written before everything else; sled
+//! recovers a prefix of its writes, so a message that anything on disk counts is indexed.
+//! After a crash the
 //! writer replays from that position; a replayed send finds its id indexed with its seq and
 //! stores its message again at that seq if no chunk holds it (no new seq), and activity and read
 //! state only move forward, so the replay brings them to where they were.
@@ -40,10 +41,26 @@ impl Store {
     ///
     /// On failure the changed records stay marked, so the next checkpoint writes them.
     pub(crate) fn checkpoint(&self) -> Result<BTreeMap<u32, u64>> {
+        self.checkpoint_between(&mut || {})
+    }
+
+    /// [`checkpoint`](Self::checkpoint), calling `between` at each point where a store writer
+    /// may apply a batch meanwhile (a test applies one there).
+    ///
+    /// The view's changes are taken before the unwritten messages and the pending index entries
+    /// are copied: a batch applied in between is then in those copies, so every message the
+    /// written activity counts is indexed on disk (and in a chunk) before it.
+    pub(super) fn checkpoint_between(
+        &self,
+        between: &mut dyn FnMut(),
+    ) -> Result<BTreeMap<u32, u64>> {
         let noted = self.positions().noted();
-        self.write_unwritten()?;
+        between();
         let changes = self.view_mut().take_changes();
-        let written = self.write_changes(&changes, &noted);
+        between();
+        let written = self
+            .write_unwritten_between(between)
+            .and_then(|()| self.write_changes(&changes, &noted));
         if written.is_err() {
             self.view_mut().mark_changed(changes.keys());
         }
@@ -57,12 +74,21 @@ impl Store {
     /// conversation's deletion, which waits for the chunks being written so that none of its
     /// messages comes back after it. Blocking.
     pub(super) fn write_unwritten(&self) -> Result<()> {
+        self.write_unwritten_between(&mut || {})
+    }
+
+    /// [`write_unwritten`](Self::write_unwritten), calling `between` where a store writer may
+    /// apply a batch meanwhile (see [`Store::checkpoint_between`]).
+    fn write_unwritten_between(&self, between: &mut dyn FnMut()) -> Result<()> {
         let (ids, written, inserted) = {
             let _chunks = self.inner.chunk_writes.lock();
             let ids = self.write_pending_ids()?;
+            between();
+            let snapshots = self.unwritten().snapshot();
+            between();
             let mut written = Vec::new();
             let mut inserted = Ok(());
-            for snapshot in self.unwritten().snapshot() {
+            for snapshot in snapshots {
                 let key = keys::message(&snapshot.conversation, snapshot.first);
                 let chunk = snapshot.chunk.as_slice();
                 inserted = self.trees().messages.insert(key, chunk).map(drop);

@@ -509,6 +509,27 @@ fn observable(
 /// batches after the last checkpoint, as a busy writer does between two checkpoints.
 const BATCH: usize = 3;
 
+/// A fresh store with conversation `c` (ann, bob) and `d` (bob, ann).
+fn with_conversations_c_and_d() -> Fixture {
+    let f = fixture();
+    for (id, creator, other) in [("c", "ann", "bob"), ("d", "bob", "ann")] {
+        f.store
+            .create_conversation(creator, Some(id.into()), None, vec![other.into()])
+            .expect("create");
+    }
+    f
+}
+
+/// The store writer's place in partition 0 of `messages`.
+fn position(next_offset: u64) -> BatchPosition<'static> {
+    BatchPosition {
+        group: "store",
+        topic: "messages",
+        partition: 0,
+        next_offset,
+    }
+}
+
 /// Where [`run_batches`] crashes.
 #[derive(Debug, Clone, Copy)]
 enum Crash {
@@ -530,18 +551,7 @@ fn run_batches(
     first: &SendMessage,
     crash: Option<Crash>,
 ) -> Option<(Shown, Pending)> {
-    let f = fixture();
-    for (id, creator, other) in [("c", "ann", "bob"), ("d", "bob", "ann")] {
-        f.store
-            .create_conversation(creator, Some(id.into()), None, vec![other.into()])
-            .expect("create");
-    }
-    let position = |next_offset| BatchPosition {
-        group: "store",
-        topic: "messages",
-        partition: 0,
-        next_offset,
-    };
+    let f = with_conversations_c_and_d();
     f.store
         .apply_batch(0, &[(0, ChatCommand::Send(first.clone()))], u64::MAX)
         .expect("first batch");
@@ -625,6 +635,76 @@ fn batches_interrupted_after_any_write_since_the_checkpoint_are_completed_exactl
         interrupted, 9,
         "every write of every batch was a crash point"
     );
+}
+
+/// Applies the first message and checkpoints, then the commands in batches of [`BATCH`], batch
+/// number `during` from inside a checkpoint, at its `point`-th place where a store writer may
+/// apply one (`None` if it has fewer). Then the store crashes (no further checkpoint) and
+/// replays from the position that checkpoint made durable. Returns what the store shows.
+fn run_with_a_batch_during_a_checkpoint(
+    commands: &[ChatCommand],
+    first: &SendMessage,
+    during: usize,
+    point: usize,
+) -> Option<Shown> {
+    let f = with_conversations_c_and_d();
+    let apply = |batch: &[(u64, ChatCommand)]| {
+        f.store.apply_batch(0, batch, 1).expect("batch");
+        let next = batch.last().map_or(1, |(offset, _)| offset + 1);
+        f.store.commit_batch(&position(next)).expect("commit");
+    };
+    apply(&[(0, ChatCommand::Send(first.clone()))]);
+    f.store.checkpoint().expect("checkpoint");
+    let numbered: Vec<_> = (1u64..).zip(commands.iter().cloned()).collect();
+    let end = 1 + commands.len() as u64;
+    for (number, batch) in numbered.chunks(BATCH).enumerate() {
+        if number != during {
+            apply(batch);
+            continue;
+        }
+        let mut places = 0;
+        f.store
+            .checkpoint_between(&mut || {
+                if places == point {
+                    apply(batch);
+                }
+                places += 1;
+            })
+            .expect("checkpoint");
+        if places <= point {
+            return None;
+        }
+    }
+    let f = f.crashed();
+    let from = f.store.applied_offset(0).expect("a durable position");
+    let replay: Vec<_> = numbered
+        .iter()
+        .filter(|(o, _)| *o >= from)
+        .cloned()
+        .collect();
+    // As the writer after a restart: every record replayed was in the log before it.
+    f.store.apply_batch(0, &replay, end).expect("replay");
+    Some(observable(&f.store, 1..end, Vec::new()).0)
+}
+
+#[test]
+fn a_batch_applied_at_any_point_of_a_checkpoint_is_kept_exactly_once_through_a_crash() {
+    let first = SendMessage::new("c", "ann", "Ann", "first");
+    let commands = replayed_batch(&first.id);
+    let (reference, _) = run_batches(&commands, &first, None).expect("uninterrupted run");
+    let mut runs = 0;
+    for during in 0..commands.len().div_ceil(BATCH) {
+        for point in 0.. {
+            let Some(shown) =
+                run_with_a_batch_during_a_checkpoint(&commands, &first, during, point)
+            else {
+                break;
+            };
+            assert_eq!(shown, reference, "batch {during} at place {point}");
+            runs += 1;
+        }
+    }
+    assert!(runs >= 4 * 2, "{runs} runs");
 }
 
 #[test]

@@ -60,18 +60,21 @@ impl Batch<'_> {
         // back after.
         let _chunks = store.inner.chunk_writes.lock();
         let mut chunks = Vec::new();
-        let mut messages = Vec::new();
+        let mut indexed = Indexed::default();
         for item in t.messages.scan_prefix(keys::message_prefix(id)) {
             let (key, raw) = item?;
-            messages.extend(decode_chunk(&key, &raw)?);
+            for message in decode_chunk(&key, &raw)? {
+                indexed.add(&message);
+            }
             chunks.push(key);
         }
-        let unwritten = self.store.unwritten_mut().remove(id);
-        messages.extend(unwritten.iter().map(|m| Message::clone(m)));
+        for message in self.store.unwritten_mut().remove(id) {
+            indexed.add(&message);
+        }
         self.staged.retain(|(conversation, _), (message, _)| {
             let keep = conversation != id;
             if !keep {
-                messages.push(Message::clone(message));
+                indexed.add(message);
             }
             keep
         });
@@ -80,16 +83,10 @@ impl Batch<'_> {
         self.ids
             .retain(|_, location| !location.starts_with(&prefix));
         let writes_left = &mut self.writes_left;
-        t.message_ids
-            .remove(messages.iter().map(|m| m.id.as_str()), || {
-                count_write(writes_left)
-            })?;
-        for message in &messages {
-            if let Some(client_id) = &message.client_message_id {
-                let index =
-                    keys::client_id(&message.sender_id, &message.conversation_id, client_id);
-                self.remove(&t.client_ids, &index)?;
-            }
+        let ids = indexed.ids.iter().map(String::as_str);
+        t.message_ids.remove(ids, || count_write(writes_left))?;
+        for key in &indexed.client_ids {
+            self.remove(&t.client_ids, key)?;
         }
         for key in chunks {
             self.remove(&t.messages, &key)?;
@@ -112,5 +109,23 @@ impl Batch<'_> {
         count_write(&mut self.writes_left)?;
         tree.remove(key)?;
         Ok(())
+    }
+}
+
+/// The index keys of a deleted conversation's messages: their ids, and their `client_ids` keys
+/// (only what the removal needs, not the messages, which may be many).
+#[derive(Default)]
+struct Indexed {
+    ids: Vec<String>,
+    client_ids: Vec<Vec<u8>>,
+}
+
+impl Indexed {
+    fn add(&mut self, message: &Message) {
+        self.ids.push(message.id.clone());
+        if let Some(client_id) = &message.client_message_id {
+            let key = keys::client_id(&message.sender_id, &message.conversation_id, client_id);
+            self.client_ids.push(key);
+        }
     }
 }

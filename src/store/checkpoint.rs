@@ -8,10 +8,9 @@
 //!
 //! The store writer keeps those in memory only (the [`view`](super::view) and the positions)
 //! and writes per message only what cannot be derived: a quiet conversation's message and its
-//! client id. A
-//! conversation's activity and its senders' read states change with every message, but only
-//! their latest value matters, so writing them per batch cost two sled inserts a batch could
-//! mostly do without. The checkpoint writes each changed one once, at most every
+//! client id. A conversation's activity and its senders' read states change with every message,
+//! but only their latest value matters, so writing them per batch cost two sled inserts a batch
+//! could mostly do without. The checkpoint writes each changed one once, at most every
 //! `MIRROR_INTERVAL`, then flushes and syncs the database.
 //!
 //! Why a crash loses nothing: the position a checkpoint writes is noted *before* the messages
@@ -20,10 +19,10 @@
 //! least as far as the position beside them, written before it. The pending index entries are
 //! copied *after* the view's changes are taken and written before everything else; sled
 //! recovers a prefix of its writes, so a message that anything on disk counts is indexed.
-//! After a crash the
-//! writer replays from that position; a replayed send finds its id indexed with its seq and
-//! stores its message again at that seq if no chunk holds it (no new seq), and activity and read
-//! state only move forward, so the replay brings them to where they were.
+//! After a crash the writer replays from that position; a replayed send finds its id indexed
+//! with its seq and stores its message again at that seq if no chunk holds it (no new seq),
+//! and activity and read state only move forward, so the replay brings them to where they
+//! were.
 //!
 //! A deleted conversation's activity and read states are removed here too (the view marks them
 //! changed and no longer holds them), so this module is the only writer of both trees and a

@@ -7,9 +7,9 @@
 //! a replay-safe order — no sled transaction (see [`apply`]) — and the move of its position
 //! ([`Store::commit_batch`]), which the writer calls once the batch's events are relayed; the
 //! [`checkpoint`] writes what the writer keeps in memory (message-id index entries, messages,
-//! activity, read state, positions). It knows nothing of HTTP or WebSocket, nor of how records reach it (that is
-//! `pipeline/`); it uses the log only to mirror its position into the consumer group `store`
-//! ([`Store::mirror_position`]).
+//! activity, read state, positions). It knows nothing of HTTP or WebSocket, nor of how records
+//! reach it (that is `pipeline/`); it uses the log only to mirror its position into the
+//! consumer group `store` ([`Store::mirror_position`]).
 //!
 //! Messages are written as chunks, one record per conversation per checkpoint: those stored
 //! since the last checkpoint are held in memory ([`unwritten`]) and read from there.

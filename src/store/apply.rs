@@ -499,7 +499,7 @@ impl Batch<'_> {
         self.staged.insert(key, (message, json));
     }
 
-    /// Where message `id` is as this batch sees it (a `message_ids` value).
+    /// Where message `id` is as this batch sees it (a location, see [`keys::message_id_value`]).
     fn location_of(&self, id: &str) -> Result<Option<Vec<u8>>> {
         match self.ids.get(id) {
             Some(location) => Ok(Some(location.clone())),

@@ -17,7 +17,7 @@
 //! and the view it reads, and a writer moves a partition's position only after the view and the
 //! unwritten messages hold its batch. So the chunks, activity and read state on disk are at
 //! least as far as the position beside them, written before it. The pending index entries are
-//! copied *after* the view's changes are taken and written before everything else; sled
+//! taken *after* the view's changes and written before everything else; sled
 //! recovers a prefix of its writes, so a message that anything on disk counts is indexed.
 //! After a crash the writer replays from that position; a replayed send finds its id indexed
 //! with its seq and stores its message again at that seq if no chunk holds it (no new seq),
@@ -79,9 +79,9 @@ impl Store {
     /// [`write_unwritten`](Self::write_unwritten), calling `between` where a store writer may
     /// apply a batch meanwhile (see [`Store::checkpoint_between`]).
     fn write_unwritten_between(&self, between: &mut dyn FnMut()) -> Result<()> {
-        let (ids, written, inserted) = {
+        let (written, inserted) = {
             let _chunks = self.inner.chunk_writes.lock();
-            let ids = self.write_pending_ids()?;
+            self.write_pending_ids()?;
             between();
             let snapshots = self.unwritten().snapshot();
             between();
@@ -96,7 +96,7 @@ impl Store {
                 }
                 written.push(snapshot);
             }
-            (ids, written, inserted)
+            (written, inserted)
         };
         // No batch between finding a message among the unwritten ones and putting it back.
         let _alone = self.inner.batches.write();
@@ -104,20 +104,21 @@ impl Store {
         unwritten.forget_written(&written);
         unwritten.forget_written_alone();
         drop(unwritten);
-        self.pending_ids_mut().forget_written(&ids);
         inserted?;
         Ok(())
     }
 
-    /// Writes the message-id index entries pending in memory to their buckets, and returns
-    /// them (the caller lets go of them). First in a checkpoint: a replay must find indexed
-    /// every message that the chunks, the activity or a position written after them count
-    /// (see the module doc). The caller holds `chunk_writes`. Blocking.
-    pub(super) fn write_pending_ids(&self) -> Result<Vec<(String, Vec<u8>)>> {
-        let ids = self.pending_ids().snapshot();
-        let entries = ids.iter().map(|(id, at)| (id.as_str(), at.as_slice()));
-        self.trees().message_ids.add(entries)?;
-        Ok(ids)
+    /// Writes the message-id index entries pending in memory to their buckets; they stay
+    /// pending if that fails. First in a checkpoint: a replay must find indexed every message
+    /// that the chunks, the activity or a position written after them count (see the module
+    /// doc). The caller holds `chunk_writes`. Blocking.
+    pub(super) fn write_pending_ids(&self) -> Result<()> {
+        let taken = self.pending_ids_mut().take_for_writing();
+        let entries = taken.iter().map(|(id, at)| (id.as_str(), at.as_slice()));
+        let added = self.trees().message_ids.add(entries);
+        drop(taken);
+        self.pending_ids_mut().written(added.is_ok());
+        added
     }
 
     fn write_changes(

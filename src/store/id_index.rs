@@ -19,6 +19,7 @@
 //! This module knows nothing of messages or of the log.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use super::error::{Result, StoreError};
 use super::keys;
@@ -36,16 +37,17 @@ fn bucket_of(id: &[u8]) -> &[u8] {
     &id[..id.len().min(BUCKET_PREFIX)]
 }
 
-/// The entries of a bucket record, by id. The record is `(u16 BE length ++ bytes)` twice per
+/// The entries of a bucket record, by id. The record is `(u32 BE length ++ bytes)` twice per
 /// entry (id, then location), in id order.
 type Entries = BTreeMap<Vec<u8>, Vec<u8>>;
 
 fn encode_bucket(entries: &Entries) -> Vec<u8> {
-    let size = entries.iter().map(|(id, at)| 4 + id.len() + at.len()).sum();
+    let size = entries.iter().map(|(id, at)| 8 + id.len() + at.len()).sum();
     let mut record = Vec::with_capacity(size);
     for (id, location) in entries {
         for part in [id, location] {
-            let len = u16::try_from(part.len()).expect("ids and locations are short");
+            // A record of the log is far below 4 GiB, and so is any id it carries.
+            let len = u32::try_from(part.len()).expect("an id or a location under 4 GiB");
             record.extend_from_slice(&len.to_be_bytes());
             record.extend_from_slice(part);
         }
@@ -61,8 +63,8 @@ fn decode_bucket(key: &[u8], mut raw: &[u8]) -> Result<Entries> {
         )
     };
     let part = |raw: &mut &[u8]| -> Result<Vec<u8>> {
-        let (len, rest) = raw.split_first_chunk::<2>().ok_or_else(bad)?;
-        let len = usize::from(u16::from_be_bytes(*len));
+        let (len, rest) = raw.split_first_chunk::<4>().ok_or_else(bad)?;
+        let len = u32::from_be_bytes(*len) as usize;
         let bytes = rest.get(..len).ok_or_else(bad)?.to_vec();
         *raw = &rest[len..];
         Ok(bytes)
@@ -217,56 +219,82 @@ fn by_bucket<'a>(
     buckets
 }
 
+/// Pending entries, by id.
+type Pending = HashMap<String, Vec<u8>>;
+
 /// The entries of the messages stored since the last checkpoint, in memory.
 #[derive(Debug, Default)]
 pub(super) struct PendingIds {
-    entries: HashMap<String, Vec<u8>>,
+    entries: Pending,
+    /// The entries a checkpoint is writing, handed over whole (not copied): lookups still find
+    /// them here until they are on disk.
+    writing: Option<Arc<Pending>>,
+    /// Roughly what `entries` take, and what `writing` takes.
     bytes: usize,
+    writing_bytes: usize,
 }
 
 /// Roughly what an entry costs beside its bytes (the map's slot, two allocations).
 const ENTRY_OVERHEAD: usize = 64;
 
+fn entry_size(id: &str, location: &[u8]) -> usize {
+    ENTRY_OVERHEAD + id.len() + location.len()
+}
+
 impl PendingIds {
     /// The location of a pending `id`.
     pub(super) fn get(&self, id: &str) -> Option<&[u8]> {
-        self.entries.get(id).map(Vec::as_slice)
+        self.entries
+            .get(id)
+            .or_else(|| self.writing.as_ref()?.get(id))
+            .map(Vec::as_slice)
     }
 
     pub(super) fn put(&mut self, id: String, location: Vec<u8>) {
+        self.bytes += entry_size(&id, &location);
         let size = ENTRY_OVERHEAD + id.len();
-        self.bytes += size + location.len();
         if let Some(old) = self.entries.insert(id, location) {
             self.bytes -= size + old.len();
         }
     }
 
-    /// A copy of every entry, as a checkpoint writes them.
-    pub(super) fn snapshot(&self) -> Vec<(String, Vec<u8>)> {
-        self.entries
-            .iter()
-            .map(|(id, location)| (id.clone(), location.clone()))
-            .collect()
+    /// Hands every entry to a checkpoint, which writes them and then says how that went
+    /// ([`written`](Self::written)). The caller holds the store's `chunk_writes` until then.
+    pub(super) fn take_for_writing(&mut self) -> Arc<Pending> {
+        let taken = Arc::new(std::mem::take(&mut self.entries));
+        self.writing = Some(Arc::clone(&taken));
+        self.writing_bytes = std::mem::take(&mut self.bytes);
+        taken
     }
 
-    /// Lets go of the entries a checkpoint wrote (unless one changed since).
-    pub(super) fn forget_written(&mut self, written: &[(String, Vec<u8>)]) {
-        for (id, location) in written {
-            if self.entries.get(id) == Some(location) {
-                self.entries.remove(id);
-                self.bytes -= ENTRY_OVERHEAD + id.len() + location.len();
+    /// The checkpoint's write of the entries it took ended: written, they go; not, they are
+    /// pending again (an entry put since for the same id wins).
+    pub(super) fn written(&mut self, written: bool) {
+        let Some(writing) = self.writing.take() else {
+            return;
+        };
+        self.writing_bytes = 0;
+        if written {
+            return;
+        }
+        let writing = Arc::try_unwrap(writing).unwrap_or_else(|shared| Pending::clone(&shared));
+        for (id, location) in writing {
+            if !self.entries.contains_key(&id) {
+                self.put(id, location);
             }
         }
     }
 
-    /// Lets go of a deleted conversation's entries.
+    /// Lets go of a deleted conversation's entries. The deletion holds `chunk_writes`, so no
+    /// checkpoint is writing meanwhile.
     pub(super) fn remove_conversation(&mut self, conversation: &str) {
+        debug_assert!(self.writing.is_none(), "a deletion during an index write");
         let prefix = keys::message_prefix(conversation);
         let bytes = &mut self.bytes;
         self.entries.retain(|id, location| {
             let keep = !location.starts_with(&prefix);
             if !keep {
-                *bytes -= ENTRY_OVERHEAD + id.len() + location.len();
+                *bytes -= entry_size(id, location);
             }
             keep
         });
@@ -274,7 +302,7 @@ impl PendingIds {
 
     /// Roughly the memory the entries take.
     pub(super) fn bytes(&self) -> usize {
-        self.bytes
+        self.bytes + self.writing_bytes
     }
 }
 
@@ -359,11 +387,18 @@ mod tests {
 
     #[test]
     fn a_malformed_bucket_is_corrupt_not_a_panic() {
-        for raw in [&b"\x00"[..], b"\x00\x05ab", b"\x00\x01a\x00\x09b"] {
+        for raw in [
+            &b"\x00"[..],
+            b"\x00\x00\x00\x05ab",
+            b"\x00\x00\x00\x01a\x00\x00\x00\x09b",
+            b"\xff\xff\xff\xffa",
+        ] {
             assert!(decode_bucket(b"k", raw).is_err(), "{raw:?}");
         }
         let mut entries = Entries::new();
         entries.insert(b"id".to_vec(), b"where".to_vec());
+        // An id no edge makes, from a record written into the log by other means.
+        entries.insert(vec![b'x'; 70_000], b"there".to_vec());
         assert_eq!(
             decode_bucket(b"k", &encode_bucket(&entries)).unwrap(),
             entries
@@ -375,13 +410,36 @@ mod tests {
         let mut pending = PendingIds::default();
         pending.put("a".into(), keys::message_id_value("c", 1, 1));
         pending.put("b".into(), keys::message_id_value("d", 1, 2));
-        let written = pending.snapshot();
+        let taken = pending.take_for_writing();
+        assert_eq!(taken.len(), 2);
+        assert!(
+            pending.get("a").is_some(),
+            "found while it is being written"
+        );
         pending.put("e".into(), keys::message_id_value("c", 2, 3));
-        pending.forget_written(&written);
+        pending.written(true);
         assert!(pending.get("a").is_none() && pending.get("b").is_none());
         assert!(pending.get("e").is_some());
         pending.remove_conversation("c");
         assert!(pending.get("e").is_none());
+        assert_eq!(pending.bytes(), 0);
+    }
+
+    #[test]
+    fn entries_whose_write_failed_are_pending_again() {
+        let mut pending = PendingIds::default();
+        pending.put("a".into(), keys::message_id_value("c", 1, 1));
+        let before = pending.bytes();
+        let _taken = pending.take_for_writing();
+        assert_eq!(pending.bytes(), before, "counted while being written");
+        pending.put("b".into(), keys::message_id_value("c", 2, 2));
+        pending.written(false);
+        assert_eq!(
+            pending.get("a"),
+            Some(&keys::message_id_value("c", 1, 1)[..])
+        );
+        assert!(pending.get("b").is_some());
+        pending.remove_conversation("c");
         assert_eq!(pending.bytes(), 0);
     }
 }

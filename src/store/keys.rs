@@ -30,21 +30,22 @@ pub(super) fn message_prefix(conversation: &str) -> Vec<u8> {
     key
 }
 
-/// A message's location in the id index ([`id_index`](super::id_index)): the `messages` key (conversation ++ 0x00 ++ seq) ++ the source offset
-/// (u64 BE) of the send record that stored it, so a replay of that record recognizes its own
-/// message and a second record with the same id does not.
+/// A message's location in the id index ([`id_index`](super::id_index)): the `messages` key
+/// (conversation ++ 0x00 ++ seq) ++ the source offset (u64 BE) of the send record that stored
+/// it, so a replay of that record recognizes its own message and a second record with the same
+/// id does not.
 pub(super) fn message_id_value(conversation: &str, seq: u64, source_offset: u64) -> Vec<u8> {
     let mut value = message(conversation, seq);
     value.extend_from_slice(&source_offset.to_be_bytes());
     value
 }
 
-/// Decodes a `message_ids` value into (conversation, seq).
+/// Decodes a location into (conversation, seq).
 pub(super) fn decode_location(raw: &[u8]) -> Result<(String, u64)> {
     decode_message_id(raw).map(|(conversation, seq, _)| (conversation, seq))
 }
 
-/// Decodes a `message_ids` value into (conversation, seq, source offset); values written before
+/// Decodes a location into (conversation, seq, source offset); locations written before
 /// the offset was recorded have none.
 pub(super) fn decode_message_id(raw: &[u8]) -> Result<(String, u64, Option<u64>)> {
     let bad = || StoreError::corrupt("message id index", "malformed location");

@@ -228,7 +228,7 @@ impl Store {
         self.inner.pending_ids.write()
     }
 
-    /// Where message `id` is (a `message_ids` value, see [`keys::message_id_value`]): pending
+    /// Where message `id` is (a location, see [`keys::message_id_value`]): pending
     /// in memory, or in its bucket on disk.
     fn location_of(&self, id: &str) -> Result<Option<Vec<u8>>> {
         if let Some(location) = self.pending_ids().get(id) {

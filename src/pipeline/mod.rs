@@ -325,6 +325,13 @@ impl Pipeline {
         self.applied.get(partition as usize).cloned()
     }
 
+    /// Whether the record at `offset` of `partition` is applied.
+    pub(crate) fn has_applied(&self, partition: u32, offset: u64) -> bool {
+        self.applied
+            .get(partition as usize)
+            .is_some_and(|progress| *progress.borrow() > offset)
+    }
+
     /// Waits until the record at `appended` is applied or `timeout` passes; true if it was.
     pub(crate) async fn wait_applied(&self, appended: Appended, timeout: Duration) -> bool {
         self.wait_applied_at(appended.partition, appended.offset, timeout)

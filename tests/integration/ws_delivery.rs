@@ -12,7 +12,8 @@
 
 use crate::common;
 
-use common::chat::{chat_server, Chat};
+use common::chat::{chat_server, chat_server_from, Chat};
+use common::server::command;
 use common::ws::{connect, connect_with_header, message_seqs, ws_server, WsClient};
 use serde_json::{json, Value};
 
@@ -105,6 +106,94 @@ async fn send_over_the_socket_is_acknowledged_and_idempotent_with_a_client_messa
     ann.send(json!({"type": "send", "ref": 8, "conversationId": "c", "content": "  "}))
         .await;
     assert_eq!(ann.next_of("error").await["status"], 400);
+}
+
+/// The ack of a `send` may wait for the sender's own copy of the message so that both go out
+/// in one write; the answers still come in the order of the frames they answer.
+#[tokio::test]
+async fn answers_keep_the_order_of_the_frames_with_acks_held_for_the_copies() {
+    let chat = chat_server(&[]).await;
+    chat.conversation("ann", "c", &["bob"]).await;
+    let mut ann = connect(&chat, "ann").await;
+    for round in 0..20 {
+        let (send_ref, ping_ref) = (format!("s{round}"), format!("p{round}"));
+        ann.send(
+            json!({"type": "send", "ref": send_ref, "conversationId": "c",
+                        "content": format!("m{round}")}),
+        )
+        .await;
+        ann.send(json!({"type": "ping", "ref": ping_ref})).await;
+        let mut frames = Vec::new();
+        let is_copy =
+            |f: &Value| f["type"] == "message" && f["message"]["content"] == format!("m{round}");
+        while !(frames.iter().any(is_copy) && frames.iter().any(|f| f["type"] == "pong")) {
+            frames.push(ann.next().await);
+        }
+        let answers: Vec<&Value> = frames.iter().filter(|f| f["type"] != "message").collect();
+        assert_eq!(answers.len(), 2, "{frames:?}");
+        assert_eq!(
+            (&answers[0]["type"], &answers[0]["ref"]),
+            (&json!("ack"), &json!(send_ref))
+        );
+        assert_eq!(
+            (&answers[1]["type"], &answers[1]["ref"]),
+            (&json!("pong"), &json!(ping_ref))
+        );
+        let copy = frames.iter().find(|f| is_copy(f)).unwrap();
+        assert_eq!(copy["message"]["id"], answers[0]["id"]);
+    }
+}
+
+/// With a store slow to apply (a failpoint sleeps in each of its writes), a send's ack waits
+/// for the sender's copy of the message only so long (it comes while the message is not stored
+/// yet), and an answer to a later frame does not overtake it.
+#[tokio::test]
+async fn a_held_ack_goes_out_alone_when_the_store_lags_and_before_later_answers() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cmd = command(
+        dir.path(),
+        &["--listen", "127.0.0.1:0", "--rate-limit", "0"],
+    );
+    cmd.env("FAILPOINTS", "store::apply=sleep(1500)");
+    let chat = chat_server_from(dir, cmd).await;
+    chat.conversation("ann", "c", &["bob"]).await;
+    let mut ann = connect(&chat, "ann").await;
+    // The session's queue opens once its first frame is handled.
+    ann.send(json!({"type": "ping", "ref": "p0"})).await;
+    assert_eq!(ann.next_of("pong").await["ref"], "p0");
+
+    ann.send(json!({"type": "send", "ref": "s1", "conversationId": "c", "content": "one"}))
+        .await;
+    ann.send(json!({"type": "ping", "ref": "p1"})).await;
+    let (first, second) = (ann.next().await, ann.next().await);
+    assert_eq!(
+        (&first["type"], &first["ref"]),
+        (&json!("ack"), &json!("s1"))
+    );
+    assert_eq!(
+        (&second["type"], &second["ref"]),
+        (&json!("pong"), &json!("p1"))
+    );
+
+    ann.send(json!({"type": "send", "ref": "s2", "conversationId": "c", "content": "two"}))
+        .await;
+    let ack = ann.next_of("ack").await;
+    assert_eq!(ack["ref"], "s2");
+    let stored = chat.history("ann", "c", "?after=0").await;
+    let ids: Vec<&Value> = stored["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| &m["id"])
+        .collect();
+    assert!(
+        !ids.contains(&&ack["id"]),
+        "the ack waited for the store: {ids:?}"
+    );
+    let copy = ann
+        .until(|f| f["type"] == "message" && f["message"]["content"] == "two")
+        .await;
+    assert_eq!(copy.last().unwrap()["message"]["id"], ack["id"]);
 }
 
 #[tokio::test]

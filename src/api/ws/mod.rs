@@ -18,6 +18,7 @@
 //! client renews it in-band). Every session, whatever its protocol, opens and closes in
 //! [`run_session`], which writes its lines of the session log ([`SessionLog`]).
 
+mod ack_hold;
 pub(crate) mod client_frame;
 pub(crate) mod codec;
 pub(crate) mod dialect;
@@ -135,6 +136,7 @@ pub(crate) async fn run_session<Si, St>(
         dialect,
         joined: Default::default(),
         expires: expiry::deadline(caller.expires_at),
+        acks: Default::default(),
     };
     state.tasks().spawn(writer.run());
     let reader = Reader {

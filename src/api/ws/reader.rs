@@ -61,6 +61,8 @@ use crate::hub::{frame, CloseReason, Frame, ServerEvent, SessionHandle};
 enum Answer {
     /// This reply goes to the client.
     Reply(Frame),
+    /// A send's ack, which the writer may hold for the session's own copy of the message.
+    Sent(Control),
     /// The writer answers once it has done its part (resume, join, leave).
     ByWriter,
     /// Nothing (a `/ws` `typing`); a SignalR invocation with an id still gets its completion.
@@ -248,6 +250,7 @@ impl Reader {
     async fn handle_frame(&mut self, frame: ClientFrame, reference: Option<Value>) {
         match self.dispatch(frame, reference.clone()).await {
             Ok(Answer::Reply(answer)) => self.reply(answer).await,
+            Ok(Answer::Sent(ack)) => self.hand_over(ack).await,
             Ok(Answer::ByWriter) => {}
             Ok(Answer::Nothing) => {
                 if self.dialect.answers_every_request() && reference.is_some() {
@@ -265,7 +268,7 @@ impl Reader {
         reference: Option<Value>,
     ) -> Result<Answer, ApiError> {
         match frame {
-            ClientFrame::Send(send) => self.send(send, reference).await.map(Answer::Reply),
+            ClientFrame::Send(send) => self.send(send, reference).await.map(Answer::Sent),
             ClientFrame::Read(read) => {
                 let user = self.caller.user_id.clone();
                 mark_read_as(&self.state, &user, read.conversation_id, read.seq).await?;
@@ -309,7 +312,8 @@ impl Reader {
         }
     }
 
-    async fn send(&self, send: SendFrame, reference: Option<Value>) -> Result<Frame, ApiError> {
+    /// Sends the message; returns its ack for the writer.
+    async fn send(&self, send: SendFrame, reference: Option<Value>) -> Result<Control, ApiError> {
         let body = SendBody {
             content: send.content,
             client_message_id: send.client_message_id,
@@ -318,6 +322,11 @@ impl Reader {
             ..SendBody::default()
         };
         let ack = send_message(&self.state, &self.caller, send.conversation_id, body).await?;
+        let copy_coming = !self
+            .state
+            .chat()?
+            .pipeline
+            .has_applied(ack.partition, ack.offset);
         let fields = match serde_json::to_value(&ack) {
             Ok(Value::Object(fields)) => fields,
             Ok(other) => {
@@ -327,7 +336,12 @@ impl Reader {
             }
             Err(e) => return Err(ApiError::Internal(format!("an ack did not serialize: {e}"))),
         };
-        Ok(Frame::new(ServerEvent::Ack { reference, fields }))
+        Ok(Control::SendAck {
+            ack: Frame::new(ServerEvent::Ack { reference, fields }),
+            message_id: ack.id,
+            conversation: ack.conversation_id,
+            copy_coming,
+        })
     }
 
     fn typing(&self, typing: TypingFrame) -> Result<(), ApiError> {

@@ -36,6 +36,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::ack_hold::AckHold;
 use super::dialect::{self, Dialect};
 use super::expiry;
 use super::seq::{SeqTracker, Verdict};
@@ -59,6 +60,15 @@ pub(super) const RESUME_WINDOW: Duration = Duration::from_secs(1);
 pub(super) enum Control {
     /// A reply to a client frame (`ack`, `error`, `pong`).
     Reply(Frame),
+    /// The `ack` of a `send`: it goes out with the session's own copy of the message if one
+    /// is coming (see `ack_hold.rs`), else at once.
+    SendAck {
+        ack: Frame,
+        message_id: String,
+        conversation: String,
+        /// False when the store had applied the send before its ack was made.
+        copy_coming: bool,
+    },
     /// Replay these conversations above each last seen seq, then `ack` with `reference`.
     Resume {
         /// (conversation, last seen seq), each one the user is a participant of.
@@ -95,6 +105,8 @@ enum Step {
     Control(Control),
     Frame(Frame),
     Ping,
+    /// The held ack's time is up: it goes out alone.
+    AckDue,
 }
 
 type WriteResult<T = ()> = Result<T, axum::Error>;
@@ -125,6 +137,8 @@ pub(super) struct Writer<S> {
     pub joined: HashSet<Arc<str>>,
     /// When the session's token expires: the session closes then (4001).
     pub expires: Instant,
+    /// A send's ack waiting for the session's own copy of the message.
+    pub acks: AckHold,
 }
 
 impl<S> Writer<S>
@@ -163,6 +177,7 @@ where
             if expiry.deadline() != self.expires {
                 expiry.as_mut().reset(self.expires);
             }
+            let ack_due = self.acks.due();
             let step = tokio::select! {
                 biased;
                 () = handle.closed() => return closed_reason(handle),
@@ -173,6 +188,7 @@ where
                 Some(frame) = self.session.recv(), if self.live => Step::Frame(frame),
                 () = tokio::time::sleep_until(held_until), if !self.live && opens_by_itself => Step::Control(Control::Open),
                 _ = ping.tick() => Step::Ping,
+                () = tokio::time::sleep_until(ack_due.unwrap_or(held_until)), if ack_due.is_some() => Step::AckDue,
             };
             let outcome = tokio::select! {
                 biased;
@@ -188,8 +204,35 @@ where
     }
 
     async fn perform(&mut self, step: Step, missed: &mut u32) -> WriteResult<Option<CloseReason>> {
+        if matches!(step, Step::Control(ref control) if !matches!(control, Control::SendAck { .. }))
+        {
+            // Answers go out in the order of the client frames they answer.
+            self.write_held_ack().await?;
+        }
         match step {
             Step::Control(Control::Reply(reply)) => self.write_now(&reply).await?,
+            Step::Control(Control::SendAck {
+                ack,
+                message_id,
+                conversation,
+                copy_coming,
+            }) => {
+                let copy_coming = copy_coming && self.live && self.hears(&conversation);
+                let mut written = false;
+                for ack in self
+                    .acks
+                    .hand(&message_id, ack, copy_coming)
+                    .into_iter()
+                    .flatten()
+                {
+                    self.feed(&ack).await?;
+                    written = true;
+                }
+                if written {
+                    self.sink.flush().await?;
+                }
+            }
+            Step::AckDue => self.write_held_ack().await?,
             Step::Control(Control::Open) => self.live = true,
             Step::Control(Control::Resume {
                 conversations,
@@ -284,6 +327,22 @@ where
         (due > Instant::now()).then_some(due)
     }
 
+    /// Writes the held ack, if there is one, now.
+    async fn write_held_ack(&mut self) -> WriteResult {
+        match self.acks.release() {
+            Some(ack) => self.write_now(&ack).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Feeds the ack a message frame releases, if one waits for it (see `ack_hold.rs`).
+    async fn feed_released_ack(&mut self, frame: &Frame) -> WriteResult {
+        match self.acks.passing(frame) {
+            Some(ack) => self.feed(&ack).await,
+            None => Ok(()),
+        }
+    }
+
     async fn write_now(&mut self, frame: &Frame) -> WriteResult {
         self.feed(frame).await?;
         self.sink.flush().await
@@ -321,7 +380,12 @@ where
             (_, ServerEvent::ConversationDeleted { conversation_id }) => conversation_id.as_ref(),
             _ => return true,
         };
-        self.joined.contains(conversation)
+        self.hears(conversation)
+    }
+
+    /// Whether the session hears `conversation` (a SignalR session: only those it joined).
+    fn hears(&self, conversation: &str) -> bool {
+        !self.dialect.joins_conversations() || self.joined.contains(conversation)
     }
 
     /// Feeds a frame if its scope allows it now.
@@ -369,6 +433,7 @@ where
         seq: u64,
         frame: &Frame,
     ) -> WriteResult {
+        self.feed_released_ack(frame).await?;
         if !self.still_participant(conversation) {
             self.seqs.forget(conversation);
             return Ok(());
@@ -423,7 +488,9 @@ where
             let (done, count) = (!page.has_more, page.items.len());
             for message in page.items {
                 let seq = message.seq;
-                self.feed(&frame::message(Arc::new(message))).await?;
+                let frame = frame::message(Arc::new(message));
+                self.feed_released_ack(&frame).await?;
+                self.feed(&frame).await?;
                 self.seqs.written(conversation, seq);
                 after = seq;
             }
@@ -460,6 +527,9 @@ where
             if reason == CloseReason::ShuttingDown {
                 while let Some(queued) = self.session.try_recv() {
                     self.write_frame(&queued).await?;
+                }
+                if let Some(ack) = self.acks.release() {
+                    self.feed(&ack).await?;
                 }
             }
             for farewell in self.dialect.farewell(reason) {

@@ -228,7 +228,21 @@ impl<S: TestServer> Chat<S> {
         response.json().await.expect("page JSON")
     }
 
-    /// Waits (up to `within`) until the conversation holds `count` messages; returns them.
+    /// Every message of the conversation as `user` reads it, oldest first, page after page.
+    pub async fn all_messages(&self, user: &str, conversation: &str) -> Vec<Value> {
+        let mut items: Vec<Value> = Vec::new();
+        loop {
+            let after = items.last().map_or(0, |m| m["seq"].as_u64().expect("seq"));
+            let query = format!("?after={after}&limit=200");
+            let page = self.history(user, conversation, &query).await;
+            items.extend(page["items"].as_array().expect("items").iter().cloned());
+            if page["hasMore"] != true {
+                return items;
+            }
+        }
+    }
+
+    /// Waits (up to `within`) until the conversation holds `count` messages; returns them all.
     pub async fn wait_messages(
         &self,
         user: &str,
@@ -238,8 +252,7 @@ impl<S: TestServer> Chat<S> {
     ) -> Vec<Value> {
         let deadline = Instant::now() + within;
         loop {
-            let page = self.history(user, conversation, "?limit=200").await;
-            let items = page["items"].as_array().expect("items").clone();
+            let items = self.all_messages(user, conversation).await;
             if items.len() >= count {
                 return items;
             }

@@ -11,7 +11,8 @@
 //! it meant: it only ever goes out later, never before the send is durable.
 //!
 //! The hold is bounded: the ack goes out alone if the message passed already (the store was
-//! faster than the reader's hand-over: [`AckHold::RECENT`] ids are remembered), if the store
+//! faster than the reader's hand-over: the ids of the user's last [`AckHold::RECENT`] messages
+//! are remembered), if the store
 //! had applied the send before the ack was handed over (a retry answered from the idempotency
 //! cache has no new copy coming), and at the latest [`AckHold::MAX_HOLD`] after it arrived (a
 //! store that lags). A session reads one client frame at a time, so at most one ack is held; a
@@ -38,7 +39,7 @@ pub(super) struct HeldAck {
 #[derive(Debug, Default)]
 pub(super) struct AckHold {
     held: Option<HeldAck>,
-    /// Ids of the last message frames that passed, newest last.
+    /// Ids of the last messages of the session's user that passed, newest last.
     recent: VecDeque<String>,
 }
 
@@ -71,12 +72,16 @@ impl AckHold {
         [earlier, None]
     }
 
-    /// A message frame is passing through the writer: the ack it releases, if one waits for it.
-    /// Frames of other kinds release nothing.
-    pub(super) fn passing(&mut self, frame: &Frame) -> Option<Frame> {
+    /// A message frame is passing through the writer of `user`'s session: the ack it releases,
+    /// if one waits for it. Frames of other kinds, and other users' messages, release nothing
+    /// and are not remembered (no copy of their ids for every delivery).
+    pub(super) fn passing(&mut self, frame: &Frame, user: &str) -> Option<Frame> {
         let ServerEvent::Message(message) = frame.event() else {
             return None;
         };
+        if message.sender_id != user {
+            return None;
+        }
         if self.recent.len() == Self::RECENT {
             self.recent.pop_front();
         }
@@ -104,9 +109,12 @@ mod tests {
     use crate::hub::frame;
     use std::sync::Arc;
 
+    const USER: &str = "ann";
+
     fn message_frame(id: &str) -> Frame {
         let mut message = crate::api::ws::codec::tests::message(1);
         message.id = id.to_owned();
+        message.sender_id = USER.to_owned();
         frame::message(Arc::new(message))
     }
 
@@ -135,9 +143,9 @@ mod tests {
     async fn an_ack_waits_for_its_message_and_goes_out_right_before_it() {
         let mut hold = AckHold::default();
         assert!(references(hold.hand("m1", ack("a1"), true)).is_empty());
-        assert!(hold.passing(&message_frame("other")).is_none());
+        assert!(hold.passing(&message_frame("other"), USER).is_none());
         assert!(hold.due().is_some());
-        let released = hold.passing(&message_frame("m1")).expect("released");
+        let released = hold.passing(&message_frame("m1"), USER).expect("released");
         assert_eq!(reference_of(&released), "a1");
         assert!(hold.due().is_none());
     }
@@ -145,7 +153,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_ack_whose_message_passed_already_is_written_at_once() {
         let mut hold = AckHold::default();
-        assert!(hold.passing(&message_frame("m1")).is_none());
+        assert!(hold.passing(&message_frame("m1"), USER).is_none());
         assert_eq!(references(hold.hand("m1", ack("a1"), true)), ["a1"]);
         assert!(hold.due().is_none());
     }
@@ -153,12 +161,25 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn only_the_last_few_passed_ids_are_remembered() {
         let mut hold = AckHold::default();
-        hold.passing(&message_frame("old"));
+        hold.passing(&message_frame("old"), USER);
         for i in 0..AckHold::RECENT {
-            hold.passing(&message_frame(&format!("m{i}")));
+            hold.passing(&message_frame(&format!("m{i}")), USER);
         }
         assert!(references(hold.hand("old", ack("a"), true)).is_empty());
         assert_eq!(references(hold.hand("m0", ack("b"), true)), ["a", "b"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn other_users_messages_neither_release_nor_count_as_passed() {
+        let mut hold = AckHold::default();
+        let mut theirs = crate::api::ws::codec::tests::message(1);
+        theirs.id = "m1".to_owned();
+        theirs.sender_id = "bob".to_owned();
+        let theirs = frame::message(Arc::new(theirs));
+        assert!(hold.passing(&theirs, USER).is_none());
+        assert!(references(hold.hand("m1", ack("a1"), true)).is_empty());
+        assert!(hold.passing(&theirs, USER).is_none());
+        assert_eq!(reference_of(&hold.release().expect("still held")), "a1");
     }
 
     #[tokio::test(start_paused = true)]

@@ -337,7 +337,7 @@ where
 
     /// Feeds the ack a message frame releases, if one waits for it (see `ack_hold.rs`).
     async fn feed_released_ack(&mut self, frame: &Frame) -> WriteResult {
-        match self.acks.passing(frame) {
+        match self.acks.passing(frame, self.session.handle().user_id()) {
             Some(ack) => self.feed(&ack).await,
             None => Ok(()),
         }

@@ -777,8 +777,9 @@ fn message_of(send: &SendMessage, seq: u64) -> Message {
     }
 }
 
-/// The test hook's count of a batch's writes: fails ("crashes") once none is left.
-fn count_write(writes_left: &mut Option<usize>) -> Result<()> {
+/// The test hook's count of a batch's or a checkpoint's writes: fails ("crashes") once none
+/// is left.
+pub(super) fn count_write(writes_left: &mut Option<usize>) -> Result<()> {
     if let Some(left) = writes_left {
         if *left == 0 {
             return Err(StoreError::Storage("simulated crash (test hook)".into()));

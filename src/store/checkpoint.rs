@@ -40,11 +40,12 @@ impl Store {
     ///
     /// On failure the changed records stay marked, so the next checkpoint writes them.
     pub(crate) fn checkpoint(&self) -> Result<BTreeMap<u32, u64>> {
-        self.checkpoint_between(&mut || {})
+        self.checkpoint_between(&mut || {}, &mut || Ok(()))
     }
 
     /// [`checkpoint`](Self::checkpoint), calling `between` at each point where a store writer
-    /// may apply a batch meanwhile (a test applies one there).
+    /// may apply a batch meanwhile (a test applies one there), and `count` before each of its
+    /// writes (a test stops it there, as a crash would).
     ///
     /// The view's changes are taken before the unwritten messages and the pending index entries
     /// are copied: a batch applied in between is then in those copies, so every message the
@@ -52,14 +53,15 @@ impl Store {
     pub(super) fn checkpoint_between(
         &self,
         between: &mut dyn FnMut(),
+        count: &mut dyn FnMut() -> Result<()>,
     ) -> Result<BTreeMap<u32, u64>> {
         let noted = self.positions().noted();
         between();
         let changes = self.view_mut().take_changes();
         between();
         let written = self
-            .write_unwritten_between(between)
-            .and_then(|()| self.write_changes(&changes, &noted));
+            .write_unwritten_between(between, count)
+            .and_then(|()| self.write_changes(&changes, &noted, count));
         if written.is_err() {
             self.view_mut().mark_changed(changes.keys());
         }
@@ -73,15 +75,20 @@ impl Store {
     /// conversation's deletion, which waits for the chunks being written so that none of its
     /// messages comes back after it. Blocking.
     pub(super) fn write_unwritten(&self) -> Result<()> {
-        self.write_unwritten_between(&mut || {})
+        self.write_unwritten_between(&mut || {}, &mut || Ok(()))
     }
 
     /// [`write_unwritten`](Self::write_unwritten), calling `between` where a store writer may
-    /// apply a batch meanwhile (see [`Store::checkpoint_between`]).
-    fn write_unwritten_between(&self, between: &mut dyn FnMut()) -> Result<()> {
+    /// apply a batch meanwhile and `count` before each write (see
+    /// [`Store::checkpoint_between`]).
+    fn write_unwritten_between(
+        &self,
+        between: &mut dyn FnMut(),
+        count: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<()> {
         let (written, inserted) = {
             let _chunks = self.inner.chunk_writes.lock();
-            self.write_pending_ids()?;
+            self.write_pending_ids(count)?;
             between();
             let snapshots = self.unwritten().snapshot();
             between();
@@ -90,7 +97,10 @@ impl Store {
             for snapshot in snapshots {
                 let key = keys::message(&snapshot.conversation, snapshot.first);
                 let chunk = snapshot.chunk.as_slice();
-                inserted = self.trees().messages.insert(key, chunk).map(drop);
+                inserted = count().and_then(|()| {
+                    self.trees().messages.insert(key, chunk)?;
+                    Ok(())
+                });
                 if inserted.is_err() {
                     break;
                 }
@@ -112,10 +122,10 @@ impl Store {
     /// pending if that fails. First in a checkpoint: a replay must find indexed every message
     /// that the chunks, the activity or a position written after them count (see the module
     /// doc). The caller holds `chunk_writes`. Blocking.
-    pub(super) fn write_pending_ids(&self) -> Result<()> {
+    fn write_pending_ids(&self, count: &mut dyn FnMut() -> Result<()>) -> Result<()> {
         let taken = self.pending_ids_mut().take_for_writing();
         let entries = taken.iter().map(|(id, at)| (id.as_str(), at.as_slice()));
-        let added = self.trees().message_ids.add(entries);
+        let added = self.trees().message_ids.add(entries, &mut *count);
         drop(taken);
         self.pending_ids_mut().written(added.is_ok());
         added
@@ -125,9 +135,11 @@ impl Store {
         &self,
         changes: &super::view::Changes,
         noted: &BTreeMap<u32, u64>,
+        count: &mut dyn FnMut() -> Result<()>,
     ) -> Result<()> {
         let t = self.trees();
         for (id, activity) in &changes.activity {
+            count()?;
             match activity {
                 Some(activity) => t.activity.insert(id.as_bytes(), activity.encode())?,
                 None => t.activity.remove(id.as_bytes())?,
@@ -135,12 +147,13 @@ impl Store {
         }
         for ((user, conversation), seq) in &changes.reads {
             let key = keys::read_state(user, conversation);
+            count()?;
             match seq {
                 Some(seq) => t.read_state.insert(key, &seq.to_be_bytes())?,
                 None => t.read_state.remove(key)?,
             };
         }
-        self.positions().write(noted)?;
+        self.positions().write(noted, count)?;
         self.inner.database.flush_and_sync()
     }
 }

@@ -95,9 +95,15 @@ impl Positions {
         self.next().clone()
     }
 
-    /// Writes noted positions (not synced: the checkpoint flushes after).
-    pub(super) fn write(&self, noted: &BTreeMap<u32, u64>) -> Result<()> {
+    /// Writes noted positions (not synced: the checkpoint flushes after), calling `count`
+    /// before each write (the checkpoint's crash test hook).
+    pub(super) fn write(
+        &self,
+        noted: &BTreeMap<u32, u64>,
+        count: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<()> {
         for (partition, next_offset) in noted {
+            count()?;
             self.tree
                 .insert(partition.to_be_bytes(), &next_offset.to_be_bytes())?;
         }

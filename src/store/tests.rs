@@ -1,6 +1,7 @@
 //! Unit tests of the store on its own database in a temporary directory (no log: the store
 //! writer's batches are handed in directly).
 
+use super::apply::count_write;
 use super::command::CreateConversation;
 use super::*;
 
@@ -535,9 +536,9 @@ fn position(next_offset: u64) -> BatchPosition<'static> {
 enum Crash {
     /// Batch number `batch`, after `writes` writes.
     InBatch { batch: usize, writes: usize },
-    /// Once every batch is applied, a checkpoint cut short after its message-id index entries
-    /// (and, with `chunks`, its chunks): before the activity, read states and positions.
-    CheckpointCut { chunks: bool },
+    /// Once every batch is applied, a checkpoint cut short after `writes` of its writes (its
+    /// message-id index buckets, then its chunks, activity, read states and positions).
+    CheckpointCut { writes: usize },
 }
 
 /// Applies the first message and checkpoints, then applies the commands at offsets 1.. in
@@ -597,11 +598,13 @@ fn run_batches(
     match crash {
         None => Some(observable(&f.store, 1..end, events)),
         Some(Crash::InBatch { .. }) => None,
-        Some(Crash::CheckpointCut { chunks }) => {
-            if chunks {
-                f.store.write_unwritten().expect("index entries and chunks");
-            } else {
-                f.store.write_pending_ids().expect("index entries");
+        Some(Crash::CheckpointCut { writes }) => {
+            let mut left = Some(writes);
+            let cut = f
+                .store
+                .checkpoint_between(&mut || {}, &mut || count_write(&mut left));
+            if cut.is_ok() {
+                return None;
             }
             Some(replayed(f.crashed()))
         }
@@ -664,12 +667,15 @@ fn run_with_a_batch_during_a_checkpoint(
         }
         let mut places = 0;
         f.store
-            .checkpoint_between(&mut || {
-                if places == point {
-                    apply(batch);
-                }
-                places += 1;
-            })
+            .checkpoint_between(
+                &mut || {
+                    if places == point {
+                        apply(batch);
+                    }
+                    places += 1;
+                },
+                &mut || Ok(()),
+            )
             .expect("checkpoint");
         if places <= point {
             return None;
@@ -708,15 +714,23 @@ fn a_batch_applied_at_any_point_of_a_checkpoint_is_kept_exactly_once_through_a_c
 }
 
 #[test]
-fn a_checkpoint_cut_short_after_its_index_entries_or_chunks_is_completed_exactly_once_by_replay() {
+fn a_checkpoint_cut_short_after_any_of_its_writes_is_completed_exactly_once_by_replay() {
     let first = SendMessage::new("c", "ann", "Ann", "first");
     let commands = replayed_batch(&first.id);
     let reference = run_batches(&commands, &first, None).expect("uninterrupted run");
-    for chunks in [false, true] {
-        let crash = Crash::CheckpointCut { chunks };
-        let replayed = run_batches(&commands, &first, Some(crash)).expect("a replay");
+    let mut cuts = 0;
+    for writes in 0.. {
+        let crash = Crash::CheckpointCut { writes };
+        let Some(replayed) = run_batches(&commands, &first, Some(crash)) else {
+            break;
+        };
         assert_eq!(replayed, reference, "{crash:?}");
+        cuts += 1;
     }
+    // At least: one index bucket (the ids of m2, its retry, d1, m3 and m4 fall in one to five,
+    // by the millisecond each was made in), c's chunk (m3, m4), the activity of c and d, four
+    // read states (ann's and bob's, of c and of d) and the position.
+    assert!(cuts >= 9, "only {cuts} cut points");
 }
 
 #[test]

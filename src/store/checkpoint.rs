@@ -112,7 +112,7 @@ impl Store {
         let _alone = self.inner.batches.write();
         let mut unwritten = self.unwritten_mut();
         unwritten.forget_written(&written);
-        unwritten.forget_written_alone();
+        unwritten.start_interval(&written);
         drop(unwritten);
         inserted?;
         Ok(())

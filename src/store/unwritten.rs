@@ -9,7 +9,9 @@
 //! conversation's message is written alone by the store writer instead (see
 //! [`apply`](super::apply)): as a chunk of one it would save nothing, and hundreds of them
 //! written at once by a checkpoint delayed the deliveries behind it. A conversation is busy
-//! from its second message since the last checkpoint until the next one. A message
+//! from its second message since the last checkpoint until the next one, and from its first
+//! if it stored two or more in the interval before: a conversation that keeps a few messages
+//! per interval going would otherwise pay a record of its own for every first one. A message
 //! here is as durable as any: its send record is in the log, the store's position does not pass
 //! it before the checkpoint wrote its chunk, and a replay after a crash stores it again at the
 //! same seq (see [`apply`](super::apply)).
@@ -118,6 +120,9 @@ pub(super) struct Unwritten {
     /// Conversations a message of which was written as a record of its own since the last
     /// checkpoint: their next messages join the unwritten ones (see `is_busy`).
     written_alone: HashSet<String>,
+    /// Conversations that stored two messages or more between the last two checkpoints: their
+    /// messages join the unwritten ones from the first (see `start_interval`).
+    recently_busy: HashSet<String>,
 }
 
 impl Unwritten {
@@ -217,9 +222,12 @@ impl Unwritten {
     }
 
     /// Whether a new message of `conversation` should join the unwritten ones: one of its
-    /// messages is unwritten, or was stored since the last checkpoint.
+    /// messages is unwritten or was stored since the last checkpoint, or it stored two or more
+    /// in the interval before.
     pub(super) fn is_busy(&self, conversation: &str) -> bool {
-        self.tails.contains_key(conversation) || self.written_alone.contains(conversation)
+        self.tails.contains_key(conversation)
+            || self.written_alone.contains(conversation)
+            || self.recently_busy.contains(conversation)
     }
 
     /// Notes conversations a store writer wrote a message of as a record of its own.
@@ -231,9 +239,18 @@ impl Unwritten {
         }
     }
 
-    /// Starts a new checkpoint interval: a conversation is busy again only once it stores
-    /// another message.
-    pub(super) fn forget_written_alone(&mut self) {
+    /// Starts a new checkpoint interval once a checkpoint wrote the chunks of `written`: a
+    /// conversation that stored two messages or more in the interval that ends (its chunk's,
+    /// and one written alone) is busy from its first in the next one; any other is busy again
+    /// only once it stores another message.
+    pub(super) fn start_interval(&mut self, written: &[Snapshot]) {
+        let stored =
+            |s: &Snapshot| s.len + usize::from(self.written_alone.contains(&s.conversation));
+        self.recently_busy = written
+            .iter()
+            .filter(|s| stored(s) >= 2)
+            .map(|s| s.conversation.clone())
+            .collect();
         self.written_alone.clear();
     }
 
@@ -402,5 +419,31 @@ mod tests {
         let lone = serde_json::to_vec(messages[0].as_ref()).unwrap();
         assert_eq!(decode_chunk(b"c", &lone).unwrap(), [(*messages[0]).clone()]);
         assert!(decode_chunk(b"c", b"{\"id\":").is_err());
+    }
+
+    /// A checkpoint as [`Store::checkpoint`](super::super::Store) ends one: every tail written.
+    fn checkpoint(unwritten: &mut Unwritten) {
+        let written = unwritten.snapshot();
+        unwritten.forget_written(&written);
+        unwritten.start_interval(&written);
+    }
+
+    #[test]
+    fn a_conversation_that_stored_two_messages_in_an_interval_is_busy_from_the_first_in_the_next() {
+        let mut unwritten = Unwritten::default();
+        // c: one message written alone, then one unwritten; d: one written alone; e: two.
+        unwritten.note_written_alone(["c".to_owned(), "d".to_owned(), "e".to_owned()].into());
+        put(&mut unwritten, message("c", 2, "b")).unwrap();
+        put(&mut unwritten, message("e", 2, "b")).unwrap();
+        put(&mut unwritten, message("e", 3, "c")).unwrap();
+        checkpoint(&mut unwritten);
+        assert!(unwritten.is_busy("c"), "two in the interval before");
+        assert!(unwritten.is_busy("e"), "three in the interval before");
+        assert!(!unwritten.is_busy("d"), "one in the interval before");
+        // Next interval: c's one message joined the unwritten ones; e stored none.
+        put(&mut unwritten, message("c", 3, "c")).unwrap();
+        checkpoint(&mut unwritten);
+        assert!(!unwritten.is_busy("c"), "one in the interval before");
+        assert!(!unwritten.is_busy("e"), "none in the interval before");
     }
 }

@@ -29,6 +29,30 @@ async fn open(cluster: &NatsCluster, namespace: &str) -> Log {
         .expect("open the log on the cluster")
 }
 
+/// Creates a one-partition topic on a cluster that just started. Setup, not the fault under
+/// test: with the tests' short request timeout, a node busy starting (CI runs tests in
+/// parallel on two cores) may not see the topics bucket's new revision in time, so an
+/// `Unavailable` is retried; `TopicExists` means an earlier try got through.
+async fn create_topic(log: &Log, name: &str) {
+    let started = Instant::now();
+    loop {
+        match log
+            .create_topic(name, TopicConfig::with_partitions(1))
+            .await
+        {
+            Ok(_) | Err(LogError::TopicExists(_)) => return,
+            Err(LogError::Unavailable(reason)) => {
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "topic {name} not created after a minute: {reason}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("create topic {name}: {e}"),
+        }
+    }
+}
+
 fn numbered(n: u64) -> Record {
     Record::new(format!("r{n}")).with_header(IDEMPOTENCY_HEADER, format!("r{n}"))
 }
@@ -108,9 +132,7 @@ async fn append_until_acked(log: &Log, n: u64) -> (u64, Duration) {
 async fn killing_the_stream_leader_loses_no_acknowledged_record() {
     let mut cluster = tokio::task::block_in_place(|| NatsCluster::start(3));
     let log = open(&cluster, "kill").await;
-    log.create_topic("t", TopicConfig::with_partitions(1))
-        .await
-        .expect("create the topic");
+    create_topic(&log, "t").await;
     let mut acked = Vec::new();
     for n in 0..300 {
         acked.push((append_until_acked(&log, n).await.0, format!("r{n}")));
@@ -140,9 +162,7 @@ async fn killing_the_stream_leader_loses_no_acknowledged_record() {
 async fn without_a_quorum_appends_are_refused_until_it_is_back() {
     let mut cluster = tokio::task::block_in_place(|| NatsCluster::start(3));
     let log = open(&cluster, "quorum").await;
-    log.create_topic("t", TopicConfig::with_partitions(1))
-        .await
-        .expect("create the topic");
+    create_topic(&log, "t").await;
     let mut acked = Vec::new();
     for n in 0..20 {
         acked.push((append_until_acked(&log, n).await.0, format!("r{n}")));

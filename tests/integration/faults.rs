@@ -39,12 +39,16 @@ async fn send(chat: &Chat<Process>, content: &str) -> Response {
         .await
 }
 
-/// Sends until the first answer that is not 202; returns the 202'd ids and that answer.
+/// Sends until the first answer that is not 202; returns the 202'd ids and that answer. Each
+/// send has a client message id, as a chat client's has: the store writer records it, so its
+/// batches write to disk even while the conversation is busy (a busy conversation's messages
+/// wait in memory for the checkpoint).
 async fn send_until_refused(chat: &Chat<Process>) -> (Vec<String>, Response) {
     let content = "x".repeat(2_000);
     let mut accepted = Vec::new();
     loop {
-        let response = send(chat, &content).await;
+        let body = json!({ "content": content, "clientMessageId": format!("c{}", accepted.len()) });
+        let response = chat.post("alice", PATH, body).await;
         if response.status() != 202 {
             return (accepted, response);
         }

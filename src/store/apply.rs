@@ -197,6 +197,14 @@ impl Store {
         commands: &[(u64, ChatCommand)],
         new_from: u64,
     ) -> Result<AppliedBatch> {
+        // The store's disk is failing: stop here, as when a write of this batch fails, rather
+        // than pile up in memory what no checkpoint can write (a busy conversation's messages
+        // reach the disk only through one). The log keeps every command for the replay.
+        if let Some(reason) = self.checkpoint_failure() {
+            return Err(StoreError::Storage(format!(
+                "the store's last checkpoint failed: {reason}"
+            )));
+        }
         let applied = {
             let _batch = self.inner.batches.read();
             let mut applied = self.write_batch(partition, commands, new_from, None)?;

@@ -38,9 +38,22 @@ impl Store {
     /// Writes the activity, read states and positions changed since the last checkpoint, then
     /// flushes and syncs the store's database. Returns the positions now durable. Blocking.
     ///
-    /// On failure the changed records stay marked, so the next checkpoint writes them.
+    /// On failure the changed records stay marked, so the next checkpoint writes them, and the
+    /// store writers stop (see [`Store::apply_batch`]).
     pub(crate) fn checkpoint(&self) -> Result<BTreeMap<u32, u64>> {
-        self.checkpoint_between(&mut || {}, &mut || Ok(()))
+        self.checkpoint_between(&mut || {}, &mut || {
+            fail::fail_point!("store::checkpoint", |_| Err(
+                super::error::StoreError::Storage(
+                    "injected write failure (failpoint store::checkpoint)".into()
+                )
+            ));
+            Ok(())
+        })
+    }
+
+    /// Why the last checkpoint failed, if it did.
+    pub(super) fn checkpoint_failure(&self) -> Option<String> {
+        self.inner.checkpoint_failure.lock().clone()
     }
 
     /// [`checkpoint`](Self::checkpoint), calling `between` at each point where a store writer
@@ -65,6 +78,7 @@ impl Store {
         if written.is_err() {
             self.view_mut().mark_changed(changes.keys());
         }
+        *self.inner.checkpoint_failure.lock() = written.as_ref().err().map(ToString::to_string);
         written?;
         Ok(noted)
     }

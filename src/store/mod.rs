@@ -135,6 +135,9 @@ struct Inner {
     chunk_writes: parking_lot::Mutex<()>,
     /// Bumped after every participant change (see [`Store::membership_epoch`]).
     membership_epoch: AtomicU64,
+    /// Why the last checkpoint failed, if it did: the store writers stop on it as on a write of
+    /// their own that fails (see [`Store::apply_batch`]).
+    checkpoint_failure: parking_lot::Mutex<Option<String>>,
 }
 
 /// A handle to the chat store; cheap to clone, usable from any thread or task.
@@ -187,6 +190,7 @@ impl Store {
                 batches: RwLock::new(()),
                 chunk_writes: parking_lot::Mutex::new(()),
                 membership_epoch: AtomicU64::new(0),
+                checkpoint_failure: parking_lot::Mutex::new(None),
             }),
         })
     }

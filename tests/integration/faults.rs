@@ -281,10 +281,23 @@ async fn wait_readyz(chat: &Chat<Process>, status: u16) -> Response {
 /// The store cannot write (its sled inserts fail): the store writer stops, `/readyz` turns 503,
 /// sends are refused; a restart applies every 202'd message exactly once. The writer's third
 /// write fails: the conversation's record, its first message (written alone, the conversation
-/// being quiet), then the first message after the next checkpoint (the ones between wait in
-/// memory for the checkpoint).
+/// being quiet), then that message's client id.
 #[tokio::test]
 async fn a_store_write_failure_turns_readyz_503_and_a_restart_applies_everything() {
     let stderr = refused_then_recovered("store::apply=2*off->return", "storage-unavailable").await;
     assert!(stderr.contains("store writer stopped"), "{stderr}");
+}
+
+/// A failing write of the store's checkpoint, which alone writes a busy conversation's
+/// messages: the store writers stop as on a write of their own, rather than hold in memory
+/// what cannot reach the disk.
+#[tokio::test]
+async fn a_store_checkpoint_failure_turns_readyz_503_and_a_restart_applies_everything() {
+    let stderr =
+        refused_then_recovered("store::checkpoint=3*off->return", "storage-unavailable").await;
+    assert!(stderr.contains("store writer stopped"), "{stderr}");
+    assert!(
+        stderr.contains("the store's last checkpoint failed"),
+        "{stderr}"
+    );
 }

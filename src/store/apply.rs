@@ -471,8 +471,9 @@ impl Batch<'_> {
     /// Stores a new message: among the unwritten ones (written with its conversation's others
     /// as one chunk by the next checkpoint) if its conversation is busy, that is if a message
     /// of it is unwritten or was stored since the last checkpoint, or it stored two or more
-    /// between the last two checkpoints; else as a record of its own, now. A quiet conversation's message would be a chunk of one anyway, and hundreds of
-    /// those written at once by a checkpoint held the cores long enough to delay deliveries.
+    /// between the last two checkpoints; else as a record of its own, now. A quiet
+    /// conversation's message would be a chunk of one anyway, and hundreds of those written at
+    /// once by a checkpoint held the cores long enough to delay deliveries.
     fn store_new(&mut self, message: Arc<Message>) -> Result<()> {
         let conversation = &message.conversation_id;
         let busy = self.written_alone.contains(conversation)
